@@ -1,0 +1,31 @@
+# Outpost build, test and benchmark entry points. See README.md.
+GO        ?= go
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS   := -s -w -X github.com/outpost-edge/outpost/cmd/internal/cli.Version=$(VERSION)
+FUZZTIME  ?= 10s
+BENCHTIME ?= 1x
+
+.PHONY: build test bench fuzz lint clean
+
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/outpost ./cmd/outpost
+
+# Every test with the race detector, scenarios (testdata/script) included.
+test:
+	$(GO) build -tags tools ./cmd/internal/pins
+	$(GO) test -race -timeout 14m ./...
+
+# Benchmarks; figures go to docs/benchmarks.md (see scripts in .ci/bench).
+bench:
+	.ci/bench
+
+# A short smoke run of every fuzz target (FUZZTIME each).
+fuzz:
+	.ci/fuzz $(FUZZTIME)
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+clean:
+	rm -rf bin

@@ -1,0 +1,143 @@
+// Package cli holds what every outpost subcommand shares: the command table,
+// flag parsing with -h, and the exit-status contract (0 ok, 1 error with one
+// `error: …` line on stderr, 2 bad usage).
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"sort"
+	"strings"
+	"syscall"
+)
+
+// Version is set at build time with -ldflags "-X …/cli.Version=…".
+var Version = "dev"
+
+// ErrUsage marks an error caused by how the command was called; Main exits 2.
+var ErrUsage = errors.New("bad usage")
+
+// Env is what a command gets to work with.
+type Env struct {
+	Stdout, Stderr io.Writer
+	Getenv         func(string) string
+}
+
+// Command is one subcommand of outpost.
+type Command struct {
+	Name    string
+	Summary string // one line for `outpost help`
+	Usage   string // the argument synopsis after the name
+	// Flags registers the command's flags; may be nil.
+	Flags func(fs *flag.FlagSet)
+	// Run executes the command with the parsed flag set's remaining args.
+	Run func(ctx context.Context, env Env, fs *flag.FlagSet) error
+}
+
+// Usagef returns an error that makes Main exit 2.
+func Usagef(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrUsage, fmt.Sprintf(format, args...))
+}
+
+// Main runs the command named by args[0] from cmds and returns the exit status.
+func Main(args []string, cmds []Command, env Env) int {
+	if env.Getenv == nil {
+		env.Getenv = os.Getenv
+	}
+	if len(args) == 0 {
+		help(env.Stderr, cmds)
+		return 2
+	}
+	name := args[0]
+	if name == "help" || name == "-h" || name == "--help" {
+		return helpCmd(args[1:], cmds, env)
+	}
+	cmd, ok := find(cmds, name)
+	if !ok {
+		fmt.Fprintf(env.Stderr, "error: unknown command %q; run 'outpost help' for the list\n", name)
+		return 2
+	}
+	fs := newFlagSet(cmd, env.Stderr)
+	if err := fs.Parse(args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	err := cmd.Run(ctx, env, fs)
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, ErrUsage):
+		fmt.Fprintf(env.Stderr, "error: %s\nusage: outpost %s %s\n", strings.TrimPrefix(err.Error(), ErrUsage.Error()+": "), cmd.Name, cmd.Usage)
+		return 2
+	default:
+		fmt.Fprintf(env.Stderr, "error: %s\n", oneLine(err.Error()))
+		return 1
+	}
+}
+
+func newFlagSet(cmd Command, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(cmd.Name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	if cmd.Flags != nil {
+		cmd.Flags(fs)
+	}
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "usage: outpost %s %s\n\n%s\n", cmd.Name, cmd.Usage, cmd.Summary)
+		if hasFlags(fs) {
+			fmt.Fprintln(stderr, "\nflags:")
+			fs.PrintDefaults()
+		}
+	}
+	return fs
+}
+
+func hasFlags(fs *flag.FlagSet) bool {
+	n := 0
+	fs.VisitAll(func(*flag.Flag) { n++ })
+	return n > 0
+}
+
+func helpCmd(args []string, cmds []Command, env Env) int {
+	if len(args) == 0 {
+		help(env.Stdout, cmds)
+		return 0
+	}
+	cmd, ok := find(cmds, args[0])
+	if !ok {
+		fmt.Fprintf(env.Stderr, "error: unknown command %q; run 'outpost help' for the list\n", args[0])
+		return 2
+	}
+	fs := newFlagSet(cmd, env.Stdout)
+	fs.Usage()
+	return 0
+}
+
+func help(w io.Writer, cmds []Command) {
+	fmt.Fprintf(w, "outpost %s: offline-first edge runtime speaking Azure IoT Hub conventions\n\nusage: outpost COMMAND [flags] [args]\n\ncommands:\n", Version)
+	sorted := append([]Command(nil), cmds...)
+	sort.Slice(sorted, func(i, j int) bool { return sorted[i].Name < sorted[j].Name })
+	for _, c := range sorted {
+		fmt.Fprintf(w, "  %-10s %s\n", c.Name, c.Summary)
+	}
+	fmt.Fprintln(w, "\nRun 'outpost help COMMAND' or 'outpost COMMAND -h' for the flags of a command.")
+}
+
+func find(cmds []Command, name string) (Command, bool) {
+	for _, c := range cmds {
+		if c.Name == name {
+			return c, true
+		}
+	}
+	return Command{}, false
+}
+
+func oneLine(s string) string { return strings.ReplaceAll(s, "\n", "; ") }

@@ -1,0 +1,18 @@
+package main
+
+import (
+	"os"
+
+	"github.com/outpost-edge/outpost/cmd/internal/cli"
+)
+
+// commands is the table of every subcommand; each lives in its own file.
+var commands = []cli.Command{
+	versionCmd,
+}
+
+func init() { commands = append(commands, plannedCmds...) }
+
+func run(args []string) int {
+	return cli.Main(args, commands, cli.Env{Stdout: os.Stdout, Stderr: os.Stderr})
+}
