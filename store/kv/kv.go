@@ -1,0 +1,202 @@
+package kv
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+	"github.com/dgraph-io/badger/v4/options"
+)
+
+// Durability says when a commit counts as done.
+type Durability uint8
+
+const (
+	// Process: committed to the memory-mapped write-ahead log; survives kill -9
+	// of the process, not a power cut.
+	Process Durability = iota
+	// Power: the write-ahead log is synced to the disk before the commit returns.
+	Power
+)
+
+func (d Durability) String() string {
+	if d == Power {
+		return "power"
+	}
+	return "process"
+}
+
+// ParseDurability reads "process" or "power".
+func ParseDurability(s string) (Durability, error) {
+	switch s {
+	case "process", "":
+		return Process, nil
+	case "power":
+		return Power, nil
+	}
+	return 0, fmt.Errorf("durability %q: want process (survives kill -9) or power (fsync before ack)", s)
+}
+
+// Errors.
+var (
+	ErrClosed   = errors.New("kv: database is closed")
+	ErrTooLarge = errors.New("kv: batch larger than one transaction can hold")
+	ErrFormat   = errors.New("kv: data directory was written by a newer outpost")
+)
+
+// Options tune the database. Zero values take the gateway defaults.
+type Options struct {
+	Durability Durability
+	InMemory   bool // tests only: nothing reaches the disk
+	Logger     *slog.Logger
+
+	MemTableSize     int64 // default 8 MiB (the WAL file is twice that, sparse)
+	BlockCacheSize   int64 // default 8 MiB
+	IndexCacheSize   int64 // default 4 MiB
+	ValueLogFileSize int64 // default 32 MiB
+	ValueThreshold   int64 // default 1 KiB: smaller values live in the LSM tree
+
+	// MaintainEvery is the interval of value-log GC; default 5 minutes.
+	MaintainEvery time.Duration
+	// ReclaimAfter is the number of deleted bytes after which maintenance
+	// also compacts the tree to give disk back; default 16 MiB.
+	ReclaimAfter int64
+}
+
+func (o *Options) setDefaults() {
+	def := func(v *int64, d int64) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	def(&o.MemTableSize, 8<<20)
+	def(&o.BlockCacheSize, 8<<20)
+	def(&o.IndexCacheSize, 4<<20)
+	def(&o.ValueLogFileSize, 32<<20)
+	def(&o.ValueThreshold, 1<<10)
+	def(&o.ReclaimAfter, 16<<20)
+	if o.MaintainEvery == 0 {
+		o.MaintainEvery = 5 * time.Minute
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// DB is the process's Badger database with its writer.
+type DB struct {
+	bdb    *badger.DB
+	opts   Options
+	log    *slog.Logger
+	reqs   chan *request
+	stop   chan struct{}
+	wg     sync.WaitGroup
+	closed atomic.Bool
+	once   sync.Once
+
+	deleted   atomic.Int64 // bytes deleted since the last reclaim
+	reclaimCh chan chan error
+	stats     Stats
+}
+
+// Stats counts the writer's work; read with DB.Stats.
+type Stats struct {
+	Commits  atomic.Int64 // Commit calls completed
+	Groups   atomic.Int64 // Badger transactions written
+	Ops      atomic.Int64
+	Reclaims atomic.Int64
+}
+
+// Open opens (or creates) the database in dir.
+func Open(dir string, opts Options) (*DB, error) {
+	opts.setDefaults()
+	bo := badgerOptions(dir, opts)
+	bdb, err := badger.Open(bo)
+	if err != nil {
+		return nil, fmt.Errorf("open store in %s: %w", dir, err)
+	}
+	db := &DB{
+		bdb: bdb, opts: opts, log: opts.Logger,
+		reqs: make(chan *request, 1024), stop: make(chan struct{}),
+		reclaimCh: make(chan chan error),
+	}
+	if err := db.checkFormat(); err != nil {
+		_ = bdb.Close()
+		return nil, err
+	}
+	db.wg.Add(2)
+	go db.writer()
+	go db.maintain()
+	return db, nil
+}
+
+func badgerOptions(dir string, o Options) badger.Options {
+	bo := badger.DefaultOptions(dir)
+	if o.InMemory {
+		bo = badger.DefaultOptions("").WithInMemory(true)
+	}
+	return bo.
+		WithSyncWrites(o.Durability == Power).
+		WithMemTableSize(o.MemTableSize).
+		WithNumMemtables(2).
+		WithNumLevelZeroTables(2).
+		WithNumLevelZeroTablesStall(4).
+		WithBlockCacheSize(o.BlockCacheSize).
+		WithIndexCacheSize(o.IndexCacheSize).
+		WithValueLogFileSize(o.ValueLogFileSize).
+		WithValueThreshold(o.ValueThreshold).
+		WithBaseTableSize(2 << 20).
+		WithNumCompactors(2).
+		WithCompression(options.Snappy).
+		WithDetectConflicts(false).
+		WithMetricsEnabled(false).
+		WithLogger(badgerLogger{o.Logger})
+}
+
+// Close stops the writer (pending commits finish first) and closes Badger.
+func (db *DB) Close() error {
+	var err error
+	db.once.Do(func() {
+		db.closed.Store(true)
+		close(db.stop)
+		db.wg.Wait()
+		err = db.bdb.Close()
+	})
+	return err
+}
+
+// Durability reports the durability the database was opened with.
+func (db *DB) Durability() Durability { return db.opts.Durability }
+
+// View runs fn in a read-only transaction.
+func (db *DB) View(fn func(txn *badger.Txn) error) error { return db.bdb.View(fn) }
+
+// Badger exposes the underlying database for iteration and sequence reads by
+// the store packages. Writes must go through Commit.
+func (db *DB) Badger() *badger.DB { return db.bdb }
+
+// Stats returns the writer's counters.
+func (db *DB) Stats() *Stats { return &db.stats }
+
+// Sync forces everything committed so far to the disk.
+func (db *DB) Sync() error { return db.bdb.Sync() }
+
+type badgerLogger struct{ l *slog.Logger }
+
+func (b badgerLogger) Errorf(f string, a ...any)   { b.l.Error("badger", "msg", fmt.Sprintf(f, a...)) }
+func (b badgerLogger) Warningf(f string, a ...any) { b.l.Warn("badger", "msg", fmt.Sprintf(f, a...)) }
+func (b badgerLogger) Infof(string, ...any)        {}
+func (b badgerLogger) Debugf(string, ...any)       {}
+
+// ctxErr returns ctx.Err() or nil when ctx is nil.
+func ctxErr(ctx context.Context) error {
+	if ctx == nil {
+		return nil
+	}
+	return ctx.Err()
+}

@@ -1,0 +1,190 @@
+package kv
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/dgraph-io/badger/v4"
+)
+
+// Op is one write: a set of Key to Value, or a delete of Key.
+type Op struct {
+	Key    []byte
+	Value  []byte
+	Delete bool
+	// Freed is, for a delete, the size of the value it removes if the caller
+	// knows it; it drives when maintenance compacts to give disk back.
+	Freed int
+}
+
+// Set returns a set op.
+func Set(key, value []byte) Op { return Op{Key: key, Value: value} }
+
+// Del returns a delete op.
+func Del(key []byte) Op { return Op{Key: key, Delete: true} }
+
+type request struct {
+	ops  []Op
+	done func(error)
+}
+
+// maxGroupOps bounds one group so a burst cannot build a transaction that
+// Badger refuses; the rest simply forms the next group.
+const maxGroupOps = 8192
+
+// Commit writes ops atomically and returns once they are durable in the
+// sense of the database's Durability. Concurrent commits are grouped into one
+// Badger transaction (and one sync).
+func (db *DB) Commit(ctx context.Context, ops ...Op) error {
+	ch := make(chan error, 1)
+	if err := db.enqueue(ctx, ops, func(err error) { ch <- err }); err != nil {
+		return err
+	}
+	return <-ch
+}
+
+// CommitAsync queues ops and calls done (from the writer goroutine) once
+// they are durable or have failed. done must not block.
+func (db *DB) CommitAsync(ops []Op, done func(error)) {
+	if err := db.enqueue(nil, ops, done); err != nil {
+		done(err)
+	}
+}
+
+func (db *DB) enqueue(ctx context.Context, ops []Op, done func(error)) error {
+	if db.closed.Load() {
+		return ErrClosed
+	}
+	r := &request{ops: ops, done: done}
+	var ctxDone <-chan struct{}
+	if ctx != nil {
+		ctxDone = ctx.Done()
+	}
+	select {
+	case db.reqs <- r:
+		return nil
+	case <-db.stop:
+		return ErrClosed
+	case <-ctxDone:
+		return fmt.Errorf("commit: %w", ctxErr(ctx))
+	}
+}
+
+// writer commits whatever is queued as one group, without waiting for more:
+// a group-commit timer would delay every lone writer by its full period.
+func (db *DB) writer() {
+	defer db.wg.Done()
+	for {
+		select {
+		case r := <-db.reqs:
+			db.commitGroup(db.gather(r))
+		case <-db.stop:
+			db.drainOnStop()
+			return
+		}
+	}
+}
+
+func (db *DB) gather(first *request) []*request {
+	group := []*request{first}
+	n := len(first.ops)
+	for n < maxGroupOps {
+		select {
+		case r := <-db.reqs:
+			group = append(group, r)
+			n += len(r.ops)
+		default:
+			return group
+		}
+	}
+	return group
+}
+
+// drainOnStop finishes requests that were queued before Close.
+func (db *DB) drainOnStop() {
+	for {
+		select {
+		case r := <-db.reqs:
+			db.commitGroup(db.gather(r))
+		default:
+			return
+		}
+	}
+}
+
+// commitGroup writes the group in as few transactions as Badger allows; a
+// request is never split across transactions, so each stays atomic.
+func (db *DB) commitGroup(group []*request) {
+	txn := db.bdb.NewTransaction(true)
+	var pending []*request
+	flush := func() {
+		err := txn.Commit()
+		db.finish(pending, err)
+		pending = pending[:0]
+		txn = db.bdb.NewTransaction(true)
+	}
+	for _, r := range group {
+		err := apply(txn, r.ops)
+		if errors.Is(err, badger.ErrTxnTooBig) && len(pending) > 0 {
+			txn.Discard()
+			txn = db.bdb.NewTransaction(true)
+			for _, p := range pending { // replay the earlier requests, then commit them alone
+				_ = apply(txn, p.ops)
+			}
+			flush()
+			err = apply(txn, r.ops)
+		}
+		if err != nil {
+			txn.Discard()
+			txn = db.bdb.NewTransaction(true)
+			if errors.Is(err, badger.ErrTxnTooBig) {
+				err = fmt.Errorf("%w (%d ops)", ErrTooLarge, len(r.ops))
+			}
+			r.done(fmt.Errorf("commit: %w", err))
+			continue
+		}
+		pending = append(pending, r)
+	}
+	if len(pending) > 0 {
+		flush()
+	}
+	txn.Discard()
+}
+
+func apply(txn *badger.Txn, ops []Op) error {
+	for _, op := range ops {
+		var err error
+		if op.Delete {
+			err = txn.Delete(op.Key)
+		} else {
+			err = txn.Set(op.Key, op.Value)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (db *DB) finish(reqs []*request, err error) {
+	if err != nil {
+		err = fmt.Errorf("commit: %w", err)
+	} else {
+		db.stats.Groups.Add(1)
+	}
+	var deleted int64
+	for _, r := range reqs {
+		if err == nil {
+			for _, op := range r.ops {
+				if op.Delete {
+					deleted += int64(len(op.Key) + op.Freed)
+				}
+			}
+			db.stats.Ops.Add(int64(len(r.ops)))
+		}
+		db.stats.Commits.Add(1)
+		r.done(err)
+	}
+	db.deleted.Add(deleted)
+}
