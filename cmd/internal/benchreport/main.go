@@ -1,0 +1,157 @@
+// Command benchreport turns `go test -bench` output (stdin) into the
+// markdown of docs/benchmarks.md: one table per package, the median of
+// repeated runs for every metric, the machine and the commands.
+//
+// usage: go test -bench . -count 3 ./... | go run ./cmd/internal/benchreport -cmd "…" > docs/benchmarks.md
+package main
+
+import (
+	"bufio"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+type result struct {
+	pkg, name string
+	metrics   map[string][]float64 // unit → values of each run
+	order     []string
+}
+
+func main() {
+	cmds := flag.String("cmd", "", "the commands that produced the input, for the report")
+	notes := flag.String("notes", "", "markdown file appended after the tables")
+	flag.Parse()
+	results := parse(os.Stdin)
+	if len(results) == 0 {
+		fmt.Fprintln(os.Stderr, "error: no benchmark lines on stdin")
+		os.Exit(1)
+	}
+	write(os.Stdout, results, *cmds)
+	if *notes != "" {
+		b, err := os.ReadFile(*notes)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "error: %v\n", err)
+			os.Exit(1)
+		}
+		os.Stdout.Write(b)
+	}
+}
+
+func parse(r io.Reader) []*result {
+	var out []*result
+	byKey := map[string]*result{}
+	pkg := ""
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if p, ok := strings.CutPrefix(line, "pkg: "); ok {
+			pkg = strings.TrimPrefix(p, "github.com/outpost-edge/outpost/")
+			continue
+		}
+		f := strings.Fields(line)
+		if len(f) < 4 || !strings.HasPrefix(f[0], "Benchmark") {
+			continue
+		}
+		name := trimProcs(strings.TrimPrefix(f[0], "Benchmark"))
+		key := pkg + " " + name
+		res := byKey[key]
+		if res == nil {
+			res = &result{pkg: pkg, name: name, metrics: map[string][]float64{}}
+			byKey[key] = res
+			out = append(out, res)
+		}
+		for i := 2; i+1 < len(f); i += 2 {
+			v, err := strconv.ParseFloat(f[i], 64)
+			if err != nil {
+				continue
+			}
+			unit := f[i+1]
+			if _, seen := res.metrics[unit]; !seen {
+				res.order = append(res.order, unit)
+			}
+			res.metrics[unit] = append(res.metrics[unit], v)
+		}
+	}
+	return out
+}
+
+func trimProcs(name string) string {
+	if i := strings.LastIndex(name, "-"); i > 0 {
+		if _, err := strconv.Atoi(name[i+1:]); err == nil {
+			return name[:i]
+		}
+	}
+	return name
+}
+
+func median(v []float64) float64 {
+	s := append([]float64(nil), v...)
+	sort.Float64s(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+func write(w io.Writer, results []*result, cmds string) {
+	fmt.Fprintf(w, "# Benchmarks\n\nWritten by `make bench` on %s. Figures are medians of the repeated runs\n", time.Now().UTC().Format("2006-01-02 15:04 UTC"))
+	fmt.Fprintf(w, "(the spread is in the raw output, `bench.out` next to this file when kept). The machine is shared and noisy:\n")
+	fmt.Fprintf(w, "treat absolute figures as ±30 %%.\n\n## Machine\n\n%s\n", machine())
+	if cmds != "" {
+		fmt.Fprintf(w, "## Commands\n\n```\n%s\n```\n\n", cmds)
+	}
+	pkg := ""
+	for _, r := range results {
+		if r.pkg != pkg {
+			pkg = r.pkg
+			fmt.Fprintf(w, "\n## %s\n\n| benchmark | runs | metrics (median) |\n|---|---|---|\n", pkg)
+		}
+		var ms []string
+		for _, u := range r.order {
+			if u == "B/op" || u == "allocs/op" {
+				continue
+			}
+			ms = append(ms, fmt.Sprintf("%s %s", format(median(r.metrics[u])), u))
+		}
+		fmt.Fprintf(w, "| %s | %d | %s |\n", r.name, len(r.metrics[r.order[0]]), strings.Join(ms, ", "))
+	}
+	fmt.Fprintln(w)
+}
+
+func format(v float64) string {
+	switch {
+	case v >= 100:
+		return strconv.FormatFloat(v, 'f', 0, 64)
+	case v >= 1:
+		return strconv.FormatFloat(v, 'f', 2, 64)
+	default:
+		return strconv.FormatFloat(v, 'g', 3, 64)
+	}
+}
+
+func machine() string {
+	cpu := "unknown CPU"
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(l, "model name"); ok {
+				cpu = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(v), ":"))
+				break
+			}
+		}
+	}
+	mem := ""
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		mem = strings.Fields(strings.SplitN(string(b), "\n", 2)[0])[1] + " kB RAM"
+	}
+	kernel, _ := exec.Command("uname", "-sr").Output()
+	return fmt.Sprintf("- %d CPUs: %s\n- %s\n- %s, %s/%s\n- %s\n", runtime.NumCPU(), cpu, mem, runtime.Version(), runtime.GOOS, runtime.GOARCH, strings.TrimSpace(string(kernel)))
+}
