@@ -98,6 +98,9 @@ type DB struct {
 	wg     sync.WaitGroup
 	closed atomic.Bool
 	once   sync.Once
+	// enqMu makes Close wait for enqueues in progress, so that every request
+	// either reaches the writer or is answered ErrClosed.
+	enqMu sync.RWMutex
 
 	deleted   atomic.Int64 // bytes deleted since the last reclaim
 	reclaimCh chan chan error
@@ -137,8 +140,12 @@ func Open(dir string, opts Options) (*DB, error) {
 
 func badgerOptions(dir string, o Options) badger.Options {
 	bo := badger.DefaultOptions(dir)
+	threshold := o.ValueThreshold
 	if o.InMemory {
+		// No value log in memory: every value must fit under the threshold,
+		// which Badger caps at 15 % of the memtable.
 		bo = badger.DefaultOptions("").WithInMemory(true)
+		threshold = min(1<<20, o.MemTableSize*15/100)
 	}
 	return bo.
 		WithSyncWrites(o.Durability == Power).
@@ -149,7 +156,7 @@ func badgerOptions(dir string, o Options) badger.Options {
 		WithBlockCacheSize(o.BlockCacheSize).
 		WithIndexCacheSize(o.IndexCacheSize).
 		WithValueLogFileSize(o.ValueLogFileSize).
-		WithValueThreshold(o.ValueThreshold).
+		WithValueThreshold(threshold).
 		WithBaseTableSize(2 << 20).
 		WithNumCompactors(2).
 		WithCompression(options.Snappy).
@@ -162,9 +169,20 @@ func badgerOptions(dir string, o Options) badger.Options {
 func (db *DB) Close() error {
 	var err error
 	db.once.Do(func() {
+		db.enqMu.Lock()
 		db.closed.Store(true)
+		db.enqMu.Unlock()
 		close(db.stop)
 		db.wg.Wait()
+		for {
+			select {
+			case r := <-db.reqs: // cannot happen after enqMu, but never leave a caller waiting
+				r.done(ErrClosed)
+				continue
+			default:
+			}
+			break
+		}
 		err = db.bdb.Close()
 	})
 	return err

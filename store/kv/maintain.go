@@ -57,21 +57,38 @@ func (db *DB) reclaim() error {
 		return nil
 	}
 	db.deleted.Store(0)
-	db.stats.Reclaims.Add(1)
-	// Tombstones still in the memtable survive a flatten. Badger has no
-	// public flush, but DropPrefix of a prefix that holds data flushes the
-	// memtables first; a scratch key gives it something to drop.
-	if err := db.bdb.Update(func(txn *badger.Txn) error { return txn.Set(scratchKey, nil) }); err != nil {
-		return fmt.Errorf("reclaim: %w", err)
+	// Tombstones still in the memtable survive a flatten, so flush first.
+	done := make(chan error, 1)
+	select {
+	case db.reqs <- &request{flush: true, done: func(err error) { done <- err }}:
+	case <-db.stop:
+		return ErrClosed
 	}
-	if err := db.bdb.DropPrefix(scratchKey); err != nil {
-		return fmt.Errorf("reclaim: flush memtable: %w", err)
+	select {
+	case err := <-done:
+		if err != nil {
+			return fmt.Errorf("reclaim: flush memtable: %w", err)
+		}
+	case <-db.stop:
+		return ErrClosed
 	}
 	if err := db.bdb.Flatten(2); err != nil {
 		return fmt.Errorf("reclaim: flatten: %w", err)
 	}
 	db.valueLogGC()
+	db.stats.Reclaims.Add(1)
 	return nil
+}
+
+// flushMemtable writes the memtable out to a table. Badger has no public
+// flush, but DropPrefix of a prefix that holds data flushes the memtables
+// first; a scratch key gives it something to drop. Runs on the writer
+// goroutine only.
+func (db *DB) flushMemtable() error {
+	if err := db.bdb.Update(func(txn *badger.Txn) error { return txn.Set(scratchKey, nil) }); err != nil {
+		return err
+	}
+	return db.bdb.DropPrefix(scratchKey)
 }
 
 var scratchKey = []byte{PrefixMeta, 's', 'c', 'r', 'a', 't', 'c', 'h'}

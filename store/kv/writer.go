@@ -27,6 +27,10 @@ func Del(key []byte) Op { return Op{Key: key, Delete: true} }
 type request struct {
 	ops  []Op
 	done func(error)
+	// flush asks the writer to flush the memtable instead of writing ops:
+	// Badger refuses every write while it does (DropPrefix), so it runs on
+	// the writer goroutine, between groups, where no commit can be refused.
+	flush bool
 }
 
 // maxGroupOps bounds one group so a burst cannot build a transaction that
@@ -53,6 +57,8 @@ func (db *DB) CommitAsync(ops []Op, done func(error)) {
 }
 
 func (db *DB) enqueue(ctx context.Context, ops []Op, done func(error)) error {
+	db.enqMu.RLock()
+	defer db.enqMu.RUnlock()
 	if db.closed.Load() {
 		return ErrClosed
 	}
@@ -78,7 +84,7 @@ func (db *DB) writer() {
 	for {
 		select {
 		case r := <-db.reqs:
-			db.commitGroup(db.gather(r))
+			db.handle(r)
 		case <-db.stop:
 			db.drainOnStop()
 			return
@@ -86,19 +92,35 @@ func (db *DB) writer() {
 	}
 }
 
-func (db *DB) gather(first *request) []*request {
-	group := []*request{first}
+func (db *DB) handle(r *request) {
+	if r.flush {
+		r.done(db.flushMemtable())
+		return
+	}
+	group, flush := db.gather(r)
+	db.commitGroup(group)
+	if flush != nil {
+		flush.done(db.flushMemtable())
+	}
+}
+
+// gather takes what is queued behind first, up to a flush request.
+func (db *DB) gather(first *request) (group []*request, flush *request) {
+	group = []*request{first}
 	n := len(first.ops)
 	for n < maxGroupOps {
 		select {
 		case r := <-db.reqs:
+			if r.flush {
+				return group, r
+			}
 			group = append(group, r)
 			n += len(r.ops)
 		default:
-			return group
+			return group, nil
 		}
 	}
-	return group
+	return group, nil
 }
 
 // drainOnStop finishes requests that were queued before Close.
@@ -106,7 +128,7 @@ func (db *DB) drainOnStop() {
 	for {
 		select {
 		case r := <-db.reqs:
-			db.commitGroup(db.gather(r))
+			db.handle(r)
 		default:
 			return
 		}
