@@ -1,0 +1,142 @@
+package queue
+
+import (
+	"context"
+	"time"
+)
+
+// run is the store's goroutine: it finishes commits (so kv's writer never
+// waits on a queue lock) and, every SweepEvery, removes expired messages at
+// the queues' heads, saves the elapsed clock and reports losses.
+func (s *Store) run() {
+	defer s.wg.Done()
+	t := time.NewTicker(s.opts.SweepEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.doneSig:
+			s.drainCompletions()
+		case <-t.C:
+			s.sweep()
+		case <-s.stop:
+			s.drainCompletions()
+			return
+		}
+	}
+}
+
+// sweepBudget bounds the messages one sweep reads per queue.
+const sweepBudget = 8192
+
+func (s *Store) sweep() {
+	if s.closed.Load() {
+		return
+	}
+	for _, q := range s.all() {
+		q.sweepExpired()
+		q.reportLosses()
+	}
+	if err := s.saveClock(context.Background()); err != nil {
+		s.log.Warn("queue clock", "err", err)
+	}
+}
+
+// sweepExpired removes the expired messages at the head of the queue, so an
+// unread queue still gives back their space. Expired messages behind a live
+// one are removed when Lease or Read reaches them.
+func (q *Queue) sweepExpired() {
+	for read := 0; read < sweepBudget; {
+		q.mu.Lock()
+		from := q.live.Head
+		q.mu.Unlock()
+		items, err := q.scan(from, 512, 0)
+		if err != nil {
+			q.s.log.Warn("queue sweep", "queue", q.name, "err", err)
+			return
+		}
+		read += len(items)
+		now, el := q.s.opts.Now(), q.s.elapsed()
+		var expired, bad []victim
+		stop := len(items) < 512
+		for _, x := range items {
+			if x.bad != nil {
+				bad = append(bad, victim{x.seq, x.size})
+				continue
+			}
+			if !q.s.expired(&x.rec, now, el) {
+				stop = true
+				break
+			}
+			expired = append(expired, victim{x.seq, x.size})
+		}
+		q.mu.Lock()
+		var b *batch
+		if len(expired)+len(bad) > 0 && !q.s.closed.Load() {
+			b, err = q.removeExpiredLocked(expired, bad, true)
+		}
+		q.mu.Unlock()
+		if b != nil {
+			q.s.send(b)
+		}
+		if err != nil || stop || len(expired)+len(bad) == 0 {
+			return
+		}
+	}
+}
+
+// reportLosses logs what was expired, dropped or rejected since the last
+// report, so losses are visible without flooding the log.
+func (q *Queue) reportLosses() {
+	q.mu.Lock()
+	m := q.live
+	q.mu.Unlock()
+	if d := m.Expired - q.logged.Expired; d > 0 {
+		q.s.log.Warn("queue messages expired", "queue", q.name, "count", d, "total", m.Expired)
+	}
+	if d := m.Dropped - q.logged.Dropped; d > 0 {
+		q.s.log.Warn("queue full, oldest messages dropped", "queue", q.name, "count", d, "total", m.Dropped)
+	}
+	if d := m.Rejected - q.logged.Rejected; d > 0 {
+		q.s.log.Warn("queue full, messages rejected", "queue", q.name, "count", d, "total", m.Rejected)
+	}
+	q.logged = m
+}
+
+// maybeReclaim asks for disk to be given back once every queue is empty
+// after enough was deleted: with small records the space only returns
+// through a compaction (kv.DB.Reclaim).
+func (s *Store) maybeReclaim() {
+	if s.opts.ReclaimAfter < 0 || s.freed.Load() < s.opts.ReclaimAfter {
+		return
+	}
+	s.totMu.Lock()
+	empty := s.totCount == 0
+	s.totMu.Unlock()
+	if !empty {
+		return
+	}
+	select {
+	case s.reclaimCh <- struct{}{}:
+	default:
+	}
+}
+
+func (s *Store) reclaimer() {
+	defer s.wg.Done()
+	ctx := s.ctx
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-s.reclaimCh:
+			freed := s.freed.Swap(0)
+			err := s.db.Reclaim(ctx)
+			if err != nil && ctx.Err() == nil {
+				s.log.Warn("queue reclaim disk", "err", err)
+			} else if err == nil {
+				s.log.Info("queues drained, disk reclaimed", "freed_bytes", freed)
+			}
+			s.reclaims.Add(1)
+		}
+	}
+}
