@@ -332,4 +332,3 @@ func (s *Store) saveClock(ctx context.Context) error {
 	}
 	return nil
 }
-
