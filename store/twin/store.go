@@ -1,0 +1,249 @@
+package twin
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/outpost-edge/outpost/store/crdt"
+	"github.com/outpost-edge/outpost/store/kv"
+)
+
+// Role says which sections this replica may write.
+type Role uint8
+
+const (
+	// Edge replicas stamp reported properties for the devices and modules
+	// connected to them.
+	Edge Role = iota + 1
+	// Cloud replicas (the hub) write tags and desired properties.
+	Cloud
+)
+
+// Errors.
+var (
+	ErrNotFound     = errors.New("twin not found")
+	ErrBadID        = errors.New("invalid twin id")
+	ErrWrongSide    = errors.New("section not writable on this side")
+	ErrTooLarge     = errors.New("twin section over its size limit")
+	ErrStaleSession = errors.New("a newer connection of this identity exists")
+)
+
+// Options configure a Store.
+type Options struct {
+	Role Role
+	// Name is the stable base of this replica's id: "hub" on the cloud side,
+	// the edge device id on an edge. A random incarnation is added on first
+	// open (and whenever the store must start a new life).
+	Name   string
+	Limits Limits
+	Logger *slog.Logger
+	// Now returns physical time in unix ms (tests); default time.Now.
+	Now func() int64
+	// Cache is how many twins are kept decoded in memory; default 256.
+	Cache int
+}
+
+// Store keeps twins in kv. It is safe for concurrent use; writes are
+// serialised by one lock (twin writes are rare next to telemetry).
+type Store struct {
+	db     *kv.DB
+	opts   Options
+	log    *slog.Logger
+	self   crdt.ReplicaID
+	policy crdt.Policy
+
+	mu    sync.Mutex
+	clock *crdt.Clock
+	seq   *crdt.Seq
+	vv    crdt.VV
+	cache *cache
+	stats Stats
+}
+
+// Stats counts what the store refused or dropped, so nothing is silent.
+type Stats struct {
+	LocalPatches   int64
+	RemoteFields   int64
+	Duplicates     int64 // remote fields already covered by our version vector
+	Forbidden      int64 // remote fields from an origin that may not write the section
+	SkewedBatches  int64 // remote batches refused for a clock too far ahead
+	GCRemoved      int64
+	TombstonesKept int64
+}
+
+// IsCloud tells replica ids of the hub from those of edges.
+func IsCloud(id crdt.ReplicaID) bool { return strings.HasPrefix(string(id), cloudPrefix) }
+
+const (
+	cloudPrefix = "hub."
+	edgePrefix  = "edge:"
+)
+
+// Open loads (or creates) the replica identity, clock and version vector.
+func Open(ctx context.Context, db *kv.DB, opts Options) (*Store, error) {
+	if opts.Role != Edge && opts.Role != Cloud {
+		return nil, fmt.Errorf("open twin store: role must be Edge or Cloud")
+	}
+	if opts.Name == "" || strings.ContainsAny(opts.Name, ".\x00") {
+		return nil, fmt.Errorf("open twin store: name %q must be non-empty without '.' or NUL", opts.Name)
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Cache <= 0 {
+		opts.Cache = 256
+	}
+	opts.Limits = opts.Limits.orDefault()
+	s := &Store{db: db, opts: opts, log: opts.Logger, policy: crdt.OwnershipPolicy(IsCloud), cache: newCache(opts.Cache)}
+	if err := s.loadMeta(ctx); err != nil {
+		return nil, fmt.Errorf("open twin store: %w", err)
+	}
+	return s, nil
+}
+
+// Replica returns this store's replica id (name plus incarnation).
+func (s *Store) Replica() crdt.ReplicaID { return s.self }
+
+// VV returns a copy of the version vector: what this replica has of every
+// replica's writes.
+func (s *Store) VV() crdt.VV {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.vv.Clone()
+}
+
+// SeqBound is the highest dot sequence this replica may have issued (for
+// crdt.CheckIncarnation in the link handshake).
+func (s *Store) SeqBound() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.seq.Bound()
+}
+
+// Stats returns a snapshot of the counters.
+func (s *Store) Stats() Stats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.stats
+}
+
+// Store-wide metadata keys.
+var (
+	metaReplica = []byte{kv.PrefixMeta, 't', 'w', 'r'}
+	metaSeq     = []byte{kv.PrefixMeta, 't', 'w', 's'}
+	metaClock   = []byte{kv.PrefixMeta, 't', 'w', 'c'}
+	metaVV      = []byte{kv.PrefixMeta, 't', 'w', 'v'}
+)
+
+func (s *Store) loadMeta(ctx context.Context) error {
+	var replica string
+	var seqNext uint64
+	var reserved int64
+	vv := crdt.VV{}
+	err := s.db.View(func(txn *badger.Txn) error {
+		for _, r := range []struct {
+			key []byte
+			v   any
+		}{{metaReplica, &replica}, {metaSeq, &seqNext}, {metaClock, &reserved}, {metaVV, &vv}} {
+			if err := getRecord(txn, r.key, r.v); err != nil && !errors.Is(err, badger.ErrKeyNotFound) {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	prefix := edgePrefix
+	if s.opts.Role == Cloud {
+		prefix = cloudPrefix
+	}
+	if replica == "" || !strings.HasPrefix(replica, prefix+s.opts.Name+".") {
+		if replica, err = s.newIncarnation(ctx, prefix); err != nil {
+			return err
+		}
+		seqNext, vv = 0, crdt.VV{}
+	}
+	s.self, s.vv = crdt.ReplicaID(replica), vv
+	s.seq = crdt.NewSeq(crdt.SeqOptions{Next: seqNext, Persist: s.persistUint(metaSeq)})
+	s.clock = crdt.NewClock(crdt.ClockOptions{
+		Now: s.opts.Now, Reserved: reserved, MinTrusted: minTrustedTime,
+		Persist: func(r int64) error { return s.put(metaClock, r) },
+		OnSkew: func(peer crdt.HLC, phys int64) {
+			s.log.Warn("peer clock ahead of ours", "peer_wall_ms", peer.Wall, "our_wall_ms", phys)
+		},
+	})
+	return nil
+}
+
+// minTrustedTime: a physical clock before 2024 is a gateway without an RTC
+// that booted at 1970; the HLC then runs in logical mode.
+var minTrustedTime = time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC).UnixMilli()
+
+func (s *Store) newIncarnation(ctx context.Context, prefix string) (string, error) {
+	var b [4]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", err
+	}
+	id := prefix + s.opts.Name + "." + hex.EncodeToString(b[:])
+	v, err := kv.Marshal(id)
+	if err != nil {
+		return "", err
+	}
+	empty, _ := kv.Marshal(crdt.VV{})
+	return id, s.db.Commit(ctx, kv.Set(metaReplica, v), kv.Set(metaVV, empty), kv.Del(metaSeq))
+}
+
+func (s *Store) persistUint(key []byte) func(uint64) error {
+	return func(v uint64) error { return s.put(key, v) }
+}
+
+func (s *Store) put(key []byte, v any) error {
+	b, err := kv.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return s.db.Commit(context.Background(), kv.Set(key, b))
+}
+
+func getRecord(txn *badger.Txn, key []byte, v any) error {
+	item, err := txn.Get(key)
+	if err != nil {
+		return err
+	}
+	return item.Value(func(b []byte) error { return kv.Unmarshal(b, v) })
+}
+
+// ValidateID checks a twin id: "device" or "device/module", IoT Hub
+// characters, no NUL, at most 128 characters per part.
+func ValidateID(id string) error {
+	parts := strings.Split(id, "/")
+	if len(parts) > 2 {
+		return fmt.Errorf("%w %q: want DEVICE or DEVICE/MODULE", ErrBadID, id)
+	}
+	for _, p := range parts {
+		if p == "" || len(p) > 128 {
+			return fmt.Errorf("%w %q: each part must be 1 to 128 characters", ErrBadID, id)
+		}
+		for _, r := range p {
+			if !idChar(r) {
+				return fmt.Errorf("%w %q: character %q is not allowed in IoT Hub ids", ErrBadID, id, r)
+			}
+		}
+	}
+	return nil
+}
+
+func idChar(r rune) bool {
+	return r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' ||
+		strings.ContainsRune("-.%_*?!(),:=@$'", r)
+}
