@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -103,11 +104,11 @@ func median(v []float64) float64 {
 }
 
 func write(w io.Writer, results []*result, cmds string) {
-	fmt.Fprintf(w, "# Benchmarks\n\nWritten by `make bench` on %s. Figures are medians of the repeated runs\n", time.Now().UTC().Format("2006-01-02 15:04 UTC"))
-	fmt.Fprintf(w, "(the spread is in the raw output, `bench.out` next to this file when kept). The machine is shared and noisy:\n")
-	fmt.Fprintf(w, "treat absolute figures as ±30 %%.\n\n## Machine\n\n%s\n", machine())
+	fmt.Fprintf(w, "# Benchmarks\n\nWritten by `make bench` on %s. Each figure is the median of the repeated runs,\n", time.Now().UTC().Format("2006-01-02 15:04 UTC"))
+	fmt.Fprintf(w, "with [min–max] when there were several. The machine is shared and noisy: treat absolute figures as ±30 %%.\n")
+	fmt.Fprintf(w, "\n## Machine\n\n%s\n", machine())
 	if cmds != "" {
-		fmt.Fprintf(w, "## Commands\n\n```\n%s\n```\n\n", cmds)
+		fmt.Fprintf(w, "## Commands\n\n```\n%s\n```\n\n", strings.TrimSpace(cmds))
 	}
 	pkg := ""
 	for _, r := range results {
@@ -120,11 +121,20 @@ func write(w io.Writer, results []*result, cmds string) {
 			if u == "B/op" || u == "allocs/op" {
 				continue
 			}
-			ms = append(ms, fmt.Sprintf("%s %s", format(median(r.metrics[u])), u))
+			ms = append(ms, fmt.Sprintf("%s %s", spread(r.metrics[u]), u))
 		}
 		fmt.Fprintf(w, "| %s | %d | %s |\n", r.name, len(r.metrics[r.order[0]]), strings.Join(ms, ", "))
 	}
 	fmt.Fprintln(w)
+}
+
+// spread is "median" or, for several runs, "median [min–max]".
+func spread(v []float64) string {
+	if len(v) == 1 {
+		return format(v[0])
+	}
+	lo, hi := slices.Min(v), slices.Max(v)
+	return fmt.Sprintf("%s [%s–%s]", format(median(v)), format(lo), format(hi))
 }
 
 func format(v float64) string {
