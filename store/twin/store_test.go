@@ -56,6 +56,12 @@ func TestLocalPatchAndRender(t *testing.T) {
 	if _, err := s.Get("dev1"); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("Get of an unknown twin: %v, want ErrNotFound", err)
 	}
+	if err := s.Ensure(ctx, "dev0"); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := s.Get("dev0"); err != nil || string(v.DeviceJSON()) != `{"desired":{"$version":1},"reported":{"$version":1}}` {
+		t.Fatalf("a new twin: %v, %v", v, err)
+	}
 	sess, _ := s.BeginSession()
 	v1, err := s.PatchReported(ctx, "dev1", sess, []byte(`{"temp":21.5,"fw":{"a":"1.0","b":"2.0"}}`))
 	if err != nil {
