@@ -22,7 +22,6 @@ var plannedCmds = []cli.Command{
 	planned("events", "read device-to-cloud events from the hub", "[--from N] [--follow] [--limit K]", 4),
 	planned("c2d", "send a cloud-to-device message", "send D PAYLOAD [--prop k=v]", 4),
 	planned("method", "invoke a direct method on a device or module", "invoke D[/M] NAME [JSON]", 4),
-	planned("token", "print a SAS token for a connection string", "--connection-string CS [--ttl 1h]", 3),
 	planned("image", "push module images to the hub's image store", "push FILE", 5),
 	planned("scenario", "replay testscript scenarios", "run FILE.txtar…", 4),
 }
