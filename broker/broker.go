@@ -1,0 +1,253 @@
+package broker
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/listeners"
+	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/outpost-edge/outpost/broker/route"
+	"github.com/outpost-edge/outpost/store/queue"
+	"github.com/outpost-edge/outpost/store/twin"
+)
+
+// Credentials are what a client presents in CONNECT.
+type Credentials struct {
+	ClientID, Username string
+	Password           []byte
+	Certificates       []*x509.Certificate // TLS client certificates, leaf first
+}
+
+// Authenticator checks a CONNECT against the identity cache and returns the
+// identity id ("device" or "device/module"), which must equal the client id.
+type Authenticator interface {
+	Authenticate(Credentials) (string, error)
+}
+
+// Options configure a Broker. Queues, Twins and Auth are required.
+type Options struct {
+	EdgeID string // this edge's device id: modules are EdgeID/<module>
+	Auth   Authenticator
+	Queues *queue.Store
+	Twins  *twin.Store
+	// Routes is the route table in force; nil means the default route
+	// (FROM /messages/* INTO $upstream). SetRoutes replaces it at run time.
+	Routes *route.Config
+
+	TCP       string // plain MQTT listener address (loopback use), "" for none
+	TLS       string // MQTT over TLS, "" for none
+	WS        string // MQTT over WebSocket (TLS when TLSConfig is set), "" for none
+	TLSConfig *tls.Config
+
+	Logger      *slog.Logger
+	MaxPayload  int // bytes; default 256 KiB as IoT Hub
+	InputWindow int // unacknowledged messages in flight to one module; default 64
+}
+
+// Broker is the edge's MQTT broker.
+type Broker struct {
+	opts   Options
+	log    *slog.Logger
+	srv    *mqtt.Server
+	routes atomic.Pointer[route.Config]
+
+	mu       sync.Mutex
+	sessions map[string]*session // by client id (= identity id)
+	queues   map[string]*queue.Queue
+	methods  *methods
+
+	stats  Stats
+	addrs  map[string]net.Addr
+	closed chan struct{}
+}
+
+// Stats counts what the broker did with messages; nothing is dropped
+// without a count.
+type Stats struct {
+	Received   atomic.Int64 // telemetry messages accepted
+	Stored     atomic.Int64 // queue appends made (one message can go to several endpoints)
+	NoRoute    atomic.Int64 // accepted but matched no route (IoT Edge drops these)
+	Refused    atomic.Int64 // refused: queue full, too large, malformed
+	Delivered  atomic.Int64 // messages delivered to modules and devices and acknowledged
+	AuthFailed atomic.Int64
+	Denied     atomic.Int64 // publishes or subscriptions outside the client's identity
+}
+
+// Errors.
+var (
+	ErrNotConnected = errors.New("target is not connected")
+	ErrTimeout      = errors.New("timed out")
+)
+
+// New builds the broker; Run starts it.
+func New(opts Options) (*Broker, error) {
+	if opts.Auth == nil || opts.Queues == nil || opts.Twins == nil || opts.EdgeID == "" {
+		return nil, errors.New("broker: Auth, Queues, Twins and EdgeID are required")
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.MaxPayload == 0 {
+		opts.MaxPayload = 256 << 10
+	}
+	if opts.InputWindow == 0 {
+		opts.InputWindow = 64
+	}
+	b := &Broker{
+		opts: opts, log: opts.Logger, sessions: map[string]*session{}, queues: map[string]*queue.Queue{},
+		methods: newMethods(), addrs: map[string]net.Addr{}, closed: make(chan struct{}),
+	}
+	cfg := opts.Routes
+	if cfg == nil {
+		cfg = route.DefaultConfig()
+	}
+	b.routes.Store(cfg)
+	b.srv = mqtt.New(&mqtt.Options{
+		Capabilities:           b.capabilities(),
+		InlineClient:           true,
+		SysTopicResendInterval: 3600,
+		Logger:                 opts.Logger.With("component", "mqtt"),
+	})
+	if err := b.srv.AddHook(&hook{b: b}, nil); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+func (b *Broker) capabilities() *mqtt.Capabilities {
+	c := mqtt.NewDefaultServerCapabilities()
+	c.MaximumMessageExpiryInterval = 0 // our queues, not mochi's inflight, keep messages
+	c.MaximumPacketSize = uint32(b.opts.MaxPayload + 64<<10)
+	c.MaximumClientWritesPending = 1024
+	c.MaximumQos = 1 // IoT Hub: QoS 2 is not supported
+	c.RetainAvailable = 0
+	c.SharedSubAvailable = 0
+	return c
+}
+
+// SetRoutes replaces the route table; messages already queued keep theirs.
+func (b *Broker) SetRoutes(cfg *route.Config) { b.routes.Store(cfg) }
+
+// Stats returns the broker's counters.
+func (b *Broker) Stats() *Stats { return &b.stats }
+
+// Addr returns the bound address of a listener ("tcp", "tls", "ws") once
+// Run has started it.
+func (b *Broker) Addr(name string) net.Addr {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.addrs[name]
+}
+
+// Start binds the listeners and starts serving; Run = Start + wait + Close.
+func (b *Broker) Start() error {
+	for _, l := range []struct {
+		name, addr string
+		tls        *tls.Config
+	}{{"tcp", b.opts.TCP, nil}, {"tls", b.opts.TLS, b.opts.TLSConfig}, {"ws", b.opts.WS, b.opts.TLSConfig}} {
+		if l.addr == "" {
+			continue
+		}
+		if l.name == "tls" && l.tls == nil {
+			return errors.New("broker: a TLS listener needs a TLS configuration")
+		}
+		if err := b.listen(l.name, l.addr, l.tls); err != nil {
+			return err
+		}
+	}
+	return b.srv.Serve()
+}
+
+func (b *Broker) listen(name, addr string, cfg *tls.Config) error {
+	var ln net.Listener
+	var err error
+	if cfg != nil && name == "tls" {
+		ln, err = tls.Listen("tcp", addr, cfg)
+	} else {
+		ln, err = net.Listen("tcp", addr)
+	}
+	if err != nil {
+		return fmt.Errorf("listen %s on %s: %w", name, addr, err)
+	}
+	var l listeners.Listener = listeners.NewNet(name, ln)
+	if name == "ws" {
+		if cfg != nil {
+			ln = tls.NewListener(ln, cfg)
+		}
+		l = newWebsocket(name, ln)
+	}
+	b.mu.Lock()
+	b.addrs[name] = ln.Addr()
+	b.mu.Unlock()
+	return b.srv.AddListener(l)
+}
+
+// Run serves until ctx is done.
+func (b *Broker) Run(ctx context.Context) error {
+	if err := b.Start(); err != nil {
+		return err
+	}
+	<-ctx.Done()
+	return b.Close()
+}
+
+// Close disconnects every client and stops the listeners and deliveries.
+func (b *Broker) Close() error {
+	select {
+	case <-b.closed:
+		return nil
+	default:
+	}
+	close(b.closed)
+	b.mu.Lock()
+	all := make([]*session, 0, len(b.sessions))
+	for _, s := range b.sessions {
+		all = append(all, s)
+	}
+	b.mu.Unlock()
+	for _, s := range all {
+		s.stop()
+	}
+	return b.srv.Close()
+}
+
+// queue returns (creating on first use) the durable queue of an endpoint at
+// a priority.
+func (b *Broker) queue(endpoint string, priority int) (*queue.Queue, error) {
+	return b.queueNamed(QueueName(endpoint, priority))
+}
+
+func (b *Broker) queueNamed(name string) (*queue.Queue, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if q, ok := b.queues[name]; ok {
+		return q, nil
+	}
+	q, err := b.opts.Queues.Queue(name, queue.QueueOptions{})
+	if err != nil {
+		return nil, err
+	}
+	b.queues[name] = q
+	return q, nil
+}
+
+// QueueName is the durable queue of an endpoint at a priority, e.g.
+// "$upstream/p0" or "modules/filter/inputs/in1/pdefault".
+func QueueName(endpoint string, priority int) string {
+	if priority == route.DefaultPriority {
+		return endpoint + "/pdefault"
+	}
+	return fmt.Sprintf("%s/p%d", endpoint, priority)
+}
+
+// write sends a packet to one client, outside mochi's topic fan-out.
+func write(cl *mqtt.Client, pk packets.Packet) error { return cl.WritePacket(pk) }

@@ -1,0 +1,150 @@
+package broker
+
+import (
+	"bytes"
+	"crypto/tls"
+	"strings"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+)
+
+// hook connects mochi's events to the broker.
+type hook struct {
+	mqtt.HookBase
+	b *Broker
+}
+
+func (h *hook) ID() string { return "outpost" }
+
+func (h *hook) Provides(b byte) bool {
+	return bytes.Contains([]byte{
+		mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnSessionEstablished, mqtt.OnDisconnect,
+		mqtt.OnPublish, mqtt.OnPacketRead, mqtt.OnSubscribed, mqtt.OnUnsubscribed,
+	}, []byte{b})
+}
+
+func (h *hook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
+	cred := Credentials{ClientID: cl.ID, Username: string(pk.Connect.Username), Password: pk.Connect.Password}
+	if tc, ok := cl.Net.Conn.(*tls.Conn); ok {
+		cred.Certificates = tc.ConnectionState().PeerCertificates
+	}
+	id, err := h.b.opts.Auth.Authenticate(cred)
+	if err == nil && id != cl.ID {
+		err = errClientID
+	}
+	if err != nil {
+		h.b.stats.AuthFailed.Add(1)
+		h.b.log.Warn("connection refused", "client_id", cl.ID, "remote", cl.Net.Remote, "err", err)
+		return false
+	}
+	return true
+}
+
+func (h *hook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
+	h.b.openSession(cl)
+}
+
+func (h *hook) OnDisconnect(cl *mqtt.Client, err error, _ bool) {
+	h.b.closeSession(cl)
+}
+
+func (h *hook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
+	if cl.Net.Inline {
+		return true
+	}
+	ok := allowed(cl.ID, topic, write)
+	if !ok {
+		h.b.stats.Denied.Add(1)
+		h.b.log.Warn("refused topic outside the client's identity", "client_id", cl.ID, "topic", topic, "publish", write)
+	}
+	return ok
+}
+
+func (h *hook) OnSubscribed(cl *mqtt.Client, pk packets.Packet, codes []byte) {
+	if s := h.b.session(cl); s != nil {
+		for i, f := range pk.Filters {
+			if i < len(codes) && codes[i] < 0x80 {
+				s.subscribed(f.Filter, true)
+			}
+		}
+	}
+}
+
+func (h *hook) OnUnsubscribed(cl *mqtt.Client, pk packets.Packet) {
+	if s := h.b.session(cl); s != nil {
+		for _, f := range pk.Filters {
+			s.subscribed(f.Filter, false)
+		}
+	}
+}
+
+// OnPublish takes every IoT Hub topic out of mochi's fan-out: telemetry is
+// acknowledged by us once it is durable, twin and method traffic is
+// answered to the sender alone. Only free topics the policy allows reach
+// mochi's subscribers.
+func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	if cl.Net.Inline {
+		return pk, nil
+	}
+	s := h.b.session(cl)
+	if s == nil {
+		return pk, packets.ErrRejectPacket
+	}
+	in, err := parseTopic(pk.TopicName)
+	if err != nil {
+		s.refuse(pk, packets.ErrTopicNameInvalid, err)
+		return pk, packets.ErrRejectPacket
+	}
+	switch in.kind {
+	case topicTelemetry:
+		h.b.ingest(s, pk, in)
+	case topicTwinGet, topicTwinReported:
+		h.b.twinRequest(s, pk, in)
+	case topicMethodResponse:
+		h.b.methods.answer(s.id, in.rid, in.status, pk.Payload)
+		s.ackNow(pk)
+	default:
+		return pk, nil
+	}
+	return pk, packets.ErrRejectPacket
+}
+
+func (h *hook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	if pk.FixedHeader.Type == packets.Puback {
+		if s := h.b.session(cl); s != nil {
+			s.pubacked(pk.PacketID)
+		}
+	}
+	return pk, nil
+}
+
+// allowed is the ACL: a client publishes and subscribes only within its own
+// identity's IoT Hub topics.
+func allowed(id, topic string, write bool) bool {
+	device, module, isModule := strings.Cut(id, "/")
+	own := "devices/" + device + "/"
+	if isModule {
+		own += "modules/" + module + "/"
+	}
+	if write {
+		switch {
+		case strings.HasPrefix(topic, own+"messages/events"):
+			return true
+		case strings.HasPrefix(topic, "$iothub/twin/GET/"),
+			strings.HasPrefix(topic, "$iothub/twin/PATCH/properties/reported/"),
+			strings.HasPrefix(topic, "$iothub/methods/res/"):
+			return true
+		}
+		return false
+	}
+	switch topic {
+	case "$iothub/twin/res/#", "$iothub/twin/PATCH/properties/desired/#", "$iothub/methods/POST/#":
+		return true
+	case own + "messages/devicebound/#":
+		return !isModule
+	case own + "#", own + "inputs/#":
+		return isModule
+	}
+	return false
+}

@@ -1,0 +1,154 @@
+package broker
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"sync/atomic"
+
+	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/outpost-edge/outpost/broker/route"
+	"github.com/outpost-edge/outpost/store/queue"
+)
+
+// ingest stores a telemetry message in the queue of every endpoint its
+// routes name and acknowledges it once all those appends are durable.
+// Appends from all clients are grouped by store/queue and store/kv into
+// shared commits, so a PUBACK costs a fraction of a commit.
+func (b *Broker) ingest(s *session, pk packets.Packet, in inbound) {
+	if in.device != s.device || in.module != s.module {
+		s.refuse(pk, packets.ErrNotAuthorized, fmt.Errorf("topic %q belongs to another identity", pk.TopicName))
+		return
+	}
+	if len(pk.Payload) > b.opts.MaxPayload {
+		s.refuse(pk, packets.ErrQuotaExceeded, fmt.Errorf("payload is %d bytes; the limit is %d", len(pk.Payload), b.opts.MaxPayload))
+		return
+	}
+	msg, rm, err := b.message(s, pk, in)
+	if err != nil {
+		s.refuse(pk, packets.ErrPayloadFormatInvalid, err)
+		return
+	}
+	b.stats.Received.Add(1)
+	targets := b.routes.Load().Match(rm)
+	var e *ackEntry
+	if pk.FixedHeader.Qos > 0 {
+		e = s.acks.push(pk.PacketID)
+	}
+	if len(targets) == 0 {
+		b.stats.NoRoute.Add(1)
+		if e != nil {
+			s.acks.done(e, nil)
+		}
+		return
+	}
+	b.store(msg, targets, func(err error) {
+		if err != nil {
+			b.stats.Refused.Add(1)
+			b.log.Warn("message not stored", "client_id", s.id, "err", err)
+			err = refusal{code: codeFor(err), err: err}
+		}
+		if e != nil {
+			s.acks.done(e, err)
+		}
+	})
+}
+
+// store appends msg to the queue of each target; done runs once, after
+// every append finished, with the first error.
+func (b *Broker) store(msg queue.Message, targets []route.Target, done func(error)) {
+	left := atomic.Int32{}
+	left.Store(int32(len(targets)))
+	var first atomic.Pointer[error]
+	finish := func(err error) {
+		if err != nil {
+			first.CompareAndSwap(nil, &err)
+		}
+		if left.Add(-1) == 0 {
+			var out error
+			if p := first.Load(); p != nil {
+				out = *p
+			}
+			done(out)
+		}
+	}
+	for _, t := range targets {
+		q, err := b.queue(t.Sink.Endpoint(), t.Priority)
+		if err != nil {
+			finish(err)
+			continue
+		}
+		m := msg
+		m.TTL = t.TTL
+		endpoint := t.Sink.Endpoint()
+		q.AppendAsync([]queue.Message{m}, func(_ []uint64, err error) {
+			if err == nil {
+				b.stats.Stored.Add(1)
+				b.appended(endpoint)
+			}
+			finish(err)
+		})
+	}
+}
+
+func codeFor(err error) packets.Code {
+	if errors.Is(err, queue.ErrFull) {
+		return packets.ErrQuotaExceeded
+	}
+	return packets.ErrImplementationSpecificError
+}
+
+// message builds the stored message and the routing view of a publish.
+func (b *Broker) message(s *session, pk packets.Packet, in inbound) (queue.Message, *route.Message, error) {
+	app, sys, err := parseBag(in.bag)
+	if err != nil {
+		return queue.Message{}, nil, err
+	}
+	for _, p := range pk.Properties.User { // MQTT 5 user properties are application properties too
+		app[p.Key] = p.Val
+	}
+	if pk.Properties.ContentType != "" {
+		sys["contentType"] = pk.Properties.ContentType
+	}
+	sys["connectionDeviceId"] = s.device
+	if s.module != "" {
+		sys["connectionModuleId"] = s.module
+	}
+	id := sys["messageId"]
+	if id == "" {
+		id = queue.NewID()
+	}
+	src := "devices/" + s.device
+	if s.module != "" {
+		src += "/modules/" + s.module
+	}
+	msg := queue.Message{ID: id, Source: src, Props: app, Sys: sys, Body: pk.Payload}
+	rm := &route.Message{
+		Source: route.Source{Kind: route.Telemetry, Device: s.device, Module: s.module, Output: sys["outputName"]},
+		App:    app, Sys: sys, Body: pk.Payload,
+	}
+	return msg, rm, nil
+}
+
+// appended wakes the delivery of a module or device whose queue grew.
+func (b *Broker) appended(endpoint string) {
+	var id string
+	switch {
+	case strings.HasPrefix(endpoint, "modules/"):
+		module, _, _ := strings.Cut(strings.TrimPrefix(endpoint, "modules/"), "/")
+		id = b.opts.EdgeID + "/" + module
+	case strings.HasPrefix(endpoint, "c2d/"):
+		id = strings.TrimPrefix(endpoint, "c2d/")
+	default:
+		return
+	}
+	if s := b.sessionOf(id); s != nil {
+		s.mu.Lock()
+		d := s.deliver
+		s.mu.Unlock()
+		if d != nil {
+			d.poke()
+		}
+	}
+}

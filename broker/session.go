@@ -1,0 +1,171 @@
+package broker
+
+import (
+	"errors"
+	"strings"
+	"sync"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+
+	"github.com/outpost-edge/outpost/store/crdt"
+)
+
+var errClientID = errors.New("client id must equal the authenticated identity (device or device/module)")
+
+// session is one authenticated connection. There is at most one per
+// identity: a new connection replaces the old (mochi's session takeover).
+type session struct {
+	b              *Broker
+	cl             *mqtt.Client
+	id             string
+	device, module string
+	twinSession    crdt.HLC // orders this connection's reported writes after earlier ones
+
+	mu   sync.Mutex
+	subs map[string]bool // IoT Hub subscription kinds: twin, desired, methods, inputs, c2d
+
+	acks    ackQueue
+	deliver *deliverer
+}
+
+func (b *Broker) openSession(cl *mqtt.Client) {
+	device, module, _ := strings.Cut(cl.ID, "/")
+	s := &session{b: b, cl: cl, id: cl.ID, device: device, module: module, subs: map[string]bool{}}
+	s.acks.init(s)
+	hlc, err := b.opts.Twins.BeginSession()
+	if err != nil {
+		b.log.Error("twin session", "client_id", cl.ID, "err", err)
+	}
+	s.twinSession = hlc
+	b.mu.Lock()
+	old := b.sessions[cl.ID]
+	b.sessions[cl.ID] = s
+	b.mu.Unlock()
+	if old != nil {
+		old.stop() // its deliveries end before ours begin
+	}
+	for filter := range cl.State.Subscriptions.GetAll() { // a persistent session keeps its subscriptions
+		s.subscribed(filter, true)
+	}
+	b.log.Info("client connected", "client_id", cl.ID, "remote", cl.Net.Remote, "protocol", cl.Properties.ProtocolVersion)
+}
+
+func (b *Broker) closeSession(cl *mqtt.Client) {
+	b.mu.Lock()
+	s := b.sessions[cl.ID]
+	if s == nil || s.cl != cl {
+		b.mu.Unlock()
+		return
+	}
+	delete(b.sessions, cl.ID)
+	b.mu.Unlock()
+	s.stop()
+	b.log.Info("client disconnected", "client_id", cl.ID)
+}
+
+// session returns the live session of cl, nil if it has none (refused, or
+// already replaced).
+func (b *Broker) session(cl *mqtt.Client) *session {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if s := b.sessions[cl.ID]; s != nil && s.cl == cl {
+		return s
+	}
+	return nil
+}
+
+// sessionOf returns the live session of an identity.
+func (b *Broker) sessionOf(id string) *session {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.sessions[id]
+}
+
+func (s *session) stop() {
+	s.mu.Lock()
+	d := s.deliver
+	s.deliver = nil
+	s.mu.Unlock()
+	if d != nil {
+		d.stop()
+	}
+	s.acks.stop()
+}
+
+// subscribed records an IoT Hub subscription and starts deliveries when a
+// module subscribes to its inputs or a device to its C2D messages.
+func (s *session) subscribed(filter string, on bool) {
+	kind := subscriptionKind(filter)
+	if kind == "" {
+		return
+	}
+	s.mu.Lock()
+	s.subs[kind] = on
+	start := on && (kind == "inputs" || kind == "c2d") && s.deliver == nil
+	if start {
+		s.deliver = newDeliverer(s, kind)
+	}
+	s.mu.Unlock()
+}
+
+func subscriptionKind(filter string) string {
+	switch {
+	case filter == "$iothub/twin/res/#":
+		return "twin"
+	case strings.HasPrefix(filter, "$iothub/twin/PATCH/properties/desired/"):
+		return "desired"
+	case strings.HasPrefix(filter, "$iothub/methods/POST/"):
+		return "methods"
+	case strings.HasSuffix(filter, "/messages/devicebound/#"):
+		return "c2d"
+	case strings.Contains(filter, "/modules/") && (strings.HasSuffix(filter, "/#") || strings.HasSuffix(filter, "/inputs/#")):
+		return "inputs"
+	}
+	return ""
+}
+
+func (s *session) has(kind string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.subs[kind]
+}
+
+// publish writes a PUBLISH to this client only, at QoS 0.
+func (s *session) publish(topic string, payload []byte) error {
+	return write(s.cl, packets.Packet{
+		FixedHeader: packets.FixedHeader{Type: packets.Publish},
+		TopicName:   topic,
+		Payload:     payload,
+	})
+}
+
+// ackNow acknowledges a QoS 1 publish handled synchronously, in order with
+// the telemetry acknowledgements still pending.
+func (s *session) ackNow(pk packets.Packet) {
+	if pk.FixedHeader.Qos == 0 {
+		return
+	}
+	e := s.acks.push(pk.PacketID)
+	s.acks.done(e, nil)
+}
+
+// refuse rejects a publish: MQTT 5 clients get a PUBACK with the reason,
+// MQTT 3.1.1 clients are disconnected (they have no negative PUBACK).
+// Nothing refused is ever acknowledged as accepted.
+func (s *session) refuse(pk packets.Packet, code packets.Code, err error) {
+	s.b.stats.Refused.Add(1)
+	s.b.log.Warn("publish refused", "client_id", s.id, "topic", pk.TopicName, "err", err)
+	if pk.FixedHeader.Qos == 0 && s.cl.Properties.ProtocolVersion == 5 {
+		return
+	}
+	e := s.acks.push(pk.PacketID)
+	s.acks.done(e, refusal{code: code, err: err})
+}
+
+type refusal struct {
+	code packets.Code
+	err  error
+}
+
+func (r refusal) Error() string { return r.err.Error() }
