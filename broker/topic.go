@@ -13,11 +13,11 @@ import (
 type topicKind uint8
 
 const (
-	topicOther        topicKind = iota // not an IoT Hub topic: free pub/sub, by policy only
-	topicTelemetry                     // devices/{d}[/modules/{m}]/messages/events[/{bag}][/]
-	topicTwinGet                       // $iothub/twin/GET/?$rid={rid}
-	topicTwinReported                  // $iothub/twin/PATCH/properties/reported/?$rid={rid}
-	topicMethodResponse                // $iothub/methods/res/{status}/?$rid={rid}
+	topicOther          topicKind = iota // not an IoT Hub topic: free pub/sub, by policy only
+	topicTelemetry                       // devices/{d}[/modules/{m}]/messages/events[/{bag}][/]
+	topicTwinGet                         // $iothub/twin/GET/?$rid={rid}
+	topicTwinReported                    // $iothub/twin/PATCH/properties/reported/?$rid={rid}
+	topicMethodResponse                  // $iothub/methods/res/{status}/?$rid={rid}
 )
 
 // inbound is a parsed client PUBLISH topic.
