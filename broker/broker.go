@@ -115,7 +115,9 @@ func New(opts Options) (*Broker, error) {
 		Capabilities:           b.capabilities(),
 		InlineClient:           true,
 		SysTopicResendInterval: 3600,
-		Logger:                 opts.Logger.With("component", "mqtt"),
+		// mochi logs every refused packet at WARN with a full dump; our hooks
+		// log refusals in one line, so keep only its errors.
+		Logger: slog.New(minLevel{slog.LevelError, opts.Logger.Handler()}).With("component", "mqtt"),
 	})
 	if err := b.srv.AddHook(&hook{b: b}, nil); err != nil {
 		return nil, err
@@ -251,3 +253,18 @@ func QueueName(endpoint string, priority int) string {
 
 // write sends a packet to one client, outside mochi's topic fan-out.
 func write(cl *mqtt.Client, pk packets.Packet) error { return cl.WritePacket(pk) }
+
+// minLevel drops records below a level.
+type minLevel struct {
+	min slog.Level
+	slog.Handler
+}
+
+func (h minLevel) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= h.min && h.Handler.Enabled(ctx, l)
+}
+
+func (h minLevel) WithAttrs(a []slog.Attr) slog.Handler {
+	return minLevel{h.min, h.Handler.WithAttrs(a)}
+}
+func (h minLevel) WithGroup(g string) slog.Handler { return minLevel{h.min, h.Handler.WithGroup(g)} }
