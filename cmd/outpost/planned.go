@@ -14,7 +14,6 @@ import (
 // there yet and exits 1.
 var plannedCmds = []cli.Command{
 	planned("hub", "run the cloud side: registry, twins, event log, REST API", "--data DIR --listen ADDR", 4),
-	planned("edge", "run the edge: MQTT broker, store-and-forward, twins, supervisor", "--data DIR --connection-string CS", 3),
 	planned("device", "create, list, show or delete devices on the hub", "create|list|show|delete [ID]", 4),
 	planned("module", "create, list, show or delete module identities on the hub", "create|list|show|delete D [M]", 4),
 	planned("twin", "show or patch a device or module twin on the hub", "show|patch D[/M] [JSON]", 4),

@@ -9,6 +9,7 @@ import (
 // commands is the table of every subcommand; each lives in its own file.
 var commands = []cli.Command{
 	versionCmd,
+	edgeCmd,
 	tokenCmd,
 }
 

@@ -25,5 +25,6 @@ func scriptParams() testscript.Params {
 		Dir:                 "../../testdata/script",
 		RequireExplicitExec: true,
 		RequireUniqueNames:  true,
+		Cmds:                scriptCmds,
 	}
 }

@@ -1,0 +1,184 @@
+package edge
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/outpost-edge/outpost/store/queue"
+	"github.com/outpost-edge/outpost/store/twin"
+)
+
+// Status is what GET /status answers and `outpost edge status` prints.
+type Status struct {
+	DeviceID string        `json:"deviceId"`
+	Link     string        `json:"link"`
+	Queues   []QueueStatus `json:"queues"`
+	Broker   BrokerStatus  `json:"broker"`
+	Modules  []string      `json:"modules"`
+}
+
+// QueueStatus is one endpoint × priority queue.
+type QueueStatus struct {
+	Name          string  `json:"name"`
+	Depth         int64   `json:"depth"`
+	Bytes         int64   `json:"bytes"`
+	OldestSeconds float64 `json:"oldestAgeSeconds"`
+	Expired       int64   `json:"expired"`
+	Dropped       int64   `json:"dropped"`
+	Rejected      int64   `json:"rejected"`
+}
+
+// BrokerStatus counts messages through the broker.
+type BrokerStatus struct {
+	Received, Stored, NoRoute, Refused, Delivered, AuthFailed, Denied int64
+}
+
+// serveAPI starts the local HTTP API (status, twins, metrics) when --api is
+// set.
+func (e *edge) serveAPI() (io.Closer, error) {
+	if e.cfg.API == "" {
+		return nil, nil
+	}
+	ln, err := net.Listen("tcp", e.cfg.API)
+	if err != nil {
+		return nil, fmt.Errorf("--api %s: %w", e.cfg.API, err)
+	}
+	e.ready.API = ln.Addr().String()
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /status", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, 200, e.status()) })
+	mux.HandleFunc("GET /metrics", e.metrics)
+	mux.HandleFunc("GET /twins/{id...}", e.twinHandler)
+	mux.HandleFunc("GET /queues/{name...}", e.queueHandler)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	return srv, nil
+}
+
+func (e *edge) status() Status {
+	st := Status{DeviceID: e.cs.DeviceID, Link: e.linkState(), Modules: []string{}}
+	stats := e.queues.Stats()
+	names := make([]string, 0, len(stats))
+	for n := range stats {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		s := stats[n]
+		st.Queues = append(st.Queues, QueueStatus{Name: n, Depth: s.Depth, Bytes: s.Bytes, OldestSeconds: s.OldestAge.Seconds(),
+			Expired: int64(s.Expired), Dropped: int64(s.Dropped), Rejected: int64(s.Rejected)})
+	}
+	b := e.broker.Stats()
+	st.Broker = BrokerStatus{b.Received.Load(), b.Stored.Load(), b.NoRoute.Load(), b.Refused.Load(), b.Delivered.Load(), b.AuthFailed.Load(), b.Denied.Load()}
+	return st
+}
+
+func (e *edge) linkState() string {
+	if e.cfg.HubURL == "" {
+		return "standalone (no --hub-url): messages for $upstream stay queued"
+	}
+	return "offline: the uplink to " + e.cfg.HubURL + " is not implemented yet"
+}
+
+func (e *edge) twinHandler(w http.ResponseWriter, r *http.Request) {
+	v, err := e.twins.Get(r.PathValue("id"))
+	switch {
+	case errors.Is(err, twin.ErrNotFound):
+		writeJSON(w, 404, map[string]string{"code": "NotFound", "message": err.Error()})
+	case err != nil:
+		writeJSON(w, 400, map[string]string{"code": "BadRequest", "message": err.Error()})
+	default:
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(v.ServiceJSON())
+	}
+}
+
+// queueHandler lists queued messages without consuming them:
+// GET /queues/{name}?after=SEQ&limit=N.
+func (e *edge) queueHandler(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	if _, ok := e.queues.Stats()[name]; !ok {
+		writeJSON(w, 404, map[string]string{"code": "NotFound", "message": fmt.Sprintf("no queue %q; GET /status lists them", name)})
+		return
+	}
+	after, _ := strconv.ParseUint(r.URL.Query().Get("after"), 10, 64)
+	limit, err := strconv.Atoi(r.URL.Query().Get("limit"))
+	if err != nil || limit <= 0 || limit > 10000 {
+		limit = 1000
+	}
+	q, err := e.queues.Queue(name, queue.QueueOptions{})
+	if err == nil {
+		var msgs []queue.Message
+		if msgs, err = q.Read(after, limit); err == nil {
+			if msgs == nil {
+				msgs = []queue.Message{}
+			}
+			writeJSON(w, 200, msgs)
+			return
+		}
+	}
+	writeJSON(w, 500, map[string]string{"code": "Internal", "message": err.Error()})
+}
+
+// metrics writes the Prometheus text format.
+func (e *edge) metrics(w http.ResponseWriter, _ *http.Request) {
+	st := e.status()
+	var sb strings.Builder
+	counter := func(name, help string, v int64) {
+		fmt.Fprintf(&sb, "# HELP %s %s\n# TYPE %s counter\n%s %d\n", name, help, name, name, v)
+	}
+	counter("outpost_messages_received_total", "Telemetry messages accepted by the broker.", st.Broker.Received)
+	counter("outpost_messages_stored_total", "Queue appends (one per endpoint a message is routed to).", st.Broker.Stored)
+	counter("outpost_messages_no_route_total", "Accepted messages that matched no route.", st.Broker.NoRoute)
+	counter("outpost_messages_refused_total", "Messages refused (queue full, too large, malformed).", st.Broker.Refused)
+	counter("outpost_messages_delivered_total", "Messages delivered to modules and devices and acknowledged.", st.Broker.Delivered)
+	counter("outpost_auth_failed_total", "Refused connections.", st.Broker.AuthFailed)
+	counter("outpost_acl_denied_total", "Publishes and subscriptions outside the client's identity.", st.Broker.Denied)
+	sb.WriteString("# HELP outpost_queue_depth Messages waiting in a queue.\n# TYPE outpost_queue_depth gauge\n")
+	for _, q := range st.Queues {
+		fmt.Fprintf(&sb, "outpost_queue_depth{queue=%q} %d\n", q.Name, q.Depth)
+	}
+	sb.WriteString("# HELP outpost_queue_oldest_age_seconds Age of the oldest message in a queue.\n# TYPE outpost_queue_oldest_age_seconds gauge\n")
+	for _, q := range st.Queues {
+		fmt.Fprintf(&sb, "outpost_queue_oldest_age_seconds{queue=%q} %g\n", q.Name, q.OldestSeconds)
+	}
+	for _, m := range []struct {
+		name string
+		get  func(QueueStatus) int64
+	}{{"expired", func(q QueueStatus) int64 { return q.Expired }}, {"dropped", func(q QueueStatus) int64 { return q.Dropped }}, {"rejected", func(q QueueStatus) int64 { return q.Rejected }}} {
+		fmt.Fprintf(&sb, "# HELP outpost_queue_%s_total Messages %s by a queue.\n# TYPE outpost_queue_%s_total counter\n", m.name, m.name, m.name)
+		for _, q := range st.Queues {
+			fmt.Fprintf(&sb, "outpost_queue_%s_total{queue=%q} %d\n", m.name, q.Name, m.get(q))
+		}
+	}
+	w.Header().Set("Content-Type", "text/plain; version=0.0.4")
+	_, _ = io.WriteString(w, sb.String())
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// FetchStatus reads GET /status from a running edge's API.
+func FetchStatus(addr string) (Status, error) {
+	c := http.Client{Timeout: 5 * time.Second}
+	resp, err := c.Get("http://" + addr + "/status")
+	if err != nil {
+		return Status{}, fmt.Errorf("edge API at %s: %w (is `outpost edge --api %s` running?)", addr, err, addr)
+	}
+	defer resp.Body.Close()
+	var st Status
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+		return Status{}, fmt.Errorf("edge API at %s: %w", addr, err)
+	}
+	return st, nil
+}

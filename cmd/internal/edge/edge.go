@@ -1,0 +1,293 @@
+// Package edge composes `outpost edge`: the store, the identity cache, the
+// twin store, the route table and the MQTT broker, with listeners and a
+// local API. It is wiring only; every piece lives in its own package.
+package edge
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"runtime/debug"
+	"time"
+
+	"github.com/outpost-edge/outpost/broker"
+	"github.com/outpost-edge/outpost/broker/route"
+	"github.com/outpost-edge/outpost/store/identity"
+	"github.com/outpost-edge/outpost/store/identity/sas"
+	"github.com/outpost-edge/outpost/store/kv"
+	"github.com/outpost-edge/outpost/store/queue"
+	"github.com/outpost-edge/outpost/store/twin"
+)
+
+// Config is everything `outpost edge` is told on its command line.
+type Config struct {
+	DataDir          string
+	ConnectionString string
+	HubURL           string
+	Hostname         string
+	MQTT, MQTTS, WS  string
+	API              string
+	TLSCert, TLSKey  string
+	Deployment       string // a deployment manifest (routes from $edgeHub)
+	Identities       string // a JSON array of identities to add to the cache
+	Durability       kv.Durability
+	Logger           *slog.Logger
+	Stdout           io.Writer
+}
+
+// Ready is written to <data>/ready.json once the listeners accept clients.
+type Ready struct {
+	MQTT  string `json:"mqtt,omitempty"`
+	MQTTS string `json:"mqtts,omitempty"`
+	WS    string `json:"ws,omitempty"`
+	API   string `json:"api,omitempty"`
+	CA    string `json:"ca,omitempty"`
+}
+
+// edge holds the opened pieces.
+type edge struct {
+	cfg    Config
+	cs     sas.ConnString
+	db     *kv.DB
+	queues *queue.Store
+	twins  *twin.Store
+	ids    *identity.Cache
+	broker *broker.Broker
+	ready  Ready
+}
+
+// Run starts the edge and serves until ctx is done.
+func Run(ctx context.Context, cfg Config) error {
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(64 << 20) // a soft limit: the Go heap stays near what Badger needs
+	}
+	e := &edge{cfg: cfg}
+	defer e.close()
+	if err := e.open(ctx); err != nil {
+		return err
+	}
+	if err := e.broker.Start(); err != nil {
+		return err
+	}
+	api, err := e.serveAPI()
+	if err != nil {
+		return err
+	}
+	if api != nil {
+		defer api.Close()
+	}
+	if err := e.announce(); err != nil {
+		return err
+	}
+	<-ctx.Done()
+	cfg.Logger.Info("edge stopping")
+	return nil
+}
+
+func (e *edge) open(ctx context.Context) error {
+	cs, err := sas.ParseConnString(e.cfg.ConnectionString)
+	if err != nil {
+		return fmt.Errorf("edge connection string: %w", err)
+	}
+	if cs.DeviceID == "" || cs.ModuleID != "" || len(cs.SharedAccessKey) == 0 {
+		return errors.New("edge connection string: want the edge device's (HostName, DeviceId, SharedAccessKey)")
+	}
+	e.cs = cs
+	if err := os.MkdirAll(e.cfg.DataDir, 0o700); err != nil {
+		return err
+	}
+	_ = os.Remove(filepath.Join(e.cfg.DataDir, "ready.json")) // from a run that was killed
+	log := e.cfg.Logger
+	if e.db, err = kv.Open(filepath.Join(e.cfg.DataDir, "store"), kv.Options{Durability: e.cfg.Durability, Logger: log}); err != nil {
+		return err
+	}
+	if e.queues, err = queue.Open(ctx, e.db, queue.Options{Logger: log}); err != nil {
+		return err
+	}
+	if e.twins, err = twin.Open(ctx, e.db, twin.Options{Role: twin.Edge, Name: cs.DeviceID, Logger: log}); err != nil {
+		return err
+	}
+	if e.ids, err = identity.Open(ctx, e.db, identity.Options{Logger: log}); err != nil {
+		return err
+	}
+	if err := e.loadIdentities(ctx); err != nil {
+		return err
+	}
+	routes, err := e.routes()
+	if err != nil {
+		return err
+	}
+	return e.newBroker(routes)
+}
+
+// loadIdentities adds the --identities file to the cache, and the edge's
+// own identity from its connection string if the cache lacks it.
+func (e *edge) loadIdentities(ctx context.Context) error {
+	var ids []identity.Identity
+	if e.cfg.Identities != "" {
+		data, err := os.ReadFile(e.cfg.Identities)
+		if err != nil {
+			return fmt.Errorf("identities: %w", err)
+		}
+		if ids, err = identity.ParseJSONList(data); err != nil {
+			return fmt.Errorf("identities file %s: %w", e.cfg.Identities, err)
+		}
+	}
+	if _, ok, _ := e.ids.Get(e.cs.DeviceID); !ok && !containsID(ids, e.cs.DeviceID) {
+		ids = append(ids, identity.Identity{DeviceID: e.cs.DeviceID, Status: identity.Enabled, Edge: true,
+			Auth: identity.Auth{Type: identity.AuthSAS, PrimaryKey: e.cs.SharedAccessKey}})
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	return e.ids.Put(ctx, ids...)
+}
+
+func containsID(ids []identity.Identity, id string) bool {
+	for _, i := range ids {
+		if i.ID() == id {
+			return true
+		}
+	}
+	return false
+}
+
+// routes reads $edgeHub's routes from the deployment manifest, if any.
+func (e *edge) routes() (*route.Config, error) {
+	if e.cfg.Deployment == "" {
+		return route.DefaultConfig(), nil
+	}
+	data, err := os.ReadFile(e.cfg.Deployment)
+	if err != nil {
+		return nil, fmt.Errorf("deployment: %w", err)
+	}
+	var m struct {
+		ModulesContent map[string]map[string]json.RawMessage `json:"modulesContent"`
+	}
+	if err := json.Unmarshal(data, &m); err != nil {
+		return nil, fmt.Errorf("deployment %s: not a deployment manifest: %w", e.cfg.Deployment, err)
+	}
+	desired := m.ModulesContent["$edgeHub"]["properties.desired"]
+	if desired == nil {
+		return route.DefaultConfig(), nil
+	}
+	cfg, err := route.ParseConfig(desired)
+	if err != nil {
+		return nil, fmt.Errorf("deployment %s: $edgeHub routes: %w", e.cfg.Deployment, err)
+	}
+	return cfg, nil
+}
+
+func (e *edge) newBroker(routes *route.Config) error {
+	var tlsCfg *tls.Config
+	if e.cfg.MQTTS != "" || e.cfg.WS != "" {
+		cert, caPath, err := e.certificate()
+		if err != nil {
+			return err
+		}
+		e.ready.CA = caPath
+		tlsCfg = &tls.Config{Certificates: []tls.Certificate{cert}, ClientAuth: tls.RequestClientCert, MinVersion: tls.VersionTLS12}
+	}
+	hosts := e.hostNames()
+	b, err := broker.New(broker.Options{
+		EdgeID: e.cs.DeviceID, Queues: e.queues, Twins: e.twins, Routes: routes,
+		Auth: authenticator{ids: e.ids, edgeID: e.cs.DeviceID, hosts: hosts},
+		TCP:  e.cfg.MQTT, TLS: e.cfg.MQTTS, WS: e.cfg.WS, TLSConfig: tlsCfg, Logger: e.cfg.Logger,
+	})
+	e.broker = b
+	return err
+}
+
+func (e *edge) certificate() (tls.Certificate, string, error) {
+	if e.cfg.TLSCert != "" || e.cfg.TLSKey != "" {
+		cert, err := tls.LoadX509KeyPair(e.cfg.TLSCert, e.cfg.TLSKey)
+		if err != nil {
+			return cert, "", fmt.Errorf("--tls-cert/--tls-key: %w", err)
+		}
+		return cert, "", nil
+	}
+	caPath, cert, err := localCA(filepath.Join(e.cfg.DataDir, "certs"), e.hostNames())
+	return cert, caPath, err
+}
+
+// hostNames are the names this edge answers to: its hostname, loopback,
+// and the hub's HostName (tokens for the hub are valid here too).
+func (e *edge) hostNames() []string {
+	names := []string{}
+	if e.cfg.Hostname != "" {
+		names = append(names, e.cfg.Hostname)
+	}
+	if h, err := os.Hostname(); err == nil {
+		names = append(names, h)
+	}
+	names = append(names, "localhost", "127.0.0.1", "::1")
+	if host, _, err := net.SplitHostPort(e.cs.HostName); err == nil {
+		names = append(names, host)
+	}
+	return append(names, e.cs.HostName)
+}
+
+// announce prints the addresses and "edge ready", and writes ready.json.
+func (e *edge) announce() error {
+	for _, l := range []struct {
+		name string
+		dst  *string
+	}{{"tcp", &e.ready.MQTT}, {"tls", &e.ready.MQTTS}, {"ws", &e.ready.WS}} {
+		if a := e.broker.Addr(l.name); a != nil {
+			*l.dst = a.String()
+		}
+	}
+	out := e.cfg.Stdout
+	if e.ready.CA != "" {
+		fmt.Fprintf(out, "edge CA certificate: %s (leaf devices and modules trust it)\n", e.ready.CA)
+	}
+	for _, l := range []struct{ name, addr string }{{"mqtt", e.ready.MQTT}, {"mqtts", e.ready.MQTTS}, {"ws", e.ready.WS}, {"api", e.ready.API}} {
+		if l.addr != "" {
+			fmt.Fprintf(out, "%s listening on %s\n", l.name, l.addr)
+		}
+	}
+	data, _ := json.Marshal(e.ready)
+	if err := os.WriteFile(filepath.Join(e.cfg.DataDir, "ready.json"), data, 0o644); err != nil {
+		return err
+	}
+	fmt.Fprintln(out, "edge ready")
+	return nil
+}
+
+func (e *edge) close() {
+	if e.broker != nil {
+		_ = e.broker.Close()
+	}
+	if e.queues != nil {
+		_ = e.queues.Close()
+	}
+	if e.db != nil {
+		_ = e.db.Close()
+	}
+	_ = os.Remove(filepath.Join(e.cfg.DataDir, "ready.json"))
+}
+
+// authenticator adapts the identity cache to the broker.
+type authenticator struct {
+	ids    *identity.Cache
+	edgeID string
+	hosts  []string
+}
+
+func (a authenticator) Authenticate(c broker.Credentials) (string, error) {
+	id, err := a.ids.Authenticate(identity.AuthRequest{
+		ClientID: c.ClientID, Username: c.Username, Password: string(c.Password),
+		PeerCertificates: c.Certificates, EdgeDeviceID: a.edgeID, HostNames: a.hosts, Now: time.Now(),
+	})
+	if err != nil {
+		return "", err
+	}
+	return id.ID(), nil
+}

@@ -1,0 +1,102 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"text/tabwriter"
+
+	"github.com/outpost-edge/outpost/cmd/internal/cli"
+	"github.com/outpost-edge/outpost/cmd/internal/edge"
+	"github.com/outpost-edge/outpost/store/kv"
+)
+
+const defaultEdgeAPI = "127.0.0.1:18081"
+
+var edgeCfg struct {
+	edge.Config
+	durability string
+	logLevel   string
+}
+
+var edgeCmd = cli.Command{
+	Name:    "edge",
+	Summary: "run the edge: MQTT broker with IoT Hub conventions, store-and-forward queues, twins; `edge status` reports on one",
+	Usage:   "--data DIR --connection-string CS [--mqtt ADDR] [--mqtts ADDR] [--ws ADDR] [flags] | status [--api ADDR]",
+	Flags: func(fs *flag.FlagSet) {
+		c := &edgeCfg
+		fs.StringVar(&c.DataDir, "data", "", "data directory (store, certificates)")
+		fs.StringVar(&c.ConnectionString, "connection-string", os.Getenv("OUTPOST_EDGE_CONNECTION_STRING"), "the edge device's connection string (env OUTPOST_EDGE_CONNECTION_STRING)")
+		fs.StringVar(&c.HubURL, "hub-url", "", "URL of the hub (default: from the connection string's HostName)")
+		fs.StringVar(&c.Hostname, "hostname", "", "name leaf devices use for this edge (GatewayHostName); goes into the server certificate")
+		fs.StringVar(&c.MQTT, "mqtt", "", "plain MQTT listener address, for loopback (e.g. 127.0.0.1:1883)")
+		fs.StringVar(&c.MQTTS, "mqtts", "", "MQTT over TLS listener address (e.g. :8883); the default when no listener is given")
+		fs.StringVar(&c.WS, "ws", "", "MQTT over WebSocket listener address (TLS), path /$iothub/websocket")
+		fs.StringVar(&c.API, "api", defaultEdgeAPI, "local HTTP API for status, twins and metrics (\"\" to disable)")
+		fs.StringVar(&c.TLSCert, "tls-cert", "", "server certificate (PEM); without it the edge makes a local CA in the data directory")
+		fs.StringVar(&c.TLSKey, "tls-key", "", "server key (PEM)")
+		fs.StringVar(&c.Deployment, "deployment", "", "deployment manifest: routes from $edgeHub (standalone edge)")
+		fs.StringVar(&c.Identities, "identities", "", "JSON array of IoT Hub device/module identities to add to the offline cache")
+		fs.StringVar(&edgeCfg.durability, "durability", "process", "process (acknowledged messages survive kill -9) or power (fsync before PUBACK)")
+		fs.StringVar(&edgeCfg.logLevel, "log-level", "info", "debug, info, warn or error")
+	},
+	Run: runEdge,
+}
+
+func runEdge(ctx context.Context, env cli.Env, fs *flag.FlagSet) error {
+	if fs.Arg(0) == "status" {
+		return edgeStatus(env, fs.Args()[1:])
+	}
+	if fs.NArg() > 0 {
+		return cli.Usagef("unexpected argument %q", fs.Arg(0))
+	}
+	c := edgeCfg.Config
+	if c.DataDir == "" || c.ConnectionString == "" {
+		return cli.Usagef("--data and --connection-string are required")
+	}
+	d, err := kv.ParseDurability(edgeCfg.durability)
+	if err != nil {
+		return cli.Usagef("--durability: %v", err)
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(edgeCfg.logLevel)); err != nil {
+		return cli.Usagef("--log-level: %v", err)
+	}
+	if c.MQTT == "" && c.MQTTS == "" && c.WS == "" {
+		c.MQTTS = ":8883"
+	}
+	c.Durability, c.Stdout = d, env.Stdout
+	c.Logger = slog.New(slog.NewTextHandler(env.Stderr, &slog.HandlerOptions{Level: level}))
+	return edge.Run(ctx, c)
+}
+
+func edgeStatus(env cli.Env, args []string) error {
+	fs := flag.NewFlagSet("edge status", flag.ContinueOnError)
+	fs.SetOutput(env.Stderr)
+	api := fs.String("api", defaultEdgeAPI, "the edge's --api address")
+	asJSON := fs.String("o", "table", "output: table or json")
+	if err := fs.Parse(args); err != nil {
+		return cli.Usagef("%v", err)
+	}
+	st, err := edge.FetchStatus(*api)
+	if err != nil {
+		return err
+	}
+	if *asJSON == "json" {
+		return json.NewEncoder(env.Stdout).Encode(st)
+	}
+	fmt.Fprintf(env.Stdout, "edge %s\nlink: %s\n\n", st.DeviceID, st.Link)
+	w := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "QUEUE\tDEPTH\tBYTES\tOLDEST\tEXPIRED\tDROPPED\tREJECTED")
+	for _, q := range st.Queues {
+		fmt.Fprintf(w, "%s\t%d\t%d\t%.0fs\t%d\t%d\t%d\n", q.Name, q.Depth, q.Bytes, q.OldestSeconds, q.Expired, q.Dropped, q.Rejected)
+	}
+	w.Flush()
+	b := st.Broker
+	fmt.Fprintf(env.Stdout, "\nmessages: %d received, %d stored, %d without route, %d refused, %d delivered; %d failed logins, %d ACL denials\nmodules: none (supervisor not built yet)\n",
+		b.Received, b.Stored, b.NoRoute, b.Refused, b.Delivered, b.AuthFailed, b.Denied)
+	return nil
+}

@@ -1,0 +1,285 @@
+package main
+
+import (
+	"bufio"
+	"encoding/base64"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+	"github.com/rogpeppe/go-internal/testscript"
+
+	"github.com/outpost-edge/outpost/cmd/internal/edge"
+	"github.com/outpost-edge/outpost/store/identity/sas"
+)
+
+// scriptCmds are the in-process commands scenarios use besides `exec outpost`.
+var scriptCmds = map[string]func(ts *testscript.TestScript, neg bool, args []string){
+	"waitready":  cmdWaitReady,
+	"mqtt":       cmdMQTT,
+	"checkacked": cmdCheckAcked,
+	"sleep":      cmdSleep,
+}
+
+// sleep DURATION: let background work happen (e.g. publishers before a kill).
+func cmdSleep(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 1 {
+		ts.Fatalf("usage: sleep DURATION")
+	}
+	d, err := time.ParseDuration(args[0])
+	ts.Check(err)
+	time.Sleep(d)
+}
+
+// hubHost is the HostName of the connection strings in the scenarios.
+const hubHost = "hub.local"
+
+// waitready DIR: wait for an edge's DIR/ready.json and export its addresses
+// as $MQTT, $MQTTS, $WS, $API and $CA.
+func cmdWaitReady(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 1 {
+		ts.Fatalf("usage: waitready DIR")
+	}
+	path := filepath.Join(ts.MkAbs(args[0]), "ready.json")
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		data, err := os.ReadFile(path)
+		if err == nil {
+			var r edge.Ready
+			ts.Check(json.Unmarshal(data, &r))
+			for k, v := range map[string]string{"MQTT": r.MQTT, "MQTTS": r.MQTTS, "WS": r.WS, "API": r.API, "CA": r.CA} {
+				ts.Setenv(k, v)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			ts.Fatalf("%s did not appear in 30s", path)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// dial connects as identity id ("d" or "d/m") with a SAS token from key.
+func dial(addr, id, key string) (paho.Client, error) {
+	k, err := base64.StdEncoding.DecodeString(key)
+	if err != nil {
+		return nil, err
+	}
+	d, m, _ := strings.Cut(id, "/")
+	tok := sas.NewToken(sas.ResourceURI(hubHost, d, m), k, "", time.Now().Add(time.Hour))
+	o := paho.NewClientOptions().AddBroker("tcp://" + addr).SetClientID(id).
+		SetUsername(hubHost + "/" + id + "/?api-version=2021-04-12").SetPassword(tok).
+		SetAutoReconnect(false).SetProtocolVersion(4).SetOrderMatters(true).SetConnectTimeout(5 * time.Second)
+	c := paho.NewClient(o)
+	t := c.Connect()
+	if !t.WaitTimeout(10 * time.Second) {
+		return nil, fmt.Errorf("connect %s: timed out", id)
+	}
+	return c, t.Error()
+}
+
+// mqtt pub [-q Q] [-n N] ADDR ID KEY TOPIC PAYLOAD
+// mqtt sub [-n N] [-timeout D] ADDR ID KEY FILTER
+// mqtt flood ADDR KEY ACKFILE ID... (starts QoS1 publishers that run until the connection dies)
+func cmdMQTT(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) == 0 {
+		ts.Fatalf("usage: mqtt pub|sub|flood …")
+	}
+	fs := flag.NewFlagSet("mqtt "+args[0], flag.ContinueOnError)
+	qos := fs.Int("q", 1, "QoS")
+	n := fs.Int("n", 1, "messages")
+	timeout := fs.Duration("timeout", 10*time.Second, "how long sub waits")
+	ts.Check(fs.Parse(args[1:]))
+	a := fs.Args()
+	switch args[0] {
+	case "pub":
+		if len(a) != 5 {
+			ts.Fatalf("usage: mqtt pub [-q Q] [-n N] ADDR ID KEY TOPIC PAYLOAD")
+		}
+		err := mqttPub(a[0], a[1], a[2], a[3], a[4], byte(*qos), *n)
+		if neg != (err != nil) {
+			ts.Fatalf("mqtt pub: %v", err)
+		}
+		if err == nil {
+			fmt.Fprintf(ts.Stdout(), "published %d\n", *n)
+		} else {
+			fmt.Fprintf(ts.Stderr(), "%v\n", err)
+		}
+	case "sub":
+		if len(a) != 4 {
+			ts.Fatalf("usage: mqtt sub [-n N] [-timeout D] ADDR ID KEY FILTER")
+		}
+		lines, err := mqttSub(a[0], a[1], a[2], a[3], *n, *timeout)
+		for _, l := range lines {
+			fmt.Fprintln(ts.Stdout(), l)
+		}
+		if neg != (err != nil) {
+			ts.Fatalf("mqtt sub: %v", err)
+		}
+	case "flood":
+		if len(a) < 4 {
+			ts.Fatalf("usage: mqtt flood ADDR KEY ACKFILE ID...")
+		}
+		mqttFlood(ts, a[0], a[1], ts.MkAbs(a[2]), a[3:])
+	case "floodwait": // wait until the publishers of ACKFILE have stopped
+		if len(a) != 1 {
+			ts.Fatalf("usage: mqtt floodwait ACKFILE")
+		}
+		if wg, ok := floods.Load(ts.MkAbs(a[0])); ok {
+			wg.(*sync.WaitGroup).Wait()
+		}
+	default:
+		ts.Fatalf("mqtt: unknown subcommand %q", args[0])
+	}
+}
+
+func mqttPub(addr, id, key, topic, payload string, qos byte, n int) error {
+	c, err := dial(addr, id, key)
+	if err != nil {
+		return err
+	}
+	defer c.Disconnect(100)
+	for i := 0; i < n; i++ {
+		t := c.Publish(topic, qos, false, payload)
+		if !t.WaitTimeout(10 * time.Second) {
+			return fmt.Errorf("publish %d: no PUBACK in 10s", i)
+		}
+		if err := t.Error(); err != nil {
+			return fmt.Errorf("publish %d: %w", i, err)
+		}
+		if !c.IsConnected() {
+			return fmt.Errorf("publish %d: the broker closed the connection", i)
+		}
+	}
+	time.Sleep(50 * time.Millisecond) // a refusal disconnects right after the publish
+	if !c.IsConnected() {
+		return fmt.Errorf("the broker closed the connection")
+	}
+	return nil
+}
+
+func mqttSub(addr, id, key, filter string, n int, timeout time.Duration) ([]string, error) {
+	c, err := dial(addr, id, key)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Disconnect(100)
+	got := make(chan string, n+16)
+	t := c.Subscribe(filter, 1, func(_ paho.Client, m paho.Message) { got <- m.Topic() + " " + string(m.Payload()) })
+	if !t.WaitTimeout(10*time.Second) || t.Error() != nil {
+		return nil, fmt.Errorf("subscribe %s: %v", filter, t.Error())
+	}
+	if r := t.(*paho.SubscribeToken).Result(); r[filter] >= 0x80 {
+		return nil, fmt.Errorf("subscribe %s: refused (code %#x)", filter, r[filter])
+	}
+	var lines []string
+	deadline := time.After(timeout)
+	for len(lines) < n {
+		select {
+		case l := <-got:
+			lines = append(lines, l)
+		case <-deadline:
+			return lines, fmt.Errorf("got %d of %d messages in %v", len(lines), n, timeout)
+		}
+	}
+	return lines, nil
+}
+
+// floods holds the WaitGroup of each running flood by its ack file.
+var floods sync.Map
+
+// mqttFlood starts one QoS1 publisher per id, each with up to 16
+// unacknowledged messages whose message ids are <id>-<n>; every PUBACKed id
+// is appended to ackfile at once. They run until their connection dies.
+func mqttFlood(ts *testscript.TestScript, addr, key, ackfile string, ids []string) {
+	f, err := os.OpenFile(ackfile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	ts.Check(err)
+	var mu sync.Mutex
+	wg := new(sync.WaitGroup)
+	floods.Store(ackfile, wg)
+	var stop atomic.Bool
+	for _, id := range ids {
+		c, err := dial(addr, id, key)
+		ts.Check(err)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem := make(chan struct{}, 16)
+			for i := 0; c.IsConnected() && !stop.Load(); i++ {
+				sem <- struct{}{}
+				mid := fmt.Sprintf("%s-%d", id, i)
+				t := c.Publish("devices/"+id+"/messages/events/%24.mid="+mid, 1, false, mid)
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					defer func() { <-sem }()
+					if t.WaitTimeout(30*time.Second) && t.Error() == nil {
+						mu.Lock()
+						fmt.Fprintln(f, mid)
+						mu.Unlock()
+					}
+				}()
+			}
+		}()
+	}
+	ts.Defer(func() {
+		stop.Store(true)
+		wg.Wait()
+		f.Close()
+	})
+}
+
+// checkacked API QUEUE ACKFILE: every message id in ACKFILE (PUBACKed
+// before a crash) is in the queue, read through the edge's API.
+func cmdCheckAcked(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 3 {
+		ts.Fatalf("usage: checkacked API QUEUE ACKFILE")
+	}
+	stored := map[string]bool{}
+	var after uint64
+	for {
+		url := fmt.Sprintf("http://%s/queues/%s?after=%d&limit=5000", args[0], args[1], after)
+		resp, err := http.Get(url)
+		ts.Check(err)
+		var msgs []struct {
+			ID  string
+			Seq uint64
+		}
+		err = json.NewDecoder(resp.Body).Decode(&msgs)
+		resp.Body.Close()
+		ts.Check(err)
+		if len(msgs) == 0 {
+			break
+		}
+		for _, m := range msgs {
+			stored[m.ID] = true
+		}
+		after = msgs[len(msgs)-1].Seq
+	}
+	f, err := os.Open(ts.MkAbs(args[2]))
+	ts.Check(err)
+	defer f.Close()
+	acked, missing := 0, 0
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		acked++
+		if !stored[sc.Text()] {
+			missing++
+			if missing <= 5 {
+				fmt.Fprintf(ts.Stderr(), "acknowledged but not stored: %s\n", sc.Text())
+			}
+		}
+	}
+	fmt.Fprintf(ts.Stdout(), "%d acknowledged, %d stored, %d missing\n", acked, len(stored), missing)
+	if (missing > 0 || acked == 0) != neg {
+		ts.Fatalf("%d of %d acknowledged messages missing", missing, acked)
+	}
+}
