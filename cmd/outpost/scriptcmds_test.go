@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -27,6 +28,30 @@ var scriptCmds = map[string]func(ts *testscript.TestScript, neg bool, args []str
 	"mqtt":       cmdMQTT,
 	"checkacked": cmdCheckAcked,
 	"sleep":      cmdSleep,
+	"http":       cmdHTTP,
+}
+
+// http METHOD URL [BODY]: prints the status line and the body; fails on
+// 4xx/5xx unless negated.
+func cmdHTTP(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) < 2 || len(args) > 3 {
+		ts.Fatalf("usage: http METHOD URL [BODY]")
+	}
+	var body io.Reader
+	if len(args) == 3 {
+		body = strings.NewReader(args[2])
+	}
+	req, err := http.NewRequest(args[0], args[1], body)
+	ts.Check(err)
+	req.Header.Set("iothub-app-origin", "scenario")
+	resp, err := http.DefaultClient.Do(req)
+	ts.Check(err)
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	fmt.Fprintf(ts.Stdout(), "%d\n%s\n", resp.StatusCode, data)
+	if (resp.StatusCode >= 400) != neg {
+		ts.Fatalf("%s %s: %d %s", args[0], args[1], resp.StatusCode, data)
+	}
 }
 
 // sleep DURATION: let background work happen (e.g. publishers before a kill).
@@ -129,6 +154,19 @@ func cmdMQTT(ts *testscript.TestScript, neg bool, args []string) {
 			ts.Fatalf("usage: mqtt flood ADDR KEY ACKFILE ID...")
 		}
 		mqttFlood(ts, a[0], a[1], ts.MkAbs(a[2]), a[3:])
+	case "methods": // answer every direct method with 200 and {"echo": payload}, in the background
+		if len(a) != 3 {
+			ts.Fatalf("usage: mqtt methods ADDR ID KEY")
+		}
+		c, err := dial(a[0], a[1], a[2])
+		ts.Check(err)
+		t := c.Subscribe("$iothub/methods/POST/#", 0, func(cl paho.Client, m paho.Message) {
+			rid := m.Topic()[strings.Index(m.Topic(), "$rid=")+5:]
+			cl.Publish("$iothub/methods/res/200/?$rid="+rid, 0, false, `{"echo":`+string(m.Payload())+`}`)
+		})
+		t.WaitTimeout(10 * time.Second)
+		ts.Check(t.Error())
+		ts.Defer(func() { c.Disconnect(100) })
 	case "floodwait": // wait until the publishers of ACKFILE have stopped
 		if len(a) != 1 {
 			ts.Fatalf("usage: mqtt floodwait ACKFILE")

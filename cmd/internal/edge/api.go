@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/outpost-edge/outpost/broker"
 	"github.com/outpost-edge/outpost/store/queue"
 	"github.com/outpost-edge/outpost/store/twin"
 )
@@ -57,6 +58,9 @@ func (e *edge) serveAPI() (io.Closer, error) {
 	mux.HandleFunc("GET /metrics", e.metrics)
 	mux.HandleFunc("GET /twins/{id...}", e.twinHandler)
 	mux.HandleFunc("GET /queues/{name...}", e.queueHandler)
+	mux.HandleFunc("POST /devices/{d}/messages/deviceBound", e.c2dHandler)
+	mux.HandleFunc("POST /twins/{d}/methods", e.methodHandler)
+	mux.HandleFunc("POST /twins/{d}/modules/{m}/methods", e.methodHandler)
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = srv.Serve(ln) }()
 	return srv, nil
@@ -125,6 +129,72 @@ func (e *edge) queueHandler(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	writeJSON(w, 500, map[string]string{"code": "Internal", "message": err.Error()})
+}
+
+// c2dHandler queues a cloud-to-device message, as the hub's REST API does:
+// the body is the payload, iothub-messageid, iothub-correlationid and
+// iothub-app-<name> headers carry properties.
+func (e *edge) c2dHandler(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 256<<10))
+	if err != nil {
+		writeJSON(w, 413, map[string]string{"code": "TooLarge", "message": "a cloud-to-device message is at most 256 KB"})
+		return
+	}
+	m := queue.Message{ID: r.Header.Get("iothub-messageid"), Body: body, Props: map[string]string{},
+		Sys: map[string]string{"to": "/devices/" + r.PathValue("d") + "/messages/deviceBound"}}
+	if cid := r.Header.Get("iothub-correlationid"); cid != "" {
+		m.Sys["correlationId"] = cid
+	}
+	for k, v := range r.Header {
+		if name, ok := strings.CutPrefix(strings.ToLower(k), "iothub-app-"); ok && len(v) > 0 {
+			m.Props[name] = v[0]
+		}
+	}
+	if err := e.broker.SendC2D(r.Context(), r.PathValue("d"), m); err != nil {
+		writeJSON(w, 500, map[string]string{"code": "Internal", "message": err.Error()})
+		return
+	}
+	w.WriteHeader(204)
+}
+
+// methodHandler invokes a direct method on a connected device or module:
+// {"methodName","payload","responseTimeoutInSeconds"} → {"status","payload"};
+// 404 when the target is not connected, 504 when it does not answer.
+func (e *edge) methodHandler(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		MethodName string          `json:"methodName"`
+		Payload    json.RawMessage `json:"payload"`
+		Timeout    int             `json:"responseTimeoutInSeconds"`
+	}
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 128<<10)).Decode(&req); err != nil || req.MethodName == "" {
+		writeJSON(w, 400, map[string]string{"code": "BadRequest", "message": "want {\"methodName\", \"payload\", \"responseTimeoutInSeconds\"}"})
+		return
+	}
+	timeout := 30 * time.Second
+	if req.Timeout > 0 {
+		timeout = time.Duration(min(req.Timeout, 300)) * time.Second
+	}
+	id := r.PathValue("d")
+	if m := r.PathValue("m"); m != "" {
+		id += "/" + m
+	}
+	res, err := e.broker.InvokeMethod(r.Context(), id, req.MethodName, req.Payload, timeout)
+	switch {
+	case errors.Is(err, broker.ErrNotConnected):
+		writeJSON(w, 404, map[string]string{"code": "DeviceNotOnline", "message": err.Error()})
+	case errors.Is(err, broker.ErrTimeout):
+		writeJSON(w, 504, map[string]string{"code": "GatewayTimeout", "message": err.Error()})
+	case err != nil:
+		writeJSON(w, 500, map[string]string{"code": "Internal", "message": err.Error()})
+	default:
+		payload := json.RawMessage(res.Payload)
+		if len(payload) == 0 {
+			payload = json.RawMessage("null")
+		} else if !json.Valid(payload) {
+			payload, _ = json.Marshal(string(res.Payload))
+		}
+		writeJSON(w, 200, map[string]any{"status": res.Status, "payload": payload})
+	}
 }
 
 // metrics writes the Prometheus text format.
