@@ -327,3 +327,60 @@ func TestOversizeAndFullQueueRefused(t *testing.T) {
 		t.Errorf("refused = %d, want the full queue and the oversize payload counted", e.b.Stats().Refused.Load())
 	}
 }
+
+// Module inputs that were delivered but not PUBACKed come again on the next
+// connection; PUBACKed ones never do.
+func TestInputsRedeliveredUntilAcked(t *testing.T) {
+	routes := `{"routes":{"ab":"FROM /messages/modules/a/* INTO BrokeredEndpoint(\"/modules/b/inputs/in1\")"}}`
+	e := newEnv(t, routes, queue.Options{})
+	a := e.client(edgeID+"/a", "pw")
+	for i := 0; i < 5; i++ {
+		wait(t, a.Publish(fmt.Sprintf("devices/%s/modules/a/messages/events/n=%d", edgeID, i), 1, false, fmt.Sprint(i)))
+	}
+	// First connection: take the messages, acknowledge only the first two.
+	o := paho.NewClientOptions().AddBroker("tcp://" + e.addr).SetClientID(edgeID + "/b").
+		SetUsername("h/" + edgeID + "/b/?api-version=1").SetPassword("pw").SetAutoReconnect(false).
+		SetCleanSession(true).SetProtocolVersion(4).SetAutoAckDisabled(true).SetOrderMatters(true)
+	b1 := paho.NewClient(o)
+	wait(t, b1.Connect())
+	got := make(chan paho.Message, 10)
+	wait(t, b1.Subscribe("devices/"+edgeID+"/modules/b/#", 1, func(_ paho.Client, m paho.Message) { got <- m }))
+	for i := 0; i < 5; i++ {
+		m := recv(t, got)
+		if i < 2 {
+			m.Ack()
+		}
+	}
+	time.Sleep(100 * time.Millisecond)
+	b1.Disconnect(10)
+	// Second connection: 2, 3, 4 again, in order.
+	b2 := e.client(edgeID+"/b", "pw")
+	got2 := make(chan paho.Message, 10)
+	wait(t, b2.Subscribe("devices/"+edgeID+"/modules/b/#", 1, func(_ paho.Client, m paho.Message) { got2 <- m }))
+	for i := 2; i < 5; i++ {
+		if m := recv(t, got2); string(m.Payload()) != fmt.Sprint(i) {
+			t.Fatalf("redelivered %s, want %d", m.Payload(), i)
+		}
+	}
+	select {
+	case m := <-got2:
+		t.Fatalf("extra delivery %s", m.Payload())
+	case <-time.After(200 * time.Millisecond):
+	}
+}
+
+// One connection per identity: a second CONNECT with the same identity
+// replaces the first.
+func TestOneConnectionPerIdentity(t *testing.T) {
+	e := newEnv(t, "", queue.Options{})
+	first := e.client("dev1", "pw")
+	second := e.client("dev1", "pw")
+	deadline := time.Now().Add(3 * time.Second)
+	for first.IsConnected() && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if first.IsConnected() || !second.IsConnected() {
+		t.Fatalf("first connected %v, second %v", first.IsConnected(), second.IsConnected())
+	}
+	wait(t, second.Publish("devices/dev1/messages/events/", 1, false, "x"))
+}
