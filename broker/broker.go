@@ -42,6 +42,9 @@ type Options struct {
 	// Routes is the route table in force; nil means the default route
 	// (FROM /messages/* INTO $upstream). SetRoutes replaces it at run time.
 	Routes *route.Config
+	// Policy authorizes free pub/sub topics between local clients; nil
+	// refuses them all. SetPolicy replaces it at run time.
+	Policy *Policy
 
 	TCP       string // plain MQTT listener address (loopback use), "" for none
 	TLS       string // MQTT over TLS, "" for none
@@ -59,6 +62,7 @@ type Broker struct {
 	log    *slog.Logger
 	srv    *mqtt.Server
 	routes atomic.Pointer[route.Config]
+	policy atomic.Pointer[Policy]
 
 	mu       sync.Mutex
 	sessions map[string]*session // by client id (= identity id)
@@ -111,6 +115,7 @@ func New(opts Options) (*Broker, error) {
 		cfg = route.DefaultConfig()
 	}
 	b.routes.Store(cfg)
+	b.policy.Store(opts.Policy)
 	b.srv = mqtt.New(&mqtt.Options{
 		Capabilities:           b.capabilities(),
 		InlineClient:           true,
@@ -138,6 +143,9 @@ func (b *Broker) capabilities() *mqtt.Capabilities {
 
 // SetRoutes replaces the route table; messages already queued keep theirs.
 func (b *Broker) SetRoutes(cfg *route.Config) { b.routes.Store(cfg) }
+
+// SetPolicy replaces the free-topic authorization policy.
+func (b *Broker) SetPolicy(p *Policy) { b.policy.Store(p) }
 
 // Stats returns the broker's counters.
 func (b *Broker) Stats() *Stats { return &b.stats }

@@ -384,3 +384,33 @@ func TestOneConnectionPerIdentity(t *testing.T) {
 	}
 	wait(t, second.Publish("devices/dev1/messages/events/", 1, false, "x"))
 }
+
+// Free topics between local clients follow the $edgeHub authorization
+// policy; without a policy they are refused.
+func TestFreeTopicsFollowPolicy(t *testing.T) {
+	e := newEnv(t, "", queue.Options{})
+	a := e.client(edgeID+"/a", "pw")
+	tok := a.Subscribe("shared/x", 1, nil)
+	wait(t, tok)
+	if tok.(*paho.SubscribeToken).Result()["shared/x"] < 0x80 {
+		t.Fatal("free topic granted without a policy")
+	}
+	p, err := ParsePolicy([]byte(`{"mqttBroker":{"authorizations":[{"identities":["{{iot:identity}}"],"allow":[{"operations":["mqtt:publish","mqtt:subscribe"],"resources":["shared/#"]}]}]}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.b.SetPolicy(p)
+	got := make(chan paho.Message, 1)
+	wait(t, a.Subscribe("shared/#", 1, func(_ paho.Client, m paho.Message) { got <- m }))
+	b := e.client(edgeID+"/b", "pw")
+	wait(t, b.Publish("shared/hello", 1, false, "hi"))
+	if m := recv(t, got); m.Topic() != "shared/hello" || string(m.Payload()) != "hi" {
+		t.Errorf("got %s %s", m.Topic(), m.Payload())
+	}
+	// The policy never opens another identity's IoT Hub topics.
+	tok = b.Subscribe("devices/dev1/messages/devicebound/#", 1, nil)
+	wait(t, tok)
+	if tok.(*paho.SubscribeToken).Result()["devices/dev1/messages/devicebound/#"] < 0x80 {
+		t.Error("another device's C2D granted")
+	}
+}

@@ -54,6 +54,9 @@ func (h *hook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 		return true
 	}
 	ok := allowed(cl.ID, topic, write)
+	if !ok && !iotHubTopic(topic) {
+		ok = h.b.policy.Load().Allowed(cl.ID, topic, write)
+	}
 	if !ok {
 		h.b.stats.Denied.Add(1)
 		h.b.log.Warn("refused topic outside the client's identity", "client_id", cl.ID, "topic", topic, "publish", write)
@@ -117,6 +120,12 @@ func (h *hook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet,
 		}
 	}
 	return pk, nil
+}
+
+// iotHubTopic tells the IoT Hub topic space, which the free-topic policy
+// never opens to other identities.
+func iotHubTopic(topic string) bool {
+	return strings.HasPrefix(topic, "devices/") || strings.HasPrefix(topic, "$iothub/") || topic == "#" || strings.HasPrefix(topic, "+/") || strings.HasPrefix(topic, "$")
 }
 
 // allowed is the ACL: a client publishes and subscribes only within its own

@@ -120,11 +120,11 @@ func (e *edge) open(ctx context.Context) error {
 	if err := e.loadIdentities(ctx); err != nil {
 		return err
 	}
-	routes, err := e.routes()
+	routes, policy, err := e.routes()
 	if err != nil {
 		return err
 	}
-	return e.newBroker(routes)
+	return e.newBroker(routes, policy)
 }
 
 // loadIdentities adds the --identities file to the cache, and the edge's
@@ -159,33 +159,38 @@ func containsID(ids []identity.Identity, id string) bool {
 	return false
 }
 
-// routes reads $edgeHub's routes from the deployment manifest, if any.
-func (e *edge) routes() (*route.Config, error) {
+// routes reads $edgeHub's routes and authorization policy from the
+// deployment manifest, if any.
+func (e *edge) routes() (*route.Config, *broker.Policy, error) {
 	if e.cfg.Deployment == "" {
-		return route.DefaultConfig(), nil
+		return route.DefaultConfig(), nil, nil
 	}
 	data, err := os.ReadFile(e.cfg.Deployment)
 	if err != nil {
-		return nil, fmt.Errorf("deployment: %w", err)
+		return nil, nil, fmt.Errorf("deployment: %w", err)
 	}
 	var m struct {
 		ModulesContent map[string]map[string]json.RawMessage `json:"modulesContent"`
 	}
 	if err := json.Unmarshal(data, &m); err != nil {
-		return nil, fmt.Errorf("deployment %s: not a deployment manifest: %w", e.cfg.Deployment, err)
+		return nil, nil, fmt.Errorf("deployment %s: not a deployment manifest: %w", e.cfg.Deployment, err)
 	}
 	desired := m.ModulesContent["$edgeHub"]["properties.desired"]
 	if desired == nil {
-		return route.DefaultConfig(), nil
+		return route.DefaultConfig(), nil, nil
 	}
 	cfg, err := route.ParseConfig(desired)
 	if err != nil {
-		return nil, fmt.Errorf("deployment %s: $edgeHub routes: %w", e.cfg.Deployment, err)
+		return nil, nil, fmt.Errorf("deployment %s: $edgeHub routes: %w", e.cfg.Deployment, err)
 	}
-	return cfg, nil
+	policy, err := broker.ParsePolicy(desired)
+	if err != nil {
+		return nil, nil, fmt.Errorf("deployment %s: $edgeHub: %w", e.cfg.Deployment, err)
+	}
+	return cfg, policy, nil
 }
 
-func (e *edge) newBroker(routes *route.Config) error {
+func (e *edge) newBroker(routes *route.Config, policy *broker.Policy) error {
 	var tlsCfg *tls.Config
 	if e.cfg.MQTTS != "" || e.cfg.WS != "" {
 		cert, caPath, err := e.certificate()
@@ -197,7 +202,7 @@ func (e *edge) newBroker(routes *route.Config) error {
 	}
 	hosts := e.hostNames()
 	b, err := broker.New(broker.Options{
-		EdgeID: e.cs.DeviceID, Queues: e.queues, Twins: e.twins, Routes: routes,
+		EdgeID: e.cs.DeviceID, Queues: e.queues, Twins: e.twins, Routes: routes, Policy: policy,
 		Auth: authenticator{ids: e.ids, edgeID: e.cs.DeviceID, hosts: hosts},
 		TCP:  e.cfg.MQTT, TLS: e.cfg.MQTTS, WS: e.cfg.WS, TLSConfig: tlsCfg, Logger: e.cfg.Logger,
 	})
