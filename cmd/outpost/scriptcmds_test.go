@@ -2,6 +2,8 @@ package main
 
 import (
 	"bufio"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"flag"
@@ -93,16 +95,35 @@ func cmdWaitReady(ts *testscript.TestScript, neg bool, args []string) {
 }
 
 // dial connects as identity id ("d" or "d/m") with a SAS token from key.
+// addr is host:port (plain MQTT) or a URL: ssl://host:port or
+// wss://host:port/$iothub/websocket, verified against $CA.
 func dial(addr, id, key string) (paho.Client, error) {
+	return dialCA(addr, id, key, "")
+}
+
+// dialCA is dial with the CA file that verifies TLS listeners.
+func dialCA(addr, id, key, ca string) (paho.Client, error) {
 	k, err := base64.StdEncoding.DecodeString(key)
 	if err != nil {
 		return nil, err
 	}
 	d, m, _ := strings.Cut(id, "/")
 	tok := sas.NewToken(sas.ResourceURI(hubHost, d, m), k, "", time.Now().Add(time.Hour))
-	o := paho.NewClientOptions().AddBroker("tcp://" + addr).SetClientID(id).
+	broker := addr
+	if !strings.Contains(addr, "://") {
+		broker = "tcp://" + addr
+	}
+	o := paho.NewClientOptions().AddBroker(broker).SetClientID(id).
 		SetUsername(hubHost + "/" + id + "/?api-version=2021-04-12").SetPassword(tok).
 		SetAutoReconnect(false).SetProtocolVersion(4).SetOrderMatters(true).SetConnectTimeout(5 * time.Second)
+	if !strings.HasPrefix(broker, "tcp://") {
+		pool := x509.NewCertPool()
+		pem, err := os.ReadFile(ca)
+		if err != nil || !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("read the edge CA from $CA: %v", err)
+		}
+		o.SetTLSConfig(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12})
+	}
 	c := paho.NewClient(o)
 	t := c.Connect()
 	if !t.WaitTimeout(10 * time.Second) {
@@ -129,7 +150,7 @@ func cmdMQTT(ts *testscript.TestScript, neg bool, args []string) {
 		if len(a) != 5 {
 			ts.Fatalf("usage: mqtt pub [-q Q] [-n N] ADDR ID KEY TOPIC PAYLOAD")
 		}
-		err := mqttPub(a[0], a[1], a[2], a[3], a[4], byte(*qos), *n)
+		err := mqttPub(a[0], a[1], a[2], a[3], a[4], byte(*qos), *n, ts.Getenv("CA"))
 		if neg != (err != nil) {
 			ts.Fatalf("mqtt pub: %v", err)
 		}
@@ -179,8 +200,8 @@ func cmdMQTT(ts *testscript.TestScript, neg bool, args []string) {
 	}
 }
 
-func mqttPub(addr, id, key, topic, payload string, qos byte, n int) error {
-	c, err := dial(addr, id, key)
+func mqttPub(addr, id, key, topic, payload string, qos byte, n int, ca string) error {
+	c, err := dialCA(addr, id, key, ca)
 	if err != nil {
 		return err
 	}
