@@ -64,43 +64,60 @@ func (a *ackQueue) run() {
 	}
 }
 
+// flush writes the PUBACKs of every completed entry at the head of the
+// queue in one write: one system call for a whole group commit's worth of
+// acknowledgements instead of one per message.
 func (a *ackQueue) flush() {
-	for {
-		a.mu.Lock()
-		if len(a.pending) == 0 || !a.pending[0].done {
-			a.mu.Unlock()
-			return
-		}
-		e := a.pending[0]
-		a.pending = a.pending[1:]
-		a.mu.Unlock()
-		if !a.send(e) {
-			return
-		}
+	a.mu.Lock()
+	n := 0
+	for n < len(a.pending) && a.pending[n].done {
+		n++
 	}
+	ready := append([]*ackEntry(nil), a.pending[:n]...)
+	a.pending = a.pending[n:]
+	a.mu.Unlock()
+	if len(ready) == 0 {
+		return
+	}
+	v5 := a.s.cl.Properties.ProtocolVersion == 5
+	buf := make([]byte, 0, 5*len(ready))
+	for _, e := range ready {
+		if e.err == nil {
+			if e.pid != 0 {
+				buf = append(buf, 0x40, 2, byte(e.pid>>8), byte(e.pid))
+			}
+			continue
+		}
+		if !v5 { // MQTT 3.1.1 has no negative PUBACK: acknowledge what came before, then disconnect
+			a.writeRaw(buf)
+			_ = a.s.b.srv.DisconnectClient(a.s.cl, refusalCode(e.err))
+			return
+		}
+		buf = append(buf, 0x40, 3, byte(e.pid>>8), byte(e.pid), refusalCode(e.err).Code)
+	}
+	a.writeRaw(buf)
 }
 
-// send writes the PUBACK of e; it reports false when the client was
-// disconnected instead.
-func (a *ackQueue) send(e *ackEntry) bool {
-	cl := a.s.cl
-	if e.err == nil {
-		if e.pid != 0 {
-			_ = write(cl, packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Puback}, PacketID: e.pid})
-		}
-		return true
-	}
-	code := packets.ErrUnspecifiedError
+func refusalCode(err error) packets.Code {
 	var r refusal
-	if errors.As(e.err, &r) {
-		code = r.code
+	if errors.As(err, &r) {
+		return r.code
 	}
-	if cl.Properties.ProtocolVersion == 5 {
-		_ = write(cl, packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Puback}, PacketID: e.pid, ReasonCode: code.Code})
-		return true
+	return packets.ErrUnspecifiedError
+}
+
+// writeRaw writes encoded packets under the client's write lock, as mochi's
+// own WritePacket does, so bytes never interleave.
+func (a *ackQueue) writeRaw(b []byte) {
+	cl := a.s.cl
+	if len(b) == 0 || cl.Closed() {
+		return
 	}
-	_ = a.s.b.srv.DisconnectClient(cl, code)
-	return false
+	cl.Lock()
+	defer cl.Unlock()
+	if _, err := cl.Net.Conn.Write(b); err != nil {
+		a.s.b.log.Debug("write PUBACKs", "client_id", a.s.id, "err", err)
+	}
 }
 
 func (a *ackQueue) stop() {

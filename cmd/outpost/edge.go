@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"runtime/pprof"
 	"text/tabwriter"
 
 	"github.com/outpost-edge/outpost/cmd/internal/cli"
@@ -20,6 +21,7 @@ var edgeCfg struct {
 	edge.Config
 	durability string
 	logLevel   string
+	cpuProfile string
 }
 
 var edgeCmd = cli.Command{
@@ -42,6 +44,7 @@ var edgeCmd = cli.Command{
 		fs.StringVar(&c.Identities, "identities", "", "JSON array of IoT Hub device/module identities to add to the offline cache")
 		fs.StringVar(&edgeCfg.durability, "durability", "process", "process (acknowledged messages survive kill -9) or power (fsync before PUBACK)")
 		fs.StringVar(&edgeCfg.logLevel, "log-level", "info", "debug, info, warn or error")
+		fs.StringVar(&edgeCfg.cpuProfile, "cpuprofile", "", "write a CPU profile to this file until the edge stops (diagnostics)")
 	},
 	Run: runEdge,
 }
@@ -69,6 +72,17 @@ func runEdge(ctx context.Context, env cli.Env, fs *flag.FlagSet) error {
 		c.MQTTS = ":8883"
 	}
 	c.Durability, c.Stdout = d, env.Stdout
+	if edgeCfg.cpuProfile != "" {
+		f, err := os.Create(edgeCfg.cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
 	c.Logger = slog.New(slog.NewTextHandler(env.Stderr, &slog.HandlerOptions{Level: level}))
 	return edge.Run(ctx, c)
 }

@@ -132,8 +132,8 @@ func BenchmarkBacklog1M(b *testing.B) {
 
 func runBacklogChild(b *testing.B, dir, mode string) map[string]float64 {
 	cmd := exec.Command(os.Args[0], "-test.run=^TestBacklogChild$", "-test.count=1")
-	// The edge runs with a 64 MiB soft memory limit (GOMEMLIMIT): without it
-	// the Go heap of a bulk fill grows to twice Badger's live buffers.
+	// The edge runs with a 128 MiB soft memory limit (GOMEMLIMIT): without
+	// it the Go heap of a bulk fill grows to twice Badger's live buffers.
 	cmd.Env = append(os.Environ(), backlogDirEnv+"="+dir, backlogModeEnv+"="+mode, "GOMEMLIMIT="+benchMemLimit)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
@@ -158,7 +158,7 @@ const backlogModeEnv = "OUTPOST_QUEUE_BACKLOG_MODE"
 
 // benchMemLimit is GOMEMLIMIT for the backlog processes; BACKLOG_GOMEMLIMIT
 // overrides it ("off" measures without a limit).
-var benchMemLimit = cmp.Or(os.Getenv("BACKLOG_GOMEMLIMIT"), "64MiB")
+var benchMemLimit = cmp.Or(os.Getenv("BACKLOG_GOMEMLIMIT"), "128MiB")
 
 // TestBacklogChild is a fresh process of BenchmarkBacklog1M: mode "fill"
 // appends the million messages, mode "reopen" opens them and drains them.
