@@ -61,6 +61,9 @@ func (b *Broker) InvokeMethod(ctx context.Context, id, name string, payload []by
 	if s == nil || !s.has("methods") {
 		return MethodResult{}, fmt.Errorf("invoke %s on %s: %w", name, id, ErrNotConnected)
 	}
+	if len(payload) == 0 {
+		payload = []byte("null") // the SDKs parse the request body as JSON
+	}
 	rid, ch := b.methods.register(id)
 	defer b.methods.forget(id, rid)
 	topic := fmt.Sprintf("$iothub/methods/POST/%s/?$rid=%s", url.PathEscape(name), rid)

@@ -45,9 +45,11 @@ func (b *Broker) openSession(cl *mqtt.Client) {
 	if old != nil {
 		old.stop() // its deliveries end before ours begin
 	}
-	for filter := range cl.State.Subscriptions.GetAll() { // a persistent session keeps its subscriptions
-		s.subscribed(filter, true)
-	}
+	// Subscriptions restored from a persistent session do not start
+	// deliveries: the Azure SDKs subscribe again after every connect and
+	// ignore (yet acknowledge) what arrives before, so a C2D message or an
+	// input sent then would be lost. Deliveries wait for this connection's
+	// own SUBSCRIBE; nothing is lost meanwhile, it stays queued.
 	b.log.Info("client connected", "client_id", cl.ID, "remote", cl.Net.Remote, "protocol", cl.Properties.ProtocolVersion)
 }
 

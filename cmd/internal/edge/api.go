@@ -56,7 +56,8 @@ func (e *edge) serveAPI() (io.Closer, error) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /status", func(w http.ResponseWriter, _ *http.Request) { writeJSON(w, 200, e.status()) })
 	mux.HandleFunc("GET /metrics", e.metrics)
-	mux.HandleFunc("GET /twins/{id...}", e.twinHandler)
+	mux.HandleFunc("GET /twins/{d}", e.twinHandler)
+	mux.HandleFunc("GET /twins/{d}/modules/{m}", e.twinHandler)
 	mux.HandleFunc("GET /queues/{name...}", e.queueHandler)
 	mux.HandleFunc("POST /devices/{d}/messages/deviceBound", e.c2dHandler)
 	mux.HandleFunc("POST /twins/{d}/methods", e.methodHandler)
@@ -92,7 +93,11 @@ func (e *edge) linkState() string {
 }
 
 func (e *edge) twinHandler(w http.ResponseWriter, r *http.Request) {
-	v, err := e.twins.Get(r.PathValue("id"))
+	id := r.PathValue("d")
+	if m := r.PathValue("m"); m != "" {
+		id += "/" + m
+	}
+	v, err := e.twins.Get(id)
 	switch {
 	case errors.Is(err, twin.ErrNotFound):
 		writeJSON(w, 404, map[string]string{"code": "NotFound", "message": err.Error()})
