@@ -5,7 +5,7 @@ LDFLAGS   := -s -w -X github.com/outpost-edge/outpost/cmd/internal/cli.Version=$
 FUZZTIME  ?= 10s
 BENCHTIME ?= 1x
 
-.PHONY: build test bench fuzz lint clean
+.PHONY: build test interop bench fuzz lint clean
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/outpost ./cmd/outpost
@@ -14,6 +14,11 @@ build:
 test:
 	$(GO) build -tags tools ./cmd/internal/pins
 	$(GO) test -race -timeout 14m ./...
+
+# Third-party clients (mosquitto-clients, the Azure IoT Node SDK) against a
+# real edge: scenarios in testdata/interop; installs what is missing.
+interop:
+	.ci/interop
 
 # Benchmarks; figures go to docs/benchmarks.md (see scripts in .ci/bench).
 bench:
