@@ -31,7 +31,7 @@ func (p passwords) Authenticate(c Credentials) (string, error) {
 }
 
 type env struct {
-	t      *testing.T
+	t      testing.TB
 	b      *Broker
 	qs     *queue.Store
 	twins  *twin.Store
@@ -40,7 +40,7 @@ type env struct {
 	cancel context.CancelFunc
 }
 
-func newEnv(t *testing.T, routes string, qopts queue.Options) *env {
+func newEnv(t testing.TB, routes string, qopts queue.Options) *env {
 	t.Helper()
 	db, err := kv.Open("", kv.Options{InMemory: true})
 	if err != nil {
@@ -102,7 +102,7 @@ func (e *env) dial(id, password string) (paho.Client, error) {
 	return c, tok.Error()
 }
 
-func wait(t *testing.T, tok paho.Token) {
+func wait(t testing.TB, tok paho.Token) {
 	t.Helper()
 	if !tok.WaitTimeout(5 * time.Second) {
 		t.Fatal("timed out")
@@ -213,7 +213,7 @@ func TestTwinGetPatchAndDesired(t *testing.T) {
 	}
 }
 
-func recv(t *testing.T, ch chan paho.Message) paho.Message {
+func recv(t testing.TB, ch chan paho.Message) paho.Message {
 	t.Helper()
 	select {
 	case m := <-ch:

@@ -7,6 +7,7 @@ package main
 
 import (
 	"bufio"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -31,6 +32,7 @@ func main() {
 	notes := flag.String("notes", "", "markdown file appended after the tables")
 	flag.Parse()
 	results := parse(os.Stdin)
+	addRatios(results)
 	if len(results) == 0 {
 		fmt.Fprintln(os.Stderr, "error: no benchmark lines on stdin")
 		os.Exit(1)
@@ -58,6 +60,10 @@ func parse(r io.Reader) []*result {
 			pkg = strings.TrimPrefix(p, "github.com/outpost-edge/outpost/")
 			continue
 		}
+		if strings.HasPrefix(line, "{") {
+			out = addLoad(out, byKey, line)
+			continue
+		}
 		f := strings.Fields(line)
 		if len(f) < 4 || !strings.HasPrefix(f[0], "Benchmark") {
 			continue
@@ -83,6 +89,57 @@ func parse(r io.Reader) []*result {
 		}
 	}
 	return out
+}
+
+// loadPkg is the section of mqttload runs (JSON lines from .ci/bench-broker).
+const loadPkg = "broker: Outpost edge next to Mosquitto 2 (mqttload)"
+
+// loadMetrics are the mqttload fields reported, in order.
+var loadMetrics = []string{"msgs_per_s", "puback_p50_ms", "puback_p99_ms", "broker_us_per_msg", "broker_cpu_pct", "broker_rss_mb", "broker_rss_peak_mb", "delivered"}
+
+func addLoad(out []*result, byKey map[string]*result, line string) []*result {
+	var m map[string]any
+	if json.Unmarshal([]byte(line), &m) != nil {
+		return out
+	}
+	label, _ := m["label"].(string)
+	key := loadPkg + " " + label
+	res := byKey[key]
+	if res == nil {
+		res = &result{pkg: loadPkg, name: label, metrics: map[string][]float64{}}
+		byKey[key] = res
+		out = append(out, res)
+	}
+	for _, k := range loadMetrics {
+		if v, ok := m[k].(float64); ok {
+			if _, seen := res.metrics[k]; !seen {
+				res.order = append(res.order, k)
+			}
+			res.metrics[k] = append(res.metrics[k], v)
+		}
+	}
+	return out
+}
+
+// addRatios gives every "<case>/outpost-…" run its throughput as a multiple
+// of "<case>/mosquitto" measured in the same rounds.
+func addRatios(results []*result) {
+	base := map[string]*result{}
+	for _, r := range results {
+		if c, ok := strings.CutSuffix(r.name, "/mosquitto"); ok && r.pkg == loadPkg {
+			base[c] = r
+		}
+	}
+	for _, r := range results {
+		c, _, ok := strings.Cut(r.name, "/outpost-")
+		b := base[c]
+		if !ok || b == nil || len(r.metrics["msgs_per_s"]) == 0 || len(b.metrics["msgs_per_s"]) == 0 {
+			continue
+		}
+		x := median(r.metrics["msgs_per_s"]) / median(b.metrics["msgs_per_s"])
+		r.order = append(r.order, "x_mosquitto")
+		r.metrics["x_mosquitto"] = []float64{x}
+	}
 }
 
 func trimProcs(name string) string {
