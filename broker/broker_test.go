@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -412,5 +413,18 @@ func TestFreeTopicsFollowPolicy(t *testing.T) {
 	wait(t, tok)
 	if tok.(*paho.SubscribeToken).Result()["devices/dev1/messages/devicebound/#"] < 0x80 {
 		t.Error("another device's C2D granted")
+	}
+}
+
+// A sender's own expiry ($.exp) shortens the route's time to live.
+func TestSenderExpiryShortensTTL(t *testing.T) {
+	e := newEnv(t, `{"routes":{"up":{"route":"FROM /messages/* INTO $upstream","priority":0,"timeToLiveSecs":86400}}}`, queue.Options{})
+	c := e.client("dev1", "pw")
+	exp := time.Now().Add(time.Hour).UTC().Format(time.RFC3339)
+	wait(t, c.Publish("devices/dev1/messages/events/%24.exp="+url.QueryEscape(exp), 1, false, "soon"))
+	wait(t, c.Publish("devices/dev1/messages/events/", 1, false, "later"))
+	msgs, _ := e.queue(QueueName("$upstream", 0)).Read(0, 10)
+	if len(msgs) != 2 || msgs[0].TTL > time.Hour || msgs[0].TTL < 59*time.Minute || msgs[1].TTL != 24*time.Hour {
+		t.Fatalf("TTLs %v / %v", msgs[0].TTL, msgs[1].TTL)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"github.com/mochi-mqtt/server/v2/packets"
 
@@ -81,6 +82,9 @@ func (b *Broker) store(msg queue.Message, targets []route.Target, done func(erro
 		}
 		m := msg
 		m.TTL = t.TTL
+		if msg.TTL > 0 && (t.TTL == 0 || msg.TTL < t.TTL) { // the sender's own expiry is shorter
+			m.TTL = msg.TTL
+		}
 		endpoint := t.Sink.Endpoint()
 		q.AppendAsync([]queue.Message{m}, func(_ []uint64, err error) {
 			if err == nil {
@@ -123,12 +127,30 @@ func (b *Broker) message(s *session, pk packets.Packet, in inbound) (queue.Messa
 	if s.module != "" {
 		src += "/modules/" + s.module
 	}
-	msg := queue.Message{ID: id, Source: src, Props: app, Sys: sys, Body: pk.Payload}
+	msg := queue.Message{ID: id, Source: src, Props: app, Sys: sys, Body: pk.Payload, TTL: senderTTL(pk, sys)}
 	rm := &route.Message{
 		Source: route.Source{Kind: route.Telemetry, Device: s.device, Module: s.module, Output: sys["outputName"]},
 		App:    app, Sys: sys, Body: pk.Payload,
 	}
 	return msg, rm, nil
+}
+
+// senderTTL is how long the sender wants its message kept: MQTT 5's
+// message expiry interval, or IoT Hub's $.exp (an absolute ISO 8601 time);
+// 0 when it set neither. A time already past keeps the message for a
+// nanosecond, so the queue counts it as expired rather than it vanishing.
+func senderTTL(pk packets.Packet, sys map[string]string) time.Duration {
+	var ttl time.Duration
+	if pk.Properties.MessageExpiryInterval > 0 {
+		ttl = time.Duration(pk.Properties.MessageExpiryInterval) * time.Second
+	}
+	if exp, err := time.Parse(time.RFC3339Nano, sys["absoluteExpiryTime"]); err == nil {
+		left := max(time.Until(exp), time.Nanosecond)
+		if ttl == 0 || left < ttl {
+			ttl = left
+		}
+	}
+	return ttl
 }
 
 // appended wakes the delivery of a module or device whose queue grew.
