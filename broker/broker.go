@@ -51,6 +51,12 @@ type Options struct {
 	WS        string // MQTT over WebSocket (TLS when TLSConfig is set), "" for none
 	TLSConfig *tls.Config
 
+	// StandaloneTwins: no hub feeds this edge, so a twin never written here
+	// is genuinely empty and a GET creates it. With a hub, a twin the edge
+	// has not yet received is answered 503 instead of an empty twin that
+	// would pretend to be the real one.
+	StandaloneTwins bool
+
 	Logger      *slog.Logger
 	MaxPayload  int // bytes; default 256 KiB as IoT Hub
 	InputWindow int // unacknowledged messages in flight to one module; default 64

@@ -63,7 +63,7 @@ func newEnv(t testing.TB, routes string, qopts queue.Options) *env {
 		}
 	}
 	auth := passwords{"dev1": "pw", "dev2": "pw", edgeID + "/a": "pw", edgeID + "/b": "pw"}
-	b, err := New(Options{EdgeID: edgeID, Auth: auth, Queues: qs, Twins: twins, Routes: cfg, TCP: "127.0.0.1:0"})
+	b, err := New(Options{EdgeID: edgeID, Auth: auth, Queues: qs, Twins: twins, Routes: cfg, TCP: "127.0.0.1:0", StandaloneTwins: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -426,5 +426,19 @@ func TestSenderExpiryShortensTTL(t *testing.T) {
 	msgs, _ := e.queue(QueueName("$upstream", 0)).Read(0, 10)
 	if len(msgs) != 2 || msgs[0].TTL > time.Hour || msgs[0].TTL < 59*time.Minute || msgs[1].TTL != 24*time.Hour {
 		t.Fatalf("TTLs %v / %v", msgs[0].TTL, msgs[1].TTL)
+	}
+}
+
+// With a hub, a twin the edge never received is not served as an empty
+// twin: the GET is answered 503.
+func TestUnsyncedTwinNotFaked(t *testing.T) {
+	e := newEnv(t, "", queue.Options{})
+	e.b.opts.StandaloneTwins = false
+	c := e.client("dev1", "pw")
+	res := make(chan paho.Message, 1)
+	wait(t, c.Subscribe("$iothub/twin/res/#", 0, func(_ paho.Client, m paho.Message) { res <- m }))
+	wait(t, c.Publish("$iothub/twin/GET/?$rid=9", 0, false, ""))
+	if m := recv(t, res); !strings.HasPrefix(m.Topic(), "$iothub/twin/res/503/?$rid=9") {
+		t.Fatalf("GET of an unsynchronised twin answered on %s: %s", m.Topic(), m.Payload())
 	}
 }

@@ -45,8 +45,11 @@ func (b *Broker) twinRequest(s *session, pk packets.Packet, in inbound) {
 func (b *Broker) twinGet(ctx context.Context, id string) (int, []byte) {
 	v, err := b.opts.Twins.Get(id)
 	if errors.Is(err, twin.ErrNotFound) {
-		// The identity is known (it authenticated) but its twin was never
-		// written here: it is empty, as it is on IoT Hub before any write.
+		if !b.opts.StandaloneTwins {
+			return 503, errorBody(fmt.Errorf("the twin of %s has not been received from the hub yet; retry once the edge is connected", id))
+		}
+		// Standalone: the twin was never written, so it is empty, as on
+		// IoT Hub before any write.
 		if err = b.opts.Twins.Ensure(ctx, id); err == nil {
 			v, err = b.opts.Twins.Get(id)
 		}

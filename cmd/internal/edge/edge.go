@@ -208,6 +208,7 @@ func (e *edge) newBroker(routes *route.Config, policy *broker.Policy) error {
 		EdgeID: e.cs.DeviceID, Queues: e.queues, Twins: e.twins, Routes: routes, Policy: policy,
 		Auth: authenticator{ids: e.ids, edgeID: e.cs.DeviceID, hosts: hosts},
 		TCP:  e.cfg.MQTT, TLS: e.cfg.MQTTS, WS: e.cfg.WS, TLSConfig: tlsCfg, Logger: e.cfg.Logger,
+		StandaloneTwins: e.cfg.HubURL == "",
 	})
 	e.broker = b
 	return err
