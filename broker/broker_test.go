@@ -43,6 +43,12 @@ type env struct {
 
 func newEnv(t testing.TB, routes string, qopts queue.Options) *env {
 	t.Helper()
+	return newEnvWith(t, routes, qopts, nil)
+}
+
+// newEnvWith is newEnv with a chance to change the broker's options.
+func newEnvWith(t testing.TB, routes string, qopts queue.Options, change func(*Options)) *env {
+	t.Helper()
 	db, err := kv.Open("", kv.Options{InMemory: true})
 	if err != nil {
 		t.Fatal(err)
@@ -63,7 +69,11 @@ func newEnv(t testing.TB, routes string, qopts queue.Options) *env {
 		}
 	}
 	auth := passwords{"dev1": "pw", "dev2": "pw", edgeID + "/a": "pw", edgeID + "/b": "pw"}
-	b, err := New(Options{EdgeID: edgeID, Auth: auth, Queues: qs, Twins: twins, Routes: cfg, TCP: "127.0.0.1:0", StandaloneTwins: true})
+	opts := Options{EdgeID: edgeID, Auth: auth, Queues: qs, Twins: twins, Routes: cfg, TCP: "127.0.0.1:0", StandaloneTwins: true}
+	if change != nil {
+		change(&opts)
+	}
+	b, err := New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -432,8 +442,7 @@ func TestSenderExpiryShortensTTL(t *testing.T) {
 // With a hub, a twin the edge never received is not served as an empty
 // twin: the GET is answered 503.
 func TestUnsyncedTwinNotFaked(t *testing.T) {
-	e := newEnv(t, "", queue.Options{})
-	e.b.opts.StandaloneTwins = false
+	e := newEnvWith(t, "", queue.Options{}, func(o *Options) { o.StandaloneTwins = false })
 	c := e.client("dev1", "pw")
 	res := make(chan paho.Message, 1)
 	wait(t, c.Subscribe("$iothub/twin/res/#", 0, func(_ paho.Client, m paho.Message) { res <- m }))
