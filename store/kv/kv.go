@@ -77,7 +77,7 @@ func (o *Options) setDefaults() {
 	def(&o.MemTableSize, 8<<20)
 	def(&o.BlockCacheSize, 8<<20)
 	def(&o.IndexCacheSize, 4<<20)
-	def(&o.ValueLogFileSize, 32<<20)
+	def(&o.ValueLogFileSize, 4<<20)
 	def(&o.ValueThreshold, 1<<10)
 	def(&o.ReclaimAfter, 16<<20)
 	if o.MaintainEvery == 0 {
