@@ -144,7 +144,9 @@ func senderTTL(pk packets.Packet, sys map[string]string) time.Duration {
 	if pk.Properties.MessageExpiryInterval > 0 {
 		ttl = time.Duration(pk.Properties.MessageExpiryInterval) * time.Second
 	}
-	if exp, err := time.Parse(time.RFC3339Nano, sys["absoluteExpiryTime"]); err == nil {
+	if v := sys["absoluteExpiryTime"]; v == "" {
+		return ttl
+	} else if exp, err := time.Parse(time.RFC3339Nano, v); err == nil {
 		left := max(time.Until(exp), time.Nanosecond)
 		if ttl == 0 || left < ttl {
 			ttl = left

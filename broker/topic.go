@@ -50,27 +50,24 @@ func parseTopic(topic string) (inbound, error) {
 }
 
 func parseTelemetry(topic string) (inbound, error) {
-	parts := strings.SplitN(topic, "/", 7)
-	in := inbound{kind: topicTelemetry}
-	var used int // segments before the bag
-	switch {
-	case len(parts) >= 4 && parts[2] == "messages" && parts[3] == "events":
-		in.device, used = parts[1], 4
-	case len(parts) >= 6 && parts[2] == "modules" && parts[4] == "messages" && parts[5] == "events":
-		in.device, in.module, used = parts[1], parts[3], 6
+	// devices/{d}/messages/events[/{bag}] or devices/{d}/modules/{m}/messages/events[/{bag}]
+	rest := topic[len("devices/"):]
+	device, rest, _ := strings.Cut(rest, "/")
+	in := inbound{kind: topicTelemetry, device: device}
+	if m, ok := strings.CutPrefix(rest, "modules/"); ok {
+		in.module, rest, _ = strings.Cut(m, "/")
 		if in.module == "" {
 			return inbound{}, fmt.Errorf("%w %q: empty module id", errTopic, topic)
 		}
-	default:
+	}
+	after, ok := strings.CutPrefix(rest, "messages/events")
+	if !ok || (after != "" && after[0] != '/') {
 		return inbound{kind: topicOther}, nil
 	}
-	if in.device == "" {
+	if device == "" {
 		return inbound{}, fmt.Errorf("%w %q: empty device id", errTopic, topic)
 	}
-	rest := strings.SplitN(topic, "/", used+1)
-	if len(rest) > used {
-		in.bag = strings.TrimSuffix(rest[used], "/")
-	}
+	in.bag = strings.TrimSuffix(strings.TrimPrefix(after, "/"), "/")
 	return in, nil
 }
 
