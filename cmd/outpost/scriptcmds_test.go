@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
@@ -31,6 +32,34 @@ var scriptCmds = map[string]func(ts *testscript.TestScript, neg bool, args []str
 	"checkacked": cmdCheckAcked,
 	"sleep":      cmdSleep,
 	"http":       cmdHTTP,
+	"hup":        cmdHup,
+}
+
+// hup DIR: send SIGHUP to the edge whose ready.json is in DIR (it reloads
+// its deployment).
+func cmdHup(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 1 {
+		ts.Fatalf("usage: hup DIR")
+	}
+	path := filepath.Join(ts.MkAbs(args[0]), "ready.json")
+	read := func() edge.Ready {
+		var r edge.Ready
+		data, err := os.ReadFile(path)
+		if err == nil {
+			err = json.Unmarshal(data, &r)
+		}
+		ts.Check(err)
+		return r
+	}
+	before := read()
+	p, err := os.FindProcess(before.PID)
+	ts.Check(err)
+	ts.Check(p.Signal(syscall.SIGHUP))
+	for deadline := time.Now().Add(10 * time.Second); read().Reloads == before.Reloads; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			ts.Fatalf("the edge did not reload in 10s")
+		}
+	}
 }
 
 // http METHOD URL [BODY]: prints the status line and the body; fails on

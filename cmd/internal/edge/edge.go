@@ -14,7 +14,9 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"os/signal"
 	"runtime/debug"
+	"syscall"
 	"time"
 
 	"github.com/outpost-edge/outpost/broker"
@@ -49,6 +51,9 @@ type Ready struct {
 	WS    string `json:"ws,omitempty"`
 	API   string `json:"api,omitempty"`
 	CA    string `json:"ca,omitempty"`
+	PID   int    `json:"pid"`
+	// Reloads counts SIGHUP reloads of the deployment, taken or rejected.
+	Reloads int `json:"reloads"`
 }
 
 // edge holds the opened pieces.
@@ -89,9 +94,48 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := e.announce(); err != nil {
 		return err
 	}
-	<-ctx.Done()
-	cfg.Logger.Info("edge stopping")
-	return nil
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-hup:
+			e.reload()
+		case <-ctx.Done():
+			cfg.Logger.Info("edge stopping")
+			return nil
+		}
+	}
+}
+
+// reload reads the deployment again (SIGHUP). A deployment whose routes or
+// policy do not parse is rejected with the reason, and the routes and
+// policy in force stay.
+func (e *edge) reload() {
+	defer func() {
+		e.ready.Reloads++
+		if err := e.writeReady(); err != nil {
+			e.cfg.Logger.Warn("ready file", "err", err)
+		}
+	}()
+	routes, policy, err := e.routes()
+	if err != nil {
+		e.cfg.Logger.Error("deployment rejected; the previous routes and policy stay in force", "err", err)
+		return
+	}
+	e.broker.SetRoutes(routes)
+	e.broker.SetPolicy(policy)
+	e.cfg.Logger.Info("deployment reloaded", "routes", len(routes.Routes))
+}
+
+// writeReady replaces ready.json atomically, so readers never see half.
+func (e *edge) writeReady() error {
+	data, _ := json.Marshal(e.ready)
+	tmp := filepath.Join(e.cfg.DataDir, "ready.json.tmp")
+	if err := os.WriteFile(tmp, data, 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, filepath.Join(e.cfg.DataDir, "ready.json"))
 }
 
 func (e *edge) open(ctx context.Context) error {
@@ -262,8 +306,8 @@ func (e *edge) announce() error {
 			fmt.Fprintf(out, "%s listening on %s\n", l.name, l.addr)
 		}
 	}
-	data, _ := json.Marshal(e.ready)
-	if err := os.WriteFile(filepath.Join(e.cfg.DataDir, "ready.json"), data, 0o644); err != nil {
+	e.ready.PID = os.Getpid()
+	if err := e.writeReady(); err != nil {
 		return err
 	}
 	fmt.Fprintln(out, "edge ready")
