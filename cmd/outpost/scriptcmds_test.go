@@ -278,6 +278,9 @@ func mqttSub(addr, id, key, filter string, n int, timeout time.Duration) ([]stri
 			return lines, fmt.Errorf("got %d of %d messages in %v", len(lines), n, timeout)
 		}
 	}
+	// paho sends the PUBACK after the handler returns; give it a moment, or
+	// the edge rightly delivers the message again on the next connection.
+	time.Sleep(100 * time.Millisecond)
 	return lines, nil
 }
 
