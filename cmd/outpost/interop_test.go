@@ -1,10 +1,7 @@
 package main
 
 import (
-	"fmt"
-	"io"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -107,25 +104,12 @@ func cmdHTTPWait(ts *testscript.TestScript, neg bool, args []string) {
 	ts.Check(err)
 	deadline := time.Now().Add(d)
 	for {
-		var body io.Reader
-		if len(args) == 4 {
-			body = strings.NewReader(args[3])
-		}
-		req, err := http.NewRequest(args[1], args[2], body)
-		ts.Check(err)
-		req.Header.Set("iothub-app-origin", "scenario")
-		resp, err := http.DefaultClient.Do(req)
-		ts.Check(err)
-		data, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode == 404 && time.Now().Before(deadline) {
+		code, data := httpDo(ts, args[1], args[2], args[3:])
+		if code == 404 && time.Now().Before(deadline) {
 			time.Sleep(100 * time.Millisecond)
 			continue
 		}
-		fmt.Fprintf(ts.Stdout(), "%d\n%s\n", resp.StatusCode, data)
-		if (resp.StatusCode >= 400) != neg {
-			ts.Fatalf("%s %s: %d %s", args[1], args[2], resp.StatusCode, data)
-		}
+		httpReport(ts, neg, args[1], args[2], code, data)
 		return
 	}
 }

@@ -68,20 +68,32 @@ func cmdHTTP(ts *testscript.TestScript, neg bool, args []string) {
 	if len(args) < 2 || len(args) > 3 {
 		ts.Fatalf("usage: http METHOD URL [BODY]")
 	}
-	var body io.Reader
-	if len(args) == 3 {
-		body = strings.NewReader(args[2])
+	code, data := httpDo(ts, args[0], args[1], args[2:])
+	httpReport(ts, neg, args[0], args[1], code, data)
+}
+
+// httpDo sends one request (body: zero or one string) and returns the
+// status and body.
+func httpDo(ts *testscript.TestScript, method, url string, body []string) (int, []byte) {
+	var r io.Reader
+	if len(body) == 1 {
+		r = strings.NewReader(body[0])
 	}
-	req, err := http.NewRequest(args[0], args[1], body)
+	req, err := http.NewRequest(method, url, r)
 	ts.Check(err)
 	req.Header.Set("iothub-app-origin", "scenario")
 	resp, err := http.DefaultClient.Do(req)
 	ts.Check(err)
 	defer resp.Body.Close()
 	data, _ := io.ReadAll(resp.Body)
-	fmt.Fprintf(ts.Stdout(), "%d\n%s\n", resp.StatusCode, data)
-	if (resp.StatusCode >= 400) != neg {
-		ts.Fatalf("%s %s: %d %s", args[0], args[1], resp.StatusCode, data)
+	return resp.StatusCode, data
+}
+
+// httpReport prints status and body and fails on 4xx/5xx unless negated.
+func httpReport(ts *testscript.TestScript, neg bool, method, url string, code int, data []byte) {
+	fmt.Fprintf(ts.Stdout(), "%d\n%s\n", code, data)
+	if (code >= 400) != neg {
+		ts.Fatalf("%s %s: %d %s", method, url, code, data)
 	}
 }
 
