@@ -75,9 +75,10 @@ type Broker struct {
 	queues   map[string]*queue.Queue
 	methods  *methods
 
-	stats  Stats
-	addrs  map[string]net.Addr
-	closed chan struct{}
+	stats     Stats
+	addrs     map[string]net.Addr
+	closeOnce sync.Once
+	closeErr  error
 }
 
 // Stats counts what the broker did with messages; nothing is dropped
@@ -114,7 +115,7 @@ func New(opts Options) (*Broker, error) {
 	}
 	b := &Broker{
 		opts: opts, log: opts.Logger, sessions: map[string]*session{}, queues: map[string]*queue.Queue{},
-		methods: newMethods(), addrs: map[string]net.Addr{}, closed: make(chan struct{}),
+		methods: newMethods(), addrs: map[string]net.Addr{},
 	}
 	cfg := opts.Routes
 	if cfg == nil {
@@ -218,22 +219,19 @@ func (b *Broker) Run(ctx context.Context) error {
 
 // Close disconnects every client and stops the listeners and deliveries.
 func (b *Broker) Close() error {
-	select {
-	case <-b.closed:
-		return nil
-	default:
-	}
-	close(b.closed)
-	b.mu.Lock()
-	all := make([]*session, 0, len(b.sessions))
-	for _, s := range b.sessions {
-		all = append(all, s)
-	}
-	b.mu.Unlock()
-	for _, s := range all {
-		s.stop()
-	}
-	return b.srv.Close()
+	b.closeOnce.Do(func() {
+		b.mu.Lock()
+		all := make([]*session, 0, len(b.sessions))
+		for _, s := range b.sessions {
+			all = append(all, s)
+		}
+		b.mu.Unlock()
+		for _, s := range all {
+			s.stop()
+		}
+		b.closeErr = b.srv.Close()
+	})
+	return b.closeErr
 }
 
 // queue returns (creating on first use) the durable queue of an endpoint at
