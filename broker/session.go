@@ -39,6 +39,14 @@ func (b *Broker) openSession(cl *mqtt.Client) {
 	}
 	s.twinSession = hlc
 	b.mu.Lock()
+	if cl.Closed() {
+		// mochi runs this hook after CONNACK, so a newer connection of the
+		// same identity may already have taken this one over (and
+		// registered itself): a closed client must not replace it.
+		b.mu.Unlock()
+		s.acks.stop()
+		return
+	}
 	old := b.sessions[cl.ID]
 	b.sessions[cl.ID] = s
 	b.mu.Unlock()
