@@ -30,11 +30,10 @@ type value struct {
 }
 
 var (
-	undef   = value{}
-	nullV   = value{k: kNull}
-	trueV   = value{k: kBool, b: true}
-	falseV  = value{k: kBool}
-	emptyVs = []value{}
+	undef  = value{}
+	nullV  = value{k: kNull}
+	trueV  = value{k: kBool, b: true}
+	falseV = value{k: kBool}
 )
 
 func boolV(b bool) value  { return value{k: kBool, b: b} }

@@ -231,9 +231,9 @@ func drainAll(t *testing.T, q *Queue) {
 // memory, which also counts the pages of Badger's memory-mapped table files
 // the kernel has mapped in (file cache it can evict under pressure).
 type memPeak struct {
-	mu              sync.Mutex
-	anon, total, kb float64
-	stop            chan struct{}
+	mu          sync.Mutex
+	anon, total float64
+	stop        chan struct{}
 }
 
 func watchMem() *memPeak {

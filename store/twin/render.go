@@ -123,8 +123,3 @@ func metadata(node any, path []string, lu map[string]crdt.HLC) map[string]any {
 func isoTime(h crdt.HLC) string {
 	return time.UnixMilli(h.Wall).UTC().Format("2006-01-02T15:04:05.000Z")
 }
-
-// LastUpdated returns the $lastUpdated time of a path ("" is the section).
-func (v *View) LastUpdated(sec crdt.Section, path string) time.Time {
-	return time.UnixMilli(v.lastUpdated[sec][path].Wall).UTC()
-}

@@ -71,13 +71,12 @@ type Store struct {
 
 // Stats counts what the store refused or dropped, so nothing is silent.
 type Stats struct {
-	LocalPatches   int64
-	RemoteFields   int64
-	Duplicates     int64 // remote fields already covered by our version vector
-	Forbidden      int64 // remote fields from an origin that may not write the section
-	SkewedBatches  int64 // remote batches refused for a clock too far ahead
-	GCRemoved      int64
-	TombstonesKept int64
+	LocalPatches  int64
+	RemoteFields  int64
+	Duplicates    int64 // remote fields already covered by our version vector
+	Forbidden     int64 // remote fields from an origin that may not write the section
+	SkewedBatches int64 // remote batches refused for a clock too far ahead
+	GCRemoved     int64
 }
 
 // IsCloud tells replica ids of the hub from those of edges.
