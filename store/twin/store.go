@@ -14,6 +14,7 @@ import (
 	"github.com/dgraph-io/badger/v4"
 
 	"github.com/outpost-edge/outpost/store/crdt"
+	"github.com/outpost-edge/outpost/store/identity/sas"
 	"github.com/outpost-edge/outpost/store/kv"
 )
 
@@ -222,27 +223,16 @@ func getRecord(txn *badger.Txn, key []byte, v any) error {
 	return item.Value(func(b []byte) error { return kv.Unmarshal(b, v) })
 }
 
-// ValidateID checks a twin id: "device" or "device/module", IoT Hub
-// characters, no NUL, at most 128 characters per part.
+// ValidateID checks a twin id: "device" or "device/module", each part an
+// IoT Hub id (sas.CheckID).
 func ValidateID(id string) error {
-	parts := strings.Split(id, "/")
-	if len(parts) > 2 {
-		return fmt.Errorf("%w %q: want DEVICE or DEVICE/MODULE", ErrBadID, id)
+	device, module, isModule := strings.Cut(id, "/")
+	err := sas.CheckID("device id", device)
+	if err == nil && isModule {
+		err = sas.CheckID("module id", module)
 	}
-	for _, p := range parts {
-		if p == "" || len(p) > 128 {
-			return fmt.Errorf("%w %q: each part must be 1 to 128 characters", ErrBadID, id)
-		}
-		for _, r := range p {
-			if !idChar(r) {
-				return fmt.Errorf("%w %q: character %q is not allowed in IoT Hub ids", ErrBadID, id, r)
-			}
-		}
+	if err != nil {
+		return fmt.Errorf("%w %q: %v (want DEVICE or DEVICE/MODULE)", ErrBadID, id, err)
 	}
 	return nil
-}
-
-func idChar(r rune) bool {
-	return r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' ||
-		strings.ContainsRune("-.%_*?!(),:=@$'", r)
 }
