@@ -307,11 +307,18 @@ func (s *Store) mergeTwin(td TwinDelta, w *writeSet) (*twin, []Change, error) {
 func (s *Store) sectionChanges(old, next *twin, secs map[crdt.Section]bool) []Change {
 	var out []Change
 	for _, sec := range []crdt.Section{crdt.Tags, crdt.Desired, crdt.Reported} {
+		if secs[sec] {
+			next.meta.Versions[sec]++
+		}
+	}
+	if len(secs) == 0 {
+		return nil
+	}
+	before, after := s.view(old), s.view(next) // once, after every version moved
+	for _, sec := range []crdt.Section{crdt.Tags, crdt.Desired, crdt.Reported} {
 		if !secs[sec] {
 			continue
 		}
-		next.meta.Versions[sec]++
-		before, after := s.view(old), s.view(next)
 		patch := Diff(sectionOf(before, sec), sectionOf(after, sec))
 		if size := Size(sectionOf(after, sec)); size > s.opts.Limits.MaxSection {
 			s.log.Warn("twin section over its limit after a merge; new growth is refused", "twin", next.id, "section", sec.String(), "bytes", size)
