@@ -34,6 +34,7 @@ type deliverer struct {
 	pending  map[*queue.Queue][]uint64 // sent, in order, not yet acknowledged to the queue
 	got      map[*queue.Queue]map[uint64]bool
 	used     map[*queue.Queue]bool
+	list     []*queue.Queue // this client's queues, refreshed when woken
 	nextPID  uint16
 }
 
@@ -89,12 +90,14 @@ func (d *deliverer) stop() {
 
 func (d *deliverer) run() {
 	defer d.wg.Done()
+	d.list = d.queues()
 	for {
 		if !d.fill() {
 			return
 		}
 		select {
-		case <-d.wake:
+		case <-d.wake: // something was appended, maybe to a queue created since
+			d.list = d.queues()
 		case pid := <-d.acked:
 			d.ack(pid)
 		case <-d.quit:
@@ -106,7 +109,7 @@ func (d *deliverer) run() {
 // fill sends messages until the window is full or the queues are empty; it
 // reports false when the connection is gone.
 func (d *deliverer) fill() bool {
-	for _, q := range d.queues() {
+	for _, q := range d.list {
 		for len(d.inflight) < d.window {
 			msgs, err := q.Lease(d.window-len(d.inflight), 0)
 			if err != nil {
