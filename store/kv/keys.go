@@ -13,6 +13,8 @@ const (
 	PrefixDot        byte = 'd' // dot index of the twin CRDT: d <origin> 0 <seq u64>
 	PrefixIdentity   byte = 'i' // identity cache (issue 3)
 	PrefixDeployment byte = 'p' // deployment cache (issue 5)
+	PrefixEvent      byte = 'e' // hub event log: e <seq u64>
+	PrefixLink       byte = 'l' // link state: hub cursors and de-duplication, edge C2D cursors
 )
 
 // Key builds prefix + parts. String parts are written as they are; callers

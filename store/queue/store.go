@@ -278,6 +278,15 @@ func validName(name string) error {
 	return nil
 }
 
+// Lookup returns the named queue if it exists, without creating it or
+// changing its options.
+func (s *Store) Lookup(name string) (*Queue, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	q, ok := s.queues[name]
+	return q, ok
+}
+
 // Queues returns the names of every queue in the store, sorted.
 func (s *Store) Queues() []string {
 	s.mu.Lock()

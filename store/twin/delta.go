@@ -52,6 +52,15 @@ func (b Batch) Fields() int {
 // each register is sent, so a thousand overwrites of a property cross as
 // one field.
 func (s *Store) Delta(peer crdt.VV, maxFields int) (b Batch, more bool, err error) {
+	return s.DeltaFor(peer, maxFields, nil)
+}
+
+// DeltaFor is Delta restricted to the twins keep accepts (nil keeps all):
+// a hub sends each edge only the twins in its scope. The commits still
+// cover the skipped fields, so the peer's version vector means "everything
+// of that origin up to here that is mine", and the next delta does not scan
+// them again.
+func (s *Store) DeltaFor(peer crdt.VV, maxFields int, keep func(id string) bool) (b Batch, more bool, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	origins := make([]crdt.ReplicaID, 0, len(s.vv))
@@ -68,7 +77,7 @@ func (s *Store) Delta(peer crdt.VV, maxFields int) (b Batch, more bool, err erro
 		if n >= maxFields {
 			return b, true, nil
 		}
-		upTo, complete, err := s.deltaOrigin(o, peer[o], maxFields-n, &b, byID, &n)
+		upTo, complete, err := s.deltaOrigin(o, peer[o], maxFields-n, keep, &b, byID, &n)
 		if err != nil {
 			return Batch{}, false, fmt.Errorf("delta for %s: %w", o, err)
 		}
@@ -95,13 +104,17 @@ type dotRef struct {
 
 // deltaOrigin scans the dot index of origin o after seq from. It returns
 // the last sequence number fully included and whether the origin is done.
-func (s *Store) deltaOrigin(o crdt.ReplicaID, from uint64, budget int, b *Batch, byID map[string]int, n *int) (uint64, bool, error) {
+func (s *Store) deltaOrigin(o crdt.ReplicaID, from uint64, budget int, keep func(string) bool, b *Batch, byID map[string]int, n *int) (uint64, bool, error) {
 	refs, complete, err := s.scanDots(o, from, budget)
 	if err != nil {
 		return 0, false, err
 	}
 	last := from
 	for _, r := range refs {
+		if keep != nil && !keep(r.id) {
+			last = r.seq
+			continue
+		}
 		t, ok, err := s.load(r.id)
 		if err != nil {
 			return 0, false, err
@@ -211,6 +224,7 @@ func (s *Store) ApplyDelta(ctx context.Context, b Batch) ([]Change, error) {
 	for _, t := range next {
 		s.cache.put(t)
 	}
+	s.signal()
 	return changes, nil
 }
 

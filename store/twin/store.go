@@ -68,6 +68,9 @@ type Store struct {
 	vv    crdt.VV
 	cache *cache
 	stats Stats
+	// changed is closed and replaced after every committed change; the
+	// uplink waits on it instead of polling.
+	changed chan struct{}
 }
 
 // Stats counts what the store refused or dropped, so nothing is silent.
@@ -103,11 +106,26 @@ func Open(ctx context.Context, db *kv.DB, opts Options) (*Store, error) {
 		opts.Cache = 256
 	}
 	opts.Limits = opts.Limits.orDefault()
-	s := &Store{db: db, opts: opts, log: opts.Logger, policy: crdt.OwnershipPolicy(IsCloud), cache: newCache(opts.Cache)}
+	s := &Store{db: db, opts: opts, log: opts.Logger, policy: crdt.OwnershipPolicy(IsCloud), cache: newCache(opts.Cache), changed: make(chan struct{})}
 	if err := s.loadMeta(ctx); err != nil {
 		return nil, fmt.Errorf("open twin store: %w", err)
 	}
 	return s, nil
+}
+
+// Changed returns a channel that is closed at the next committed change
+// (a local patch or a merged delta). Take it before reading, so nothing
+// is missed.
+func (s *Store) Changed() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.changed
+}
+
+// signal wakes the waiters of Changed; s.mu is held.
+func (s *Store) signal() {
+	close(s.changed)
+	s.changed = make(chan struct{})
 }
 
 // Replica returns this store's replica id (name plus incarnation).

@@ -153,6 +153,7 @@ func (s *Store) applyLocal(ctx context.Context, t *twin, sec crdt.Section, sessi
 	s.vv = vv
 	s.cache.put(next)
 	s.stats.LocalPatches++
+	s.signal()
 	return next.meta.Versions[sec], nil
 }
 

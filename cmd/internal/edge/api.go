@@ -15,6 +15,7 @@ import (
 	"github.com/outpost-edge/outpost/broker"
 	"github.com/outpost-edge/outpost/store/queue"
 	"github.com/outpost-edge/outpost/store/twin"
+	"github.com/outpost-edge/outpost/sync/protocol"
 )
 
 // Status is what GET /status answers and `outpost edge status` prints.
@@ -136,24 +137,12 @@ func (e *edge) queueHandler(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, 500, map[string]string{"code": "Internal", "message": err.Error()})
 }
 
-// c2dHandler queues a cloud-to-device message, as the hub's REST API does:
-// the body is the payload, iothub-messageid, iothub-correlationid and
-// iothub-app-<name> headers carry properties.
+// c2dHandler queues a cloud-to-device message, as the hub's REST API does.
 func (e *edge) c2dHandler(w http.ResponseWriter, r *http.Request) {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 256<<10))
+	m, err := protocol.C2DMessage(r, r.PathValue("d"))
 	if err != nil {
-		writeJSON(w, 413, map[string]string{"code": "TooLarge", "message": "a cloud-to-device message is at most 256 KB"})
+		writeJSON(w, 413, map[string]string{"code": "TooLarge", "message": err.Error()})
 		return
-	}
-	m := queue.Message{ID: r.Header.Get("iothub-messageid"), Body: body, Props: map[string]string{},
-		Sys: map[string]string{"to": "/devices/" + r.PathValue("d") + "/messages/deviceBound"}}
-	if cid := r.Header.Get("iothub-correlationid"); cid != "" {
-		m.Sys["correlationId"] = cid
-	}
-	for k, v := range r.Header {
-		if name, ok := strings.CutPrefix(strings.ToLower(k), "iothub-app-"); ok && len(v) > 0 {
-			m.Props[name] = v[0]
-		}
 	}
 	if err := e.broker.SendC2D(r.Context(), r.PathValue("d"), m); err != nil {
 		writeJSON(w, 500, map[string]string{"code": "Internal", "message": err.Error()})
@@ -166,24 +155,16 @@ func (e *edge) c2dHandler(w http.ResponseWriter, r *http.Request) {
 // {"methodName","payload","responseTimeoutInSeconds"} → {"status","payload"};
 // 404 when the target is not connected, 504 when it does not answer.
 func (e *edge) methodHandler(w http.ResponseWriter, r *http.Request) {
-	var req struct {
-		MethodName string          `json:"methodName"`
-		Payload    json.RawMessage `json:"payload"`
-		Timeout    int             `json:"responseTimeoutInSeconds"`
-	}
-	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 128<<10)).Decode(&req); err != nil || req.MethodName == "" {
-		writeJSON(w, 400, map[string]string{"code": "BadRequest", "message": "want {\"methodName\", \"payload\", \"responseTimeoutInSeconds\"}"})
+	req, err := protocol.ReadMethodRequest(r.Body)
+	if err != nil {
+		writeJSON(w, 400, map[string]string{"code": "BadRequest", "message": err.Error()})
 		return
-	}
-	timeout := 30 * time.Second
-	if req.Timeout > 0 {
-		timeout = time.Duration(min(req.Timeout, 300)) * time.Second
 	}
 	id := r.PathValue("d")
 	if m := r.PathValue("m"); m != "" {
 		id += "/" + m
 	}
-	res, err := e.broker.InvokeMethod(r.Context(), id, req.MethodName, req.Payload, timeout)
+	res, err := e.broker.InvokeMethod(r.Context(), id, req.MethodName, req.Payload, req.Timeout())
 	switch {
 	case errors.Is(err, broker.ErrNotConnected):
 		writeJSON(w, 404, map[string]string{"code": "DeviceNotOnline", "message": err.Error()})
@@ -192,13 +173,7 @@ func (e *edge) methodHandler(w http.ResponseWriter, r *http.Request) {
 	case err != nil:
 		writeJSON(w, 500, map[string]string{"code": "Internal", "message": err.Error()})
 	default:
-		payload := json.RawMessage(res.Payload)
-		if len(payload) == 0 {
-			payload = json.RawMessage("null")
-		} else if !json.Valid(payload) {
-			payload, _ = json.Marshal(string(res.Payload))
-		}
-		writeJSON(w, 200, map[string]any{"status": res.Status, "payload": payload})
+		writeJSON(w, 200, protocol.MethodAnswer(res.Status, res.Payload))
 	}
 }
 

@@ -1,0 +1,202 @@
+package protocol
+
+import (
+	"bytes"
+	"compress/gzip"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/outpost-edge/outpost/store/crdt"
+	"github.com/outpost-edge/outpost/store/identity"
+	"github.com/outpost-edge/outpost/store/kv"
+	"github.com/outpost-edge/outpost/store/twin"
+)
+
+// Version is the protocol version; it is part of every path, so a hub can
+// serve old and new edges side by side.
+const Version = 1
+
+// Paths of the link, all POST.
+const (
+	PathHello    = "/sync/v1/hello"    // Hello → Welcome
+	PathMessages = "/sync/v1/messages" // Messages → MessagesAck
+	PathTwins    = "/sync/v1/twins"    // TwinsUp → TwinsAck
+	PathPull     = "/sync/v1/pull"     // Pull → Push (long poll)
+	PathMethods  = "/sync/v1/methods"  // MethodResult → empty
+)
+
+// ContentType of every frame.
+const ContentType = "application/cbor"
+
+// Size limits.
+const (
+	MaxFrame      = 32 << 20 // decoded body
+	CompressAbove = 1 << 10
+)
+
+// ErrFrame wraps every decoding error.
+var ErrFrame = errors.New("bad sync frame")
+
+// Hello opens a session: the edge names its store incarnation, so the hub
+// keeps cursors per incarnation (a wiped edge starts afresh).
+type Hello struct {
+	Version  int    `cbor:"1,keyasint"`
+	Instance string `cbor:"2,keyasint"` // the edge's twin replica id
+}
+
+// Welcome answers Hello.
+type Welcome struct {
+	Version int `cbor:"1,keyasint"`
+	// Cursors is, per upstream queue, the highest edge sequence number the
+	// hub has in its event log from this incarnation: the edge acknowledges
+	// up to there without sending again.
+	Cursors map[string]uint64 `cbor:"2,keyasint,omitempty"`
+	// TwinVV is what the hub holds of the twin replicas.
+	TwinVV  crdt.VV `cbor:"3,keyasint,omitempty"`
+	HubTime int64   `cbor:"4,keyasint"` // unix ms
+}
+
+// Message is one queued device-to-cloud message.
+type Message struct {
+	Seq        uint64            `cbor:"1,keyasint"`
+	ID         string            `cbor:"2,keyasint,omitempty"`
+	Source     string            `cbor:"3,keyasint"` // devices/d[/modules/m]
+	Props      map[string]string `cbor:"4,keyasint,omitempty"`
+	Sys        map[string]string `cbor:"5,keyasint,omitempty"`
+	Body       []byte            `cbor:"6,keyasint,omitempty"`
+	EnqueuedAt int64             `cbor:"7,keyasint,omitempty"` // unix ms at the edge
+}
+
+// Messages is a batch from one upstream queue, in queue order.
+type Messages struct {
+	Instance string    `cbor:"1,keyasint"`
+	Queue    string    `cbor:"2,keyasint"`
+	Msgs     []Message `cbor:"3,keyasint"`
+}
+
+// MessagesAck says the hub holds every message of the queue up to UpTo.
+type MessagesAck struct {
+	UpTo       uint64 `cbor:"1,keyasint"`
+	Appended   int    `cbor:"2,keyasint,omitempty"`
+	Duplicates int    `cbor:"3,keyasint,omitempty"`
+}
+
+// TwinsUp carries the edge's twin changes the hub lacks.
+type TwinsUp struct {
+	Instance string     `cbor:"1,keyasint"`
+	Batch    twin.Batch `cbor:"2,keyasint"`
+}
+
+// TwinsAck returns the hub's version vector after the merge.
+type TwinsAck struct {
+	TwinVV crdt.VV `cbor:"1,keyasint,omitempty"`
+}
+
+// Pull asks for what the hub has for this edge; the hub holds the request
+// until there is something or Wait passes.
+type Pull struct {
+	Instance string  `cbor:"1,keyasint"`
+	TwinVV   crdt.VV `cbor:"2,keyasint,omitempty"`
+	// Scope is the digest of the identities the edge holds (from the last
+	// Push); the hub sends the identities again when its digest differs.
+	Scope string `cbor:"3,keyasint,omitempty"`
+	// C2D is, per device, the highest cloud-to-device sequence number the
+	// edge has stored.
+	C2D    map[string]uint64 `cbor:"4,keyasint,omitempty"`
+	WaitMs int64             `cbor:"5,keyasint,omitempty"`
+}
+
+// Push answers Pull.
+type Push struct {
+	Twins     twin.Batch `cbor:"1,keyasint,omitempty"`
+	TwinsMore bool       `cbor:"2,keyasint,omitempty"`
+	// Identities is every identity in the edge's scope, sent when
+	// HasScope is set (the edge replaces its cache: removals too).
+	HasScope   bool                `cbor:"3,keyasint,omitempty"`
+	Scope      string              `cbor:"4,keyasint,omitempty"`
+	Identities []identity.Identity `cbor:"5,keyasint,omitempty"`
+	C2D        []C2D               `cbor:"6,keyasint,omitempty"`
+	Methods    []MethodCall        `cbor:"7,keyasint,omitempty"`
+}
+
+// C2D is one cloud-to-device message for a device behind the edge.
+type C2D struct {
+	Device     string            `cbor:"1,keyasint"`
+	Seq        uint64            `cbor:"2,keyasint"`
+	ID         string            `cbor:"3,keyasint,omitempty"`
+	Props      map[string]string `cbor:"4,keyasint,omitempty"`
+	Sys        map[string]string `cbor:"5,keyasint,omitempty"`
+	Body       []byte            `cbor:"6,keyasint,omitempty"`
+	EnqueuedAt int64             `cbor:"7,keyasint,omitempty"`
+}
+
+// MethodCall is a direct method for a device or module behind the edge.
+type MethodCall struct {
+	ID        string `cbor:"1,keyasint"`
+	Target    string `cbor:"2,keyasint"` // d or d/m
+	Name      string `cbor:"3,keyasint"`
+	Payload   []byte `cbor:"4,keyasint,omitempty"` // JSON
+	TimeoutMs int64  `cbor:"5,keyasint"`
+}
+
+// MethodResult is the edge's answer to a MethodCall. Status 404 means the
+// target is not connected to the edge, 504 that it did not answer in time.
+type MethodResult struct {
+	ID      string `cbor:"1,keyasint"`
+	Status  int    `cbor:"2,keyasint"`
+	Payload []byte `cbor:"3,keyasint,omitempty"`
+	Error   string `cbor:"4,keyasint,omitempty"`
+}
+
+// Encode returns the body for frame v and its Content-Encoding ("" or
+// "gzip").
+func Encode(v any) ([]byte, string, error) {
+	data, err := kv.Marshal(v)
+	if err != nil {
+		return nil, "", err
+	}
+	if len(data) <= CompressAbove {
+		return data, "", nil
+	}
+	var buf bytes.Buffer
+	zw, _ := gzip.NewWriterLevel(&buf, gzip.BestSpeed)
+	_, _ = zw.Write(data)
+	if err := zw.Close(); err != nil {
+		return nil, "", err
+	}
+	return buf.Bytes(), "gzip", nil
+}
+
+// Decode reads a body with the given Content-Encoding into frame v; the
+// decoded size is capped at MaxFrame, and anything malformed is an ErrFrame.
+func Decode(r io.Reader, encoding string, v any) error {
+	switch encoding {
+	case "", "identity":
+	case "gzip":
+		zr, err := gzip.NewReader(r)
+		if err != nil {
+			return fmt.Errorf("%w: gzip: %v", ErrFrame, err)
+		}
+		defer zr.Close()
+		r = zr
+	default:
+		return fmt.Errorf("%w: content encoding %q, want gzip or none", ErrFrame, encoding)
+	}
+	data, err := io.ReadAll(io.LimitReader(r, MaxFrame+1))
+	if err != nil {
+		return fmt.Errorf("%w: read: %v", ErrFrame, err)
+	}
+	if len(data) > MaxFrame {
+		return fmt.Errorf("%w: larger than %d bytes", ErrFrame, MaxFrame)
+	}
+	return DecodeBytes(data, v)
+}
+
+// DecodeBytes decodes one uncompressed frame.
+func DecodeBytes(data []byte, v any) error {
+	if err := kv.Unmarshal(data, v); err != nil {
+		return fmt.Errorf("%w: %v", ErrFrame, err)
+	}
+	return nil
+}
