@@ -1,3 +1,13 @@
-// Package hub will hold the cloud side: registry, twins, event log and the
-// REST API, applied through one state machine (issue 4).
+// Package hub is the cloud side of Outpost: the registry of devices and
+// modules, the cloud replica of every twin, deployments, the device-to-cloud
+// event log, cloud-to-device messages and direct methods, served through the
+// IoT Hub-shaped REST API and the edge link (sync/protocol).
+//
+// Every change of the hub's state is a command applied by one state machine
+// (apply, one at a time under Hub.mu). The commands carry every input that
+// is not a function of the state — generated keys, scopes, times — so a
+// replicated log (hashicorp/raft) can later carry them unchanged.
+//
+// Open starts no goroutines of its own beyond those of the store packages;
+// Close waits for them. The HTTP handlers run on the caller's server.
 package hub

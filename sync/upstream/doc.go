@@ -1,3 +1,10 @@
-// Package upstream will hold the edge side of the link to the hub: drain,
-// delta exchange, resume and backoff (issue 4).
+// Package upstream is the edge's side of the link to the hub: it drains the
+// $upstream queues in order, exchanges twin deltas both ways, and pulls
+// identities, cloud-to-device messages and direct method calls
+// (docs/protocol.md).
+//
+// Run starts three loops — drain, twins and pull — and returns when ctx is
+// done and all three have stopped. Each loop retries with jittered backoff
+// on its own, and any loop that gets through wakes the others at once, so
+// the drain starts the moment the link is back, not at its next retry.
 package upstream

@@ -1,0 +1,94 @@
+package hub
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/outpost-edge/outpost/store/queue"
+	"github.com/outpost-edge/outpost/sync/protocol"
+)
+
+// Cloud-to-device messages wait in a durable queue per device ("c2d/<d>")
+// until the device's edge has stored them: the edge reports, per device,
+// the highest sequence number it holds in every pull, and the hub
+// acknowledges up to there.
+const (
+	c2dMaxCount = 1000
+	c2dTTL      = 48 * time.Hour // IoT Hub's longest retention
+	c2dPerPull  = 100
+)
+
+type sendC2D struct {
+	Device string        `cbor:"1,keyasint"`
+	Msg    queue.Message `cbor:"2,keyasint"`
+}
+
+// SendC2D queues a message for a device behind an edge.
+func (h *Hub) SendC2D(ctx context.Context, device string, m queue.Message) (string, error) {
+	d, err := h.Identity(device)
+	if err != nil {
+		return "", err
+	}
+	if d.Edge {
+		return "", fmt.Errorf("%w: %q is an edge device; cloud-to-device messages go to leaf devices", ErrInvalid, device)
+	}
+	if _, err := h.edgeOf(device); err != nil {
+		return "", err
+	}
+	if m.ID == "" {
+		m.ID = queue.NewID()
+	}
+	if err := h.apply(ctx, sendC2D{Device: device, Msg: m}); err != nil {
+		return "", err
+	}
+	h.metrics.c2dSent.Add(1)
+	return m.ID, nil
+}
+
+func (h *Hub) sendC2DLocked(ctx context.Context, c sendC2D) error {
+	q, err := h.queues.Queue("c2d/"+c.Device, queue.QueueOptions{MaxCount: c2dMaxCount, DefaultTTL: c2dTTL})
+	if err != nil {
+		return err
+	}
+	if _, err := q.Append(ctx, c.Msg); errors.Is(err, queue.ErrFull) {
+		return fmt.Errorf("%w: %d cloud-to-device messages already wait for %q; it must receive some first", ErrFull, c2dMaxCount, c.Device)
+	} else if err != nil {
+		return err
+	}
+	return nil
+}
+
+// c2dFor acknowledges what the edge holds (cursor) and returns the next
+// messages of a device's queue.
+func (h *Hub) c2dFor(ctx context.Context, device string, cursor uint64) ([]protocol.C2D, error) {
+	q, ok := h.queues.Lookup("c2d/" + device)
+	if !ok {
+		return nil, nil
+	}
+	q.Rewind() // what an earlier pull handed out and the edge does not hold is sent again
+	for {
+		msgs, err := q.Lease(c2dPerPull, 1<<20)
+		if err != nil || len(msgs) == 0 {
+			return nil, err
+		}
+		i := 0
+		for i < len(msgs) && msgs[i].Seq <= cursor {
+			i++
+		}
+		if i > 0 {
+			if err := q.Ack(ctx, msgs[i-1].Seq); err != nil {
+				return nil, err
+			}
+		}
+		if i == len(msgs) {
+			continue
+		}
+		out := make([]protocol.C2D, 0, len(msgs)-i)
+		for _, m := range msgs[i:] {
+			out = append(out, protocol.C2D{Device: device, Seq: m.Seq, ID: m.ID, Props: m.Props, Sys: m.Sys, Body: m.Body, EnqueuedAt: m.EnqueuedAt.UnixMilli()})
+		}
+		return out, nil
+	}
+}

@@ -1,0 +1,159 @@
+package hub
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/outpost-edge/outpost/store/identity"
+	"github.com/outpost-edge/outpost/store/kv"
+	"github.com/outpost-edge/outpost/store/queue"
+	"github.com/outpost-edge/outpost/store/twin"
+)
+
+// Errors the API maps to HTTP statuses; match them with errors.Is.
+var (
+	ErrNotFound = errors.New("not found")
+	ErrInvalid  = errors.New("invalid request")
+	ErrConflict = errors.New("conflict")
+	ErrOffline  = errors.New("device not connected")
+	ErrTimeout  = errors.New("timed out")
+	ErrFull     = errors.New("quota exceeded")
+)
+
+// Options configure a Hub. HostName and OwnerKey are required.
+type Options struct {
+	// HostName is the hub's name in connection strings and SAS resources
+	// (host:port).
+	HostName string
+	// OwnerKey signs the owner policy's tokens.
+	OwnerKey []byte
+	// Durability of the store; the hub defaults to Power: an event the hub
+	// acknowledged to an edge is gone from the edge.
+	Durability kv.Durability
+	Logger     *slog.Logger
+	// PullWait caps how long an edge's pull is held (default 25 s).
+	PullWait time.Duration
+	// OnlineGrace is how long after its last pull an edge still counts as
+	// connected for direct methods (default 5 s).
+	OnlineGrace time.Duration
+	// Now is the wall clock (tests).
+	Now func() time.Time
+	// InMemory runs on an in-memory store (tests).
+	InMemory bool
+}
+
+// Hub is the cloud side's state and its service.
+type Hub struct {
+	opts Options
+	log  *slog.Logger
+
+	db     *kv.DB
+	ids    *identity.Cache
+	twins  *twin.Store
+	queues *queue.Store
+	events *eventLog
+
+	mu      sync.Mutex // the state machine: commands apply one at a time
+	wakeMu  sync.Mutex
+	wakeCh  chan struct{} // closed and replaced after every change edges pull
+	edges   *edges
+	closed  atomic.Bool
+	metrics metrics
+}
+
+type metrics struct {
+	eventsAppended, eventsDuplicate, eventsRefused, framesRefused, authFailed atomic.Int64
+	c2dSent, methodsInvoked, twinMerges                                       atomic.Int64
+}
+
+// Open opens (or creates) the hub's store in dir.
+func Open(ctx context.Context, dir string, opts Options) (*Hub, error) {
+	if opts.HostName == "" || len(opts.OwnerKey) == 0 {
+		return nil, fmt.Errorf("open hub: HostName and OwnerKey are required")
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Durability == 0 {
+		opts.Durability = kv.Power
+	}
+	if opts.PullWait <= 0 {
+		opts.PullWait = 25 * time.Second
+	}
+	if opts.OnlineGrace <= 0 {
+		opts.OnlineGrace = 5 * time.Second
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	h := &Hub{opts: opts, log: opts.Logger, wakeCh: make(chan struct{})}
+	h.edges = newEdges(h)
+	var err error
+	if h.db, err = kv.Open(dir, kv.Options{Durability: opts.Durability, Logger: opts.Logger, InMemory: opts.InMemory}); err != nil {
+		return nil, fmt.Errorf("open hub: %w", err)
+	}
+	fail := func(err error) (*Hub, error) {
+		_ = h.Close()
+		return nil, fmt.Errorf("open hub: %w", err)
+	}
+	if h.ids, err = identity.Open(ctx, h.db, identity.Options{Logger: opts.Logger}); err != nil {
+		return fail(err)
+	}
+	if h.twins, err = twin.Open(ctx, h.db, twin.Options{Role: twin.Cloud, Name: "hub", Logger: opts.Logger}); err != nil {
+		return fail(err)
+	}
+	if h.queues, err = queue.Open(ctx, h.db, queue.Options{Logger: opts.Logger}); err != nil {
+		return fail(err)
+	}
+	if h.events, err = openEventLog(h.db); err != nil {
+		return fail(err)
+	}
+	return h, nil
+}
+
+// Stop makes pulls and long polls in progress return at once, so an HTTP
+// server can shut down before Close.
+func (h *Hub) Stop() {
+	if h.closed.Swap(true) {
+		return
+	}
+	h.wake()
+	if h.events != nil {
+		h.events.close()
+	}
+}
+
+// Close stops the hub and closes the store.
+func (h *Hub) Close() error {
+	if h.db == nil {
+		return nil
+	}
+	h.Stop()
+	var errs []error
+	if h.queues != nil {
+		errs = append(errs, h.queues.Close())
+	}
+	errs = append(errs, h.db.Close())
+	h.db = nil
+	return errors.Join(errs...)
+}
+
+// wake tells waiting pulls that something changed.
+func (h *Hub) wake() {
+	h.wakeMu.Lock()
+	close(h.wakeCh)
+	h.wakeCh = make(chan struct{})
+	h.wakeMu.Unlock()
+}
+
+// woken returns the channel the next wake closes.
+func (h *Hub) woken() <-chan struct{} {
+	h.wakeMu.Lock()
+	defer h.wakeMu.Unlock()
+	return h.wakeCh
+}

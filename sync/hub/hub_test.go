@@ -1,0 +1,308 @@
+package hub
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/outpost-edge/outpost/store/crdt"
+	"github.com/outpost-edge/outpost/store/identity"
+	"github.com/outpost-edge/outpost/store/identity/sas"
+	"github.com/outpost-edge/outpost/store/kv"
+	"github.com/outpost-edge/outpost/store/twin"
+	"github.com/outpost-edge/outpost/sync/protocol"
+)
+
+var ownerKey = []byte("owner-key-for-tests")
+
+type fixture struct {
+	ctx context.Context
+	h   *Hub
+	srv *httptest.Server
+	gw  identity.Identity
+}
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	ctx := context.Background()
+	h, err := Open(ctx, "", Options{HostName: "hub.test", OwnerKey: ownerKey, InMemory: true, PullWait: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h.Handler())
+	t.Cleanup(func() { h.Stop(); srv.Close(); _ = h.Close() })
+	gw, err := h.PutDevice(ctx, identity.JSON{DeviceID: "gw1", Capabilities: &identity.Capabilities{IoTEdge: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.PutDevice(ctx, identity.JSON{DeviceID: "dev1", ParentScopes: []string{gw.DeviceScope}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.PutDevice(ctx, identity.JSON{DeviceID: "other"}); err != nil {
+		t.Fatal(err)
+	}
+	return &fixture{ctx: ctx, h: h, srv: srv, gw: gw}
+}
+
+func (f *fixture) do(t *testing.T, method, path, auth string, body []byte, hdr map[string]string) (int, []byte) {
+	t.Helper()
+	req, _ := http.NewRequest(method, f.srv.URL+path, bytes.NewReader(body))
+	if auth != "" {
+		req.Header.Set("Authorization", auth)
+	}
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, data
+}
+
+func ownerToken() string {
+	return sas.NewToken("hub.test", ownerKey, "owner", time.Now().Add(time.Hour))
+}
+
+func (f *fixture) edgeToken() string {
+	return sas.NewToken("hub.test/devices/gw1", f.gw.Auth.PrimaryKey, "", time.Now().Add(time.Hour))
+}
+
+func (f *fixture) frame(t *testing.T, path string, in, out any) (int, []byte) {
+	t.Helper()
+	body, enc, err := protocol.Encode(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hdr := map[string]string{"Content-Type": protocol.ContentType}
+	if enc != "" {
+		hdr["Content-Encoding"] = enc
+	}
+	code, data := f.do(t, "POST", path, f.edgeToken(), body, hdr)
+	if code == 200 && out != nil {
+		if err := protocol.DecodeBytes(data, out); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return code, data
+}
+
+func TestAuth(t *testing.T) {
+	f := newFixture(t)
+	for name, tok := range map[string]string{
+		"none":         "",
+		"garbage":      "Bearer x",
+		"wrong key":    sas.NewToken("hub.test", []byte("nope"), "owner", time.Now().Add(time.Hour)),
+		"expired":      sas.NewToken("hub.test", ownerKey, "owner", time.Now().Add(-time.Hour)),
+		"device token": f.edgeToken(),
+		"wrong host":   sas.NewToken("elsewhere", ownerKey, "owner", time.Now().Add(time.Hour)),
+	} {
+		code, body := f.do(t, "GET", "/devices", tok, nil, nil)
+		if code != 401 || !strings.Contains(string(body), `"code":"Unauthorized"`) {
+			t.Errorf("%s: %d %s, want 401 with a JSON error", name, code, body)
+		}
+	}
+	// The owner's token does not open the link, and a leaf device's neither.
+	code, _ := f.do(t, "POST", protocol.PathHello, ownerToken(), nil, nil)
+	if code != 401 {
+		t.Errorf("owner token on the link: %d, want 401", code)
+	}
+	dev, _ := f.h.Identity("dev1")
+	code, _ = f.do(t, "POST", protocol.PathHello, sas.NewToken("hub.test/devices/dev1", dev.Auth.PrimaryKey, "", time.Now().Add(time.Hour)), nil, nil)
+	if code != 403 {
+		t.Errorf("leaf device token on the link: %d, want 403", code)
+	}
+	code, body := f.do(t, "GET", "/nothing/here", ownerToken(), nil, nil)
+	if code != 404 || !strings.Contains(string(body), "NotFound") {
+		t.Errorf("unknown path: %d %s", code, body)
+	}
+}
+
+func TestRegistry(t *testing.T) {
+	f := newFixture(t)
+	code, body := f.do(t, "PUT", "/devices/leaf2", ownerToken(), []byte(`{"deviceId":"leaf2","parentScopes":["`+f.gw.DeviceScope+`"]}`), nil)
+	if code != 200 {
+		t.Fatalf("PUT device: %d %s", code, body)
+	}
+	var j identity.JSON
+	_ = json.Unmarshal(body, &j)
+	if j.Authentication == nil || len(j.Authentication.SymmetricKey.PrimaryKey) == 0 {
+		t.Fatalf("no keys generated: %s", body)
+	}
+	for _, c := range []struct{ path, body, want string }{
+		{"/devices/bad", `{"deviceId":"bad","parentScopes":["ms-azure-iot-edge://nobody-1"]}`, "not the deviceScope of an edge"},
+		{"/devices/x", `{"deviceId":"y"}`, "differs"},
+		{"/devices/x", `not json`, "want a device as JSON"},
+		{"/devices/bad%20id", `{}`, "device id"},
+	} {
+		code, body := f.do(t, "PUT", c.path, ownerToken(), []byte(c.body), nil)
+		if code != 400 || !strings.Contains(string(body), c.want) {
+			t.Errorf("PUT %s %s: %d %s, want 400 with %q", c.path, c.body, code, body, c.want)
+		}
+	}
+	// An edge gets its system modules; a deployment creates module identities.
+	if _, err := f.h.Identity("gw1/$edgeHub"); err != nil {
+		t.Fatal(err)
+	}
+	code, body = f.do(t, "POST", "/devices/gw1/applyConfigurationContent", ownerToken(),
+		[]byte(`{"modulesContent":{"$edgeAgent":{"properties.desired":{"modules":{"filter":{"type":"process"}}}},"$edgeHub":{"properties.desired":{"routes":{"r":"FROM /messages/* INTO $upstream"}}}}}`), nil)
+	if code != 200 {
+		t.Fatalf("deploy: %d %s", code, body)
+	}
+	if _, err := f.h.Identity("gw1/filter"); err != nil {
+		t.Fatalf("deployment did not create the module: %v", err)
+	}
+	doc, _ := f.h.Twin("gw1/$edgeHub")
+	if !strings.Contains(string(doc), "FROM /messages/* INTO $upstream") {
+		t.Fatalf("$edgeHub twin: %s", doc)
+	}
+	code, _ = f.do(t, "POST", "/devices/dev1/applyConfigurationContent", ownerToken(), []byte(`{"modulesContent":{}}`), nil)
+	if code != 400 {
+		t.Errorf("deploy to a leaf: %d, want 400", code)
+	}
+	// Twins: reported is the device's; bad patches are refused whole.
+	for _, b := range []string{`{"properties":{"reported":{"x":1}}}`, `{"properties":{"desired":{"a b":1}}}`, `[1]`} {
+		if code, body := f.do(t, "PATCH", "/twins/dev1", ownerToken(), []byte(b), nil); code != 400 {
+			t.Errorf("PATCH %s: %d %s, want 400", b, code, body)
+		}
+	}
+	code, body = f.do(t, "DELETE", "/devices/gw1", ownerToken(), nil, nil)
+	if code != 204 {
+		t.Fatalf("delete: %d %s", code, body)
+	}
+	if _, err := f.h.Identity("gw1/$edgeHub"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("the modules of a deleted device stay: %v", err)
+	}
+}
+
+func TestMessagesExactlyOnce(t *testing.T) {
+	f := newFixture(t)
+	inst := "edge:gw1.a1"
+	batch := protocol.Messages{Instance: inst, Queue: "$upstream/pdefault", Msgs: []protocol.Message{
+		{Seq: 1, ID: "m1", Source: "devices/dev1"},
+		{Seq: 2, ID: "m2", Source: "devices/dev1"},
+		{Seq: 3, ID: "m3", Source: "devices/other"}, // not a child of gw1
+		{Seq: 4, ID: "m1", Source: "devices/dev1"},  // the device sent m1 again
+	}}
+	var ack protocol.MessagesAck
+	if code, body := f.frame(t, protocol.PathMessages, batch, &ack); code != 200 {
+		t.Fatalf("%d %s", code, body)
+	}
+	if ack.UpTo != 4 || ack.Appended != 2 || ack.Duplicates != 1 {
+		t.Fatalf("ack %+v, want up to 4, 2 appended, 1 duplicate", ack)
+	}
+	// The same batch again (the ack was lost): nothing more is stored.
+	ack = protocol.MessagesAck{}
+	if code, _ := f.frame(t, protocol.PathMessages, batch, &ack); code != 200 || ack.UpTo != 4 || ack.Appended != 0 {
+		t.Fatalf("retransmission: %d %+v", code, ack)
+	}
+	var w protocol.Welcome
+	f.frame(t, protocol.PathHello, protocol.Hello{Version: protocol.Version, Instance: inst}, &w)
+	if w.Cursors["$upstream/pdefault"] != 4 {
+		t.Fatalf("welcome cursors %v", w.Cursors)
+	}
+	evs, _ := f.h.Events(1, 100)
+	if len(evs) != 2 || evs[0].MessageID != "m1" || evs[1].MessageID != "m2" || evs[1].Seq != 2 {
+		t.Fatalf("events %+v", evs)
+	}
+	if f.h.metrics.eventsRefused.Load() != 1 {
+		t.Fatalf("refused %d, want 1", f.h.metrics.eventsRefused.Load())
+	}
+	// Hostile frames: another edge's incarnation, disorder, garbage.
+	for name, c := range map[string]any{
+		"foreign instance": protocol.Messages{Instance: "edge:gw2.x", Queue: "q", Msgs: []protocol.Message{{Seq: 1, Source: "devices/dev1"}}},
+		"out of order":     protocol.Messages{Instance: inst, Queue: "q", Msgs: []protocol.Message{{Seq: 2, Source: "devices/dev1"}, {Seq: 1, Source: "devices/dev1"}}},
+		"wrong version":    protocol.Hello{Version: 99, Instance: inst},
+	} {
+		path := protocol.PathMessages
+		if _, ok := c.(protocol.Hello); ok {
+			path = protocol.PathHello
+		}
+		if code, body := f.frame(t, path, c, nil); code != 400 {
+			t.Errorf("%s: %d %s, want 400", name, code, body)
+		}
+	}
+	code, _ := f.do(t, "POST", protocol.PathMessages, f.edgeToken(), []byte{0xff, 0x01}, nil)
+	if code != 400 {
+		t.Errorf("garbage frame: %d", code)
+	}
+	if evs, _ := f.h.Events(1, 100); len(evs) != 2 {
+		t.Fatalf("refused frames changed the log: %d events", len(evs))
+	}
+}
+
+func TestEventsLongPoll(t *testing.T) {
+	f := newFixture(t)
+	go func() {
+		time.Sleep(100 * time.Millisecond)
+		f.frame(t, protocol.PathMessages, protocol.Messages{Instance: "edge:gw1.a", Queue: "q",
+			Msgs: []protocol.Message{{Seq: 1, ID: "x", Source: "devices/dev1", Body: []byte("hi")}}}, nil)
+	}()
+	code, body := f.do(t, "GET", "/messages/events?from=1&wait=5", ownerToken(), nil, nil)
+	var evs []EventJSON
+	if code != 200 || json.Unmarshal(body, &evs) != nil || len(evs) != 1 || string(evs[0].Body) != "hi" {
+		t.Fatalf("%d %s", code, body)
+	}
+	code, body = f.do(t, "GET", "/messages/events?from=2&wait=0", ownerToken(), nil, nil)
+	if code != 200 || strings.TrimSpace(string(body)) != "[]" {
+		t.Fatalf("nothing new: %d %s", code, body)
+	}
+	if code, _ := f.do(t, "GET", "/messages/events?limit=0", ownerToken(), nil, nil); code != 400 {
+		t.Fatalf("limit=0: %d", code)
+	}
+}
+
+func TestMethodOffline(t *testing.T) {
+	f := newFixture(t)
+	code, body := f.do(t, "POST", "/twins/dev1/methods", ownerToken(), []byte(`{"methodName":"reboot","responseTimeoutInSeconds":5}`), nil)
+	if code != 404 || !strings.Contains(string(body), "not connected") {
+		t.Fatalf("%d %s", code, body)
+	}
+	code, _ = f.do(t, "POST", "/twins/dev1/methods", ownerToken(), []byte(`{}`), nil)
+	if code != 400 {
+		t.Fatalf("no method name: %d", code)
+	}
+}
+
+func TestTwinsRefusesForeignWrites(t *testing.T) {
+	f := newFixture(t)
+	db, err := kv.Open("", kv.Options{InMemory: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	for _, c := range []struct{ edgeName, twinID, want string }{
+		{"gw2", "dev1", "an edge sends only its own writes"}, // another edge's writes
+		{"gw1", "other", "not in the scope"},                 // a twin outside gw1's scope
+	} {
+		ts, err := twin.Open(f.ctx, db, twin.Options{Role: twin.Edge, Name: c.edgeName})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, _ := ts.BeginSession()
+		if _, err := ts.PatchReported(f.ctx, c.twinID, s, []byte(`{"x":1}`)); err != nil {
+			t.Fatal(err)
+		}
+		b, _, err := ts.Delta(crdt.VV{}, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		code, body := f.frame(t, protocol.PathTwins, protocol.TwinsUp{Instance: "edge:gw1.x", Batch: b}, nil)
+		if code != 400 || !strings.Contains(string(body), c.want) {
+			t.Errorf("%s writing %s: %d %s, want 400 with %q", c.edgeName, c.twinID, code, body, c.want)
+		}
+	}
+	doc, _ := f.h.Twin("dev1")
+	if strings.Contains(string(doc), `"x":1`) {
+		t.Fatalf("a refused delta reached the twin: %s", doc)
+	}
+}

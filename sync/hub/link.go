@@ -1,0 +1,186 @@
+package hub
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/outpost-edge/outpost/store/crdt"
+	"github.com/outpost-edge/outpost/store/identity"
+	"github.com/outpost-edge/outpost/store/kv"
+	"github.com/outpost-edge/outpost/sync/protocol"
+)
+
+// The hub's side of the link. Every handler is called for an authenticated
+// edge device (edge) with a decoded frame.
+
+// Hello answers an edge opening a session.
+func (h *Hub) Hello(edge string, m protocol.Hello) (protocol.Welcome, error) {
+	if m.Version != protocol.Version {
+		return protocol.Welcome{}, fmt.Errorf("%w: protocol version %d; this hub speaks %d", ErrInvalid, m.Version, protocol.Version)
+	}
+	if err := h.checkInstance(edge, m.Instance); err != nil {
+		return protocol.Welcome{}, err
+	}
+	cur, err := h.cursors(m.Instance)
+	if err != nil {
+		return protocol.Welcome{}, err
+	}
+	return protocol.Welcome{Version: protocol.Version, Cursors: cur, TwinVV: h.twins.VV(), HubTime: h.opts.Now().UnixMilli()}, nil
+}
+
+// checkInstance refuses an incarnation that is not the edge's own: an edge
+// writes twins only under "edge:<its id>.<incarnation>".
+func (h *Hub) checkInstance(edge, instance string) error {
+	if !strings.HasPrefix(instance, "edge:"+edge+".") || len(instance) > 256 {
+		return fmt.Errorf("%w: instance %q is not an incarnation of edge %q", ErrInvalid, instance, edge)
+	}
+	return nil
+}
+
+// Messages stores a batch from one of the edge's upstream queues.
+func (h *Hub) Messages(ctx context.Context, edge string, m protocol.Messages) (protocol.MessagesAck, error) {
+	if err := h.checkInstance(edge, m.Instance); err != nil {
+		return protocol.MessagesAck{}, err
+	}
+	if m.Queue == "" || len(m.Queue) > 256 {
+		return protocol.MessagesAck{}, fmt.Errorf("%w: queue name", ErrInvalid)
+	}
+	ids, _, err := h.scope(edge)
+	if err != nil {
+		return protocol.MessagesAck{}, err
+	}
+	return h.appendEvents(ctx, edge, idSet(ids), m)
+}
+
+// Twins merges the edge's twin changes: only twins in its scope, only
+// fields its own incarnations wrote.
+func (h *Hub) Twins(ctx context.Context, edge string, m protocol.TwinsUp) (protocol.TwinsAck, error) {
+	if err := h.checkInstance(edge, m.Instance); err != nil {
+		return protocol.TwinsAck{}, err
+	}
+	ids, _, err := h.scope(edge)
+	if err != nil {
+		return protocol.TwinsAck{}, err
+	}
+	scope := idSet(ids)
+	own := crdt.ReplicaID("edge:" + edge + ".")
+	for _, td := range m.Batch.Twins {
+		if !scope[td.ID] {
+			h.metrics.framesRefused.Add(1)
+			return protocol.TwinsAck{}, fmt.Errorf("%w: twin %q is not in the scope of edge %q", ErrInvalid, td.ID, edge)
+		}
+		for _, f := range td.Fields {
+			if o := f.Key().Origin; !strings.HasPrefix(string(o), string(own)) {
+				h.metrics.framesRefused.Add(1)
+				return protocol.TwinsAck{}, fmt.Errorf("%w: twin %q carries a field written by %s; an edge sends only its own writes", ErrInvalid, td.ID, o)
+			}
+		}
+	}
+	for _, c := range m.Batch.Commits {
+		if !strings.HasPrefix(string(c.Origin), string(own)) {
+			return protocol.TwinsAck{}, fmt.Errorf("%w: commit for %s; an edge commits only its own writes", ErrInvalid, c.Origin)
+		}
+	}
+	h.mu.Lock()
+	_, err = h.twins.ApplyDelta(ctx, m.Batch)
+	h.mu.Unlock()
+	if err != nil {
+		h.metrics.framesRefused.Add(1)
+		return protocol.TwinsAck{}, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	h.metrics.twinMerges.Add(1)
+	h.wake()
+	return protocol.TwinsAck{TwinVV: h.twins.VV()}, nil
+}
+
+// MethodResult takes an edge's answer to a method call.
+func (h *Hub) MethodResult(edge string, r protocol.MethodResult) error {
+	if !h.edges.result(edge, r) {
+		return fmt.Errorf("%w: no method call %q waits for an answer (it may have timed out)", ErrNotFound, r.ID)
+	}
+	return nil
+}
+
+// Pull holds an edge's request until the hub has something for it or the
+// wait passes: twin changes in its scope, its identities when they changed,
+// cloud-to-device messages and method calls.
+func (h *Hub) Pull(ctx context.Context, edge string, p protocol.Pull) (protocol.Push, error) {
+	if err := h.checkInstance(edge, p.Instance); err != nil {
+		return protocol.Push{}, err
+	}
+	_, stop := h.edges.begin(edge)
+	defer h.edges.end(edge)
+	wait := min(time.Duration(p.WaitMs)*time.Millisecond, h.opts.PullWait)
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	for {
+		woken := h.woken()
+		push, called, err := h.collect(ctx, edge, p)
+		if err != nil || !empty(push) || h.closed.Load() {
+			return push, err
+		}
+		select {
+		case <-woken:
+		case <-called:
+		case <-t.C:
+			return push, nil
+		case <-stop:
+			return push, nil
+		case <-ctx.Done():
+			return push, ctx.Err()
+		}
+	}
+}
+
+func empty(p protocol.Push) bool {
+	return len(p.Twins.Twins) == 0 && len(p.Twins.Commits) == 0 && !p.HasScope && len(p.C2D) == 0 && len(p.Methods) == 0
+}
+
+const twinFieldsPerPush = 4096
+
+func (h *Hub) collect(ctx context.Context, edge string, p protocol.Pull) (protocol.Push, <-chan struct{}, error) {
+	var push protocol.Push
+	ids, _, err := h.scope(edge)
+	if err != nil {
+		return push, nil, err
+	}
+	scope := idSet(ids)
+	if d := digest(ids); d != p.Scope {
+		push.HasScope, push.Scope, push.Identities = true, d, ids
+	}
+	if push.Twins, push.TwinsMore, err = h.twins.DeltaFor(p.TwinVV, twinFieldsPerPush, func(id string) bool { return scope[id] }); err != nil {
+		return push, nil, err
+	}
+	for _, id := range ids {
+		if id.ModuleID != "" || id.DeviceID == edge {
+			continue
+		}
+		msgs, err := h.c2dFor(ctx, id.DeviceID, p.C2D[id.DeviceID])
+		if err != nil {
+			return push, nil, err
+		}
+		push.C2D = append(push.C2D, msgs...)
+	}
+	var called <-chan struct{}
+	push.Methods, called = h.edges.takeCalls(edge)
+	return push, called, nil
+}
+
+func idSet(ids []identity.Identity) map[string]bool {
+	m := make(map[string]bool, len(ids))
+	for _, id := range ids {
+		m[id.ID()] = true
+	}
+	return m
+}
+
+// digest names a set of identities (sorted by id, as List returns them).
+func digest(ids []identity.Identity) string {
+	data, _ := kv.Marshal(ids)
+	sum := sha256.Sum256(data)
+	return hex.EncodeToString(sum[:16])
+}

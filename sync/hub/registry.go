@@ -1,0 +1,217 @@
+package hub
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"slices"
+
+	"github.com/outpost-edge/outpost/store/identity"
+	"github.com/outpost-edge/outpost/store/identity/sas"
+)
+
+// System modules every edge device has, as on IoT Hub.
+var systemModules = []string{"$edgeAgent", "$edgeHub"}
+
+// PutDevice creates or updates a device from its REST shape. Keys are
+// generated when absent (an update without keys keeps the old ones); an
+// edge device gets a device scope and its $edgeAgent and $edgeHub modules.
+func (h *Hub) PutDevice(ctx context.Context, j identity.JSON) (identity.Identity, error) {
+	if j.ModuleID != "" {
+		return identity.Identity{}, fmt.Errorf("%w: PUT /devices/{id} takes a device; use /devices/{id}/modules/{m} for modules", ErrInvalid)
+	}
+	old, exists, err := h.ids.Get(j.DeviceID)
+	if err != nil {
+		return identity.Identity{}, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	id, err := fill(j, old, exists)
+	if err != nil {
+		return identity.Identity{}, err
+	}
+	if id.Edge && id.DeviceScope == "" {
+		id.DeviceScope = "ms-azure-iot-edge://" + id.DeviceID + "-" + randomHex(8)
+	}
+	if !id.Edge {
+		id.DeviceScope = ""
+	}
+	for _, p := range id.ParentScopes {
+		if !h.isEdgeScope(p) {
+			return identity.Identity{}, fmt.Errorf("%w: parent scope %q is not the deviceScope of an edge device (GET /devices/{edge} shows it)", ErrInvalid, p)
+		}
+	}
+	cmd := putIdentities{IDs: []identity.Identity{id}}
+	if id.Edge {
+		for _, m := range systemModules {
+			if _, ok, _ := h.ids.Get(id.DeviceID + "/" + m); !ok {
+				cmd.IDs = append(cmd.IDs, newModule(id.DeviceID, m))
+			}
+		}
+	}
+	if err := h.apply(ctx, cmd); err != nil {
+		return identity.Identity{}, err
+	}
+	return id, nil
+}
+
+// PutModule creates or updates a module identity of an existing device.
+func (h *Hub) PutModule(ctx context.Context, j identity.JSON) (identity.Identity, error) {
+	if _, ok, _ := h.ids.Get(j.DeviceID); !ok {
+		return identity.Identity{}, fmt.Errorf("%w: device %q", ErrNotFound, j.DeviceID)
+	}
+	old, exists, err := h.ids.Get(j.DeviceID + "/" + j.ModuleID)
+	if err != nil {
+		return identity.Identity{}, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	j.Capabilities, j.DeviceScope, j.ParentScopes = nil, "", nil
+	id, err := fill(j, old, exists)
+	if err != nil {
+		return identity.Identity{}, err
+	}
+	return id, h.apply(ctx, putIdentities{IDs: []identity.Identity{id}})
+}
+
+func newModule(device, module string) identity.Identity {
+	return identity.Identity{DeviceID: device, ModuleID: module, Status: identity.Enabled,
+		Auth: identity.Auth{Type: identity.AuthSAS, PrimaryKey: sas.GenerateKey(), SecondaryKey: sas.GenerateKey()}}
+}
+
+// fill turns a REST body into an identity: defaults, generated or kept
+// keys, validation.
+func fill(j identity.JSON, old identity.Identity, exists bool) (identity.Identity, error) {
+	if exists && j.Authentication == nil {
+		j.Authentication = old.ToJSON().Authentication
+	}
+	if exists && j.DeviceScope == "" {
+		j.DeviceScope = old.DeviceScope
+	}
+	if j.Authentication == nil || j.Authentication.Type == "" || j.Authentication.Type == identity.AuthSAS {
+		if j.Authentication == nil {
+			j.Authentication = &identity.Authentication{Type: identity.AuthSAS}
+		}
+		if j.Authentication.SymmetricKey == nil {
+			j.Authentication.SymmetricKey = &identity.SymmetricKey{}
+		}
+		k := j.Authentication.SymmetricKey
+		if len(k.PrimaryKey) == 0 {
+			k.PrimaryKey = sas.GenerateKey()
+		}
+		if len(k.SecondaryKey) == 0 {
+			k.SecondaryKey = sas.GenerateKey()
+		}
+	}
+	id, err := j.Identity()
+	if err != nil {
+		return identity.Identity{}, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	return id, nil
+}
+
+// DeleteDevice removes a device and its modules.
+func (h *Hub) DeleteDevice(ctx context.Context, device string) error {
+	if _, ok, _ := h.ids.Get(device); !ok {
+		return fmt.Errorf("%w: device %q", ErrNotFound, device)
+	}
+	ids, _ := h.ids.List()
+	cmd := deleteIdentities{IDs: []string{device}}
+	for _, id := range ids {
+		if id.ModuleID != "" && id.DeviceID == device {
+			cmd.IDs = append(cmd.IDs, id.ID())
+		}
+	}
+	return h.apply(ctx, cmd)
+}
+
+// DeleteModule removes a module identity.
+func (h *Hub) DeleteModule(ctx context.Context, device, module string) error {
+	if _, ok, _ := h.ids.Get(device + "/" + module); !ok {
+		return fmt.Errorf("%w: module %q of device %q", ErrNotFound, module, device)
+	}
+	return h.apply(ctx, deleteIdentities{IDs: []string{device + "/" + module}})
+}
+
+// Identity returns a device ("d") or module ("d/m").
+func (h *Hub) Identity(id string) (identity.Identity, error) {
+	v, ok, err := h.ids.Get(id)
+	switch {
+	case err != nil:
+		return v, fmt.Errorf("%w: %v", ErrInvalid, err)
+	case !ok:
+		return v, fmt.Errorf("%w: %q is not registered", ErrNotFound, id)
+	}
+	return v, nil
+}
+
+// Devices lists devices (modules == false) or the modules of device.
+func (h *Hub) Devices() []identity.Identity {
+	ids, _ := h.ids.List()
+	return slices.DeleteFunc(ids, func(i identity.Identity) bool { return i.ModuleID != "" })
+}
+
+// Modules lists the module identities of a device.
+func (h *Hub) Modules(device string) ([]identity.Identity, error) {
+	if _, err := h.Identity(device); err != nil {
+		return nil, err
+	}
+	ids, _ := h.ids.List()
+	return slices.DeleteFunc(ids, func(i identity.Identity) bool { return i.ModuleID == "" || i.DeviceID != device }), nil
+}
+
+// scope returns the identities an edge serves: itself, its modules, its
+// children and their modules.
+func (h *Hub) scope(edge string) ([]identity.Identity, identity.Identity, error) {
+	self, err := h.Identity(edge)
+	if err != nil {
+		return nil, self, err
+	}
+	if !self.Edge {
+		return nil, self, fmt.Errorf("%w: %q is not an edge device", ErrInvalid, edge)
+	}
+	all, _ := h.ids.List()
+	children := map[string]bool{edge: true}
+	for _, id := range all {
+		if id.ModuleID == "" && slices.Contains(id.ParentScopes, self.DeviceScope) {
+			children[id.DeviceID] = true
+		}
+	}
+	return slices.DeleteFunc(all, func(i identity.Identity) bool { return !children[i.DeviceID] }), self, nil
+}
+
+// edgeOf returns the edge device that serves id ("d" or "d/m"): d itself
+// when it is an edge, else d's parent.
+func (h *Hub) edgeOf(id string) (string, error) {
+	dev, _, _ := identity.SplitID(id)
+	if _, err := h.Identity(id); err != nil {
+		return "", err
+	}
+	d, err := h.Identity(dev)
+	if err != nil {
+		return "", err
+	}
+	if d.Edge {
+		return d.DeviceID, nil
+	}
+	if len(d.ParentScopes) == 1 {
+		for _, p := range h.Devices() {
+			if p.Edge && p.DeviceScope == d.ParentScopes[0] {
+				return p.DeviceID, nil
+			}
+		}
+	}
+	return "", fmt.Errorf("%w: %q is not behind an edge; Outpost reaches devices through their edge", ErrOffline, id)
+}
+
+func (h *Hub) isEdgeScope(scope string) bool {
+	for _, d := range h.Devices() {
+		if d.Edge && d.DeviceScope == scope {
+			return true
+		}
+	}
+	return false
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}

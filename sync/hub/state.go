@@ -1,0 +1,64 @@
+package hub
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/outpost-edge/outpost/store/identity"
+)
+
+// The commands of the hub's state machine. Each is applied whole, one at a
+// time, and carries everything it needs (keys and scopes are generated
+// before the command is made).
+
+// putIdentities adds or replaces identities and makes sure their twins
+// exist.
+type putIdentities struct {
+	IDs []identity.Identity `cbor:"1,keyasint"`
+}
+
+// deleteIdentities removes identities.
+type deleteIdentities struct {
+	IDs []string `cbor:"1,keyasint"`
+}
+
+// apply runs one command on the state and wakes the edges' pulls.
+func (h *Hub) apply(ctx context.Context, cmd any) error {
+	h.mu.Lock()
+	err := h.applyLocked(ctx, cmd)
+	h.mu.Unlock()
+	if err == nil {
+		h.wake()
+	}
+	return err
+}
+
+func (h *Hub) applyLocked(ctx context.Context, cmd any) error {
+	switch c := cmd.(type) {
+	case putIdentities:
+		if err := h.ids.Put(ctx, c.IDs...); err != nil {
+			return err
+		}
+		for _, id := range c.IDs {
+			if err := h.twins.Ensure(ctx, id.ID()); err != nil {
+				return err
+			}
+		}
+		return nil
+	case deleteIdentities:
+		for _, id := range c.IDs {
+			if err := h.ids.Delete(ctx, id); err != nil {
+				return err
+			}
+		}
+		return nil
+	case writeTwin:
+		return h.writeTwinLocked(ctx, c)
+	case applyConfiguration:
+		return h.applyConfigurationLocked(ctx, c)
+	case sendC2D:
+		return h.sendC2DLocked(ctx, c)
+	default:
+		return fmt.Errorf("hub state machine: unknown command %T", cmd)
+	}
+}

@@ -1,0 +1,177 @@
+package hub
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+
+	"github.com/outpost-edge/outpost/store/identity"
+	"github.com/outpost-edge/outpost/store/twin"
+)
+
+// writeTwin patches (or, with Replace, replaces) a twin's tags and desired
+// properties.
+type writeTwin struct {
+	ID      string          `cbor:"1,keyasint"`
+	Tags    json.RawMessage `cbor:"2,keyasint,omitempty"`
+	Desired json.RawMessage `cbor:"3,keyasint,omitempty"`
+	Replace bool            `cbor:"4,keyasint,omitempty"`
+}
+
+// applyConfiguration sets the desired properties of an edge's module
+// twins and creates the module identities they need.
+type applyConfiguration struct {
+	Device  string                     `cbor:"1,keyasint"`
+	Desired map[string]json.RawMessage `cbor:"2,keyasint"` // module → properties.desired
+	New     []identity.Identity        `cbor:"3,keyasint,omitempty"`
+}
+
+// Twin returns the service view of a twin ("d" or "d/m").
+func (h *Hub) Twin(id string) ([]byte, error) {
+	if _, err := h.Identity(id); err != nil {
+		return nil, err
+	}
+	v, err := h.twins.Get(id)
+	if errors.Is(err, twin.ErrNotFound) {
+		return nil, fmt.Errorf("%w: twin %q", ErrNotFound, id)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return v.ServiceJSON(), nil
+}
+
+// UpdateTwin applies a service PATCH (replace false) or PUT of
+// {"tags":…,"properties":{"desired":…}}; properties.reported is the
+// device's and refused.
+func (h *Hub) UpdateTwin(ctx context.Context, id string, body []byte, replace bool) ([]byte, error) {
+	if _, err := h.Identity(id); err != nil {
+		return nil, err
+	}
+	var doc struct {
+		Tags       json.RawMessage `json:"tags"`
+		Properties *struct {
+			Desired  json.RawMessage `json:"desired"`
+			Reported json.RawMessage `json:"reported"`
+		} `json:"properties"`
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if err := dec.Decode(&doc); err != nil {
+		return nil, fmt.Errorf("%w: twin body must be a JSON object like {\"tags\":{…},\"properties\":{\"desired\":{…}}}: %v", ErrInvalid, err)
+	}
+	c := writeTwin{ID: id, Tags: doc.Tags, Replace: replace}
+	if p := doc.Properties; p != nil {
+		if len(p.Reported) > 0 && !bytes.Equal(p.Reported, []byte("null")) {
+			return nil, fmt.Errorf("%w: properties.reported is written by the device, not through the service API", ErrInvalid)
+		}
+		c.Desired = p.Desired
+	}
+	if replace {
+		for _, f := range []*json.RawMessage{&c.Tags, &c.Desired} {
+			if len(*f) == 0 || bytes.Equal(*f, []byte("null")) {
+				*f = json.RawMessage("{}")
+			}
+		}
+	}
+	if err := h.apply(ctx, c); err != nil {
+		return nil, err
+	}
+	return h.Twin(id)
+}
+
+func (h *Hub) writeTwinLocked(ctx context.Context, c writeTwin) error {
+	for _, w := range []struct {
+		doc            json.RawMessage
+		patch, replace func(context.Context, string, []byte) (int64, error)
+	}{{c.Tags, h.twins.PatchTags, h.twins.ReplaceTags}, {c.Desired, h.twins.PatchDesired, h.twins.ReplaceDesired}} {
+		if len(w.doc) == 0 || bytes.Equal(w.doc, []byte("null")) {
+			continue
+		}
+		write := w.patch
+		if c.Replace {
+			write = w.replace
+		}
+		if _, err := write(ctx, c.ID, w.doc); err != nil {
+			if errors.Is(err, twin.ErrInvalid) || errors.Is(err, twin.ErrTooLarge) {
+				return fmt.Errorf("%w: %v", ErrInvalid, err)
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+// ApplyConfiguration is POST /devices/{d}/applyConfigurationContent: each
+// module's properties.desired replaces its twin's desired properties
+// ($edgeAgent's carries the modules, $edgeHub's the routes), and every
+// module named by the deployment gets an identity.
+func (h *Hub) ApplyConfiguration(ctx context.Context, device string, body []byte) ([]string, error) {
+	d, err := h.Identity(device)
+	if err != nil {
+		return nil, err
+	}
+	if !d.Edge {
+		return nil, fmt.Errorf("%w: %q is not an edge device (create it with capabilities.iotEdge)", ErrInvalid, device)
+	}
+	var m struct {
+		ModulesContent map[string]map[string]json.RawMessage `json:"modulesContent"`
+	}
+	if err := json.Unmarshal(body, &m); err != nil || len(m.ModulesContent) == 0 {
+		return nil, fmt.Errorf("%w: want {\"modulesContent\":{\"$edgeAgent\":{\"properties.desired\":…},…}}", ErrInvalid)
+	}
+	c := applyConfiguration{Device: device, Desired: map[string]json.RawMessage{}}
+	names := map[string]bool{}
+	for mod, content := range m.ModulesContent {
+		desired, ok := content["properties.desired"]
+		if !ok || len(content) != 1 {
+			return nil, fmt.Errorf("%w: modulesContent.%s must be {\"properties.desired\":{…}}", ErrInvalid, mod)
+		}
+		c.Desired[mod] = desired
+		names[mod] = true
+	}
+	var agent struct {
+		Modules map[string]json.RawMessage `json:"modules"`
+	}
+	if a, ok := c.Desired["$edgeAgent"]; ok {
+		if err := json.Unmarshal(a, &agent); err != nil {
+			return nil, fmt.Errorf("%w: $edgeAgent properties.desired: %v", ErrInvalid, err)
+		}
+	}
+	for mod := range agent.Modules {
+		names[mod] = true
+	}
+	var out []string
+	for mod := range names {
+		if _, _, err := identity.SplitID(device + "/" + mod); err != nil {
+			return nil, fmt.Errorf("%w: module name %q: %v", ErrInvalid, mod, err)
+		}
+		if _, ok, _ := h.ids.Get(device + "/" + mod); !ok {
+			c.New = append(c.New, newModule(device, mod))
+		}
+		out = append(out, mod)
+	}
+	sort.Strings(out)
+	return out, h.apply(ctx, c)
+}
+
+func (h *Hub) applyConfigurationLocked(ctx context.Context, c applyConfiguration) error {
+	if len(c.New) > 0 {
+		if err := h.applyLocked(ctx, putIdentities{IDs: c.New}); err != nil {
+			return err
+		}
+	}
+	mods := make([]string, 0, len(c.Desired))
+	for m := range c.Desired {
+		mods = append(mods, m)
+	}
+	sort.Strings(mods)
+	for _, m := range mods {
+		if err := h.writeTwinLocked(ctx, writeTwin{ID: c.Device + "/" + m, Desired: c.Desired[m], Replace: true}); err != nil {
+			return fmt.Errorf("module %s: %w", m, err)
+		}
+	}
+	return nil
+}

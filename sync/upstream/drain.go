@@ -1,0 +1,108 @@
+package upstream
+
+import (
+	"context"
+	"reflect"
+
+	"github.com/outpost-edge/outpost/store/queue"
+	"github.com/outpost-edge/outpost/sync/protocol"
+)
+
+// fairEvery: one batch in this many is taken from the lowest-priority
+// queue that has messages, so a busy high-priority route cannot starve the
+// others. Within a queue the order is kept.
+const fairEvery = 8
+
+// drain is one session of the drain loop: Hello, then batches from the
+// $upstream queues until the link fails. A batch is acknowledged in the
+// edge's queue only after the hub has stored it; after a failure the
+// unacknowledged messages are leased again and the hub drops what it
+// already holds.
+func (l *Link) drain(ctx context.Context) error {
+	defer func() {
+		for _, q := range l.queues {
+			q.Rewind()
+		}
+	}()
+	var w protocol.Welcome
+	if err := l.post(ctx, protocol.PathHello, &protocol.Hello{Version: protocol.Version, Instance: l.instance}, &w, l.opts.RequestTimeout); err != nil {
+		return err
+	}
+	cursors := w.Cursors
+	if cursors == nil {
+		cursors = map[string]uint64{}
+	}
+	for n := 1; ; n++ {
+		waits := make([]<-chan struct{}, len(l.queues))
+		for i, q := range l.queues {
+			waits[i] = q.Wait()
+		}
+		q, msgs, err := l.next(n%fairEvery == 0)
+		if err != nil {
+			return err
+		}
+		if q == nil {
+			if !waitAny(ctx, waits) {
+				return ctx.Err()
+			}
+			continue
+		}
+		if err := l.send(ctx, q, msgs, cursors); err != nil {
+			return err
+		}
+	}
+}
+
+// next leases a batch from the first queue with messages, in priority
+// order, or in reverse order when fair is set.
+func (l *Link) next(fair bool) (*queue.Queue, []queue.Message, error) {
+	for i := range l.queues {
+		q := l.queues[i]
+		if fair {
+			q = l.queues[len(l.queues)-1-i]
+		}
+		msgs, err := q.Lease(l.opts.BatchMessages, l.opts.BatchBytes)
+		if err != nil {
+			return nil, nil, err
+		}
+		if len(msgs) > 0 {
+			return q, msgs, nil
+		}
+	}
+	return nil, nil, nil
+}
+
+func (l *Link) send(ctx context.Context, q *queue.Queue, msgs []queue.Message, cursors map[string]uint64) error {
+	cur := cursors[q.Name()]
+	frame := protocol.Messages{Instance: l.instance, Queue: q.Name(), Msgs: make([]protocol.Message, 0, len(msgs))}
+	for _, m := range msgs {
+		if m.Seq <= cur {
+			continue // the hub has it already (stored before a crash of ours)
+		}
+		frame.Msgs = append(frame.Msgs, protocol.Message{Seq: m.Seq, ID: m.ID, Source: m.Source, Props: m.Props, Sys: m.Sys,
+			Body: m.Body, EnqueuedAt: m.EnqueuedAt.UnixMilli()})
+	}
+	upTo := msgs[len(msgs)-1].Seq
+	if len(frame.Msgs) > 0 {
+		var ack protocol.MessagesAck
+		if err := l.post(ctx, protocol.PathMessages, &frame, &ack, l.opts.RequestTimeout); err != nil {
+			return err
+		}
+		upTo = min(upTo, ack.UpTo)
+		cursors[q.Name()] = ack.UpTo
+		l.sent.Add(int64(ack.Appended))
+		l.batches.Add(1)
+	}
+	return q.Ack(ctx, upTo)
+}
+
+// waitAny blocks until one of chans is closed (true) or ctx is done.
+func waitAny(ctx context.Context, chans []<-chan struct{}) bool {
+	cases := make([]reflect.SelectCase, 0, len(chans)+1)
+	cases = append(cases, reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(ctx.Done())})
+	for _, c := range chans {
+		cases = append(cases, reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(c)})
+	}
+	i, _, _ := reflect.Select(cases)
+	return i != 0
+}

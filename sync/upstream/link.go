@@ -1,0 +1,303 @@
+package upstream
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/outpost-edge/outpost/store/identity"
+	"github.com/outpost-edge/outpost/store/identity/sas"
+	"github.com/outpost-edge/outpost/store/kv"
+	"github.com/outpost-edge/outpost/store/queue"
+	"github.com/outpost-edge/outpost/store/twin"
+	"github.com/outpost-edge/outpost/sync/protocol"
+)
+
+// Target is what the link hands downstream traffic to (the broker).
+type Target interface {
+	// TwinChanges tells connected clients about merged twin changes.
+	TwinChanges(changes []twin.Change)
+	// SendC2D queues a cloud-to-device message for a device, durably.
+	SendC2D(ctx context.Context, device string, m queue.Message) error
+	// InvokeMethod calls a direct method and waits for the answer; a
+	// result with Status 404 or 504 and Error set means not connected or no
+	// answer in time.
+	InvokeMethod(ctx context.Context, target, name string, payload []byte, timeout time.Duration) protocol.MethodResult
+}
+
+// Options configure a Link.
+type Options struct {
+	URL        string         // the hub's base URL, e.g. http://hub:8080
+	Edge       sas.ConnString // the edge device's connection string
+	DB         *kv.DB
+	Queues     *queue.Store
+	Twins      *twin.Store
+	Identities *identity.Cache
+	Target     Target
+	Client     *http.Client // default: a client with sane timeouts
+	Logger     *slog.Logger
+
+	BackoffMin, BackoffMax time.Duration // default 100 ms, 1 s
+	PullWait               time.Duration // default 20 s
+	BatchMessages          int           // default 1000
+	BatchBytes             int           // default 1 MiB
+	RequestTimeout         time.Duration // default 30 s (pulls get PullWait more)
+}
+
+// Status is the link's state for `outpost edge status`.
+type Status struct {
+	State     string    `json:"state"` // online | offline | connecting
+	Since     time.Time `json:"since"`
+	LastError string    `json:"lastError,omitempty"`
+	Sent      int64     `json:"messagesSent"`
+	Batches   int64     `json:"batchesSent"`
+	TwinsUp   int64     `json:"twinDeltasSent"`
+	TwinsDown int64     `json:"twinDeltasReceived"`
+	C2D       int64     `json:"c2dReceived"`
+	Methods   int64     `json:"methodsInvoked"`
+}
+
+// Link is the edge's connection to the hub.
+type Link struct {
+	opts     Options
+	log      *slog.Logger
+	instance string
+	queues   []*queue.Queue // $upstream by priority: p0 … p9, pdefault
+
+	mu     sync.Mutex
+	status Status
+	upCh   chan struct{} // closed when a request gets through
+
+	tokMu  sync.Mutex
+	tok    string
+	tokExp time.Time
+
+	calls sync.WaitGroup // method calls in progress
+
+	sent, batches, twinsUp, twinsDown, c2d, methods atomic.Int64
+}
+
+// Upstream queue names in drain order.
+func upstreamQueues() []string {
+	names := make([]string, 0, 11)
+	for p := range 10 {
+		names = append(names, fmt.Sprintf("$upstream/p%d", p))
+	}
+	return append(names, "$upstream/pdefault")
+}
+
+// New prepares a link; Run connects.
+func New(opts Options) (*Link, error) {
+	if opts.URL == "" || opts.DB == nil || opts.Queues == nil || opts.Twins == nil || opts.Identities == nil || opts.Target == nil {
+		return nil, errors.New("upstream: URL, DB, Queues, Twins, Identities and Target are required")
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&opts.BackoffMin, 100*time.Millisecond)
+	def(&opts.BackoffMax, time.Second)
+	def(&opts.PullWait, 20*time.Second)
+	def(&opts.RequestTimeout, 30*time.Second)
+	if opts.BatchMessages <= 0 {
+		opts.BatchMessages = 1000
+	}
+	if opts.BatchBytes <= 0 {
+		opts.BatchBytes = 1 << 20
+	}
+	if opts.Client == nil {
+		opts.Client = &http.Client{Transport: &http.Transport{Proxy: http.ProxyFromEnvironment, MaxIdleConnsPerHost: 4,
+			IdleConnTimeout: 90 * time.Second, ResponseHeaderTimeout: 0}}
+	}
+	opts.URL = strings.TrimSuffix(opts.URL, "/")
+	l := &Link{opts: opts, log: opts.Logger, instance: string(opts.Twins.Replica()), upCh: make(chan struct{}),
+		status: Status{State: "connecting", Since: time.Now()}}
+	for _, n := range upstreamQueues() {
+		q, err := opts.Queues.Queue(n, queue.QueueOptions{})
+		if err != nil {
+			return nil, err
+		}
+		l.queues = append(l.queues, q)
+	}
+	return l, nil
+}
+
+// Run keeps the link up until ctx is done.
+func (l *Link) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	for _, loop := range []func(context.Context) error{l.drain, l.twins, l.pull} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			l.retry(ctx, loop)
+		}()
+	}
+	wg.Wait()
+	l.calls.Wait()
+	return nil
+}
+
+// Status returns the link's state and counters.
+func (l *Link) Status() Status {
+	l.mu.Lock()
+	st := l.status
+	l.mu.Unlock()
+	st.Sent, st.Batches, st.TwinsUp, st.TwinsDown = l.sent.Load(), l.batches.Load(), l.twinsUp.Load(), l.twinsDown.Load()
+	st.C2D, st.Methods = l.c2d.Load(), l.methods.Load()
+	return st
+}
+
+// retry runs a loop session after session: a session returns when the
+// link fails; the next starts after a jittered backoff, or at once when
+// another loop got through.
+func (l *Link) retry(ctx context.Context, session func(context.Context) error) {
+	attempt := 0
+	for ctx.Err() == nil {
+		up := l.upSignal()
+		err := session(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		if l.isUp(up) {
+			attempt = 0 // it got through before failing: retry at once
+		}
+		l.down(err)
+		d := backoff(l.opts.BackoffMin, l.opts.BackoffMax, attempt)
+		attempt++
+		t := time.NewTimer(d)
+		select {
+		case <-t.C:
+		case <-l.upSignal():
+		case <-ctx.Done():
+		}
+		t.Stop()
+	}
+}
+
+// backoff is min·2^n capped at max, times a jitter in [0.5, 1].
+func backoff(lo, hi time.Duration, n int) time.Duration {
+	d := lo << min(n, 20)
+	if d > hi || d <= 0 {
+		d = hi
+	}
+	return time.Duration(float64(d) * (0.5 + rand.Float64()/2))
+}
+
+func (l *Link) upSignal() <-chan struct{} {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.upCh
+}
+
+// isUp reports whether the link came up since up was taken.
+func (l *Link) isUp(up <-chan struct{}) bool {
+	select {
+	case <-up:
+		return true
+	default:
+		return false
+	}
+}
+
+// markUp records a request that got through.
+func (l *Link) markUp() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.status.State != "online" {
+		l.log.Info("uplink online", "hub", l.opts.URL)
+		l.status.State, l.status.Since, l.status.LastError = "online", time.Now(), ""
+		close(l.upCh)
+		l.upCh = make(chan struct{})
+	}
+}
+
+func (l *Link) down(err error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	msg := "link failed"
+	if err != nil {
+		msg = err.Error()
+	}
+	if l.status.State == "online" {
+		l.log.Warn("uplink offline; messages stay queued", "hub", l.opts.URL, "err", msg)
+		l.status.State, l.status.Since = "offline", time.Now()
+	} else if l.status.LastError != msg {
+		l.log.Info("uplink unavailable", "hub", l.opts.URL, "err", msg)
+		if l.status.State == "connecting" {
+			l.status.State, l.status.Since = "offline", time.Now()
+		}
+	}
+	l.status.LastError = msg
+}
+
+// token returns a SAS token for the edge device, renewed before expiry.
+func (l *Link) token() string {
+	l.tokMu.Lock()
+	defer l.tokMu.Unlock()
+	if time.Until(l.tokExp) < 10*time.Minute {
+		l.tokExp = time.Now().Add(time.Hour)
+		l.tok = sas.NewToken(l.opts.Edge.Resource(), l.opts.Edge.SharedAccessKey, "", l.tokExp)
+	}
+	return l.tok
+}
+
+// HubError is an error answer from the hub.
+type HubError struct {
+	Status  int
+	Code    string
+	Message string
+}
+
+func (e *HubError) Error() string { return fmt.Sprintf("hub: %d %s: %s", e.Status, e.Code, e.Message) }
+
+// post sends one frame and decodes the answer.
+func (l *Link) post(ctx context.Context, path string, in, out any, timeout time.Duration) error {
+	body, enc, err := protocol.Encode(in)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, l.opts.URL+path, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", protocol.ContentType)
+	req.Header.Set("Authorization", l.token())
+	if enc != "" {
+		req.Header.Set("Content-Encoding", enc)
+	}
+	resp, err := l.opts.Client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		data, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		he := &HubError{Status: resp.StatusCode, Message: strings.TrimSpace(string(data))}
+		var e struct{ Code, Message string }
+		if json.Unmarshal(data, &e) == nil && e.Message != "" {
+			he.Code, he.Message = e.Code, e.Message
+		}
+		return he
+	}
+	if err := protocol.Decode(resp.Body, resp.Header.Get("Content-Encoding"), out); err != nil {
+		return fmt.Errorf("answer to %s: %w", path, err)
+	}
+	l.markUp()
+	return nil
+}

@@ -1,0 +1,226 @@
+package upstream
+
+import (
+	"context"
+	"fmt"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/outpost-edge/outpost/store/identity"
+	"github.com/outpost-edge/outpost/store/identity/sas"
+	"github.com/outpost-edge/outpost/store/kv"
+	"github.com/outpost-edge/outpost/store/queue"
+	"github.com/outpost-edge/outpost/store/twin"
+	"github.com/outpost-edge/outpost/sync/hub"
+	"github.com/outpost-edge/outpost/sync/protocol"
+)
+
+// recorder stands in for the broker: it records what the link hands down.
+type recorder struct {
+	mu      sync.Mutex
+	changes []twin.Change
+	c2d     []queue.Message
+}
+
+func (r *recorder) TwinChanges(ch []twin.Change) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.changes = append(r.changes, ch...)
+}
+
+func (r *recorder) SendC2D(_ context.Context, device string, m queue.Message) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	m.Source = device
+	r.c2d = append(r.c2d, m)
+	return nil
+}
+
+func (r *recorder) InvokeMethod(_ context.Context, target, name string, payload []byte, _ time.Duration) protocol.MethodResult {
+	if target != "dev1" {
+		return protocol.MethodResult{Status: 404, Error: target + " is not connected"}
+	}
+	return protocol.MethodResult{Status: 200, Payload: []byte(fmt.Sprintf(`{"method":%q,"got":%s}`, name, payload))}
+}
+
+type env struct {
+	ctx    context.Context
+	hub    *hub.Hub
+	srv    *httptest.Server
+	db     *kv.DB
+	queues *queue.Store
+	twins  *twin.Store
+	ids    *identity.Cache
+	rec    *recorder
+	link   *Link
+	edgeCS sas.ConnString
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	e := &env{ctx: ctx, rec: &recorder{}}
+	var err error
+	e.hub, err = hub.Open(ctx, "", hub.Options{HostName: "hub.test", OwnerKey: []byte("owner-key"), InMemory: true, PullWait: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.srv = httptest.NewServer(e.hub.Handler())
+	t.Cleanup(func() { e.srv.CloseClientConnections(); e.srv.Close(); _ = e.hub.Close() })
+	gw, err := e.hub.PutDevice(ctx, identity.JSON{DeviceID: "gw1", Capabilities: &identity.Capabilities{IoTEdge: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.hub.PutDevice(ctx, identity.JSON{DeviceID: "dev1", ParentScopes: []string{gw.DeviceScope}}); err != nil {
+		t.Fatal(err)
+	}
+	e.edgeCS = sas.ConnString{HostName: "hub.test", DeviceID: "gw1", SharedAccessKey: gw.Auth.PrimaryKey}
+	if e.db, err = kv.Open("", kv.Options{InMemory: true}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = e.db.Close() })
+	if e.queues, err = queue.Open(ctx, e.db, queue.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = e.queues.Close() })
+	if e.twins, err = twin.Open(ctx, e.db, twin.Options{Role: twin.Edge, Name: "gw1"}); err != nil {
+		t.Fatal(err)
+	}
+	if e.ids, err = identity.Open(ctx, e.db, identity.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	e.link, err = New(Options{URL: e.srv.URL, Edge: e.edgeCS, DB: e.db, Queues: e.queues, Twins: e.twins, Identities: e.ids,
+		Target: e.rec, PullWait: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	lctx, stop := context.WithCancel(ctx)
+	go func() { defer close(done); _ = e.link.Run(lctx) }()
+	t.Cleanup(func() { stop(); <-done })
+	return e
+}
+
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(15 * time.Second); !cond(); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}
+
+func TestLinkEndToEnd(t *testing.T) {
+	e := newEnv(t)
+	// Identities in the edge's scope arrive, and the twins with them.
+	eventually(t, "identities", func() bool { _, ok, _ := e.ids.Get("dev1"); return ok })
+	if _, ok, _ := e.ids.Get("gw1/$edgeHub"); !ok {
+		t.Fatal("the edge's $edgeHub module identity did not arrive")
+	}
+	eventually(t, "twins", func() bool { _, err := e.twins.Get("dev1"); return err == nil })
+
+	// Messages drain in order, exactly once.
+	q, err := e.queues.Queue("$upstream/pdefault", queue.QueueOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 3000
+	for i := 0; i < n; i += 100 {
+		batch := make([]queue.Message, 100)
+		for j := range batch {
+			batch[j] = queue.Message{ID: fmt.Sprintf("m%d", i+j), Source: "devices/dev1", Body: []byte(fmt.Sprint(i + j))}
+		}
+		if _, err := q.Append(e.ctx, batch...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, "the drain", func() bool { return q.Stats().Depth == 0 })
+	evs := readEvents(t, e)
+	if len(evs) != n {
+		t.Fatalf("%d events at the hub, want %d", len(evs), n)
+	}
+	for i, ev := range evs {
+		if ev.MessageID != fmt.Sprintf("m%d", i) || ev.DeviceID != "dev1" {
+			t.Fatalf("event %d is %s from %s", i, ev.MessageID, ev.DeviceID)
+		}
+	}
+
+	// Reported properties go up; desired come down as a change.
+	session, _ := e.twins.BeginSession()
+	if _, err := e.twins.PatchReported(e.ctx, "dev1", session, []byte(`{"temp":21}`)); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "reported at the hub", func() bool {
+		doc, err := e.hub.Twin("dev1")
+		return err == nil && contains(doc, `"temp":21`)
+	})
+	if _, err := e.hub.UpdateTwin(e.ctx, "dev1", []byte(`{"properties":{"desired":{"interval":10}}}`), false); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "desired at the edge", func() bool {
+		v, err := e.twins.Get("dev1")
+		return err == nil && fmt.Sprint(v.Desired["interval"]) == "10"
+	})
+	e.rec.mu.Lock()
+	nch := len(e.rec.changes)
+	e.rec.mu.Unlock()
+	if nch == 0 {
+		t.Error("no twin change handed to the broker")
+	}
+
+	// C2D reaches the edge once, even across pulls.
+	if _, err := e.hub.SendC2D(e.ctx, "dev1", queue.Message{ID: "c1", Body: []byte("hi")}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "c2d", func() bool { e.rec.mu.Lock(); defer e.rec.mu.Unlock(); return len(e.rec.c2d) == 1 })
+
+	// Direct methods go through the edge; an unknown target is 404.
+	st, payload, err := e.hub.InvokeMethod(e.ctx, "dev1", protocol.MethodRequest{MethodName: "reboot", Payload: []byte(`{"a":1}`), ResponseTimout: 5})
+	if err != nil || st != 200 || !contains(payload, `"got":{"a":1}`) {
+		t.Fatalf("method: %d %s %v", st, payload, err)
+	}
+	if _, err := e.hub.PutDevice(e.ctx, identity.JSON{DeviceID: "dev2", ParentScopes: []string{mustScope(t, e)}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := e.hub.InvokeMethod(e.ctx, "dev2", protocol.MethodRequest{MethodName: "x"}); err == nil {
+		t.Fatal("method on a device not connected to the edge succeeded")
+	}
+	time.Sleep(50 * time.Millisecond)
+	e.rec.mu.Lock()
+	defer e.rec.mu.Unlock()
+	if len(e.rec.c2d) != 1 {
+		t.Fatalf("c2d delivered %d times", len(e.rec.c2d))
+	}
+}
+
+func mustScope(t *testing.T, e *env) string {
+	gw, err := e.hub.Identity("gw1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return gw.DeviceScope
+}
+
+func readEvents(t *testing.T, e *env) []hub.EventJSON {
+	var out []hub.EventJSON
+	from := uint64(1)
+	for {
+		evs, err := e.hub.Events(from, 1000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(evs) == 0 {
+			return out
+		}
+		for _, ev := range evs {
+			out = append(out, ev.JSON())
+		}
+		from = evs[len(evs)-1].Seq + 1
+	}
+}
+
+func contains(b []byte, s string) bool { return strings.Contains(string(b), s) }

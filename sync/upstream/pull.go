@@ -1,0 +1,122 @@
+package upstream
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/outpost-edge/outpost/store/kv"
+	"github.com/outpost-edge/outpost/store/queue"
+	"github.com/outpost-edge/outpost/sync/protocol"
+)
+
+// c2dKey holds, per device, the highest hub C2D sequence number stored in
+// the edge's queue: l 'r' <device> 0 → u64.
+func c2dKey(device string) []byte { return kv.AppendString([]byte{kv.PrefixLink, 'r'}, device) }
+
+// pull is one session of the pull loop: long polls that bring twin
+// changes, identities, cloud-to-device messages and method calls.
+func (l *Link) pull(ctx context.Context) error {
+	cursors, err := l.loadC2D()
+	if err != nil {
+		return err
+	}
+	scope := ""
+	for {
+		p := protocol.Pull{Instance: l.instance, TwinVV: l.opts.Twins.VV(), Scope: scope, C2D: cursors, WaitMs: l.opts.PullWait.Milliseconds()}
+		var push protocol.Push
+		if err := l.post(ctx, protocol.PathPull, &p, &push, l.opts.RequestTimeout+l.opts.PullWait); err != nil {
+			return err
+		}
+		if err := l.apply(ctx, push, cursors); err != nil {
+			return err
+		}
+		if push.HasScope && !push.TwinsMore {
+			scope = push.Scope
+		}
+	}
+}
+
+func (l *Link) apply(ctx context.Context, push protocol.Push, cursors map[string]uint64) error {
+	if len(push.Twins.Twins) > 0 || len(push.Twins.Commits) > 0 {
+		changes, err := l.opts.Twins.ApplyDelta(ctx, push.Twins)
+		if err != nil {
+			return fmt.Errorf("twin delta from the hub: %w", err)
+		}
+		l.twinsDown.Add(1)
+		l.opts.Target.TwinChanges(changes)
+	}
+	if push.HasScope {
+		if err := l.opts.Identities.Replace(ctx, push.Identities); err != nil {
+			return fmt.Errorf("identities from the hub: %w", err)
+		}
+		if !push.TwinsMore {
+			// Every twin in scope is now as the hub has it, empty ones too.
+			for _, id := range push.Identities {
+				if err := l.opts.Twins.Ensure(ctx, id.ID()); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	for _, m := range push.C2D {
+		if m.Seq <= cursors[m.Device] {
+			continue
+		}
+		msg := queue.Message{ID: m.ID, Props: m.Props, Sys: m.Sys, Body: m.Body}
+		if err := l.opts.Target.SendC2D(ctx, m.Device, msg); err != nil {
+			return fmt.Errorf("store cloud-to-device message for %s: %w", m.Device, err)
+		}
+		cursors[m.Device] = m.Seq
+		if err := l.opts.DB.Commit(ctx, kv.Set(c2dKey(m.Device), kv.AppendUint64(nil, m.Seq))); err != nil {
+			return err
+		}
+		l.c2d.Add(1)
+	}
+	for _, mc := range push.Methods {
+		l.calls.Add(1)
+		go func() {
+			defer l.calls.Done()
+			l.invoke(ctx, mc)
+		}()
+	}
+	return nil
+}
+
+// invoke runs a method call and posts the answer.
+func (l *Link) invoke(ctx context.Context, mc protocol.MethodCall) {
+	l.methods.Add(1)
+	r := l.opts.Target.InvokeMethod(ctx, mc.Target, mc.Name, mc.Payload, time.Duration(mc.TimeoutMs)*time.Millisecond)
+	r.ID = mc.ID
+	var out struct{}
+	if err := l.post(ctx, protocol.PathMethods, &r, &out, l.opts.RequestTimeout); err != nil {
+		l.log.Warn("method answer not delivered to the hub", "target", mc.Target, "method", mc.Name, "err", err)
+	}
+}
+
+func (l *Link) loadC2D() (map[string]uint64, error) {
+	out := map[string]uint64{}
+	prefix := []byte{kv.PrefixLink, 'r'}
+	err := l.opts.DB.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, PrefetchValues: true})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			k := it.Item().Key()
+			dev := string(k[len(prefix) : len(k)-1])
+			err := it.Item().Value(func(v []byte) error {
+				if len(v) == 8 {
+					out[dev] = binary.BigEndian.Uint64(v)
+				}
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return out, err
+}

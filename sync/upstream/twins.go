@@ -1,0 +1,57 @@
+package upstream
+
+import (
+	"context"
+	"strings"
+
+	"github.com/outpost-edge/outpost/store/crdt"
+	"github.com/outpost-edge/outpost/sync/protocol"
+)
+
+const twinFieldsPerFrame = 4096
+
+// twins is one session of the twin loop: it sends the edge's own twin
+// writes the hub lacks (reported properties), as coalesced deltas since
+// the hub's version vector, whenever the local twins change.
+func (l *Link) twins(ctx context.Context) error {
+	var w protocol.Welcome
+	if err := l.post(ctx, protocol.PathHello, &protocol.Hello{Version: protocol.Version, Instance: l.instance}, &w, l.opts.RequestTimeout); err != nil {
+		return err
+	}
+	hubVV := w.TwinVV
+	own := "edge:" + l.opts.Edge.DeviceID + "."
+	for {
+		changed := l.opts.Twins.Changed()
+		// The hub takes only this edge's writes: claim every other origin
+		// as covered, so the delta holds only ours.
+		peer := hubVV.Clone()
+		if peer == nil {
+			peer = crdt.VV{}
+		}
+		for o, s := range l.opts.Twins.VV() {
+			if !strings.HasPrefix(string(o), own) {
+				peer[o] = max(peer[o], s)
+			}
+		}
+		b, more, err := l.opts.Twins.Delta(peer, twinFieldsPerFrame)
+		if err != nil {
+			return err
+		}
+		if len(b.Twins) > 0 || len(b.Commits) > 0 {
+			var ack protocol.TwinsAck
+			if err := l.post(ctx, protocol.PathTwins, &protocol.TwinsUp{Instance: l.instance, Batch: b}, &ack, l.opts.RequestTimeout); err != nil {
+				return err
+			}
+			hubVV = ack.TwinVV
+			l.twinsUp.Add(1)
+		}
+		if more {
+			continue
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
