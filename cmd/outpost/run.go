@@ -11,6 +11,14 @@ var commands = []cli.Command{
 	versionCmd,
 	edgeCmd,
 	tokenCmd,
+	hubCmd,
+	deviceCmd,
+	moduleCmd,
+	twinCmd,
+	deployCmd,
+	eventsCmd,
+	c2dCmd,
+	methodCmd,
 }
 
 func init() { commands = append(commands, plannedCmds...) }

@@ -1,0 +1,641 @@
+package hubclient
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/outpost-edge/outpost/store/identity/sas"
+)
+
+// Where FromEnv looks, besides the command-line flags.
+const (
+	EnvConnString = "OUTPOST_HUB_CONNECTION_STRING"
+	EnvURL        = "OUTPOST_HUB_URL"
+)
+
+// APIVersion is sent with every request as IoT Hub clients do; the hub
+// accepts and ignores it.
+const APIVersion = "2021-04-12"
+
+// Defaults of a Client and of Follow.
+const (
+	DefaultTimeout    = 30 * time.Second
+	DefaultWait       = 20 * time.Second // long-poll wait of Follow
+	DefaultRetryMin   = time.Second
+	DefaultRetryMax   = 5 * time.Second
+	timeoutMargin     = 30 * time.Second // added to a server-side wait to get the HTTP timeout
+	maxResponse       = 256 << 20
+	maxErrorExcerpt   = 200
+	tokenLifetime     = time.Hour
+	emptyPollInterval = time.Second
+	maxPage           = 1000 // events asked for in one request; the hub allows up to 10000
+)
+
+// ErrUnreachable is matched (errors.Is) by the errors of requests that never
+// got an answer from the hub: connection refused or reset, DNS failure, a
+// request that timed out. Follow retries these.
+var ErrUnreachable = errors.New("hub is not reachable")
+
+// Client talks to one hub with the owner policy's key.
+type Client struct {
+	// URL is the base of the REST API, without a trailing slash
+	// (http://127.0.0.1:8080).
+	URL string
+	// HostName is the owner connection string's HostName: the SAS resource,
+	// and the HostName of the device connection strings the hub hands out.
+	HostName string
+	// Timeout bounds a request that has no Timeout of its own.
+	Timeout time.Duration
+	// HTTP does the requests; http.DefaultClient's transport when nil.
+	HTTP *http.Client
+
+	cs  sas.ConnString
+	now func() time.Time
+}
+
+// FromEnv builds a Client from the --hub-connection-string and --hub-url
+// flag values, falling back to OUTPOST_HUB_CONNECTION_STRING and
+// OUTPOST_HUB_URL from getenv, and to http://<HostName> for the URL.
+func FromEnv(flagCS, flagURL string, getenv func(string) string) (*Client, error) {
+	where, s := "--hub-connection-string", flagCS
+	if s == "" {
+		where, s = EnvConnString, getenv(EnvConnString)
+	}
+	if strings.TrimSpace(s) == "" {
+		return nil, fmt.Errorf("no hub connection string: set %s (the hub writes it to <data>/owner.connection-string) or pass --hub-connection-string", EnvConnString)
+	}
+	cs, err := sas.ParseConnString(s)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", where, err)
+	}
+	if cs.SharedAccessKeyName == "" || len(cs.SharedAccessKey) == 0 {
+		return nil, fmt.Errorf("%s is a device's or module's connection string (%s); the CLI needs the hub owner's, HostName=…;SharedAccessKeyName=owner;SharedAccessKey=…: set %s (the hub writes it to <data>/owner.connection-string)",
+			where, cs.Redacted(), EnvConnString)
+	}
+	whereURL, u := "--hub-url", flagURL
+	if u == "" {
+		whereURL, u = EnvURL, getenv(EnvURL)
+	}
+	if u == "" {
+		whereURL, u = "the connection string's HostName", "http://"+cs.HostName
+	}
+	c, err := New(cs, u)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", whereURL, err)
+	}
+	return c, nil
+}
+
+// New returns a Client for the hub at baseURL ("host:port" means
+// http://host:port) signing with the owner policy connection string cs.
+func New(cs sas.ConnString, baseURL string) (*Client, error) {
+	if cs.SharedAccessKeyName == "" || len(cs.SharedAccessKey) == 0 {
+		return nil, errors.New("the connection string is not a hub policy's (SharedAccessKeyName and SharedAccessKey)")
+	}
+	if !strings.Contains(baseURL, "://") {
+		baseURL = "http://" + baseURL
+	}
+	u, err := url.Parse(baseURL)
+	if err != nil {
+		return nil, fmt.Errorf("hub URL %q: %w", baseURL, err)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+		return nil, fmt.Errorf("hub URL %q: want http://host:port or https://host:port", baseURL)
+	}
+	return &Client{
+		URL:      strings.TrimRight(u.String(), "/"),
+		HostName: cs.HostName,
+		Timeout:  DefaultTimeout,
+		cs:       cs,
+		now:      time.Now,
+	}, nil
+}
+
+// Request is one call of the REST API.
+type Request struct {
+	Method string
+	// Path is the escaped path (build it with PathOf), optionally with a
+	// query; api-version is added.
+	Path string
+	// Body is nil (no body), []byte (sent as is with ContentType),
+	// json.RawMessage (sent as is as JSON) or a value to encode as JSON.
+	Body        any
+	ContentType string // for []byte bodies; application/octet-stream by default
+	// Header holds extra headers, sent with their names exactly as written.
+	Header http.Header
+	// Timeout bounds this request (the client's Timeout when 0).
+	Timeout time.Duration
+}
+
+// Do sends method path with body (see Request.Body) and decodes a JSON
+// answer into out when out is non-nil and the answer is not empty. An answer
+// that is not 2xx is an *APIError.
+func (c *Client) Do(ctx context.Context, method, path string, body, out any) error {
+	return c.Send(ctx, Request{Method: method, Path: path, Body: body}, out)
+}
+
+// Send is Do with headers and a timeout of the request's own.
+func (c *Client) Send(ctx context.Context, r Request, out any) error {
+	data, err := c.roundTrip(ctx, r)
+	if err != nil {
+		return err
+	}
+	if out == nil || len(bytes.TrimSpace(data)) == 0 {
+		return nil
+	}
+	if err := json.Unmarshal(data, out); err != nil {
+		return fmt.Errorf("%s %s: decode the hub's answer: %w", r.Method, pathOnly(r.Path), err)
+	}
+	return nil
+}
+
+func (c *Client) roundTrip(ctx context.Context, r Request) ([]byte, error) {
+	req, err := c.newRequest(r)
+	if err != nil {
+		return nil, err
+	}
+	timeout := r.Timeout
+	if timeout <= 0 {
+		timeout = c.Timeout
+	}
+	if timeout <= 0 {
+		timeout = DefaultTimeout
+	}
+	rctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	hc := c.HTTP
+	if hc == nil {
+		hc = http.DefaultClient
+	}
+	resp, err := hc.Do(req.WithContext(rctx))
+	if err != nil {
+		return nil, c.transportError(ctx, rctx, timeout, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, maxResponse+1))
+	switch {
+	case err != nil:
+		return nil, c.transportError(ctx, rctx, timeout, err)
+	case len(data) > maxResponse:
+		return nil, fmt.Errorf("%s %s: the hub's answer is larger than %d MiB", r.Method, pathOnly(r.Path), maxResponse>>20)
+	case resp.StatusCode < 200 || resp.StatusCode > 299:
+		return nil, ParseError(resp.StatusCode, data)
+	}
+	return data, nil
+}
+
+func (c *Client) newRequest(r Request) (*http.Request, error) {
+	p, q, _ := strings.Cut(r.Path, "?")
+	if !strings.HasPrefix(p, "/") {
+		return nil, fmt.Errorf("hubclient: path %q does not start with /", r.Path)
+	}
+	query, err := url.ParseQuery(q)
+	if err != nil {
+		return nil, fmt.Errorf("hubclient: query of %q: %w", r.Path, err)
+	}
+	query.Set("api-version", APIVersion)
+	var body io.Reader
+	ctype := ""
+	switch b := r.Body.(type) {
+	case nil:
+	case json.RawMessage:
+		body, ctype = bytes.NewReader(b), "application/json"
+	case []byte:
+		body, ctype = bytes.NewReader(b), r.ContentType
+		if ctype == "" {
+			ctype = "application/octet-stream"
+		}
+	default:
+		var buf bytes.Buffer
+		enc := json.NewEncoder(&buf)
+		enc.SetEscapeHTML(false)
+		if err := enc.Encode(b); err != nil {
+			return nil, fmt.Errorf("encode the body of %s %s: %w", r.Method, p, err)
+		}
+		body, ctype = &buf, "application/json"
+	}
+	req, err := http.NewRequest(r.Method, c.URL+p+"?"+query.Encode(), body)
+	if err != nil {
+		return nil, fmt.Errorf("hubclient: %s %s: %w", r.Method, p, err)
+	}
+	for k, vs := range r.Header {
+		req.Header[k] = vs // as written: property names keep their case
+	}
+	if ctype != "" {
+		req.Header.Set("Content-Type", ctype)
+	}
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("Authorization", c.Token())
+	return req, nil
+}
+
+// Token returns a fresh owner SAS token valid for an hour.
+func (c *Client) Token() string {
+	return sas.NewToken(c.cs.Resource(), c.cs.SharedAccessKey, c.cs.SharedAccessKeyName, c.clock().Add(tokenLifetime))
+}
+
+func (c *Client) clock() time.Time {
+	if c.now == nil {
+		return time.Now()
+	}
+	return c.now()
+}
+
+// transportError explains a request that got no complete answer. ctx is the
+// caller's context, rctx the request's (with its timeout).
+func (c *Client) transportError(ctx, rctx context.Context, timeout time.Duration, err error) error {
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		err = ue.Err // the URL (with the query) says nothing the message needs
+	}
+	if rctx.Err() != nil {
+		return &unreachableError{url: c.URL, err: fmt.Errorf("no answer within %s", timeout)}
+	}
+	var op *net.OpError
+	if errors.As(err, &op) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) {
+		return &unreachableError{url: c.URL, err: err}
+	}
+	return fmt.Errorf("hub at %s: %w", c.URL, err)
+}
+
+type unreachableError struct {
+	url string
+	err error
+}
+
+func (e *unreachableError) Error() string {
+	return fmt.Sprintf("hub at %s is not reachable: %v (is the hub running there? set --hub-url or %s if it listens elsewhere)", e.url, e.err, EnvURL)
+}
+
+func (e *unreachableError) Unwrap() []error { return []error{ErrUnreachable, e.err} }
+
+// APIError is an answer of the hub outside 2xx, decoded from its JSON error
+// body {"code","message"}.
+type APIError struct {
+	Status  int
+	Code    string // e.g. DeviceNotFound; the HTTP status text when the body had none
+	Message string
+}
+
+func (e *APIError) Error() string {
+	s := fmt.Sprintf("hub: %d %s", e.Status, e.Code)
+	if e.Message != "" {
+		s += ": " + e.Message
+	}
+	if e.Status == http.StatusUnauthorized {
+		s += " (is the connection string this hub's <data>/owner.connection-string?)"
+	}
+	return s
+}
+
+// ParseError builds the *APIError of an answer with status and body. A body
+// that is not the hub's JSON error shape yields the status text and a short
+// excerpt of the body.
+func ParseError(status int, body []byte) *APIError {
+	e := &APIError{Status: status}
+	var j struct {
+		Code    any    `json:"code"` // some servers send numbers
+		Message string `json:"message"`
+	}
+	if json.Unmarshal(body, &j) == nil {
+		if j.Code != nil {
+			e.Code = strings.TrimSpace(fmt.Sprint(j.Code))
+		}
+		e.Message = oneLine(j.Message)
+	} else {
+		e.Message = excerpt(body)
+	}
+	if e.Code == "" {
+		e.Code = http.StatusText(status)
+	}
+	if e.Code == "" {
+		e.Code = "status " + strconv.Itoa(status)
+	}
+	return e
+}
+
+// StatusOf is the HTTP status of an *APIError in err's chain, 0 otherwise.
+func StatusOf(err error) int {
+	var ae *APIError
+	if errors.As(err, &ae) {
+		return ae.Status
+	}
+	return 0
+}
+
+func excerpt(b []byte) string {
+	s := oneLine(string(bytes.ToValidUTF8(bytes.TrimSpace(b), []byte("?"))))
+	if len(s) > maxErrorExcerpt {
+		s = strings.ToValidUTF8(s[:maxErrorExcerpt], "") + "…"
+	}
+	return s
+}
+
+func oneLine(s string) string {
+	return strings.Join(strings.Fields(s), " ")
+}
+
+func pathOnly(p string) string {
+	p, _, _ = strings.Cut(p, "?")
+	return p
+}
+
+// PathOf joins escaped segments: PathOf("devices", d, "modules", m) is
+// /devices/<d>/modules/<m> with the ids path-escaped.
+func PathOf(segs ...string) string {
+	var b strings.Builder
+	for _, s := range segs {
+		b.WriteByte('/')
+		b.WriteString(url.PathEscape(s))
+	}
+	return b.String()
+}
+
+// Device is a device or module identity as the REST API carries it.
+type Device struct {
+	DeviceID       string          `json:"deviceId"`
+	ModuleID       string          `json:"moduleId,omitempty"`
+	Status         string          `json:"status,omitempty"`
+	Capabilities   *Capabilities   `json:"capabilities,omitempty"`
+	DeviceScope    string          `json:"deviceScope,omitempty"`
+	ParentScopes   []string        `json:"parentScopes,omitempty"`
+	Authentication *Authentication `json:"authentication,omitempty"`
+}
+
+// Capabilities of a device.
+type Capabilities struct {
+	IoTEdge bool `json:"iotEdge"`
+}
+
+// Authentication of an identity: type sas with symmetric keys, or
+// selfSigned / certificateAuthority for X.509.
+type Authentication struct {
+	Type         string        `json:"type,omitempty"`
+	SymmetricKey *SymmetricKey `json:"symmetricKey,omitempty"`
+}
+
+// SymmetricKey holds base64 keys.
+type SymmetricKey struct {
+	PrimaryKey   string `json:"primaryKey,omitempty"`
+	SecondaryKey string `json:"secondaryKey,omitempty"`
+}
+
+// IsEdge reports whether d is an IoT Edge device.
+func (d Device) IsEdge() bool { return d.Capabilities != nil && d.Capabilities.IoTEdge }
+
+// ConnectionString is the identity's connection string on this hub with
+// its primary key (x509=true for certificate identities), "" when the
+// identity carries neither.
+func (c *Client) ConnectionString(d Device) string {
+	s := "HostName=" + c.HostName + ";DeviceId=" + d.DeviceID
+	if d.ModuleID != "" {
+		s += ";ModuleId=" + d.ModuleID
+	}
+	a := d.Authentication
+	switch {
+	case a != nil && a.SymmetricKey != nil && a.SymmetricKey.PrimaryKey != "":
+		return s + ";SharedAccessKey=" + a.SymmetricKey.PrimaryKey
+	case a != nil && (a.Type == "selfSigned" || a.Type == "certificateAuthority"):
+		return s + ";x509=true"
+	}
+	return ""
+}
+
+// InvokeMethod calls direct method name on device d (module m when not "")
+// and returns the hub's {"status","payload"} answer as received. payload
+// nil sends null. The HTTP timeout outlasts the method's timeouts, so a
+// method that times out is reported by the hub (504), not by the client.
+func (c *Client) InvokeMethod(ctx context.Context, d, m, name string, payload json.RawMessage, response, connect time.Duration) (json.RawMessage, error) {
+	if payload == nil {
+		payload = json.RawMessage("null")
+	}
+	body := struct {
+		MethodName      string          `json:"methodName"`
+		Payload         json.RawMessage `json:"payload"`
+		ResponseTimeout int64           `json:"responseTimeoutInSeconds"`
+		ConnectTimeout  int64           `json:"connectTimeoutInSeconds"`
+	}{name, payload, int64(response / time.Second), int64(connect / time.Second)}
+	p := PathOf("twins", d)
+	if m != "" {
+		p = PathOf("twins", d, "modules", m)
+	}
+	var out json.RawMessage
+	err := c.Send(ctx, Request{Method: http.MethodPost, Path: p + "/methods", Body: body, Timeout: response + connect + timeoutMargin}, &out)
+	return out, err
+}
+
+// C2D is a cloud-to-device message.
+type C2D struct {
+	MessageID  string
+	Properties [][2]string // application properties, in order
+	Payload    []byte
+}
+
+// SendC2D queues a cloud-to-device message for device d.
+func (c *Client) SendC2D(ctx context.Context, d string, msg C2D) error {
+	h := http.Header{}
+	if msg.MessageID != "" {
+		h["iothub-messageid"] = []string{msg.MessageID}
+	}
+	for _, p := range msg.Properties {
+		h["iothub-app-"+p[0]] = append(h["iothub-app-"+p[0]], p[1])
+	}
+	payload := msg.Payload
+	if payload == nil {
+		payload = []byte{}
+	}
+	return c.Send(ctx, Request{
+		Method: http.MethodPost, Path: PathOf("devices", d, "messages", "deviceBound"),
+		Body: payload, ContentType: "application/octet-stream", Header: h,
+	}, nil)
+}
+
+// Event is one device-to-cloud event of the hub's event log.
+type Event struct {
+	Seq          uint64 `json:"seq"`
+	DeviceID     string `json:"deviceId"`
+	ModuleID     string `json:"moduleId,omitempty"`
+	EnqueuedTime string `json:"enqueuedTime,omitempty"`
+	MessageID    string `json:"messageId,omitempty"`
+	BodyBase64   string `json:"body,omitempty"`
+	// Raw is the event exactly as the hub sent it.
+	Raw json.RawMessage `json:"-"`
+}
+
+// Body decodes the event's base64 body.
+func (e Event) Body() ([]byte, error) { return base64.StdEncoding.DecodeString(e.BodyBase64) }
+
+// Events reads one page of the event log: events with seq >= from (0: from
+// the start), at most limit of them (0: the hub's default), waiting up to
+// wait for the first one to arrive (0: answer at once).
+func (c *Client) Events(ctx context.Context, from uint64, limit int, wait time.Duration) ([]Event, error) {
+	q := url.Values{}
+	q.Set("from", strconv.FormatUint(from, 10))
+	if limit > 0 {
+		q.Set("limit", strconv.Itoa(limit))
+	}
+	q.Set("wait", strconv.FormatInt(int64(wait/time.Second), 10))
+	var raws []json.RawMessage
+	r := Request{Method: http.MethodGet, Path: "/messages/events?" + q.Encode(), Timeout: wait + timeoutMargin}
+	if err := c.Send(ctx, r, &raws); err != nil {
+		return nil, err
+	}
+	return DecodeEvents(raws)
+}
+
+// DecodeEvents decodes the events of one page, keeping each one's raw JSON.
+func DecodeEvents(raws []json.RawMessage) ([]Event, error) {
+	evs := make([]Event, 0, len(raws))
+	for i, raw := range raws {
+		var e Event
+		var seq struct {
+			Seq *uint64 `json:"seq"`
+		}
+		if err := json.Unmarshal(raw, &e); err != nil {
+			return nil, fmt.Errorf("event %d of the hub's answer: %w", i, err)
+		}
+		if json.Unmarshal(raw, &seq) != nil || seq.Seq == nil {
+			return nil, fmt.Errorf("event %d of the hub's answer has no seq", i)
+		}
+		e.Raw = raw
+		evs = append(evs, e)
+	}
+	return evs, nil
+}
+
+// FollowOptions says which events Follow reads and how.
+type FollowOptions struct {
+	From  uint64 // first seq to read; 0 is the start of the log
+	Limit int    // stop after this many events; 0 for no limit
+	// Follow keeps long-polling for new events until ctx ends; without it
+	// Follow returns once the hub has no more events.
+	Follow bool
+	Wait   time.Duration // long-poll wait while following; DefaultWait when 0
+	// RetryMin and RetryMax bound the backoff after a hub that is not
+	// reachable while following (DefaultRetryMin, DefaultRetryMax).
+	RetryMin, RetryMax time.Duration
+	// OnRetry, if set, hears of each failed poll before the wait.
+	OnRetry func(err error, delay time.Duration)
+}
+
+// Follow reads the event log from o.From in order and calls fn with each
+// event; the next page starts after the last seq seen, and events at or
+// below it (a repeated answer) are skipped. While following, a hub that is
+// not reachable (it may be restarting) is retried with backoff. Follow
+// returns nil when done, ctx.Err() when ctx ends, or fn's error.
+func (c *Client) Follow(ctx context.Context, o FollowOptions, fn func(Event) error) error {
+	o = o.withDefaults()
+	from, seen := o.From, 0
+	var delay time.Duration
+	for {
+		limit, wait := 0, time.Duration(0)
+		if o.Limit > 0 {
+			limit = min(o.Limit-seen, maxPage)
+		}
+		if o.Follow {
+			wait = o.Wait
+		}
+		start := c.clock()
+		evs, err := c.Events(ctx, from, limit, wait)
+		if err != nil {
+			if delay, err = o.retry(ctx, err, delay); err != nil {
+				return err
+			}
+			continue
+		}
+		delay = 0
+		n := 0
+		for _, e := range evs {
+			if e.Seq < from {
+				continue
+			}
+			if err := fn(e); err != nil {
+				return err
+			}
+			from, n, seen = e.Seq+1, n+1, seen+1
+			if o.Limit > 0 && seen >= o.Limit {
+				return nil
+			}
+		}
+		if n > 0 {
+			continue
+		}
+		if !o.Follow {
+			return nil
+		}
+		// A hub that answers an empty long poll at once (it ignored wait)
+		// must not make this loop spin.
+		if err := sleep(ctx, emptyPollInterval-c.clock().Sub(start)); err != nil {
+			return err
+		}
+	}
+}
+
+// retry waits out the backoff after a failed poll and returns the next
+// delay, or the error that ends Follow.
+func (o FollowOptions) retry(ctx context.Context, err error, delay time.Duration) (time.Duration, error) {
+	if ctx.Err() != nil {
+		return 0, ctx.Err()
+	}
+	if !o.Follow || !Retryable(err) {
+		return 0, err
+	}
+	delay = min(max(2*delay, o.RetryMin), o.RetryMax)
+	if o.OnRetry != nil {
+		o.OnRetry(err, delay)
+	}
+	return delay, sleep(ctx, delay)
+}
+
+func (o FollowOptions) withDefaults() FollowOptions {
+	if o.Wait <= 0 {
+		o.Wait = DefaultWait
+	}
+	if o.RetryMin <= 0 {
+		o.RetryMin = DefaultRetryMin
+	}
+	if o.RetryMax < o.RetryMin {
+		o.RetryMax = max(DefaultRetryMax, o.RetryMin)
+	}
+	return o
+}
+
+// Retryable reports whether err is worth retrying: the hub was not
+// reachable, or a proxy in front of it said it is unavailable.
+func Retryable(err error) bool {
+	switch StatusOf(err) {
+	case http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+		return true
+	}
+	return errors.Is(err, ErrUnreachable)
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}

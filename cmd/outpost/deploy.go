@@ -1,0 +1,80 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+
+	"github.com/outpost-edge/outpost/cmd/internal/cli"
+	"github.com/outpost-edge/outpost/cmd/internal/hubclient"
+)
+
+var deployCmd = hubCommand("deploy",
+	"apply a deployment manifest ({\"modulesContent\":…} or az's {\"content\":{…}}) to an edge device",
+	"D MANIFEST.json",
+	nil,
+	runDeploy,
+)
+
+func runDeploy(ctx context.Context, h *hubCall) error {
+	if len(h.args) != 2 {
+		return cli.Usagef("deploy takes a device id and a manifest file, got %d argument(s)", len(h.args))
+	}
+	d, file := h.args[0], h.args[1]
+	if err := checkID("device id", d); err != nil {
+		return err
+	}
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return fmt.Errorf("read the manifest: %w", err)
+	}
+	mc, err := modulesContent(data)
+	if err != nil {
+		return fmt.Errorf("manifest %s: %w", file, err)
+	}
+	c, err := h.client()
+	if err != nil {
+		return err
+	}
+	body := struct {
+		ModulesContent json.RawMessage `json:"modulesContent"`
+	}{mc}
+	var raw json.RawMessage
+	if err := c.Do(ctx, http.MethodPost, hubclient.PathOf("devices", d, "applyConfigurationContent"), body, &raw); err != nil {
+		return err
+	}
+	return h.writeJSON(raw)
+}
+
+// modulesContent finds the modulesContent object of a manifest, at the top
+// or under "content" (what `az iot edge deployment create` takes).
+func modulesContent(data []byte) (json.RawMessage, error) {
+	var m struct {
+		ModulesContent json.RawMessage `json:"modulesContent"`
+		Content        *struct {
+			ModulesContent json.RawMessage `json:"modulesContent"`
+		} `json:"content"`
+	}
+	if err := json.Unmarshal(data, &m); err != nil {
+		return nil, fmt.Errorf("not a JSON object: %w", err)
+	}
+	mc := m.ModulesContent
+	if m.Content != nil && m.Content.ModulesContent != nil {
+		if mc != nil {
+			return nil, errors.New(`it has both "modulesContent" and "content.modulesContent"; keep one`)
+		}
+		mc = m.Content.ModulesContent
+	}
+	mc = bytes.TrimSpace(mc)
+	switch {
+	case mc == nil:
+		return nil, errors.New(`it has no "modulesContent" (want {"modulesContent":{"$edgeAgent":…,"$edgeHub":…}} or {"content":{"modulesContent":…}})`)
+	case mc[0] != '{':
+		return nil, errors.New(`"modulesContent" is not a JSON object`)
+	}
+	return mc, nil
+}

@@ -1,0 +1,201 @@
+package main
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"net/http"
+	"text/tabwriter"
+
+	"github.com/outpost-edge/outpost/cmd/internal/cli"
+	"github.com/outpost-edge/outpost/cmd/internal/hubclient"
+)
+
+var deviceCmd = hubCommand("device",
+	"create, list, show or delete devices on the hub",
+	"create ID [--edge] [--parent EDGE] [--primary-key K] | list | show ID | delete ID",
+	func(fs *flag.FlagSet) {
+		fs.Bool("edge", false, "create: the device is an IoT Edge device (gets a deviceScope, can be a parent)")
+		fs.String("parent", "", "create: the edge device this one connects through (its deviceScope goes into parentScopes)")
+		keyFlags(fs)
+	},
+	runDevice,
+)
+
+func runDevice(ctx context.Context, h *hubCall) error {
+	sub, args, err := h.sub(map[string]int{"create": 1, "list": 0, "show": 1, "delete": 1})
+	if err != nil {
+		return err
+	}
+	if sub != "create" {
+		if err := h.only(sub, "edge", "parent", "primary-key", "secondary-key"); err != nil {
+			return err
+		}
+	}
+	auth, err := h.keys()
+	if err != nil {
+		return err
+	}
+	for _, id := range args {
+		if err := checkID("device id", id); err != nil {
+			return err
+		}
+	}
+	if p := h.str("parent"); p != "" {
+		if err := checkID("--parent", p); err != nil {
+			return err
+		}
+	}
+	c, err := h.client()
+	if err != nil {
+		return err
+	}
+	switch sub {
+	case "create":
+		return deviceCreate(ctx, h, c, args[0], auth)
+	case "list":
+		return deviceList(ctx, h, c)
+	case "show":
+		return showIdentity(ctx, h, c, hubclient.PathOf("devices", args[0]))
+	default:
+		return deleteIdentity(ctx, c, hubclient.PathOf("devices", args[0]))
+	}
+}
+
+func deviceCreate(ctx context.Context, h *hubCall, c *hubclient.Client, id string, auth *hubclient.Authentication) error {
+	dev := hubclient.Device{
+		DeviceID:       id,
+		Status:         "enabled",
+		Capabilities:   &hubclient.Capabilities{IoTEdge: h.get("edge").(bool)},
+		Authentication: auth,
+	}
+	if parent := h.str("parent"); parent != "" {
+		var p hubclient.Device
+		if err := c.Do(ctx, http.MethodGet, hubclient.PathOf("devices", parent), nil, &p); err != nil {
+			return fmt.Errorf("parent device %q: %w", parent, err)
+		}
+		if !p.IsEdge() || p.DeviceScope == "" {
+			return fmt.Errorf("parent device %q is not an edge device (it has no deviceScope); a parent is created with `outpost device create %s --edge`", parent, parent)
+		}
+		dev.ParentScopes = []string{p.DeviceScope}
+	}
+	path := hubclient.PathOf("devices", id)
+	if err := mustNotExist(ctx, c, path, fmt.Sprintf("device %q", id), "device show "+id, "device delete "+id); err != nil {
+		return err
+	}
+	var raw json.RawMessage
+	if err := c.Do(ctx, http.MethodPut, path, dev, &raw); err != nil {
+		return err
+	}
+	if dev.ParentScopes != nil {
+		fmt.Fprintf(h.env.Stderr, "note: device %q connects through edge %q: add ;GatewayHostName=<the edge's host name> to its connection string\n", id, h.str("parent"))
+	}
+	return writeIdentity(h, c, raw)
+}
+
+// mustNotExist refuses to create what exists already: a PUT would update
+// it, and may give it new keys that lock out whatever uses the old ones.
+func mustNotExist(ctx context.Context, c *hubclient.Client, path, what, show, del string) error {
+	err := c.Do(ctx, http.MethodGet, path, nil, nil)
+	switch {
+	case err == nil:
+		return fmt.Errorf("%s already exists; `outpost %s` prints it, `outpost %s` removes it", what, show, del)
+	case hubclient.StatusOf(err) == http.StatusNotFound:
+		return nil
+	}
+	return err
+}
+
+func deviceList(ctx context.Context, h *hubCall, c *hubclient.Client) error {
+	var raw json.RawMessage
+	if err := c.Do(ctx, http.MethodGet, "/devices", nil, &raw); err != nil {
+		return err
+	}
+	if !h.table {
+		return h.writeJSON(raw)
+	}
+	var devs []hubclient.Device
+	if err := json.Unmarshal(raw, &devs); err != nil {
+		return fmt.Errorf("the hub's device list: %w", err)
+	}
+	w := tabwriter.NewWriter(h.env.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "DEVICE ID\tSTATUS\tEDGE\tPARENT SCOPE\tAUTH")
+	for _, d := range devs {
+		parent, auth := "-", "-"
+		if len(d.ParentScopes) > 0 {
+			parent = d.ParentScopes[0]
+		}
+		if d.Authentication != nil && d.Authentication.Type != "" {
+			auth = d.Authentication.Type
+		}
+		fmt.Fprintf(w, "%s\t%s\t%t\t%s\t%s\n", d.DeviceID, dash(d.Status), d.IsEdge(), parent, auth)
+	}
+	return w.Flush()
+}
+
+// showIdentity prints a device or module identity with its connection string.
+func showIdentity(ctx context.Context, h *hubCall, c *hubclient.Client, path string) error {
+	var raw json.RawMessage
+	if err := c.Do(ctx, http.MethodGet, path, nil, &raw); err != nil {
+		return err
+	}
+	return writeIdentity(h, c, raw)
+}
+
+// writeIdentity prints the identity the hub returned as received, plus a
+// connectionString field with the primary key.
+func writeIdentity(h *hubCall, c *hubclient.Client, raw json.RawMessage) error {
+	var d struct {
+		hubclient.Device
+		ConnectionString *string `json:"connectionString"`
+	}
+	if err := json.Unmarshal(raw, &d); err != nil {
+		return fmt.Errorf("the hub's answer is not an identity: %w", err)
+	}
+	out := []byte(raw)
+	if cs := c.ConnectionString(d.Device); cs != "" && d.ConnectionString == nil {
+		var err error
+		if out, err = withField(raw, "connectionString", cs); err != nil {
+			return err
+		}
+	}
+	return h.writeJSON(out)
+}
+
+func deleteIdentity(ctx context.Context, c *hubclient.Client, path string) error {
+	// If-Match: * as IoT Hub clients send it: delete whatever the version.
+	return c.Send(ctx, hubclient.Request{Method: http.MethodDelete, Path: path, Header: http.Header{"If-Match": {"*"}}}, nil)
+}
+
+// keyFlags registers the flags that set an identity's keys on create.
+func keyFlags(fs *flag.FlagSet) {
+	fs.String("primary-key", "", "create: base64 primary key (default: the hub generates one)")
+	fs.String("secondary-key", "", "create: base64 secondary key (default: the hub generates one)")
+}
+
+// keys returns the authentication that --primary-key and --secondary-key
+// ask for, nil when neither is given.
+func (h *hubCall) keys() (*hubclient.Authentication, error) {
+	k := &hubclient.SymmetricKey{PrimaryKey: h.str("primary-key"), SecondaryKey: h.str("secondary-key")}
+	for _, f := range [][2]string{{"primary-key", k.PrimaryKey}, {"secondary-key", k.SecondaryKey}} {
+		if f[1] == "" {
+			continue
+		}
+		if b, err := base64.StdEncoding.DecodeString(f[1]); err != nil || len(b) < 16 || len(b) > 64 {
+			return nil, cli.Usagef("--%s must be base64 of 16 to 64 bytes (IoT Hub's key sizes)", f[0])
+		}
+	}
+	if *k == (hubclient.SymmetricKey{}) {
+		return nil, nil
+	}
+	return &hubclient.Authentication{Type: "sas", SymmetricKey: k}, nil
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}

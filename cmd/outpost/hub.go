@@ -1,0 +1,55 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"log/slog"
+
+	"github.com/outpost-edge/outpost/cmd/internal/cli"
+	"github.com/outpost-edge/outpost/cmd/internal/hub"
+)
+
+var hubCfg struct {
+	hub.Config
+	logLevel string
+}
+
+var hubCmd = cli.Command{
+	Name:    "hub",
+	Summary: "run the cloud side: registry, twins, deployments, event log, C2D, methods, REST API and the edge link",
+	Usage:   "--data DIR --listen ADDR [--hostname H] [--tls-cert F --tls-key F] [--owner-key K]",
+	Flags: func(fs *flag.FlagSet) {
+		c := &hubCfg
+		fs.StringVar(&c.DataDir, "data", "", "data directory (store, owner connection string)")
+		fs.StringVar(&c.Listen, "listen", "", "address of the REST API and the edge link, e.g. 127.0.0.1:8080")
+		fs.StringVar(&c.Hostname, "hostname", "", "the hub's HostName in connection strings and SAS tokens (default: the listen address)")
+		fs.StringVar(&c.TLSCert, "tls-cert", "", "serve HTTPS with this certificate (PEM)")
+		fs.StringVar(&c.TLSKey, "tls-key", "", "key of --tls-cert (PEM)")
+		fs.StringVar(&c.OwnerKey, "owner-key", "", "base64 key of the owner policy (default: generated on first start and written to <data>/owner.connection-string)")
+		fs.StringVar(&hubCfg.logLevel, "log-level", "info", "debug, info, warn or error")
+		fs.String("node-id", "", "cluster: this node's id (not implemented yet: one node only)")
+		fs.String("raft", "", "cluster: raft address (not implemented yet)")
+		fs.String("join", "", "cluster: URL of a hub to join (not implemented yet)")
+	},
+	Run: func(ctx context.Context, env cli.Env, fs *flag.FlagSet) error {
+		if fs.NArg() > 0 {
+			return cli.Usagef("unexpected argument %q", fs.Arg(0))
+		}
+		for _, f := range []string{"node-id", "raft", "join"} {
+			if fs.Lookup(f).Value.String() != "" {
+				return cli.Usagef("--%s: the hub runs as one node for now; clustering is not implemented yet", f)
+			}
+		}
+		c := hubCfg.Config
+		if c.DataDir == "" || c.Listen == "" {
+			return cli.Usagef("--data and --listen are required")
+		}
+		var level slog.Level
+		if err := level.UnmarshalText([]byte(hubCfg.logLevel)); err != nil {
+			return cli.Usagef("--log-level: %v", err)
+		}
+		c.Logger = slog.New(slog.NewTextHandler(env.Stderr, &slog.HandlerOptions{Level: level}))
+		c.Stdout = env.Stdout
+		return hub.Run(ctx, c)
+	},
+}
