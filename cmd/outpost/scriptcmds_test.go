@@ -144,18 +144,18 @@ func dial(addr, id, key string) (paho.Client, error) {
 
 // dialCA is dial with the CA file that verifies TLS listeners.
 func dialCA(addr, id, key, ca string) (paho.Client, error) {
-	k, err := base64.StdEncoding.DecodeString(key)
+	k, host, err := credentials(key)
 	if err != nil {
 		return nil, err
 	}
 	d, m, _ := strings.Cut(id, "/")
-	tok := sas.NewToken(sas.ResourceURI(hubHost, d, m), k, "", time.Now().Add(time.Hour))
+	tok := sas.NewToken(sas.ResourceURI(host, d, m), k, "", time.Now().Add(time.Hour))
 	broker := addr
 	if !strings.Contains(addr, "://") {
 		broker = "tcp://" + addr
 	}
 	o := paho.NewClientOptions().AddBroker(broker).SetClientID(id).
-		SetUsername(hubHost + "/" + id + "/?api-version=2021-04-12").SetPassword(tok).
+		SetUsername(host + "/" + id + "/?api-version=2021-04-12").SetPassword(tok).
 		SetAutoReconnect(false).SetProtocolVersion(4).SetOrderMatters(true).SetConnectTimeout(5 * time.Second)
 	if !strings.HasPrefix(broker, "tcp://") {
 		pool := x509.NewCertPool()
@@ -173,6 +173,17 @@ func dialCA(addr, id, key, ca string) (paho.Client, error) {
 	return c, t.Error()
 }
 
+// credentials reads KEY: a base64 key (the identity is under hubHost) or a
+// connection string (its key and HostName).
+func credentials(key string) ([]byte, string, error) {
+	if strings.Contains(key, "SharedAccessKey=") {
+		cs, err := sas.ParseConnString(key)
+		return cs.SharedAccessKey, cs.HostName, err
+	}
+	k, err := base64.StdEncoding.DecodeString(key)
+	return k, hubHost, err
+}
+
 // mqtt pub [-q Q] [-n N] ADDR ID KEY TOPIC PAYLOAD
 // mqtt sub [-n N] [-timeout D] ADDR ID KEY FILTER
 // mqtt flood ADDR KEY ACKFILE ID... (starts QoS1 publishers that run until the connection dies)
@@ -184,6 +195,7 @@ func cmdMQTT(ts *testscript.TestScript, neg bool, args []string) {
 	qos := fs.Int("q", 1, "QoS")
 	n := fs.Int("n", 1, "messages")
 	timeout := fs.Duration("timeout", 10*time.Second, "how long sub waits")
+	rate := fs.Int("rate", 0, "flood: messages per second per publisher (0: as fast as PUBACKs come)")
 	ts.Check(fs.Parse(args[1:]))
 	a := fs.Args()
 	switch args[0] {
@@ -213,9 +225,9 @@ func cmdMQTT(ts *testscript.TestScript, neg bool, args []string) {
 		}
 	case "flood":
 		if len(a) < 4 {
-			ts.Fatalf("usage: mqtt flood ADDR KEY ACKFILE ID...")
+			ts.Fatalf("usage: mqtt flood [-rate R] ADDR KEY ACKFILE ID...")
 		}
-		mqttFlood(ts, a[0], a[1], ts.MkAbs(a[2]), a[3:])
+		mqttFlood(ts, a[0], a[1], ts.MkAbs(a[2]), a[3:], *rate)
 	case "methods": // answer every direct method with 200 and {"echo": payload}, in the background
 		if len(a) != 3 {
 			ts.Fatalf("usage: mqtt methods ADDR ID KEY")
@@ -302,7 +314,7 @@ var floods sync.Map
 // mqttFlood starts one QoS1 publisher per id, each with up to 16
 // unacknowledged messages whose message ids are <id>-<n>; every PUBACKed id
 // is appended to ackfile at once. They run until their connection dies.
-func mqttFlood(ts *testscript.TestScript, addr, key, ackfile string, ids []string) {
+func mqttFlood(ts *testscript.TestScript, addr, key, ackfile string, ids []string, rate int) {
 	f, err := os.OpenFile(ackfile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	ts.Check(err)
 	var mu sync.Mutex
@@ -316,7 +328,16 @@ func mqttFlood(ts *testscript.TestScript, addr, key, ackfile string, ids []strin
 		go func() {
 			defer wg.Done()
 			sem := make(chan struct{}, 16)
+			var tick <-chan time.Time
+			if rate > 0 {
+				t := time.NewTicker(time.Second / time.Duration(rate))
+				defer t.Stop()
+				tick = t.C
+			}
 			for i := 0; c.IsConnected() && !stop.Load(); i++ {
+				if tick != nil {
+					<-tick
+				}
 				sem <- struct{}{}
 				mid := fmt.Sprintf("%s-%d", id, i)
 				t := c.Publish("devices/"+id+"/messages/events/%24.mid="+mid, 1, false, mid)

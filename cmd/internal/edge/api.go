@@ -87,10 +87,15 @@ func (e *edge) status() Status {
 }
 
 func (e *edge) linkState() string {
-	if e.cfg.HubURL == "" {
-		return "standalone (no --hub-url): messages for $upstream stay queued"
+	if e.link == nil {
+		return "standalone (--hub-url off): messages for $upstream stay queued"
 	}
-	return "offline: the uplink to " + e.cfg.HubURL + " is not implemented yet"
+	st := e.link.Status()
+	s := fmt.Sprintf("%s since %s (hub %s)", st.State, st.Since.UTC().Format(time.RFC3339), e.hubURL)
+	if st.LastError != "" && st.State != "online" {
+		s += ": " + st.LastError
+	}
+	return s
 }
 
 func (e *edge) twinHandler(w http.ResponseWriter, r *http.Request) {

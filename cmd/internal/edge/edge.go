@@ -16,6 +16,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime/debug"
+	"sync"
 	"syscall"
 	"time"
 
@@ -26,6 +27,7 @@ import (
 	"github.com/outpost-edge/outpost/store/kv"
 	"github.com/outpost-edge/outpost/store/queue"
 	"github.com/outpost-edge/outpost/store/twin"
+	"github.com/outpost-edge/outpost/sync/upstream"
 )
 
 // Config is everything `outpost edge` is told on its command line.
@@ -65,7 +67,11 @@ type edge struct {
 	twins  *twin.Store
 	ids    *identity.Cache
 	broker *broker.Broker
-	ready  Ready
+	link   *upstream.Link // nil for a standalone edge
+	hubURL string
+
+	reloadMu sync.Mutex // SIGHUP and the $edgeHub twin both reload routes
+	ready    Ready
 }
 
 // Run starts the edge and serves until ctx is done.
@@ -94,6 +100,15 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := e.announce(); err != nil {
 		return err
 	}
+	if e.link != nil {
+		linkDone := make(chan struct{})
+		lctx, stop := context.WithCancel(ctx)
+		go func() {
+			defer close(linkDone)
+			_ = e.link.Run(lctx)
+		}()
+		defer func() { stop(); <-linkDone }()
+	}
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -112,6 +127,8 @@ func Run(ctx context.Context, cfg Config) error {
 // policy do not parse is rejected with the reason, and the routes and
 // policy in force stay.
 func (e *edge) reload() {
+	e.reloadMu.Lock()
+	defer e.reloadMu.Unlock()
 	defer func() {
 		e.ready.Reloads++
 		if err := e.writeReady(); err != nil {
@@ -147,6 +164,13 @@ func (e *edge) open(ctx context.Context) error {
 		return errors.New("edge connection string: want the edge device's (HostName, DeviceId, SharedAccessKey)")
 	}
 	e.cs = cs
+	switch e.cfg.HubURL {
+	case "off", "none":
+	case "":
+		e.hubURL = "http://" + cs.HostName
+	default:
+		e.hubURL = e.cfg.HubURL
+	}
 	if err := os.MkdirAll(e.cfg.DataDir, 0o700); err != nil {
 		return err
 	}
@@ -171,7 +195,10 @@ func (e *edge) open(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	return e.newBroker(routes, policy)
+	if err := e.newBroker(routes, policy); err != nil {
+		return err
+	}
+	return e.newLink()
 }
 
 // loadIdentities adds the --identities file to the cache, and the edge's
@@ -206,9 +233,13 @@ func containsID(ids []identity.Identity, id string) bool {
 	return false
 }
 
-// routes reads $edgeHub's routes and authorization policy from the
+// routes reads $edgeHub's routes and authorization policy: from the
+// $edgeHub twin when the hub has delivered a deployment, else from the
 // deployment manifest, if any.
 func (e *edge) routes() (*route.Config, *broker.Policy, error) {
+	if desired, ok := e.edgeHubDesired(); ok {
+		return parseEdgeHub(desired, "the $edgeHub twin")
+	}
 	if e.cfg.Deployment == "" {
 		return route.DefaultConfig(), nil, nil
 	}
@@ -226,13 +257,17 @@ func (e *edge) routes() (*route.Config, *broker.Policy, error) {
 	if desired == nil {
 		return route.DefaultConfig(), nil, nil
 	}
+	return parseEdgeHub(desired, "deployment "+e.cfg.Deployment)
+}
+
+func parseEdgeHub(desired []byte, from string) (*route.Config, *broker.Policy, error) {
 	cfg, err := route.ParseConfig(desired)
 	if err != nil {
-		return nil, nil, fmt.Errorf("deployment %s: $edgeHub routes: %w", e.cfg.Deployment, err)
+		return nil, nil, fmt.Errorf("%s: $edgeHub routes: %w", from, err)
 	}
 	policy, err := broker.ParsePolicy(desired)
 	if err != nil {
-		return nil, nil, fmt.Errorf("deployment %s: $edgeHub: %w", e.cfg.Deployment, err)
+		return nil, nil, fmt.Errorf("%s: $edgeHub: %w", from, err)
 	}
 	return cfg, policy, nil
 }
@@ -252,7 +287,7 @@ func (e *edge) newBroker(routes *route.Config, policy *broker.Policy) error {
 		EdgeID: e.cs.DeviceID, Queues: e.queues, Twins: e.twins, Routes: routes, Policy: policy,
 		Auth: authenticator{ids: e.ids, edgeID: e.cs.DeviceID, hosts: hosts},
 		TCP:  e.cfg.MQTT, TLS: e.cfg.MQTTS, WS: e.cfg.WS, TLSConfig: tlsCfg, Logger: e.cfg.Logger,
-		StandaloneTwins: e.cfg.HubURL == "",
+		StandaloneTwins: e.hubURL == "",
 	})
 	e.broker = b
 	return err

@@ -1,0 +1,97 @@
+package edge
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"time"
+
+	"github.com/outpost-edge/outpost/broker"
+	"github.com/outpost-edge/outpost/store/crdt"
+	"github.com/outpost-edge/outpost/store/queue"
+	"github.com/outpost-edge/outpost/store/twin"
+	"github.com/outpost-edge/outpost/sync/protocol"
+	"github.com/outpost-edge/outpost/sync/upstream"
+)
+
+// newLink prepares the uplink to the hub, unless the edge is standalone.
+func (e *edge) newLink() error {
+	if e.hubURL == "" {
+		return nil
+	}
+	l, err := upstream.New(upstream.Options{URL: e.hubURL, Edge: e.cs, DB: e.db, Queues: e.queues, Twins: e.twins,
+		Identities: e.ids, Target: linkTarget{e}, Logger: e.cfg.Logger})
+	e.link = l
+	return err
+}
+
+// edgeHubDesired returns the $edgeHub twin's desired properties when the
+// hub has delivered a deployment with routes.
+func (e *edge) edgeHubDesired() ([]byte, bool) {
+	if e.hubURL == "" {
+		return nil, false
+	}
+	v, err := e.twins.Get(e.cs.DeviceID + "/$edgeHub")
+	if err != nil || v.Desired["routes"] == nil {
+		return nil, false
+	}
+	data, err := json.Marshal(v.Desired)
+	return data, err == nil
+}
+
+// twinReload applies a new $edgeHub desired: a deployment whose routes do
+// not parse is rejected and the routes in force stay. The outcome goes to
+// $edgeHub's reported lastDesiredStatus, which the hub sees.
+func (e *edge) twinReload(version int64) {
+	e.reloadMu.Lock()
+	defer e.reloadMu.Unlock()
+	status := map[string]any{"code": 200, "description": ""}
+	routes, policy, err := e.routes()
+	if err != nil {
+		e.cfg.Logger.Error("deployment from the hub rejected; the previous routes and policy stay in force", "err", err)
+		status = map[string]any{"code": 400, "description": err.Error()}
+	} else {
+		e.broker.SetRoutes(routes)
+		e.broker.SetPolicy(policy)
+		e.cfg.Logger.Info("deployment from the hub applied", "routes", len(routes.Routes), "desired_version", version)
+	}
+	patch, _ := json.Marshal(map[string]any{"lastDesiredVersion": version, "lastDesiredStatus": status})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	session, err := e.twins.BeginSession()
+	if err == nil {
+		_, err = e.twins.PatchReported(ctx, e.cs.DeviceID+"/$edgeHub", session, patch)
+	}
+	if err != nil {
+		e.cfg.Logger.Warn("$edgeHub reported status not written", "err", err)
+	}
+}
+
+// linkTarget hands the link's downstream traffic to the broker.
+type linkTarget struct{ e *edge }
+
+func (t linkTarget) TwinChanges(changes []twin.Change) {
+	t.e.broker.NotifyDesired(changes)
+	for _, c := range changes {
+		if c.ID == t.e.cs.DeviceID+"/$edgeHub" && c.Section == crdt.Desired {
+			t.e.twinReload(c.Version)
+		}
+	}
+}
+
+func (t linkTarget) SendC2D(ctx context.Context, device string, m queue.Message) error {
+	return t.e.broker.SendC2D(ctx, device, m)
+}
+
+func (t linkTarget) InvokeMethod(ctx context.Context, target, name string, payload []byte, timeout time.Duration) protocol.MethodResult {
+	res, err := t.e.broker.InvokeMethod(ctx, target, name, payload, timeout)
+	switch {
+	case errors.Is(err, broker.ErrNotConnected):
+		return protocol.MethodResult{Status: 404, Error: err.Error()}
+	case errors.Is(err, broker.ErrTimeout):
+		return protocol.MethodResult{Status: 504, Error: err.Error()}
+	case err != nil:
+		return protocol.MethodResult{Status: 500, Error: err.Error()}
+	}
+	return protocol.MethodResult{Status: res.Status, Payload: res.Payload}
+}
