@@ -74,9 +74,10 @@ type Link struct {
 	instance string
 	queues   []*queue.Queue // $upstream by priority: p0 … p9, pdefault
 
-	mu     sync.Mutex
-	status Status
-	upCh   chan struct{} // closed when a request gets through
+	mu      sync.Mutex
+	status  Status
+	lastLog time.Time
+	upCh    chan struct{} // closed when a request gets through
 
 	tokMu  sync.Mutex
 	tok    string
@@ -235,8 +236,10 @@ func (l *Link) down(err error) {
 	if l.status.State == "online" {
 		l.log.Warn("uplink offline; messages stay queued", "hub", l.opts.URL, "err", msg)
 		l.status.State, l.status.Since = "offline", time.Now()
-	} else if l.status.LastError != msg {
-		l.log.Info("uplink unavailable", "hub", l.opts.URL, "err", msg)
+	} else if l.status.State == "connecting" || time.Since(l.lastLog) > time.Minute {
+		// While offline, one line a minute is enough.
+		l.log.Info("uplink unavailable; retrying", "hub", l.opts.URL, "err", msg, "offline_for", time.Since(l.status.Since).Round(time.Second))
+		l.lastLog = time.Now()
 		if l.status.State == "connecting" {
 			l.status.State, l.status.Since = "offline", time.Now()
 		}
