@@ -319,3 +319,6 @@ func cloneMap(m map[string]string) map[string]string {
 
 // Events returns up to limit events with seq >= from.
 func (h *Hub) Events(from uint64, limit int) ([]Event, error) { return h.events.read(from, limit) }
+
+// LastSeq is the seq of the newest event in the log (0 when empty).
+func (h *Hub) LastSeq() uint64 { return h.events.Last() }
