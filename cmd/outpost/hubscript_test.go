@@ -31,6 +31,21 @@ func init() {
 	scriptCmds["checkevents"] = cmdCheckEvents
 	scriptCmds["cmptwins"] = cmdCmpTwins
 	scriptCmds["waitqueue"] = cmdWaitQueue
+	scriptCmds["waitfile"] = cmdWaitFile
+}
+
+// waitfile FILE: wait until FILE exists (a background client writes it once
+// it listens).
+func cmdWaitFile(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 1 {
+		ts.Fatalf("usage: waitfile FILE")
+	}
+	poll(ts, args[0], func() string {
+		if _, err := os.Stat(ts.MkAbs(args[0])); err != nil {
+			return err.Error()
+		}
+		return ""
+	})
 }
 
 // waitqueue API QUEUE DEPTH: wait until the edge's queue holds DEPTH
