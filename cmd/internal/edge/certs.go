@@ -125,3 +125,11 @@ func serial() *big.Int {
 	n, _ := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
 	return n
 }
+
+// LocalCA makes (or reuses) a CA in dir and issues a server certificate for
+// hosts: dir/ca.pem, dir/server.pem, dir/server-key.pem. Tests and first
+// setups use it for a hub's TLS.
+func LocalCA(dir string, hosts []string) (caPath string, err error) {
+	caPath, _, err = localCA(dir, hosts)
+	return caPath, err
+}

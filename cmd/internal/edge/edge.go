@@ -35,6 +35,7 @@ type Config struct {
 	DataDir          string
 	ConnectionString string
 	HubURL           string
+	HubCA            string // PEM file of the CA that signed the hub's certificate
 	Hostname         string
 	MQTT, MQTTS, WS  string
 	API              string

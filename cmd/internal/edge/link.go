@@ -2,8 +2,13 @@ package edge
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"net/http"
+	"os"
 	"time"
 
 	"github.com/outpost-edge/outpost/broker"
@@ -19,8 +24,21 @@ func (e *edge) newLink() error {
 	if e.hubURL == "" {
 		return nil
 	}
+	var client *http.Client
+	if e.cfg.HubCA != "" {
+		pem, err := os.ReadFile(e.cfg.HubCA)
+		if err != nil {
+			return fmt.Errorf("--hub-ca: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return fmt.Errorf("--hub-ca %s: no PEM certificate in it", e.cfg.HubCA)
+		}
+		client = &http.Client{Transport: &http.Transport{Proxy: http.ProxyFromEnvironment, MaxIdleConnsPerHost: 4,
+			IdleConnTimeout: 90 * time.Second, TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}
+	}
 	l, err := upstream.New(upstream.Options{URL: e.hubURL, Edge: e.cs, DB: e.db, Queues: e.queues, Twins: e.twins,
-		Identities: e.ids, Target: linkTarget{e}, Logger: e.cfg.Logger})
+		Identities: e.ids, Target: linkTarget{e}, Logger: e.cfg.Logger, Client: client})
 	e.link = l
 	return err
 }
