@@ -179,3 +179,12 @@ type refusal struct {
 }
 
 func (r refusal) Error() string { return r.err.Error() }
+
+// Disconnect closes the connection of an identity, if it has one: the hub
+// removed or disabled it. It may connect again only if it authenticates.
+func (b *Broker) Disconnect(id, reason string) {
+	if s := b.sessionOf(id); s != nil {
+		b.log.Info("disconnecting client", "client_id", id, "reason", reason)
+		s.cl.Stop(errors.New(reason))
+	}
+}

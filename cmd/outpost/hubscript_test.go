@@ -35,6 +35,23 @@ func init() {
 	scriptCmds["waitqueue"] = cmdWaitQueue
 	scriptCmds["waitfile"] = cmdWaitFile
 	scriptCmds["mkcerts"] = cmdMkCerts
+	scriptCmds["mqttrefused"] = cmdMQTTRefused
+}
+
+// mqttrefused ADDR ID KEY: wait until the edge refuses ID's connection
+// (the hub removed or disabled it).
+func cmdMQTTRefused(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 3 {
+		ts.Fatalf("usage: mqttrefused ADDR ID KEY")
+	}
+	poll(ts, args[1]+" refused", func() string {
+		c, err := dialCA(args[0], args[1], args[2], ts.Getenv("CA"))
+		if err != nil {
+			return ""
+		}
+		c.Disconnect(0)
+		return "connected"
+	})
 }
 
 // mkcerts DIR HOST...: a CA (DIR/ca.pem) and a server certificate for HOSTs

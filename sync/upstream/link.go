@@ -33,6 +33,9 @@ type Target interface {
 	// result with Status 404 or 504 and Error set means not connected or no
 	// answer in time.
 	InvokeMethod(ctx context.Context, target, name string, payload []byte, timeout time.Duration) protocol.MethodResult
+	// Disconnect drops the connection of an identity the hub removed or
+	// disabled.
+	Disconnect(id, reason string)
 }
 
 // Options configure a Link.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -23,12 +24,19 @@ type recorder struct {
 	mu      sync.Mutex
 	changes []twin.Change
 	c2d     []queue.Message
+	dropped []string
 }
 
 func (r *recorder) TwinChanges(ch []twin.Change) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.changes = append(r.changes, ch...)
+}
+
+func (r *recorder) Disconnect(id, _ string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.dropped = append(r.dropped, id)
 }
 
 func (r *recorder) SendC2D(_ context.Context, device string, m queue.Message) error {
@@ -191,9 +199,20 @@ func TestLinkEndToEnd(t *testing.T) {
 	}
 	time.Sleep(50 * time.Millisecond)
 	e.rec.mu.Lock()
-	defer e.rec.mu.Unlock()
 	if len(e.rec.c2d) != 1 {
 		t.Fatalf("c2d delivered %d times", len(e.rec.c2d))
+	}
+	e.rec.mu.Unlock()
+
+	// A device removed at the hub leaves the edge's cache and is disconnected.
+	if err := e.hub.DeleteDevice(e.ctx, "dev1"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "dev1 removed at the edge", func() bool { _, ok, _ := e.ids.Get("dev1"); return !ok })
+	e.rec.mu.Lock()
+	defer e.rec.mu.Unlock()
+	if !slices.Contains(e.rec.dropped, "dev1") {
+		t.Fatalf("disconnected %v, want dev1", e.rec.dropped)
 	}
 }
 

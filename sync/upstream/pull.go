@@ -8,6 +8,7 @@ import (
 
 	"github.com/dgraph-io/badger/v4"
 
+	"github.com/outpost-edge/outpost/store/identity"
 	"github.com/outpost-edge/outpost/store/kv"
 	"github.com/outpost-edge/outpost/store/queue"
 	"github.com/outpost-edge/outpost/sync/protocol"
@@ -50,9 +51,11 @@ func (l *Link) apply(ctx context.Context, push protocol.Push, cursors map[string
 		l.opts.Target.TwinChanges(changes)
 	}
 	if push.HasScope {
+		before, _ := l.opts.Identities.List()
 		if err := l.opts.Identities.Replace(ctx, push.Identities); err != nil {
 			return fmt.Errorf("identities from the hub: %w", err)
 		}
+		l.dropRevoked(before, push.Identities)
 		if !push.TwinsMore {
 			// Every twin in scope is now as the hub has it, empty ones too.
 			for _, id := range push.Identities {
@@ -84,6 +87,22 @@ func (l *Link) apply(ctx context.Context, push protocol.Push, cursors map[string
 		}()
 	}
 	return nil
+}
+
+// dropRevoked disconnects the identities the hub removed or disabled.
+func (l *Link) dropRevoked(before, after []identity.Identity) {
+	now := make(map[string]identity.Identity, len(after))
+	for _, id := range after {
+		now[id.ID()] = id
+	}
+	for _, id := range before {
+		switch n, ok := now[id.ID()]; {
+		case !ok:
+			l.opts.Target.Disconnect(id.ID(), "the identity was removed at the hub")
+		case n.Status != identity.Enabled && id.Status == identity.Enabled:
+			l.opts.Target.Disconnect(id.ID(), "the identity was disabled at the hub")
+		}
+	}
 }
 
 // invoke runs a method call and posts the answer.

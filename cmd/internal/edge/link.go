@@ -97,6 +97,8 @@ func (t linkTarget) TwinChanges(changes []twin.Change) {
 	}
 }
 
+func (t linkTarget) Disconnect(id, reason string) { t.e.broker.Disconnect(id, reason) }
+
 func (t linkTarget) SendC2D(ctx context.Context, device string, m queue.Message) error {
 	return t.e.broker.SendC2D(ctx, device, m)
 }
