@@ -22,9 +22,13 @@ type AuthRequest struct {
 	// PeerCertificates is the TLS client chain, leaf first; the TLS layer
 	// has already checked that the client holds the leaf's private key.
 	PeerCertificates []*x509.Certificate
-	EdgeDeviceID     string   // this edge
-	HostNames        []string // names a token's resource may carry: this edge's hostname(s) and the hub HostName
-	Now              time.Time
+	// Roots are the CA certificates that certificateAuthority identities'
+	// client certificates must chain to (IoT Hub's verified CAs); nil
+	// refuses them.
+	Roots        *x509.CertPool
+	EdgeDeviceID string   // this edge
+	HostNames    []string // names a token's resource may carry: this edge's hostname(s) and the hub HostName
+	Now          time.Time
 }
 
 // Authenticate applies the IoT Hub / IoT Edge CONNECT rules and returns the
@@ -193,7 +197,7 @@ func checkCert(id Identity, req AuthRequest) error {
 	case id.Auth.Type == AuthSAS:
 		return fmt.Errorf("%w: %q uses SAS authentication; send a SAS token as password", ErrBadCredentials, id.ID())
 	case id.Auth.Type == AuthCA:
-		return fmt.Errorf("%w: %q uses CA-signed X.509, which outpost does not support yet; register it with selfSigned thumbprints or SAS keys", ErrBadCredentials, id.ID())
+		return checkChain(id, req)
 	}
 	leaf := req.PeerCertificates[0]
 	if req.Now.Before(leaf.NotBefore) || req.Now.After(leaf.NotAfter) {
@@ -209,6 +213,29 @@ func checkCert(id Identity, req AuthRequest) error {
 		}
 	}
 	return fmt.Errorf("%w: client certificate thumbprint (SHA-1 %s) matches neither the primary nor the secondary thumbprint of %q", ErrBadCredentials, got[0], id.ID())
+}
+
+// checkChain authenticates a certificateAuthority identity as IoT Hub does:
+// the client certificate chains to a trusted CA and its subject common name
+// is the device id.
+func checkChain(id Identity, req AuthRequest) error {
+	if req.Roots == nil {
+		return fmt.Errorf("%w: %q uses CA-signed X.509 but this edge trusts no CA for client certificates (start it with --client-ca FILE)", ErrBadCredentials, id.ID())
+	}
+	leaf := req.PeerCertificates[0]
+	inter := x509.NewCertPool()
+	for _, c := range req.PeerCertificates[1:] {
+		inter.AddCert(c)
+	}
+	_, err := leaf.Verify(x509.VerifyOptions{Roots: req.Roots, Intermediates: inter, CurrentTime: req.Now,
+		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
+	if err != nil {
+		return fmt.Errorf("%w: client certificate of %q: %v", ErrBadCredentials, id.ID(), err)
+	}
+	if leaf.Subject.CommonName != id.DeviceID {
+		return fmt.Errorf("%w: client certificate is for %q (subject CN) but the client connects as %q", ErrBadCredentials, short(leaf.Subject.CommonName), id.DeviceID)
+	}
+	return nil
 }
 
 func checkScope(id Identity, d, m, edgeID string, edge Identity, edgeOK bool) error {

@@ -141,7 +141,7 @@ func TestAuthenticate(t *testing.T) {
 		{"certificate for a SAS device", req("sensor1", hub+"/sensor1"+user, "", f.goodCert), []error{ErrBadCredentials}},
 		{"wrong certificate", req("xdev", hub+"/xdev"+user, "", f.wrongCrt), []error{ErrBadCredentials}},
 		{"expired certificate", req("xold", hub+"/xold"+user, "", f.oldCert), []error{ErrBadCredentials}},
-		{"CA-signed not supported yet", req("xca", hub+"/xca"+user, "", f.goodCert), []error{ErrBadCredentials}},
+		{"CA-signed without a trusted CA", req("xca", hub+"/xca"+user, "", f.goodCert), []error{ErrBadCredentials}},
 		{"module with a certificate", req("gw1/mod1", hub+"/gw1/mod1"+user, "", f.goodCert), []error{ErrBadCredentials}},
 
 		// status and scope, checked after credentials
@@ -198,6 +198,36 @@ func checkNoSecrets(t *testing.T, name string, err error, r AuthRequest, f *fixt
 
 // Without its own record (never synced), the edge cannot tell its children;
 // its modules still connect.
+func TestAuthenticateCASigned(t *testing.T) {
+	f := newFixture(t)
+	ca, issue := newCA(t, "factory CA")
+	_, issueOther := newCA(t, "someone else")
+	roots := x509.NewCertPool()
+	roots.AddCert(ca)
+	valid := func(cn string) *x509.Certificate { return issue(cn, now.Add(-time.Hour), now.Add(time.Hour)) }
+	for _, c := range []struct {
+		name string
+		cert *x509.Certificate
+		want string // "" accepted, else part of the error
+	}{
+		{"chains to the CA, CN = device id", valid("xca"), ""},
+		{"CN of another device", valid("sensor1"), "subject CN"},
+		{"signed by an untrusted CA", issueOther("xca", now.Add(-time.Hour), now.Add(time.Hour)), "unknown authority"},
+		{"expired", issue("xca", now.Add(-2*time.Hour), now.Add(-time.Hour)), "expired"},
+		{"self-signed with the right CN", newCert(t, "xca", now.Add(-time.Hour), now.Add(time.Hour)), "unknown authority"},
+	} {
+		r := req("xca", hub+"/xca"+user, "", c.cert)
+		r.Roots = roots
+		_, err := f.c.Authenticate(r)
+		switch {
+		case c.want == "" && err != nil:
+			t.Errorf("%s: refused: %v", c.name, err)
+		case c.want != "" && (!errors.Is(err, ErrBadCredentials) || !strings.Contains(err.Error(), c.want)):
+			t.Errorf("%s: err %v, want ErrBadCredentials with %q", c.name, err, c.want)
+		}
+	}
+}
+
 func TestAuthenticateBeforeFirstSync(t *testing.T) {
 	c := openCache(t, openDB(t, ""))
 	key := sas.GenerateKey()

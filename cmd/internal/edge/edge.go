@@ -6,6 +6,7 @@ package edge
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -36,6 +37,7 @@ type Config struct {
 	ConnectionString string
 	HubURL           string
 	HubCA            string // PEM file of the CA that signed the hub's certificate
+	ClientCA         string // PEM file of the CAs that sign certificateAuthority leaf devices' certificates
 	Hostname         string
 	MQTT, MQTTS, WS  string
 	API              string
@@ -284,9 +286,19 @@ func (e *edge) newBroker(routes *route.Config, policy *broker.Policy) error {
 		tlsCfg = &tls.Config{Certificates: []tls.Certificate{cert}, ClientAuth: tls.RequestClientCert, MinVersion: tls.VersionTLS12}
 	}
 	hosts := e.hostNames()
+	var roots *x509.CertPool
+	if e.cfg.ClientCA != "" {
+		pem, err := os.ReadFile(e.cfg.ClientCA)
+		if err != nil {
+			return fmt.Errorf("--client-ca: %w", err)
+		}
+		if roots = x509.NewCertPool(); !roots.AppendCertsFromPEM(pem) {
+			return fmt.Errorf("--client-ca %s: no PEM certificate in it", e.cfg.ClientCA)
+		}
+	}
 	b, err := broker.New(broker.Options{
 		EdgeID: e.cs.DeviceID, Queues: e.queues, Twins: e.twins, Routes: routes, Policy: policy,
-		Auth: authenticator{ids: e.ids, edgeID: e.cs.DeviceID, hosts: hosts},
+		Auth: authenticator{ids: e.ids, edgeID: e.cs.DeviceID, hosts: hosts, roots: roots},
 		TCP:  e.cfg.MQTT, TLS: e.cfg.MQTTS, WS: e.cfg.WS, TLSConfig: tlsCfg, Logger: e.cfg.Logger,
 		StandaloneTwins: e.hubURL == "",
 	})
@@ -368,12 +380,13 @@ type authenticator struct {
 	ids    *identity.Cache
 	edgeID string
 	hosts  []string
+	roots  *x509.CertPool
 }
 
 func (a authenticator) Authenticate(c broker.Credentials) (string, error) {
 	id, err := a.ids.Authenticate(identity.AuthRequest{
 		ClientID: c.ClientID, Username: c.Username, Password: string(c.Password),
-		PeerCertificates: c.Certificates, EdgeDeviceID: a.edgeID, HostNames: a.hosts, Now: time.Now(),
+		PeerCertificates: c.Certificates, Roots: a.roots, EdgeDeviceID: a.edgeID, HostNames: a.hosts, Now: time.Now(),
 	})
 	if err != nil {
 		return "", err
