@@ -215,21 +215,25 @@ func splitSource(src string) (device, module string, ok bool) {
 // stored again; messages from identities outside the edge's scope are
 // refused, counted and logged (and acknowledged, so one bad message cannot
 // block the queue behind it).
-func (h *Hub) appendEvents(ctx context.Context, edge string, scope map[string]bool, m protocol.Messages) (protocol.MessagesAck, error) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
+func (h *Hub) appendEventsLocked(ctx context.Context, c appendEvents) (protocol.MessagesAck, error) {
+	edge, m := c.Edge, c.Frame
+	ids, _, err := h.scope(edge)
+	if err != nil {
+		return protocol.MessagesAck{}, err
+	}
+	scope := idSet(ids)
 	var ack protocol.MessagesAck
 	for i := 1; i < len(m.Msgs); i++ {
 		if m.Msgs[i].Seq <= m.Msgs[i-1].Seq {
 			return ack, fmt.Errorf("%w: messages of queue %q out of order (seq %d after %d)", ErrInvalid, m.Queue, m.Msgs[i].Seq, m.Msgs[i-1].Seq)
 		}
 	}
-	now := h.opts.Now().UnixMilli()
+	now := c.At
 	var evs []Event
 	var ops []kv.Op
 	var cur uint64
 	batch := map[string]bool{}
-	err := h.db.View(func(txn *badger.Txn) error {
+	err = h.db.View(func(txn *badger.Txn) error {
 		var err error
 		cur, _, err = getUint(txn, cursorKey(m.Instance, m.Queue))
 		if err != nil {

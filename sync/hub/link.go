@@ -49,11 +49,11 @@ func (h *Hub) Messages(ctx context.Context, edge string, m protocol.Messages) (p
 	if m.Queue == "" || len(m.Queue) > 256 {
 		return protocol.MessagesAck{}, fmt.Errorf("%w: queue name", ErrInvalid)
 	}
-	ids, _, err := h.scope(edge)
+	res, err := h.applyResult(ctx, appendEvents{Edge: edge, At: h.opts.Now().UnixMilli(), Frame: m})
 	if err != nil {
 		return protocol.MessagesAck{}, err
 	}
-	return h.appendEvents(ctx, edge, idSet(ids), m)
+	return res.(protocol.MessagesAck), nil
 }
 
 // Twins merges the edge's twin changes: only twins in its scope, only
@@ -85,15 +85,11 @@ func (h *Hub) Twins(ctx context.Context, edge string, m protocol.TwinsUp) (proto
 			return protocol.TwinsAck{}, fmt.Errorf("%w: commit for %s; an edge commits only its own writes", ErrInvalid, c.Origin)
 		}
 	}
-	h.mu.Lock()
-	_, err = h.twins.ApplyDelta(ctx, m.Batch)
-	h.mu.Unlock()
-	if err != nil {
+	if err := h.apply(ctx, mergeTwins{Edge: edge, Batch: m.Batch}); err != nil {
 		h.metrics.framesRefused.Add(1)
 		return protocol.TwinsAck{}, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
 	h.metrics.twinMerges.Add(1)
-	h.wake()
 	return protocol.TwinsAck{TwinVV: h.twins.VV()}, nil
 }
 

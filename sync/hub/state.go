@@ -5,6 +5,8 @@ import (
 	"fmt"
 
 	"github.com/outpost-edge/outpost/store/identity"
+	"github.com/outpost-edge/outpost/store/twin"
+	"github.com/outpost-edge/outpost/sync/protocol"
 )
 
 // The commands of the hub's state machine. Each is applied whole, one at a
@@ -22,15 +24,44 @@ type deleteIdentities struct {
 	IDs []string `cbor:"1,keyasint"`
 }
 
+// appendEvents stores a batch of an edge's upstream queue in the event
+// log (see Hub.appendEventsLocked).
+type appendEvents struct {
+	Edge  string            `cbor:"1,keyasint"`
+	At    int64             `cbor:"2,keyasint"` // unix ms: the events' enqueued time
+	Frame protocol.Messages `cbor:"3,keyasint"`
+}
+
+// mergeTwins merges an edge's twin delta.
+type mergeTwins struct {
+	Edge  string     `cbor:"1,keyasint"`
+	Batch twin.Batch `cbor:"2,keyasint"`
+}
+
 // apply runs one command on the state and wakes the edges' pulls.
 func (h *Hub) apply(ctx context.Context, cmd any) error {
+	_, err := h.applyResult(ctx, cmd)
+	return err
+}
+
+// applyResult is apply for commands that answer something.
+func (h *Hub) applyResult(ctx context.Context, cmd any) (any, error) {
 	h.mu.Lock()
-	err := h.applyLocked(ctx, cmd)
+	var res any
+	var err error
+	switch c := cmd.(type) {
+	case appendEvents:
+		res, err = h.appendEventsLocked(ctx, c)
+	case mergeTwins:
+		_, err = h.twins.ApplyDelta(ctx, c.Batch)
+	default:
+		err = h.applyLocked(ctx, cmd)
+	}
 	h.mu.Unlock()
 	if err == nil {
 		h.wake()
 	}
-	return err
+	return res, err
 }
 
 func (h *Hub) applyLocked(ctx context.Context, cmd any) error {
