@@ -67,7 +67,11 @@ type env struct {
 	edgeCS sas.ConnString
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t *testing.T) *env { return newEnvWith(t, nil) }
+
+// newEnvWith runs before (if not nil) on the edge's stores before the link
+// starts.
+func newEnvWith(t *testing.T, before func(e *env)) *env {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
@@ -105,6 +109,9 @@ func newEnv(t *testing.T) *env {
 		Target: e.rec, PullWait: time.Second})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if before != nil {
+		before(e)
 	}
 	done := make(chan struct{})
 	lctx, stop := context.WithCancel(ctx)
@@ -243,3 +250,41 @@ func readEvents(t *testing.T, e *env) []hub.EventJSON {
 }
 
 func contains(b []byte, s string) bool { return strings.Contains(string(b), s) }
+
+// A message on a higher-priority route overtakes a backlog on the default
+// one (the live lane), and the backlog still drains in order.
+func TestLiveLaneOvertakesBacklog(t *testing.T) {
+	const backlog = 20_000
+	e := newEnvWith(t, func(e *env) {
+		q, err := e.queues.Queue("$upstream/pdefault", queue.QueueOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; i < backlog; i += 1000 {
+			batch := make([]queue.Message, 1000)
+			for j := range batch {
+				batch[j] = queue.Message{ID: fmt.Sprintf("old%d", i+j), Source: "devices/dev1", Body: []byte("x")}
+			}
+			if _, err := q.Append(e.ctx, batch...); err != nil {
+				t.Fatal(err)
+			}
+		}
+		live, err := e.queues.Queue("$upstream/p0", queue.QueueOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := live.Append(e.ctx, queue.Message{ID: "live", Source: "devices/dev1", Body: []byte("now")}); err != nil {
+			t.Fatal(err)
+		}
+	})
+	eventually(t, "the drain", func() bool { return e.hub.LastSeq() >= backlog+1 })
+	evs := readEvents(t, e)
+	if evs[0].MessageID != "live" {
+		t.Fatalf("the live message is event %s, not the first", evs[0].MessageID)
+	}
+	for i, ev := range evs[1:] {
+		if ev.MessageID != fmt.Sprintf("old%d", i) {
+			t.Fatalf("backlog event %d is %s", i, ev.MessageID)
+		}
+	}
+}
