@@ -1,13 +1,11 @@
 package main
 
 import (
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/rogpeppe/go-internal/testscript"
 )
@@ -44,16 +42,8 @@ func TestInterop(t *testing.T) {
 		t.Fatalf("OUTPOST_INTEROP=1 but missing: %s; .ci/interop installs them", strings.Join(missing, ", "))
 	}
 
-	p := scriptParams()
+	p := scriptParams() // its commands include envout, httpwait and splitaddr
 	p.Dir = interopDir
-	p.Cmds = map[string]func(ts *testscript.TestScript, neg bool, args []string){
-		"envout":    cmdEnvOut,
-		"httpwait":  cmdHTTPWait,
-		"splitaddr": cmdSplitAddr,
-	}
-	for name, f := range scriptCmds {
-		p.Cmds[name] = f
-	}
 	setup := p.Setup
 	p.Setup = func(env *testscript.Env) error {
 		if setup != nil {
@@ -66,50 +56,4 @@ func TestInterop(t *testing.T) {
 		return nil
 	}
 	testscript.Run(t, p)
-}
-
-// envout VAR: sets VAR to the previous command's stdout, surrounding space
-// trimmed (e.g. a token printed by `exec outpost token`).
-func cmdEnvOut(ts *testscript.TestScript, neg bool, args []string) {
-	if neg || len(args) != 1 {
-		ts.Fatalf("usage: envout VAR")
-	}
-	v := strings.TrimSpace(ts.ReadFile("stdout"))
-	if v == "" {
-		ts.Fatalf("envout %s: the previous command printed nothing", args[0])
-	}
-	ts.Setenv(args[0], v)
-}
-
-// splitaddr ADDR HOSTVAR PORTVAR: splits host:port (mosquitto clients take
-// -h and -p separately).
-func cmdSplitAddr(ts *testscript.TestScript, neg bool, args []string) {
-	if neg || len(args) != 3 {
-		ts.Fatalf("usage: splitaddr ADDR HOSTVAR PORTVAR")
-	}
-	host, port, err := net.SplitHostPort(args[0])
-	ts.Check(err)
-	ts.Setenv(args[1], host)
-	ts.Setenv(args[2], port)
-}
-
-// httpwait TIMEOUT METHOD URL [BODY]: like http, but repeats the request while
-// it answers 404 (e.g. a direct method before the client has subscribed), for
-// at most TIMEOUT.
-func cmdHTTPWait(ts *testscript.TestScript, neg bool, args []string) {
-	if len(args) < 3 || len(args) > 4 {
-		ts.Fatalf("usage: httpwait TIMEOUT METHOD URL [BODY]")
-	}
-	d, err := time.ParseDuration(args[0])
-	ts.Check(err)
-	deadline := time.Now().Add(d)
-	for {
-		code, data := httpDo(ts, args[1], args[2], args[3:])
-		if code == 404 && time.Now().Before(deadline) {
-			time.Sleep(100 * time.Millisecond)
-			continue
-		}
-		httpReport(ts, neg, args[1], args[2], code, data)
-		return
-	}
 }

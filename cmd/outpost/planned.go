@@ -14,7 +14,6 @@ import (
 // there yet and exits 1.
 var plannedCmds = []cli.Command{
 	planned("image", "push module images to the hub's image store", "push FILE", 5),
-	planned("scenario", "replay testscript scenarios", "run FILE.txtar…", 4),
 }
 
 func planned(name, summary, usage string, issue int) cli.Command {

@@ -19,6 +19,7 @@ var commands = []cli.Command{
 	eventsCmd,
 	c2dCmd,
 	methodCmd,
+	scenarioCmd,
 }
 
 func init() { commands = append(commands, plannedCmds...) }

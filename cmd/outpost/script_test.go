@@ -5,6 +5,8 @@ import (
 	"testing"
 
 	"github.com/rogpeppe/go-internal/testscript"
+
+	"github.com/outpost-edge/outpost/cmd/internal/scenario"
 )
 
 // TestMain lets testscript run this test binary as the real `outpost`
@@ -20,11 +22,13 @@ func TestScripts(t *testing.T) {
 	testscript.Run(t, scriptParams())
 }
 
+// scriptParams are those of `outpost scenario run` (scenario.Run) but for
+// the directory: the same commands and rules.
 func scriptParams() testscript.Params {
 	return testscript.Params{
 		Dir:                 "../../testdata/script",
 		RequireExplicitExec: true,
 		RequireUniqueNames:  true,
-		Cmds:                scriptCmds,
+		Cmds:                scenario.Commands(),
 	}
 }

@@ -1,139 +1,25 @@
-package main
+package scenario
 
 import (
-	"bufio"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
-	"encoding/json"
 	"flag"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 	"github.com/rogpeppe/go-internal/testscript"
 
-	"github.com/outpost-edge/outpost/cmd/internal/edge"
 	"github.com/outpost-edge/outpost/store/identity/sas"
 )
 
-// scriptCmds are the in-process commands scenarios use besides `exec outpost`.
-var scriptCmds = map[string]func(ts *testscript.TestScript, neg bool, args []string){
-	"waitready":  cmdWaitReady,
-	"mqtt":       cmdMQTT,
-	"checkacked": cmdCheckAcked,
-	"sleep":      cmdSleep,
-	"http":       cmdHTTP,
-	"hup":        cmdHup,
-}
-
-// hup DIR: send SIGHUP to the edge whose ready.json is in DIR (it reloads
-// its deployment).
-func cmdHup(ts *testscript.TestScript, neg bool, args []string) {
-	if len(args) != 1 {
-		ts.Fatalf("usage: hup DIR")
-	}
-	path := filepath.Join(ts.MkAbs(args[0]), "ready.json")
-	read := func() edge.Ready {
-		var r edge.Ready
-		data, err := os.ReadFile(path)
-		if err == nil {
-			err = json.Unmarshal(data, &r)
-		}
-		ts.Check(err)
-		return r
-	}
-	before := read()
-	p, err := os.FindProcess(before.PID)
-	ts.Check(err)
-	ts.Check(p.Signal(syscall.SIGHUP))
-	for deadline := time.Now().Add(10 * time.Second); read().Reloads == before.Reloads; time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			ts.Fatalf("the edge did not reload in 10s")
-		}
-	}
-}
-
-// http METHOD URL [BODY]: prints the status line and the body; fails on
-// 4xx/5xx unless negated.
-func cmdHTTP(ts *testscript.TestScript, neg bool, args []string) {
-	if len(args) < 2 || len(args) > 3 {
-		ts.Fatalf("usage: http METHOD URL [BODY]")
-	}
-	code, data := httpDo(ts, args[0], args[1], args[2:])
-	httpReport(ts, neg, args[0], args[1], code, data)
-}
-
-// httpDo sends one request (body: zero or one string) and returns the
-// status and body.
-func httpDo(ts *testscript.TestScript, method, url string, body []string) (int, []byte) {
-	var r io.Reader
-	if len(body) == 1 {
-		r = strings.NewReader(body[0])
-	}
-	req, err := http.NewRequest(method, url, r)
-	ts.Check(err)
-	req.Header.Set("iothub-app-origin", "scenario")
-	resp, err := http.DefaultClient.Do(req)
-	ts.Check(err)
-	defer resp.Body.Close()
-	data, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, data
-}
-
-// httpReport prints status and body and fails on 4xx/5xx unless negated.
-func httpReport(ts *testscript.TestScript, neg bool, method, url string, code int, data []byte) {
-	fmt.Fprintf(ts.Stdout(), "%d\n%s\n", code, data)
-	if (code >= 400) != neg {
-		ts.Fatalf("%s %s: %d %s", method, url, code, data)
-	}
-}
-
-// sleep DURATION: let background work happen (e.g. publishers before a kill).
-func cmdSleep(ts *testscript.TestScript, neg bool, args []string) {
-	if len(args) != 1 {
-		ts.Fatalf("usage: sleep DURATION")
-	}
-	d, err := time.ParseDuration(args[0])
-	ts.Check(err)
-	time.Sleep(d)
-}
-
 // hubHost is the HostName of the connection strings in the scenarios.
 const hubHost = "hub.local"
-
-// waitready DIR: wait for an edge's DIR/ready.json and export its addresses
-// as $MQTT, $MQTTS, $WS, $API and $CA.
-func cmdWaitReady(ts *testscript.TestScript, neg bool, args []string) {
-	if len(args) != 1 {
-		ts.Fatalf("usage: waitready DIR")
-	}
-	path := filepath.Join(ts.MkAbs(args[0]), "ready.json")
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		data, err := os.ReadFile(path)
-		if err == nil {
-			var r edge.Ready
-			ts.Check(json.Unmarshal(data, &r))
-			for k, v := range map[string]string{"MQTT": r.MQTT, "MQTTS": r.MQTTS, "WS": r.WS, "API": r.API, "CA": r.CA} {
-				ts.Setenv(k, v)
-			}
-			return
-		}
-		if time.Now().After(deadline) {
-			ts.Fatalf("%s did not appear in 30s", path)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
 
 // dial connects as identity id ("d" or "d/m") with a SAS token from key.
 // addr is host:port (plain MQTT) or a URL: ssl://host:port or
@@ -361,49 +247,43 @@ func mqttFlood(ts *testscript.TestScript, addr, key, ackfile string, ids []strin
 	})
 }
 
-// checkacked API QUEUE ACKFILE: every message id in ACKFILE (PUBACKed
-// before a crash) is in the queue, read through the edge's API.
-func cmdCheckAcked(ts *testscript.TestScript, neg bool, args []string) {
-	if len(args) != 3 {
-		ts.Fatalf("usage: checkacked API QUEUE ACKFILE")
+// mqtttwin ADDR ID KEY JSON: patch the reported properties of ID over MQTT
+// and wait for the 204.
+func cmdMQTTTwin(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 4 {
+		ts.Fatalf("usage: mqtttwin ADDR ID KEY JSON")
 	}
-	stored := map[string]bool{}
-	var after uint64
-	for {
-		url := fmt.Sprintf("http://%s/queues/%s?after=%d&limit=5000", args[0], args[1], after)
-		resp, err := http.Get(url)
-		ts.Check(err)
-		var msgs []struct {
-			ID  string
-			Seq uint64
-		}
-		err = json.NewDecoder(resp.Body).Decode(&msgs)
-		resp.Body.Close()
-		ts.Check(err)
-		if len(msgs) == 0 {
-			break
-		}
-		for _, m := range msgs {
-			stored[m.ID] = true
-		}
-		after = msgs[len(msgs)-1].Seq
-	}
-	f, err := os.Open(ts.MkAbs(args[2]))
+	c, err := dialCA(args[0], args[1], args[2], ts.Getenv("CA"))
 	ts.Check(err)
-	defer f.Close()
-	acked, missing := 0, 0
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		acked++
-		if !stored[sc.Text()] {
-			missing++
-			if missing <= 5 {
-				fmt.Fprintf(ts.Stderr(), "acknowledged but not stored: %s\n", sc.Text())
-			}
+	defer c.Disconnect(100)
+	res := make(chan string, 1)
+	t := c.Subscribe("$iothub/twin/res/#", 1, func(_ paho.Client, m paho.Message) { res <- m.Topic() })
+	if !t.WaitTimeout(10*time.Second) || t.Error() != nil {
+		ts.Fatalf("subscribe: %v", t.Error())
+	}
+	c.Publish("$iothub/twin/PATCH/properties/reported/?$rid=1", 1, false, args[3]).WaitTimeout(10 * time.Second)
+	select {
+	case topic := <-res:
+		if !strings.HasPrefix(topic, "$iothub/twin/res/204/") {
+			ts.Fatalf("reported patch answered %s", topic)
 		}
+	case <-time.After(10 * time.Second):
+		ts.Fatalf("no answer to the reported patch in 10s")
 	}
-	fmt.Fprintf(ts.Stdout(), "%d acknowledged, %d stored, %d missing\n", acked, len(stored), missing)
-	if (missing > 0 || acked == 0) != neg {
-		ts.Fatalf("%d of %d acknowledged messages missing", missing, acked)
+}
+
+// mqttrefused ADDR ID KEY: wait until the edge refuses ID's connection
+// (the hub removed or disabled it).
+func cmdMQTTRefused(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 3 {
+		ts.Fatalf("usage: mqttrefused ADDR ID KEY")
 	}
+	poll(ts, args[1]+" refused", func() string {
+		c, err := dialCA(args[0], args[1], args[2], ts.Getenv("CA"))
+		if err != nil {
+			return ""
+		}
+		c.Disconnect(0)
+		return "connected"
+	})
 }

@@ -1,0 +1,186 @@
+package scenario
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/rogpeppe/go-internal/testscript"
+
+	"github.com/outpost-edge/outpost/cmd/internal/edge"
+)
+
+// waitready DIR: wait for an edge's DIR/ready.json and export its addresses
+// as $MQTT, $MQTTS, $WS, $API and $CA.
+func cmdWaitReady(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 1 {
+		ts.Fatalf("usage: waitready DIR")
+	}
+	path := filepath.Join(ts.MkAbs(args[0]), "ready.json")
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		data, err := os.ReadFile(path)
+		if err == nil {
+			var r edge.Ready
+			ts.Check(json.Unmarshal(data, &r))
+			for k, v := range map[string]string{"MQTT": r.MQTT, "MQTTS": r.MQTTS, "WS": r.WS, "API": r.API, "CA": r.CA} {
+				ts.Setenv(k, v)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			ts.Fatalf("%s did not appear in 30s", path)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// hup DIR: send SIGHUP to the edge whose ready.json is in DIR (it reloads
+// its deployment).
+func cmdHup(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 1 {
+		ts.Fatalf("usage: hup DIR")
+	}
+	path := filepath.Join(ts.MkAbs(args[0]), "ready.json")
+	read := func() edge.Ready {
+		var r edge.Ready
+		data, err := os.ReadFile(path)
+		if err == nil {
+			err = json.Unmarshal(data, &r)
+		}
+		ts.Check(err)
+		return r
+	}
+	before := read()
+	p, err := os.FindProcess(before.PID)
+	ts.Check(err)
+	ts.Check(p.Signal(syscall.SIGHUP))
+	for deadline := time.Now().Add(10 * time.Second); read().Reloads == before.Reloads; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			ts.Fatalf("the edge did not reload in 10s")
+		}
+	}
+}
+
+// waitlink API STATE: wait until the edge's link state starts with STATE
+// (online, offline).
+func cmdWaitLink(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 2 {
+		ts.Fatalf("usage: waitlink API STATE")
+	}
+	poll(ts, "link "+args[1], func() string {
+		st, err := edge.FetchStatus(args[0])
+		if err != nil {
+			return err.Error()
+		}
+		if strings.HasPrefix(st.Link, args[1]) {
+			return ""
+		}
+		return st.Link
+	})
+}
+
+// waitqueue API QUEUE DEPTH: wait until the edge's queue holds DEPTH
+// messages.
+func cmdWaitQueue(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 3 {
+		ts.Fatalf("usage: waitqueue API QUEUE DEPTH")
+	}
+	want, err := strconv.ParseInt(args[2], 10, 64)
+	ts.Check(err)
+	poll(ts, args[1]+" at depth "+args[2], func() string {
+		st, err := edge.FetchStatus(args[0])
+		if err != nil {
+			return err.Error()
+		}
+		for _, q := range st.Queues {
+			if q.Name == args[1] {
+				if q.Depth == want {
+					return ""
+				}
+				return fmt.Sprintf("depth %d", q.Depth)
+			}
+		}
+		return "no such queue"
+	})
+}
+
+// waittwin API ID PATTERN: wait until the edge's twin of ID matches PATTERN.
+func cmdWaitTwin(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 3 {
+		ts.Fatalf("usage: waittwin API ID PATTERN")
+	}
+	re := regexp.MustCompile(args[2])
+	poll(ts, "edge twin "+args[1]+" ~ "+args[2], func() string {
+		code, data := httpDo(ts, "GET", "http://"+args[0]+"/twins/"+args[1], nil)
+		if code == 200 && re.Match(data) {
+			return ""
+		}
+		return string(data)
+	})
+}
+
+// checkacked API QUEUE ACKFILE: every message id in ACKFILE (PUBACKed
+// before a crash) is in the queue, read through the edge's API.
+func cmdCheckAcked(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 3 {
+		ts.Fatalf("usage: checkacked API QUEUE ACKFILE")
+	}
+	stored := map[string]bool{}
+	var after uint64
+	for {
+		url := fmt.Sprintf("http://%s/queues/%s?after=%d&limit=5000", args[0], args[1], after)
+		resp, err := http.Get(url)
+		ts.Check(err)
+		var msgs []struct {
+			ID  string
+			Seq uint64
+		}
+		err = json.NewDecoder(resp.Body).Decode(&msgs)
+		resp.Body.Close()
+		ts.Check(err)
+		if len(msgs) == 0 {
+			break
+		}
+		for _, m := range msgs {
+			stored[m.ID] = true
+		}
+		after = msgs[len(msgs)-1].Seq
+	}
+	f, err := os.Open(ts.MkAbs(args[2]))
+	ts.Check(err)
+	defer f.Close()
+	acked, missing := 0, 0
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		acked++
+		if !stored[sc.Text()] {
+			missing++
+			if missing <= 5 {
+				fmt.Fprintf(ts.Stderr(), "acknowledged but not stored: %s\n", sc.Text())
+			}
+		}
+	}
+	fmt.Fprintf(ts.Stdout(), "%d acknowledged, %d stored, %d missing\n", acked, len(stored), missing)
+	if (missing > 0 || acked == 0) != neg {
+		ts.Fatalf("%d of %d acknowledged messages missing", missing, acked)
+	}
+}
+
+// mkcerts DIR HOST...: a CA (DIR/ca.pem) and a server certificate for HOSTs
+// (DIR/server.pem, DIR/server-key.pem).
+func cmdMkCerts(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) < 2 {
+		ts.Fatalf("usage: mkcerts DIR HOST...")
+	}
+	_, err := edge.LocalCA(ts.MkAbs(args[0]), args[1:])
+	ts.Check(err)
+}

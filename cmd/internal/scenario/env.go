@@ -1,0 +1,87 @@
+package scenario
+
+import (
+	"encoding/json"
+	"net"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/rogpeppe/go-internal/testscript"
+)
+
+// sleep DURATION: let background work happen (e.g. publishers before a kill).
+func cmdSleep(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 1 {
+		ts.Fatalf("usage: sleep DURATION")
+	}
+	d, err := time.ParseDuration(args[0])
+	ts.Check(err)
+	time.Sleep(d)
+}
+
+// envjson VAR FILE FIELD: set $VAR to the string FIELD of the JSON object
+// in FILE (e.g. the connectionString printed by `outpost device create`).
+func cmdEnvJSON(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 3 {
+		ts.Fatalf("usage: envjson VAR FILE FIELD")
+	}
+	var m map[string]any
+	ts.Check(json.Unmarshal([]byte(ts.ReadFile(args[1])), &m))
+	v, ok := m[args[2]].(string)
+	if !ok {
+		ts.Fatalf("%s has no string field %q", args[1], args[2])
+	}
+	ts.Setenv(args[0], v)
+}
+
+// envout VAR: sets VAR to the previous command's stdout, surrounding space
+// trimmed (e.g. a token printed by `exec outpost token`).
+func cmdEnvOut(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 1 {
+		ts.Fatalf("usage: envout VAR")
+	}
+	v := strings.TrimSpace(ts.ReadFile("stdout"))
+	if v == "" {
+		ts.Fatalf("envout %s: the previous command printed nothing", args[0])
+	}
+	ts.Setenv(args[0], v)
+}
+
+// splitaddr ADDR HOSTVAR PORTVAR: splits host:port (mosquitto clients take
+// -h and -p separately).
+func cmdSplitAddr(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 3 {
+		ts.Fatalf("usage: splitaddr ADDR HOSTVAR PORTVAR")
+	}
+	host, port, err := net.SplitHostPort(args[0])
+	ts.Check(err)
+	ts.Setenv(args[1], host)
+	ts.Setenv(args[2], port)
+}
+
+// waitfile FILE: wait until FILE exists (a background client writes it once
+// it listens).
+func cmdWaitFile(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 1 {
+		ts.Fatalf("usage: waitfile FILE")
+	}
+	poll(ts, args[0], func() string {
+		if _, err := os.Stat(ts.MkAbs(args[0])); err != nil {
+			return err.Error()
+		}
+		return ""
+	})
+}
+
+// poll retries check every 50 ms for up to 30 s; check returns "" when
+// satisfied, else what it saw last (for the failure message).
+func poll(ts *testscript.TestScript, what string, check func() string) {
+	var last string
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if last = check(); last == "" {
+			return
+		}
+	}
+	ts.Fatalf("timed out waiting for %s; last saw: %s", what, last)
+}

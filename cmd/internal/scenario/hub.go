@@ -1,0 +1,217 @@
+package scenario
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/rogpeppe/go-internal/testscript"
+
+	"github.com/outpost-edge/outpost/cmd/internal/hub"
+	"github.com/outpost-edge/outpost/store/identity/sas"
+)
+
+// hubready DIR: wait for a hub's DIR/ready.json and export $HUB (its URL)
+// and OUTPOST_HUB_CONNECTION_STRING (its owner connection string), so the
+// CLI commands reach it.
+func cmdHubReady(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 1 {
+		ts.Fatalf("usage: hubready DIR")
+	}
+	dir := ts.MkAbs(args[0])
+	var r hub.Ready
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		data, err := os.ReadFile(filepath.Join(dir, "ready.json"))
+		if err == nil && json.Unmarshal(data, &r) == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			ts.Fatalf("the hub in %s did not get ready in 30s", dir)
+		}
+	}
+	cs, err := os.ReadFile(filepath.Join(dir, "owner.connection-string"))
+	ts.Check(err)
+	ts.Setenv("HUB", r.URL)
+	ts.Setenv("HUB_ADDR", strings.TrimPrefix(strings.TrimPrefix(r.URL, "http://"), "https://"))
+	ts.Setenv("HUB_HOST", r.HostName)
+	ts.Setenv("HUB_PID", fmt.Sprint(r.PID))
+	ts.Setenv("OUTPOST_HUB_CONNECTION_STRING", strings.TrimSpace(string(cs)))
+	ts.Setenv("OUTPOST_HUB_URL", r.URL)
+}
+
+// hubGet sends an owner-authenticated GET to the hub ($HUB).
+func hubGet(ts *testscript.TestScript, path string) (int, []byte) {
+	cs, err := sas.ParseConnString(ts.Getenv("OUTPOST_HUB_CONNECTION_STRING"))
+	ts.Check(err)
+	req, err := http.NewRequest("GET", ts.Getenv("HUB")+path, nil)
+	ts.Check(err)
+	req.Header.Set("Authorization", sas.NewToken(cs.Resource(), cs.SharedAccessKey, cs.SharedAccessKeyName, time.Now().Add(time.Hour)))
+	client := http.DefaultClient
+	if ca := ts.Getenv("SSL_CERT_FILE"); ca != "" { // as the CLI trusts the hub
+		pool := x509.NewCertPool()
+		pem, err := os.ReadFile(ca)
+		ts.Check(err)
+		pool.AppendCertsFromPEM(pem)
+		client = &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0, []byte(err.Error())
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, data
+}
+
+// waitevents N: wait until the hub's event log holds at least N events.
+func cmdWaitEvents(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 1 {
+		ts.Fatalf("usage: waitevents N")
+	}
+	n, err := strconv.Atoi(args[0])
+	ts.Check(err)
+	poll(ts, args[0]+" events at the hub", func() string {
+		code, data := hubGet(ts, "/healthz")
+		var h struct{ Events int }
+		if code != 200 || json.Unmarshal(data, &h) != nil {
+			return string(data)
+		}
+		if h.Events >= n {
+			return ""
+		}
+		return fmt.Sprintf("%d events", h.Events)
+	})
+}
+
+// waithubtwin ID PATTERN: wait until `outpost twin show ID` at the hub
+// matches PATTERN.
+func cmdWaitHubTwin(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 2 {
+		ts.Fatalf("usage: waithubtwin ID PATTERN")
+	}
+	re := regexp.MustCompile(args[1])
+	poll(ts, "hub twin "+args[0]+" ~ "+args[1], func() string {
+		code, data := hubGet(ts, "/twins/"+args[0])
+		var v any
+		if code == 200 && json.Unmarshal(data, &v) == nil {
+			pretty, _ := json.MarshalIndent(v, "", "  ")
+			if re.Match(pretty) {
+				return ""
+			}
+		}
+		return string(data)
+	})
+}
+
+// checkevents ACKFILE: every message id in ACKFILE (PUBACKed by the edge)
+// is in the hub's event log exactly once, no message id of a device is
+// there twice, and each device's messages <dev>-<n> are in order of n.
+func cmdCheckEvents(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 1 {
+		ts.Fatalf("usage: checkevents ACKFILE")
+	}
+	count := map[string]int{}
+	last := map[string]int{}
+	dups, disorder, from := 0, 0, uint64(1)
+	for {
+		code, data := hubGet(ts, fmt.Sprintf("/messages/events?from=%d&limit=10000", from))
+		if code != 200 {
+			ts.Fatalf("read events: %d %s", code, data)
+		}
+		var evs []struct {
+			Seq       uint64
+			DeviceID  string
+			MessageID string
+		}
+		ts.Check(json.Unmarshal(data, &evs))
+		if len(evs) == 0 {
+			break
+		}
+		for _, e := range evs {
+			if e.Seq < from {
+				ts.Fatalf("event seq %d after %d: not strictly increasing", e.Seq, from-1)
+			}
+			from = e.Seq + 1
+			if count[e.MessageID]++; count[e.MessageID] == 2 {
+				dups++
+			}
+			dev, n, ok := strings.Cut(e.MessageID, "-")
+			if i, err := strconv.Atoi(n); ok && err == nil && dev == e.DeviceID {
+				if i <= last[dev]-1 {
+					disorder++
+				}
+				last[dev] = i + 1
+			}
+		}
+	}
+	acked, missing := 0, 0
+	for _, id := range strings.Fields(ts.ReadFile(args[0])) {
+		acked++
+		if count[id] == 0 {
+			if missing++; missing <= 5 {
+				fmt.Fprintf(ts.Stderr(), "acknowledged by the edge but not at the hub: %s\n", id)
+			}
+		}
+	}
+	fmt.Fprintf(ts.Stdout(), "%d acknowledged, %d events, %d missing, %d duplicated, %d out of order\n", acked, len(count), missing, dups, disorder)
+	if (missing > 0 || dups > 0 || disorder > 0 || acked == 0) != neg {
+		ts.Fatalf("event log check failed")
+	}
+}
+
+// cmptwins API ID WANT: wait until the twin of ID, at the edge (API) and at
+// the hub, has exactly the tags and desired and reported properties of WANT
+// ({"tags":…,"desired":…,"reported":…}); $version and $metadata, which are
+// per replica, are not compared.
+func cmdCmpTwins(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 3 {
+		ts.Fatalf("usage: cmptwins API ID WANT")
+	}
+	var want any
+	ts.Check(json.Unmarshal([]byte(args[2]), &want))
+	wantS, _ := json.Marshal(want)
+	poll(ts, "twin "+args[1]+" = "+string(wantS)+" at the edge and the hub", func() string {
+		_, edgeDoc := httpDo(ts, "GET", "http://"+args[0]+"/twins/"+args[1], nil)
+		_, hubDoc := hubGet(ts, "/twins/"+args[1])
+		e, h := twinValues(edgeDoc), twinValues(hubDoc)
+		if e == string(wantS) && h == string(wantS) {
+			return ""
+		}
+		return "edge " + e + ", hub " + h
+	})
+}
+
+// twinValues reduces a service twin to {"desired","reported","tags"}
+// without the $-prefixed per-replica keys, as canonical JSON.
+func twinValues(doc []byte) string {
+	var t struct {
+		Tags       map[string]any `json:"tags"`
+		Properties struct {
+			Desired  map[string]any `json:"desired"`
+			Reported map[string]any `json:"reported"`
+		} `json:"properties"`
+	}
+	if err := json.Unmarshal(doc, &t); err != nil {
+		return string(doc)
+	}
+	strip := func(m map[string]any) map[string]any {
+		out := map[string]any{}
+		for k, v := range m {
+			if !strings.HasPrefix(k, "$") {
+				out[k] = v
+			}
+		}
+		return out
+	}
+	out, _ := json.Marshal(map[string]any{"tags": strip(t.Tags), "desired": strip(t.Properties.Desired), "reported": strip(t.Properties.Reported)})
+	return string(out)
+}

@@ -1,0 +1,39 @@
+package scenario
+
+import "github.com/rogpeppe/go-internal/testscript"
+
+// Commands returns the custom commands of the scenarios, by name. The map is
+// new on every call; callers may add to it.
+func Commands() map[string]func(ts *testscript.TestScript, neg bool, args []string) {
+	return map[string]func(ts *testscript.TestScript, neg bool, args []string){
+		// edge.go
+		"waitready":  cmdWaitReady,
+		"hup":        cmdHup,
+		"waitlink":   cmdWaitLink,
+		"waitqueue":  cmdWaitQueue,
+		"waittwin":   cmdWaitTwin,
+		"checkacked": cmdCheckAcked,
+		"mkcerts":    cmdMkCerts,
+		// hub.go
+		"hubready":    cmdHubReady,
+		"waitevents":  cmdWaitEvents,
+		"waithubtwin": cmdWaitHubTwin,
+		"checkevents": cmdCheckEvents,
+		"cmptwins":    cmdCmpTwins,
+		// mqtt.go
+		"mqtt":        cmdMQTT,
+		"mqtttwin":    cmdMQTTTwin,
+		"mqttrefused": cmdMQTTRefused,
+		// http.go
+		"http":     cmdHTTP,
+		"httpwait": cmdHTTPWait,
+		// link.go
+		"link": cmdLink,
+		// env.go
+		"sleep":     cmdSleep,
+		"envjson":   cmdEnvJSON,
+		"envout":    cmdEnvOut,
+		"splitaddr": cmdSplitAddr,
+		"waitfile":  cmdWaitFile,
+	}
+}
