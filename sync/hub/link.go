@@ -132,14 +132,17 @@ func (h *Hub) Pull(ctx context.Context, edge string, p protocol.Pull) (protocol.
 	}
 }
 
-func empty(p protocol.Push) bool {
+func empty(p protocol.Push) bool { // Hub is always set: it does not count
 	return len(p.Twins.Twins) == 0 && len(p.Twins.Commits) == 0 && !p.HasScope && len(p.C2D) == 0 && len(p.Methods) == 0
 }
 
 const twinFieldsPerPush = 4096
 
 func (h *Hub) collect(ctx context.Context, edge string, p protocol.Pull) (protocol.Push, <-chan struct{}, error) {
-	var push protocol.Push
+	push := protocol.Push{Hub: string(h.twins.Replica())}
+	if p.Hub != push.Hub {
+		p.C2D = nil // counted in another hub's sequence numbers
+	}
 	ids, _, err := h.scope(edge)
 	if err != nil {
 		return push, nil, err

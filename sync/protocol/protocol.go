@@ -105,6 +105,9 @@ type Pull struct {
 	// edge has stored.
 	C2D    map[string]uint64 `cbor:"4,keyasint,omitempty"`
 	WaitMs int64             `cbor:"5,keyasint,omitempty"`
+	// Hub names the hub incarnation the C2D cursors count in (from the
+	// last Push); a hub whose store was replaced ignores them.
+	Hub string `cbor:"6,keyasint,omitempty"`
 }
 
 // Push answers Pull.
@@ -118,6 +121,7 @@ type Push struct {
 	Identities []identity.Identity `cbor:"5,keyasint,omitempty"`
 	C2D        []C2D               `cbor:"6,keyasint,omitempty"`
 	Methods    []MethodCall        `cbor:"7,keyasint,omitempty"`
+	Hub        string              `cbor:"8,keyasint,omitempty"` // the hub's incarnation (its twin replica id)
 }
 
 // C2D is one cloud-to-device message for a device behind the edge.

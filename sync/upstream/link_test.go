@@ -3,10 +3,12 @@ package upstream
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"net/http/httptest"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -55,16 +57,17 @@ func (r *recorder) InvokeMethod(_ context.Context, target, name string, payload 
 }
 
 type env struct {
-	ctx    context.Context
-	hub    *hub.Hub
-	srv    *httptest.Server
-	db     *kv.DB
-	queues *queue.Store
-	twins  *twin.Store
-	ids    *identity.Cache
-	rec    *recorder
-	link   *Link
-	edgeCS sas.ConnString
+	ctx     context.Context
+	hub     *hub.Hub
+	handler atomic.Value // the hub's handler; a test may swap in another hub
+	srv     *httptest.Server
+	db      *kv.DB
+	queues  *queue.Store
+	twins   *twin.Store
+	ids     *identity.Cache
+	rec     *recorder
+	link    *Link
+	edgeCS  sas.ConnString
 }
 
 func newEnv(t *testing.T) *env { return newEnvWith(t, nil) }
@@ -81,7 +84,10 @@ func newEnvWith(t *testing.T, before func(e *env)) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.srv = httptest.NewServer(e.hub.Handler())
+	e.handler.Store(e.hub.Handler())
+	e.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		e.handler.Load().(http.Handler).ServeHTTP(w, r)
+	}))
 	t.Cleanup(func() { e.srv.CloseClientConnections(); e.srv.Close(); _ = e.hub.Close() })
 	gw, err := e.hub.PutDevice(ctx, identity.JSON{DeviceID: "gw1", Capabilities: &identity.Capabilities{IoTEdge: true}})
 	if err != nil {
@@ -287,4 +293,41 @@ func TestLiveLaneOvertakesBacklog(t *testing.T) {
 			t.Fatalf("backlog event %d is %s", i, ev.MessageID)
 		}
 	}
+}
+
+// A hub whose store was replaced numbers its cloud-to-device messages from 1
+// again: the edge must not take them for ones it already has.
+func TestC2DAfterHubReplaced(t *testing.T) {
+	e := newEnv(t)
+	eventually(t, "identities", func() bool { _, ok, _ := e.ids.Get("dev1"); return ok })
+	for i := range 3 {
+		if _, err := e.hub.SendC2D(e.ctx, "dev1", queue.Message{ID: fmt.Sprintf("old%d", i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, "3 c2d", func() bool { e.rec.mu.Lock(); defer e.rec.mu.Unlock(); return len(e.rec.c2d) == 3 })
+
+	// A new hub with the same registry (keys included), empty otherwise.
+	h2, err := hub.Open(e.ctx, "", hub.Options{HostName: "hub.test", OwnerKey: []byte("owner-key"), InMemory: true, PullWait: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = h2.Close() })
+	for _, id := range []string{"gw1", "dev1"} {
+		old, _ := e.hub.Identity(id)
+		j := old.ToJSON()
+		if _, err := h2.PutDevice(e.ctx, j); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.handler.Store(h2.Handler())
+	e.hub.Stop() // ends the pull held by the old hub
+	if _, err := h2.SendC2D(e.ctx, "dev1", queue.Message{ID: "new0"}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the new hub's c2d", func() bool {
+		e.rec.mu.Lock()
+		defer e.rec.mu.Unlock()
+		return len(e.rec.c2d) == 4 && e.rec.c2d[3].ID == "new0"
+	})
 }

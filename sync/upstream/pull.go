@@ -21,16 +21,25 @@ func c2dKey(device string) []byte { return kv.AppendString([]byte{kv.PrefixLink,
 // pull is one session of the pull loop: long polls that bring twin
 // changes, identities, cloud-to-device messages and method calls.
 func (l *Link) pull(ctx context.Context) error {
-	cursors, err := l.loadC2D()
+	hub, cursors, err := l.loadC2D()
 	if err != nil {
 		return err
 	}
 	scope := ""
 	for {
-		p := protocol.Pull{Instance: l.instance, TwinVV: l.opts.Twins.VV(), Scope: scope, C2D: cursors, WaitMs: l.opts.PullWait.Milliseconds()}
+		p := protocol.Pull{Instance: l.instance, TwinVV: l.opts.Twins.VV(), Scope: scope, C2D: cursors, Hub: hub,
+			WaitMs: l.opts.PullWait.Milliseconds()}
 		var push protocol.Push
 		if err := l.post(ctx, protocol.PathPull, &p, &push, l.opts.RequestTimeout+l.opts.PullWait); err != nil {
 			return err
+		}
+		if push.Hub != hub {
+			// A new hub (or one whose store was replaced): its sequence
+			// numbers start afresh.
+			if err := l.resetC2D(ctx, push.Hub); err != nil {
+				return err
+			}
+			hub, cursors = push.Hub, map[string]uint64{}
 		}
 		if err := l.apply(ctx, push, cursors); err != nil {
 			return err
@@ -116,10 +125,36 @@ func (l *Link) invoke(ctx context.Context, mc protocol.MethodCall) {
 	}
 }
 
-func (l *Link) loadC2D() (map[string]uint64, error) {
+// hubKey holds the hub incarnation the C2D cursors count in.
+var hubKey = []byte{kv.PrefixLink, 'h'}
+
+// resetC2D forgets the C2D cursors of another hub incarnation.
+func (l *Link) resetC2D(ctx context.Context, hub string) error {
+	_, old, err := l.loadC2D()
+	if err != nil {
+		return err
+	}
+	ops := []kv.Op{kv.Set(hubKey, []byte(hub))}
+	for dev := range old {
+		ops = append(ops, kv.Del(c2dKey(dev)))
+	}
+	return l.opts.DB.Commit(ctx, ops...)
+}
+
+func (l *Link) loadC2D() (string, map[string]uint64, error) {
 	out := map[string]uint64{}
+	var hub string
 	prefix := []byte{kv.PrefixLink, 'r'}
 	err := l.opts.DB.View(func(txn *badger.Txn) error {
+		if item, err := txn.Get(hubKey); err == nil {
+			v, err := item.ValueCopy(nil)
+			if err != nil {
+				return err
+			}
+			hub = string(v)
+		} else if err != badger.ErrKeyNotFound {
+			return err
+		}
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, PrefetchValues: true})
 		defer it.Close()
 		for it.Rewind(); it.Valid(); it.Next() {
@@ -137,5 +172,5 @@ func (l *Link) loadC2D() (map[string]uint64, error) {
 		}
 		return nil
 	})
-	return out, err
+	return hub, out, err
 }
