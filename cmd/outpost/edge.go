@@ -104,7 +104,12 @@ func edgeStatus(env cli.Env, args []string) error {
 	if *asJSON == "json" {
 		return json.NewEncoder(env.Stdout).Encode(st)
 	}
-	fmt.Fprintf(env.Stdout, "edge %s\nlink: %s\n\n", st.DeviceID, st.Link)
+	fmt.Fprintf(env.Stdout, "edge %s\nlink: %s\n", st.DeviceID, st.Link)
+	if u := st.Uplink; u != nil {
+		fmt.Fprintf(env.Stdout, "uplink: %d messages sent in %d batches, %d twin deltas up, %d down, %d C2D received, %d methods\n",
+			u.Sent, u.Batches, u.TwinsUp, u.TwinsDown, u.C2D, u.Methods)
+	}
+	fmt.Fprintln(env.Stdout)
 	w := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(w, "QUEUE\tDEPTH\tBYTES\tOLDEST\tEXPIRED\tDROPPED\tREJECTED")
 	for _, q := range st.Queues {

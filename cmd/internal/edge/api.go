@@ -16,15 +16,18 @@ import (
 	"github.com/outpost-edge/outpost/store/queue"
 	"github.com/outpost-edge/outpost/store/twin"
 	"github.com/outpost-edge/outpost/sync/protocol"
+	"github.com/outpost-edge/outpost/sync/upstream"
 )
 
 // Status is what GET /status answers and `outpost edge status` prints.
 type Status struct {
-	DeviceID string        `json:"deviceId"`
-	Link     string        `json:"link"`
-	Queues   []QueueStatus `json:"queues"`
-	Broker   BrokerStatus  `json:"broker"`
-	Modules  []string      `json:"modules"`
+	DeviceID string `json:"deviceId"`
+	Link     string `json:"link"`
+	// Uplink counts what crossed the link (absent when standalone).
+	Uplink  *upstream.Status `json:"uplink,omitempty"`
+	Queues  []QueueStatus    `json:"queues"`
+	Broker  BrokerStatus     `json:"broker"`
+	Modules []string         `json:"modules"`
 }
 
 // QueueStatus is one endpoint × priority queue.
@@ -70,6 +73,10 @@ func (e *edge) serveAPI() (io.Closer, error) {
 
 func (e *edge) status() Status {
 	st := Status{DeviceID: e.cs.DeviceID, Link: e.linkState(), Modules: []string{}}
+	if e.link != nil {
+		u := e.link.Status()
+		st.Uplink = &u
+	}
 	stats := e.queues.Stats()
 	names := make([]string, 0, len(stats))
 	for n := range stats {
@@ -196,6 +203,18 @@ func (e *edge) metrics(w http.ResponseWriter, _ *http.Request) {
 	counter("outpost_messages_delivered_total", "Messages delivered to modules and devices and acknowledged.", st.Broker.Delivered)
 	counter("outpost_auth_failed_total", "Refused connections.", st.Broker.AuthFailed)
 	counter("outpost_acl_denied_total", "Publishes and subscriptions outside the client's identity.", st.Broker.Denied)
+	if u := st.Uplink; u != nil {
+		online := 0
+		if u.State == "online" {
+			online = 1
+		}
+		fmt.Fprintf(&sb, "# HELP outpost_uplink_online 1 while the link to the hub is up.\n# TYPE outpost_uplink_online gauge\noutpost_uplink_online %d\n", online)
+		counter("outpost_uplink_messages_sent_total", "Messages the hub stored from this edge.", u.Sent)
+		counter("outpost_uplink_batches_total", "Message batches the hub acknowledged.", u.Batches)
+		counter("outpost_uplink_twin_deltas_sent_total", "Twin deltas sent to the hub.", u.TwinsUp)
+		counter("outpost_uplink_twin_deltas_received_total", "Twin deltas merged from the hub.", u.TwinsDown)
+		counter("outpost_uplink_c2d_received_total", "Cloud-to-device messages received from the hub.", u.C2D)
+	}
 	sb.WriteString("# HELP outpost_queue_depth Messages waiting in a queue.\n# TYPE outpost_queue_depth gauge\n")
 	for _, q := range st.Queues {
 		fmt.Fprintf(&sb, "outpost_queue_depth{queue=%q} %d\n", q.Name, q.Depth)
