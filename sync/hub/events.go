@@ -326,3 +326,76 @@ func (h *Hub) Events(from uint64, limit int) ([]Event, error) { return h.events.
 
 // LastSeq is the seq of the newest event in the log (0 when empty).
 func (h *Hub) LastSeq() uint64 { return h.events.Last() }
+
+// expireEvents removes the events stored before Before (unix ms), oldest
+// first, at most Max of them, with their de-duplication keys.
+type expireEvents struct {
+	Before int64 `cbor:"1,keyasint"`
+	Max    int   `cbor:"2,keyasint"`
+}
+
+func (h *Hub) expireEventsLocked(ctx context.Context, c expireEvents) (int, error) {
+	var ops []kv.Op
+	err := h.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{kv.PrefixEvent}, PrefetchValues: true, PrefetchSize: 100})
+		defer it.Close()
+		for it.Rewind(); it.Valid() && len(ops) < 2*c.Max; it.Next() {
+			var e Event
+			if err := it.Item().Value(func(v []byte) error { return kv.Unmarshal(v, &e) }); err != nil {
+				return err
+			}
+			if e.EnqueuedTime >= c.Before {
+				break
+			}
+			ops = append(ops, kv.Del(it.Item().KeyCopy(nil)))
+			if e.MessageID != "" {
+				ops = append(ops, kv.Del(dedupKey(e.DeviceID, e.ModuleID, e.MessageID)))
+			}
+		}
+		return nil
+	})
+	if err != nil || len(ops) == 0 {
+		return 0, err
+	}
+	n := 0
+	for _, op := range ops {
+		if op.Key[0] == kv.PrefixEvent {
+			n++
+		}
+	}
+	return n, h.db.Commit(ctx, ops...)
+}
+
+// sweep removes events older than the retention, every minute (or a tenth
+// of the retention, if shorter), counting and logging what it removed.
+func (h *Hub) sweep() {
+	defer h.sweeper.Done()
+	every := min(time.Minute, h.opts.Retention/10)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-h.done:
+			return
+		case <-t.C:
+		}
+		total := 0
+		for {
+			before := h.opts.Now().Add(-h.opts.Retention).UnixMilli()
+			res, err := h.applyResult(context.Background(), expireEvents{Before: before, Max: 1000})
+			n, _ := res.(int)
+			total += n
+			if err != nil {
+				h.log.Error("event retention", "err", err)
+				break
+			}
+			if n < 1000 {
+				break
+			}
+		}
+		if total > 0 {
+			h.metrics.eventsExpired.Add(int64(total))
+			h.log.Info("events past the retention removed from the log", "events", total, "retention", h.opts.Retention)
+		}
+	}
+}

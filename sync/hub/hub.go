@@ -45,6 +45,10 @@ type Options struct {
 	Now func() time.Time
 	// InMemory runs on an in-memory store (tests).
 	InMemory bool
+	// Retention is how long events stay in the log (and their message ids
+	// in the de-duplication index); default 7 days, as IoT Hub's longest.
+	// Negative keeps them forever.
+	Retention time.Duration
 }
 
 // Hub is the cloud side's state and its service.
@@ -63,12 +67,14 @@ type Hub struct {
 	wakeCh  chan struct{} // closed and replaced after every change edges pull
 	edges   *edges
 	closed  atomic.Bool
+	done    chan struct{} // closed by Stop: ends the retention sweeper
+	sweeper sync.WaitGroup
 	metrics metrics
 }
 
 type metrics struct {
-	eventsAppended, eventsDuplicate, eventsRefused, framesRefused, authFailed atomic.Int64
-	c2dSent, methodsInvoked, twinMerges                                       atomic.Int64
+	eventsAppended, eventsDuplicate, eventsRefused, eventsExpired, framesRefused, authFailed atomic.Int64
+	c2dSent, methodsInvoked, twinMerges                                                      atomic.Int64
 }
 
 // Open opens (or creates) the hub's store in dir.
@@ -91,7 +97,10 @@ func Open(ctx context.Context, dir string, opts Options) (*Hub, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	h := &Hub{opts: opts, log: opts.Logger, wakeCh: make(chan struct{})}
+	if opts.Retention == 0 {
+		opts.Retention = 7 * 24 * time.Hour
+	}
+	h := &Hub{opts: opts, log: opts.Logger, wakeCh: make(chan struct{}), done: make(chan struct{})}
 	h.edges = newEdges(h)
 	var err error
 	if h.db, err = kv.Open(dir, kv.Options{Durability: opts.Durability, Logger: opts.Logger, InMemory: opts.InMemory}); err != nil {
@@ -113,6 +122,10 @@ func Open(ctx context.Context, dir string, opts Options) (*Hub, error) {
 	if h.events, err = openEventLog(h.db); err != nil {
 		return fail(err)
 	}
+	if opts.Retention > 0 {
+		h.sweeper.Add(1)
+		go h.sweep()
+	}
 	return h, nil
 }
 
@@ -123,6 +136,7 @@ func (h *Hub) Stop() {
 		return
 	}
 	h.wake()
+	close(h.done)
 	if h.events != nil {
 		h.events.close()
 	}
@@ -134,6 +148,7 @@ func (h *Hub) Close() error {
 		return nil
 	}
 	h.Stop()
+	h.sweeper.Wait()
 	var errs []error
 	if h.queues != nil {
 		errs = append(errs, h.queues.Close())

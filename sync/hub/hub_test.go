@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -304,5 +305,48 @@ func TestTwinsRefusesForeignWrites(t *testing.T) {
 	doc, _ := f.h.Twin("dev1")
 	if strings.Contains(string(doc), `"x":1`) {
 		t.Fatalf("a refused delta reached the twin: %s", doc)
+	}
+}
+
+func TestRetention(t *testing.T) {
+	ctx := context.Background()
+	clock := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	var mu sync.Mutex
+	now := func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }
+	h, err := Open(ctx, "", Options{HostName: "hub.test", OwnerKey: ownerKey, InMemory: true, Retention: time.Hour, Now: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	gw, _ := h.PutDevice(ctx, identity.JSON{DeviceID: "gw1", Capabilities: &identity.Capabilities{IoTEdge: true}})
+	if _, err := h.PutDevice(ctx, identity.JSON{DeviceID: "dev1", ParentScopes: []string{gw.DeviceScope}}); err != nil {
+		t.Fatal(err)
+	}
+	send := func(seq uint64, id string) protocol.MessagesAck {
+		ack, err := h.Messages(ctx, "gw1", protocol.Messages{Instance: "edge:gw1.a", Queue: "q", Msgs: []protocol.Message{{Seq: seq, ID: id, Source: "devices/dev1"}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ack
+	}
+	send(1, "old")
+	mu.Lock()
+	clock = clock.Add(2 * time.Hour)
+	mu.Unlock()
+	send(2, "new")
+	n, err := h.applyResult(ctx, expireEvents{Before: now().Add(-time.Hour).UnixMilli(), Max: 1000})
+	if err != nil || n.(int) != 1 {
+		t.Fatalf("expired %v, %v; want 1", n, err)
+	}
+	evs, _ := h.Events(1, 10)
+	if len(evs) != 1 || evs[0].MessageID != "new" || evs[0].Seq != 2 {
+		t.Fatalf("events after the retention: %+v", evs)
+	}
+	// Past the retention the message id is forgotten too; within it, not.
+	if ack := send(3, "new"); ack.Appended != 0 {
+		t.Fatalf("a duplicate within the retention was stored: %+v", ack)
+	}
+	if ack := send(4, "old"); ack.Appended != 1 {
+		t.Fatalf("an id past the retention is still taken for a duplicate: %+v", ack)
 	}
 }

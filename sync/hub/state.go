@@ -54,12 +54,18 @@ func (h *Hub) applyResult(ctx context.Context, cmd any) (any, error) {
 		res, err = h.appendEventsLocked(ctx, c)
 	case mergeTwins:
 		_, err = h.twins.ApplyDelta(ctx, c.Batch)
+	case expireEvents:
+		res, err = h.expireEventsLocked(ctx, c)
 	default:
 		err = h.applyLocked(ctx, cmd)
 	}
 	h.mu.Unlock()
-	if err == nil {
-		h.wake()
+	switch cmd.(type) {
+	case appendEvents, expireEvents: // nothing an edge pulls
+	default:
+		if err == nil {
+			h.wake()
+		}
 	}
 	return res, err
 }

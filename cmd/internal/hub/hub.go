@@ -28,6 +28,7 @@ type Config struct {
 	Hostname        string
 	TLSCert, TLSKey string
 	OwnerKey        string // base64; empty: generated once and kept in <data>/owner.connection-string
+	Retention       time.Duration
 	Logger          *slog.Logger
 	Stdout          io.Writer
 }
@@ -60,7 +61,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	h, err := synchub.Open(ctx, filepath.Join(cfg.DataDir, "store"), synchub.Options{HostName: host, OwnerKey: key, Logger: cfg.Logger})
+	h, err := synchub.Open(ctx, filepath.Join(cfg.DataDir, "store"), synchub.Options{HostName: host, OwnerKey: key, Logger: cfg.Logger, Retention: cfg.Retention})
 	if err != nil {
 		return err
 	}
