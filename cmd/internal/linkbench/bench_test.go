@@ -6,7 +6,10 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net/http/httptest"
+	"os"
+	"runtime/pprof"
 	"strings"
 	"testing"
 	"time"
@@ -42,6 +45,7 @@ type rig struct {
 	link   *upstream.Link
 	up     *queue.Queue
 	start  func()
+	ids    int
 }
 
 // newRig opens a hub and an edge store in temporary directories, with the
@@ -68,7 +72,11 @@ func newRig(b *testing.B) *rig {
 	check(b, err)
 	ids, err := identity.Open(ctx, r.db, identity.Options{})
 	check(b, err)
-	r.link, err = upstream.New(upstream.Options{URL: "http://" + r.proxy.Addr().String(), DB: r.db, Queues: r.queues, Twins: r.twins,
+	var log *slog.Logger
+	if os.Getenv("LINKBENCH_LOG") != "" {
+		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	r.link, err = upstream.New(upstream.Options{URL: "http://" + r.proxy.Addr().String(), DB: r.db, Queues: r.queues, Twins: r.twins, Logger: log,
 		Identities: ids, Target: sink{}, Edge: sas.ConnString{HostName: "hub.bench", DeviceID: "gw1", SharedAccessKey: gw.Auth.PrimaryKey}})
 	check(b, err)
 	r.up, err = r.queues.Queue("$upstream/pdefault", queue.QueueOptions{})
@@ -111,7 +119,8 @@ func (r *rig) fill(b *testing.B, n, size int) int64 {
 			body := fmt.Sprintf(`{"seq":%d,"t":%.2f,"noise":"%s"}`, i, 20+float64(i%100)/10, randomHex(size))
 			body = body[:min(len(body), size)]
 			payload += int64(len(body))
-			batch = append(batch, queue.Message{ID: fmt.Sprintf("m%d", i), Source: "devices/dev1", Body: []byte(body),
+			r.ids++ // unique message ids: the hub de-duplicates by them
+			batch = append(batch, queue.Message{ID: fmt.Sprintf("m%d", r.ids), Source: "devices/dev1", Body: []byte(body),
 				Sys: map[string]string{"connectionDeviceId": "dev1", "contentType": "application/json"}})
 		}
 		_, err := r.up.Append(r.ctx, batch...)
@@ -130,6 +139,9 @@ func (r *rig) waitEvents(b *testing.B, n uint64, timeout time.Duration) {
 	deadline := time.Now().Add(timeout)
 	for r.hub.LastSeq() < n {
 		if time.Now().After(deadline) {
+			if os.Getenv("LINKBENCH_LOG") != "" {
+				_ = pprof.Lookup("goroutine").WriteTo(os.Stderr, 1)
+			}
 			b.Fatalf("%d of %d events at the hub after %s", r.hub.LastSeq(), n, timeout)
 		}
 		time.Sleep(2 * time.Millisecond)
