@@ -10,9 +10,9 @@ import (
 )
 
 // maintain runs value-log GC on a schedule and, once enough has been deleted,
-// compacts the tree: with small values everything lives in the LSM, and
-// compaction alone leaves append-then-delete tombstones in the last level
-// (badger #2329), so a flatten is what returns disk after a drain.
+// reclaims: compaction alone leaves append-then-delete tombstones in the last
+// level (badger #2329), so a flatten returns the tree's disk after a drain,
+// and value-log GC, run until nothing is worth rewriting, the value log's.
 func (db *DB) maintain() {
 	defer db.wg.Done()
 	t := time.NewTicker(db.opts.MaintainEvery)
@@ -75,7 +75,7 @@ func (db *DB) reclaim() error {
 	if err := db.bdb.Flatten(2); err != nil {
 		return fmt.Errorf("reclaim: flatten: %w", err)
 	}
-	db.valueLogGC()
+	db.valueLogGCAll()
 	db.stats.Reclaims.Add(1)
 	return nil
 }
@@ -99,6 +99,20 @@ func (db *DB) valueLogGC() {
 	}
 	for i := 0; i < 16; i++ { // each call rewrites at most one file
 		if err := db.bdb.RunValueLogGC(0.5); err != nil {
+			if !errors.Is(err, badger.ErrNoRewrite) && !errors.Is(err, badger.ErrRejected) {
+				db.log.Warn("value log gc", "err", err)
+			}
+			return
+		}
+	}
+}
+
+// valueLogGCAll rewrites value-log files until none is worth it: after a
+// drain, values that left the LSM tree free whole files.
+func (db *DB) valueLogGCAll() {
+	for {
+		err := db.bdb.RunValueLogGC(0.5)
+		if err != nil {
 			if !errors.Is(err, badger.ErrNoRewrite) && !errors.Is(err, badger.ErrRejected) {
 				db.log.Warn("value log gc", "err", err)
 			}
