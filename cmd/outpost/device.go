@@ -11,6 +11,7 @@ import (
 
 	"github.com/outpost-edge/outpost/cmd/internal/cli"
 	"github.com/outpost-edge/outpost/cmd/internal/hubclient"
+	"github.com/outpost-edge/outpost/store/identity"
 )
 
 var deviceCmd = hubCommand("device",
@@ -64,19 +65,19 @@ func runDevice(ctx context.Context, h *hubCall) error {
 	}
 }
 
-func deviceCreate(ctx context.Context, h *hubCall, c *hubclient.Client, id string, auth *hubclient.Authentication) error {
-	dev := hubclient.Device{
+func deviceCreate(ctx context.Context, h *hubCall, c *hubclient.Client, id string, auth *identity.Authentication) error {
+	dev := identity.JSON{
 		DeviceID:       id,
 		Status:         "enabled",
-		Capabilities:   &hubclient.Capabilities{IoTEdge: h.get("edge").(bool)},
+		Capabilities:   &identity.Capabilities{IoTEdge: h.get("edge").(bool)},
 		Authentication: auth,
 	}
 	if parent := h.str("parent"); parent != "" {
-		var p hubclient.Device
+		var p identity.JSON
 		if err := c.Do(ctx, http.MethodGet, hubclient.PathOf("devices", parent), nil, &p); err != nil {
 			return fmt.Errorf("parent device %q: %w", parent, err)
 		}
-		if !p.IsEdge() || p.DeviceScope == "" {
+		if (p.Capabilities == nil || !p.Capabilities.IoTEdge) || p.DeviceScope == "" {
 			return fmt.Errorf("parent device %q is not an edge device (it has no deviceScope); a parent is created with `outpost device create %s --edge`", parent, parent)
 		}
 		dev.ParentScopes = []string{p.DeviceScope}
@@ -116,7 +117,7 @@ func deviceList(ctx context.Context, h *hubCall, c *hubclient.Client) error {
 	if !h.table {
 		return h.writeJSON(raw)
 	}
-	var devs []hubclient.Device
+	var devs []identity.JSON
 	if err := json.Unmarshal(raw, &devs); err != nil {
 		return fmt.Errorf("the hub's device list: %w", err)
 	}
@@ -130,7 +131,7 @@ func deviceList(ctx context.Context, h *hubCall, c *hubclient.Client) error {
 		if d.Authentication != nil && d.Authentication.Type != "" {
 			auth = d.Authentication.Type
 		}
-		fmt.Fprintf(w, "%s\t%s\t%t\t%s\t%s\n", d.DeviceID, dash(d.Status), d.IsEdge(), parent, auth)
+		fmt.Fprintf(w, "%s\t%s\t%t\t%s\t%s\n", d.DeviceID, dash(d.Status), d.Capabilities != nil && d.Capabilities.IoTEdge, parent, auth)
 	}
 	return w.Flush()
 }
@@ -148,14 +149,14 @@ func showIdentity(ctx context.Context, h *hubCall, c *hubclient.Client, path str
 // connectionString field with the primary key.
 func writeIdentity(h *hubCall, c *hubclient.Client, raw json.RawMessage) error {
 	var d struct {
-		hubclient.Device
+		identity.JSON
 		ConnectionString *string `json:"connectionString"`
 	}
 	if err := json.Unmarshal(raw, &d); err != nil {
 		return fmt.Errorf("the hub's answer is not an identity: %w", err)
 	}
 	out := []byte(raw)
-	if cs := c.ConnectionString(d.Device); cs != "" && d.ConnectionString == nil {
+	if cs := c.ConnectionString(d.JSON); cs != "" && d.ConnectionString == nil {
 		var err error
 		if out, err = withField(raw, "connectionString", cs); err != nil {
 			return err
@@ -177,20 +178,26 @@ func keyFlags(fs *flag.FlagSet) {
 
 // keys returns the authentication that --primary-key and --secondary-key
 // ask for, nil when neither is given.
-func (h *hubCall) keys() (*hubclient.Authentication, error) {
-	k := &hubclient.SymmetricKey{PrimaryKey: h.str("primary-key"), SecondaryKey: h.str("secondary-key")}
-	for _, f := range [][2]string{{"primary-key", k.PrimaryKey}, {"secondary-key", k.SecondaryKey}} {
-		if f[1] == "" {
+func (h *hubCall) keys() (*identity.Authentication, error) {
+	k := &identity.SymmetricKey{}
+	for _, f := range []struct {
+		flag string
+		dst  *[]byte
+	}{{"primary-key", &k.PrimaryKey}, {"secondary-key", &k.SecondaryKey}} {
+		v := h.str(f.flag)
+		if v == "" {
 			continue
 		}
-		if b, err := base64.StdEncoding.DecodeString(f[1]); err != nil || len(b) < 16 || len(b) > 64 {
-			return nil, cli.Usagef("--%s must be base64 of 16 to 64 bytes (IoT Hub's key sizes)", f[0])
+		b, err := base64.StdEncoding.DecodeString(v)
+		if err != nil || len(b) < 16 || len(b) > 64 {
+			return nil, cli.Usagef("--%s must be base64 of 16 to 64 bytes (IoT Hub's key sizes)", f.flag)
 		}
+		*f.dst = b
 	}
-	if *k == (hubclient.SymmetricKey{}) {
+	if k.PrimaryKey == nil && k.SecondaryKey == nil {
 		return nil, nil
 	}
-	return &hubclient.Authentication{Type: "sas", SymmetricKey: k}, nil
+	return &identity.Authentication{Type: identity.AuthSAS, SymmetricKey: k}, nil
 }
 
 func dash(s string) string {

@@ -8,6 +8,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/outpost-edge/outpost/cmd/internal/hubclient"
+	"github.com/outpost-edge/outpost/store/identity"
 )
 
 var moduleCmd = hubCommand("module",
@@ -55,14 +56,14 @@ func runModule(ctx context.Context, h *hubCall) error {
 	}
 }
 
-func moduleCreate(ctx context.Context, h *hubCall, c *hubclient.Client, d, m string, auth *hubclient.Authentication) error {
+func moduleCreate(ctx context.Context, h *hubCall, c *hubclient.Client, d, m string, auth *identity.Authentication) error {
 	path := hubclient.PathOf("devices", d, "modules", m)
 	ids := d + " " + m
 	if err := mustNotExist(ctx, c, path, fmt.Sprintf("module %q of device %q", m, d), "module show "+ids, "module delete "+ids); err != nil {
 		return err
 	}
 	var raw json.RawMessage
-	if err := c.Do(ctx, http.MethodPut, path, hubclient.Device{DeviceID: d, ModuleID: m, Authentication: auth}, &raw); err != nil {
+	if err := c.Do(ctx, http.MethodPut, path, identity.JSON{DeviceID: d, ModuleID: m, Authentication: auth}, &raw); err != nil {
 		return err
 	}
 	return writeIdentity(h, c, raw)
@@ -76,7 +77,7 @@ func moduleList(ctx context.Context, h *hubCall, c *hubclient.Client, d string) 
 	if !h.table {
 		return h.writeJSON(raw)
 	}
-	var mods []hubclient.Device
+	var mods []identity.JSON
 	if err := json.Unmarshal(raw, &mods); err != nil {
 		return fmt.Errorf("the hub's module list: %w", err)
 	}

@@ -32,8 +32,8 @@ type Authentication struct {
 
 // SymmetricKey holds base64 keys (encoding/json encodes []byte as base64).
 type SymmetricKey struct {
-	PrimaryKey   []byte `json:"primaryKey"`
-	SecondaryKey []byte `json:"secondaryKey"`
+	PrimaryKey   []byte `json:"primaryKey,omitempty"`
+	SecondaryKey []byte `json:"secondaryKey,omitempty"`
 }
 
 // X509Thumbprint holds certificate thumbprints.

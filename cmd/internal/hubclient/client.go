@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/outpost-edge/outpost/store/identity"
 	"github.com/outpost-edge/outpost/store/identity/sas"
 )
 
@@ -367,51 +368,19 @@ func PathOf(segs ...string) string {
 	return b.String()
 }
 
-// Device is a device or module identity as the REST API carries it.
-type Device struct {
-	DeviceID       string          `json:"deviceId"`
-	ModuleID       string          `json:"moduleId,omitempty"`
-	Status         string          `json:"status,omitempty"`
-	Capabilities   *Capabilities   `json:"capabilities,omitempty"`
-	DeviceScope    string          `json:"deviceScope,omitempty"`
-	ParentScopes   []string        `json:"parentScopes,omitempty"`
-	Authentication *Authentication `json:"authentication,omitempty"`
-}
-
-// Capabilities of a device.
-type Capabilities struct {
-	IoTEdge bool `json:"iotEdge"`
-}
-
-// Authentication of an identity: type sas with symmetric keys, or
-// selfSigned / certificateAuthority for X.509.
-type Authentication struct {
-	Type         string        `json:"type,omitempty"`
-	SymmetricKey *SymmetricKey `json:"symmetricKey,omitempty"`
-}
-
-// SymmetricKey holds base64 keys.
-type SymmetricKey struct {
-	PrimaryKey   string `json:"primaryKey,omitempty"`
-	SecondaryKey string `json:"secondaryKey,omitempty"`
-}
-
-// IsEdge reports whether d is an IoT Edge device.
-func (d Device) IsEdge() bool { return d.Capabilities != nil && d.Capabilities.IoTEdge }
-
 // ConnectionString is the identity's connection string on this hub with
 // its primary key (x509=true for certificate identities), "" when the
 // identity carries neither.
-func (c *Client) ConnectionString(d Device) string {
+func (c *Client) ConnectionString(d identity.JSON) string {
 	s := "HostName=" + c.HostName + ";DeviceId=" + d.DeviceID
 	if d.ModuleID != "" {
 		s += ";ModuleId=" + d.ModuleID
 	}
 	a := d.Authentication
 	switch {
-	case a != nil && a.SymmetricKey != nil && a.SymmetricKey.PrimaryKey != "":
-		return s + ";SharedAccessKey=" + a.SymmetricKey.PrimaryKey
-	case a != nil && (a.Type == "selfSigned" || a.Type == "certificateAuthority"):
+	case a != nil && a.SymmetricKey != nil && len(a.SymmetricKey.PrimaryKey) > 0:
+		return s + ";SharedAccessKey=" + base64.StdEncoding.EncodeToString(a.SymmetricKey.PrimaryKey)
+	case a != nil && (a.Type == identity.AuthSelfSigned || a.Type == identity.AuthCA):
 		return s + ";x509=true"
 	}
 	return ""

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/outpost-edge/outpost/cmd/internal/hubclient"
+	"github.com/outpost-edge/outpost/store/identity"
 	"github.com/outpost-edge/outpost/store/identity/sas"
 )
 
@@ -118,8 +119,8 @@ func TestClientDo(t *testing.T) {
 		}
 		io.WriteString(w, `{"deviceId":"a#b","deviceScope":"ms-azure-iot-edge://a#b-1"}`)
 	})
-	var got hubclient.Device
-	in := hubclient.Device{DeviceID: "a#b", Status: "enabled", Capabilities: &hubclient.Capabilities{IoTEdge: true}}
+	var got identity.JSON
+	in := identity.JSON{DeviceID: "a#b", Status: "enabled", Capabilities: &identity.Capabilities{IoTEdge: true}}
 	if err := c.Do(context.Background(), http.MethodPut, hubclient.PathOf("devices", "a#b"), in, &got); err != nil {
 		t.Fatal(err)
 	}
