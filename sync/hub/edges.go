@@ -22,7 +22,6 @@ type edges struct {
 type edgeConn struct {
 	pulling  int
 	lastSeen time.Time
-	pullGen  uint64
 	stop     chan struct{} // closed when a newer pull replaces the current one
 	calls    []*call
 	inflight map[string]*call
@@ -47,16 +46,15 @@ func (e *edges) conn(edge string) *edgeConn {
 
 // begin registers a pull; an older pull of the same edge still waiting is
 // ended, so one edge has one pull at a time.
-func (e *edges) begin(edge string) (gen uint64, stop <-chan struct{}) {
+func (e *edges) begin(edge string) (stop <-chan struct{}) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	c := e.conn(edge)
 	close(c.stop)
 	c.stop = make(chan struct{})
-	c.pullGen++
 	c.pulling++
 	c.lastSeen = e.h.opts.Now()
-	return c.pullGen, c.stop
+	return c.stop
 }
 
 func (e *edges) end(edge string) {

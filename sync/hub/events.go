@@ -302,11 +302,16 @@ func (h *Hub) cursors(instance string) (map[string]uint64, error) {
 		defer it.Close()
 		for it.Rewind(); it.Valid(); it.Next() {
 			q := strings.TrimSuffix(string(it.Item().Key()[len(prefix):]), "\x00")
-			v, _, err := getUint(txn, it.Item().KeyCopy(nil))
+			err := it.Item().Value(func(b []byte) error {
+				if len(b) != 8 {
+					return fmt.Errorf("cursor of queue %q is %d bytes, want 8", q, len(b))
+				}
+				out[q] = binary.BigEndian.Uint64(b)
+				return nil
+			})
 			if err != nil {
 				return err
 			}
-			out[q] = v
 		}
 		return nil
 	})

@@ -108,7 +108,7 @@ func (h *Hub) Pull(ctx context.Context, edge string, p protocol.Pull) (protocol.
 	if err := h.checkInstance(edge, p.Instance); err != nil {
 		return protocol.Push{}, err
 	}
-	_, stop := h.edges.begin(edge)
+	stop := h.edges.begin(edge)
 	defer h.edges.end(edge)
 	wait := min(time.Duration(p.WaitMs)*time.Millisecond, h.opts.PullWait)
 	t := time.NewTimer(wait)
@@ -132,7 +132,8 @@ func (h *Hub) Pull(ctx context.Context, edge string, p protocol.Pull) (protocol.
 	}
 }
 
-func empty(p protocol.Push) bool { // Hub is always set: it does not count
+// empty reports whether p carries nothing (Hub, always set, does not count).
+func empty(p protocol.Push) bool {
 	return len(p.Twins.Twins) == 0 && len(p.Twins.Commits) == 0 && !p.HasScope && len(p.C2D) == 0 && len(p.Methods) == 0
 }
 

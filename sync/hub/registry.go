@@ -142,7 +142,7 @@ func (h *Hub) Identity(id string) (identity.Identity, error) {
 	return v, nil
 }
 
-// Devices lists devices (modules == false) or the modules of device.
+// Devices lists the devices (not their modules).
 func (h *Hub) Devices() []identity.Identity {
 	ids, _ := h.ids.List()
 	return slices.DeleteFunc(ids, func(i identity.Identity) bool { return i.ModuleID != "" })
