@@ -3,6 +3,8 @@ package upstream
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -47,7 +49,8 @@ type Options struct {
 	Twins      *twin.Store
 	Identities *identity.Cache
 	Target     Target
-	Client     *http.Client // default: a client with sane timeouts
+	Client     *http.Client   // default: a client with sane timeouts
+	RootCAs    *x509.CertPool // with the default client: the CAs a TLS hub's certificate chains to (nil: the system's)
 	Logger     *slog.Logger
 
 	BackoffMin, BackoffMax time.Duration // default 100 ms, 1 s
@@ -125,7 +128,7 @@ func New(opts Options) (*Link, error) {
 	}
 	if opts.Client == nil {
 		opts.Client = &http.Client{Transport: &http.Transport{Proxy: http.ProxyFromEnvironment, MaxIdleConnsPerHost: 4,
-			IdleConnTimeout: 90 * time.Second, ResponseHeaderTimeout: 0}}
+			IdleConnTimeout: 90 * time.Second, TLSClientConfig: &tls.Config{RootCAs: opts.RootCAs, MinVersion: tls.VersionTLS12}}}
 	}
 	opts.URL = strings.TrimSuffix(opts.URL, "/")
 	l := &Link{opts: opts, log: opts.Logger, instance: string(opts.Twins.Replica()), upCh: make(chan struct{}),

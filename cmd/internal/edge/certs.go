@@ -133,3 +133,17 @@ func LocalCA(dir string, hosts []string) (caPath string, err error) {
 	caPath, _, err = localCA(dir, hosts)
 	return caPath, err
 }
+
+// LoadCAs reads the PEM certificates of path into a pool; flag names the
+// option in errors.
+func LoadCAs(path, flag string) (*x509.CertPool, error) {
+	pem, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", flag, err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("%s %s: no PEM certificate in it", flag, path)
+	}
+	return pool, nil
+}

@@ -288,12 +288,9 @@ func (e *edge) newBroker(routes *route.Config, policy *broker.Policy) error {
 	hosts := e.hostNames()
 	var roots *x509.CertPool
 	if e.cfg.ClientCA != "" {
-		pem, err := os.ReadFile(e.cfg.ClientCA)
-		if err != nil {
-			return fmt.Errorf("--client-ca: %w", err)
-		}
-		if roots = x509.NewCertPool(); !roots.AppendCertsFromPEM(pem) {
-			return fmt.Errorf("--client-ca %s: no PEM certificate in it", e.cfg.ClientCA)
+		var err error
+		if roots, err = LoadCAs(e.cfg.ClientCA, "--client-ca"); err != nil {
+			return err
 		}
 	}
 	b, err := broker.New(broker.Options{

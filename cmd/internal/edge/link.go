@@ -2,13 +2,9 @@ package edge
 
 import (
 	"context"
-	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
 	"errors"
-	"fmt"
-	"net/http"
-	"os"
 	"time"
 
 	"github.com/outpost-edge/outpost/broker"
@@ -24,21 +20,15 @@ func (e *edge) newLink() error {
 	if e.hubURL == "" {
 		return nil
 	}
-	var client *http.Client
+	var roots *x509.CertPool
 	if e.cfg.HubCA != "" {
-		pem, err := os.ReadFile(e.cfg.HubCA)
-		if err != nil {
-			return fmt.Errorf("--hub-ca: %w", err)
+		var err error
+		if roots, err = LoadCAs(e.cfg.HubCA, "--hub-ca"); err != nil {
+			return err
 		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return fmt.Errorf("--hub-ca %s: no PEM certificate in it", e.cfg.HubCA)
-		}
-		client = &http.Client{Transport: &http.Transport{Proxy: http.ProxyFromEnvironment, MaxIdleConnsPerHost: 4,
-			IdleConnTimeout: 90 * time.Second, TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}
 	}
 	l, err := upstream.New(upstream.Options{URL: e.hubURL, Edge: e.cs, DB: e.db, Queues: e.queues, Twins: e.twins,
-		Identities: e.ids, Target: linkTarget{e}, Logger: e.cfg.Logger, Client: client})
+		Identities: e.ids, Target: linkTarget{e}, Logger: e.cfg.Logger, RootCAs: roots})
 	e.link = l
 	return err
 }

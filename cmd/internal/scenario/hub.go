@@ -2,7 +2,6 @@ package scenario
 
 import (
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/rogpeppe/go-internal/testscript"
 
+	"github.com/outpost-edge/outpost/cmd/internal/edge"
 	"github.com/outpost-edge/outpost/cmd/internal/hub"
 	"github.com/outpost-edge/outpost/store/identity/sas"
 )
@@ -57,10 +57,8 @@ func hubGet(ts *testscript.TestScript, path string) (int, []byte) {
 	req.Header.Set("Authorization", sas.NewToken(cs.Resource(), cs.SharedAccessKey, cs.SharedAccessKeyName, time.Now().Add(time.Hour)))
 	client := http.DefaultClient
 	if ca := ts.Getenv("SSL_CERT_FILE"); ca != "" { // as the CLI trusts the hub
-		pool := x509.NewCertPool()
-		pem, err := os.ReadFile(ca)
+		pool, err := edge.LoadCAs(ca, "SSL_CERT_FILE")
 		ts.Check(err)
-		pool.AppendCertsFromPEM(pem)
 		client = &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}
 	}
 	resp, err := client.Do(req)

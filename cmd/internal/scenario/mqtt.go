@@ -2,7 +2,6 @@ package scenario
 
 import (
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/base64"
 	"flag"
 	"fmt"
@@ -15,6 +14,7 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 	"github.com/rogpeppe/go-internal/testscript"
 
+	"github.com/outpost-edge/outpost/cmd/internal/edge"
 	"github.com/outpost-edge/outpost/store/identity/sas"
 )
 
@@ -44,10 +44,9 @@ func dialCA(addr, id, key, ca string) (paho.Client, error) {
 		SetUsername(host + "/" + id + "/?api-version=2021-04-12").SetPassword(tok).
 		SetAutoReconnect(false).SetProtocolVersion(4).SetOrderMatters(true).SetConnectTimeout(5 * time.Second)
 	if !strings.HasPrefix(broker, "tcp://") {
-		pool := x509.NewCertPool()
-		pem, err := os.ReadFile(ca)
-		if err != nil || !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("read the edge CA from $CA: %v", err)
+		pool, err := edge.LoadCAs(ca, "$CA (the edge's CA)")
+		if err != nil {
+			return nil, err
 		}
 		o.SetTLSConfig(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12})
 	}
