@@ -110,20 +110,7 @@ func mustNotExist(ctx context.Context, c *hubclient.Client, path, what, show, de
 }
 
 func deviceList(ctx context.Context, h *hubCall, c *hubclient.Client) error {
-	var raw json.RawMessage
-	if err := c.Do(ctx, http.MethodGet, "/devices", nil, &raw); err != nil {
-		return err
-	}
-	if !h.table {
-		return h.writeJSON(raw)
-	}
-	var devs []identity.JSON
-	if err := json.Unmarshal(raw, &devs); err != nil {
-		return fmt.Errorf("the hub's device list: %w", err)
-	}
-	w := tabwriter.NewWriter(h.env.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "DEVICE ID\tSTATUS\tEDGE\tPARENT SCOPE\tAUTH")
-	for _, d := range devs {
+	return listIdentities(ctx, h, c, "/devices", "DEVICE ID\tSTATUS\tEDGE\tPARENT SCOPE\tAUTH", func(d identity.JSON) string {
 		parent, auth := "-", "-"
 		if len(d.ParentScopes) > 0 {
 			parent = d.ParentScopes[0]
@@ -131,7 +118,28 @@ func deviceList(ctx context.Context, h *hubCall, c *hubclient.Client) error {
 		if d.Authentication != nil && d.Authentication.Type != "" {
 			auth = d.Authentication.Type
 		}
-		fmt.Fprintf(w, "%s\t%s\t%t\t%s\t%s\n", d.DeviceID, dash(d.Status), d.Capabilities != nil && d.Capabilities.IoTEdge, parent, auth)
+		return fmt.Sprintf("%s\t%s\t%t\t%s\t%s", d.DeviceID, dash(d.Status), d.Capabilities != nil && d.Capabilities.IoTEdge, parent, auth)
+	})
+}
+
+// listIdentities prints the identities at path: as received, or with -o
+// table one row each under header.
+func listIdentities(ctx context.Context, h *hubCall, c *hubclient.Client, path, header string, row func(identity.JSON) string) error {
+	var raw json.RawMessage
+	if err := c.Do(ctx, http.MethodGet, path, nil, &raw); err != nil {
+		return err
+	}
+	if !h.table {
+		return h.writeJSON(raw)
+	}
+	var ids []identity.JSON
+	if err := json.Unmarshal(raw, &ids); err != nil {
+		return fmt.Errorf("the hub's list at %s: %w", path, err)
+	}
+	w := tabwriter.NewWriter(h.env.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, header)
+	for _, id := range ids {
+		fmt.Fprintln(w, row(id))
 	}
 	return w.Flush()
 }

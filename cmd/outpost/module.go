@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"text/tabwriter"
 
 	"github.com/outpost-edge/outpost/cmd/internal/hubclient"
 	"github.com/outpost-edge/outpost/store/identity"
@@ -70,21 +69,7 @@ func moduleCreate(ctx context.Context, h *hubCall, c *hubclient.Client, d, m str
 }
 
 func moduleList(ctx context.Context, h *hubCall, c *hubclient.Client, d string) error {
-	var raw json.RawMessage
-	if err := c.Do(ctx, http.MethodGet, hubclient.PathOf("devices", d, "modules"), nil, &raw); err != nil {
-		return err
-	}
-	if !h.table {
-		return h.writeJSON(raw)
-	}
-	var mods []identity.JSON
-	if err := json.Unmarshal(raw, &mods); err != nil {
-		return fmt.Errorf("the hub's module list: %w", err)
-	}
-	w := tabwriter.NewWriter(h.env.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "MODULE ID\tSTATUS")
-	for _, m := range mods {
-		fmt.Fprintf(w, "%s\t%s\n", m.ModuleID, dash(m.Status))
-	}
-	return w.Flush()
+	return listIdentities(ctx, h, c, hubclient.PathOf("devices", d, "modules"), "MODULE ID\tSTATUS", func(m identity.JSON) string {
+		return m.ModuleID + "\t" + dash(m.Status)
+	})
 }
