@@ -196,7 +196,7 @@ func (s *Store) ApplyDelta(ctx context.Context, b Batch) ([]Change, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := s.checkBatch(b); err != nil {
-		return nil, fmt.Errorf("apply twin delta: %w", err)
+		return nil, fmt.Errorf("apply twin delta: %w: %w", ErrBadDelta, err)
 	}
 	var w writeSet
 	var changes []Change
@@ -290,7 +290,7 @@ func (s *Store) mergeTwin(td TwinDelta, w *writeSet) (*twin, []Change, error) {
 			continue
 		}
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, fmt.Errorf("%w: %w", ErrBadDelta, err)
 		}
 		if ok {
 			changed, secs[f.Section] = append(changed, f), true

@@ -36,6 +36,9 @@ var (
 	ErrWrongSide    = errors.New("section not writable on this side")
 	ErrTooLarge     = errors.New("twin section over its size limit")
 	ErrStaleSession = errors.New("a newer connection of this identity exists")
+	// ErrBadDelta wraps every refusal of a peer's delta for what it holds
+	// (as opposed to a storage failure while applying it).
+	ErrBadDelta = errors.New("twin delta refused")
 )
 
 // Options configure a Store.

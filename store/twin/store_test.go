@@ -353,8 +353,8 @@ func TestHostileBatchesRefusedWhole(t *testing.T) {
 			b := roundTrip(t, good)
 			m(&b)
 			vv := hub.VV()
-			if _, err := hub.ApplyDelta(ctx, b); err == nil {
-				t.Fatal("hostile batch accepted")
+			if _, err := hub.ApplyDelta(ctx, b); !errors.Is(err, ErrBadDelta) {
+				t.Fatalf("hostile batch: err %v, want ErrBadDelta", err)
 			}
 			if _, err := hub.Get("d"); !errors.Is(err, ErrNotFound) {
 				t.Errorf("part of a refused batch was applied: %v", err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"github.com/outpost-edge/outpost/store/crdt"
 	"github.com/outpost-edge/outpost/store/identity"
 	"github.com/outpost-edge/outpost/store/kv"
+	"github.com/outpost-edge/outpost/store/twin"
 	"github.com/outpost-edge/outpost/sync/protocol"
 )
 
@@ -85,9 +87,11 @@ func (h *Hub) Twins(ctx context.Context, edge string, m protocol.TwinsUp) (proto
 			return protocol.TwinsAck{}, fmt.Errorf("%w: commit for %s; an edge commits only its own writes", ErrInvalid, c.Origin)
 		}
 	}
-	if err := h.apply(ctx, mergeTwins{Edge: edge, Batch: m.Batch}); err != nil {
+	if err := h.apply(ctx, mergeTwins{Edge: edge, Batch: m.Batch}); errors.Is(err, twin.ErrBadDelta) {
 		h.metrics.framesRefused.Add(1)
 		return protocol.TwinsAck{}, fmt.Errorf("%w: %v", ErrInvalid, err)
+	} else if err != nil {
+		return protocol.TwinsAck{}, err // a storage failure: 500, the edge retries
 	}
 	h.metrics.twinMerges.Add(1)
 	return protocol.TwinsAck{TwinVV: h.twins.VV()}, nil
