@@ -171,7 +171,7 @@ func writeError(w http.ResponseWriter, err error) {
 		code   string
 	}{
 		{errUnauthorized, 401, "Unauthorized"}, {errForbidden, 403, "Forbidden"}, {ErrNotFound, 404, "NotFound"},
-		{ErrOffline, 404, "DeviceNotOnline"}, {ErrInvalid, 400, "BadRequest"}, {ErrConflict, 409, "Conflict"},
+		{ErrOffline, 404, "DeviceNotOnline"}, {ErrInvalid, 400, "BadRequest"},
 		{ErrFull, 429, "QuotaExceeded"}, {ErrTimeout, 504, "GatewayTimeout"}, {protocol.ErrTooLarge, 413, "RequestEntityTooLarge"},
 	} {
 		if errors.Is(err, m.err) {

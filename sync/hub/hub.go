@@ -19,7 +19,6 @@ import (
 var (
 	ErrNotFound = errors.New("not found")
 	ErrInvalid  = errors.New("invalid request")
-	ErrConflict = errors.New("conflict")
 	ErrOffline  = errors.New("device not connected")
 	ErrTimeout  = errors.New("timed out")
 	ErrFull     = errors.New("quota exceeded")
