@@ -217,11 +217,10 @@ func splitSource(src string) (device, module string, ok bool) {
 // block the queue behind it).
 func (h *Hub) appendEventsLocked(ctx context.Context, c appendEvents) (protocol.MessagesAck, error) {
 	edge, m := c.Edge, c.Frame
-	ids, _, err := h.scope(edge)
+	inScope, err := h.inScope(edge)
 	if err != nil {
 		return protocol.MessagesAck{}, err
 	}
-	scope := idSet(ids)
 	var ack protocol.MessagesAck
 	for i := 1; i < len(m.Msgs); i++ {
 		if m.Msgs[i].Seq <= m.Msgs[i-1].Seq {
@@ -251,7 +250,7 @@ func (h *Hub) appendEventsLocked(ctx context.Context, c appendEvents) (protocol.
 			if mod != "" {
 				id += "/" + mod
 			}
-			if !ok || !scope[id] {
+			if !ok || !inScope(id) {
 				h.metrics.eventsRefused.Add(1)
 				h.log.Warn("message refused: its source is not in the edge's scope", "edge", edge, "source", msg.Source, "message_id", msg.ID)
 				continue

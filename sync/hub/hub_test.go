@@ -350,3 +350,33 @@ func TestRetention(t *testing.T) {
 		t.Fatalf("an id past the retention is still taken for a duplicate: %+v", ack)
 	}
 }
+
+// inScope (lookups, on the link's hot path) agrees with scope (the scan
+// that pulls send) for every registered identity.
+func TestInScopeMatchesScope(t *testing.T) {
+	f := newFixture(t)
+	if _, err := f.h.PutModule(f.ctx, identity.JSON{DeviceID: "dev1", ModuleID: "m"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.h.PutModule(f.ctx, identity.JSON{DeviceID: "other", ModuleID: "m"}); err != nil {
+		t.Fatal(err)
+	}
+	ids, _, err := f.h.scope("gw1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := idSet(ids)
+	in, err := f.h.inScope("gw1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	all, _ := f.h.ids.List()
+	for _, id := range all {
+		if in(id.ID()) != want[id.ID()] {
+			t.Errorf("%s: inScope %v, scope %v", id.ID(), in(id.ID()), want[id.ID()])
+		}
+	}
+	if in("ghost") || len(want) != 5 { // gw1, its two system modules, dev1, dev1/m
+		t.Errorf("scope %v", want)
+	}
+}

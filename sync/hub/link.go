@@ -64,14 +64,13 @@ func (h *Hub) Twins(ctx context.Context, edge string, m protocol.TwinsUp) (proto
 	if err := h.checkInstance(edge, m.Instance); err != nil {
 		return protocol.TwinsAck{}, err
 	}
-	ids, _, err := h.scope(edge)
+	inScope, err := h.inScope(edge)
 	if err != nil {
 		return protocol.TwinsAck{}, err
 	}
-	scope := idSet(ids)
 	own := crdt.ReplicaID("edge:" + edge + ".")
 	for _, td := range m.Batch.Twins {
-		if !scope[td.ID] {
+		if !inScope(td.ID) {
 			h.metrics.framesRefused.Add(1)
 			return protocol.TwinsAck{}, fmt.Errorf("%w: twin %q is not in the scope of edge %q", ErrInvalid, td.ID, edge)
 		}

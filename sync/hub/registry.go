@@ -177,6 +177,30 @@ func (h *Hub) scope(edge string) ([]identity.Identity, identity.Identity, error)
 	return slices.DeleteFunc(all, func(i identity.Identity) bool { return !children[i.DeviceID] }), self, nil
 }
 
+// inScope returns a check of whether an identity ("d" or "d/m") is in an
+// edge's scope, by lookups rather than a scan of the registry: for the
+// per-batch checks of the link.
+func (h *Hub) inScope(edge string) (func(id string) bool, error) {
+	self, err := h.Identity(edge)
+	if err != nil {
+		return nil, err
+	}
+	if !self.Edge {
+		return nil, fmt.Errorf("%w: %q is not an edge device", ErrInvalid, edge)
+	}
+	return func(id string) bool {
+		if _, ok, _ := h.ids.Get(id); !ok {
+			return false
+		}
+		dev, _, _ := identity.SplitID(id)
+		if dev == edge {
+			return true
+		}
+		d, ok, _ := h.ids.Get(dev)
+		return ok && d.ModuleID == "" && slices.Contains(d.ParentScopes, self.DeviceScope)
+	}, nil
+}
+
 // edgeOf returns the edge device that serves id ("d" or "d/m"): d itself
 // when it is an edge, else d's parent.
 func (h *Hub) edgeOf(id string) (string, error) {
