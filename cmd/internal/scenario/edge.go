@@ -24,22 +24,10 @@ func cmdWaitReady(ts *testscript.TestScript, neg bool, args []string) {
 	if len(args) != 1 {
 		ts.Fatalf("usage: waitready DIR")
 	}
-	path := filepath.Join(ts.MkAbs(args[0]), "ready.json")
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		data, err := os.ReadFile(path)
-		if err == nil {
-			var r edge.Ready
-			ts.Check(json.Unmarshal(data, &r))
-			for k, v := range map[string]string{"MQTT": r.MQTT, "MQTTS": r.MQTTS, "WS": r.WS, "API": r.API, "CA": r.CA} {
-				ts.Setenv(k, v)
-			}
-			return
-		}
-		if time.Now().After(deadline) {
-			ts.Fatalf("%s did not appear in 30s", path)
-		}
-		time.Sleep(20 * time.Millisecond)
+	var r edge.Ready
+	waitReadyFile(ts, ts.MkAbs(args[0]), &r)
+	for k, v := range map[string]string{"MQTT": r.MQTT, "MQTTS": r.MQTTS, "WS": r.WS, "API": r.API, "CA": r.CA} {
+		ts.Setenv(k, v)
 	}
 }
 

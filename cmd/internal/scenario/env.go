@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -84,4 +85,20 @@ func poll(ts *testscript.TestScript, what string, check func() string) {
 		}
 	}
 	ts.Fatalf("timed out waiting for %s; last saw: %s", what, last)
+}
+
+// waitReadyFile waits until dir/ready.json holds a JSON document and
+// decodes it into v (an edge.Ready or a hub.Ready).
+func waitReadyFile(ts *testscript.TestScript, dir string, v any) {
+	path := filepath.Join(dir, "ready.json")
+	poll(ts, path, func() string {
+		data, err := os.ReadFile(path)
+		if err == nil {
+			err = json.Unmarshal(data, v)
+		}
+		if err != nil {
+			return err.Error()
+		}
+		return ""
+	})
 }

@@ -29,15 +29,7 @@ func cmdHubReady(ts *testscript.TestScript, neg bool, args []string) {
 	}
 	dir := ts.MkAbs(args[0])
 	var r hub.Ready
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		data, err := os.ReadFile(filepath.Join(dir, "ready.json"))
-		if err == nil && json.Unmarshal(data, &r) == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			ts.Fatalf("the hub in %s did not get ready in 30s", dir)
-		}
-	}
+	waitReadyFile(ts, dir, &r)
 	cs, err := os.ReadFile(filepath.Join(dir, "owner.connection-string"))
 	ts.Check(err)
 	ts.Setenv("HUB", r.URL)
