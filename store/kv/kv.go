@@ -60,12 +60,12 @@ type Options struct {
 	IndexCacheSize   int64 // default 4 MiB
 	ValueLogFileSize int64 // default 32 MiB
 	// ValueThreshold: values of at least this many bytes live in the value
-	// log, the tree keeps a pointer. Default 64 B with Process durability,
-	// so message bodies are written once, not copied again by every
-	// memtable flush and compaction (at 1 KiB those copies were a quarter of
-	// the edge's CPU at full ingest); 1 KiB with Power, where a synced value
-	// log would cost a second sync per commit. Reclaim runs value-log GC
-	// until it frees nothing more.
+	// log, the tree keeps a pointer. Default 64 B, so message bodies are
+	// written once, not copied again by every memtable flush and compaction
+	// (at 1 KiB those copies were a quarter of the edge's CPU at full
+	// ingest). With Power, Badger syncs the value log on every commit
+	// whether or not the commit wrote to it, so keeping bodies in the tree
+	// saves no sync. Reclaim runs value-log GC until it frees nothing more.
 	ValueThreshold int64
 
 	// MaintainEvery is the interval of value-log GC; default 5 minutes.
@@ -85,10 +85,6 @@ func (o *Options) setDefaults() {
 	def(&o.BlockCacheSize, 8<<20)
 	def(&o.IndexCacheSize, 4<<20)
 	def(&o.ValueLogFileSize, 4<<20)
-	if o.Durability == Power {
-		// Values in the value log would cost a second sync per commit.
-		def(&o.ValueThreshold, 1<<10)
-	}
 	def(&o.ValueThreshold, 64)
 	def(&o.ReclaimAfter, 16<<20)
 	if o.MaintainEvery == 0 {
