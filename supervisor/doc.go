@@ -1,3 +1,17 @@
-// Package supervisor will run module processes from a deployment manifest
-// with restart policies and status reporting (issue 5).
+// Package supervisor runs the modules of an IoT Edge deployment (the
+// `$edgeAgent` desired properties) as OS processes and keeps them in the
+// desired state: it diffs the deployment against what runs and converges
+// (start, stop, update, remove, in startupOrder), applies restart policies
+// with exponential backoff and no permanent give-up, runs health checks,
+// captures each module's output in bounded log files, and keeps module
+// images in a content-addressed cache so that an edge that restarts without
+// a network brings every module back.
+//
+// A bad deployment (unknown field, bad restart policy, missing image,
+// digest mismatch) is refused as a whole with a clear lastDesiredStatus;
+// the modules in force keep running.
+//
+// Run owns all state in one goroutine; it starts a goroutine per running
+// process (waiting for its exit), per health check and per deployment being
+// resolved, and waits for all of them before it returns.
 package supervisor
