@@ -19,10 +19,9 @@ var commands = []cli.Command{
 	eventsCmd,
 	c2dCmd,
 	methodCmd,
+	imageCmd,
 	scenarioCmd,
 }
-
-func init() { commands = append(commands, plannedCmds...) }
 
 func run(args []string) int {
 	return cli.Main(args, commands, cli.Env{Stdout: os.Stdout, Stderr: os.Stderr})

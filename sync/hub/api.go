@@ -61,6 +61,10 @@ func (h *Hub) Handler() http.Handler {
 	svc("POST /devices/{d}/messages/deviceBound", h.c2d)
 	svc("GET /messages/events", h.readEvents)
 	svc("GET /metrics", h.writeMetrics)
+	svc("POST /images", h.pushImage)
+	svc("GET /images", h.listImages)
+	svc("GET /images/{digest}", h.getImage)
+	svc("DELETE /images/{digest}", h.deleteImage)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, 200, map[string]any{"status": "ok", "events": h.events.Last()})
 	})
@@ -77,6 +81,7 @@ func (h *Hub) Handler() http.Handler {
 	link(mux, h, protocol.PathMethods, func(_ context.Context, edge string, m protocol.MethodResult) (any, error) {
 		return struct{}{}, h.MethodResult(edge, m)
 	})
+	mux.HandleFunc("GET "+protocol.PathImages+"/{digest}", h.linkImage)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, 404, apiError{"NotFound", fmt.Sprintf("no API at %s %s; see CONTRACT §3 (devices, twins, messages/events, …)", r.Method, r.URL.Path)})
 	})
@@ -404,6 +409,10 @@ func (h *Hub) writeMetrics(w http.ResponseWriter, _ *http.Request) error {
 		{"outpost_hub_c2d_sent_total", "Cloud-to-device messages accepted.", h.metrics.c2dSent.Load()},
 		{"outpost_hub_methods_invoked_total", "Direct method calls handed to edges.", h.metrics.methodsInvoked.Load()},
 		{"outpost_hub_twin_merges_total", "Twin deltas merged from edges.", h.metrics.twinMerges.Load()},
+		{"outpost_hub_images_pushed_total", "Module images pushed (new or already stored).", h.metrics.imagesPushed.Load()},
+		{"outpost_hub_image_bytes_pushed_total", "Bytes of the module images pushed.", h.metrics.imageBytes.Load()},
+		{"outpost_hub_images_refused_total", "Image requests refused: over the size limit, empty, or a malformed digest.", h.metrics.imagesRefused.Load()},
+		{"outpost_hub_images_fetched_total", "Module images served to edges on the link.", h.metrics.imagesFetched.Load()},
 	} {
 		fmt.Fprintf(&sb, "# HELP %s %s\n# TYPE %s counter\n%s %d\n", c.name, c.help, c.name, c.name, c.v)
 	}

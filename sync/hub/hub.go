@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -48,6 +49,13 @@ type Options struct {
 	// in the de-duplication index); default 7 days, as IoT Hub's longest.
 	// Negative keeps them forever.
 	Retention time.Duration
+	// ImageDir holds the module image store (files, not in the store;
+	// see images.go). Default: <dir>/images; with InMemory, a temporary
+	// directory that Close removes.
+	ImageDir string
+	// MaxImageSize bounds one module image (default DefaultMaxImageSize,
+	// 512 MiB); a larger push is refused with 413.
+	MaxImageSize int64
 }
 
 // Hub is the cloud side's state and its service.
@@ -60,6 +68,7 @@ type Hub struct {
 	twins  *twin.Store
 	queues *queue.Store
 	events *eventLog
+	images *imageStore
 
 	mu      sync.Mutex // the state machine: commands apply one at a time
 	wakeMu  sync.Mutex
@@ -74,6 +83,7 @@ type Hub struct {
 type metrics struct {
 	eventsAppended, eventsDuplicate, eventsRefused, eventsExpired, framesRefused, authFailed atomic.Int64
 	c2dSent, methodsInvoked, twinMerges                                                      atomic.Int64
+	imagesPushed, imageBytes, imagesRefused, imagesFetched                                   atomic.Int64
 }
 
 // Open opens (or creates) the hub's store in dir.
@@ -99,6 +109,12 @@ func Open(ctx context.Context, dir string, opts Options) (*Hub, error) {
 	if opts.Retention == 0 {
 		opts.Retention = 7 * 24 * time.Hour
 	}
+	if opts.MaxImageSize <= 0 {
+		opts.MaxImageSize = DefaultMaxImageSize
+	}
+	if opts.ImageDir == "" && !opts.InMemory {
+		opts.ImageDir = filepath.Join(dir, "images")
+	}
 	h := &Hub{opts: opts, log: opts.Logger, wakeCh: make(chan struct{}), done: make(chan struct{})}
 	h.edges = newEdges(h)
 	var err error
@@ -119,6 +135,9 @@ func Open(ctx context.Context, dir string, opts Options) (*Hub, error) {
 		return fail(err)
 	}
 	if h.events, err = openEventLog(h.db); err != nil {
+		return fail(err)
+	}
+	if h.images, err = openImages(opts.ImageDir, opts.MaxImageSize); err != nil {
 		return fail(err)
 	}
 	if opts.Retention > 0 {
@@ -154,6 +173,9 @@ func (h *Hub) Close() error {
 	}
 	errs = append(errs, h.db.Close())
 	h.db = nil
+	if h.images != nil {
+		errs = append(errs, h.images.close())
+	}
 	return errors.Join(errs...)
 }
 

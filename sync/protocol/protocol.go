@@ -26,6 +26,10 @@ const (
 	PathMethods  = "/sync/v1/methods"  // MethodResult → empty
 )
 
+// PathImages is the link's one GET: PathImages + "/sha256:<hex>" answers a
+// module image's bytes (not a frame), with Range requests.
+const PathImages = "/sync/v1/images"
+
 // ContentType of every frame.
 const ContentType = "application/cbor"
 

@@ -61,7 +61,8 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	h, err := synchub.Open(ctx, filepath.Join(cfg.DataDir, "store"), synchub.Options{HostName: host, OwnerKey: key, Logger: cfg.Logger, Retention: cfg.Retention})
+	h, err := synchub.Open(ctx, filepath.Join(cfg.DataDir, "store"), synchub.Options{HostName: host, OwnerKey: key, Logger: cfg.Logger, Retention: cfg.Retention,
+		ImageDir: filepath.Join(cfg.DataDir, "images")})
 	if err != nil {
 		return err
 	}

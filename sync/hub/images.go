@@ -1,0 +1,370 @@
+package hub
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"mime"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/outpost-edge/outpost/sync/protocol"
+)
+
+// The module image store. A module image (an executable or an archive the
+// edge's supervisor runs) is named by its content digest sha256:<hex> and
+// kept as the file sha256-<hex> in Options.ImageDir.
+//
+// Images are deliberately outside the Badger state machine: they are large
+// (up to MaxImageSize, 512 MiB by default), never change once written, and
+// their name proves their content. In the store they would bloat the value
+// log, every snapshot and — once the hub is replicated — every node's log;
+// as files they are written once, streamed, and served with Range requests.
+// The state machine's commands therefore never carry or reference image
+// bytes; a deployment names an image by digest only.
+
+// DefaultMaxImageSize is Options.MaxImageSize's default.
+const DefaultMaxImageSize = 512 << 20
+
+const (
+	digestPrefix = "sha256:"
+	imageFile    = "sha256-" // + 64 hex: a stored image
+	imageTemp    = ".push-"  // a push in progress; left over only by a crash
+)
+
+// Image is an entry of the image store, as the REST API shows it.
+type Image struct {
+	Digest  string    `json:"digest"` // sha256:<64 lowercase hex>
+	Size    int64     `json:"size"`
+	Created time.Time `json:"created"`
+}
+
+// imageStore holds the image files. mu makes "is it there, then rename" and
+// deletes atomic with respect to each other; reads need no lock because a
+// file appears and disappears by rename and unlink only.
+type imageStore struct {
+	dir    string
+	max    int64
+	remove bool // a temporary dir (InMemory) that close removes
+	mu     sync.Mutex
+}
+
+// openImages opens the image store in dir (made if missing), or in a new
+// temporary directory when dir is "".
+func openImages(dir string, limit int64) (*imageStore, error) {
+	s := &imageStore{dir: dir, max: limit}
+	if dir == "" {
+		tmp, err := os.MkdirTemp("", "outpost-hub-images-")
+		if err != nil {
+			return nil, fmt.Errorf("open image store: %w", err)
+		}
+		s.dir, s.remove = tmp, true
+	} else if err := os.MkdirAll(dir, 0o750); err != nil {
+		return nil, fmt.Errorf("open image store: %w", err)
+	}
+	// A push that a crash interrupted left its temp file behind.
+	stale, err := filepath.Glob(filepath.Join(s.dir, imageTemp+"*"))
+	if err != nil {
+		return nil, fmt.Errorf("open image store: %w", err)
+	}
+	for _, f := range stale {
+		if err := os.Remove(f); err != nil {
+			return nil, fmt.Errorf("open image store: remove an interrupted push: %w", err)
+		}
+	}
+	return s, nil
+}
+
+func (s *imageStore) close() error {
+	if s.remove {
+		return os.RemoveAll(s.dir)
+	}
+	return nil
+}
+
+// parseDigest returns the hex of a digest sha256:<64 lowercase hex>.
+func parseDigest(s string) (string, error) {
+	h, ok := strings.CutPrefix(s, digestPrefix)
+	if !ok || len(h) != sha256.Size*2 || strings.IndexFunc(h, notLowerHex) >= 0 {
+		return "", fmt.Errorf("%w: image digest %q: want sha256:<64 lowercase hex>", ErrInvalid, shortDigest(s))
+	}
+	return h, nil
+}
+
+func notLowerHex(r rune) bool { return (r < '0' || r > '9') && (r < 'a' || r > 'f') }
+
+func shortDigest(s string) string {
+	if len(s) > 80 {
+		return s[:80] + "…"
+	}
+	return s
+}
+
+func (s *imageStore) path(hexDigest string) string { return filepath.Join(s.dir, imageFile+hexDigest) }
+
+func imageOf(hexDigest string, fi fs.FileInfo) Image {
+	return Image{Digest: digestPrefix + hexDigest, Size: fi.Size(), Created: fi.ModTime().UTC()}
+}
+
+// push stores what r yields as an image, hashing it on the way to a temp
+// file. created is false when the image was stored already (it keeps its
+// first creation time). Every failure removes the temp file.
+func (s *imageStore) push(ctx context.Context, r io.Reader, now time.Time) (img Image, created bool, err error) {
+	tmp, err := os.CreateTemp(s.dir, imageTemp+"*")
+	if err != nil {
+		return Image{}, false, fmt.Errorf("push image: %w", err)
+	}
+	name := tmp.Name()
+	defer func() {
+		if tmp != nil {
+			_ = tmp.Close()
+		}
+		_ = os.Remove(name) // gone already after the rename
+	}()
+	sum := sha256.New()
+	n, err := io.Copy(io.MultiWriter(tmp, sum), io.LimitReader(r, s.max+1))
+	switch {
+	case err != nil:
+		return Image{}, false, fmt.Errorf("push image: read the upload: %w", err)
+	case n > s.max:
+		return Image{}, false, s.tooLarge()
+	case n == 0:
+		return Image{}, false, fmt.Errorf("%w: the image is empty; send the executable or archive as the body", ErrInvalid)
+	}
+	if err := tmp.Sync(); err != nil {
+		return Image{}, false, fmt.Errorf("push image: %w", err)
+	}
+	err, tmp = tmp.Close(), nil
+	if err != nil {
+		return Image{}, false, fmt.Errorf("push image: %w", err)
+	}
+	if err := ctx.Err(); err != nil {
+		return Image{}, false, err
+	}
+	h := hex.EncodeToString(sum.Sum(nil))
+	// The creation time is the file's mtime, in milliseconds as the hub's
+	// other times are.
+	now = now.Truncate(time.Millisecond)
+	if err := os.Chtimes(name, now, now); err != nil {
+		return Image{}, false, fmt.Errorf("push image: %w", err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if fi, err := os.Stat(s.path(h)); err == nil {
+		return imageOf(h, fi), false, nil
+	}
+	if err := os.Rename(name, s.path(h)); err != nil {
+		return Image{}, false, fmt.Errorf("push image: %w", err)
+	}
+	if err := syncDir(s.dir); err != nil {
+		return Image{}, false, fmt.Errorf("push image: %w", err)
+	}
+	fi, err := os.Stat(s.path(h))
+	if err != nil {
+		return Image{}, false, fmt.Errorf("push image: %w", err)
+	}
+	return imageOf(h, fi), true, nil // as list shows it, whatever the file system's time resolution
+}
+
+func (s *imageStore) tooLarge() error {
+	return fmt.Errorf("%w: a module image is at most %d bytes (%d MiB, the hub's MaxImageSize)", protocol.ErrTooLarge, s.max, s.max>>20)
+}
+
+// list returns the stored images, oldest first.
+func (s *imageStore) list() ([]Image, error) {
+	entries, err := os.ReadDir(s.dir)
+	if err != nil {
+		return nil, fmt.Errorf("list images: %w", err)
+	}
+	out := []Image{}
+	for _, e := range entries {
+		h, ok := strings.CutPrefix(e.Name(), imageFile)
+		if !ok || !e.Type().IsRegular() {
+			continue
+		}
+		if _, err := parseDigest(digestPrefix + h); err != nil {
+			continue // not ours
+		}
+		fi, err := e.Info()
+		if errors.Is(err, fs.ErrNotExist) {
+			continue // deleted meanwhile
+		}
+		if err != nil {
+			return nil, fmt.Errorf("list images: %w", err)
+		}
+		out = append(out, imageOf(h, fi))
+	}
+	slices.SortFunc(out, func(a, b Image) int {
+		if c := a.Created.Compare(b.Created); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Digest, b.Digest)
+	})
+	return out, nil
+}
+
+// open opens the image digest for reading.
+func (s *imageStore) open(digest string) (*os.File, Image, error) {
+	h, err := parseDigest(digest)
+	if err != nil {
+		return nil, Image{}, err
+	}
+	f, err := os.Open(s.path(h))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, Image{}, fmt.Errorf("%w: image %s is not in the hub's image store (outpost image push FILE adds it)", ErrNotFound, digest)
+	}
+	if err != nil {
+		return nil, Image{}, fmt.Errorf("open image %s: %w", digest, err)
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		_ = f.Close()
+		return nil, Image{}, fmt.Errorf("open image %s: %w", digest, err)
+	}
+	return f, imageOf(h, fi), nil
+}
+
+func (s *imageStore) delete(digest string) error {
+	h, err := parseDigest(digest)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	err = os.Remove(s.path(h))
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("%w: image %s is not in the hub's image store", ErrNotFound, digest)
+	}
+	if err != nil {
+		return fmt.Errorf("delete image %s: %w", digest, err)
+	}
+	return syncDir(s.dir)
+}
+
+// syncDir makes a rename or unlink in dir durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// PushImage stores the image r yields and returns it; created is false when
+// an identical image was stored already. An image over MaxImageSize is
+// refused with protocol.ErrTooLarge, an empty one with ErrInvalid.
+func (h *Hub) PushImage(ctx context.Context, r io.Reader) (img Image, created bool, err error) {
+	img, created, err = h.images.push(ctx, r, h.opts.Now())
+	if errors.Is(err, protocol.ErrTooLarge) || errors.Is(err, ErrInvalid) {
+		h.metrics.imagesRefused.Add(1)
+		return img, created, err
+	}
+	if err != nil {
+		return img, created, err
+	}
+	h.metrics.imagesPushed.Add(1)
+	h.metrics.imageBytes.Add(img.Size)
+	h.log.Info("image pushed", "digest", img.Digest, "size", img.Size, "new", created)
+	return img, created, nil
+}
+
+// Images lists the stored images, oldest first.
+func (h *Hub) Images() ([]Image, error) { return h.images.list() }
+
+// OpenImage opens a stored image for reading; the caller closes the file.
+func (h *Hub) OpenImage(digest string) (*os.File, Image, error) { return h.images.open(digest) }
+
+// DeleteImage removes a stored image. Edges that cached it keep their copy.
+func (h *Hub) DeleteImage(digest string) error { return h.images.delete(digest) }
+
+// pushImage is POST /images: the body is the image's bytes.
+func (h *Hub) pushImage(w http.ResponseWriter, r *http.Request) error {
+	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt == "multipart/form-data" {
+		h.metrics.imagesRefused.Add(1)
+		return fmt.Errorf("%w: send the image's bytes as the body (Content-Type: application/octet-stream, curl --data-binary @FILE), not a form", ErrInvalid)
+	}
+	if r.ContentLength > h.images.max {
+		h.metrics.imagesRefused.Add(1)
+		return h.images.tooLarge()
+	}
+	img, created, err := h.PushImage(r.Context(), r.Body)
+	if err != nil {
+		return err
+	}
+	status := http.StatusOK
+	if created {
+		status = http.StatusCreated
+	}
+	writeJSON(w, status, img)
+	return nil
+}
+
+func (h *Hub) listImages(w http.ResponseWriter, _ *http.Request) error {
+	imgs, err := h.Images()
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, imgs)
+	return nil
+}
+
+func (h *Hub) deleteImage(w http.ResponseWriter, r *http.Request) error {
+	err := h.DeleteImage(r.PathValue("digest"))
+	if errors.Is(err, ErrInvalid) {
+		h.metrics.imagesRefused.Add(1)
+	}
+	if err == nil {
+		h.log.Info("image deleted", "digest", r.PathValue("digest"))
+	}
+	return noContent(w, err)
+}
+
+// getImage is GET /images/{digest} and, for edges, GET
+// /sync/v1/images/{digest}: the bytes, with Range and conditional requests
+// (the digest is the ETag).
+func (h *Hub) getImage(w http.ResponseWriter, r *http.Request) error {
+	f, img, err := h.OpenImage(r.PathValue("digest"))
+	if errors.Is(err, ErrInvalid) {
+		h.metrics.imagesRefused.Add(1)
+	}
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Header().Set("ETag", `"`+img.Digest+`"`)
+	http.ServeContent(w, r, "", img.Created, f)
+	return nil
+}
+
+// linkImage serves an image to an edge on the link, with the edge's SAS.
+// Any enabled edge may fetch any image: knowing the digest is what a
+// deployment gives it.
+func (h *Hub) linkImage(w http.ResponseWriter, r *http.Request) {
+	edge, err := h.edgeAuth(r)
+	if err != nil {
+		h.metrics.authFailed.Add(1)
+		writeError(w, err)
+		return
+	}
+	if err := h.getImage(w, r); err != nil {
+		h.log.Warn("image fetch refused", "edge", edge, "digest", shortDigest(r.PathValue("digest")), "err", err)
+		writeError(w, err)
+		return
+	}
+	h.metrics.imagesFetched.Add(1)
+	h.log.Debug("image fetched", "edge", edge, "digest", r.PathValue("digest"), "range", r.Header.Get("Range"))
+}

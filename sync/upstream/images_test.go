@@ -1,0 +1,130 @@
+package upstream
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/outpost-edge/outpost/store/identity"
+	"github.com/outpost-edge/outpost/sync/hub"
+)
+
+// withImageHub swaps a hub whose image store is in a test directory in
+// for the env's hub (the same edge, with the same key) and returns it with
+// that directory.
+func withImageHub(t *testing.T, e *env) (*hub.Hub, string) {
+	t.Helper()
+	dir := t.TempDir()
+	h, err := hub.Open(e.ctx, "", hub.Options{HostName: "hub.test", OwnerKey: []byte("owner-key"), InMemory: true, ImageDir: dir, PullWait: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = h.Close() })
+	if _, err := h.PutDevice(e.ctx, identity.JSON{DeviceID: "gw1", Capabilities: &identity.Capabilities{IoTEdge: true},
+		Authentication: &identity.Authentication{Type: identity.AuthSAS, SymmetricKey: &identity.SymmetricKey{PrimaryKey: e.edgeCS.SharedAccessKey}}}); err != nil {
+		t.Fatal(err)
+	}
+	e.handler.Store(h.Handler())
+	t.Cleanup(func() { h.Stop() })
+	return h, dir
+}
+
+func imageDigest(b []byte) string {
+	s := sha256.Sum256(b)
+	return "sha256:" + hex.EncodeToString(s[:])
+}
+
+// TestFetchImage: an image pushed to the hub arrives byte for byte; an
+// unknown one is the hub's 404; a malformed digest never leaves the edge.
+func TestFetchImage(t *testing.T) {
+	e := newEnv(t)
+	h, _ := withImageHub(t, e)
+	data := make([]byte, 3<<20+17)
+	_, _ = rand.Read(data)
+	img, _, err := h.PushImage(e.ctx, bytes.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	n, err := e.link.FetchImage(e.ctx, img.Digest, &buf)
+	if err != nil || n != int64(len(data)) || !bytes.Equal(buf.Bytes(), data) {
+		t.Fatalf("FetchImage = %d, %v; got %d bytes, want %d", n, err, buf.Len(), len(data))
+	}
+
+	buf.Reset()
+	_, err = e.link.FetchImage(e.ctx, imageDigest([]byte("never pushed")), &buf)
+	var he *HubError
+	if !errors.As(err, &he) || he.Status != 404 || !strings.Contains(err.Error(), "404") || !strings.Contains(err.Error(), "not in the hub's image store") || buf.Len() != 0 {
+		t.Errorf("unknown image: %v (wrote %d bytes)", err, buf.Len())
+	}
+	if _, err := e.link.FetchImage(e.ctx, "sha256:ABC", &buf); err == nil || !strings.Contains(err.Error(), "sha256:<64 lowercase hex>") {
+		t.Errorf("malformed digest: %v", err)
+	}
+}
+
+// TestFetchImageDigestMismatch: a blob that rotted on the hub's disk is
+// caught by the edge.
+func TestFetchImageDigestMismatch(t *testing.T) {
+	e := newEnv(t)
+	h, dir := withImageHub(t, e)
+	data := []byte("#!/bin/sh\nexec sleep 1000\n")
+	img, _, err := h.PushImage(e.ctx, bytes.NewReader(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := bytes.Replace(data, []byte("1000"), []byte("9999"), 1)
+	if err := os.WriteFile(filepath.Join(dir, "sha256-"+img.Digest[len("sha256:"):]), bad, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	_, err = e.link.FetchImage(e.ctx, img.Digest, &buf)
+	want := "digest mismatch: got " + imageDigest(bad) + ", want " + img.Digest
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("FetchImage of a corrupted blob: %v, want %q", err, want)
+	}
+}
+
+// TestFetchImageStall: a hub that stops sending is given up on after the
+// stall timeout, not after an overall deadline.
+func TestFetchImageStall(t *testing.T) {
+	e := newEnv(t)
+	old := imageStall
+	imageStall = 300 * time.Millisecond
+	t.Cleanup(func() { imageStall = old })
+	digest := imageDigest([]byte("slow"))
+	slow := http.NewServeMux() // the env's handler is a *http.ServeMux
+	slow.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if !strings.HasSuffix(r.URL.Path, digest) {
+			http.Error(w, "busy", http.StatusServiceUnavailable)
+			return
+		}
+		w.Header().Set("Content-Length", "1000")
+		// Slow but moving: every 100 ms a byte, for longer than the stall
+		// timeout; then nothing.
+		for range 6 {
+			_, _ = w.Write([]byte("x"))
+			w.(http.Flusher).Flush()
+			time.Sleep(100 * time.Millisecond)
+		}
+		<-r.Context().Done()
+	})
+	e.handler.Store(slow)
+	start := time.Now()
+	var buf bytes.Buffer
+	n, err := e.link.FetchImage(context.Background(), digest, &buf)
+	if err == nil || !strings.Contains(err.Error(), "no data from the hub for 300ms") || n != 6 {
+		t.Errorf("FetchImage = %d, %v", n, err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("gave up after %s", d)
+	}
+}
