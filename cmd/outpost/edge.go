@@ -8,7 +8,10 @@ import (
 	"log/slog"
 	"os"
 	"runtime/pprof"
+	"sort"
+	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/outpost-edge/outpost/cmd/internal/cli"
 	"github.com/outpost-edge/outpost/cmd/internal/edge"
@@ -27,7 +30,7 @@ var edgeCfg struct {
 var edgeCmd = cli.Command{
 	Name:    "edge",
 	Summary: "run the edge: MQTT broker with IoT Hub conventions, store-and-forward queues, twins; `edge status` reports on one",
-	Usage:   "--data DIR --connection-string CS [--mqtt ADDR] [--mqtts ADDR] [--ws ADDR] [flags] | status [--api ADDR]",
+	Usage:   "--data DIR --connection-string CS [--mqtt ADDR] [--mqtts ADDR] [--ws ADDR] [flags] | status [--api ADDR] | logs MODULE [--tail N] [--follow]",
 	Flags: func(fs *flag.FlagSet) {
 		c := &edgeCfg
 		fs.StringVar(&c.DataDir, "data", "", "data directory (store, certificates)")
@@ -42,7 +45,8 @@ var edgeCmd = cli.Command{
 		fs.StringVar(&c.API, "api", defaultEdgeAPI, "local HTTP API for status, twins and metrics (\"\" to disable)")
 		fs.StringVar(&c.TLSCert, "tls-cert", "", "server certificate (PEM); without it the edge makes a local CA in the data directory")
 		fs.StringVar(&c.TLSKey, "tls-key", "", "server key (PEM)")
-		fs.StringVar(&c.Deployment, "deployment", "", "deployment manifest: routes from $edgeHub (standalone edge)")
+		fs.StringVar(&c.Deployment, "deployment", "", "deployment manifest for a standalone edge: routes from $edgeHub, modules from $edgeAgent (SIGHUP reloads it)")
+		fs.DurationVar(&c.ModuleBackoff, "module-backoff", 10*time.Second, "first restart delay of a failed module; doubles per restart up to 5 minutes, reset after 10 minutes running")
 		fs.StringVar(&c.Identities, "identities", "", "JSON array of IoT Hub device/module identities to add to the offline cache")
 		fs.StringVar(&edgeCfg.durability, "durability", "process", "process (acknowledged messages survive kill -9) or power (fsync before PUBACK)")
 		fs.StringVar(&edgeCfg.logLevel, "log-level", "info", "debug, info, warn or error")
@@ -52,8 +56,11 @@ var edgeCmd = cli.Command{
 }
 
 func runEdge(ctx context.Context, env cli.Env, fs *flag.FlagSet) error {
-	if fs.Arg(0) == "status" {
+	switch fs.Arg(0) {
+	case "status":
 		return edgeStatus(env, fs.Args()[1:])
+	case "logs":
+		return edgeLogs(ctx, env, fs.Args()[1:])
 	}
 	if fs.NArg() > 0 {
 		return cli.Usagef("unexpected argument %q", fs.Arg(0))
@@ -117,7 +124,45 @@ func edgeStatus(env cli.Env, args []string) error {
 	}
 	w.Flush()
 	b := st.Broker
-	fmt.Fprintf(env.Stdout, "\nmessages: %d received, %d stored, %d without route, %d refused, %d delivered; %d failed logins, %d ACL denials\nmodules: none (supervisor not built yet)\n",
+	fmt.Fprintf(env.Stdout, "\nmessages: %d received, %d stored, %d without route, %d refused, %d delivered; %d failed logins, %d ACL denials\n",
 		b.Received, b.Stored, b.NoRoute, b.Refused, b.Delivered, b.AuthFailed, b.Denied)
-	return nil
+	fmt.Fprintf(env.Stdout, "\ndeployment: version %d, %d %s\n", st.DeploymentVersion, st.Deployment.Code, st.Deployment.Description)
+	if len(st.Modules) == 0 {
+		fmt.Fprintln(env.Stdout, "modules: none")
+		return nil
+	}
+	names := make([]string, 0, len(st.Modules))
+	for n := range st.Modules {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	w = tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "MODULE\tSTATUS\tPID\tRESTARTS\tEXIT\tDESCRIPTION")
+	for _, n := range names {
+		m := st.Modules[n]
+		fmt.Fprintf(w, "%s\t%s\t%d\t%d\t%d\t%s\n", n, m.RuntimeStatus, m.PID, m.RestartCount, m.ExitCode, m.StatusDescription)
+	}
+	return w.Flush()
+}
+
+// edgeLogs prints a module's output: outpost edge logs MODULE [--tail N] [--follow].
+func edgeLogs(ctx context.Context, env cli.Env, args []string) error {
+	fs := flag.NewFlagSet("edge logs", flag.ContinueOnError)
+	fs.SetOutput(env.Stderr)
+	api := fs.String("api", defaultEdgeAPI, "the edge's --api address")
+	tail := fs.Int("tail", 0, "only the last N lines (0: all that is kept)")
+	follow := fs.Bool("follow", false, "keep printing what the module writes")
+	var name string
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		name, args = args[0], args[1:]
+	}
+	if err := fs.Parse(args); err != nil {
+		return cli.Usagef("%v", err)
+	}
+	if name == "" && fs.NArg() == 1 {
+		name = fs.Arg(0)
+	} else if name == "" || fs.NArg() > 0 {
+		return cli.Usagef("usage: outpost edge logs MODULE [--tail N] [--follow] [--api ADDR]")
+	}
+	return edge.FetchLogs(ctx, *api, name, *tail, *follow, env.Stdout)
 }

@@ -1,20 +1,22 @@
 package edge
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
 
-	"github.com/outpost-edge/outpost/broker"
 	"github.com/outpost-edge/outpost/store/queue"
 	"github.com/outpost-edge/outpost/store/twin"
+	"github.com/outpost-edge/outpost/supervisor"
 	"github.com/outpost-edge/outpost/sync/protocol"
 	"github.com/outpost-edge/outpost/sync/upstream"
 )
@@ -24,10 +26,13 @@ type Status struct {
 	DeviceID string `json:"deviceId"`
 	Link     string `json:"link"`
 	// Uplink counts what crossed the link (absent when standalone).
-	Uplink  *upstream.Status `json:"uplink,omitempty"`
-	Queues  []QueueStatus    `json:"queues"`
-	Broker  BrokerStatus     `json:"broker"`
-	Modules []string         `json:"modules"`
+	Uplink *upstream.Status `json:"uplink,omitempty"`
+	Queues []QueueStatus    `json:"queues"`
+	Broker BrokerStatus     `json:"broker"`
+	// Deployment is the outcome of the last $edgeAgent deployment.
+	Deployment        supervisor.DesiredStatus           `json:"deployment"`
+	DeploymentVersion int64                              `json:"deploymentVersion"`
+	Modules           map[string]supervisor.ModuleStatus `json:"modules"`
 }
 
 // QueueStatus is one endpoint × priority queue.
@@ -66,13 +71,16 @@ func (e *edge) serveAPI() (io.Closer, error) {
 	mux.HandleFunc("POST /devices/{d}/messages/deviceBound", e.c2dHandler)
 	mux.HandleFunc("POST /twins/{d}/methods", e.methodHandler)
 	mux.HandleFunc("POST /twins/{d}/modules/{m}/methods", e.methodHandler)
+	mux.HandleFunc("GET /modules/{m}/logs", e.logsHandler)
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = srv.Serve(ln) }()
 	return srv, nil
 }
 
 func (e *edge) status() Status {
-	st := Status{DeviceID: e.cs.DeviceID, Link: e.linkState(), Modules: []string{}}
+	rep := e.sup.Status()
+	st := Status{DeviceID: e.cs.DeviceID, Link: e.linkState(), Modules: rep.Modules,
+		Deployment: rep.LastDesiredStatus, DeploymentVersion: rep.LastDesiredVersion}
 	if e.link != nil {
 		u := e.link.Status()
 		st.Uplink = &u
@@ -176,17 +184,16 @@ func (e *edge) methodHandler(w http.ResponseWriter, r *http.Request) {
 	if m := r.PathValue("m"); m != "" {
 		id += "/" + m
 	}
-	res, err := e.broker.InvokeMethod(r.Context(), id, req.MethodName, req.Payload, req.Timeout())
-	switch {
-	case errors.Is(err, broker.ErrNotConnected):
-		writeJSON(w, 404, map[string]string{"code": "DeviceNotOnline", "message": err.Error()})
-	case errors.Is(err, broker.ErrTimeout):
-		writeJSON(w, 504, map[string]string{"code": "GatewayTimeout", "message": err.Error()})
-	case err != nil:
-		writeJSON(w, 500, map[string]string{"code": "Internal", "message": err.Error()})
-	default:
-		writeJSON(w, 200, protocol.MethodAnswer(res.Status, res.Payload))
+	res := e.invoke(r.Context(), id, req.MethodName, req.Payload, req.Timeout())
+	switch res.Status {
+	case 404, 504, 500:
+		if res.Error != "" {
+			code := map[int]string{404: "DeviceNotOnline", 504: "GatewayTimeout", 500: "Internal"}[res.Status]
+			writeJSON(w, res.Status, map[string]string{"code": code, "message": res.Error})
+			return
+		}
 	}
+	writeJSON(w, 200, protocol.MethodAnswer(res.Status, res.Payload))
 }
 
 // metrics writes the Prometheus text format.
@@ -255,4 +262,28 @@ func FetchStatus(addr string) (Status, error) {
 		return Status{}, fmt.Errorf("edge API at %s: %w", addr, err)
 	}
 	return st, nil
+}
+
+// FetchLogs copies a module's output from a running edge's API to w.
+func FetchLogs(ctx context.Context, addr, module string, tail int, follow bool, w io.Writer) error {
+	u := fmt.Sprintf("http://%s/modules/%s/logs?tail=%d&follow=%t", addr, url.PathEscape(module), tail, follow)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("edge API at %s: %w (is the edge running with --api %s?)", addr, err, addr)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		var e struct{ Message string }
+		_ = json.NewDecoder(resp.Body).Decode(&e)
+		return fmt.Errorf("edge API: %s: %s", resp.Status, e.Message)
+	}
+	_, err = io.Copy(w, resp.Body)
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
 }

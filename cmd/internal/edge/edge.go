@@ -28,6 +28,7 @@ import (
 	"github.com/outpost-edge/outpost/store/kv"
 	"github.com/outpost-edge/outpost/store/queue"
 	"github.com/outpost-edge/outpost/store/twin"
+	"github.com/outpost-edge/outpost/supervisor"
 	"github.com/outpost-edge/outpost/sync/upstream"
 )
 
@@ -42,8 +43,9 @@ type Config struct {
 	MQTT, MQTTS, WS  string
 	API              string
 	TLSCert, TLSKey  string
-	Deployment       string // a deployment manifest (routes from $edgeHub)
-	Identities       string // a JSON array of identities to add to the cache
+	Deployment       string        // a deployment manifest ($edgeHub routes, $edgeAgent modules) for a standalone edge
+	ModuleBackoff    time.Duration // first restart delay of a failed module (doubles up to 5 minutes)
+	Identities       string        // a JSON array of identities to add to the cache
 	Durability       kv.Durability
 	Logger           *slog.Logger
 	Stdout           io.Writer
@@ -71,7 +73,10 @@ type edge struct {
 	ids    *identity.Cache
 	broker *broker.Broker
 	link   *upstream.Link // nil for a standalone edge
-	hubURL string
+	sup    *supervisor.Supervisor
+	// reports holds the supervisor's latest report for the $edgeAgent twin.
+	reports chan supervisor.Report
+	hubURL  string
 
 	reloadMu sync.Mutex // SIGHUP and the $edgeHub twin both reload routes
 	ready    Ready
@@ -112,6 +117,11 @@ func Run(ctx context.Context, cfg Config) error {
 		}()
 		defer func() { stop(); <-linkDone }()
 	}
+	// Modules stop before the link and the broker (deferred calls run in
+	// reverse order).
+	sctx, stopModules := context.WithCancel(context.Background())
+	waitModules := e.runSupervisor(sctx)
+	defer func() { stopModules(); waitModules() }()
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -146,6 +156,7 @@ func (e *edge) reload() {
 	e.broker.SetRoutes(routes)
 	e.broker.SetPolicy(policy)
 	e.cfg.Logger.Info("deployment reloaded", "routes", len(routes.Routes))
+	e.applyAgent()
 }
 
 // writeReady replaces ready.json atomically, so readers never see half.
@@ -201,7 +212,10 @@ func (e *edge) open(ctx context.Context) error {
 	if err := e.newBroker(routes, policy); err != nil {
 		return err
 	}
-	return e.newLink()
+	if err := e.newLink(); err != nil {
+		return err
+	}
+	return e.newSupervisor()
 }
 
 // loadIdentities adds the --identities file to the cache, and the edge's
@@ -246,17 +260,11 @@ func (e *edge) routes() (*route.Config, *broker.Policy, error) {
 	if e.cfg.Deployment == "" {
 		return route.DefaultConfig(), nil, nil
 	}
-	data, err := os.ReadFile(e.cfg.Deployment)
+	m, err := e.readManifest()
 	if err != nil {
-		return nil, nil, fmt.Errorf("deployment: %w", err)
+		return nil, nil, err
 	}
-	var m struct {
-		ModulesContent map[string]map[string]json.RawMessage `json:"modulesContent"`
-	}
-	if err := json.Unmarshal(data, &m); err != nil {
-		return nil, nil, fmt.Errorf("deployment %s: not a deployment manifest: %w", e.cfg.Deployment, err)
-	}
-	desired := m.ModulesContent["$edgeHub"]["properties.desired"]
+	desired := m["$edgeHub"]["properties.desired"]
 	if desired == nil {
 		return route.DefaultConfig(), nil, nil
 	}

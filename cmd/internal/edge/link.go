@@ -4,10 +4,8 @@ import (
 	"context"
 	"crypto/x509"
 	"encoding/json"
-	"errors"
 	"time"
 
-	"github.com/outpost-edge/outpost/broker"
 	"github.com/outpost-edge/outpost/store/crdt"
 	"github.com/outpost-edge/outpost/store/queue"
 	"github.com/outpost-edge/outpost/store/twin"
@@ -84,6 +82,9 @@ func (t linkTarget) TwinChanges(changes []twin.Change) {
 		if c.ID == t.e.cs.DeviceID+"/$edgeHub" && c.Section == crdt.Desired {
 			t.e.twinReload(c.Version)
 		}
+		if c.ID == t.e.cs.DeviceID+"/"+agentModule && c.Section == crdt.Desired {
+			t.e.applyAgent()
+		}
 	}
 }
 
@@ -94,14 +95,5 @@ func (t linkTarget) SendC2D(ctx context.Context, device string, m queue.Message)
 }
 
 func (t linkTarget) InvokeMethod(ctx context.Context, target, name string, payload []byte, timeout time.Duration) protocol.MethodResult {
-	res, err := t.e.broker.InvokeMethod(ctx, target, name, payload, timeout)
-	switch {
-	case errors.Is(err, broker.ErrNotConnected):
-		return protocol.MethodResult{Status: 404, Error: err.Error()}
-	case errors.Is(err, broker.ErrTimeout):
-		return protocol.MethodResult{Status: 504, Error: err.Error()}
-	case err != nil:
-		return protocol.MethodResult{Status: 500, Error: err.Error()}
-	}
-	return protocol.MethodResult{Status: res.Status, Payload: res.Payload}
+	return t.e.invoke(ctx, target, name, payload, timeout)
 }

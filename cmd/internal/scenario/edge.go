@@ -172,3 +172,34 @@ func cmdMkCerts(ts *testscript.TestScript, neg bool, args []string) {
 	_, err := edge.LocalCA(ts.MkAbs(args[0]), args[1:])
 	ts.Check(err)
 }
+
+// waitstatus API PATTERN: wait until the edge's status (GET /status as
+// compact JSON, modules and deployment included) matches PATTERN.
+func cmdWaitStatus(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 2 {
+		ts.Fatalf("usage: waitstatus API PATTERN")
+	}
+	re := regexp.MustCompile(args[1])
+	poll(ts, "edge status ~ "+args[1], func() string {
+		code, data := httpDo(ts, "GET", "http://"+args[0]+"/status", nil)
+		if code == 200 && re.Match(data) {
+			return ""
+		}
+		return string(data)
+	})
+}
+
+// killmodule API MODULE: SIGKILL a module's process (its pid from the
+// edge's status), as a crash would end it.
+func cmdKillModule(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 2 {
+		ts.Fatalf("usage: killmodule API MODULE")
+	}
+	st, err := edge.FetchStatus(args[0])
+	ts.Check(err)
+	m, ok := st.Modules[args[1]]
+	if !ok || m.PID == 0 {
+		ts.Fatalf("module %s is not running: %+v", args[1], m)
+	}
+	ts.Check(syscall.Kill(m.PID, syscall.SIGKILL))
+}

@@ -102,3 +102,17 @@ func waitReadyFile(ts *testscript.TestScript, dir string, v any) {
 		return ""
 	})
 }
+
+// subst FILE...: replace $NAME and ${NAME} in each FILE with the script's
+// variables (e.g. an image digest or a module path in a deployment).
+func cmdSubst(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) == 0 {
+		ts.Fatalf("usage: subst FILE...")
+	}
+	for _, f := range args {
+		path := ts.MkAbs(f)
+		data, err := os.ReadFile(path)
+		ts.Check(err)
+		ts.Check(os.WriteFile(path, []byte(os.Expand(string(data), ts.Getenv)), 0o644))
+	}
+}

@@ -205,3 +205,29 @@ func twinValues(doc []byte) string {
 	out, _ := json.Marshal(map[string]any{"tags": strip(t.Tags), "desired": strip(t.Properties.Desired), "reported": strip(t.Properties.Reported)})
 	return string(out)
 }
+
+// eventbodies FROM: print the hub's events from seq FROM, one per line:
+// "<seq> <deviceId>/<moduleId> <decoded body>" (then $LASTSEQ is the last
+// seq printed, 0 when none).
+func cmdEventBodies(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 1 {
+		ts.Fatalf("usage: eventbodies FROM")
+	}
+	code, data := hubGet(ts, "/messages/events?from="+args[0]+"&limit=100000")
+	if code != 200 {
+		ts.Fatalf("read events: %d %s", code, data)
+	}
+	var evs []struct {
+		Seq      uint64
+		DeviceID string
+		ModuleID string
+		Body     []byte
+	}
+	ts.Check(json.Unmarshal(data, &evs))
+	last := uint64(0)
+	for _, e := range evs {
+		fmt.Fprintf(ts.Stdout(), "%d %s/%s %s\n", e.Seq, e.DeviceID, e.ModuleID, e.Body)
+		last = e.Seq
+	}
+	ts.Setenv("LASTSEQ", strconv.FormatUint(last, 10))
+}

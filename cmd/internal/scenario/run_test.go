@@ -15,9 +15,9 @@ import (
 // name.
 func TestCommands(t *testing.T) {
 	want := []string{
-		"checkacked", "checkevents", "cmptwins", "envjson", "envout", "http", "httpwait", "hubready",
-		"hup", "link", "mkcerts", "mqtt", "mqttrefused", "mqtttwin", "sleep", "splitaddr",
-		"waitevents", "waitfile", "waithubtwin", "waitlink", "waitqueue", "waitready", "waittwin",
+		"checkacked", "checkevents", "cmptwins", "envjson", "envout", "eventbodies", "http", "httpwait", "hubready",
+		"hup", "killmodule", "link", "mkcerts", "mqtt", "mqttrefused", "mqtttwin", "sleep", "splitaddr", "subst",
+		"waitevents", "waitfile", "waithubtwin", "waitlink", "waitqueue", "waitready", "waitstatus", "waittwin",
 	}
 	got := slices.Sorted(maps.Keys(Commands()))
 	if !slices.Equal(got, want) {

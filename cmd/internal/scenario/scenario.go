@@ -14,12 +14,15 @@ func Commands() map[string]func(ts *testscript.TestScript, neg bool, args []stri
 		"waittwin":   cmdWaitTwin,
 		"checkacked": cmdCheckAcked,
 		"mkcerts":    cmdMkCerts,
+		"waitstatus": cmdWaitStatus,
+		"killmodule": cmdKillModule,
 		// hub.go
 		"hubready":    cmdHubReady,
 		"waitevents":  cmdWaitEvents,
 		"waithubtwin": cmdWaitHubTwin,
 		"checkevents": cmdCheckEvents,
 		"cmptwins":    cmdCmpTwins,
+		"eventbodies": cmdEventBodies,
 		// mqtt.go
 		"mqtt":        cmdMQTT,
 		"mqtttwin":    cmdMQTTTwin,
@@ -35,5 +38,6 @@ func Commands() map[string]func(ts *testscript.TestScript, neg bool, args []stri
 		"envout":    cmdEnvOut,
 		"splitaddr": cmdSplitAddr,
 		"waitfile":  cmdWaitFile,
+		"subst":     cmdSubst,
 	}
 }
