@@ -5,6 +5,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"time"
 
@@ -103,8 +104,11 @@ func waitReadyFile(ts *testscript.TestScript, dir string, v any) {
 	})
 }
 
-// subst FILE...: replace $NAME and ${NAME} in each FILE with the script's
-// variables (e.g. an image digest or a module path in a deployment).
+// subst FILE...: replace ${NAME} in each FILE with the script's variable
+// NAME (e.g. an image digest or a module path in a deployment). Only the
+// braced form: deployments are full of $edgeAgent and $upstream.
+var braced = regexp.MustCompile(`\$\{[A-Za-z_][A-Za-z0-9_]*\}`)
+
 func cmdSubst(ts *testscript.TestScript, neg bool, args []string) {
 	if len(args) == 0 {
 		ts.Fatalf("usage: subst FILE...")
@@ -113,6 +117,7 @@ func cmdSubst(ts *testscript.TestScript, neg bool, args []string) {
 		path := ts.MkAbs(f)
 		data, err := os.ReadFile(path)
 		ts.Check(err)
-		ts.Check(os.WriteFile(path, []byte(os.Expand(string(data), ts.Getenv)), 0o644))
+		out := braced.ReplaceAllStringFunc(string(data), func(m string) string { return ts.Getenv(m[2 : len(m)-1]) })
+		ts.Check(os.WriteFile(path, []byte(out), 0o644))
 	}
 }

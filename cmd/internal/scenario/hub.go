@@ -213,7 +213,7 @@ func cmdEventBodies(ts *testscript.TestScript, neg bool, args []string) {
 	if len(args) != 1 {
 		ts.Fatalf("usage: eventbodies FROM")
 	}
-	code, data := hubGet(ts, "/messages/events?from="+args[0]+"&limit=100000")
+	code, data := hubGet(ts, "/messages/events?from="+args[0]+"&limit=10000")
 	if code != 200 {
 		ts.Fatalf("read events: %d %s", code, data)
 	}
