@@ -13,6 +13,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -460,5 +461,21 @@ func TestStartupOrder(t *testing.T) {
 	t1, t2, t0 := at("m1"), at("m2"), at("m0")
 	if t2.Before(t1) || t0.Before(t2) {
 		t.Fatalf("start times m1 %s, m2 %s, m0 %s: want startupOrder 1, 2, 3", t1, t2, t0)
+	}
+}
+
+func TestResourceLimits(t *testing.T) {
+	h := newHarness(t, nil)
+	opts := `{"HostConfig":{"Memory":1073741824,"Ulimits":[{"Name":"nofile","Soft":123,"Hard":456}]}}`
+	h.apply(1, map[string]any{"l": h.mod("sleep", map[string]any{"settings": map[string]any{"image": h.exe, "createOptions": opts}})})
+	pid := h.waitStatus("l", "running").PID
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/limits", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`Max address space\s+1073741824\s+1073741824\s+bytes`, `Max open files\s+123\s+456\s+files`} {
+		if !regexp.MustCompile(want).Match(data) {
+			t.Errorf("limits lack %s:\n%s", want, data)
+		}
 	}
 }

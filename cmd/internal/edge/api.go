@@ -239,6 +239,19 @@ func (e *edge) metrics(w http.ResponseWriter, _ *http.Request) {
 			fmt.Fprintf(&sb, "outpost_queue_%s_total{queue=%q} %d\n", m.name, q.Name, m.get(q))
 		}
 	}
+	names := sortedKeys(st.Modules)
+	sb.WriteString("# HELP outpost_module_running 1 while a module's process runs.\n# TYPE outpost_module_running gauge\n")
+	for _, n := range names {
+		running := 0
+		if st.Modules[n].RuntimeStatus == "running" {
+			running = 1
+		}
+		fmt.Fprintf(&sb, "outpost_module_running{module=%q} %d\n", n, running)
+	}
+	sb.WriteString("# HELP outpost_module_restarts Restarts of a module since its restart count was last reset.\n# TYPE outpost_module_restarts gauge\n")
+	for _, n := range names {
+		fmt.Fprintf(&sb, "outpost_module_restarts{module=%q} %d\n", n, st.Modules[n].RestartCount)
+	}
 	w.Header().Set("Content-Type", "text/plain; version=0.0.4")
 	_, _ = io.WriteString(w, sb.String())
 }
