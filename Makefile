@@ -9,6 +9,8 @@ BENCHTIME ?= 1x
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/outpost ./cmd/outpost
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/outpost-tempsensor ./cmd/samples/tempsensor
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/outpost-filter ./cmd/samples/filter
 
 # Every test with the race detector, scenarios (testdata/script) included.
 test:

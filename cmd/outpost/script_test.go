@@ -6,6 +6,7 @@ import (
 
 	"github.com/rogpeppe/go-internal/testscript"
 
+	"github.com/outpost-edge/outpost/cmd/internal/samples"
 	"github.com/outpost-edge/outpost/cmd/internal/scenario"
 )
 
@@ -13,7 +14,9 @@ import (
 // process, so scenarios exercise signals, exits and restarts for real.
 func TestMain(m *testing.M) {
 	testscript.Main(m, map[string]func(){
-		"outpost": func() { os.Exit(run(os.Args[1:])) },
+		"outpost":            func() { os.Exit(run(os.Args[1:])) },
+		"outpost-tempsensor": samples.TempSensorMain,
+		"outpost-filter":     samples.FilterMain,
 	})
 }
 
