@@ -159,28 +159,28 @@ func (im *images) keep(tmp *os.File, digest string) error {
 
 // program returns the executable to run for a cached image: the blob
 // itself, or for an archive the program inside it (Cmd[0], or its only
-// executable file), unpacking it on first use.
-func (im *images) program(digest string, cmd []string) (prog string, args []string, err error) {
+// executable file), unpacking it on first use. archive says which.
+func (im *images) program(digest string, cmd []string) (prog string, args []string, archive bool, err error) {
 	blob := im.blob(digest)
 	kind, err := archiveKind(blob)
 	if err != nil {
-		return "", nil, err
+		return "", nil, false, err
 	}
 	if kind == "" {
-		return blob, cmd, nil
+		return blob, cmd, false, nil
 	}
 	dir := blob + ".d"
 	if _, err := os.Stat(dir); err != nil {
 		if err := unpack(blob, kind, dir); err != nil {
-			return "", nil, fmt.Errorf("%w %s: %v", ErrImage, digest, err)
+			return "", nil, true, fmt.Errorf("%w %s: %v", ErrImage, digest, err)
 		}
 	}
 	if len(cmd) > 0 {
 		p := filepath.Join(dir, filepath.Clean("/"+cmd[0]))
 		if st, err := os.Stat(p); err != nil || !st.Mode().IsRegular() {
-			return "", nil, fmt.Errorf("%w %s: the archive has no file %q (Cmd[0] names the program inside the archive)", ErrImage, digest, cmd[0])
+			return "", nil, true, fmt.Errorf("%w %s: the archive has no file %q (Cmd[0] names the program inside the archive)", ErrImage, digest, cmd[0])
 		}
-		return p, cmd[1:], nil
+		return p, cmd[1:], true, nil
 	}
 	var found []string
 	_ = filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
@@ -192,9 +192,9 @@ func (im *images) program(digest string, cmd []string) (prog string, args []stri
 		return nil
 	})
 	if len(found) != 1 {
-		return "", nil, fmt.Errorf("%w %s: the archive has %d executable files; name the program in createOptions Cmd[0]", ErrImage, digest, len(found))
+		return "", nil, true, fmt.Errorf("%w %s: the archive has %d executable files; name the program in createOptions Cmd[0]", ErrImage, digest, len(found))
 	}
-	return found[0], nil, nil
+	return found[0], nil, true, nil
 }
 
 func archiveKind(path string) (string, error) {

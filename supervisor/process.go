@@ -51,11 +51,12 @@ func (e exitStatus) String() string {
 	return fmt.Sprintf("exit code %d", e.code)
 }
 
-// spawn starts prog. The process gets its own process group (so stop
+// spawn starts prog with argv[0] argv0. The process gets its own process group (so stop
 // reaches its children too) and dies with the edge (Pdeathsig): an
 // orphaned module would fight its successor for its MQTT identity.
-func spawn(prog string, args, env []string, dir string, out *logFile, hc *HostConfig) (*process, error) {
+func spawn(prog, argv0 string, args, env []string, dir string, out *logFile, hc *HostConfig) (*process, error) {
 	cmd := exec.Command(prog, args...)
+	cmd.Args[0] = argv0
 	cmd.Env, cmd.Dir = env, dir
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}

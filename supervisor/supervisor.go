@@ -92,6 +92,7 @@ type instance struct {
 	spec     Module
 	digest   string
 	prog     string
+	argv0    string
 	args     []string
 	proc     *process
 	gen      int // bumped on every start and deliberate stop; stale events are dropped
@@ -292,8 +293,23 @@ func (s *Supervisor) currentDigests() map[string]string {
 }
 
 type resolvedImage struct {
-	digest, prog string
-	args         []string
+	digest, prog, argv0 string
+	args                []string
+}
+
+// argv0 is the name a module's program sees as argv[0]: the image's file
+// name when the image is a path or a name on PATH (multi-call programs
+// such as busybox depend on it), the program's path inside an archive, the
+// module's name for an executable named by digest — never the cache's
+// sha256-… file name.
+func argv0(m Module, prog string, archive bool) string {
+	if archive {
+		return filepath.Base(prog)
+	}
+	if !digestRe.MatchString(m.Image) {
+		return filepath.Base(m.Image)
+	}
+	return m.Name
 }
 
 // resolveImages runs off the loop: it reads only its arguments.
@@ -317,11 +333,11 @@ func (s *Supervisor) resolveImages(dep *Deployment, current map[string]Module, r
 			}
 			digest = d
 		}
-		prog, args, err := s.images.program(digest, m.Create.Cmd)
+		prog, args, archive, err := s.images.program(digest, m.Create.Cmd)
 		if err != nil {
 			return nil, fmt.Errorf("modules.%s.settings.image: %w", name, err)
 		}
-		out[name] = resolvedImage{digest: digest, prog: prog, args: args}
+		out[name] = resolvedImage{digest: digest, prog: prog, args: args, argv0: argv0(m, prog, archive)}
 	}
 	return out, nil
 }
@@ -385,7 +401,7 @@ func (s *Supervisor) converge(dep *Deployment, images map[string]resolvedImage, 
 			}
 			s.mods[name] = in
 		}
-		in.spec, in.digest, in.prog, in.args = m, img.digest, img.prog, img.args
+		in.spec, in.digest, in.prog, in.argv0, in.args = m, img.digest, img.prog, img.argv0, img.args
 		if m.Status == "stopped" {
 			in.st.RuntimeStatus, in.st.StatusDescription = "stopped", "desired status is stopped"
 			continue
@@ -469,7 +485,7 @@ func (s *Supervisor) start(in *instance) {
 		if err == nil {
 			dir := filepath.Join(s.opts.Dir, "run", name, in.spec.Create.WorkingDir)
 			if err = os.MkdirAll(dir, 0o755); err == nil {
-				in.proc, err = spawn(in.prog, in.args, vars, dir, log, in.spec.Create.HostConfig)
+				in.proc, err = spawn(in.prog, in.argv0, in.args, vars, dir, log, in.spec.Create.HostConfig)
 			}
 		}
 	}

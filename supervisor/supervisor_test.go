@@ -367,6 +367,9 @@ func TestModuleEnvironment(t *testing.T) {
 			t.Errorf("env lacks %s: %v", want, env)
 		}
 	}
+	if a := readLines(filepath.Join(h.home("e"), "argv0")); len(a) != 1 || a[0] != filepath.Base(h.exe) {
+		t.Errorf("argv[0] %v, want the image's file name %s", a, filepath.Base(h.exe))
+	}
 	for _, e := range env {
 		if strings.HasPrefix(e, "OUTPOST_EDGE_CONNECTION_STRING=") {
 			t.Errorf("the edge's secret leaked into the module: %s", e)

@@ -207,8 +207,8 @@ func twinValues(doc []byte) string {
 }
 
 // eventbodies FROM: print the hub's events from seq FROM, one per line:
-// "<seq> <deviceId>/<moduleId> <decoded body>" (then $LASTSEQ is the last
-// seq printed, 0 when none).
+// "<seq> <deviceId>/<moduleId> <decoded body>"; then $NEXTSEQ is the seq
+// after the last one printed (FROM when none).
 func cmdEventBodies(ts *testscript.TestScript, neg bool, args []string) {
 	if len(args) != 1 {
 		ts.Fatalf("usage: eventbodies FROM")
@@ -224,10 +224,10 @@ func cmdEventBodies(ts *testscript.TestScript, neg bool, args []string) {
 		Body     []byte
 	}
 	ts.Check(json.Unmarshal(data, &evs))
-	last := uint64(0)
+	next := args[0]
 	for _, e := range evs {
 		fmt.Fprintf(ts.Stdout(), "%d %s/%s %s\n", e.Seq, e.DeviceID, e.ModuleID, e.Body)
-		last = e.Seq
+		next = strconv.FormatUint(e.Seq+1, 10)
 	}
-	ts.Setenv("LASTSEQ", strconv.FormatUint(last, 10))
+	ts.Setenv("NEXTSEQ", next)
 }
