@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"reflect"
 	"regexp"
 	"sort"
 	"strconv"
@@ -20,6 +19,7 @@ import (
 	"github.com/outpost-edge/outpost/broker"
 	"github.com/outpost-edge/outpost/store/identity"
 	"github.com/outpost-edge/outpost/store/identity/sas"
+	"github.com/outpost-edge/outpost/store/twin"
 	"github.com/outpost-edge/outpost/supervisor"
 	"github.com/outpost-edge/outpost/sync/protocol"
 )
@@ -189,10 +189,14 @@ func (e *edge) queueReport(r supervisor.Report) {
 // writeReports writes supervisor reports to the $edgeAgent twin's reported
 // properties, as a diff against what was written before (null removes).
 func (e *edge) writeReports(ctx context.Context) {
-	var last map[string]any
+	last := map[string]any{}
 	id := e.cs.DeviceID + "/" + agentModule
-	if v, err := e.twins.Get(id); err == nil && v.Reported != nil {
-		last = v.Reported
+	if v, err := e.twins.Get(id); err == nil {
+		for k, val := range v.Reported {
+			if !strings.HasPrefix(k, "$") { // $version is the twin's, not ours
+				last[k] = val
+			}
+		}
 	}
 	for {
 		select {
@@ -202,7 +206,7 @@ func (e *edge) writeReports(ctx context.Context) {
 			var cur map[string]any
 			data, _ := json.Marshal(r)
 			_ = json.Unmarshal(data, &cur)
-			patch := jsonDiff(last, cur)
+			patch := twin.Diff(last, cur)
 			if len(patch) == 0 {
 				continue
 			}
@@ -220,34 +224,6 @@ func (e *edge) writeReports(ctx context.Context) {
 			last = cur
 		}
 	}
-}
-
-// jsonDiff is the merge patch that turns prev into cur. Keys starting with
-// $ (twin metadata) are left alone.
-func jsonDiff(prev, cur map[string]any) map[string]any {
-	patch := map[string]any{}
-	for k, v := range cur {
-		if strings.HasPrefix(k, "$") {
-			continue
-		}
-		pv, had := prev[k]
-		pm, pok := pv.(map[string]any)
-		cm, cok := v.(map[string]any)
-		switch {
-		case had && pok && cok:
-			if d := jsonDiff(pm, cm); len(d) > 0 {
-				patch[k] = d
-			}
-		case !had || !reflect.DeepEqual(pv, v):
-			patch[k] = v
-		}
-	}
-	for k := range prev {
-		if _, ok := cur[k]; !ok && !strings.HasPrefix(k, "$") {
-			patch[k] = nil
-		}
-	}
-	return patch
 }
 
 // invoke runs a direct method: $edgeAgent's own methods here, every other
