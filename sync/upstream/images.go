@@ -53,7 +53,7 @@ func (l *Link) FetchImage(ctx context.Context, digest string, dst io.Writer) (in
 		return 0, fmt.Errorf("fetch image %s: %w", digest, hubError(resp))
 	}
 	sum := sha256.New()
-	n, err := io.Copy(io.MultiWriter(dst, sum), &progress{r: resp.Body, stall: stall})
+	n, err := io.Copy(io.MultiWriter(dst, sum), &protocol.Progress{R: resp.Body, Stall: stall, After: imageStall})
 	if err != nil {
 		return n, fmt.Errorf("fetch image %s: after %d bytes: %w", digest, n, fetchCause(ctx, err))
 	}
@@ -62,20 +62,6 @@ func (l *Link) FetchImage(ctx context.Context, digest string, dst io.Writer) (in
 	}
 	l.log.Info("image fetched", "digest", digest, "size", n)
 	return n, nil
-}
-
-// progress pushes the stall timer back with every read that brings bytes.
-type progress struct {
-	r     io.Reader
-	stall *time.Timer
-}
-
-func (p *progress) Read(b []byte) (int, error) {
-	n, err := p.r.Read(b)
-	if n > 0 {
-		p.stall.Reset(imageStall)
-	}
-	return n, err
 }
 
 // fetchCause prefers why ctx ended (a stall) over the transport's error.

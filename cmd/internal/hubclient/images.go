@@ -8,6 +8,8 @@ import (
 	"io"
 	"net/http"
 	"time"
+
+	"github.com/outpost-edge/outpost/sync/protocol"
 )
 
 // Image is an entry of the hub's module image store.
@@ -37,7 +39,7 @@ func (c *Client) PushImage(ctx context.Context, r io.Reader, size int64) (raw js
 	stall := time.AfterFunc(ImageStall, func() { cancel(errStalled) })
 	defer stall.Stop()
 	req = req.WithContext(ctx)
-	req.Body = io.NopCloser(&progress{r: r, stall: stall})
+	req.Body = io.NopCloser(&protocol.Progress{R: r, Stall: stall, After: ImageStall})
 	req.ContentLength = size
 	req.Header.Set("Content-Type", "application/octet-stream")
 	hc := c.HTTP
@@ -68,20 +70,6 @@ func (c *Client) pushError(ctx context.Context, err error) error {
 		return &unreachableError{url: c.URL, err: fmt.Errorf("the upload made no progress for %s", ImageStall)}
 	}
 	return c.transportError(ctx, context.Background(), 0, err)
-}
-
-// progress pushes the stall timer back with every read the upload makes.
-type progress struct {
-	r     io.Reader
-	stall *time.Timer
-}
-
-func (p *progress) Read(b []byte) (int, error) {
-	n, err := p.r.Read(b)
-	if n > 0 {
-		p.stall.Reset(ImageStall)
-	}
-	return n, err
 }
 
 // Images lists the hub's image store, oldest first, as received.
