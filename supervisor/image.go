@@ -51,11 +51,15 @@ type images struct {
 // resolve makes ref available in the cache and returns its digest. A path
 // or a name on PATH is hashed and copied in (the module then runs from the
 // cache, also when the file moves or the edge restarts offline); a digest is
-// taken from the cache or fetched from the hub, and verified either way.
-func (im *images) resolve(ctx context.Context, ref string) (string, error) {
+// taken from the cache or, unless pull is false (imagePullPolicy never),
+// fetched from the hub; verified either way.
+func (im *images) resolve(ctx context.Context, ref string, pull bool) (string, error) {
 	if digestRe.MatchString(ref) {
 		if err := im.verify(ref); err == nil {
 			return ref, nil
+		}
+		if !pull {
+			return "", fmt.Errorf("%w %s is not in the edge's cache and imagePullPolicy is never", ErrImage, ref)
 		}
 		if im.fetch == nil {
 			return "", fmt.Errorf("%w %s is not in the cache and this edge has no hub to fetch it from", ErrImage, ref)

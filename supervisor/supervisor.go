@@ -323,7 +323,7 @@ func (s *Supervisor) resolveImages(dep *Deployment, current map[string]Module, r
 			digest = running[name]
 		}
 		if digest == "" {
-			d, err := s.images.resolve(s.ctx, m.Image)
+			d, err := s.images.resolve(s.ctx, m.Image, m.ImagePullPolicy != "never")
 			if err != nil && restored[name] != "" && s.images.verify(restored[name]) == nil {
 				s.log.Info("module image not reachable; running the cached copy", "module", name, "image", m.Image, "digest", restored[name], "err", err)
 				d, err = restored[name], nil
@@ -658,7 +658,8 @@ func (s *Supervisor) saveApplied(desired []byte, version int64) error {
 		return err
 	}
 	tmp := s.appliedPath() + ".tmp"
-	f, err := os.Create(tmp)
+	// 0600: a deployment's env may carry secrets.
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
 	if err != nil {
 		return err
 	}

@@ -153,6 +153,7 @@ func TestBadDeploymentKeepsModulesRunning(t *testing.T) {
 		{"docker type", h.mod("sleep", map[string]any{"type": "docker"}), `modules.a.type: "docker" is not supported`},
 		{"unknown createOptions", h.mod("sleep", map[string]any{"settings": map[string]any{"image": h.exe, "createOptions": `{"Cmd":[],"Privileged":true}`}}), `unknown field "Privileged"`},
 		{"on-unhealthy without check", h.mod("sleep", map[string]any{"restartPolicy": "on-unhealthy"}), "on-unhealthy needs a health check"},
+		{"pull policy never", h.mod("sleep", map[string]any{"imagePullPolicy": "never", "settings": map[string]any{"image": "sha256:" + strings.Repeat("cd", 32)}}), "not in the edge's cache and imagePullPolicy is never"},
 	}
 	for i, c := range cases {
 		v := int64(10 + i)
