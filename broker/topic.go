@@ -4,9 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
-	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/outpost-edge/outpost/broker/bag"
 )
 
 // Inbound topic kinds of the IoT Hub MQTT conventions (CONTRACT.md §4).
@@ -140,32 +141,24 @@ var sysToBag = func() map[string]string {
 }()
 
 // parseBag splits a URL-encoded property bag into application and system
-// properties.
-func parseBag(bag string) (app, sys map[string]string, err error) {
+// properties. A repeated key keeps its last value.
+func parseBag(s string) (app, sys map[string]string, err error) {
 	app, sys = map[string]string{}, map[string]string{}
-	if bag == "" {
-		return app, sys, nil
+	if len(s) > maxBag {
+		return nil, nil, fmt.Errorf("property bag is %d bytes; the limit is %d", len(s), maxBag)
 	}
-	if len(bag) > maxBag {
-		return nil, nil, fmt.Errorf("property bag is %d bytes; the limit is %d", len(bag), maxBag)
+	pairs, err := bag.Parse(s)
+	if err != nil {
+		return nil, nil, err
 	}
-	for _, kv := range strings.Split(bag, "&") {
-		if kv == "" {
-			continue
-		}
-		k, v, _ := strings.Cut(kv, "=")
-		uk, err1 := url.QueryUnescape(k)
-		uv, err2 := url.QueryUnescape(v)
-		if err := errors.Join(err1, err2); err != nil || uk == "" {
-			return nil, nil, fmt.Errorf("property bag entry %q is not URL-encoded key=value", kv)
-		}
-		if name, ok := bagToSys[uk]; ok {
+	for _, p := range pairs {
+		if name, ok := bagToSys[p.Key]; ok {
 			if !sysFromSession[name] {
-				sys[name] = uv
+				sys[name] = p.Value
 			}
 			continue
 		}
-		app[uk] = uv
+		app[p.Key] = p.Value
 	}
 	return app, sys, nil
 }
@@ -175,15 +168,15 @@ const maxBag = 16 << 10
 // encodeBag writes properties as a URL-encoded bag, system properties by
 // their wire names, in a stable order.
 func encodeBag(app, sys map[string]string) string {
-	var parts []string
+	b := bag.Builder{Plus: true}
 	for k, v := range sys {
 		if wire, ok := sysToBag[k]; ok {
-			parts = append(parts, url.QueryEscape(wire)+"="+url.QueryEscape(v))
+			b.Add(wire, v)
 		}
 	}
 	for k, v := range app {
-		parts = append(parts, url.QueryEscape(k)+"="+url.QueryEscape(v))
+		b.Add(k, v)
 	}
-	sort.Strings(parts)
-	return strings.Join(parts, "&")
+	b.Sort()
+	return b.String()
 }

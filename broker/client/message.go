@@ -4,9 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
-	"sort"
 	"strings"
 	"time"
+
+	"github.com/outpost-edge/outpost/broker/bag"
 )
 
 // Message is a telemetry message, a module output or input, or a
@@ -67,8 +68,7 @@ func encodeBag(m Message, output string) (string, error) {
 	if len(m.Body) > maxBody {
 		return "", fmt.Errorf("%w: the body is %d bytes; the limit is %d", ErrBadMessage, len(m.Body), maxBody)
 	}
-	var parts []string
-	add := func(k, v string) { parts = append(parts, escape(k)+"="+escape(v)) }
+	var b bag.Builder
 	for k, v := range m.Properties {
 		if k == "" {
 			return "", fmt.Errorf("%w: an application property has an empty name", ErrBadMessage)
@@ -76,47 +76,36 @@ func encodeBag(m Message, output string) (string, error) {
 		if strings.HasPrefix(k, "$.") || bareSystem[k] {
 			return "", fmt.Errorf("%w: application property %q has a system property's name; use the Message fields", ErrBadMessage, k)
 		}
-		add(k, v)
+		b.Add(k, v)
 	}
-	sort.Strings(parts)
+	b.Sort()
 	for _, p := range []struct{ k, v string }{
 		{propMessageID, m.MessageID}, {propCorrelationID, m.CorrelationID},
 		{propContentType, m.ContentType}, {propContentEncoding, m.ContentEncoding}, {propOutputName, output},
 	} {
 		if p.v != "" {
-			add(p.k, p.v)
+			b.Add(p.k, p.v)
 		}
 	}
 	if !m.ExpiryTime.IsZero() {
-		add(propExpiry, m.ExpiryTime.UTC().Format(time.RFC3339Nano))
+		b.Add(propExpiry, m.ExpiryTime.UTC().Format(time.RFC3339Nano))
 	}
-	bag := strings.Join(parts, "&")
-	if len(bag) > maxBag {
-		return "", fmt.Errorf("%w: its properties encode to %d bytes; the limit is %d", ErrBadMessage, len(bag), maxBag)
+	s := b.String()
+	if len(s) > maxBag {
+		return "", fmt.Errorf("%w: its properties encode to %d bytes; the limit is %d", ErrBadMessage, len(s), maxBag)
 	}
-	return bag, nil
+	return s, nil
 }
 
-// escape is query escaping with spaces as %20, which every IoT Hub bag
-// parser reads back (a '+' is read as a space by some and not others).
-func escape(s string) string { return strings.ReplaceAll(url.QueryEscape(s), "+", "%20") }
-
 // decodeBag parses a received property bag into m. A bare key (no '=')
-// is an empty value, as in C2D bags.
-func decodeBag(bag string, m *Message) error {
-	for _, kv := range strings.Split(bag, "&") {
-		if kv == "" {
-			continue
-		}
-		k, v, _ := strings.Cut(kv, "=")
-		uk, err1 := url.QueryUnescape(k)
-		uv, err2 := url.QueryUnescape(v)
-		if err := errors.Join(err1, err2); err != nil || uk == "" {
-			return fmt.Errorf("property bag entry %q is not URL-encoded key=value", kv)
-		}
-		m.setProperty(uk, uv)
+// is an empty value, as in C2D bags. On an error, m keeps the entries
+// before the bad one.
+func decodeBag(s string, m *Message) error {
+	pairs, err := bag.Parse(s)
+	for _, p := range pairs {
+		m.setProperty(p.Key, p.Value)
 	}
-	return nil
+	return err
 }
 
 func (m *Message) setProperty(k, v string) {

@@ -3,18 +3,10 @@ package samples_test
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
-	"math/big"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -24,6 +16,7 @@ import (
 	"time"
 
 	"github.com/outpost-edge/outpost/broker"
+	"github.com/outpost-edge/outpost/broker/brokertest"
 	"github.com/outpost-edge/outpost/broker/client"
 	"github.com/outpost-edge/outpost/cmd/internal/samples"
 )
@@ -54,53 +47,54 @@ func TestSensorFilterEndToEnd(t *testing.T) {
 	h := newHarness(t, e2eRoutes, nil)
 	sensorID, filterID := edgeID+"/sensor", edgeID+"/filter"
 	// 20, 21, …, 30: eleven readings, then idle.
-	h.patchDesired(sensorID, `{"SendInterval":0.02,"MachineTempMin":20,"MachineTempMax":30,"MachineTempStep":1,"MaxMessages":11}`)
+	h.PatchDesired(sensorID, `{"SendInterval":0.02,"MachineTempMin":20,"MachineTempMax":30,"MachineTempStep":1,"MaxMessages":11}`)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	errs := make(chan error, 2)
-	filterC, sensorC := h.newClient(filterID), h.newClient(sensorID)
+	filterC, sensorC := h.Client(filterID), h.Client(sensorID)
+	logger := brokertest.Logger(t)
 	go func() {
-		errs <- samples.RunFilter(ctx, filterC, samples.FilterOptions{Logger: testLogger(t), ReportInterval: 50 * time.Millisecond})
+		errs <- samples.RunFilter(ctx, filterC, samples.FilterOptions{Logger: logger, ReportInterval: 50 * time.Millisecond})
 	}()
-	go func() { errs <- samples.RunTempSensor(ctx, sensorC, samples.SensorOptions{Logger: testLogger(t)}) }()
+	go func() { errs <- samples.RunTempSensor(ctx, sensorC, samples.SensorOptions{Logger: logger}) }()
 
 	counts := func(fwd, dropped, invalid float64) func() bool {
 		return func() bool {
-			r := h.reported(filterID)
+			r := h.Reported(filterID)
 			return r["forwarded"] == fwd && r["dropped"] == dropped && r["invalid"] == invalid
 		}
 	}
 	eventually(t, "the filter to report 5 forwarded, 6 dropped", counts(5, 6, 0))
-	if r := h.reported(filterID); r["TemperatureThreshold"] != 25.0 || r["lastError"] != nil {
+	if r := h.Reported(filterID); r["TemperatureThreshold"] != 25.0 || r["lastError"] != nil {
 		t.Errorf("filter reported %v", r)
 	}
-	if r := h.reported(sensorID); r["SendInterval"] != 0.02 || r["MaxMessages"] != 11.0 || r["MachineTempMax"] != 30.0 || r["lastError"] != nil {
+	if r := h.Reported(sensorID); r["SendInterval"] != 0.02 || r["MaxMessages"] != 11.0 || r["MachineTempMax"] != 30.0 || r["lastError"] != nil {
 		t.Errorf("sensor reported %v", r)
 	}
 	checkUpstream(t, h, []float64{26, 27, 28, 29, 30})
 
 	// Something that is not a reading: counted, acknowledged, no crash.
-	junk := h.newClient(edgeID + "/junk")
+	junk := h.Client(edgeID + "/junk")
 	check(t, junk.Connect(ctx))
 	check(t, junk.SendOutput(ctx, "x", client.Message{Body: []byte("not json")}))
 	eventually(t, "the filter to count the invalid input", counts(5, 6, 1))
 
 	// A bad threshold is refused and reported; the previous one stays.
-	h.patchDesired(filterID, `{"TemperatureThreshold":"hot"}`)
+	h.PatchDesired(filterID, `{"TemperatureThreshold":"hot"}`)
 	eventually(t, "the filter to report lastError", func() bool {
-		e, _ := h.reported(filterID)["lastError"].(string)
+		e, _ := h.Reported(filterID)["lastError"].(string)
 		return strings.Contains(e, "TemperatureThreshold")
 	})
 	// A new threshold, then eleven more readings (20 … 30 again).
-	h.patchDesired(filterID, `{"TemperatureThreshold":28}`)
+	h.PatchDesired(filterID, `{"TemperatureThreshold":28}`)
 	eventually(t, "the filter to apply 28", func() bool {
-		r := h.reported(filterID)
+		r := h.Reported(filterID)
 		return r["TemperatureThreshold"] == 28.0 && r["lastError"] == nil
 	})
-	h.patchDesired(sensorID, `{"MaxMessages":22}`)
+	h.PatchDesired(sensorID, `{"MaxMessages":22}`)
 	eventually(t, "the filter to report 7 forwarded, 15 dropped", counts(7, 15, 1))
 	checkUpstream(t, h, []float64{26, 27, 28, 29, 30, 29, 30})
-	if q := h.b.Stats(); q.Refused.Load() != 0 {
+	if q := h.Broker.Stats(); q.Refused.Load() != 0 {
 		t.Errorf("broker refused %d messages", q.Refused.Load())
 	}
 
@@ -119,9 +113,9 @@ func TestSensorFilterEndToEnd(t *testing.T) {
 
 // checkUpstream wants exactly these machine temperatures in $upstream, as
 // alerts from the filter carrying the sensor's message ids.
-func checkUpstream(t *testing.T, h *harness, temps []float64) {
+func checkUpstream(t *testing.T, h *brokertest.Harness, temps []float64) {
 	t.Helper()
-	msgs := h.upstream()
+	msgs := h.Messages("$upstream")
 	var got []float64
 	ids := map[string]bool{}
 	for _, m := range msgs {
@@ -146,24 +140,24 @@ func checkUpstream(t *testing.T, h *harness, temps []float64) {
 // exits 0 on SIGTERM; without the environment it exits 1 with one error
 // line.
 func TestMainsAsProcesses(t *testing.T) {
-	caPEM, cert := edgeCA(t)
+	caPEM, cert := brokertest.EdgeCA(t)
 	h := newHarness(t, `{"routes":{"up":"FROM /messages/* INTO $upstream"}}`, func(o *broker.Options) {
 		o.TLS = "127.0.0.1:0"
 		o.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	})
 	caFile := filepath.Join(t.TempDir(), "ca.pem")
 	check(t, os.WriteFile(caFile, caPEM, 0o600))
-	h.patchDesired(edgeID+"/sensor", `{"SendInterval":0.05}`)
+	h.PatchDesired(edgeID+"/sensor", `{"SendInterval":0.05}`)
 
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), "SAMPLES_TEST_MAIN=tempsensor",
-		client.EnvConnectionString+"="+h.connString(edgeID+"/sensor", h.b.Addr("tls").String()),
+		client.EnvConnectionString+"="+h.ConnString(edgeID+"/sensor", h.Addr("tls")),
 		client.EnvCACertificate+"="+caFile)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	check(t, cmd.Start())
 	defer cmd.Process.Kill()
-	eventually(t, "readings from the sensor process", func() bool { return len(h.upstream()) >= 10 })
+	eventually(t, "readings from the sensor process", func() bool { return len(h.Messages("$upstream")) >= 10 })
 	check(t, cmd.Process.Signal(syscall.SIGTERM))
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
@@ -181,7 +175,7 @@ func TestMainsAsProcesses(t *testing.T) {
 			t.Errorf("stderr lacks %q:\n%s", want, out)
 		}
 	}
-	if n, sent := strings.Count(out, "\n"), len(h.upstream()); n > 8 {
+	if n, sent := strings.Count(out, "\n"), len(h.Messages("$upstream")); n > 8 {
 		t.Errorf("%d log lines for %d messages: logging per message?\n%s", n, sent, out)
 	}
 
@@ -194,31 +188,4 @@ func TestMainsAsProcesses(t *testing.T) {
 		strings.Count(string(out2), "\n") != 1 || !strings.Contains(string(out2), "IOTEDGE_MODULEID") {
 		t.Errorf("filter without environment: %v %q", err, out2)
 	}
-}
-
-// edgeCA makes a CA and a server certificate for 127.0.0.1 signed by it.
-func edgeCA(t *testing.T) (caPEM []byte, server tls.Certificate) {
-	t.Helper()
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	check(t, err)
-	caTmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test edge CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	check(t, err)
-	ca, err := x509.ParseCertificate(caDER)
-	check(t, err)
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	check(t, err)
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "127.0.0.1"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		KeyUsage: x509.KeyUsageDigitalSignature,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-	check(t, err)
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
 }
