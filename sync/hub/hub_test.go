@@ -31,9 +31,17 @@ type fixture struct {
 }
 
 func newFixture(t *testing.T) *fixture {
+	return newFixtureWith(t, Options{PullWait: 200 * time.Millisecond})
+}
+
+// newFixtureWith opens an in-memory hub with opts (host name and owner key
+// filled in) behind a test server, with an edge gw1, its child dev1 and a
+// device other outside its scope.
+func newFixtureWith(t *testing.T, opts Options) *fixture {
 	t.Helper()
 	ctx := context.Background()
-	h, err := Open(ctx, "", Options{HostName: "hub.test", OwnerKey: ownerKey, InMemory: true, PullWait: 200 * time.Millisecond})
+	opts.HostName, opts.OwnerKey, opts.InMemory = "hub.test", ownerKey, true
+	h, err := Open(ctx, "", opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -43,11 +51,10 @@ func newFixture(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := h.PutDevice(ctx, identity.JSON{DeviceID: "dev1", ParentScopes: []string{gw.DeviceScope}}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := h.PutDevice(ctx, identity.JSON{DeviceID: "other"}); err != nil {
-		t.Fatal(err)
+	for _, d := range []identity.JSON{{DeviceID: "dev1", ParentScopes: []string{gw.DeviceScope}}, {DeviceID: "other"}} {
+		if _, err := h.PutDevice(ctx, d); err != nil {
+			t.Fatal(err)
+		}
 	}
 	return &fixture{ctx: ctx, h: h, srv: srv, gw: gw}
 }

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -18,7 +17,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/outpost-edge/outpost/store/identity"
 	"github.com/outpost-edge/outpost/store/identity/sas"
 	"github.com/outpost-edge/outpost/sync/protocol"
 )
@@ -27,27 +25,11 @@ import (
 // that moves one second per reading, and the devices of newFixture.
 func imageFixture(t *testing.T, maxSize int64) (*fixture, string) {
 	t.Helper()
-	ctx := context.Background()
 	dir := filepath.Join(t.TempDir(), "images")
 	var tick atomic.Int64
 	start := time.Date(2025, 3, 4, 5, 6, 7, 0, time.UTC)
 	now := func() time.Time { return start.Add(time.Duration(tick.Add(1)) * time.Second) }
-	h, err := Open(ctx, "", Options{HostName: "hub.test", OwnerKey: ownerKey, InMemory: true, ImageDir: dir, MaxImageSize: maxSize, Now: now})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(h.Handler())
-	t.Cleanup(func() { h.Stop(); srv.Close(); _ = h.Close() })
-	gw, err := h.PutDevice(ctx, identity.JSON{DeviceID: "gw1", Capabilities: &identity.Capabilities{IoTEdge: true}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, d := range []identity.JSON{{DeviceID: "dev1", ParentScopes: []string{gw.DeviceScope}}, {DeviceID: "other"}} {
-		if _, err := h.PutDevice(ctx, d); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return &fixture{ctx: ctx, h: h, srv: srv, gw: gw}, dir
+	return newFixtureWith(t, Options{ImageDir: dir, MaxImageSize: maxSize, Now: now}), dir
 }
 
 func digestOf(b []byte) string {
