@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"sort"
@@ -78,9 +79,13 @@ type Supervisor struct {
 	desiredVersion int64
 	desiredStatus  DesiredStatus
 	applySeq       int // the latest Apply; older resolutions are dropped
-	retry          *time.Timer
-	started        time.Time
-	ctx            context.Context
+	// known maps image references put in force (this run or the last one)
+	// to their digests: the cached copy stands in for a path that is gone
+	// or a hub that cannot be reached.
+	known   map[string]string
+	retry   *time.Timer
+	started time.Time
+	ctx     context.Context
 
 	mu       sync.Mutex
 	snapshot Report
@@ -122,7 +127,7 @@ func New(opts Options) (*Supervisor, error) {
 		opts: opts, log: opts.Logger,
 		images: images{dir: filepath.Join(opts.Dir, "images"), fetch: opts.Fetcher},
 		events: make(chan func(), 64), quit: make(chan struct{}),
-		mods: map[string]*instance{}, logs: map[string]*logFile{},
+		mods: map[string]*instance{}, logs: map[string]*logFile{}, known: map[string]string{},
 		desiredStatus: DesiredStatus{Code: 200},
 	}
 	s.snapshot = s.buildReport()
@@ -137,7 +142,14 @@ func (s *Supervisor) Run(ctx context.Context) error {
 		s.log.Warn("last deployment not restored", "err", err)
 	} else if a != nil {
 		s.desiredVersion = a.Version
-		s.resolveAndApply(a.Desired, a.Version, a.Digests)
+		if dep, err := ParseDeployment(a.Desired); err == nil {
+			for name, m := range dep.Modules {
+				if d := a.Digests[name]; d != "" {
+					s.known[m.Image] = d
+				}
+			}
+		}
+		s.resolveAndApply(a.Desired, a.Version)
 	}
 	s.changed()
 	for {
@@ -184,7 +196,7 @@ func (s *Supervisor) post(f func()) bool {
 // version version. It returns at once; the outcome is in the report.
 func (s *Supervisor) Apply(desired []byte, version int64) {
 	desired = append([]byte(nil), desired...)
-	s.post(func() { s.resolveAndApply(desired, version, nil) })
+	s.post(func() { s.resolveAndApply(desired, version) })
 }
 
 // RestartModule stops a running module and starts it again at once.
@@ -241,9 +253,9 @@ func (s *Supervisor) changed() {
 
 // resolveAndApply parses the deployment and fetches the images of the
 // modules that change — off the loop, so a slow download does not hold up
-// restarts — then puts it in force. digests (a restored deployment) are
-// used for images that cannot be resolved now (a moved file, no network).
-func (s *Supervisor) resolveAndApply(desired []byte, version int64, digests map[string]string) {
+// restarts — then puts it in force. Images that cannot be resolved now (a
+// moved file, no network) run from the cache if they were in force before.
+func (s *Supervisor) resolveAndApply(desired []byte, version int64) {
 	s.applySeq++
 	seq := s.applySeq
 	if s.retry != nil {
@@ -258,10 +270,11 @@ func (s *Supervisor) resolveAndApply(desired []byte, version int64, digests map[
 	for name, in := range s.mods {
 		current[name] = in.spec
 	}
+	known := maps.Clone(s.known)
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		resolved, err := s.resolveImages(dep, current, s.currentDigests(), digests)
+		resolved, err := s.resolveImages(dep, current, s.currentDigests(), known)
 		s.post(func() {
 			if seq != s.applySeq {
 				return // a newer deployment arrived meanwhile
@@ -272,7 +285,7 @@ func (s *Supervisor) resolveAndApply(desired []byte, version int64, digests map[
 					s.retry = time.AfterFunc(s.opts.RetryApply, func() {
 						s.post(func() {
 							if seq == s.applySeq {
-								s.resolveAndApply(desired, version, digests)
+								s.resolveAndApply(desired, version)
 							}
 						})
 					})
@@ -313,7 +326,7 @@ func argv0(m Module, prog string, archive bool) string {
 }
 
 // resolveImages runs off the loop: it reads only its arguments.
-func (s *Supervisor) resolveImages(dep *Deployment, current map[string]Module, running, restored map[string]string) (map[string]resolvedImage, error) {
+func (s *Supervisor) resolveImages(dep *Deployment, current map[string]Module, running, known map[string]string) (map[string]resolvedImage, error) {
 	out := map[string]resolvedImage{}
 	names := sortedNames(dep.Modules)
 	for _, name := range names {
@@ -324,9 +337,9 @@ func (s *Supervisor) resolveImages(dep *Deployment, current map[string]Module, r
 		}
 		if digest == "" {
 			d, err := s.images.resolve(s.ctx, m.Image, m.ImagePullPolicy != "never")
-			if err != nil && restored[name] != "" && s.images.verify(restored[name]) == nil {
-				s.log.Info("module image not reachable; running the cached copy", "module", name, "image", m.Image, "digest", restored[name], "err", err)
-				d, err = restored[name], nil
+			if k := known[m.Image]; err != nil && k != "" && s.images.verify(k) == nil {
+				s.log.Info("module image not reachable; running the cached copy", "module", name, "image", m.Image, "digest", k, "err", err)
+				d, err = k, nil
 			}
 			if err != nil {
 				return nil, fmt.Errorf("modules.%s.settings.image: %w", name, err)
@@ -402,6 +415,7 @@ func (s *Supervisor) converge(dep *Deployment, images map[string]resolvedImage, 
 			s.mods[name] = in
 		}
 		in.spec, in.digest, in.prog, in.argv0, in.args = m, img.digest, img.prog, img.argv0, img.args
+		s.known[m.Image] = img.digest
 		if m.Status == "stopped" {
 			in.st.RuntimeStatus, in.st.StatusDescription = "stopped", "desired status is stopped"
 			continue

@@ -483,3 +483,37 @@ func TestResourceLimits(t *testing.T) {
 		}
 	}
 }
+
+// The edge restarts with the image file gone and hands the supervisor the
+// same deployment again at once (as it does from its twin or file): the
+// module runs from the cache, restored or re-applied.
+func TestPathImageGoneRunsFromCache(t *testing.T) {
+	img := filepath.Join(t.TempDir(), "module")
+	exe, _ := os.Executable()
+	data, err := os.ReadFile(exe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(img, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	h := newHarness(t, nil)
+	mods := map[string]any{"a": h.mod("sleep", map[string]any{"settings": map[string]any{"image": img}})}
+	h.apply(1, mods)
+	pid := h.waitStatus("a", "running").PID
+	h.stop()
+	waitGone(t, pid)
+	if err := os.Remove(img); err != nil {
+		t.Fatal(err)
+	}
+	h.open(nil)
+	h.apply(1, mods)
+	st := h.waitStatus("a", "running")
+	if st.Settings.ImageHash != digestOf(data) {
+		t.Fatalf("imageHash %s", st.Settings.ImageHash)
+	}
+	h.waitDesired(1, 200)
+	// An image that was never in force is not stood in for.
+	h.apply(2, map[string]any{"b": h.mod("sleep", map[string]any{"settings": map[string]any{"image": img + "-other"}})})
+	h.waitDesired(2, 400)
+}
