@@ -23,7 +23,7 @@ func (s *Supervisor) watchHealth(in *instance, gen int, hc Healthcheck, env []st
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		wait := time.Duration(hc.StartPeriod)
+		wait := time.Duration(hc.StartPeriod) + interval // as Docker: the first check an interval after start
 		for {
 			select {
 			case <-ctx.Done():

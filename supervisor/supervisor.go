@@ -185,6 +185,11 @@ func (s *Supervisor) shutdown() {
 // post hands f to the loop; false once the supervisor has stopped.
 func (s *Supervisor) post(f func()) bool {
 	select {
+	case <-s.quit:
+		return false
+	default:
+	}
+	select {
 	case s.events <- f:
 		return true
 	case <-s.quit:
