@@ -21,6 +21,9 @@ import (
 	synchub "github.com/outpost-edge/outpost/sync/hub"
 )
 
+// DefaultMaxImageMiB is --max-image-size's default.
+const DefaultMaxImageMiB = synchub.DefaultMaxImageSize >> 20
+
 // Config is what `outpost hub` is told on its command line.
 type Config struct {
 	DataDir         string
@@ -29,6 +32,7 @@ type Config struct {
 	TLSCert, TLSKey string
 	OwnerKey        string // base64; empty: generated once and kept in <data>/owner.connection-string
 	Retention       time.Duration
+	MaxImageMiB     int64 // largest module image the store takes (DefaultMaxImageMiB)
 	Logger          *slog.Logger
 	Stdout          io.Writer
 }
@@ -62,7 +66,7 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	h, err := synchub.Open(ctx, filepath.Join(cfg.DataDir, "store"), synchub.Options{HostName: host, OwnerKey: key, Logger: cfg.Logger, Retention: cfg.Retention,
-		ImageDir: filepath.Join(cfg.DataDir, "images")})
+		ImageDir: filepath.Join(cfg.DataDir, "images"), MaxImageSize: cfg.MaxImageMiB << 20})
 	if err != nil {
 		return err
 	}
