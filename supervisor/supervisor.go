@@ -10,6 +10,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -333,7 +334,7 @@ func argv0(m Module, prog string, archive bool) string {
 // resolveImages runs off the loop: it reads only its arguments.
 func (s *Supervisor) resolveImages(dep *Deployment, current map[string]Module, running, known map[string]string) (map[string]resolvedImage, error) {
 	out := map[string]resolvedImage{}
-	names := sortedNames(dep.Modules)
+	names := slices.Sorted(maps.Keys(dep.Modules))
 	for _, name := range names {
 		m := dep.Modules[name]
 		digest := ""
@@ -374,15 +375,6 @@ func (s *Supervisor) refuse(version int64, err error) {
 	s.changed()
 }
 
-func sortedNames[V any](m map[string]V) []string {
-	names := make([]string, 0, len(m))
-	for n := range m {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	return names
-}
-
 // converge puts dep in force: it stops what is removed or changed, then
 // starts what should run, in startupOrder.
 func (s *Supervisor) converge(dep *Deployment, images map[string]resolvedImage, desired []byte, version int64) {
@@ -405,7 +397,7 @@ func (s *Supervisor) converge(dep *Deployment, images map[string]resolvedImage, 
 		}
 	}
 	var starts []*instance
-	for _, name := range sortedNames(dep.Modules) {
+	for _, name := range slices.Sorted(maps.Keys(dep.Modules)) {
 		m, img := dep.Modules[name], images[name]
 		in := s.mods[name]
 		prevStatus := ""
@@ -540,7 +532,7 @@ func (s *Supervisor) start(in *instance) {
 func (s *Supervisor) env(in *instance) ([]string, error) {
 	vars := baseEnv()
 	vars = append(vars, "HOME="+filepath.Join(s.opts.Dir, "run", in.spec.Name))
-	for _, k := range sortedNames(in.spec.Env) {
+	for _, k := range slices.Sorted(maps.Keys(in.spec.Env)) {
 		vars = append(vars, k+"="+in.spec.Env[k])
 	}
 	vars = append(vars, in.spec.Create.Env...)

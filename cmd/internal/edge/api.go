@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -185,13 +187,13 @@ func (e *edge) methodHandler(w http.ResponseWriter, r *http.Request) {
 		id += "/" + m
 	}
 	res := e.invoke(r.Context(), id, req.MethodName, req.Payload, req.Timeout())
-	switch res.Status {
-	case 404, 504, 500:
-		if res.Error != "" {
-			code := map[int]string{404: "DeviceNotOnline", 504: "GatewayTimeout", 500: "Internal"}[res.Status]
-			writeJSON(w, res.Status, map[string]string{"code": code, "message": res.Error})
-			return
+	if res.Error != "" { // the call did not reach an answer: 404, 504 or 500
+		code := map[int]string{404: "DeviceNotOnline", 504: "GatewayTimeout"}[res.Status]
+		if code == "" {
+			code = "Internal"
 		}
+		writeJSON(w, res.Status, map[string]string{"code": code, "message": res.Error})
+		return
 	}
 	writeJSON(w, 200, protocol.MethodAnswer(res.Status, res.Payload))
 }
@@ -239,7 +241,7 @@ func (e *edge) metrics(w http.ResponseWriter, _ *http.Request) {
 			fmt.Fprintf(&sb, "outpost_queue_%s_total{queue=%q} %d\n", m.name, q.Name, m.get(q))
 		}
 	}
-	names := sortedKeys(st.Modules)
+	names := slices.Sorted(maps.Keys(st.Modules))
 	sb.WriteString("# HELP outpost_module_running 1 while a module's process runs.\n# TYPE outpost_module_running gauge\n")
 	for _, n := range names {
 		running := 0

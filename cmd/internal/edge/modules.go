@@ -6,12 +6,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -167,9 +168,6 @@ func (e *edge) moduleEnv(module string) ([]string, error) {
 		"IOTEDGE_IOTHUBHOSTNAME=" + e.cs.HostName, "IOTEDGE_GATEWAYHOSTNAME=" + gateway,
 		"IOTEDGE_AUTHSCHEME=sasToken", "EdgeHubConnectionString=" + cs,
 	}
-	if e.ready.MQTT != "" {
-		env = append(env, "OUTPOST_MQTT_ADDR="+e.ready.MQTT) // plain TCP on loopback, for Outpost's Go SDK
-	}
 	if e.ready.CA != "" {
 		env = append(env, "EdgeModuleCACertificateFile="+e.ready.CA)
 	}
@@ -314,7 +312,7 @@ func (e *edge) moduleLogsMethod(ctx context.Context, payload []byte, answer func
 		if it.Filter.Tail != nil {
 			tail = *it.Filter.Tail
 		}
-		for _, name := range sortedKeys(mods) {
+		for _, name := range slices.Sorted(maps.Keys(mods)) {
 			if !re.MatchString(name) {
 				continue
 			}
@@ -328,15 +326,6 @@ func (e *edge) moduleLogsMethod(ctx context.Context, payload []byte, answer func
 		}
 	}
 	return answer(200, out)
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
 
 // logsHandler streams a module's output: GET /modules/{m}/logs?tail=N&follow=true.
