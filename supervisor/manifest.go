@@ -32,8 +32,9 @@ type Module struct {
 	Env             map[string]string
 	Image           string // a path, a name on PATH, or sha256:<hex>
 	Create          CreateOptions
-	// createOptions as written, kept for the reported settings.
-	createOptions string
+	// RawCreateOptions is createOptions as written (chunks joined), kept
+	// for the reported settings; Create is what it says.
+	RawCreateOptions string
 }
 
 // CreateOptions is the Docker-style settings.createOptions JSON, the part
@@ -281,7 +282,7 @@ func parseSettings(path string, s map[string]json.RawMessage, m *Module) error {
 		case k == "image":
 			m.Image = str
 		case k == "createOptions":
-			m.createOptions = str
+			m.RawCreateOptions = str
 		case chunkKey.MatchString(k):
 			chunks = append(chunks, k)
 		default:
@@ -297,7 +298,7 @@ func parseSettings(path string, s map[string]json.RawMessage, m *Module) error {
 		}
 		var str string
 		_ = json.Unmarshal(s[k], &str)
-		m.createOptions += str
+		m.RawCreateOptions += str
 	}
 	if m.Image == "" {
 		return bad(path+".image", "missing; a path to an executable or archive, a name on PATH, or sha256:<digest> from the hub (outpost image push)")
@@ -305,8 +306,8 @@ func parseSettings(path string, s map[string]json.RawMessage, m *Module) error {
 	if err := checkImageRef(m.Image); err != nil {
 		return bad(path+".image", "%v", err)
 	}
-	if m.createOptions != "" {
-		if err := strictUnmarshal([]byte(m.createOptions), &m.Create); err != nil {
+	if m.RawCreateOptions != "" {
+		if err := strictUnmarshal([]byte(m.RawCreateOptions), &m.Create); err != nil {
 			return bad(path+".createOptions", "%v (known: Cmd, Env, WorkingDir, StopTimeout, Healthcheck, HostConfig.Memory, HostConfig.Ulimits)", err)
 		}
 	}
@@ -370,14 +371,7 @@ func strictUnmarshal(data []byte, v any) error {
 // status aside): any other change means stop and start again.
 func same(a, b Module) bool {
 	a.Status, b.Status = "", ""
-	ja, _ := json.Marshal(moduleView(a))
-	jb, _ := json.Marshal(moduleView(b))
+	ja, _ := json.Marshal(a)
+	jb, _ := json.Marshal(b)
 	return bytes.Equal(ja, jb)
-}
-
-func moduleView(m Module) any {
-	return struct {
-		Module
-		CreateOptions string
-	}{m, m.createOptions}
 }

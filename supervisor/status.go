@@ -84,7 +84,7 @@ func (s *Supervisor) buildReport() Report {
 		st := in.st
 		st.Status, st.RestartPolicy, st.Version, st.Type = in.spec.Status, in.spec.RestartPolicy.String(), in.spec.Version, in.spec.Type
 		st.ImagePullPolicy = in.spec.ImagePullPolicy
-		st.Settings = ModuleSettings{Image: in.spec.Image, ImageHash: in.digest, CreateOptions: in.spec.createOptions}
+		st.Settings = ModuleSettings{Image: in.spec.Image, ImageHash: in.digest, CreateOptions: in.spec.RawCreateOptions}
 		st.PID = 0
 		if in.proc != nil {
 			st.PID = in.proc.cmd.Process.Pid

@@ -1,6 +1,7 @@
 package supervisor
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -80,6 +81,10 @@ type Supervisor struct {
 	desiredVersion int64
 	desiredStatus  DesiredStatus
 	applySeq       int // the latest Apply; older resolutions are dropped
+	// requested and requestedVersion are the deployment last handed to
+	// resolveAndApply (in force, being resolved, or retried).
+	requested        []byte
+	requestedVersion int64
 	// known maps image references put in force (this run or the last one)
 	// to their digests: the cached copy stands in for a path that is gone
 	// or a hub that cannot be reached.
@@ -202,7 +207,15 @@ func (s *Supervisor) post(f func()) bool {
 // version version. It returns at once; the outcome is in the report.
 func (s *Supervisor) Apply(desired []byte, version int64) {
 	desired = append([]byte(nil), desired...)
-	s.post(func() { s.resolveAndApply(desired, version) })
+	s.post(func() {
+		// The same deployment again (the edge hands over its twin or file
+		// right after Run restored it, SIGHUP with nothing changed) is not
+		// resolved again, unless it was refused: the cause may be mended.
+		if version == s.requestedVersion && bytes.Equal(desired, s.requested) && s.desiredStatus.Code != 400 {
+			return
+		}
+		s.resolveAndApply(desired, version)
+	})
 }
 
 // RestartModule stops a running module and starts it again at once.
@@ -264,6 +277,7 @@ func (s *Supervisor) changed() {
 func (s *Supervisor) resolveAndApply(desired []byte, version int64) {
 	s.applySeq++
 	seq := s.applySeq
+	s.requested, s.requestedVersion = desired, version
 	if s.retry != nil {
 		s.retry.Stop()
 	}
@@ -494,7 +508,7 @@ func (s *Supervisor) start(in *instance) {
 	if err == nil {
 		vars, err = s.env(in)
 		if err == nil {
-			dir := filepath.Join(s.opts.Dir, "run", name, in.spec.Create.WorkingDir)
+			dir := filepath.Join(s.home(name), in.spec.Create.WorkingDir)
 			if err = os.MkdirAll(dir, 0o755); err == nil {
 				in.proc, err = spawn(in.prog, in.argv0, in.args, vars, dir, log, in.spec.Create.HostConfig)
 			}
@@ -523,7 +537,7 @@ func (s *Supervisor) start(in *instance) {
 		})
 	}()
 	if hc := in.spec.Create.Healthcheck; hc != nil {
-		s.watchHealth(in, gen, *hc, vars, filepath.Join(s.opts.Dir, "run", name, in.spec.Create.WorkingDir))
+		s.watchHealth(in, gen, *hc, vars, filepath.Join(s.home(name), in.spec.Create.WorkingDir))
 	}
 }
 
@@ -531,7 +545,7 @@ func (s *Supervisor) start(in *instance) {
 // module's own env, then the variables that connect it to the edge.
 func (s *Supervisor) env(in *instance) ([]string, error) {
 	vars := baseEnv()
-	vars = append(vars, "HOME="+filepath.Join(s.opts.Dir, "run", in.spec.Name))
+	vars = append(vars, "HOME="+s.home(in.spec.Name))
 	for _, k := range slices.Sorted(maps.Keys(in.spec.Env)) {
 		vars = append(vars, k+"="+in.spec.Env[k])
 	}
@@ -616,6 +630,10 @@ func (s *Supervisor) restart(name string) error {
 	s.changed()
 	return nil
 }
+
+// home is a module's directory: its HOME and, unless WorkingDir says
+// otherwise, its working directory.
+func (s *Supervisor) home(name string) string { return filepath.Join(s.opts.Dir, "run", name) }
 
 func (s *Supervisor) logFor(name string) (*logFile, error) {
 	s.mu.Lock()

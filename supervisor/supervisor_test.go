@@ -517,3 +517,24 @@ func TestPathImageGoneRunsFromCache(t *testing.T) {
 	h.apply(2, map[string]any{"b": h.mod("sleep", map[string]any{"settings": map[string]any{"image": img + "-other"}})})
 	h.waitDesired(2, 400)
 }
+
+// A deployment refused for a missing image is tried again when handed
+// over again unchanged (the file may have been put in place since).
+func TestRefusedDeploymentRetriedWhenHandedAgain(t *testing.T) {
+	img := filepath.Join(t.TempDir(), "module")
+	h := newHarness(t, nil)
+	mods := map[string]any{"a": h.mod("sleep", map[string]any{"settings": map[string]any{"image": img}})}
+	h.apply(1, mods)
+	h.waitDesired(1, 400)
+	exe, _ := os.Executable()
+	data, err := os.ReadFile(exe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(img, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	h.apply(1, mods)
+	h.waitDesired(1, 200)
+	h.waitStatus("a", "running")
+}
