@@ -111,38 +111,19 @@ func cmdCheckEvents(ts *testscript.TestScript, neg bool, args []string) {
 	}
 	count := map[string]int{}
 	last := map[string]int{}
-	dups, disorder, from := 0, 0, uint64(1)
-	for {
-		code, data := hubGet(ts, fmt.Sprintf("/messages/events?from=%d&limit=10000", from))
-		if code != 200 {
-			ts.Fatalf("read events: %d %s", code, data)
+	dups, disorder := 0, 0
+	hubEvents(ts, 1, func(e hubEvent) {
+		if count[e.MessageID]++; count[e.MessageID] == 2 {
+			dups++
 		}
-		var evs []struct {
-			Seq       uint64
-			DeviceID  string
-			MessageID string
-		}
-		ts.Check(json.Unmarshal(data, &evs))
-		if len(evs) == 0 {
-			break
-		}
-		for _, e := range evs {
-			if e.Seq < from {
-				ts.Fatalf("event seq %d after %d: not strictly increasing", e.Seq, from-1)
+		dev, n, ok := strings.Cut(e.MessageID, "-")
+		if i, err := strconv.Atoi(n); ok && err == nil && dev == e.DeviceID {
+			if i <= last[dev]-1 {
+				disorder++
 			}
-			from = e.Seq + 1
-			if count[e.MessageID]++; count[e.MessageID] == 2 {
-				dups++
-			}
-			dev, n, ok := strings.Cut(e.MessageID, "-")
-			if i, err := strconv.Atoi(n); ok && err == nil && dev == e.DeviceID {
-				if i <= last[dev]-1 {
-					disorder++
-				}
-				last[dev] = i + 1
-			}
+			last[dev] = i + 1
 		}
-	}
+	})
 	acked, missing := 0, 0
 	for _, id := range strings.Fields(ts.ReadFile(args[0])) {
 		acked++
@@ -213,21 +194,44 @@ func cmdEventBodies(ts *testscript.TestScript, neg bool, args []string) {
 	if len(args) != 1 {
 		ts.Fatalf("usage: eventbodies FROM")
 	}
-	code, data := hubGet(ts, "/messages/events?from="+args[0]+"&limit=10000")
-	if code != 200 {
-		ts.Fatalf("read events: %d %s", code, data)
-	}
-	var evs []struct {
-		Seq      uint64
-		DeviceID string
-		ModuleID string
-		Body     []byte
-	}
-	ts.Check(json.Unmarshal(data, &evs))
-	next := args[0]
-	for _, e := range evs {
+	from, err := strconv.ParseUint(args[0], 10, 64)
+	ts.Check(err)
+	next := from
+	hubEvents(ts, from, func(e hubEvent) {
 		fmt.Fprintf(ts.Stdout(), "%d %s/%s %s\n", e.Seq, e.DeviceID, e.ModuleID, e.Body)
-		next = strconv.FormatUint(e.Seq+1, 10)
+		next = e.Seq + 1
+	})
+	ts.Setenv("NEXTSEQ", strconv.FormatUint(next, 10))
+}
+
+// hubEvent is an event of the hub's log, as GET /messages/events gives it.
+type hubEvent struct {
+	Seq       uint64
+	DeviceID  string
+	ModuleID  string
+	MessageID string
+	Body      []byte
+}
+
+// hubEvents calls f for every event of the hub's log from seq from on, in
+// order, page by page; it fails the script if seq does not increase.
+func hubEvents(ts *testscript.TestScript, from uint64, f func(hubEvent)) {
+	for {
+		code, data := hubGet(ts, fmt.Sprintf("/messages/events?from=%d&limit=10000", from))
+		if code != 200 {
+			ts.Fatalf("read events: %d %s", code, data)
+		}
+		var evs []hubEvent
+		ts.Check(json.Unmarshal(data, &evs))
+		if len(evs) == 0 {
+			return
+		}
+		for _, e := range evs {
+			if e.Seq < from {
+				ts.Fatalf("event seq %d after %d: not strictly increasing", e.Seq, from-1)
+			}
+			from = e.Seq + 1
+			f(e)
+		}
 	}
-	ts.Setenv("NEXTSEQ", next)
 }
