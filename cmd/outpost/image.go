@@ -10,11 +10,11 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"regexp"
 	"text/tabwriter"
 
 	"github.com/outpost-edge/outpost/cmd/internal/cli"
 	"github.com/outpost-edge/outpost/cmd/internal/hubclient"
+	"github.com/outpost-edge/outpost/sync/protocol"
 )
 
 var imageCmd = hubCommand("image",
@@ -23,8 +23,6 @@ var imageCmd = hubCommand("image",
 	nil,
 	runImage,
 )
-
-var digestRe = regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
 
 func runImage(ctx context.Context, h *hubCall) error {
 	sub, args, err := h.sub(map[string]int{"push": 1, "list": 0, "delete": 1})
@@ -45,7 +43,7 @@ func runImage(ctx context.Context, h *hubCall) error {
 		}
 		return writeImages(h, raw, true)
 	default:
-		if !digestRe.MatchString(args[0]) {
+		if _, err := protocol.DigestHex(args[0]); err != nil {
 			return cli.Usagef("digest %q: want sha256:<64 lowercase hex>, as `outpost image list` prints it", short(args[0]))
 		}
 		c, err := h.client()

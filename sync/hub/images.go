@@ -93,20 +93,11 @@ func (s *imageStore) close() error {
 
 // parseDigest returns the hex of a digest sha256:<64 lowercase hex>.
 func parseDigest(s string) (string, error) {
-	h, ok := strings.CutPrefix(s, digestPrefix)
-	if !ok || len(h) != sha256.Size*2 || strings.IndexFunc(h, notLowerHex) >= 0 {
-		return "", fmt.Errorf("%w: image digest %q: want sha256:<64 lowercase hex>", ErrInvalid, shortDigest(s))
+	h, err := protocol.DigestHex(s)
+	if err != nil {
+		return "", fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
 	return h, nil
-}
-
-func notLowerHex(r rune) bool { return (r < '0' || r > '9') && (r < 'a' || r > 'f') }
-
-func shortDigest(s string) string {
-	if len(s) > 80 {
-		return s[:80] + "…"
-	}
-	return s
 }
 
 func (s *imageStore) path(hexDigest string) string { return filepath.Join(s.dir, imageFile+hexDigest) }
@@ -361,7 +352,7 @@ func (h *Hub) linkImage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := h.getImage(w, r); err != nil {
-		h.log.Warn("image fetch refused", "edge", edge, "digest", shortDigest(r.PathValue("digest")), "err", err)
+		h.log.Warn("image fetch refused", "edge", edge, "err", err)
 		writeError(w, err)
 		return
 	}

@@ -31,9 +31,9 @@ var errStalled = errors.New("no data from the hub")
 // them anyway: the caller writes to a temp file and discards it), or when no
 // byte arrives for a minute.
 func (l *Link) FetchImage(ctx context.Context, digest string, dst io.Writer) (int64, error) {
-	want, ok := strings.CutPrefix(digest, "sha256:")
-	if !ok || len(want) != 2*sha256.Size || strings.Trim(want, "0123456789abcdef") != "" {
-		return 0, fmt.Errorf("fetch image %q: want a digest sha256:<64 lowercase hex>", digest)
+	want, err := protocol.DigestHex(digest)
+	if err != nil {
+		return 0, fmt.Errorf("fetch image: %w", err)
 	}
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
