@@ -290,11 +290,11 @@ func (s *Supervisor) resolveAndApply(desired []byte, version int64) {
 	for name, in := range s.mods {
 		current[name] = in.spec
 	}
-	known := maps.Clone(s.known)
+	known, running := maps.Clone(s.known), s.currentDigests()
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		resolved, err := s.resolveImages(dep, current, s.currentDigests(), known)
+		resolved, err := s.resolveImages(dep, current, running, known)
 		s.post(func() {
 			if seq != s.applySeq {
 				return // a newer deployment arrived meanwhile
