@@ -17,6 +17,7 @@ import (
 
 	"github.com/outpost-edge/outpost/broker/route"
 	"github.com/outpost-edge/outpost/store/queue"
+	"github.com/outpost-edge/outpost/store/ratelog"
 	"github.com/outpost-edge/outpost/store/twin"
 )
 
@@ -64,11 +65,14 @@ type Options struct {
 
 // Broker is the edge's MQTT broker.
 type Broker struct {
-	opts   Options
-	log    *slog.Logger
-	srv    *mqtt.Server
-	routes atomic.Pointer[route.Config]
-	policy atomic.Pointer[Policy]
+	opts Options
+	log  *slog.Logger
+	// refusedLog keeps a client that repeats a refused publish from
+	// flooding the log (each refusal is still counted).
+	refusedLog ratelog.Limiter
+	srv        *mqtt.Server
+	routes     atomic.Pointer[route.Config]
+	policy     atomic.Pointer[Policy]
 
 	mu       sync.Mutex
 	sessions map[string]*session // by client id (= identity id)
@@ -87,7 +91,8 @@ type Stats struct {
 	Received   atomic.Int64 // telemetry messages accepted
 	Stored     atomic.Int64 // queue appends made (one message can go to several endpoints)
 	NoRoute    atomic.Int64 // accepted but matched no route (IoT Edge drops these)
-	Refused    atomic.Int64 // refused: queue full, too large, malformed
+	Refused    atomic.Int64 // publishes refused, all reasons
+	RefusedBy  [NumReasons]atomic.Int64
 	Delivered  atomic.Int64 // messages delivered to modules and devices and acknowledged
 	AuthFailed atomic.Int64
 	Denied     atomic.Int64 // publishes or subscriptions outside the client's identity

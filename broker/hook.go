@@ -3,6 +3,7 @@ package broker
 import (
 	"bytes"
 	"crypto/tls"
+	"fmt"
 	"strings"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
@@ -96,7 +97,7 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 	}
 	in, err := parseTopic(pk.TopicName)
 	if err != nil {
-		s.refuse(pk, packets.ErrTopicNameInvalid, err)
+		s.refuse(pk, packets.ErrTopicNameInvalid, ReasonMalformed, err)
 		return pk, packets.ErrRejectPacket
 	}
 	switch in.kind {
@@ -108,7 +109,14 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 		h.b.methods.answer(s.id, in.rid, in.status, pk.Payload)
 		s.ackNow(pk)
 	default:
-		return pk, nil
+		if !iotHubTopic(pk.TopicName) {
+			return pk, nil // a free topic the policy allowed
+		}
+		// In the IoT Hub namespace but not a topic the edge serves
+		// (devices/{d}/messages/eventsX): IoT Hub refuses it, and nothing
+		// would store it, so it must not be acknowledged.
+		s.refuse(pk, packets.ErrTopicNameInvalid, ReasonTopic,
+			fmt.Errorf("topic %q is not served by the edge; telemetry goes to devices/{device}[/modules/{module}]/messages/events/{properties}", pk.TopicName))
 	}
 	return pk, packets.ErrRejectPacket
 }

@@ -1,7 +1,6 @@
 package broker
 
 import (
-	"errors"
 	"fmt"
 	"strings"
 	"sync/atomic"
@@ -19,16 +18,16 @@ import (
 // shared commits, so a PUBACK costs a fraction of a commit.
 func (b *Broker) ingest(s *session, pk packets.Packet, in inbound) {
 	if in.device != s.device || in.module != s.module {
-		s.refuse(pk, packets.ErrNotAuthorized, fmt.Errorf("topic %q belongs to another identity", pk.TopicName))
+		s.refuse(pk, packets.ErrNotAuthorized, ReasonIdentity, fmt.Errorf("topic %q belongs to another identity", pk.TopicName))
 		return
 	}
 	if len(pk.Payload) > b.opts.MaxPayload {
-		s.refuse(pk, packets.ErrQuotaExceeded, fmt.Errorf("payload is %d bytes; the limit is %d", len(pk.Payload), b.opts.MaxPayload))
+		s.refuse(pk, packets.ErrQuotaExceeded, ReasonTooLarge, fmt.Errorf("payload is %d bytes; the limit is %d", len(pk.Payload), b.opts.MaxPayload))
 		return
 	}
 	msg, rm, err := b.message(s, pk, in)
 	if err != nil {
-		s.refuse(pk, packets.ErrPayloadFormatInvalid, err)
+		s.refuse(pk, packets.ErrPayloadFormatInvalid, ReasonMalformed, err)
 		return
 	}
 	b.stats.Received.Add(1)
@@ -46,9 +45,9 @@ func (b *Broker) ingest(s *session, pk packets.Packet, in inbound) {
 	}
 	b.store(msg, targets, func(err error) {
 		if err != nil {
-			b.stats.Refused.Add(1)
-			b.log.Warn("message not stored", "client_id", s.id, "err", err)
-			err = refusal{code: codeFor(err), err: err}
+			reason, code := storeRefusal(err)
+			b.refused(reason, s.id, pk.TopicName, err)
+			err = refusal{code: code, err: err}
 		}
 		if e != nil {
 			s.acks.done(e, err)
@@ -94,13 +93,6 @@ func (b *Broker) store(msg queue.Message, targets []route.Target, done func(erro
 			finish(err)
 		})
 	}
-}
-
-func codeFor(err error) packets.Code {
-	if errors.Is(err, queue.ErrFull) {
-		return packets.ErrQuotaExceeded
-	}
-	return packets.ErrImplementationSpecificError
 }
 
 // message builds the stored message and the routing view of a publish.

@@ -163,9 +163,8 @@ func (s *session) ackNow(pk packets.Packet) {
 // refuse rejects a publish: MQTT 5 clients get a PUBACK with the reason,
 // MQTT 3.1.1 clients are disconnected (they have no negative PUBACK).
 // Nothing refused is ever acknowledged as accepted.
-func (s *session) refuse(pk packets.Packet, code packets.Code, err error) {
-	s.b.stats.Refused.Add(1)
-	s.b.log.Warn("publish refused", "client_id", s.id, "topic", pk.TopicName, "err", err)
+func (s *session) refuse(pk packets.Packet, code packets.Code, reason Reason, err error) {
+	s.b.refused(reason, s.id, pk.TopicName, err)
 	if pk.FixedHeader.Qos == 0 && s.cl.Properties.ProtocolVersion == 5 {
 		return
 	}

@@ -63,3 +63,43 @@ func TestV5QuotaExceededAndUserProperties(t *testing.T) {
 		t.Fatalf("queue holds %+v", msgs)
 	}
 }
+
+// A publish to a topic in the device's own IoT Hub namespace that the edge
+// does not serve is refused, never acknowledged: MQTT 5 gets PUBACK 0x90,
+// MQTT 3.1.1 is disconnected. Both are counted under the "topic" reason.
+func TestUnservedTopicRefused(t *testing.T) {
+	e := newEnv(t, "", queue.Options{})
+	c := e.v5client("dev1")
+	for _, topic := range []string{"devices/dev1/messages/eventsX", "devices/dev1/messages/events2/a=b"} {
+		r, err := c.Publish(context.Background(), &paho.Publish{Topic: topic, QoS: 1, Payload: []byte("x")})
+		if r == nil {
+			t.Fatalf("publish to %s: %v", topic, err)
+		}
+		if r.ReasonCode != 0x90 {
+			t.Errorf("publish to %s: PUBACK reason %#x, want 0x90 (topic name invalid)", topic, r.ReasonCode)
+		}
+	}
+	if r, err := c.Publish(context.Background(), &paho.Publish{Topic: "devices/dev1/messages/events/", QoS: 1, Payload: []byte("ok")}); r == nil || r.ReasonCode != 0 {
+		t.Fatalf("telemetry after the refusals: %v %+v", err, r)
+	}
+
+	v3 := e.client("dev2", "pw")
+	v3.Publish("devices/dev2/messages/eventsX", 1, false, "x").WaitTimeout(time.Second)
+	deadline := time.Now().Add(3 * time.Second)
+	for v3.IsConnected() && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if v3.IsConnected() {
+		t.Error("MQTT 3.1.1 client publishing to an unserved topic stays connected")
+	}
+	if d := e.queue(QueueName("$upstream", route.DefaultPriority)).Stats().Depth; d != 1 {
+		t.Errorf("queue depth %d, want only the one telemetry message", d)
+	}
+	st := e.b.Stats()
+	if n := st.RefusedBy[ReasonTopic].Load(); n != 3 {
+		t.Errorf("refused for reason topic = %d, want 3", n)
+	}
+	if st.Refused.Load() != 3 {
+		t.Errorf("refused total = %d, want 3", st.Refused.Load())
+	}
+}

@@ -6,8 +6,10 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"runtime/pprof"
+	"slices"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -126,6 +128,15 @@ func edgeStatus(env cli.Env, args []string) error {
 	b := st.Broker
 	fmt.Fprintf(env.Stdout, "\nmessages: %d received, %d stored, %d without route, %d refused, %d delivered; %d failed logins, %d ACL denials\n",
 		b.Received, b.Stored, b.NoRoute, b.Refused, b.Delivered, b.AuthFailed, b.Denied)
+	if b.Refused > 0 {
+		var parts []string
+		for _, r := range slices.Sorted(maps.Keys(b.RefusedBy)) {
+			if n := b.RefusedBy[r]; n > 0 {
+				parts = append(parts, fmt.Sprintf("%s %d", r, n))
+			}
+		}
+		fmt.Fprintf(env.Stdout, "refused by reason: %s\n", strings.Join(parts, ", "))
+	}
 	fmt.Fprintf(env.Stdout, "\ndeployment: version %d, %d %s\n", st.DeploymentVersion, st.Deployment.Code, st.Deployment.Description)
 	if len(st.Modules) == 0 {
 		fmt.Fprintln(env.Stdout, "modules: none")

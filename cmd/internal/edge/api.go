@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/outpost-edge/outpost/broker"
 	"github.com/outpost-edge/outpost/store/queue"
 	"github.com/outpost-edge/outpost/store/twin"
 	"github.com/outpost-edge/outpost/supervisor"
@@ -50,7 +51,17 @@ type QueueStatus struct {
 
 // BrokerStatus counts messages through the broker.
 type BrokerStatus struct {
-	Received, Stored, NoRoute, Refused, Delivered, AuthFailed, Denied int64
+	Received int64 `json:"received"`
+	Stored   int64 `json:"stored"`
+	// NoRoute counts telemetry acknowledged although no route took it (as
+	// in IoT Edge).
+	NoRoute int64 `json:"noRoute"`
+	Refused int64 `json:"refused"`
+	// RefusedBy counts the refused publishes by reason (broker.Reason).
+	RefusedBy  map[string]int64 `json:"refusedByReason"`
+	Delivered  int64            `json:"delivered"`
+	AuthFailed int64            `json:"authFailed"`
+	Denied     int64            `json:"denied"`
 }
 
 // serveAPI starts the local HTTP API (status, twins, metrics) when --api is
@@ -99,7 +110,11 @@ func (e *edge) status() Status {
 			Expired: int64(s.Expired), Dropped: int64(s.Dropped), Rejected: int64(s.Rejected)})
 	}
 	b := e.broker.Stats()
-	st.Broker = BrokerStatus{b.Received.Load(), b.Stored.Load(), b.NoRoute.Load(), b.Refused.Load(), b.Delivered.Load(), b.AuthFailed.Load(), b.Denied.Load()}
+	st.Broker = BrokerStatus{Received: b.Received.Load(), Stored: b.Stored.Load(), NoRoute: b.NoRoute.Load(), Refused: b.Refused.Load(),
+		RefusedBy: map[string]int64{}, Delivered: b.Delivered.Load(), AuthFailed: b.AuthFailed.Load(), Denied: b.Denied.Load()}
+	for r := range broker.NumReasons {
+		st.Broker.RefusedBy[r.String()] = b.RefusedBy[r].Load()
+	}
 	return st
 }
 
@@ -208,7 +223,10 @@ func (e *edge) metrics(w http.ResponseWriter, _ *http.Request) {
 	counter("outpost_messages_received_total", "Telemetry messages accepted by the broker.", st.Broker.Received)
 	counter("outpost_messages_stored_total", "Queue appends (one per endpoint a message is routed to).", st.Broker.Stored)
 	counter("outpost_messages_no_route_total", "Accepted messages that matched no route.", st.Broker.NoRoute)
-	counter("outpost_messages_refused_total", "Messages refused (queue full, too large, malformed).", st.Broker.Refused)
+	sb.WriteString("# HELP outpost_messages_refused_total Publishes refused, by reason (the publisher got an error, never an acknowledgement).\n# TYPE outpost_messages_refused_total counter\n")
+	for _, r := range slices.Sorted(maps.Keys(st.Broker.RefusedBy)) {
+		fmt.Fprintf(&sb, "outpost_messages_refused_total{reason=%q} %d\n", r, st.Broker.RefusedBy[r])
+	}
 	counter("outpost_messages_delivered_total", "Messages delivered to modules and devices and acknowledged.", st.Broker.Delivered)
 	counter("outpost_auth_failed_total", "Refused connections.", st.Broker.AuthFailed)
 	counter("outpost_acl_denied_total", "Publishes and subscriptions outside the client's identity.", st.Broker.Denied)
