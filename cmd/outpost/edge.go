@@ -114,6 +114,11 @@ func edgeStatus(env cli.Env, args []string) error {
 		return json.NewEncoder(env.Stdout).Encode(st)
 	}
 	fmt.Fprintf(env.Stdout, "edge %s\nlink: %s\n", st.DeviceID, st.Link)
+	if c := st.Clock; !c.Plausible {
+		fmt.Fprintf(env.Stdout, "clock: IMPLAUSIBLE, using the %s time %s: %s\n", c.Source, c.Estimate.Format(time.RFC3339), c.Reason)
+	} else {
+		fmt.Fprintf(env.Stdout, "clock: %s time %s\n", c.Source, c.Estimate.Format(time.RFC3339))
+	}
 	if u := st.Uplink; u != nil {
 		fmt.Fprintf(env.Stdout, "uplink: %d messages sent in %d batches, %d twin deltas up, %d down, %d C2D received, %d methods\n",
 			u.Sent, u.Batches, u.TwinsUp, u.TwinsDown, u.C2D, u.Methods)

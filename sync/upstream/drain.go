@@ -3,6 +3,7 @@ package upstream
 import (
 	"context"
 	"reflect"
+	"time"
 
 	"github.com/outpost-edge/outpost/store/queue"
 	"github.com/outpost-edge/outpost/sync/protocol"
@@ -27,6 +28,9 @@ func (l *Link) drain(ctx context.Context) error {
 	var w protocol.Welcome
 	if err := l.post(ctx, protocol.PathHello, &protocol.Hello{Version: protocol.Version, Instance: l.instance}, &w, l.opts.RequestTimeout); err != nil {
 		return err
+	}
+	if w.HubTime > 0 {
+		l.opts.HubTime(time.UnixMilli(w.HubTime))
 	}
 	cursors := w.Cursors
 	if cursors == nil {

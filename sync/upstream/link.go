@@ -58,6 +58,13 @@ type Options struct {
 	BatchMessages          int           // default 1000
 	BatchBytes             int           // default 1 MiB
 	RequestTimeout         time.Duration // default 30 s (pulls get PullWait more)
+
+	// Now is the edge's estimate of the time (store/wallclock), used to sign
+	// its SAS tokens; default time.Now. HubTime, if set, is told the hub's
+	// clock from every answer (its Date header, Welcome.HubTime), so that a
+	// gateway whose clock is wrong can still sign tokens the hub accepts.
+	Now     func() time.Time
+	HubTime func(time.Time)
 }
 
 // Status is the link's state for `outpost edge status`.
@@ -120,6 +127,12 @@ func New(opts Options) (*Link, error) {
 	def(&opts.BackoffMax, time.Second)
 	def(&opts.PullWait, 20*time.Second)
 	def(&opts.RequestTimeout, 30*time.Second)
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.HubTime == nil {
+		opts.HubTime = func(time.Time) {}
+	}
 	if opts.BatchMessages <= 0 {
 		opts.BatchMessages = 1000
 	}
@@ -253,15 +266,38 @@ func (l *Link) down(err error) {
 	l.status.LastError = msg
 }
 
-// token returns a SAS token for the edge device, renewed before expiry.
+// tokenTTL is the lifetime of the edge's own SAS tokens.
+const tokenTTL = time.Hour
+
+// token returns a SAS token for the edge device, renewed before expiry. The
+// expiry is compared on the time estimate, not the monotonic clock, so a
+// clock that was wrong when the token was signed and has been set right
+// since (the estimate moved by more than the token's life, either way)
+// gets a new token at once.
 func (l *Link) token() string {
 	l.tokMu.Lock()
 	defer l.tokMu.Unlock()
-	if time.Until(l.tokExp) < 10*time.Minute {
-		l.tokExp = time.Now().Add(time.Hour)
+	left := l.tokExp.Sub(l.opts.Now())
+	if left < 10*time.Minute || left > tokenTTL+sas.DefaultSkew {
+		l.tokExp = l.opts.Now().Round(0).Add(tokenTTL)
 		l.tok = sas.NewToken(l.opts.Edge.Resource(), l.opts.Edge.SharedAccessKey, "", l.tokExp)
 	}
 	return l.tok
+}
+
+// renewToken drops the token: the hub refused it (it may have been signed
+// by a clock the hub disagrees with, which the hub's Date has corrected).
+func (l *Link) renewToken() {
+	l.tokMu.Lock()
+	defer l.tokMu.Unlock()
+	l.tokExp = time.Time{}
+}
+
+// hubDate tells HubTime the hub's clock from an answer's Date header.
+func (l *Link) hubDate(h http.Header) {
+	if d, err := http.ParseTime(h.Get("Date")); err == nil {
+		l.opts.HubTime(d)
+	}
 }
 
 // HubError is an error answer from the hub.
@@ -295,6 +331,10 @@ func (l *Link) post(ctx context.Context, path string, in, out any, timeout time.
 		return err
 	}
 	defer resp.Body.Close()
+	l.hubDate(resp.Header)
+	if resp.StatusCode == http.StatusUnauthorized {
+		l.renewToken()
+	}
 	if resp.StatusCode != http.StatusOK {
 		data, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 		he := &HubError{Status: resp.StatusCode, Message: strings.TrimSpace(string(data))}

@@ -19,6 +19,7 @@ import (
 	"github.com/outpost-edge/outpost/broker"
 	"github.com/outpost-edge/outpost/store/queue"
 	"github.com/outpost-edge/outpost/store/twin"
+	"github.com/outpost-edge/outpost/store/wallclock"
 	"github.com/outpost-edge/outpost/supervisor"
 	"github.com/outpost-edge/outpost/sync/protocol"
 	"github.com/outpost-edge/outpost/sync/upstream"
@@ -28,6 +29,9 @@ import (
 type Status struct {
 	DeviceID string `json:"deviceId"`
 	Link     string `json:"link"`
+	// Clock is the edge's time estimate and whether its wall clock is
+	// plausible (store/wallclock).
+	Clock wallclock.State `json:"clock"`
 	// Uplink counts what crossed the link (absent when standalone).
 	Uplink *upstream.Status `json:"uplink,omitempty"`
 	Queues []QueueStatus    `json:"queues"`
@@ -92,7 +96,7 @@ func (e *edge) serveAPI() (io.Closer, error) {
 
 func (e *edge) status() Status {
 	rep := e.sup.Status()
-	st := Status{DeviceID: e.cs.DeviceID, Link: e.linkState(), Modules: rep.Modules,
+	st := Status{DeviceID: e.cs.DeviceID, Link: e.linkState(), Clock: e.clock.State(), Modules: rep.Modules,
 		Deployment: rep.LastDesiredStatus, DeploymentVersion: rep.LastDesiredVersion}
 	if e.link != nil {
 		u := e.link.Status()
@@ -230,6 +234,11 @@ func (e *edge) metrics(w http.ResponseWriter, _ *http.Request) {
 	counter("outpost_messages_delivered_total", "Messages delivered to modules and devices and acknowledged.", st.Broker.Delivered)
 	counter("outpost_auth_failed_total", "Refused connections.", st.Broker.AuthFailed)
 	counter("outpost_acl_denied_total", "Publishes and subscriptions outside the client's identity.", st.Broker.Denied)
+	plausible := 0
+	if st.Clock.Plausible {
+		plausible = 1
+	}
+	fmt.Fprintf(&sb, "# HELP outpost_clock_plausible 1 while the wall clock is plausible (0: the edge uses the last time known good or the hub's; see edge status).\n# TYPE outpost_clock_plausible gauge\noutpost_clock_plausible %d\n", plausible)
 	if u := st.Uplink; u != nil {
 		online := 0
 		if u.State == "online" {

@@ -21,16 +21,18 @@ import (
 // for hosts, and returns the CA's path and the server's key pair. Leaf
 // devices and modules trust ca.pem (EdgeModuleCACertificateFile, or the
 // Azure SDK's `ca` option).
-func localCA(dir string, hosts []string) (caPath string, cert tls.Certificate, err error) {
+// now is the edge's time estimate: a CA made while the wall clock says 1970
+// would otherwise expire in 1980.
+func localCA(dir string, hosts []string, now time.Time) (caPath string, cert tls.Certificate, err error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return "", cert, err
 	}
 	caPath = filepath.Join(dir, "ca.pem")
-	ca, caKey, err := loadOrCreateCA(caPath, filepath.Join(dir, "ca-key.pem"))
+	ca, caKey, err := loadOrCreateCA(caPath, filepath.Join(dir, "ca-key.pem"), now)
 	if err != nil {
 		return "", cert, fmt.Errorf("local CA in %s: %w", dir, err)
 	}
-	certPEM, keyPEM, err := issue(ca, caKey, hosts)
+	certPEM, keyPEM, err := issue(ca, caKey, hosts, now)
 	if err != nil {
 		return "", cert, fmt.Errorf("server certificate: %w", err)
 	}
@@ -42,7 +44,7 @@ func localCA(dir string, hosts []string) (caPath string, cert tls.Certificate, e
 	return caPath, cert, err
 }
 
-func loadOrCreateCA(certPath, keyPath string) (*x509.Certificate, *ecdsa.PrivateKey, error) {
+func loadOrCreateCA(certPath, keyPath string, now time.Time) (*x509.Certificate, *ecdsa.PrivateKey, error) {
 	if certPEM, err := os.ReadFile(certPath); err == nil {
 		keyPEM, err := os.ReadFile(keyPath)
 		if err != nil {
@@ -56,7 +58,7 @@ func loadOrCreateCA(certPath, keyPath string) (*x509.Certificate, *ecdsa.Private
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber: serial(), Subject: pkix.Name{CommonName: "Outpost edge local CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().AddDate(10, 0, 0),
+		NotBefore: now.Add(-time.Hour), NotAfter: now.AddDate(10, 0, 0),
 		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
@@ -92,14 +94,14 @@ func parsePair(certPEM, keyPEM []byte) (*x509.Certificate, *ecdsa.PrivateKey, er
 }
 
 // issue signs a server certificate for hosts (names and IP addresses).
-func issue(ca *x509.Certificate, caKey *ecdsa.PrivateKey, hosts []string) (certPEM, keyPEM []byte, err error) {
+func issue(ca *x509.Certificate, caKey *ecdsa.PrivateKey, hosts []string, now time.Time) (certPEM, keyPEM []byte, err error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, nil, err
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber: serial(), Subject: pkix.Name{CommonName: hosts[0]},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().AddDate(2, 0, 0),
+		NotBefore: now.Add(-time.Hour), NotAfter: now.AddDate(2, 0, 0),
 		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 	}
 	for _, h := range hosts {
@@ -130,7 +132,7 @@ func serial() *big.Int {
 // hosts: dir/ca.pem, dir/server.pem, dir/server-key.pem. Tests and first
 // setups use it for a hub's TLS.
 func LocalCA(dir string, hosts []string) (caPath string, err error) {
-	caPath, _, err = localCA(dir, hosts)
+	caPath, _, err = localCA(dir, hosts, time.Now())
 	return caPath, err
 }
 

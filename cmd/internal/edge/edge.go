@@ -28,6 +28,7 @@ import (
 	"github.com/outpost-edge/outpost/store/kv"
 	"github.com/outpost-edge/outpost/store/queue"
 	"github.com/outpost-edge/outpost/store/twin"
+	"github.com/outpost-edge/outpost/store/wallclock"
 	"github.com/outpost-edge/outpost/supervisor"
 	"github.com/outpost-edge/outpost/sync/upstream"
 )
@@ -68,6 +69,7 @@ type edge struct {
 	cfg    Config
 	cs     sas.ConnString
 	db     *kv.DB
+	clock  *wallclock.Clock
 	queues *queue.Store
 	twins  *twin.Store
 	ids    *identity.Cache
@@ -193,10 +195,13 @@ func (e *edge) open(ctx context.Context) error {
 	if e.db, err = kv.Open(filepath.Join(e.cfg.DataDir, "store"), kv.Options{Durability: e.cfg.Durability, Logger: log}); err != nil {
 		return err
 	}
-	if e.queues, err = queue.Open(ctx, e.db, queue.Options{Logger: log}); err != nil {
+	if err := e.openClock(ctx); err != nil {
 		return err
 	}
-	if e.twins, err = twin.Open(ctx, e.db, twin.Options{Role: twin.Edge, Name: cs.DeviceID, Logger: log}); err != nil {
+	if e.queues, err = queue.Open(ctx, e.db, queue.Options{Logger: log, Now: e.clock.Now}); err != nil {
+		return err
+	}
+	if e.twins, err = twin.Open(ctx, e.db, twin.Options{Role: twin.Edge, Name: cs.DeviceID, Logger: log, Now: func() int64 { return e.clock.Now().UnixMilli() }}); err != nil {
 		return err
 	}
 	if e.ids, err = identity.Open(ctx, e.db, identity.Options{Logger: log}); err != nil {
@@ -303,7 +308,7 @@ func (e *edge) newBroker(routes *route.Config, policy *broker.Policy) error {
 	}
 	b, err := broker.New(broker.Options{
 		EdgeID: e.cs.DeviceID, Queues: e.queues, Twins: e.twins, Routes: routes, Policy: policy,
-		Auth: authenticator{ids: e.ids, edgeID: e.cs.DeviceID, hosts: hosts, roots: roots},
+		Auth: authenticator{ids: e.ids, edgeID: e.cs.DeviceID, hosts: hosts, roots: roots, now: e.clock.Now},
 		TCP:  e.cfg.MQTT, TLS: e.cfg.MQTTS, WS: e.cfg.WS, TLSConfig: tlsCfg, Logger: e.cfg.Logger,
 		StandaloneTwins: e.hubURL == "",
 	})
@@ -319,7 +324,7 @@ func (e *edge) certificate() (tls.Certificate, string, error) {
 		}
 		return cert, "", nil
 	}
-	caPath, cert, err := localCA(filepath.Join(e.cfg.DataDir, "certs"), e.hostNames())
+	caPath, cert, err := localCA(filepath.Join(e.cfg.DataDir, "certs"), e.hostNames(), e.clock.Now())
 	return cert, caPath, err
 }
 
@@ -374,6 +379,9 @@ func (e *edge) close() {
 	if e.queues != nil {
 		_ = e.queues.Close()
 	}
+	if e.clock != nil {
+		_ = e.clock.Close()
+	}
 	if e.db != nil {
 		_ = e.db.Close()
 	}
@@ -386,12 +394,13 @@ type authenticator struct {
 	edgeID string
 	hosts  []string
 	roots  *x509.CertPool
+	now    func() time.Time // the edge's time estimate: tokens expire by it
 }
 
 func (a authenticator) Authenticate(c broker.Credentials) (string, error) {
 	id, err := a.ids.Authenticate(identity.AuthRequest{
 		ClientID: c.ClientID, Username: c.Username, Password: string(c.Password),
-		PeerCertificates: c.Certificates, Roots: a.roots, EdgeDeviceID: a.edgeID, HostNames: a.hosts, Now: time.Now(),
+		PeerCertificates: c.Certificates, Roots: a.roots, EdgeDeviceID: a.edgeID, HostNames: a.hosts, Now: a.now(),
 	})
 	if err != nil {
 		return "", err
