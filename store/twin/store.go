@@ -45,8 +45,9 @@ var (
 type Options struct {
 	Role Role
 	// Name is the stable base of this replica's id: "hub" on the cloud side,
-	// the edge device id on an edge. A random incarnation is added on first
-	// open (and whenever the store must start a new life).
+	// the edge device id on an edge (which may contain '.': the id splits at
+	// its last '.'). A random incarnation is added on first open (and
+	// whenever the store must start a new life).
 	Name   string
 	Limits Limits
 	Logger *slog.Logger
@@ -99,8 +100,8 @@ func Open(ctx context.Context, db *kv.DB, opts Options) (*Store, error) {
 	if opts.Role != Edge && opts.Role != Cloud {
 		return nil, fmt.Errorf("open twin store: role must be Edge or Cloud")
 	}
-	if opts.Name == "" || strings.ContainsAny(opts.Name, ".\x00") {
-		return nil, fmt.Errorf("open twin store: name %q must be non-empty without '.' or NUL", opts.Name)
+	if opts.Name == "" || strings.ContainsRune(opts.Name, 0) {
+		return nil, fmt.Errorf("open twin store: name %q must be non-empty without NUL", opts.Name)
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -165,6 +166,34 @@ var (
 	metaVV      = []byte{kv.PrefixMeta, 't', 'w', 'v'}
 )
 
+// SplitReplica splits a replica id "<base>.<incarnation>" at its last '.':
+// an incarnation is 1 to 32 ASCII letters and digits, so a base (an edge's
+// device id) may itself contain '.'.
+func SplitReplica(id crdt.ReplicaID) (base, incarnation string, ok bool) {
+	i := strings.LastIndexByte(string(id), '.')
+	if i <= 0 {
+		return "", "", false
+	}
+	base, incarnation = string(id[:i]), string(id[i+1:])
+	if incarnation == "" || len(incarnation) > 32 {
+		return "", "", false
+	}
+	for _, c := range []byte(incarnation) {
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9') {
+			return "", "", false
+		}
+	}
+	return base, incarnation, true
+}
+
+// IsEdgeReplica reports whether id is an incarnation of the store of the
+// edge device named device ("edge:<device>.<incarnation>"), and not of an
+// edge whose id merely starts with device and a '.'.
+func IsEdgeReplica(id crdt.ReplicaID, device string) bool {
+	base, _, ok := SplitReplica(id)
+	return ok && base == edgePrefix+device
+}
+
 func (s *Store) loadMeta(ctx context.Context) error {
 	var replica string
 	var seqNext uint64
@@ -188,8 +217,10 @@ func (s *Store) loadMeta(ctx context.Context) error {
 	if s.opts.Role == Cloud {
 		prefix = cloudPrefix
 	}
-	if replica == "" || !strings.HasPrefix(replica, prefix+s.opts.Name+".") {
-		if replica, err = s.newIncarnation(ctx, prefix); err != nil {
+	base, _, ok := SplitReplica(crdt.ReplicaID(replica))
+	switch {
+	case !ok || base != prefix+s.opts.Name:
+		if replica, err = s.newIncarnation(ctx, prefix, crdt.VV{}); err != nil {
 			return err
 		}
 		seqNext, vv = 0, crdt.VV{}
@@ -210,7 +241,9 @@ func (s *Store) loadMeta(ctx context.Context) error {
 // that booted at 1970; the HLC then runs in logical mode.
 var minTrustedTime = time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC).UnixMilli()
 
-func (s *Store) newIncarnation(ctx context.Context, prefix string) (string, error) {
+// newIncarnation records a new replica id with the version vector vv (empty
+// for a store starting afresh) and restarts the dot sequence.
+func (s *Store) newIncarnation(ctx context.Context, prefix string, vv crdt.VV) (string, error) {
 	var b [4]byte
 	if _, err := rand.Read(b[:]); err != nil {
 		return "", err
@@ -220,8 +253,11 @@ func (s *Store) newIncarnation(ctx context.Context, prefix string) (string, erro
 	if err != nil {
 		return "", err
 	}
-	empty, _ := kv.Marshal(crdt.VV{})
-	return id, s.db.Commit(ctx, kv.Set(metaReplica, v), kv.Set(metaVV, empty), kv.Del(metaSeq))
+	vvData, err := kv.Marshal(vv)
+	if err != nil {
+		return "", err
+	}
+	return id, s.db.Commit(ctx, kv.Set(metaReplica, v), kv.Set(metaVV, vvData), kv.Del(metaSeq))
 }
 
 func (s *Store) persistUint(key []byte) func(uint64) error {

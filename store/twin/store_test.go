@@ -519,3 +519,34 @@ func deflate(t testing.TB, b []byte) int {
 	w.Close()
 	return buf.Len()
 }
+
+// An edge's device id may contain '.' (IoT Hub allows it): the replica id
+// splits at its last '.', and an edge "gw" does not own "gw.1"'s replicas.
+func TestEdgeNameWithDot(t *testing.T) {
+	dir := t.TempDir()
+	db := openDB(t, dir)
+	clk := &clockT{ms: 1_750_000_000_000}
+	s := openStore(t, db, Edge, "gw.1", clk)
+	r := s.Replica()
+	if !strings.HasPrefix(string(r), "edge:gw.1.") || !IsEdgeReplica(r, "gw.1") || IsEdgeReplica(r, "gw") {
+		t.Fatalf("replica %q: IsEdgeReplica(gw.1) %v, (gw) %v", r, IsEdgeReplica(r, "gw.1"), IsEdgeReplica(r, "gw"))
+	}
+	if again := openStore(t, db, Edge, "gw.1", clk); again.Replica() != r {
+		t.Fatalf("reopened as %q, was %q", again.Replica(), r)
+	}
+	if other := openStore(t, db, Edge, "gw", clk); other.Replica() == r || !IsEdgeReplica(other.Replica(), "gw") {
+		t.Fatalf("opened as gw: %q (gw.1's was %q)", other.Replica(), r)
+	}
+	for _, c := range []struct {
+		id     crdt.ReplicaID
+		device string
+		want   bool
+	}{
+		{"edge:gw.1.a1b2", "gw.1", true}, {"edge:gw.1.a1b2", "gw", false}, {"edge:gw.a1b2", "gw", true},
+		{"edge:gw.", "gw", false}, {"edge:gw", "gw", false}, {"edge:gw.x-y", "gw", false}, {"hub.a1", "gw", false},
+	} {
+		if got := IsEdgeReplica(c.id, c.device); got != c.want {
+			t.Errorf("IsEdgeReplica(%q, %q) = %v, want %v", c.id, c.device, got, c.want)
+		}
+	}
+}

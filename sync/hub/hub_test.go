@@ -387,3 +387,32 @@ func TestInScopeMatchesScope(t *testing.T) {
 		t.Errorf("scope %v", want)
 	}
 }
+
+// An edge id may contain '.'; the edge "gw" may not use the incarnations of
+// the edge "gw.1" (nor write twins under them).
+func TestEdgeIDWithDot(t *testing.T) {
+	f := newFixture(t)
+	for _, id := range []string{"gw", "gw.1"} {
+		gw, err := f.h.PutDevice(f.ctx, identity.JSON{DeviceID: id, Capabilities: &identity.Capabilities{IoTEdge: true}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.h.PutDevice(f.ctx, identity.JSON{DeviceID: "child-of-" + id, ParentScopes: []string{gw.DeviceScope}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	msgs := func(inst, src string) protocol.Messages {
+		return protocol.Messages{Instance: inst, Queue: "q", Msgs: []protocol.Message{{Seq: 1, Source: src, Body: []byte("x")}}}
+	}
+	if _, err := f.h.Hello("gw.1", protocol.Hello{Version: protocol.Version, Instance: "edge:gw.1.a1b2"}); err != nil {
+		t.Fatalf("hello of gw.1: %v", err)
+	}
+	if ack, err := f.h.Messages(f.ctx, "gw.1", msgs("edge:gw.1.a1b2", "devices/child-of-gw.1")); err != nil || ack.Appended != 1 {
+		t.Fatalf("messages of gw.1: %+v %v", ack, err)
+	}
+	for _, inst := range []string{"edge:gw.1.a1b2", "edge:gw.", "edge:gw.a-b"} {
+		if _, err := f.h.Messages(f.ctx, "gw", msgs(inst, "devices/child-of-gw")); !errors.Is(err, ErrInvalid) {
+			t.Errorf("gw sending as %q: %v, want ErrInvalid", inst, err)
+		}
+	}
+}
