@@ -48,9 +48,16 @@ type Options struct {
 	// the edge device id on an edge (which may contain '.': the id splits at
 	// its last '.'). A random incarnation is added on first open (and
 	// whenever the store must start a new life).
-	Name   string
-	Limits Limits
-	Logger *slog.Logger
+	Name string
+	// Machine names the machine the store runs on (a digest of its machine
+	// id; "" when unknown). It is recorded with the replica id; when a store
+	// opens on another machine than the one it recorded (its directory was
+	// copied or moved), it takes a new incarnation and keeps its twins and
+	// version vector: the copy and the original must not write under one
+	// replica id.
+	Machine string
+	Limits  Limits
+	Logger  *slog.Logger
 	// Now returns physical time in unix ms (tests); default time.Now.
 	Now func() int64
 	// Cache is how many twins are kept decoded in memory; default 256.
@@ -164,6 +171,7 @@ var (
 	metaSeq     = []byte{kv.PrefixMeta, 't', 'w', 's'}
 	metaClock   = []byte{kv.PrefixMeta, 't', 'w', 'c'}
 	metaVV      = []byte{kv.PrefixMeta, 't', 'w', 'v'}
+	metaMachine = []byte{kv.PrefixMeta, 't', 'w', 'm'}
 )
 
 // SplitReplica splits a replica id "<base>.<incarnation>" at its last '.':
@@ -195,7 +203,7 @@ func IsEdgeReplica(id crdt.ReplicaID, device string) bool {
 }
 
 func (s *Store) loadMeta(ctx context.Context) error {
-	var replica string
+	var replica, machine string
 	var seqNext uint64
 	var reserved int64
 	vv := crdt.VV{}
@@ -203,7 +211,7 @@ func (s *Store) loadMeta(ctx context.Context) error {
 		for _, r := range []struct {
 			key []byte
 			v   any
-		}{{metaReplica, &replica}, {metaSeq, &seqNext}, {metaClock, &reserved}, {metaVV, &vv}} {
+		}{{metaReplica, &replica}, {metaSeq, &seqNext}, {metaClock, &reserved}, {metaVV, &vv}, {metaMachine, &machine}} {
 			if err := getRecord(txn, r.key, r.v); err != nil && !errors.Is(err, badger.ErrKeyNotFound) {
 				return err
 			}
@@ -224,6 +232,22 @@ func (s *Store) loadMeta(ctx context.Context) error {
 			return err
 		}
 		seqNext, vv = 0, crdt.VV{}
+	case s.opts.Machine != "" && machine != "" && machine != s.opts.Machine:
+		// Copied to another machine: a new replica id, the same twins. The
+		// old id's writes stay in the version vector (they are sent on and
+		// never minted again here); the original keeps writing under it.
+		old := replica
+		if replica, err = s.newIncarnation(ctx, prefix, vv); err != nil {
+			return err
+		}
+		seqNext = 0
+		s.log.Warn("the data directory is on another machine than where it was created: new instance id",
+			"old_instance", old, "instance", replica)
+	}
+	if s.opts.Machine != "" && machine != s.opts.Machine {
+		if err := s.put(metaMachine, s.opts.Machine); err != nil {
+			return err
+		}
 	}
 	s.self, s.vv = crdt.ReplicaID(replica), vv
 	s.seq = crdt.NewSeq(crdt.SeqOptions{Next: seqNext, Persist: s.persistUint(metaSeq)})
