@@ -115,6 +115,11 @@ func edgeStatus(env cli.Env, args []string) error {
 	if u := st.Uplink; u != nil {
 		fmt.Fprintf(env.Stdout, "uplink: %d messages sent in %d batches, %d twin deltas up, %d down, %d C2D received, %d methods\n",
 			u.Sent, u.Batches, u.TwinsUp, u.TwinsDown, u.C2D, u.Methods)
+		fmt.Fprintf(env.Stdout, "instance: %s\n", u.Instance)
+		if u.InstanceCollisions > 0 {
+			fmt.Fprintf(env.Stdout, "ERROR: another edge sends under this instance id (a copy of this data directory): %d messages collided at the hub (all stored); see docs/operations.md, \"Cloned data directories\"\n",
+				u.InstanceCollisions)
+		}
 	}
 	fmt.Fprintln(env.Stdout)
 	w := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
