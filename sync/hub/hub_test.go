@@ -453,3 +453,30 @@ func TestEdgeIDWithDot(t *testing.T) {
 		}
 	}
 }
+
+// Two instances of one edge (a data directory copied to another machine)
+// each keep their pull; a newer pull of the same instance ends the older.
+func TestPullsPerInstance(t *testing.T) {
+	f := newFixture(t)
+	closed := func(c <-chan struct{}) bool {
+		select {
+		case <-c:
+			return true
+		default:
+			return false
+		}
+	}
+	a := f.h.edges.begin("gw1", "edge:gw1.a1")
+	b := f.h.edges.begin("gw1", "edge:gw1.b2")
+	if closed(a) || closed(b) {
+		t.Fatal("a pull of another instance ended one")
+	}
+	a2 := f.h.edges.begin("gw1", "edge:gw1.a1")
+	if !closed(a) || closed(b) || closed(a2) {
+		t.Fatal("a newer pull of the same instance did not end the older (alone)")
+	}
+	f.h.edges.end("gw1", "edge:gw1.a1", a)
+	if a3 := f.h.edges.begin("gw1", "edge:gw1.a1"); !closed(a2) || closed(a3) {
+		t.Fatal("the end of a replaced pull unregistered its successor")
+	}
+}

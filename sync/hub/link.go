@@ -110,8 +110,8 @@ func (h *Hub) Pull(ctx context.Context, edge string, p protocol.Pull) (protocol.
 	if err := h.checkInstance(edge, p.Instance); err != nil {
 		return protocol.Push{}, err
 	}
-	stop := h.edges.begin(edge)
-	defer h.edges.end(edge)
+	stop := h.edges.begin(edge, p.Instance)
+	defer h.edges.end(edge, p.Instance, stop)
 	wait := min(time.Duration(p.WaitMs)*time.Millisecond, h.opts.PullWait)
 	t := time.NewTimer(wait)
 	defer t.Stop()
