@@ -301,22 +301,21 @@ func (h *Hub) appendEventsLocked(ctx context.Context, c appendEvents) (protocol.
 	if err != nil {
 		return protocol.MessagesAck{}, err
 	}
+	if len(b.evs) > 0 || b.cursor != b.oldCursor {
+		if b.cursor != b.oldCursor {
+			b.ops = append(b.ops, putUint(cursorKey(m.Instance, m.Queue), b.cursor))
+		}
+		if err := h.events.append(ctx, b.evs, b.ops); err != nil {
+			return protocol.MessagesAck{}, err
+		}
+	}
+	b.ack.Appended = len(b.evs)
+	h.metrics.eventsAppended.Add(int64(len(b.evs)))
+	h.metrics.eventsDuplicate.Add(int64(b.ack.Duplicates))
 	if b.collisions > 0 {
 		h.metrics.instanceCollisions.Add(int64(b.collisions))
 		h.logCollision(c, b)
 	}
-	h.metrics.eventsDuplicate.Add(int64(b.ack.Duplicates))
-	if len(b.evs) == 0 && b.cursor == b.oldCursor {
-		return b.ack, nil
-	}
-	if b.cursor != b.oldCursor {
-		b.ops = append(b.ops, putUint(cursorKey(m.Instance, m.Queue), b.cursor))
-	}
-	if err := h.events.append(ctx, b.evs, b.ops); err != nil {
-		return protocol.MessagesAck{}, err
-	}
-	b.ack.Appended = len(b.evs)
-	h.metrics.eventsAppended.Add(int64(len(b.evs)))
 	return b.ack, nil
 }
 
