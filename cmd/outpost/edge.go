@@ -49,6 +49,7 @@ var edgeCmd = cli.Command{
 		fs.StringVar(&c.TLSKey, "tls-key", "", "server key (PEM)")
 		fs.StringVar(&c.Deployment, "deployment", "", "deployment manifest for a standalone edge: routes from $edgeHub, modules from $edgeAgent (SIGHUP reloads it)")
 		fs.DurationVar(&c.ModuleBackoff, "module-backoff", 10*time.Second, "first restart delay of a failed module; doubles per restart up to 5 minutes, reset after 10 minutes running")
+		fs.StringVar(&c.MachineIDFile, "machine-id-file", os.Getenv("OUTPOST_MACHINE_ID_FILE"), "file with this machine's id (env OUTPOST_MACHINE_ID_FILE; default /etc/machine-id): a data directory started under another machine id takes a new instance id")
 		fs.StringVar(&c.Identities, "identities", "", "JSON array of IoT Hub device/module identities to add to the offline cache")
 		fs.StringVar(&edgeCfg.durability, "durability", "process", "process (acknowledged messages survive kill -9) or power (fsync before PUBACK)")
 		fs.StringVar(&edgeCfg.logLevel, "log-level", "info", "debug, info, warn or error")
@@ -122,6 +123,11 @@ func edgeStatus(env cli.Env, args []string) error {
 	if u := st.Uplink; u != nil {
 		fmt.Fprintf(env.Stdout, "uplink: %d messages sent in %d batches, %d twin deltas up, %d down, %d C2D received, %d methods\n",
 			u.Sent, u.Batches, u.TwinsUp, u.TwinsDown, u.C2D, u.Methods)
+		fmt.Fprintf(env.Stdout, "instance: %s\n", u.Instance)
+		if u.InstanceCollisions > 0 {
+			fmt.Fprintf(env.Stdout, "ERROR: another edge sends under this instance id (a copy of this data directory): %d messages collided at the hub (all stored); see docs/operations.md, \"Cloned data directories\"\n",
+				u.InstanceCollisions)
+		}
 	}
 	fmt.Fprintln(env.Stdout)
 	w := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)

@@ -45,11 +45,19 @@ var (
 type Options struct {
 	Role Role
 	// Name is the stable base of this replica's id: "hub" on the cloud side,
-	// the edge device id on an edge. A random incarnation is added on first
-	// open (and whenever the store must start a new life).
-	Name   string
-	Limits Limits
-	Logger *slog.Logger
+	// the edge device id on an edge (which may contain '.': the id splits at
+	// its last '.'). A random incarnation is added on first open (and
+	// whenever the store must start a new life).
+	Name string
+	// Machine names the machine the store runs on (a digest of its machine
+	// id; "" when unknown). It is recorded with the replica id; when a store
+	// opens on another machine than the one it recorded (its directory was
+	// copied or moved), it takes a new incarnation and keeps its twins and
+	// version vector: the copy and the original must not write under one
+	// replica id.
+	Machine string
+	Limits  Limits
+	Logger  *slog.Logger
 	// Now returns physical time in unix ms (tests); default time.Now.
 	Now func() int64
 	// Cache is how many twins are kept decoded in memory; default 256.
@@ -99,8 +107,8 @@ func Open(ctx context.Context, db *kv.DB, opts Options) (*Store, error) {
 	if opts.Role != Edge && opts.Role != Cloud {
 		return nil, fmt.Errorf("open twin store: role must be Edge or Cloud")
 	}
-	if opts.Name == "" || strings.ContainsAny(opts.Name, ".\x00") {
-		return nil, fmt.Errorf("open twin store: name %q must be non-empty without '.' or NUL", opts.Name)
+	if opts.Name == "" || strings.ContainsRune(opts.Name, 0) {
+		return nil, fmt.Errorf("open twin store: name %q must be non-empty without NUL", opts.Name)
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -163,10 +171,39 @@ var (
 	metaSeq     = []byte{kv.PrefixMeta, 't', 'w', 's'}
 	metaClock   = []byte{kv.PrefixMeta, 't', 'w', 'c'}
 	metaVV      = []byte{kv.PrefixMeta, 't', 'w', 'v'}
+	metaMachine = []byte{kv.PrefixMeta, 't', 'w', 'm'}
 )
 
+// SplitReplica splits a replica id "<base>.<incarnation>" at its last '.':
+// an incarnation is 1 to 32 ASCII letters and digits, so a base (an edge's
+// device id) may itself contain '.'.
+func SplitReplica(id crdt.ReplicaID) (base, incarnation string, ok bool) {
+	i := strings.LastIndexByte(string(id), '.')
+	if i <= 0 {
+		return "", "", false
+	}
+	base, incarnation = string(id[:i]), string(id[i+1:])
+	if incarnation == "" || len(incarnation) > 32 {
+		return "", "", false
+	}
+	for _, c := range []byte(incarnation) {
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9') {
+			return "", "", false
+		}
+	}
+	return base, incarnation, true
+}
+
+// IsEdgeReplica reports whether id is an incarnation of the store of the
+// edge device named device ("edge:<device>.<incarnation>"), and not of an
+// edge whose id merely starts with device and a '.'.
+func IsEdgeReplica(id crdt.ReplicaID, device string) bool {
+	base, _, ok := SplitReplica(id)
+	return ok && base == edgePrefix+device
+}
+
 func (s *Store) loadMeta(ctx context.Context) error {
-	var replica string
+	var replica, machine string
 	var seqNext uint64
 	var reserved int64
 	vv := crdt.VV{}
@@ -174,7 +211,7 @@ func (s *Store) loadMeta(ctx context.Context) error {
 		for _, r := range []struct {
 			key []byte
 			v   any
-		}{{metaReplica, &replica}, {metaSeq, &seqNext}, {metaClock, &reserved}, {metaVV, &vv}} {
+		}{{metaReplica, &replica}, {metaSeq, &seqNext}, {metaClock, &reserved}, {metaVV, &vv}, {metaMachine, &machine}} {
 			if err := getRecord(txn, r.key, r.v); err != nil && !errors.Is(err, badger.ErrKeyNotFound) {
 				return err
 			}
@@ -188,11 +225,29 @@ func (s *Store) loadMeta(ctx context.Context) error {
 	if s.opts.Role == Cloud {
 		prefix = cloudPrefix
 	}
-	if replica == "" || !strings.HasPrefix(replica, prefix+s.opts.Name+".") {
-		if replica, err = s.newIncarnation(ctx, prefix); err != nil {
+	base, _, ok := SplitReplica(crdt.ReplicaID(replica))
+	switch {
+	case !ok || base != prefix+s.opts.Name:
+		if replica, err = s.newIncarnation(ctx, prefix, crdt.VV{}); err != nil {
 			return err
 		}
 		seqNext, vv = 0, crdt.VV{}
+	case s.opts.Machine != "" && machine != "" && machine != s.opts.Machine:
+		// Copied to another machine: a new replica id, the same twins. The
+		// old id's writes stay in the version vector (they are sent on and
+		// never minted again here); the original keeps writing under it.
+		old := replica
+		if replica, err = s.newIncarnation(ctx, prefix, vv); err != nil {
+			return err
+		}
+		seqNext = 0
+		s.log.Warn("the data directory is on another machine than where it was created: new instance id",
+			"old_instance", old, "instance", replica)
+	}
+	if s.opts.Machine != "" && machine != s.opts.Machine {
+		if err := s.put(metaMachine, s.opts.Machine); err != nil {
+			return err
+		}
 	}
 	s.self, s.vv = crdt.ReplicaID(replica), vv
 	s.seq = crdt.NewSeq(crdt.SeqOptions{Next: seqNext, Persist: s.persistUint(metaSeq)})
@@ -210,7 +265,9 @@ func (s *Store) loadMeta(ctx context.Context) error {
 // that booted at 1970; the HLC then runs in logical mode.
 var minTrustedTime = time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC).UnixMilli()
 
-func (s *Store) newIncarnation(ctx context.Context, prefix string) (string, error) {
+// newIncarnation records a new replica id with the version vector vv (empty
+// for a store starting afresh) and restarts the dot sequence.
+func (s *Store) newIncarnation(ctx context.Context, prefix string, vv crdt.VV) (string, error) {
 	var b [4]byte
 	if _, err := rand.Read(b[:]); err != nil {
 		return "", err
@@ -220,8 +277,11 @@ func (s *Store) newIncarnation(ctx context.Context, prefix string) (string, erro
 	if err != nil {
 		return "", err
 	}
-	empty, _ := kv.Marshal(crdt.VV{})
-	return id, s.db.Commit(ctx, kv.Set(metaReplica, v), kv.Set(metaVV, empty), kv.Del(metaSeq))
+	vvData, err := kv.Marshal(vv)
+	if err != nil {
+		return "", err
+	}
+	return id, s.db.Commit(ctx, kv.Set(metaReplica, v), kv.Set(metaVV, vvData), kv.Del(metaSeq))
 }
 
 func (s *Store) persistUint(key []byte) func(uint64) error {

@@ -519,3 +519,106 @@ func deflate(t testing.TB, b []byte) int {
 	w.Close()
 	return buf.Len()
 }
+
+// An edge's device id may contain '.' (IoT Hub allows it): the replica id
+// splits at its last '.', and an edge "gw" does not own "gw.1"'s replicas.
+func TestEdgeNameWithDot(t *testing.T) {
+	dir := t.TempDir()
+	db := openDB(t, dir)
+	clk := &clockT{ms: 1_750_000_000_000}
+	s := openStore(t, db, Edge, "gw.1", clk)
+	r := s.Replica()
+	if !strings.HasPrefix(string(r), "edge:gw.1.") || !IsEdgeReplica(r, "gw.1") || IsEdgeReplica(r, "gw") {
+		t.Fatalf("replica %q: IsEdgeReplica(gw.1) %v, (gw) %v", r, IsEdgeReplica(r, "gw.1"), IsEdgeReplica(r, "gw"))
+	}
+	if again := openStore(t, db, Edge, "gw.1", clk); again.Replica() != r {
+		t.Fatalf("reopened as %q, was %q", again.Replica(), r)
+	}
+	if other := openStore(t, db, Edge, "gw", clk); other.Replica() == r || !IsEdgeReplica(other.Replica(), "gw") {
+		t.Fatalf("opened as gw: %q (gw.1's was %q)", other.Replica(), r)
+	}
+	for _, c := range []struct {
+		id     crdt.ReplicaID
+		device string
+		want   bool
+	}{
+		{"edge:gw.1.a1b2", "gw.1", true}, {"edge:gw.1.a1b2", "gw", false}, {"edge:gw.a1b2", "gw", true},
+		{"edge:gw.", "gw", false}, {"edge:gw", "gw", false}, {"edge:gw.x-y", "gw", false}, {"hub.a1", "gw", false},
+	} {
+		if got := IsEdgeReplica(c.id, c.device); got != c.want {
+			t.Errorf("IsEdgeReplica(%q, %q) = %v, want %v", c.id, c.device, got, c.want)
+		}
+	}
+}
+
+// A store opened on another machine than the one it recorded (a copied data
+// directory) takes a new replica id and keeps its twins and version vector;
+// its old id's writes are still in its deltas, and it never writes under
+// the old id again.
+func TestMovedToAnotherMachine(t *testing.T) {
+	dir := t.TempDir()
+	clk := &clockT{ms: 1_750_000_000_000}
+	open := func(db *kv.DB, machine string) *Store {
+		t.Helper()
+		s, err := Open(ctx, db, Options{Role: Edge, Name: "gw1", Machine: machine, Now: clk.now})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	patch := func(s *Store, doc string) {
+		t.Helper()
+		sess, err := s.BeginSession()
+		if err == nil {
+			_, err = s.PatchReported(ctx, "dev1", sess, []byte(doc))
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	db, err := kv.Open(dir, kv.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := open(db, "m1")
+	patch(s, `{"a":1}`)
+	old := s.Replica()
+	if open(db, "m1").Replica() != old || open(db, "").Replica() != old {
+		t.Fatal("the same machine (or an unknown one) changed the replica id")
+	}
+	db.Close()
+
+	db2 := openDB(t, dir)
+	moved := open(db2, "m2")
+	if moved.Replica() == old || !IsEdgeReplica(moved.Replica(), "gw1") {
+		t.Fatalf("on another machine the replica is %q (was %q)", moved.Replica(), old)
+	}
+	if vv := moved.VV(); vv[old] != 1 {
+		t.Fatalf("version vector %v lost the old incarnation's writes", vv)
+	}
+	patch(moved, `{"b":2}`)
+	v, err := moved.Get("dev1")
+	if err != nil || fmt.Sprintf("%v %v", v.Reported["a"], v.Reported["b"]) != "1 2" {
+		t.Fatalf("twin after the move: %+v %v", v.Reported, err)
+	}
+	vv := moved.VV()
+	if vv[old] != 1 || vv[moved.Replica()] != 1 {
+		t.Fatalf("version vector %v: want the old id at 1 and the new at 1", vv)
+	}
+	b, _, err := moved.Delta(crdt.VV{}, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	origins := map[crdt.ReplicaID]bool{}
+	for _, td := range b.Twins {
+		for _, f := range td.Fields {
+			origins[f.Key().Origin] = true
+		}
+	}
+	if !origins[old] || !origins[moved.Replica()] {
+		t.Fatalf("delta origins %v: want both incarnations", origins)
+	}
+	if again := open(db2, "m2"); again.Replica() != moved.Replica() {
+		t.Fatalf("reopened on the new machine as %q, want %q", again.Replica(), moved.Replica())
+	}
+}

@@ -403,6 +403,7 @@ func (h *Hub) writeMetrics(w http.ResponseWriter, _ *http.Request) error {
 		{"outpost_hub_events_appended_total", "Device-to-cloud events stored in the log.", h.metrics.eventsAppended.Load()},
 		{"outpost_hub_events_duplicate_total", "Retransmitted events recognised and not stored again.", h.metrics.eventsDuplicate.Load()},
 		{"outpost_hub_events_expired_total", "Events removed from the log after the retention.", h.metrics.eventsExpired.Load()},
+		{"outpost_hub_instance_collisions_total", "Events stored although another event with the same edge instance, queue and sequence number but other content was stored: two edges share one instance (a cloned data directory).", h.metrics.instanceCollisions.Load()},
 		{"outpost_hub_events_refused_total", "Events refused because their source is outside the sending edge's scope.", h.metrics.eventsRefused.Load()},
 		{"outpost_hub_frames_refused_total", "Sync frames refused as malformed or not allowed.", h.metrics.framesRefused.Load()},
 		{"outpost_hub_auth_failed_total", "Requests refused for authentication.", h.metrics.authFailed.Load()},

@@ -22,7 +22,7 @@ type edges struct {
 type edgeConn struct {
 	pulling  int
 	lastSeen time.Time
-	stop     chan struct{} // closed when a newer pull replaces the current one
+	stops    map[string]chan struct{} // per instance: closed when a newer pull replaces the current one
 	calls    []*call
 	inflight map[string]*call
 	wake     chan struct{} // closed when a call is queued
@@ -38,29 +38,37 @@ func newEdges(h *Hub) *edges { return &edges{h: h, m: map[string]*edgeConn{}} }
 func (e *edges) conn(edge string) *edgeConn {
 	c := e.m[edge]
 	if c == nil {
-		c = &edgeConn{inflight: map[string]*call{}, wake: make(chan struct{}), stop: make(chan struct{})}
+		c = &edgeConn{inflight: map[string]*call{}, wake: make(chan struct{}), stops: map[string]chan struct{}{}}
 		e.m[edge] = c
 	}
 	return c
 }
 
-// begin registers a pull; an older pull of the same edge still waiting is
-// ended, so one edge has one pull at a time.
-func (e *edges) begin(edge string) (stop <-chan struct{}) {
+// begin registers a pull; an older pull of the same edge instance still
+// waiting is ended, so one edge has one pull at a time. Two instances of
+// one edge (a data directory copied to another machine) each keep theirs
+// instead of ending each other's, request after request.
+func (e *edges) begin(edge, instance string) (stop <-chan struct{}) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	c := e.conn(edge)
-	close(c.stop)
-	c.stop = make(chan struct{})
+	if old, ok := c.stops[instance]; ok {
+		close(old)
+	}
+	ch := make(chan struct{})
+	c.stops[instance] = ch
 	c.pulling++
 	c.lastSeen = e.h.opts.Now()
-	return c.stop
+	return ch
 }
 
-func (e *edges) end(edge string) {
+func (e *edges) end(edge, instance string, stop <-chan struct{}) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	c := e.conn(edge)
+	if c.stops[instance] == stop {
+		delete(c.stops, instance)
+	}
 	c.pulling--
 	c.lastSeen = e.h.opts.Now()
 }

@@ -1,7 +1,9 @@
 package hub
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
 	"strings"
@@ -16,13 +18,18 @@ import (
 
 // Layout:
 //
-//	e <seq u64>                          → Event (CBOR)
-//	l 'd' <device> 0 <module> 0 <id> 0   → seq of the event (de-duplication)
-//	l 'c' <instance> 0 <queue> 0         → highest edge seq applied (u64)
+//	e <seq u64>                                  → Event (CBOR)
+//	l 's' <instance> 0 <queue> 0 <edge seq u64>  → digests of the messages stored under that edge seq
+//	l 'c' <instance> 0 <queue> 0                 → highest edge seq stored (u64), for Welcome
+//	l 'd' <device> 0 <module> 0 <id> 0           → (older hubs) message-id keys; the sweep removes them
 //
-// The events, their de-duplication keys and the cursor of the edge queue
-// they came from are written in one transaction, so a batch is in the log
-// exactly once whatever crashes and retransmissions happen.
+// The events, their digests and the cursor of the edge queue they came from
+// are written in one transaction, so a batch is in the log exactly once
+// whatever crashes and retransmissions happen. A message is taken for one
+// already stored only when its (instance, queue, edge seq) and its content
+// match: never by the device's message id (devices reuse ids), never by
+// the sequence number alone (two edges started from one cloned data
+// directory share an instance and number their messages alike).
 
 // Event is one device-to-cloud message in the hub's log.
 type Event struct {
@@ -34,6 +41,12 @@ type Event struct {
 	Props        map[string]string `cbor:"5,keyasint,omitempty"`
 	Sys          map[string]string `cbor:"6,keyasint,omitempty"`
 	Body         []byte            `cbor:"7,keyasint,omitempty"`
+	// Where it came from, so the retention sweep removes its digest:
+	// the edge instance, its queue and sequence number, and the digest.
+	Instance string `cbor:"8,keyasint,omitempty"`
+	Queue    string `cbor:"9,keyasint,omitempty"`
+	EdgeSeq  uint64 `cbor:"10,keyasint,omitempty"`
+	Digest   []byte `cbor:"11,keyasint,omitempty"`
 }
 
 // EventJSON is an event as GET /messages/events returns it.
@@ -79,6 +92,60 @@ func eventKey(seq uint64) []byte { return kv.AppendUint64([]byte{kv.PrefixEvent}
 func dedupKey(device, module, id string) []byte {
 	k := kv.AppendString([]byte{kv.PrefixLink, 'd'}, device)
 	return kv.AppendString(kv.AppendString(k, module), id)
+}
+
+// seqKey holds the digests of the messages stored under one edge sequence
+// number: one, unless two edges share an instance.
+func seqKey(instance, queue string, seq uint64) []byte {
+	k := kv.AppendString(kv.AppendString([]byte{kv.PrefixLink, 's'}, instance), queue)
+	return kv.AppendUint64(k, seq)
+}
+
+// digestSize is the length of a message digest (a truncated SHA-256).
+const digestSize = 16
+
+// messageDigest names a message's content as the edge sent it (its
+// sequence number, message id, source, properties, body and edge enqueue
+// time), in deterministic CBOR.
+func messageDigest(m protocol.Message) ([]byte, error) {
+	data, err := kv.Marshal(m)
+	if err != nil {
+		return nil, err
+	}
+	sum := sha256.Sum256(data)
+	return sum[:digestSize], nil
+}
+
+// hasDigest reports whether list (digests end to end) holds d.
+func hasDigest(list, d []byte) bool {
+	for i := 0; i+digestSize <= len(list); i += digestSize {
+		if bytes.Equal(list[i:i+digestSize], d) {
+			return true
+		}
+	}
+	return false
+}
+
+// dropDigest returns list without d.
+func dropDigest(list, d []byte) []byte {
+	out := make([]byte, 0, len(list))
+	for i := 0; i+digestSize <= len(list); i += digestSize {
+		if !bytes.Equal(list[i:i+digestSize], d) {
+			out = append(out, list[i:i+digestSize]...)
+		}
+	}
+	return out
+}
+
+func getBytes(txn *badger.Txn, key []byte) ([]byte, error) {
+	item, err := txn.Get(key)
+	if err == badger.ErrKeyNotFound {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return item.ValueCopy(nil)
 }
 
 func cursorKey(instance, queue string) []byte {
@@ -209,87 +276,125 @@ func splitSource(src string) (device, module string, ok bool) {
 	return device, module, true
 }
 
-// appendEvents is the command that stores a batch from an edge queue:
-// messages at or below the queue's cursor, and messages whose (device,
-// module, message id) is already in the log, are acknowledged without being
-// stored again; messages from identities outside the edge's scope are
-// refused, counted and logged (and acknowledged, so one bad message cannot
-// block the queue behind it).
+// appendEventsLocked is the command that stores a batch from an edge
+// queue. A message whose (instance, queue, seq) and content digest are
+// already stored is acknowledged without being stored again (a
+// retransmission); one whose (instance, queue, seq) was stored with other
+// content is stored, counted and reported as a collision (two edges share
+// the instance). A device's message id is carried, never a reason to drop.
+// Messages from identities outside the edge's scope are refused, counted
+// and logged (and acknowledged, so one bad message cannot block the queue
+// behind it).
 func (h *Hub) appendEventsLocked(ctx context.Context, c appendEvents) (protocol.MessagesAck, error) {
-	edge, m := c.Edge, c.Frame
-	inScope, err := h.inScope(edge)
+	m := c.Frame
+	inScope, err := h.inScope(c.Edge)
 	if err != nil {
 		return protocol.MessagesAck{}, err
 	}
-	var ack protocol.MessagesAck
 	for i := 1; i < len(m.Msgs); i++ {
 		if m.Msgs[i].Seq <= m.Msgs[i-1].Seq {
-			return ack, fmt.Errorf("%w: messages of queue %q out of order (seq %d after %d)", ErrInvalid, m.Queue, m.Msgs[i].Seq, m.Msgs[i-1].Seq)
+			return protocol.MessagesAck{}, fmt.Errorf("%w: messages of queue %q out of order (seq %d after %d)", ErrInvalid, m.Queue, m.Msgs[i].Seq, m.Msgs[i-1].Seq)
 		}
 	}
-	now := c.At
-	var evs []Event
-	var ops []kv.Op
-	var cur uint64
-	batch := map[string]bool{}
-	err = h.db.View(func(txn *badger.Txn) error {
-		var err error
-		cur, _, err = getUint(txn, cursorKey(m.Instance, m.Queue))
+	var b batchPlan
+	err = h.db.View(func(txn *badger.Txn) error { return h.planBatch(txn, c, inScope, &b) })
+	if err != nil {
+		return protocol.MessagesAck{}, err
+	}
+	if len(b.evs) > 0 || b.cursor != b.oldCursor {
+		if b.cursor != b.oldCursor {
+			b.ops = append(b.ops, putUint(cursorKey(m.Instance, m.Queue), b.cursor))
+		}
+		if err := h.events.append(ctx, b.evs, b.ops); err != nil {
+			return protocol.MessagesAck{}, err
+		}
+	}
+	b.ack.Appended = len(b.evs)
+	h.metrics.eventsAppended.Add(int64(len(b.evs)))
+	h.metrics.eventsDuplicate.Add(int64(b.ack.Duplicates))
+	if b.collisions > 0 {
+		h.metrics.instanceCollisions.Add(int64(b.collisions))
+		h.logCollision(c, b)
+	}
+	return b.ack, nil
+}
+
+// batchPlan is what a batch changes, worked out before it is written.
+type batchPlan struct {
+	ack               protocol.MessagesAck
+	evs               []Event
+	ops               []kv.Op
+	oldCursor, cursor uint64
+	collisions        int
+	firstCollision    uint64 // edge seq of the first collision
+}
+
+func (h *Hub) planBatch(txn *badger.Txn, c appendEvents, inScope func(string) bool, b *batchPlan) error {
+	m := c.Frame
+	var err error
+	if b.oldCursor, _, err = getUint(txn, cursorKey(m.Instance, m.Queue)); err != nil {
+		return err
+	}
+	b.cursor, b.ack.UpTo = b.oldCursor, b.oldCursor
+	for _, msg := range m.Msgs {
+		b.ack.UpTo, b.cursor = msg.Seq, max(b.cursor, msg.Seq)
+		dev, mod, ok := splitSource(msg.Source)
+		id := dev
+		if mod != "" {
+			id += "/" + mod
+		}
+		if !ok || !inScope(id) {
+			h.metrics.eventsRefused.Add(1)
+			h.log.Warn("message refused: its source is not in the edge's scope", "edge", c.Edge, "source", msg.Source, "message_id", msg.ID)
+			continue
+		}
+		d, err := messageDigest(msg)
 		if err != nil {
 			return err
 		}
-		ack.UpTo = cur
-		for _, msg := range m.Msgs {
-			if msg.Seq <= cur {
-				ack.Duplicates++
-				continue
-			}
-			ack.UpTo = msg.Seq
-			dev, mod, ok := splitSource(msg.Source)
-			id := dev
-			if mod != "" {
-				id += "/" + mod
-			}
-			if !ok || !inScope(id) {
-				h.metrics.eventsRefused.Add(1)
-				h.log.Warn("message refused: its source is not in the edge's scope", "edge", edge, "source", msg.Source, "message_id", msg.ID)
-				continue
-			}
-			if msg.ID != "" {
-				dk := dedupKey(dev, mod, msg.ID)
-				if _, dup, err := getUint(txn, dk); err != nil {
-					return err
-				} else if dup || batch[string(dk)] {
-					ack.Duplicates++
-					continue
-				}
-				batch[string(dk)] = true
-				ops = append(ops, putUint(dk, 0))
-			}
-			sys := msg.Sys
-			if msg.EnqueuedAt != 0 {
-				sys = cloneMap(sys)
-				sys["edgeEnqueuedTime"] = time.UnixMilli(msg.EnqueuedAt).UTC().Format(time.RFC3339Nano)
-			}
-			evs = append(evs, Event{DeviceID: dev, ModuleID: mod, EnqueuedTime: now, MessageID: msg.ID, Props: msg.Props, Sys: sys, Body: msg.Body})
+		sk := seqKey(m.Instance, m.Queue, msg.Seq)
+		stored, err := getBytes(txn, sk)
+		if err != nil {
+			return err
 		}
-		return nil
-	})
-	if err != nil {
-		return ack, err
+		if hasDigest(stored, d) {
+			b.ack.Duplicates++
+			continue
+		}
+		if len(stored) > 0 {
+			if b.collisions++; b.collisions == 1 {
+				b.firstCollision = msg.Seq
+			}
+		}
+		b.ops = append(b.ops, kv.Set(sk, append(stored, d...)))
+		sys := msg.Sys
+		if msg.EnqueuedAt != 0 {
+			sys = cloneMap(sys)
+			sys["edgeEnqueuedTime"] = time.UnixMilli(msg.EnqueuedAt).UTC().Format(time.RFC3339Nano)
+		}
+		b.evs = append(b.evs, Event{DeviceID: dev, ModuleID: mod, EnqueuedTime: c.At, MessageID: msg.ID, Props: msg.Props, Sys: sys, Body: msg.Body,
+			Instance: m.Instance, Queue: m.Queue, EdgeSeq: msg.Seq, Digest: d})
 	}
-	if ack.UpTo == cur {
-		h.metrics.eventsDuplicate.Add(int64(ack.Duplicates))
-		return ack, nil
+	b.ack.Collisions = b.collisions
+	return nil
+}
+
+// collisionLogEvery: at most one ERROR line per instance this often (ms,
+// on the commands' clock) about messages that collided.
+const collisionLogEvery = 60_000
+
+// logCollision reports two edges sharing one instance, rate-limited per
+// instance by the command's time (never the wall clock: commands are
+// deterministic). Hub.mu is held.
+func (h *Hub) logCollision(c appendEvents, b batchPlan) {
+	inst := c.Frame.Instance
+	if last, ok := h.collisionLogged[inst]; ok && c.At-last < collisionLogEvery {
+		return
 	}
-	ops = append(ops, putUint(cursorKey(m.Instance, m.Queue), ack.UpTo))
-	if err := h.events.append(ctx, evs, ops); err != nil {
-		return protocol.MessagesAck{}, err
-	}
-	ack.Appended = len(evs)
-	h.metrics.eventsAppended.Add(int64(len(evs)))
-	h.metrics.eventsDuplicate.Add(int64(ack.Duplicates))
-	return ack, nil
+	h.collisionLogged[inst] = c.At
+	h.log.Error("two edges send under one instance id (a cloned data directory?): messages with the same sequence number and different content; both are stored",
+		"edge", c.Edge, "instance", inst, "queue", c.Frame.Queue, "messages", b.collisions, "first_seq", b.firstCollision,
+		"total", h.metrics.instanceCollisions.Load())
 }
 
 // cursors returns the queue cursors of an edge incarnation.
@@ -340,10 +445,13 @@ type expireEvents struct {
 
 func (h *Hub) expireEventsLocked(ctx context.Context, c expireEvents) (int, error) {
 	var ops []kv.Op
+	n := 0
+	lists := map[string][]byte{} // digest lists as this sweep leaves them
+	var order []string
 	err := h.db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{kv.PrefixEvent}, PrefetchValues: true, PrefetchSize: 100})
 		defer it.Close()
-		for it.Rewind(); it.Valid() && len(ops) < 2*c.Max; it.Next() {
+		for it.Rewind(); it.Valid() && n < c.Max; it.Next() {
 			var e Event
 			if err := it.Item().Value(func(v []byte) error { return kv.Unmarshal(v, &e) }); err != nil {
 				return err
@@ -351,20 +459,35 @@ func (h *Hub) expireEventsLocked(ctx context.Context, c expireEvents) (int, erro
 			if e.EnqueuedTime >= c.Before {
 				break
 			}
+			n++
 			ops = append(ops, kv.Del(it.Item().KeyCopy(nil)))
-			if e.MessageID != "" {
-				ops = append(ops, kv.Del(dedupKey(e.DeviceID, e.ModuleID, e.MessageID)))
+			if e.Instance == "" {
+				if e.MessageID != "" { // stored by an older hub, with a message-id key
+					ops = append(ops, kv.Del(dedupKey(e.DeviceID, e.ModuleID, e.MessageID)))
+				}
+				continue
 			}
+			sk := string(seqKey(e.Instance, e.Queue, e.EdgeSeq))
+			list, seen := lists[sk]
+			if !seen {
+				var err error
+				if list, err = getBytes(txn, []byte(sk)); err != nil {
+					return err
+				}
+				order = append(order, sk)
+			}
+			lists[sk] = dropDigest(list, e.Digest)
 		}
 		return nil
 	})
-	if err != nil || len(ops) == 0 {
+	if err != nil || n == 0 {
 		return 0, err
 	}
-	n := 0
-	for _, op := range ops {
-		if op.Key[0] == kv.PrefixEvent {
-			n++
+	for _, sk := range order {
+		if l := lists[sk]; len(l) == 0 {
+			ops = append(ops, kv.Del([]byte(sk)))
+		} else {
+			ops = append(ops, kv.Set([]byte(sk), l))
 		}
 	}
 	return n, h.db.Commit(ctx, ops...)

@@ -3,11 +3,13 @@ package hub
 import (
 	"bytes"
 	"context"
+	"errors"
 	"net/http/httptest"
 	"testing"
 	"time"
 
 	"github.com/outpost-edge/outpost/store/identity"
+	"github.com/outpost-edge/outpost/sync/protocol"
 )
 
 // FuzzServiceAPI: whatever body a REST request carries, the hub answers
@@ -53,4 +55,54 @@ func FuzzServiceAPI(f *testing.F) {
 var fuzzTargets = [][2]string{
 	{"PUT", "/devices/dev9"}, {"PUT", "/devices/gw1/modules/m9"}, {"PATCH", "/twins/gw1"}, {"PUT", "/twins/gw1/modules/$edgeHub"},
 	{"POST", "/devices/gw1/applyConfigurationContent"}, {"POST", "/twins/gw1/methods"}, {"POST", "/devices/dev9/messages/deviceBound"},
+}
+
+// FuzzMessages: whatever batch an edge sends (message ids reused, bodies
+// alike or not, sequence numbers anywhere), the hub answers a client error
+// or an ack, the same batch sent again stores nothing more, and no message
+// it acknowledged as new is missing from the log.
+func FuzzMessages(f *testing.F) {
+	seed := func(m protocol.Messages) {
+		data, _, _ := protocol.Encode(m)
+		f.Add(data)
+	}
+	seed(msgs(1, 5, bodyOf("a")))
+	seed(msgs(3, 9, func(uint64) string { return "same body" }))
+	seed(protocol.Messages{Instance: "edge:gw1.a1", Queue: "q", Msgs: []protocol.Message{
+		{Seq: 1, ID: "1", Source: "devices/dev1", Body: []byte("x")}, {Seq: 2, ID: "1", Source: "devices/other"}, {Seq: 2, ID: "1", Source: "devices/dev1"}}})
+	seed(protocol.Messages{Instance: "edge:gw1.a1", Queue: "q", Msgs: []protocol.Message{{Seq: 1 << 63, Source: "devices/dev1/modules/m"}}})
+	ctx := context.Background()
+	h, err := Open(ctx, "", Options{HostName: "hub.test", OwnerKey: ownerKey, InMemory: true})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(func() { _ = h.Close() })
+	gw, err := h.PutDevice(ctx, identity.JSON{DeviceID: "gw1", Capabilities: &identity.Capabilities{IoTEdge: true}})
+	if err != nil {
+		f.Fatal(err)
+	}
+	if _, err := h.PutDevice(ctx, identity.JSON{DeviceID: "dev1", ParentScopes: []string{gw.DeviceScope}}); err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var m protocol.Messages
+		if protocol.DecodeBytes(data, &m) != nil {
+			return
+		}
+		before := h.LastSeq()
+		ack, err := h.Messages(ctx, "gw1", m)
+		if err != nil {
+			if !errors.Is(err, ErrInvalid) {
+				t.Fatalf("batch %+v: %v", m, err)
+			}
+			return
+		}
+		if got := h.LastSeq() - before; got != uint64(ack.Appended) {
+			t.Fatalf("ack says %d appended, the log grew by %d", ack.Appended, got)
+		}
+		again, err := h.Messages(ctx, "gw1", m)
+		if err != nil || again.Appended != 0 || again.Collisions != 0 {
+			t.Fatalf("the same batch again: %+v %v", again, err)
+		}
+	})
 }

@@ -45,8 +45,8 @@ type Options struct {
 	Now func() time.Time
 	// InMemory runs on an in-memory store (tests).
 	InMemory bool
-	// Retention is how long events stay in the log (and their message ids
-	// in the de-duplication index); default 7 days, as IoT Hub's longest.
+	// Retention is how long events stay in the log (and their digests in
+	// the de-duplication index); default 7 days, as IoT Hub's longest.
 	// Negative keeps them forever.
 	Retention time.Duration
 	// ImageDir holds the module image store (files, not in the store;
@@ -78,10 +78,14 @@ type Hub struct {
 	done    chan struct{} // closed by Stop: ends the retention sweeper
 	sweeper sync.WaitGroup
 	metrics metrics
+	// collisionLogged is when (command time, unix ms) a collision of each
+	// instance was last logged; under mu.
+	collisionLogged map[string]int64
 }
 
 type metrics struct {
 	eventsAppended, eventsDuplicate, eventsRefused, eventsExpired, framesRefused, authFailed atomic.Int64
+	instanceCollisions                                                                       atomic.Int64
 	c2dSent, methodsInvoked, twinMerges                                                      atomic.Int64
 	imagesPushed, imageBytes, imagesRefused, imagesFetched                                   atomic.Int64
 }
@@ -115,7 +119,7 @@ func Open(ctx context.Context, dir string, opts Options) (*Hub, error) {
 	if opts.ImageDir == "" && !opts.InMemory {
 		opts.ImageDir = filepath.Join(dir, "images")
 	}
-	h := &Hub{opts: opts, log: opts.Logger, wakeCh: make(chan struct{}), done: make(chan struct{})}
+	h := &Hub{opts: opts, log: opts.Logger, wakeCh: make(chan struct{}), done: make(chan struct{}), collisionLogged: map[string]int64{}}
 	h.edges = newEdges(h)
 	var err error
 	if h.db, err = kv.Open(dir, kv.Options{Durability: opts.Durability, Logger: opts.Logger, InMemory: opts.InMemory}); err != nil {

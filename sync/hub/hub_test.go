@@ -3,15 +3,19 @@ package hub
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/dgraph-io/badger/v4"
 
 	"github.com/outpost-edge/outpost/store/crdt"
 	"github.com/outpost-edge/outpost/store/identity"
@@ -199,18 +203,18 @@ func TestMessagesExactlyOnce(t *testing.T) {
 		{Seq: 1, ID: "m1", Source: "devices/dev1"},
 		{Seq: 2, ID: "m2", Source: "devices/dev1"},
 		{Seq: 3, ID: "m3", Source: "devices/other"}, // not a child of gw1
-		{Seq: 4, ID: "m1", Source: "devices/dev1"},  // the device sent m1 again
+		{Seq: 4, ID: "m1", Source: "devices/dev1"},  // the device used m1 again: stored, ids are not unique
 	}}
 	var ack protocol.MessagesAck
 	if code, body := f.frame(t, protocol.PathMessages, batch, &ack); code != 200 {
 		t.Fatalf("%d %s", code, body)
 	}
-	if ack.UpTo != 4 || ack.Appended != 2 || ack.Duplicates != 1 {
-		t.Fatalf("ack %+v, want up to 4, 2 appended, 1 duplicate", ack)
+	if ack.UpTo != 4 || ack.Appended != 3 || ack.Duplicates != 0 {
+		t.Fatalf("ack %+v, want up to 4, 3 appended, no duplicate", ack)
 	}
 	// The same batch again (the ack was lost): nothing more is stored.
 	ack = protocol.MessagesAck{}
-	if code, _ := f.frame(t, protocol.PathMessages, batch, &ack); code != 200 || ack.UpTo != 4 || ack.Appended != 0 {
+	if code, _ := f.frame(t, protocol.PathMessages, batch, &ack); code != 200 || ack.UpTo != 4 || ack.Appended != 0 || ack.Duplicates != 3 {
 		t.Fatalf("retransmission: %d %+v", code, ack)
 	}
 	var w protocol.Welcome
@@ -219,11 +223,11 @@ func TestMessagesExactlyOnce(t *testing.T) {
 		t.Fatalf("welcome cursors %v", w.Cursors)
 	}
 	evs, _ := f.h.Events(1, 100)
-	if len(evs) != 2 || evs[0].MessageID != "m1" || evs[1].MessageID != "m2" || evs[1].Seq != 2 {
+	if len(evs) != 3 || evs[0].MessageID != "m1" || evs[1].MessageID != "m2" || evs[2].MessageID != "m1" || evs[2].Seq != 3 {
 		t.Fatalf("events %+v", evs)
 	}
-	if f.h.metrics.eventsRefused.Load() != 1 {
-		t.Fatalf("refused %d, want 1", f.h.metrics.eventsRefused.Load())
+	if f.h.metrics.eventsRefused.Load() != 2 { // refused again when sent again
+		t.Fatalf("refused %d, want 2", f.h.metrics.eventsRefused.Load())
 	}
 	// Hostile frames: another edge's incarnation, disorder, garbage.
 	for name, c := range map[string]any{
@@ -243,7 +247,7 @@ func TestMessagesExactlyOnce(t *testing.T) {
 	if code != 400 {
 		t.Errorf("garbage frame: %d", code)
 	}
-	if evs, _ := f.h.Events(1, 100); len(evs) != 2 {
+	if evs, _ := f.h.Events(1, 100); len(evs) != 3 {
 		t.Fatalf("refused frames changed the log: %d events", len(evs))
 	}
 }
@@ -329,33 +333,66 @@ func TestRetention(t *testing.T) {
 	if _, err := h.PutDevice(ctx, identity.JSON{DeviceID: "dev1", ParentScopes: []string{gw.DeviceScope}}); err != nil {
 		t.Fatal(err)
 	}
-	send := func(seq uint64, id string) protocol.MessagesAck {
-		ack, err := h.Messages(ctx, "gw1", protocol.Messages{Instance: "edge:gw1.a", Queue: "q", Msgs: []protocol.Message{{Seq: seq, ID: id, Source: "devices/dev1"}}})
+	send := func(seq uint64, body string) protocol.MessagesAck {
+		t.Helper()
+		ack, err := h.Messages(ctx, "gw1", protocol.Messages{Instance: "edge:gw1.a", Queue: "q", Msgs: []protocol.Message{{Seq: seq, Source: "devices/dev1", Body: []byte(body)}}})
 		if err != nil {
 			t.Fatal(err)
 		}
 		return ack
 	}
 	send(1, "old")
+	send(2, "old, from a clone") // a collision: two digests under seq 2 …
+	send(2, "old, from the original")
 	mu.Lock()
 	clock = clock.Add(2 * time.Hour)
 	mu.Unlock()
-	send(2, "new")
+	send(3, "new")
+	send(2, "new, from a third clone") // … and a third, within the retention
 	n, err := h.applyResult(ctx, expireEvents{Before: now().Add(-time.Hour).UnixMilli(), Max: 1000})
-	if err != nil || n.(int) != 1 {
-		t.Fatalf("expired %v, %v; want 1", n, err)
+	if err != nil || n.(int) != 3 {
+		t.Fatalf("expired %v, %v; want 3", n, err)
 	}
 	evs, _ := h.Events(1, 10)
-	if len(evs) != 1 || evs[0].MessageID != "new" || evs[0].Seq != 2 {
+	if len(evs) != 2 || string(evs[0].Body) != "new" || evs[0].Seq != 4 || evs[1].Seq != 5 {
 		t.Fatalf("events after the retention: %+v", evs)
 	}
-	// Past the retention the message id is forgotten too; within it, not.
-	if ack := send(3, "new"); ack.Appended != 0 {
-		t.Fatalf("a duplicate within the retention was stored: %+v", ack)
+	// Past the retention the digests are gone from the store; within it, not.
+	if got := digestKeys(t, h); !reflect.DeepEqual(got, map[uint64]int{2: 1, 3: 1}) {
+		t.Fatalf("digests per edge seq after the sweep: %v, want {2:1 3:1}", got)
 	}
-	if ack := send(4, "old"); ack.Appended != 1 {
-		t.Fatalf("an id past the retention is still taken for a duplicate: %+v", ack)
+	if ack := send(3, "new"); ack.Appended != 0 || ack.Duplicates != 1 {
+		t.Fatalf("a retransmission within the retention was stored: %+v", ack)
 	}
+	if ack := send(2, "new, from a third clone"); ack.Appended != 0 {
+		t.Fatalf("a retransmission within the retention was stored: %+v", ack)
+	}
+	if ack := send(1, "old"); ack.Appended != 1 || ack.Collisions != 0 {
+		t.Fatalf("a message whose digest was swept: %+v, want stored again (at least once)", ack)
+	}
+}
+
+// digestKeys counts the digests stored per edge seq of edge:gw1.a's queue q.
+func digestKeys(t *testing.T, h *Hub) map[uint64]int {
+	t.Helper()
+	out := map[uint64]int{}
+	prefix := kv.AppendString(kv.AppendString([]byte{kv.PrefixLink, 's'}, "edge:gw1.a"), "q")
+	err := h.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, PrefetchValues: true})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			v, err := it.Item().ValueCopy(nil)
+			if err != nil {
+				return err
+			}
+			out[binary.BigEndian.Uint64(it.Item().Key()[len(prefix):])] = len(v) / digestSize
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
 }
 
 // inScope (lookups, on the link's hot path) agrees with scope (the scan
@@ -385,5 +422,61 @@ func TestInScopeMatchesScope(t *testing.T) {
 	}
 	if in("ghost") || len(want) != 5 { // gw1, its two system modules, dev1, dev1/m
 		t.Errorf("scope %v", want)
+	}
+}
+
+// An edge id may contain '.'; the edge "gw" may not use the incarnations of
+// the edge "gw.1" (nor write twins under them).
+func TestEdgeIDWithDot(t *testing.T) {
+	f := newFixture(t)
+	for _, id := range []string{"gw", "gw.1"} {
+		gw, err := f.h.PutDevice(f.ctx, identity.JSON{DeviceID: id, Capabilities: &identity.Capabilities{IoTEdge: true}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.h.PutDevice(f.ctx, identity.JSON{DeviceID: "child-of-" + id, ParentScopes: []string{gw.DeviceScope}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	msgs := func(inst, src string) protocol.Messages {
+		return protocol.Messages{Instance: inst, Queue: "q", Msgs: []protocol.Message{{Seq: 1, Source: src, Body: []byte("x")}}}
+	}
+	if _, err := f.h.Hello("gw.1", protocol.Hello{Version: protocol.Version, Instance: "edge:gw.1.a1b2"}); err != nil {
+		t.Fatalf("hello of gw.1: %v", err)
+	}
+	if ack, err := f.h.Messages(f.ctx, "gw.1", msgs("edge:gw.1.a1b2", "devices/child-of-gw.1")); err != nil || ack.Appended != 1 {
+		t.Fatalf("messages of gw.1: %+v %v", ack, err)
+	}
+	for _, inst := range []string{"edge:gw.1.a1b2", "edge:gw.", "edge:gw.a-b"} {
+		if _, err := f.h.Messages(f.ctx, "gw", msgs(inst, "devices/child-of-gw")); !errors.Is(err, ErrInvalid) {
+			t.Errorf("gw sending as %q: %v, want ErrInvalid", inst, err)
+		}
+	}
+}
+
+// Two instances of one edge (a data directory copied to another machine)
+// each keep their pull; a newer pull of the same instance ends the older.
+func TestPullsPerInstance(t *testing.T) {
+	f := newFixture(t)
+	closed := func(c <-chan struct{}) bool {
+		select {
+		case <-c:
+			return true
+		default:
+			return false
+		}
+	}
+	a := f.h.edges.begin("gw1", "edge:gw1.a1")
+	b := f.h.edges.begin("gw1", "edge:gw1.b2")
+	if closed(a) || closed(b) {
+		t.Fatal("a pull of another instance ended one")
+	}
+	a2 := f.h.edges.begin("gw1", "edge:gw1.a1")
+	if !closed(a) || closed(b) || closed(a2) {
+		t.Fatal("a newer pull of the same instance did not end the older (alone)")
+	}
+	f.h.edges.end("gw1", "edge:gw1.a1", a)
+	if a3 := f.h.edges.begin("gw1", "edge:gw1.a1"); !closed(a2) || closed(a3) {
+		t.Fatal("the end of a replaced pull unregistered its successor")
 	}
 }

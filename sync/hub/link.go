@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/outpost-edge/outpost/store/crdt"
@@ -35,9 +34,10 @@ func (h *Hub) Hello(edge string, m protocol.Hello) (protocol.Welcome, error) {
 }
 
 // checkInstance refuses an incarnation that is not the edge's own: an edge
-// writes twins only under "edge:<its id>.<incarnation>".
+// writes twins only under "edge:<its id>.<incarnation>" (and an edge "gw"
+// may not use the incarnations of an edge "gw.1").
 func (h *Hub) checkInstance(edge, instance string) error {
-	if !strings.HasPrefix(instance, "edge:"+edge+".") || len(instance) > 256 {
+	if !twin.IsEdgeReplica(crdt.ReplicaID(instance), edge) || len(instance) > 256 {
 		return fmt.Errorf("%w: instance %q is not an incarnation of edge %q", ErrInvalid, instance, edge)
 	}
 	return nil
@@ -68,21 +68,20 @@ func (h *Hub) Twins(ctx context.Context, edge string, m protocol.TwinsUp) (proto
 	if err != nil {
 		return protocol.TwinsAck{}, err
 	}
-	own := crdt.ReplicaID("edge:" + edge + ".")
 	for _, td := range m.Batch.Twins {
 		if !inScope(td.ID) {
 			h.metrics.framesRefused.Add(1)
 			return protocol.TwinsAck{}, fmt.Errorf("%w: twin %q is not in the scope of edge %q", ErrInvalid, td.ID, edge)
 		}
 		for _, f := range td.Fields {
-			if o := f.Key().Origin; !strings.HasPrefix(string(o), string(own)) {
+			if o := f.Key().Origin; !twin.IsEdgeReplica(o, edge) {
 				h.metrics.framesRefused.Add(1)
 				return protocol.TwinsAck{}, fmt.Errorf("%w: twin %q carries a field written by %s; an edge sends only its own writes", ErrInvalid, td.ID, o)
 			}
 		}
 	}
 	for _, c := range m.Batch.Commits {
-		if !strings.HasPrefix(string(c.Origin), string(own)) {
+		if !twin.IsEdgeReplica(c.Origin, edge) {
 			return protocol.TwinsAck{}, fmt.Errorf("%w: commit for %s; an edge commits only its own writes", ErrInvalid, c.Origin)
 		}
 	}
@@ -111,8 +110,8 @@ func (h *Hub) Pull(ctx context.Context, edge string, p protocol.Pull) (protocol.
 	if err := h.checkInstance(edge, p.Instance); err != nil {
 		return protocol.Push{}, err
 	}
-	stop := h.edges.begin(edge)
-	defer h.edges.end(edge)
+	stop := h.edges.begin(edge, p.Instance)
+	defer h.edges.end(edge, p.Instance, stop)
 	wait := min(time.Duration(p.WaitMs)*time.Millisecond, h.opts.PullWait)
 	t := time.NewTimer(wait)
 	defer t.Stop()

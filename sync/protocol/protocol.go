@@ -53,8 +53,10 @@ type Hello struct {
 type Welcome struct {
 	Version int `cbor:"1,keyasint"`
 	// Cursors is, per upstream queue, the highest edge sequence number the
-	// hub has in its event log from this incarnation: the edge acknowledges
-	// up to there without sending again.
+	// hub has stored from this incarnation. It is for information: the edge
+	// sends every message it holds whatever the cursor says (a clone of its
+	// data directory may share the incarnation), and the hub recognises
+	// retransmissions by their digests.
 	Cursors map[string]uint64 `cbor:"2,keyasint,omitempty"`
 	// TwinVV is what the hub holds of the twin replicas.
 	TwinVV  crdt.VV `cbor:"3,keyasint,omitempty"`
@@ -79,11 +81,17 @@ type Messages struct {
 	Msgs     []Message `cbor:"3,keyasint"`
 }
 
-// MessagesAck says the hub holds every message of the queue up to UpTo.
+// MessagesAck says the hub holds every message of the batch, up to UpTo
+// (the batch's last sequence number).
 type MessagesAck struct {
 	UpTo       uint64 `cbor:"1,keyasint"`
 	Appended   int    `cbor:"2,keyasint,omitempty"`
 	Duplicates int    `cbor:"3,keyasint,omitempty"`
+	// Collisions counts the messages of the batch whose sequence number the
+	// hub had already stored, from this instance and queue, with other
+	// content: another edge runs with this edge's instance id (a cloned data
+	// directory). They were stored, not dropped.
+	Collisions int `cbor:"4,keyasint,omitempty"`
 }
 
 // TwinsUp carries the edge's twin changes the hub lacks.

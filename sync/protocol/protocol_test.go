@@ -17,7 +17,7 @@ func TestRoundTrip(t *testing.T) {
 		{&Hello{Version: Version, Instance: "edge:gw1.abc"}, &Hello{}},
 		{&Welcome{Version: 1, Cursors: map[string]uint64{"$upstream/pdefault": 7}, TwinVV: crdt.VV{"hub.x": 3}, HubTime: 1}, &Welcome{}},
 		{&Messages{Instance: "i", Queue: "q", Msgs: []Message{{Seq: 1, ID: "m1", Source: "devices/d", Props: map[string]string{"a": "b"}, Body: big, EnqueuedAt: 5}}}, &Messages{}},
-		{&MessagesAck{UpTo: 9, Appended: 8, Duplicates: 1}, &MessagesAck{}},
+		{&MessagesAck{UpTo: 9, Appended: 8, Duplicates: 1, Collisions: 2}, &MessagesAck{}},
 		{&Push{HasScope: true, Scope: "s", Identities: []identity.Identity{{DeviceID: "d", Status: identity.Enabled}},
 			C2D: []C2D{{Device: "d", Seq: 2, Body: []byte("x")}}, Methods: []MethodCall{{ID: "1", Target: "d/m", Name: "reboot", TimeoutMs: 1000}}}, &Push{}},
 		{&MethodResult{ID: "1", Status: 200, Payload: []byte(`{"ok":true}`)}, &MethodResult{}},
@@ -84,6 +84,12 @@ func FuzzDecode(f *testing.F) {
 	for _, v := range []any{
 		&Hello{Version: 1, Instance: "edge:gw1.x"},
 		&Messages{Instance: "i", Queue: "q", Msgs: []Message{{Seq: 1, Source: "devices/d", Body: []byte("{}")}}},
+		// Devices reuse message ids; the edge's sequence numbers tell them apart.
+		&Messages{Instance: "edge:gw.1.a1", Queue: "$upstream/pdefault", Msgs: []Message{
+			{Seq: 1, ID: "1", Source: "devices/d", Body: []byte("a"), EnqueuedAt: 1},
+			{Seq: 2, ID: "1", Source: "devices/d", Sys: map[string]string{"$.ct": "application/json"}, Body: []byte("b"), EnqueuedAt: 2}}},
+		&MessagesAck{UpTo: 7, Appended: 3, Duplicates: 2, Collisions: 2},
+		&Welcome{Version: 1, Cursors: map[string]uint64{"$upstream/pdefault": 7}, TwinVV: crdt.VV{"edge:gw.1.a1": 2}, HubTime: 1},
 		&Pull{Instance: "i", TwinVV: crdt.VV{"hub.a": 1}, C2D: map[string]uint64{"d": 1}},
 		&Push{HasScope: true, Identities: []identity.Identity{{DeviceID: "d"}}},
 		&TwinsUp{Instance: "i"},
@@ -95,6 +101,7 @@ func FuzzDecode(f *testing.F) {
 		for _, mk := range []func() any{
 			func() any { return &Hello{} }, func() any { return &Messages{} }, func() any { return &Pull{} },
 			func() any { return &Push{} }, func() any { return &TwinsUp{} }, func() any { return &MethodResult{} },
+			func() any { return &MessagesAck{} }, func() any { return &Welcome{} },
 		} {
 			v := mk()
 			if DecodeBytes(data, v) != nil {

@@ -17,8 +17,11 @@ const fairEvery = 8
 // drain is one session of the drain loop: Hello, then batches from the
 // $upstream queues until the link fails. A batch is acknowledged in the
 // edge's queue only after the hub has stored it; after a failure the
-// unacknowledged messages are leased again and the hub drops what it
-// already holds.
+// unacknowledged messages are leased again and sent again (at most the
+// batch that was in flight), and the hub recognises what it already holds
+// by sequence number and content. The hub's cursors in Welcome are never a
+// reason to skip a message: another edge started from a copy of this data
+// directory may have moved them.
 func (l *Link) drain(ctx context.Context) error {
 	defer func() {
 		for _, q := range l.queues {
@@ -31,10 +34,6 @@ func (l *Link) drain(ctx context.Context) error {
 	}
 	if w.HubTime > 0 {
 		l.opts.HubTime(time.UnixMilli(w.HubTime))
-	}
-	cursors := w.Cursors
-	if cursors == nil {
-		cursors = map[string]uint64{}
 	}
 	for n := 1; ; n++ {
 		waits := make([]<-chan struct{}, len(l.queues))
@@ -51,7 +50,7 @@ func (l *Link) drain(ctx context.Context) error {
 			}
 			continue
 		}
-		if err := l.send(ctx, q, msgs, cursors); err != nil {
+		if err := l.send(ctx, q, msgs); err != nil {
 			return err
 		}
 	}
@@ -76,28 +75,39 @@ func (l *Link) next(fair bool) (*queue.Queue, []queue.Message, error) {
 	return nil, nil, nil
 }
 
-func (l *Link) send(ctx context.Context, q *queue.Queue, msgs []queue.Message, cursors map[string]uint64) error {
-	cur := cursors[q.Name()]
+func (l *Link) send(ctx context.Context, q *queue.Queue, msgs []queue.Message) error {
 	frame := protocol.Messages{Instance: l.instance, Queue: q.Name(), Msgs: make([]protocol.Message, 0, len(msgs))}
 	for _, m := range msgs {
-		if m.Seq <= cur {
-			continue // the hub has it already (stored before a crash of ours)
-		}
 		frame.Msgs = append(frame.Msgs, protocol.Message{Seq: m.Seq, ID: m.ID, Source: m.Source, Props: m.Props, Sys: m.Sys,
 			Body: m.Body, EnqueuedAt: m.EnqueuedAt.UnixMilli()})
 	}
-	upTo := msgs[len(msgs)-1].Seq
-	if len(frame.Msgs) > 0 {
-		var ack protocol.MessagesAck
-		if err := l.post(ctx, protocol.PathMessages, &frame, &ack, l.opts.RequestTimeout); err != nil {
-			return err
-		}
-		upTo = min(upTo, ack.UpTo)
-		cursors[q.Name()] = ack.UpTo
-		l.sent.Add(int64(ack.Appended))
-		l.batches.Add(1)
+	var ack protocol.MessagesAck
+	if err := l.post(ctx, protocol.PathMessages, &frame, &ack, l.opts.RequestTimeout); err != nil {
+		return err
 	}
-	return q.Ack(ctx, upTo)
+	l.sent.Add(int64(ack.Appended))
+	l.batches.Add(1)
+	if ack.Collisions > 0 {
+		l.collided(q.Name(), ack.Collisions)
+	}
+	return q.Ack(ctx, min(msgs[len(msgs)-1].Seq, ack.UpTo))
+}
+
+// collided reports messages the hub stored although it held other messages
+// with their sequence numbers from this instance: another edge runs with
+// this edge's instance id. Nothing was lost; it is logged (at most once a
+// minute), counted and shown in the status.
+func (l *Link) collided(queue string, n int) {
+	total := l.collisions.Add(int64(n))
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if time.Since(l.lastCollisionLog) < time.Minute {
+		return
+	}
+	l.lastCollisionLog = time.Now()
+	l.log.Error("another edge sends under this edge's instance id (its data directory was copied): the hub stored both edges' messages; "+
+		"give the copy its own machine id (--machine-id-file) or a fresh data directory",
+		"instance", l.instance, "queue", queue, "messages", n, "total", total)
 }
 
 // waitAny blocks until one of chans is closed (true) or ctx is done.

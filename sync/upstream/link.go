@@ -78,6 +78,12 @@ type Status struct {
 	TwinsDown int64     `json:"twinDeltasReceived"`
 	C2D       int64     `json:"c2dReceived"`
 	Methods   int64     `json:"methodsInvoked"`
+	// Instance is the id the edge's store sends under (its twin replica id).
+	Instance string `json:"instance"`
+	// InstanceCollisions counts messages the hub stored although it held
+	// others with the same sequence numbers from this instance: another
+	// edge runs from a copy of this data directory (see docs/operations.md).
+	InstanceCollisions int64 `json:"instanceCollisions"`
 }
 
 // Link is the edge's connection to the hub.
@@ -87,10 +93,11 @@ type Link struct {
 	instance string
 	queues   []*queue.Queue // $upstream by priority: p0 … p9, pdefault
 
-	mu      sync.Mutex
-	status  Status
-	lastLog time.Time
-	upCh    chan struct{} // closed when a request gets through
+	mu               sync.Mutex
+	status           Status
+	lastLog          time.Time
+	lastCollisionLog time.Time
+	upCh             chan struct{} // closed when a request gets through
 
 	tokMu  sync.Mutex
 	tok    string
@@ -98,7 +105,7 @@ type Link struct {
 
 	calls sync.WaitGroup // method calls in progress
 
-	sent, batches, twinsUp, twinsDown, c2d, methods atomic.Int64
+	sent, batches, twinsUp, twinsDown, c2d, methods, collisions atomic.Int64
 }
 
 // Upstream queue names in drain order.
@@ -178,6 +185,7 @@ func (l *Link) Status() Status {
 	l.mu.Unlock()
 	st.Sent, st.Batches, st.TwinsUp, st.TwinsDown = l.sent.Load(), l.batches.Load(), l.twinsUp.Load(), l.twinsDown.Load()
 	st.C2D, st.Methods = l.c2d.Load(), l.methods.Load()
+	st.Instance, st.InstanceCollisions = l.instance, l.collisions.Load()
 	return st
 }
 

@@ -331,3 +331,39 @@ func TestC2DAfterHubReplaced(t *testing.T) {
 		return len(e.rec.c2d) == 4 && e.rec.c2d[3].ID == "new0"
 	})
 }
+
+// Another edge with this edge's instance id (a copy of its data directory on
+// a machine with the same machine id) has already sent messages 1–5: the
+// hub's cursor stands at 5. This edge still sends its own 1–5, the hub
+// stores them, and the collision shows in the link's status.
+func TestDrainDoesNotTrustTheCursor(t *testing.T) {
+	e := newEnvWith(t, func(e *env) {
+		clone := protocol.Messages{Instance: string(e.twins.Replica()), Queue: "$upstream/pdefault"}
+		for s := uint64(1); s <= 5; s++ {
+			clone.Msgs = append(clone.Msgs, protocol.Message{Seq: s, ID: fmt.Sprint(s), Source: "devices/dev1", Body: []byte(fmt.Sprint("clone-", s))})
+		}
+		if _, err := e.hub.Messages(e.ctx, "gw1", clone); err != nil {
+			t.Fatal(err)
+		}
+	})
+	q, err := e.queues.Queue("$upstream/pdefault", queue.QueueOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for s := 1; s <= 5; s++ {
+		if _, err := q.Append(e.ctx, queue.Message{ID: fmt.Sprint(s), Source: "devices/dev1", Body: []byte(fmt.Sprint("own-", s))}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, "the drain", func() bool { return q.Stats().Depth == 0 })
+	var bodies []string
+	for _, ev := range readEvents(t, e) {
+		bodies = append(bodies, string(ev.Body))
+	}
+	if len(bodies) != 10 || bodies[5] != "own-1" || bodies[9] != "own-5" {
+		t.Fatalf("events at the hub %v, want the clone's 5 and this edge's 5", bodies)
+	}
+	if st := e.link.Status(); st.InstanceCollisions != 5 || st.Instance != string(e.twins.Replica()) {
+		t.Fatalf("status %+v, want 5 instance collisions", st)
+	}
+}

@@ -2,9 +2,8 @@ package upstream
 
 import (
 	"context"
-	"strings"
-
 	"github.com/outpost-edge/outpost/store/crdt"
+	"github.com/outpost-edge/outpost/store/twin"
 	"github.com/outpost-edge/outpost/sync/protocol"
 )
 
@@ -19,7 +18,6 @@ func (l *Link) twins(ctx context.Context) error {
 		return err
 	}
 	hubVV := w.TwinVV
-	own := "edge:" + l.opts.Edge.DeviceID + "."
 	for {
 		changed := l.opts.Twins.Changed()
 		// The hub takes only this edge's writes: claim every other origin
@@ -29,7 +27,7 @@ func (l *Link) twins(ctx context.Context) error {
 			peer = crdt.VV{}
 		}
 		for o, s := range l.opts.Twins.VV() {
-			if !strings.HasPrefix(string(o), own) {
+			if !twin.IsEdgeReplica(o, l.opts.Edge.DeviceID) {
 				peer[o] = max(peer[o], s)
 			}
 		}

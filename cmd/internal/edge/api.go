@@ -250,6 +250,7 @@ func (e *edge) metrics(w http.ResponseWriter, _ *http.Request) {
 		counter("outpost_uplink_twin_deltas_sent_total", "Twin deltas sent to the hub.", u.TwinsUp)
 		counter("outpost_uplink_twin_deltas_received_total", "Twin deltas merged from the hub.", u.TwinsDown)
 		counter("outpost_uplink_c2d_received_total", "Cloud-to-device messages received from the hub.", u.C2D)
+		counter("outpost_uplink_instance_collisions_total", "Messages the hub stored although it held others with their sequence numbers from this instance: another edge runs from a copy of this data directory.", u.InstanceCollisions)
 	}
 	sb.WriteString("# HELP outpost_queue_depth Messages waiting in a queue.\n# TYPE outpost_queue_depth gauge\n")
 	for _, q := range st.Queues {

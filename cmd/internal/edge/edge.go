@@ -23,6 +23,7 @@ import (
 
 	"github.com/outpost-edge/outpost/broker"
 	"github.com/outpost-edge/outpost/broker/route"
+	"github.com/outpost-edge/outpost/cmd/internal/machine"
 	"github.com/outpost-edge/outpost/store/identity"
 	"github.com/outpost-edge/outpost/store/identity/sas"
 	"github.com/outpost-edge/outpost/store/kv"
@@ -47,9 +48,14 @@ type Config struct {
 	Deployment       string        // a deployment manifest ($edgeHub routes, $edgeAgent modules) for a standalone edge
 	ModuleBackoff    time.Duration // first restart delay of a failed module (doubles up to 5 minutes)
 	Identities       string        // a JSON array of identities to add to the cache
-	Durability       kv.Durability
-	Logger           *slog.Logger
-	Stdout           io.Writer
+	// MachineIDFile names the file holding this machine's id (default
+	// /etc/machine-id, then /var/lib/dbus/machine-id, then an id recorded
+	// at first start in the user's config directory). A data directory
+	// started on another machine id takes a new instance id.
+	MachineIDFile string
+	Durability    kv.Durability
+	Logger        *slog.Logger
+	Stdout        io.Writer
 }
 
 // Ready is written to <data>/ready.json once the listeners accept clients.
@@ -201,9 +207,15 @@ func (e *edge) open(ctx context.Context) error {
 	if e.queues, err = queue.Open(ctx, e.db, queue.Options{Logger: log, Now: e.clock.Now}); err != nil {
 		return err
 	}
-	if e.twins, err = twin.Open(ctx, e.db, twin.Options{Role: twin.Edge, Name: cs.DeviceID, Logger: log, Now: func() int64 { return e.clock.Now().UnixMilli() }}); err != nil {
+	machineID, err := e.machineID()
+	if err != nil {
 		return err
 	}
+	if e.twins, err = twin.Open(ctx, e.db, twin.Options{Role: twin.Edge, Name: cs.DeviceID, Machine: machineID, Logger: log,
+		Now: func() int64 { return e.clock.Now().UnixMilli() }}); err != nil {
+		return err
+	}
+	log.Info("store opened", "instance", e.twins.Replica())
 	if e.ids, err = identity.Open(ctx, e.db, identity.Options{Logger: log}); err != nil {
 		return err
 	}
@@ -221,6 +233,21 @@ func (e *edge) open(ctx context.Context) error {
 		return err
 	}
 	return e.newSupervisor()
+}
+
+// machineID names this machine for the twin store, which takes a new
+// instance id when its data directory moved to another machine.
+func (e *edge) machineID() (string, error) {
+	id, source, err := machine.ID(machine.Options{File: e.cfg.MachineIDFile, Fallback: machine.DefaultFallback()})
+	if err != nil && !errors.Is(err, machine.ErrFallback) {
+		return "", err
+	}
+	if id == "" {
+		e.cfg.Logger.Warn("no machine id (/etc/machine-id, --machine-id-file): a copy of this data directory on another machine will share its instance id", "err", err)
+	} else {
+		e.cfg.Logger.Debug("machine id", "source", source)
+	}
+	return id, nil
 }
 
 // loadIdentities adds the --identities file to the cache, and the edge's

@@ -119,7 +119,7 @@ func (r *rig) fill(b *testing.B, n, size int) int64 {
 			body := fmt.Sprintf(`{"seq":%d,"t":%.2f,"noise":"%s"}`, i, 20+float64(i%100)/10, randomHex(size))
 			body = body[:min(len(body), size)]
 			payload += int64(len(body))
-			r.ids++ // unique message ids: the hub de-duplicates by them
+			r.ids++ // unique message ids, as devices should (the hub does not rely on them)
 			batch = append(batch, queue.Message{ID: fmt.Sprintf("m%d", r.ids), Source: "devices/dev1", Body: []byte(body),
 				Sys: map[string]string{"connectionDeviceId": "dev1", "contentType": "application/json"}})
 		}

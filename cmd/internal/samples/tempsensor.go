@@ -204,7 +204,8 @@ func (s *sensor) tick(ctx context.Context) {
 }
 
 // send delivers m, again with the same $.mid after a lost connection (the
-// first copy may have been stored: receivers de-duplicate by message id).
+// first copy may have been stored: the hub keeps both, as IoT Hub does; a
+// back end may de-duplicate by message id).
 func (s *sensor) send(ctx context.Context, m client.Message) bool {
 	for {
 		err := s.c.SendOutput(ctx, s.opts.Output, m)

@@ -5,10 +5,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -202,6 +204,28 @@ func cmdEventBodies(ts *testscript.TestScript, neg bool, args []string) {
 		next = e.Seq + 1
 	})
 	ts.Setenv("NEXTSEQ", strconv.FormatUint(next, 10))
+}
+
+// eventtally: print one line per distinct event of the hub's log — device
+// (and module), message id and body — with how many times it is there,
+// sorted: "<n> <deviceId>[/<moduleId>] <messageId> <body>". Compare it with
+// a golden file: every message once, with its message id.
+func cmdEventTally(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 0 {
+		ts.Fatalf("usage: eventtally")
+	}
+	count := map[string]int{}
+	hubEvents(ts, 1, func(e hubEvent) {
+		src := e.DeviceID
+		if e.ModuleID != "" {
+			src += "/" + e.ModuleID
+		}
+		count[fmt.Sprintf("%s %s %s", src, e.MessageID, e.Body)]++
+	})
+	keys := slices.Sorted(maps.Keys(count))
+	for _, k := range keys {
+		fmt.Fprintf(ts.Stdout(), "%d %s\n", count[k], k)
+	}
 }
 
 // hubEvent is an event of the hub's log, as GET /messages/events gives it.

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -69,7 +70,7 @@ func credentials(key string) ([]byte, string, error) {
 	return k, hubHost, err
 }
 
-// mqtt pub [-q Q] [-n N] ADDR ID KEY TOPIC PAYLOAD
+// mqtt pub [-q Q] [-n N] [-mids FIRST] ADDR ID KEY TOPIC PAYLOAD (with -mids, message i carries $.mid=FIRST+i and {mid} in PAYLOAD becomes it)
 // mqtt sub [-n N] [-timeout D] ADDR ID KEY FILTER
 // mqtt flood ADDR KEY ACKFILE ID... (starts QoS1 publishers that run until the connection dies)
 func cmdMQTT(ts *testscript.TestScript, neg bool, args []string) {
@@ -81,14 +82,15 @@ func cmdMQTT(ts *testscript.TestScript, neg bool, args []string) {
 	n := fs.Int("n", 1, "messages")
 	timeout := fs.Duration("timeout", 10*time.Second, "how long sub waits")
 	rate := fs.Int("rate", 0, "flood: messages per second per publisher (0: as fast as PUBACKs come)")
+	mids := fs.Int("mids", -1, "pub: message ids from this number on, in $.mid and for {mid} in the payload")
 	ts.Check(fs.Parse(args[1:]))
 	a := fs.Args()
 	switch args[0] {
 	case "pub":
 		if len(a) != 5 {
-			ts.Fatalf("usage: mqtt pub [-q Q] [-n N] ADDR ID KEY TOPIC PAYLOAD")
+			ts.Fatalf("usage: mqtt pub [-q Q] [-n N] [-mids FIRST] ADDR ID KEY TOPIC PAYLOAD")
 		}
-		err := mqttPub(a[0], a[1], a[2], a[3], a[4], byte(*qos), *n, ts.Getenv("CA"))
+		err := mqttPub(a[0], a[1], a[2], pubMessages(a[3], a[4], *n, *mids), byte(*qos), ts.Getenv("CA"))
 		if neg != (err != nil) {
 			ts.Fatalf("mqtt pub: %v", err)
 		}
@@ -138,14 +140,34 @@ func cmdMQTT(ts *testscript.TestScript, neg bool, args []string) {
 	}
 }
 
-func mqttPub(addr, id, key, topic, payload string, qos byte, n int, ca string) error {
+// pubMessages makes n (topic, payload) pairs; with firstMid >= 0 message i
+// carries $.mid=firstMid+i, added to the topic's property bag, and each
+// {mid} of the payload is replaced with it.
+func pubMessages(topic, payload string, n, firstMid int) [][2]string {
+	out := make([][2]string, n)
+	for i := range out {
+		out[i] = [2]string{topic, payload}
+		if firstMid < 0 {
+			continue
+		}
+		mid := strconv.Itoa(firstMid + i)
+		t := topic
+		if !strings.HasSuffix(t, "/") {
+			t += "&"
+		}
+		out[i] = [2]string{t + "%24.mid=" + mid, strings.ReplaceAll(payload, "{mid}", mid)}
+	}
+	return out
+}
+
+func mqttPub(addr, id, key string, msgs [][2]string, qos byte, ca string) error {
 	c, err := dialCA(addr, id, key, ca)
 	if err != nil {
 		return err
 	}
 	defer c.Disconnect(100)
-	for i := 0; i < n; i++ {
-		t := c.Publish(topic, qos, false, payload)
+	for i, m := range msgs {
+		t := c.Publish(m[0], qos, false, m[1])
 		if !t.WaitTimeout(10 * time.Second) {
 			return fmt.Errorf("publish %d: no PUBACK in 10s", i)
 		}

@@ -15,7 +15,7 @@ import (
 // name.
 func TestCommands(t *testing.T) {
 	want := []string{
-		"checkacked", "checkevents", "cmptwins", "envjson", "envout", "eventbodies", "http", "httpwait", "hubready",
+		"checkacked", "checkevents", "cmptwins", "envjson", "envout", "eventbodies", "eventtally", "http", "httpwait", "hubready",
 		"hup", "killmodule", "link", "mkcerts", "mqtt", "mqttrefused", "mqtttwin", "sleep", "splitaddr", "subst",
 		"waitevents", "waitfile", "waithubtwin", "waitlink", "waitqueue", "waitready", "waitstatus", "waittwin",
 	}

@@ -23,6 +23,7 @@ func Commands() map[string]func(ts *testscript.TestScript, neg bool, args []stri
 		"checkevents": cmdCheckEvents,
 		"cmptwins":    cmdCmpTwins,
 		"eventbodies": cmdEventBodies,
+		"eventtally":  cmdEventTally,
 		// mqtt.go
 		"mqtt":        cmdMQTT,
 		"mqtttwin":    cmdMQTTTwin,
