@@ -113,6 +113,19 @@ func (e *env) dial(id, password string) (paho.Client, error) {
 	return c, tok.Error()
 }
 
+// expectDisconnected waits up to 3 s for the broker to close c's
+// connection (how an MQTT 3.1.1 client learns of a refused publish).
+func expectDisconnected(t testing.TB, c paho.Client, why string) {
+	t.Helper()
+	deadline := time.Now().Add(3 * time.Second)
+	for c.IsConnected() && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if c.IsConnected() {
+		t.Error(why)
+	}
+}
+
 func wait(t testing.TB, tok paho.Token) {
 	t.Helper()
 	if !tok.WaitTimeout(5 * time.Second) {
@@ -299,13 +312,7 @@ func TestRefusals(t *testing.T) {
 	}
 	// Publishing outside the identity: an MQTT 3.1.1 client is disconnected, nothing stored.
 	c.Publish("devices/dev1/messages/events/", 1, false, "spoof").WaitTimeout(time.Second)
-	deadline := time.Now().Add(3 * time.Second)
-	for c.IsConnected() && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
-	if c.IsConnected() {
-		t.Error("client publishing as another device stays connected")
-	}
+	expectDisconnected(t, c, "client publishing as another device stays connected")
 	if d := e.queue(QueueName("$upstream", route.DefaultPriority)).Stats().Depth; d != 0 {
 		t.Errorf("spoofed message stored (%d)", d)
 	}
@@ -321,13 +328,7 @@ func TestOversizeAndFullQueueRefused(t *testing.T) {
 	wait(t, c.Publish("devices/dev1/messages/events/", 1, false, "two"))
 	tok := c.Publish("devices/dev1/messages/events/", 1, false, "three")
 	tok.WaitTimeout(2 * time.Second)
-	deadline := time.Now().Add(3 * time.Second)
-	for c.IsConnected() && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
-	if c.IsConnected() {
-		t.Error("MQTT 3.1.1 client not disconnected when the queue is full")
-	}
+	expectDisconnected(t, c, "MQTT 3.1.1 client not disconnected when the queue is full")
 	if d := e.queue(QueueName("$upstream", route.DefaultPriority)).Stats().Depth; d != 2 {
 		t.Errorf("depth %d after a refused message, want 2", d)
 	}

@@ -85,13 +85,7 @@ func TestUnservedTopicRefused(t *testing.T) {
 
 	v3 := e.client("dev2", "pw")
 	v3.Publish("devices/dev2/messages/eventsX", 1, false, "x").WaitTimeout(time.Second)
-	deadline := time.Now().Add(3 * time.Second)
-	for v3.IsConnected() && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
-	if v3.IsConnected() {
-		t.Error("MQTT 3.1.1 client publishing to an unserved topic stays connected")
-	}
+	expectDisconnected(t, v3, "MQTT 3.1.1 client publishing to an unserved topic stays connected")
 	if d := e.queue(QueueName("$upstream", route.DefaultPriority)).Stats().Depth; d != 1 {
 		t.Errorf("queue depth %d, want only the one telemetry message", d)
 	}
