@@ -90,7 +90,15 @@ type MessagesAck struct {
 type TwinsUp struct {
 	Instance string     `cbor:"1,keyasint"`
 	Batch    twin.Batch `cbor:"2,keyasint"`
+	// Generations names, per twin in Batch, the generationId of the
+	// identity the edge wrote it for; the hub refuses (and counts) the
+	// fields of a twin whose identity has since been created again.
+	Generations Generations `cbor:"3,keyasint,omitempty"`
 }
+
+// Generations maps a twin id ("d" or "d/m") to its identity's
+// generationId. An absent entry means "not known" and is not checked.
+type Generations map[string]string
 
 // TwinsAck returns the hub's version vector after the merge.
 type TwinsAck struct {
@@ -126,6 +134,11 @@ type Push struct {
 	C2D        []C2D               `cbor:"6,keyasint,omitempty"`
 	Methods    []MethodCall        `cbor:"7,keyasint,omitempty"`
 	Hub        string              `cbor:"8,keyasint,omitempty"` // the hub's incarnation (its twin replica id)
+	// TwinVV is what the hub held of the twin replicas when it made this
+	// push: the edge's ack of the hub for tombstone GC.
+	TwinVV crdt.VV `cbor:"9,keyasint,omitempty"`
+	// Generations names the generationId of every twin in Twins.
+	Generations Generations `cbor:"10,keyasint,omitempty"`
 }
 
 // C2D is one cloud-to-device message for a device behind the edge.
