@@ -61,6 +61,12 @@ type Welcome struct {
 	HubTime int64   `cbor:"4,keyasint"` // unix ms
 }
 
+// SysGeneration is the system property, set by the edge from the sender's
+// identity when the message is queued, that names the generationId of the
+// device or module that sent it (IoT Hub's connectionDeviceGenerationId).
+// The hub refuses messages of a generation that is no longer current.
+const SysGeneration = "connectionDeviceGenerationId"
+
 // Message is one queued device-to-cloud message.
 type Message struct {
 	Seq        uint64            `cbor:"1,keyasint"`
