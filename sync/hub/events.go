@@ -252,12 +252,14 @@ func (h *Hub) appendEventsLocked(ctx context.Context, c appendEvents) (protocol.
 			}
 			if !ok || !inScope(id) {
 				h.metrics.eventsRefused.Add(1)
+				ack.Refused++
 				h.log.Warn("message refused: its source is not in the edge's scope", "edge", edge, "source", msg.Source, "message_id", msg.ID)
 				continue
 			}
 			if g := msg.Sys[protocol.SysGeneration]; g != "" {
 				if cur, _, _ := h.ids.Get(id); cur.Generation != g {
 					h.metrics.eventsStale.Add(1)
+					ack.Refused++
 					h.log.Warn("message refused: sent by a deleted generation of its identity", "edge", edge, "source", msg.Source,
 						"message_id", msg.ID, "generation", g, "current_generation", cur.Generation)
 					continue

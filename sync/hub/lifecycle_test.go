@@ -104,7 +104,7 @@ func TestOldGenerationRefused(t *testing.T) {
 		{Seq: 2, ID: "b", Source: "devices/dev1", Body: []byte("unstamped")},
 	}}
 	var mack protocol.MessagesAck
-	if code, body := f.frame(t, protocol.PathMessages, msgs, &mack); code != 200 || mack.UpTo != 2 || mack.Appended != 1 {
+	if code, body := f.frame(t, protocol.PathMessages, msgs, &mack); code != 200 || mack.UpTo != 2 || mack.Appended != 1 || mack.Refused != 1 {
 		t.Fatalf("messages: %d %s %+v; want both acknowledged, one appended", code, body, mack)
 	}
 	if f.h.metrics.twinsStale.Load() != 1 || f.h.metrics.eventsStale.Load() != 1 {

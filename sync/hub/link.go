@@ -31,7 +31,7 @@ func (h *Hub) Hello(edge string, m protocol.Hello) (protocol.Welcome, error) {
 	if err != nil {
 		return protocol.Welcome{}, err
 	}
-	return protocol.Welcome{Version: protocol.Version, Cursors: cur, TwinVV: h.twins.VV(), HubTime: h.opts.Now().UnixMilli()}, nil
+	return protocol.Welcome{Version: protocol.Version, Cursors: cur, TwinVV: h.twins.VV(), HubTime: h.opts.Now().UnixMilli(), Hub: string(h.twins.Replica())}, nil
 }
 
 // checkInstance refuses an incarnation that is not the edge's own: an edge
@@ -109,7 +109,7 @@ func (h *Hub) Twins(ctx context.Context, edge string, m protocol.TwinsUp) (proto
 	}
 	h.metrics.twinMerges.Add(1)
 	h.collectGarbage(ctx)
-	return protocol.TwinsAck{TwinVV: h.twins.VV()}, nil
+	return protocol.TwinsAck{TwinVV: h.twins.VV(), Hub: string(h.twins.Replica())}, nil
 }
 
 // MethodResult takes an edge's answer to a method call.

@@ -59,6 +59,8 @@ type Welcome struct {
 	// TwinVV is what the hub holds of the twin replicas.
 	TwinVV  crdt.VV `cbor:"3,keyasint,omitempty"`
 	HubTime int64   `cbor:"4,keyasint"` // unix ms
+	// Hub is the hub's twin replica id: TwinVV is its ack for tombstone GC.
+	Hub string `cbor:"5,keyasint,omitempty"`
 }
 
 // SysGeneration is the system property, set by the edge from the sender's
@@ -90,6 +92,10 @@ type MessagesAck struct {
 	UpTo       uint64 `cbor:"1,keyasint"`
 	Appended   int    `cbor:"2,keyasint,omitempty"`
 	Duplicates int    `cbor:"3,keyasint,omitempty"`
+	// Refused counts messages acknowledged but not stored: their source
+	// is outside the edge's scope or was deleted (or created again) since
+	// they were sent.
+	Refused int `cbor:"4,keyasint,omitempty"`
 }
 
 // TwinsUp carries the edge's twin changes the hub lacks.
@@ -109,6 +115,7 @@ type Generations map[string]string
 // TwinsAck returns the hub's version vector after the merge.
 type TwinsAck struct {
 	TwinVV crdt.VV `cbor:"1,keyasint,omitempty"`
+	Hub    string  `cbor:"2,keyasint,omitempty"` // the hub's twin replica id
 }
 
 // Pull asks for what the hub has for this edge; the hub holds the request
