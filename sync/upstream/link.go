@@ -38,6 +38,9 @@ type Target interface {
 	// Disconnect drops the connection of an identity the hub removed or
 	// disabled.
 	Disconnect(id, reason string)
+	// PurgeQueues removes the messages that wait for an identity the hub
+	// deleted (C2D, module inputs) and returns how many.
+	PurgeQueues(ctx context.Context, id string) (int, error)
 }
 
 // Options configure a Link.
@@ -71,6 +74,14 @@ type Status struct {
 	TwinsDown int64     `json:"twinDeltasReceived"`
 	C2D       int64     `json:"c2dReceived"`
 	Methods   int64     `json:"methodsInvoked"`
+	// What the edge dropped because the hub deleted identities (or
+	// created them again), and what the hub refused for that reason.
+	TwinsRemoved    int64 `json:"twinsRemoved"`
+	TwinsReset      int64 `json:"twinsReset"`
+	MessagesPurged  int64 `json:"messagesPurged"`
+	MessagesRefused int64 `json:"messagesRefused"`
+	TwinsRefused    int64 `json:"twinDeltasRefused"`
+	TombstonesGC    int64 `json:"twinTombstonesCollected"`
 }
 
 // Link is the edge's connection to the hub.
@@ -91,7 +102,8 @@ type Link struct {
 
 	calls sync.WaitGroup // method calls in progress
 
-	sent, batches, twinsUp, twinsDown, c2d, methods atomic.Int64
+	sent, batches, twinsUp, twinsDown, c2d, methods   atomic.Int64
+	removed, reset, purged, refused, stale, collected atomic.Int64
 }
 
 // Upstream queue names in drain order.
@@ -165,6 +177,8 @@ func (l *Link) Status() Status {
 	l.mu.Unlock()
 	st.Sent, st.Batches, st.TwinsUp, st.TwinsDown = l.sent.Load(), l.batches.Load(), l.twinsUp.Load(), l.twinsDown.Load()
 	st.C2D, st.Methods = l.c2d.Load(), l.methods.Load()
+	st.TwinsRemoved, st.TwinsReset, st.MessagesPurged = l.removed.Load(), l.reset.Load(), l.purged.Load()
+	st.MessagesRefused, st.TwinsRefused, st.TombstonesGC = l.refused.Load(), l.stale.Load(), l.collected.Load()
 	return st
 }
 

@@ -19,6 +19,9 @@ func (l *Link) twins(ctx context.Context) error {
 		return err
 	}
 	hubVV := w.TwinVV
+	if err := l.ackHub(ctx, w.Hub, w.TwinVV); err != nil {
+		return err
+	}
 	own := "edge:" + l.opts.Edge.DeviceID + "."
 	for {
 		changed := l.opts.Twins.Changed()
@@ -39,11 +42,15 @@ func (l *Link) twins(ctx context.Context) error {
 		}
 		if len(b.Twins) > 0 || len(b.Commits) > 0 {
 			var ack protocol.TwinsAck
-			if err := l.post(ctx, protocol.PathTwins, &protocol.TwinsUp{Instance: l.instance, Batch: b}, &ack, l.opts.RequestTimeout); err != nil {
+			up := protocol.TwinsUp{Instance: l.instance, Batch: b, Generations: l.generations(b)}
+			if err := l.post(ctx, protocol.PathTwins, &up, &ack, l.opts.RequestTimeout); err != nil {
 				return err
 			}
 			hubVV = ack.TwinVV
 			l.twinsUp.Add(1)
+			if err := l.ackHub(ctx, ack.Hub, ack.TwinVV); err != nil {
+				return err
+			}
 		}
 		if more {
 			continue

@@ -306,6 +306,7 @@ func (e *edge) newBroker(routes *route.Config, policy *broker.Policy) error {
 		Auth: authenticator{ids: e.ids, edgeID: e.cs.DeviceID, hosts: hosts, roots: roots},
 		TCP:  e.cfg.MQTT, TLS: e.cfg.MQTTS, WS: e.cfg.WS, TLSConfig: tlsCfg, Logger: e.cfg.Logger,
 		StandaloneTwins: e.hubURL == "",
+		Generation:      e.generation,
 	})
 	e.broker = b
 	return err
