@@ -115,6 +115,10 @@ func edgeStatus(env cli.Env, args []string) error {
 	if u := st.Uplink; u != nil {
 		fmt.Fprintf(env.Stdout, "uplink: %d messages sent in %d batches, %d twin deltas up, %d down, %d C2D received, %d methods\n",
 			u.Sent, u.Batches, u.TwinsUp, u.TwinsDown, u.C2D, u.Methods)
+		if u.TwinsRemoved+u.TwinsReset+u.MessagesPurged+u.MessagesRefused+u.TwinsRefused > 0 {
+			fmt.Fprintf(env.Stdout, "deleted identities: %d twins removed, %d started afresh, %d queued messages purged, %d messages and %d twin deltas refused\n",
+				u.TwinsRemoved, u.TwinsReset, u.MessagesPurged, u.MessagesRefused, u.TwinsRefused)
+		}
 	}
 	fmt.Fprintln(env.Stdout)
 	w := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
