@@ -8,7 +8,10 @@ import (
 
 // acks exchanges version vectors as the link does: the edge learns the
 // hub's (member "hub"), the hub the edge's (member "gw1").
-func acks(t testing.TB, edge, hub *Store) {
+func acks(t interface {
+	Helper()
+	Fatal(...any)
+}, edge, hub *Store) {
 	t.Helper()
 	if err := edge.Ack(ctx, "hub", hub.Replica(), hub.VV()); err != nil {
 		t.Fatal(err)
