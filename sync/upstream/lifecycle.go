@@ -6,6 +6,7 @@ import (
 
 	"github.com/outpost-edge/outpost/store/crdt"
 	"github.com/outpost-edge/outpost/store/identity"
+	"github.com/outpost-edge/outpost/store/kv"
 	"github.com/outpost-edge/outpost/store/twin"
 	"github.com/outpost-edge/outpost/sync/protocol"
 )
@@ -17,7 +18,7 @@ import (
 // connection is closed, its queues emptied and its twin started afresh, so
 // nothing of the old device reaches the new one. Everything removed is
 // counted (Status) and logged.
-func (l *Link) applyScope(ctx context.Context, ids []identity.Identity) error {
+func (l *Link) applyScope(ctx context.Context, ids []identity.Identity, cursors map[string]uint64) error {
 	before, _ := l.opts.Identities.List()
 	if err := l.opts.Identities.Replace(ctx, ids); err != nil {
 		return fmt.Errorf("identities from the hub: %w", err)
@@ -31,7 +32,7 @@ func (l *Link) applyScope(ctx context.Context, ids []identity.Identity) error {
 		switch {
 		case !ok:
 			l.opts.Target.Disconnect(id.ID(), "the identity was removed at the hub")
-			if err := l.forget(ctx, id.ID(), id.Generation); err != nil {
+			if err := l.forget(ctx, id.ID(), id.Generation, cursors); err != nil {
 				return err
 			}
 		case n.Generation != id.Generation && id.Generation != "":
@@ -48,8 +49,8 @@ func (l *Link) applyScope(ctx context.Context, ids []identity.Identity) error {
 	return nil
 }
 
-// forget removes the twin and queues of a deleted identity.
-func (l *Link) forget(ctx context.Context, id, gen string) error {
+// forget removes the twin, queues and C2D cursor of a deleted identity.
+func (l *Link) forget(ctx context.Context, id, gen string, cursors map[string]uint64) error {
 	removed, err := l.opts.Twins.Delete(ctx, id)
 	if err != nil {
 		return fmt.Errorf("remove the twin of deleted identity %s: %w", id, err)
@@ -57,6 +58,12 @@ func (l *Link) forget(ctx context.Context, id, gen string) error {
 	purged, err := l.opts.Target.PurgeQueues(ctx, id)
 	if err != nil {
 		return fmt.Errorf("remove the queues of deleted identity %s: %w", id, err)
+	}
+	if _, ok := cursors[id]; ok {
+		if err := l.opts.DB.Commit(ctx, kv.Del(c2dKey(id))); err != nil {
+			return fmt.Errorf("remove the C2D cursor of deleted device %s: %w", id, err)
+		}
+		delete(cursors, id)
 	}
 	if removed {
 		l.removed.Add(1)

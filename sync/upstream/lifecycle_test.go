@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/outpost-edge/outpost/store/identity"
+	"github.com/outpost-edge/outpost/store/queue"
 )
 
 // The hub deletes a device: the edge drops its identity, twin and queues,
@@ -12,6 +13,10 @@ import (
 func TestDeletedDeviceRemovedAtEdge(t *testing.T) {
 	e := newEnv(t)
 	eventually(t, "the twin of dev1", func() bool { _, err := e.twins.Get("dev1"); return err == nil })
+	if _, err := e.hub.SendC2D(e.ctx, "dev1", queue.Message{ID: "c1"}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the C2D cursor", func() bool { _, c, _ := e.link.loadC2D(); return c["dev1"] > 0 })
 	if err := e.hub.DeleteDevice(e.ctx, "dev1"); err != nil {
 		t.Fatal(err)
 	}
@@ -24,6 +29,9 @@ func TestDeletedDeviceRemovedAtEdge(t *testing.T) {
 	e.rec.mu.Unlock()
 	if st := e.link.Status(); st.TwinsRemoved != 1 || !purged {
 		t.Fatalf("twins removed %d, queues purged %v", st.TwinsRemoved, purged)
+	}
+	if _, c, _ := e.link.loadC2D(); c["dev1"] != 0 {
+		t.Fatalf("the C2D cursor of the deleted device is kept: %v", c)
 	}
 }
 

@@ -51,7 +51,7 @@ func (l *Link) pull(ctx context.Context) error {
 
 func (l *Link) apply(ctx context.Context, push protocol.Push, cursors map[string]uint64) error {
 	if push.HasScope {
-		if err := l.applyScope(ctx, push.Identities); err != nil {
+		if err := l.applyScope(ctx, push.Identities, cursors); err != nil {
 			return err
 		}
 	}
