@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/outpost-edge/outpost/store/identity"
+	"github.com/outpost-edge/outpost/store/twin"
 )
 
 // deleteIdentitiesLocked removes identities with everything that belongs
@@ -52,17 +53,39 @@ const gcWork = 32
 // (crdt-twin.md §3.5): a twin's members are the hub and the edge whose
 // scope holds it, none but the hub when no edge does.
 func (h *Hub) collectGarbage(ctx context.Context) {
-	n, err := h.twins.GC(ctx, h.twinMembers, gcWork)
+	if h.twins.GCBacklog() == 0 {
+		return
+	}
+	n, err := h.twins.GC(ctx, h.twinMembers(), gcWork)
 	if err != nil {
 		h.log.Warn("twin GC", "err", err)
 	}
 	h.metrics.twinGC.Add(int64(n))
 }
 
-func (h *Hub) twinMembers(id string) []string {
-	edge, err := h.edgeOf(id)
-	if err != nil {
+// twinMembers resolves the edge of a twin (as edgeOf) with one scan of the
+// registry per GC round.
+func (h *Hub) twinMembers() twin.Members {
+	edges := map[string]string{} // device scope → edge device
+	for _, d := range h.Devices() {
+		if d.Edge {
+			edges[d.DeviceScope] = d.DeviceID
+		}
+	}
+	return func(id string) []string {
+		dev, _, err := identity.SplitID(id)
+		if err != nil {
+			return nil
+		}
+		d, ok, _ := h.ids.Get(dev)
+		switch {
+		case !ok:
+			return nil
+		case d.Edge:
+			return []string{d.DeviceID}
+		case len(d.ParentScopes) == 1 && edges[d.ParentScopes[0]] != "":
+			return []string{edges[d.ParentScopes[0]]}
+		}
 		return nil
 	}
-	return []string{edge}
 }

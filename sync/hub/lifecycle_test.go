@@ -111,3 +111,28 @@ func TestOldGenerationRefused(t *testing.T) {
 		t.Fatalf("refused twin deltas %d, events %d; want 1 and 1", f.h.metrics.twinsStale.Load(), f.h.metrics.eventsStale.Load())
 	}
 }
+
+// A twin no edge holds loses its tombstones at once; one behind an edge
+// keeps them until the edge's pull acknowledges them.
+func TestGCWaitsForTheEdge(t *testing.T) {
+	f := newFixture(t)
+	for _, id := range []string{"other", "dev1"} {
+		for _, p := range []string{`{"properties":{"desired":{"a":1}}}`, `{"properties":{"desired":{"a":null}}}`} {
+			if _, err := f.h.UpdateTwin(f.ctx, id, []byte(p), false); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	f.h.collectGarbage(f.ctx)
+	tombs := func(id string) int { n, _ := f.h.twins.Tombstones(id); return n }
+	if tombs("other") != 0 || tombs("dev1") == 0 {
+		t.Fatalf("tombstones: other %d (no edge: want 0), dev1 %d (edge not heard from: want some)", tombs("other"), tombs("dev1"))
+	}
+	pull := protocol.Pull{Instance: "edge:gw1.a1", TwinVV: f.h.twins.VV(), WaitMs: 10}
+	if code, body := f.frame(t, protocol.PathPull, pull, &protocol.Push{}); code != 200 {
+		t.Fatalf("pull: %d %s", code, body)
+	}
+	if tombs("dev1") != 0 || f.h.metrics.twinGC.Load() == 0 {
+		t.Fatalf("dev1 keeps %d tombstones after the edge acknowledged them", tombs("dev1"))
+	}
+}
