@@ -169,3 +169,26 @@ func (s *Store) Records() (int, error) {
 	})
 	return n, err
 }
+
+// RunGC collects garbage after every change until ctx is done, for a
+// replica that has no link to run GC on its exchanges (a standalone edge:
+// members returns no member, so every tombstone is stable at once).
+func (s *Store) RunGC(ctx context.Context, members Members) error {
+	for {
+		changed := s.Changed()
+		for s.GCBacklog() > 0 {
+			if _, err := s.GC(ctx, members, 32); err != nil {
+				s.log.Warn("twin GC", "err", err)
+				break
+			}
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}

@@ -1,7 +1,10 @@
 package twin
 
 import (
+	"context"
+	"fmt"
 	"testing"
+	"time"
 
 	"github.com/outpost-edge/outpost/store/crdt"
 )
@@ -135,4 +138,27 @@ func countKeys(t *testing.T, s *Store) int {
 		t.Fatal(err)
 	}
 	return n
+}
+
+// A replica with no other member (a standalone edge) collects at once.
+func TestRunGCAlone(t *testing.T) {
+	clk := &clockT{ms: 1_750_000_000_000}
+	edge := openStore(t, openDB(t, ""), Edge, "gw1", clk)
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan error)
+	go func() { done <- edge.RunGC(ctx, func(string) []string { return nil }) }()
+	sess, _ := edge.BeginSession()
+	for i := range 50 {
+		edge.PatchReported(ctx, "d", sess, fmt.Appendf(nil, `{"k%d":1}`, i))
+		edge.PatchReported(ctx, "d", sess, fmt.Appendf(nil, `{"k%d":null}`, i))
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if n, _ := edge.Tombstones("d"); n == 0 {
+			break
+		} else if time.Now().After(deadline) {
+			t.Fatalf("%d tombstones left", n)
+		}
+	}
+	cancel()
+	<-done
 }
