@@ -116,6 +116,16 @@ func Run(ctx context.Context, cfg Config) error {
 			_ = e.link.Run(lctx)
 		}()
 		defer func() { stop(); <-linkDone }()
+	} else {
+		// Standalone: no other replica holds the twins, so every tombstone
+		// can go once written; the link runs GC otherwise.
+		gcDone := make(chan struct{})
+		gctx, stopGC := context.WithCancel(ctx)
+		go func() {
+			defer close(gcDone)
+			_ = e.twins.RunGC(gctx, func(string) []string { return nil })
+		}()
+		defer func() { stopGC(); <-gcDone }()
 	}
 	// Modules stop before the link and the broker (deferred calls run in
 	// reverse order).
