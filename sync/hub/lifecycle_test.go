@@ -25,6 +25,12 @@ func TestDeleteDeviceRemovesTwinAndC2D(t *testing.T) {
 	if _, err := f.h.UpdateTwin(f.ctx, "dev1", []byte(`{"tags":{"site":"a"},"properties":{"desired":{"rate":5}}}`), false); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := f.h.PutModule(f.ctx, identity.JSON{DeviceID: "dev1", ModuleID: "m"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.h.UpdateTwin(f.ctx, "dev1/m", []byte(`{"properties":{"desired":{"x":1}}}`), false); err != nil {
+		t.Fatal(err)
+	}
 	for range 3 {
 		if _, err := f.h.SendC2D(f.ctx, "dev1", queue.Message{Body: []byte("x")}); err != nil {
 			t.Fatal(err)
@@ -34,14 +40,16 @@ func TestDeleteDeviceRemovesTwinAndC2D(t *testing.T) {
 	if code >= 300 {
 		t.Fatalf("delete: %d", code)
 	}
-	if _, err := f.h.twins.Get("dev1"); !errors.Is(err, twin.ErrNotFound) {
-		t.Fatalf("the twin of the deleted device: %v, want ErrNotFound", err)
+	for _, id := range []string{"dev1", "dev1/m"} {
+		if _, err := f.h.twins.Get(id); !errors.Is(err, twin.ErrNotFound) {
+			t.Fatalf("the twin of deleted %s: %v, want ErrNotFound", id, err)
+		}
 	}
 	if q, ok := f.h.queues.Lookup("c2d/dev1"); ok && q.Stats().Depth != 0 {
 		t.Fatalf("%d cloud-to-device messages left for the deleted device", q.Stats().Depth)
 	}
-	if f.h.metrics.twinsRemoved.Load() != 1 || f.h.metrics.c2dPurged.Load() != 3 {
-		t.Fatalf("twins removed %d, c2d purged %d; want 1 and 3", f.h.metrics.twinsRemoved.Load(), f.h.metrics.c2dPurged.Load())
+	if f.h.metrics.twinsRemoved.Load() != 2 || f.h.metrics.c2dPurged.Load() != 3 {
+		t.Fatalf("twins removed %d, c2d purged %d; want 2 and 3", f.h.metrics.twinsRemoved.Load(), f.h.metrics.c2dPurged.Load())
 	}
 	code, body := f.do(t, "PUT", "/devices/dev1", ownerToken(), []byte(`{"deviceId":"dev1","generationId":"mine","parentScopes":["`+f.gw.DeviceScope+`"]}`), nil)
 	if code != 200 {
