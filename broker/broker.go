@@ -38,8 +38,12 @@ type Authenticator interface {
 type Options struct {
 	EdgeID string // this edge's device id: modules are EdgeID/<module>
 	Auth   Authenticator
-	Queues *queue.Store
-	Twins  *twin.Store
+	// Generation returns the generationId of an identity ("d" or "d/m"),
+	// "" when unknown; messages are stamped with the sender's (see
+	// sysGeneration). nil stamps none.
+	Generation func(id string) string
+	Queues     *queue.Store
+	Twins      *twin.Store
 	// Routes is the route table in force; nil means the default route
 	// (FROM /messages/* INTO $upstream). SetRoutes replaces it at run time.
 	Routes *route.Config

@@ -452,3 +452,35 @@ func TestUnsyncedTwinNotFaked(t *testing.T) {
 		t.Fatalf("GET of an unsynchronised twin answered on %s: %s", m.Topic(), m.Payload())
 	}
 }
+
+// Messages carry the sender's generationId, which a sender cannot set.
+func TestGenerationStamped(t *testing.T) {
+	e := newEnvWith(t, "", queue.Options{}, func(o *Options) {
+		o.Generation = func(id string) string { return "g-" + id }
+	})
+	c := e.client("dev1", "pw")
+	wait(t, c.Publish("devices/dev1/messages/events/connectionDeviceGenerationId=forged", 1, false, `{}`))
+	msgs, err := e.queue(QueueName("$upstream", route.DefaultPriority)).Read(0, 10)
+	if err != nil || len(msgs) != 1 || msgs[0].Sys[sysGeneration] != "g-dev1" {
+		t.Fatalf("upstream queue: %+v %v", msgs, err)
+	}
+}
+
+// PurgeQueues empties a deleted device's cloud-to-device queue.
+func TestPurgeQueues(t *testing.T) {
+	e := newEnv(t, "", queue.Options{})
+	if err := e.b.SendC2D(e.ctx, "dev1", queue.Message{Body: []byte("x")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.b.SendC2D(e.ctx, "dev2", queue.Message{Body: []byte("y")}); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := e.b.PurgeQueues(e.ctx, "dev1"); n != 1 || err != nil {
+		t.Fatalf("purged %d, %v; want 1", n, err)
+	}
+	for dev, want := range map[string]int64{"dev1": 0, "dev2": 1} {
+		if d := e.queue(QueueName("c2d/"+dev, 0)).Stats().Depth; d != want {
+			t.Errorf("%s: depth %d, want %d", dev, d, want)
+		}
+	}
+}

@@ -111,6 +111,9 @@ func (b *Broker) message(s *session, pk packets.Packet, in inbound) (queue.Messa
 	if s.module != "" {
 		sys["connectionModuleId"] = s.module
 	}
+	if s.generation != "" {
+		sys[sysGeneration] = s.generation
+	}
 	id := sys["messageId"]
 	if id == "" {
 		id = queue.NewID()

@@ -21,6 +21,7 @@ type session struct {
 	id             string
 	device, module string
 	twinSession    crdt.HLC // orders this connection's reported writes after earlier ones
+	generation     string   // the identity's generationId when it connected
 
 	mu   sync.Mutex
 	subs map[string]bool // IoT Hub subscription kinds: twin, desired, methods, inputs, c2d
@@ -33,6 +34,9 @@ func (b *Broker) openSession(cl *mqtt.Client) {
 	device, module, _ := strings.Cut(cl.ID, "/")
 	s := &session{b: b, cl: cl, id: cl.ID, device: device, module: module, subs: map[string]bool{}}
 	s.acks.init(s)
+	if b.opts.Generation != nil {
+		s.generation = b.opts.Generation(cl.ID)
+	}
 	hlc, err := b.opts.Twins.BeginSession()
 	if err != nil {
 		b.log.Error("twin session", "client_id", cl.ID, "err", err)

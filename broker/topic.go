@@ -130,7 +130,12 @@ var bagToSys = map[string]string{
 }
 
 // Inbound, the sender may not set who it is: those come from the session.
-var sysFromSession = map[string]bool{"connectionDeviceId": true, "connectionModuleId": true}
+var sysFromSession = map[string]bool{"connectionDeviceId": true, "connectionModuleId": true, sysGeneration: true}
+
+// sysGeneration names the sender's generationId (IoT Hub's
+// connectionDeviceGenerationId; sync/protocol.SysGeneration): the hub
+// refuses messages of an identity deleted (or created again) since.
+const sysGeneration = "connectionDeviceGenerationId"
 
 var sysToBag = func() map[string]string {
 	m := make(map[string]string, len(bagToSys))

@@ -128,6 +128,10 @@ func edgeStatus(env cli.Env, args []string) error {
 			fmt.Fprintf(env.Stdout, "ERROR: another edge sends under this instance id (a copy of this data directory): %d messages collided at the hub (all stored); see docs/operations.md, \"Cloned data directories\"\n",
 				u.InstanceCollisions)
 		}
+		if u.TwinsRemoved+u.TwinsReset+u.MessagesPurged+u.MessagesRefused+u.TwinsRefused > 0 {
+			fmt.Fprintf(env.Stdout, "deleted identities: %d twins removed, %d started afresh, %d queued messages purged, %d messages and %d twin deltas refused\n",
+				u.TwinsRemoved, u.TwinsReset, u.MessagesPurged, u.MessagesRefused, u.TwinsRefused)
+		}
 	}
 	fmt.Fprintln(env.Stdout)
 	w := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)

@@ -338,20 +338,16 @@ func (w *world) isSilent(id ReplicaID) bool {
 	return w.opts.silent >= 0 && w.reps[w.opts.silent].id == id
 }
 
-// stable implements the §3.5 rule at r from the acks it holds.
+// stable is the §3.5 rule at r (Stable) over the acks it holds from the
+// other members.
 func (w *world) stable(r *replica) func(Dot) bool {
-	return func(d Dot) bool {
-		for _, m := range w.reps {
-			ack := r.acks[m.id]
-			if m == r {
-				ack = r.vv
-			}
-			if ack[d.Origin] < d.Seq || r.vv[m.id] < ack[m.id] {
-				return false
-			}
+	var acks []Ack
+	for _, m := range w.reps {
+		if m != r {
+			acks = append(acks, Ack{Replica: m.id, VV: r.acks[m.id]})
 		}
-		return true
 	}
+	return Stable(r.vv, acks)
 }
 
 func (w *world) collect(r *replica) {

@@ -14,7 +14,7 @@ func FuzzDecodeIdentity(f *testing.F) {
 		{DeviceID: "gw1", Status: Enabled, Edge: true, DeviceScope: edgeScope, ParentScopes: []string{"ms-azure-iot-edge://p-1"},
 			Auth: Auth{Type: AuthSAS, PrimaryKey: make([]byte, 32), SecondaryKey: make([]byte, 32)}},
 		{DeviceID: "x", Status: Disabled, Auth: Auth{Type: AuthSelfSigned, PrimaryThumbprint: "0123456789abcdef0123456789abcdef01234567"}},
-		{DeviceID: "ca", Status: Enabled, Auth: Auth{Type: AuthCA}},
+		{DeviceID: "ca", Status: Enabled, Auth: Auth{Type: AuthCA}, Generation: NewGeneration()},
 		{},
 	}
 	for _, id := range seeds {

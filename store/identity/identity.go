@@ -1,9 +1,12 @@
 package identity
 
 import (
+	"crypto/rand"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/outpost-edge/outpost/store/identity/sas"
@@ -32,6 +35,11 @@ type Identity struct {
 	DeviceScope  string   `cbor:"5,keyasint,omitempty"` // edge devices: "ms-azure-iot-edge://<d>-<random>"
 	ParentScopes []string `cbor:"6,keyasint,omitempty"`
 	Auth         Auth     `cbor:"7,keyasint,omitempty"`
+	// Generation is IoT Hub's generationId: set by the hub when the
+	// identity is created, new when it is created again after a delete.
+	// What the old identity left (its twin, its queued messages) is told
+	// apart by it.
+	Generation string `cbor:"8,keyasint,omitempty"`
 }
 
 // Auth is how an identity proves itself.
@@ -83,6 +91,9 @@ func (id Identity) Validate() error {
 	}
 	if len(id.ParentScopes) > 1 || slices.Contains(id.ParentScopes, "") {
 		return invalid(id, "want at most one non-empty parent scope (a device has one parent)")
+	}
+	if len(id.Generation) > 64 || strings.ContainsFunc(id.Generation, func(r rune) bool { return r < 0x21 || r > 0x7e }) {
+		return invalid(id, "generationId %q: at most 64 printable ASCII characters", short(id.Generation))
 	}
 	return id.Auth.validate(id)
 }
@@ -166,4 +177,11 @@ func short(s string) string {
 		return s[:300] + "…"
 	}
 	return s
+}
+
+// NewGeneration returns a fresh generationId (decimal, as IoT Hub's).
+func NewGeneration() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return strconv.FormatUint(binary.BigEndian.Uint64(b[:])>>1, 10)
 }

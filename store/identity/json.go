@@ -16,6 +16,7 @@ type JSON struct {
 	DeviceScope    string          `json:"deviceScope,omitempty"`
 	ParentScopes   []string        `json:"parentScopes,omitempty"`
 	Authentication *Authentication `json:"authentication,omitempty"`
+	GenerationID   string          `json:"generationId,omitempty"` // read-only at the hub
 }
 
 // Capabilities of a device.
@@ -44,7 +45,7 @@ type X509Thumbprint struct {
 
 // ToJSON returns the REST shape of id.
 func (id Identity) ToJSON() JSON {
-	j := JSON{DeviceID: id.DeviceID, ModuleID: id.ModuleID, Status: id.Status, DeviceScope: id.DeviceScope, ParentScopes: id.ParentScopes}
+	j := JSON{DeviceID: id.DeviceID, ModuleID: id.ModuleID, Status: id.Status, DeviceScope: id.DeviceScope, ParentScopes: id.ParentScopes, GenerationID: id.Generation}
 	if id.ModuleID == "" {
 		j.Capabilities = &Capabilities{IoTEdge: id.Edge}
 	}
@@ -62,7 +63,7 @@ func (id Identity) ToJSON() JSON {
 // Identity converts the REST shape, defaulting status to enabled and the
 // authentication type to sas, and validates the result.
 func (j JSON) Identity() (Identity, error) {
-	id := Identity{DeviceID: j.DeviceID, ModuleID: j.ModuleID, Status: j.Status, DeviceScope: j.DeviceScope, ParentScopes: j.ParentScopes}
+	id := Identity{DeviceID: j.DeviceID, ModuleID: j.ModuleID, Status: j.Status, DeviceScope: j.DeviceScope, ParentScopes: j.ParentScopes, Generation: j.GenerationID}
 	if id.Status == "" {
 		id.Status = Enabled
 	}

@@ -528,3 +528,23 @@ func TestCommitFailure(t *testing.T) {
 	_ = e.s.Close()
 	e.s, e.db = nil, nil
 }
+
+func TestPurge(t *testing.T) {
+	e := newEnv(t, Options{})
+	q := e.queue("q", QueueOptions{})
+	mustAppend(t, q, msgs(1, 2500)...)
+	if _, err := q.Lease(3, 0); err != nil { // a consumer had some handed out
+		t.Fatal(err)
+	}
+	n, err := q.Purge(bg)
+	if err != nil || n != 2500 {
+		t.Fatalf("purge: %d, %v; want 2500", n, err)
+	}
+	if st := q.Stats(); st.Depth != 0 {
+		t.Fatalf("depth %d after purge", st.Depth)
+	}
+	mustAppend(t, q, msgs(1, 1)...)
+	if got := readAll(t, q); len(got) != 1 {
+		t.Fatalf("after purge and append: %d messages", len(got))
+	}
+}

@@ -319,3 +319,24 @@ func (q *Queue) Rewind() {
 }
 
 func maxU(a, b uint64) uint64 { return max(a, b) }
+
+// Purge removes every message stored now, durably, and returns how many:
+// for the queues of an identity that was deleted. A consumer still leasing
+// meanwhile loses what it was handed (it should be stopped first).
+func (q *Queue) Purge(ctx context.Context) (int, error) {
+	q.Rewind()
+	n := 0
+	for {
+		msgs, err := q.Lease(1000, 16<<20)
+		if err != nil {
+			return n, fmt.Errorf("purge queue %q: %w", q.name, err)
+		}
+		if len(msgs) == 0 {
+			return n, nil
+		}
+		if err := q.Ack(ctx, msgs[len(msgs)-1].Seq); err != nil {
+			return n, fmt.Errorf("purge queue %q: %w", q.name, err)
+		}
+		n += len(msgs)
+	}
+}

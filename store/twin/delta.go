@@ -223,6 +223,7 @@ func (s *Store) ApplyDelta(ctx context.Context, b Batch) ([]Change, error) {
 	s.vv = vv
 	for _, t := range next {
 		s.cache.put(t)
+		s.gcq.add(t.id)
 	}
 	s.signal()
 	return changes, nil

@@ -7,7 +7,6 @@ import (
 
 	"github.com/dgraph-io/badger/v4"
 
-	"github.com/outpost-edge/outpost/store/crdt"
 	"github.com/outpost-edge/outpost/store/kv"
 )
 
@@ -29,50 +28,167 @@ func (s *Store) IDs() ([]string, error) {
 	return ids, err
 }
 
-// GC drops tombstones: registers hidden by an ancestor's clear at once, and
-// deletes and clears whose dot stable reports as causally stable (every
-// replica has acknowledged it, crdt-twin.md §3.5). It never drops anything
-// on a timer. It returns how many register fields it removed.
-func (s *Store) GC(ctx context.Context, stable func(d crdt.Dot) bool) (int, error) {
-	ids, err := s.IDs()
-	if err != nil {
-		return 0, fmt.Errorf("twin gc: %w", err)
-	}
+// Members names the other replicas of a twin (see Ack): at an edge the
+// hub; at the hub the edge whose scope holds the twin, none when no edge
+// does.
+type Members func(id string) []string
+
+// GC drops tombstones of at most max twins that may hold some (changed
+// since their last GC, or left with tombstones not yet stable; every twin
+// after Open): registers hidden by an ancestor's clear at once, and
+// deletes and clears that are causally stable, i.e. every member has
+// acknowledged them (crdt.Stable, crdt-twin.md §3.5). It never drops
+// anything on a timer. Call it after merges and acks; the work per call is
+// bounded and twins still waiting for a member go to the back of the line.
+// It returns how many register fields it removed.
+func (s *Store) GC(ctx context.Context, members Members, max int) (int, error) {
+	s.mu.Lock()
+	ids := s.gcq.take(max)
+	s.mu.Unlock()
 	removed := 0
-	for _, id := range ids {
-		n, err := s.gcTwin(ctx, id, stable)
+	for i, id := range ids {
+		n, left, err := s.gcTwin(ctx, id, members(id))
+		removed += n
 		if err != nil {
+			s.mu.Lock()
+			for _, id := range ids[i:] {
+				s.gcq.add(id)
+			}
+			s.mu.Unlock()
 			return removed, fmt.Errorf("twin gc of %q: %w", id, err)
 		}
-		removed += n
+		if left {
+			s.mu.Lock()
+			s.gcq.add(id)
+			s.mu.Unlock()
+		}
 	}
 	return removed, nil
 }
 
-func (s *Store) gcTwin(ctx context.Context, id string, stable func(crdt.Dot) bool) (int, error) {
+// GCBacklog is how many twins wait for GC.
+func (s *Store) GCBacklog() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.gcq.queued)
+}
+
+// gcTwin collects one twin; left reports tombstones that are not stable yet.
+func (s *Store) gcTwin(ctx context.Context, id string, members []string) (n int, left bool, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	t, ok, err := s.load(id)
 	if err != nil || !ok {
-		return 0, err
+		return 0, false, err
 	}
 	work := t.doc.Clone()
-	removed := work.StableGC(stable)
+	removed := work.StableGC(s.stableFor(members))
+	left = work.Tombstones() > 0
 	if len(removed) == 0 {
-		return 0, nil
+		return 0, left, nil
 	}
 	next := &twin{id: id, doc: work, meta: t.meta}
 	var w writeSet
 	if err := w.addChanged(id, t.doc, work, removed); err != nil {
-		return 0, err
+		return 0, true, err
 	}
 	if err := w.addMeta(next); err != nil {
-		return 0, err
+		return 0, true, err
 	}
 	if err := s.db.Commit(ctx, w.ops...); err != nil {
-		return 0, err
+		return 0, true, err
 	}
 	s.cache.put(next)
 	s.stats.GCRemoved += int64(len(removed))
-	return len(removed), nil
+	return len(removed), left, nil
+}
+
+// Tombstones counts the tombstones of a twin (tests, alarms).
+func (s *Store) Tombstones(id string) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t, _, err := s.load(id)
+	if err != nil {
+		return 0, err
+	}
+	return t.doc.Tombstones(), nil
+}
+
+// gcQueue is the line of twins that may hold garbage, in FIFO order
+// without duplicates. Store.mu guards it.
+type gcQueue struct {
+	order  []string
+	queued map[string]bool
+}
+
+func (q *gcQueue) add(id string) {
+	if q.queued == nil {
+		q.queued = map[string]bool{}
+	}
+	if !q.queued[id] {
+		q.queued[id] = true
+		q.order = append(q.order, id)
+	}
+}
+
+func (q *gcQueue) remove(id string) {
+	if q.queued[id] {
+		delete(q.queued, id)
+		for i, x := range q.order {
+			if x == id {
+				q.order = append(q.order[:i], q.order[i+1:]...)
+				break
+			}
+		}
+	}
+}
+
+func (q *gcQueue) take(max int) []string {
+	n := min(max, len(q.order))
+	out := append([]string(nil), q.order[:n]...)
+	q.order = q.order[n:]
+	for _, id := range out {
+		delete(q.queued, id)
+	}
+	return out
+}
+
+// Records counts the store's records (twin metas, registers and dot index
+// entries): what bounded growth is measured in.
+func (s *Store) Records() (int, error) {
+	n := 0
+	err := s.db.View(func(txn *badger.Txn) error {
+		for _, p := range []byte{kv.PrefixTwin, kv.PrefixDot} {
+			it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{p}})
+			for it.Seek([]byte{p}); it.ValidForPrefix([]byte{p}); it.Next() {
+				n++
+			}
+			it.Close()
+		}
+		return nil
+	})
+	return n, err
+}
+
+// RunGC collects garbage after every change until ctx is done, for a
+// replica that has no link to run GC on its exchanges (a standalone edge:
+// members returns no member, so every tombstone is stable at once).
+func (s *Store) RunGC(ctx context.Context, members Members) error {
+	for {
+		changed := s.Changed()
+		for s.GCBacklog() > 0 {
+			if _, err := s.GC(ctx, members, 32); err != nil {
+				s.log.Warn("twin GC", "err", err)
+				break
+			}
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 }

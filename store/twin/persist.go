@@ -30,6 +30,9 @@ type meta struct {
 	CloudDesired int64    `cbor:"2,keyasint,omitempty"`
 	Session      crdt.HLC `cbor:"3,keyasint,omitempty"`
 	Floor        crdt.Key `cbor:"4,keyasint,omitempty"`
+	// Generation is the generationId of the identity the twin belongs to
+	// ("" until this replica learns it).
+	Generation string `cbor:"5,keyasint,omitempty"`
 }
 
 // twin is a decoded twin: its CRDT state and meta.
@@ -230,6 +233,13 @@ func (c *cache) get(id string) *twin {
 		return e.Value.(*twin)
 	}
 	return nil
+}
+
+func (c *cache) drop(id string) {
+	if e, ok := c.byID[id]; ok {
+		c.order.Remove(e)
+		delete(c.byID, id)
+	}
 }
 
 func (c *cache) put(t *twin) {

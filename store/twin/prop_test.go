@@ -152,18 +152,6 @@ func FuzzDecodeBatch(f *testing.F) {
 	})
 }
 
-func vvEqual(a, b crdt.VV) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if b[k] != v {
-			return false
-		}
-	}
-	return true
-}
-
 func FuzzDecodeReg(f *testing.F) {
 	f.Add([]byte{0xa1, 0x01, 0xa1, 0x03, 0x01})
 	f.Fuzz(func(t *testing.T, data []byte) {

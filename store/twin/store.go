@@ -79,6 +79,8 @@ type Store struct {
 	vv    crdt.VV
 	cache *cache
 	stats Stats
+	acks  map[string]memberAck // what the other replicas acknowledged (members.go)
+	gcq   gcQueue              // twins that may hold garbage (gc.go)
 	// changed is closed and replaced after every committed change; the
 	// uplink waits on it instead of polling.
 	changed chan struct{}
@@ -92,6 +94,10 @@ type Stats struct {
 	Forbidden     int64 // remote fields from an origin that may not write the section
 	SkewedBatches int64 // remote batches refused for a clock too far ahead
 	GCRemoved     int64
+	// Removed counts twins deleted because their identity was deleted (or
+	// left this edge's scope); Reset those started afresh because their
+	// identity was created again (a new generation).
+	Removed, Reset int64
 }
 
 // IsCloud tells replica ids of the hub from those of edges.
@@ -120,6 +126,16 @@ func Open(ctx context.Context, db *kv.DB, opts Options) (*Store, error) {
 	s := &Store{db: db, opts: opts, log: opts.Logger, policy: crdt.OwnershipPolicy(IsCloud), cache: newCache(opts.Cache), changed: make(chan struct{})}
 	if err := s.loadMeta(ctx); err != nil {
 		return nil, fmt.Errorf("open twin store: %w", err)
+	}
+	if err := s.loadAcks(); err != nil {
+		return nil, fmt.Errorf("open twin store: %w", err)
+	}
+	ids, err := s.IDs()
+	if err != nil {
+		return nil, fmt.Errorf("open twin store: %w", err)
+	}
+	for _, id := range ids { // any of them may hold tombstones that became stable
+		s.gcq.add(id)
 	}
 	return s, nil
 }

@@ -444,15 +444,22 @@ func TestGCDropsStableTombstones(t *testing.T) {
 	stale, _, _ := edge.Delta(crdt.VV{}, 100)
 	edge.PatchReported(ctx, "d", sess, []byte(`{"temp":null}`))
 	syncPair(t, edge, hub, 100)
-	everyoneHas := func(vv crdt.VV) func(crdt.Dot) bool {
-		return func(d crdt.Dot) bool { return vv.Covers(d) }
+	// Nothing is stable before the other member has acknowledged.
+	if n, err := hub.GC(ctx, func(string) []string { return []string{"gw1"} }, 100); err != nil || n != 0 {
+		t.Fatalf("hub GC without an ack from the edge removed %d, err %v", n, err)
 	}
-	n, err := hub.GC(ctx, everyoneHas(edge.VV()))
+	acks(t, edge, hub)
+	n, err := hub.GC(ctx, func(string) []string { return []string{"gw1"} }, 100)
 	if err != nil || n == 0 {
 		t.Fatalf("hub GC removed %d, err %v", n, err)
 	}
-	if _, err := edge.GC(ctx, everyoneHas(hub.VV())); err != nil {
+	if _, err := edge.GC(ctx, func(string) []string { return []string{"hub"} }, 100); err != nil {
 		t.Fatal(err)
+	}
+	for _, s := range []*Store{edge, hub} {
+		if n, _ := s.Tombstones("d"); n != 0 {
+			t.Errorf("%s: %d tombstones left", s.Replica(), n)
+		}
 	}
 	// The stale batch from before the delete arrives again: no resurrection.
 	if _, err := hub.ApplyDelta(ctx, stale); err != nil {

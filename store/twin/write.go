@@ -10,25 +10,8 @@ import (
 
 // Ensure creates the twin (empty, $version 1) if it does not exist yet.
 func (s *Store) Ensure(ctx context.Context, id string) error {
-	if err := ValidateID(id); err != nil {
-		return err
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	t, ok, err := s.load(id)
-	if err != nil || ok {
-		return err
-	}
-	t.meta.Versions = [5]int64{1, 1, 1, 1, 1}
-	var w writeSet
-	if err := w.addMeta(t); err != nil {
-		return err
-	}
-	if err := s.db.Commit(ctx, w.ops...); err != nil {
-		return fmt.Errorf("create twin %q: %w", id, err)
-	}
-	s.cache.put(t)
-	return nil
+	_, err := s.EnsureGeneration(ctx, id, "")
+	return err
 }
 
 // BeginSession returns the session stamp for a new connection of the
@@ -152,6 +135,7 @@ func (s *Store) applyLocal(ctx context.Context, t *twin, sec crdt.Section, sessi
 	}
 	s.vv = vv
 	s.cache.put(next)
+	s.gcq.add(next.id)
 	s.stats.LocalPatches++
 	s.signal()
 	return next.meta.Versions[sec], nil

@@ -21,7 +21,7 @@ func FuzzServiceAPI(f *testing.F) {
 		`{"properties":{"desired":{"a":{"b":[1,2]}}},"tags":{"t":null}}`,
 		`{"modulesContent":{"$edgeAgent":{"properties.desired":{"modules":{"m":{}}}}}}`,
 		`{"methodName":"m","payload":{"x":1},"responseTimeoutInSeconds":1}`,
-		`{"deviceId":"x","parentScopes":["ms-azure-iot-edge://gw1-1"]}`, `null`, `[]`, `{`,
+		`{"deviceId":"x","parentScopes":["ms-azure-iot-edge://gw1-1"]}`, `{"deviceId":"dev9","generationId":"1 2"}`, `null`, `[]`, `{`,
 	} {
 		for i := range uint8(len(fuzzTargets)) {
 			f.Add(i, []byte(s))

@@ -87,6 +87,7 @@ type metrics struct {
 	eventsAppended, eventsDuplicate, eventsRefused, eventsExpired, framesRefused, authFailed atomic.Int64
 	instanceCollisions                                                                       atomic.Int64
 	c2dSent, methodsInvoked, twinMerges                                                      atomic.Int64
+	twinsRemoved, c2dPurged, twinGC, twinsStale, eventsStale                                 atomic.Int64
 	imagesPushed, imageBytes, imagesRefused, imagesFetched                                   atomic.Int64
 }
 

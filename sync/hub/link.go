@@ -30,7 +30,7 @@ func (h *Hub) Hello(edge string, m protocol.Hello) (protocol.Welcome, error) {
 	if err != nil {
 		return protocol.Welcome{}, err
 	}
-	return protocol.Welcome{Version: protocol.Version, Cursors: cur, TwinVV: h.twins.VV(), HubTime: h.opts.Now().UnixMilli()}, nil
+	return protocol.Welcome{Version: protocol.Version, Cursors: cur, TwinVV: h.twins.VV(), HubTime: h.opts.Now().UnixMilli(), Hub: string(h.twins.Replica())}, nil
 }
 
 // checkInstance refuses an incarnation that is not the edge's own: an edge
@@ -68,31 +68,47 @@ func (h *Hub) Twins(ctx context.Context, edge string, m protocol.TwinsUp) (proto
 	if err != nil {
 		return protocol.TwinsAck{}, err
 	}
+	batch := twin.Batch{Commits: m.Batch.Commits}
 	for _, td := range m.Batch.Twins {
-		if !inScope(td.ID) {
-			h.metrics.framesRefused.Add(1)
-			return protocol.TwinsAck{}, fmt.Errorf("%w: twin %q is not in the scope of edge %q", ErrInvalid, td.ID, edge)
-		}
 		for _, f := range td.Fields {
 			if o := f.Key().Origin; !twin.IsEdgeReplica(o, edge) {
 				h.metrics.framesRefused.Add(1)
 				return protocol.TwinsAck{}, fmt.Errorf("%w: twin %q carries a field written by %s; an edge sends only its own writes", ErrInvalid, td.ID, o)
 			}
 		}
+		cur, exists, err := h.ids.Get(td.ID)
+		switch {
+		case err != nil:
+			h.metrics.framesRefused.Add(1)
+			return protocol.TwinsAck{}, fmt.Errorf("%w: twin %q: %v", ErrInvalid, td.ID, err)
+		case exists && !inScope(td.ID):
+			h.metrics.framesRefused.Add(1)
+			return protocol.TwinsAck{}, fmt.Errorf("%w: twin %q is not in the scope of edge %q", ErrInvalid, td.ID, edge)
+		case !exists || m.Generations[td.ID] != "" && m.Generations[td.ID] != cur.Generation:
+			// Written for an identity deleted since (and perhaps created
+			// again): refused, counted, and acknowledged by the commits,
+			// so the edge does not send it again.
+			h.metrics.twinsStale.Add(1)
+			h.log.Warn("twin delta refused: written for a deleted generation of the identity", "edge", edge, "twin", td.ID,
+				"generation", m.Generations[td.ID], "current_generation", cur.Generation, "fields", len(td.Fields))
+			continue
+		}
+		batch.Twins = append(batch.Twins, td)
 	}
 	for _, c := range m.Batch.Commits {
 		if !twin.IsEdgeReplica(c.Origin, edge) {
 			return protocol.TwinsAck{}, fmt.Errorf("%w: commit for %s; an edge commits only its own writes", ErrInvalid, c.Origin)
 		}
 	}
-	if err := h.apply(ctx, mergeTwins{Edge: edge, Batch: m.Batch}); errors.Is(err, twin.ErrBadDelta) {
+	if err := h.apply(ctx, mergeTwins{Edge: edge, Batch: batch}); errors.Is(err, twin.ErrBadDelta) {
 		h.metrics.framesRefused.Add(1)
 		return protocol.TwinsAck{}, fmt.Errorf("%w: %v", ErrInvalid, err)
 	} else if err != nil {
 		return protocol.TwinsAck{}, err // a storage failure: 500, the edge retries
 	}
 	h.metrics.twinMerges.Add(1)
-	return protocol.TwinsAck{TwinVV: h.twins.VV()}, nil
+	h.collectGarbage(ctx)
+	return protocol.TwinsAck{TwinVV: h.twins.VV(), Hub: string(h.twins.Replica())}, nil
 }
 
 // MethodResult takes an edge's answer to a method call.
@@ -110,6 +126,11 @@ func (h *Hub) Pull(ctx context.Context, edge string, p protocol.Pull) (protocol.
 	if err := h.checkInstance(edge, p.Instance); err != nil {
 		return protocol.Push{}, err
 	}
+	// The edge's version vector is its ack for tombstone GC.
+	if err := h.twins.Ack(ctx, edge, crdt.ReplicaID(p.Instance), p.TwinVV); err != nil {
+		return protocol.Push{}, err
+	}
+	h.collectGarbage(ctx)
 	stop := h.edges.begin(edge, p.Instance)
 	defer h.edges.end(edge, p.Instance, stop)
 	wait := min(time.Duration(p.WaitMs)*time.Millisecond, h.opts.PullWait)
@@ -154,8 +175,15 @@ func (h *Hub) collect(ctx context.Context, edge string, p protocol.Pull) (protoc
 	if d := digest(ids); d != p.Scope {
 		push.HasScope, push.Scope, push.Identities = true, d, ids
 	}
-	if push.Twins, push.TwinsMore, err = h.twins.DeltaFor(p.TwinVV, twinFieldsPerPush, func(id string) bool { return scope[id] }); err != nil {
+	push.TwinVV = h.twins.VV() // before the delta: once it is applied, the edge holds all of it
+	if push.Twins, push.TwinsMore, err = h.twins.DeltaFor(p.TwinVV, twinFieldsPerPush, func(id string) bool { _, ok := scope[id]; return ok }); err != nil {
 		return push, nil, err
+	}
+	for _, td := range push.Twins.Twins {
+		if push.Generations == nil {
+			push.Generations = protocol.Generations{}
+		}
+		push.Generations[td.ID] = scope[td.ID].Generation
 	}
 	for _, id := range ids {
 		if id.ModuleID != "" || id.DeviceID == edge {
@@ -172,10 +200,10 @@ func (h *Hub) collect(ctx context.Context, edge string, p protocol.Pull) (protoc
 	return push, called, nil
 }
 
-func idSet(ids []identity.Identity) map[string]bool {
-	m := make(map[string]bool, len(ids))
+func idSet(ids []identity.Identity) map[string]identity.Identity {
+	m := make(map[string]identity.Identity, len(ids))
 	for _, id := range ids {
-		m[id.ID()] = true
+		m[id.ID()] = id
 	}
 	return m
 }

@@ -72,7 +72,7 @@ func (h *Hub) PutModule(ctx context.Context, j identity.JSON) (identity.Identity
 }
 
 func newModule(device, module string) identity.Identity {
-	return identity.Identity{DeviceID: device, ModuleID: module, Status: identity.Enabled,
+	return identity.Identity{DeviceID: device, ModuleID: module, Status: identity.Enabled, Generation: identity.NewGeneration(),
 		Auth: identity.Auth{Type: identity.AuthSAS, PrimaryKey: sas.GenerateKey(), SecondaryKey: sas.GenerateKey()}}
 }
 
@@ -100,9 +100,14 @@ func fill(j identity.JSON, old identity.Identity, exists bool) (identity.Identit
 			k.SecondaryKey = sas.GenerateKey()
 		}
 	}
+	j.GenerationID = "" // read-only: the hub's, not the caller's
 	id, err := j.Identity()
 	if err != nil {
 		return identity.Identity{}, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	id.Generation = old.Generation
+	if !exists || id.Generation == "" {
+		id.Generation = identity.NewGeneration() // created (again): a new generation
 	}
 	return id, nil
 }

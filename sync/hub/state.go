@@ -77,18 +77,13 @@ func (h *Hub) applyLocked(ctx context.Context, cmd any) error {
 			return err
 		}
 		for _, id := range c.IDs {
-			if err := h.twins.Ensure(ctx, id.ID()); err != nil {
+			if _, err := h.twins.EnsureGeneration(ctx, id.ID(), id.Generation); err != nil {
 				return err
 			}
 		}
 		return nil
 	case deleteIdentities:
-		for _, id := range c.IDs {
-			if err := h.ids.Delete(ctx, id); err != nil {
-				return err
-			}
-		}
-		return nil
+		return h.deleteIdentitiesLocked(ctx, c)
 	case writeTwin:
 		return h.writeTwinLocked(ctx, c)
 	case applyConfiguration:

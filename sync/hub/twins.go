@@ -175,3 +175,7 @@ func (h *Hub) applyConfigurationLocked(ctx context.Context, c applyConfiguration
 	}
 	return nil
 }
+
+// TwinStore is the hub's twin replica (tests and diagnostics read its
+// counters, version vector and tombstones; writes go through the hub).
+func (h *Hub) TwinStore() *twin.Store { return h.twins }

@@ -61,7 +61,15 @@ type Welcome struct {
 	// TwinVV is what the hub holds of the twin replicas.
 	TwinVV  crdt.VV `cbor:"3,keyasint,omitempty"`
 	HubTime int64   `cbor:"4,keyasint"` // unix ms
+	// Hub is the hub's twin replica id: TwinVV is its ack for tombstone GC.
+	Hub string `cbor:"5,keyasint,omitempty"`
 }
+
+// SysGeneration is the system property, set by the edge from the sender's
+// identity when the message is queued, that names the generationId of the
+// device or module that sent it (IoT Hub's connectionDeviceGenerationId).
+// The hub refuses messages of a generation that is no longer current.
+const SysGeneration = "connectionDeviceGenerationId"
 
 // Message is one queued device-to-cloud message.
 type Message struct {
@@ -92,17 +100,30 @@ type MessagesAck struct {
 	// content: another edge runs with this edge's instance id (a cloned data
 	// directory). They were stored, not dropped.
 	Collisions int `cbor:"4,keyasint,omitempty"`
+	// Refused counts messages acknowledged but not stored: their source
+	// is outside the edge's scope or was deleted (or created again) since
+	// they were sent.
+	Refused int `cbor:"5,keyasint,omitempty"`
 }
 
 // TwinsUp carries the edge's twin changes the hub lacks.
 type TwinsUp struct {
 	Instance string     `cbor:"1,keyasint"`
 	Batch    twin.Batch `cbor:"2,keyasint"`
+	// Generations names, per twin in Batch, the generationId of the
+	// identity the edge wrote it for; the hub refuses (and counts) the
+	// fields of a twin whose identity has since been created again.
+	Generations Generations `cbor:"3,keyasint,omitempty"`
 }
+
+// Generations maps a twin id ("d" or "d/m") to its identity's
+// generationId. An absent entry means "not known" and is not checked.
+type Generations map[string]string
 
 // TwinsAck returns the hub's version vector after the merge.
 type TwinsAck struct {
 	TwinVV crdt.VV `cbor:"1,keyasint,omitempty"`
+	Hub    string  `cbor:"2,keyasint,omitempty"` // the hub's twin replica id
 }
 
 // Pull asks for what the hub has for this edge; the hub holds the request
@@ -134,6 +155,11 @@ type Push struct {
 	C2D        []C2D               `cbor:"6,keyasint,omitempty"`
 	Methods    []MethodCall        `cbor:"7,keyasint,omitempty"`
 	Hub        string              `cbor:"8,keyasint,omitempty"` // the hub's incarnation (its twin replica id)
+	// TwinVV is what the hub held of the twin replicas when it made this
+	// push: the edge's ack of the hub for tombstone GC.
+	TwinVV crdt.VV `cbor:"9,keyasint,omitempty"`
+	// Generations names the generationId of every twin in Twins.
+	Generations Generations `cbor:"10,keyasint,omitempty"`
 }
 
 // C2D is one cloud-to-device message for a device behind the edge.

@@ -15,12 +15,15 @@ func TestRoundTrip(t *testing.T) {
 	big := bytes.Repeat([]byte("reading "), 400) // compressed
 	frames := []struct{ in, out any }{
 		{&Hello{Version: Version, Instance: "edge:gw1.abc"}, &Hello{}},
-		{&Welcome{Version: 1, Cursors: map[string]uint64{"$upstream/pdefault": 7}, TwinVV: crdt.VV{"hub.x": 3}, HubTime: 1}, &Welcome{}},
+		{&Welcome{Version: 1, Cursors: map[string]uint64{"$upstream/pdefault": 7}, TwinVV: crdt.VV{"hub.x": 3}, HubTime: 1, Hub: "hub.x"}, &Welcome{}},
 		{&Messages{Instance: "i", Queue: "q", Msgs: []Message{{Seq: 1, ID: "m1", Source: "devices/d", Props: map[string]string{"a": "b"}, Body: big, EnqueuedAt: 5}}}, &Messages{}},
-		{&MessagesAck{UpTo: 9, Appended: 8, Duplicates: 1, Collisions: 2}, &MessagesAck{}},
-		{&Push{HasScope: true, Scope: "s", Identities: []identity.Identity{{DeviceID: "d", Status: identity.Enabled}},
+		{&MessagesAck{UpTo: 9, Appended: 6, Duplicates: 1, Collisions: 2, Refused: 1}, &MessagesAck{}},
+		{&TwinsUp{Instance: "edge:gw1.abc", Generations: Generations{"d": "638347591827834567"}}, &TwinsUp{}},
+		{&Push{HasScope: true, Scope: "s", Identities: []identity.Identity{{DeviceID: "d", Status: identity.Enabled, Generation: "1"}},
+			TwinVV: crdt.VV{"hub.x": 3, "edge:gw1.abc": 9}, Generations: Generations{"d": "1"},
 			C2D: []C2D{{Device: "d", Seq: 2, Body: []byte("x")}}, Methods: []MethodCall{{ID: "1", Target: "d/m", Name: "reboot", TimeoutMs: 1000}}}, &Push{}},
 		{&MethodResult{ID: "1", Status: 200, Payload: []byte(`{"ok":true}`)}, &MethodResult{}},
+		{&TwinsAck{TwinVV: crdt.VV{"hub.x": 3}, Hub: "hub.x"}, &TwinsAck{}},
 	}
 	for _, f := range frames {
 		body, enc, err := Encode(f.in)
@@ -92,7 +95,9 @@ func FuzzDecode(f *testing.F) {
 		&Welcome{Version: 1, Cursors: map[string]uint64{"$upstream/pdefault": 7}, TwinVV: crdt.VV{"edge:gw.1.a1": 2}, HubTime: 1},
 		&Pull{Instance: "i", TwinVV: crdt.VV{"hub.a": 1}, C2D: map[string]uint64{"d": 1}},
 		&Push{HasScope: true, Identities: []identity.Identity{{DeviceID: "d"}}},
+		&Push{Identities: []identity.Identity{{DeviceID: "d", Generation: "7"}}, TwinVV: crdt.VV{"hub.a": 2}, Generations: Generations{"d": "7", "d/m": "8"}},
 		&TwinsUp{Instance: "i"},
+		&TwinsUp{Instance: "i", Generations: Generations{"d": "7"}},
 	} {
 		data, _, _ := Encode(v)
 		f.Add(data)

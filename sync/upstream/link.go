@@ -38,6 +38,9 @@ type Target interface {
 	// Disconnect drops the connection of an identity the hub removed or
 	// disabled.
 	Disconnect(id, reason string)
+	// PurgeQueues removes the messages that wait for an identity the hub
+	// deleted (C2D, module inputs) and returns how many.
+	PurgeQueues(ctx context.Context, id string) (int, error)
 }
 
 // Options configure a Link.
@@ -84,6 +87,14 @@ type Status struct {
 	// others with the same sequence numbers from this instance: another
 	// edge runs from a copy of this data directory (see docs/operations.md).
 	InstanceCollisions int64 `json:"instanceCollisions"`
+	// What the edge dropped because the hub deleted identities (or
+	// created them again), and what the hub refused for that reason.
+	TwinsRemoved    int64 `json:"twinsRemoved"`
+	TwinsReset      int64 `json:"twinsReset"`
+	MessagesPurged  int64 `json:"messagesPurged"`
+	MessagesRefused int64 `json:"messagesRefused"`
+	TwinsRefused    int64 `json:"twinDeltasRefused"`
+	TombstonesGC    int64 `json:"twinTombstonesCollected"`
 }
 
 // Link is the edge's connection to the hub.
@@ -106,6 +117,7 @@ type Link struct {
 	calls sync.WaitGroup // method calls in progress
 
 	sent, batches, twinsUp, twinsDown, c2d, methods, collisions atomic.Int64
+	removed, reset, purged, refused, stale, collected     atomic.Int64
 }
 
 // Upstream queue names in drain order.
@@ -186,6 +198,8 @@ func (l *Link) Status() Status {
 	st.Sent, st.Batches, st.TwinsUp, st.TwinsDown = l.sent.Load(), l.batches.Load(), l.twinsUp.Load(), l.twinsDown.Load()
 	st.C2D, st.Methods = l.c2d.Load(), l.methods.Load()
 	st.Instance, st.InstanceCollisions = l.instance, l.collisions.Load()
+	st.TwinsRemoved, st.TwinsReset, st.MessagesPurged = l.removed.Load(), l.reset.Load(), l.purged.Load()
+	st.MessagesRefused, st.TwinsRefused, st.TombstonesGC = l.refused.Load(), l.stale.Load(), l.collected.Load()
 	return st
 }
 

@@ -27,6 +27,7 @@ type recorder struct {
 	changes []twin.Change
 	c2d     []queue.Message
 	dropped []string
+	purged  []string
 }
 
 func (r *recorder) TwinChanges(ch []twin.Change) {
@@ -39,6 +40,15 @@ func (r *recorder) Disconnect(id, _ string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.dropped = append(r.dropped, id)
+}
+
+// PurgeQueues records the identities whose queues the link empties (c2d
+// is what was handed down, not what waits: it stays).
+func (r *recorder) PurgeQueues(_ context.Context, id string) (int, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.purged = append(r.purged, id)
+	return 0, nil
 }
 
 func (r *recorder) SendC2D(_ context.Context, device string, m queue.Message) error {
@@ -60,6 +70,7 @@ type env struct {
 	ctx     context.Context
 	hub     *hub.Hub
 	handler atomic.Value // the hub's handler; a test may swap in another hub
+	cut     atomic.Bool  // the link is down: every request fails with 503
 	srv     *httptest.Server
 	db      *kv.DB
 	queues  *queue.Store
@@ -86,6 +97,10 @@ func newEnvWith(t *testing.T, before func(e *env)) *env {
 	}
 	e.handler.Store(e.hub.Handler())
 	e.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if e.cut.Load() {
+			http.Error(w, "link cut", http.StatusServiceUnavailable)
+			return
+		}
 		e.handler.Load().(http.Handler).ServeHTTP(w, r)
 	}))
 	t.Cleanup(func() { e.srv.CloseClientConnections(); e.srv.Close(); _ = e.hub.Close() })

@@ -8,7 +8,6 @@ import (
 
 	"github.com/dgraph-io/badger/v4"
 
-	"github.com/outpost-edge/outpost/store/identity"
 	"github.com/outpost-edge/outpost/store/kv"
 	"github.com/outpost-edge/outpost/store/queue"
 	"github.com/outpost-edge/outpost/sync/protocol"
@@ -51,28 +50,29 @@ func (l *Link) pull(ctx context.Context) error {
 }
 
 func (l *Link) apply(ctx context.Context, push protocol.Push, cursors map[string]uint64) error {
-	if len(push.Twins.Twins) > 0 || len(push.Twins.Commits) > 0 {
-		changes, err := l.opts.Twins.ApplyDelta(ctx, push.Twins)
+	if push.HasScope {
+		if err := l.applyScope(ctx, push.Identities, cursors); err != nil {
+			return err
+		}
+	}
+	if b := l.sameGeneration(push); len(b.Twins) > 0 || len(b.Commits) > 0 {
+		changes, err := l.opts.Twins.ApplyDelta(ctx, b)
 		if err != nil {
 			return fmt.Errorf("twin delta from the hub: %w", err)
 		}
 		l.twinsDown.Add(1)
 		l.opts.Target.TwinChanges(changes)
 	}
-	if push.HasScope {
-		before, _ := l.opts.Identities.List()
-		if err := l.opts.Identities.Replace(ctx, push.Identities); err != nil {
-			return fmt.Errorf("identities from the hub: %w", err)
-		}
-		l.dropRevoked(before, push.Identities)
-		if !push.TwinsMore {
-			// Every twin in scope is now as the hub has it, empty ones too.
-			for _, id := range push.Identities {
-				if err := l.opts.Twins.Ensure(ctx, id.ID()); err != nil {
-					return err
-				}
+	if push.HasScope && !push.TwinsMore {
+		// Every twin in scope is now as the hub has it, empty ones too.
+		for _, id := range push.Identities {
+			if _, err := l.opts.Twins.EnsureGeneration(ctx, id.ID(), id.Generation); err != nil {
+				return err
 			}
 		}
+	}
+	if err := l.ackHub(ctx, push.Hub, push.TwinVV); err != nil {
+		return err
 	}
 	for _, m := range push.C2D {
 		if m.Seq <= cursors[m.Device] {
@@ -96,22 +96,6 @@ func (l *Link) apply(ctx context.Context, push protocol.Push, cursors map[string
 		}()
 	}
 	return nil
-}
-
-// dropRevoked disconnects the identities the hub removed or disabled.
-func (l *Link) dropRevoked(before, after []identity.Identity) {
-	now := make(map[string]identity.Identity, len(after))
-	for _, id := range after {
-		now[id.ID()] = id
-	}
-	for _, id := range before {
-		switch n, ok := now[id.ID()]; {
-		case !ok:
-			l.opts.Target.Disconnect(id.ID(), "the identity was removed at the hub")
-		case n.Status != identity.Enabled && id.Status == identity.Enabled:
-			l.opts.Target.Disconnect(id.ID(), "the identity was disabled at the hub")
-		}
-	}
 }
 
 // invoke runs a method call and posts the answer.

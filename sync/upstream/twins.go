@@ -18,6 +18,9 @@ func (l *Link) twins(ctx context.Context) error {
 		return err
 	}
 	hubVV := w.TwinVV
+	if err := l.ackHub(ctx, w.Hub, w.TwinVV); err != nil {
+		return err
+	}
 	for {
 		changed := l.opts.Twins.Changed()
 		// The hub takes only this edge's writes: claim every other origin
@@ -37,11 +40,15 @@ func (l *Link) twins(ctx context.Context) error {
 		}
 		if len(b.Twins) > 0 || len(b.Commits) > 0 {
 			var ack protocol.TwinsAck
-			if err := l.post(ctx, protocol.PathTwins, &protocol.TwinsUp{Instance: l.instance, Batch: b}, &ack, l.opts.RequestTimeout); err != nil {
+			up := protocol.TwinsUp{Instance: l.instance, Batch: b, Generations: l.generations(b)}
+			if err := l.post(ctx, protocol.PathTwins, &up, &ack, l.opts.RequestTimeout); err != nil {
 				return err
 			}
 			hubVV = ack.TwinVV
 			l.twinsUp.Add(1)
+			if err := l.ackHub(ctx, ack.Hub, ack.TwinVV); err != nil {
+				return err
+			}
 		}
 		if more {
 			continue

@@ -251,6 +251,12 @@ func (e *edge) metrics(w http.ResponseWriter, _ *http.Request) {
 		counter("outpost_uplink_twin_deltas_received_total", "Twin deltas merged from the hub.", u.TwinsDown)
 		counter("outpost_uplink_c2d_received_total", "Cloud-to-device messages received from the hub.", u.C2D)
 		counter("outpost_uplink_instance_collisions_total", "Messages the hub stored although it held others with their sequence numbers from this instance: another edge runs from a copy of this data directory.", u.InstanceCollisions)
+		counter("outpost_uplink_twins_removed_total", "Twins removed because the hub deleted their identity.", u.TwinsRemoved)
+		counter("outpost_uplink_twins_reset_total", "Twins started afresh because the hub created their identity again (a new generation).", u.TwinsReset)
+		counter("outpost_uplink_messages_purged_total", "Queued messages (C2D, module inputs) removed with their deleted identity.", u.MessagesPurged)
+		counter("outpost_uplink_messages_refused_total", "Messages the hub refused: their identity was deleted or created again since they were sent.", u.MessagesRefused)
+		counter("outpost_uplink_twin_deltas_refused_total", "Twin deltas from the hub refused for another generation of their identity.", u.TwinsRefused)
+		counter("outpost_twin_tombstones_collected_total", "Twin register fields removed by stable GC.", u.TombstonesGC)
 	}
 	sb.WriteString("# HELP outpost_queue_depth Messages waiting in a queue.\n# TYPE outpost_queue_depth gauge\n")
 	for _, q := range st.Queues {

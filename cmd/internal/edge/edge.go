@@ -124,6 +124,16 @@ func Run(ctx context.Context, cfg Config) error {
 			_ = e.link.Run(lctx)
 		}()
 		defer func() { stop(); <-linkDone }()
+	} else {
+		// Standalone: no other replica holds the twins, so every tombstone
+		// can go once written; the link runs GC otherwise.
+		gcDone := make(chan struct{})
+		gctx, stopGC := context.WithCancel(ctx)
+		go func() {
+			defer close(gcDone)
+			_ = e.twins.RunGC(gctx, func(string) []string { return nil })
+		}()
+		defer func() { stopGC(); <-gcDone }()
 	}
 	// Modules stop before the link and the broker (deferred calls run in
 	// reverse order).
@@ -338,6 +348,7 @@ func (e *edge) newBroker(routes *route.Config, policy *broker.Policy) error {
 		Auth: authenticator{ids: e.ids, edgeID: e.cs.DeviceID, hosts: hosts, roots: roots, now: e.clock.Now},
 		TCP:  e.cfg.MQTT, TLS: e.cfg.MQTTS, WS: e.cfg.WS, TLSConfig: tlsCfg, Logger: e.cfg.Logger,
 		StandaloneTwins: e.hubURL == "",
+		Generation:      e.generation,
 	})
 	e.broker = b
 	return err

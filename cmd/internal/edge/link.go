@@ -90,10 +90,24 @@ func (t linkTarget) TwinChanges(changes []twin.Change) {
 
 func (t linkTarget) Disconnect(id, reason string) { t.e.broker.Disconnect(id, reason) }
 
+func (t linkTarget) PurgeQueues(ctx context.Context, id string) (int, error) {
+	return t.e.broker.PurgeQueues(ctx, id)
+}
+
 func (t linkTarget) SendC2D(ctx context.Context, device string, m queue.Message) error {
 	return t.e.broker.SendC2D(ctx, device, m)
 }
 
 func (t linkTarget) InvokeMethod(ctx context.Context, target, name string, payload []byte, timeout time.Duration) protocol.MethodResult {
 	return t.e.invoke(ctx, target, name, payload, timeout)
+}
+
+// generation returns an identity's generationId from the cache, for the
+// broker to stamp on its messages.
+func (e *edge) generation(id string) string {
+	i, ok, err := e.ids.Get(id)
+	if err != nil || !ok {
+		return ""
+	}
+	return i.Generation
 }

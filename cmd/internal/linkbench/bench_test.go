@@ -30,6 +30,7 @@ type sink struct{}
 
 func (sink) TwinChanges([]twin.Change)                            {}
 func (sink) Disconnect(string, string)                            {}
+func (sink) PurgeQueues(context.Context, string) (int, error)     { return 0, nil }
 func (sink) SendC2D(context.Context, string, queue.Message) error { return nil }
 func (sink) InvokeMethod(context.Context, string, string, []byte, time.Duration) protocol.MethodResult {
 	return protocol.MethodResult{Status: 404, Error: "no devices in a benchmark"}

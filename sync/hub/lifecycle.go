@@ -1,0 +1,91 @@
+package hub
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/outpost-edge/outpost/store/identity"
+	"github.com/outpost-edge/outpost/store/twin"
+)
+
+// deleteIdentitiesLocked removes identities with everything that belongs
+// to them: the twin, the cloud-to-device queue of a device, and, for an
+// edge device, what GC knew of its replica. A device created again under
+// the same id gets a new generation and starts with an empty twin and
+// queue, as on IoT Hub.
+func (h *Hub) deleteIdentitiesLocked(ctx context.Context, c deleteIdentities) error {
+	for _, id := range c.IDs {
+		old, _, _ := h.ids.Get(id)
+		if err := h.ids.Delete(ctx, id); err != nil {
+			return err
+		}
+		removed, err := h.twins.Delete(ctx, id)
+		if err != nil {
+			return fmt.Errorf("delete the twin of %q: %w", id, err)
+		}
+		purged := 0
+		if dev, mod, _ := identity.SplitID(id); mod == "" {
+			if q, ok := h.queues.Lookup("c2d/" + dev); ok {
+				if purged, err = q.Purge(ctx); err != nil {
+					return fmt.Errorf("delete the cloud-to-device queue of %q: %w", id, err)
+				}
+			}
+			if old.Edge {
+				if err := h.twins.Forget(ctx, dev); err != nil {
+					return err
+				}
+			}
+		}
+		if removed {
+			h.metrics.twinsRemoved.Add(1)
+		}
+		h.metrics.c2dPurged.Add(int64(purged))
+		h.log.Info("identity deleted with its twin and queues", "id", id, "generation", old.Generation, "twin_removed", removed, "c2d_purged", purged)
+	}
+	return nil
+}
+
+// gcWork is how many twins one GC round looks at: GC runs after every
+// pull and twin merge, so a round must stay short.
+const gcWork = 32
+
+// collectGarbage drops the twin tombstones every replica has acknowledged
+// (crdt-twin.md §3.5): a twin's members are the hub and the edge whose
+// scope holds it, none but the hub when no edge does.
+func (h *Hub) collectGarbage(ctx context.Context) {
+	if h.twins.GCBacklog() == 0 {
+		return
+	}
+	n, err := h.twins.GC(ctx, h.twinMembers(), gcWork)
+	if err != nil {
+		h.log.Warn("twin GC", "err", err)
+	}
+	h.metrics.twinGC.Add(int64(n))
+}
+
+// twinMembers resolves the edge of a twin (as edgeOf) with one scan of the
+// registry per GC round.
+func (h *Hub) twinMembers() twin.Members {
+	edges := map[string]string{} // device scope → edge device
+	for _, d := range h.Devices() {
+		if d.Edge {
+			edges[d.DeviceScope] = d.DeviceID
+		}
+	}
+	return func(id string) []string {
+		dev, _, err := identity.SplitID(id)
+		if err != nil {
+			return nil
+		}
+		d, ok, _ := h.ids.Get(dev)
+		switch {
+		case !ok:
+			return nil
+		case d.Edge:
+			return []string{d.DeviceID}
+		case len(d.ParentScopes) == 1 && edges[d.ParentScopes[0]] != "":
+			return []string{edges[d.ParentScopes[0]]}
+		}
+		return nil
+	}
+}
