@@ -117,7 +117,7 @@ type Link struct {
 	calls sync.WaitGroup // method calls in progress
 
 	sent, batches, twinsUp, twinsDown, c2d, methods, collisions atomic.Int64
-	removed, reset, purged, refused, stale, collected     atomic.Int64
+	removed, reset, purged, refused, stale, collected           atomic.Int64
 }
 
 // Upstream queue names in drain order.
