@@ -346,15 +346,20 @@ func (h *Hub) planBatch(txn *badger.Txn, c appendEvents, inScope func(string) bo
 		if !ok || !inScope(id) {
 			h.metrics.eventsRefused.Add(1)
 			b.ack.Refused++
-			h.log.Warn("message refused: its source is not in the edge's scope", "edge", c.Edge, "source", msg.Source, "message_id", msg.ID)
+			if ok, held := h.refusedLog.Allow("scope"); ok {
+				h.log.Warn("message refused: its source is not in the edge's scope", "edge", c.Edge, "source", msg.Source, "message_id", msg.ID,
+					"refused_since_last_logged", held)
+			}
 			continue
 		}
 		if g := msg.Sys[protocol.SysGeneration]; g != "" {
 			if cur, _, _ := h.ids.Get(id); cur.Generation != g {
 				h.metrics.eventsStale.Add(1)
 				b.ack.Refused++
-				h.log.Warn("message refused: sent by a deleted generation of its identity", "edge", c.Edge, "source", msg.Source,
-					"message_id", msg.ID, "generation", g, "current_generation", cur.Generation)
+				if ok, held := h.refusedLog.Allow("generation"); ok {
+					h.log.Warn("message refused: sent by a deleted generation of its identity", "edge", c.Edge, "source", msg.Source,
+						"message_id", msg.ID, "generation", g, "current_generation", cur.Generation, "refused_since_last_logged", held)
+				}
 				continue
 			}
 		}

@@ -13,6 +13,7 @@ import (
 	"github.com/outpost-edge/outpost/store/identity"
 	"github.com/outpost-edge/outpost/store/kv"
 	"github.com/outpost-edge/outpost/store/queue"
+	"github.com/outpost-edge/outpost/store/ratelog"
 	"github.com/outpost-edge/outpost/store/twin"
 )
 
@@ -62,6 +63,9 @@ type Options struct {
 type Hub struct {
 	opts Options
 	log  *slog.Logger
+	// refusedLog keeps refused events (one per message of a deleted device's
+	// backlog) from flooding the log; every one is counted.
+	refusedLog ratelog.Limiter
 
 	db     *kv.DB
 	ids    *identity.Cache

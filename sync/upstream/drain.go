@@ -86,9 +86,11 @@ func (l *Link) send(ctx context.Context, q *queue.Queue, msgs []queue.Message) e
 		return err
 	}
 	if ack.Refused > 0 {
-		l.refused.Add(int64(ack.Refused))
-		l.log.Warn("messages refused by the hub: their device or module was deleted (or created again) since they were sent, or is not in this edge's scope",
-			"queue", q.Name(), "refused", ack.Refused)
+		total := l.refused.Add(int64(ack.Refused))
+		if ok, _ := l.refusedLog.Allow(q.Name()); ok {
+			l.log.Warn("messages refused by the hub: their device or module was deleted (or created again) since they were sent, or is not in this edge's scope",
+				"queue", q.Name(), "refused", ack.Refused, "total", total)
+		}
 	}
 	l.sent.Add(int64(ack.Appended))
 	l.batches.Add(1)

@@ -21,6 +21,7 @@ import (
 	"github.com/outpost-edge/outpost/store/identity/sas"
 	"github.com/outpost-edge/outpost/store/kv"
 	"github.com/outpost-edge/outpost/store/queue"
+	"github.com/outpost-edge/outpost/store/ratelog"
 	"github.com/outpost-edge/outpost/store/twin"
 	"github.com/outpost-edge/outpost/sync/protocol"
 )
@@ -115,6 +116,8 @@ type Link struct {
 	tokExp time.Time
 
 	calls sync.WaitGroup // method calls in progress
+
+	refusedLog ratelog.Limiter // one line per queue every 10 s about messages the hub refused
 
 	sent, batches, twinsUp, twinsDown, c2d, methods, collisions atomic.Int64
 	removed, reset, purged, refused, stale, collected           atomic.Int64
