@@ -1,0 +1,192 @@
+package disk
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+func TestHolesOfSparseFiles(t *testing.T) {
+	dir := t.TempDir()
+	// A mapped write-ahead log as Badger makes it: truncated to its full
+	// size, written at the front only.
+	f, err := os.Create(filepath.Join(dir, "00001.mem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Truncate(8 << 20); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt(make([]byte, 1<<20), 0); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if err := os.WriteFile(filepath.Join(dir, "000001.sst"), make([]byte, 256<<10), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	got, err := Holes(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Filesystems allocate in blocks (and some preallocate a little more),
+	// so the hole is 7 MiB give or take a few blocks.
+	if got < 7<<20-64<<10 || got > 7<<20 {
+		t.Fatalf("holes = %d, want about %d", got, 7<<20)
+	}
+	if got, err := Holes(filepath.Join(dir, "missing")); err != nil || got != 0 {
+		t.Fatalf("holes of a missing directory = %d, %v; want 0, nil", got, err)
+	}
+}
+
+func TestBallastTakenAndReleased(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, BallastFile)
+	m, err := Open(Options{Dir: dir, Allowance: 1 << 20, Budget: 1 << 20, Ballast: 4 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := m.Status(); st.Level != OK || st.Ballast != 4<<20 {
+		t.Fatalf("status %+v: want ok with the ballast held", st)
+	}
+	if n, _ := allocated(path); n != 4<<20 {
+		t.Fatalf("ballast allocates %d bytes, want %d (not sparse)", n, 4<<20)
+	}
+	if err := m.Telemetry(1000); err != nil {
+		t.Fatalf("telemetry on a roomy disk: %v", err)
+	}
+	m.Close()
+
+	// The same data directory on a disk that is now full for this store:
+	// the ballast goes before anything else is opened.
+	sp, err := Statfs(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err = Open(Options{Dir: dir, Allowance: sp.Avail + 1<<40, Budget: 1 << 20, Ballast: 4 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("ballast still there on a full disk: %v", err)
+	}
+	st := m.Status()
+	if st.Level != Full || st.State != "full" || st.Ballast != 0 {
+		t.Fatalf("status %+v: want full, ballast released", st)
+	}
+	if err := m.Telemetry(10); !errors.Is(err, ErrLow) {
+		t.Fatalf("telemetry on a full disk: %v, want ErrLow", err)
+	}
+	if err := m.Write(10); !errors.Is(err, ErrFull) {
+		t.Fatalf("write on a full disk: %v, want ErrFull", err)
+	}
+	if st := m.Status(); st.RefusedTelemetry != 1 || st.RefusedWrites != 1 {
+		t.Fatalf("refusals counted %d/%d, want 1/1", st.RefusedTelemetry, st.RefusedWrites)
+	}
+}
+
+func TestBudgetKeptForManagementWrites(t *testing.T) {
+	dir := t.TempDir()
+	sp, err := Statfs(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := Open(Options{Dir: dir, Allowance: 1 << 20, Budget: sp.Avail + 1<<40})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if m.Level() != TelemetryRefused {
+		t.Fatalf("level %v, want telemetry-refused", m.Level())
+	}
+	if err := m.Telemetry(10); !errors.Is(err, ErrLow) {
+		t.Fatalf("telemetry below the reserve: %v", err)
+	}
+	if err := m.Write(10); err != nil {
+		t.Fatalf("twin write inside the budget: %v", err)
+	}
+}
+
+// A burst larger than the margin of the last measurement is refused even
+// before the monitor goroutine measures again.
+func TestChargeBeyondMarginRefused(t *testing.T) {
+	dir := t.TempDir()
+	sp, err := Statfs(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sp.Avail < 8<<30 {
+		t.Skipf("needs 8 GiB free on %s, has %d", dir, sp.Avail)
+	}
+	// The reserve leaves a 4 GiB margin (other processes may move it by a
+	// little; the charges below are far from its edges).
+	m, err := Open(Options{Dir: dir, Allowance: 1 << 20, Budget: sp.Avail - 4<<30, Every: 1 << 62})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if err := m.Telemetry(1 << 20); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Telemetry(3 << 30); !errors.Is(err, ErrLow) { // charged twice: 6 GiB
+		t.Fatalf("3 GiB append with a 4 GiB margin: %v, want ErrLow", err)
+	}
+	if m.Level() != OK {
+		t.Fatalf("level %v: one refused burst does not change the level", m.Level())
+	}
+	for range 100 { // charges add up until a measurement resets them
+		if err := m.Telemetry(10 << 20); err != nil {
+			t.Fatalf("small appends within the margin: %v", err)
+		}
+	}
+}
+
+func TestLevelFor(t *testing.T) {
+	const a, r, h = 100, 150, 20
+	for _, c := range []struct {
+		free int64
+		prev Level
+		want Level
+	}{
+		{1000, OK, OK},
+		{150, OK, OK},
+		{149, OK, TelemetryRefused},
+		{100, OK, TelemetryRefused},
+		{99, OK, Full},
+		{0, TelemetryRefused, Full},
+		{160, TelemetryRefused, TelemetryRefused}, // not yet hyst above the reserve
+		{170, TelemetryRefused, OK},
+		{110, Full, Full},
+		{120, Full, TelemetryRefused},
+		{170, Full, OK},
+	} {
+		if got := levelFor(c.free, c.prev, a, r, h); got != c.want {
+			t.Errorf("levelFor(%d, %v) = %v, want %v", c.free, c.prev, got, c.want)
+		}
+	}
+}
+
+func TestParseSize(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		want int64
+	}{
+		{"0", 0}, {"1048576", 1 << 20}, {"512MiB", 512 << 20}, {"512mib", 512 << 20}, {"1.5GiB", 3 << 29},
+		{"64k", 64 << 10}, {"64 KiB", 64 << 10}, {"2MB", 2e6}, {"1G", 1 << 30}, {"10B", 10},
+	} {
+		if got, err := ParseSize(c.in); err != nil || got != c.want {
+			t.Errorf("ParseSize(%q) = %d, %v; want %d", c.in, got, err, c.want)
+		}
+	}
+	for _, in := range []string{"", "MiB", "-1", "1.3B", "1e9", "0x10", "nan", "inf", "1 2", "9999999999TiB", "+5"} {
+		if got, err := ParseSize(in); !errors.Is(err, ErrSize) {
+			t.Errorf("ParseSize(%q) = %d, %v; want ErrSize", in, got, err)
+		}
+	}
+	for _, n := range []int64{0, 1000, 1 << 10, 512 << 20, 3 << 29, 5 << 40} {
+		if got, err := ParseSize(FormatSize(n)); err != nil || got != n {
+			t.Errorf("ParseSize(FormatSize(%d) = %q) = %d, %v", n, FormatSize(n), got, err)
+		}
+	}
+}

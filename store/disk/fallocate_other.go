@@ -1,0 +1,16 @@
+//go:build !linux
+
+package disk
+
+import "os"
+
+// fallocate writes zeros where the platform has no fallocate(2).
+func fallocate(f *os.File, n int64) error {
+	buf := make([]byte, 1<<20)
+	for off := int64(0); off < n; off += int64(len(buf)) {
+		if _, err := f.WriteAt(buf[:min(int64(len(buf)), n-off)], off); err != nil {
+			return err
+		}
+	}
+	return nil
+}
