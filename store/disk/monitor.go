@@ -329,3 +329,7 @@ func levelFor(free int64, prev Level, allowance, reserve, hyst int64) Level {
 	}
 	return OK
 }
+
+// Low says whether telemetry is refused now: callers reclaim disk after
+// drains without waiting for their queues to empty.
+func (m *Monitor) Low() bool { return m.Level() >= TelemetryRefused }

@@ -77,6 +77,9 @@ func (db *DB) reclaim() error {
 	}
 	db.valueLogGCAll()
 	db.stats.Reclaims.Add(1)
+	if db.opts.Space != nil {
+		db.opts.Space.Check()
+	}
 	return nil
 }
 
