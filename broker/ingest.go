@@ -47,7 +47,15 @@ func (b *Broker) ingest(s *session, pk packets.Packet, in inbound) {
 	b.store(msg, targets, func(err error) {
 		if err != nil {
 			b.stats.Refused.Add(1)
-			b.log.Warn("message not stored", "client_id", s.id, "err", err)
+			switch {
+			case errors.Is(err, queue.ErrNoSpace):
+				b.stats.RefusedDisk.Add(1)
+			case errors.Is(err, queue.ErrFull):
+				b.stats.RefusedQuota.Add(1)
+			}
+			if ok, skipped := b.refusals.allow(time.Now()); ok {
+				b.log.Warn("message not stored", "client_id", s.id, "err", err, "refusals_not_logged", skipped)
+			}
 			err = refusal{code: codeFor(err), err: err}
 		}
 		if e != nil {
@@ -75,7 +83,7 @@ func (b *Broker) store(msg queue.Message, targets []route.Target, done func(erro
 		}
 	}
 	for _, t := range targets {
-		q, err := b.queue(t.Sink.Endpoint(), t.Priority)
+		q, err := b.queueFor(t)
 		if err != nil {
 			finish(err)
 			continue

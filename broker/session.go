@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"sync"
+	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -165,7 +166,9 @@ func (s *session) ackNow(pk packets.Packet) {
 // Nothing refused is ever acknowledged as accepted.
 func (s *session) refuse(pk packets.Packet, code packets.Code, err error) {
 	s.b.stats.Refused.Add(1)
-	s.b.log.Warn("publish refused", "client_id", s.id, "topic", pk.TopicName, "err", err)
+	if ok, skipped := s.b.refusals.allow(time.Now()); ok {
+		s.b.log.Warn("publish refused", "client_id", s.id, "topic", pk.TopicName, "err", err, "refusals_not_logged", skipped)
+	}
 	if pk.FixedHeader.Qos == 0 && s.cl.Properties.ProtocolVersion == 5 {
 		return
 	}
