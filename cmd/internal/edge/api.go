@@ -31,6 +31,7 @@ type Status struct {
 	Uplink *upstream.Status `json:"uplink,omitempty"`
 	Queues []QueueStatus    `json:"queues"`
 	Broker BrokerStatus     `json:"broker"`
+	Disk   DiskStatus       `json:"disk"`
 	// Deployment is the outcome of the last $edgeAgent deployment.
 	Deployment        supervisor.DesiredStatus           `json:"deployment"`
 	DeploymentVersion int64                              `json:"deploymentVersion"`
@@ -46,11 +47,15 @@ type QueueStatus struct {
 	Expired       int64   `json:"expired"`
 	Dropped       int64   `json:"dropped"`
 	Rejected      int64   `json:"rejected"`
+	NoSpace       int64   `json:"noSpace"` // refused: disk below its reserve (since start)
 }
 
 // BrokerStatus counts messages through the broker.
 type BrokerStatus struct {
 	Received, Stored, NoRoute, Refused, Delivered, AuthFailed, Denied int64
+	// RefusedDisk and RefusedQuota are the refusals for disk space and for
+	// a queue cap, among Refused.
+	RefusedDisk, RefusedQuota int64
 }
 
 // serveAPI starts the local HTTP API (status, twins, metrics) when --api is
@@ -96,10 +101,12 @@ func (e *edge) status() Status {
 	for _, n := range names {
 		s := stats[n]
 		st.Queues = append(st.Queues, QueueStatus{Name: n, Depth: s.Depth, Bytes: s.Bytes, OldestSeconds: s.OldestAge.Seconds(),
-			Expired: int64(s.Expired), Dropped: int64(s.Dropped), Rejected: int64(s.Rejected)})
+			Expired: int64(s.Expired), Dropped: int64(s.Dropped), Rejected: int64(s.Rejected), NoSpace: int64(s.NoSpace)})
 	}
 	b := e.broker.Stats()
-	st.Broker = BrokerStatus{b.Received.Load(), b.Stored.Load(), b.NoRoute.Load(), b.Refused.Load(), b.Delivered.Load(), b.AuthFailed.Load(), b.Denied.Load()}
+	st.Broker = BrokerStatus{b.Received.Load(), b.Stored.Load(), b.NoRoute.Load(), b.Refused.Load(), b.Delivered.Load(), b.AuthFailed.Load(), b.Denied.Load(),
+		b.RefusedDisk.Load(), b.RefusedQuota.Load()}
+	st.Disk = e.diskStatus()
 	return st
 }
 
@@ -208,7 +215,33 @@ func (e *edge) metrics(w http.ResponseWriter, _ *http.Request) {
 	counter("outpost_messages_received_total", "Telemetry messages accepted by the broker.", st.Broker.Received)
 	counter("outpost_messages_stored_total", "Queue appends (one per endpoint a message is routed to).", st.Broker.Stored)
 	counter("outpost_messages_no_route_total", "Accepted messages that matched no route.", st.Broker.NoRoute)
-	counter("outpost_messages_refused_total", "Messages refused (queue full, too large, malformed).", st.Broker.Refused)
+	br := st.Broker
+	fmt.Fprintf(&sb, "# HELP outpost_messages_refused_total Messages refused: disk below its reserve, a queue cap (quota), or other (too large, malformed).\n"+
+		"# TYPE outpost_messages_refused_total counter\n"+
+		"outpost_messages_refused_total{reason=\"disk\"} %d\noutpost_messages_refused_total{reason=\"quota\"} %d\noutpost_messages_refused_total{reason=\"other\"} %d\n",
+		br.RefusedDisk, br.RefusedQuota, br.Refused-br.RefusedDisk-br.RefusedQuota)
+	d := st.Disk
+	for _, g := range []struct {
+		name, help string
+		v          int64
+	}{
+		{"outpost_disk_free_bytes", "Free space the store can count on: statfs free minus the holes of its mapped files.", d.Free},
+		{"outpost_disk_reserve_bytes", "Free space below which telemetry is refused.", d.Reserve},
+		{"outpost_disk_allowance_bytes", "Free space below which only deletes run.", d.Allowance},
+		{"outpost_disk_ballast_bytes", "Bytes the ballast file holds (0: released).", d.Ballast},
+		{"outpost_queues_bytes", "Record bytes held by all queues.", d.QueueBytes},
+		{"outpost_queues_max_bytes", "Cap on the record bytes of all queues.", d.MaxQueueBytes},
+	} {
+		fmt.Fprintf(&sb, "# HELP %s %s\n# TYPE %s gauge\n%s %d\n", g.name, g.help, g.name, g.name, g.v)
+	}
+	sb.WriteString("# HELP outpost_disk_state 1 for the disk's current state.\n# TYPE outpost_disk_state gauge\n")
+	for _, s := range []string{"ok", "telemetry-refused", "full"} {
+		v := 0
+		if d.State == s {
+			v = 1
+		}
+		fmt.Fprintf(&sb, "outpost_disk_state{state=%q} %d\n", s, v)
+	}
 	counter("outpost_messages_delivered_total", "Messages delivered to modules and devices and acknowledged.", st.Broker.Delivered)
 	counter("outpost_auth_failed_total", "Refused connections.", st.Broker.AuthFailed)
 	counter("outpost_acl_denied_total", "Publishes and subscriptions outside the client's identity.", st.Broker.Denied)

@@ -23,6 +23,7 @@ import (
 
 	"github.com/outpost-edge/outpost/broker"
 	"github.com/outpost-edge/outpost/broker/route"
+	"github.com/outpost-edge/outpost/store/disk"
 	"github.com/outpost-edge/outpost/store/identity"
 	"github.com/outpost-edge/outpost/store/identity/sas"
 	"github.com/outpost-edge/outpost/store/kv"
@@ -47,8 +48,13 @@ type Config struct {
 	ModuleBackoff    time.Duration // first restart delay of a failed module (doubles up to 5 minutes)
 	Identities       string        // a JSON array of identities to add to the cache
 	Durability       kv.Durability
-	Logger           *slog.Logger
-	Stdout           io.Writer
+	// MaxQueueBytes caps all queues' record bytes; 0: MaxQueueShare percent
+	// of the data filesystem (DefaultQueueShare when 0 too).
+	MaxQueueBytes int64
+	MaxQueueShare int
+	Overflow      queue.Overflow // of a full queue when the deployment sets none
+	Logger        *slog.Logger
+	Stdout        io.Writer
 }
 
 // Ready is written to <data>/ready.json once the listeners accept clients.
@@ -67,6 +73,7 @@ type Ready struct {
 type edge struct {
 	cfg    Config
 	cs     sas.ConnString
+	disk   *disk.Monitor
 	db     *kv.DB
 	queues *queue.Store
 	twins  *twin.Store
@@ -155,6 +162,7 @@ func (e *edge) reload() {
 	}
 	e.broker.SetRoutes(routes)
 	e.broker.SetPolicy(policy)
+	e.queues.SetTotalMaxBytes(e.queueCap(routes))
 	e.cfg.Logger.Info("deployment reloaded", "routes", len(routes.Routes))
 	e.applyAgent()
 }
@@ -190,10 +198,15 @@ func (e *edge) open(ctx context.Context) error {
 	}
 	_ = os.Remove(filepath.Join(e.cfg.DataDir, "ready.json")) // from a run that was killed
 	log := e.cfg.Logger
-	if e.db, err = kv.Open(filepath.Join(e.cfg.DataDir, "store"), kv.Options{Durability: e.cfg.Durability, Logger: log}); err != nil {
+	if err := e.openDisk(); err != nil {
 		return err
 	}
-	if e.queues, err = queue.Open(ctx, e.db, queue.Options{Logger: log}); err != nil {
+	kvo := e.kvOptions()
+	kvo.Space = e.disk
+	if e.db, err = kv.Open(filepath.Join(e.cfg.DataDir, "store"), kvo); err != nil {
+		return err
+	}
+	if e.queues, err = queue.Open(ctx, e.db, queue.Options{Logger: log, Space: e.disk}); err != nil {
 		return err
 	}
 	if e.twins, err = twin.Open(ctx, e.db, twin.Options{Role: twin.Edge, Name: cs.DeviceID, Logger: log}); err != nil {
@@ -209,6 +222,7 @@ func (e *edge) open(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	e.queues.SetTotalMaxBytes(e.queueCap(routes))
 	if err := e.newBroker(routes, policy); err != nil {
 		return err
 	}
@@ -305,7 +319,7 @@ func (e *edge) newBroker(routes *route.Config, policy *broker.Policy) error {
 		EdgeID: e.cs.DeviceID, Queues: e.queues, Twins: e.twins, Routes: routes, Policy: policy,
 		Auth: authenticator{ids: e.ids, edgeID: e.cs.DeviceID, hosts: hosts, roots: roots},
 		TCP:  e.cfg.MQTT, TLS: e.cfg.MQTTS, WS: e.cfg.WS, TLSConfig: tlsCfg, Logger: e.cfg.Logger,
-		StandaloneTwins: e.hubURL == "",
+		StandaloneTwins: e.hubURL == "", Overflow: e.cfg.Overflow,
 	})
 	e.broker = b
 	return err
@@ -376,6 +390,9 @@ func (e *edge) close() {
 	}
 	if e.db != nil {
 		_ = e.db.Close()
+	}
+	if e.disk != nil {
+		_ = e.disk.Close()
 	}
 	_ = os.Remove(filepath.Join(e.cfg.DataDir, "ready.json"))
 }
