@@ -86,6 +86,32 @@ func TestBallastTakenAndReleased(t *testing.T) {
 	}
 }
 
+// Opening below the reserve (not yet below the allowance) releases the
+// ballast too: the store is about to create files.
+func TestBallastReleasedAtOpenBelowReserve(t *testing.T) {
+	dir := t.TempDir()
+	m, err := Open(Options{Dir: dir, Allowance: 1 << 20, Budget: 1 << 20, Ballast: 4 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Close()
+	sp, err := Statfs(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err = Open(Options{Dir: dir, Allowance: 1 << 20, Budget: sp.Avail + 1<<40, Ballast: 4 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if st := m.Status(); st.Level != TelemetryRefused || st.Ballast != 0 {
+		t.Fatalf("status %+v: want telemetry-refused with the ballast released", st)
+	}
+	if _, err := os.Stat(filepath.Join(dir, BallastFile)); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("ballast kept: %v", err)
+	}
+}
+
 func TestBudgetKeptForManagementWrites(t *testing.T) {
 	dir := t.TempDir()
 	sp, err := Statfs(dir)

@@ -58,7 +58,10 @@ type Options struct {
 	// Hysteresis is how far above a threshold the free space must climb
 	// before the level improves; default Budget, at least 1 MiB.
 	Hysteresis int64
-	// Every is the measuring interval; default 1 s.
+	// Every is the measuring interval; default 500 ms (statfs and a walk of
+	// the store's few dozen files). Writes through Telemetry and Write are
+	// charged in between, so this only bounds how late a disk filled by
+	// another program is seen.
 	Every  time.Duration
 	Logger *slog.Logger
 	// OnChange, if set, is called on the monitor goroutine after the level
@@ -105,9 +108,10 @@ type Monitor struct {
 	wg   sync.WaitGroup
 }
 
-// Open measures the disk, releases the ballast if the store has no room
-// left (before the caller opens the store) or takes it if there is room,
-// and starts the monitor goroutine.
+// Open measures the disk, releases the ballast if the free space is below
+// the reserve (before the caller opens the store: a process killed on a
+// full disk starts again) or takes it if there is room, and starts the
+// monitor goroutine.
 func Open(opts Options) (*Monitor, error) {
 	if opts.Dir == "" || opts.Allowance <= 0 || opts.Budget < 0 || opts.Ballast < 0 {
 		return nil, fmt.Errorf("disk monitor: Dir and a positive Allowance are required (%+v)", opts)
@@ -119,7 +123,7 @@ func Open(opts Options) (*Monitor, error) {
 		opts.Hysteresis = max(opts.Budget, 1<<20)
 	}
 	if opts.Every <= 0 {
-		opts.Every = time.Second
+		opts.Every = 500 * time.Millisecond
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -255,8 +259,13 @@ func (m *Monitor) measureLocked() error {
 	}
 	st := &m.st
 	free := sp.Avail - holes
+	opening := m.gen.Load() == 0
 	switch {
-	case st.Ballast > 0 && free < st.Allowance:
+	case st.Ballast > 0 && (free < st.Allowance || opening && free < st.Reserve):
+		// Running, only what fills the disk below the allowance frees the
+		// ballast. Opening, below the reserve is enough: the store is about
+		// to create a write-ahead log and a value-log file and to flush what
+		// it replays, and nothing else can make room for that.
 		if err := os.Remove(m.ballast); err != nil {
 			return fmt.Errorf("disk: release ballast: %w", err)
 		}
