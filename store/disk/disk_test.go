@@ -104,8 +104,12 @@ func TestBallastReleasedAtOpenBelowReserve(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer m.Close()
-	if st := m.Status(); st.Level != TelemetryRefused || st.Ballast != 0 {
+	st := m.Status()
+	if st.Level != TelemetryRefused || st.Ballast != 0 {
 		t.Fatalf("status %+v: want telemetry-refused with the ballast released", st)
+	}
+	if want := 1<<20 + sp.Avail + 1<<40 + 4<<20; st.Reserve != want {
+		t.Fatalf("reserve %d with the ballast released, want %d (its size added)", st.Reserve, want)
 	}
 	if _, err := os.Stat(filepath.Join(dir, BallastFile)); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("ballast kept: %v", err)

@@ -26,7 +26,9 @@
 // disk for the store. When something else eats the disk below the
 // allowance, the ballast is released, so the store can still open, flush,
 // drain and garbage-collect; it is taken again once there is room for it
-// and the reserve. Open releases it before the store opens if the free space
+// and the reserve. While it is released, the reserve grows by its size:
+// what the ballast gave back is for the store, not for more telemetry.
+// Open releases it before the store opens if the free space
 // is already below the reserve, so a process killed on a full disk starts
 // again.
 //

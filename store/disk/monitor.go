@@ -71,14 +71,17 @@ type Options struct {
 
 // Status is the last measurement.
 type Status struct {
-	Level       Level `json:"-"`
-	State       string
-	Size        int64 // filesystem bytes
-	Avail       int64 // statfs free bytes
-	Holes       int64 // unallocated bytes inside the store's files
-	Free        int64 // Avail − Holes: what the store can count on
-	Allowance   int64 // below this Free the level is Full
-	Reserve     int64 // Allowance + Budget: below this Free telemetry is refused
+	Level     Level `json:"-"`
+	State     string
+	Size      int64 // filesystem bytes
+	Avail     int64 // statfs free bytes
+	Holes     int64 // unallocated bytes inside the store's files
+	Free      int64 // Avail − Holes: what the store can count on
+	Allowance int64 // below this Free the level is Full
+	// Reserve: below this Free telemetry is refused. Allowance + Budget,
+	// plus the ballast's size while it is released: the space a released
+	// ballast gave back is the store's, never telemetry's.
+	Reserve     int64
 	Ballast     int64 // bytes the ballast holds now (0: released or none)
 	BallastSize int64 // bytes the ballast holds when taken
 	// RefusedTelemetry and RefusedWrites count the refusals so far.
@@ -261,7 +264,7 @@ func (m *Monitor) measureLocked() error {
 	free := sp.Avail - holes
 	opening := m.gen.Load() == 0
 	switch {
-	case st.Ballast > 0 && (free < st.Allowance || opening && free < st.Reserve):
+	case st.Ballast > 0 && (free < st.Allowance || opening && free < m.opts.Allowance+m.opts.Budget):
 		// Running, only what fills the disk below the allowance frees the
 		// ballast. Opening, below the reserve is enough: the store is about
 		// to create a write-ahead log and a value-log file and to flush what
@@ -274,7 +277,7 @@ func (m *Monitor) measureLocked() error {
 		if sp, holes, err = m.read(); err != nil {
 			return err
 		}
-	case st.Ballast == 0 && m.opts.Ballast > 0 && free >= st.Reserve+m.opts.Hysteresis+m.opts.Ballast:
+	case st.Ballast == 0 && m.opts.Ballast > 0 && free >= m.opts.Allowance+m.opts.Budget+m.opts.Hysteresis+m.opts.Ballast:
 		if err := allocate(m.ballast, m.opts.Ballast); err != nil {
 			m.log.Warn("disk: take ballast", "err", err)
 			break
@@ -286,6 +289,7 @@ func (m *Monitor) measureLocked() error {
 		}
 	}
 	st.Size, st.Avail, st.Holes, st.Free = sp.Size, sp.Avail, holes, sp.Avail-holes
+	st.Reserve = m.opts.Allowance + m.opts.Budget + m.opts.Ballast - st.Ballast
 	prev := st.Level
 	st.Level = levelFor(st.Free, prev, st.Allowance, st.Reserve, m.opts.Hysteresis)
 	st.State = st.Level.String()
