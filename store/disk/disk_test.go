@@ -39,6 +39,39 @@ func TestHolesOfSparseFiles(t *testing.T) {
 	}
 }
 
+// With FillHoles the monitor backs the holes of the store's files with
+// blocks, keeping their size and content.
+func TestFillHolesKeepsSizeAndContent(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "000001.vlog")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Truncate(8 << 20); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt([]byte("head"), 0); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	m, err := Open(Options{Dir: dir, Allowance: 1 << 20, FillHoles: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if st := m.Status(); st.Holes != 0 {
+		t.Fatalf("holes %d after Open with FillHoles, want 0", st.Holes)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(data) != 8<<20 || string(data[:4]) != "head" || data[4] != 0 || data[len(data)-1] != 0 {
+		t.Fatalf("file changed: %d bytes, starts %q", len(data), data[:8])
+	}
+}
+
 func TestBallastTakenAndReleased(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, BallastFile)

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -36,6 +37,11 @@ func (l Level) String() string {
 	return "ok"
 }
 
+// kickEvery: charges past each multiple of it ask for a measurement, so a
+// value-log file or write-ahead log the store started meanwhile has its
+// holes filled (Options.FillHoles) without waiting for the interval.
+const kickEvery = 4 << 20
+
 // BallastFile is the ballast's name in Options.Dir.
 const BallastFile = "ballast"
 
@@ -58,6 +64,13 @@ type Options struct {
 	// Hysteresis is how far above a threshold the free space must climb
 	// before the level improves; default Budget, at least 1 MiB.
 	Hysteresis int64
+	// FillHoles allocates the blocks of every hole in the store's files at
+	// each measurement (fallocate, keeping their size), so a page the store
+	// writes through a mapping is already backed: a disk filled by another
+	// program then cannot fault the store's existing files, only files it
+	// created since the last measurement. The space is the same the holes
+	// were counted as already.
+	FillHoles bool
 	// Every is the measuring interval; default 500 ms (statfs and a walk of
 	// the store's few dozen files). Writes through Telemetry and Write are
 	// charged in between, so this only bounds how late a disk filled by
@@ -234,7 +247,10 @@ func (m *Monitor) admit(n int64, refuse Level, margin *atomic.Int64) bool {
 		if m.Level() >= refuse {
 			return false
 		}
-		if m.spent.Add(2*n) <= margin.Load() {
+		if s := m.spent.Add(2 * n); s <= margin.Load() {
+			if s/kickEvery != (s-2*n)/kickEvery {
+				m.Check() // the store may have started a new mapped file: back it soon
+			}
 			return true
 		}
 		m.spent.Add(-2 * n)
@@ -308,6 +324,11 @@ func (m *Monitor) measureLocked() error {
 }
 
 func (m *Monitor) read() (Space, int64, error) {
+	if m.opts.FillHoles {
+		if err := FillHoles(m.opts.Store); err != nil && !errors.Is(err, syscall.ENOSPC) {
+			m.log.Warn("disk: allocate the store's holes", "err", err)
+		}
+	}
 	sp, err := Statfs(m.opts.Dir)
 	if err != nil {
 		return sp, 0, err
@@ -341,6 +362,12 @@ func levelFor(free int64, prev Level, allowance, reserve, hyst int64) Level {
 		return TelemetryRefused
 	}
 	return OK
+}
+
+// Fits says whether n more bytes (charged twice, as writes are) stay above
+// the allowance, without charging or counting anything.
+func (m *Monitor) Fits(n int64) bool {
+	return m.Level() < Full && m.spent.Load()+2*n <= m.writeMargin.Load()
 }
 
 // Low says whether telemetry is refused now: callers reclaim disk after

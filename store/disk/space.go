@@ -59,6 +59,30 @@ func Holes(dir string) (int64, error) {
 	return total, nil
 }
 
+// FillHoles allocates the blocks of the holes of the regular files under
+// dir without changing their size or content (fallocate with
+// FALLOC_FL_KEEP_SIZE). It stops at the first error, ENOSPC included.
+func FillHoles(dir string) error {
+	return filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() {
+			return nil // gone meanwhile, or not a file
+		}
+		info, err := d.Info()
+		if err != nil || hole(info) == 0 {
+			return nil
+		}
+		f, err := os.OpenFile(path, os.O_RDWR, 0)
+		if err != nil {
+			return nil // removed meanwhile
+		}
+		defer f.Close()
+		if err := fillHoles(f, info.Size()); err != nil {
+			return fmt.Errorf("allocate %s: %w", path, err)
+		}
+		return nil
+	})
+}
+
 func hole(info fs.FileInfo) int64 {
 	st, ok := info.Sys().(*syscall.Stat_t)
 	if !ok {
