@@ -87,6 +87,9 @@ type Options struct {
 type Gate interface {
 	Write(n int64) error
 	Check()
+	// Fits says whether n more bytes stay above the allowance, without
+	// charging them: a flatten rewrites every table before it frees any.
+	Fits(n int64) bool
 }
 
 // Allowance is what the store may still allocate in files it creates,
@@ -146,6 +149,9 @@ type Stats struct {
 	Groups   atomic.Int64 // Badger transactions written
 	Ops      atomic.Int64
 	Reclaims atomic.Int64
+	// FlattensSkipped counts reclaims that did not flatten the tree: the
+	// disk had no room for a second copy of its tables.
+	FlattensSkipped atomic.Int64
 }
 
 // Open opens (or creates) the database in dir.
