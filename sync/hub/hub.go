@@ -149,6 +149,9 @@ func Open(ctx context.Context, dir string, opts Options) (*Hub, error) {
 		}
 		return nil, fmt.Errorf("open hub: %w", err)
 	}
+	if h.disk != nil {
+		h.disk.Check() // Badger made a new write-ahead log and value-log file: back them now
+	}
 	fail := func(err error) (*Hub, error) {
 		_ = h.Close()
 		return nil, fmt.Errorf("open hub: %w", err)
@@ -222,7 +225,7 @@ func (h *Hub) openDisk(dir string, kvo kv.Options) error {
 		return err
 	}
 	allowance := kv.Allowance(kvo)
-	m, err := disk.Open(disk.Options{Dir: ddir, Store: dir, Allowance: allowance, Budget: 4 << 20, Ballast: allowance, Logger: h.log})
+	m, err := disk.Open(disk.Options{Dir: ddir, Store: dir, Allowance: allowance, Budget: 4 << 20, Ballast: allowance, FillHoles: true, Logger: h.log})
 	if err != nil {
 		return err
 	}

@@ -48,7 +48,7 @@ func (e *edge) kvOptions() kv.Options {
 func (e *edge) openDisk() error {
 	allowance := kv.Allowance(e.kvOptions())
 	m, err := disk.Open(disk.Options{Dir: e.cfg.DataDir, Store: filepath.Join(e.cfg.DataDir, "store"),
-		Allowance: allowance, Budget: managementBudget, Ballast: allowance, Logger: e.cfg.Logger})
+		Allowance: allowance, Budget: managementBudget, Ballast: allowance, FillHoles: true, Logger: e.cfg.Logger})
 	if err != nil {
 		return fmt.Errorf("data directory %s: %w", e.cfg.DataDir, err)
 	}

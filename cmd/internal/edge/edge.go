@@ -206,6 +206,7 @@ func (e *edge) open(ctx context.Context) error {
 	if e.db, err = kv.Open(filepath.Join(e.cfg.DataDir, "store"), kvo); err != nil {
 		return err
 	}
+	e.disk.Check() // Badger made a new write-ahead log and value-log file: back them now
 	if e.queues, err = queue.Open(ctx, e.db, queue.Options{Logger: log, Space: e.disk}); err != nil {
 		return err
 	}
