@@ -32,6 +32,12 @@
 // is already below the reserve, so a process killed on a full disk starts
 // again.
 //
+// With Options.FillHoles the monitor also allocates the blocks of those
+// holes (fallocate, keeping the size) at each measurement, and charges ask
+// for a measurement every few MiB, so the store's mapped files are backed
+// soon after Badger creates them: a disk that another program fills at
+// once can then only fault a file the store created in the last moments.
+//
 // # Goroutines
 //
 // Open starts one goroutine, the monitor, which measures every

@@ -281,15 +281,16 @@ func (p *memPeak) print(prefix string) {
 }
 
 // BenchmarkAppendSingleDiskGate is BenchmarkAppendSingle (process
-// durability) without and with a disk monitor charging every append, on a
-// disk with room: the gate's cost on the ingest path.
+// durability) without and with a disk monitor charging every append and
+// filling the store's holes (as the edge runs it), on a disk with room: the
+// gate's cost on the ingest path.
 func BenchmarkAppendSingleDiskGate(b *testing.B) {
 	const producers, each = 10, 1000
 	for _, gated := range []bool{false, true} {
 		b.Run(fmt.Sprintf("gate=%v", gated), func(b *testing.B) {
 			e := &env{t: b, dir: b.TempDir(), dur: kv.Process}
 			if gated {
-				m, err := disk.Open(disk.Options{Dir: e.dir, Allowance: kv.Allowance(kv.Options{}), Budget: 4 << 20})
+				m, err := disk.Open(disk.Options{Dir: e.dir, Allowance: kv.Allowance(kv.Options{}), Budget: 4 << 20, FillHoles: true})
 				if err != nil {
 					b.Fatal(err)
 				}
