@@ -262,7 +262,26 @@ func (m *Monitor) admit(n int64, refuse Level, margin *atomic.Int64) bool {
 		}
 		m.mu.Unlock()
 	}
+	m.raise(refuse)
 	return false
+}
+
+// raise sets the level to at least l: a write refused because it does not
+// fit the margin of a fresh measurement means the disk is at that level,
+// and it improves, as any level, only hysteresis above the threshold.
+func (m *Monitor) raise(l Level) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.st.Level >= l {
+		return
+	}
+	prev := m.st.Level
+	m.st.Level, m.st.State = l, l.String()
+	m.level.Store(uint32(l))
+	m.logLevel(prev, m.st)
+	if m.opts.OnChange != nil {
+		m.opts.OnChange(m.st)
+	}
 }
 
 func (m *Monitor) measure() error {
