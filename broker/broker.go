@@ -62,6 +62,10 @@ type Options struct {
 	// would pretend to be the real one.
 	StandaloneTwins bool
 
+	// Overflow is the policy of a full queue when the route table sets
+	// none (storeAndForwardConfiguration.overflow, a route's overflow).
+	Overflow queue.Overflow
+
 	Logger      *slog.Logger
 	MaxPayload  int // bytes; default 256 KiB as IoT Hub
 	InputWindow int // unacknowledged messages in flight to one module; default 64
@@ -81,6 +85,7 @@ type Broker struct {
 	mu       sync.Mutex
 	sessions map[string]*session // by client id (= identity id)
 	queues   map[string]*queue.Queue
+	qopts    map[string]queue.QueueOptions // as last given to the store, by queue name
 	methods  *methods
 
 	stats     Stats
@@ -123,7 +128,7 @@ func New(opts Options) (*Broker, error) {
 		opts.InputWindow = 64
 	}
 	b := &Broker{
-		opts: opts, log: opts.Logger, sessions: map[string]*session{}, queues: map[string]*queue.Queue{},
+		opts: opts, log: opts.Logger, sessions: map[string]*session{}, queues: map[string]*queue.Queue{}, qopts: map[string]queue.QueueOptions{},
 		methods: newMethods(), addrs: map[string]net.Addr{},
 	}
 	cfg := opts.Routes
@@ -255,11 +260,34 @@ func (b *Broker) queueNamed(name string) (*queue.Queue, error) {
 	if q, ok := b.queues[name]; ok {
 		return q, nil
 	}
-	q, err := b.opts.Queues.Queue(name, queue.QueueOptions{})
+	return b.openQueueLocked(name, queue.QueueOptions{Overflow: b.opts.Overflow})
+}
+
+// queueFor returns the queue a route target feeds, with the target's cap
+// and overflow policy (set again when the route table changed them).
+func (b *Broker) queueFor(t route.Target) (*queue.Queue, error) {
+	name := QueueName(t.Sink.Endpoint(), t.Priority)
+	o := queue.QueueOptions{MaxBytes: t.MaxBytes, Overflow: b.opts.Overflow}
+	switch t.Overflow {
+	case route.OverflowReject:
+		o.Overflow = queue.Reject
+	case route.OverflowDropOldest:
+		o.Overflow = queue.DropOldest
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if q, ok := b.queues[name]; ok && b.qopts[name] == o {
+		return q, nil
+	}
+	return b.openQueueLocked(name, o)
+}
+
+func (b *Broker) openQueueLocked(name string, o queue.QueueOptions) (*queue.Queue, error) {
+	q, err := b.opts.Queues.Queue(name, o)
 	if err != nil {
 		return nil, err
 	}
-	b.queues[name] = q
+	b.queues[name], b.qopts[name] = q, o
 	return q, nil
 }
 

@@ -74,7 +74,7 @@ func (b *Broker) store(msg queue.Message, targets []route.Target, done func(erro
 		}
 	}
 	for _, t := range targets {
-		q, err := b.queue(t.Sink.Endpoint(), t.Priority)
+		q, err := b.queueFor(t)
 		if err != nil {
 			finish(err)
 			continue

@@ -20,11 +20,12 @@ const (
 	ReasonIdentity                // telemetry on another identity's topic
 	ReasonTooLarge                // payload over the limit
 	ReasonQuota                   // a queue's cap (queue.ErrFull)
+	ReasonDisk                    // the disk is below its reserve (queue.ErrNoSpace)
 	ReasonStore                   // the store failed to write
 	NumReasons
 )
 
-var reasonNames = [NumReasons]string{"topic", "malformed", "identity", "too_large", "quota", "store"}
+var reasonNames = [NumReasons]string{"topic", "malformed", "identity", "too_large", "quota", "disk", "store"}
 
 // String is the reason's name in status, metrics and logs.
 func (r Reason) String() string {
@@ -36,7 +37,10 @@ func (r Reason) String() string {
 
 // storeRefusal maps a failed append to its reason and MQTT 5 code.
 func storeRefusal(err error) (Reason, packets.Code) {
-	if errors.Is(err, queue.ErrFull) {
+	switch {
+	case errors.Is(err, queue.ErrNoSpace): // wraps ErrFull: test it first
+		return ReasonDisk, packets.ErrQuotaExceeded
+	case errors.Is(err, queue.ErrFull):
 		return ReasonQuota, packets.ErrQuotaExceeded
 	}
 	return ReasonStore, packets.ErrImplementationSpecificError

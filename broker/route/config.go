@@ -24,7 +24,18 @@ type Config struct {
 	SchemaVersion string
 	Routes        []*Route      // sorted by name
 	TTL           time.Duration // storeAndForwardConfiguration.timeToLiveSecs; 0: never expires
+	// MaxBytes caps all queues together (storeAndForwardConfiguration.maxBytes;
+	// 0: not set, the edge's --max-queue-bytes applies); Overflow is the
+	// default overflow policy of every queue ("" : not set).
+	MaxBytes int64
+	Overflow string
 }
+
+// Overflow policies of a full queue.
+const (
+	OverflowReject     = "reject"      // refuse the new message (MQTT 5 0x97, 3.1.1 disconnect)
+	OverflowDropOldest = "drop-oldest" // delete the queue's oldest messages to make room
+)
 
 // Target is one endpoint a message goes to, with the priority and time to
 // live of the route that won it.
@@ -33,6 +44,8 @@ type Target struct {
 	Priority int           // 0–9 or DefaultPriority
 	TTL      time.Duration // route TTL, else the global one; 0: never expires
 	Route    string        // name of the winning route
+	MaxBytes int64         // the winning route's queue cap; 0: none of its own
+	Overflow string        // the winning route's policy, else the global one; "" if neither
 }
 
 // Queue names the durable queue: the endpoint id, plus "_Pri<p>" for an
@@ -64,7 +77,10 @@ func (c *Config) Match(m *Message) []Target {
 		if !r.matches(ctx) {
 			continue
 		}
-		t := Target{Sink: r.Sink, Priority: r.Priority, TTL: c.ttl(r), Route: r.Name}
+		t := Target{Sink: r.Sink, Priority: r.Priority, TTL: c.ttl(r), Route: r.Name, MaxBytes: r.MaxBytes, Overflow: r.Overflow}
+		if t.Overflow == "" {
+			t.Overflow = c.Overflow
+		}
 		out = merge(out, t)
 	}
 	sort.Slice(out, func(i, j int) bool {
@@ -102,7 +118,9 @@ func longer(a, b time.Duration) bool {
 }
 
 // ParseConfig reads the $edgeHub desired properties. Routes may be strings
-// or objects {"route","priority","timeToLiveSecs"}; field names are
+// or objects {"route","priority","timeToLiveSecs","maxBytes","overflow"};
+// storeAndForwardConfiguration takes timeToLiveSecs, maxBytes (all queues
+// together) and overflow (the default policy). Field names are
 // case-insensitive and unknown fields ignored, as in IoT Edge. A null
 // route is skipped (a deleted key in a merged patch). All problems are
 // reported together, each naming its route.
@@ -112,6 +130,8 @@ func ParseConfig(desired []byte) (*Config, error) {
 		Routes                       *map[string]json.RawMessage
 		StoreAndForwardConfiguration *struct {
 			TimeToLiveSecs *json.RawMessage
+			MaxBytes       *json.RawMessage
+			Overflow       *json.RawMessage
 		}
 	}
 	if err := json.Unmarshal(desired, &doc); err != nil {
@@ -126,6 +146,12 @@ func ParseConfig(desired []byte) (*Config, error) {
 		ttl, err := globalTTL(*s.TimeToLiveSecs)
 		cfg.TTL = ttl
 		errs = append(errs, err)
+	}
+	if s := doc.StoreAndForwardConfiguration; s != nil {
+		var err1, err2 error
+		cfg.MaxBytes, err1 = maxBytes("storeAndForwardConfiguration.maxBytes", s.MaxBytes)
+		cfg.Overflow, err2 = overflow("storeAndForwardConfiguration.overflow", s.Overflow)
+		errs = append(errs, err1, err2)
 	}
 	if doc.Routes == nil {
 		errs = append(errs, fmt.Errorf("%w: routes: missing", ErrConfig))
@@ -211,7 +237,7 @@ func (c *Config) route(name string, raw json.RawMessage) (*Route, error) {
 		return Parse(name, text)
 	}
 	if len(raw) == 0 || raw[0] != '{' {
-		return nil, fmt.Errorf("%w: route %q: want a string or an object {\"route\",\"priority\",\"timeToLiveSecs\"}, have %s", ErrConfig, name, raw)
+		return nil, fmt.Errorf("%w: route %q: want a string or an object {\"route\",\"priority\",\"timeToLiveSecs\",\"maxBytes\",\"overflow\"}, have %s", ErrConfig, name, raw)
 	}
 	if c.SchemaVersion == "1.0" {
 		return nil, fmt.Errorf("%w: route %q: object routes need schemaVersion 1.1 or later", ErrSchema, name)
@@ -224,6 +250,8 @@ func objectRoute(name string, raw json.RawMessage) (*Route, error) {
 		Route          *string
 		Priority       *json.RawMessage
 		TimeToLiveSecs *json.RawMessage
+		MaxBytes       *json.RawMessage
+		Overflow       *json.RawMessage
 	}
 	if err := json.Unmarshal(raw, &spec); err != nil {
 		return nil, fmt.Errorf("%w: route %q: %w", ErrConfig, name, err)
@@ -250,5 +278,35 @@ func objectRoute(name string, raw json.RawMessage) (*Route, error) {
 		}
 		r.TTL = time.Duration(n) * time.Second
 	}
+	if r.MaxBytes, err = maxBytes(fmt.Sprintf("route %q: maxBytes", name), spec.MaxBytes); err != nil {
+		return nil, err
+	}
+	if r.Overflow, err = overflow(fmt.Sprintf("route %q: overflow", name), spec.Overflow); err != nil {
+		return nil, err
+	}
 	return r, nil
+}
+
+// maxBytes reads a byte cap: an integer number of bytes, 0 or null for none.
+func maxBytes(what string, raw *json.RawMessage) (int64, error) {
+	if raw == nil || string(*raw) == "null" {
+		return 0, nil
+	}
+	n, ok := integer(*raw)
+	if !ok || n < 0 {
+		return 0, fmt.Errorf("%w: %s %s: want a whole number of bytes, 0 for no cap", ErrCap, what, *raw)
+	}
+	return n, nil
+}
+
+// overflow reads "reject" or "drop-oldest"; null or absent is "".
+func overflow(what string, raw *json.RawMessage) (string, error) {
+	if raw == nil || string(*raw) == "null" {
+		return "", nil
+	}
+	var s string
+	if json.Unmarshal(*raw, &s) == nil && (s == OverflowReject || s == OverflowDropOldest) {
+		return s, nil
+	}
+	return "", fmt.Errorf("%w: %s %s: want \"reject\" or \"drop-oldest\"", ErrCap, what, *raw)
 }

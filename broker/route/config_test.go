@@ -149,6 +149,12 @@ func TestParseConfigErrors(t *testing.T) {
 		{"ttl too big", `{"routes":{"r":{"route":"FROM /* INTO $upstream","timeToLiveSecs":4294967296}}}`, ErrTTL, `timeToLiveSecs 4294967296`},
 		{"global ttl", `{"routes":{},"storeAndForwardConfiguration":{"timeToLiveSecs":-2}}`, ErrTTL, "storeAndForwardConfiguration.timeToLiveSecs -2"},
 		{"no route text", `{"routes":{"r":{"priority":1}}}`, ErrConfig, `route "r": object route without "route"`},
+		{"maxBytes negative", `{"routes":{"r":{"route":"FROM /* INTO $upstream","maxBytes":-1}}}`, ErrCap, `route "r": maxBytes -1: want a whole number`},
+		{"maxBytes string", `{"routes":{"r":{"route":"FROM /* INTO $upstream","maxBytes":"1MiB"}}}`, ErrCap, `route "r": maxBytes "1MiB"`},
+		{"maxBytes fraction", `{"routes":{"r":{"route":"FROM /* INTO $upstream","maxBytes":1.5}}}`, ErrCap, `maxBytes 1.5`},
+		{"overflow unknown", `{"routes":{"r":{"route":"FROM /* INTO $upstream","overflow":"drop-newest"}}}`, ErrCap, `route "r": overflow "drop-newest": want "reject" or "drop-oldest"`},
+		{"global maxBytes", `{"routes":{},"storeAndForwardConfiguration":{"maxBytes":true}}`, ErrCap, "storeAndForwardConfiguration.maxBytes true"},
+		{"global overflow", `{"routes":{},"storeAndForwardConfiguration":{"overflow":5}}`, ErrCap, "storeAndForwardConfiguration.overflow 5"},
 		{"route is number", `{"routes":{"r":5}}`, ErrConfig, `route "r": want a string or an object`},
 		{"unknown sink", `{"routes":{"r":"FROM /* INTO $downstream"}}`, ErrSink, `route "r": at offset 13 near "$downstream"`},
 		{"brokered 3 segments", `{"routes":{"r":"FROM /* INTO BrokeredEndpoint(\"/modules/m/inputs\")"}}`, ErrSink, `route "r": at offset 30`},
@@ -173,5 +179,32 @@ func TestParseConfigSchemaVersions(t *testing.T) {
 		if _, err := ParseConfig([]byte(`{` + v + `"routes":{"r":"FROM /* INTO $upstream"}}`)); err != nil {
 			t.Errorf("%s: %v", v, err)
 		}
+	}
+}
+
+func TestParseConfigCaps(t *testing.T) {
+	cfg, err := ParseConfig([]byte(`{"schemaVersion":"1.1","routes":{
+		"hot":{"route":"FROM /messages/modules/a/* INTO $upstream","priority":0,"maxBytes":1048576,"overflow":"drop-oldest"},
+		"bulk":{"route":"FROM /messages/* INTO $upstream","priority":5,"maxBytes":null},
+		"local":"FROM /messages/modules/b/* INTO BrokeredEndpoint(\"/modules/c/inputs/in\")"},
+		"storeAndForwardConfiguration":{"timeToLiveSecs":60,"maxBytes":536870912,"overflow":"reject"}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.MaxBytes != 512<<20 || cfg.Overflow != OverflowReject {
+		t.Fatalf("global caps %d %q", cfg.MaxBytes, cfg.Overflow)
+	}
+	got := cfg.Match(&Message{Source: Source{Module: "a", Output: "o"}})
+	want := []Target{{Sink: Sink{Upstream: true}, Priority: 0, TTL: time.Minute, Route: "hot", MaxBytes: 1 << 20, Overflow: OverflowDropOldest}}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("hot route:\n got %+v\nwant %+v", got, want)
+	}
+	got = cfg.Match(&Message{Source: Source{Module: "b", Output: "o"}})
+	want = []Target{
+		{Sink: Sink{Upstream: true}, Priority: 5, TTL: time.Minute, Route: "bulk", Overflow: OverflowReject},
+		{Sink: Sink{Module: "c", Input: "in"}, Priority: DefaultPriority, TTL: time.Minute, Route: "local", Overflow: OverflowReject},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("routes inheriting the global policy:\n got %+v\nwant %+v", got, want)
 	}
 }

@@ -61,6 +61,11 @@
 //     1.2 or 1.3; a null route is skipped; route object fields are
 //     case-insensitive and unknown ones ignored. A missing global
 //     timeToLiveSecs means DefaultTTL; 0 or -1 means no expiry (TTL 0).
+//   - Queue caps (outpost's additions): a route object's maxBytes (whole
+//     bytes) and overflow ("reject" or "drop-oldest") apply to the queue
+//     the route feeds; storeAndForwardConfiguration.maxBytes caps all
+//     queues together and its overflow is every queue's default. Malformed
+//     values are refused with ErrCap.
 //   - When several routes reach one endpoint, the highest priority wins
 //     with its route's TTL; at equal priority the longest TTL wins.
 //

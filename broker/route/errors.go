@@ -21,6 +21,8 @@ var (
 	ErrTTL = errors.New("invalid time to live")
 	// ErrSink: the INTO clause names an endpoint outpost cannot deliver to.
 	ErrSink = errors.New("invalid route sink")
+	// ErrCap: a maxBytes or overflow setting is malformed.
+	ErrCap = errors.New("invalid queue cap")
 	// ErrSchema: schemaVersion is not one this package understands.
 	ErrSchema = errors.New("unsupported schema version")
 )

@@ -79,3 +79,28 @@ func FuzzMatch(f *testing.F) {
 		}
 	})
 }
+
+func FuzzParseConfig(f *testing.F) {
+	for _, s := range []string{
+		`{"routes":{"r":"FROM /* INTO $upstream"}}`,
+		`{"schemaVersion":"1.1","routes":{"r":{"route":"FROM /* INTO $upstream","priority":1,"timeToLiveSecs":5,"maxBytes":1048576,"overflow":"drop-oldest"}},"storeAndForwardConfiguration":{"timeToLiveSecs":-1,"maxBytes":0,"overflow":"reject"}}`,
+		`{"routes":{"r":{"route":"FROM /* INTO $upstream","maxBytes":-1,"overflow":"x"}},"storeAndForwardConfiguration":{"maxBytes":1e300}}`,
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		cfg, err := ParseConfig([]byte(s))
+		if err != nil {
+			return
+		}
+		check := func(what string, n int64, o string) {
+			if n < 0 || (o != "" && o != OverflowReject && o != OverflowDropOldest) {
+				t.Fatalf("%s: maxBytes %d overflow %q accepted from %s", what, n, o, s)
+			}
+		}
+		check("global", cfg.MaxBytes, cfg.Overflow)
+		for _, r := range cfg.Routes {
+			check(r.Name, r.MaxBytes, r.Overflow)
+		}
+	})
+}

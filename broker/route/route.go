@@ -17,12 +17,17 @@ const (
 
 // Route is one compiled IoT Edge route.
 type Route struct {
-	Name      string
-	Text      string        // as written
-	Priority  int           // 0–9 (0 highest), or DefaultPriority
-	TTL       time.Duration // 0: inherit the global time to live
-	Source    string        // FROM path as written, e.g. /messages/modules/a/*
-	Condition string        // WHERE text as written, "" when absent
+	Name     string
+	Text     string        // as written
+	Priority int           // 0–9 (0 highest), or DefaultPriority
+	TTL      time.Duration // 0: inherit the global time to live
+	// MaxBytes caps the record bytes of the queue this route feeds (0: no
+	// cap of its own); Overflow says what that queue does when full
+	// (OverflowReject, OverflowDropOldest, "" inherits the global one).
+	MaxBytes  int64
+	Overflow  string
+	Source    string // FROM path as written, e.g. /messages/modules/a/*
+	Condition string // WHERE text as written, "" when absent
 	Sink      Sink
 
 	prefix string // normalised source, see sourcePrefix

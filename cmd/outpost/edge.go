@@ -11,22 +11,27 @@ import (
 	"runtime/pprof"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/outpost-edge/outpost/cmd/internal/cli"
 	"github.com/outpost-edge/outpost/cmd/internal/edge"
+	"github.com/outpost-edge/outpost/store/disk"
 	"github.com/outpost-edge/outpost/store/kv"
+	"github.com/outpost-edge/outpost/store/queue"
 )
 
 const defaultEdgeAPI = "127.0.0.1:18081"
 
 var edgeCfg struct {
 	edge.Config
-	durability string
-	logLevel   string
-	cpuProfile string
+	durability    string
+	logLevel      string
+	cpuProfile    string
+	maxQueueBytes string
+	overflow      string
 }
 
 var edgeCmd = cli.Command{
@@ -51,6 +56,9 @@ var edgeCmd = cli.Command{
 		fs.DurationVar(&c.ModuleBackoff, "module-backoff", 10*time.Second, "first restart delay of a failed module; doubles per restart up to 5 minutes, reset after 10 minutes running")
 		fs.StringVar(&c.MachineIDFile, "machine-id-file", os.Getenv("OUTPOST_MACHINE_ID_FILE"), "file with this machine's id (env OUTPOST_MACHINE_ID_FILE; default /etc/machine-id): a data directory started under another machine id takes a new instance id")
 		fs.StringVar(&c.Identities, "identities", "", "JSON array of IoT Hub device/module identities to add to the offline cache")
+		fs.StringVar(&edgeCfg.maxQueueBytes, "max-queue-bytes", fmt.Sprintf("%d%%", edge.DefaultQueueShare),
+			"cap on all queues together: bytes (e.g. 512MiB, 2GiB) or a share of the data filesystem (e.g. 40%); the deployment's storeAndForwardConfiguration.maxBytes overrides it")
+		fs.StringVar(&edgeCfg.overflow, "overflow", "reject", "what a full queue does: reject (MQTT 5 PUBACK 0x97, MQTT 3.1.1 disconnect) or drop-oldest; a deployment's overflow overrides it")
 		fs.StringVar(&edgeCfg.durability, "durability", "process", "process (acknowledged messages survive kill -9) or power (fsync before PUBACK)")
 		fs.StringVar(&edgeCfg.logLevel, "log-level", "info", "debug, info, warn or error")
 		fs.StringVar(&edgeCfg.cpuProfile, "cpuprofile", "", "write a CPU profile to this file until the edge stops (diagnostics)")
@@ -84,6 +92,9 @@ func runEdge(ctx context.Context, env cli.Env, fs *flag.FlagSet) error {
 		c.MQTTS = ":8883"
 	}
 	c.Durability, c.Stdout = d, env.Stdout
+	if err := queueFlags(&c); err != nil {
+		return err
+	}
 	if edgeCfg.cpuProfile != "" {
 		f, err := os.Create(edgeCfg.cpuProfile)
 		if err != nil {
@@ -97,6 +108,32 @@ func runEdge(ctx context.Context, env cli.Env, fs *flag.FlagSet) error {
 	}
 	c.Logger = slog.New(slog.NewTextHandler(env.Stderr, &slog.HandlerOptions{Level: level}))
 	return edge.Run(ctx, c)
+}
+
+// queueFlags reads --max-queue-bytes and --overflow into c.
+func queueFlags(c *edge.Config) error {
+	if p, ok := strings.CutSuffix(strings.TrimSpace(edgeCfg.maxQueueBytes), "%"); ok {
+		n, err := strconv.Atoi(strings.TrimSpace(p))
+		if err != nil || n < 1 || n > 100 {
+			return cli.Usagef("--max-queue-bytes %q: want a share from 1%% to 100%%, or a size such as 512MiB", edgeCfg.maxQueueBytes)
+		}
+		c.MaxQueueShare = n
+	} else {
+		n, err := disk.ParseSize(edgeCfg.maxQueueBytes)
+		if err != nil || n == 0 {
+			return cli.Usagef("--max-queue-bytes: want a size such as 512MiB or a share such as 40%%: %v", err)
+		}
+		c.MaxQueueBytes = n
+	}
+	switch edgeCfg.overflow {
+	case "reject":
+		c.Overflow = queue.Reject
+	case "drop-oldest":
+		c.Overflow = queue.DropOldest
+	default:
+		return cli.Usagef("--overflow %q: want reject or drop-oldest", edgeCfg.overflow)
+	}
+	return nil
 }
 
 func edgeStatus(env cli.Env, args []string) error {
@@ -152,6 +189,14 @@ func edgeStatus(env cli.Env, args []string) error {
 		}
 		fmt.Fprintf(env.Stdout, "refused by reason: %s\n", strings.Join(parts, ", "))
 	}
+	d := st.Disk
+	ballast := "released"
+	if d.BallastHeld {
+		ballast = disk.FormatSize(d.Ballast) + " held"
+	}
+	fmt.Fprintf(env.Stdout, "disk: %s; %s free for the store (reserve %s, allowance %s), ballast %s; queues hold %s of %s (overflow %s)\n",
+		d.State, disk.FormatSize(d.Free), disk.FormatSize(d.Reserve), disk.FormatSize(d.Allowance), ballast,
+		disk.FormatSize(d.QueueBytes), disk.FormatSize(d.MaxQueueBytes), d.Overflow)
 	fmt.Fprintf(env.Stdout, "\ndeployment: version %d, %d %s\n", st.DeploymentVersion, st.Deployment.Code, st.Deployment.Description)
 	if len(st.Modules) == 0 {
 		fmt.Fprintln(env.Stdout, "modules: none")

@@ -9,4 +9,9 @@
 // between them. Open starts that goroutine and a maintenance goroutine
 // (value-log GC and, after many deletes, a compaction that returns disk);
 // Close waits for both.
+//
+// With Options.Space (a store/disk monitor), a Commit that grows the store
+// is refused once the disk is below the allowance for Badger's mapped files
+// (Allowance), so Badger never writes a mapped page the filesystem cannot
+// back; deletes and the queues' CommitAsync still run.
 package kv

@@ -73,6 +73,35 @@ type Options struct {
 	// ReclaimAfter is the number of deleted bytes after which maintenance
 	// also compacts the tree to give disk back; default 16 MiB.
 	ReclaimAfter int64
+
+	// Space, if set, is asked before every Commit that grows the store
+	// (bytes set minus bytes freed); its error refuses the commit. Queues
+	// commit with CommitAsync, which is never refused here: they gate their
+	// appends themselves, and their acks must run on a full disk.
+	Space Gate
+}
+
+// Gate is the disk monitor (store/disk): Write answers for a management
+// write; Check asks it to measure again, which kv does after giving disk
+// back.
+type Gate interface {
+	Write(n int64) error
+	Check()
+	// Fits says whether n more bytes stay above the allowance, without
+	// charging them: a flatten rewrites every table before it frees any.
+	Fits(n int64) bool
+}
+
+// Allowance is what the store may still allocate in files it creates,
+// beyond the holes of the files it has: the next memtable write-ahead log
+// and value-log file (both mapped at twice their size), a memtable flush,
+// a compaction's tables (bounded by two memtables' worth with this
+// package's options) and Badger's 1 MiB discard-stats file. A disk monitor
+// that keeps this much free (store/disk) keeps Badger from writing into a
+// mapped page the filesystem cannot back (SIGBUS).
+func Allowance(o Options) int64 {
+	o.setDefaults()
+	return 2*o.MemTableSize + 2*o.ValueLogFileSize + o.MemTableSize + 2*o.MemTableSize + 1<<20
 }
 
 func (o *Options) setDefaults() {
@@ -120,6 +149,9 @@ type Stats struct {
 	Groups   atomic.Int64 // Badger transactions written
 	Ops      atomic.Int64
 	Reclaims atomic.Int64
+	// FlattensSkipped counts reclaims that did not flatten the tree: the
+	// disk had no room for a second copy of its tables.
+	FlattensSkipped atomic.Int64
 }
 
 // Open opens (or creates) the database in dir.

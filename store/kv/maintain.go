@@ -72,12 +72,32 @@ func (db *DB) reclaim() error {
 	case <-db.stop:
 		return ErrClosed
 	}
-	if err := db.bdb.Flatten(2); err != nil {
+	if tables := db.tableBytes(); db.opts.Space != nil && !db.opts.Space.Fits(tables) {
+		// A flatten writes the new tables before it deletes the old ones,
+		// through mapped files: on a disk without room for that it would be
+		// the write that fails (SIGBUS). Value-log GC still runs; it
+		// rewrites at most one value-log file at a time.
+		db.stats.FlattensSkipped.Add(1)
+		db.log.Warn("reclaim: no room to compact the tree; value-log GC only", "tables_bytes", tables)
+	} else if err := db.bdb.Flatten(2); err != nil {
 		return fmt.Errorf("reclaim: flatten: %w", err)
 	}
 	db.valueLogGCAll()
 	db.stats.Reclaims.Add(1)
+	if db.opts.Space != nil {
+		db.opts.Space.Check()
+	}
 	return nil
+}
+
+// tableBytes is the size of the tree's table files, what a flatten may
+// write again before it deletes them.
+func (db *DB) tableBytes() int64 {
+	var n int64
+	for _, t := range db.bdb.Tables() {
+		n += int64(t.OnDiskSize)
+	}
+	return n
 }
 
 // flushMemtable writes the memtable out to a table. Badger has no public

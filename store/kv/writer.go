@@ -40,12 +40,36 @@ const maxGroupOps = 8192
 // Commit writes ops atomically and returns once they are durable in the
 // sense of the database's Durability. Concurrent commits are grouped into one
 // Badger transaction (and one sync).
+//
+// With Options.Space set, a commit that grows the store is refused when the
+// gate says the disk is full; one that frees at least what it writes (a
+// delete, an ack) always runs.
 func (db *DB) Commit(ctx context.Context, ops ...Op) error {
+	if g := db.opts.Space; g != nil {
+		if n := growth(ops); n > 0 {
+			if err := g.Write(n); err != nil {
+				return fmt.Errorf("commit %d ops: %w", len(ops), err)
+			}
+		}
+	}
 	ch := make(chan error, 1)
 	if err := db.enqueue(ctx, ops, func(err error) { ch <- err }); err != nil {
 		return err
 	}
 	return <-ch
+}
+
+// growth is what ops add to the store: bytes set minus bytes freed.
+func growth(ops []Op) int64 {
+	var n int64
+	for _, o := range ops {
+		if o.Delete {
+			n -= int64(o.Freed)
+		} else {
+			n += int64(len(o.Key) + len(o.Value))
+		}
+	}
+	return n
 }
 
 // CommitAsync queues ops and calls done (from the writer goroutine) once

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/outpost-edge/outpost/store/disk"
 	"github.com/outpost-edge/outpost/store/kv"
 )
 
@@ -277,4 +278,48 @@ func (p *memPeak) print(prefix string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	fmt.Printf("%sanon_MB=%.1f\n%srss_MB=%.1f\n", prefix, p.anon, prefix, p.total)
+}
+
+// BenchmarkAppendSingleDiskGate is BenchmarkAppendSingle (process
+// durability) without and with a disk monitor charging every append and
+// filling the store's holes (as the edge runs it), on a disk with room: the
+// gate's cost on the ingest path.
+func BenchmarkAppendSingleDiskGate(b *testing.B) {
+	const producers, each = 10, 1000
+	for _, gated := range []bool{false, true} {
+		b.Run(fmt.Sprintf("gate=%v", gated), func(b *testing.B) {
+			e := &env{t: b, dir: b.TempDir(), dur: kv.Process}
+			if gated {
+				m, err := disk.Open(disk.Options{Dir: e.dir, Allowance: kv.Allowance(kv.Options{}), Budget: 4 << 20, FillHoles: true})
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.Cleanup(func() { _ = m.Close() })
+				e.opts.Space = m
+			}
+			e.open()
+			b.Cleanup(e.close)
+			q := e.queue("q", QueueOptions{})
+			b.ResetTimer()
+			start := time.Now()
+			for b.Loop() {
+				var wg sync.WaitGroup
+				for p := 0; p < producers; p++ {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						m := benchMsgs(1)
+						for i := 0; i < each; i++ {
+							if _, err := q.Append(bg, m...); err != nil {
+								b.Error(err)
+								return
+							}
+						}
+					}()
+				}
+				wg.Wait()
+			}
+			b.ReportMetric(float64(b.N*producers*each)/time.Since(start).Seconds(), "msgs/s")
+		})
+	}
 }

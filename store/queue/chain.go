@@ -153,7 +153,7 @@ func (q *Queue) complete(b *batch, err error) {
 		}
 		q.s.outstanding.Done()
 	}
-	if drained {
+	if drained || err == nil && q.s.opts.Space != nil { // a low disk does not wait for empty queues
 		q.s.maybeReclaim()
 	}
 }

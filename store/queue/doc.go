@@ -63,6 +63,14 @@
 // empty after at least Options.ReclaimAfter bytes were deleted, the store
 // asks kv.DB.Reclaim to compact; kv's own schedule covers the rest.
 //
+// With Options.Space (a store/disk monitor) every append is first charged
+// to the disk: below the reserve it fails with ErrNoSpace, which wraps
+// ErrFull, whatever the queue's Overflow (dropping gives no disk back before
+// a compaction). Such refusals are counted in Stats.NoSpace and logged with
+// the sweep. While the disk is low, acks reclaim after a quarter of
+// ReclaimAfter without waiting for empty queues, so a drain lets ingest
+// resume. Store.SetTotalMaxBytes changes the total cap at run time.
+//
 // # Goroutines
 //
 // Open starts two goroutines, both stopped by Close: one finishes commits

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/outpost-edge/outpost/store/kv"
@@ -30,6 +31,9 @@ type Queue struct {
 	handed   uint64              // highest seq handed out since Open; Ack may go up to it
 	notify   chan struct{}
 	logged   meta // counters at the last loss report (store goroutine only)
+
+	noSpace       atomic.Uint64 // appends refused for disk space (not persisted)
+	loggedNoSpace uint64        // noSpace at the last report (store goroutine only)
 }
 
 type pendingMsg struct {
@@ -97,6 +101,12 @@ func (q *Queue) appendAsync(msgs []Message, done func([]uint64, error)) (*batch,
 	vals, bytes, est, err := q.encode(msgs, ttl)
 	if err != nil {
 		return nil, fmt.Errorf("append to queue %q: %w", q.name, err)
+	}
+	if sp := q.s.opts.Space; sp != nil {
+		if err := sp.Telemetry(bytes); err != nil {
+			q.noSpace.Add(uint64(len(msgs)))
+			return nil, fmt.Errorf("append %d to queue %q: %w (%w): %w", len(msgs), q.name, ErrNoSpace, err, ErrFull)
+		}
 	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
@@ -237,6 +247,9 @@ type Stats struct {
 	Expired   uint64 // removed because their TTL passed
 	Dropped   uint64 // removed by DropOldest (or unreadable)
 	Rejected  uint64 // refused because a cap was reached
+	// NoSpace counts messages refused because the disk was below its
+	// reserve (Options.Space); since Open, not persisted.
+	NoSpace uint64
 }
 
 // Stats returns the queue's state including operations still in flight.
@@ -245,7 +258,7 @@ func (q *Queue) Stats() Stats {
 	m := q.live
 	q.mu.Unlock()
 	st := Stats{Depth: m.Count, Bytes: m.Bytes, Appended: m.Appended, Acked: m.Acked,
-		Expired: m.Expired, Dropped: m.Dropped, Rejected: m.Rejected}
+		Expired: m.Expired, Dropped: m.Dropped, Rejected: m.Rejected, NoSpace: q.noSpace.Load()}
 	if m.Count > 0 {
 		if items, err := q.scan(m.Head, 1, 0); err == nil && len(items) > 0 && items[0].bad == nil {
 			st.OldestAge = q.s.age(&items[0].rec, q.s.opts.Now(), q.s.elapsed())

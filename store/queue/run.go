@@ -100,19 +100,30 @@ func (q *Queue) reportLosses() {
 		q.s.log.Warn("queue full, messages rejected", "queue", q.name, "count", d, "total", m.Rejected)
 	}
 	q.logged = m
+	if n := q.noSpace.Load(); n > q.loggedNoSpace {
+		q.s.log.Warn("disk below its reserve, messages refused", "queue", q.name, "count", n-q.loggedNoSpace, "total", n)
+		q.loggedNoSpace = n
+	}
 }
 
 // maybeReclaim asks for disk to be given back once every queue is empty
 // after enough was deleted: with small records the space only returns
-// through a compaction (kv.DB.Reclaim).
+// through a compaction (kv.DB.Reclaim). While the disk is below its
+// reserve it does not wait for empty queues, and a quarter is enough: the
+// drain is what lets ingest resume.
 func (s *Store) maybeReclaim() {
-	if s.opts.ReclaimAfter < 0 || s.freed.Load() < s.opts.ReclaimAfter {
+	low := s.opts.Space != nil && s.opts.Space.Low()
+	after := s.opts.ReclaimAfter
+	if low {
+		after /= 4
+	}
+	if s.opts.ReclaimAfter < 0 || s.freed.Load() < after {
 		return
 	}
 	s.totMu.Lock()
 	empty := s.totCount == 0
 	s.totMu.Unlock()
-	if !empty {
+	if !empty && !low {
 		return
 	}
 	select {

@@ -22,7 +22,19 @@ var (
 	ErrInvalid   = errors.New("queue: invalid")
 	ErrTooLarge  = errors.New("queue: batch larger than one transaction can hold")
 	ErrNotLeased = errors.New("queue: ack beyond what was handed out")
+	// ErrNoSpace: the disk is below its reserve (Options.Space). The error
+	// wraps ErrFull too, so a publisher is told "quota exceeded".
+	ErrNoSpace = errors.New("queue: disk below its reserve")
 )
+
+// Space is the disk monitor (store/disk) as the queues see it.
+type Space interface {
+	// Telemetry answers for an append of n record bytes.
+	Telemetry(n int64) error
+	// Low says the disk is below its reserve: reclaim after drains without
+	// waiting for every queue to empty.
+	Low() bool
+}
 
 // Options tune a Store. Zero values take the defaults.
 type Options struct {
@@ -31,6 +43,10 @@ type Options struct {
 	// messages); 0 means no cap.
 	TotalMaxBytes int64
 	TotalMaxCount int64
+	// Space, if set, is asked before every append; when it refuses, the
+	// append fails with ErrNoSpace (and ErrFull), whatever the queue's
+	// Overflow: dropping old messages gives no disk back until a compaction.
+	Space Space
 
 	// SweepEvery is how often expired messages at the head of each queue are
 	// removed, the elapsed clock is saved, and loss counters are logged;
@@ -203,6 +219,22 @@ func (s *Store) all() []*Queue {
 	}
 	slices.SortFunc(qs, func(a, b *Queue) int { return int(a.id) - int(b.id) })
 	return qs
+}
+
+// SetTotalMaxBytes changes the cap on all queues' record bytes (0: none).
+// Messages already stored stay; appends are checked against the new cap.
+func (s *Store) SetTotalMaxBytes(n int64) {
+	s.totMu.Lock()
+	s.opts.TotalMaxBytes = max(n, 0)
+	s.totMu.Unlock()
+}
+
+// Totals returns the record bytes and messages of all queues and the cap
+// on their bytes (0: none).
+func (s *Store) Totals() (bytes, count, maxBytes int64) {
+	s.totMu.Lock()
+	defer s.totMu.Unlock()
+	return s.totBytes, s.totCount, s.opts.TotalMaxBytes
 }
 
 // QueueOptions are a queue's caps and policies. They are not persisted: the

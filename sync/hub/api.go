@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/outpost-edge/outpost/store/disk"
 	"github.com/outpost-edge/outpost/store/identity"
 	"github.com/outpost-edge/outpost/store/identity/sas"
 	"github.com/outpost-edge/outpost/sync/protocol"
@@ -178,6 +179,7 @@ func writeError(w http.ResponseWriter, err error) {
 		{errUnauthorized, 401, "Unauthorized"}, {errForbidden, 403, "Forbidden"}, {ErrNotFound, 404, "NotFound"},
 		{ErrOffline, 404, "DeviceNotOnline"}, {ErrInvalid, 400, "BadRequest"},
 		{ErrFull, 429, "QuotaExceeded"}, {ErrTimeout, 504, "GatewayTimeout"}, {protocol.ErrTooLarge, 413, "RequestEntityTooLarge"},
+		{ErrNoSpace, 507, "InsufficientStorage"}, {disk.ErrFull, 507, "InsufficientStorage"}, {disk.ErrLow, 507, "InsufficientStorage"},
 	} {
 		if errors.Is(err, m.err) {
 			status, code = m.status, m.code
@@ -419,9 +421,14 @@ func (h *Hub) writeMetrics(w http.ResponseWriter, _ *http.Request) error {
 		{"outpost_hub_image_bytes_pushed_total", "Bytes of the module images pushed.", h.metrics.imageBytes.Load()},
 		{"outpost_hub_images_refused_total", "Image requests refused: over the size limit, empty, or a malformed digest.", h.metrics.imagesRefused.Load()},
 		{"outpost_hub_images_fetched_total", "Module images served to edges on the link.", h.metrics.imagesFetched.Load()},
+		{"outpost_hub_refused_no_space_total", "Message frames and image pushes refused with 507: the disk below its reserve.", h.metrics.noSpace.Load()},
 	} {
 		fmt.Fprintf(&sb, "# HELP %s %s\n# TYPE %s counter\n%s %d\n", c.name, c.help, c.name, c.name, c.v)
 	}
+	d := h.DiskStatus()
+	fmt.Fprintf(&sb, "# HELP outpost_disk_free_bytes Free space the store can count on: statfs free minus the holes of its mapped files.\n# TYPE outpost_disk_free_bytes gauge\noutpost_disk_free_bytes %d\n", d.Free)
+	fmt.Fprintf(&sb, "# HELP outpost_disk_reserve_bytes Free space below which events and images are refused (507).\n# TYPE outpost_disk_reserve_bytes gauge\noutpost_disk_reserve_bytes %d\n", d.Reserve)
+	fmt.Fprintf(&sb, "# HELP outpost_disk_ballast_bytes Bytes the ballast file holds (0: released).\n# TYPE outpost_disk_ballast_bytes gauge\noutpost_disk_ballast_bytes %d\n", d.Ballast)
 	fmt.Fprintf(&sb, "# HELP outpost_hub_event_log_last_seq Sequence number of the newest event.\n# TYPE outpost_hub_event_log_last_seq gauge\noutpost_hub_event_log_last_seq %d\n", h.events.Last())
 	w.Header().Set("Content-Type", "text/plain; version=0.0.4")
 	_, err := io.WriteString(w, sb.String())

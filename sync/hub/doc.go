@@ -8,6 +8,12 @@
 // is not a function of the state — generated keys, scopes, times — so a
 // replicated log (hashicorp/raft) can later carry them unchanged.
 //
-// Open starts no goroutines of its own beyond those of the store packages;
-// Close waits for them. The HTTP handlers run on the caller's server.
+// Open starts no goroutines of its own beyond those of the store packages
+// (store/disk's monitor among them, unless InMemory or Options.Disk is
+// given); Close waits for them. The HTTP handlers run on the caller's server.
+//
+// Below its disk reserve (store/disk) the hub refuses message frames and
+// image pushes with ErrNoSpace (507 Insufficient Storage), so an edge keeps
+// its backlog; registry and twin writes use the reserve's budget and are
+// refused (507) only below the allowance.
 package hub

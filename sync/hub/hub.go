@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/outpost-edge/outpost/store/disk"
 	"github.com/outpost-edge/outpost/store/identity"
 	"github.com/outpost-edge/outpost/store/kv"
 	"github.com/outpost-edge/outpost/store/queue"
@@ -24,6 +26,9 @@ var (
 	ErrOffline  = errors.New("device not connected")
 	ErrTimeout  = errors.New("timed out")
 	ErrFull     = errors.New("quota exceeded")
+	// ErrNoSpace: the hub's disk is below its reserve (507 Insufficient
+	// Storage); an edge keeps its backlog and sends it again later.
+	ErrNoSpace = errors.New("insufficient storage")
 )
 
 // Options configure a Hub. HostName and OwnerKey are required.
@@ -57,6 +62,12 @@ type Options struct {
 	// MaxImageSize bounds one module image (default DefaultMaxImageSize,
 	// 512 MiB); a larger push is refused with 413.
 	MaxImageSize int64
+	// DiskDir is where the disk monitor keeps its ballast (store/disk);
+	// default: the parent of the store's directory. Not used InMemory.
+	DiskDir string
+	// Disk is a disk monitor the caller owns (tests); when nil the hub
+	// opens its own unless InMemory.
+	Disk *disk.Monitor
 }
 
 // Hub is the cloud side's state and its service.
@@ -67,12 +78,14 @@ type Hub struct {
 	// backlog) from flooding the log; every one is counted.
 	refusedLog ratelog.Limiter
 
-	db     *kv.DB
-	ids    *identity.Cache
-	twins  *twin.Store
-	queues *queue.Store
-	events *eventLog
-	images *imageStore
+	disk     *disk.Monitor // nil InMemory
+	ownsDisk bool
+	db       *kv.DB
+	ids      *identity.Cache
+	twins    *twin.Store
+	queues   *queue.Store
+	events   *eventLog
+	images   *imageStore
 
 	mu      sync.Mutex // the state machine: commands apply one at a time
 	wakeMu  sync.Mutex
@@ -93,6 +106,7 @@ type metrics struct {
 	c2dSent, methodsInvoked, twinMerges                                                      atomic.Int64
 	twinsRemoved, c2dPurged, twinGC, twinsStale, eventsStale                                 atomic.Int64
 	imagesPushed, imageBytes, imagesRefused, imagesFetched                                   atomic.Int64
+	noSpace                                                                                  atomic.Int64
 }
 
 // Open opens (or creates) the hub's store in dir.
@@ -126,9 +140,26 @@ func Open(ctx context.Context, dir string, opts Options) (*Hub, error) {
 	}
 	h := &Hub{opts: opts, log: opts.Logger, wakeCh: make(chan struct{}), done: make(chan struct{}), collisionLogged: map[string]int64{}}
 	h.edges = newEdges(h)
+	kvo := kv.Options{Durability: opts.Durability, Logger: opts.Logger, InMemory: opts.InMemory}
+	h.disk = opts.Disk
+	if h.disk == nil && !opts.InMemory {
+		if err := h.openDisk(dir, kvo); err != nil {
+			return nil, fmt.Errorf("open hub: %w", err)
+		}
+		h.ownsDisk = true
+	}
+	if h.disk != nil {
+		kvo.Space = h.disk
+	}
 	var err error
-	if h.db, err = kv.Open(dir, kv.Options{Durability: opts.Durability, Logger: opts.Logger, InMemory: opts.InMemory}); err != nil {
+	if h.db, err = kv.Open(dir, kvo); err != nil {
+		if h.ownsDisk {
+			_ = h.disk.Close()
+		}
 		return nil, fmt.Errorf("open hub: %w", err)
+	}
+	if h.disk != nil {
+		h.disk.Check() // Badger made a new write-ahead log and value-log file: back them now
 	}
 	fail := func(err error) (*Hub, error) {
 		_ = h.Close()
@@ -182,10 +213,54 @@ func (h *Hub) Close() error {
 	}
 	errs = append(errs, h.db.Close())
 	h.db = nil
+	if h.ownsDisk {
+		errs = append(errs, h.disk.Close())
+	}
 	if h.images != nil {
 		errs = append(errs, h.images.close())
 	}
 	return errors.Join(errs...)
+}
+
+// openDisk starts the disk monitor before the store, releasing the
+// ballast first on a full disk; events and image pushes are refused (507)
+// below the reserve, management writes below the allowance.
+func (h *Hub) openDisk(dir string, kvo kv.Options) error {
+	ddir := h.opts.DiskDir
+	if ddir == "" {
+		ddir = filepath.Dir(filepath.Clean(dir))
+	}
+	if err := os.MkdirAll(ddir, 0o700); err != nil {
+		return err
+	}
+	allowance := kv.Allowance(kvo)
+	m, err := disk.Open(disk.Options{Dir: ddir, Store: dir, Allowance: allowance, Budget: 4 << 20, Ballast: allowance, FillHoles: true, Logger: h.log})
+	if err != nil {
+		return err
+	}
+	h.disk = m
+	return nil
+}
+
+// admit charges n bytes of events or image to the disk: ErrNoSpace below
+// the reserve.
+func (h *Hub) admit(n int64) error {
+	if h.disk == nil {
+		return nil
+	}
+	if err := h.disk.Telemetry(n); err != nil {
+		h.metrics.noSpace.Add(1)
+		return fmt.Errorf("%w: %w", ErrNoSpace, err)
+	}
+	return nil
+}
+
+// DiskStatus is the last measurement of the hub's disk (zero InMemory).
+func (h *Hub) DiskStatus() disk.Status {
+	if h.disk == nil {
+		return disk.Status{State: "ok"}
+	}
+	return h.disk.Status()
 }
 
 // wake tells waiting pulls that something changed.

@@ -291,6 +291,10 @@ func (h *Hub) pushImage(w http.ResponseWriter, r *http.Request) error {
 		h.metrics.imagesRefused.Add(1)
 		return h.images.tooLarge()
 	}
+	if err := h.admit(max(r.ContentLength, 0)); err != nil {
+		h.metrics.imagesRefused.Add(1)
+		return fmt.Errorf("image push: %w", err)
+	}
 	img, created, err := h.PushImage(r.Context(), r.Body)
 	if err != nil {
 		return err

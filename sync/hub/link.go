@@ -51,6 +51,13 @@ func (h *Hub) Messages(ctx context.Context, edge string, m protocol.Messages) (p
 	if m.Queue == "" || len(m.Queue) > 256 {
 		return protocol.MessagesAck{}, fmt.Errorf("%w: queue name", ErrInvalid)
 	}
+	var size int64
+	for _, msg := range m.Msgs {
+		size += int64(len(msg.Body)) + 256 // ids, properties, index entries
+	}
+	if err := h.admit(size); err != nil {
+		return protocol.MessagesAck{}, fmt.Errorf("messages from %q: %w", edge, err)
+	}
 	res, err := h.applyResult(ctx, appendEvents{Edge: edge, At: h.opts.Now().UnixMilli(), Frame: m})
 	if err != nil {
 		return protocol.MessagesAck{}, err

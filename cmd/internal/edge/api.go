@@ -36,6 +36,7 @@ type Status struct {
 	Uplink *upstream.Status `json:"uplink,omitempty"`
 	Queues []QueueStatus    `json:"queues"`
 	Broker BrokerStatus     `json:"broker"`
+	Disk   DiskStatus       `json:"disk"`
 	// Deployment is the outcome of the last $edgeAgent deployment.
 	Deployment        supervisor.DesiredStatus           `json:"deployment"`
 	DeploymentVersion int64                              `json:"deploymentVersion"`
@@ -51,6 +52,7 @@ type QueueStatus struct {
 	Expired       int64   `json:"expired"`
 	Dropped       int64   `json:"dropped"`
 	Rejected      int64   `json:"rejected"`
+	NoSpace       int64   `json:"noSpace"` // refused: disk below its reserve (since start)
 }
 
 // BrokerStatus counts messages through the broker.
@@ -111,7 +113,7 @@ func (e *edge) status() Status {
 	for _, n := range names {
 		s := stats[n]
 		st.Queues = append(st.Queues, QueueStatus{Name: n, Depth: s.Depth, Bytes: s.Bytes, OldestSeconds: s.OldestAge.Seconds(),
-			Expired: int64(s.Expired), Dropped: int64(s.Dropped), Rejected: int64(s.Rejected)})
+			Expired: int64(s.Expired), Dropped: int64(s.Dropped), Rejected: int64(s.Rejected), NoSpace: int64(s.NoSpace)})
 	}
 	b := e.broker.Stats()
 	st.Broker = BrokerStatus{Received: b.Received.Load(), Stored: b.Stored.Load(), NoRoute: b.NoRoute.Load(), Refused: b.Refused.Load(),
@@ -119,6 +121,7 @@ func (e *edge) status() Status {
 	for r := range broker.NumReasons {
 		st.Broker.RefusedBy[r.String()] = b.RefusedBy[r].Load()
 	}
+	st.Disk = e.diskStatus()
 	return st
 }
 
@@ -230,6 +233,28 @@ func (e *edge) metrics(w http.ResponseWriter, _ *http.Request) {
 	sb.WriteString("# HELP outpost_messages_refused_total Publishes refused, by reason (the publisher got an error, never an acknowledgement).\n# TYPE outpost_messages_refused_total counter\n")
 	for _, r := range slices.Sorted(maps.Keys(st.Broker.RefusedBy)) {
 		fmt.Fprintf(&sb, "outpost_messages_refused_total{reason=%q} %d\n", r, st.Broker.RefusedBy[r])
+	}
+	d := st.Disk
+	for _, g := range []struct {
+		name, help string
+		v          int64
+	}{
+		{"outpost_disk_free_bytes", "Free space the store can count on: statfs free minus the holes of its mapped files.", d.Free},
+		{"outpost_disk_reserve_bytes", "Free space below which telemetry is refused.", d.Reserve},
+		{"outpost_disk_allowance_bytes", "Free space below which only deletes run.", d.Allowance},
+		{"outpost_disk_ballast_bytes", "Bytes the ballast file holds (0: released).", d.Ballast},
+		{"outpost_queues_bytes", "Record bytes held by all queues.", d.QueueBytes},
+		{"outpost_queues_max_bytes", "Cap on the record bytes of all queues.", d.MaxQueueBytes},
+	} {
+		fmt.Fprintf(&sb, "# HELP %s %s\n# TYPE %s gauge\n%s %d\n", g.name, g.help, g.name, g.name, g.v)
+	}
+	sb.WriteString("# HELP outpost_disk_state 1 for the disk's current state.\n# TYPE outpost_disk_state gauge\n")
+	for _, s := range []string{"ok", "telemetry-refused", "full"} {
+		v := 0
+		if d.State == s {
+			v = 1
+		}
+		fmt.Fprintf(&sb, "outpost_disk_state{state=%q} %d\n", s, v)
 	}
 	counter("outpost_messages_delivered_total", "Messages delivered to modules and devices and acknowledged.", st.Broker.Delivered)
 	counter("outpost_auth_failed_total", "Refused connections.", st.Broker.AuthFailed)

@@ -24,6 +24,7 @@ import (
 	"github.com/outpost-edge/outpost/broker"
 	"github.com/outpost-edge/outpost/broker/route"
 	"github.com/outpost-edge/outpost/cmd/internal/machine"
+	"github.com/outpost-edge/outpost/store/disk"
 	"github.com/outpost-edge/outpost/store/identity"
 	"github.com/outpost-edge/outpost/store/identity/sas"
 	"github.com/outpost-edge/outpost/store/kv"
@@ -54,6 +55,11 @@ type Config struct {
 	// started on another machine id takes a new instance id.
 	MachineIDFile string
 	Durability    kv.Durability
+	// MaxQueueBytes caps all queues' record bytes; 0: MaxQueueShare percent
+	// of the data filesystem (DefaultQueueShare when 0 too).
+	MaxQueueBytes int64
+	MaxQueueShare int
+	Overflow      queue.Overflow // of a full queue when the deployment sets none
 	Logger        *slog.Logger
 	Stdout        io.Writer
 }
@@ -74,6 +80,7 @@ type Ready struct {
 type edge struct {
 	cfg    Config
 	cs     sas.ConnString
+	disk   *disk.Monitor
 	db     *kv.DB
 	clock  *wallclock.Clock
 	queues *queue.Store
@@ -173,6 +180,7 @@ func (e *edge) reload() {
 	}
 	e.broker.SetRoutes(routes)
 	e.broker.SetPolicy(policy)
+	e.queues.SetTotalMaxBytes(e.queueCap(routes))
 	e.cfg.Logger.Info("deployment reloaded", "routes", len(routes.Routes))
 	e.applyAgent()
 }
@@ -208,13 +216,19 @@ func (e *edge) open(ctx context.Context) error {
 	}
 	_ = os.Remove(filepath.Join(e.cfg.DataDir, "ready.json")) // from a run that was killed
 	log := e.cfg.Logger
-	if e.db, err = kv.Open(filepath.Join(e.cfg.DataDir, "store"), kv.Options{Durability: e.cfg.Durability, Logger: log}); err != nil {
+	if err := e.openDisk(); err != nil {
 		return err
 	}
+	kvo := e.kvOptions()
+	kvo.Space = e.disk
+	if e.db, err = kv.Open(filepath.Join(e.cfg.DataDir, "store"), kvo); err != nil {
+		return err
+	}
+	e.disk.Check() // Badger made a new write-ahead log and value-log file: back them now
 	if err := e.openClock(ctx); err != nil {
 		return err
 	}
-	if e.queues, err = queue.Open(ctx, e.db, queue.Options{Logger: log, Now: e.clock.Now}); err != nil {
+	if e.queues, err = queue.Open(ctx, e.db, queue.Options{Logger: log, Space: e.disk, Now: e.clock.Now}); err != nil {
 		return err
 	}
 	machineID, err := e.machineID()
@@ -236,6 +250,7 @@ func (e *edge) open(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	e.queues.SetTotalMaxBytes(e.queueCap(routes))
 	if err := e.newBroker(routes, policy); err != nil {
 		return err
 	}
@@ -347,8 +362,8 @@ func (e *edge) newBroker(routes *route.Config, policy *broker.Policy) error {
 		EdgeID: e.cs.DeviceID, Queues: e.queues, Twins: e.twins, Routes: routes, Policy: policy,
 		Auth: authenticator{ids: e.ids, edgeID: e.cs.DeviceID, hosts: hosts, roots: roots, now: e.clock.Now},
 		TCP:  e.cfg.MQTT, TLS: e.cfg.MQTTS, WS: e.cfg.WS, TLSConfig: tlsCfg, Logger: e.cfg.Logger,
-		StandaloneTwins: e.hubURL == "",
-		Generation:      e.generation,
+		StandaloneTwins: e.hubURL == "", Overflow: e.cfg.Overflow,
+		Generation: e.generation,
 	})
 	e.broker = b
 	return err
@@ -422,6 +437,9 @@ func (e *edge) close() {
 	}
 	if e.db != nil {
 		_ = e.db.Close()
+	}
+	if e.disk != nil {
+		_ = e.disk.Close()
 	}
 	_ = os.Remove(filepath.Join(e.cfg.DataDir, "ready.json"))
 }

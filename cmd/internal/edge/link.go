@@ -59,6 +59,7 @@ func (e *edge) twinReload(version int64) {
 	} else {
 		e.broker.SetRoutes(routes)
 		e.broker.SetPolicy(policy)
+		e.queues.SetTotalMaxBytes(e.queueCap(routes))
 		e.cfg.Logger.Info("deployment from the hub applied", "routes", len(routes.Routes), "desired_version", version)
 	}
 	patch, _ := json.Marshal(map[string]any{"lastDesiredVersion": version, "lastDesiredStatus": status})

@@ -43,7 +43,10 @@ func dialCA(addr, id, key, ca string) (paho.Client, error) {
 	}
 	o := paho.NewClientOptions().AddBroker(broker).SetClientID(id).
 		SetUsername(host + "/" + id + "/?api-version=2021-04-12").SetPassword(tok).
-		SetAutoReconnect(false).SetProtocolVersion(4).SetOrderMatters(true).SetConnectTimeout(5 * time.Second)
+		SetAutoReconnect(false).SetProtocolVersion(4).SetOrderMatters(true).SetConnectTimeout(5 * time.Second).
+		// A publish racing a lost connection waits this long for the send
+		// queue (paho's default is 30 s).
+		SetWriteTimeout(3 * time.Second)
 	if !strings.HasPrefix(broker, "tcp://") {
 		pool, err := edge.LoadCAs(ca, "$CA (the edge's CA)")
 		if err != nil {
@@ -72,7 +75,8 @@ func credentials(key string) ([]byte, string, error) {
 
 // mqtt pub [-q Q] [-n N] [-mids FIRST] ADDR ID KEY TOPIC PAYLOAD (with -mids, message i carries $.mid=FIRST+i and {mid} in PAYLOAD becomes it)
 // mqtt sub [-n N] [-timeout D] ADDR ID KEY FILTER
-// mqtt flood ADDR KEY ACKFILE ID... (starts QoS1 publishers that run until the connection dies)
+// mqtt flood [-rate R] [-size B] [-count N] ADDR KEY ACKFILE ID... (starts QoS1
+// publishers that run until the connection dies, or N messages each)
 func cmdMQTT(ts *testscript.TestScript, neg bool, args []string) {
 	if len(args) == 0 {
 		ts.Fatalf("usage: mqtt pub|sub|flood …")
@@ -83,6 +87,8 @@ func cmdMQTT(ts *testscript.TestScript, neg bool, args []string) {
 	timeout := fs.Duration("timeout", 10*time.Second, "how long sub waits")
 	rate := fs.Int("rate", 0, "flood: messages per second per publisher (0: as fast as PUBACKs come)")
 	mids := fs.Int("mids", -1, "pub: message ids from this number on, in $.mid and for {mid} in the payload")
+	size := fs.Int("size", 0, "flood: bytes of each message body (the message id, padded; 0: the id alone)")
+	count := fs.Int("count", 0, "flood: messages per publisher (0: until the connection dies)")
 	ts.Check(fs.Parse(args[1:]))
 	a := fs.Args()
 	switch args[0] {
@@ -112,9 +118,9 @@ func cmdMQTT(ts *testscript.TestScript, neg bool, args []string) {
 		}
 	case "flood":
 		if len(a) < 4 {
-			ts.Fatalf("usage: mqtt flood [-rate R] ADDR KEY ACKFILE ID...")
+			ts.Fatalf("usage: mqtt flood [-rate R] [-size B] [-count N] ADDR KEY ACKFILE ID...")
 		}
-		mqttFlood(ts, a[0], a[1], ts.MkAbs(a[2]), a[3:], *rate)
+		mqttFlood(ts, a[0], a[1], ts.MkAbs(a[2]), a[3:], flood{rate: *rate, size: *size, count: *count})
 	case "methods": // answer every direct method with 200 and {"echo": payload}, in the background
 		if len(a) != 3 {
 			ts.Fatalf("usage: mqtt methods ADDR ID KEY")
@@ -218,10 +224,31 @@ func mqttSub(addr, id, key, filter string, n int, timeout time.Duration) ([]stri
 // floods holds the WaitGroup of each running flood by its ack file.
 var floods sync.Map
 
+// flood is how mqtt flood publishes.
+type flood struct {
+	rate  int // messages per second per publisher; 0: as fast as PUBACKs come
+	size  int // body bytes: the message id, padded; 0: the id alone
+	count int // messages per publisher; 0: until the connection dies
+}
+
+// body is message mid's payload: its id, padded to size bytes.
+func (fl flood) body(mid string) []byte {
+	b := []byte(mid)
+	if fl.size > len(b) {
+		b = append(b, make([]byte, fl.size-len(b))...)
+		for i := len(mid); i < len(b); i++ {
+			b[i] = 'a' + byte(i%26)
+		}
+	}
+	return b
+}
+
 // mqttFlood starts one QoS1 publisher per id, each with up to 16
 // unacknowledged messages whose message ids are <id>-<n>; every PUBACKed id
-// is appended to ackfile at once. They run until their connection dies.
-func mqttFlood(ts *testscript.TestScript, addr, key, ackfile string, ids []string, rate int) {
+// is appended to ackfile at once. They run until their connection dies (a
+// refusal disconnects an MQTT 3.1.1 client), or fl.count messages each.
+func mqttFlood(ts *testscript.TestScript, addr, key, ackfile string, ids []string, fl flood) {
+	rate := fl.rate
 	f, err := os.OpenFile(ackfile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	ts.Check(err)
 	var mu sync.Mutex
@@ -241,18 +268,18 @@ func mqttFlood(ts *testscript.TestScript, addr, key, ackfile string, ids []strin
 				defer t.Stop()
 				tick = t.C
 			}
-			for i := 0; c.IsConnected() && !stop.Load(); i++ {
+			for i := 0; c.IsConnected() && !stop.Load() && (fl.count == 0 || i < fl.count); i++ {
 				if tick != nil {
 					<-tick
 				}
 				sem <- struct{}{}
 				mid := fmt.Sprintf("%s-%d", id, i)
-				t := c.Publish("devices/"+id+"/messages/events/%24.mid="+mid, 1, false, mid)
+				t := c.Publish("devices/"+id+"/messages/events/%24.mid="+mid, 1, false, fl.body(mid))
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
 					defer func() { <-sem }()
-					if t.WaitTimeout(30*time.Second) && t.Error() == nil {
+					if acked(c, t) {
 						mu.Lock()
 						fmt.Fprintln(f, mid)
 						mu.Unlock()
@@ -266,6 +293,19 @@ func mqttFlood(ts *testscript.TestScript, addr, key, ackfile string, ids []strin
 		wg.Wait()
 		f.Close()
 	})
+}
+
+// acked waits for a publish's PUBACK: up to 30 s while the connection
+// lives, a moment more once it is gone (a refusal disconnects an MQTT 3.1.1
+// client, and paho may not fail the tokens still in flight).
+func acked(c paho.Client, t paho.Token) bool {
+	deadline := time.Now().Add(30 * time.Second)
+	for !t.WaitTimeout(100 * time.Millisecond) {
+		if !c.IsConnected() || time.Now().After(deadline) {
+			return t.WaitTimeout(200*time.Millisecond) && t.Error() == nil
+		}
+	}
+	return t.Error() == nil
 }
 
 // mqtttwin ADDR ID KEY JSON: patch the reported properties of ID over MQTT

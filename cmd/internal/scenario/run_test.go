@@ -15,8 +15,8 @@ import (
 // name.
 func TestCommands(t *testing.T) {
 	want := []string{
-		"checkacked", "checkevents", "cmptwins", "envjson", "envout", "eventbodies", "eventtally", "http", "httpwait", "hubready",
-		"hup", "killmodule", "link", "mkcerts", "mqtt", "mqttrefused", "mqtttwin", "sleep", "splitaddr", "subst",
+		"checkacked", "checkevents", "cmptwins", "envjson", "envout", "eventbodies", "eventtally", "fillfs", "http", "httpwait", "hubready",
+		"hup", "killmodule", "link", "mkcerts", "mounttmpfs", "mqtt", "mqttrefused", "mqtttwin", "sleep", "splitaddr", "subst",
 		"waitevents", "waitfile", "waithubtwin", "waitlink", "waitqueue", "waitready", "waitstatus", "waittwin",
 	}
 	got := slices.Sorted(maps.Keys(Commands()))

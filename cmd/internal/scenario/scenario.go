@@ -40,5 +40,8 @@ func Commands() map[string]func(ts *testscript.TestScript, neg bool, args []stri
 		"splitaddr": cmdSplitAddr,
 		"waitfile":  cmdWaitFile,
 		"subst":     cmdSubst,
+		// disk.go
+		"mounttmpfs": cmdMountTmpfs,
+		"fillfs":     cmdFillFS,
 	}
 }

@@ -1,0 +1,83 @@
+package edge
+
+import (
+	"fmt"
+	"path/filepath"
+
+	"github.com/outpost-edge/outpost/broker/route"
+	"github.com/outpost-edge/outpost/store/disk"
+	"github.com/outpost-edge/outpost/store/kv"
+)
+
+const (
+	// DefaultQueueShare is the share of the data filesystem (percent) all
+	// queues may hold together when --max-queue-bytes is not given.
+	DefaultQueueShare = 40
+	// managementBudget is kept for twin writes, identity refreshes and
+	// deployments once telemetry is refused: they are small, and they keep
+	// the edge manageable on a full disk.
+	managementBudget = 4 << 20
+)
+
+// DiskStatus is the disk section of GET /status.
+type DiskStatus struct {
+	State       string `json:"state"` // ok, telemetry-refused or full
+	Size        int64  `json:"size"`
+	Free        int64  `json:"free"`      // statfs free minus the holes of the store's mapped files
+	Holes       int64  `json:"holes"`     // unallocated bytes inside the store's mapped files
+	Reserve     int64  `json:"reserve"`   // below this free space telemetry is refused
+	Allowance   int64  `json:"allowance"` // below this free space only deletes run
+	Ballast     int64  `json:"ballast"`   // bytes the ballast file holds now
+	BallastHeld bool   `json:"ballastHeld"`
+	// MaxQueueBytes caps all queues' record bytes; QueueBytes is what they hold.
+	MaxQueueBytes    int64  `json:"maxQueueBytes"`
+	QueueBytes       int64  `json:"queueBytes"`
+	Overflow         string `json:"overflow"`
+	RefusedTelemetry int64  `json:"refusedTelemetry"`
+	RefusedWrites    int64  `json:"refusedWrites"`
+}
+
+// kvOptions are the store's options; the disk monitor's allowance follows
+// from them.
+func (e *edge) kvOptions() kv.Options {
+	return kv.Options{Durability: e.cfg.Durability, Logger: e.cfg.Logger}
+}
+
+// openDisk starts the disk monitor before the store: on a full disk it
+// releases the ballast first, so Badger can open, replay and flush.
+func (e *edge) openDisk() error {
+	allowance := kv.Allowance(e.kvOptions())
+	m, err := disk.Open(disk.Options{Dir: e.cfg.DataDir, Store: filepath.Join(e.cfg.DataDir, "store"),
+		Allowance: allowance, Budget: managementBudget, Ballast: allowance, FillHoles: true, Logger: e.cfg.Logger})
+	if err != nil {
+		return fmt.Errorf("data directory %s: %w", e.cfg.DataDir, err)
+	}
+	e.disk = m
+	return nil
+}
+
+// queueCap is the cap on all queues together: the deployment's
+// storeAndForwardConfiguration.maxBytes, else --max-queue-bytes, else a
+// share of the data filesystem.
+func (e *edge) queueCap(routes *route.Config) int64 {
+	if routes != nil && routes.MaxBytes > 0 {
+		return routes.MaxBytes
+	}
+	if e.cfg.MaxQueueBytes > 0 {
+		return e.cfg.MaxQueueBytes
+	}
+	share := e.cfg.MaxQueueShare
+	if share <= 0 {
+		share = DefaultQueueShare
+	}
+	return e.disk.Status().Size / 100 * int64(share)
+}
+
+func (e *edge) diskStatus() DiskStatus {
+	st := e.disk.Status()
+	bytes, _, maxBytes := e.queues.Totals()
+	return DiskStatus{State: st.State, Size: st.Size, Free: st.Free, Holes: st.Holes, Reserve: st.Reserve,
+		Allowance: st.Allowance, Ballast: st.Ballast, BallastHeld: st.Ballast > 0,
+		MaxQueueBytes: maxBytes, QueueBytes: bytes, Overflow: e.cfg.Overflow.String(),
+		RefusedTelemetry: st.RefusedTelemetry, RefusedWrites: st.RefusedWrites}
+}

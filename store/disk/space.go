@@ -1,0 +1,128 @@
+package disk
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// Space is one filesystem reading.
+type Space struct {
+	Size  int64 // bytes of the filesystem
+	Avail int64 // bytes an unprivileged writer may still allocate
+}
+
+// Statfs reads the filesystem that holds path.
+func Statfs(path string) (Space, error) {
+	var st unix.Statfs_t
+	if err := unix.Statfs(path, &st); err != nil {
+		return Space{}, fmt.Errorf("statfs %s: %w", path, err)
+	}
+	bs := int64(st.Bsize) //nolint:unconvert // int32 on some platforms
+	return Space{Size: int64(st.Blocks) * bs, Avail: int64(st.Bavail) * bs}, nil
+}
+
+// Holes returns the bytes the regular files under dir may still allocate
+// without growing: apparent size minus allocated blocks, summed. For a
+// Badger directory these are the unwritten parts of the memory-mapped
+// write-ahead logs and value-log files. A directory that does not exist has
+// none.
+func Holes(dir string) (int64, error) {
+	var total int64
+	err := filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil // removed while walking: a flushed memtable, a GC'd value log
+			}
+			return err
+		}
+		if !d.Type().IsRegular() {
+			return nil
+		}
+		info, err := d.Info()
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		} else if err != nil {
+			return err
+		}
+		total += hole(info)
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("holes under %s: %w", dir, err)
+	}
+	return total, nil
+}
+
+// FillHoles allocates the blocks of the holes of the regular files under
+// dir without changing their size or content (fallocate with
+// FALLOC_FL_KEEP_SIZE). It stops at the first error, ENOSPC included.
+func FillHoles(dir string) error {
+	return filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() {
+			return nil // gone meanwhile, or not a file
+		}
+		info, err := d.Info()
+		if err != nil || hole(info) == 0 {
+			return nil
+		}
+		f, err := os.OpenFile(path, os.O_RDWR, 0)
+		if err != nil {
+			return nil // removed meanwhile
+		}
+		defer f.Close()
+		if err := fillHoles(f, info.Size()); err != nil {
+			return fmt.Errorf("allocate %s: %w", path, err)
+		}
+		return nil
+	})
+}
+
+func hole(info fs.FileInfo) int64 {
+	st, ok := info.Sys().(*syscall.Stat_t)
+	if !ok {
+		return 0
+	}
+	return max(info.Size()-int64(st.Blocks)*512, 0)
+}
+
+// allocate creates path with n bytes of blocks allocated (not a sparse
+// file), so the space is the caller's until the file is removed. On
+// failure nothing is left behind.
+func allocate(path string, n int64) error {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR|os.O_TRUNC, 0o600)
+	if err != nil {
+		return fmt.Errorf("ballast %s: %w", path, err)
+	}
+	err = fallocate(f, n)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		_ = os.Remove(path)
+		return fmt.Errorf("ballast %s of %d bytes: %w", path, n, err)
+	}
+	return nil
+}
+
+// allocated reports the bytes of blocks path holds; 0 if it does not exist.
+func allocated(path string) (int64, error) {
+	info, err := os.Stat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, nil
+	} else if err != nil {
+		return 0, err
+	}
+	if st, ok := info.Sys().(*syscall.Stat_t); ok {
+		return min(int64(st.Blocks)*512, info.Size()), nil
+	}
+	return info.Size(), nil
+}
