@@ -8,7 +8,7 @@ import (
 	"github.com/eclipse/paho.golang/paho"
 
 	"github.com/outpost-edge/outpost/broker/route"
-	"github.com/outpost-edge/outpost/store/disk"
+	"github.com/outpost-edge/outpost/store/disk/disktest"
 	"github.com/outpost-edge/outpost/store/queue"
 )
 
@@ -25,16 +25,7 @@ func v5pub(t *testing.T, c *paho.Client, device, body string) byte {
 // Below the disk reserve an MQTT 5 publisher gets 0x97 and the refusal is
 // counted with reason disk; a cap counts as quota.
 func TestDiskBelowReserveRefusedWithQuotaExceeded(t *testing.T) {
-	dir := t.TempDir()
-	sp, err := disk.Statfs(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	mon, err := disk.Open(disk.Options{Dir: dir, Allowance: 1 << 20, Budget: sp.Avail + 1<<40})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer mon.Close()
+	mon := disktest.Low(t, t.TempDir())
 	e := newEnv(t, "", queue.Options{Space: mon})
 	c := e.v5client("dev1")
 	if code := v5pub(t, c, "dev1", "one"); code != 0x97 {

@@ -39,30 +39,9 @@ var durabilities = []kv.Durability{kv.Process, kv.Power}
 // BenchmarkAppendSingle: 10 producers (like 10 QoS1 publishers) each
 // appending one message per call; each iteration stores 10 000 messages.
 func BenchmarkAppendSingle(b *testing.B) {
-	const producers, each = 10, 1000
 	for _, dur := range durabilities {
 		b.Run(dur.String(), func(b *testing.B) {
-			q := benchEnv(b, dur).queue("q", QueueOptions{})
-			b.ResetTimer()
-			start := time.Now()
-			for b.Loop() {
-				var wg sync.WaitGroup
-				for p := 0; p < producers; p++ {
-					wg.Add(1)
-					go func() {
-						defer wg.Done()
-						m := benchMsgs(1)
-						for i := 0; i < each; i++ {
-							if _, err := q.Append(bg, m...); err != nil {
-								b.Error(err)
-								return
-							}
-						}
-					}()
-				}
-				wg.Wait()
-			}
-			b.ReportMetric(float64(b.N*producers*each)/time.Since(start).Seconds(), "msgs/s")
+			appendSingle(b, benchEnv(b, dur).queue("q", QueueOptions{}))
 		})
 	}
 }
@@ -280,12 +259,37 @@ func (p *memPeak) print(prefix string) {
 	fmt.Printf("%sanon_MB=%.1f\n%srss_MB=%.1f\n", prefix, p.anon, prefix, p.total)
 }
 
+// appendSingle is the body of the AppendSingle benchmarks: 10 producers
+// append 1 000 messages each, one per call, per iteration.
+func appendSingle(b *testing.B, q *Queue) {
+	const producers, each = 10, 1000
+	b.ResetTimer()
+	start := time.Now()
+	for b.Loop() {
+		var wg sync.WaitGroup
+		for p := 0; p < producers; p++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				m := benchMsgs(1)
+				for i := 0; i < each; i++ {
+					if _, err := q.Append(bg, m...); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			}()
+		}
+		wg.Wait()
+	}
+	b.ReportMetric(float64(b.N*producers*each)/time.Since(start).Seconds(), "msgs/s")
+}
+
 // BenchmarkAppendSingleDiskGate is BenchmarkAppendSingle (process
 // durability) without and with a disk monitor charging every append and
 // filling the store's holes (as the edge runs it), on a disk with room: the
 // gate's cost on the ingest path.
 func BenchmarkAppendSingleDiskGate(b *testing.B) {
-	const producers, each = 10, 1000
 	for _, gated := range []bool{false, true} {
 		b.Run(fmt.Sprintf("gate=%v", gated), func(b *testing.B) {
 			e := &env{t: b, dir: b.TempDir(), dur: kv.Process}
@@ -299,27 +303,7 @@ func BenchmarkAppendSingleDiskGate(b *testing.B) {
 			}
 			e.open()
 			b.Cleanup(e.close)
-			q := e.queue("q", QueueOptions{})
-			b.ResetTimer()
-			start := time.Now()
-			for b.Loop() {
-				var wg sync.WaitGroup
-				for p := 0; p < producers; p++ {
-					wg.Add(1)
-					go func() {
-						defer wg.Done()
-						m := benchMsgs(1)
-						for i := 0; i < each; i++ {
-							if _, err := q.Append(bg, m...); err != nil {
-								b.Error(err)
-								return
-							}
-						}
-					}()
-				}
-				wg.Wait()
-			}
-			b.ReportMetric(float64(b.N*producers*each)/time.Since(start).Seconds(), "msgs/s")
+			appendSingle(b, e.queue("q", QueueOptions{}))
 		})
 	}
 }

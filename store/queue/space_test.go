@@ -6,29 +6,14 @@ import (
 	"time"
 
 	"github.com/outpost-edge/outpost/store/disk"
+	"github.com/outpost-edge/outpost/store/disk/disktest"
 )
-
-// lowMonitor is a real disk monitor whose reserve lies far above the free
-// space of dir's filesystem: telemetry is refused, management writes not.
-func lowMonitor(t *testing.T, dir string) *disk.Monitor {
-	t.Helper()
-	sp, err := disk.Statfs(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := disk.Open(disk.Options{Dir: dir, Allowance: 1 << 20, Budget: sp.Avail + 1<<40})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = m.Close() })
-	return m
-}
 
 func TestDiskBelowReserveRefusesAppends(t *testing.T) {
 	for _, policy := range []Overflow{Reject, DropOldest} {
 		t.Run(policy.String(), func(t *testing.T) {
 			dir := t.TempDir()
-			e := newEnv(t, Options{Space: lowMonitor(t, dir)})
+			e := newEnv(t, Options{Space: disktest.Low(t, dir)})
 			q := e.queue("q", QueueOptions{Overflow: policy})
 			_, err := q.Append(bg, msg(1), msg(2))
 			if !errors.Is(err, ErrNoSpace) || !errors.Is(err, ErrFull) || !errors.Is(err, disk.ErrLow) {
@@ -49,7 +34,7 @@ func TestDiskLowReclaimsBeforeEmpty(t *testing.T) {
 	q := e.queue("q", QueueOptions{})
 	fill(t, q, 40_000, 256, 1000) // ~11 MiB of records
 	e.close()
-	e.opts.Space = lowMonitor(t, t.TempDir())
+	e.opts.Space = disktest.Low(t, t.TempDir())
 	e.open()
 	q = e.queue("q", QueueOptions{})
 	for acked := 0; acked < 20_000; {

@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/outpost-edge/outpost/store/disk"
+	"github.com/outpost-edge/outpost/store/disk/disktest"
 	"github.com/outpost-edge/outpost/sync/protocol"
 )
 
@@ -13,16 +13,7 @@ import (
 // with 507 and a {code,message} body; nothing is stored, so the edge keeps
 // its backlog and sends it again.
 func TestDiskBelowReserveRefusedWith507(t *testing.T) {
-	dir := t.TempDir()
-	sp, err := disk.Statfs(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	mon, err := disk.Open(disk.Options{Dir: dir, Allowance: 1 << 20, Budget: sp.Avail + 1<<40})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer mon.Close()
+	mon := disktest.Low(t, t.TempDir())
 	f := newFixtureWith(t, Options{PullWait: 200 * time.Millisecond, Disk: mon})
 	batch := protocol.Messages{Instance: "edge:gw1.a1", Queue: "$upstream/pdefault", Msgs: []protocol.Message{
 		{Seq: 1, ID: "m1", Source: "devices/dev1", Body: []byte("hello")}}}
