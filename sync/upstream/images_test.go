@@ -28,7 +28,9 @@ func withImageHub(t *testing.T, e *env) (*hub.Hub, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = h.Close() })
+	// The env's server may still be serving a request of the link when the
+	// test ends: close it (waiting for those requests) before the hub.
+	t.Cleanup(func() { e.srv.CloseClientConnections(); e.srv.Close(); _ = h.Close() })
 	if _, err := h.PutDevice(e.ctx, identity.JSON{DeviceID: "gw1", Capabilities: &identity.Capabilities{IoTEdge: true},
 		Authentication: &identity.Authentication{Type: identity.AuthSAS, SymmetricKey: &identity.SymmetricKey{PrimaryKey: e.edgeCS.SharedAccessKey}}}); err != nil {
 		t.Fatal(err)
