@@ -58,19 +58,8 @@ func (db *DB) reclaim() error {
 	}
 	db.deleted.Store(0)
 	// Tombstones still in the memtable survive a flatten, so flush first.
-	done := make(chan error, 1)
-	select {
-	case db.reqs <- &request{flush: true, done: func(err error) { done <- err }}:
-	case <-db.stop:
-		return ErrClosed
-	}
-	select {
-	case err := <-done:
-		if err != nil {
-			return fmt.Errorf("reclaim: flush memtable: %w", err)
-		}
-	case <-db.stop:
-		return ErrClosed
+	if err := db.onWriter(&request{flush: true}); err != nil {
+		return fmt.Errorf("reclaim: flush memtable: %w", err)
 	}
 	if tables := db.tableBytes(); db.opts.Space != nil && !db.opts.Space.Fits(tables) {
 		// A flatten writes the new tables before it deletes the old ones,
@@ -113,31 +102,48 @@ func (db *DB) flushMemtable() error {
 
 var scratchKey = []byte{PrefixMeta, 's', 'c', 'r', 'a', 't', 'c', 'h'}
 
+// valueLogGC rewrites at most 16 value-log files worth it.
 func (db *DB) valueLogGC() {
 	if db.opts.InMemory {
 		return
 	}
-	for i := 0; i < 16; i++ { // each call rewrites at most one file
-		if err := db.bdb.RunValueLogGC(0.5); err != nil {
-			if !errors.Is(err, badger.ErrNoRewrite) && !errors.Is(err, badger.ErrRejected) {
-				db.log.Warn("value log gc", "err", err)
-			}
+	db.valueLogGCUpTo(16)
+}
+
+// valueLogGCAll rewrites value-log files until none is worth it: after a
+// drain, values that left the LSM tree free whole files.
+func (db *DB) valueLogGCAll() { db.valueLogGCUpTo(-1) }
+
+// valueLogGCUpTo rewrites up to n files (all worth it when n < 0), one per
+// turn of the writer goroutine (see request.gc), so commits go on between
+// two rewrites.
+func (db *DB) valueLogGCUpTo(n int) {
+	for i := 0; n < 0 || i < n; i++ {
+		err := db.onWriter(&request{gc: true})
+		if errors.Is(err, badger.ErrNoRewrite) || errors.Is(err, badger.ErrRejected) || errors.Is(err, ErrClosed) {
+			return
+		}
+		if err != nil {
+			db.log.Warn("value log gc", "err", err)
 			return
 		}
 	}
 }
 
-// valueLogGCAll rewrites value-log files until none is worth it: after a
-// drain, values that left the LSM tree free whole files.
-func (db *DB) valueLogGCAll() {
-	for {
-		err := db.bdb.RunValueLogGC(0.5)
-		if err != nil {
-			if !errors.Is(err, badger.ErrNoRewrite) && !errors.Is(err, badger.ErrRejected) {
-				db.log.Warn("value log gc", "err", err)
-			}
-			return
-		}
+// onWriter hands r (a flush or GC request) to the writer and waits for it.
+func (db *DB) onWriter(r *request) error {
+	done := make(chan error, 1)
+	r.done = func(err error) { done <- err }
+	select {
+	case db.reqs <- r:
+	case <-db.stop:
+		return ErrClosed
+	}
+	select {
+	case err := <-done:
+		return err
+	case <-db.stop:
+		return ErrClosed
 	}
 }
 

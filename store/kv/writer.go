@@ -31,7 +31,15 @@ type request struct {
 	// Badger refuses every write while it does (DropPrefix), so it runs on
 	// the writer goroutine, between groups, where no commit can be refused.
 	flush bool
+	// gc asks the writer to rewrite one value-log file worth it (done gets
+	// badger.ErrNoRewrite when none is). On the writer goroutine no commit
+	// of ours runs meanwhile: Badger's GC reads the memtable's max version
+	// without the lock its writes take (a data race in Badger).
+	gc bool
 }
+
+// special reports whether r is work for the writer other than ops.
+func (r *request) special() bool { return r.flush || r.gc }
 
 // maxGroupOps bounds one group so a burst cannot build a transaction that
 // Badger refuses; the rest simply forms the next group.
@@ -117,25 +125,33 @@ func (db *DB) writer() {
 }
 
 func (db *DB) handle(r *request) {
+	if r.special() {
+		db.runSpecial(r)
+		return
+	}
+	group, special := db.gather(r)
+	db.commitGroup(group)
+	if special != nil {
+		db.runSpecial(special)
+	}
+}
+
+func (db *DB) runSpecial(r *request) {
 	if r.flush {
 		r.done(db.flushMemtable())
 		return
 	}
-	group, flush := db.gather(r)
-	db.commitGroup(group)
-	if flush != nil {
-		flush.done(db.flushMemtable())
-	}
+	r.done(db.bdb.RunValueLogGC(0.5))
 }
 
-// gather takes what is queued behind first, up to a flush request.
+// gather takes what is queued behind first, up to a flush or GC request.
 func (db *DB) gather(first *request) (group []*request, flush *request) {
 	group = []*request{first}
 	n := len(first.ops)
 	for n < maxGroupOps {
 		select {
 		case r := <-db.reqs:
-			if r.flush {
+			if r.special() {
 				return group, r
 			}
 			group = append(group, r)
