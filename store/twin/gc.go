@@ -172,12 +172,15 @@ func (s *Store) Records() (int, error) {
 
 // RunGC collects garbage after every change until ctx is done, for a
 // replica that has no link to run GC on its exchanges (a standalone edge:
-// members returns no member, so every tombstone is stable at once).
+// members returns no member, so every tombstone is stable at once). Each
+// change gives every waiting twin one pass: a twin whose tombstones must
+// stay (a desired tombstone that still supersedes a live override) goes
+// back in line and waits for the next change instead of being spun on.
 func (s *Store) RunGC(ctx context.Context, members Members) error {
 	for {
 		changed := s.Changed()
-		for s.GCBacklog() > 0 {
-			if _, err := s.GC(ctx, members, 32); err != nil {
+		for left := s.GCBacklog(); left > 0; left -= 32 {
+			if _, err := s.GC(ctx, members, min(left, 32)); err != nil {
 				s.log.Warn("twin GC", "err", err)
 				break
 			}

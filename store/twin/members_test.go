@@ -3,6 +3,7 @@ package twin
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -158,6 +159,37 @@ func TestRunGCAlone(t *testing.T) {
 		} else if time.Now().After(deadline) {
 			t.Fatalf("%d tombstones left", n)
 		}
+	}
+	cancel()
+	<-done
+}
+
+// A twin whose tombstones cannot go yet (here: a member that never
+// acknowledged) is looked at once per change, not spun on until one comes.
+func TestRunGCWaitsForChangeWhenNothingIsStable(t *testing.T) {
+	clk := &clockT{ms: 1_750_000_000_000}
+	edge := openStore(t, openDB(t, ""), Edge, "gw1", clk)
+	ctx, cancel := context.WithCancel(ctx)
+	var calls atomic.Int64
+	members := func(string) []string { calls.Add(1); return []string{"hub"} }
+	done := make(chan error)
+	go func() { done <- edge.RunGC(ctx, members) }()
+	sess, _ := edge.BeginSession()
+	edge.PatchReported(ctx, "d", sess, []byte(`{"k":1}`))
+	edge.PatchReported(ctx, "d", sess, []byte(`{"k":null}`))
+	for deadline := time.Now().Add(10 * time.Second); calls.Load() == 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("RunGC never looked at the twin")
+		}
+	}
+	time.Sleep(200 * time.Millisecond)
+	before := calls.Load()
+	time.Sleep(200 * time.Millisecond)
+	if after := calls.Load(); after != before {
+		t.Errorf("RunGC looked at the twin %d more times with no change in between", after-before)
+	}
+	if n, _ := edge.Tombstones("d"); n == 0 {
+		t.Error("a tombstone went although its member never acknowledged it")
 	}
 	cancel()
 	<-done
