@@ -342,17 +342,18 @@ func (m *Monitor) measureLocked() error {
 	return nil
 }
 
+// read fills the store's holes (with FillHoles) and counts those left in
+// one walk, then reads the filesystem, so the free space includes what the
+// filling took.
 func (m *Monitor) read() (Space, int64, error) {
-	if m.opts.FillHoles {
-		if err := FillHoles(m.opts.Store); err != nil && !errors.Is(err, syscall.ENOSPC) {
-			m.log.Warn("disk: allocate the store's holes", "err", err)
-		}
+	holes, fillErr, err := scanHoles(m.opts.Store, m.opts.FillHoles)
+	if err != nil {
+		return Space{}, 0, err
+	}
+	if fillErr != nil && !errors.Is(fillErr, syscall.ENOSPC) {
+		m.log.Warn("disk: allocate the store's holes", "err", fillErr)
 	}
 	sp, err := Statfs(m.opts.Dir)
-	if err != nil {
-		return sp, 0, err
-	}
-	holes, err := Holes(m.opts.Store)
 	return sp, holes, err
 }
 

@@ -1,6 +1,7 @@
 package disk
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -33,8 +34,21 @@ func Statfs(path string) (Space, error) {
 // write-ahead logs and value-log files. A directory that does not exist has
 // none.
 func Holes(dir string) (int64, error) {
-	var total int64
-	err := filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+	holes, _, err := scanHoles(dir, false)
+	return holes, err
+}
+
+// FillHoles allocates the blocks of the holes of the regular files under
+// dir without changing their size or content (fallocate with
+// FALLOC_FL_KEEP_SIZE), and returns the holes left, as Holes does, in the
+// same walk. A file it could not fill (ENOSPC, most likely) is counted with
+// its hole, the walk goes on, and the first such error is returned as fill.
+func FillHoles(dir string) (holes int64, fill, err error) {
+	return scanHoles(dir, true)
+}
+
+func scanHoles(dir string, fill bool) (total int64, fillErr, err error) {
+	err = filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
 			if errors.Is(err, fs.ErrNotExist) {
 				return nil // removed while walking: a flushed memtable, a GC'd value log
@@ -50,37 +64,39 @@ func Holes(dir string) (int64, error) {
 		} else if err != nil {
 			return err
 		}
-		total += hole(info)
+		h := hole(info)
+		if h > 0 && fill {
+			if filled, err := fillFile(path, info.Size()); err != nil {
+				fillErr = cmp.Or(fillErr, err)
+			} else {
+				h = filled
+			}
+		}
+		total += h
 		return nil
 	})
 	if err != nil {
-		return 0, fmt.Errorf("holes under %s: %w", dir, err)
+		return 0, fillErr, fmt.Errorf("holes under %s: %w", dir, err)
 	}
-	return total, nil
+	return total, fillErr, nil
 }
 
-// FillHoles allocates the blocks of the holes of the regular files under
-// dir without changing their size or content (fallocate with
-// FALLOC_FL_KEEP_SIZE). It stops at the first error, ENOSPC included.
-func FillHoles(dir string) error {
-	return filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
-		if err != nil || !d.Type().IsRegular() {
-			return nil // gone meanwhile, or not a file
-		}
-		info, err := d.Info()
-		if err != nil || hole(info) == 0 {
-			return nil
-		}
-		f, err := os.OpenFile(path, os.O_RDWR, 0)
-		if err != nil {
-			return nil // removed meanwhile
-		}
-		defer f.Close()
-		if err := fillHoles(f, info.Size()); err != nil {
-			return fmt.Errorf("allocate %s: %w", path, err)
-		}
-		return nil
-	})
+// fillFile backs the first size bytes of path with blocks and returns the
+// hole left (0 unless the file changed meanwhile).
+func fillFile(path string, size int64) (int64, error) {
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return 0, nil // removed meanwhile
+	}
+	defer f.Close()
+	if err := fillHoles(f, size); err != nil {
+		return 0, fmt.Errorf("allocate %s: %w", path, err)
+	}
+	info, err := f.Stat()
+	if err != nil {
+		return 0, err
+	}
+	return hole(info), nil
 }
 
 func hole(info fs.FileInfo) int64 {
