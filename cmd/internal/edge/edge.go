@@ -216,6 +216,12 @@ func (e *edge) open(ctx context.Context) error {
 	}
 	_ = os.Remove(filepath.Join(e.cfg.DataDir, "ready.json")) // from a run that was killed
 	log := e.cfg.Logger
+	// The machine id first: a wrong --machine-id-file is refused before
+	// anything is created in the data directory.
+	machineID, err := e.machineID()
+	if err != nil {
+		return err
+	}
 	if err := e.openDisk(); err != nil {
 		return err
 	}
@@ -229,10 +235,6 @@ func (e *edge) open(ctx context.Context) error {
 		return err
 	}
 	if e.queues, err = queue.Open(ctx, e.db, queue.Options{Logger: log, Space: e.disk, Now: e.clock.Now}); err != nil {
-		return err
-	}
-	machineID, err := e.machineID()
-	if err != nil {
 		return err
 	}
 	if e.twins, err = twin.Open(ctx, e.db, twin.Options{Role: twin.Edge, Name: cs.DeviceID, Machine: machineID, Logger: log,
