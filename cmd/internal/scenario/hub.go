@@ -18,6 +18,7 @@ import (
 
 	"github.com/rogpeppe/go-internal/testscript"
 
+	"github.com/outpost-edge/outpost/cmd/internal/certs"
 	"github.com/outpost-edge/outpost/cmd/internal/edge"
 	"github.com/outpost-edge/outpost/cmd/internal/hub"
 	"github.com/outpost-edge/outpost/store/identity/sas"
@@ -52,7 +53,7 @@ func hubGet(ts *testscript.TestScript, path string) (int, []byte) {
 	req.Header.Set("Authorization", sas.NewToken(cs.Resource(), cs.SharedAccessKey, cs.SharedAccessKeyName, time.Now().Add(time.Hour)))
 	client := http.DefaultClient
 	if ca := ts.Getenv("SSL_CERT_FILE"); ca != "" { // as the CLI trusts the hub
-		pool, err := edge.LoadCAs(ca, "SSL_CERT_FILE")
+		pool, err := certs.LoadCAs(ca, "SSL_CERT_FILE")
 		ts.Check(err)
 		client = &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}
 	}
