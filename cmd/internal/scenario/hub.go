@@ -24,9 +24,10 @@ import (
 	"github.com/outpost-edge/outpost/store/identity/sas"
 )
 
-// hubready DIR: wait for a hub's DIR/ready.json and export $HUB (its URL)
-// and OUTPOST_HUB_CONNECTION_STRING (its owner connection string), so the
-// CLI commands reach it.
+// hubready DIR: wait for a hub's DIR/ready.json and export $HUB (its URL),
+// $HUB_CA (the CA it made for itself, if any) and
+// OUTPOST_HUB_CONNECTION_STRING (its owner connection string), so the CLI
+// commands reach it.
 func cmdHubReady(ts *testscript.TestScript, neg bool, args []string) {
 	if len(args) != 1 {
 		ts.Fatalf("usage: hubready DIR")
@@ -42,6 +43,7 @@ func cmdHubReady(ts *testscript.TestScript, neg bool, args []string) {
 	ts.Setenv("HUB_PID", fmt.Sprint(r.PID))
 	ts.Setenv("OUTPOST_HUB_CONNECTION_STRING", strings.TrimSpace(string(cs)))
 	ts.Setenv("OUTPOST_HUB_URL", r.URL)
+	ts.Setenv("HUB_CA", r.CA)
 }
 
 // hubGet sends an owner-authenticated GET to the hub ($HUB).
