@@ -24,9 +24,9 @@ var hubCmd = cli.Command{
 	Flags: func(fs *flag.FlagSet) {
 		c := &hubCfg
 		fs.StringVar(&c.DataDir, "data", "", "data directory (store, owner connection string)")
-		fs.StringVar(&c.Listen, "listen", "", "address of the REST API and the edge link, e.g. 127.0.0.1:8080")
+		fs.StringVar(&c.Listen, "listen", "", "address of the REST API and the edge link, e.g. 127.0.0.1:8080 (plain HTTP on loopback) or :8443 (HTTPS: see --tls-cert)")
 		fs.StringVar(&c.Hostname, "hostname", "", "the hub's HostName in connection strings and SAS tokens (default: the listen address)")
-		fs.StringVar(&c.TLSCert, "tls-cert", "", "serve HTTPS with this certificate (PEM)")
+		fs.StringVar(&c.TLSCert, "tls-cert", "", "serve HTTPS with this certificate (PEM); without it, a hub on a non-loopback --listen address makes a CA and a certificate in <data>/certs and serves HTTPS (edges and the CLI trust <data>/certs/ca.pem)")
 		fs.StringVar(&c.TLSKey, "tls-key", "", "key of --tls-cert (PEM)")
 		fs.StringVar(&c.OwnerKey, "owner-key", "", "base64 key of the owner policy (default: generated on first start and written to <data>/owner.connection-string); keep it off the command line: --owner-key-file, env OUTPOST_HUB_OWNER_KEY or --config")
 		fs.Int64Var(&c.MaxImageMiB, "max-image-size", hub.DefaultMaxImageMiB, "largest module image that outpost image push may store, in MiB")
