@@ -35,20 +35,28 @@ func TestDocumentedStartsKeepKeysOffCmdline(t *testing.T) {
 		t.Fatal(err)
 	}
 	blocks := fencedBlocks(t, "../../docs/operations.md")
-	root := t.TempDir()
-	d := &docRun{t: t, root: root, bin: bin}
+	d := &docRun{t: t, root: t.TempDir(), bin: bin}
+	d.units(blocks)
+	d.configFile(blocks)
+	d.argv()
+}
+
+// units runs the hub's and the edge's systemd units.
+func (d *docRun) units(blocks []string) {
+	t := d.t
 	ownerKey := base64.StdEncoding.EncodeToString(sas.GenerateKey())
 	edgeKey := base64.StdEncoding.EncodeToString(sas.GenerateKey())
 	d.write("/etc/outpost/hub.owner-key", ownerKey+"\n")
 	d.write("/etc/outpost/edge.connection-string", "HostName=hub.example.com;DeviceId=gw1;SharedAccessKey="+edgeKey+"\n")
-
 	hub := d.startUnit(block(t, blocks, "# /etc/systemd/system/outpost-hub.service"), "hub listening")
+	defer hub.stop()
 	hubCA, err := os.ReadFile(d.path("/var/lib/outpost/hub/certs/ca.pem"))
 	if err != nil {
 		t.Fatalf("the hub on :8443 made no CA of its own: %v", err)
 	}
 	d.write("/etc/outpost/hub-ca.pem", string(hubCA))
 	edge := d.startUnit(block(t, blocks, "# /etc/systemd/system/outpost-edge.service"), "edge ready")
+	defer edge.stop()
 	checkCmdlines(t, ownerKey, edgeKey)
 	for _, p := range []*proc{hub, edge} {
 		if w := p.stderrText(); strings.Contains(w, "warning:") {
@@ -60,36 +68,41 @@ func TestDocumentedStartsKeepKeysOffCmdline(t *testing.T) {
 		d.path("/var/lib/outpost/edge/certs/server-key.pem"): 0o600, d.path("/var/lib/outpost/edge/certs/ca.pem"): 0o644,
 		d.path("/var/lib/outpost/hub"): 0o700, d.path("/var/lib/outpost/hub/certs/ca-key.pem"): 0o600,
 	})
-	edge.stop()
-	hub.stop()
+}
 
-	// The configuration file start.
+// configFile runs the edge with the page's configuration file.
+func (d *docRun) configFile(blocks []string) {
+	t := d.t
 	cmd := regexp.MustCompile(`(?m)^outpost edge --config (\S+)$`).FindStringSubmatch(strings.Join(blocks, "\n"))
 	if cmd == nil {
 		t.Fatal("docs/operations.md: no `outpost edge --config FILE` line")
 	}
-	cfgKey := base64.StdEncoding.EncodeToString(sas.GenerateKey())
-	toml := strings.ReplaceAll(block(t, blocks, "# "+cmd[1]), "<base64 key>", cfgKey)
+	key := base64.StdEncoding.EncodeToString(sas.GenerateKey())
+	toml := strings.ReplaceAll(block(t, blocks, "# "+cmd[1]), "<base64 key>", key)
 	toml = regexp.MustCompile(`"(:\d+)"`).ReplaceAllString(toml, `":0"`)
 	d.write(cmd[1], d.paths(toml))
 	p := d.start("edge --config", []string{"edge", "--config", d.path(cmd[1]), "--api", "127.0.0.1:0"}, nil, "edge ready")
-	checkCmdlines(t, cfgKey)
+	defer p.stop()
+	checkCmdlines(t, key)
 	if w := p.stderrText(); strings.Contains(w, "warning:") {
 		t.Errorf("edge --config warned: %s", w)
 	}
-	p.stop()
+}
 
-	// The key in argv: the scan finds it, and the edge warns.
-	argvKey := base64.StdEncoding.EncodeToString(sas.GenerateKey())
-	p = d.start("edge --connection-string", []string{"edge", "--data", filepath.Join(root, "argv"), "--connection-string",
-		"HostName=hub.example.com;DeviceId=gw1;SharedAccessKey=" + argvKey, "--hub-url", "off", "--mqtt", "127.0.0.1:0", "--api", "127.0.0.1:0"}, nil, "edge ready")
-	if pids := cmdlinesWith(argvKey); len(pids) == 0 {
+// argv starts an edge with the key in its command line: the scan finds it
+// (so it would notice), and the edge warns.
+func (d *docRun) argv() {
+	t := d.t
+	key := base64.StdEncoding.EncodeToString(sas.GenerateKey())
+	p := d.start("edge --connection-string", []string{"edge", "--data", filepath.Join(d.root, "argv"), "--connection-string",
+		"HostName=hub.example.com;DeviceId=gw1;SharedAccessKey=" + key, "--hub-url", "off", "--mqtt", "127.0.0.1:0", "--api", "127.0.0.1:0"}, nil, "edge ready")
+	defer p.stop()
+	if pids := cmdlinesWith(key); len(pids) == 0 {
 		t.Error("the scan of /proc/*/cmdline does not find a key given with --connection-string: it proves nothing")
 	}
 	if w := p.stderrText(); !strings.Contains(w, "warning: --connection-string puts a key in the command line") {
 		t.Errorf("no warning for a key in argv: %s", w)
 	}
-	p.stop()
 }
 
 // fencedBlocks returns the contents of the ``` blocks of a Markdown file.
