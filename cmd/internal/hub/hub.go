@@ -91,7 +91,9 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
-	url := scheme + "://" + ln.Addr().String()
+	// localhost for an unspecified address: a URL clients can use, and a
+	// name the hub's own certificate covers.
+	url := scheme + "://" + hostFor(ln.Addr().(*net.TCPAddr))
 	ready, _ := json.Marshal(Ready{URL: url, HostName: host, PID: os.Getpid(), CA: caPath})
 	if err := writeFileAtomic(filepath.Join(cfg.DataDir, "ready.json"), ready, 0o644); err != nil {
 		return err

@@ -72,6 +72,9 @@ func TestServesTLSOffLoopback(t *testing.T) {
 		t.Fatal(err)
 	}
 	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	if want := "https://localhost:" + port; r.URL != want {
+		t.Errorf("ready URL %s, want %s (what clients can use)", r.URL, want)
+	}
 	for _, host := range []string{"127.0.0.1", "localhost"} {
 		resp, err := client.Get("https://" + net.JoinHostPort(host, port) + "/healthz")
 		if err != nil {
