@@ -1,5 +1,7 @@
 // Package cli holds what every outpost subcommand shares: the command table,
-// flag parsing with -h, and the exit-status contract (0 ok, 1 error with one
+// flag parsing with -h, --config files (TOML, keys are flag names), keys
+// read from --FLAG-file or the environment (and a warning for keys in the
+// command line), and the exit-status contract (0 ok, 1 error with one
 // `error: …` line on stderr, 2 bad usage).
 package cli
 
