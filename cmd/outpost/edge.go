@@ -37,11 +37,13 @@ var edgeCfg struct {
 var edgeCmd = cli.Command{
 	Name:    "edge",
 	Summary: "run the edge: MQTT broker with IoT Hub conventions, store-and-forward queues, twins; `edge status` reports on one",
-	Usage:   "--data DIR --connection-string CS [--mqtt ADDR] [--mqtts ADDR] [--ws ADDR] [flags] | status [--api ADDR] | logs MODULE [--tail N] [--follow]",
+	Usage:   "--data DIR --connection-string-file F [--mqtt ADDR] [--mqtts ADDR] [--ws ADDR] [flags] | --config FILE | status [--api ADDR] | logs MODULE [--tail N] [--follow]",
+	Config:  true,
+	Secrets: []cli.Secret{{Flag: "connection-string", Env: "OUTPOST_EDGE_CONNECTION_STRING"}},
 	Flags: func(fs *flag.FlagSet) {
 		c := &edgeCfg
 		fs.StringVar(&c.DataDir, "data", "", "data directory (store, certificates)")
-		fs.StringVar(&c.ConnectionString, "connection-string", os.Getenv("OUTPOST_EDGE_CONNECTION_STRING"), "the edge device's connection string (env OUTPOST_EDGE_CONNECTION_STRING)")
+		fs.StringVar(&c.ConnectionString, "connection-string", "", "the edge device's connection string; keep it off the command line: --connection-string-file, env OUTPOST_EDGE_CONNECTION_STRING or --config")
 		fs.StringVar(&c.HubURL, "hub-url", "", "URL of the hub (default: http://<HostName of the connection string>); off: run standalone, $upstream messages stay queued")
 		fs.StringVar(&c.ClientCA, "client-ca", "", "CA certificates (PEM) that sign the client certificates of leaf devices with certificateAuthority authentication")
 		fs.StringVar(&c.HubCA, "hub-ca", "", "CA certificate (PEM) that signed the hub's TLS certificate, when the system does not trust it")
@@ -78,7 +80,7 @@ func runEdge(ctx context.Context, env cli.Env, fs *flag.FlagSet) error {
 	}
 	c := edgeCfg.Config
 	if c.DataDir == "" || c.ConnectionString == "" {
-		return cli.Usagef("--data and --connection-string are required")
+		return cli.Usagef("--data and the connection string are required (--connection-string-file F, env OUTPOST_EDGE_CONNECTION_STRING, or connection-string in --config)")
 	}
 	d, err := kv.ParseDurability(edgeCfg.durability)
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/outpost-edge/outpost/cmd/internal/cli"
 	"github.com/outpost-edge/outpost/cmd/internal/hubclient"
+	"github.com/outpost-edge/outpost/cmd/internal/secret"
 	"github.com/outpost-edge/outpost/store/identity/sas"
 )
 
@@ -27,8 +28,9 @@ func hubCommand(name, summary, usage string, flags func(*flag.FlagSet), run func
 		Name:    name,
 		Summary: summary,
 		Usage:   usage,
+		Secrets: []cli.Secret{{Flag: hubCSFlag}},
 		Flags: func(fs *flag.FlagSet) {
-			fs.String("hub-connection-string", "", "the hub owner's connection string HostName=…;SharedAccessKeyName=owner;SharedAccessKey=… (default: env "+hubclient.EnvConnString+"; the hub writes it to <data>/owner.connection-string)")
+			fs.String(hubCSFlag, "", "the hub owner's connection string HostName=…;SharedAccessKeyName=owner;SharedAccessKey=… (default: env "+hubclient.EnvConnString+"; the hub writes it to <data>/owner.connection-string); keep it off the command line: env or --hub-connection-string-file")
 			fs.String("hub-url", "", "URL of the hub's REST API (default: env "+hubclient.EnvURL+", else http://<HostName of the connection string>)")
 			fs.String("o", "json", "output format: json or table")
 			if flags != nil {
@@ -36,11 +38,15 @@ func hubCommand(name, summary, usage string, flags func(*flag.FlagSet), run func
 			}
 		},
 		Run: func(ctx context.Context, env cli.Env, fs *flag.FlagSet) error {
+			before := setFlags(fs)
 			args, err := interspersed(fs)
 			if errors.Is(err, flag.ErrHelp) {
 				return nil
 			}
 			if err != nil {
+				return err
+			}
+			if err := lateSecret(env, fs, before); err != nil {
 				return err
 			}
 			h := &hubCall{env: env, fs: fs, args: args}
@@ -109,6 +115,35 @@ func interspersed(fs *flag.FlagSet) ([]string, error) {
 	return pos, nil
 }
 
+const hubCSFlag = "hub-connection-string"
+
+func setFlags(fs *flag.FlagSet) map[string]bool {
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	return set
+}
+
+// lateSecret does for --hub-connection-string and its -file given after
+// the positional arguments what cli.Main does for those before them.
+func lateSecret(env cli.Env, fs *flag.FlagSet, before map[string]bool) error {
+	now := setFlags(fs)
+	if now[hubCSFlag] && !before[hubCSFlag] {
+		fmt.Fprintf(env.Stderr, "warning: %s\n", cli.ArgvWarning(hubCSFlag, hubCSFlag+"-file", hubclient.EnvConnString))
+	}
+	fileFlag := hubCSFlag + "-file"
+	if !now[fileFlag] || before[fileFlag] {
+		return nil
+	}
+	if now[hubCSFlag] {
+		return cli.Usagef("give --%s or --%s, not both", hubCSFlag, fileFlag)
+	}
+	v, err := secret.Read(fs.Lookup(fileFlag).Value.String(), "--"+fileFlag, func(m string) { fmt.Fprintf(env.Stderr, "warning: %s\n", m) })
+	if err != nil {
+		return err
+	}
+	return fs.Set(hubCSFlag, v)
+}
+
 func isBool(f *flag.Flag) bool {
 	b, ok := f.Value.(interface{ IsBoolFlag() bool })
 	return ok && b.IsBoolFlag()
@@ -125,7 +160,7 @@ type hubCall struct {
 // client connects to the hub named by the flags or the environment; it is
 // made only once the arguments are known to be right.
 func (h *hubCall) client() (*hubclient.Client, error) {
-	return hubclient.FromEnv(h.str("hub-connection-string"), h.str("hub-url"), h.env.Getenv)
+	return hubclient.FromEnv(h.str(hubCSFlag), h.str("hub-url"), h.env.Getenv)
 }
 
 func (h *hubCall) str(name string) string { return h.fs.Lookup(name).Value.String() }

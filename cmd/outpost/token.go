@@ -13,9 +13,10 @@ import (
 var tokenCmd = cli.Command{
 	Name:    "token",
 	Summary: "print a SAS token for a device, module or hub policy connection string",
-	Usage:   "--connection-string CS [--ttl 1h]",
+	Usage:   "--connection-string-file F [--ttl 1h]  (or env OUTPOST_CONNECTION_STRING)",
+	Secrets: []cli.Secret{{Flag: "connection-string", Env: "OUTPOST_CONNECTION_STRING"}},
 	Flags: func(fs *flag.FlagSet) {
-		fs.String("connection-string", "", "the identity's connection string: HostName=…;DeviceId=…[;ModuleId=…];SharedAccessKey=… or HostName=…;SharedAccessKeyName=…;SharedAccessKey=… (required)")
+		fs.String("connection-string", "", "the identity's connection string: HostName=…;DeviceId=…[;ModuleId=…];SharedAccessKey=… or HostName=…;SharedAccessKeyName=…;SharedAccessKey=…; keep it off the command line: --connection-string-file or env OUTPOST_CONNECTION_STRING")
 		fs.Duration("ttl", time.Hour, "how long the token stays valid")
 	},
 	Run: func(_ context.Context, env cli.Env, fs *flag.FlagSet) error {
@@ -26,7 +27,7 @@ var tokenCmd = cli.Command{
 		ttl := fs.Lookup("ttl").Value.(flag.Getter).Get().(time.Duration)
 		switch {
 		case s == "":
-			return cli.Usagef("--connection-string is required")
+			return cli.Usagef("a connection string is required: --connection-string-file F or env OUTPOST_CONNECTION_STRING")
 		case ttl <= 0:
 			return cli.Usagef("--ttl must be positive, got %s", ttl)
 		}

@@ -1,5 +1,7 @@
 // Package cli holds what every outpost subcommand shares: the command table,
-// flag parsing with -h, and the exit-status contract (0 ok, 1 error with one
+// flag parsing with -h, --config files (TOML, keys are flag names), keys
+// read from --FLAG-file or the environment (and a warning for keys in the
+// command line), and the exit-status contract (0 ok, 1 error with one
 // `error: …` line on stderr, 2 bad usage).
 package cli
 
@@ -37,6 +39,20 @@ type Command struct {
 	Flags func(fs *flag.FlagSet)
 	// Run executes the command with the parsed flag set's remaining args.
 	Run func(ctx context.Context, env Env, fs *flag.FlagSet) error
+	// Config adds --config FILE: a TOML file whose keys are flag names and
+	// that sets every flag not given on the command line.
+	Config bool
+	// Secrets are the flags that carry a key. Each gets a --FLAG-file
+	// flag; a key given in the command line, readable by every local user
+	// in /proc/PID/cmdline, draws a warning naming the file and the
+	// environment variable.
+	Secrets []Secret
+}
+
+// Secret is a flag that carries a key.
+type Secret struct {
+	Flag string // e.g. "connection-string"; --connection-string-file is added
+	Env  string // the environment variable read when neither flag is given ("": none)
 }
 
 // Usagef returns an error that makes Main exit 2.
@@ -69,9 +85,16 @@ func Main(args []string, cmds []Command, env Env) int {
 		}
 		return 2
 	}
+	if err := prepare(cmd, env, fs); err != nil {
+		return exit(cmd, env, err)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	err := cmd.Run(ctx, env, fs)
+	return exit(cmd, env, cmd.Run(ctx, env, fs))
+}
+
+// exit prints err as the exit-status contract says and returns the status.
+func exit(cmd Command, env Env, err error) int {
 	switch {
 	case err == nil:
 		return 0
@@ -90,6 +113,7 @@ func newFlagSet(cmd Command, stderr io.Writer) *flag.FlagSet {
 	if cmd.Flags != nil {
 		cmd.Flags(fs)
 	}
+	addFlags(cmd, fs)
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "usage: outpost %s %s\n\n%s\n", cmd.Name, cmd.Usage, cmd.Summary)
 		if hasFlags(fs) {

@@ -23,6 +23,7 @@ import (
 
 	"github.com/outpost-edge/outpost/broker"
 	"github.com/outpost-edge/outpost/broker/route"
+	"github.com/outpost-edge/outpost/cmd/internal/certs"
 	"github.com/outpost-edge/outpost/cmd/internal/machine"
 	"github.com/outpost-edge/outpost/store/disk"
 	"github.com/outpost-edge/outpost/store/identity"
@@ -345,18 +346,16 @@ func parseEdgeHub(desired []byte, from string) (*route.Config, *broker.Policy, e
 func (e *edge) newBroker(routes *route.Config, policy *broker.Policy) error {
 	var tlsCfg *tls.Config
 	if e.cfg.MQTTS != "" || e.cfg.WS != "" {
-		cert, caPath, err := e.certificate()
-		if err != nil {
+		var err error
+		if tlsCfg, e.ready.CA, err = e.serverTLS(); err != nil {
 			return err
 		}
-		e.ready.CA = caPath
-		tlsCfg = &tls.Config{Certificates: []tls.Certificate{cert}, ClientAuth: tls.RequestClientCert, MinVersion: tls.VersionTLS12}
 	}
 	hosts := e.hostNames()
 	var roots *x509.CertPool
 	if e.cfg.ClientCA != "" {
 		var err error
-		if roots, err = LoadCAs(e.cfg.ClientCA, "--client-ca"); err != nil {
+		if roots, err = certs.LoadCAs(e.cfg.ClientCA, "--client-ca"); err != nil {
 			return err
 		}
 	}
@@ -371,16 +370,25 @@ func (e *edge) newBroker(routes *route.Config, policy *broker.Policy) error {
 	return err
 }
 
-func (e *edge) certificate() (tls.Certificate, string, error) {
+// serverTLS serves --tls-cert, or else a certificate from the local CA in
+// <data>/certs, renewed before it expires; caPath names that CA.
+func (e *edge) serverTLS() (cfg *tls.Config, caPath string, err error) {
+	cfg = &tls.Config{ClientAuth: tls.RequestClientCert, MinVersion: tls.VersionTLS12}
 	if e.cfg.TLSCert != "" || e.cfg.TLSKey != "" {
 		cert, err := tls.LoadX509KeyPair(e.cfg.TLSCert, e.cfg.TLSKey)
 		if err != nil {
-			return cert, "", fmt.Errorf("--tls-cert/--tls-key: %w", err)
+			return nil, "", fmt.Errorf("--tls-cert/--tls-key: %w", err)
 		}
-		return cert, "", nil
+		cfg.Certificates = []tls.Certificate{cert}
+		return cfg, "", nil
 	}
-	caPath, cert, err := localCA(filepath.Join(e.cfg.DataDir, "certs"), e.hostNames(), e.clock.Now())
-	return cert, caPath, err
+	ca, err := certs.Open(certs.Options{Dir: filepath.Join(e.cfg.DataDir, "certs"), Hosts: certs.Hosts(e.hostNames()...),
+		Name: "Outpost edge local CA", Now: e.clock.Now, Logger: e.cfg.Logger})
+	if err != nil {
+		return nil, "", err
+	}
+	cfg.GetCertificate = ca.GetCertificate
+	return cfg, ca.CAPath(), nil
 }
 
 // hostNames are the names this edge answers to: its hostname, loopback,

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"time"
 
+	"github.com/outpost-edge/outpost/cmd/internal/certs"
 	"github.com/outpost-edge/outpost/store/crdt"
 	"github.com/outpost-edge/outpost/store/queue"
 	"github.com/outpost-edge/outpost/store/twin"
@@ -21,7 +22,7 @@ func (e *edge) newLink() error {
 	var roots *x509.CertPool
 	if e.cfg.HubCA != "" {
 		var err error
-		if roots, err = LoadCAs(e.cfg.HubCA, "--hub-ca"); err != nil {
+		if roots, err = certs.LoadCAs(e.cfg.HubCA, "--hub-ca"); err != nil {
 			return err
 		}
 	}

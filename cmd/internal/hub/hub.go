@@ -17,6 +17,8 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/outpost-edge/outpost/cmd/internal/certs"
+	"github.com/outpost-edge/outpost/cmd/internal/secret"
 	"github.com/outpost-edge/outpost/store/identity/sas"
 	synchub "github.com/outpost-edge/outpost/sync/hub"
 )
@@ -42,6 +44,7 @@ type Ready struct {
 	URL      string `json:"url"`
 	HostName string `json:"hostName"`
 	PID      int    `json:"pid"`
+	CA       string `json:"ca,omitempty"` // the CA the hub made for itself, if it did
 }
 
 const ownerFile = "owner.connection-string"
@@ -74,19 +77,24 @@ func Run(ctx context.Context, cfg Config) error {
 	srv := &http.Server{Handler: h.Handler(), ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog: slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug)}
 	scheme := "http"
-	if cfg.TLSCert != "" || cfg.TLSKey != "" {
-		cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
-		if err != nil {
-			return fmt.Errorf("--tls-cert/--tls-key: %w", err)
-		}
-		srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	tlsCfg, caPath, err := serverTLS(cfg, host)
+	if err != nil {
+		return err
+	}
+	if tlsCfg != nil {
+		srv.TLSConfig = tlsCfg
 		ln = tls.NewListener(ln, srv.TLSConfig)
 		scheme = "https"
 	}
+	if caPath != "" {
+		fmt.Fprintf(cfg.Stdout, "hub CA %s (edges and the CLI trust it with --hub-ca)\n", caPath)
+	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
-	url := scheme + "://" + ln.Addr().String()
-	ready, _ := json.Marshal(Ready{URL: url, HostName: host, PID: os.Getpid()})
+	// localhost for an unspecified address: a URL clients can use, and a
+	// name the hub's own certificate covers.
+	url := scheme + "://" + hostFor(ln.Addr().(*net.TCPAddr))
+	ready, _ := json.Marshal(Ready{URL: url, HostName: host, PID: os.Getpid(), CA: caPath})
 	if err := writeFileAtomic(filepath.Join(cfg.DataDir, "ready.json"), ready, 0o644); err != nil {
 		return err
 	}
@@ -141,7 +149,64 @@ func ownerKey(cfg Config, host string) ([]byte, error) {
 		key = sas.GenerateKey()
 	}
 	cs := sas.ConnString{HostName: host, SharedAccessKeyName: "owner", SharedAccessKey: key}
-	return key, writeFileAtomic(path, []byte(cs.String()+"\n"), 0o600)
+	return key, secret.Write(path, []byte(cs.String()+"\n"))
+}
+
+// serverTLS returns the TLS configuration the hub serves with: --tls-cert,
+// else, on an address other hosts can reach, a certificate from a CA the
+// hub makes in <data>/certs (caPath), renewed before it expires. On a
+// loopback address without --tls-cert the hub serves plain HTTP (nil).
+func serverTLS(cfg Config, host string) (tlsCfg *tls.Config, caPath string, err error) {
+	if cfg.TLSCert != "" || cfg.TLSKey != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
+		if err != nil {
+			return nil, "", fmt.Errorf("--tls-cert/--tls-key: %w", err)
+		}
+		return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, "", nil
+	}
+	if Loopback(cfg.Listen) {
+		return nil, "", nil
+	}
+	ca, err := certs.Open(certs.Options{Dir: filepath.Join(cfg.DataDir, "certs"), Hosts: certHosts(cfg.Listen, host),
+		Name: "Outpost hub local CA", Logger: cfg.Logger})
+	if err != nil {
+		return nil, "", err
+	}
+	return ca.TLSConfig(), ca.CAPath(), nil
+}
+
+// Loopback reports whether addr (host:port) is on 127.0.0.0/8, ::1 or
+// localhost, decided without DNS. An unspecified host (":8443", 0.0.0.0)
+// is not: other hosts reach it.
+func Loopback(addr string) bool {
+	h, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if h == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(h)
+	return ip != nil && ip.IsLoopback()
+}
+
+// certHosts are the names the hub's own certificate covers: its host name,
+// the listen host, the machine's name and loopback.
+func certHosts(listen, hostName string) []string {
+	strip := func(h string) string {
+		if name, _, err := net.SplitHostPort(h); err == nil {
+			return name
+		}
+		return h
+	}
+	names := []string{strip(hostName)}
+	if l := strip(listen); l != "" && !net.ParseIP(l).IsUnspecified() {
+		names = append(names, l)
+	}
+	if h, err := os.Hostname(); err == nil {
+		names = append(names, h)
+	}
+	return certs.Hosts(append(names, "localhost", "127.0.0.1", "::1")...)
 }
 
 func writeFileAtomic(path string, data []byte, mode os.FileMode) error {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/rogpeppe/go-internal/testscript"
 
+	"github.com/outpost-edge/outpost/cmd/internal/certs"
 	"github.com/outpost-edge/outpost/cmd/internal/edge"
 )
 
@@ -169,7 +170,7 @@ func cmdMkCerts(ts *testscript.TestScript, neg bool, args []string) {
 	if len(args) < 2 {
 		ts.Fatalf("usage: mkcerts DIR HOST...")
 	}
-	_, err := edge.LocalCA(ts.MkAbs(args[0]), args[1:])
+	_, err := certs.LocalCA(ts.MkAbs(args[0]), args[1:])
 	ts.Check(err)
 }
 

@@ -18,14 +18,16 @@ import (
 
 	"github.com/rogpeppe/go-internal/testscript"
 
+	"github.com/outpost-edge/outpost/cmd/internal/certs"
 	"github.com/outpost-edge/outpost/cmd/internal/edge"
 	"github.com/outpost-edge/outpost/cmd/internal/hub"
 	"github.com/outpost-edge/outpost/store/identity/sas"
 )
 
-// hubready DIR: wait for a hub's DIR/ready.json and export $HUB (its URL)
-// and OUTPOST_HUB_CONNECTION_STRING (its owner connection string), so the
-// CLI commands reach it.
+// hubready DIR: wait for a hub's DIR/ready.json and export $HUB (its URL),
+// $HUB_CA (the CA it made for itself, if any) and
+// OUTPOST_HUB_CONNECTION_STRING (its owner connection string), so the CLI
+// commands reach it.
 func cmdHubReady(ts *testscript.TestScript, neg bool, args []string) {
 	if len(args) != 1 {
 		ts.Fatalf("usage: hubready DIR")
@@ -41,6 +43,7 @@ func cmdHubReady(ts *testscript.TestScript, neg bool, args []string) {
 	ts.Setenv("HUB_PID", fmt.Sprint(r.PID))
 	ts.Setenv("OUTPOST_HUB_CONNECTION_STRING", strings.TrimSpace(string(cs)))
 	ts.Setenv("OUTPOST_HUB_URL", r.URL)
+	ts.Setenv("HUB_CA", r.CA)
 }
 
 // hubGet sends an owner-authenticated GET to the hub ($HUB).
@@ -52,7 +55,7 @@ func hubGet(ts *testscript.TestScript, path string) (int, []byte) {
 	req.Header.Set("Authorization", sas.NewToken(cs.Resource(), cs.SharedAccessKey, cs.SharedAccessKeyName, time.Now().Add(time.Hour)))
 	client := http.DefaultClient
 	if ca := ts.Getenv("SSL_CERT_FILE"); ca != "" { // as the CLI trusts the hub
-		pool, err := edge.LoadCAs(ca, "SSL_CERT_FILE")
+		pool, err := certs.LoadCAs(ca, "SSL_CERT_FILE")
 		ts.Check(err)
 		client = &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}
 	}

@@ -15,7 +15,7 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 	"github.com/rogpeppe/go-internal/testscript"
 
-	"github.com/outpost-edge/outpost/cmd/internal/edge"
+	"github.com/outpost-edge/outpost/cmd/internal/certs"
 	"github.com/outpost-edge/outpost/store/identity/sas"
 )
 
@@ -48,7 +48,7 @@ func dialCA(addr, id, key, ca string) (paho.Client, error) {
 		// queue (paho's default is 30 s).
 		SetWriteTimeout(3 * time.Second)
 	if !strings.HasPrefix(broker, "tcp://") {
-		pool, err := edge.LoadCAs(ca, "$CA (the edge's CA)")
+		pool, err := certs.LoadCAs(ca, "$CA (the edge's CA)")
 		if err != nil {
 			return nil, err
 		}
