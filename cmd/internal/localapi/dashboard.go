@@ -1,6 +1,8 @@
 package localapi
 
 import (
+	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 )
@@ -15,7 +17,11 @@ type LoginCode struct {
 // loginCode hands the operator (the token's holder) a single-use code
 // for a browser: the browser never sees the token.
 func (s *Server) loginCode(w http.ResponseWriter, r *http.Request) {
-	_, _ = io.Copy(io.Discard, r.Body) // {} for now: no options yet
+	var opts struct{} // {} for now: no options yet
+	if err := json.NewDecoder(r.Body).Decode(&opts); err != nil {
+		writeError(w, http.StatusBadRequest, "BadRequest", fmt.Sprintf("want a JSON object such as {} (at most 1 KiB): %v", err))
+		return
+	}
 	writeJSON(w, http.StatusOK, LoginCode{Code: s.secrets.newCode(), ExpiresInSeconds: int(codeTTL.Seconds())})
 }
 

@@ -51,7 +51,8 @@ type Options struct {
 
 // Server timeouts. No global ReadTimeout or WriteTimeout: log follows and
 // direct methods are long; ordinary handlers set their own deadline.
-const (
+// Variables only so that tests can shorten them.
+var (
 	readHeaderTimeout = 10 * time.Second
 	idleTimeout       = 60 * time.Second
 	maxHeaderBytes    = 16 << 10
