@@ -1,6 +1,7 @@
 package localapi
 
 import (
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -122,4 +123,26 @@ func TestC2DUnknownDeviceRefused(t *testing.T) {
 			}
 		}
 	}
+}
+
+// FuzzHostAllowed: a Host header is accepted only when its host part is an
+// IP literal, localhost or the --hostname.
+func FuzzHostAllowed(f *testing.F) {
+	for _, h := range []string{"127.0.0.1:1", "[::1]:2", "localhost", "gw1.example:3", "evil.example", "127.0.0.1.evil", "localhost.", "[", ":80"} {
+		f.Add(h)
+	}
+	s := &Server{opts: Options{Hostname: "gw1.example"}}
+	f.Fuzz(func(t *testing.T, host string) {
+		if !s.hostAllowed(host) {
+			return
+		}
+		h := host
+		if hh, _, err := net.SplitHostPort(host); err == nil {
+			h = hh
+		}
+		h = strings.TrimSuffix(strings.Trim(h, "[]"), ".")
+		if net.ParseIP(h) == nil && !strings.EqualFold(h, "localhost") && !strings.EqualFold(h, "gw1.example") {
+			t.Fatalf("Host %q accepted", host)
+		}
+	})
 }
