@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -143,5 +144,17 @@ func (c Client) LoginURL(ctx context.Context) (string, error) {
 	if err := json.NewDecoder(resp.Body).Decode(&lc); err != nil {
 		return "", fmt.Errorf("edge API at %s: login code: %w", c.Addr, err)
 	}
-	return "http://" + c.Addr + "/login?code=" + url.QueryEscape(lc.Code), nil
+	return "http://" + browserAddr(c.Addr) + "/login?code=" + url.QueryEscape(lc.Code), nil
+}
+
+// browserAddr turns a wildcard listen address (0.0.0.0:18081, [::]:18081)
+// into one a browser on the gateway can open; a browser elsewhere uses the
+// edge's name or address instead (the API accepts IP literals and
+// --hostname).
+func browserAddr(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if ip := net.ParseIP(host); err == nil && ip != nil && ip.IsUnspecified() {
+		return net.JoinHostPort("127.0.0.1", port)
+	}
+	return addr
 }

@@ -161,3 +161,11 @@ func TestClient(t *testing.T) {
 		t.Errorf("GET %s: %d", u, resp.StatusCode)
 	}
 }
+
+func TestBrowserAddr(t *testing.T) {
+	for in, want := range map[string]string{"0.0.0.0:18081": "127.0.0.1:18081", "[::]:1": "127.0.0.1:1", "10.0.0.5:2": "10.0.0.5:2", "gw1:3": "gw1:3"} {
+		if got := browserAddr(in); got != want {
+			t.Errorf("browserAddr(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
