@@ -18,6 +18,7 @@ import (
 
 	"github.com/outpost-edge/outpost/cmd/internal/cli"
 	"github.com/outpost-edge/outpost/cmd/internal/edge"
+	"github.com/outpost-edge/outpost/cmd/internal/localapi"
 	"github.com/outpost-edge/outpost/store/disk"
 	"github.com/outpost-edge/outpost/store/kv"
 	"github.com/outpost-edge/outpost/store/queue"
@@ -36,8 +37,8 @@ var edgeCfg struct {
 
 var edgeCmd = cli.Command{
 	Name:    "edge",
-	Summary: "run the edge: MQTT broker with IoT Hub conventions, store-and-forward queues, twins; `edge status` reports on one",
-	Usage:   "--data DIR --connection-string-file F [--mqtt ADDR] [--mqtts ADDR] [--ws ADDR] [flags] | --config FILE | status [--api ADDR] | logs MODULE [--tail N] [--follow]",
+	Summary: "run the edge: MQTT broker with IoT Hub conventions, store-and-forward queues, twins; `edge status` reports on one, `edge logs` prints a module's output, `edge dashboard` prints a browser login URL",
+	Usage:   "--data DIR --connection-string-file F [--mqtt ADDR] [--mqtts ADDR] [--ws ADDR] [flags] | --config FILE | status [--data DIR | --api ADDR] | logs MODULE --data DIR [--tail N] [--follow] | dashboard --data DIR",
 	Config:  true,
 	Secrets: []cli.Secret{{Flag: "connection-string", Env: "OUTPOST_EDGE_CONNECTION_STRING"}},
 	Flags: func(fs *flag.FlagSet) {
@@ -51,7 +52,7 @@ var edgeCmd = cli.Command{
 		fs.StringVar(&c.MQTT, "mqtt", "", "plain MQTT listener address, for loopback (e.g. 127.0.0.1:1883)")
 		fs.StringVar(&c.MQTTS, "mqtts", "", "MQTT over TLS listener address (e.g. :8883); the default when no listener is given")
 		fs.StringVar(&c.WS, "ws", "", "MQTT over WebSocket listener address (TLS), path /$iothub/websocket")
-		fs.StringVar(&c.API, "api", defaultEdgeAPI, "local HTTP API for status, twins and metrics (\"\" to disable)")
+		fs.StringVar(&c.API, "api", defaultEdgeAPI, "local HTTP API address (\"\" to disable): liveness, and on loopback status and metrics, open; twins, queues, C2D, methods and logs need the operator token <data>/api-token")
 		fs.StringVar(&c.TLSCert, "tls-cert", "", "server certificate (PEM); without it the edge makes a local CA in the data directory")
 		fs.StringVar(&c.TLSKey, "tls-key", "", "server key (PEM)")
 		fs.StringVar(&c.Deployment, "deployment", "", "deployment manifest for a standalone edge: routes from $edgeHub, modules from $edgeAgent (SIGHUP reloads it)")
@@ -74,6 +75,8 @@ func runEdge(ctx context.Context, env cli.Env, fs *flag.FlagSet) error {
 		return edgeStatus(env, fs.Args()[1:])
 	case "logs":
 		return edgeLogs(ctx, env, fs.Args()[1:])
+	case "dashboard":
+		return edgeDashboard(ctx, env, fs.Args()[1:])
 	}
 	if fs.NArg() > 0 {
 		return cli.Usagef("unexpected argument %q", fs.Arg(0))
@@ -141,12 +144,17 @@ func queueFlags(c *edge.Config) error {
 func edgeStatus(env cli.Env, args []string) error {
 	fs := flag.NewFlagSet("edge status", flag.ContinueOnError)
 	fs.SetOutput(env.Stderr)
-	api := fs.String("api", defaultEdgeAPI, "the edge's --api address")
+	api := fs.String("api", "", "the edge's --api address (default: from --data, else "+defaultEdgeAPI+"); on loopback status needs no token")
+	data := fs.String("data", edgeCfg.DataDir, "the edge's data directory: its API address (ready.json) and operator token (api-token)")
 	asJSON := fs.String("o", "table", "output: table or json")
 	if err := fs.Parse(args); err != nil {
 		return cli.Usagef("%v", err)
 	}
-	st, err := edge.FetchStatus(*api)
+	c, err := edgeClient(*data, *api, false)
+	if err != nil {
+		return err
+	}
+	st, err := c.Status()
 	if err != nil {
 		return err
 	}
@@ -222,7 +230,8 @@ func edgeStatus(env cli.Env, args []string) error {
 func edgeLogs(ctx context.Context, env cli.Env, args []string) error {
 	fs := flag.NewFlagSet("edge logs", flag.ContinueOnError)
 	fs.SetOutput(env.Stderr)
-	api := fs.String("api", defaultEdgeAPI, "the edge's --api address")
+	api := fs.String("api", "", "the edge's --api address (default: from --data)")
+	data := fs.String("data", edgeCfg.DataDir, "the edge's data directory: its API address (ready.json) and operator token (api-token)")
 	tail := fs.Int("tail", 0, "only the last N lines (0: all that is kept)")
 	follow := fs.Bool("follow", false, "keep printing what the module writes")
 	var name string
@@ -235,7 +244,61 @@ func edgeLogs(ctx context.Context, env cli.Env, args []string) error {
 	if name == "" && fs.NArg() == 1 {
 		name = fs.Arg(0)
 	} else if name == "" || fs.NArg() > 0 {
-		return cli.Usagef("usage: outpost edge logs MODULE [--tail N] [--follow] [--api ADDR]")
+		return cli.Usagef("usage: outpost edge logs MODULE --data DIR [--tail N] [--follow] [--api ADDR]")
 	}
-	return edge.FetchLogs(ctx, *api, name, *tail, *follow, env.Stdout)
+	c, err := edgeClient(*data, *api, true)
+	if err != nil {
+		return err
+	}
+	return c.Logs(ctx, name, *tail, *follow, env.Stdout)
+}
+
+// edgeDashboard prints a single-use login URL for a browser:
+// outpost edge dashboard --data DIR. The browser gets a session cookie,
+// never the token.
+func edgeDashboard(ctx context.Context, env cli.Env, args []string) error {
+	fs := flag.NewFlagSet("edge dashboard", flag.ContinueOnError)
+	fs.SetOutput(env.Stderr)
+	api := fs.String("api", "", "the edge's --api address (default: from --data)")
+	data := fs.String("data", edgeCfg.DataDir, "the edge's data directory: its API address (ready.json) and operator token (api-token)")
+	if err := fs.Parse(args); err != nil {
+		return cli.Usagef("%v", err)
+	}
+	if fs.NArg() > 0 {
+		return cli.Usagef("unexpected argument %q", fs.Arg(0))
+	}
+	c, err := edgeClient(*data, *api, true)
+	if err != nil {
+		return err
+	}
+	u, err := c.LoginURL(ctx)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(env.Stderr, "open this URL in a browser within 60 s; it works once:")
+	fmt.Fprintln(env.Stdout, u)
+	return nil
+}
+
+// edgeClient is the local API of the edge whose data directory is data
+// (address from ready.json, token from api-token), or at api. With
+// needToken, a missing token is an error that says how to pass it.
+func edgeClient(data, api string, needToken bool) (localapi.Client, error) {
+	if data == "" {
+		if needToken {
+			return localapi.Client{}, fmt.Errorf("this needs the edge's operator token: pass --data DIR, the edge's data directory (it holds api-token)")
+		}
+		if api == "" {
+			api = defaultEdgeAPI
+		}
+		return localapi.Client{Addr: api}, nil
+	}
+	c, err := localapi.ClientFromData(data)
+	if err != nil && (needToken || (c.Addr == "" && api == "")) {
+		return c, err
+	}
+	if api != "" {
+		c.Addr = api
+	}
+	return c, nil
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/outpost-edge/outpost/store/queue"
 	"github.com/outpost-edge/outpost/sync/protocol"
@@ -16,7 +15,7 @@ import (
 // acknowledges up to there.
 const (
 	c2dMaxCount = 1000
-	c2dTTL      = 48 * time.Hour // IoT Hub's longest retention
+	c2dTTL      = protocol.C2DTTL // IoT Hub's longest retention
 	c2dPerPull  = 100
 )
 

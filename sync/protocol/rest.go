@@ -17,6 +17,10 @@ import (
 // MaxC2D is the largest cloud-to-device body accepted.
 const MaxC2D = 256 << 10
 
+// C2DTTL is how long a cloud-to-device message waits for its device
+// (IoT Hub's longest retention), at the hub and at the edge's local API.
+const C2DTTL = 48 * time.Hour
+
 // ErrTooLarge is returned for a body over its limit.
 var ErrTooLarge = errors.New("body too large")
 

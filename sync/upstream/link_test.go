@@ -230,6 +230,9 @@ func TestLinkEndToEnd(t *testing.T) {
 	if len(e.rec.c2d) != 1 {
 		t.Fatalf("c2d delivered %d times", len(e.rec.c2d))
 	}
+	if ttl := e.rec.c2d[0].TTL; ttl != protocol.C2DTTL {
+		t.Errorf("c2d stored with TTL %v, want the hub's %v (never forever)", ttl, protocol.C2DTTL)
+	}
 	e.rec.mu.Unlock()
 
 	// A device removed at the hub leaves the edge's cache and is disconnected.

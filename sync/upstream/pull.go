@@ -78,7 +78,8 @@ func (l *Link) apply(ctx context.Context, push protocol.Push, cursors map[string
 		if m.Seq <= cursors[m.Device] {
 			continue
 		}
-		msg := queue.Message{ID: m.ID, Props: m.Props, Sys: m.Sys, Body: m.Body}
+		// It waits for its device as long as it would at the hub, never forever.
+		msg := queue.Message{ID: m.ID, Props: m.Props, Sys: m.Sys, Body: m.Body, TTL: protocol.C2DTTL}
 		if err := l.opts.Target.SendC2D(ctx, m.Device, msg); err != nil {
 			return fmt.Errorf("store cloud-to-device message for %s: %w", m.Device, err)
 		}

@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 
 	"github.com/outpost-edge/outpost/broker/route"
+	"github.com/outpost-edge/outpost/cmd/internal/localapi"
 	"github.com/outpost-edge/outpost/store/disk"
 	"github.com/outpost-edge/outpost/store/kv"
 )
@@ -18,24 +19,6 @@ const (
 	// the edge manageable on a full disk.
 	managementBudget = 4 << 20
 )
-
-// DiskStatus is the disk section of GET /status.
-type DiskStatus struct {
-	State       string `json:"state"` // ok, telemetry-refused or full
-	Size        int64  `json:"size"`
-	Free        int64  `json:"free"`      // statfs free minus the holes of the store's mapped files
-	Holes       int64  `json:"holes"`     // unallocated bytes inside the store's mapped files
-	Reserve     int64  `json:"reserve"`   // below this free space telemetry is refused
-	Allowance   int64  `json:"allowance"` // below this free space only deletes run
-	Ballast     int64  `json:"ballast"`   // bytes the ballast file holds now
-	BallastHeld bool   `json:"ballastHeld"`
-	// MaxQueueBytes caps all queues' record bytes; QueueBytes is what they hold.
-	MaxQueueBytes    int64  `json:"maxQueueBytes"`
-	QueueBytes       int64  `json:"queueBytes"`
-	Overflow         string `json:"overflow"`
-	RefusedTelemetry int64  `json:"refusedTelemetry"`
-	RefusedWrites    int64  `json:"refusedWrites"`
-}
 
 // kvOptions are the store's options; the disk monitor's allowance follows
 // from them.
@@ -73,10 +56,10 @@ func (e *edge) queueCap(routes *route.Config) int64 {
 	return e.disk.Status().Size / 100 * int64(share)
 }
 
-func (e *edge) diskStatus() DiskStatus {
+func (e *edge) diskStatus() localapi.DiskStatus {
 	st := e.disk.Status()
 	bytes, _, maxBytes := e.queues.Totals()
-	return DiskStatus{State: st.State, Size: st.Size, Free: st.Free, Holes: st.Holes, Reserve: st.Reserve,
+	return localapi.DiskStatus{State: st.State, Size: st.Size, Free: st.Free, Holes: st.Holes, Reserve: st.Reserve,
 		Allowance: st.Allowance, Ballast: st.Ballast, BallastHeld: st.Ballast > 0,
 		MaxQueueBytes: maxBytes, QueueBytes: bytes, Overflow: e.cfg.Overflow.String(),
 		RefusedTelemetry: st.RefusedTelemetry, RefusedWrites: st.RefusedWrites}

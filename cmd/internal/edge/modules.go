@@ -8,12 +8,10 @@ import (
 	"fmt"
 	"maps"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -326,37 +324,4 @@ func (e *edge) moduleLogsMethod(ctx context.Context, payload []byte, answer func
 		}
 	}
 	return answer(200, out)
-}
-
-// logsHandler streams a module's output: GET /modules/{m}/logs?tail=N&follow=true.
-func (e *edge) logsHandler(w http.ResponseWriter, r *http.Request) {
-	tail := 0
-	if t := r.URL.Query().Get("tail"); t != "" {
-		n, err := strconv.Atoi(t)
-		if err != nil {
-			writeJSON(w, 400, map[string]string{"code": "BadRequest", "message": "tail must be a number of lines"})
-			return
-		}
-		tail = n
-	}
-	follow := r.URL.Query().Get("follow") == "true"
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	fw := flushWriter{w}
-	if err := e.sup.Logs(r.Context(), r.PathValue("m"), tail, follow, fw); err != nil {
-		if errors.Is(err, supervisor.ErrNoModule) {
-			writeJSON(w, 404, map[string]string{"code": "NotFound", "message": err.Error() + " in the deployment"})
-			return
-		}
-		e.cfg.Logger.Debug("log stream ended", "module", r.PathValue("m"), "err", err)
-	}
-}
-
-type flushWriter struct{ w http.ResponseWriter }
-
-func (f flushWriter) Write(p []byte) (int, error) {
-	n, err := f.w.Write(p)
-	if fl, ok := f.w.(http.Flusher); ok {
-		fl.Flush()
-	}
-	return n, err
 }

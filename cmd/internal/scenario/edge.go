@@ -17,17 +17,20 @@ import (
 
 	"github.com/outpost-edge/outpost/cmd/internal/certs"
 	"github.com/outpost-edge/outpost/cmd/internal/edge"
+	"github.com/outpost-edge/outpost/cmd/internal/localapi"
 )
 
 // waitready DIR: wait for an edge's DIR/ready.json and export its addresses
-// as $MQTT, $MQTTS, $WS, $API and $CA.
+// as $MQTT, $MQTTS, $WS, $API and $CA, and the path of its local API's
+// operator token (DIR/api-token) as $API_TOKEN.
 func cmdWaitReady(ts *testscript.TestScript, neg bool, args []string) {
 	if len(args) != 1 {
 		ts.Fatalf("usage: waitready DIR")
 	}
 	var r edge.Ready
 	waitReadyFile(ts, ts.MkAbs(args[0]), &r)
-	for k, v := range map[string]string{"MQTT": r.MQTT, "MQTTS": r.MQTTS, "WS": r.WS, "API": r.API, "CA": r.CA} {
+	for k, v := range map[string]string{"MQTT": r.MQTT, "MQTTS": r.MQTTS, "WS": r.WS, "API": r.API, "CA": r.CA,
+		"API_TOKEN": localapi.TokenPath(ts.MkAbs(args[0]))} {
 		ts.Setenv(k, v)
 	}
 }
@@ -66,7 +69,7 @@ func cmdWaitLink(ts *testscript.TestScript, neg bool, args []string) {
 		ts.Fatalf("usage: waitlink API STATE")
 	}
 	poll(ts, "link "+args[1], func() string {
-		st, err := edge.FetchStatus(args[0])
+		st, err := localapi.FetchStatus(args[0])
 		if err != nil {
 			return err.Error()
 		}
@@ -86,7 +89,7 @@ func cmdWaitQueue(ts *testscript.TestScript, neg bool, args []string) {
 	want, err := strconv.ParseInt(args[2], 10, 64)
 	ts.Check(err)
 	poll(ts, args[1]+" at depth "+args[2], func() string {
-		st, err := edge.FetchStatus(args[0])
+		st, err := localapi.FetchStatus(args[0])
 		if err != nil {
 			return err.Error()
 		}
@@ -102,14 +105,15 @@ func cmdWaitQueue(ts *testscript.TestScript, neg bool, args []string) {
 	})
 }
 
-// waittwin API ID PATTERN: wait until the edge's twin of ID matches PATTERN.
+// waittwin API ID PATTERN: wait until the edge's twin of ID matches PATTERN
+// (read with the operator token $API_TOKEN names).
 func cmdWaitTwin(ts *testscript.TestScript, neg bool, args []string) {
 	if len(args) != 3 {
 		ts.Fatalf("usage: waittwin API ID PATTERN")
 	}
 	re := regexp.MustCompile(args[2])
 	poll(ts, "edge twin "+args[1]+" ~ "+args[2], func() string {
-		code, data := httpDo(ts, "GET", "http://"+args[0]+"/twins/"+args[1], nil)
+		code, data := httpDo(ts, httpReq{method: "GET", url: "http://" + args[0] + "/twins/" + args[1], token: envToken(ts)})
 		if code == 200 && re.Match(data) {
 			return ""
 		}
@@ -118,7 +122,8 @@ func cmdWaitTwin(ts *testscript.TestScript, neg bool, args []string) {
 }
 
 // checkacked API QUEUE ACKFILE: every message id in ACKFILE (PUBACKed
-// before a crash) is in the queue, read through the edge's API.
+// before a crash) is in the queue, read through the edge's API page by
+// page (with the operator token $API_TOKEN names).
 func cmdCheckAcked(ts *testscript.TestScript, neg bool, args []string) {
 	if len(args) != 3 {
 		ts.Fatalf("usage: checkacked API QUEUE ACKFILE")
@@ -126,23 +131,23 @@ func cmdCheckAcked(ts *testscript.TestScript, neg bool, args []string) {
 	stored := map[string]bool{}
 	var after uint64
 	for {
-		url := fmt.Sprintf("http://%s/queues/%s?after=%d&limit=5000", args[0], args[1], after)
-		resp, err := http.Get(url)
-		ts.Check(err)
-		var msgs []struct {
-			ID  string
-			Seq uint64
+		url := fmt.Sprintf("http://%s/queues/%s?after=%d&limit=1000", args[0], args[1], after)
+		code, data := httpDo(ts, httpReq{method: "GET", url: url, token: envToken(ts)})
+		if code != http.StatusOK {
+			ts.Fatalf("GET %s: %d %s", url, code, data)
 		}
-		err = json.NewDecoder(resp.Body).Decode(&msgs)
-		resp.Body.Close()
-		ts.Check(err)
-		if len(msgs) == 0 {
-			break
+		var page struct {
+			Messages []struct{ ID string }
+			Next     *uint64
 		}
-		for _, m := range msgs {
+		ts.Check(json.Unmarshal(data, &page))
+		for _, m := range page.Messages {
 			stored[m.ID] = true
 		}
-		after = msgs[len(msgs)-1].Seq
+		if page.Next == nil {
+			break
+		}
+		after = *page.Next
 	}
 	f, err := os.Open(ts.MkAbs(args[2]))
 	ts.Check(err)
@@ -182,7 +187,7 @@ func cmdWaitStatus(ts *testscript.TestScript, neg bool, args []string) {
 	}
 	re := regexp.MustCompile(args[1])
 	poll(ts, "edge status ~ "+args[1], func() string {
-		code, data := httpDo(ts, "GET", "http://"+args[0]+"/status", nil)
+		code, data := httpDo(ts, httpReq{method: "GET", url: "http://" + args[0] + "/status"})
 		if code == 200 && re.Match(data) {
 			return ""
 		}
@@ -196,7 +201,7 @@ func cmdKillModule(ts *testscript.TestScript, neg bool, args []string) {
 	if len(args) != 2 {
 		ts.Fatalf("usage: killmodule API MODULE")
 	}
-	st, err := edge.FetchStatus(args[0])
+	st, err := localapi.FetchStatus(args[0])
 	ts.Check(err)
 	m, ok := st.Modules[args[1]]
 	if !ok || m.PID == 0 {

@@ -19,8 +19,8 @@ import (
 	"github.com/rogpeppe/go-internal/testscript"
 
 	"github.com/outpost-edge/outpost/cmd/internal/certs"
-	"github.com/outpost-edge/outpost/cmd/internal/edge"
 	"github.com/outpost-edge/outpost/cmd/internal/hub"
+	"github.com/outpost-edge/outpost/cmd/internal/localapi"
 	"github.com/outpost-edge/outpost/store/identity/sas"
 )
 
@@ -121,7 +121,7 @@ func cmdCheckEvents(ts *testscript.TestScript, neg bool, args []string) {
 	}
 	dropped := 0
 	if *droppedAt != "" {
-		st, err := edge.FetchStatus(*droppedAt)
+		st, err := localapi.FetchStatus(*droppedAt)
 		ts.Check(err)
 		for _, q := range st.Queues {
 			dropped += int(q.Dropped)
@@ -163,7 +163,8 @@ func cmdCheckEvents(ts *testscript.TestScript, neg bool, args []string) {
 	}
 }
 
-// cmptwins API ID WANT: wait until the twin of ID, at the edge (API) and at
+// cmptwins API ID WANT: wait until the twin of ID, at the edge (API, read
+// with the operator token $API_TOKEN names) and at
 // the hub, has exactly the tags and desired and reported properties of WANT
 // ({"tags":…,"desired":…,"reported":…}); $version and $metadata, which are
 // per replica, are not compared.
@@ -175,7 +176,7 @@ func cmdCmpTwins(ts *testscript.TestScript, neg bool, args []string) {
 	ts.Check(json.Unmarshal([]byte(args[2]), &want))
 	wantS, _ := json.Marshal(want)
 	poll(ts, "twin "+args[1]+" = "+string(wantS)+" at the edge and the hub", func() string {
-		_, edgeDoc := httpDo(ts, "GET", "http://"+args[0]+"/twins/"+args[1], nil)
+		_, edgeDoc := httpDo(ts, httpReq{method: "GET", url: "http://" + args[0] + "/twins/" + args[1], token: envToken(ts)})
 		_, hubDoc := hubGet(ts, "/twins/"+args[1])
 		e, h := twinValues(edgeDoc), twinValues(hubDoc)
 		if e == string(wantS) && h == string(wantS) {

@@ -16,7 +16,7 @@ import (
 func TestCommands(t *testing.T) {
 	want := []string{
 		"checkacked", "checkevents", "cmptwins", "envjson", "envout", "eventbodies", "eventtally", "fillfs", "http", "httpwait", "hubready",
-		"hup", "killmodule", "link", "mkcerts", "mounttmpfs", "mqtt", "mqttrefused", "mqtttwin", "sleep", "splitaddr", "subst",
+		"hup", "killmodule", "link", "mkcerts", "mounttmpfs", "mqtt", "mqttrefused", "mqtttwin", "perm", "sleep", "splitaddr", "subst",
 		"waitevents", "waitfile", "waithubtwin", "waitlink", "waitqueue", "waitready", "waitstatus", "waittwin",
 	}
 	got := slices.Sorted(maps.Keys(Commands()))

@@ -39,6 +39,7 @@ func Commands() map[string]func(ts *testscript.TestScript, neg bool, args []stri
 		"envout":    cmdEnvOut,
 		"splitaddr": cmdSplitAddr,
 		"waitfile":  cmdWaitFile,
+		"perm":      cmdPerm,
 		"subst":     cmdSubst,
 		// disk.go
 		"mounttmpfs": cmdMountTmpfs,

@@ -1,0 +1,194 @@
+package localapi
+
+import (
+	"fmt"
+	"io"
+	"maps"
+	"net/http"
+	"slices"
+	"strings"
+
+	"github.com/outpost-edge/outpost/store/wallclock"
+	"github.com/outpost-edge/outpost/supervisor"
+	"github.com/outpost-edge/outpost/sync/upstream"
+)
+
+// Status is what GET /status answers and `outpost edge status` prints.
+type Status struct {
+	DeviceID string `json:"deviceId"`
+	Link     string `json:"link"`
+	// Clock is the edge's time estimate and whether its wall clock is
+	// plausible (store/wallclock).
+	Clock wallclock.State `json:"clock"`
+	// Uplink counts what crossed the link (absent when standalone).
+	Uplink *upstream.Status `json:"uplink,omitempty"`
+	Queues []QueueStatus    `json:"queues"`
+	Broker BrokerStatus     `json:"broker"`
+	Disk   DiskStatus       `json:"disk"`
+	// Deployment is the outcome of the last $edgeAgent deployment.
+	Deployment        supervisor.DesiredStatus           `json:"deployment"`
+	DeploymentVersion int64                              `json:"deploymentVersion"`
+	Modules           map[string]supervisor.ModuleStatus `json:"modules"`
+}
+
+// QueueStatus is one endpoint × priority queue.
+type QueueStatus struct {
+	Name          string  `json:"name"`
+	Depth         int64   `json:"depth"`
+	Bytes         int64   `json:"bytes"`
+	OldestSeconds float64 `json:"oldestAgeSeconds"`
+	Expired       int64   `json:"expired"`
+	Dropped       int64   `json:"dropped"`
+	Rejected      int64   `json:"rejected"`
+	NoSpace       int64   `json:"noSpace"` // refused: disk below its reserve (since start)
+}
+
+// BrokerStatus counts messages through the broker.
+type BrokerStatus struct {
+	Received int64 `json:"received"`
+	Stored   int64 `json:"stored"`
+	// NoRoute counts telemetry acknowledged although no route took it (as
+	// in IoT Edge).
+	NoRoute int64 `json:"noRoute"`
+	Refused int64 `json:"refused"`
+	// RefusedBy counts the refused publishes by reason (broker.Reason).
+	RefusedBy  map[string]int64 `json:"refusedByReason"`
+	Delivered  int64            `json:"delivered"`
+	AuthFailed int64            `json:"authFailed"`
+	Denied     int64            `json:"denied"`
+}
+
+// DiskStatus is the data filesystem as the store sees it.
+type DiskStatus struct {
+	State       string `json:"state"` // ok, telemetry-refused or full
+	Size        int64  `json:"size"`
+	Free        int64  `json:"free"`      // statfs free minus the holes of the store's mapped files
+	Holes       int64  `json:"holes"`     // unallocated bytes inside the store's mapped files
+	Reserve     int64  `json:"reserve"`   // below this free space telemetry is refused
+	Allowance   int64  `json:"allowance"` // below this free space only deletes run
+	Ballast     int64  `json:"ballast"`   // bytes the ballast file holds now
+	BallastHeld bool   `json:"ballastHeld"`
+	// MaxQueueBytes caps all queues' record bytes; QueueBytes is what they hold.
+	MaxQueueBytes    int64  `json:"maxQueueBytes"`
+	QueueBytes       int64  `json:"queueBytes"`
+	Overflow         string `json:"overflow"`
+	RefusedTelemetry int64  `json:"refusedTelemetry"`
+	RefusedWrites    int64  `json:"refusedWrites"`
+}
+
+// metrics writes the Prometheus text format.
+func (s *Server) metrics(w http.ResponseWriter, _ *http.Request) {
+	st := s.opts.Status()
+	var sb strings.Builder
+	writeMetrics(&sb, st)
+	w.Header().Set("Content-Type", "text/plain; version=0.0.4")
+	_, _ = io.WriteString(w, sb.String())
+}
+
+func counter(sb *strings.Builder, name, help string, v int64) {
+	fmt.Fprintf(sb, "# HELP %s %s\n# TYPE %s counter\n%s %d\n", name, help, name, name, v)
+}
+
+func writeMetrics(sb *strings.Builder, st Status) {
+	counter(sb, "outpost_messages_received_total", "Telemetry messages accepted by the broker.", st.Broker.Received)
+	counter(sb, "outpost_messages_stored_total", "Queue appends (one per endpoint a message is routed to).", st.Broker.Stored)
+	counter(sb, "outpost_messages_no_route_total", "Accepted messages that matched no route.", st.Broker.NoRoute)
+	sb.WriteString("# HELP outpost_messages_refused_total Publishes refused, by reason (the publisher got an error, never an acknowledgement).\n# TYPE outpost_messages_refused_total counter\n")
+	for _, r := range slices.Sorted(maps.Keys(st.Broker.RefusedBy)) {
+		fmt.Fprintf(sb, "outpost_messages_refused_total{reason=%q} %d\n", r, st.Broker.RefusedBy[r])
+	}
+	writeDiskMetrics(sb, st.Disk)
+	counter(sb, "outpost_messages_delivered_total", "Messages delivered to modules and devices and acknowledged.", st.Broker.Delivered)
+	counter(sb, "outpost_auth_failed_total", "Refused connections.", st.Broker.AuthFailed)
+	counter(sb, "outpost_acl_denied_total", "Publishes and subscriptions outside the client's identity.", st.Broker.Denied)
+	plausible := 0
+	if st.Clock.Plausible {
+		plausible = 1
+	}
+	fmt.Fprintf(sb, "# HELP outpost_clock_plausible 1 while the wall clock is plausible (0: the edge uses the last time known good or the hub's; see edge status).\n# TYPE outpost_clock_plausible gauge\noutpost_clock_plausible %d\n", plausible)
+	if u := st.Uplink; u != nil {
+		writeUplinkMetrics(sb, u)
+	}
+	writeQueueMetrics(sb, st.Queues)
+	writeModuleMetrics(sb, st.Modules)
+}
+
+func writeDiskMetrics(sb *strings.Builder, d DiskStatus) {
+	for _, g := range []struct {
+		name, help string
+		v          int64
+	}{
+		{"outpost_disk_free_bytes", "Free space the store can count on: statfs free minus the holes of its mapped files.", d.Free},
+		{"outpost_disk_reserve_bytes", "Free space below which telemetry is refused.", d.Reserve},
+		{"outpost_disk_allowance_bytes", "Free space below which only deletes run.", d.Allowance},
+		{"outpost_disk_ballast_bytes", "Bytes the ballast file holds (0: released).", d.Ballast},
+		{"outpost_queues_bytes", "Record bytes held by all queues.", d.QueueBytes},
+		{"outpost_queues_max_bytes", "Cap on the record bytes of all queues.", d.MaxQueueBytes},
+	} {
+		fmt.Fprintf(sb, "# HELP %s %s\n# TYPE %s gauge\n%s %d\n", g.name, g.help, g.name, g.name, g.v)
+	}
+	sb.WriteString("# HELP outpost_disk_state 1 for the disk's current state.\n# TYPE outpost_disk_state gauge\n")
+	for _, s := range []string{"ok", "telemetry-refused", "full"} {
+		v := 0
+		if d.State == s {
+			v = 1
+		}
+		fmt.Fprintf(sb, "outpost_disk_state{state=%q} %d\n", s, v)
+	}
+}
+
+func writeUplinkMetrics(sb *strings.Builder, u *upstream.Status) {
+	online := 0
+	if u.State == "online" {
+		online = 1
+	}
+	fmt.Fprintf(sb, "# HELP outpost_uplink_online 1 while the link to the hub is up.\n# TYPE outpost_uplink_online gauge\noutpost_uplink_online %d\n", online)
+	counter(sb, "outpost_uplink_messages_sent_total", "Messages the hub stored from this edge.", u.Sent)
+	counter(sb, "outpost_uplink_batches_total", "Message batches the hub acknowledged.", u.Batches)
+	counter(sb, "outpost_uplink_twin_deltas_sent_total", "Twin deltas sent to the hub.", u.TwinsUp)
+	counter(sb, "outpost_uplink_twin_deltas_received_total", "Twin deltas merged from the hub.", u.TwinsDown)
+	counter(sb, "outpost_uplink_c2d_received_total", "Cloud-to-device messages received from the hub.", u.C2D)
+	counter(sb, "outpost_uplink_instance_collisions_total", "Messages the hub stored although it held others with their sequence numbers from this instance: another edge runs from a copy of this data directory.", u.InstanceCollisions)
+	counter(sb, "outpost_uplink_twins_removed_total", "Twins removed because the hub deleted their identity.", u.TwinsRemoved)
+	counter(sb, "outpost_uplink_twins_reset_total", "Twins started afresh because the hub created their identity again (a new generation).", u.TwinsReset)
+	counter(sb, "outpost_uplink_messages_purged_total", "Queued messages (C2D, module inputs) removed with their deleted identity.", u.MessagesPurged)
+	counter(sb, "outpost_uplink_messages_refused_total", "Messages the hub refused: their identity was deleted or created again since they were sent.", u.MessagesRefused)
+	counter(sb, "outpost_uplink_twin_deltas_refused_total", "Twin deltas from the hub refused for another generation of their identity.", u.TwinsRefused)
+	counter(sb, "outpost_twin_tombstones_collected_total", "Twin register fields removed by stable GC.", u.TombstonesGC)
+}
+
+func writeQueueMetrics(sb *strings.Builder, queues []QueueStatus) {
+	sb.WriteString("# HELP outpost_queue_depth Messages waiting in a queue.\n# TYPE outpost_queue_depth gauge\n")
+	for _, q := range queues {
+		fmt.Fprintf(sb, "outpost_queue_depth{queue=%q} %d\n", q.Name, q.Depth)
+	}
+	sb.WriteString("# HELP outpost_queue_oldest_age_seconds Age of the oldest message in a queue.\n# TYPE outpost_queue_oldest_age_seconds gauge\n")
+	for _, q := range queues {
+		fmt.Fprintf(sb, "outpost_queue_oldest_age_seconds{queue=%q} %g\n", q.Name, q.OldestSeconds)
+	}
+	for _, m := range []struct {
+		name string
+		get  func(QueueStatus) int64
+	}{{"expired", func(q QueueStatus) int64 { return q.Expired }}, {"dropped", func(q QueueStatus) int64 { return q.Dropped }}, {"rejected", func(q QueueStatus) int64 { return q.Rejected }}} {
+		fmt.Fprintf(sb, "# HELP outpost_queue_%s_total Messages %s by a queue.\n# TYPE outpost_queue_%s_total counter\n", m.name, m.name, m.name)
+		for _, q := range queues {
+			fmt.Fprintf(sb, "outpost_queue_%s_total{queue=%q} %d\n", m.name, q.Name, m.get(q))
+		}
+	}
+}
+
+func writeModuleMetrics(sb *strings.Builder, modules map[string]supervisor.ModuleStatus) {
+	names := slices.Sorted(maps.Keys(modules))
+	sb.WriteString("# HELP outpost_module_running 1 while a module's process runs.\n# TYPE outpost_module_running gauge\n")
+	for _, n := range names {
+		running := 0
+		if modules[n].RuntimeStatus == "running" {
+			running = 1
+		}
+		fmt.Fprintf(sb, "outpost_module_running{module=%q} %d\n", n, running)
+	}
+	sb.WriteString("# HELP outpost_module_restarts Restarts of a module since its restart count was last reset.\n# TYPE outpost_module_restarts gauge\n")
+	for _, n := range names {
+		fmt.Fprintf(sb, "outpost_module_restarts{module=%q} %d\n", n, modules[n].RestartCount)
+	}
+}
