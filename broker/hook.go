@@ -140,6 +140,11 @@ func iotHubTopic(topic string) bool {
 // identity's IoT Hub topics.
 func allowed(id, topic string, write bool) bool {
 	device, module, isModule := strings.Cut(id, "/")
+	if !safeLevel(device) || isModule && !safeLevel(module) {
+		// An id that bypassed validation: "devices/+/" would be every
+		// device's topics.
+		return false
+	}
 	own := "devices/" + device + "/"
 	if isModule {
 		own += "modules/" + module + "/"
