@@ -1,6 +1,12 @@
 package broker
 
-import "testing"
+import (
+	"testing"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/outpost-edge/outpost/store/queue"
+)
 
 func TestPolicy(t *testing.T) {
 	p, err := ParsePolicy([]byte(`{"routes":{},"mqttBroker":{"authorizations":[
@@ -114,6 +120,43 @@ func TestACLWildcardIDs(t *testing.T) {
 	} {
 		if got := allowed(c.id, c.topic, c.write); got != c.want {
 			t.Errorf("allowed(%q, %q, write=%v) = %v, want %v", c.id, c.topic, c.write, got, c.want)
+		}
+	}
+}
+
+// TestWildcardIDGrantsNothing runs the broker with clients whose ids
+// bypassed validation ("+", "#", a module "gw1/+"): a policy written with
+// placeholders grants them none of the other devices' topics, while a
+// normal id keeps its grant.
+func TestWildcardIDGrantsNothing(t *testing.T) {
+	p, err := ParsePolicy([]byte(`{"mqttBroker":{"authorizations":[{"identities":["{{iot:identity}}"],"allow":[
+	  {"operations":["mqtt:publish","mqtt:subscribe"],"resources":["shared/{{iot:device_id}}/#","mods/{{iot:module_id}}/#"]}]}]}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newEnvWith(t, "", queue.Options{}, func(o *Options) {
+		o.Auth = passwords{"dev1": "pw", "+": "pw", "#": "pw", edgeID + "/+": "pw"}
+		o.Policy = p
+	})
+	granted := func(c paho.Client, filter string) bool {
+		tok := c.Subscribe(filter, 1, func(paho.Client, paho.Message) {})
+		wait(t, tok)
+		return tok.(*paho.SubscribeToken).Result()[filter] < 0x80
+	}
+	dev1 := e.client("dev1", "pw")
+	if !granted(dev1, "shared/dev1/#") {
+		t.Fatal("dev1 lost its own grant")
+	}
+	for id, filters := range map[string][]string{
+		"+":           {"shared/+/#", "shared/dev1/#", "devices/+/messages/devicebound/#"},
+		"#":           {"shared/#", "shared/dev1/#", "devices/#"},
+		edgeID + "/+": {"mods/+/#", "mods/a/#", "devices/" + edgeID + "/modules/+/#"},
+	} {
+		c := e.client(id, "pw")
+		for _, f := range filters {
+			if granted(c, f) {
+				t.Errorf("client %q was granted %q", id, f)
+			}
 		}
 	}
 }
