@@ -68,6 +68,10 @@ type BrokerStatus struct {
 	Delivered  int64            `json:"delivered"`
 	AuthFailed int64            `json:"authFailed"`
 	Denied     int64            `json:"denied"`
+	// Live sessions ended because their identity was deleted or disabled
+	// or its credentials changed, or because their SAS token expired.
+	SessionsRevoked int64 `json:"sessionsRevoked"`
+	SessionsExpired int64 `json:"sessionsExpired"`
 }
 
 // serveAPI starts the local HTTP API (status, twins, metrics) when --api is
@@ -117,7 +121,8 @@ func (e *edge) status() Status {
 	}
 	b := e.broker.Stats()
 	st.Broker = BrokerStatus{Received: b.Received.Load(), Stored: b.Stored.Load(), NoRoute: b.NoRoute.Load(), Refused: b.Refused.Load(),
-		RefusedBy: map[string]int64{}, Delivered: b.Delivered.Load(), AuthFailed: b.AuthFailed.Load(), Denied: b.Denied.Load()}
+		RefusedBy: map[string]int64{}, Delivered: b.Delivered.Load(), AuthFailed: b.AuthFailed.Load(), Denied: b.Denied.Load(),
+		SessionsRevoked: b.SessionsRevoked.Load(), SessionsExpired: b.SessionsExpired.Load()}
 	for r := range broker.NumReasons {
 		st.Broker.RefusedBy[r.String()] = b.RefusedBy[r].Load()
 	}
@@ -259,6 +264,8 @@ func (e *edge) metrics(w http.ResponseWriter, _ *http.Request) {
 	counter("outpost_messages_delivered_total", "Messages delivered to modules and devices and acknowledged.", st.Broker.Delivered)
 	counter("outpost_auth_failed_total", "Refused connections.", st.Broker.AuthFailed)
 	counter("outpost_acl_denied_total", "Publishes and subscriptions outside the client's identity.", st.Broker.Denied)
+	counter("outpost_sessions_revoked_total", "Live sessions ended: identity deleted or disabled, or its credentials changed.", st.Broker.SessionsRevoked)
+	counter("outpost_sessions_expired_total", "Live sessions ended: SAS token expired (after the allowed skew).", st.Broker.SessionsExpired)
 	plausible := 0
 	if st.Clock.Plausible {
 		plausible = 1
