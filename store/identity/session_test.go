@@ -81,3 +81,15 @@ func TestLoginAndRecheck(t *testing.T) {
 		t.Errorf("watchers saw %v, want %v", seen, want)
 	}
 }
+
+// CONNECT refuses client ids and usernames with MQTT wildcards before
+// looking anything up.
+func TestConnectRefusesWildcardIDs(t *testing.T) {
+	f := newFixture(t)
+	for _, id := range []string{"a+b", "#", "gw1/+", "gw1/m#"} {
+		_, err := f.c.Authenticate(req(id, hub+"/"+id+user, "SharedAccessSignature sr=x&sig=y&se=1"))
+		if !errors.Is(err, ErrClientIDMismatch) {
+			t.Errorf("client id %q: %v, want ErrClientIDMismatch", id, err)
+		}
+	}
+}
