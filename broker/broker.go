@@ -115,6 +115,7 @@ type Broker struct {
 	methods  *methods
 
 	stats     Stats
+	closing   sync.WaitGroup // DISCONNECTs being written to ended sessions
 	addrs     map[string]net.Addr
 	closeOnce sync.Once
 	closeErr  error
@@ -278,6 +279,7 @@ func (b *Broker) Close() error {
 			s.stop()
 		}
 		b.closeErr = b.srv.Close()
+		b.closing.Wait()
 	})
 	return b.closeErr
 }

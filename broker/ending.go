@@ -119,12 +119,25 @@ func (b *Broker) end(s *session, why string, err error) {
 		b.log.Warn("session ended: its credentials no longer hold", "reason", why, "client_id", s.id, "err", err,
 			"ended_since_last_logged", held)
 	}
-	if s.cl.Properties.ProtocolVersion == 5 {
-		_ = b.srv.DisconnectClient(s.cl, packets.Code{Code: packets.ErrNotAuthorized.Code, Reason: err.Error()})
+	cl := s.cl
+	if cl.Properties.ProtocolVersion != 5 {
+		cl.Stop(err) // closes the socket: never blocks
 		return
 	}
-	s.cl.Stop(err)
+	// Writing the DISCONNECT can block on a client that does not read;
+	// the caller may be the identity cache's writer (the link's pull), so
+	// write it aside and close the connection after disconnectWait anyway.
+	b.closing.Add(1)
+	go func() {
+		defer b.closing.Done()
+		t := time.AfterFunc(disconnectWait, func() { cl.Stop(err) })
+		defer t.Stop()
+		_ = b.srv.DisconnectClient(cl, packets.Code{Code: packets.ErrNotAuthorized.Code, Reason: err.Error()})
+	}()
 }
+
+// disconnectWait bounds the write of a DISCONNECT to a session ended.
+const disconnectWait = time.Second
 
 // Disconnect closes the connection of an identity, if it has one: the hub
 // removed or disabled it. It may connect again only if it authenticates.

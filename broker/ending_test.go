@@ -2,9 +2,12 @@ package broker_test
 
 import (
 	"context"
+	"net"
+	"strings"
 	"testing"
 	"time"
 
+	paho5 "github.com/eclipse/paho.golang/paho"
 	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/outpost-edge/outpost/broker"
@@ -198,4 +201,36 @@ func TestSessionExpiryFollowsTheEdgeClock(t *testing.T) {
 	time.Sleep(time.Second)
 	stillConnected(t, c, lost, "by the system clock the token expired an hour ago, not by the edge's")
 	ended(t, lost, 5*time.Second, "token expired on the edge's clock")
+}
+
+// An MQTT 5 client learns why: a DISCONNECT with reason 0x87 (not
+// authorized) and the reason string.
+func TestSessionEndedTellsMQTT5ClientWhy(t *testing.T) {
+	h := brokertest.New(t, brokertest.Options{Identities: []string{"dev1"}})
+	conn, err := net.Dial("tcp", h.Addr("tcp"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan *paho5.Disconnect, 1)
+	c := paho5.NewClient(paho5.ClientConfig{Conn: conn, OnServerDisconnect: func(d *paho5.Disconnect) { got <- d }})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	ca, err := c.Connect(ctx, &paho5.Connect{
+		ClientID: "dev1", KeepAlive: 30, CleanStart: true,
+		Username: brokertest.HubHost + "/dev1/?api-version=2021-04-12", UsernameFlag: true,
+		Password:     []byte(sas.NewToken(brokertest.HubHost+"/devices/dev1", h.Keys["dev1"], "", time.Now().Add(time.Hour))),
+		PasswordFlag: true,
+	})
+	if err != nil || ca.ReasonCode != 0 {
+		t.Fatalf("connect: %v %+v", err, ca)
+	}
+	change(t, h, "dev1", func(i *identity.Identity) { i.Status = identity.Disabled })
+	select {
+	case d := <-got:
+		if d.ReasonCode != 0x87 || d.Properties == nil || !strings.Contains(d.Properties.ReasonString, "disabled") {
+			t.Errorf("DISCONNECT %#x %+v, want 0x87 with the reason", d.ReasonCode, d.Properties)
+		}
+	case <-time.After(3 * time.Second):
+		t.Fatal("no DISCONNECT from the broker")
+	}
 }
