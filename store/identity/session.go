@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/outpost-edge/outpost/store/identity/sas"
@@ -57,9 +58,9 @@ func (c *Cache) Login(req AuthRequest) (Login, error) {
 
 // Recheck tells whether the session of a Login may go on with the identity
 // as the cache now has it: nil, or why it must end — the identity was
-// deleted (ErrUnknownIdentity), disabled (ErrDisabled), or its credentials
+// deleted (ErrUnknownIdentity), disabled (ErrDisabled), its credentials
 // changed (ErrCredentialsChanged: keys, thumbprints, authentication type,
-// or deleted and created again).
+// or deleted and created again), or its parent did (ErrNotChild).
 func (c *Cache) Recheck(l Login) error {
 	c.mu.RLock()
 	id, ok := c.ids[l.Identity.ID()]
@@ -71,6 +72,8 @@ func (c *Cache) Recheck(l Login) error {
 		return fmt.Errorf("%w: %q was disabled at the hub", ErrDisabled, id.ID())
 	case id.Credentials() != l.Credentials:
 		return fmt.Errorf("%w: the keys, thumbprints or authentication type of %q changed at the hub (or it was created again); connect with the new credentials", ErrCredentialsChanged, id.ID())
+	case !slices.Equal(id.ParentScopes, l.Identity.ParentScopes):
+		return fmt.Errorf("%w: the parent of %q changed at the hub; it connects through its new parent", ErrNotChild, id.ID())
 	}
 	return nil
 }

@@ -52,6 +52,7 @@ func TestLoginAndRecheck(t *testing.T) {
 		{func(i *Identity) { i.Auth = Auth{Type: AuthSelfSigned, PrimaryThumbprint: sha1Thumb(f.goodCert)} }, ErrCredentialsChanged},
 		{func(i *Identity) { i.Generation = NewGeneration() }, ErrCredentialsChanged},
 		{func(i *Identity) { i.Status = Disabled }, ErrDisabled},
+		{func(i *Identity) { i.ParentScopes = []string{"ms-azure-iot-edge://gw2-99"} }, ErrNotChild},
 	}
 	for _, s := range steps {
 		id := cur.clone()
