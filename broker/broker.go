@@ -115,7 +115,8 @@ type Broker struct {
 	methods  *methods
 
 	stats     Stats
-	closing   sync.WaitGroup // DISCONNECTs being written to ended sessions
+	closing   sync.WaitGroup // ended sessions being closed (ending.go)
+	closed    bool           // Close began: no more closing.Add; under mu
 	addrs     map[string]net.Addr
 	closeOnce sync.Once
 	closeErr  error
@@ -270,6 +271,7 @@ func (b *Broker) Run(ctx context.Context) error {
 func (b *Broker) Close() error {
 	b.closeOnce.Do(func() {
 		b.mu.Lock()
+		b.closed = true
 		all := make([]*session, 0, len(b.sessions))
 		for _, s := range b.sessions {
 			all = append(all, s)

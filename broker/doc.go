@@ -4,7 +4,6 @@
 // deliveries to modules and devices driven from our own queues.
 //
 // Sessions end with their credentials (ending.go): a timer per session
-// whose SAS token expires, and, for an MQTT 5 session ended, a goroutine
-// that writes the DISCONNECT (at most disconnectWait), which Close waits
-// for.
+// whose SAS token expires, and, for each session ended, a goroutine that
+// closes it (at most disconnectWait), which Close waits for.
 package broker

@@ -119,24 +119,32 @@ func (b *Broker) end(s *session, why string, err error) {
 		b.log.Warn("session ended: its credentials no longer hold", "reason", why, "client_id", s.id, "err", err,
 			"ended_since_last_logged", held)
 	}
+	// Closing can block on a client that does not read (a DISCONNECT to
+	// write, a TLS close_notify), and the caller may be the identity
+	// cache's writer (the link's pull): close aside, within disconnectWait.
 	cl := s.cl
-	if cl.Properties.ProtocolVersion != 5 {
-		cl.Stop(err) // closes the socket: never blocks
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		cl.Stop(err) // Close is stopping every client anyway
 		return
 	}
-	// Writing the DISCONNECT can block on a client that does not read;
-	// the caller may be the identity cache's writer (the link's pull), so
-	// write it aside and close the connection after disconnectWait anyway.
 	b.closing.Add(1)
+	b.mu.Unlock()
 	go func() {
 		defer b.closing.Done()
 		t := time.AfterFunc(disconnectWait, func() { cl.Stop(err) })
 		defer t.Stop()
-		_ = b.srv.DisconnectClient(cl, packets.Code{Code: packets.ErrNotAuthorized.Code, Reason: err.Error()})
+		if cl.Properties.ProtocolVersion == 5 {
+			_ = b.srv.DisconnectClient(cl, packets.Code{Code: packets.ErrNotAuthorized.Code, Reason: err.Error()})
+			return
+		}
+		cl.Stop(err) // MQTT 3.1.1 has no server DISCONNECT
 	}()
 }
 
-// disconnectWait bounds the write of a DISCONNECT to a session ended.
+// disconnectWait bounds the close of a session ended: after it the
+// socket is closed whatever is being written.
 const disconnectWait = time.Second
 
 // Disconnect closes the connection of an identity, if it has one: the hub
