@@ -10,6 +10,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/listeners"
@@ -28,10 +29,29 @@ type Credentials struct {
 	Certificates       []*x509.Certificate // TLS client certificates, leaf first
 }
 
-// Authenticator checks a CONNECT against the identity cache and returns the
-// identity id ("device" or "device/module"), which must equal the client id.
+// Authenticator checks a CONNECT against the identity cache.
 type Authenticator interface {
-	Authenticate(Credentials) (string, error)
+	// Authenticate returns what a CONNECT proved; Login.ID must equal the
+	// client id.
+	Authenticate(Credentials) (Login, error)
+	// Recheck tells whether the session of a Login may go on with the
+	// identity as it is now: nil, or why the session must end (deleted,
+	// disabled, credentials changed). The broker calls it for the live
+	// sessions of the identities given to IdentitiesChanged.
+	Recheck(Login) error
+}
+
+// Login is what a CONNECT proved: the identity, and what its session
+// rests on.
+type Login struct {
+	ID string // the identity ("device" or "device/module")
+	// Expires is when the credentials stop being valid on Options.Now's
+	// clock (a SAS token's expiry plus the allowed skew): the session ends
+	// then. Zero: they do not expire while connected.
+	Expires time.Time
+	// Basis is the Authenticator's own record of the credentials, for
+	// Recheck; the broker does not look into it.
+	Basis any
 }
 
 // Options configure a Broker. Queues, Twins and Auth are required.
@@ -66,6 +86,10 @@ type Options struct {
 	// none (storeAndForwardConfiguration.overflow, a route's overflow).
 	Overflow queue.Overflow
 
+	// Now is the clock SAS tokens expire by (the edge's estimate of the
+	// time of day); default time.Now.
+	Now func() time.Time
+
 	Logger      *slog.Logger
 	MaxPayload  int // bytes; default 256 KiB as IoT Hub
 	InputWindow int // unacknowledged messages in flight to one module; default 64
@@ -78,17 +102,21 @@ type Broker struct {
 	// refusedLog keeps a client that repeats a refused publish from
 	// flooding the log (each refusal is still counted).
 	refusedLog ratelog.Limiter
+	endedLog   ratelog.Limiter // sessions ended with their credentials
 	srv        *mqtt.Server
 	routes     atomic.Pointer[route.Config]
 	policy     atomic.Pointer[Policy]
 
 	mu       sync.Mutex
-	sessions map[string]*session // by client id (= identity id)
+	sessions map[string]*session    // by client id (= identity id)
+	pending  map[*mqtt.Client]Login // authenticated, session not yet established
 	queues   map[string]*queue.Queue
 	qopts    map[string]queue.QueueOptions // as last given to the store, by queue name
 	methods  *methods
 
 	stats     Stats
+	closing   sync.WaitGroup // ended sessions being closed (ending.go)
+	closed    bool           // Close began: no more closing.Add; under mu
 	addrs     map[string]net.Addr
 	closeOnce sync.Once
 	closeErr  error
@@ -105,6 +133,11 @@ type Stats struct {
 	Delivered  atomic.Int64 // messages delivered to modules and devices and acknowledged
 	AuthFailed atomic.Int64
 	Denied     atomic.Int64 // publishes or subscriptions outside the client's identity
+	// Live sessions ended because their identity was deleted or disabled
+	// or its credentials changed (SessionsRevoked), or their SAS token
+	// expired (SessionsExpired).
+	SessionsRevoked atomic.Int64
+	SessionsExpired atomic.Int64
 }
 
 // Errors.
@@ -127,8 +160,11 @@ func New(opts Options) (*Broker, error) {
 	if opts.InputWindow == 0 {
 		opts.InputWindow = 64
 	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
 	b := &Broker{
-		opts: opts, log: opts.Logger, sessions: map[string]*session{}, queues: map[string]*queue.Queue{}, qopts: map[string]queue.QueueOptions{},
+		opts: opts, log: opts.Logger, sessions: map[string]*session{}, pending: map[*mqtt.Client]Login{}, queues: map[string]*queue.Queue{}, qopts: map[string]queue.QueueOptions{},
 		methods: newMethods(), addrs: map[string]net.Addr{},
 	}
 	cfg := opts.Routes
@@ -235,6 +271,7 @@ func (b *Broker) Run(ctx context.Context) error {
 func (b *Broker) Close() error {
 	b.closeOnce.Do(func() {
 		b.mu.Lock()
+		b.closed = true
 		all := make([]*session, 0, len(b.sessions))
 		for _, s := range b.sessions {
 			all = append(all, s)
@@ -244,6 +281,7 @@ func (b *Broker) Close() error {
 			s.stop()
 		}
 		b.closeErr = b.srv.Close()
+		b.closing.Wait()
 	})
 	return b.closeErr
 }

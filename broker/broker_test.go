@@ -24,12 +24,14 @@ const edgeID = "gw1"
 // passwords is a test Authenticator: identity id → password.
 type passwords map[string]string
 
-func (p passwords) Authenticate(c Credentials) (string, error) {
+func (p passwords) Authenticate(c Credentials) (Login, error) {
 	if want, ok := p[c.ClientID]; ok && want == string(c.Password) {
-		return c.ClientID, nil
+		return Login{ID: c.ClientID}, nil
 	}
-	return "", errors.New("bad credentials")
+	return Login{}, errors.New("bad credentials")
 }
+
+func (p passwords) Recheck(Login) error { return nil }
 
 type env struct {
 	t      testing.TB

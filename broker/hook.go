@@ -30,8 +30,8 @@ func (h *hook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
 	if tc, ok := cl.Net.Conn.(*tls.Conn); ok {
 		cred.Certificates = tc.ConnectionState().PeerCertificates
 	}
-	id, err := h.b.opts.Auth.Authenticate(cred)
-	if err == nil && id != cl.ID {
+	login, err := h.b.opts.Auth.Authenticate(cred)
+	if err == nil && login.ID != cl.ID {
 		err = errClientID
 	}
 	if err != nil {
@@ -39,6 +39,7 @@ func (h *hook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
 		h.b.log.Warn("connection refused", "client_id", cl.ID, "remote", cl.Net.Remote, "err", err)
 		return false
 	}
+	h.b.pend(cl, login)
 	return true
 }
 
@@ -140,6 +141,11 @@ func iotHubTopic(topic string) bool {
 // identity's IoT Hub topics.
 func allowed(id, topic string, write bool) bool {
 	device, module, isModule := strings.Cut(id, "/")
+	if !safeLevel(device) || isModule && !safeLevel(module) {
+		// An id that bypassed validation: "devices/+/" would be every
+		// device's topics.
+		return false
+	}
 	own := "devices/" + device + "/"
 	if isModule {
 		own += "modules/" + module + "/"

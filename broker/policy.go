@@ -120,14 +120,43 @@ func (r rule) hasIdentity(id string) bool {
 }
 
 func (r rule) coversTopic(id, topic string) bool {
-	device, module, _ := strings.Cut(id, "/")
-	sub := strings.NewReplacer("{{iot:identity}}", id, "{{iot:device_id}}", device, "{{iot:module_id}}", module)
 	for _, res := range r.resources {
-		if filterCovers(sub.Replace(res), topic) {
+		if f, ok := substitute(res, id); ok && filterCovers(f, topic) {
 			return true
 		}
 	}
 	return false
+}
+
+// substitute fills the placeholders of a resource with the client's ids.
+// A substituted value must stay inside one topic level and match only
+// itself, so it can never widen a grant: a value that is empty (a module
+// placeholder for a device client) or holds '+', '#', '/' or NUL (an id
+// that bypassed validation) makes the resource match nothing (false).
+// {{iot:identity}} of a module is "d/m": two levels, each checked.
+func substitute(res, id string) (string, bool) {
+	if !strings.Contains(res, "{{") {
+		return res, true
+	}
+	device, module, isModule := strings.Cut(id, "/")
+	for _, p := range []struct {
+		placeholder string
+		ok          bool
+	}{
+		{"{{iot:identity}}", safeLevel(device) && (!isModule || safeLevel(module))},
+		{"{{iot:device_id}}", safeLevel(device)},
+		{"{{iot:module_id}}", safeLevel(module)},
+	} {
+		if !p.ok && strings.Contains(res, p.placeholder) {
+			return "", false
+		}
+	}
+	return strings.NewReplacer("{{iot:identity}}", id, "{{iot:device_id}}", device, "{{iot:module_id}}", module).Replace(res), true
+}
+
+// safeLevel tells a value that is one topic level matching only itself.
+func safeLevel(v string) bool {
+	return v != "" && !strings.ContainsAny(v, "+#/\x00")
 }
 
 // filterCovers reports whether filter f matches every topic that t (a topic

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -22,17 +24,20 @@ type session struct {
 	device, module string
 	twinSession    crdt.HLC // orders this connection's reported writes after earlier ones
 	generation     string   // the identity's generationId when it connected
+	login          Login    // what CONNECT proved: rechecked when the identity changes
+	ended          atomic.Bool
 
 	mu   sync.Mutex
 	subs map[string]bool // IoT Hub subscription kinds: twin, desired, methods, inputs, c2d
 
 	acks    ackQueue
 	deliver *deliverer
+	expiry  *time.Timer // ends the session when its token expires
 }
 
 func (b *Broker) openSession(cl *mqtt.Client) {
 	device, module, _ := strings.Cut(cl.ID, "/")
-	s := &session{b: b, cl: cl, id: cl.ID, device: device, module: module, subs: map[string]bool{}}
+	s := &session{b: b, cl: cl, id: cl.ID, device: device, module: module, subs: map[string]bool{}, login: b.takePending(cl)}
 	s.acks.init(s)
 	if b.opts.Generation != nil {
 		s.generation = b.opts.Generation(cl.ID)
@@ -57,6 +62,10 @@ func (b *Broker) openSession(cl *mqtt.Client) {
 	if old != nil {
 		old.stop() // its deliveries end before ours begin
 	}
+	// The identity may have changed between CONNECT and now, unseen by
+	// IdentitiesChanged (the session was not registered yet).
+	b.recheck(s)
+	s.watchExpiry()
 	// Subscriptions restored from a persistent session do not start
 	// deliveries: the Azure SDKs subscribe again after every connect and
 	// ignore (yet acknowledge) what arrives before, so a C2D message or an
@@ -100,6 +109,9 @@ func (s *session) stop() {
 	s.mu.Lock()
 	d := s.deliver
 	s.deliver = nil
+	if s.expiry != nil {
+		s.expiry.Stop()
+	}
 	s.mu.Unlock()
 	if d != nil {
 		d.stop()
@@ -182,12 +194,3 @@ type refusal struct {
 }
 
 func (r refusal) Error() string { return r.err.Error() }
-
-// Disconnect closes the connection of an identity, if it has one: the hub
-// removed or disabled it. It may connect again only if it authenticates.
-func (b *Broker) Disconnect(id, reason string) {
-	if s := b.sessionOf(id); s != nil {
-		b.log.Info("disconnecting client", "client_id", id, "reason", reason)
-		s.cl.Stop(errors.New(reason))
-	}
-}

@@ -14,6 +14,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"slices"
 	"testing"
@@ -92,13 +93,17 @@ func New(t testing.TB, o Options) *Harness {
 		cfg, err = route.ParseConfig([]byte(o.Routes))
 		must(t, err)
 	}
-	opts := broker.Options{EdgeID: EdgeID, Auth: sasAuth{h.Identities}, Queues: h.Queues, Twins: h.Twins,
-		Routes: cfg, TCP: "127.0.0.1:0", StandaloneTwins: true}
+	opts := broker.Options{EdgeID: EdgeID, Queues: h.Queues, Twins: h.Twins,
+		Routes: cfg, TCP: "127.0.0.1:0", StandaloneTwins: true, Now: time.Now}
+	// Tokens expire by the broker's clock, which o.Broker may change.
+	opts.Auth = sasAuth{h.Identities, func() time.Time { return opts.Now() }}
 	if o.Broker != nil {
 		o.Broker(&opts)
 	}
 	h.Broker, err = broker.New(opts)
 	must(t, err)
+	// As the edge wires it: a change of an identity rechecks its session.
+	h.Identities.Watch(h.Broker.IdentitiesChanged)
 	must(t, h.Broker.Start())
 	t.Cleanup(func() {
 		h.Broker.Close()
@@ -134,17 +139,28 @@ func (h *Harness) identities(ids []string) []identity.Identity {
 }
 
 // sasAuth authenticates CONNECTs with the identity cache, as the edge does.
-type sasAuth struct{ ids *identity.Cache }
+type sasAuth struct {
+	ids *identity.Cache
+	now func() time.Time
+}
 
-func (a sasAuth) Authenticate(c broker.Credentials) (string, error) {
-	id, err := a.ids.Authenticate(identity.AuthRequest{
+func (a sasAuth) Authenticate(c broker.Credentials) (broker.Login, error) {
+	l, err := a.ids.Login(identity.AuthRequest{
 		ClientID: c.ClientID, Username: c.Username, Password: string(c.Password),
-		EdgeDeviceID: EdgeID, HostNames: []string{HubHost}, Now: time.Now(),
+		EdgeDeviceID: EdgeID, HostNames: []string{HubHost}, Now: a.now(),
 	})
 	if err != nil {
-		return "", err
+		return broker.Login{}, err
 	}
-	return id.ID(), nil
+	return broker.Login{ID: l.Identity.ID(), Expires: l.Expires, Basis: l}, nil
+}
+
+func (a sasAuth) Recheck(l broker.Login) error {
+	il, ok := l.Basis.(identity.Login)
+	if !ok {
+		return errors.New("the session has no record of its credentials")
+	}
+	return a.ids.Recheck(il)
 }
 
 func openDB(t testing.TB) *kv.DB {

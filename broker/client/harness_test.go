@@ -38,13 +38,15 @@ type recordingAuth struct {
 	refuse    map[string]bool
 }
 
-func (a *recordingAuth) Authenticate(c broker.Credentials) (string, error) {
+func (a *recordingAuth) Recheck(l broker.Login) error { return a.next.Recheck(l) }
+
+func (a *recordingAuth) Authenticate(c broker.Credentials) (broker.Login, error) {
 	a.mu.Lock()
 	a.passwords[c.ClientID] = append(a.passwords[c.ClientID], string(c.Password))
 	refused := a.refuse[c.ClientID]
 	a.mu.Unlock()
 	if refused {
-		return "", fmt.Errorf("%s refused by the test", c.ClientID)
+		return broker.Login{}, fmt.Errorf("%s refused by the test", c.ClientID)
 	}
 	return a.next.Authenticate(c)
 }

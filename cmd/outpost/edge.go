@@ -190,6 +190,10 @@ func edgeStatus(env cli.Env, args []string) error {
 	b := st.Broker
 	fmt.Fprintf(env.Stdout, "\nmessages: %d received, %d stored, %d without route, %d refused, %d delivered; %d failed logins, %d ACL denials\n",
 		b.Received, b.Stored, b.NoRoute, b.Refused, b.Delivered, b.AuthFailed, b.Denied)
+	if b.SessionsRevoked+b.SessionsExpired > 0 {
+		fmt.Fprintf(env.Stdout, "sessions ended with their credentials: %d revoked (deleted, disabled, credentials changed), %d expired tokens\n",
+			b.SessionsRevoked, b.SessionsExpired)
+	}
 	if b.Refused > 0 {
 		var parts []string
 		for _, r := range slices.Sorted(maps.Keys(b.RefusedBy)) {

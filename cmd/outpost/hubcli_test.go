@@ -444,3 +444,41 @@ func TestHubCLIUnreachable(t *testing.T) {
 		t.Errorf("exit %d, %q", code, errs)
 	}
 }
+
+func TestHubCLIDeviceUpdate(t *testing.T) {
+	h := newFakeHub(t, map[string]answer{
+		"GET /devices/sensor1": {body: sensor1JSON},
+		"PUT /devices/sensor1": {body: sensor1JSON},
+	})
+	mustRun(t, h, "device", "update", "sensor1", "--regenerate-keys")
+	if got := compact(t, h.request("PUT", "/devices/sensor1").body); !strings.Contains(got, `"authentication":{"type":"sas","symmetricKey":{}}`) ||
+		!strings.Contains(got, `"parentScopes":["ms-azure-iot-edge://gw1-42"]`) {
+		t.Errorf("--regenerate-keys sent %s, want no keys (the hub makes new ones) and the rest kept", got)
+	}
+	h.reset()
+	mustRun(t, h, "device", "update", "sensor1", "--status", "disabled")
+	if got := compact(t, h.request("PUT", "/devices/sensor1").body); !strings.Contains(got, `"status":"disabled"`) || !strings.Contains(got, `"primaryKey":"`) {
+		t.Errorf("--status disabled sent %s, want the status changed and the keys kept", got)
+	}
+	h.reset()
+	key := base64.StdEncoding.EncodeToString([]byte("0123456789abcdef"))
+	mustRun(t, h, "device", "update", "sensor1", "--primary-key", key)
+	if got := compact(t, h.request("PUT", "/devices/sensor1").body); !strings.Contains(got, `"primaryKey":"`+key+`"`) || !strings.Contains(got, `"secondaryKey":"`) {
+		t.Errorf("--primary-key sent %s, want the new primary and the old secondary", got)
+	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"device", "update", "sensor1"}, "nothing to change"},
+		{[]string{"device", "update", "sensor1", "--status", "off"}, "want enabled or disabled"},
+		{[]string{"device", "update", "sensor1", "--regenerate-keys", "--primary-key", key}, "give one or the other"},
+		{[]string{"device", "update", "sensor1", "--edge"}, "--edge does not apply to device update"},
+		{[]string{"device", "create", "x", "--status", "disabled"}, "--status does not apply to device create"},
+		{[]string{"device", "update", "a+b", "--status", "disabled"}, "MQTT wildcards"},
+	} {
+		if code, _, errs := outpost(h, c.args...); code != 2 || !strings.Contains(errs, c.want) {
+			t.Errorf("%v: exit %d, %s; want 2 and %q", c.args, code, errs, c.want)
+		}
+	}
+}

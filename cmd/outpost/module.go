@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"net/http"
 
@@ -11,14 +12,17 @@ import (
 )
 
 var moduleCmd = hubCommand("module",
-	"create, list, show or delete module identities on the hub",
-	"create D M [--primary-key K] | list D | show D M | delete D M",
-	keyFlags,
+	"create, update, list, show or delete module identities on the hub",
+	"create D M [--primary-key K] | update D M [--regenerate-keys] [--primary-key K] [--secondary-key K] [--status enabled|disabled] | list D | show D M | delete D M",
+	func(fs *flag.FlagSet) {
+		keyFlags(fs)
+		updateFlags(fs)
+	},
 	runModule,
 )
 
 func runModule(ctx context.Context, h *hubCall) error {
-	sub, args, err := h.sub(map[string]int{"create": 2, "list": 1, "show": 2, "delete": 2})
+	sub, args, err := h.sub(map[string]int{"create": 2, "update": 2, "list": 1, "show": 2, "delete": 2})
 	if err != nil {
 		return err
 	}
@@ -30,8 +34,13 @@ func runModule(ctx context.Context, h *hubCall) error {
 			return err
 		}
 	}
-	if sub != "create" {
+	if sub != "create" && sub != "update" {
 		if err := h.only(sub, "primary-key", "secondary-key"); err != nil {
+			return err
+		}
+	}
+	if sub != "update" {
+		if err := h.only(sub, "regenerate-keys", "status"); err != nil {
 			return err
 		}
 	}
@@ -46,6 +55,9 @@ func runModule(ctx context.Context, h *hubCall) error {
 	switch sub {
 	case "create":
 		return moduleCreate(ctx, h, c, args[0], args[1], auth)
+	case "update":
+		return updateIdentity(ctx, h, c, hubclient.PathOf("devices", args[0], "modules", args[1]),
+			fmt.Sprintf("module %q of device %q", args[1], args[0]), auth)
 	case "list":
 		return moduleList(ctx, h, c, args[0])
 	case "show":

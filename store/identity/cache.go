@@ -43,6 +43,9 @@ type Cache struct {
 	mu  sync.RWMutex
 	ids map[string]Identity
 	enc map[string][]byte // stored bytes, to skip rewriting unchanged records
+
+	watchMu  sync.Mutex
+	watchers []func(ids []string)
 }
 
 // Open loads the cache from db. A record that no longer decodes (written by a
@@ -181,17 +184,21 @@ func index(ids []Identity) (map[string]encoded, error) {
 	return out, nil
 }
 
-// apply commits sets and deletes in one transaction, then publishes them to
-// the read copy. Callers hold wmu, so the read copy cannot change meanwhile.
+// apply commits sets and deletes in one transaction, publishes them to the
+// read copy and tells the watchers. Callers hold wmu, so the read copy
+// cannot change meanwhile and watchers learn of changes in commit order.
 func (c *Cache) apply(ctx context.Context, set map[string]encoded, del []string, op string) error {
 	var ops []kv.Op
+	var changed []string
 	for k, e := range set {
 		if !bytes.Equal(c.enc[k], e.b) {
 			ops = append(ops, kv.Set(recordKey(k), e.b))
+			changed = append(changed, k)
 		}
 	}
 	for _, k := range del {
 		ops = append(ops, kv.Op{Key: recordKey(k), Delete: true, Freed: len(c.enc[k])})
+		changed = append(changed, k)
 	}
 	if len(ops) == 0 {
 		return nil
@@ -212,5 +219,6 @@ func (c *Cache) apply(ctx context.Context, set map[string]encoded, del []string,
 	}
 	c.mu.Unlock()
 	c.log.Debug("identity cache updated", "op", op, "written", len(ops)-len(del), "removed", len(del))
+	c.notify(changed)
 	return nil
 }

@@ -166,6 +166,9 @@ var (
 	ErrNotChild         = errors.New("identity is not in this edge's scope")
 	ErrClientIDMismatch = errors.New("MQTT client id does not match the identity")
 	ErrBadCredentials   = errors.New("bad credentials")
+	// ErrCredentialsChanged ends a session whose identity's credentials
+	// changed after it connected (Cache.Recheck).
+	ErrCredentialsChanged = errors.New("credentials changed")
 )
 
 func invalid(id Identity, format string, args ...any) error {

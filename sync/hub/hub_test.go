@@ -480,3 +480,33 @@ func TestPullsPerInstance(t *testing.T) {
 		t.Fatal("the end of a replaced pull unregistered its successor")
 	}
 }
+
+// TestRegistryRefusesWildcardIDs: '+' and '#' are MQTT wildcards; an id
+// holding one would widen grants written for it, so the hub refuses it
+// (a deviation from IoT Hub), with the reason and the allowed set.
+func TestRegistryRefusesWildcardIDs(t *testing.T) {
+	f := newFixture(t)
+	for _, c := range []struct{ path, body string }{
+		{"/devices/a%2Bb", `{"deviceId":"a+b"}`},
+		{"/devices/%23", `{"deviceId":"#"}`},
+		{"/devices/+", `{}`},
+		{"/devices/gw1/modules/m%23", `{"moduleId":"m#"}`},
+		{"/devices/gw1/modules/%2B", `{}`},
+	} {
+		code, body := f.do(t, "PUT", c.path, ownerToken(), []byte(c.body), nil)
+		if code != 400 || !strings.Contains(string(body), "MQTT wildcards") || !strings.Contains(string(body), "ASCII letters") {
+			t.Errorf("PUT %s %s: %d %s, want 400 naming the wildcard and the allowed set", c.path, c.body, code, body)
+		}
+	}
+	code, body := f.do(t, "POST", "/devices/gw1/applyConfigurationContent", ownerToken(),
+		[]byte(`{"modulesContent":{"$edgeAgent":{"properties.desired":{"modules":{"a+b":{"type":"process"}}}}}}`), nil)
+	if code != 400 {
+		t.Errorf("deployment with module a+b: %d %s, want 400", code, body)
+	}
+	ids, _ := f.h.ids.List()
+	for _, i := range ids {
+		if strings.ContainsAny(i.ID(), "+#") {
+			t.Errorf("wildcard id %q was registered", i.ID())
+		}
+	}
+}

@@ -49,6 +49,24 @@ func (l *Link) applyScope(ctx context.Context, ids []identity.Identity, cursors 
 	return nil
 }
 
+// acceptable returns the identities this edge accepts: one the identity
+// cache refuses (an id with '+' or '#' from a hub that allowed them, a
+// broken record) is skipped and logged, without a key, and the others are
+// applied, so one bad identity does not stop the edge from syncing.
+func (l *Link) acceptable(ids []identity.Identity) []identity.Identity {
+	out := make([]identity.Identity, 0, len(ids))
+	for _, id := range ids {
+		if err := id.Validate(); err != nil {
+			if ok, held := l.refusedLog.Allow("identity"); ok {
+				l.log.Warn("identity from the hub skipped: this edge does not accept it", "err", err, "skipped_since_last_logged", held)
+			}
+			continue
+		}
+		out = append(out, id)
+	}
+	return out
+}
+
 // forget removes the twin, queues and C2D cursor of a deleted identity.
 func (l *Link) forget(ctx context.Context, id, gen string, cursors map[string]uint64) error {
 	removed, err := l.opts.Twins.Delete(ctx, id)

@@ -6,6 +6,7 @@ import (
 
 	"github.com/outpost-edge/outpost/store/identity"
 	"github.com/outpost-edge/outpost/store/queue"
+	"github.com/outpost-edge/outpost/sync/protocol"
 )
 
 // The hub deletes a device: the edge drops its identity, twin and queues,
@@ -81,5 +82,31 @@ func TestRecreatedDeviceStartsFresh(t *testing.T) {
 	}
 	if st := e.link.Status(); st.TwinsReset != 1 {
 		t.Fatalf("twins reset %d, want 1", st.TwinsReset)
+	}
+}
+
+// An identity the edge refuses (an id with an MQTT wildcard, which an
+// older hub allowed) is skipped; the rest of the scope is applied.
+func TestWildcardIdentitySkipped(t *testing.T) {
+	e := newEnv(t)
+	eventually(t, "the twin of dev1", func() bool { _, err := e.twins.Get("dev1"); return err == nil })
+	ids, _ := e.ids.List()
+	dev1, _, _ := e.ids.Get("dev1")
+	bad := dev1
+	bad.DeviceID = "a+b"
+	newer := dev1
+	newer.DeviceID = "dev9"
+	push := protocol.Push{HasScope: true, Identities: append(slices.Clone(ids), bad, newer)}
+	if err := e.link.apply(e.ctx, push, map[string]uint64{}); err != nil {
+		t.Fatalf("one bad identity stopped the pull: %v", err)
+	}
+	if _, ok, _ := e.ids.Get("dev9"); !ok {
+		t.Error("the good identities of the same pull were not applied")
+	}
+	all, _ := e.ids.List()
+	for _, i := range all {
+		if i.DeviceID == "a+b" {
+			t.Error("the wildcard identity was cached")
+		}
 	}
 }

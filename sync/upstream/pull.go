@@ -51,6 +51,7 @@ func (l *Link) pull(ctx context.Context) error {
 
 func (l *Link) apply(ctx context.Context, push protocol.Push, cursors map[string]uint64) error {
 	if push.HasScope {
+		push.Identities = l.acceptable(push.Identities)
 		if err := l.applyScope(ctx, push.Identities, cursors); err != nil {
 			return err
 		}

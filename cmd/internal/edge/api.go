@@ -81,7 +81,8 @@ func (e *edge) status() localapi.Status {
 	}
 	b := e.broker.Stats()
 	st.Broker = localapi.BrokerStatus{Received: b.Received.Load(), Stored: b.Stored.Load(), NoRoute: b.NoRoute.Load(), Refused: b.Refused.Load(),
-		RefusedBy: map[string]int64{}, Delivered: b.Delivered.Load(), AuthFailed: b.AuthFailed.Load(), Denied: b.Denied.Load()}
+		RefusedBy: map[string]int64{}, Delivered: b.Delivered.Load(), AuthFailed: b.AuthFailed.Load(), Denied: b.Denied.Load(),
+		SessionsRevoked: b.SessionsRevoked.Load(), SessionsExpired: b.SessionsExpired.Load()}
 	for r := range broker.NumReasons {
 		st.Broker.RefusedBy[r.String()] = b.RefusedBy[r].Load()
 	}

@@ -364,10 +364,17 @@ func (e *edge) newBroker(routes *route.Config, policy *broker.Policy) error {
 		Auth: authenticator{ids: e.ids, edgeID: e.cs.DeviceID, hosts: hosts, roots: roots, now: e.clock.Now},
 		TCP:  e.cfg.MQTT, TLS: e.cfg.MQTTS, WS: e.cfg.WS, TLSConfig: tlsCfg, Logger: e.cfg.Logger,
 		StandaloneTwins: e.hubURL == "", Overflow: e.cfg.Overflow,
-		Generation: e.generation,
+		Generation: e.generation, Now: e.clock.Now,
 	})
+	if err != nil {
+		return err
+	}
 	e.broker = b
-	return err
+	// The link's pull, a deployment's module identities and --identities
+	// all change the cache: each change rechecks the live sessions of the
+	// identities it touched.
+	e.ids.Watch(b.IdentitiesChanged)
+	return nil
 }
 
 // serverTLS serves --tls-cert, or else a certificate from the local CA in
@@ -463,13 +470,23 @@ type authenticator struct {
 	now    func() time.Time // the edge's time estimate: tokens expire by it
 }
 
-func (a authenticator) Authenticate(c broker.Credentials) (string, error) {
-	id, err := a.ids.Authenticate(identity.AuthRequest{
+func (a authenticator) Authenticate(c broker.Credentials) (broker.Login, error) {
+	l, err := a.ids.Login(identity.AuthRequest{
 		ClientID: c.ClientID, Username: c.Username, Password: string(c.Password),
 		PeerCertificates: c.Certificates, Roots: a.roots, EdgeDeviceID: a.edgeID, HostNames: a.hosts, Now: a.now(),
 	})
 	if err != nil {
-		return "", err
+		return broker.Login{}, err
 	}
-	return id.ID(), nil
+	return broker.Login{ID: l.Identity.ID(), Expires: l.Expires, Basis: l}, nil
+}
+
+// Recheck ends a session whose identity was deleted or disabled, or whose
+// credentials changed since it connected.
+func (a authenticator) Recheck(l broker.Login) error {
+	il, ok := l.Basis.(identity.Login)
+	if !ok {
+		return errors.New("the session has no record of its credentials")
+	}
+	return a.ids.Recheck(il)
 }

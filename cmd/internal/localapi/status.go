@@ -56,6 +56,10 @@ type BrokerStatus struct {
 	Delivered  int64            `json:"delivered"`
 	AuthFailed int64            `json:"authFailed"`
 	Denied     int64            `json:"denied"`
+	// Live sessions ended because their identity was deleted or disabled
+	// or its credentials changed, or because their SAS token expired.
+	SessionsRevoked int64 `json:"sessionsRevoked"`
+	SessionsExpired int64 `json:"sessionsExpired"`
 }
 
 // DiskStatus is the data filesystem as the store sees it.
@@ -101,6 +105,8 @@ func writeMetrics(sb *strings.Builder, st Status) {
 	counter(sb, "outpost_messages_delivered_total", "Messages delivered to modules and devices and acknowledged.", st.Broker.Delivered)
 	counter(sb, "outpost_auth_failed_total", "Refused connections.", st.Broker.AuthFailed)
 	counter(sb, "outpost_acl_denied_total", "Publishes and subscriptions outside the client's identity.", st.Broker.Denied)
+	counter(sb, "outpost_sessions_revoked_total", "Live sessions ended: identity deleted or disabled, or its credentials changed.", st.Broker.SessionsRevoked)
+	counter(sb, "outpost_sessions_expired_total", "Live sessions ended: SAS token expired (after the allowed skew).", st.Broker.SessionsExpired)
 	plausible := 0
 	if st.Clock.Plausible {
 		plausible = 1

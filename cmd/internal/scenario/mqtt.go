@@ -77,6 +77,8 @@ func credentials(key string) ([]byte, string, error) {
 // mqtt sub [-n N] [-timeout D] ADDR ID KEY FILTER
 // mqtt flood [-rate R] [-size B] [-count N] ADDR KEY ACKFILE ID... (starts QoS1
 // publishers that run until the connection dies, or N messages each)
+// mqtt hold NAME ADDR ID KEY (a connection kept open in the background)
+// mqtt closed [-timeout D] NAME (waits until the edge closes it; with !, that it stays open for D)
 func cmdMQTT(ts *testscript.TestScript, neg bool, args []string) {
 	if len(args) == 0 {
 		ts.Fatalf("usage: mqtt pub|sub|flood …")
@@ -134,6 +136,16 @@ func cmdMQTT(ts *testscript.TestScript, neg bool, args []string) {
 		t.WaitTimeout(10 * time.Second)
 		ts.Check(t.Error())
 		ts.Defer(func() { c.Disconnect(100) })
+	case "hold": // connect NAME and keep the connection open in the background
+		if len(a) != 4 {
+			ts.Fatalf("usage: mqtt hold NAME ADDR ID KEY")
+		}
+		mqttHold(ts, a[0], a[1], a[2], a[3])
+	case "closed": // wait until the edge closes the held connection NAME
+		if len(a) != 1 {
+			ts.Fatalf("usage: mqtt closed [-timeout D] NAME")
+		}
+		mqttClosed(ts, neg, a[0], *timeout)
 	case "floodwait": // wait until the publishers of ACKFILE have stopped
 		if len(a) != 1 {
 			ts.Fatalf("usage: mqtt floodwait ACKFILE")
@@ -347,4 +359,66 @@ func cmdMQTTRefused(ts *testscript.TestScript, neg bool, args []string) {
 		c.Disconnect(0)
 		return "connected"
 	})
+}
+
+// held are the connections of mqtt hold, by script and name.
+var held sync.Map // heldKey → *heldConn
+
+type heldKey struct {
+	ts   *testscript.TestScript
+	name string
+}
+
+type heldConn struct {
+	c    paho.Client
+	lost chan struct{} // closed when the connection is lost
+	err  atomic.Value  // why (error)
+}
+
+// mqttHold connects id and keeps the connection open until the script
+// ends, watching for the edge to close it (mqtt closed).
+func mqttHold(ts *testscript.TestScript, name, addr, id, key string) {
+	h := &heldConn{lost: make(chan struct{})}
+	k, host, err := credentials(key)
+	ts.Check(err)
+	d, m, _ := strings.Cut(id, "/")
+	tok := sas.NewToken(sas.ResourceURI(host, d, m), k, "", time.Now().Add(time.Hour))
+	o := paho.NewClientOptions().AddBroker("tcp://" + addr).SetClientID(id).
+		SetUsername(host + "/" + id + "/?api-version=2021-04-12").SetPassword(tok).
+		SetAutoReconnect(false).SetProtocolVersion(4).SetConnectTimeout(5 * time.Second).SetKeepAlive(30 * time.Second).
+		SetConnectionLostHandler(func(_ paho.Client, err error) { h.err.Store(err); close(h.lost) })
+	h.c = paho.NewClient(o)
+	t := h.c.Connect()
+	if !t.WaitTimeout(10*time.Second) || t.Error() != nil {
+		ts.Fatalf("mqtt hold %s: connect %s: %v", name, id, t.Error())
+	}
+	held.Store(heldKey{ts, name}, h)
+	ts.Defer(func() {
+		held.Delete(heldKey{ts, name})
+		h.c.Disconnect(0)
+	})
+	fmt.Fprintf(ts.Stdout(), "%s connected\n", name)
+}
+
+// mqttClosed waits up to timeout for the edge to close the held
+// connection name; negated, it checks that the connection stays open that
+// long.
+func mqttClosed(ts *testscript.TestScript, neg bool, name string, timeout time.Duration) {
+	v, ok := held.Load(heldKey{ts, name})
+	if !ok {
+		ts.Fatalf("mqtt closed: no connection %q (mqtt hold NAME … first)", name)
+	}
+	h := v.(*heldConn)
+	select {
+	case <-h.lost:
+		if neg {
+			ts.Fatalf("%s was closed by the edge: %v", name, h.err.Load())
+		}
+		fmt.Fprintf(ts.Stdout(), "%s closed by the edge\n", name)
+	case <-time.After(timeout):
+		if !neg {
+			ts.Fatalf("%s still open after %v", name, timeout)
+		}
+		fmt.Fprintf(ts.Stdout(), "%s still open after %v\n", name, timeout)
+	}
 }

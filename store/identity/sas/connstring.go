@@ -245,9 +245,13 @@ func ResourceURI(host, deviceID, moduleID string) string {
 	return r
 }
 
-// CheckID validates a device or module id (or policy name) with IoT Hub's
-// rules: 1 to 128 ASCII letters, digits and - . + % _ # * ? ! ( ) , : = @ $ '.
-// what names the field in the error.
+// CheckID validates a device or module id (or policy name): IoT Hub's rules,
+// 1 to 128 ASCII letters, digits and - . % _ * ? ! ( ) , : = @ $ ', except
+// that '+' and '#', which IoT Hub allows, are refused: they are MQTT
+// wildcards and cannot appear in a topic name, so an id holding one could
+// not use its own topics and would widen every grant written for it. It is
+// the one check of ids: the hub's registry, the CLI, the edge's identity
+// cache and CONNECT all use it. what names the field in the error.
 func CheckID(what, id string) error {
 	if id == "" {
 		return fmt.Errorf("%s is empty", what)
@@ -256,16 +260,22 @@ func CheckID(what, id string) error {
 		return fmt.Errorf("%s is longer than %d characters", what, maxIDLen)
 	}
 	for i := 0; i < len(id); i++ {
-		if !idChar(id[i]) {
-			return fmt.Errorf("%s %q has %q at byte %d; ids use ASCII letters, digits and - . + %% _ # * ? ! ( ) , : = @ $ '", what, short(id), rune(id[i]), i)
+		switch c := id[i]; {
+		case c == '+' || c == '#':
+			return fmt.Errorf("%s %q has %q at byte %d: '+' and '#' are MQTT wildcards and not allowed in ids (IoT Hub allows them, Outpost does not); %s", what, short(id), rune(c), i, idCharset)
+		case !idChar(c):
+			return fmt.Errorf("%s %q has %q at byte %d; %s", what, short(id), rune(c), i, idCharset)
 		}
 	}
 	return nil
 }
 
+// idCharset says what an id may hold, for error messages.
+const idCharset = "ids use up to 128 ASCII letters, digits and - . % _ * ? ! ( ) , : = @ $ '"
+
 func idChar(c byte) bool {
 	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' ||
-		strings.IndexByte("-.+%_#*?!(),:=@$'", c) >= 0
+		strings.IndexByte("-.%_*?!(),:=@$'", c) >= 0
 }
 
 // checkHost accepts a DNS name or IP with an optional port ([v6]:port too).

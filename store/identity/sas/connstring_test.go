@@ -42,9 +42,9 @@ func TestParseConnString(t *testing.T) {
 			ConnString{HostName: "h", DeviceID: "d", X509: true}, "h/devices/d"},
 		{"HostName=h;DeviceId=d;x509=False;SharedAccessKey=" + strings.TrimRight(testKeyB64, "="), // unpadded key
 			ConnString{HostName: "h", DeviceID: "d", SharedAccessKey: key}, "h/devices/d"},
-		{"HostName=[::1]:8883;DeviceId=a-b.c+d%e_f#g*h?i!j(k)l,m:n=o@p$q'r;SharedAccessKey=AA==",
-			ConnString{HostName: "[::1]:8883", DeviceID: "a-b.c+d%e_f#g*h?i!j(k)l,m:n=o@p$q'r", SharedAccessKey: []byte{0}},
-			"[::1]:8883/devices/a-b.c+d%e_f#g*h?i!j(k)l,m:n=o@p$q'r"},
+		{"HostName=[::1]:8883;DeviceId=a-b.c%e_f*h?i!j(k)l,m:n=o@p$q'r;SharedAccessKey=AA==",
+			ConnString{HostName: "[::1]:8883", DeviceID: "a-b.c%e_f*h?i!j(k)l,m:n=o@p$q'r", SharedAccessKey: []byte{0}},
+			"[::1]:8883/devices/a-b.c%e_f*h?i!j(k)l,m:n=o@p$q'r"},
 	}
 	for _, tt := range tests {
 		got, err := ParseConnString(tt.in)
@@ -125,15 +125,19 @@ func TestConnStringRedacted(t *testing.T) {
 }
 
 func TestCheckID(t *testing.T) {
-	for _, id := range []string{"d", "$edgeAgent", "A-Z.0+9%_#*?!(),:=@$'", strings.Repeat("x", 128)} {
+	for _, id := range []string{"d", "$edgeAgent", "A-Z.0-9%_*?!(),:=@$'", strings.Repeat("x", 128)} {
 		if err := CheckID("id", id); err != nil {
 			t.Errorf("CheckID(%q): %v", id, err)
 		}
 	}
-	for _, id := range []string{"", "a/b", "a b", "a;b", "a\x00", "é", strings.Repeat("x", 129)} {
+	for _, id := range []string{"", "a/b", "a b", "a;b", "a\x00", "é", strings.Repeat("x", 129), "+", "#", "a+b", "a#b"} {
 		if err := CheckID("id", id); err == nil {
 			t.Errorf("CheckID(%q): no error", id)
 		}
+	}
+	// The deviation from IoT Hub is said in the error.
+	if err := CheckID("device id", "a+b"); err == nil || !strings.Contains(err.Error(), "MQTT wildcards") || !strings.Contains(err.Error(), "ASCII letters") {
+		t.Errorf("CheckID(a+b) = %v, want the wildcard explained and the allowed set named", err)
 	}
 }
 

@@ -1,0 +1,44 @@
+package broker
+
+import (
+	"errors"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/outpost-edge/outpost/store/queue"
+)
+
+// Ending a session never blocks its caller (the identity cache's writer,
+// on the link's pull), even for a client that reads nothing: an MQTT 5
+// client's DISCONNECT cannot be written to a net.Pipe nobody reads, and
+// the connection is closed within disconnectWait anyway.
+func TestEndDoesNotBlockOnAClientThatDoesNotRead(t *testing.T) {
+	e := newEnv(t, "", queue.Options{})
+	for _, version := range []byte{4, 5} {
+		server, client := net.Pipe()
+		t.Cleanup(func() { server.Close(); client.Close() })
+		cl := e.b.srv.NewClient(server, "tcp", "dev1", false)
+		cl.Properties.ProtocolVersion = version
+		s := &session{b: e.b, cl: cl, id: "dev1", subs: map[string]bool{}}
+		returned := make(chan struct{})
+		go func() {
+			e.b.end(s, endRevoked, errors.New("test"))
+			close(returned)
+		}()
+		select {
+		case <-returned:
+		case <-time.After(500 * time.Millisecond):
+			t.Fatalf("MQTT version %d: end blocked on a client that does not read", version)
+		}
+		// The connection is closed within disconnectWait although the
+		// client never reads the DISCONNECT.
+		deadline := time.Now().Add(disconnectWait + 500*time.Millisecond)
+		for !cl.Closed() && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		if !cl.Closed() {
+			t.Fatalf("MQTT version %d: the connection was not closed within %v", version, disconnectWait)
+		}
+	}
+}
