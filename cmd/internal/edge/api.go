@@ -41,6 +41,10 @@ type Status struct {
 	Deployment        supervisor.DesiredStatus           `json:"deployment"`
 	DeploymentVersion int64                              `json:"deploymentVersion"`
 	Modules           map[string]supervisor.ModuleStatus `json:"modules"`
+	// ModuleIsolation says what keeps modules apart from the edge and
+	// from each other: "uid" (each under its own uid; the edge is root) or
+	// "none: …" with what is missing.
+	ModuleIsolation string `json:"moduleIsolation"`
 }
 
 // QueueStatus is one endpoint × priority queue.
@@ -99,7 +103,7 @@ func (e *edge) serveAPI() (io.Closer, error) {
 func (e *edge) status() Status {
 	rep := e.sup.Status()
 	st := Status{DeviceID: e.cs.DeviceID, Link: e.linkState(), Clock: e.clock.State(), Modules: rep.Modules,
-		Deployment: rep.LastDesiredStatus, DeploymentVersion: rep.LastDesiredVersion}
+		Deployment: rep.LastDesiredStatus, DeploymentVersion: rep.LastDesiredVersion, ModuleIsolation: e.isolation}
 	if e.link != nil {
 		u := e.link.Status()
 		st.Uplink = &u
