@@ -22,6 +22,16 @@ func newIsolatedHarness(t *testing.T, change func(*Options)) *harness {
 	if os.Geteuid() != 0 {
 		t.Skip("modules run under their own uids only when the edge is root")
 	}
+	// The edge's supplementary groups must not reach its modules: give it
+	// one to leak.
+	old, err := syscall.Getgroups()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Setgroups([]int{4242}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = syscall.Setgroups(old) })
 	dir, err := os.MkdirTemp("", "suptest-")
 	if err != nil {
 		t.Fatal(err)
