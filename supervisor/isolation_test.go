@@ -1,6 +1,9 @@
 package supervisor
 
 import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -287,5 +290,45 @@ func TestUnreachableDirSaysSo(t *testing.T) {
 	st := h.waitStatus("a", "failed")
 	if !strings.Contains(st.StatusDescription, "cannot reach "+h.dir+": "+parent+" is -rwx------") {
 		t.Errorf("status %q", st.StatusDescription)
+	}
+}
+
+// An archive image is unpacked so that modules under their own uids can
+// run and read it, whatever modes the archive gives, and cannot change it.
+func TestArchiveImageReadableNotWritable(t *testing.T) {
+	h := newIsolatedHarness(t, nil)
+	script := []byte(`#!/bin/sh
+d=$(dirname "$0")
+{ cat "$d/conf" >/dev/null 2>&1 && echo read ok || echo read denied
+  ( : >> "$0" ) 2>/dev/null && echo write ok || echo write denied
+  ( : > "$d/new" ) 2>/dev/null && echo create ok || echo create denied
+} > "$HOME/result"
+trap 'exit 0' TERM
+while :; do sleep 0.05; done
+`)
+	var tgz bytes.Buffer
+	gz := gzip.NewWriter(&tgz)
+	tw := tar.NewWriter(gz)
+	_ = tw.WriteHeader(&tar.Header{Name: "bin/", Typeflag: tar.TypeDir, Mode: 0o700})
+	_ = tw.WriteHeader(&tar.Header{Name: "bin/mod", Typeflag: tar.TypeReg, Mode: 0o700, Size: int64(len(script))})
+	_, _ = tw.Write(script)
+	_ = tw.WriteHeader(&tar.Header{Name: "bin/conf", Typeflag: tar.TypeReg, Mode: 0o600, Size: 2})
+	_, _ = tw.Write([]byte("hi"))
+	tw.Close()
+	gz.Close()
+	img := filepath.Join(filepath.Dir(h.dir), "m.tgz")
+	if err := os.WriteFile(img, tgz.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	h.apply(1, map[string]any{"t": h.mod("", map[string]any{"settings": map[string]any{"image": img, "createOptions": `{"Cmd":["bin/mod"]}`}})})
+	h.waitStatus("t", "running")
+	var got []string
+	h.waitFor("result", func(Report) bool {
+		data, _ := os.ReadFile(filepath.Join(h.home("t"), "result"))
+		got = strings.Split(strings.TrimSpace(string(data)), "\n")
+		return len(got) == 3
+	})
+	if want := []string{"read ok", "write denied", "create denied"}; strings.Join(got, ", ") != strings.Join(want, ", ") {
+		t.Fatalf("the module's own archive: %q, want %q", got, want)
 	}
 }
