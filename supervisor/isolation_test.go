@@ -84,7 +84,12 @@ func (h *harness) ask(m string, targets ...string) map[string]string {
 	h.t.Helper()
 	result := filepath.Join(h.home(m), "result")
 	os.Remove(result)
-	if err := os.WriteFile(filepath.Join(h.home(m), "targets"), []byte(strings.Join(targets, "\n")), 0o644); err != nil {
+	// Written aside and renamed: the probe must not read half of it.
+	tmp := filepath.Join(h.home(m), "targets.tmp")
+	if err := os.WriteFile(tmp, []byte(strings.Join(targets, "\n")), 0o644); err != nil {
+		h.t.Fatal(err)
+	}
+	if err := os.Rename(tmp, filepath.Join(h.home(m), "targets")); err != nil {
 		h.t.Fatal(err)
 	}
 	deadline := time.Now().Add(10 * time.Second)
