@@ -6,6 +6,7 @@ import (
 	"compress/gzip"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -335,5 +336,27 @@ while :; do sleep 0.05; done
 	})
 	if want := []string{"read ok", "write denied", "create denied"}; strings.Join(got, ", ") != strings.Join(want, ", ") {
 		t.Fatalf("the module's own archive: %q, want %q", got, want)
+	}
+}
+
+// Allocation skips uid 0, the edge's uid and the uids and gids the system
+// uses, and says when the range is full.
+func TestAllocationSkipsSystemIDs(t *testing.T) {
+	dir := t.TempDir()
+	passwd, group := filepath.Join(dir, "passwd"), filepath.Join(dir, "group")
+	os.WriteFile(passwd, []byte("svc:x:62100:62100::/:/bin/false\n"), 0o644)
+	os.WriteFile(group, []byte("dialout:x:62101:\n"), 0o644)
+	u, err := openUsers(filepath.Join(dir, "uids.json"), Options{ModuleUIDs: UIDRange{First: 62100, Last: 62103},
+		PasswdFile: passwd, GroupFile: group, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.edgeUID = 62102 // as if the edge ran under it
+	cred, _, err := u.credential("a", "")
+	if err != nil || cred.Uid != 62103 || cred.Gid != 62103 || len(cred.Groups) != 0 {
+		t.Fatalf("a got %+v, %v; want 62103:62103 without groups", cred, err)
+	}
+	if _, _, err := u.credential("b", ""); err == nil || !strings.Contains(err.Error(), "no free uid in the module range 62100-62103") {
+		t.Fatalf("full range: %v", err)
 	}
 }
