@@ -7,6 +7,12 @@
 // images in a content-addressed cache so that an edge that restarts without
 // a network brings every module back.
 //
+// With Options.ModuleUIDs (the edge runs as root) each module runs under its
+// own uid and gid, recorded so it keeps them across restarts, or under its
+// createOptions.User; health checks run as the module, its directory is its
+// own, and of the rest of the supervisor's directory it can read only the
+// images.
+//
 // A bad deployment (unknown field, bad restart policy, missing image,
 // digest mismatch) is refused as a whole with a clear lastDesiredStatus;
 // the modules in force keep running.

@@ -14,8 +14,8 @@ import (
 // after StartPeriod, every Interval (default 30 s), each run bounded by
 // Timeout (default 30 s). Retries (default 3) failures in a row make the
 // module unhealthy; with restartPolicy on-unhealthy or always it is then
-// restarted after backoff.
-func (s *Supervisor) watchHealth(in *instance, gen int, hc Healthcheck, env []string, dir string) {
+// restarted after backoff. The check runs as the module (cred).
+func (s *Supervisor) watchHealth(in *instance, gen int, hc Healthcheck, env []string, dir string, cred *syscall.Credential) {
 	ctx, cancel := context.WithCancel(s.ctx)
 	in.healthOK = cancel
 	interval := durationOr(hc.Interval, 30*time.Second)
@@ -31,7 +31,7 @@ func (s *Supervisor) watchHealth(in *instance, gen int, hc Healthcheck, env []st
 			case <-time.After(wait):
 			}
 			wait = interval
-			err := runCheck(ctx, hc.Test, env, dir, timeout)
+			err := runCheck(ctx, hc.Test, env, dir, timeout, cred)
 			if ctx.Err() != nil {
 				return
 			}
@@ -47,7 +47,7 @@ func durationOr(ns int64, d time.Duration) time.Duration {
 	return d
 }
 
-func runCheck(ctx context.Context, test, env []string, dir string, timeout time.Duration) error {
+func runCheck(ctx context.Context, test, env []string, dir string, timeout time.Duration, cred *syscall.Credential) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	args := test[1:]
@@ -56,7 +56,7 @@ func runCheck(ctx context.Context, test, env []string, dir string, timeout time.
 	}
 	cmd := exec.CommandContext(ctx, args[0], args[1:]...)
 	cmd.Env, cmd.Dir = env, dir
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: cred}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out

@@ -3,6 +3,7 @@ package supervisor
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -60,6 +61,8 @@ func fakeModule(mode string) int {
 		for i := 0; i < 2000; i++ {
 			fmt.Printf("line %d of a chatty module, padded to make it longer than it needs to be\n", i)
 		}
+	case "probe":
+		go probe(term)
 	case "child":
 		p, err := os.StartProcess("/bin/sleep", []string{"sleep", "1000"}, &os.ProcAttr{})
 		if err != nil {
@@ -70,6 +73,46 @@ func fakeModule(mode string) int {
 	<-term
 	appendLine("events", "term")
 	return 0
+}
+
+// probe answers requests in $HOME/targets, one path a line ("w:" to open
+// for writing), with a line each in $HOME/result: the path, then ok or the
+// error. It runs until the module is stopped.
+func probe(stop chan os.Signal) {
+	home := os.Getenv("HOME")
+	for {
+		select {
+		case <-stop:
+			return
+		case <-time.After(20 * time.Millisecond):
+		}
+		data, err := os.ReadFile(filepath.Join(home, "targets"))
+		if err != nil {
+			continue
+		}
+		var out strings.Builder
+		for _, target := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+			var err error
+			if p, ok := strings.CutPrefix(target, "w:"); ok {
+				var f *os.File
+				if f, err = os.OpenFile(p, os.O_WRONLY, 0); err == nil {
+					f.Close()
+				}
+			} else {
+				_, err = os.ReadFile(target)
+			}
+			res := "ok"
+			if e := errors.Unwrap(err); e != nil {
+				res = e.Error()
+			} else if err != nil {
+				res = err.Error()
+			}
+			fmt.Fprintf(&out, "%s\t%s\n", target, res)
+		}
+		_ = os.Remove(filepath.Join(home, "targets"))
+		_ = os.WriteFile(filepath.Join(home, "result.tmp"), []byte(out.String()), 0o600)
+		_ = os.Rename(filepath.Join(home, "result.tmp"), filepath.Join(home, "result"))
+	}
 }
 
 func readLines(path string) []string {

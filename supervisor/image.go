@@ -174,8 +174,13 @@ func (im *images) program(digest string, cmd []string) (prog string, args []stri
 		return blob, cmd, false, nil
 	}
 	dir := blob + ".d"
-	if _, err := os.Stat(dir); err != nil {
+	if st, err := os.Stat(dir); err != nil {
 		if err := unpack(blob, kind, dir); err != nil {
+			return "", nil, true, fmt.Errorf("%w %s: %v", ErrImage, digest, err)
+		}
+	} else if st.Mode().Perm() != 0o755 {
+		// Unpacked by a version that kept it to the edge's user.
+		if err := publish(dir); err != nil {
 			return "", nil, true, fmt.Errorf("%w %s: %v", ErrImage, digest, err)
 		}
 	}
@@ -238,7 +243,34 @@ func unpack(blob, kind, dir string) error {
 	if err != nil {
 		return err
 	}
+	if err := publish(tmp); err != nil {
+		return err
+	}
 	return os.Rename(tmp, dir)
+}
+
+// publish makes an unpacked image readable and runnable by every module
+// (they run under their own uids), writable by none: directories 0755,
+// files 0644, or 0755 when the archive made them executable for anyone.
+// Links and devices are never unpacked.
+func publish(dir string) error {
+	return filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		mode := os.FileMode(0o644)
+		if d.IsDir() || info.Mode()&0o111 != 0 {
+			mode = 0o755
+		}
+		if !d.IsDir() && !info.Mode().IsRegular() {
+			return nil
+		}
+		return os.Chmod(p, mode)
+	})
 }
 
 func untar(blob, kind, dir string, budget *int64) error {

@@ -24,12 +24,15 @@ type logFile struct {
 	notify chan struct{} // closed and replaced on every write
 }
 
+// openLog opens a module's log in dir: the edge's alone (0700, files
+// 0600): a module's output may hold its credentials, and other modules run
+// under other uids.
 func openLog(dir string, max int64) (*logFile, error) {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
 	l := &logFile{dir: dir, max: max, notify: make(chan struct{})}
-	f, err := os.OpenFile(l.current(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	f, err := os.OpenFile(l.current(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return nil, err
 	}
@@ -66,7 +69,7 @@ func (l *logFile) Write(p []byte) (int, error) {
 func (l *logFile) rotate() {
 	l.f.Close()
 	_ = os.Rename(l.current(), l.previous())
-	f, err := os.OpenFile(l.current(), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
+	f, err := os.OpenFile(l.current(), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
 	if err != nil {
 		l.f = nil
 		return

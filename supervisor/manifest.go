@@ -42,10 +42,14 @@ type Module struct {
 type CreateOptions struct {
 	// Cmd: arguments; for an archive image, Cmd[0] names the program
 	// inside the archive.
-	Cmd         []string     `json:"Cmd,omitempty"`
-	Env         []string     `json:"Env,omitempty"`        // "NAME=value"
-	WorkingDir  string       `json:"WorkingDir,omitempty"` // relative to the module's directory
-	StopTimeout *int         `json:"StopTimeout,omitempty"`
+	Cmd         []string `json:"Cmd,omitempty"`
+	Env         []string `json:"Env,omitempty"`        // "NAME=value"
+	WorkingDir  string   `json:"WorkingDir,omitempty"` // relative to the module's directory
+	StopTimeout *int     `json:"StopTimeout,omitempty"`
+	// User is Docker's: uid, uid:gid, name or name:group (names from
+	// /etc/passwd and /etc/group). Without it a module runs under its own
+	// uid from the edge's range; it needs an edge that runs as root.
+	User        string       `json:"User,omitempty"`
 	Healthcheck *Healthcheck `json:"Healthcheck,omitempty"`
 	HostConfig  *HostConfig  `json:"HostConfig,omitempty"`
 }
@@ -308,7 +312,7 @@ func parseSettings(path string, s map[string]json.RawMessage, m *Module) error {
 	}
 	if m.RawCreateOptions != "" {
 		if err := strictUnmarshal([]byte(m.RawCreateOptions), &m.Create); err != nil {
-			return bad(path+".createOptions", "%v (known: Cmd, Env, WorkingDir, StopTimeout, Healthcheck, HostConfig.Memory, HostConfig.Ulimits)", err)
+			return bad(path+".createOptions", "%v (known: Cmd, Env, WorkingDir, User, StopTimeout, Healthcheck, HostConfig.Memory, HostConfig.Ulimits)", err)
 		}
 	}
 	return checkCreate(path+".createOptions", &m.Create)
@@ -322,6 +326,9 @@ func checkCreate(path string, c *CreateOptions) error {
 	}
 	if strings.HasPrefix(c.WorkingDir, "/") || strings.Contains(c.WorkingDir, "..") {
 		return bad(path+".WorkingDir", "%q: must be relative to the module's directory, without ..", c.WorkingDir)
+	}
+	if c.User != "" && !userSpec.MatchString(c.User) {
+		return bad(path+".User", "%q: want uid, uid:gid, name or name:group", c.User)
 	}
 	if c.StopTimeout != nil && (*c.StopTimeout < 0 || *c.StopTimeout > 3600) {
 		return bad(path+".StopTimeout", "%d: seconds between 0 and 3600", *c.StopTimeout)

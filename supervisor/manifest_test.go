@@ -49,6 +49,8 @@ func TestParseDeployment(t *testing.T) {
 		{`{"modules":{"m":{"type":"process","settings":{"image":"x"},"env":{"a.b":{"value":"1"}}}}}`, `modules.m.env.a.b: invalid variable name`},
 		{`{"modules":{"m":{"type":"process","settings":{"image":"x"},"env":{"A":{"value":{}}}}}}`, `must be a string, number or boolean`},
 		{`{"modules":{"m":{"type":"process","settings":{"image":"x"},"extra":1}}}`, `unknown field "extra"`},
+		{`{"modules":{"m":{"type":"process","settings":{"image":"x","createOptions":"{\"User\":\"a:b:c\"}"}}}}`, `createOptions.User: "a:b:c": want uid, uid:gid, name or name:group`},
+		{`{"modules":{"m":{"type":"process","settings":{"image":"x","createOptions":"{\"User\":\":0\"}"}}}}`, `createOptions.User`},
 		{`{"modules":{}} {}`, `trailing data`},
 	}
 	for _, c := range bad {
@@ -84,4 +86,15 @@ func FuzzParseDeployment(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestParseUIDRange(t *testing.T) {
+	if r, err := ParseUIDRange("61000-61999"); err != nil || r != DefaultModuleUIDs {
+		t.Fatalf("61000-61999: %v %v", r, err)
+	}
+	for _, bad := range []string{"", "61000", "0-10", "10-5", "a-b", "1-4294967295", "-5"} {
+		if _, err := ParseUIDRange(bad); err == nil {
+			t.Errorf("%q: accepted", bad)
+		}
+	}
 }

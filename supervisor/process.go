@@ -53,13 +53,16 @@ func (e exitStatus) String() string {
 
 // spawn starts prog with argv[0] argv0. The process gets its own process group (so stop
 // reaches its children too) and dies with the edge (Pdeathsig): an
-// orphaned module would fight its successor for its MQTT identity.
-func spawn(prog, argv0 string, args, env []string, dir string, out *logFile, hc *HostConfig) (*process, error) {
+// orphaned module would fight its successor for its MQTT identity. With
+// cred it runs as that uid and gid without supplementary groups (Go sets
+// them before the working directory and the death signal, which a change
+// of user would otherwise clear).
+func spawn(prog, argv0 string, args, env []string, dir string, out *logFile, hc *HostConfig, cred *syscall.Credential) (*process, error) {
 	cmd := exec.Command(prog, args...)
 	cmd.Args[0] = argv0
 	cmd.Env, cmd.Dir = env, dir
 	cmd.Stdout, cmd.Stderr = out, out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL, Credential: cred}
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}

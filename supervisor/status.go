@@ -48,6 +48,9 @@ type ModuleStatus struct {
 	ImagePullPolicy    string         `json:"imagePullPolicy,omitempty"`
 	Settings           ModuleSettings `json:"settings"`
 	PID                int            `json:"pid,omitempty"`
+	// User is the uid:gid the module runs as when the edge gives modules
+	// their own (it runs as root); empty when modules run as the edge.
+	User string `json:"user,omitempty"`
 }
 
 // ModuleSettings are the settings a module runs with.

@@ -15,6 +15,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -41,6 +42,17 @@ type Options struct {
 	StopGrace    time.Duration // SIGTERM → SIGKILL; default 10 s (createOptions StopTimeout overrides)
 	RetryApply   time.Duration // retry of a deployment whose images could not be fetched; default 10 s
 	MaxLogBytes  int64         // per module (two files); default 2 MiB
+
+	// ModuleUIDs, when set, runs each module under its own uid and gid
+	// from this range, recorded in Dir/uids.json so that a module keeps
+	// its uid across restarts, or under its createOptions.User; health
+	// checks run as the module too. It needs root. Zero: modules run as
+	// the edge's user, and a module with createOptions.User is not
+	// started.
+	ModuleUIDs UIDRange
+	// PasswdFile and GroupFile resolve createOptions.User names and tell
+	// which uids the system uses; default /etc/passwd and /etc/group.
+	PasswdFile, GroupFile string
 }
 
 func (o *Options) setDefaults() {
@@ -72,6 +84,7 @@ type Supervisor struct {
 	opts   Options
 	log    *slog.Logger
 	images images
+	users  *users // nil: modules run as the edge's user
 	events chan func()
 	quit   chan struct{}
 	wg     sync.WaitGroup // process waiters, health checks, resolvers
@@ -124,17 +137,22 @@ type applied struct {
 // New prepares a supervisor; Run starts it.
 func New(opts Options) (*Supervisor, error) {
 	opts.setDefaults()
-	for _, d := range []string{opts.Dir, filepath.Join(opts.Dir, "images")} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			return nil, fmt.Errorf("supervisor: %w", err)
-		}
-	}
 	s := &Supervisor{
 		opts: opts, log: opts.Logger,
 		images: images{dir: filepath.Join(opts.Dir, "images"), fetch: opts.Fetcher},
 		events: make(chan func(), 64), quit: make(chan struct{}),
 		mods: map[string]*instance{}, logs: map[string]*logFile{}, known: map[string]string{},
 		desiredStatus: DesiredStatus{Code: 200},
+	}
+	if err := s.arrange(); err != nil {
+		return nil, fmt.Errorf("supervisor: %w", err)
+	}
+	if !opts.ModuleUIDs.IsZero() {
+		u, err := openUsers(filepath.Join(opts.Dir, "uids.json"), opts)
+		if err != nil {
+			return nil, fmt.Errorf("supervisor: %w", err)
+		}
+		s.users = u
 	}
 	s.snapshot = s.buildReport()
 	return s, nil
@@ -495,33 +513,29 @@ func (s *Supervisor) cancelTimers(in *instance) {
 }
 
 // start runs the instance's process; a failure to start counts as a
-// failed run (restart policy and backoff apply).
+// failed run (restart policy and backoff apply). A module whose user
+// cannot be had is not started: that is the deployment's to mend.
 func (s *Supervisor) start(in *instance) {
 	name := in.spec.Name
 	in.gen++
 	gen := in.gen
+	cred, err := s.credential(in)
+	if err != nil {
+		s.notStarted(in, err)
+		return
+	}
 	now := time.Now()
 	in.st.LastStartTimeUtc = utc(now)
 	in.fails = 0
-	log, err := s.logFor(name)
-	var vars []string
-	if err == nil {
-		vars, err = s.env(in)
-		if err == nil {
-			dir := filepath.Join(s.home(name), in.spec.Create.WorkingDir)
-			if err = os.MkdirAll(dir, 0o755); err == nil {
-				in.proc, err = spawn(in.prog, in.argv0, in.args, vars, dir, log, in.spec.Create.HostConfig)
-			}
-		}
-	}
+	vars, dir, err := s.launch(in, cred)
 	if err != nil {
 		s.log.Warn("module did not start", "module", name, "err", err)
 		s.exited(in, exitStatus{code: -1, err: err}, now)
 		return
 	}
 	in.st.RuntimeStatus, in.st.StatusDescription = "running", "running"
-	log.note("started %s (pid %d)", in.spec.Image, in.proc.cmd.Process.Pid)
-	s.log.Info("module started", "module", name, "pid", in.proc.cmd.Process.Pid, "restart_count", in.st.RestartCount)
+	s.note(name, "started %s (pid %d)", in.spec.Image, in.proc.cmd.Process.Pid)
+	s.log.Info("module started", "module", name, "pid", in.proc.cmd.Process.Pid, "restart_count", in.st.RestartCount, "user", in.st.User)
 	p := in.proc
 	s.wg.Add(1)
 	go func() {
@@ -537,8 +551,60 @@ func (s *Supervisor) start(in *instance) {
 		})
 	}()
 	if hc := in.spec.Create.Healthcheck; hc != nil {
-		s.watchHealth(in, gen, *hc, vars, filepath.Join(s.home(name), in.spec.Create.WorkingDir))
+		s.watchHealth(in, gen, *hc, vars, dir, cred)
 	}
+}
+
+// launch spawns the instance's process as cred (nil: as the edge) and
+// returns its environment and working directory for health checks.
+func (s *Supervisor) launch(in *instance, cred *syscall.Credential) (vars []string, dir string, err error) {
+	name := in.spec.Name
+	log, err := s.logFor(name)
+	if err != nil {
+		return nil, "", err
+	}
+	if vars, err = s.env(in); err != nil {
+		return nil, "", err
+	}
+	if dir, err = s.workDir(name, in.spec.Create.WorkingDir, cred); err != nil {
+		return nil, "", err
+	}
+	in.proc, err = spawn(in.prog, in.argv0, in.args, vars, dir, log, in.spec.Create.HostConfig, cred)
+	return vars, dir, err
+}
+
+// credential is the uid and gid the module runs as; nil when modules run
+// as the edge's user.
+func (s *Supervisor) credential(in *instance) (*syscall.Credential, error) {
+	user := in.spec.Create.User
+	if s.users == nil {
+		if user != "" {
+			return nil, fmt.Errorf("createOptions.User %q: %w; modules run as the edge's user (remove User, or run the edge as root)", user, ErrCannotSwitchUser)
+		}
+		return nil, nil
+	}
+	if err := reachable(s.opts.Dir); err != nil {
+		return nil, err
+	}
+	cred, warn, err := s.users.credential(in.spec.Name, user)
+	if err != nil {
+		return nil, err
+	}
+	if warn != "" {
+		s.log.Warn(warn, "module", in.spec.Name)
+		s.note(in.spec.Name, "%s", warn)
+	}
+	in.st.User = fmt.Sprintf("%d:%d", cred.Uid, cred.Gid)
+	return cred, nil
+}
+
+// notStarted reports a module that cannot be started as the deployment
+// says; it stays stopped until a deployment changes it (or the edge
+// restarts).
+func (s *Supervisor) notStarted(in *instance, err error) {
+	in.st.RuntimeStatus, in.st.StatusDescription = "failed", "not started: "+err.Error()
+	s.note(in.spec.Name, "not started: %v", err)
+	s.log.Error("module not started", "module", in.spec.Name, "err", err)
 }
 
 // env is the module's environment: a few of the edge's variables, the
@@ -686,22 +752,6 @@ func (s *Supervisor) saveApplied(desired []byte, version int64) error {
 	if err != nil {
 		return err
 	}
-	tmp := s.appliedPath() + ".tmp"
 	// 0600: a deployment's env may carry secrets.
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp, s.appliedPath())
+	return writeAtomic(s.appliedPath(), data, 0o600)
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/outpost-edge/outpost/store/disk"
 	"github.com/outpost-edge/outpost/store/kv"
 	"github.com/outpost-edge/outpost/store/queue"
+	"github.com/outpost-edge/outpost/supervisor"
 )
 
 const defaultEdgeAPI = "127.0.0.1:18081"
@@ -32,6 +33,7 @@ var edgeCfg struct {
 	logLevel      string
 	cpuProfile    string
 	maxQueueBytes string
+	moduleUIDs    string
 	overflow      string
 }
 
@@ -57,6 +59,7 @@ var edgeCmd = cli.Command{
 		fs.StringVar(&c.TLSKey, "tls-key", "", "server key (PEM)")
 		fs.StringVar(&c.Deployment, "deployment", "", "deployment manifest for a standalone edge: routes from $edgeHub, modules from $edgeAgent (SIGHUP reloads it)")
 		fs.DurationVar(&c.ModuleBackoff, "module-backoff", 10*time.Second, "first restart delay of a failed module; doubles per restart up to 5 minutes, reset after 10 minutes running")
+		fs.StringVar(&edgeCfg.moduleUIDs, "module-uids", supervisor.DefaultModuleUIDs.String(), "when the edge runs as root, each module runs under its own uid (and gid) from this range, recorded in DIR/modules/uids.json; createOptions.User overrides")
 		fs.StringVar(&c.MachineIDFile, "machine-id-file", os.Getenv("OUTPOST_MACHINE_ID_FILE"), "file with this machine's id (env OUTPOST_MACHINE_ID_FILE; default /etc/machine-id): a data directory started under another machine id takes a new instance id")
 		fs.StringVar(&c.Identities, "identities", "", "JSON array of IoT Hub device/module identities to add to the offline cache")
 		fs.StringVar(&edgeCfg.maxQueueBytes, "max-queue-bytes", fmt.Sprintf("%d%%", edge.DefaultQueueShare),
@@ -99,6 +102,9 @@ func runEdge(ctx context.Context, env cli.Env, fs *flag.FlagSet) error {
 	c.Durability, c.Stdout = d, env.Stdout
 	if err := queueFlags(&c); err != nil {
 		return err
+	}
+	if c.ModuleUIDs, err = supervisor.ParseUIDRange(edgeCfg.moduleUIDs); err != nil {
+		return cli.Usagef("--module-uids: %v", err)
 	}
 	if edgeCfg.cpuProfile != "" {
 		f, err := os.Create(edgeCfg.cpuProfile)
@@ -211,6 +217,9 @@ func edgeStatus(env cli.Env, args []string) error {
 	fmt.Fprintf(env.Stdout, "disk: %s; %s free for the store (reserve %s, allowance %s), ballast %s; queues hold %s of %s (overflow %s)\n",
 		d.State, disk.FormatSize(d.Free), disk.FormatSize(d.Reserve), disk.FormatSize(d.Allowance), ballast,
 		disk.FormatSize(d.QueueBytes), disk.FormatSize(d.MaxQueueBytes), d.Overflow)
+	if st.ModuleIsolation != "" {
+		fmt.Fprintf(env.Stdout, "module isolation: %s\n", st.ModuleIsolation)
+	}
 	fmt.Fprintf(env.Stdout, "\ndeployment: version %d, %d %s\n", st.DeploymentVersion, st.Deployment.Code, st.Deployment.Description)
 	if len(st.Modules) == 0 {
 		fmt.Fprintln(env.Stdout, "modules: none")

@@ -33,5 +33,6 @@ func scriptParams() testscript.Params {
 		RequireExplicitExec: true,
 		RequireUniqueNames:  true,
 		Cmds:                scenario.Commands(),
+		Setup:               scenario.OpenWork,
 	}
 }

@@ -63,7 +63,7 @@ func (e *edge) knownLeaf(id string) bool {
 func (e *edge) status() localapi.Status {
 	rep := e.sup.Status()
 	st := localapi.Status{DeviceID: e.cs.DeviceID, Link: e.linkState(), Clock: e.clock.State(), Modules: rep.Modules,
-		Deployment: rep.LastDesiredStatus, DeploymentVersion: rep.LastDesiredVersion}
+		Deployment: rep.LastDesiredStatus, DeploymentVersion: rep.LastDesiredVersion, ModuleIsolation: e.isolation}
 	if e.link != nil {
 		u := e.link.Status()
 		st.Uplink = &u

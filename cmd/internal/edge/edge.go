@@ -63,6 +63,9 @@ type Config struct {
 	Overflow      queue.Overflow // of a full queue when the deployment sets none
 	Logger        *slog.Logger
 	Stdout        io.Writer
+	// ModuleUIDs is the range of uids an edge running as root gives its
+	// modules, one each (default supervisor.DefaultModuleUIDs).
+	ModuleUIDs supervisor.UIDRange
 }
 
 // Ready is written to <data>/ready.json once the listeners accept clients.
@@ -93,6 +96,8 @@ type edge struct {
 	// reports holds the supervisor's latest report for the $edgeAgent twin.
 	reports chan supervisor.Report
 	hubURL  string
+	// isolation is the status's moduleIsolation (moduleIsolation).
+	isolation string
 
 	reloadMu sync.Mutex // SIGHUP and the $edgeHub twin both reload routes
 	ready    Ready

@@ -27,16 +27,28 @@ import (
 const agentModule = "$edgeAgent"
 
 // newSupervisor prepares the module supervisor; runSupervisor starts it
-// once the listeners are up (modules need their addresses).
+// once the listeners are up (modules need their addresses). An edge that
+// runs as root gives each module its own uid and keeps the rest of its
+// data directory from them.
 func (e *edge) newSupervisor() error {
 	var fetch supervisor.Fetcher
 	if e.link != nil {
 		fetch = e.link
 	}
+	euid := os.Geteuid()
+	uids := moduleUIDs(euid, e.cfg.ModuleUIDs)
+	e.isolation = moduleIsolation(euid)
+	if uids.IsZero() {
+		e.cfg.Logger.Warn("modules run as the edge's user and can read its data directory: run the edge as root to give each module its own uid")
+	}
+	if err := protectDataDir(e.cfg.DataDir, !uids.IsZero()); err != nil {
+		return err
+	}
 	e.reports = make(chan supervisor.Report, 1)
 	s, err := supervisor.New(supervisor.Options{
 		Dir: filepath.Join(e.cfg.DataDir, "modules"), Fetcher: fetch, Env: e.moduleEnv,
 		OnReport: e.queueReport, Logger: e.cfg.Logger.With("component", "supervisor"), BackoffUnit: e.cfg.ModuleBackoff,
+		ModuleUIDs: uids,
 	})
 	e.sup = s
 	return err

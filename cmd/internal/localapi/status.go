@@ -29,6 +29,10 @@ type Status struct {
 	Deployment        supervisor.DesiredStatus           `json:"deployment"`
 	DeploymentVersion int64                              `json:"deploymentVersion"`
 	Modules           map[string]supervisor.ModuleStatus `json:"modules"`
+	// ModuleIsolation says what keeps modules apart from the edge and
+	// from each other: "uid" (each under its own uid; the edge is root) or
+	// "none: …" with what is missing.
+	ModuleIsolation string `json:"moduleIsolation"`
 }
 
 // QueueStatus is one endpoint × priority queue.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"runtime/debug"
 	"slices"
 	"strings"
@@ -70,6 +71,27 @@ func Run(ctx context.Context, files []string, o Options) (Result, error) {
 		return r.res, errors.New(strings.TrimSpace(r.fatal))
 	}
 	return r.res, nil
+}
+
+// OpenWork lets the modules of an edge running as root, which run under
+// their own uids, reach an edge data directory in $WORK: testscript makes
+// $WORK and its parent 0700. They become 0711 (searchable, not listable),
+// up to the temporary directory. Setup functions call it.
+func OpenWork(env *testscript.Env) error {
+	if os.Geteuid() != 0 {
+		return nil
+	}
+	tmp := filepath.Clean(os.TempDir())
+	for p := filepath.Clean(env.WorkDir); strings.HasPrefix(p, tmp+string(filepath.Separator)); p = filepath.Dir(p) {
+		st, err := os.Stat(p)
+		if err != nil {
+			return err
+		}
+		if err := os.Chmod(p, st.Mode().Perm()|0o011); err != nil {
+			return fmt.Errorf("let modules reach $WORK: %w", err)
+		}
+	}
+	return nil
 }
 
 // testing.Short, which testscript's [short] and [net] conditions ask,
@@ -137,6 +159,9 @@ func (r *runner) Run(name string, f func(testscript.T)) {
 func (r *runner) setup(env *testscript.Env) error {
 	if t, ok := env.T().(*scriptT); ok {
 		t.work = env.WorkDir
+	}
+	if err := OpenWork(env); err != nil {
+		return err
 	}
 	if len(r.opts.Path) > 0 {
 		path := slices.Concat(r.opts.Path, []string{env.Getenv("PATH")})
