@@ -10,6 +10,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/listeners"
@@ -69,12 +70,25 @@ type Options struct {
 	Logger      *slog.Logger
 	MaxPayload  int // bytes; default 256 KiB as IoT Hub
 	InputWindow int // unacknowledged messages in flight to one module; default 64
+
+	// Connection limits (guard.go); zero means the default.
+	ConnectTimeout   time.Duration // accept to authenticated CONNECT, TLS handshake and WebSocket upgrade included; default 10 s
+	MaxConnections   int           // open MQTT connections on all listeners; default 4096
+	MaxPendingPerIP  int           // connections from one remote IP not yet authenticated; default 64
+	MaxPreAuthBytes  int           // MQTT bytes a client may send before it is authenticated, CONNECT included; default 64 KiB
+	MaxSubscriptions int           // topic filters one client may hold; default 256
+	// MaxInflight is the QoS 1 publishes one client may have unacknowledged
+	// towards the broker (MQTT 5 Receive Maximum; a client that exceeds it
+	// is disconnected) and the most the broker keeps unacknowledged
+	// towards one client; default 1024.
+	MaxInflight int
 }
 
 // Broker is the edge's MQTT broker.
 type Broker struct {
 	opts Options
 	log  *slog.Logger
+	gate *gate // connection limits of every listener
 	// refusedLog keeps a client that repeats a refused publish from
 	// flooding the log (each refusal is still counted).
 	refusedLog ratelog.Limiter
@@ -105,6 +119,11 @@ type Stats struct {
 	Delivered  atomic.Int64 // messages delivered to modules and devices and acknowledged
 	AuthFailed atomic.Int64
 	Denied     atomic.Int64 // publishes or subscriptions outside the client's identity
+
+	Connections   atomic.Int64 // MQTT connections open now (inline client excluded)
+	ConnRefused   atomic.Int64 // connections refused or cut before authentication, all reasons
+	ConnRefusedBy [NumConnReasons]atomic.Int64
+	SubRefused    atomic.Int64 // topic filters refused by the subscription cap
 }
 
 // Errors.
@@ -127,10 +146,12 @@ func New(opts Options) (*Broker, error) {
 	if opts.InputWindow == 0 {
 		opts.InputWindow = 64
 	}
+	connDefaults(&opts)
 	b := &Broker{
 		opts: opts, log: opts.Logger, sessions: map[string]*session{}, queues: map[string]*queue.Queue{}, qopts: map[string]queue.QueueOptions{},
 		methods: newMethods(), addrs: map[string]net.Addr{},
 	}
+	b.gate = newGate(opts, &b.stats, opts.Logger)
 	cfg := opts.Routes
 	if cfg == nil {
 		cfg = route.DefaultConfig()
@@ -158,8 +179,31 @@ func (b *Broker) capabilities() *mqtt.Capabilities {
 	c.MaximumClientWritesPending = 1024
 	c.MaximumQos = 1 // IoT Hub: QoS 2 is not supported
 	c.RetainAvailable = 0
+	c.ReceiveMaximum = uint16(min(b.opts.MaxInflight, 65535))
+	c.MaximumInflight = uint16(min(b.opts.MaxInflight, 65535))
 	c.SharedSubAvailable = 0
 	return c
+}
+
+func connDefaults(o *Options) {
+	if o.ConnectTimeout <= 0 {
+		o.ConnectTimeout = DefaultConnectTimeout
+	}
+	if o.MaxConnections <= 0 {
+		o.MaxConnections = DefaultMaxConnections
+	}
+	if o.MaxPendingPerIP <= 0 {
+		o.MaxPendingPerIP = DefaultMaxPendingPerIP
+	}
+	if o.MaxPreAuthBytes <= 0 {
+		o.MaxPreAuthBytes = DefaultMaxPreAuthBytes
+	}
+	if o.MaxSubscriptions <= 0 {
+		o.MaxSubscriptions = DefaultMaxSubscriptions
+	}
+	if o.MaxInflight <= 0 {
+		o.MaxInflight = DefaultMaxInflight
+	}
 }
 
 // SetRoutes replaces the route table; messages already queued keep theirs.
@@ -199,22 +243,27 @@ func (b *Broker) Start() error {
 }
 
 func (b *Broker) listen(name, addr string, cfg *tls.Config) error {
-	var ln net.Listener
-	var err error
-	if cfg != nil && name == "tls" {
-		ln, err = tls.Listen("tcp", addr, cfg)
-	} else {
-		ln, err = net.Listen("tcp", addr)
-	}
+	raw, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("listen %s on %s: %w", name, addr, err)
 	}
-	var l listeners.Listener = listeners.NewNet(name, ln)
-	if name == "ws" {
+	// Every connection goes through the gate (guard.go); TLS runs on the
+	// guarded connection so the pre-auth deadline covers its handshake.
+	gl := &guardListener{Listener: raw, g: b.gate}
+	var ln net.Listener = gl
+	var l listeners.Listener
+	switch {
+	case name == "ws":
+		gl.raw = true
 		if cfg != nil {
 			ln = tls.NewListener(ln, cfg)
 		}
 		l = newWebsocket(name, ln)
+	case name == "tls":
+		gl.tls = cfg
+		l = &netListener{id: name, ln: ln}
+	default:
+		l = &netListener{id: name, ln: ln}
 	}
 	b.mu.Lock()
 	b.addrs[name] = ln.Addr()
