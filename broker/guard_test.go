@@ -9,6 +9,7 @@ import (
 	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
+	"github.com/gorilla/websocket"
 
 	"github.com/outpost-edge/outpost/store/queue"
 )
@@ -77,6 +78,26 @@ func TestUnauthenticatedConnectionsClosedAtDeadline(t *testing.T) {
 		t.Errorf("timeouts counted %d, want at least the 3 plain and TLS ones", n)
 	}
 	waitFor(t, "every connection released", func() bool { return e.b.Stats().Connections.Load() == 0 })
+}
+
+// After a WebSocket upgrade (net/http clears its deadlines once the
+// request is read) the pre-auth deadline still holds until CONNECT.
+func TestUpgradedWebSocketClosedAtDeadline(t *testing.T) {
+	e := newEnvWith(t, "", queue.Options{}, func(o *Options) {
+		o.ConnectTimeout = 300 * time.Millisecond
+		o.WS = "127.0.0.1:0"
+	})
+	d := websocket.Dialer{Subprotocols: []string{"mqtt"}}
+	start := time.Now()
+	ws, _, err := d.Dial("ws://"+e.b.Addr("ws").String()+"/$iothub/websocket", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	took := closedWithin(t, ws.UnderlyingConn(), 3*time.Second) + time.Since(start)
+	if took > 2*time.Second {
+		t.Fatalf("closed after %s; want the 300ms deadline", took)
+	}
 }
 
 // A fixed header announcing a 200 KiB CONNECT is refused before mochi
