@@ -71,7 +71,12 @@ type Options struct {
 	MaxPayload  int // bytes; default 256 KiB as IoT Hub
 	InputWindow int // unacknowledged messages in flight to one module; default 64
 
-	// Connection limits (guard.go); zero means the default.
+	Limits // connection hygiene (guard.go)
+}
+
+// Limits bound what a client can hold, before and after authentication;
+// zero means the default (the Default* constants).
+type Limits struct {
 	ConnectTimeout   time.Duration // accept to authenticated CONNECT, TLS handshake and WebSocket upgrade included; default 10 s
 	MaxConnections   int           // open MQTT connections on all listeners; default 4096
 	MaxPendingPerIP  int           // connections from one remote IP not yet authenticated; default 64
@@ -146,7 +151,7 @@ func New(opts Options) (*Broker, error) {
 	if opts.InputWindow == 0 {
 		opts.InputWindow = 64
 	}
-	connDefaults(&opts)
+	opts.Limits = opts.Limits.withDefaults()
 	b := &Broker{
 		opts: opts, log: opts.Logger, sessions: map[string]*session{}, queues: map[string]*queue.Queue{}, qopts: map[string]queue.QueueOptions{},
 		methods: newMethods(), addrs: map[string]net.Addr{},
@@ -185,25 +190,21 @@ func (b *Broker) capabilities() *mqtt.Capabilities {
 	return c
 }
 
-func connDefaults(o *Options) {
+func (o Limits) withDefaults() Limits {
+	set := func(v *int, d int) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
 	if o.ConnectTimeout <= 0 {
 		o.ConnectTimeout = DefaultConnectTimeout
 	}
-	if o.MaxConnections <= 0 {
-		o.MaxConnections = DefaultMaxConnections
-	}
-	if o.MaxPendingPerIP <= 0 {
-		o.MaxPendingPerIP = DefaultMaxPendingPerIP
-	}
-	if o.MaxPreAuthBytes <= 0 {
-		o.MaxPreAuthBytes = DefaultMaxPreAuthBytes
-	}
-	if o.MaxSubscriptions <= 0 {
-		o.MaxSubscriptions = DefaultMaxSubscriptions
-	}
-	if o.MaxInflight <= 0 {
-		o.MaxInflight = DefaultMaxInflight
-	}
+	set(&o.MaxConnections, DefaultMaxConnections)
+	set(&o.MaxPendingPerIP, DefaultMaxPendingPerIP)
+	set(&o.MaxPreAuthBytes, DefaultMaxPreAuthBytes)
+	set(&o.MaxSubscriptions, DefaultMaxSubscriptions)
+	set(&o.MaxInflight, DefaultMaxInflight)
+	return o
 }
 
 // SetRoutes replaces the route table; messages already queued keep theirs.
