@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"bytes"
 	"crypto/tls"
 	"errors"
 	"net"
@@ -10,6 +11,7 @@ import (
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 	"github.com/gorilla/websocket"
+	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/outpost-edge/outpost/store/queue"
 )
@@ -194,5 +196,34 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
+	}
+}
+
+// A client that leaves more QoS 1 publishes unacknowledged than
+// MaxInflight (it never reads its PUBACKs' effect: it sends a burst far
+// faster than the store acknowledges) is disconnected.
+func TestInflightCap(t *testing.T) {
+	e := newEnvWith(t, "", queue.Options{}, func(o *Options) { o.MaxInflight = 2 })
+	c := dialRaw(t, e.addr)
+	var buf bytes.Buffer
+	connect := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connect}, ProtocolVersion: 4,
+		Connect: packets.ConnectParams{ProtocolName: []byte("MQTT"), ClientIdentifier: "dev1", Clean: true, Keepalive: 30,
+			UsernameFlag: true, Username: []byte("hub.example/dev1/?api-version=2021-04-12"), PasswordFlag: true, Password: []byte("pw")}}
+	if err := connect.ConnectEncode(&buf); err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= 500; i++ {
+		pub := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1}, ProtocolVersion: 4,
+			TopicName: "devices/dev1/messages/events/", PacketID: uint16(i), Payload: []byte("x")}
+		if err := pub.PublishEncode(&buf); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := c.Write(buf.Bytes()); err != nil {
+		t.Fatal(err)
+	}
+	closedWithin(t, c, 3*time.Second)
+	if n := e.b.Stats().RefusedBy[ReasonInflight].Load(); n != 1 {
+		t.Fatalf("refused as inflight: %d, want 1", n)
 	}
 }
