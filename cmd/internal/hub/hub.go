@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/outpost-edge/outpost/cmd/internal/httpserver"
 	"github.com/outpost-edge/outpost/store/identity/sas"
 	synchub "github.com/outpost-edge/outpost/sync/hub"
 )
@@ -71,8 +72,7 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	defer h.Close()
-	srv := &http.Server{Handler: h.Handler(), ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog: slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug)}
+	srv := httpserver.New(h.Handler(), httpserver.Options{Logger: cfg.Logger})
 	scheme := "http"
 	if cfg.TLSCert != "" || cfg.TLSKey != "" {
 		cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
