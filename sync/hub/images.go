@@ -355,6 +355,7 @@ func (h *Hub) linkImage(w http.ResponseWriter, r *http.Request) {
 		writeError(w, err)
 		return
 	}
+	setDeadline(w, 0) // an image transfer over the edge's uplink
 	if err := h.getImage(w, r); err != nil {
 		h.log.Warn("image fetch refused", "edge", edge, "err", err)
 		writeError(w, err)
