@@ -156,7 +156,7 @@ func New(opts Options) (*Broker, error) {
 		opts: opts, log: opts.Logger, sessions: map[string]*session{}, queues: map[string]*queue.Queue{}, qopts: map[string]queue.QueueOptions{},
 		methods: newMethods(), addrs: map[string]net.Addr{},
 	}
-	b.gate = newGate(opts, &b.stats, opts.Logger)
+	b.gate = newGate(opts.Limits, &b.stats, opts.Logger)
 	cfg := opts.Routes
 	if cfg == nil {
 		cfg = route.DefaultConfig()

@@ -81,12 +81,11 @@ type gate struct {
 	log        *slog.Logger
 	rl         ratelog.Limiter
 
-	open    atomic.Int64
 	mu      sync.Mutex
 	pending map[string]int // unauthenticated connections by remote IP
 }
 
-func newGate(o Options, stats *Stats, log *slog.Logger) *gate {
+func newGate(o Limits, stats *Stats, log *slog.Logger) *gate {
 	return &gate{
 		timeout: o.ConnectTimeout, maxConns: int64(o.MaxConnections), maxPending: o.MaxPendingPerIP,
 		maxPreAuth: o.MaxPreAuthBytes, stats: stats, log: log, pending: map[string]int{},
@@ -96,8 +95,8 @@ func newGate(o Options, stats *Stats, log *slog.Logger) *gate {
 // admit takes a slot for a new connection, or nil when a cap refuses it.
 func (g *gate) admit(c net.Conn) *slot {
 	ip := remoteIP(c.RemoteAddr())
-	if g.open.Add(1) > g.maxConns {
-		g.open.Add(-1)
+	if g.stats.Connections.Add(1) > g.maxConns {
+		g.stats.Connections.Add(-1)
 		g.refuse(ConnTooMany, ip, fmt.Errorf("%d connections are open, the limit (--max-connections)", g.maxConns))
 		return nil
 	}
@@ -105,13 +104,12 @@ func (g *gate) admit(c net.Conn) *slot {
 	n := g.pending[ip]
 	if n >= g.maxPending {
 		g.mu.Unlock()
-		g.open.Add(-1)
+		g.stats.Connections.Add(-1)
 		g.refuse(ConnTooManyPending, ip, fmt.Errorf("%d connections from this address have not authenticated yet, the limit (--max-pending-per-ip)", n))
 		return nil
 	}
 	g.pending[ip] = n + 1
 	g.mu.Unlock()
-	g.stats.Connections.Add(1)
 	return &slot{g: g, ip: ip, raw: c, until: time.Now().Add(g.timeout)}
 }
 
@@ -176,7 +174,6 @@ func (s *slot) release() {
 	if !s.released.CompareAndSwap(false, true) {
 		return
 	}
-	s.g.open.Add(-1)
 	s.g.stats.Connections.Add(-1)
 	s.mu.Lock()
 	defer s.mu.Unlock()
