@@ -130,20 +130,26 @@ func TestOversizeOrWrongFirstPacketClosedAtOnce(t *testing.T) {
 }
 
 // The pre-auth deadline ends with authentication: a client with keepalive 0
-// (mochi then clears the deadline) outlives it many times over.
+// (mochi then clears the deadline) outlives it many times over, over TCP
+// and over WebSocket.
 func TestAuthenticatedKeepaliveZeroNotCut(t *testing.T) {
-	e := newEnvWith(t, "", queue.Options{}, func(o *Options) { o.ConnectTimeout = 200 * time.Millisecond })
-	o := paho.NewClientOptions().AddBroker("tcp://" + e.addr).SetClientID("dev1").
-		SetUsername("hub.example/dev1/?api-version=2021-04-12").SetPassword("pw").
-		SetAutoReconnect(false).SetKeepAlive(0).SetProtocolVersion(4)
-	c := paho.NewClient(o)
-	wait(t, c.Connect())
-	defer c.Disconnect(10)
-	time.Sleep(time.Second)
-	if !c.IsConnected() {
-		t.Fatal("an authenticated client was cut by the pre-auth deadline")
+	e := newEnvWith(t, "", queue.Options{}, func(o *Options) {
+		o.ConnectTimeout = 200 * time.Millisecond
+		o.WS = "127.0.0.1:0"
+	})
+	for _, url := range []string{"tcp://" + e.addr, "ws://" + e.b.Addr("ws").String() + "/$iothub/websocket"} {
+		o := paho.NewClientOptions().AddBroker(url).SetClientID("dev1").
+			SetUsername("hub.example/dev1/?api-version=2021-04-12").SetPassword("pw").
+			SetAutoReconnect(false).SetKeepAlive(0).SetProtocolVersion(4)
+		c := paho.NewClient(o)
+		wait(t, c.Connect())
+		time.Sleep(time.Second)
+		if !c.IsConnected() {
+			t.Fatalf("%s: an authenticated client was cut by the pre-auth deadline", url)
+		}
+		wait(t, c.Publish("devices/dev1/messages/events/", 1, false, "after the deadline"))
+		c.Disconnect(10)
 	}
-	wait(t, c.Publish("devices/dev1/messages/events/", 1, false, "after the deadline"))
 }
 
 // The total cap refuses one connection too many; the per-IP cap counts only
