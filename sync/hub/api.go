@@ -24,7 +24,7 @@ func (h *Hub) Handler() http.Handler {
 	serve := func(stream bool, pattern string, f func(http.ResponseWriter, *http.Request) error) {
 		mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 			if err := h.owner(r); err != nil {
-				h.metrics.authFailed.Add(1)
+				h.authFailed(w)
 				writeError(w, err)
 				return
 			}
@@ -102,7 +102,7 @@ func link[In any](mux *http.ServeMux, h *Hub, path string, f func(context.Contex
 	mux.HandleFunc("POST "+path, func(w http.ResponseWriter, r *http.Request) {
 		edge, err := h.edgeAuth(r)
 		if err != nil {
-			h.metrics.authFailed.Add(1)
+			h.authFailed(w)
 			writeError(w, err)
 			return
 		}

@@ -351,7 +351,7 @@ func (h *Hub) getImage(w http.ResponseWriter, r *http.Request) error {
 func (h *Hub) linkImage(w http.ResponseWriter, r *http.Request) {
 	edge, err := h.edgeAuth(r)
 	if err != nil {
-		h.metrics.authFailed.Add(1)
+		h.authFailed(w)
 		writeError(w, err)
 		return
 	}

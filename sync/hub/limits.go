@@ -54,6 +54,14 @@ func setDeadline(w http.ResponseWriter, d time.Duration) {
 	_ = rc.SetWriteDeadline(t)
 }
 
+// authFailed counts a request refused for authentication and closes its
+// connection after the answer: a caller without credentials cannot hold
+// a keep-alive connection by repeating requests.
+func (h *Hub) authFailed(w http.ResponseWriter) {
+	h.metrics.authFailed.Add(1)
+	w.Header().Set("Connection", "close")
+}
+
 // linkSlots counts the link frames each edge has in flight.
 type linkSlots struct {
 	max int

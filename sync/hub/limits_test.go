@@ -1,6 +1,8 @@
 package hub
 
 import (
+	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -99,5 +101,32 @@ func TestLongPollOutlivesRequestDeadline(t *testing.T) {
 	// poll left no deadline behind.
 	if code, _ := f.do(t, "GET", "/devices", ownerToken(), nil, nil); code != 200 {
 		t.Fatalf("next request: %d", code)
+	}
+}
+
+// A request refused for authentication closes its connection after the
+// answer: without credentials no keep-alive connection can be held.
+func TestUnauthenticatedConnectionClosed(t *testing.T) {
+	f := newFixture(t)
+	for _, path := range []string{"GET /devices", "POST " + protocol.PathPull, "GET " + protocol.PathImages + "/sha256:00"} {
+		c, err := net.Dial("tcp", strings.TrimPrefix(f.srv.URL, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		fmt.Fprintf(c, "%s HTTP/1.1\r\nHost: hub.test\r\nContent-Length: 0\r\n\r\n", path)
+		r := bufio.NewReader(c)
+		resp, err := http.ReadResponse(r, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		if resp.StatusCode != 401 {
+			t.Fatalf("%s: %d, want 401", path, resp.StatusCode)
+		}
+		_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
+		if _, err := r.ReadByte(); !errors.Is(err, io.EOF) {
+			t.Fatalf("%s: after the 401 the connection is still open (%v)", path, err)
+		}
 	}
 }
