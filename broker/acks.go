@@ -34,11 +34,21 @@ func (a *ackQueue) init(s *session) {
 }
 
 func (a *ackQueue) push(pid uint16) *ackEntry {
+	e, _ := a.pushMax(pid, 0)
+	return e
+}
+
+// pushMax is push refused (false) when max > 0 entries are pending: the
+// client sent more than the Receive Maximum unacknowledged.
+func (a *ackQueue) pushMax(pid uint16, max int) (*ackEntry, bool) {
 	e := &ackEntry{pid: pid}
 	a.mu.Lock()
+	defer a.mu.Unlock()
+	if max > 0 && len(a.pending) >= max {
+		return nil, false
+	}
 	a.pending = append(a.pending, e)
-	a.mu.Unlock()
-	return e
+	return e, true
 }
 
 // done marks e complete (err nil: durable) and wakes the writer.

@@ -93,12 +93,30 @@ type Options struct {
 	Logger      *slog.Logger
 	MaxPayload  int // bytes; default 256 KiB as IoT Hub
 	InputWindow int // unacknowledged messages in flight to one module; default 64
+
+	Limits // connection hygiene (guard.go)
+}
+
+// Limits bound what a client can hold, before and after authentication;
+// zero means the default (the Default* constants).
+type Limits struct {
+	ConnectTimeout   time.Duration // accept to authenticated CONNECT, TLS handshake and WebSocket upgrade included; default 10 s
+	MaxConnections   int           // open MQTT connections on all listeners; default 4096
+	MaxPendingPerIP  int           // connections from one remote IP not yet authenticated; default 64
+	MaxPreAuthBytes  int           // MQTT bytes a client may send before it is authenticated, CONNECT included; default 64 KiB
+	MaxSubscriptions int           // topic filters one client may hold; default 256
+	// MaxInflight is the QoS 1 publishes one client may have unacknowledged
+	// towards the broker (MQTT 5 Receive Maximum; a client that exceeds it
+	// is disconnected) and the most the broker keeps unacknowledged
+	// towards one client; default 1024.
+	MaxInflight int
 }
 
 // Broker is the edge's MQTT broker.
 type Broker struct {
 	opts Options
 	log  *slog.Logger
+	gate *gate // connection limits of every listener
 	// refusedLog keeps a client that repeats a refused publish from
 	// flooding the log (each refusal is still counted).
 	refusedLog ratelog.Limiter
@@ -138,6 +156,11 @@ type Stats struct {
 	// expired (SessionsExpired).
 	SessionsRevoked atomic.Int64
 	SessionsExpired atomic.Int64
+
+	Connections   atomic.Int64 // MQTT connections open now (inline client excluded)
+	ConnRefused   atomic.Int64 // connections refused or cut before authentication, all reasons
+	ConnRefusedBy [NumConnReasons]atomic.Int64
+	SubRefused    atomic.Int64 // topic filters refused by the subscription cap
 }
 
 // Errors.
@@ -163,10 +186,12 @@ func New(opts Options) (*Broker, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	opts.Limits = opts.Limits.withDefaults()
 	b := &Broker{
 		opts: opts, log: opts.Logger, sessions: map[string]*session{}, pending: map[*mqtt.Client]Login{}, queues: map[string]*queue.Queue{}, qopts: map[string]queue.QueueOptions{},
 		methods: newMethods(), addrs: map[string]net.Addr{},
 	}
+	b.gate = newGate(opts.Limits, &b.stats, opts.Logger)
 	cfg := opts.Routes
 	if cfg == nil {
 		cfg = route.DefaultConfig()
@@ -194,8 +219,27 @@ func (b *Broker) capabilities() *mqtt.Capabilities {
 	c.MaximumClientWritesPending = 1024
 	c.MaximumQos = 1 // IoT Hub: QoS 2 is not supported
 	c.RetainAvailable = 0
+	c.ReceiveMaximum = uint16(min(b.opts.MaxInflight, 65535))
+	c.MaximumInflight = uint16(min(b.opts.MaxInflight, 65535))
 	c.SharedSubAvailable = 0
 	return c
+}
+
+func (o Limits) withDefaults() Limits {
+	set := func(v *int, d int) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	if o.ConnectTimeout <= 0 {
+		o.ConnectTimeout = DefaultConnectTimeout
+	}
+	set(&o.MaxConnections, DefaultMaxConnections)
+	set(&o.MaxPendingPerIP, DefaultMaxPendingPerIP)
+	set(&o.MaxPreAuthBytes, DefaultMaxPreAuthBytes)
+	set(&o.MaxSubscriptions, DefaultMaxSubscriptions)
+	set(&o.MaxInflight, DefaultMaxInflight)
+	return o
 }
 
 // SetRoutes replaces the route table; messages already queued keep theirs.
@@ -235,22 +279,27 @@ func (b *Broker) Start() error {
 }
 
 func (b *Broker) listen(name, addr string, cfg *tls.Config) error {
-	var ln net.Listener
-	var err error
-	if cfg != nil && name == "tls" {
-		ln, err = tls.Listen("tcp", addr, cfg)
-	} else {
-		ln, err = net.Listen("tcp", addr)
-	}
+	raw, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("listen %s on %s: %w", name, addr, err)
 	}
-	var l listeners.Listener = listeners.NewNet(name, ln)
-	if name == "ws" {
+	// Every connection goes through the gate (guard.go); TLS runs on the
+	// guarded connection so the pre-auth deadline covers its handshake.
+	gl := &guardListener{Listener: raw, g: b.gate}
+	var ln net.Listener = gl
+	var l listeners.Listener
+	switch {
+	case name == "ws":
+		gl.raw = true
 		if cfg != nil {
 			ln = tls.NewListener(ln, cfg)
 		}
 		l = newWebsocket(name, ln)
+	case name == "tls":
+		gl.tls = cfg
+		l = &netListener{id: name, ln: ln}
+	default:
+		l = &netListener{id: name, ln: ln}
 	}
 	b.mu.Lock()
 	b.addrs[name] = ln.Addr()

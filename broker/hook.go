@@ -2,7 +2,6 @@ package broker
 
 import (
 	"bytes"
-	"crypto/tls"
 	"fmt"
 	"strings"
 
@@ -21,14 +20,14 @@ func (h *hook) ID() string { return "outpost" }
 func (h *hook) Provides(b byte) bool {
 	return bytes.Contains([]byte{
 		mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnSessionEstablished, mqtt.OnDisconnect,
-		mqtt.OnPublish, mqtt.OnPacketRead, mqtt.OnSubscribed, mqtt.OnUnsubscribed,
+		mqtt.OnPublish, mqtt.OnPacketRead, mqtt.OnSubscribe, mqtt.OnSubscribed, mqtt.OnUnsubscribed,
 	}, []byte{b})
 }
 
 func (h *hook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
 	cred := Credentials{ClientID: cl.ID, Username: string(pk.Connect.Username), Password: pk.Connect.Password}
-	if tc, ok := cl.Net.Conn.(*tls.Conn); ok {
-		cred.Certificates = tc.ConnectionState().PeerCertificates
+	if st := tlsState(cl.Net.Conn); st != nil {
+		cred.Certificates = st.PeerCertificates
 	}
 	login, err := h.b.opts.Auth.Authenticate(cred)
 	if err == nil && login.ID != cl.ID {
@@ -40,6 +39,9 @@ func (h *hook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
 		return false
 	}
 	h.b.pend(cl, login)
+	if g, ok := cl.Net.Conn.(*guardConn); ok {
+		g.s.authenticated() // lifts the pre-auth deadline and byte cap
+	}
 	return true
 }
 
@@ -62,8 +64,42 @@ func (h *hook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 	if !ok {
 		h.b.stats.Denied.Add(1)
 		h.b.log.Warn("refused topic outside the client's identity", "client_id", cl.ID, "topic", topic, "publish", write)
+		return false
 	}
-	return ok
+	return true
+}
+
+// OnSubscribe applies the cap on filters per client: a filter past it
+// is blanked, which mochi refuses with a failure code in the SUBACK
+// (0x80; MQTT 5: 0x8F). A filter the client already holds is renewed.
+func (h *hook) OnSubscribe(cl *mqtt.Client, pk packets.Packet) packets.Packet {
+	if cl.Net.Inline {
+		return pk
+	}
+	held := cl.State.Subscriptions.Len()
+	var out packets.Subscriptions
+	for i, f := range pk.Filters {
+		if _, ok := cl.State.Subscriptions.Get(f.Filter); ok {
+			continue
+		}
+		if held < h.b.opts.MaxSubscriptions {
+			held++
+			continue
+		}
+		if out == nil {
+			out = append(packets.Subscriptions(nil), pk.Filters...)
+		}
+		out[i].Filter = ""
+		h.b.stats.SubRefused.Add(1)
+		if ok, n := h.b.refusedLog.Allow("subscriptions"); ok {
+			h.b.log.Warn("subscription refused", "reason", "too_many_subscriptions", "client_id", cl.ID, "filter", f.Filter,
+				"limit", h.b.opts.MaxSubscriptions, "refused_since_last_logged", n)
+		}
+	}
+	if out != nil {
+		pk.Filters = out
+	}
+	return pk
 }
 
 func (h *hook) OnSubscribed(cl *mqtt.Client, pk packets.Packet, codes []byte) {

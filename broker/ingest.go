@@ -30,12 +30,17 @@ func (b *Broker) ingest(s *session, pk packets.Packet, in inbound) {
 		s.refuse(pk, packets.ErrPayloadFormatInvalid, ReasonMalformed, err)
 		return
 	}
-	b.stats.Received.Add(1)
-	targets := b.routes.Load().Match(rm)
 	var e *ackEntry
 	if pk.FixedHeader.Qos > 0 {
-		e = s.acks.push(pk.PacketID)
+		var ok bool
+		if e, ok = s.acks.pushMax(pk.PacketID, b.opts.MaxInflight); !ok {
+			b.refused(ReasonInflight, s.id, pk.TopicName, fmt.Errorf("more than %d publishes unacknowledged (Receive Maximum); the client is disconnected", b.opts.MaxInflight))
+			_ = b.srv.DisconnectClient(s.cl, packets.ErrReceiveMaximum)
+			return
+		}
 	}
+	b.stats.Received.Add(1)
+	targets := b.routes.Load().Match(rm)
 	if len(targets) == 0 {
 		b.stats.NoRoute.Add(1)
 		if e != nil {

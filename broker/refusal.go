@@ -22,10 +22,11 @@ const (
 	ReasonQuota                   // a queue's cap (queue.ErrFull)
 	ReasonDisk                    // the disk is below its reserve (queue.ErrNoSpace)
 	ReasonStore                   // the store failed to write
+	ReasonInflight                // more unacknowledged publishes than MaxInflight (the client is disconnected)
 	NumReasons
 )
 
-var reasonNames = [NumReasons]string{"topic", "malformed", "identity", "too_large", "quota", "disk", "store"}
+var reasonNames = [NumReasons]string{"topic", "malformed", "identity", "too_large", "quota", "disk", "store", "inflight"}
 
 // String is the reason's name in status, metrics and logs.
 func (r Reason) String() string {

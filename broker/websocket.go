@@ -36,15 +36,21 @@ func (l *wsListener) Protocol() string { return "ws" }
 func (l *wsListener) Init(log *slog.Logger) error {
 	l.log = log
 	up := &websocket.Upgrader{Subprotocols: []string{"mqtt"}, CheckOrigin: func(*http.Request) bool { return true }}
+	// The same limits as cmd/internal/httpserver (which broker may not
+	// import); the connection's pre-auth deadline also bounds the upgrade.
 	l.srv = &http.Server{
 		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       60 * time.Second,
+		MaxHeaderBytes:    16 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			c, err := up.Upgrade(w, r, nil)
 			if err != nil {
 				return
 			}
 			defer c.Close()
-			if err := l.establish(l.id, &wsConn{Conn: c.UnderlyingConn(), c: c}); err != nil {
+			u := c.UnderlyingConn()
+			if err := l.establish(l.id, guardUpgraded(&wsConn{Conn: u, c: c}, u)); err != nil {
 				l.log.Debug("websocket client ended", "err", err)
 			}
 		}),

@@ -62,6 +62,7 @@ var edgeCmd = cli.Command{
 		fs.StringVar(&edgeCfg.moduleUIDs, "module-uids", supervisor.DefaultModuleUIDs.String(), "when the edge runs as root, each module runs under its own uid (and gid) from this range, recorded in DIR/modules/uids.json; createOptions.User overrides")
 		fs.StringVar(&c.MachineIDFile, "machine-id-file", os.Getenv("OUTPOST_MACHINE_ID_FILE"), "file with this machine's id (env OUTPOST_MACHINE_ID_FILE; default /etc/machine-id): a data directory started under another machine id takes a new instance id")
 		fs.StringVar(&c.Identities, "identities", "", "JSON array of IoT Hub device/module identities to add to the offline cache")
+		mqttLimitFlags(fs, &c.MQTTLimits)
 		fs.StringVar(&edgeCfg.maxQueueBytes, "max-queue-bytes", fmt.Sprintf("%d%%", edge.DefaultQueueShare),
 			"cap on all queues together: bytes (e.g. 512MiB, 2GiB) or a share of the data filesystem (e.g. 40%); the deployment's storeAndForwardConfiguration.maxBytes overrides it")
 		fs.StringVar(&edgeCfg.overflow, "overflow", "reject", "what a full queue does: reject (MQTT 5 PUBACK 0x97, MQTT 3.1.1 disconnect) or drop-oldest; a deployment's overflow overrides it")

@@ -31,6 +31,8 @@ var hubCmd = cli.Command{
 		fs.StringVar(&c.OwnerKey, "owner-key", "", "base64 key of the owner policy (default: generated on first start and written to <data>/owner.connection-string); keep it off the command line: --owner-key-file, env OUTPOST_HUB_OWNER_KEY or --config")
 		fs.Int64Var(&c.MaxImageMiB, "max-image-size", hub.DefaultMaxImageMiB, "largest module image that outpost image push may store, in MiB")
 		fs.DurationVar(&c.Retention, "retention", 7*24*time.Hour, "how long device-to-cloud events stay in the log (and the digests that recognise retransmitted batches); negative keeps them forever")
+		fs.IntVar(&c.MaxLinkRequests, "max-link-requests", hub.DefaultMaxLinkRequests, "link requests one edge may have in flight; more are answered 429 with Retry-After")
+		fs.DurationVar(&c.RequestTimeout, "request-timeout", hub.DefaultRequestTimeout, "time to read a REST request and write its answer; long polls, image transfers, method calls and the link are exempt once authenticated")
 		fs.StringVar(&hubCfg.logLevel, "log-level", "info", "debug, info, warn or error")
 		fs.String("node-id", "", "cluster: this node's id (not implemented yet: one node only)")
 		fs.String("raft", "", "cluster: raft address (not implemented yet)")

@@ -21,18 +21,25 @@ import (
 // device SAS).
 func (h *Hub) Handler() http.Handler {
 	mux := http.NewServeMux()
-	svc := func(pattern string, f func(http.ResponseWriter, *http.Request) error) {
+	serve := func(stream bool, pattern string, f func(http.ResponseWriter, *http.Request) error) {
 		mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 			if err := h.owner(r); err != nil {
-				h.metrics.authFailed.Add(1)
+				h.authFailed(w)
 				writeError(w, err)
 				return
+			}
+			if stream {
+				setDeadline(w, 0) // long poll, transfer or method call: bounded by its own timeouts
+			} else {
+				r.Body = http.MaxBytesReader(w, r.Body, maxRESTBody)
 			}
 			if err := f(w, r); err != nil {
 				writeError(w, err)
 			}
 		})
 	}
+	svc := func(pattern string, f func(http.ResponseWriter, *http.Request) error) { serve(false, pattern, f) }
+	stream := func(pattern string, f func(http.ResponseWriter, *http.Request) error) { serve(true, pattern, f) }
 	svc("PUT /devices/{d}", h.putDevice)
 	svc("GET /devices", func(w http.ResponseWriter, r *http.Request) error { return writeIdentities(w, h.Devices()) })
 	svc("GET /devices/{d}", h.getIdentity)
@@ -56,15 +63,15 @@ func (h *Hub) Handler() http.Handler {
 		svc("PATCH "+p, h.updateTwin(false))
 		svc("PUT "+p, h.updateTwin(true))
 	}
-	svc("POST /twins/{d}/methods", h.invoke)
-	svc("POST /twins/{d}/modules/{m}/methods", h.invoke)
+	stream("POST /twins/{d}/methods", h.invoke)
+	stream("POST /twins/{d}/modules/{m}/methods", h.invoke)
 	svc("POST /devices/{d}/applyConfigurationContent", h.applyConfiguration)
 	svc("POST /devices/{d}/messages/deviceBound", h.c2d)
-	svc("GET /messages/events", h.readEvents)
+	stream("GET /messages/events", h.readEvents)
 	svc("GET /metrics", h.writeMetrics)
-	svc("POST /images", h.pushImage)
+	stream("POST /images", h.pushImage)
 	svc("GET /images", h.listImages)
-	svc("GET /images/{digest}", h.getImage)
+	stream("GET /images/{digest}", h.getImage)
 	svc("DELETE /images/{digest}", h.deleteImage)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, 200, map[string]any{"status": "ok", "events": h.events.Last()})
@@ -86,7 +93,7 @@ func (h *Hub) Handler() http.Handler {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, 404, apiError{"NotFound", fmt.Sprintf("no API at %s %s; see CONTRACT §3 (devices, twins, messages/events, …)", r.Method, r.URL.Path)})
 	})
-	return mux
+	return h.withDeadline(mux)
 }
 
 // link registers one edge-link endpoint: edge SAS, CBOR frame in, CBOR
@@ -95,10 +102,17 @@ func link[In any](mux *http.ServeMux, h *Hub, path string, f func(context.Contex
 	mux.HandleFunc("POST "+path, func(w http.ResponseWriter, r *http.Request) {
 		edge, err := h.edgeAuth(r)
 		if err != nil {
-			h.metrics.authFailed.Add(1)
+			h.authFailed(w)
 			writeError(w, err)
 			return
 		}
+		if !h.linkSlots.acquire(edge) {
+			h.linkBusy(w, edge, path)
+			return
+		}
+		defer h.linkSlots.release(edge)
+		setDeadline(w, 0) // pulls are long polls; frames cross slow uplinks
+		r.Body = http.MaxBytesReader(w, r.Body, maxLinkBody)
 		var in In
 		if err := protocol.Decode(r.Body, r.Header.Get("Content-Encoding"), &in); err != nil {
 			h.metrics.framesRefused.Add(1)
@@ -171,6 +185,10 @@ type apiError struct {
 
 func writeError(w http.ResponseWriter, err error) {
 	status, code := 500, "InternalServerError"
+	var tooLarge *http.MaxBytesError
+	if errors.As(err, &tooLarge) {
+		err = fmt.Errorf("%w: the body is over %d bytes", protocol.ErrTooLarge, tooLarge.Limit)
+	}
 	for _, m := range []struct {
 		err    error
 		status int
@@ -409,6 +427,7 @@ func (h *Hub) writeMetrics(w http.ResponseWriter, _ *http.Request) error {
 		{"outpost_hub_events_refused_total", "Events refused because their source is outside the sending edge's scope.", h.metrics.eventsRefused.Load()},
 		{"outpost_hub_frames_refused_total", "Sync frames refused as malformed or not allowed.", h.metrics.framesRefused.Load()},
 		{"outpost_hub_auth_failed_total", "Requests refused for authentication.", h.metrics.authFailed.Load()},
+		{"outpost_hub_link_busy_total", "Link requests refused (429) because their edge had too many in flight.", h.metrics.linkBusy.Load()},
 		{"outpost_hub_c2d_sent_total", "Cloud-to-device messages accepted.", h.metrics.c2dSent.Load()},
 		{"outpost_hub_methods_invoked_total", "Direct method calls handed to edges.", h.metrics.methodsInvoked.Load()},
 		{"outpost_hub_twin_merges_total", "Twin deltas merged from edges.", h.metrics.twinMerges.Load()},

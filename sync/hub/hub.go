@@ -68,6 +68,13 @@ type Options struct {
 	// Disk is a disk monitor the caller owns (tests); when nil the hub
 	// opens its own unless InMemory.
 	Disk *disk.Monitor
+	// MaxLinkFrames is how many link requests one edge may have in flight
+	// (DefaultMaxLinkFrames); more are answered 429 with Retry-After.
+	MaxLinkFrames int
+	// RequestDeadline bounds reading a request and writing its answer
+	// (DefaultRequestDeadline); streams and long polls lift it once the
+	// caller is authenticated (limits.go).
+	RequestDeadline time.Duration
 }
 
 // Hub is the cloud side's state and its service.
@@ -77,6 +84,8 @@ type Hub struct {
 	// refusedLog keeps refused events (one per message of a deleted device's
 	// backlog) from flooding the log; every one is counted.
 	refusedLog ratelog.Limiter
+	busyLog    ratelog.Limiter // link frames over an edge's limit
+	linkSlots  linkSlots
 
 	disk     *disk.Monitor // nil InMemory
 	ownsDisk bool
@@ -106,7 +115,7 @@ type metrics struct {
 	c2dSent, methodsInvoked, twinMerges                                                      atomic.Int64
 	twinsRemoved, c2dPurged, twinGC, twinsStale, eventsStale                                 atomic.Int64
 	imagesPushed, imageBytes, imagesRefused, imagesFetched                                   atomic.Int64
-	noSpace                                                                                  atomic.Int64
+	noSpace, linkBusy                                                                        atomic.Int64
 }
 
 // Open opens (or creates) the hub's store in dir.
@@ -135,10 +144,17 @@ func Open(ctx context.Context, dir string, opts Options) (*Hub, error) {
 	if opts.MaxImageSize <= 0 {
 		opts.MaxImageSize = DefaultMaxImageSize
 	}
+	if opts.MaxLinkFrames <= 0 {
+		opts.MaxLinkFrames = DefaultMaxLinkFrames
+	}
+	if opts.RequestDeadline <= 0 {
+		opts.RequestDeadline = DefaultRequestDeadline
+	}
 	if opts.ImageDir == "" && !opts.InMemory {
 		opts.ImageDir = filepath.Join(dir, "images")
 	}
 	h := &Hub{opts: opts, log: opts.Logger, wakeCh: make(chan struct{}), done: make(chan struct{}), collisionLogged: map[string]int64{}}
+	h.linkSlots.max = opts.MaxLinkFrames
 	h.edges = newEdges(h)
 	kvo := kv.Options{Durability: opts.Durability, Logger: opts.Logger, InMemory: opts.InMemory}
 	h.disk = opts.Disk

@@ -351,10 +351,11 @@ func (h *Hub) getImage(w http.ResponseWriter, r *http.Request) error {
 func (h *Hub) linkImage(w http.ResponseWriter, r *http.Request) {
 	edge, err := h.edgeAuth(r)
 	if err != nil {
-		h.metrics.authFailed.Add(1)
+		h.authFailed(w)
 		writeError(w, err)
 		return
 	}
+	setDeadline(w, 0) // an image transfer over the edge's uplink
 	if err := h.getImage(w, r); err != nil {
 		h.log.Warn("image fetch refused", "edge", edge, "err", err)
 		writeError(w, err)

@@ -103,7 +103,7 @@ func TestFetchImageStall(t *testing.T) {
 	imageStall = 300 * time.Millisecond
 	t.Cleanup(func() { imageStall = old })
 	digest := imageDigest([]byte("slow"))
-	slow := http.NewServeMux() // the env's handler is a *http.ServeMux
+	slow := http.NewServeMux()
 	slow.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		if !strings.HasSuffix(r.URL.Path, digest) {
 			http.Error(w, "busy", http.StatusServiceUnavailable)
@@ -119,7 +119,7 @@ func TestFetchImageStall(t *testing.T) {
 		}
 		<-r.Context().Done()
 	})
-	e.handler.Store(slow)
+	e.handler.Store(http.HandlerFunc(slow.ServeHTTP)) // the type of the hub's handler (atomic.Value)
 	start := time.Now()
 	var buf bytes.Buffer
 	n, err := e.link.FetchImage(context.Background(), digest, &buf)

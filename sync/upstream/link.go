@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -318,6 +319,16 @@ func (l *Link) renewToken() {
 	l.tokExp = time.Time{}
 }
 
+// retryAfter reads a Retry-After in seconds (the hub sends no dates),
+// capped at maxRetryAfter; 0 when absent or malformed.
+func retryAfter(h http.Header) time.Duration {
+	n, err := strconv.Atoi(h.Get("Retry-After"))
+	if err != nil || n <= 0 {
+		return 0
+	}
+	return min(time.Duration(n)*time.Second, maxRetryAfter)
+}
+
 // hubDate tells HubTime the hub's clock from an answer's Date header.
 func (l *Link) hubDate(h http.Header) {
 	if d, err := http.ParseTime(h.Get("Date")); err == nil {
@@ -330,11 +341,19 @@ type HubError struct {
 	Status  int
 	Code    string
 	Message string
+	// RetryAfter is the hub's Retry-After (a 429: the edge has as many
+	// link requests in flight as the hub allows it); 0 when absent.
+	RetryAfter time.Duration
 }
+
+// maxRetryAfter caps the wait a hub may ask for before a retry.
+const maxRetryAfter = 30 * time.Second
 
 func (e *HubError) Error() string { return fmt.Sprintf("hub: %d %s: %s", e.Status, e.Code, e.Message) }
 
-// post sends one frame and decodes the answer.
+// post sends one frame and decodes the answer. A 429 with Retry-After
+// (the hub limits the requests one edge has in flight) is waited out and
+// the frame sent again, within timeout: the link is busy, not down.
 func (l *Link) post(ctx context.Context, path string, in, out any, timeout time.Duration) error {
 	body, enc, err := protocol.Encode(in)
 	if err != nil {
@@ -342,6 +361,23 @@ func (l *Link) post(ctx context.Context, path string, in, out any, timeout time.
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
+	for {
+		err := l.postOnce(ctx, path, body, enc, out)
+		var he *HubError
+		if !errors.As(err, &he) || he.Status != http.StatusTooManyRequests || he.RetryAfter <= 0 {
+			return err
+		}
+		t := time.NewTimer(he.RetryAfter)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		case <-t.C:
+		}
+	}
+}
+
+func (l *Link) postOnce(ctx context.Context, path string, body []byte, enc string, out any) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, l.opts.URL+path, bytes.NewReader(body))
 	if err != nil {
 		return err
@@ -362,7 +398,7 @@ func (l *Link) post(ctx context.Context, path string, in, out any, timeout time.
 	}
 	if resp.StatusCode != http.StatusOK {
 		data, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-		he := &HubError{Status: resp.StatusCode, Message: strings.TrimSpace(string(data))}
+		he := &HubError{Status: resp.StatusCode, Message: strings.TrimSpace(string(data)), RetryAfter: retryAfter(resp.Header)}
 		var e struct{ Code, Message string }
 		if json.Unmarshal(data, &e) == nil && e.Message != "" {
 			he.Code, he.Message = e.Code, e.Message

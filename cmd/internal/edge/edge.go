@@ -61,6 +61,7 @@ type Config struct {
 	MaxQueueBytes int64
 	MaxQueueShare int
 	Overflow      queue.Overflow // of a full queue when the deployment sets none
+	MQTTLimits    broker.Limits  // connection hygiene of the MQTT listeners; zero fields take the defaults
 	Logger        *slog.Logger
 	Stdout        io.Writer
 	// ModuleUIDs is the range of uids an edge running as root gives its
@@ -369,7 +370,7 @@ func (e *edge) newBroker(routes *route.Config, policy *broker.Policy) error {
 		Auth: authenticator{ids: e.ids, edgeID: e.cs.DeviceID, hosts: hosts, roots: roots, now: e.clock.Now},
 		TCP:  e.cfg.MQTT, TLS: e.cfg.MQTTS, WS: e.cfg.WS, TLSConfig: tlsCfg, Logger: e.cfg.Logger,
 		StandaloneTwins: e.hubURL == "", Overflow: e.cfg.Overflow,
-		Generation: e.generation, Now: e.clock.Now,
+		Generation: e.generation, Now: e.clock.Now, Limits: e.cfg.MQTTLimits,
 	})
 	if err != nil {
 		return err

@@ -18,13 +18,18 @@ import (
 	"time"
 
 	"github.com/outpost-edge/outpost/cmd/internal/certs"
+	"github.com/outpost-edge/outpost/cmd/internal/httpserver"
 	"github.com/outpost-edge/outpost/cmd/internal/secret"
 	"github.com/outpost-edge/outpost/store/identity/sas"
 	synchub "github.com/outpost-edge/outpost/sync/hub"
 )
 
-// DefaultMaxImageMiB is --max-image-size's default.
-const DefaultMaxImageMiB = synchub.DefaultMaxImageSize >> 20
+// Defaults of flags.
+const (
+	DefaultMaxImageMiB     = synchub.DefaultMaxImageSize >> 20 // --max-image-size
+	DefaultMaxLinkRequests = synchub.DefaultMaxLinkFrames      // --max-link-requests
+	DefaultRequestTimeout  = synchub.DefaultRequestDeadline    // --request-timeout
+)
 
 // Config is what `outpost hub` is told on its command line.
 type Config struct {
@@ -34,7 +39,9 @@ type Config struct {
 	TLSCert, TLSKey string
 	OwnerKey        string // base64; empty: generated once and kept in <data>/owner.connection-string
 	Retention       time.Duration
-	MaxImageMiB     int64 // largest module image the store takes (DefaultMaxImageMiB)
+	MaxImageMiB     int64         // largest module image the store takes (DefaultMaxImageMiB)
+	MaxLinkRequests int           // link requests in flight per edge (DefaultMaxLinkRequests)
+	RequestTimeout  time.Duration // per REST request, streams exempt (DefaultRequestTimeout)
 	Logger          *slog.Logger
 	Stdout          io.Writer
 }
@@ -69,13 +76,13 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	h, err := synchub.Open(ctx, filepath.Join(cfg.DataDir, "store"), synchub.Options{HostName: host, OwnerKey: key, Logger: cfg.Logger, Retention: cfg.Retention,
-		ImageDir: filepath.Join(cfg.DataDir, "images"), MaxImageSize: cfg.MaxImageMiB << 20})
+		ImageDir: filepath.Join(cfg.DataDir, "images"), MaxImageSize: cfg.MaxImageMiB << 20,
+		MaxLinkFrames: cfg.MaxLinkRequests, RequestDeadline: cfg.RequestTimeout})
 	if err != nil {
 		return err
 	}
 	defer h.Close()
-	srv := &http.Server{Handler: h.Handler(), ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog: slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug)}
+	srv := httpserver.New(h.Handler(), httpserver.Options{Logger: cfg.Logger})
 	scheme := "http"
 	tlsCfg, caPath, err := serverTLS(cfg, host)
 	if err != nil {
