@@ -42,7 +42,8 @@ var edgeCmd = cli.Command{
 		c := &edgeCfg
 		fs.StringVar(&c.DataDir, "data", "", "data directory (store, certificates)")
 		fs.StringVar(&c.ConnectionString, "connection-string", os.Getenv("OUTPOST_EDGE_CONNECTION_STRING"), "the edge device's connection string (env OUTPOST_EDGE_CONNECTION_STRING)")
-		fs.StringVar(&c.HubURL, "hub-url", "", "URL of the hub (default: http://<HostName of the connection string>); off: run standalone, $upstream messages stay queued")
+		fs.StringVar(&c.HubURL, "hub-url", "", "URL of the hub (default: https://<HostName of the connection string>, http:// when that is loopback); off: run standalone, $upstream messages stay queued")
+		fs.BoolVar(&c.InsecureLink, "insecure-link", false, "allow plain http:// to a hub that is not on loopback (anyone on the path can read keys and push deployments); logs a warning on every start")
 		fs.StringVar(&c.ClientCA, "client-ca", "", "CA certificates (PEM) that sign the client certificates of leaf devices with certificateAuthority authentication")
 		fs.StringVar(&c.HubCA, "hub-ca", "", "CA certificate (PEM) that signed the hub's TLS certificate, when the system does not trust it")
 		fs.StringVar(&c.Hostname, "hostname", "", "name leaf devices use for this edge (GatewayHostName); goes into the server certificate")
