@@ -21,6 +21,7 @@ import (
 	"github.com/outpost-edge/outpost/store/disk"
 	"github.com/outpost-edge/outpost/store/kv"
 	"github.com/outpost-edge/outpost/store/queue"
+	"github.com/outpost-edge/outpost/sync/upstream"
 )
 
 const defaultEdgeAPI = "127.0.0.1:18081"
@@ -32,6 +33,7 @@ var edgeCfg struct {
 	cpuProfile    string
 	maxQueueBytes string
 	overflow      string
+	maxImageMiB   int64
 }
 
 var edgeCmd = cli.Command{
@@ -60,6 +62,7 @@ var edgeCmd = cli.Command{
 		fs.StringVar(&edgeCfg.maxQueueBytes, "max-queue-bytes", fmt.Sprintf("%d%%", edge.DefaultQueueShare),
 			"cap on all queues together: bytes (e.g. 512MiB, 2GiB) or a share of the data filesystem (e.g. 40%); the deployment's storeAndForwardConfiguration.maxBytes overrides it")
 		fs.StringVar(&edgeCfg.overflow, "overflow", "reject", "what a full queue does: reject (MQTT 5 PUBACK 0x97, MQTT 3.1.1 disconnect) or drop-oldest; a deployment's overflow overrides it")
+		fs.Int64Var(&edgeCfg.maxImageMiB, "max-image-size", upstream.DefaultMaxImageSize>>20, "largest module image the edge downloads from the hub, in MiB (a download is also held to the size the hub announces)")
 		fs.StringVar(&edgeCfg.durability, "durability", "process", "process (acknowledged messages survive kill -9) or power (fsync before PUBACK)")
 		fs.StringVar(&edgeCfg.logLevel, "log-level", "info", "debug, info, warn or error")
 		fs.StringVar(&edgeCfg.cpuProfile, "cpuprofile", "", "write a CPU profile to this file until the edge stops (diagnostics)")
@@ -93,6 +96,10 @@ func runEdge(ctx context.Context, env cli.Env, fs *flag.FlagSet) error {
 		c.MQTTS = ":8883"
 	}
 	c.Durability, c.Stdout = d, env.Stdout
+	if edgeCfg.maxImageMiB < 1 {
+		return cli.Usagef("--max-image-size %d: want at least 1 (MiB)", edgeCfg.maxImageMiB)
+	}
+	c.MaxImageSize = edgeCfg.maxImageMiB << 20
 	if err := queueFlags(&c); err != nil {
 		return err
 	}

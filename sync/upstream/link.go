@@ -62,6 +62,7 @@ type Options struct {
 	BatchMessages          int           // default 1000
 	BatchBytes             int           // default 1 MiB
 	RequestTimeout         time.Duration // default 30 s (pulls get PullWait more)
+	MaxImageSize           int64         // the largest module image FetchImage takes; default DefaultMaxImageSize
 
 	// Now is the edge's estimate of the time (store/wallclock), used to sign
 	// its SAS tokens; default time.Now. HubTime, if set, is told the hub's
@@ -96,6 +97,9 @@ type Status struct {
 	MessagesRefused int64 `json:"messagesRefused"`
 	TwinsRefused    int64 `json:"twinDeltasRefused"`
 	TombstonesGC    int64 `json:"twinTombstonesCollected"`
+	// ImagesRefused counts module image downloads stopped because the
+	// answer was larger than the hub announced or than MaxImageSize.
+	ImagesRefused int64 `json:"imagesRefused"`
 }
 
 // Link is the edge's connection to the hub.
@@ -121,6 +125,7 @@ type Link struct {
 
 	sent, batches, twinsUp, twinsDown, c2d, methods, collisions atomic.Int64
 	removed, reset, purged, refused, stale, collected           atomic.Int64
+	imagesRefused                                               atomic.Int64
 }
 
 // Upstream queue names in drain order.
@@ -160,6 +165,9 @@ func New(opts Options) (*Link, error) {
 	}
 	if opts.BatchBytes <= 0 {
 		opts.BatchBytes = 1 << 20
+	}
+	if opts.MaxImageSize <= 0 {
+		opts.MaxImageSize = DefaultMaxImageSize
 	}
 	if opts.Client == nil {
 		opts.Client = &http.Client{Transport: &http.Transport{Proxy: http.ProxyFromEnvironment, MaxIdleConnsPerHost: 4,
@@ -203,6 +211,7 @@ func (l *Link) Status() Status {
 	st.Instance, st.InstanceCollisions = l.instance, l.collisions.Load()
 	st.TwinsRemoved, st.TwinsReset, st.MessagesPurged = l.removed.Load(), l.reset.Load(), l.purged.Load()
 	st.MessagesRefused, st.TwinsRefused, st.TombstonesGC = l.refused.Load(), l.stale.Load(), l.collected.Load()
+	st.ImagesRefused = l.imagesRefused.Load()
 	return st
 }
 

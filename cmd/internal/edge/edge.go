@@ -62,6 +62,7 @@ type Config struct {
 	MaxQueueBytes int64
 	MaxQueueShare int
 	Overflow      queue.Overflow // of a full queue when the deployment sets none
+	MaxImageSize  int64          // the largest module image the edge downloads (bytes; 0: upstream.DefaultMaxImageSize)
 	Logger        *slog.Logger
 	Stdout        io.Writer
 }
