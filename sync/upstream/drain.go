@@ -2,6 +2,8 @@ package upstream
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"reflect"
 	"time"
 
@@ -13,6 +15,9 @@ import (
 // queue that has messages, so a busy high-priority route cannot starve the
 // others. Within a queue the order is kept.
 const fairEvery = 8
+
+// errBogusAck ends a drain session whose batch the hub acknowledged wrongly.
+var errBogusAck = errors.New("the hub's acknowledgement does not match the batch sent")
 
 // drain is one session of the drain loop: Hello, then batches from the
 // $upstream queues until the link fails. A batch is acknowledged in the
@@ -92,12 +97,31 @@ func (l *Link) send(ctx context.Context, q *queue.Queue, msgs []queue.Message) e
 				"queue", q.Name(), "refused", ack.Refused, "total", total)
 		}
 	}
+	last := msgs[len(msgs)-1].Seq
+	if ack.UpTo != last {
+		return l.bogusAck(q.Name(), last, ack.UpTo)
+	}
 	l.sent.Add(int64(ack.Appended))
 	l.batches.Add(1)
 	if ack.Collisions > 0 {
 		l.collided(q.Name(), ack.Collisions)
 	}
-	return q.Ack(ctx, min(msgs[len(msgs)-1].Seq, ack.UpTo))
+	return q.Ack(ctx, last)
+}
+
+// bogusAck turns down an acknowledgement that is not for the batch just
+// sent (a hub always acknowledges a whole batch, up to its last message):
+// one beyond it would remove messages the hub never received, one short of
+// it leaves the rest unconfirmed. Nothing is acknowledged; the session ends
+// and the batch is sent again (logged at most every 10 s, counted).
+func (l *Link) bogusAck(queue string, last, upTo uint64) error {
+	l.ignored.Add(1)
+	if ok, held := l.ignoredLog.Allow("ack"); ok {
+		l.log.Warn("the hub acknowledged messages that were not in the batch sent: ignored, the messages stay queued and are sent again; "+
+			"check that --hub-url reaches an outpost hub (and use TLS)", "queue", queue, "sent_up_to", last, "acknowledged_up_to", upTo,
+			"ignored_since_last_logged", held)
+	}
+	return fmt.Errorf("%w: it acknowledged %s up to %d, the batch ended at %d", errBogusAck, queue, upTo, last)
 }
 
 // collided reports messages the hub stored although it held other messages

@@ -97,6 +97,10 @@ type Status struct {
 	MessagesRefused int64 `json:"messagesRefused"`
 	TwinsRefused    int64 `json:"twinDeltasRefused"`
 	TombstonesGC    int64 `json:"twinTombstonesCollected"`
+	// HubAnswersIgnored counts answers of the hub that claimed more than
+	// the edge sent (an acknowledgement beyond the batch, a version vector
+	// ahead of the edge's own twin writes): ignored, nothing was dropped.
+	HubAnswersIgnored int64 `json:"hubAnswersIgnored"`
 	// ImagesRefused counts module image downloads stopped because the
 	// answer was larger than the hub announced or than MaxImageSize.
 	ImagesRefused int64 `json:"imagesRefused"`
@@ -122,10 +126,11 @@ type Link struct {
 	calls sync.WaitGroup // method calls in progress
 
 	refusedLog ratelog.Limiter // one line per queue every 10 s about messages the hub refused
+	ignoredLog ratelog.Limiter // one line per kind every 10 s about answers of the hub that were ignored
 
 	sent, batches, twinsUp, twinsDown, c2d, methods, collisions atomic.Int64
 	removed, reset, purged, refused, stale, collected           atomic.Int64
-	imagesRefused                                               atomic.Int64
+	imagesRefused, ignored                                      atomic.Int64
 }
 
 // Upstream queue names in drain order.
@@ -211,7 +216,7 @@ func (l *Link) Status() Status {
 	st.Instance, st.InstanceCollisions = l.instance, l.collisions.Load()
 	st.TwinsRemoved, st.TwinsReset, st.MessagesPurged = l.removed.Load(), l.reset.Load(), l.purged.Load()
 	st.MessagesRefused, st.TwinsRefused, st.TombstonesGC = l.refused.Load(), l.stale.Load(), l.collected.Load()
-	st.ImagesRefused = l.imagesRefused.Load()
+	st.ImagesRefused, st.HubAnswersIgnored = l.imagesRefused.Load(), l.ignored.Load()
 	return st
 }
 
