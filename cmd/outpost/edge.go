@@ -173,6 +173,10 @@ func edgeStatus(env cli.Env, args []string) error {
 			fmt.Fprintf(env.Stdout, "ERROR: another edge sends under this instance id (a copy of this data directory): %d messages collided at the hub (all stored); see docs/operations.md, \"Cloned data directories\"\n",
 				u.InstanceCollisions)
 		}
+		if u.HubAnswersIgnored+u.ImagesRefused > 0 {
+			fmt.Fprintf(env.Stdout, "WARNING: %d answers of the hub ignored (they claimed more than this edge sent; nothing was dropped), %d image downloads refused (larger than announced or than --max-image-size): is --hub-url an outpost hub, over TLS? see the edge's log\n",
+				u.HubAnswersIgnored, u.ImagesRefused)
+		}
 		if u.TwinsRemoved+u.TwinsReset+u.MessagesPurged+u.MessagesRefused+u.TwinsRefused > 0 {
 			fmt.Fprintf(env.Stdout, "deleted identities: %d twins removed, %d started afresh, %d queued messages purged, %d messages and %d twin deltas refused\n",
 				u.TwinsRemoved, u.TwinsReset, u.MessagesPurged, u.MessagesRefused, u.TwinsRefused)
