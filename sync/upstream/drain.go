@@ -2,7 +2,6 @@ package upstream
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"reflect"
 	"time"
@@ -15,9 +14,6 @@ import (
 // queue that has messages, so a busy high-priority route cannot starve the
 // others. Within a queue the order is kept.
 const fairEvery = 8
-
-// errBogusAck ends a drain session whose batch the hub acknowledged wrongly.
-var errBogusAck = errors.New("the hub's acknowledgement does not match the batch sent")
 
 // drain is one session of the drain loop: Hello, then batches from the
 // $upstream queues until the link fails. A batch is acknowledged in the
@@ -121,7 +117,7 @@ func (l *Link) bogusAck(queue string, last, upTo uint64) error {
 			"check that --hub-url reaches an outpost hub (and use TLS)", "queue", queue, "sent_up_to", last, "acknowledged_up_to", upTo,
 			"ignored_since_last_logged", held)
 	}
-	return fmt.Errorf("%w: it acknowledged %s up to %d, the batch ended at %d", errBogusAck, queue, upTo, last)
+	return fmt.Errorf("%w: it acknowledged %s up to %d, the batch ended at %d", errIgnoredAnswer, queue, upTo, last)
 }
 
 // collided reports messages the hub stored although it held other messages

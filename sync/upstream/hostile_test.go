@@ -3,10 +3,14 @@ package upstream
 import (
 	"bytes"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/outpost-edge/outpost/store/crdt"
 	"github.com/outpost-edge/outpost/store/queue"
@@ -110,7 +114,15 @@ func (h *hostileHub) answer(w http.ResponseWriter, v any) {
 // writes (a delete's tombstone too) that the hub claims without having
 // them; once the real hub is back, all of it arrives.
 func TestHostileHubAnswersIgnored(t *testing.T) {
-	e := newEnv(t)
+	var logs lockedBuffer
+	e := newEnvWith(t, func(e *env) {
+		var err error
+		e.link, err = New(Options{URL: e.srv.URL, Edge: e.edgeCS, DB: e.db, Queues: e.queues, Twins: e.twins, Identities: e.ids,
+			Target: e.rec, PullWait: time.Second, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+		if err != nil {
+			t.Fatal(err)
+		}
+	})
 	eventually(t, "the twin of dev1", func() bool { _, err := e.twins.Get("dev1"); return err == nil })
 	session, _ := e.twins.BeginSession()
 	if _, err := e.twins.PatchReported(e.ctx, "dev1", session, []byte(`{"a":1}`)); err != nil {
@@ -147,6 +159,18 @@ func TestHostileHubAnswersIgnored(t *testing.T) {
 		t.Fatalf("the hub's ack holds %d of this edge's writes, it made %d", acked, e.twins.VV()[h.self])
 	}
 
+	// A hub that keeps answering so is not a reason to flood the log: one
+	// line per kind of answer every 10 s, and the link stays up.
+	mark := len(logs.String())
+	time.Sleep(1500 * time.Millisecond)
+	out := logs.String()[mark:]
+	if n := strings.Count(out, "ignored_since_last_logged"); n > 4 {
+		t.Errorf("%d log lines about ignored answers in 1.5 s, want at most 4 (one per kind):\n%s", n, out)
+	}
+	if strings.Contains(out, "uplink offline") || strings.Contains(out, "uplink online") {
+		t.Errorf("the link went up and down over ignored answers:\n%s", out)
+	}
+
 	e.handler.Store(e.hub.Handler()) // the real hub is back
 	eventually(t, "the backlog delivered", func() bool { return q.Stats().Depth == 0 })
 	var bodies [][]byte
@@ -160,4 +184,22 @@ func TestHostileHubAnswersIgnored(t *testing.T) {
 		v, err := e.hub.TwinStore().Get("dev1")
 		return err == nil && v.Reported["a"] == nil
 	})
+}
+
+// lockedBuffer is a log destination safe for the link's goroutines.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }

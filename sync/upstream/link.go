@@ -133,6 +133,14 @@ type Link struct {
 	imagesRefused, ignored                                      atomic.Int64
 }
 
+// errIgnoredAnswer ends a session in which the hub answered with more than
+// the edge sent (a batch acknowledged beyond its end, a version vector ahead
+// of the edge's own twin writes): the answer is ignored and what it claimed
+// is sent again. The link stays up (the hub answers), the session starts
+// again after the growing backoff, and only the rate-limited line of the
+// check is logged.
+var errIgnoredAnswer = errors.New("an answer of the hub claimed more than this edge sent and was ignored")
+
 // Upstream queue names in drain order.
 func upstreamQueues() []string {
 	names := make([]string, 0, 11)
@@ -231,7 +239,7 @@ func (l *Link) retry(ctx context.Context, session func(context.Context) error) {
 		if ctx.Err() != nil {
 			return
 		}
-		if l.isUp(up) {
+		if l.isUp(up) && !errors.Is(err, errIgnoredAnswer) {
 			attempt = 0 // it got through before failing: retry at once
 		}
 		l.down(err)
@@ -290,6 +298,10 @@ func (l *Link) down(err error) {
 	msg := "link failed"
 	if err != nil {
 		msg = err.Error()
+	}
+	if errors.Is(err, errIgnoredAnswer) {
+		l.status.LastError = msg // logged, rate-limited, where it was found
+		return
 	}
 	if l.status.State == "online" {
 		l.log.Warn("uplink offline; messages stay queued", "hub", l.opts.URL, "err", msg)

@@ -2,7 +2,7 @@ package upstream
 
 import (
 	"context"
-	"errors"
+	"fmt"
 
 	"github.com/outpost-edge/outpost/store/crdt"
 	"github.com/outpost-edge/outpost/store/twin"
@@ -10,10 +10,6 @@ import (
 )
 
 const twinFieldsPerFrame = 4096
-
-// errBogusTwinsAck ends a twin session whose delta the hub acknowledged
-// with more of this edge's writes than it made.
-var errBogusTwinsAck = errors.New("the hub's acknowledgement of twin changes claims more than this edge wrote")
 
 // twins is one session of the twin loop: it sends the edge's own twin
 // writes the hub lacks (reported properties), as coalesced deltas since
@@ -56,7 +52,7 @@ func (l *Link) twins(ctx context.Context) error {
 			if !l.plausible("twins ack", ack.TwinVV) {
 				// What was sent is not known to have arrived: a new
 				// session sends it again.
-				return errBogusTwinsAck
+				return fmt.Errorf("%w: the acknowledgement of twin changes", errIgnoredAnswer)
 			}
 			hubVV = ack.TwinVV
 			if err := l.ackHub(ctx, ack.Hub, ack.TwinVV); err != nil {
