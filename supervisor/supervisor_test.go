@@ -538,3 +538,26 @@ func TestRefusedDeploymentRetriedWhenHandedAgain(t *testing.T) {
 	h.waitDesired(1, 200)
 	h.waitStatus("a", "running")
 }
+
+// partialFetcher writes half an image, then fails as the link does when an
+// answer grows past the size the hub announced.
+type partialFetcher struct{}
+
+func (partialFetcher) FetchImage(_ context.Context, digest string, dst io.Writer) (int64, error) {
+	n, _ := dst.Write(bytes.Repeat([]byte("x"), 4096))
+	return int64(n), fmt.Errorf("fetch image %s: after %d bytes: image larger than allowed", digest, n)
+}
+
+// TestFailedFetchLeavesNothing: a download that fails part way leaves no
+// partial file in the image cache.
+func TestFailedFetchLeavesNothing(t *testing.T) {
+	dir := t.TempDir()
+	im := images{dir: dir, fetch: partialFetcher{}}
+	_, err := im.resolve(context.Background(), "sha256:"+strings.Repeat("ab", 32), true)
+	if err == nil || !strings.Contains(err.Error(), "larger than allowed") {
+		t.Fatalf("resolve = %v", err)
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Errorf("the cache holds %v after a failed download", entries)
+	}
+}

@@ -63,8 +63,15 @@ func (d *docRun) units(blocks []string) {
 			t.Errorf("%s warned: %s", p.name, w)
 		}
 	}
+	// An edge running as root keeps its data directory 0711 so modules
+	// under their own uids reach their images (docs/operations.md, "Modules
+	// and users"); every private part inside stays 0700/0600.
+	edgeDir := os.FileMode(0o700)
+	if os.Geteuid() == 0 {
+		edgeDir = 0o711
+	}
 	checkModes(t, map[string]os.FileMode{
-		d.path("/var/lib/outpost/edge"): 0o700, d.path("/var/lib/outpost/edge/certs/ca-key.pem"): 0o600,
+		d.path("/var/lib/outpost/edge"): edgeDir, d.path("/var/lib/outpost/edge/store"): 0o700, d.path("/var/lib/outpost/edge/certs/ca-key.pem"): 0o600,
 		d.path("/var/lib/outpost/edge/certs/server-key.pem"): 0o600, d.path("/var/lib/outpost/edge/certs/ca.pem"): 0o644,
 		d.path("/var/lib/outpost/hub"): 0o700, d.path("/var/lib/outpost/hub/certs/ca-key.pem"): 0o600,
 	})

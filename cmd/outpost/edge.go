@@ -23,6 +23,7 @@ import (
 	"github.com/outpost-edge/outpost/store/kv"
 	"github.com/outpost-edge/outpost/store/queue"
 	"github.com/outpost-edge/outpost/supervisor"
+	"github.com/outpost-edge/outpost/sync/upstream"
 )
 
 const defaultEdgeAPI = "127.0.0.1:18081"
@@ -35,6 +36,7 @@ var edgeCfg struct {
 	maxQueueBytes string
 	moduleUIDs    string
 	overflow      string
+	maxImageMiB   int64
 }
 
 var edgeCmd = cli.Command{
@@ -47,7 +49,8 @@ var edgeCmd = cli.Command{
 		c := &edgeCfg
 		fs.StringVar(&c.DataDir, "data", "", "data directory (store, certificates)")
 		fs.StringVar(&c.ConnectionString, "connection-string", "", "the edge device's connection string; keep it off the command line: --connection-string-file, env OUTPOST_EDGE_CONNECTION_STRING or --config")
-		fs.StringVar(&c.HubURL, "hub-url", "", "URL of the hub (default: http://<HostName of the connection string>); off: run standalone, $upstream messages stay queued")
+		fs.StringVar(&c.HubURL, "hub-url", "", "URL of the hub (default: https://<HostName of the connection string>, http:// when that is loopback); off: run standalone, $upstream messages stay queued")
+		fs.BoolVar(&c.InsecureLink, "insecure-link", false, "allow plain http:// to a hub that is not on loopback (anyone on the path can read keys and push deployments); logs a warning on every start")
 		fs.StringVar(&c.ClientCA, "client-ca", "", "CA certificates (PEM) that sign the client certificates of leaf devices with certificateAuthority authentication")
 		fs.StringVar(&c.HubCA, "hub-ca", "", "CA certificate (PEM) that signed the hub's TLS certificate, when the system does not trust it")
 		fs.StringVar(&c.Hostname, "hostname", "", "name leaf devices use for this edge (GatewayHostName); goes into the server certificate")
@@ -66,6 +69,7 @@ var edgeCmd = cli.Command{
 		fs.StringVar(&edgeCfg.maxQueueBytes, "max-queue-bytes", fmt.Sprintf("%d%%", edge.DefaultQueueShare),
 			"cap on all queues together: bytes (e.g. 512MiB, 2GiB) or a share of the data filesystem (e.g. 40%); the deployment's storeAndForwardConfiguration.maxBytes overrides it")
 		fs.StringVar(&edgeCfg.overflow, "overflow", "reject", "what a full queue does: reject (MQTT 5 PUBACK 0x97, MQTT 3.1.1 disconnect) or drop-oldest; a deployment's overflow overrides it")
+		fs.Int64Var(&edgeCfg.maxImageMiB, "max-image-size", upstream.DefaultMaxImageSize>>20, "largest module image the edge downloads from the hub, in MiB (a download is also held to the size the hub announces)")
 		fs.StringVar(&edgeCfg.durability, "durability", "process", "process (acknowledged messages survive kill -9) or power (fsync before PUBACK)")
 		fs.StringVar(&edgeCfg.logLevel, "log-level", "info", "debug, info, warn or error")
 		fs.StringVar(&edgeCfg.cpuProfile, "cpuprofile", "", "write a CPU profile to this file until the edge stops (diagnostics)")
@@ -101,6 +105,10 @@ func runEdge(ctx context.Context, env cli.Env, fs *flag.FlagSet) error {
 		c.MQTTS = ":8883"
 	}
 	c.Durability, c.Stdout = d, env.Stdout
+	if edgeCfg.maxImageMiB < 1 {
+		return cli.Usagef("--max-image-size %d: want at least 1 (MiB)", edgeCfg.maxImageMiB)
+	}
+	c.MaxImageSize = edgeCfg.maxImageMiB << 20
 	if err := queueFlags(&c); err != nil {
 		return err
 	}
@@ -181,6 +189,10 @@ func edgeStatus(env cli.Env, args []string) error {
 		if u.InstanceCollisions > 0 {
 			fmt.Fprintf(env.Stdout, "ERROR: another edge sends under this instance id (a copy of this data directory): %d messages collided at the hub (all stored); see docs/operations.md, \"Cloned data directories\"\n",
 				u.InstanceCollisions)
+		}
+		if u.HubAnswersIgnored+u.ImagesRefused > 0 {
+			fmt.Fprintf(env.Stdout, "WARNING: %d answers of the hub ignored (they claimed more than this edge sent; nothing was dropped), %d image downloads refused (larger than announced or than --max-image-size): is --hub-url an outpost hub, over TLS? see the edge's log\n",
+				u.HubAnswersIgnored, u.ImagesRefused)
 		}
 		if u.TwinsRemoved+u.TwinsReset+u.MessagesPurged+u.MessagesRefused+u.TwinsRefused > 0 {
 			fmt.Fprintf(env.Stdout, "deleted identities: %d twins removed, %d started afresh, %d queued messages purged, %d messages and %d twin deltas refused\n",

@@ -2,6 +2,7 @@ package upstream
 
 import (
 	"context"
+	"fmt"
 	"reflect"
 	"time"
 
@@ -92,12 +93,31 @@ func (l *Link) send(ctx context.Context, q *queue.Queue, msgs []queue.Message) e
 				"queue", q.Name(), "refused", ack.Refused, "total", total)
 		}
 	}
+	last := msgs[len(msgs)-1].Seq
+	if ack.UpTo != last {
+		return l.bogusAck(q.Name(), last, ack.UpTo)
+	}
 	l.sent.Add(int64(ack.Appended))
 	l.batches.Add(1)
 	if ack.Collisions > 0 {
 		l.collided(q.Name(), ack.Collisions)
 	}
-	return q.Ack(ctx, min(msgs[len(msgs)-1].Seq, ack.UpTo))
+	return q.Ack(ctx, last)
+}
+
+// bogusAck turns down an acknowledgement that is not for the batch just
+// sent (a hub always acknowledges a whole batch, up to its last message):
+// one beyond it would remove messages the hub never received, one short of
+// it leaves the rest unconfirmed. Nothing is acknowledged; the session ends
+// and the batch is sent again (logged at most every 10 s, counted).
+func (l *Link) bogusAck(queue string, last, upTo uint64) error {
+	l.ignored.Add(1)
+	if ok, held := l.ignoredLog.Allow("ack"); ok {
+		l.log.Warn("the hub acknowledged messages that were not in the batch sent: ignored, the messages stay queued and are sent again; "+
+			"check that --hub-url reaches an outpost hub (and use TLS)", "queue", queue, "sent_up_to", last, "acknowledged_up_to", upTo,
+			"ignored_since_last_logged", held)
+	}
+	return fmt.Errorf("%w: it acknowledged %s up to %d, the batch ended at %d", errIgnoredAnswer, queue, upTo, last)
 }
 
 // collided reports messages the hub stored although it held other messages

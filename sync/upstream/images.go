@@ -24,12 +24,24 @@ var imageStall = 60 * time.Second
 // errStalled ends a download that made no progress for imageStall.
 var errStalled = errors.New("no data from the hub")
 
+// DefaultMaxImageSize is Options.MaxImageSize's default: the largest module
+// image the edge downloads.
+const DefaultMaxImageSize = 2 << 30
+
+// ErrImageTooLarge is matched (errors.Is) by the error of a download that
+// brought, or announced, more bytes than allowed: more than the hub's
+// Content-Length, or more than Options.MaxImageSize.
+var ErrImageTooLarge = errors.New("image larger than allowed")
+
 // FetchImage downloads module image digest (sha256:<64 lowercase hex>) from
 // the hub's image store into dst, hashing it on the way, and returns the
 // bytes written. It fails when the hub does not answer 200 (*HubError, with
 // the hub's message), when the bytes do not hash to digest (dst then holds
-// them anyway: the caller writes to a temp file and discards it), or when no
-// byte arrives for a minute.
+// them anyway: the caller writes to a temp file and discards it), when no
+// byte arrives for a minute, or (ErrImageTooLarge, counted in the status)
+// when the answer is larger than Options.MaxImageSize or than the size the
+// hub advertised (Content-Length): reading stops at the limit, so a hostile
+// answer cannot fill the gateway's disk before the digest check.
 func (l *Link) FetchImage(ctx context.Context, digest string, dst io.Writer) (int64, error) {
 	want, err := protocol.DigestHex(digest)
 	if err != nil {
@@ -44,6 +56,9 @@ func (l *Link) FetchImage(ctx context.Context, digest string, dst io.Writer) (in
 		return 0, fmt.Errorf("fetch image %s: %w", digest, err)
 	}
 	req.Header.Set("Authorization", l.token())
+	// The bytes as stored: a compressed answer that the transport inflated
+	// would have no size to hold it to.
+	req.Header.Set("Accept-Encoding", "identity")
 	resp, err := l.opts.Client.Do(req)
 	if err != nil {
 		return 0, fmt.Errorf("fetch image %s: %w", digest, fetchCause(ctx, err))
@@ -52,8 +67,15 @@ func (l *Link) FetchImage(ctx context.Context, digest string, dst io.Writer) (in
 	if resp.StatusCode != http.StatusOK {
 		return 0, fmt.Errorf("fetch image %s: %w", digest, hubError(resp))
 	}
+	body, err := l.imageBody(resp)
+	if err != nil {
+		return 0, fmt.Errorf("fetch image %s: %w", digest, err)
+	}
 	sum := sha256.New()
-	n, err := io.Copy(io.MultiWriter(dst, sum), &protocol.Progress{R: resp.Body, Stall: stall, After: imageStall})
+	n, err := io.Copy(io.MultiWriter(dst, sum), &protocol.Progress{R: body, Stall: stall, After: imageStall})
+	if errors.Is(err, ErrImageTooLarge) {
+		l.imagesRefused.Add(1)
+	}
 	if err != nil {
 		return n, fmt.Errorf("fetch image %s: after %d bytes: %w", digest, n, fetchCause(ctx, err))
 	}
@@ -62,6 +84,47 @@ func (l *Link) FetchImage(ctx context.Context, digest string, dst io.Writer) (in
 	}
 	l.log.Info("image fetched", "digest", digest, "size", n)
 	return n, nil
+}
+
+// imageBody returns resp's body held to the size the hub advertised, and to
+// MaxImageSize; an advertised size over MaxImageSize is refused at once.
+func (l *Link) imageBody(resp *http.Response) (io.Reader, error) {
+	limit := l.opts.MaxImageSize
+	if resp.ContentLength > limit {
+		l.imagesRefused.Add(1)
+		return nil, fmt.Errorf("%w: the hub announces %d bytes, the edge takes at most %d (%d MiB, --max-image-size)",
+			ErrImageTooLarge, resp.ContentLength, limit, limit>>20)
+	}
+	what := fmt.Sprintf("the edge takes at most %d bytes (%d MiB, --max-image-size)", limit, limit>>20)
+	if resp.ContentLength >= 0 && !resp.Uncompressed {
+		limit, what = resp.ContentLength, fmt.Sprintf("the hub announced %d bytes (Content-Length)", resp.ContentLength)
+	}
+	return &capReader{r: resp.Body, left: limit, what: what}, nil
+}
+
+// capReader hands on at most left bytes of r; a byte beyond them ends the
+// read with ErrImageTooLarge (reading stops there).
+type capReader struct {
+	r    io.Reader
+	left int64
+	what string
+}
+
+func (c *capReader) Read(p []byte) (int, error) {
+	if c.left <= 0 {
+		var one [1]byte
+		n, err := c.r.Read(one[:])
+		if n > 0 {
+			return 0, fmt.Errorf("%w: more bytes than %s", ErrImageTooLarge, c.what)
+		}
+		return 0, err
+	}
+	if int64(len(p)) > c.left {
+		p = p[:c.left]
+	}
+	n, err := c.r.Read(p)
+	c.left -= int64(n)
+	return n, err
 }
 
 // fetchCause prefers why ctx ended (a stall) over the transport's error.

@@ -2,6 +2,7 @@ package upstream
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -10,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -128,5 +130,80 @@ func TestFetchImageStall(t *testing.T) {
 	}
 	if d := time.Since(start); d > 5*time.Second {
 		t.Errorf("gave up after %s", d)
+	}
+}
+
+// TestFetchImageOversize: an answer larger than the hub advertised, or than
+// the edge's maximum, is refused while it downloads: reading stops at the
+// limit (an attacker on the link cannot fill the gateway's disk before the
+// digest check), and the refusal is counted.
+func TestFetchImageOversize(t *testing.T) {
+	const max = 64 << 10
+	e := newEnvWith(t, func(e *env) { e.link.opts.MaxImageSize = max })
+	digest := imageDigest([]byte("small"))
+	junk := bytes.Repeat([]byte("x"), 4*max)
+	var bomb bytes.Buffer // a small gzip body that inflates to 4×max
+	zw := gzip.NewWriter(&bomb)
+	_, _ = zw.Write(junk)
+	_ = zw.Close()
+	cases := []struct {
+		name  string
+		serve func(w http.ResponseWriter)
+		max   int64 // bytes the edge may take in
+		want  error // nil: any error (the digest check)
+	}{
+		{"announces more than the maximum", func(w http.ResponseWriter) {
+			w.Header().Set("Content-Length", strconv.Itoa(max+1))
+			_, _ = w.Write(junk[:max+1])
+		}, 0, ErrImageTooLarge},
+		{"announces nothing, sends 4×max", func(w http.ResponseWriter) {
+			for i := 0; i < len(junk); i += 1024 {
+				_, _ = w.Write(junk[i : i+1024])
+				w.(http.Flusher).Flush() // chunked: no Content-Length
+			}
+		}, max, ErrImageTooLarge},
+		{"announces 100 bytes, sends 4×max (raw)", func(w http.ResponseWriter) {
+			conn, buf, err := http.NewResponseController(w).Hijack()
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer conn.Close()
+			_, _ = buf.WriteString("HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n")
+			_, _ = buf.Write(junk)
+			_ = buf.Flush()
+		}, 100, nil},
+		{"announces a gzip body that inflates to 4×max", func(w http.ResponseWriter) {
+			w.Header().Set("Content-Encoding", "gzip")
+			w.Header().Set("Content-Length", strconv.Itoa(bomb.Len()))
+			_, _ = w.Write(bomb.Bytes())
+		}, int64(bomb.Len()), nil},
+	}
+	for i, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			mux := http.NewServeMux() // the env's handler is a *http.ServeMux
+			mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+				if !strings.HasSuffix(r.URL.Path, digest) {
+					http.Error(w, "busy", http.StatusServiceUnavailable)
+					return
+				}
+				c.serve(w)
+			})
+			e.handler.Store(mux)
+			var buf bytes.Buffer
+			n, err := e.link.FetchImage(e.ctx, digest, &buf)
+			if err == nil || c.want != nil && !errors.Is(err, c.want) {
+				t.Errorf("FetchImage = %d, %v; want %v", n, err, c.want)
+			}
+			if n > c.max || int64(buf.Len()) > c.max {
+				t.Errorf("took in %d bytes (wrote %d), want at most %d", n, buf.Len(), c.max)
+			}
+			if c.want != nil && !strings.Contains(err.Error(), "--max-image-size") && !strings.Contains(err.Error(), "Content-Length") {
+				t.Errorf("the error does not say which limit: %v", err)
+			}
+			if got := e.link.Status().ImagesRefused; c.want != nil && got != int64(i+1) {
+				t.Errorf("imagesRefused = %d, want %d", got, i+1)
+			}
+		})
 	}
 }

@@ -63,6 +63,7 @@ type Options struct {
 	BatchMessages          int           // default 1000
 	BatchBytes             int           // default 1 MiB
 	RequestTimeout         time.Duration // default 30 s (pulls get PullWait more)
+	MaxImageSize           int64         // the largest module image FetchImage takes; default DefaultMaxImageSize
 
 	// Now is the edge's estimate of the time (store/wallclock), used to sign
 	// its SAS tokens; default time.Now. HubTime, if set, is told the hub's
@@ -97,6 +98,13 @@ type Status struct {
 	MessagesRefused int64 `json:"messagesRefused"`
 	TwinsRefused    int64 `json:"twinDeltasRefused"`
 	TombstonesGC    int64 `json:"twinTombstonesCollected"`
+	// HubAnswersIgnored counts answers of the hub that claimed more than
+	// the edge sent (an acknowledgement beyond the batch, a version vector
+	// ahead of the edge's own twin writes): ignored, nothing was dropped.
+	HubAnswersIgnored int64 `json:"hubAnswersIgnored"`
+	// ImagesRefused counts module image downloads stopped because the
+	// answer was larger than the hub announced or than MaxImageSize.
+	ImagesRefused int64 `json:"imagesRefused"`
 }
 
 // Link is the edge's connection to the hub.
@@ -119,10 +127,20 @@ type Link struct {
 	calls sync.WaitGroup // method calls in progress
 
 	refusedLog ratelog.Limiter // one line per queue every 10 s about messages the hub refused
+	ignoredLog ratelog.Limiter // one line per kind every 10 s about answers of the hub that were ignored
 
 	sent, batches, twinsUp, twinsDown, c2d, methods, collisions atomic.Int64
 	removed, reset, purged, refused, stale, collected           atomic.Int64
+	imagesRefused, ignored                                      atomic.Int64
 }
+
+// errIgnoredAnswer ends a session in which the hub answered with more than
+// the edge sent (a batch acknowledged beyond its end, a version vector ahead
+// of the edge's own twin writes): the answer is ignored and what it claimed
+// is sent again. The link stays up (the hub answers), the session starts
+// again after the growing backoff, and only the rate-limited line of the
+// check is logged.
+var errIgnoredAnswer = errors.New("an answer of the hub claimed more than this edge sent and was ignored")
 
 // Upstream queue names in drain order.
 func upstreamQueues() []string {
@@ -161,6 +179,9 @@ func New(opts Options) (*Link, error) {
 	}
 	if opts.BatchBytes <= 0 {
 		opts.BatchBytes = 1 << 20
+	}
+	if opts.MaxImageSize <= 0 {
+		opts.MaxImageSize = DefaultMaxImageSize
 	}
 	if opts.Client == nil {
 		opts.Client = &http.Client{Transport: &http.Transport{Proxy: http.ProxyFromEnvironment, MaxIdleConnsPerHost: 4,
@@ -204,6 +225,7 @@ func (l *Link) Status() Status {
 	st.Instance, st.InstanceCollisions = l.instance, l.collisions.Load()
 	st.TwinsRemoved, st.TwinsReset, st.MessagesPurged = l.removed.Load(), l.reset.Load(), l.purged.Load()
 	st.MessagesRefused, st.TwinsRefused, st.TombstonesGC = l.refused.Load(), l.stale.Load(), l.collected.Load()
+	st.ImagesRefused, st.HubAnswersIgnored = l.imagesRefused.Load(), l.ignored.Load()
 	return st
 }
 
@@ -218,7 +240,7 @@ func (l *Link) retry(ctx context.Context, session func(context.Context) error) {
 		if ctx.Err() != nil {
 			return
 		}
-		if l.isUp(up) {
+		if l.isUp(up) && !errors.Is(err, errIgnoredAnswer) {
 			attempt = 0 // it got through before failing: retry at once
 		}
 		l.down(err)
@@ -277,6 +299,10 @@ func (l *Link) down(err error) {
 	msg := "link failed"
 	if err != nil {
 		msg = err.Error()
+	}
+	if errors.Is(err, errIgnoredAnswer) {
+		l.status.LastError = msg // logged, rate-limited, where it was found
+		return
 	}
 	if l.status.State == "online" {
 		l.log.Warn("uplink offline; messages stay queued", "hub", l.opts.URL, "err", msg)

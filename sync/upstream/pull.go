@@ -72,8 +72,10 @@ func (l *Link) apply(ctx context.Context, push protocol.Push, cursors map[string
 			}
 		}
 	}
-	if err := l.ackHub(ctx, push.Hub, push.TwinVV); err != nil {
-		return err
+	if l.plausible("pull", push.TwinVV) {
+		if err := l.ackHub(ctx, push.Hub, push.TwinVV); err != nil {
+			return err
+		}
 	}
 	for _, m := range push.C2D {
 		if m.Seq <= cursors[m.Device] {

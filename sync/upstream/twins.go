@@ -2,6 +2,8 @@ package upstream
 
 import (
 	"context"
+	"fmt"
+
 	"github.com/outpost-edge/outpost/store/crdt"
 	"github.com/outpost-edge/outpost/store/twin"
 	"github.com/outpost-edge/outpost/sync/protocol"
@@ -18,7 +20,9 @@ func (l *Link) twins(ctx context.Context) error {
 		return err
 	}
 	hubVV := w.TwinVV
-	if err := l.ackHub(ctx, w.Hub, w.TwinVV); err != nil {
+	if !l.plausible("welcome", hubVV) {
+		hubVV = nil // send every write of this edge's; the hub takes each once
+	} else if err := l.ackHub(ctx, w.Hub, w.TwinVV); err != nil {
 		return err
 	}
 	for {
@@ -44,8 +48,13 @@ func (l *Link) twins(ctx context.Context) error {
 			if err := l.post(ctx, protocol.PathTwins, &up, &ack, l.opts.RequestTimeout); err != nil {
 				return err
 			}
-			hubVV = ack.TwinVV
 			l.twinsUp.Add(1)
+			if !l.plausible("twins ack", ack.TwinVV) {
+				// What was sent is not known to have arrived: a new
+				// session sends it again.
+				return fmt.Errorf("%w: the acknowledgement of twin changes", errIgnoredAnswer)
+			}
+			hubVV = ack.TwinVV
 			if err := l.ackHub(ctx, ack.Hub, ack.TwinVV); err != nil {
 				return err
 			}
@@ -59,4 +68,24 @@ func (l *Link) twins(ctx context.Context) error {
 			return ctx.Err()
 		}
 	}
+}
+
+// plausible reports whether a version vector from the hub claims no more of
+// this edge's own twin writes than the edge has made. One that claims more
+// is ignored (counted, logged at most every 10 s): believed, it would keep
+// the edge from sending those writes and let it collect tombstones the hub
+// never saw.
+func (l *Link) plausible(what string, vv crdt.VV) bool {
+	self := l.opts.Twins.Replica()
+	made := l.opts.Twins.VV()[self]
+	if vv[self] <= made {
+		return true
+	}
+	l.ignored.Add(1)
+	if ok, held := l.ignoredLog.Allow(what); ok {
+		l.log.Warn("the hub claims more of this edge's twin writes than it made: its version vector is ignored and the writes are sent again; "+
+			"check that --hub-url reaches an outpost hub (and use TLS), or whether this data directory was restored from an older backup",
+			"answer", what, "instance", self, "claimed", vv[self], "made", made, "ignored_since_last_logged", held)
+	}
+	return false
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/outpost-edge/outpost/broker"
 	"github.com/outpost-edge/outpost/broker/route"
 	"github.com/outpost-edge/outpost/cmd/internal/certs"
+	"github.com/outpost-edge/outpost/cmd/internal/huburl"
 	"github.com/outpost-edge/outpost/cmd/internal/machine"
 	"github.com/outpost-edge/outpost/store/disk"
 	"github.com/outpost-edge/outpost/store/identity"
@@ -42,6 +43,7 @@ type Config struct {
 	ConnectionString string
 	HubURL           string
 	HubCA            string // PEM file of the CA that signed the hub's certificate
+	InsecureLink     bool   // plain HTTP to a hub that is not on loopback (--insecure-link), warned about on every start
 	ClientCA         string // PEM file of the CAs that sign certificateAuthority leaf devices' certificates
 	Hostname         string
 	MQTT, MQTTS, WS  string
@@ -62,6 +64,7 @@ type Config struct {
 	MaxQueueShare int
 	Overflow      queue.Overflow // of a full queue when the deployment sets none
 	MQTTLimits    broker.Limits  // connection hygiene of the MQTT listeners; zero fields take the defaults
+	MaxImageSize  int64          // the largest module image the edge downloads (bytes; 0: upstream.DefaultMaxImageSize)
 	Logger        *slog.Logger
 	Stdout        io.Writer
 	// ModuleUIDs is the range of uids an edge running as root gives its
@@ -211,12 +214,8 @@ func (e *edge) open(ctx context.Context) error {
 		return errors.New("edge connection string: want the edge device's (HostName, DeviceId, SharedAccessKey)")
 	}
 	e.cs = cs
-	switch e.cfg.HubURL {
-	case "off", "none":
-	case "":
-		e.hubURL = "http://" + cs.HostName
-	default:
-		e.hubURL = e.cfg.HubURL
+	if err := e.setHubURL(); err != nil {
+		return err
 	}
 	if err := os.MkdirAll(e.cfg.DataDir, 0o700); err != nil {
 		return err
@@ -267,6 +266,35 @@ func (e *edge) open(ctx context.Context) error {
 		return err
 	}
 	return e.newSupervisor()
+}
+
+// setHubURL picks the hub's URL: --hub-url, else https://<HostName> (http
+// on loopback). Plain HTTP to a hub that is not on loopback is refused
+// unless --insecure-link accepts the risk, which is logged on every start.
+func (e *edge) setHubURL() error {
+	switch e.cfg.HubURL {
+	case "off", "none":
+		return nil
+	case "":
+		e.hubURL = huburl.Default(e.cs.HostName)
+	default:
+		e.hubURL = e.cfg.HubURL
+	}
+	plain, err := huburl.Check(e.hubURL, e.cfg.InsecureLink)
+	if errors.Is(err, huburl.ErrPlainRemote) {
+		return fmt.Errorf("--hub-url: %w: anyone on the network path could read every key the hub sends and push deployments; "+
+			"use https:// (the default for a remote hub; --hub-ca F when the hub's CA is your own), or pass --insecure-link to accept the risk", err)
+	}
+	if err != nil {
+		return fmt.Errorf("--hub-url: %w", err)
+	}
+	if plain {
+		e.cfg.Logger.Warn("INSECURE LINK: plain HTTP to a hub that is not on this machine (--insecure-link): anyone on the network path can read "+
+			"the keys the hub sends, push deployments and make the edge drop its backlog; serve the hub over TLS and drop --insecure-link", "hub", e.hubURL)
+	} else if e.cfg.InsecureLink {
+		e.cfg.Logger.Warn("--insecure-link is set but not needed (the link is TLS or loopback): remove it", "hub", e.hubURL)
+	}
+	return nil
 }
 
 // machineID names this machine for the twin store, which takes a new

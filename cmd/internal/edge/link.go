@@ -27,7 +27,8 @@ func (e *edge) newLink() error {
 		}
 	}
 	l, err := upstream.New(upstream.Options{URL: e.hubURL, Edge: e.cs, DB: e.db, Queues: e.queues, Twins: e.twins,
-		Identities: e.ids, Target: linkTarget{e}, Logger: e.cfg.Logger, RootCAs: roots, Now: e.clock.Now, HubTime: e.clock.Confirm})
+		Identities: e.ids, Target: linkTarget{e}, Logger: e.cfg.Logger, RootCAs: roots, Now: e.clock.Now, HubTime: e.clock.Confirm,
+		MaxImageSize: e.cfg.MaxImageSize})
 	e.link = l
 	return err
 }

@@ -3,6 +3,7 @@ package hubclient
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -16,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/outpost-edge/outpost/cmd/internal/huburl"
 	"github.com/outpost-edge/outpost/store/identity"
 	"github.com/outpost-edge/outpost/store/identity/sas"
 )
@@ -24,7 +26,17 @@ import (
 const (
 	EnvConnString = "OUTPOST_HUB_CONNECTION_STRING"
 	EnvURL        = "OUTPOST_HUB_URL"
+	EnvCA         = "OUTPOST_HUB_CA"        // PEM file of the CA that signed the hub's certificate
+	EnvInsecure   = "OUTPOST_INSECURE_LINK" // 1: allow plain HTTP to a hub that is not on loopback
 )
+
+// Trust is how far the CLI trusts the way to the hub: the --hub-ca and
+// --insecure-link flags (FromEnv falls back to OUTPOST_HUB_CA and
+// OUTPOST_INSECURE_LINK=1).
+type Trust struct {
+	CAFile   string // the CA the hub's certificate must chain to, instead of the system's roots
+	Insecure bool   // plain HTTP to a hub that is not on loopback is allowed
+}
 
 // APIVersion is sent with every request as IoT Hub clients do; the hub
 // accepts and ignores it.
@@ -61,6 +73,9 @@ type Client struct {
 	Timeout time.Duration
 	// HTTP does the requests; http.DefaultClient's transport when nil.
 	HTTP *http.Client
+	// PlainRemote is set by FromEnv when the URL is plain HTTP to a hub
+	// that is not on loopback (allowed by Trust.Insecure): the caller warns.
+	PlainRemote bool
 
 	cs  sas.ConnString
 	now func() time.Time
@@ -68,8 +83,13 @@ type Client struct {
 
 // FromEnv builds a Client from the --hub-connection-string and --hub-url
 // flag values, falling back to OUTPOST_HUB_CONNECTION_STRING and
-// OUTPOST_HUB_URL from getenv, and to http://<HostName> for the URL.
-func FromEnv(flagCS, flagURL string, getenv func(string) string) (*Client, error) {
+// OUTPOST_HUB_URL from getenv, and to https://<HostName> for the URL
+// (http:// when HostName is loopback). Plain HTTP to a hub that is not on
+// loopback is refused unless trust.Insecure (or OUTPOST_INSECURE_LINK=1):
+// the owner's token would cross the network readable. The hub's
+// certificate is always verified, against trust.CAFile (or OUTPOST_HUB_CA)
+// when given, else the system's roots.
+func FromEnv(flagCS, flagURL string, getenv func(string) string, trust Trust) (*Client, error) {
 	where, s := "--hub-connection-string", flagCS
 	if s == "" {
 		where, s = EnvConnString, getenv(EnvConnString)
@@ -90,13 +110,47 @@ func FromEnv(flagCS, flagURL string, getenv func(string) string) (*Client, error
 		whereURL, u = EnvURL, getenv(EnvURL)
 	}
 	if u == "" {
-		whereURL, u = "the connection string's HostName", "http://"+cs.HostName
+		whereURL, u = "the connection string's HostName", huburl.Default(cs.HostName)
 	}
 	c, err := New(cs, u)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", whereURL, err)
 	}
+	if err := c.trust(trust, getenv); err != nil {
+		return nil, fmt.Errorf("%s: %w", whereURL, err)
+	}
 	return c, nil
+}
+
+// trust applies trust (with its environment fallbacks) to c: refuses plain
+// HTTP to a remote hub unless insecure, and verifies the hub's certificate
+// against the CA file when one is given.
+func (c *Client) trust(trust Trust, getenv func(string) string) error {
+	insecure := trust.Insecure || getenv(EnvInsecure) == "1"
+	plain, err := huburl.Check(c.URL, insecure)
+	if errors.Is(err, huburl.ErrPlainRemote) {
+		return fmt.Errorf("%w: the owner's token would cross the network readable; use https:// (the default for a remote hub; --hub-ca F or %s when its CA is your own), or pass --insecure-link (%s=1) to accept the risk",
+			err, EnvCA, EnvInsecure)
+	}
+	if err != nil {
+		return err
+	}
+	c.PlainRemote = plain
+	where, file := "--hub-ca", trust.CAFile
+	if file == "" {
+		where, file = EnvCA, getenv(EnvCA)
+	}
+	if file == "" {
+		return nil
+	}
+	pool, err := huburl.LoadCA(file, where)
+	if err != nil {
+		return err
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	c.HTTP = &http.Client{Transport: tr}
+	return nil
 }
 
 // New returns a Client for the hub at baseURL ("host:port" means

@@ -2,14 +2,23 @@ package hubclient_test
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
+	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -42,7 +51,7 @@ func newHub(t *testing.T, h http.HandlerFunc) (*hubclient.Client, *httptest.Serv
 		h(w, r)
 	}))
 	t.Cleanup(srv.Close)
-	c, err := hubclient.FromEnv(ownerCS(host), srv.URL, func(string) string { return "" })
+	c, err := hubclient.FromEnv(ownerCS(host), srv.URL, func(string) string { return "" }, hubclient.Trust{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,19 +82,29 @@ func TestClientFromEnv(t *testing.T) {
 		flagCS, flagURL string
 		env             map[string]string
 		wantURL         string
+		wantPlain       bool
 		wantErr         string
 	}{
 		{name: "nothing set", wantErr: "set OUTPOST_HUB_CONNECTION_STRING (the hub writes it to <data>/owner.connection-string)"},
-		{name: "url from HostName", env: map[string]string{"OUTPOST_HUB_CONNECTION_STRING": ownerCS("10.0.0.1:8080")}, wantURL: "http://10.0.0.1:8080"},
+		{name: "url from HostName", env: map[string]string{"OUTPOST_HUB_CONNECTION_STRING": ownerCS("10.0.0.1:8080")}, wantURL: "https://10.0.0.1:8080"},
+		{name: "url from loopback HostName", env: map[string]string{"OUTPOST_HUB_CONNECTION_STRING": ownerCS("127.0.0.1:8080")}, wantURL: "http://127.0.0.1:8080"},
 		{name: "env url", env: map[string]string{"OUTPOST_HUB_CONNECTION_STRING": ownerCS("h:1"), "OUTPOST_HUB_URL": "https://hub.example:443/"}, wantURL: "https://hub.example:443"},
 		{name: "flags win", flagCS: ownerCS("f:2"), flagURL: "127.0.0.1:9", env: map[string]string{"OUTPOST_HUB_CONNECTION_STRING": "junk", "OUTPOST_HUB_URL": "ftp://x"}, wantURL: "http://127.0.0.1:9"},
 		{name: "device connection string", flagCS: devCS, wantErr: "--hub-connection-string is a device's or module's connection string"},
 		{name: "no key", env: map[string]string{"OUTPOST_HUB_CONNECTION_STRING": "HostName=h:1;SharedAccessKeyName=owner"}, wantErr: "OUTPOST_HUB_CONNECTION_STRING: invalid connection string: SharedAccessKey is missing"},
 		{name: "bad url", flagCS: ownerCS("h:1"), flagURL: "ftp://h", wantErr: "--hub-url: hub URL \"ftp://h\": want http://host:port"},
+		{name: "plain http to a remote hub", flagCS: ownerCS("h:1"), flagURL: "http://hub.example:8080",
+			wantErr: "--hub-url: plain HTTP to a hub that is not on this machine: http://hub.example:8080: the owner's token would cross the network readable"},
+		{name: "plain http to a remote hub from the env", env: map[string]string{"OUTPOST_HUB_CONNECTION_STRING": ownerCS("h:1"), "OUTPOST_HUB_URL": "hub.example:8080"},
+			wantErr: "OUTPOST_HUB_URL: plain HTTP to a hub that is not on this machine"},
+		{name: "a name that looks local", flagCS: ownerCS("h:1"), flagURL: "http://localhost.evil.com:8080", wantErr: "pass --insecure-link (OUTPOST_INSECURE_LINK=1) to accept the risk"},
+		{name: "plain http accepted with OUTPOST_INSECURE_LINK", flagCS: ownerCS("h:1"), flagURL: "http://hub.example:8080",
+			env: map[string]string{"OUTPOST_INSECURE_LINK": "1"}, wantURL: "http://hub.example:8080", wantPlain: true},
+		{name: "missing CA file", flagCS: ownerCS("h:1"), env: map[string]string{"OUTPOST_HUB_CA": "/nonexistent/ca.pem"}, wantErr: "OUTPOST_HUB_CA: open /nonexistent/ca.pem"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c, err := hubclient.FromEnv(tt.flagCS, tt.flagURL, func(k string) string { return tt.env[k] })
+			c, err := hubclient.FromEnv(tt.flagCS, tt.flagURL, func(k string) string { return tt.env[k] }, hubclient.Trust{})
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("err = %v, want it to contain %q", err, tt.wantErr)
@@ -98,8 +117,8 @@ func TestClientFromEnv(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if c.URL != tt.wantURL {
-				t.Errorf("URL = %q, want %q", c.URL, tt.wantURL)
+			if c.URL != tt.wantURL || c.PlainRemote != tt.wantPlain {
+				t.Errorf("URL = %q, PlainRemote %v; want %q, %v", c.URL, c.PlainRemote, tt.wantURL, tt.wantPlain)
 			}
 		})
 	}
@@ -202,7 +221,7 @@ func TestClientAPIError(t *testing.T) {
 
 func TestClientRejectedToken(t *testing.T) {
 	_, srv := newHub(t, func(http.ResponseWriter, *http.Request) { t.Error("reached the handler") })
-	other, err := hubclient.FromEnv(ownerCS("other.host:1"), srv.URL, func(string) string { return "" })
+	other, err := hubclient.FromEnv(ownerCS("other.host:1"), srv.URL, func(string) string { return "" }, hubclient.Trust{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -219,7 +238,7 @@ func TestClientUnreachable(t *testing.T) {
 	}
 	addr := l.Addr().String()
 	l.Close()
-	c, err := hubclient.FromEnv(ownerCS(addr), "", func(string) string { return "" })
+	c, err := hubclient.FromEnv(ownerCS(addr), "", func(string) string { return "" }, hubclient.Trust{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -455,4 +474,69 @@ func FuzzDecodeEvents(f *testing.F) {
 			t.Errorf("%d events from %d", len(evs), len(raws))
 		}
 	})
+}
+
+// TestClientHubCA: the hub's certificate is verified against --hub-ca (or
+// OUTPOST_HUB_CA) when given, else the system's roots; a certificate from
+// another CA is refused, there is no way to skip the check.
+func TestClientHubCA(t *testing.T) {
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := checkAuth(r, "hub.test:8080"); err != nil {
+			t.Errorf("auth: %v", err)
+		}
+		io.WriteString(w, `[]`)
+	}))
+	t.Cleanup(srv.Close)
+	dir := t.TempDir()
+	writeCA := func(name string, der []byte) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	right, wrong := writeCA("right.pem", srv.Certificate().Raw), writeCA("wrong.pem", otherCA(t))
+	tests := []struct {
+		name    string
+		trust   hubclient.Trust
+		env     map[string]string
+		wantErr string
+	}{
+		{name: "--hub-ca", trust: hubclient.Trust{CAFile: right}},
+		{name: "OUTPOST_HUB_CA", env: map[string]string{"OUTPOST_HUB_CA": right}},
+		{name: "the flag wins", trust: hubclient.Trust{CAFile: right}, env: map[string]string{"OUTPOST_HUB_CA": wrong}},
+		{name: "wrong CA", trust: hubclient.Trust{CAFile: wrong}, wantErr: "certificate signed by unknown authority"},
+		{name: "wrong CA, insecure link", trust: hubclient.Trust{CAFile: wrong, Insecure: true}, wantErr: "certificate signed by unknown authority"},
+		{name: "system roots", wantErr: "certificate signed by unknown authority"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := hubclient.FromEnv(ownerCS("hub.test:8080"), srv.URL, func(k string) string { return tt.env[k] }, tt.trust)
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = c.Do(context.Background(), http.MethodGet, "/devices", nil, nil)
+			if tt.wantErr == "" && err != nil || tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)) {
+				t.Errorf("err = %v, want %q", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+// otherCA returns a self-signed CA certificate (DER) for 127.0.0.1 that
+// signed nothing the test servers present.
+func otherCA(t *testing.T) []byte {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "another CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true,
+		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return der
 }
