@@ -16,10 +16,10 @@ import (
 func TestBusyHubWaitedOut(t *testing.T) {
 	e := newEnv(t)
 	eventually(t, "the link online", func() bool { return e.link.Status().State == "online" })
-	real := e.handler.Load().(http.Handler)
+	real := e.handler.Load().(handlerBox).Handler
 	var mu sync.Mutex
 	var busyAt, retriedAt time.Time
-	e.handler.Store(http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	e.serve(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == protocol.PathMessages {
 			mu.Lock()
 			first := busyAt.IsZero()
@@ -36,7 +36,7 @@ func TestBusyHubWaitedOut(t *testing.T) {
 			}
 		}
 		real.ServeHTTP(w, r)
-	})))
+	}))
 	q, err := e.queues.Queue("$upstream/pdefault", queue.QueueOptions{})
 	if err != nil {
 		t.Fatal(err)

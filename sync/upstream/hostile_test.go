@@ -131,9 +131,9 @@ func TestHostileHubAnswersIgnored(t *testing.T) {
 	e.waitSynced(t)
 
 	h := &hostileHub{t: t, e: e, self: e.twins.Replica()}
-	mux := http.NewServeMux() // the env's handler is a *http.ServeMux
+	mux := http.NewServeMux()
 	mux.Handle("/", h)
-	e.handler.Store(mux)
+	e.serve(mux)
 	e.srv.CloseClientConnections() // ends the pull held by the real hub: the next goes through h
 	q, err := e.queues.Queue("$upstream/pdefault", queue.QueueOptions{})
 	if err != nil {
@@ -171,7 +171,7 @@ func TestHostileHubAnswersIgnored(t *testing.T) {
 		t.Errorf("the link went up and down over ignored answers:\n%s", out)
 	}
 
-	e.handler.Store(e.hub.Handler()) // the real hub is back
+	e.serve(e.hub.Handler()) // the real hub is back
 	eventually(t, "the backlog delivered", func() bool { return q.Stats().Depth == 0 })
 	var bodies [][]byte
 	for _, ev := range readEvents(t, e) {

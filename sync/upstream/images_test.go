@@ -37,7 +37,7 @@ func withImageHub(t *testing.T, e *env) (*hub.Hub, string) {
 		Authentication: &identity.Authentication{Type: identity.AuthSAS, SymmetricKey: &identity.SymmetricKey{PrimaryKey: e.edgeCS.SharedAccessKey}}}); err != nil {
 		t.Fatal(err)
 	}
-	e.handler.Store(h.Handler())
+	e.serve(h.Handler())
 	t.Cleanup(func() { h.Stop() })
 	return h, dir
 }
@@ -121,7 +121,7 @@ func TestFetchImageStall(t *testing.T) {
 		}
 		<-r.Context().Done()
 	})
-	e.handler.Store(http.HandlerFunc(slow.ServeHTTP)) // the type of the hub's handler (atomic.Value)
+	e.serve(slow)
 	start := time.Now()
 	var buf bytes.Buffer
 	n, err := e.link.FetchImage(context.Background(), digest, &buf)
@@ -189,7 +189,7 @@ func TestFetchImageOversize(t *testing.T) {
 				}
 				c.serve(w)
 			})
-			e.handler.Store(mux)
+			e.serve(mux)
 			var buf bytes.Buffer
 			n, err := e.link.FetchImage(e.ctx, digest, &buf)
 			if err == nil || c.want != nil && !errors.Is(err, c.want) {

@@ -69,7 +69,7 @@ func (r *recorder) InvokeMethod(_ context.Context, target, name string, payload 
 type env struct {
 	ctx     context.Context
 	hub     *hub.Hub
-	handler atomic.Value // the hub's handler; a test may swap in another hub
+	handler atomic.Value // the hub's handler (a handlerBox); a test may swap in another hub with serve
 	cut     atomic.Bool  // the link is down: every request fails with 503
 	srv     *httptest.Server
 	db      *kv.DB
@@ -95,13 +95,13 @@ func newEnvWith(t *testing.T, before func(e *env)) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.handler.Store(e.hub.Handler())
+	e.serve(e.hub.Handler())
 	e.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if e.cut.Load() {
 			http.Error(w, "link cut", http.StatusServiceUnavailable)
 			return
 		}
-		e.handler.Load().(http.Handler).ServeHTTP(w, r)
+		e.handler.Load().(handlerBox).Handler.ServeHTTP(w, r)
 	}))
 	t.Cleanup(func() { e.srv.CloseClientConnections(); e.srv.Close(); _ = e.hub.Close() })
 	gw, err := e.hub.PutDevice(ctx, identity.JSON{DeviceID: "gw1", Capabilities: &identity.Capabilities{IoTEdge: true}})
@@ -338,7 +338,7 @@ func TestC2DAfterHubReplaced(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	e.handler.Store(h2.Handler())
+	e.serve(h2.Handler())
 	e.hub.Stop() // ends the pull held by the old hub
 	if _, err := h2.SendC2D(e.ctx, "dev1", queue.Message{ID: "new0"}); err != nil {
 		t.Fatal(err)
@@ -385,3 +385,10 @@ func TestDrainDoesNotTrustTheCursor(t *testing.T) {
 		t.Fatalf("status %+v, want 5 instance collisions", st)
 	}
 }
+
+// handlerBox gives every handler the env serves one type, as atomic.Value
+// wants.
+type handlerBox struct{ http.Handler }
+
+// serve swaps in the handler the env's server answers with.
+func (e *env) serve(h http.Handler) { e.handler.Store(handlerBox{h}) }
