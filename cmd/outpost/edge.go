@@ -209,6 +209,18 @@ func edgeStatus(env cli.Env, args []string) error {
 	b := st.Broker
 	fmt.Fprintf(env.Stdout, "\nmessages: %d received, %d stored, %d without route, %d refused, %d delivered; %d failed logins, %d ACL denials\n",
 		b.Received, b.Stored, b.NoRoute, b.Refused, b.Delivered, b.AuthFailed, b.Denied)
+	var cuts []string
+	for _, r := range slices.Sorted(maps.Keys(b.ConnectionsRefusedBy)) {
+		if n := b.ConnectionsRefusedBy[r]; n > 0 {
+			cuts = append(cuts, fmt.Sprintf("%s %d", r, n))
+		}
+	}
+	if len(cuts) > 0 || b.SubscriptionsRefused > 0 {
+		fmt.Fprintf(env.Stdout, "connections: %d open; refused or cut before authenticating: %s; %d topic filters over the subscription cap\n",
+			b.Connections, strings.Join(cuts, ", "), b.SubscriptionsRefused)
+	} else {
+		fmt.Fprintf(env.Stdout, "connections: %d open\n", b.Connections)
+	}
 	if b.SessionsRevoked+b.SessionsExpired > 0 {
 		fmt.Fprintf(env.Stdout, "sessions ended with their credentials: %d revoked (deleted, disabled, credentials changed), %d expired tokens\n",
 			b.SessionsRevoked, b.SessionsExpired)

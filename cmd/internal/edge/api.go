@@ -82,9 +82,13 @@ func (e *edge) status() localapi.Status {
 	b := e.broker.Stats()
 	st.Broker = localapi.BrokerStatus{Received: b.Received.Load(), Stored: b.Stored.Load(), NoRoute: b.NoRoute.Load(), Refused: b.Refused.Load(),
 		RefusedBy: map[string]int64{}, Delivered: b.Delivered.Load(), AuthFailed: b.AuthFailed.Load(), Denied: b.Denied.Load(),
-		SessionsRevoked: b.SessionsRevoked.Load(), SessionsExpired: b.SessionsExpired.Load()}
+		SessionsRevoked: b.SessionsRevoked.Load(), SessionsExpired: b.SessionsExpired.Load(),
+		Connections: b.Connections.Load(), ConnectionsRefusedBy: map[string]int64{}, SubscriptionsRefused: b.SubRefused.Load()}
 	for r := range broker.NumReasons {
 		st.Broker.RefusedBy[r.String()] = b.RefusedBy[r].Load()
+	}
+	for r := range broker.NumConnReasons {
+		st.Broker.ConnectionsRefusedBy[r.String()] = b.ConnRefusedBy[r].Load()
 	}
 	st.Disk = e.diskStatus()
 	return st

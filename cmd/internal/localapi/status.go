@@ -64,6 +64,12 @@ type BrokerStatus struct {
 	// or its credentials changed, or because their SAS token expired.
 	SessionsRevoked int64 `json:"sessionsRevoked"`
 	SessionsExpired int64 `json:"sessionsExpired"`
+	// Connections open now; connections refused or cut before they
+	// authenticated, by reason (broker.ConnReason); topic filters refused
+	// by the subscription cap.
+	Connections          int64            `json:"connections"`
+	ConnectionsRefusedBy map[string]int64 `json:"connectionsRefusedByReason"`
+	SubscriptionsRefused int64            `json:"subscriptionsRefused"`
 }
 
 // DiskStatus is the data filesystem as the store sees it.
@@ -111,6 +117,12 @@ func writeMetrics(sb *strings.Builder, st Status) {
 	counter(sb, "outpost_acl_denied_total", "Publishes and subscriptions outside the client's identity.", st.Broker.Denied)
 	counter(sb, "outpost_sessions_revoked_total", "Live sessions ended: identity deleted or disabled, or its credentials changed.", st.Broker.SessionsRevoked)
 	counter(sb, "outpost_sessions_expired_total", "Live sessions ended: SAS token expired (after the allowed skew).", st.Broker.SessionsExpired)
+	fmt.Fprintf(sb, "# HELP outpost_mqtt_connections MQTT connections open now.\n# TYPE outpost_mqtt_connections gauge\noutpost_mqtt_connections %d\n", st.Broker.Connections)
+	sb.WriteString("# HELP outpost_mqtt_connections_refused_total MQTT connections refused or cut before they authenticated, by reason.\n# TYPE outpost_mqtt_connections_refused_total counter\n")
+	for _, r := range slices.Sorted(maps.Keys(st.Broker.ConnectionsRefusedBy)) {
+		fmt.Fprintf(sb, "outpost_mqtt_connections_refused_total{reason=%q} %d\n", r, st.Broker.ConnectionsRefusedBy[r])
+	}
+	counter(sb, "outpost_mqtt_subscriptions_refused_total", "Topic filters refused by the subscription cap.", st.Broker.SubscriptionsRefused)
 	plausible := 0
 	if st.Clock.Plausible {
 		plausible = 1
@@ -165,8 +177,8 @@ func writeUplinkMetrics(sb *strings.Builder, u *upstream.Status) {
 	counter(sb, "outpost_uplink_messages_refused_total", "Messages the hub refused: their identity was deleted or created again since they were sent.", u.MessagesRefused)
 	counter(sb, "outpost_uplink_twin_deltas_refused_total", "Twin deltas from the hub refused for another generation of their identity.", u.TwinsRefused)
 	counter(sb, "outpost_twin_tombstones_collected_total", "Twin register fields removed by stable GC.", u.TombstonesGC)
-		counter(sb, "outpost_uplink_hub_answers_ignored_total", "Answers of the hub ignored because they claimed more than the edge sent (an ack beyond the batch, a version vector ahead of its writes).", u.HubAnswersIgnored)
-		counter(sb, "outpost_uplink_images_refused_total", "Module image downloads stopped: larger than the hub announced or than --max-image-size.", u.ImagesRefused)
+	counter(sb, "outpost_uplink_hub_answers_ignored_total", "Answers of the hub ignored because they claimed more than the edge sent (an ack beyond the batch, a version vector ahead of its writes).", u.HubAnswersIgnored)
+	counter(sb, "outpost_uplink_images_refused_total", "Module image downloads stopped: larger than the hub announced or than --max-image-size.", u.ImagesRefused)
 }
 
 func writeQueueMetrics(sb *strings.Builder, queues []QueueStatus) {
