@@ -14,7 +14,6 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"log/slog"
 	"slices"
 	"testing"
@@ -96,7 +95,7 @@ func New(t testing.TB, o Options) *Harness {
 	opts := broker.Options{EdgeID: EdgeID, Queues: h.Queues, Twins: h.Twins,
 		Routes: cfg, TCP: "127.0.0.1:0", StandaloneTwins: true, Now: time.Now}
 	// Tokens expire by the broker's clock, which o.Broker may change.
-	opts.Auth = sasAuth{h.Identities, func() time.Time { return opts.Now() }}
+	opts.Auth = broker.CacheAuth{IDs: h.Identities, EdgeID: EdgeID, Hosts: []string{HubHost}, Now: func() time.Time { return opts.Now() }}
 	if o.Broker != nil {
 		o.Broker(&opts)
 	}
@@ -136,31 +135,6 @@ func (h *Harness) identities(ids []string) []identity.Identity {
 		all = append(all, idn)
 	}
 	return all
-}
-
-// sasAuth authenticates CONNECTs with the identity cache, as the edge does.
-type sasAuth struct {
-	ids *identity.Cache
-	now func() time.Time
-}
-
-func (a sasAuth) Authenticate(c broker.Credentials) (broker.Login, error) {
-	l, err := a.ids.Login(identity.AuthRequest{
-		ClientID: c.ClientID, Username: c.Username, Password: string(c.Password),
-		EdgeDeviceID: EdgeID, HostNames: []string{HubHost}, Now: a.now(),
-	})
-	if err != nil {
-		return broker.Login{}, err
-	}
-	return broker.Login{ID: l.Identity.ID(), Expires: l.Expires, Basis: l}, nil
-}
-
-func (a sasAuth) Recheck(l broker.Login) error {
-	il, ok := l.Basis.(identity.Login)
-	if !ok {
-		return errors.New("the session has no record of its credentials")
-	}
-	return a.ids.Recheck(il)
 }
 
 func openDB(t testing.TB) *kv.DB {

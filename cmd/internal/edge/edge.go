@@ -395,7 +395,7 @@ func (e *edge) newBroker(routes *route.Config, policy *broker.Policy) error {
 	}
 	b, err := broker.New(broker.Options{
 		EdgeID: e.cs.DeviceID, Queues: e.queues, Twins: e.twins, Routes: routes, Policy: policy,
-		Auth: authenticator{ids: e.ids, edgeID: e.cs.DeviceID, hosts: hosts, roots: roots, now: e.clock.Now},
+		Auth: broker.CacheAuth{IDs: e.ids, EdgeID: e.cs.DeviceID, Hosts: hosts, Roots: roots, Now: e.clock.Now},
 		TCP:  e.cfg.MQTT, TLS: e.cfg.MQTTS, WS: e.cfg.WS, TLSConfig: tlsCfg, Logger: e.cfg.Logger,
 		StandaloneTwins: e.hubURL == "", Overflow: e.cfg.Overflow,
 		Generation: e.generation, Now: e.clock.Now, Limits: e.cfg.MQTTLimits,
@@ -493,34 +493,4 @@ func (e *edge) close() {
 		_ = e.disk.Close()
 	}
 	_ = os.Remove(filepath.Join(e.cfg.DataDir, "ready.json"))
-}
-
-// authenticator adapts the identity cache to the broker.
-type authenticator struct {
-	ids    *identity.Cache
-	edgeID string
-	hosts  []string
-	roots  *x509.CertPool
-	now    func() time.Time // the edge's time estimate: tokens expire by it
-}
-
-func (a authenticator) Authenticate(c broker.Credentials) (broker.Login, error) {
-	l, err := a.ids.Login(identity.AuthRequest{
-		ClientID: c.ClientID, Username: c.Username, Password: string(c.Password),
-		PeerCertificates: c.Certificates, Roots: a.roots, EdgeDeviceID: a.edgeID, HostNames: a.hosts, Now: a.now(),
-	})
-	if err != nil {
-		return broker.Login{}, err
-	}
-	return broker.Login{ID: l.Identity.ID(), Expires: l.Expires, Basis: l}, nil
-}
-
-// Recheck ends a session whose identity was deleted or disabled, or whose
-// credentials changed since it connected.
-func (a authenticator) Recheck(l broker.Login) error {
-	il, ok := l.Basis.(identity.Login)
-	if !ok {
-		return errors.New("the session has no record of its credentials")
-	}
-	return a.ids.Recheck(il)
 }
