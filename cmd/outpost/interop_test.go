@@ -42,6 +42,7 @@ func TestInterop(t *testing.T) {
 		t.Fatalf("OUTPOST_INTEROP=1 but missing: %s; .ci/interop installs them", strings.Join(missing, ", "))
 	}
 
+	modules = reachableByModules(t, modules)
 	p := scriptParams() // its commands include envout, httpwait and splitaddr
 	p.Dir = interopDir
 	setup := p.Setup
@@ -56,4 +57,41 @@ func TestInterop(t *testing.T) {
 		return nil
 	}
 	testscript.Run(t, p)
+}
+
+// reachableByModules returns dir, or, when the edge runs modules under their
+// own uids (root) and dir sits below a directory others cannot search (a
+// checkout in /root), a copy of it that those uids can read: the supervised
+// Node module loads its SDK through NODE_PATH.
+func reachableByModules(t *testing.T, dir string) string {
+	if os.Geteuid() != 0 || othersCanSearch(dir) {
+		return dir
+	}
+	tmp := t.TempDir()
+	for _, p := range []string{filepath.Dir(tmp), tmp} {
+		if err := os.Chmod(p, 0o711); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !othersCanSearch(tmp) {
+		t.Fatalf("%s: a directory above it is not searchable by others; modules under their own uids could not load the Node SDK", tmp)
+	}
+	if out, err := exec.Command("cp", "-a", dir, tmp).CombinedOutput(); err != nil {
+		t.Fatalf("copy %s for the modules: %v: %s", dir, err, out)
+	}
+	return filepath.Join(tmp, filepath.Base(dir))
+}
+
+// othersCanSearch reports whether every directory from / down to dir has
+// the search bit for others.
+func othersCanSearch(dir string) bool {
+	for p := dir; ; p = filepath.Dir(p) {
+		st, err := os.Stat(p)
+		if err != nil || st.Mode().Perm()&0o001 == 0 {
+			return false
+		}
+		if p == filepath.Dir(p) {
+			return true
+		}
+	}
 }
