@@ -329,6 +329,7 @@ func (b *Broker) Close() error {
 		for _, s := range all {
 			s.stop()
 		}
+		b.gate.quiesce()
 		b.closeErr = b.srv.Close()
 		b.closing.Wait()
 	})

@@ -83,6 +83,7 @@ type gate struct {
 
 	mu      sync.Mutex
 	pending map[string]int // unauthenticated connections by remote IP
+	closing bool           // the broker is closing: connections read nothing more
 }
 
 func newGate(o Limits, stats *Stats, log *slog.Logger) *gate {
@@ -111,6 +112,26 @@ func (g *gate) admit(c net.Conn) *slot {
 	g.pending[ip] = n + 1
 	g.mu.Unlock()
 	return &slot{g: g, ip: ip, raw: c, until: time.Now().Add(g.timeout)}
+}
+
+// attached is called at a connection's first read, which mochi makes
+// after it counted the client in the wait group Server.Close waits on; the
+// lock orders that count before quiesce (and so before the Wait), which the
+// race detector otherwise reports (an Add racing a Wait). false: the broker
+// is closing, read nothing.
+func (g *gate) attached() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return !g.closing
+}
+
+// quiesce is called by Broker.Close before mochi's Server.Close: every
+// connection that has begun to read is ordered before it, and no other
+// begins.
+func (g *gate) quiesce() {
+	g.mu.Lock()
+	g.closing = true
+	g.mu.Unlock()
 }
 
 func (g *gate) unpend(ip string) {
@@ -250,6 +271,9 @@ func (c *guardConn) Read(p []byte) (int, error) {
 
 func (c *guardConn) readPreAuth(p []byte) (int, error) {
 	g := c.s.g
+	if c.n == 0 && !g.attached() {
+		return 0, net.ErrClosed
+	}
 	left := g.maxPreAuth - c.n
 	if left <= 0 {
 		g.refuse(ConnTooLarge, c.s.ip, fmt.Errorf("%d bytes read before authentication, the limit", c.n))
