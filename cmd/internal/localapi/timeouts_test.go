@@ -28,11 +28,7 @@ func closedWithin(conn net.Conn, d time.Duration) bool {
 func TestStalledHeaderClosed(t *testing.T) {
 	shortTimeouts(t)
 	f := newFixture(t, nil)
-	conn, err := net.Dial("tcp", f.srv.Addr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := f.dial(t)
 	fmt.Fprintf(conn, "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n") // never ends
 	if !closedWithin(conn, 3*time.Second) {
 		t.Error("a connection that never finishes its header stays open")
@@ -42,11 +38,7 @@ func TestStalledHeaderClosed(t *testing.T) {
 func TestIdleConnectionClosed(t *testing.T) {
 	shortTimeouts(t)
 	f := newFixture(t, nil)
-	conn, err := net.Dial("tcp", f.srv.Addr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := f.dial(t)
 	fmt.Fprintf(conn, "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
 	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
 	if err != nil || resp.StatusCode != 200 {
@@ -61,11 +53,7 @@ func TestIdleConnectionClosed(t *testing.T) {
 func TestStalledBodyClosed(t *testing.T) {
 	shortTimeouts(t)
 	f := newFixture(t, nil)
-	conn, err := net.Dial("tcp", f.srv.Addr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := f.dial(t)
 	fmt.Fprintf(conn, "POST /devices/sensor1/messages/deviceBound HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer %s\r\n"+
 		"Content-Type: application/octet-stream\r\nContent-Length: 1000\r\n\r\nonly part", f.token)
 	if !closedWithin(conn, 3*time.Second) {
@@ -82,4 +70,15 @@ func TestHugeHeaderRefused(t *testing.T) {
 	if resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
 		t.Errorf("64 KiB header: %d, want 431", resp.StatusCode)
 	}
+}
+
+// dial opens a raw TCP connection to the fixture's API, closed with the test.
+func (f *fixture) dial(t *testing.T) net.Conn {
+	t.Helper()
+	conn, err := net.Dial("tcp", f.srv.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn
 }
