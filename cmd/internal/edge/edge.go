@@ -115,6 +115,14 @@ func Run(ctx context.Context, cfg Config) error {
 		// ran all the time and halved ingest; 128 MiB costs little.
 		debug.SetMemoryLimit(128 << 20)
 	}
+	// Module programs are started from their own working directories: a
+	// relative --data (the README's ./edge) would make every path into the
+	// data directory point nowhere.
+	dir, err := filepath.Abs(cfg.DataDir)
+	if err != nil {
+		return fmt.Errorf("--data %s: %w", cfg.DataDir, err)
+	}
+	cfg.DataDir = dir
 	e := &edge{cfg: cfg}
 	defer e.close()
 	if err := e.open(ctx); err != nil {
