@@ -104,6 +104,9 @@ func (c Client) Status() (Status, error) {
 	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
 		return Status{}, fmt.Errorf("edge API at %s: %w", c.Addr, err)
 	}
+	if st.DeviceID == "" {
+		return Status{}, fmt.Errorf("%s answered /status without a deviceId: it is not an edge's local API (give the edge's --api address, or --data DIR)", c.Addr)
+	}
 	return st, nil
 }
 

@@ -3,7 +3,9 @@ package localapi
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -166,6 +168,24 @@ func TestBrowserAddr(t *testing.T) {
 	for in, want := range map[string]string{"0.0.0.0:18081": "127.0.0.1:18081", "[::]:1": "127.0.0.1:1", "10.0.0.5:2": "10.0.0.5:2", "gw1:3": "gw1:3"} {
 		if got := browserAddr(in); got != want {
 			t.Errorf("browserAddr(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// TestStatusFromSomethingElse: an address that answers /status with
+// something other than an edge's status (another service, the hub's port)
+// is an error, never an empty status printed with exit 0.
+func TestStatusFromSomethingElse(t *testing.T) {
+	for name, h := range map[string]http.HandlerFunc{
+		"empty JSON": func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "{}") },
+		"html":       func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "<html></html>") },
+		"401":        func(w http.ResponseWriter, _ *http.Request) { http.Error(w, `{"code":"Unauthorized"}`, 401) },
+	} {
+		srv := httptest.NewServer(h)
+		_, err := FetchStatus(strings.TrimPrefix(srv.URL, "http://"))
+		srv.Close()
+		if err == nil {
+			t.Errorf("%s: FetchStatus succeeded", name)
 		}
 	}
 }
