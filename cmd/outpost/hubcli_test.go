@@ -420,6 +420,11 @@ func TestHubCLIErrors(t *testing.T) {
 		{[]string{"method", "invoke", "d"}, false, 2, "error: method invoke takes D[/M], NAME and an optional JSON payload"},
 		{[]string{"method", "invoke", "d", "m", "{bad"}, false, 1, "error: the method payload is not valid JSON"},
 		{[]string{"twin", "show", "a/b/c"}, false, 2, "error: module id \"b/c\" has '/'"},
+		{[]string{"twin", "patch", "d", `{"desired":{"a":1}}`}, false, 2, "error: the twin patch: unknown field \"desired\"; want {\"properties\""},
+		{[]string{"twin", "patch", "d", `{"foo":1}`}, false, 2, "error: the twin patch: unknown field \"foo\""},
+		{[]string{"twin", "patch", "d", `{}`}, false, 2, "error: the twin patch changes nothing: it has neither \"properties\" nor \"tags\""},
+		{[]string{"twin", "patch", "d", `{"properties":{"reported":{"a":1}}}`}, false, 2, "error: the twin patch: properties.reported cannot be set here"},
+		{[]string{"twin", "replace", "d/m", `{"properties":[1]}`}, false, 2, "error: the twin: \"properties\" must be an object"},
 	}
 	for _, tt := range tests {
 		hub := h

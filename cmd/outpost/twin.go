@@ -3,8 +3,10 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 
+	"github.com/outpost-edge/outpost/cmd/internal/cli"
 	"github.com/outpost-edge/outpost/cmd/internal/hubclient"
 )
 
@@ -43,6 +45,9 @@ func runTwin(ctx context.Context, h *hubCall) error {
 		if err != nil {
 			return err
 		}
+		if err := checkTwinDoc(what, b); err != nil {
+			return cli.Usagef("%v", err)
+		}
 		body = b
 	}
 	c, err := h.client()
@@ -54,4 +59,37 @@ func runTwin(ctx context.Context, h *hubCall) error {
 		return err
 	}
 	return h.writeJSON(raw)
+}
+
+// checkTwinDoc refuses a twin patch or replacement that would change
+// nothing the user could have meant: the hub takes tags and desired
+// properties, nothing else ({"desired":…} without "properties", a typo).
+func checkTwinDoc(what string, doc json.RawMessage) error {
+	var top map[string]json.RawMessage
+	if err := json.Unmarshal(doc, &top); err != nil {
+		return err
+	}
+	hint := "want " + twinExample + ` or {"tags":{…}}`
+	for k := range top {
+		switch k {
+		case "tags", "properties", "etag", "deviceId", "moduleId":
+		default:
+			return fmt.Errorf("%s: unknown field %q; %s", what, k, hint)
+		}
+	}
+	if top["tags"] == nil && top["properties"] == nil {
+		return fmt.Errorf("%s changes nothing: it has neither \"properties\" nor \"tags\"; %s", what, hint)
+	}
+	if p := top["properties"]; p != nil {
+		var props map[string]json.RawMessage
+		if err := json.Unmarshal(p, &props); err != nil {
+			return fmt.Errorf("%s: \"properties\" must be an object: %v; %s", what, err, hint)
+		}
+		for k := range props {
+			if k != "desired" {
+				return fmt.Errorf("%s: properties.%s cannot be set here (the hub sets desired properties; reported ones come from the device); %s", what, k, hint)
+			}
+		}
+	}
+	return nil
 }
