@@ -5,18 +5,22 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"net/http"
 	"os"
 
 	"github.com/outpost-edge/outpost/cmd/internal/cli"
+	"github.com/outpost-edge/outpost/cmd/internal/edge"
 	"github.com/outpost-edge/outpost/cmd/internal/hubclient"
 )
 
 var deployCmd = hubCommand("deploy",
 	"apply a deployment manifest ({\"modulesContent\":…} or az's {\"content\":{…}}) to an edge device",
-	"D MANIFEST.json",
-	nil,
+	"D MANIFEST.json [--no-check]",
+	func(fs *flag.FlagSet) {
+		fs.Bool("no-check", false, "send the manifest without checking it here first (the edge still refuses what it cannot apply, in $edgeAgent's and $edgeHub's reported lastDesiredStatus)")
+	},
 	runDeploy,
 )
 
@@ -35,6 +39,11 @@ func runDeploy(ctx context.Context, h *hubCall) error {
 	mc, err := modulesContent(data)
 	if err != nil {
 		return fmt.Errorf("manifest %s: %w", file, err)
+	}
+	if !h.get("no-check").(bool) {
+		if err := edge.CheckManifest(mc); err != nil {
+			return fmt.Errorf("manifest %s (nothing sent; --no-check sends it anyway):\n%w", file, err)
+		}
 	}
 	c, err := h.client()
 	if err != nil {
