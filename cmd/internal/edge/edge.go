@@ -26,6 +26,7 @@ import (
 	"github.com/outpost-edge/outpost/cmd/internal/certs"
 	"github.com/outpost-edge/outpost/cmd/internal/huburl"
 	"github.com/outpost-edge/outpost/cmd/internal/machine"
+	"github.com/outpost-edge/outpost/cmd/internal/secret"
 	"github.com/outpost-edge/outpost/store/disk"
 	"github.com/outpost-edge/outpost/store/identity"
 	"github.com/outpost-edge/outpost/store/identity/sas"
@@ -206,11 +207,7 @@ func (e *edge) reload() {
 // writeReady replaces ready.json atomically, so readers never see half.
 func (e *edge) writeReady() error {
 	data, _ := json.Marshal(e.ready)
-	tmp := filepath.Join(e.cfg.DataDir, "ready.json.tmp")
-	if err := os.WriteFile(tmp, data, 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp, filepath.Join(e.cfg.DataDir, "ready.json"))
+	return secret.WritePublic(filepath.Join(e.cfg.DataDir, "ready.json"), data)
 }
 
 func (e *edge) open(ctx context.Context) error {

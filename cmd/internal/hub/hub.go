@@ -102,7 +102,7 @@ func Run(ctx context.Context, cfg Config) error {
 	// name the hub's own certificate covers.
 	url := scheme + "://" + hostFor(ln.Addr().(*net.TCPAddr))
 	ready, _ := json.Marshal(Ready{URL: url, HostName: host, PID: os.Getpid(), CA: caPath})
-	if err := writeFileAtomic(filepath.Join(cfg.DataDir, "ready.json"), ready, 0o644); err != nil {
+	if err := secret.WritePublic(filepath.Join(cfg.DataDir, "ready.json"), ready); err != nil {
 		return err
 	}
 	fmt.Fprintf(cfg.Stdout, "hub listening on %s\n", url)
@@ -214,12 +214,4 @@ func certHosts(listen, hostName string) []string {
 		names = append(names, h)
 	}
 	return certs.Hosts(append(names, "localhost", "127.0.0.1", "::1")...)
-}
-
-func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, mode); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
 }
