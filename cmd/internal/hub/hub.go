@@ -19,6 +19,7 @@ import (
 
 	"github.com/outpost-edge/outpost/cmd/internal/certs"
 	"github.com/outpost-edge/outpost/cmd/internal/httpserver"
+	"github.com/outpost-edge/outpost/cmd/internal/huburl"
 	"github.com/outpost-edge/outpost/cmd/internal/secret"
 	"github.com/outpost-edge/outpost/store/identity/sas"
 	synchub "github.com/outpost-edge/outpost/sync/hub"
@@ -186,15 +187,8 @@ func serverTLS(cfg Config, host string) (tlsCfg *tls.Config, caPath string, err 
 // localhost, decided without DNS. An unspecified host (":8443", 0.0.0.0)
 // is not: other hosts reach it.
 func Loopback(addr string) bool {
-	h, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return false
-	}
-	if h == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(h)
-	return ip != nil && ip.IsLoopback()
+	_, _, err := net.SplitHostPort(addr)
+	return err == nil && huburl.Loopback(addr)
 }
 
 // certHosts are the names the hub's own certificate covers: its host name,
