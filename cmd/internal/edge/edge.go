@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -105,6 +106,9 @@ type edge struct {
 	isolation string
 
 	reloadMu sync.Mutex // SIGHUP and the $edgeHub twin both reload routes
+	// overflow is the policy of a full queue whose route sets none: the
+	// deployment's, else --overflow (the status's disk.overflow).
+	overflow atomic.Value
 	ready    Ready
 }
 
@@ -197,9 +201,7 @@ func (e *edge) reload() {
 		e.cfg.Logger.Error("deployment rejected; the previous routes and policy stay in force", "err", err)
 		return
 	}
-	e.broker.SetRoutes(routes)
-	e.broker.SetPolicy(policy)
-	e.queues.SetTotalMaxBytes(e.queueCap(routes))
+	e.applyRoutes(routes, policy)
 	e.cfg.Logger.Info("deployment reloaded", "routes", len(routes.Routes))
 	e.applyAgent()
 }
@@ -263,7 +265,7 @@ func (e *edge) open(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	e.queues.SetTotalMaxBytes(e.queueCap(routes))
+	e.setQueueLimits(routes)
 	if err := e.newBroker(routes, policy); err != nil {
 		return err
 	}
