@@ -5,12 +5,12 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"maps"
 	"os"
 	"runtime/pprof"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -176,95 +176,104 @@ func edgeStatus(env cli.Env, args []string) error {
 	if *asJSON == "json" {
 		return json.NewEncoder(env.Stdout).Encode(st)
 	}
-	fmt.Fprintf(env.Stdout, "edge %s\nlink: %s\n", st.DeviceID, st.Link)
+	return printStatus(env.Stdout, st)
+}
+
+// printStatus writes st as `outpost edge status` shows it.
+func printStatus(out io.Writer, st localapi.Status) error {
+	fmt.Fprintf(out, "edge %s\nlink: %s\n", st.DeviceID, st.Link)
 	if c := st.Clock; !c.Plausible {
-		fmt.Fprintf(env.Stdout, "clock: IMPLAUSIBLE, using the %s time %s: %s\n", c.Source, c.Estimate.Format(time.RFC3339), c.Reason)
+		fmt.Fprintf(out, "clock: IMPLAUSIBLE, using the %s time %s: %s\n", c.Source, c.Estimate.Format(time.RFC3339), c.Reason)
 	} else {
-		fmt.Fprintf(env.Stdout, "clock: %s time %s\n", c.Source, c.Estimate.Format(time.RFC3339))
+		fmt.Fprintf(out, "clock: %s time %s\n", c.Source, c.Estimate.Format(time.RFC3339))
 	}
 	if u := st.Uplink; u != nil {
-		fmt.Fprintf(env.Stdout, "uplink: %d messages sent in %d batches, %d twin deltas up, %d down, %d C2D received, %d methods\n",
-			u.Sent, u.Batches, u.TwinsUp, u.TwinsDown, u.C2D, u.Methods)
-		fmt.Fprintf(env.Stdout, "instance: %s\n", u.Instance)
-		if u.InstanceCollisions > 0 {
-			fmt.Fprintf(env.Stdout, "ERROR: another edge sends under this instance id (a copy of this data directory): %d messages collided at the hub (all stored); see docs/operations.md, \"Cloned data directories\"\n",
-				u.InstanceCollisions)
-		}
-		if u.HubAnswersIgnored+u.ImagesRefused > 0 {
-			fmt.Fprintf(env.Stdout, "WARNING: %d answers of the hub ignored (they claimed more than this edge sent; nothing was dropped), %d image downloads refused (larger than announced or than --max-image-size): is --hub-url an outpost hub, over TLS? see the edge's log\n",
-				u.HubAnswersIgnored, u.ImagesRefused)
-		}
-		if u.TwinsRemoved+u.TwinsReset+u.MessagesPurged+u.MessagesRefused+u.TwinsRefused > 0 {
-			fmt.Fprintf(env.Stdout, "deleted identities: %d twins removed, %d started afresh, %d queued messages purged, %d messages and %d twin deltas refused\n",
-				u.TwinsRemoved, u.TwinsReset, u.MessagesPurged, u.MessagesRefused, u.TwinsRefused)
-		}
+		printUplink(out, u)
 	}
-	fmt.Fprintln(env.Stdout)
-	w := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(out)
+	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(w, "QUEUE\tDEPTH\tBYTES\tOLDEST\tEXPIRED\tDROPPED\tREJECTED")
 	for _, q := range st.Queues {
 		fmt.Fprintf(w, "%s\t%d\t%d\t%.0fs\t%d\t%d\t%d\n", q.Name, q.Depth, q.Bytes, q.OldestSeconds, q.Expired, q.Dropped, q.Rejected)
 	}
 	w.Flush()
-	b := st.Broker
-	fmt.Fprintf(env.Stdout, "\nmessages: %d received, %d stored, %d without route, %d refused, %d delivered; %d failed logins, %d ACL denials\n",
-		b.Received, b.Stored, b.NoRoute, b.Refused, b.Delivered, b.AuthFailed, b.Denied)
-	var cuts []string
-	for _, r := range slices.Sorted(maps.Keys(b.ConnectionsRefusedBy)) {
-		if n := b.ConnectionsRefusedBy[r]; n > 0 {
-			cuts = append(cuts, fmt.Sprintf("%s %d", r, n))
-		}
-	}
-	if len(cuts) > 0 || b.SubscriptionsRefused > 0 {
-		fmt.Fprintf(env.Stdout, "connections: %d open; refused or cut before authenticating: %s; %d topic filters over the subscription cap\n",
-			b.Connections, strings.Join(cuts, ", "), b.SubscriptionsRefused)
-	} else {
-		fmt.Fprintf(env.Stdout, "connections: %d open\n", b.Connections)
-	}
-	if b.SessionsRevoked+b.SessionsExpired > 0 {
-		fmt.Fprintf(env.Stdout, "sessions ended with their credentials: %d revoked (deleted, disabled, credentials changed), %d expired tokens\n",
-			b.SessionsRevoked, b.SessionsExpired)
-	}
-	if b.Refused > 0 {
-		var parts []string
-		for _, r := range slices.Sorted(maps.Keys(b.RefusedBy)) {
-			if n := b.RefusedBy[r]; n > 0 {
-				parts = append(parts, fmt.Sprintf("%s %d", r, n))
-			}
-		}
-		fmt.Fprintf(env.Stdout, "refused by reason: %s\n", strings.Join(parts, ", "))
-	}
-	d := st.Disk
-	ballast := "released"
-	if d.BallastHeld {
-		ballast = disk.FormatSize(d.Ballast) + " held"
-	}
-	fmt.Fprintf(env.Stdout, "disk: %s; %s free for the store (reserve %s, allowance %s), ballast %s; queues hold %s of %s (overflow %s)\n",
-		d.State, disk.FormatSize(d.Free), disk.FormatSize(d.Reserve), disk.FormatSize(d.Allowance), ballast,
-		disk.FormatSize(d.QueueBytes), disk.FormatSize(d.MaxQueueBytes), d.Overflow)
+	printBroker(out, st.Broker)
+	printDisk(out, st.Disk)
 	if st.ModuleIsolation != "" {
-		fmt.Fprintf(env.Stdout, "module isolation: %s\n", st.ModuleIsolation)
+		fmt.Fprintf(out, "module isolation: %s\n", st.ModuleIsolation)
 	}
-	fmt.Fprintf(env.Stdout, "\ndeployment: version %d, %d %s\n", st.DeploymentVersion, st.Deployment.Code, st.Deployment.Description)
+	fmt.Fprintf(out, "\ndeployment: version %d, %d %s\n", st.DeploymentVersion, st.Deployment.Code, st.Deployment.Description)
 	if len(st.Modules) == 0 {
-		fmt.Fprintln(env.Stdout, "modules: none")
+		fmt.Fprintln(out, "modules: none")
 		return nil
 	}
-	names := make([]string, 0, len(st.Modules))
-	for n := range st.Modules {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	w = tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
+	w = tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(w, "MODULE\tSTATUS\tPID\tRESTARTS\tEXIT\tDESCRIPTION")
-	for _, n := range names {
+	for _, n := range slices.Sorted(maps.Keys(st.Modules)) {
 		m := st.Modules[n]
 		fmt.Fprintf(w, "%s\t%s\t%d\t%d\t%d\t%s\n", n, m.RuntimeStatus, m.PID, m.RestartCount, m.ExitCode, m.StatusDescription)
 	}
 	return w.Flush()
 }
 
-// edgeLogs prints a module's output: outpost edge logs MODULE [--tail N] [--follow].
+func printUplink(out io.Writer, u *upstream.Status) {
+	fmt.Fprintf(out, "uplink: %d messages sent in %d batches, %d twin deltas up, %d down, %d C2D received, %d methods\n",
+		u.Sent, u.Batches, u.TwinsUp, u.TwinsDown, u.C2D, u.Methods)
+	fmt.Fprintf(out, "instance: %s\n", u.Instance)
+	if u.InstanceCollisions > 0 {
+		fmt.Fprintf(out, "ERROR: another edge sends under this instance id (a copy of this data directory): %d messages collided at the hub (all stored); see docs/operations.md, \"Cloned data directories\"\n",
+			u.InstanceCollisions)
+	}
+	if u.HubAnswersIgnored+u.ImagesRefused > 0 {
+		fmt.Fprintf(out, "WARNING: %d answers of the hub ignored (they claimed more than this edge sent; nothing was dropped), %d image downloads refused (larger than announced or than --max-image-size): is --hub-url an outpost hub, over TLS? see the edge's log\n",
+			u.HubAnswersIgnored, u.ImagesRefused)
+	}
+	if u.TwinsRemoved+u.TwinsReset+u.MessagesPurged+u.MessagesRefused+u.TwinsRefused > 0 {
+		fmt.Fprintf(out, "deleted identities: %d twins removed, %d started afresh, %d queued messages purged, %d messages and %d twin deltas refused\n",
+			u.TwinsRemoved, u.TwinsReset, u.MessagesPurged, u.MessagesRefused, u.TwinsRefused)
+	}
+}
+
+func printBroker(out io.Writer, b localapi.BrokerStatus) {
+	fmt.Fprintf(out, "\nmessages: %d received, %d stored, %d without route, %d refused, %d delivered; %d failed logins, %d ACL denials\n",
+		b.Received, b.Stored, b.NoRoute, b.Refused, b.Delivered, b.AuthFailed, b.Denied)
+	if cuts := nonZero(b.ConnectionsRefusedBy); cuts != "" || b.SubscriptionsRefused > 0 {
+		fmt.Fprintf(out, "connections: %d open; refused or cut before authenticating: %s; %d topic filters over the subscription cap\n",
+			b.Connections, cuts, b.SubscriptionsRefused)
+	} else {
+		fmt.Fprintf(out, "connections: %d open\n", b.Connections)
+	}
+	if b.SessionsRevoked+b.SessionsExpired > 0 {
+		fmt.Fprintf(out, "sessions ended with their credentials: %d revoked (deleted, disabled, credentials changed), %d expired tokens\n",
+			b.SessionsRevoked, b.SessionsExpired)
+	}
+	if b.Refused > 0 {
+		fmt.Fprintf(out, "refused by reason: %s\n", nonZero(b.RefusedBy))
+	}
+}
+
+// nonZero lists the non-zero counts of byReason, sorted by reason:
+// "reason n, reason n".
+func nonZero(byReason map[string]int64) string {
+	var parts []string
+	for _, r := range slices.Sorted(maps.Keys(byReason)) {
+		if n := byReason[r]; n > 0 {
+			parts = append(parts, fmt.Sprintf("%s %d", r, n))
+		}
+	}
+	return strings.Join(parts, ", ")
+}
+
+func printDisk(out io.Writer, d localapi.DiskStatus) {
+	ballast := "released"
+	if d.BallastHeld {
+		ballast = disk.FormatSize(d.Ballast) + " held"
+	}
+	fmt.Fprintf(out, "disk: %s; %s free for the store (reserve %s, allowance %s), ballast %s; queues hold %s of %s (overflow %s)\n",
+		d.State, disk.FormatSize(d.Free), disk.FormatSize(d.Reserve), disk.FormatSize(d.Allowance), ballast,
+		disk.FormatSize(d.QueueBytes), disk.FormatSize(d.MaxQueueBytes), d.Overflow)
+}
+
 func edgeLogs(ctx context.Context, env cli.Env, args []string) error {
 	fs := flag.NewFlagSet("edge logs", flag.ContinueOnError)
 	fs.SetOutput(env.Stderr)

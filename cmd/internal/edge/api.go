@@ -10,6 +10,7 @@ import (
 	"github.com/outpost-edge/outpost/broker"
 	"github.com/outpost-edge/outpost/cmd/internal/localapi"
 	"github.com/outpost-edge/outpost/store/queue"
+	"github.com/outpost-edge/outpost/sync/upstream"
 )
 
 // serveAPI starts the local HTTP API (cmd/internal/localapi) when --api is
@@ -62,12 +63,13 @@ func (e *edge) knownLeaf(id string) bool {
 
 func (e *edge) status() localapi.Status {
 	rep := e.sup.Status()
-	st := localapi.Status{DeviceID: e.cs.DeviceID, Link: e.linkState(), Clock: e.clock.State(), Modules: rep.Modules,
+	st := localapi.Status{DeviceID: e.cs.DeviceID, Clock: e.clock.State(), Modules: rep.Modules,
 		Deployment: rep.LastDesiredStatus, DeploymentVersion: rep.LastDesiredVersion, ModuleIsolation: e.isolation}
 	if e.link != nil {
-		u := e.link.Status()
+		u := e.link.Status() // one snapshot for the link line and the counters
 		st.Uplink = &u
 	}
+	st.Link = e.linkState(st.Uplink)
 	stats := e.queues.Stats()
 	names := make([]string, 0, len(stats))
 	for n := range stats {
@@ -94,11 +96,11 @@ func (e *edge) status() localapi.Status {
 	return st
 }
 
-func (e *edge) linkState() string {
-	if e.link == nil {
+// linkState describes the link from its status st (nil: standalone).
+func (e *edge) linkState(st *upstream.Status) string {
+	if st == nil {
 		return "standalone (--hub-url off): messages for $upstream stay queued"
 	}
-	st := e.link.Status()
 	s := fmt.Sprintf("%s since %s (hub %s)", st.State, st.Since.UTC().Format(time.RFC3339), e.hubURL)
 	if st.LastError != "" && st.State != "online" {
 		s += ": " + st.LastError

@@ -3,6 +3,7 @@ package edge
 import (
 	"context"
 	"fmt"
+	"math"
 	"os"
 	"strings"
 	"sync"
@@ -83,6 +84,9 @@ func parseFakeTime(s string, mtime time.Time) (time.Duration, error) {
 			var n int64
 			if _, err := fmt.Sscan(days, &n); err != nil {
 				return 0, fmt.Errorf("fake time %q: want +Nd: %w", s, err)
+			}
+			if maxDays := int64(math.MaxInt64 / (24 * time.Hour)); n > maxDays || n < -maxDays {
+				return 0, fmt.Errorf("fake time %q: more days than a time.Duration holds (%d)", s, maxDays)
 			}
 			return time.Duration(n) * 24 * time.Hour, nil
 		}

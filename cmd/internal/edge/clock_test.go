@@ -23,7 +23,7 @@ func TestParseFakeTime(t *testing.T) {
 			t.Errorf("parseFakeTime(%q) = %v, %v; want %v", c.in, got, err, c.want)
 		}
 	}
-	for _, bad := range []string{"tomorrow", "@1970", "+xd", "+1y"} {
+	for _, bad := range []string{"tomorrow", "@1970", "+xd", "+1y", "+9999999999999d", "-106752d"} {
 		if _, err := parseFakeTime(bad, mtime); err == nil {
 			t.Errorf("parseFakeTime(%q) accepted", bad)
 		}

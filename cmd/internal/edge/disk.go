@@ -4,10 +4,12 @@ import (
 	"fmt"
 	"path/filepath"
 
+	"github.com/outpost-edge/outpost/broker"
 	"github.com/outpost-edge/outpost/broker/route"
 	"github.com/outpost-edge/outpost/cmd/internal/localapi"
 	"github.com/outpost-edge/outpost/store/disk"
 	"github.com/outpost-edge/outpost/store/kv"
+	"github.com/outpost-edge/outpost/store/queue"
 )
 
 const (
@@ -56,11 +58,35 @@ func (e *edge) queueCap(routes *route.Config) int64 {
 	return e.disk.Status().Size / 100 * int64(share)
 }
 
+// setQueueLimits puts the cap on all queues and the overflow policy of a
+// deployment's routes in force.
+func (e *edge) setQueueLimits(routes *route.Config) {
+	e.queues.SetTotalMaxBytes(e.queueCap(routes))
+	e.overflow.Store(overflowOf(routes, e.cfg.Overflow))
+}
+
+// applyRoutes puts a deployment's routes and policy in force.
+func (e *edge) applyRoutes(routes *route.Config, policy *broker.Policy) {
+	e.broker.SetRoutes(routes)
+	e.broker.SetPolicy(policy)
+	e.setQueueLimits(routes)
+}
+
+// overflowOf is what a full queue does when its route sets nothing: the
+// deployment's storeAndForwardConfiguration.overflow, else def (--overflow).
+func overflowOf(routes *route.Config, def queue.Overflow) string {
+	if routes != nil && routes.Overflow != "" {
+		return routes.Overflow
+	}
+	return def.String()
+}
+
 func (e *edge) diskStatus() localapi.DiskStatus {
 	st := e.disk.Status()
 	bytes, _, maxBytes := e.queues.Totals()
+	ov, _ := e.overflow.Load().(string)
 	return localapi.DiskStatus{State: st.State, Size: st.Size, Free: st.Free, Holes: st.Holes, Reserve: st.Reserve,
 		Allowance: st.Allowance, Ballast: st.Ballast, BallastHeld: st.Ballast > 0,
-		MaxQueueBytes: maxBytes, QueueBytes: bytes, Overflow: e.cfg.Overflow.String(),
+		MaxQueueBytes: maxBytes, QueueBytes: bytes, Overflow: ov,
 		RefusedTelemetry: st.RefusedTelemetry, RefusedWrites: st.RefusedWrites}
 }

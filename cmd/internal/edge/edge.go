@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -26,6 +27,7 @@ import (
 	"github.com/outpost-edge/outpost/cmd/internal/certs"
 	"github.com/outpost-edge/outpost/cmd/internal/huburl"
 	"github.com/outpost-edge/outpost/cmd/internal/machine"
+	"github.com/outpost-edge/outpost/cmd/internal/secret"
 	"github.com/outpost-edge/outpost/store/disk"
 	"github.com/outpost-edge/outpost/store/identity"
 	"github.com/outpost-edge/outpost/store/identity/sas"
@@ -104,6 +106,9 @@ type edge struct {
 	isolation string
 
 	reloadMu sync.Mutex // SIGHUP and the $edgeHub twin both reload routes
+	// overflow is the policy of a full queue whose route sets none: the
+	// deployment's, else --overflow (the status's disk.overflow).
+	overflow atomic.Value
 	ready    Ready
 }
 
@@ -196,9 +201,7 @@ func (e *edge) reload() {
 		e.cfg.Logger.Error("deployment rejected; the previous routes and policy stay in force", "err", err)
 		return
 	}
-	e.broker.SetRoutes(routes)
-	e.broker.SetPolicy(policy)
-	e.queues.SetTotalMaxBytes(e.queueCap(routes))
+	e.applyRoutes(routes, policy)
 	e.cfg.Logger.Info("deployment reloaded", "routes", len(routes.Routes))
 	e.applyAgent()
 }
@@ -206,11 +209,7 @@ func (e *edge) reload() {
 // writeReady replaces ready.json atomically, so readers never see half.
 func (e *edge) writeReady() error {
 	data, _ := json.Marshal(e.ready)
-	tmp := filepath.Join(e.cfg.DataDir, "ready.json.tmp")
-	if err := os.WriteFile(tmp, data, 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp, filepath.Join(e.cfg.DataDir, "ready.json"))
+	return secret.WritePublic(filepath.Join(e.cfg.DataDir, "ready.json"), data)
 }
 
 func (e *edge) open(ctx context.Context) error {
@@ -266,7 +265,7 @@ func (e *edge) open(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	e.queues.SetTotalMaxBytes(e.queueCap(routes))
+	e.setQueueLimits(routes)
 	if err := e.newBroker(routes, policy); err != nil {
 		return err
 	}

@@ -59,9 +59,7 @@ func (e *edge) twinReload(version int64) {
 		e.cfg.Logger.Error("deployment from the hub rejected; the previous routes and policy stay in force", "err", err)
 		status = map[string]any{"code": 400, "description": err.Error()}
 	} else {
-		e.broker.SetRoutes(routes)
-		e.broker.SetPolicy(policy)
-		e.queues.SetTotalMaxBytes(e.queueCap(routes))
+		e.applyRoutes(routes, policy)
 		e.cfg.Logger.Info("deployment from the hub applied", "routes", len(routes.Routes), "desired_version", version)
 	}
 	patch, _ := json.Marshal(map[string]any{"lastDesiredVersion": version, "lastDesiredStatus": status})

@@ -19,6 +19,7 @@ import (
 
 	"github.com/outpost-edge/outpost/cmd/internal/certs"
 	"github.com/outpost-edge/outpost/cmd/internal/httpserver"
+	"github.com/outpost-edge/outpost/cmd/internal/huburl"
 	"github.com/outpost-edge/outpost/cmd/internal/secret"
 	"github.com/outpost-edge/outpost/store/identity/sas"
 	synchub "github.com/outpost-edge/outpost/sync/hub"
@@ -102,7 +103,7 @@ func Run(ctx context.Context, cfg Config) error {
 	// name the hub's own certificate covers.
 	url := scheme + "://" + hostFor(ln.Addr().(*net.TCPAddr))
 	ready, _ := json.Marshal(Ready{URL: url, HostName: host, PID: os.Getpid(), CA: caPath})
-	if err := writeFileAtomic(filepath.Join(cfg.DataDir, "ready.json"), ready, 0o644); err != nil {
+	if err := secret.WritePublic(filepath.Join(cfg.DataDir, "ready.json"), ready); err != nil {
 		return err
 	}
 	fmt.Fprintf(cfg.Stdout, "hub listening on %s\n", url)
@@ -186,15 +187,8 @@ func serverTLS(cfg Config, host string) (tlsCfg *tls.Config, caPath string, err 
 // localhost, decided without DNS. An unspecified host (":8443", 0.0.0.0)
 // is not: other hosts reach it.
 func Loopback(addr string) bool {
-	h, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return false
-	}
-	if h == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(h)
-	return ip != nil && ip.IsLoopback()
+	_, _, err := net.SplitHostPort(addr)
+	return err == nil && huburl.Loopback(addr)
 }
 
 // certHosts are the names the hub's own certificate covers: its host name,
@@ -214,12 +208,4 @@ func certHosts(listen, hostName string) []string {
 		names = append(names, h)
 	}
 	return certs.Hosts(append(names, "localhost", "127.0.0.1", "::1")...)
-}
-
-func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, mode); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
 }

@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/outpost-edge/outpost/cmd/internal/certs"
 	"github.com/outpost-edge/outpost/cmd/internal/huburl"
 	"github.com/outpost-edge/outpost/store/identity"
 	"github.com/outpost-edge/outpost/store/identity/sas"
@@ -143,7 +144,7 @@ func (c *Client) trust(trust Trust, getenv func(string) string) error {
 	if file == "" {
 		return nil
 	}
-	pool, err := huburl.LoadCA(file, where)
+	pool, err := certs.LoadCAs(file, where)
 	if err != nil {
 		return err
 	}

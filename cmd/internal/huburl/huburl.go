@@ -6,13 +6,11 @@
 package huburl
 
 import (
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
 	"net/netip"
 	"net/url"
-	"os"
 	"strings"
 )
 
@@ -77,19 +75,4 @@ func Check(raw string, insecure bool) (plainRemote bool, err error) {
 		plainRemote = true
 	}
 	return plainRemote, nil
-}
-
-// LoadCA reads the PEM certificates of file into a pool that replaces the
-// system's roots for the hub's certificate; flag names where the file was
-// given, for the error.
-func LoadCA(file, flag string) (*x509.CertPool, error) {
-	pem, err := os.ReadFile(file)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", flag, err)
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("%s %s: no PEM certificate in it", flag, file)
-	}
-	return pool, nil
 }

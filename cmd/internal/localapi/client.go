@@ -91,6 +91,10 @@ func apiError(addr string, resp *http.Response) error {
 	return fmt.Errorf("edge API at %s: %s: %s", addr, resp.Status, e.Message)
 }
 
+// maxStatusBytes bounds what Status reads: --api may name something that
+// is not an edge and answers without end.
+const maxStatusBytes = 8 << 20
+
 // Status reads GET /status.
 func (c Client) Status() (Status, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -101,7 +105,7 @@ func (c Client) Status() (Status, error) {
 	}
 	defer resp.Body.Close()
 	var st Status
-	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+	if err := json.NewDecoder(io.LimitReader(resp.Body, maxStatusBytes)).Decode(&st); err != nil {
 		return Status{}, fmt.Errorf("edge API at %s: %w", c.Addr, err)
 	}
 	if st.DeviceID == "" {

@@ -180,6 +180,9 @@ func TestStatusFromSomethingElse(t *testing.T) {
 		"empty JSON": func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "{}") },
 		"html":       func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "<html></html>") },
 		"401":        func(w http.ResponseWriter, _ *http.Request) { http.Error(w, `{"code":"Unauthorized"}`, 401) },
+		"oversized": func(w http.ResponseWriter, _ *http.Request) {
+			_, _ = io.WriteString(w, `{"deviceId":"x","link":"`+strings.Repeat("a", maxStatusBytes)+`"}`)
+		},
 	} {
 		srv := httptest.NewServer(h)
 		_, err := FetchStatus(strings.TrimPrefix(srv.URL, "http://"))

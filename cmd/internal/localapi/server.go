@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/outpost-edge/outpost/cmd/internal/httpserver"
 	"github.com/outpost-edge/outpost/store/queue"
 	"github.com/outpost-edge/outpost/store/ratelog"
 	"github.com/outpost-edge/outpost/sync/protocol"
@@ -92,9 +93,8 @@ func Open(opts Options) (*Server, error) {
 	if a, ok := ln.Addr().(*net.TCPAddr); ok {
 		s.loopback = a.IP.IsLoopback()
 	}
-	s.srv = &http.Server{Handler: s.guard(s.routes()), ReadHeaderTimeout: readHeaderTimeout,
-		IdleTimeout: idleTimeout, MaxHeaderBytes: maxHeaderBytes,
-		ErrorLog: slog.NewLogLogger(opts.Logger.Handler(), slog.LevelDebug)}
+	s.srv = httpserver.New(s.guard(s.routes()), httpserver.Options{ReadHeaderTimeout: readHeaderTimeout,
+		IdleTimeout: idleTimeout, MaxHeaderBytes: maxHeaderBytes, Logger: opts.Logger})
 	go func() {
 		defer close(s.done)
 		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
