@@ -13,6 +13,7 @@ import (
 // slow client never stalls the store.
 type ackQueue struct {
 	s       *session
+	max     int // entries pending at most (Options.MaxInflight)
 	mu      sync.Mutex
 	pending []*ackEntry
 	wake    chan struct{}
@@ -28,23 +29,20 @@ type ackEntry struct {
 }
 
 func (a *ackQueue) init(s *session) {
-	a.s, a.wake, a.quit = s, make(chan struct{}, 1), make(chan struct{})
+	a.s, a.max, a.wake, a.quit = s, s.b.opts.MaxInflight, make(chan struct{}, 1), make(chan struct{})
 	a.wg.Add(1)
 	go a.run()
 }
 
-func (a *ackQueue) push(pid uint16) *ackEntry {
-	e, _ := a.pushMax(pid, 0)
-	return e
-}
-
-// pushMax is push refused (false) when max > 0 entries are pending: the
-// client sent more than the Receive Maximum unacknowledged.
-func (a *ackQueue) pushMax(pid uint16, max int) (*ackEntry, bool) {
+// push queues the PUBACK of pid, or refuses (false) when max entries are
+// pending: the client sent more than the Receive Maximum unacknowledged.
+// Every QoS 1 publish goes through it, stored, answered at once or
+// refused: a client that does not read its PUBACKs holds at most max.
+func (a *ackQueue) push(pid uint16) (*ackEntry, bool) {
 	e := &ackEntry{pid: pid}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if max > 0 && len(a.pending) >= max {
+	if a.max > 0 && len(a.pending) >= a.max {
 		return nil, false
 	}
 	a.pending = append(a.pending, e)

@@ -128,9 +128,11 @@ type Broker struct {
 	mu       sync.Mutex
 	sessions map[string]*session    // by client id (= identity id)
 	pending  map[*mqtt.Client]Login // authenticated, session not yet established
-	queues   map[string]*queue.Queue
-	qopts    map[string]queue.QueueOptions // as last given to the store, by queue name
-	methods  *methods
+	// pendingSweep is the size of pending at which pend drops closed clients.
+	pendingSweep int
+	queues       map[string]*queue.Queue
+	qopts        map[string]queue.QueueOptions // as last given to the store, by queue name
+	methods      *methods
 
 	stats     Stats
 	closing   sync.WaitGroup // ended sessions being closed (ending.go)

@@ -69,3 +69,20 @@ func TestRouteCapsApplyToTheirQueue(t *testing.T) {
 		t.Fatalf("reject queue %+v, %d refused (quota %d)", strict, refused, e.b.Stats().RefusedBy[ReasonQuota].Load())
 	}
 }
+
+// The in-flight cap is the ack queue's, so it holds for every QoS 1
+// publish: a PUBACK answered at once (twin, method answer) or a refusal
+// also waits behind a client that does not read, and counts.
+func TestAckQueueCap(t *testing.T) {
+	a := ackQueue{max: 2}
+	for pid := uint16(1); pid <= 2; pid++ {
+		e, ok := a.push(pid)
+		if !ok {
+			t.Fatalf("publish %d refused under the cap", pid)
+		}
+		a.done(e, nil) // answered, its PUBACK not written yet
+	}
+	if _, ok := a.push(3); ok {
+		t.Fatal("a third unacknowledged publish was queued; the cap is 2")
+	}
+}

@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	mqtt "github.com/mochi-mqtt/server/v2"
+
 	"github.com/outpost-edge/outpost/store/queue"
 )
 
@@ -40,5 +42,32 @@ func TestEndDoesNotBlockOnAClientThatDoesNotRead(t *testing.T) {
 		if !cl.Closed() {
 			t.Fatalf("MQTT version %d: the connection was not closed within %v", version, disconnectWait)
 		}
+	}
+}
+
+// The Logins of clients whose CONNACK failed (closed before their session
+// was established) do not accumulate, and an open client's is kept.
+func TestPendingDropsClosedClients(t *testing.T) {
+	e := newEnv(t, "", queue.Options{})
+	client := func() *mqtt.Client {
+		server, peer := net.Pipe()
+		t.Cleanup(func() { server.Close(); peer.Close() })
+		return e.b.srv.NewClient(server, "tcp", "dev1", false)
+	}
+	open := client()
+	e.b.pend(open, Login{ID: "dev1", Basis: "open"})
+	for range 100 {
+		cl := client()
+		cl.Stop(errors.New("CONNACK failed"))
+		e.b.pend(cl, Login{ID: "dev1"})
+	}
+	e.b.mu.Lock()
+	n := len(e.b.pending)
+	e.b.mu.Unlock()
+	if n > 32 {
+		t.Errorf("%d Logins pending after 100 closed clients; want at most 32", n)
+	}
+	if l := e.b.takePending(open); l.Basis != "open" {
+		t.Errorf("the open client's Login was dropped: %+v", l)
 	}
 }

@@ -172,6 +172,7 @@ type slot struct {
 	until    time.Time
 	authed   atomic.Bool
 	released atomic.Bool
+	refused  atomic.Bool // cut for a reason already counted
 
 	mu     sync.Mutex // orders deadline changes with authenticate
 	rd, wd time.Time  // deadlines asked for before authentication
@@ -195,12 +196,24 @@ func (s *slot) release() {
 	if !s.released.CompareAndSwap(false, true) {
 		return
 	}
-	s.g.stats.Connections.Add(-1)
+	defer s.g.stats.Connections.Add(-1) // after the reason is counted
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if !s.authed.Load() {
-		s.g.unpend(s.ip)
+	if s.authed.Load() {
+		return
 	}
+	s.g.unpend(s.ip)
+	// Counted here rather than where a read times out: the deadline also
+	// cuts TLS handshakes and WebSocket upgrades, which mochi never reads.
+	if !s.refused.Load() && !time.Now().Before(s.until) {
+		s.g.refuse(ConnTimeout, s.ip, fmt.Errorf("not authenticated within %s (--connect-timeout)", s.g.timeout))
+	}
+}
+
+// refuse counts why the connection is being cut before authentication.
+func (s *slot) refuse(r ConnReason, err error) {
+	s.refused.Store(true)
+	s.g.refuse(r, s.ip, err)
 }
 
 // setDeadline applies a deadline asked for by mochi, TLS or HTTP: before
@@ -276,7 +289,7 @@ func (c *guardConn) readPreAuth(p []byte) (int, error) {
 	}
 	left := g.maxPreAuth - c.n
 	if left <= 0 {
-		g.refuse(ConnTooLarge, c.s.ip, fmt.Errorf("%d bytes read before authentication, the limit", c.n))
+		c.s.refuse(ConnTooLarge, fmt.Errorf("%d bytes read before authentication, the limit", c.n))
 		return 0, errPreAuthTooLarge
 	}
 	if len(p) > left {
@@ -289,12 +302,8 @@ func (c *guardConn) readPreAuth(p []byte) (int, error) {
 		if errors.Is(herr, errNotConnect) || errors.Is(herr, errBadLength) {
 			reason = ConnNotConnect
 		}
-		g.refuse(reason, c.s.ip, herr)
+		c.s.refuse(reason, herr)
 		return 0, herr
-	}
-	var ne net.Error
-	if err != nil && errors.As(err, &ne) && ne.Timeout() {
-		g.refuse(ConnTimeout, c.s.ip, fmt.Errorf("not authenticated within %s (--connect-timeout)", g.timeout))
 	}
 	return n, err
 }

@@ -4,8 +4,11 @@ import (
 	"bytes"
 	"crypto/tls"
 	"errors"
+	"log/slog"
 	"net"
 	"os"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -76,10 +79,10 @@ func TestUnauthenticatedConnectionsClosedAtDeadline(t *testing.T) {
 			}
 		})
 	}
-	if n := e.b.Stats().ConnRefusedBy[ConnTimeout].Load(); n < 3 {
-		t.Errorf("timeouts counted %d, want at least the 3 plain and TLS ones", n)
-	}
 	waitFor(t, "every connection released", func() bool { return e.b.Stats().Connections.Load() == 0 })
+	if n := e.b.Stats().ConnRefusedBy[ConnTimeout].Load(); n != 6 {
+		t.Errorf("timeouts counted %d, want one per connection, WebSocket upgrades included", n)
+	}
 }
 
 // After a WebSocket upgrade (net/http clears its deadlines once the
@@ -232,4 +235,50 @@ func TestInflightCap(t *testing.T) {
 	if n := e.b.Stats().RefusedBy[ReasonInflight].Load(); n != 1 {
 		t.Fatalf("refused as inflight: %d, want 1", n)
 	}
+}
+
+// A client that repeats a denied QoS 0 publish (mochi drops it and keeps
+// the client) or reconnects with a wrong key is counted every time but
+// logged at most once per period.
+func TestDeniedAndAuthLoggedWithoutFlooding(t *testing.T) {
+	var log syncBuffer
+	e := newEnvWith(t, "", queue.Options{}, func(o *Options) { o.Logger = slog.New(slog.NewTextHandler(&log, nil)) })
+	for range 3 {
+		if _, err := e.dial("dev1", "wrong"); err == nil {
+			t.Fatal("wrong password accepted")
+		}
+	}
+	c := e.client("dev2", "pw")
+	for range 50 {
+		c.Publish("devices/dev1/messages/events/", 0, false, "spoof").Wait()
+	}
+	waitFor(t, "50 denied publishes", func() bool { return e.b.Stats().Denied.Load() >= 50 })
+	if n := e.b.Stats().AuthFailed.Load(); n != 3 {
+		t.Fatalf("auth failures counted %d, want 3", n)
+	}
+	out := log.String()
+	if n := strings.Count(out, "refused topic outside the client's identity"); n != 1 {
+		t.Errorf("denied publish logged %d times, want 1:\n%s", n, out)
+	}
+	if n := strings.Count(out, "reason=auth"); n != 1 {
+		t.Errorf("failed authentication logged %d times, want 1:\n%s", n, out)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for the broker's goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

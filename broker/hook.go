@@ -35,7 +35,11 @@ func (h *hook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
 	}
 	if err != nil {
 		h.b.stats.AuthFailed.Add(1)
-		h.b.log.Warn("connection refused", "client_id", cl.ID, "remote", cl.Net.Remote, "err", err)
+		// A device retrying with a stale key reconnects in a loop.
+		if ok, n := h.b.gate.rl.Allow("auth"); ok {
+			h.b.log.Warn("connection refused", "reason", "auth", "client_id", cl.ID, "remote", cl.Net.Remote, "err", err,
+				"refused_since_last_logged", n)
+		}
 		return false
 	}
 	h.b.pend(cl, login)
@@ -63,7 +67,12 @@ func (h *hook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 	}
 	if !ok {
 		h.b.stats.Denied.Add(1)
-		h.b.log.Warn("refused topic outside the client's identity", "client_id", cl.ID, "topic", topic, "publish", write)
+		// Per packet: mochi drops a denied QoS 0 publish and keeps the
+		// client, which may repeat it at line rate.
+		if ok, n := h.b.refusedLog.Allow("denied"); ok {
+			h.b.log.Warn("refused topic outside the client's identity", "client_id", cl.ID, "topic", topic, "publish", write,
+				"refused_since_last_logged", n)
+		}
 		return false
 	}
 	return true

@@ -33,9 +33,7 @@ func (b *Broker) ingest(s *session, pk packets.Packet, in inbound) {
 	var e *ackEntry
 	if pk.FixedHeader.Qos > 0 {
 		var ok bool
-		if e, ok = s.acks.pushMax(pk.PacketID, b.opts.MaxInflight); !ok {
-			b.refused(ReasonInflight, s.id, pk.TopicName, fmt.Errorf("more than %d publishes unacknowledged (Receive Maximum); the client is disconnected", b.opts.MaxInflight))
-			_ = b.srv.DisconnectClient(s.cl, packets.ErrReceiveMaximum)
+		if e, ok = s.pushAck(pk); !ok {
 			return
 		}
 	}

@@ -8,6 +8,21 @@ import (
 	"github.com/outpost-edge/outpost/store/queue"
 )
 
+type aclCase struct {
+	id, topic string
+	write     bool
+	want      bool
+}
+
+func checkAllowed(t *testing.T, p *Policy, cases []aclCase) {
+	t.Helper()
+	for _, c := range cases {
+		if got := p.Allowed(c.id, c.topic, c.write); got != c.want {
+			t.Errorf("%q %q write=%v: %v, want %v", c.id, c.topic, c.write, got, c.want)
+		}
+	}
+}
+
 func TestPolicy(t *testing.T) {
 	p, err := ParsePolicy([]byte(`{"routes":{},"mqttBroker":{"authorizations":[
 	  {"identities":["{{iot:identity}}"],"allow":[{"operations":["mqtt:publish","mqtt:subscribe"],"resources":["shared/{{iot:device_id}}/#","chat/+"]}]},
@@ -16,11 +31,7 @@ func TestPolicy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cases := []struct {
-		id, topic string
-		write     bool
-		want      bool
-	}{
+	checkAllowed(t, p, []aclCase{
 		{"gw1/a", "shared/gw1/x", true, true},
 		{"sensor1", "shared/sensor1/temp", true, true},
 		{"sensor1", "shared/gw1/temp", true, false}, // another device's space
@@ -34,12 +45,7 @@ func TestPolicy(t *testing.T) {
 		{"gw1/a", "chat/#", false, false}, // chat/+ does not cover chat/#
 		{"gw1/a", "chat/+", false, true},
 		{"gw1/a", "other", true, false},
-	}
-	for _, c := range cases {
-		if got := p.Allowed(c.id, c.topic, c.write); got != c.want {
-			t.Errorf("%s %s write=%v: %v, want %v", c.id, c.topic, c.write, got, c.want)
-		}
-	}
+	})
 	var none *Policy
 	if none.Allowed("a", "x", true) {
 		t.Error("nil policy allows")
@@ -59,11 +65,7 @@ func TestPolicyPlaceholdersCannotWiden(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cases := []struct {
-		id, topic string
-		write     bool
-		want      bool
-	}{
+	checkAllowed(t, p, []aclCase{
 		// Normal ids keep their grants.
 		{"sensor1", "shared/sensor1/temp", true, true},
 		{"sensor1", "shared/sensor1/#", false, true},
@@ -91,12 +93,7 @@ func TestPolicyPlaceholdersCannotWiden(t *testing.T) {
 		{"gw1/", "mod//x", true, false},
 		{"gw1/", "who/gw1//y", true, false},
 		{"", "shared//t", true, false},
-	}
-	for _, c := range cases {
-		if got := p.Allowed(c.id, c.topic, c.write); got != c.want {
-			t.Errorf("%q %q write=%v: %v, want %v", c.id, c.topic, c.write, got, c.want)
-		}
-	}
+	})
 }
 
 // TestACLWildcardIDs: the IoT Hub topic ACL grants an id that bypassed

@@ -2,6 +2,7 @@ package broker
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -172,8 +173,22 @@ func (s *session) ackNow(pk packets.Packet) {
 	if pk.FixedHeader.Qos == 0 {
 		return
 	}
-	e := s.acks.push(pk.PacketID)
-	s.acks.done(e, nil)
+	if e, ok := s.pushAck(pk); ok {
+		s.acks.done(e, nil)
+	}
+}
+
+// pushAck queues the PUBACK of pk; false when the client already has
+// MaxInflight publishes unacknowledged: the publish is refused and the
+// client disconnected (MQTT 5 Receive Maximum).
+func (s *session) pushAck(pk packets.Packet) (*ackEntry, bool) {
+	if e, ok := s.acks.push(pk.PacketID); ok {
+		return e, true
+	}
+	s.b.refused(ReasonInflight, s.id, pk.TopicName,
+		fmt.Errorf("more than %d publishes unacknowledged (Receive Maximum); the client is disconnected", s.b.opts.MaxInflight))
+	_ = s.b.srv.DisconnectClient(s.cl, packets.ErrReceiveMaximum)
+	return nil, false
 }
 
 // refuse rejects a publish: MQTT 5 clients get a PUBACK with the reason,
@@ -184,7 +199,11 @@ func (s *session) refuse(pk packets.Packet, code packets.Code, reason Reason, er
 	if pk.FixedHeader.Qos == 0 && s.cl.Properties.ProtocolVersion == 5 {
 		return
 	}
-	e := s.acks.push(pk.PacketID)
+	e, ok := s.acks.push(pk.PacketID)
+	if !ok { // already counted under its reason: only disconnect
+		_ = s.b.srv.DisconnectClient(s.cl, packets.ErrReceiveMaximum)
+		return
+	}
 	s.acks.done(e, refusal{code: code, err: err})
 }
 

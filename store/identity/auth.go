@@ -47,12 +47,20 @@ type AuthRequest struct {
 //   - The identity is enabled, and is this edge, one of its modules, or a
 //     device whose parent scope is this edge's device scope.
 func (c *Cache) Authenticate(req AuthRequest) (Identity, error) {
+	id, _, err := c.authenticate(req)
+	return id, err
+}
+
+// authenticate is Authenticate that also returns when the credentials
+// expire: a SAS token's expiry plus the allowed skew, zero for a
+// certificate.
+func (c *Cache) authenticate(req AuthRequest) (Identity, time.Time, error) {
 	if req.Now.IsZero() {
 		req.Now = time.Now()
 	}
 	d, m, err := checkClient(req.ClientID, req.Username)
 	if err != nil {
-		return Identity{}, err
+		return Identity{}, time.Time{}, err
 	}
 	c.mu.RLock()
 	id, ok := c.ids[req.ClientID]
@@ -63,23 +71,24 @@ func (c *Cache) Authenticate(req AuthRequest) (Identity, error) {
 		if m != "" {
 			create = fmt.Sprintf("outpost module create %s %s", d, m)
 		}
-		return Identity{}, fmt.Errorf("%w: %q is not in this edge's identity cache; create it on the hub (%s) and let the edge sync", ErrUnknownIdentity, req.ClientID, create)
+		return Identity{}, time.Time{}, fmt.Errorf("%w: %q is not in this edge's identity cache; create it on the hub (%s) and let the edge sync", ErrUnknownIdentity, req.ClientID, create)
 	}
+	var expires time.Time
 	if req.Password != "" {
-		err = checkSAS(id, req)
+		expires, err = checkSAS(id, req)
 	} else {
 		err = checkCert(id, req)
 	}
 	if err != nil {
-		return Identity{}, err
+		return Identity{}, time.Time{}, err
 	}
 	if id.Status != Enabled {
-		return Identity{}, fmt.Errorf("%w: %q is %s on the hub; enable it there", ErrDisabled, req.ClientID, id.Status)
+		return Identity{}, time.Time{}, fmt.Errorf("%w: %q is %s on the hub; enable it there", ErrDisabled, req.ClientID, id.Status)
 	}
 	if err := checkScope(id, d, m, req.EdgeDeviceID, edge, edgeOK); err != nil {
-		return Identity{}, err
+		return Identity{}, time.Time{}, err
 	}
-	return id.clone(), nil
+	return id.clone(), expires, nil
 }
 
 // checkClient validates the client id and that the username names it.
@@ -137,28 +146,30 @@ func hasAPIVersion(query string) bool {
 	return false
 }
 
-func checkSAS(id Identity, req AuthRequest) error {
+// checkSAS verifies the token in req's password and returns when it
+// stops being valid (its expiry plus the allowed skew).
+func checkSAS(id Identity, req AuthRequest) (time.Time, error) {
 	if id.Auth.Type != AuthSAS {
-		return fmt.Errorf("%w: %q uses %s (X.509) authentication; connect with its client certificate and an empty password", ErrBadCredentials, id.ID(), id.Auth.Type)
+		return time.Time{}, fmt.Errorf("%w: %q uses %s (X.509) authentication; connect with its client certificate and an empty password", ErrBadCredentials, id.ID(), id.Auth.Type)
 	}
 	tok, err := sas.ParseToken(req.Password)
 	if err != nil {
-		return fmt.Errorf("%w: password: %w", ErrBadCredentials, err)
+		return time.Time{}, fmt.Errorf("%w: password: %w", ErrBadCredentials, err)
 	}
 	if len(req.HostNames) == 0 {
-		return fmt.Errorf("%w: this edge has no host names configured to accept SAS tokens for", ErrBadCredentials)
+		return time.Time{}, fmt.Errorf("%w: this edge has no host names configured to accept SAS tokens for", ErrBadCredentials)
 	}
 	host, _, _ := strings.Cut(tok.Resource, "/")
 	accepted, ok := acceptHost(host, req.HostNames)
 	if !ok {
-		return fmt.Errorf("%w: %w: token resource host %q is neither the hub nor this edge (%s); sign it for HostName from the connection string", ErrBadCredentials, sas.ErrWrongResource, short(host), strings.Join(req.HostNames, ", "))
+		return time.Time{}, fmt.Errorf("%w: %w: token resource host %q is neither the hub nor this edge (%s); sign it for HostName from the connection string", ErrBadCredentials, sas.ErrWrongResource, short(host), strings.Join(req.HostNames, ", "))
 	}
 	want := sas.ResourceURI(accepted, id.DeviceID, id.ModuleID)
 	keys := [][]byte{id.Auth.PrimaryKey, id.Auth.SecondaryKey}
 	if err := sas.Verify(tok, want, keys, req.Now, sas.DefaultSkew); err != nil {
-		return fmt.Errorf("%w: %w", ErrBadCredentials, err)
+		return time.Time{}, fmt.Errorf("%w: %w", ErrBadCredentials, err)
 	}
-	return nil
+	return tok.Expiry.Add(sas.DefaultSkew), nil
 }
 
 // acceptHost returns the entry of names that host matches: equal ignoring

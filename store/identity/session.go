@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"slices"
 	"time"
-
-	"github.com/outpost-edge/outpost/store/identity/sas"
 )
 
 // Login is what a CONNECT proved: who connected, and what its session
@@ -42,18 +40,11 @@ func (id Identity) Credentials() string {
 // Login authenticates as Authenticate does and says what the session
 // rests on.
 func (c *Cache) Login(req AuthRequest) (Login, error) {
-	id, err := c.Authenticate(req)
+	id, expires, err := c.authenticate(req)
 	if err != nil {
 		return Login{}, err
 	}
-	l := Login{Identity: id, Credentials: id.Credentials()}
-	if req.Password != "" {
-		// Authenticate accepted the token, so it parses.
-		if tok, err := sas.ParseToken(req.Password); err == nil {
-			l.Expires = tok.Expiry.Add(sas.DefaultSkew)
-		}
-	}
-	return l, nil
+	return Login{Identity: id, Credentials: id.Credentials(), Expires: expires}, nil
 }
 
 // Recheck tells whether the session of a Login may go on with the identity
