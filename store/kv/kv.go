@@ -58,7 +58,7 @@ type Options struct {
 	MemTableSize     int64 // default 8 MiB (the WAL file is twice that, sparse)
 	BlockCacheSize   int64 // default 8 MiB
 	IndexCacheSize   int64 // default 4 MiB
-	ValueLogFileSize int64 // default 32 MiB
+	ValueLogFileSize int64 // default 4 MiB (mapped at twice that, sparse)
 	// ValueThreshold: values of at least this many bytes live in the value
 	// log, the tree keeps a pointer. Default 64 B, so message bodies are
 	// written once, not copied again by every memtable flush and compaction

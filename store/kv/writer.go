@@ -145,7 +145,7 @@ func (db *DB) runSpecial(r *request) {
 }
 
 // gather takes what is queued behind first, up to a flush or GC request.
-func (db *DB) gather(first *request) (group []*request, flush *request) {
+func (db *DB) gather(first *request) (group []*request, special *request) {
 	group = []*request{first}
 	n := len(first.ops)
 	for n < maxGroupOps {

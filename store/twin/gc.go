@@ -10,18 +10,27 @@ import (
 	"github.com/outpost-edge/outpost/store/kv"
 )
 
-// IDs lists every twin this replica has, in id order.
+// IDs lists every twin this replica has, in id order. It reads one key per
+// twin: past a twin's first key (its meta, which sorts before its
+// registers) it seeks to the next twin, so Open does not walk every
+// register of every twin.
 func (s *Store) IDs() ([]string, error) {
 	var ids []string
 	err := s.db.View(func(txn *badger.Txn) error {
 		prefix := []byte{kv.PrefixTwin}
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
 		defer it.Close()
-		for it.Seek(prefix); it.ValidForPrefix(prefix); it.Next() {
+		for it.Seek(prefix); it.ValidForPrefix(prefix); {
 			k := it.Item().Key()[1:]
-			if i := bytes.IndexByte(k, 0); i >= 0 && len(k) == i+2 && k[i+1] == 'm' {
+			i := bytes.IndexByte(k, 0)
+			if i < 0 {
+				it.Next()
+				continue
+			}
+			if len(k) == i+2 && k[i+1] == 'm' {
 				ids = append(ids, string(k[:i]))
 			}
+			it.Seek(kv.PrefixEnd(twinPrefix(string(k[:i]))))
 		}
 		return nil
 	})

@@ -629,3 +629,22 @@ func TestMovedToAnotherMachine(t *testing.T) {
 		t.Fatalf("reopened on the new machine as %q, want %q", again.Replica(), moved.Replica())
 	}
 }
+
+// TestIDsSkipsRegisters: IDs seeks from twin to twin; ids that are
+// prefixes of others ("d", "d/m", "d2") and twins with many registers are
+// each listed once, in order.
+func TestIDsSkipsRegisters(t *testing.T) {
+	s := openStore(t, openDB(t, t.TempDir()), Cloud, "hub", &clockT{ms: 1_700_000_000_000})
+	for _, id := range []string{"d2", "d/m", "d", "e"} {
+		if _, err := s.PatchDesired(ctx, id, []byte(`{"a":1,"b":{"c":2},"z":3}`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ids, err := s.IDs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"d", "d/m", "d2", "e"}; !reflect.DeepEqual(ids, want) {
+		t.Errorf("IDs = %v, want %v", ids, want)
+	}
+}
