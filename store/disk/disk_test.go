@@ -254,3 +254,48 @@ func TestParseSize(t *testing.T) {
 		}
 	}
 }
+
+// TestScannerRemembersSealedFiles: a whole table and a whole value-log file
+// other than the newest are not looked at again; the newest value log, the
+// write-ahead log and an empty file (a table about to be truncated to its
+// size) are; a removed file is forgotten.
+func TestScannerRemembersSealedFiles(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name string, n int) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, make([]byte, n), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	sparse := func(p string, n int64) {
+		if err := os.Truncate(p, n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sst, old, newest := write("000001.sst", 64<<10), write("000001.vlog", 64<<10), write("000002.vlog", 64<<10)
+	mem, building := write("00001.mem", 64<<10), write("000002.sst", 0)
+	var s holeScanner
+	if h, _, err := s.scan(dir, false); err != nil || h != 0 {
+		t.Fatalf("first scan: holes %d, %v", h, err)
+	}
+	for p, want := range map[string]bool{sst: true, old: true, newest: false, mem: false, building: false} {
+		if s.sealed[p] != want {
+			t.Errorf("%s sealed = %v, want %v", filepath.Base(p), s.sealed[p], want)
+		}
+	}
+	// Files still being written are measured again: their holes count.
+	for _, p := range []string{newest, mem, building} {
+		sparse(p, 1<<20)
+	}
+	h, _, err := s.scan(dir, false)
+	if err != nil || h < 3*(1<<20-64<<10)-64<<10 {
+		t.Fatalf("holes %d (%v), want those of the three files still being written", h, err)
+	}
+	if err := os.Remove(sst); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.scan(dir, false); err != nil || s.sealed[sst] {
+		t.Fatalf("a removed table is still remembered (%v)", err)
+	}
+}

@@ -71,8 +71,8 @@ type Options struct {
 	// created since the last measurement. The space is the same the holes
 	// were counted as already.
 	FillHoles bool
-	// Every is the measuring interval; default 500 ms (statfs and a walk of
-	// the store's few dozen files). Writes through Telemetry and Write are
+	// Every is the measuring interval; default 500 ms (statfs, a read of the
+	// store's directory and a stat of the files still being written). Writes through Telemetry and Write are
 	// charged in between, so this only bounds how late a disk filled by
 	// another program is seen.
 	Every  time.Duration
@@ -107,6 +107,8 @@ type Monitor struct {
 	opts    Options
 	log     *slog.Logger
 	ballast string
+
+	holes holeScanner // the store's files, those that cannot have holes remembered
 
 	mu    sync.Mutex // guards st and measuring
 	st    Status
@@ -346,7 +348,7 @@ func (m *Monitor) measureLocked() error {
 // one walk, then reads the filesystem, so the free space includes what the
 // filling took.
 func (m *Monitor) read() (Space, int64, error) {
-	holes, fillErr, err := scanHoles(m.opts.Store, m.opts.FillHoles)
+	holes, fillErr, err := m.holes.scan(m.opts.Store, m.opts.FillHoles)
 	if err != nil {
 		return Space{}, 0, err
 	}

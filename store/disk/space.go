@@ -7,6 +7,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
+	"sync"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -34,7 +36,7 @@ func Statfs(path string) (Space, error) {
 // write-ahead logs and value-log files. A directory that does not exist has
 // none.
 func Holes(dir string) (int64, error) {
-	holes, _, err := scanHoles(dir, false)
+	holes, _, err := new(holeScanner).scan(dir, false)
 	return holes, err
 }
 
@@ -44,10 +46,26 @@ func Holes(dir string) (int64, error) {
 // same walk. A file it could not fill (ENOSPC, most likely) is counted with
 // its hole, the walk goes on, and the first such error is returned as fill.
 func FillHoles(dir string) (holes int64, fill, err error) {
-	return scanHoles(dir, true)
+	return new(holeScanner).scan(dir, true)
 }
 
-func scanHoles(dir string, fill bool) (total int64, fillErr, err error) {
+// holeScanner walks a Badger directory for holes and remembers the files
+// that cannot have any more: a table (.sst) or a value-log file (.vlog)
+// other than the newest, once seen whole and not empty, is never written
+// again. Later walks skip them without a stat, so a measurement costs one
+// directory read plus a stat of the few files still being written (the
+// write-ahead logs, the newest value log, a table being built), however
+// many files a large store holds.
+type holeScanner struct {
+	mu     sync.Mutex
+	sealed map[string]bool
+}
+
+func (s *holeScanner) scan(dir string, fill bool) (total int64, fillErr, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	seen := map[string]bool{}
+	var whole []string // value-log files seen without a hole
 	err = filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
 			if errors.Is(err, fs.ErrNotExist) {
@@ -56,6 +74,10 @@ func scanHoles(dir string, fill bool) (total int64, fillErr, err error) {
 			return err
 		}
 		if !d.Type().IsRegular() {
+			return nil
+		}
+		seen[path] = true
+		if s.sealed[path] {
 			return nil
 		}
 		info, err := d.Info()
@@ -73,12 +95,40 @@ func scanHoles(dir string, fill bool) (total int64, fillErr, err error) {
 			}
 		}
 		total += h
+		if h == 0 && info.Size() > 0 {
+			switch filepath.Ext(path) {
+			case ".sst":
+				s.seal(path)
+			case ".vlog":
+				whole = append(whole, path)
+			}
+		}
 		return nil
 	})
 	if err != nil {
 		return 0, fillErr, fmt.Errorf("holes under %s: %w", dir, err)
 	}
+	if n := len(whole); n > 0 {
+		newest := slices.Max(whole) // Badger numbers them with a fixed width
+		for _, p := range whole {
+			if p != newest && filepath.Dir(p) == filepath.Dir(newest) {
+				s.seal(p)
+			}
+		}
+	}
+	for p := range s.sealed {
+		if !seen[p] {
+			delete(s.sealed, p) // removed: compacted, or reclaimed by value-log GC
+		}
+	}
 	return total, fillErr, nil
+}
+
+func (s *holeScanner) seal(path string) {
+	if s.sealed == nil {
+		s.sealed = map[string]bool{}
+	}
+	s.sealed[path] = true
 }
 
 // fillFile backs the first size bytes of path with blocks and returns the
