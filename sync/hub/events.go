@@ -20,7 +20,7 @@ import (
 //
 //	e <seq u64>                                  → Event (CBOR)
 //	l 's' <instance> 0 <queue> 0 <edge seq u64>  → digests of the messages stored under that edge seq
-//	l 'c' <instance> 0 <queue> 0                 → highest edge seq stored (u64), for Welcome
+//	l 'c' <instance> 0 <queue> 0                 → highest edge seq received (u64), for Welcome
 //	l 'd' <device> 0 <module> 0 <id> 0           → (older hubs) message-id keys; the sweep removes them
 //
 // The events, their digests and the cursor of the edge queue they came from
@@ -146,8 +146,8 @@ func (s *storedDigests) close() { s.it.Close() }
 const digestSize = 16
 
 // messageDigest names a message's content as the edge sent it (its
-// sequence number, message id, source, properties, body and edge enqueue
-// time), in deterministic CBOR.
+// sequence number, message id, source, properties, system properties, body
+// and edge enqueue time), in deterministic CBOR.
 func messageDigest(m protocol.Message) ([]byte, error) {
 	data, err := kv.Marshal(m)
 	if err != nil {
