@@ -1,6 +1,9 @@
 package supervisor
 
 import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
 	"context"
 	"encoding/json"
 	"errors"
@@ -249,4 +252,30 @@ func waitGone(t *testing.T, pid int) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// tarEntry is one entry of a test archive: a directory when its name ends
+// in "/", else a regular file holding body.
+type tarEntry struct {
+	name string
+	mode int64
+	body []byte
+}
+
+// tarGz makes a gzip-compressed tar archive of entries, in order.
+func tarGz(entries ...tarEntry) []byte {
+	var b bytes.Buffer
+	gz := gzip.NewWriter(&b)
+	tw := tar.NewWriter(gz)
+	for _, e := range entries {
+		h := &tar.Header{Name: e.name, Typeflag: tar.TypeReg, Mode: e.mode, Size: int64(len(e.body))}
+		if strings.HasSuffix(e.name, "/") {
+			h.Typeflag = tar.TypeDir
+		}
+		_ = tw.WriteHeader(h)
+		_, _ = tw.Write(e.body)
+	}
+	tw.Close()
+	gz.Close()
+	return b.Bytes()
 }

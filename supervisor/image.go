@@ -251,12 +251,17 @@ func unpack(blob, kind, dir string) error {
 
 // publish makes an unpacked image readable and runnable by every module
 // (they run under their own uids), writable by none: directories 0755,
-// files 0644, or 0755 when the archive made them executable for anyone.
-// Links and devices are never unpacked.
+// files 0644, or 0755 when the archive made them executable by anyone.
+// Links and devices are never unpacked. dir itself is changed last: its
+// mode is what program checks to know the whole tree was published, so a
+// walk that fails half-way is done again at the next start.
 func publish(dir string) error {
-	return filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+	err := filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
 		if err != nil {
 			return err
+		}
+		if p == dir {
+			return nil
 		}
 		info, err := d.Info()
 		if err != nil {
@@ -271,6 +276,10 @@ func publish(dir string) error {
 		}
 		return os.Chmod(p, mode)
 	})
+	if err != nil {
+		return err
+	}
+	return os.Chmod(dir, 0o755)
 }
 
 func untar(blob, kind, dir string, budget *int64) error {

@@ -1,9 +1,6 @@
 package supervisor
 
 import (
-	"archive/tar"
-	"bytes"
-	"compress/gzip"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -312,18 +309,9 @@ d=$(dirname "$0")
 trap 'exit 0' TERM
 while :; do sleep 0.05; done
 `)
-	var tgz bytes.Buffer
-	gz := gzip.NewWriter(&tgz)
-	tw := tar.NewWriter(gz)
-	_ = tw.WriteHeader(&tar.Header{Name: "bin/", Typeflag: tar.TypeDir, Mode: 0o700})
-	_ = tw.WriteHeader(&tar.Header{Name: "bin/mod", Typeflag: tar.TypeReg, Mode: 0o700, Size: int64(len(script))})
-	_, _ = tw.Write(script)
-	_ = tw.WriteHeader(&tar.Header{Name: "bin/conf", Typeflag: tar.TypeReg, Mode: 0o600, Size: 2})
-	_, _ = tw.Write([]byte("hi"))
-	tw.Close()
-	gz.Close()
+	tgz := tarGz(tarEntry{"bin/", 0o700, nil}, tarEntry{"bin/mod", 0o700, script}, tarEntry{"bin/conf", 0o600, []byte("hi")})
 	img := filepath.Join(filepath.Dir(h.dir), "m.tgz")
-	if err := os.WriteFile(img, tgz.Bytes(), 0o644); err != nil {
+	if err := os.WriteFile(img, tgz, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	h.apply(1, map[string]any{"t": h.mod("", map[string]any{"settings": map[string]any{"image": img, "createOptions": `{"Cmd":["bin/mod"]}`}})})

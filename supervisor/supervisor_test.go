@@ -1,10 +1,8 @@
 package supervisor
 
 import (
-	"archive/tar"
 	"archive/zip"
 	"bytes"
-	"compress/gzip"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -258,16 +256,7 @@ func TestImageByDigestCachedForOfflineRestart(t *testing.T) {
 func TestArchiveImages(t *testing.T) {
 	script := []byte("#!/bin/sh\necho \"archive module $1\"\ntrap 'exit 0' TERM\nwhile :; do sleep 0.05; done\n")
 	dir := t.TempDir()
-	var tgz bytes.Buffer
-	gz := gzip.NewWriter(&tgz)
-	tw := tar.NewWriter(gz)
-	_ = tw.WriteHeader(&tar.Header{Name: "bin/", Typeflag: tar.TypeDir, Mode: 0o755})
-	_ = tw.WriteHeader(&tar.Header{Name: "bin/mod", Typeflag: tar.TypeReg, Mode: 0o755, Size: int64(len(script))})
-	_, _ = tw.Write(script)
-	_ = tw.WriteHeader(&tar.Header{Name: "README", Typeflag: tar.TypeReg, Mode: 0o644, Size: 2})
-	_, _ = tw.Write([]byte("hi"))
-	tw.Close()
-	gz.Close()
+	tgz := tarGz(tarEntry{"bin/", 0o755, nil}, tarEntry{"bin/mod", 0o755, script}, tarEntry{"README", 0o644, []byte("hi")})
 	var zb bytes.Buffer
 	zw := zip.NewWriter(&zb)
 	fh := &zip.FileHeader{Name: "mod.sh", Method: zip.Deflate}
@@ -275,7 +264,7 @@ func TestArchiveImages(t *testing.T) {
 	w, _ := zw.CreateHeader(fh)
 	_, _ = w.Write(script)
 	zw.Close()
-	for name, data := range map[string][]byte{"m.tgz": tgz.Bytes(), "m.zip": zb.Bytes()} {
+	for name, data := range map[string][]byte{"m.tgz": tgz, "m.zip": zb.Bytes()} {
 		if err := os.WriteFile(filepath.Join(dir, name), data, 0o644); err != nil {
 			t.Fatal(err)
 		}

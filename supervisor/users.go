@@ -2,6 +2,7 @@ package supervisor
 
 import (
 	"bufio"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -209,15 +210,8 @@ func (u *users) lookupGroup(group string) (uint32, error) {
 	return 0, fmt.Errorf("no group %q in %s", group, u.groupFile())
 }
 
-func (u *users) passwdFile() string { return cmpOr(u.passwd, "/etc/passwd") }
-func (u *users) groupFile() string  { return cmpOr(u.group, "/etc/group") }
-
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
-}
+func (u *users) passwdFile() string { return cmp.Or(u.passwd, "/etc/passwd") }
+func (u *users) groupFile() string  { return cmp.Or(u.group, "/etc/group") }
 
 func parseID(s string) (uint32, error) {
 	n, err := strconv.ParseUint(s, 10, 32)

@@ -20,7 +20,7 @@ import (
 //
 //	e <seq u64>                                  → Event (CBOR)
 //	l 's' <instance> 0 <queue> 0 <edge seq u64>  → digests of the messages stored under that edge seq
-//	l 'c' <instance> 0 <queue> 0                 → highest edge seq stored (u64), for Welcome
+//	l 'c' <instance> 0 <queue> 0                 → highest edge seq received (u64), for Welcome
 //	l 'd' <device> 0 <module> 0 <id> 0           → (older hubs) message-id keys; the sweep removes them
 //
 // The events, their digests and the cursor of the edge queue they came from
@@ -97,16 +97,57 @@ func dedupKey(device, module, id string) []byte {
 // seqKey holds the digests of the messages stored under one edge sequence
 // number: one, unless two edges share an instance.
 func seqKey(instance, queue string, seq uint64) []byte {
-	k := kv.AppendString(kv.AppendString([]byte{kv.PrefixLink, 's'}, instance), queue)
-	return kv.AppendUint64(k, seq)
+	return kv.AppendUint64(seqPrefix(instance, queue), seq)
 }
+
+func seqPrefix(instance, queue string) []byte {
+	return kv.AppendString(kv.AppendString([]byte{kv.PrefixLink, 's'}, instance), queue)
+}
+
+// storedDigests reads the digest lists of one edge queue for ascending
+// sequence numbers through one iterator: a batch of consecutive messages
+// costs one seek and a step per message, not a lookup per message, and
+// messages past everything stored (the usual case) cost nothing more.
+type storedDigests struct {
+	it     *badger.Iterator
+	prefix []byte
+	done   bool // the iterator has passed every stored key
+}
+
+func newStoredDigests(txn *badger.Txn, instance, queue string) *storedDigests {
+	prefix := seqPrefix(instance, queue)
+	return &storedDigests{it: txn.NewIterator(badger.IteratorOptions{Prefix: prefix}), prefix: prefix}
+}
+
+// get returns the list stored under seq (nil if none); seq must be
+// greater than in the call before.
+func (s *storedDigests) get(seq uint64) ([]byte, error) {
+	if s.done {
+		return nil, nil
+	}
+	key := kv.AppendUint64(s.prefix[:len(s.prefix):len(s.prefix)], seq)
+	if !s.it.Valid() || bytes.Compare(s.it.Item().Key(), key) < 0 {
+		if s.it.Seek(key); !s.it.Valid() {
+			s.done = true
+			return nil, nil
+		}
+	}
+	if !bytes.Equal(s.it.Item().Key(), key) {
+		return nil, nil
+	}
+	list, err := s.it.Item().ValueCopy(nil)
+	s.it.Next() // where the next seq's list is, when seqs are consecutive
+	return list, err
+}
+
+func (s *storedDigests) close() { s.it.Close() }
 
 // digestSize is the length of a message digest (a truncated SHA-256).
 const digestSize = 16
 
 // messageDigest names a message's content as the edge sent it (its
-// sequence number, message id, source, properties, body and edge enqueue
-// time), in deterministic CBOR.
+// sequence number, message id, source, properties, system properties, body
+// and edge enqueue time), in deterministic CBOR.
 func messageDigest(m protocol.Message) ([]byte, error) {
 	data, err := kv.Marshal(m)
 	if err != nil {
@@ -336,6 +377,8 @@ func (h *Hub) planBatch(txn *badger.Txn, c appendEvents, inScope func(string) bo
 		return err
 	}
 	b.cursor, b.ack.UpTo = b.oldCursor, b.oldCursor
+	digests := newStoredDigests(txn, m.Instance, m.Queue)
+	defer digests.close()
 	for _, msg := range m.Msgs {
 		b.ack.UpTo, b.cursor = msg.Seq, max(b.cursor, msg.Seq)
 		dev, mod, ok := splitSource(msg.Source)
@@ -367,8 +410,7 @@ func (h *Hub) planBatch(txn *badger.Txn, c appendEvents, inScope func(string) bo
 		if err != nil {
 			return err
 		}
-		sk := seqKey(m.Instance, m.Queue, msg.Seq)
-		stored, err := getBytes(txn, sk)
+		stored, err := digests.get(msg.Seq)
 		if err != nil {
 			return err
 		}
@@ -381,7 +423,7 @@ func (h *Hub) planBatch(txn *badger.Txn, c appendEvents, inScope func(string) bo
 				b.firstCollision = msg.Seq
 			}
 		}
-		b.ops = append(b.ops, kv.Set(sk, append(stored, d...)))
+		b.ops = append(b.ops, kv.Set(seqKey(m.Instance, m.Queue, msg.Seq), append(stored, d...)))
 		sys := msg.Sys
 		if msg.EnqueuedAt != 0 {
 			sys = cloneMap(sys)

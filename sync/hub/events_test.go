@@ -2,6 +2,7 @@ package hub
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 
@@ -16,6 +17,18 @@ func msgs(from, to uint64, body func(uint64) string) protocol.Messages {
 	for s := from; s <= to; s++ {
 		m.Msgs = append(m.Msgs, protocol.Message{Seq: s, ID: fmt.Sprint((s-1)%5 + 1), Source: "devices/dev1", Body: []byte(body(s)), EnqueuedAt: int64(1000 + s)})
 	}
+	return m
+}
+
+// only keeps the messages of m with the given sequence numbers.
+func only(m protocol.Messages, seqs ...uint64) protocol.Messages {
+	var kept []protocol.Message
+	for _, msg := range m.Msgs {
+		if slices.Contains(seqs, msg.Seq) {
+			kept = append(kept, msg)
+		}
+	}
+	m.Msgs = kept
 	return m
 }
 
@@ -55,6 +68,10 @@ func TestExactlyOnceBySequenceAndDigest(t *testing.T) {
 			{msgs(1, 3, bodyOf("original")), 3, 0, 3, 0}, // and the original's
 			{msgs(2, 4, bodyOf("clone")), 4, 1, 2, 0},
 		}, []string{"original-1", "original-2", "original-3", "clone-1", "clone-2", "clone-3", "clone-4"}, 3},
+		{"stored and new seqs interleaved in one batch", []step{
+			{only(msgs(1, 7, bodyOf("a")), 2, 4, 6), 6, 3, 0, 0},
+			{msgs(1, 8, bodyOf("a")), 8, 5, 3, 0},
+		}, []string{"a-2", "a-4", "a-6", "a-1", "a-3", "a-5", "a-7", "a-8"}, 0},
 		{"seqs at or below the cursor are not trusted alone", []step{
 			{msgs(5, 6, bodyOf("a")), 6, 2, 0, 0},
 			{msgs(1, 4, bodyOf("a")), 4, 4, 0, 0},

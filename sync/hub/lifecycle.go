@@ -63,14 +63,21 @@ func (h *Hub) collectGarbage(ctx context.Context) {
 	h.metrics.twinGC.Add(int64(n))
 }
 
-// twinMembers resolves the edge of a twin (as edgeOf) with one scan of the
-// registry per GC round.
+// twinMembers resolves the edge of a twin (as edgeOf) with at most one scan
+// of the registry per GC round, made only when a child device's twin needs
+// it: GC runs after every pull and twin merge while tombstones wait.
 func (h *Hub) twinMembers() twin.Members {
-	edges := map[string]string{} // device scope → edge device
-	for _, d := range h.Devices() {
-		if d.Edge {
-			edges[d.DeviceScope] = d.DeviceID
+	var edges map[string]string // device scope → edge device
+	edgeOfScope := func(scope string) string {
+		if edges == nil {
+			edges = map[string]string{}
+			for _, d := range h.Devices() {
+				if d.Edge {
+					edges[d.DeviceScope] = d.DeviceID
+				}
+			}
 		}
+		return edges[scope]
 	}
 	return func(id string) []string {
 		dev, _, err := identity.SplitID(id)
@@ -83,8 +90,10 @@ func (h *Hub) twinMembers() twin.Members {
 			return nil
 		case d.Edge:
 			return []string{d.DeviceID}
-		case len(d.ParentScopes) == 1 && edges[d.ParentScopes[0]] != "":
-			return []string{edges[d.ParentScopes[0]]}
+		case len(d.ParentScopes) == 1:
+			if e := edgeOfScope(d.ParentScopes[0]); e != "" {
+				return []string{e}
+			}
 		}
 		return nil
 	}

@@ -53,7 +53,7 @@ type Hello struct {
 type Welcome struct {
 	Version int `cbor:"1,keyasint"`
 	// Cursors is, per upstream queue, the highest edge sequence number the
-	// hub has stored from this incarnation. It is for information: the edge
+	// hub has received from this incarnation. It is for information: the edge
 	// sends every message it holds whatever the cursor says (a clone of its
 	// data directory may share the incarnation), and the hub recognises
 	// retransmissions by their digests.
