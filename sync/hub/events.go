@@ -3,7 +3,6 @@ package hub
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
 	"strings"
@@ -142,20 +141,8 @@ func (s *storedDigests) get(seq uint64) ([]byte, error) {
 
 func (s *storedDigests) close() { s.it.Close() }
 
-// digestSize is the length of a message digest (a truncated SHA-256).
-const digestSize = 16
-
-// messageDigest names a message's content as the edge sent it (its
-// sequence number, message id, source, properties, system properties, body
-// and edge enqueue time), in deterministic CBOR.
-func messageDigest(m protocol.Message) ([]byte, error) {
-	data, err := kv.Marshal(m)
-	if err != nil {
-		return nil, err
-	}
-	sum := sha256.Sum256(data)
-	return sum[:digestSize], nil
-}
+// digestSize is the length of a message digest (protocol.DigestSize).
+const digestSize = protocol.DigestSize
 
 // hasDigest reports whether list (digests end to end) holds d.
 func hasDigest(list, d []byte) bool {
@@ -406,7 +393,7 @@ func (h *Hub) planBatch(txn *badger.Txn, c appendEvents, inScope func(string) bo
 				continue
 			}
 		}
-		d, err := messageDigest(msg)
+		d, err := protocol.Digest(msg)
 		if err != nil {
 			return err
 		}

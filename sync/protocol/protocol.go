@@ -3,6 +3,7 @@ package protocol
 import (
 	"bytes"
 	"compress/gzip"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -80,6 +81,24 @@ type Message struct {
 	Sys        map[string]string `cbor:"5,keyasint,omitempty"`
 	Body       []byte            `cbor:"6,keyasint,omitempty"`
 	EnqueuedAt int64             `cbor:"7,keyasint,omitempty"` // unix ms at the edge
+}
+
+// DigestSize is the length of a message digest (a truncated SHA-256).
+const DigestSize = 16
+
+// Digest names a message's content as the edge sent it: SHA-256 of its
+// frame encoding (sequence number, message id, source, properties, system
+// properties, body, edge enqueue time), cut to DigestSize bytes. The hub
+// keeps it to recognise a retransmitted batch, so it is part of the
+// protocol: a change of the encoding would make retransmissions across an
+// upgrade look like other messages (TestDigestPinned holds it).
+func Digest(m Message) ([]byte, error) {
+	data, err := kv.Marshal(m)
+	if err != nil {
+		return nil, err
+	}
+	sum := sha256.Sum256(data)
+	return sum[:DigestSize], nil
 }
 
 // Messages is a batch from one upstream queue, in queue order.
