@@ -151,7 +151,11 @@ func substitute(res, id string) (string, bool) {
 			return "", false
 		}
 	}
-	return strings.NewReplacer("{{iot:identity}}", id, "{{iot:device_id}}", device, "{{iot:module_id}}", module).Replace(res), true
+	// ReplaceAll allocates only where a placeholder is present: this runs
+	// per ACL check (each publish and subscription on a free topic).
+	res = strings.ReplaceAll(res, "{{iot:identity}}", id)
+	res = strings.ReplaceAll(res, "{{iot:device_id}}", device)
+	return strings.ReplaceAll(res, "{{iot:module_id}}", module), true
 }
 
 // safeLevel tells a value that is one topic level matching only itself.
