@@ -296,7 +296,7 @@ func (b *Broker) listen(name, addr string, cfg *tls.Config) error {
 		if cfg != nil {
 			ln = tls.NewListener(ln, cfg)
 		}
-		l = newWebsocket(name, ln)
+		l = newWebsocket(name, ln, b.gate.timeout)
 	case name == "tls":
 		gl.tls = cfg
 		l = &netListener{id: name, ln: ln}

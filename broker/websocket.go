@@ -25,9 +25,12 @@ type wsListener struct {
 	log       *slog.Logger
 	establish listeners.EstablishFn
 	once      sync.Once
+	header    time.Duration // the pre-authentication deadline (--connect-timeout), which covers the upgrade
 }
 
-func newWebsocket(id string, ln net.Listener) *wsListener { return &wsListener{id: id, ln: ln} }
+func newWebsocket(id string, ln net.Listener, connectTimeout time.Duration) *wsListener {
+	return &wsListener{id: id, ln: ln, header: connectTimeout}
+}
 
 func (l *wsListener) ID() string       { return l.id }
 func (l *wsListener) Address() string  { return l.ln.Addr().String() }
@@ -39,7 +42,7 @@ func (l *wsListener) Init(log *slog.Logger) error {
 	// The same limits as cmd/internal/httpserver (which broker may not
 	// import); the connection's pre-auth deadline also bounds the upgrade.
 	l.srv = &http.Server{
-		ReadHeaderTimeout: 10 * time.Second,
+		ReadHeaderTimeout: l.header, // never shorter than the client's time to authenticate
 		IdleTimeout:       60 * time.Second,
 		MaxHeaderBytes:    16 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
