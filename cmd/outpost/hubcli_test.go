@@ -415,7 +415,6 @@ func TestHubCLIErrors(t *testing.T) {
 		{[]string{"device", "list", "--edge"}, false, 2, "error: --edge does not apply to device list\n"},
 		{[]string{"device", "show", "bad/id"}, false, 2, "error: device id \"bad/id\" has '/'"},
 		{[]string{"device", "show", "x", "--bogus"}, false, 2, "error: flag provided but not defined: -bogus\n"},
-		{[]string{"device", "create", "x", "-h"}, false, 0, "usage: outpost device create ID [--edge] [--parent EDGE]"},
 		{[]string{"events", "extra"}, false, 2, "error: events takes no arguments"},
 		{[]string{"method", "invoke", "d"}, false, 2, "error: method invoke takes D[/M], NAME and an optional JSON payload"},
 		{[]string{"method", "invoke", "d", "m", "{bad"}, false, 1, "error: the method payload is not valid JSON"},
