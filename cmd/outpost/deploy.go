@@ -56,7 +56,7 @@ func runDeploy(ctx context.Context, h *hubCall) error {
 	if err := c.Do(ctx, http.MethodPost, hubclient.PathOf("devices", d, "applyConfigurationContent"), body, &raw); err != nil {
 		return err
 	}
-	return h.writeJSON(raw)
+	return h.write(raw)
 }
 
 // modulesContent finds the modulesContent object of a manifest, at the top

@@ -17,7 +17,7 @@ import (
 
 var deviceCmd = hubCommand("device",
 	"create, update, list, show or delete devices on the hub",
-	"create ID [--edge] [--parent EDGE] [--primary-key K] | update ID [--regenerate-keys] [--primary-key K] [--secondary-key K] [--status enabled|disabled] | list | show ID | delete ID",
+	"create ID [--edge] [--parent EDGE] [--primary-key K] | update ID [--regenerate-keys] [--primary-key K] [--secondary-key K] [--status enabled|disabled] | list | show ID [-o cs] | connection-string ID | delete ID",
 	func(fs *flag.FlagSet) {
 		fs.Bool("edge", false, "create: the device is an IoT Edge device (gets a deviceScope, can be a parent)")
 		fs.String("parent", "", "create: the edge device this one connects through (its deviceScope goes into parentScopes)")
@@ -34,8 +34,11 @@ var deviceFlags = map[string][]string{
 }
 
 func runDevice(ctx context.Context, h *hubCall) error {
-	sub, args, err := h.sub(map[string]int{"create": 1, "update": 1, "list": 0, "show": 1, "delete": 1})
+	sub, args, err := h.sub(map[string]int{"create": 1, "update": 1, "list": 0, "show": 1, "connection-string": 1, "delete": 1})
 	if err != nil {
+		return err
+	}
+	if err := h.csFor(sub); err != nil {
 		return err
 	}
 	for _, name := range []string{"edge", "parent", "primary-key", "secondary-key", "regenerate-keys", "status"} {
@@ -70,7 +73,7 @@ func runDevice(ctx context.Context, h *hubCall) error {
 		return updateIdentity(ctx, h, c, hubclient.PathOf("devices", args[0]), fmt.Sprintf("device %q", args[0]), auth)
 	case "list":
 		return deviceList(ctx, h, c)
-	case "show":
+	case "show", "connection-string":
 		return showIdentity(ctx, h, c, hubclient.PathOf("devices", args[0]))
 	default:
 		return deleteIdentity(ctx, c, hubclient.PathOf("devices", args[0]))
@@ -229,13 +232,23 @@ func writeIdentity(h *hubCall, c *hubclient.Client, raw json.RawMessage) error {
 		return fmt.Errorf("the hub's answer is not an identity: %w", err)
 	}
 	out := []byte(raw)
-	if cs := c.ConnectionString(d.JSON); cs != "" && d.ConnectionString == nil {
+	cs := c.ConnectionString(d.JSON)
+	if d.ConnectionString != nil {
+		cs = *d.ConnectionString
+	} else if cs != "" {
 		var err error
 		if out, err = withField(raw, "connectionString", cs); err != nil {
 			return err
 		}
 	}
-	return h.writeJSON(out)
+	if h.cs {
+		if cs == "" {
+			return fmt.Errorf("%s has no connection string: it has no primary key and no X.509 authentication", describe(d.JSON))
+		}
+		_, err := fmt.Fprintln(h.env.Stdout, cs)
+		return err
+	}
+	return h.write(out)
 }
 
 func deleteIdentity(ctx context.Context, c *hubclient.Client, path string) error {
@@ -271,6 +284,29 @@ func (h *hubCall) keys() (*identity.Authentication, error) {
 		return nil, nil
 	}
 	return &identity.Authentication{Type: identity.AuthSAS, SymmetricKey: k}, nil
+}
+
+// csFor checks -o against subcommand sub of device or module: -o cs
+// applies to those that print one identity; connection-string is -o cs.
+func (h *hubCall) csFor(sub string) error {
+	switch {
+	case sub == "connection-string":
+		if h.isSet("o") && !h.cs {
+			return cli.Usagef("%s connection-string prints the connection string alone; -o does not apply", h.fs.Name())
+		}
+		h.cs = true
+	case h.cs && sub != "show" && sub != "create" && sub != "update":
+		return cli.Usagef("-o cs: %s %s prints no single identity (show, create and update do)", h.fs.Name(), sub)
+	}
+	return nil
+}
+
+// describe names an identity in a message: device "d" or module "m" of device "d".
+func describe(id identity.JSON) string {
+	if id.ModuleID != "" {
+		return fmt.Sprintf("module %q of device %q", id.ModuleID, id.DeviceID)
+	}
+	return fmt.Sprintf("device %q", id.DeviceID)
 }
 
 func dash(s string) string {

@@ -408,7 +408,7 @@ func TestHubCLIErrors(t *testing.T) {
 		stderr string
 	}{
 		{[]string{"device", "list"}, true, 1, "error: no hub connection string: set OUTPOST_HUB_CONNECTION_STRING (the hub writes it to <data>/owner.connection-string) or pass --hub-connection-string\n"},
-		{[]string{"device", "list", "-o", "yaml"}, false, 2, "error: -o \"yaml\": want json or table\nusage: outpost device create ID"},
+		{[]string{"device", "list", "-o", "yaml"}, false, 2, "error: -o \"yaml\": want json, table or cs\nusage: outpost device create ID"},
 		{[]string{"device"}, false, 2, "error: missing subcommand\n"},
 		{[]string{"device", "rename", "a"}, false, 2, "error: unknown subcommand \"rename\"\n"},
 		{[]string{"device", "create"}, false, 2, "error: device create takes 1 argument(s), got 0\n"},
