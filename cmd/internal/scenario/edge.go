@@ -137,12 +137,14 @@ func cmdCheckAcked(ts *testscript.TestScript, neg bool, args []string) {
 			ts.Fatalf("GET %s: %d %s", url, code, data)
 		}
 		var page struct {
-			Messages []struct{ ID string }
-			Next     *uint64
+			Messages []struct {
+				MessageID string `json:"messageId"`
+			} `json:"messages"`
+			Next *uint64 `json:"next"`
 		}
 		ts.Check(json.Unmarshal(data, &page))
 		for _, m := range page.Messages {
-			stored[m.ID] = true
+			stored[m.MessageID] = true
 		}
 		if page.Next == nil {
 			break
