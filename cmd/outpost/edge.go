@@ -198,7 +198,7 @@ func printStatus(out io.Writer, st localapi.Status) error {
 	fmt.Fprintln(out)
 	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(w, "QUEUE\tDEPTH\tBYTES\tOLDEST\tEXPIRED\tDROPPED\tREJECTED")
-	for _, q := range st.Queues {
+	for _, q := range localapi.HideIdleLanes(st.Queues) {
 		fmt.Fprintf(w, "%s\t%d\t%d\t%.0fs\t%d\t%d\t%d\n", q.Name, q.Depth, q.Bytes, q.OldestSeconds, q.Expired, q.Dropped, q.Rejected)
 	}
 	w.Flush()

@@ -117,3 +117,28 @@ func TestJSONKeysCamelCase(t *testing.T) {
 		t.Errorf("queue listing\n%s\nwant a message with\n%s", data, want)
 	}
 }
+
+// TestStatusHidesIdleLanes: GET /status leaves out the $upstream/p0…p9
+// lanes that hold and counted nothing; pdefault and busy lanes stay.
+func TestStatusHidesIdleLanes(t *testing.T) {
+	var qs []QueueStatus
+	for _, p := range []string{"p0", "p1", "p2", "p3", "p4", "p5", "p6", "p7", "p8", "p9", "pdefault"} {
+		qs = append(qs, QueueStatus{Name: "$upstream/" + p})
+	}
+	qs[3].Depth, qs[3].Bytes = 2, 10
+	qs[7].Expired = 1
+	qs = append(qs, QueueStatus{Name: "c2d/sensor1/p0"})
+	f := newFixture(t, func(o *Options) { o.Status = func() Status { return Status{Queues: qs} } })
+	_, data := f.do(req{path: "/status", token: f.token})
+	var st Status
+	if err := json.Unmarshal(data, &st); err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, q := range st.Queues {
+		names = append(names, q.Name)
+	}
+	if got, want := strings.Join(names, " "), "$upstream/p3 $upstream/p7 $upstream/pdefault c2d/sensor1/p0"; got != want {
+		t.Errorf("queues %s, want %s", got, want)
+	}
+}
