@@ -165,10 +165,10 @@ func edgeStatus(env cli.Env, args []string) error {
 		return err
 	}
 	if fs.NArg() > 0 {
-		return cli.Usagef("edge status takes no arguments, got %q", fs.Arg(0))
+		return cli.SubUsagef(fs, "edge status takes no arguments, got %q", fs.Arg(0))
 	}
 	if *asJSON != "json" && *asJSON != "table" {
-		return cli.Usagef("-o %q: want json or table", *asJSON)
+		return cli.SubUsagef(fs, "-o %q: want json or table", *asJSON)
 	}
 	c, err := edgeClient(*data, *api, false)
 	if err != nil {
@@ -295,7 +295,7 @@ func edgeLogs(ctx context.Context, env cli.Env, args []string) error {
 	if name == "" && fs.NArg() == 1 {
 		name = fs.Arg(0)
 	} else if name == "" || fs.NArg() > 0 {
-		return cli.Usagef("usage: outpost edge logs MODULE --data DIR [--tail N] [--follow] [--api ADDR]")
+		return cli.SubUsagef(fs, "edge logs takes one module name")
 	}
 	c, err := edgeClient(*data, *api, true)
 	if err != nil {
@@ -315,7 +315,7 @@ func edgeDashboard(ctx context.Context, env cli.Env, args []string) error {
 		return err
 	}
 	if fs.NArg() > 0 {
-		return cli.Usagef("unexpected argument %q", fs.Arg(0))
+		return cli.SubUsagef(fs, "unexpected argument %q", fs.Arg(0))
 	}
 	c, err := edgeClient(*data, *api, true)
 	if err != nil {

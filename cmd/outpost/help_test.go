@@ -59,13 +59,24 @@ func TestVersionFlags(t *testing.T) {
 	}
 }
 
-// TestBadFlagIsUsage: an unknown flag is one error line and the synopsis
-// on stderr, exit 2.
+// TestBadFlagIsUsage: an unknown flag or a bad argument is one error line
+// and the synopsis (the subcommand's, for edge subcommands) on stderr,
+// exit 2.
 func TestBadFlagIsUsage(t *testing.T) {
-	for _, args := range [][]string{{"version", "--bogus"}, {"edge", "status", "--bogus"}, {"edge", "status", "-o", "yaml"}} {
-		code, out, errs := outpost(nil, args...)
-		if code != 2 || out != "" || !strings.HasPrefix(errs, "error: ") || strings.Count(errs, "error:") != 1 {
-			t.Errorf("outpost %s: exit %d, stdout %q, stderr %q; want exit 2 and one error line", strings.Join(args, " "), code, out, errs)
+	for _, c := range []struct {
+		args     []string
+		synopsis string
+	}{
+		{[]string{"version", "--bogus"}, "usage: outpost version \n"},
+		{[]string{"edge", "status", "--bogus"}, "usage: outpost edge status [--data DIR | --api ADDR] [-o table|json]\n"},
+		{[]string{"edge", "status", "-o", "yaml"}, "usage: outpost edge status [--data DIR | --api ADDR] [-o table|json]\n"},
+		{[]string{"edge", "logs"}, "usage: outpost edge logs MODULE --data DIR [--tail N] [--follow] [--api ADDR]\n"},
+		{[]string{"edge", "dashboard", "x"}, "usage: outpost edge dashboard --data DIR [--api ADDR]\n"},
+	} {
+		code, out, errs := outpost(nil, c.args...)
+		lines := strings.SplitAfter(errs, "\n")
+		if code != 2 || out != "" || len(lines) != 3 || !strings.HasPrefix(lines[0], "error: ") || lines[1] != c.synopsis {
+			t.Errorf("outpost %s: exit %d, stdout %q, stderr %q; want exit 2, one error line and %q", strings.Join(c.args, " "), code, out, errs, c.synopsis)
 		}
 	}
 }

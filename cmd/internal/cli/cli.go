@@ -105,7 +105,12 @@ func exit(cmd Command, env Env, err error) int {
 	case err == nil:
 		return 0
 	case errors.Is(err, ErrUsage):
-		fmt.Fprintf(env.Stderr, "error: %s\nusage: outpost %s %s\n", strings.TrimPrefix(err.Error(), ErrUsage.Error()+": "), cmd.Name, cmd.Usage)
+		synopsis := fmt.Sprintf("usage: outpost %s %s", cmd.Name, cmd.Usage)
+		var sub *subUsageError
+		if errors.As(err, &sub) {
+			synopsis = sub.synopsis
+		}
+		fmt.Fprintf(env.Stderr, "error: %s\n%s\n", strings.TrimPrefix(err.Error(), ErrUsage.Error()+": "), synopsis)
 		return 2
 	case errors.Is(err, flag.ErrHelp):
 		return 0 // -h of a subcommand: Parse printed its usage
@@ -131,9 +136,32 @@ func Parse(env Env, fs *flag.FlagSet, args []string) error {
 		fs.SetOutput(out)
 		return flag.ErrHelp
 	case err != nil:
-		return Usagef("%v", err)
+		return SubUsagef(fs, "%v", err)
 	}
 	return nil
+}
+
+// subUsageError is a usage error of a subcommand with a flag set of its
+// own (SubFlags): Main prints that subcommand's synopsis with it.
+type subUsageError struct {
+	err      error
+	synopsis string
+}
+
+func (e *subUsageError) Error() string { return e.err.Error() }
+func (e *subUsageError) Unwrap() error { return e.err }
+
+// SubUsagef is Usagef for a subcommand whose flag set is fs: the synopsis
+// printed with the error is fs's (the first line of its usage), not the
+// whole command's.
+func SubUsagef(fs *flag.FlagSet, format string, args ...any) error {
+	var buf strings.Builder
+	out := fs.Output()
+	fs.SetOutput(&buf)
+	fs.Usage()
+	fs.SetOutput(out)
+	synopsis, _, _ := strings.Cut(buf.String(), "\n")
+	return &subUsageError{err: Usagef(format, args...), synopsis: synopsis}
 }
 
 // SubFlags is the flag set of subcommand name ("edge status") whose usage
