@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"time"
 
 	"github.com/outpost-edge/outpost/cmd/internal/cli"
 	"github.com/outpost-edge/outpost/cmd/internal/edge"
@@ -17,9 +18,11 @@ import (
 
 var deployCmd = hubCommand("deploy",
 	"apply a deployment manifest ({\"modulesContent\":…} or az's {\"content\":{…}}) to an edge device",
-	"D MANIFEST.json [--no-check]",
+	"D MANIFEST.json [--no-check] [--wait [--timeout D]]",
 	func(fs *flag.FlagSet) {
 		fs.Bool("no-check", false, "send the manifest without checking it here first (the edge still refuses what it cannot apply, in $edgeAgent's and $edgeHub's reported lastDesiredStatus)")
+		fs.Bool("wait", false, "after sending, wait until the edge reports the deployment applied ($edgeAgent's and $edgeHub's reported lastDesiredStatus 200 for its version); exit 1 with the edge's reason if it refuses it, or on --timeout")
+		fs.Duration("timeout", 2*time.Minute, "with --wait: how long to wait for the edge (it must be online to hear of the deployment)")
 	},
 	runDeploy,
 )
@@ -52,11 +55,35 @@ func runDeploy(ctx context.Context, h *hubCall) error {
 	body := struct {
 		ModulesContent json.RawMessage `json:"modulesContent"`
 	}{mc}
+	wait, timeout := h.get("wait").(bool), h.get("timeout").(time.Duration)
+	if !wait && h.isSet("timeout") {
+		return cli.Usagef("--timeout applies to --wait")
+	}
+	if timeout <= 0 {
+		return cli.Usagef("--timeout %s: want a positive duration", timeout)
+	}
 	var raw json.RawMessage
 	if err := c.Do(ctx, http.MethodPost, hubclient.PathOf("devices", d, "applyConfigurationContent"), body, &raw); err != nil {
 		return err
 	}
-	return h.writeJSON(raw)
+	if err := h.write(raw); err != nil || !wait {
+		return err
+	}
+	return waitApplied(ctx, h, c, d, systemModules(mc), timeout)
+}
+
+// systemModules lists the system modules ($edgeAgent, $edgeHub) that the
+// manifest's modulesContent configures: those report whether they applied it.
+func systemModules(mc json.RawMessage) []string {
+	var m map[string]json.RawMessage
+	_ = json.Unmarshal(mc, &m) // modulesContent checked it is an object
+	var out []string
+	for _, name := range []string{"$edgeAgent", "$edgeHub"} {
+		if _, ok := m[name]; ok {
+			out = append(out, name)
+		}
+	}
+	return out
 }
 
 // modulesContent finds the modulesContent object of a manifest, at the top

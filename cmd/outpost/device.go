@@ -17,10 +17,13 @@ import (
 
 var deviceCmd = hubCommand("device",
 	"create, update, list, show or delete devices on the hub",
-	"create ID [--edge] [--parent EDGE] [--primary-key K] | update ID [--regenerate-keys] [--primary-key K] [--secondary-key K] [--status enabled|disabled] | list | show ID | delete ID",
+	"create ID [--edge] [--parent EDGE] [--primary-key K | --auth x509-ca | --auth x509-thumbprint --thumbprint T [--secondary-thumbprint T2]] | update ID [--regenerate-keys] [--primary-key K] [--secondary-key K] [--status enabled|disabled] | list | show ID [-o cs] | connection-string ID | delete ID",
 	func(fs *flag.FlagSet) {
 		fs.Bool("edge", false, "create: the device is an IoT Edge device (gets a deviceScope, can be a parent)")
 		fs.String("parent", "", "create: the edge device this one connects through (its deviceScope goes into parentScopes)")
+		fs.String("auth", "sas", "create: how the device authenticates, as az's --am: sas (keys), x509-ca (a certificate signed by a CA the edge trusts, --client-ca) or x509-thumbprint (a self-signed certificate, --thumbprint)")
+		fs.String("thumbprint", "", "create --auth x509-thumbprint: hex SHA-1 or SHA-256 of the device certificate (DER), e.g. openssl x509 -noout -fingerprint -sha256 -in dev.pem")
+		fs.String("secondary-thumbprint", "", "create --auth x509-thumbprint: a second certificate's thumbprint (for rolling certificates)")
 		keyFlags(fs)
 		updateFlags(fs)
 	},
@@ -29,16 +32,19 @@ var deviceCmd = hubCommand("device",
 
 // deviceFlags are the flags each subcommand of device takes.
 var deviceFlags = map[string][]string{
-	"create": {"edge", "parent", "primary-key", "secondary-key"},
+	"create": {"edge", "parent", "primary-key", "secondary-key", "auth", "thumbprint", "secondary-thumbprint"},
 	"update": {"primary-key", "secondary-key", "regenerate-keys", "status"},
 }
 
 func runDevice(ctx context.Context, h *hubCall) error {
-	sub, args, err := h.sub(map[string]int{"create": 1, "update": 1, "list": 0, "show": 1, "delete": 1})
+	sub, args, err := h.sub(map[string]int{"create": 1, "update": 1, "list": 0, "show": 1, "connection-string": 1, "delete": 1})
 	if err != nil {
 		return err
 	}
-	for _, name := range []string{"edge", "parent", "primary-key", "secondary-key", "regenerate-keys", "status"} {
+	if err := h.csFor(sub); err != nil {
+		return err
+	}
+	for _, name := range []string{"edge", "parent", "primary-key", "secondary-key", "regenerate-keys", "status", "auth", "thumbprint", "secondary-thumbprint"} {
 		if !slices.Contains(deviceFlags[sub], name) {
 			if err := h.only(sub, name); err != nil {
 				return err
@@ -48,6 +54,11 @@ func runDevice(ctx context.Context, h *hubCall) error {
 	auth, err := h.keys()
 	if err != nil {
 		return err
+	}
+	if sub == "create" {
+		if auth, err = h.authFlags(auth); err != nil {
+			return err
+		}
 	}
 	for _, id := range args {
 		if err := checkID("device id", id); err != nil {
@@ -70,7 +81,7 @@ func runDevice(ctx context.Context, h *hubCall) error {
 		return updateIdentity(ctx, h, c, hubclient.PathOf("devices", args[0]), fmt.Sprintf("device %q", args[0]), auth)
 	case "list":
 		return deviceList(ctx, h, c)
-	case "show":
+	case "show", "connection-string":
 		return showIdentity(ctx, h, c, hubclient.PathOf("devices", args[0]))
 	default:
 		return deleteIdentity(ctx, c, hubclient.PathOf("devices", args[0]))
@@ -229,13 +240,23 @@ func writeIdentity(h *hubCall, c *hubclient.Client, raw json.RawMessage) error {
 		return fmt.Errorf("the hub's answer is not an identity: %w", err)
 	}
 	out := []byte(raw)
-	if cs := c.ConnectionString(d.JSON); cs != "" && d.ConnectionString == nil {
+	cs := c.ConnectionString(d.JSON)
+	if d.ConnectionString != nil {
+		cs = *d.ConnectionString
+	} else if cs != "" {
 		var err error
 		if out, err = withField(raw, "connectionString", cs); err != nil {
 			return err
 		}
 	}
-	return h.writeJSON(out)
+	if h.cs {
+		if cs == "" {
+			return fmt.Errorf("%s has no connection string: it has no primary key and no X.509 authentication", describe(d.JSON))
+		}
+		_, err := fmt.Fprintln(h.env.Stdout, cs)
+		return err
+	}
+	return h.write(out)
 }
 
 func deleteIdentity(ctx context.Context, c *hubclient.Client, path string) error {
@@ -271,6 +292,74 @@ func (h *hubCall) keys() (*identity.Authentication, error) {
 		return nil, nil
 	}
 	return &identity.Authentication{Type: identity.AuthSAS, SymmetricKey: k}, nil
+}
+
+// csFor checks -o against subcommand sub of device or module: -o cs
+// applies to those that print one identity; connection-string is -o cs.
+func (h *hubCall) csFor(sub string) error {
+	switch {
+	case sub == "connection-string":
+		if h.isSet("o") && !h.cs {
+			return cli.Usagef("%s connection-string prints the connection string alone; -o does not apply", h.fs.Name())
+		}
+		h.cs = true
+	case h.cs && sub != "show" && sub != "create" && sub != "update":
+		return cli.Usagef("-o cs: %s %s prints no single identity (show, create and update do)", h.fs.Name(), sub)
+	}
+	return nil
+}
+
+// describe names an identity in a message: device "d" or module "m" of device "d".
+func describe(id identity.JSON) string {
+	if id.ModuleID != "" {
+		return fmt.Sprintf("module %q of device %q", id.ModuleID, id.DeviceID)
+	}
+	return fmt.Sprintf("device %q", id.DeviceID)
+}
+
+// authFlags returns the authentication that --auth and its flags ask for
+// on device create; keys is what --primary-key and --secondary-key gave.
+func (h *hubCall) authFlags(keys *identity.Authentication) (*identity.Authentication, error) {
+	mode, tp, tp2 := h.str("auth"), h.str("thumbprint"), h.str("secondary-thumbprint")
+	if mode != "x509-thumbprint" && (tp != "" || tp2 != "") {
+		return nil, cli.Usagef("--thumbprint and --secondary-thumbprint need --auth x509-thumbprint")
+	}
+	if mode != "sas" && keys != nil {
+		return nil, cli.Usagef("--primary-key and --secondary-key are for --auth sas, not %s", mode)
+	}
+	switch mode {
+	case "sas":
+		return keys, nil
+	case "x509-ca":
+		return &identity.Authentication{Type: identity.AuthCA}, nil
+	case "x509-thumbprint":
+		if tp == "" {
+			return nil, cli.Usagef("--auth x509-thumbprint needs --thumbprint T: the hex SHA-1 or SHA-256 of the device's certificate")
+		}
+		for _, t := range []struct{ flag, v string }{{"thumbprint", tp}, {"secondary-thumbprint", tp2}} {
+			if t.v != "" && !isThumbprint(t.v) {
+				return nil, cli.Usagef("--%s %q: want the hex SHA-1 (40 digits) or SHA-256 (64 digits) of the certificate, ':' allowed", t.flag, short(t.v))
+			}
+		}
+		return &identity.Authentication{Type: identity.AuthSelfSigned, X509Thumbprint: &identity.X509Thumbprint{PrimaryThumbprint: tp, SecondaryThumbprint: tp2}}, nil
+	}
+	return nil, cli.Usagef("--auth %q: want sas, x509-ca or x509-thumbprint", mode)
+}
+
+// isThumbprint reports whether s is 40 or 64 hex digits, ':' and spaces
+// between them allowed (as openssl prints fingerprints).
+func isThumbprint(s string) bool {
+	n := 0
+	for _, r := range s {
+		switch {
+		case r == ':' || r == ' ':
+		case '0' <= r && r <= '9', 'a' <= r && r <= 'f', 'A' <= r && r <= 'F':
+			n++
+		default:
+			return false
+		}
+	}
+	return n == 40 || n == 64
 }
 
 func dash(s string) string {

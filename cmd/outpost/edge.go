@@ -157,13 +157,18 @@ func queueFlags(c *edge.Config) error {
 }
 
 func edgeStatus(env cli.Env, args []string) error {
-	fs := flag.NewFlagSet("edge status", flag.ContinueOnError)
-	fs.SetOutput(env.Stderr)
+	fs := cli.SubFlags("edge status", "[--data DIR | --api ADDR] [-o table|json]", "print the state of a running edge: link, clock, queues, broker, disk, deployment, modules")
 	api := fs.String("api", "", "the edge's --api address (default: from --data, else "+defaultEdgeAPI+"); on loopback status needs no token")
 	data := fs.String("data", edgeCfg.DataDir, "the edge's data directory: its API address (ready.json) and operator token (api-token)")
 	asJSON := fs.String("o", "table", "output: table or json")
-	if err := fs.Parse(args); err != nil {
-		return cli.Usagef("%v", err)
+	if err := cli.Parse(env, fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return cli.SubUsagef(fs, "edge status takes no arguments, got %q", fs.Arg(0))
+	}
+	if *asJSON != "json" && *asJSON != "table" {
+		return cli.SubUsagef(fs, "-o %q: want json or table", *asJSON)
 	}
 	c, err := edgeClient(*data, *api, false)
 	if err != nil {
@@ -193,7 +198,7 @@ func printStatus(out io.Writer, st localapi.Status) error {
 	fmt.Fprintln(out)
 	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(w, "QUEUE\tDEPTH\tBYTES\tOLDEST\tEXPIRED\tDROPPED\tREJECTED")
-	for _, q := range st.Queues {
+	for _, q := range localapi.HideIdleLanes(st.Queues) {
 		fmt.Fprintf(w, "%s\t%d\t%d\t%.0fs\t%d\t%d\t%d\n", q.Name, q.Depth, q.Bytes, q.OldestSeconds, q.Expired, q.Dropped, q.Rejected)
 	}
 	w.Flush()
@@ -275,8 +280,7 @@ func printDisk(out io.Writer, d localapi.DiskStatus) {
 }
 
 func edgeLogs(ctx context.Context, env cli.Env, args []string) error {
-	fs := flag.NewFlagSet("edge logs", flag.ContinueOnError)
-	fs.SetOutput(env.Stderr)
+	fs := cli.SubFlags("edge logs", "MODULE --data DIR [--tail N] [--follow] [--api ADDR]", "print what a module wrote to stdout and stderr")
 	api := fs.String("api", "", "the edge's --api address (default: from --data)")
 	data := fs.String("data", edgeCfg.DataDir, "the edge's data directory: its API address (ready.json) and operator token (api-token)")
 	tail := fs.Int("tail", 0, "only the last N lines (0: all that is kept)")
@@ -285,13 +289,13 @@ func edgeLogs(ctx context.Context, env cli.Env, args []string) error {
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		name, args = args[0], args[1:]
 	}
-	if err := fs.Parse(args); err != nil {
-		return cli.Usagef("%v", err)
+	if err := cli.Parse(env, fs, args); err != nil {
+		return err
 	}
 	if name == "" && fs.NArg() == 1 {
 		name = fs.Arg(0)
 	} else if name == "" || fs.NArg() > 0 {
-		return cli.Usagef("usage: outpost edge logs MODULE --data DIR [--tail N] [--follow] [--api ADDR]")
+		return cli.SubUsagef(fs, "edge logs takes one module name")
 	}
 	c, err := edgeClient(*data, *api, true)
 	if err != nil {
@@ -304,15 +308,14 @@ func edgeLogs(ctx context.Context, env cli.Env, args []string) error {
 // outpost edge dashboard --data DIR. The browser gets a session cookie,
 // never the token.
 func edgeDashboard(ctx context.Context, env cli.Env, args []string) error {
-	fs := flag.NewFlagSet("edge dashboard", flag.ContinueOnError)
-	fs.SetOutput(env.Stderr)
+	fs := cli.SubFlags("edge dashboard", "--data DIR [--api ADDR]", "print a single-use URL that logs a browser in to the edge's dashboard")
 	api := fs.String("api", "", "the edge's --api address (default: from --data)")
 	data := fs.String("data", edgeCfg.DataDir, "the edge's data directory: its API address (ready.json) and operator token (api-token)")
-	if err := fs.Parse(args); err != nil {
-		return cli.Usagef("%v", err)
+	if err := cli.Parse(env, fs, args); err != nil {
+		return err
 	}
 	if fs.NArg() > 0 {
-		return cli.Usagef("unexpected argument %q", fs.Arg(0))
+		return cli.SubUsagef(fs, "unexpected argument %q", fs.Arg(0))
 	}
 	c, err := edgeClient(*data, *api, true)
 	if err != nil {

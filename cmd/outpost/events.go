@@ -17,7 +17,7 @@ import (
 )
 
 var eventsCmd = hubCommand("events",
-	"read device-to-cloud events from the hub's event log, one JSON event per line",
+	"read device-to-cloud events from the hub's event log, one JSON event per line (bodyDecoded: the body as JSON or text); -o table: time, source, body",
 	"[--from N] [--follow] [--limit K]",
 	func(fs *flag.FlagSet) {
 		fs.Uint64("from", 0, "first sequence number to read (0: the start of the log)")
@@ -60,10 +60,19 @@ func runEvents(ctx context.Context, h *hubCall) error {
 	return err
 }
 
-// printEventJSON prints the event compact on one line, fields as received.
+// printEventJSON prints the event compact on one line, fields as received
+// and bodyDecoded after them: the body as a JSON value when it is JSON, as
+// a string when it is UTF-8 text, absent otherwise.
 func printEventJSON(h *hubCall, e hubclient.Event) error {
+	raw := []byte(e.Raw)
+	if v, ok := decodeBody(e); ok {
+		var err error
+		if raw, err = withField(raw, "bodyDecoded", v); err != nil {
+			return fmt.Errorf("event %d: %w", e.Seq, err)
+		}
+	}
 	var buf bytes.Buffer
-	if err := json.Compact(&buf, e.Raw); err != nil {
+	if err := json.Compact(&buf, raw); err != nil {
 		return fmt.Errorf("event %d: %w", e.Seq, err)
 	}
 	buf.WriteByte('\n')
@@ -80,18 +89,36 @@ func printEventRow(h *hubCall, e hubclient.Event) error {
 	return err
 }
 
-// bodyText shows a body on one line: text as is (control characters as
-// spaces), anything else as base64, cut to bodyColumn characters.
-func bodyText(e hubclient.Event) string {
+// decodeBody returns the event's body as a JSON value (json.RawMessage)
+// when it is JSON, as a string when it is UTF-8 text; false otherwise.
+func decodeBody(e hubclient.Event) (any, bool) {
 	b, err := e.Body()
+	switch {
+	case err != nil || !utf8.Valid(b):
+		return nil, false
+	case json.Valid(b):
+		var buf bytes.Buffer
+		_ = json.Compact(&buf, b) // valid JSON always compacts
+		return json.RawMessage(buf.Bytes()), true
+	}
+	return string(b), true
+}
+
+// bodyText shows a body on one line: JSON compacted, text as is (control
+// characters as spaces), anything else as base64, cut to bodyColumn
+// characters.
+func bodyText(e hubclient.Event) string {
 	s := e.BodyBase64
-	if err == nil && utf8.Valid(b) {
+	if v, ok := decodeBody(e); ok {
+		if j, isJSON := v.(json.RawMessage); isJSON {
+			v = string(j)
+		}
 		s = strings.Map(func(r rune) rune {
 			if unicode.IsControl(r) {
 				return ' '
 			}
 			return r
-		}, string(b))
+		}, v.(string))
 	}
 	if r := []rune(s); len(r) > bodyColumn {
 		s = string(r[:bodyColumn-1]) + "…"

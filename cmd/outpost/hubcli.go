@@ -34,7 +34,11 @@ func hubCommand(name, summary, usage string, flags func(*flag.FlagSet), run func
 			fs.String("hub-url", "", "URL of the hub's REST API (default: env "+hubclient.EnvURL+", else https://<HostName of the connection string>, http:// when that is loopback)")
 			fs.String("hub-ca", "", "CA certificate (PEM) the hub's TLS certificate must chain to, instead of the system's roots (default: env "+hubclient.EnvCA+")")
 			fs.Bool("insecure-link", false, "allow plain http:// to a hub that is not on loopback: the owner's token crosses the network readable (env "+hubclient.EnvInsecure+"=1)")
-			fs.String("o", "json", "output format: json or table")
+			if hasCS(name) {
+				fs.String("o", "json", "output format: json, table, or cs (the connection string alone, for show and create)")
+			} else {
+				fs.String("o", "json", "output format: json or table")
+			}
 			if flags != nil {
 				flags(fs)
 			}
@@ -52,10 +56,14 @@ func hubCommand(name, summary, usage string, flags func(*flag.FlagSet), run func
 				return err
 			}
 			h := &hubCall{env: env, fs: fs, args: args}
-			switch o := fs.Lookup("o").Value.String(); o {
-			case "json":
-			case "table":
+			switch o := fs.Lookup("o").Value.String(); {
+			case o == "json":
+			case o == "table":
 				h.table = true
+			case o == "cs" && hasCS(name):
+				h.cs = true
+			case hasCS(name):
+				return cli.Usagef("-o %q: want json, table or cs", o)
 			default:
 				return cli.Usagef("-o %q: want json or table", o)
 			}
@@ -119,6 +127,10 @@ func interspersed(fs *flag.FlagSet) ([]string, error) {
 
 const hubCSFlag = "hub-connection-string"
 
+// hasCS reports whether command name prints identities, which have a
+// connection string (-o cs).
+func hasCS(name string) bool { return name == "device" || name == "module" }
+
 func setFlags(fs *flag.FlagSet) map[string]bool {
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
@@ -157,6 +169,7 @@ type hubCall struct {
 	fs    *flag.FlagSet
 	args  []string
 	table bool // -o table
+	cs    bool // -o cs: the connection string alone
 }
 
 // client connects to the hub named by the flags or the environment; it is
@@ -226,13 +239,22 @@ func (h *hubCall) writeJSON(raw []byte) error {
 	return err
 }
 
+// write prints the hub's JSON answer as received, or with -o table as
+// FIELD VALUE rows (see writeTable).
+func (h *hubCall) write(raw []byte) error {
+	if h.table {
+		return writeTable(h.env.Stdout, raw)
+	}
+	return h.writeJSON(raw)
+}
+
 // writeValue prints v as pretty JSON.
 func (h *hubCall) writeValue(v any) error {
 	b, err := marshal(v)
 	if err != nil {
 		return err
 	}
-	return h.writeJSON(b)
+	return h.write(b)
 }
 
 func marshal(v any) ([]byte, error) {

@@ -67,7 +67,9 @@ func imagePush(ctx context.Context, h *hubCall, file string) error {
 		return err
 	}
 	sum := sha256.New()
-	raw, created, err := c.PushImage(ctx, io.TeeReader(f, sum), size)
+	p := newProgress(h.env.Stderr, "push "+file, size)
+	raw, created, err := c.PushImage(ctx, p.reader(io.TeeReader(f, sum)), size)
+	p.end(err)
 	if err != nil {
 		return fmt.Errorf("push %s: %w", file, err)
 	}
@@ -104,11 +106,38 @@ func openImage(file string) (*os.File, int64, error) {
 	if fi, err = f.Stat(); err == nil {
 		err = checkImageFile(file, fi) // it may have been replaced meanwhile
 	}
+	if err == nil {
+		err = checkImageFormat(file, f, fi.Mode())
+	}
 	if err != nil {
 		_ = f.Close()
 		return nil, 0, err
 	}
 	return f, fi.Size(), nil
+}
+
+// checkImageFormat refuses what the edge could neither run nor unpack,
+// before sending it (the hub refuses it too): f must start as an ELF
+// executable, a #! script with exec bits, or an archive. It leaves f at its
+// start.
+func checkImageFormat(file string, f *os.File, mode fs.FileMode) error {
+	head := make([]byte, protocol.ImageHead)
+	n, err := io.ReadFull(f, head)
+	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) {
+		return fmt.Errorf("image file: %w", err)
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return fmt.Errorf("image file: %w", err)
+	}
+	switch protocol.ImageFormat(head[:n]) {
+	case "":
+		return fmt.Errorf("image file %s is neither an executable nor an archive (%s)", file, protocol.ImageFormatHint)
+	case protocol.ImageScript:
+		if mode&0o111 == 0 {
+			return fmt.Errorf("image file %s is a script without exec bits; chmod +x %s if it is the module's program", file, file)
+		}
+	}
+	return nil
 }
 
 func checkImageFile(file string, fi fs.FileInfo) error {

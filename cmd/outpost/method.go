@@ -54,5 +54,5 @@ func runMethod(ctx context.Context, h *hubCall) error {
 	if err != nil {
 		return err
 	}
-	return h.writeJSON(out)
+	return h.write(out)
 }

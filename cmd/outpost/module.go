@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"net/http"
+	"strings"
 
 	"github.com/outpost-edge/outpost/cmd/internal/hubclient"
 	"github.com/outpost-edge/outpost/store/identity"
@@ -13,7 +14,7 @@ import (
 
 var moduleCmd = hubCommand("module",
 	"create, update, list, show or delete module identities on the hub",
-	"create D M [--primary-key K] | update D M [--regenerate-keys] [--primary-key K] [--secondary-key K] [--status enabled|disabled] | list D | show D M | delete D M",
+	"create D M [--primary-key K] | update D M [--regenerate-keys] [--primary-key K] [--secondary-key K] [--status enabled|disabled] | list D | show D M [-o cs] | connection-string D M | delete D M  (D/M for D M is accepted everywhere)",
 	func(fs *flag.FlagSet) {
 		keyFlags(fs)
 		updateFlags(fs)
@@ -22,8 +23,12 @@ var moduleCmd = hubCommand("module",
 )
 
 func runModule(ctx context.Context, h *hubCall) error {
-	sub, args, err := h.sub(map[string]int{"create": 2, "update": 2, "list": 1, "show": 2, "delete": 2})
+	h.args = splitModule(h.args)
+	sub, args, err := h.sub(map[string]int{"create": 2, "update": 2, "list": 1, "show": 2, "connection-string": 2, "delete": 2})
 	if err != nil {
+		return err
+	}
+	if err := h.csFor(sub); err != nil {
 		return err
 	}
 	if err := checkID("device id", args[0]); err != nil {
@@ -60,11 +65,24 @@ func runModule(ctx context.Context, h *hubCall) error {
 			fmt.Sprintf("module %q of device %q", args[1], args[0]), auth)
 	case "list":
 		return moduleList(ctx, h, c, args[0])
-	case "show":
+	case "show", "connection-string":
 		return showIdentity(ctx, h, c, hubclient.PathOf("devices", args[0], "modules", args[1]))
 	default:
 		return deleteIdentity(ctx, c, hubclient.PathOf("devices", args[0], "modules", args[1]))
 	}
+}
+
+// splitModule lets `module SUB D/M` stand for `module SUB D M`, the
+// spelling of twin and method: args is [SUB D/M] → [SUB D M].
+func splitModule(args []string) []string {
+	if len(args) != 2 || args[0] == "list" {
+		return args
+	}
+	d, m, ok := strings.Cut(args[1], "/")
+	if !ok {
+		return args
+	}
+	return []string{args[0], d, m}
 }
 
 func moduleCreate(ctx context.Context, h *hubCall, c *hubclient.Client, d, m string, auth *identity.Authentication) error {

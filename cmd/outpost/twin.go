@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"strings"
 
 	"github.com/outpost-edge/outpost/cmd/internal/cli"
 	"github.com/outpost-edge/outpost/cmd/internal/hubclient"
@@ -12,14 +13,25 @@ import (
 
 var twinCmd = hubCommand("twin",
 	"show, patch or replace a device or module twin (tags, desired properties) on the hub",
-	"show D[/M] | patch D[/M] JSON | replace D[/M] JSON",
+	"show D[/M] | patch D[/M] JSON | replace D[/M] JSON  (D M for D/M is accepted too)",
 	nil,
 	runTwin,
 )
 
+// joinModule lets `twin SUB D M …` stand for `twin SUB D/M …`, the
+// spelling of module: with one argument more than sub takes, the first
+// two are the device and the module.
+func joinModule(args []string, subs map[string]int) []string {
+	if len(args) < 3 || len(args) != subs[args[0]]+2 || strings.Contains(args[1], "/") {
+		return args
+	}
+	return append([]string{args[0], args[1] + "/" + args[2]}, args[3:]...)
+}
+
 const twinExample = `{"properties":{"desired":{"interval":10}}}`
 
 func runTwin(ctx context.Context, h *hubCall) error {
+	h.args = joinModule(h.args, map[string]int{"show": 1, "patch": 2, "replace": 2})
 	sub, args, err := h.sub(map[string]int{"show": 1, "patch": 2, "replace": 2})
 	if err != nil {
 		return err
@@ -58,7 +70,7 @@ func runTwin(ctx context.Context, h *hubCall) error {
 	if err := c.Do(ctx, method, path, body, &raw); err != nil {
 		return err
 	}
-	return h.writeJSON(raw)
+	return h.write(raw)
 }
 
 // checkTwinDoc refuses a twin patch or replacement that would change

@@ -102,9 +102,13 @@ func (v *View) section(sec crdt.Section, doc map[string]any, version int64) map[
 }
 
 // metadata builds IoT Hub's $metadata tree: $lastUpdated at every object
-// and leaf.
+// and leaf that was ever written. A section never written has none: its
+// zero time would read as 1970-01-01.
 func metadata(node any, path []string, lu map[string]crdt.HLC) map[string]any {
-	m := map[string]any{"$lastUpdated": isoTime(lu[strings.Join(path, ".")])}
+	m := map[string]any{}
+	if h := lu[strings.Join(path, ".")]; h.Wall != 0 {
+		m["$lastUpdated"] = isoTime(h)
+	}
 	obj, ok := node.(map[string]any)
 	if !ok {
 		return m

@@ -648,3 +648,31 @@ func TestIDsSkipsRegisters(t *testing.T) {
 		t.Errorf("IDs = %v, want %v", ids, want)
 	}
 }
+
+// TestUnwrittenSectionHasNoLastUpdated: a section never written shows no
+// $lastUpdated (it read 1970-01-01T00:00:00.000Z); a written one does.
+func TestUnwrittenSectionHasNoLastUpdated(t *testing.T) {
+	ctx := context.Background()
+	s := openStore(t, openDB(t, ""), Edge, "gw1", &clockT{ms: 1_750_000_000_000})
+	sess, _ := s.BeginSession()
+	if _, err := s.PatchReported(ctx, "dev1", sess, []byte(`{"temp":21.5}`)); err != nil {
+		t.Fatal(err)
+	}
+	view, err := s.Get("dev1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc := view.ServiceJSON()
+	if strings.Contains(string(svc), "1970") {
+		t.Errorf("service JSON shows 1970: %s", svc)
+	}
+	props := mustJSON(t, svc)["properties"].(map[string]any)
+	desired := props["desired"].(map[string]any)["$metadata"].(map[string]any)
+	reported := props["reported"].(map[string]any)["$metadata"].(map[string]any)
+	if _, ok := desired["$lastUpdated"]; ok {
+		t.Errorf("unwritten desired section: $metadata %v, want no $lastUpdated", desired)
+	}
+	if lu, _ := reported["$lastUpdated"].(string); !strings.HasPrefix(lu, "2025-06-15T") {
+		t.Errorf("written reported section: $metadata %v, want its time", reported)
+	}
+}

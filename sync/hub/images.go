@@ -1,6 +1,7 @@
 package hub
 
 import (
+	"bufio"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -295,7 +296,13 @@ func (h *Hub) pushImage(w http.ResponseWriter, r *http.Request) error {
 		h.metrics.imagesRefused.Add(1)
 		return fmt.Errorf("image push: %w", err)
 	}
-	img, created, err := h.PushImage(r.Context(), r.Body)
+	body := bufio.NewReaderSize(r.Body, protocol.ImageHead)
+	head, _ := body.Peek(protocol.ImageHead) // a short image has a short head; a read error recurs in PushImage
+	if len(head) > 0 && protocol.ImageFormat(head) == "" {
+		h.metrics.imagesRefused.Add(1)
+		return fmt.Errorf("%w: the image is neither an executable nor an archive the edge can unpack (%s)", ErrInvalid, protocol.ImageFormatHint)
+	}
+	img, created, err := h.PushImage(r.Context(), body)
 	if err != nil {
 		return err
 	}

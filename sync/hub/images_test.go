@@ -131,6 +131,7 @@ func TestImagesRange(t *testing.T) {
 	for i := range data {
 		data[i] = byte(i * 7)
 	}
+	copy(data, "\x7fELF")
 	_, img := pushImage(t, f, data)
 	for _, path := range []string{"/images/" + img.Digest, protocol.PathImages + "/" + img.Digest} {
 		tok := ownerToken()
@@ -156,7 +157,7 @@ func TestImagesRange(t *testing.T) {
 func TestImagesSizeLimit(t *testing.T) {
 	const limit = 1 << 20
 	f, dir := imageFixture(t, limit)
-	big := bytes.Repeat([]byte("x"), 4*limit)
+	big := append([]byte("#!"), bytes.Repeat([]byte("x"), 4*limit)...)
 	code, body := f.do(t, "POST", "/images", ownerToken(), big, octet)
 	if code != 413 || !strings.Contains(string(body), `"code":"RequestEntityTooLarge"`) || !strings.Contains(string(body), "at most 1048576 bytes (1 MiB") {
 		t.Errorf("with Content-Length: %d %s", code, body)
@@ -211,6 +212,14 @@ func TestImagesRefused(t *testing.T) {
 	if code != 400 || !strings.Contains(string(body), "--data-binary") {
 		t.Errorf("form upload: %d %s", code, body)
 	}
+	// Neither an executable nor an archive: refused, whatever its length.
+	for _, data := range [][]byte{[]byte("hello"), []byte(`{"modulesContent":{}}`), bytes.Repeat([]byte{0}, 100000)} {
+		code, body := f.do(t, "POST", "/images", ownerToken(), data, octet)
+		var e apiError
+		if code != 400 || json.Unmarshal(body, &e) != nil || e.Code != "BadRequest" || !strings.Contains(e.Message, "neither an executable nor an archive") {
+			t.Errorf("push of %.10q…: %d %s", data, code, body)
+		}
+	}
 	if names := dirNames(t, dir); len(names) != 0 {
 		t.Errorf("left behind: %v", names)
 	}
@@ -220,7 +229,7 @@ func TestImagesRefused(t *testing.T) {
 // an enabled edge device's token only.
 func TestImagesAuth(t *testing.T) {
 	f, dir := imageFixture(t, 0)
-	data := []byte("an image")
+	data := []byte("#!/bin/sh\necho an image\n")
 	_, img := pushImage(t, f, data)
 	dev, _ := f.h.Identity("dev1")
 	other, _ := f.h.Identity("other")

@@ -8,10 +8,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"strings"
 	"time"
 
+	"github.com/outpost-edge/outpost/store/ratelog"
 	"github.com/outpost-edge/outpost/sync/protocol"
 )
 
@@ -72,6 +74,7 @@ func (l *Link) FetchImage(ctx context.Context, digest string, dst io.Writer) (in
 		return 0, fmt.Errorf("fetch image %s: %w", digest, err)
 	}
 	sum := sha256.New()
+	body = newFetchLog(body, l.log, digest, resp.ContentLength, nil)
 	n, err := io.Copy(io.MultiWriter(dst, sum), &protocol.Progress{R: body, Stall: stall, After: imageStall})
 	if errors.Is(err, ErrImageTooLarge) {
 		l.imagesRefused.Add(1)
@@ -84,6 +87,44 @@ func (l *Link) FetchImage(ctx context.Context, digest string, dst io.Writer) (in
 	}
 	l.log.Info("image fetched", "digest", digest, "size", n)
 	return n, nil
+}
+
+// imageProgressEvery is how often a download logs how far it has got: a
+// large image over a slow uplink takes minutes, and an operator watching
+// the log should see it move. A variable for tests.
+var imageProgressEvery = 10 * time.Second
+
+// fetchLog passes reads through to r and logs the bytes read so far at
+// most every imageProgressEvery; a download shorter than that logs
+// nothing (FetchImage logs its end).
+type fetchLog struct {
+	r      io.Reader
+	log    *slog.Logger
+	digest string
+	total  int64 // -1: unknown
+	n      int64
+	limit  ratelog.Limiter
+}
+
+func newFetchLog(r io.Reader, log *slog.Logger, digest string, total int64, now func() time.Time) *fetchLog {
+	f := &fetchLog{r: r, log: log, digest: digest, total: total, limit: ratelog.Limiter{Every: imageProgressEvery, Now: now}}
+	f.limit.Allow("") // the first line comes one period in
+	return f
+}
+
+func (f *fetchLog) Read(b []byte) (int, error) {
+	n, err := f.r.Read(b)
+	f.n += int64(n)
+	if n > 0 {
+		if ok, _ := f.limit.Allow(""); ok {
+			attrs := []any{"digest", f.digest, "bytes", f.n}
+			if f.total > 0 {
+				attrs = append(attrs, "total", f.total, "percent", f.n*100/f.total)
+			}
+			f.log.Info("image download", attrs...)
+		}
+	}
+	return n, err
 }
 
 // imageBody returns resp's body held to the size the hub advertised, and to

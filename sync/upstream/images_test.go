@@ -8,6 +8,8 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -207,3 +209,42 @@ func TestFetchImageOversize(t *testing.T) {
 		})
 	}
 }
+
+// TestFetchImageProgressLog: a long download logs how far it has got at
+// most once per imageProgressEvery, however many reads it takes; a short
+// one logs nothing.
+func TestFetchImageProgressLog(t *testing.T) {
+	var logs bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+	now := time.Unix(0, 0)
+	clock := func() time.Time { return now }
+	const total = 1 << 20
+	f := newFetchLog(io.LimitReader(zeroReader{}, total), log, "sha256:ab", total, clock)
+	buf := make([]byte, 1024)
+	for {
+		n, err := f.Read(buf)
+		if n > 0 {
+			now = now.Add(100 * time.Millisecond) // 1 KiB per 100 ms: 102.4 s in all
+		}
+		if err != nil {
+			break
+		}
+	}
+	lines := strings.Count(logs.String(), `msg="image download"`)
+	if want := int(102400 * time.Millisecond / imageProgressEvery); lines < want-1 || lines > want+1 {
+		t.Errorf("%d progress lines over 102 s of download, want about %d:\n%s", lines, want, logs.String())
+	}
+	if !strings.Contains(logs.String(), `msg="image download" digest=sha256:ab bytes=103424 total=1048576 percent=9`) {
+		t.Errorf("first line:\n%s", logs.String())
+	}
+	logs.Reset()
+	f = newFetchLog(strings.NewReader("short"), log, "sha256:ab", 5, clock)
+	_, _ = io.ReadAll(f)
+	if logs.Len() != 0 {
+		t.Errorf("a short download logged %s", logs.String())
+	}
+}
+
+type zeroReader struct{}
+
+func (zeroReader) Read(b []byte) (int, error) { clear(b); return len(b), nil }

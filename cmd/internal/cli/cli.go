@@ -70,8 +70,11 @@ func Main(args []string, cmds []Command, env Env) int {
 		return 2
 	}
 	name := args[0]
-	if name == "help" || name == "-h" || name == "--help" {
+	switch name {
+	case "help", "-h", "-help", "--help":
 		return helpCmd(args[1:], cmds, env)
+	case "-v", "-version", "--version":
+		name = "version"
 	}
 	cmd, ok := find(cmds, name)
 	if !ok {
@@ -79,12 +82,15 @@ func Main(args []string, cmds []Command, env Env) int {
 		return 2
 	}
 	fs := newFlagSet(cmd, env.Stderr)
-	if err := fs.Parse(args[1:]); err != nil {
+	if err := Parse(env, fs, args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
 		}
-		return 2
+		return exit(cmd, env, err)
 	}
+	// From here on the flag set prints only the usage asked for with -h
+	// among later arguments (`outpost device create X -h`): to stdout.
+	fs.SetOutput(env.Stdout)
 	if err := prepare(cmd, env, fs); err != nil {
 		return exit(cmd, env, err)
 	}
@@ -99,11 +105,79 @@ func exit(cmd Command, env Env, err error) int {
 	case err == nil:
 		return 0
 	case errors.Is(err, ErrUsage):
-		fmt.Fprintf(env.Stderr, "error: %s\nusage: outpost %s %s\n", strings.TrimPrefix(err.Error(), ErrUsage.Error()+": "), cmd.Name, cmd.Usage)
+		synopsis := fmt.Sprintf("usage: outpost %s %s", cmd.Name, cmd.Usage)
+		var sub *subUsageError
+		if errors.As(err, &sub) {
+			synopsis = sub.synopsis
+		}
+		fmt.Fprintf(env.Stderr, "error: %s\n%s\n", strings.TrimPrefix(err.Error(), ErrUsage.Error()+": "), synopsis)
 		return 2
+	case errors.Is(err, flag.ErrHelp):
+		return 0 // -h of a subcommand: Parse printed its usage
 	default:
 		fmt.Fprintf(env.Stderr, "error: %s\n", oneLine(err.Error()))
 		return 1
+	}
+}
+
+// Parse parses args into fs. With -h (or --help) it prints fs's usage on
+// stdout and returns flag.ErrHelp, which makes Main exit 0; a bad flag is a
+// usage error (exit 2) that names it. Subcommands with flag sets of their
+// own (`edge status`) parse with it too: see SubFlags.
+func Parse(env Env, fs *flag.FlagSet, args []string) error {
+	out := fs.Output()
+	fs.SetOutput(io.Discard)
+	err := fs.Parse(args)
+	fs.SetOutput(out)
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		fs.SetOutput(env.Stdout)
+		fs.Usage()
+		fs.SetOutput(out)
+		return flag.ErrHelp
+	case err != nil:
+		return SubUsagef(fs, "%v", err)
+	}
+	return nil
+}
+
+// subUsageError is a usage error of a subcommand with a flag set of its
+// own (SubFlags): Main prints that subcommand's synopsis with it.
+type subUsageError struct {
+	err      error
+	synopsis string
+}
+
+func (e *subUsageError) Error() string { return e.err.Error() }
+func (e *subUsageError) Unwrap() error { return e.err }
+
+// SubUsagef is Usagef for a subcommand whose flag set is fs: the synopsis
+// printed with the error is fs's (the first line of its usage), not the
+// whole command's.
+func SubUsagef(fs *flag.FlagSet, format string, args ...any) error {
+	var buf strings.Builder
+	out := fs.Output()
+	fs.SetOutput(&buf)
+	fs.Usage()
+	fs.SetOutput(out)
+	synopsis, _, _ := strings.Cut(buf.String(), "\n")
+	return &subUsageError{err: Usagef(format, args...), synopsis: synopsis}
+}
+
+// SubFlags is the flag set of subcommand name ("edge status") whose usage
+// prints as every command's does: synopsis, summary, flags.
+func SubFlags(name, usage, summary string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.Usage = func() { printUsage(fs, name, usage, summary) }
+	return fs
+}
+
+func printUsage(fs *flag.FlagSet, name, usage, summary string) {
+	w := fs.Output()
+	fmt.Fprintf(w, "usage: outpost %s %s\n\n%s\n", name, usage, summary)
+	if hasFlags(fs) {
+		fmt.Fprintln(w, "\nflags:")
+		fs.PrintDefaults()
 	}
 }
 
@@ -114,13 +188,7 @@ func newFlagSet(cmd Command, stderr io.Writer) *flag.FlagSet {
 		cmd.Flags(fs)
 	}
 	addFlags(cmd, fs)
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: outpost %s %s\n\n%s\n", cmd.Name, cmd.Usage, cmd.Summary)
-		if hasFlags(fs) {
-			fmt.Fprintln(stderr, "\nflags:")
-			fs.PrintDefaults()
-		}
-	}
+	fs.Usage = func() { printUsage(fs, cmd.Name, cmd.Usage, cmd.Summary) }
 	return fs
 }
 

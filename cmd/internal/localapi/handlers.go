@@ -26,7 +26,9 @@ func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
 }
 
 func (s *Server) status(w http.ResponseWriter, _ *http.Request) {
-	writeJSON(w, http.StatusOK, s.opts.Status())
+	st := s.opts.Status()
+	st.Queues = HideIdleLanes(st.Queues)
+	writeJSON(w, http.StatusOK, st)
 }
 
 func targetID(r *http.Request) string {

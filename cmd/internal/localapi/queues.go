@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/outpost-edge/outpost/store/queue"
 )
@@ -23,8 +24,38 @@ const (
 // QueuePage is the shape of GET /queues/{name}: Next, when set, is the
 // `after` that continues the listing.
 type QueuePage struct {
-	Messages []queue.Message `json:"messages"`
-	Next     *uint64         `json:"next"`
+	Messages []QueueMessage `json:"messages"`
+	Next     *uint64        `json:"next"`
+}
+
+// QueueMessage is a queued message as the API shows it, named as IoT Hub
+// names a message's parts (camelCase, times as RFC 3339, durations in
+// seconds). It is a view of queue.Message, whose fields are its storage
+// form (CBOR elsewhere) and must not become the wire's.
+type QueueMessage struct {
+	MessageID        string            `json:"messageId"`
+	Source           string            `json:"source"`
+	Properties       map[string]string `json:"properties"`
+	SystemProperties map[string]string `json:"systemProperties"`
+	Body             []byte            `json:"body"` // base64
+	// TTLSeconds is how long the message may wait in the queue in all
+	// (0: the queue's default, which may be never).
+	TTLSeconds   float64   `json:"ttlSeconds"`
+	Seq          uint64    `json:"seq"`
+	EnqueuedTime time.Time `json:"enqueuedTime"`
+}
+
+// queueMessage is m as the API shows it.
+func queueMessage(m queue.Message) QueueMessage {
+	v := QueueMessage{MessageID: m.ID, Source: m.Source, Properties: m.Props, SystemProperties: m.Sys, Body: m.Body,
+		TTLSeconds: m.TTL.Seconds(), Seq: m.Seq, EnqueuedTime: m.EnqueuedAt.UTC()}
+	if v.Properties == nil {
+		v.Properties = map[string]string{}
+	}
+	if v.SystemProperties == nil {
+		v.SystemProperties = map[string]string{}
+	}
+	return v
 }
 
 func (s *Server) maxResponse() int {
@@ -73,7 +104,7 @@ func (s *Server) streamQueue(w http.ResponseWriter, name string, msgs []queue.Me
 	count, written := 0, 0
 	for {
 		for _, m := range msgs {
-			data, err := json.Marshal(m)
+			data, err := json.Marshal(queueMessage(m))
 			if err != nil || count == limit || (count > 0 && written+len(data) > s.maxResponse()) {
 				return &last
 			}

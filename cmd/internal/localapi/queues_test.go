@@ -42,8 +42,8 @@ func TestQueueListingBounded(t *testing.T) {
 		}
 		pages++
 		for _, m := range page.Messages {
-			if m.ID != fmt.Sprint(seen) {
-				t.Fatalf("message %q, want %d", m.ID, seen)
+			if m.MessageID != fmt.Sprint(seen) {
+				t.Fatalf("message %q, want %d", m.MessageID, seen)
 			}
 			seen++
 		}

@@ -47,6 +47,32 @@ type QueueStatus struct {
 	NoSpace       int64   `json:"noSpace"` // refused: disk below its reserve (since start)
 }
 
+// HideIdleLanes drops the priority lanes of $upstream ($upstream/p0 …
+// p9) that hold nothing and have counted nothing: eleven queues of which
+// most are never used. $upstream/pdefault, where unprioritised routes go,
+// and every other queue stay. The metrics keep them all (a series should
+// not come and go).
+func HideIdleLanes(qs []QueueStatus) []QueueStatus {
+	out := make([]QueueStatus, 0, len(qs))
+	for _, q := range qs {
+		if q.idle() && isLane(q.Name) {
+			continue
+		}
+		out = append(out, q)
+	}
+	return out
+}
+
+func (q QueueStatus) idle() bool {
+	return q.Depth == 0 && q.Bytes == 0 && q.Expired == 0 && q.Dropped == 0 && q.Rejected == 0 && q.NoSpace == 0
+}
+
+// isLane reports whether name is $upstream/p0 … $upstream/p9.
+func isLane(name string) bool {
+	p, ok := strings.CutPrefix(name, "$upstream/p")
+	return ok && len(p) == 1 && '0' <= p[0] && p[0] <= '9'
+}
+
 // BrokerStatus counts messages through the broker.
 type BrokerStatus struct {
 	Received int64 `json:"received"`
