@@ -2,6 +2,7 @@ package main
 
 import (
 	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/rogpeppe/go-internal/testscript"
@@ -35,4 +36,12 @@ func scriptParams() testscript.Params {
 		Cmds:                scenario.Commands(),
 		Setup:               scenario.OpenWork,
 	}
+}
+
+// TestLibrary runs the scenarios built into the binary (`outpost scenario
+// list`), as `outpost scenario run NAME` does.
+func TestLibrary(t *testing.T) {
+	p := scriptParams()
+	p.Dir = filepath.Join("..", "internal", "scenario", scenario.LibraryDir)
+	testscript.Run(t, p)
 }
