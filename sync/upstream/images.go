@@ -4,12 +4,10 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/outpost-edge/outpost/sync/protocol"
@@ -65,7 +63,7 @@ func (l *Link) FetchImage(ctx context.Context, digest string, dst io.Writer) (in
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return 0, fmt.Errorf("fetch image %s: %w", digest, hubError(resp))
+		return 0, fmt.Errorf("fetch image %s: %w", digest, hubError(resp, 0))
 	}
 	body, err := l.imageBody(resp)
 	if err != nil {
@@ -135,13 +133,9 @@ func fetchCause(ctx context.Context, err error) error {
 	return err
 }
 
-// hubError reads the hub's error answer {"code","message"}.
-func hubError(resp *http.Response) *HubError {
+// hubError reads the hub's error answer, the {code,message} envelope.
+func hubError(resp *http.Response, retry time.Duration) *HubError {
 	data, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-	he := &HubError{Status: resp.StatusCode, Code: http.StatusText(resp.StatusCode), Message: strings.TrimSpace(string(data))}
-	var e struct{ Code, Message string }
-	if json.Unmarshal(data, &e) == nil && e.Message != "" {
-		he.Code, he.Message = e.Code, e.Message
-	}
-	return he
+	e := protocol.ReadError(resp.StatusCode, data)
+	return &HubError{Status: e.Status, Code: e.Code, Message: e.Message, RetryAfter: retry}
 }

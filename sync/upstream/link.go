@@ -5,10 +5,8 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
@@ -423,13 +421,7 @@ func (l *Link) postOnce(ctx context.Context, path string, body []byte, enc strin
 		l.renewToken()
 	}
 	if resp.StatusCode != http.StatusOK {
-		data, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-		he := &HubError{Status: resp.StatusCode, Message: strings.TrimSpace(string(data)), RetryAfter: retryAfter(resp.Header)}
-		var e struct{ Code, Message string }
-		if json.Unmarshal(data, &e) == nil && e.Message != "" {
-			he.Code, he.Message = e.Code, e.Message
-		}
-		return he
+		return hubError(resp, retryAfter(resp.Header))
 	}
 	if err := protocol.Decode(resp.Body, resp.Header.Get("Content-Encoding"), out); err != nil {
 		return fmt.Errorf("answer to %s: %w", path, err)
