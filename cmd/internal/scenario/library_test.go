@@ -1,6 +1,7 @@
 package scenario
 
 import (
+	"os"
 	"regexp"
 	"strings"
 	"testing"
@@ -37,5 +38,29 @@ func TestLibraryReadsAsTheManual(t *testing.T) {
 	}
 	if _, ok := Find("no_such"); ok {
 		t.Error("Find(no_such) found something")
+	}
+}
+
+// TestDocsListEveryCommand keeps docs/scenarios.md complete: each command
+// of Commands has a row there (| `name …` |), and each row a command.
+func TestDocsListEveryCommand(t *testing.T) {
+	doc, err := os.ReadFile("../../../docs/scenarios.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows := map[string]bool{}
+	for _, m := range regexp.MustCompile("(?m)^\\| `([a-z]+)[ `]").FindAllStringSubmatch(string(doc), -1) {
+		rows[m[1]] = true
+	}
+	cmds := Commands()
+	for name := range cmds {
+		if !rows[name] {
+			t.Errorf("docs/scenarios.md has no row for the command %s", name)
+		}
+	}
+	for name := range rows {
+		if _, ok := cmds[name]; !ok {
+			t.Errorf("docs/scenarios.md has a row for %s, which is no command of the harness", name)
+		}
 	}
 }
