@@ -222,7 +222,7 @@ func printStatus(out io.Writer, st localapi.Status) error {
 }
 
 func printUplink(out io.Writer, u *upstream.Status) {
-	fmt.Fprintf(out, "uplink: %d messages sent in %d batches, %d twin deltas up, %d down, %d C2D received, %d methods\n",
+	fmt.Fprintf(out, "link traffic: %d messages sent in %d batches, %d twin deltas up, %d down, %d C2D received, %d methods\n",
 		u.Sent, u.Batches, u.TwinsUp, u.TwinsDown, u.C2D, u.Methods)
 	fmt.Fprintf(out, "instance: %s\n", u.Instance)
 	if u.InstanceCollisions > 0 {

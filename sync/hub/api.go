@@ -91,7 +91,7 @@ func (h *Hub) Handler() http.Handler {
 	})
 	mux.HandleFunc("GET "+protocol.PathImages+"/{digest}", h.linkImage)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, 404, apiError{"NotFound", fmt.Sprintf("no API at %s %s; see CONTRACT §3 (devices, twins, messages/events, …)", r.Method, r.URL.Path)})
+		protocol.WriteError(w, 404, "NotFound", fmt.Sprintf("no API at %s %s; see CONTRACT §3 (devices, twins, messages/events, …)", r.Method, r.URL.Path))
 	})
 	return h.withDeadline(mux)
 }
@@ -178,11 +178,6 @@ var (
 	errForbidden    = errors.New("forbidden")
 )
 
-type apiError struct {
-	Code    string `json:"code"`
-	Message string `json:"message"`
-}
-
 func writeError(w http.ResponseWriter, err error) {
 	status, code := 500, "InternalServerError"
 	var tooLarge *http.MaxBytesError
@@ -204,7 +199,7 @@ func writeError(w http.ResponseWriter, err error) {
 			break
 		}
 	}
-	writeJSON(w, status, apiError{code, err.Error()})
+	protocol.WriteError(w, status, code, err.Error())
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

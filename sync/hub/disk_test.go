@@ -18,7 +18,7 @@ func TestDiskBelowReserveRefusedWith507(t *testing.T) {
 	batch := protocol.Messages{Instance: "edge:gw1.a1", Queue: "$upstream/pdefault", Msgs: []protocol.Message{
 		{Seq: 1, ID: "m1", Source: "devices/dev1", Body: []byte("hello")}}}
 	code, body := f.frame(t, protocol.PathMessages, batch, &protocol.MessagesAck{})
-	var e apiError
+	var e protocol.APIError
 	if code != 507 || json.Unmarshal(body, &e) != nil || e.Code != "InsufficientStorage" || e.Message == "" {
 		t.Fatalf("messages below the reserve: %d %s; want 507 InsufficientStorage", code, body)
 	}

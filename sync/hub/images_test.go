@@ -199,7 +199,7 @@ func TestImagesRefused(t *testing.T) {
 			{"GET", "/images/" + d, ownerToken()}, {"DELETE", "/images/" + d, ownerToken()}, {"GET", protocol.PathImages + "/" + d, f.edgeToken()},
 		} {
 			code, body := f.do(t, c.method, c.path, c.tok, nil, nil)
-			var e apiError
+			var e protocol.APIError
 			if code != 400 || json.Unmarshal(body, &e) != nil || e.Code != "BadRequest" || !strings.Contains(e.Message, "want sha256:<64 lowercase hex>") {
 				t.Errorf("%s %s: %d %s", c.method, c.path, code, body)
 			}

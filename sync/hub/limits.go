@@ -100,6 +100,6 @@ func (h *Hub) linkBusy(w http.ResponseWriter, edge, path string) {
 			"limit", h.opts.MaxLinkFrames, "refused_since_last_logged", held)
 	}
 	w.Header().Set("Retry-After", strconv.Itoa(linkRetryAfter))
-	writeJSON(w, http.StatusTooManyRequests, apiError{"TooManyRequests",
-		fmt.Sprintf("edge %q has %d link requests in flight, the limit; retry after %d s", edge, h.opts.MaxLinkFrames, linkRetryAfter)})
+	protocol.WriteError(w, http.StatusTooManyRequests, "TooManyRequests",
+		fmt.Sprintf("edge %q has %d link requests in flight, the limit; retry after %d s", edge, h.opts.MaxLinkFrames, linkRetryAfter))
 }

@@ -43,11 +43,11 @@ const (
 // ErrFrame wraps every decoding error.
 var ErrFrame = errors.New("bad sync frame")
 
-// Hello opens a session: the edge names its store incarnation, so the hub
-// keeps cursors per incarnation (a wiped edge starts afresh).
+// Hello opens a session: the edge names its instance id, so the hub keeps
+// cursors per instance id (a wiped edge starts afresh).
 type Hello struct {
 	Version  int    `cbor:"1,keyasint"`
-	Instance string `cbor:"2,keyasint"` // the edge's twin replica id
+	Instance string `cbor:"2,keyasint"` // the edge's instance id (its twin replica id)
 }
 
 // Welcome answers Hello.

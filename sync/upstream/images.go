@@ -4,13 +4,11 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/outpost-edge/outpost/store/ratelog"
@@ -67,7 +65,7 @@ func (l *Link) FetchImage(ctx context.Context, digest string, dst io.Writer) (in
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return 0, fmt.Errorf("fetch image %s: %w", digest, hubError(resp))
+		return 0, fmt.Errorf("fetch image %s: %w", digest, hubError(resp, 0))
 	}
 	body, err := l.imageBody(resp)
 	if err != nil {
@@ -176,13 +174,9 @@ func fetchCause(ctx context.Context, err error) error {
 	return err
 }
 
-// hubError reads the hub's error answer {"code","message"}.
-func hubError(resp *http.Response) *HubError {
+// hubError reads the hub's error answer, the {code,message} envelope.
+func hubError(resp *http.Response, retry time.Duration) *HubError {
 	data, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-	he := &HubError{Status: resp.StatusCode, Code: http.StatusText(resp.StatusCode), Message: strings.TrimSpace(string(data))}
-	var e struct{ Code, Message string }
-	if json.Unmarshal(data, &e) == nil && e.Message != "" {
-		he.Code, he.Message = e.Code, e.Message
-	}
-	return he
+	e := protocol.ReadError(resp.StatusCode, data)
+	return &HubError{Status: e.Status, Code: e.Code, Message: e.Message, RetryAfter: retry}
 }

@@ -5,10 +5,8 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
@@ -286,7 +284,7 @@ func (l *Link) markUp() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.status.State != "online" {
-		l.log.Info("uplink online", "hub", l.opts.URL)
+		l.log.Info("link online", "hub", l.opts.URL)
 		l.status.State, l.status.Since, l.status.LastError = "online", time.Now(), ""
 		close(l.upCh)
 		l.upCh = make(chan struct{})
@@ -305,11 +303,11 @@ func (l *Link) down(err error) {
 		return
 	}
 	if l.status.State == "online" {
-		l.log.Warn("uplink offline; messages stay queued", "hub", l.opts.URL, "err", msg)
+		l.log.Warn("link offline; messages stay queued", "hub", l.opts.URL, "err", msg)
 		l.status.State, l.status.Since = "offline", time.Now()
 	} else if l.status.State == "connecting" || time.Since(l.lastLog) > time.Minute {
 		// While offline, one line a minute is enough.
-		l.log.Info("uplink unavailable; retrying", "hub", l.opts.URL, "err", msg, "offline_for", time.Since(l.status.Since).Round(time.Second))
+		l.log.Info("link unavailable; retrying", "hub", l.opts.URL, "err", msg, "offline_for", time.Since(l.status.Since).Round(time.Second))
 		l.lastLog = time.Now()
 		if l.status.State == "connecting" {
 			l.status.State, l.status.Since = "offline", time.Now()
@@ -423,13 +421,7 @@ func (l *Link) postOnce(ctx context.Context, path string, body []byte, enc strin
 		l.renewToken()
 	}
 	if resp.StatusCode != http.StatusOK {
-		data, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-		he := &HubError{Status: resp.StatusCode, Message: strings.TrimSpace(string(data)), RetryAfter: retryAfter(resp.Header)}
-		var e struct{ Code, Message string }
-		if json.Unmarshal(data, &e) == nil && e.Message != "" {
-			he.Code, he.Message = e.Code, e.Message
-		}
-		return he
+		return hubError(resp, retryAfter(resp.Header))
 	}
 	if err := protocol.Decode(resp.Body, resp.Header.Get("Content-Encoding"), out); err != nil {
 		return fmt.Errorf("answer to %s: %w", path, err)

@@ -157,6 +157,7 @@ func projectImports(t *testing.T) map[string][]string {
 		}
 		rel, _ := filepath.Rel(root, filepath.Dir(path))
 		rel = filepath.ToSlash(rel)
+		out[rel] = append(out[rel], []string{}...) // a package that imports nothing is still one
 		for _, imp := range f.Imports {
 			p, _ := strconv.Unquote(imp.Path.Value)
 			out[rel] = append(out[rel], p)

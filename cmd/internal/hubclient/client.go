@@ -21,6 +21,7 @@ import (
 	"github.com/outpost-edge/outpost/cmd/internal/huburl"
 	"github.com/outpost-edge/outpost/store/identity"
 	"github.com/outpost-edge/outpost/store/identity/sas"
+	"github.com/outpost-edge/outpost/sync/protocol"
 )
 
 // Where FromEnv looks, besides the command-line flags.
@@ -51,7 +52,6 @@ const (
 	DefaultRetryMax   = 5 * time.Second
 	timeoutMargin     = 30 * time.Second // added to a server-side wait to get the HTTP timeout
 	maxResponse       = 256 << 20
-	maxErrorExcerpt   = 200
 	tokenLifetime     = time.Hour
 	emptyPollInterval = time.Second
 	maxPage           = 1000 // events asked for in one request; the hub allows up to 10000
@@ -360,30 +360,13 @@ func (e *APIError) Error() string {
 	return s
 }
 
-// ParseError builds the *APIError of an answer with status and body. A body
-// that is not the hub's JSON error shape yields the status text and a short
-// excerpt of the body.
+// ParseError builds the *APIError of an answer with status and body, read
+// as every Outpost client reads the {code,message} envelope
+// (protocol.ReadError): a body that is not the envelope yields the status
+// text and a short excerpt of the body.
 func ParseError(status int, body []byte) *APIError {
-	e := &APIError{Status: status}
-	var j struct {
-		Code    any    `json:"code"` // some servers send numbers
-		Message string `json:"message"`
-	}
-	if json.Unmarshal(body, &j) == nil {
-		if j.Code != nil {
-			e.Code = strings.TrimSpace(fmt.Sprint(j.Code))
-		}
-		e.Message = oneLine(j.Message)
-	} else {
-		e.Message = excerpt(body)
-	}
-	if e.Code == "" {
-		e.Code = http.StatusText(status)
-	}
-	if e.Code == "" {
-		e.Code = "status " + strconv.Itoa(status)
-	}
-	return e
+	e := protocol.ReadError(status, body)
+	return &APIError{Status: e.Status, Code: e.Code, Message: e.Message}
 }
 
 // StatusOf is the HTTP status of an *APIError in err's chain, 0 otherwise.
@@ -393,18 +376,6 @@ func StatusOf(err error) int {
 		return ae.Status
 	}
 	return 0
-}
-
-func excerpt(b []byte) string {
-	s := oneLine(string(bytes.ToValidUTF8(bytes.TrimSpace(b), []byte("?"))))
-	if len(s) > maxErrorExcerpt {
-		s = strings.ToValidUTF8(s[:maxErrorExcerpt], "") + "…"
-	}
-	return s
-}
-
-func oneLine(s string) string {
-	return strings.Join(strings.Fields(s), " ")
 }
 
 func pathOnly(p string) string {

@@ -60,7 +60,7 @@ func (c *Client) PushImage(ctx context.Context, r io.Reader, size int64) (raw js
 	}
 	var img Image
 	if err := json.Unmarshal(data, &img); err != nil || img.Digest == "" {
-		return nil, false, fmt.Errorf("POST /images: the hub's answer is not an image {\"digest\",\"size\",\"created\"}: %s", excerpt(data))
+		return nil, false, fmt.Errorf("POST /images: the hub's answer is not an image {\"digest\",\"size\",\"created\"}: %s", protocol.Excerpt(data))
 	}
 	return data, resp.StatusCode == http.StatusCreated, nil
 }

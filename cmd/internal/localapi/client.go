@@ -14,6 +14,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/outpost-edge/outpost/sync/protocol"
 )
 
 // Client calls a running edge's local API. Token is empty for the open
@@ -85,10 +87,11 @@ func (c Client) Do(ctx context.Context, method, path, contentType string, body [
 	return resp, nil
 }
 
+// apiError reads an error answer of the edge's API, the {code,message}
+// envelope (protocol.ReadError).
 func apiError(addr string, resp *http.Response) error {
-	var e struct{ Code, Message string }
-	_ = json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&e)
-	return fmt.Errorf("edge API at %s: %s: %s", addr, resp.Status, e.Message)
+	data, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	return fmt.Errorf("edge API at %s: %s: %s", addr, resp.Status, protocol.ReadError(resp.StatusCode, data).Message)
 }
 
 // maxStatusBytes bounds what Status reads: --api may name something that

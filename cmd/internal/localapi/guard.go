@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/outpost-edge/outpost/sync/protocol"
 )
 
 // guard checks every request's Host header and Origin before any handler
@@ -122,8 +124,9 @@ func (s *Server) refuse(w http.ResponseWriter, r *http.Request, status int, code
 	writeError(w, status, code, msg)
 }
 
+// writeError answers with Outpost's one error envelope (protocol.WriteError).
 func writeError(w http.ResponseWriter, status int, code, msg string) {
-	writeJSON(w, status, map[string]string{"code": code, "message": msg})
+	protocol.WriteError(w, status, code, msg)
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -166,14 +166,18 @@ func cmdCheckEvents(ts *testscript.TestScript, neg bool, args []string) {
 // cmptwins API ID WANT: wait until the twin of ID, at the edge (API, read
 // with the operator token $API_TOKEN names) and at
 // the hub, has exactly the tags and desired and reported properties of WANT
-// ({"tags":…,"desired":…,"reported":…}); $version and $metadata, which are
-// per replica, are not compared.
+// ({"tags":…,"desired":…,"reported":…}, inline or a golden file holding
+// it); $version and $metadata, which are per replica, are not compared.
 func cmdCmpTwins(ts *testscript.TestScript, neg bool, args []string) {
 	if len(args) != 3 {
-		ts.Fatalf("usage: cmptwins API ID WANT")
+		ts.Fatalf("usage: cmptwins API ID WANT|FILE")
+	}
+	wantDoc := args[2]
+	if !strings.HasPrefix(strings.TrimSpace(wantDoc), "{") {
+		wantDoc = ts.ReadFile(wantDoc)
 	}
 	var want any
-	ts.Check(json.Unmarshal([]byte(args[2]), &want))
+	ts.Check(json.Unmarshal([]byte(wantDoc), &want))
 	wantS, _ := json.Marshal(want)
 	poll(ts, "twin "+args[1]+" = "+string(wantS)+" at the edge and the hub", func() string {
 		_, edgeDoc := httpDo(ts, httpReq{method: "GET", url: "http://" + args[0] + "/twins/" + args[1], token: envToken(ts)})

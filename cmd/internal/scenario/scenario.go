@@ -41,6 +41,8 @@ func Commands() map[string]func(ts *testscript.TestScript, neg bool, args []stri
 		"waitfile":  cmdWaitFile,
 		"perm":      cmdPerm,
 		"subst":     cmdSubst,
+		// wait.go
+		"waitexec": cmdWaitExec,
 		// disk.go
 		"mounttmpfs": cmdMountTmpfs,
 		"fillfs":     cmdFillFS,
