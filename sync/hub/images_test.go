@@ -215,8 +215,8 @@ func TestImagesRefused(t *testing.T) {
 	// Neither an executable nor an archive: refused, whatever its length.
 	for _, data := range [][]byte{[]byte("hello"), []byte(`{"modulesContent":{}}`), bytes.Repeat([]byte{0}, 100000)} {
 		code, body := f.do(t, "POST", "/images", ownerToken(), data, octet)
-		var e apiError
-		if code != 400 || json.Unmarshal(body, &e) != nil || e.Code != "BadRequest" || !strings.Contains(e.Message, "neither an executable nor an archive") {
+		e := protocol.ReadError(code, body)
+		if code != 400 || e.Code != "BadRequest" || !strings.Contains(e.Message, "neither an executable nor an archive") {
 			t.Errorf("push of %.10q…: %d %s", data, code, body)
 		}
 	}

@@ -17,7 +17,7 @@ func TestCommands(t *testing.T) {
 	want := []string{
 		"checkacked", "checkevents", "cmptwins", "envjson", "envout", "eventbodies", "eventtally", "fillfs", "http", "httpwait", "hubready",
 		"hup", "killmodule", "link", "mkcerts", "mounttmpfs", "mqtt", "mqttrefused", "mqtttwin", "perm", "sleep", "splitaddr", "subst",
-		"waitevents", "waitfile", "waithubtwin", "waitlink", "waitqueue", "waitready", "waitstatus", "waittwin",
+		"waitevents", "waitexec", "waitfile", "waithubtwin", "waitlink", "waitqueue", "waitready", "waitstatus", "waittwin",
 	}
 	got := slices.Sorted(maps.Keys(Commands()))
 	if !slices.Equal(got, want) {
