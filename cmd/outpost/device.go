@@ -17,7 +17,7 @@ import (
 
 var deviceCmd = hubCommand("device",
 	"create, update, list, show or delete devices on the hub",
-	"create ID [--edge] [--parent EDGE] [--primary-key K] | update ID [--regenerate-keys] [--primary-key K] [--secondary-key K] [--status enabled|disabled] | list | show ID | connection-string ID | delete ID",
+	"create ID [--edge] [--parent EDGE] [--primary-key K] | update ID [--regenerate-keys] [--primary-key K] [--secondary-key K] [--status enabled|disabled] | list | show ID | delete ID",
 	func(fs *flag.FlagSet) {
 		fs.Bool("edge", false, "create: the device is an IoT Edge device (gets a deviceScope, can be a parent)")
 		fs.String("parent", "", "create: the edge device this one connects through (its deviceScope goes into parentScopes)")
@@ -34,7 +34,7 @@ var deviceFlags = map[string][]string{
 }
 
 func runDevice(ctx context.Context, h *hubCall) error {
-	sub, args, err := h.sub(map[string]int{"create": 1, "update": 1, "list": 0, "show": 1, "connection-string": 1, "delete": 1})
+	sub, args, err := h.sub(map[string]int{"create": 1, "update": 1, "list": 0, "show": 1, "delete": 1})
 	if err != nil {
 		return err
 	}
@@ -72,8 +72,6 @@ func runDevice(ctx context.Context, h *hubCall) error {
 		return deviceList(ctx, h, c)
 	case "show":
 		return showIdentity(ctx, h, c, hubclient.PathOf("devices", args[0]))
-	case "connection-string":
-		return deviceConnectionString(ctx, h, c, args[0])
 	default:
 		return deleteIdentity(ctx, c, hubclient.PathOf("devices", args[0]))
 	}
