@@ -327,6 +327,9 @@ func (w *walk) run(c walkCmd, last bool) {
 	if prints != "" && !strings.Contains(out.String(), prints) {
 		t.Fatalf("%s: `%s` did not print %q:\n%s%s", c.file, text, prints, out.String(), w.logs())
 	}
+	if strings.Contains(out.String(), "warning:") {
+		t.Errorf("%s: `%s` warned, which the page does not say:\n%s", c.file, text, out.String())
+	}
 	w.keepState()
 }
 
@@ -433,6 +436,9 @@ func (w *walk) stop() {
 		var exit *exec.ExitError
 		if p.server && errors.As(p.err, &exit) {
 			w.t.Errorf("`%s` stopped with %v:\n%s", p.text, p.err, p.output())
+		}
+		if out := p.output(); strings.Contains(out, "warning:") || strings.Contains(out, "level=ERROR") {
+			w.t.Errorf("`%s` warned or logged an error, which the page does not say:\n%s", p.text, out)
 		}
 	}
 }
