@@ -67,3 +67,16 @@ func TestWarnsWhenHostNameChanges(t *testing.T) {
 		t.Errorf("the new HostName was not recorded: the next start warned again: %s", logs)
 	}
 }
+
+// A data directory from before the record: the owner connection string
+// tells the HostName of the last start.
+func TestWarnsWhenHostNameChangesFromOwnerFile(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "hub")
+	runOnce(t, dir, "hub.example:8080")
+	if err := os.Remove(filepath.Join(dir, hostNameFile)); err != nil {
+		t.Fatal(err)
+	}
+	if _, logs := runOnce(t, dir, "hub.example:9090"); !strings.Contains(logs, "previous_hostname=hub.example:8080") {
+		t.Errorf("no warning from the owner connection string's HostName: %s", logs)
+	}
+}

@@ -150,6 +150,15 @@ func recordHostName(dir, host string, log *slog.Logger) error {
 		return err
 	}
 	prev := strings.TrimSpace(string(data))
+	if prev == "" {
+		// A data directory from before this record: the owner connection
+		// string names the host of the last start.
+		if cs, err := os.ReadFile(filepath.Join(dir, ownerFile)); err == nil {
+			if c, err := sas.ParseConnString(string(cs)); err == nil {
+				prev = c.HostName
+			}
+		}
+	}
 	if prev == host {
 		return nil
 	}
