@@ -4,13 +4,32 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo de
 LDFLAGS   := -s -w -X github.com/outpost-edge/outpost/cmd/internal/cli.Version=$(VERSION)
 FUZZTIME  ?= 100000x
 BENCHTIME ?= 1x
+PREFIX    ?= /usr/local
+BINDIR    ?= $(PREFIX)/bin
+SAMPLES   := outpost-tempsensor outpost-filter
 
-.PHONY: build test interop bench fuzz lint clean
+.PHONY: build test interop bench fuzz lint clean install uninstall
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/outpost ./cmd/outpost
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/outpost-tempsensor ./cmd/samples/tempsensor
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/outpost-filter ./cmd/samples/filter
+
+# Installs bin/outpost (and the sample modules' binaries, when built) in
+# $(DESTDIR)$(BINDIR), /usr/local/bin by default: `make install
+# PREFIX=$$HOME/.local` needs no root. bin/outpost is built when missing or
+# older than the sources, so `make build && sudo make install` does not
+# build as root.
+install: bin/outpost
+	install -d '$(DESTDIR)$(BINDIR)'
+	install -m 0755 bin/outpost '$(DESTDIR)$(BINDIR)/outpost'
+	for f in $(SAMPLES); do if [ -f bin/$$f ]; then install -m 0755 bin/$$f '$(DESTDIR)$(BINDIR)/'$$f || exit 1; fi; done
+
+uninstall:
+	rm -f '$(DESTDIR)$(BINDIR)/outpost' $(foreach f,$(SAMPLES),'$(DESTDIR)$(BINDIR)/$(f)')
+
+bin/outpost: $(shell git ls-files '*.go' 2>/dev/null) go.mod go.sum
+	$(MAKE) build
 
 # Every test with the race detector, scenarios (testdata/script) included.
 test:

@@ -60,6 +60,7 @@ func fakeModule(mode string) int {
 	case "env":
 		appendLine("env", strings.Join(os.Environ(), "\n"))
 		appendLine("argv0", os.Args[0])
+		appendLine("args", strings.Join(os.Args[1:], " "))
 	case "chatty":
 		for i := 0; i < 2000; i++ {
 			fmt.Printf("line %d of a chatty module, padded to make it longer than it needs to be\n", i)

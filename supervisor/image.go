@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 )
 
@@ -161,36 +162,61 @@ func (im *images) keep(tmp *os.File, digest string) error {
 	return os.Rename(tmp.Name(), im.blob(digest))
 }
 
-// program returns the executable to run for a cached image: the blob
-// itself, or for an archive the program inside it (Cmd[0], or its only
-// executable file), unpacking it on first use. archive says which.
-func (im *images) program(digest string, cmd []string) (prog string, args []string, archive bool, err error) {
+// program returns the executable to run for a cached image and its
+// arguments, as Docker reads Entrypoint and Cmd: an executable image is
+// itself the program (it takes no Entrypoint); in an archive, unpacked on
+// first use, Entrypoint[0] names the program, by default its only
+// executable file. The arguments are Entrypoint[1:] then Cmd. archive says
+// whether the image is an archive.
+func (im *images) program(digest string, entry, cmd []string) (prog string, args []string, archive bool, err error) {
 	blob := im.blob(digest)
 	kind, err := archiveKind(blob)
 	if err != nil {
 		return "", nil, false, err
 	}
 	if kind == "" {
+		if len(entry) > 0 {
+			return "", nil, false, fmt.Errorf("%w %s: createOptions Entrypoint %q names a program inside an archive image, but this image is an executable, which is the program itself: give its arguments in Cmd", ErrImage, digest, entry[0])
+		}
 		return blob, cmd, false, nil
 	}
 	dir := blob + ".d"
-	if st, err := os.Stat(dir); err != nil {
-		if err := unpack(blob, kind, dir); err != nil {
-			return "", nil, true, fmt.Errorf("%w %s: %v", ErrImage, digest, err)
-		}
-	} else if st.Mode().Perm() != 0o755 {
-		// Unpacked by a version that kept it to the edge's user.
-		if err := publish(dir); err != nil {
-			return "", nil, true, fmt.Errorf("%w %s: %v", ErrImage, digest, err)
-		}
+	if err := im.unpacked(blob, kind, dir); err != nil {
+		return "", nil, true, fmt.Errorf("%w %s: %v", ErrImage, digest, err)
 	}
-	if len(cmd) > 0 {
-		p := filepath.Join(dir, filepath.Clean("/"+cmd[0]))
+	if len(entry) > 0 {
+		p := filepath.Join(dir, filepath.Clean("/"+entry[0]))
 		if st, err := os.Stat(p); err != nil || !st.Mode().IsRegular() {
-			return "", nil, true, fmt.Errorf("%w %s: the archive has no file %q (Cmd[0] names the program inside the archive)", ErrImage, digest, cmd[0])
+			return "", nil, true, fmt.Errorf("%w %s: the archive has no file %q (createOptions Entrypoint[0] names the program inside the archive)", ErrImage, digest, entry[0])
 		}
-		return p, cmd[1:], true, nil
+		return p, append(slices.Clone(entry[1:]), cmd...), true, nil
 	}
+	found := executables(dir)
+	if len(found) == 0 {
+		return "", nil, true, fmt.Errorf("%w %s: the archive has no executable file (mode +x) to run", ErrImage, digest)
+	}
+	if len(found) > 1 {
+		return "", nil, true, fmt.Errorf("%w %s: the archive has %d executable files (%s); name the program with createOptions {\"Entrypoint\":[\"path/in/archive\"]} (Cmd holds its arguments)",
+			ErrImage, digest, len(found), strings.Join(relative(dir, found), ", "))
+	}
+	return found[0], cmd, true, nil
+}
+
+// unpacked makes sure the archive blob is unpacked and published in dir.
+func (im *images) unpacked(blob, kind, dir string) error {
+	st, err := os.Stat(dir)
+	if err != nil {
+		return unpack(blob, kind, dir)
+	}
+	if st.Mode().Perm() != 0o755 {
+		// Unpacked by a version that kept it to the edge's user.
+		return publish(dir)
+	}
+	return nil
+}
+
+// executables lists the regular files under dir that anyone may execute.
+func executables(dir string) []string {
 	var found []string
 	_ = filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
 		if err == nil && d.Type().IsRegular() {
@@ -200,10 +226,21 @@ func (im *images) program(digest string, cmd []string) (prog string, args []stri
 		}
 		return nil
 	})
-	if len(found) != 1 {
-		return "", nil, true, fmt.Errorf("%w %s: the archive has %d executable files; name the program in createOptions Cmd[0]", ErrImage, digest, len(found))
+	return found
+}
+
+// relative returns paths relative to dir, at most five of them.
+func relative(dir string, paths []string) []string {
+	var out []string
+	for i, p := range paths {
+		if i == 5 {
+			out = append(out, "…")
+			break
+		}
+		r, _ := filepath.Rel(dir, p)
+		out = append(out, r)
 	}
-	return found[0], nil, true, nil
+	return out
 }
 
 func archiveKind(path string) (string, error) {

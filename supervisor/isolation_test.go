@@ -314,7 +314,7 @@ while :; do sleep 0.05; done
 	if err := os.WriteFile(img, tgz, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	h.apply(1, map[string]any{"t": h.mod("", map[string]any{"settings": map[string]any{"image": img, "createOptions": `{"Cmd":["bin/mod"]}`}})})
+	h.apply(1, map[string]any{"t": h.mod("", map[string]any{"settings": map[string]any{"image": img, "createOptions": `{"Entrypoint":["bin/mod"]}`}})})
 	h.waitStatus("t", "running")
 	var got []string
 	h.waitFor("result", func(Report) bool {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"regexp"
 	"sort"
 	"strings"
@@ -40,9 +41,13 @@ type Module struct {
 // CreateOptions is the Docker-style settings.createOptions JSON, the part
 // that means something for a process.
 type CreateOptions struct {
-	// Cmd: arguments; for an archive image, Cmd[0] names the program
-	// inside the archive.
-	Cmd         []string `json:"Cmd,omitempty"`
+	// Entrypoint and Cmd are Docker's: the program runs with the
+	// arguments Entrypoint[1:] then Cmd. Entrypoint[0] names the program
+	// inside an archive image (default: the archive's only executable
+	// file); an executable image is itself the program, so it takes no
+	// Entrypoint.
+	Entrypoint  StrSlice `json:"Entrypoint,omitempty"`
+	Cmd         StrSlice `json:"Cmd,omitempty"`
 	Env         []string `json:"Env,omitempty"`        // "NAME=value"
 	WorkingDir  string   `json:"WorkingDir,omitempty"` // relative to the module's directory
 	StopTimeout *int     `json:"StopTimeout,omitempty"`
@@ -52,6 +57,47 @@ type CreateOptions struct {
 	User        string       `json:"User,omitempty"`
 	Healthcheck *Healthcheck `json:"Healthcheck,omitempty"`
 	HostConfig  *HostConfig  `json:"HostConfig,omitempty"`
+}
+
+// StrSlice is Docker's strslice: a JSON array of strings, or one string
+// for a one-element list.
+type StrSlice []string
+
+// UnmarshalJSON takes an array of strings or a single string.
+func (s *StrSlice) UnmarshalJSON(b []byte) error {
+	if string(bytes.TrimSpace(b)) == "null" {
+		*s = nil
+		return nil
+	}
+	var one string
+	if err := json.Unmarshal(b, &one); err == nil {
+		*s = StrSlice{one}
+		return nil
+	}
+	var many []string
+	if err := json.Unmarshal(b, &many); err != nil {
+		// The decoder names the field in a type error.
+		return &json.UnmarshalTypeError{Value: jsonKind(b), Type: reflect.TypeFor[[]string]()}
+	}
+	*s = many
+	return nil
+}
+
+func jsonKind(b []byte) string {
+	t := bytes.TrimSpace(b)
+	switch {
+	case len(t) == 0:
+		return "nothing"
+	case t[0] == '{':
+		return "object"
+	case t[0] == '[':
+		return "array with a non-string"
+	case t[0] == 't' || t[0] == 'f':
+		return "bool"
+	case t[0] == 'n':
+		return "null"
+	}
+	return "number"
 }
 
 // Healthcheck is Docker's: Test is ["CMD", prog, args…] or
@@ -312,13 +358,16 @@ func parseSettings(path string, s map[string]json.RawMessage, m *Module) error {
 	}
 	if m.RawCreateOptions != "" {
 		if err := strictUnmarshal([]byte(m.RawCreateOptions), &m.Create); err != nil {
-			return bad(path+".createOptions", "%v (known: Cmd, Env, WorkingDir, User, StopTimeout, Healthcheck, HostConfig.Memory, HostConfig.Ulimits)", err)
+			return bad(path+".createOptions", "%v (known: Entrypoint, Cmd, Env, WorkingDir, User, StopTimeout, Healthcheck, HostConfig.Memory, HostConfig.Ulimits)", err)
 		}
 	}
 	return checkCreate(path+".createOptions", &m.Create)
 }
 
 func checkCreate(path string, c *CreateOptions) error {
+	if len(c.Entrypoint) > 0 && c.Entrypoint[0] == "" {
+		return bad(path+".Entrypoint", "the first element names the program inside the archive image; it must not be empty")
+	}
 	for _, e := range c.Env {
 		if k, _, ok := strings.Cut(e, "="); !ok || !envName.MatchString(k) {
 			return bad(path+".Env", "%q: must be NAME=value", e)

@@ -64,6 +64,8 @@ func TestParseDeployment(t *testing.T) {
 
 func FuzzParseDeployment(f *testing.F) {
 	f.Add([]byte(`{"modules":{"m":{"type":"process","settings":{"image":"/bin/true","createOptions":"{\"Cmd\":[\"a\"]}"}}}}`))
+	f.Add([]byte(`{"modules":{"m":{"type":"process","settings":{"image":"a.tgz","createOptions":"{\"Entrypoint\":\"bin/m\",\"Cmd\":null}"}}}}`))
+	f.Add([]byte(`{"modules":{"m":{"type":"process","settings":{"image":"a.tgz","createOptions":"{\"Entrypoint\":[\"bin/m\",\"-v\"],\"Cmd\":[1]}"}}}}`))
 	f.Add([]byte(`{"schemaVersion":"1.1","modules":{"m":{"type":"process","restartPolicy":"on-unhealthy","settings":{"image":"x","createOptions":"{\"Healthcheck\":{\"Test\":[\"CMD\",\"true\"]}}"}}}}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		d, err := ParseDeployment(data)

@@ -384,7 +384,7 @@ func (s *Supervisor) resolveImages(dep *Deployment, current map[string]Module, r
 			}
 			digest = d
 		}
-		prog, args, archive, err := s.images.program(digest, m.Create.Cmd)
+		prog, args, archive, err := s.images.program(digest, m.Create.Entrypoint, m.Create.Cmd)
 		if err != nil {
 			return nil, fmt.Errorf("modules.%s.settings.image: %w", name, err)
 		}

@@ -271,7 +271,7 @@ func TestArchiveImages(t *testing.T) {
 	}
 	h := newHarness(t, nil)
 	h.apply(1, map[string]any{
-		"t": h.mod("", map[string]any{"settings": map[string]any{"image": filepath.Join(dir, "m.tgz"), "createOptions": `{"Cmd":["bin/mod","tgz"]}`}}),
+		"t": h.mod("", map[string]any{"settings": map[string]any{"image": filepath.Join(dir, "m.tgz"), "createOptions": `{"Entrypoint":["bin/mod"],"Cmd":["tgz"]}`}}),
 		"z": h.mod("", map[string]any{"settings": map[string]any{"image": filepath.Join(dir, "m.zip")}}),
 	})
 	h.waitStatus("t", "running")
@@ -283,7 +283,7 @@ func TestArchiveImages(t *testing.T) {
 			return strings.Contains(b.String(), want)
 		})
 	}
-	h.apply(2, map[string]any{"t": h.mod("", map[string]any{"settings": map[string]any{"image": filepath.Join(dir, "m.tgz"), "createOptions": `{"Cmd":["bin/nothere"]}`}})})
+	h.apply(2, map[string]any{"t": h.mod("", map[string]any{"settings": map[string]any{"image": filepath.Join(dir, "m.tgz"), "createOptions": `{"Entrypoint":["bin/nothere"]}`}})})
 	if st := h.waitDesired(2, 400); !strings.Contains(st.Description, `the archive has no file "bin/nothere"`) {
 		t.Fatalf("description %q", st.Description)
 	}

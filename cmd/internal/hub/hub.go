@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/outpost-edge/outpost/cmd/internal/certs"
@@ -55,7 +56,10 @@ type Ready struct {
 	CA       string `json:"ca,omitempty"` // the CA the hub made for itself, if it did
 }
 
-const ownerFile = "owner.connection-string"
+const (
+	ownerFile    = "owner.connection-string"
+	hostNameFile = "hostname" // the HostName of the last start
+)
 
 // Run serves the hub until ctx is done.
 func Run(ctx context.Context, cfg Config) error {
@@ -71,6 +75,9 @@ func Run(ctx context.Context, cfg Config) error {
 	host := cfg.Hostname
 	if host == "" {
 		host = hostFor(ln.Addr().(*net.TCPAddr))
+	}
+	if err := recordHostName(cfg.DataDir, host, cfg.Logger); err != nil {
+		return err
 	}
 	key, err := ownerKey(cfg, host)
 	if err != nil {
@@ -130,6 +137,38 @@ func hostFor(a *net.TCPAddr) string {
 		return net.JoinHostPort("localhost", fmt.Sprint(a.Port))
 	}
 	return a.String()
+}
+
+// recordHostName keeps the hub's HostName in its data directory and warns
+// when it is not the one of the last start: every SAS token and connection
+// string names the hub's host (the default is the --listen address, so a new
+// port is a new name), and the hub refuses those made for another one.
+func recordHostName(dir, host string, log *slog.Logger) error {
+	path := filepath.Join(dir, hostNameFile)
+	data, err := os.ReadFile(path)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	prev := strings.TrimSpace(string(data))
+	if prev == "" {
+		// A data directory from before this record: the owner connection
+		// string names the host of the last start.
+		if cs, err := os.ReadFile(filepath.Join(dir, ownerFile)); err == nil {
+			if c, err := sas.ParseConnString(string(cs)); err == nil {
+				prev = c.HostName
+			}
+		}
+	}
+	if prev == host {
+		return nil
+	}
+	if prev != "" {
+		log.Warn("the hub's HostName is not the one of its last start: the connection strings and SAS tokens of every device, module "+
+			"and edge made for the old name are refused (an edge's link gets 401); start the hub with --hostname "+prev+
+			" to keep them, or give them new connection strings (outpost device connection-string ID)",
+			"hostname", host, "previous_hostname", prev)
+	}
+	return secret.WritePublic(path, []byte(host+"\n"))
 }
 
 // ownerKey returns the owner policy's key: --owner-key, or the one kept in
