@@ -104,7 +104,7 @@ func runEdge(ctx context.Context, env cli.Env, fs *flag.FlagSet) error {
 	if c.MQTT == "" && c.MQTTS == "" && c.WS == "" {
 		c.MQTTS = ":8883"
 	}
-	c.Durability, c.Stdout = d, env.Stdout
+	c.Durability, c.Stdout, c.Stderr = d, env.Stdout, env.Stderr
 	if edgeCfg.maxImageMiB < 1 {
 		return cli.Usagef("--max-image-size %d: want at least 1 (MiB)", edgeCfg.maxImageMiB)
 	}

@@ -69,6 +69,7 @@ type Config struct {
 	MaxImageSize  int64          // the largest module image the edge downloads (bytes; 0: upstream.DefaultMaxImageSize)
 	Logger        *slog.Logger
 	Stdout        io.Writer
+	Stderr        io.Writer // for a line people see when the hub refuses the edge's credentials (nil: the log only)
 	// ModuleUIDs is the range of uids an edge running as root gives its
 	// modules, one each (default supervisor.DefaultModuleUIDs).
 	ModuleUIDs supervisor.UIDRange
