@@ -48,6 +48,7 @@ func (h *Hub) Messages(ctx context.Context, edge string, m protocol.Messages) (p
 	if err := h.checkInstance(edge, m.Instance); err != nil {
 		return protocol.MessagesAck{}, err
 	}
+	h.instances.seen(edge, m.Instance, 0)
 	if m.Queue == "" || len(m.Queue) > 256 {
 		return protocol.MessagesAck{}, fmt.Errorf("%w: queue name", ErrInvalid)
 	}
@@ -71,6 +72,7 @@ func (h *Hub) Twins(ctx context.Context, edge string, m protocol.TwinsUp) (proto
 	if err := h.checkInstance(edge, m.Instance); err != nil {
 		return protocol.TwinsAck{}, err
 	}
+	h.instances.seen(edge, m.Instance, 0)
 	inScope, err := h.inScope(edge)
 	if err != nil {
 		return protocol.TwinsAck{}, err
@@ -140,6 +142,8 @@ func (h *Hub) Pull(ctx context.Context, edge string, p protocol.Pull) (protocol.
 	h.collectGarbage(ctx)
 	stop := h.edges.begin(edge, p.Instance)
 	defer h.edges.end(edge, p.Instance, stop)
+	duplicate := h.instances.seen(edge, p.Instance, +1) // closed when a second instance appears: answer now, with protocol.InstancesHeader
+	defer h.instances.seen(edge, p.Instance, -1)
 	wait := min(time.Duration(p.WaitMs)*time.Millisecond, h.opts.PullWait)
 	t := time.NewTimer(wait)
 	defer t.Stop()
@@ -155,6 +159,8 @@ func (h *Hub) Pull(ctx context.Context, edge string, p protocol.Pull) (protocol.
 		case <-t.C:
 			return push, nil
 		case <-stop:
+			return push, nil
+		case <-duplicate:
 			return push, nil
 		case <-ctx.Done():
 			return push, ctx.Err()

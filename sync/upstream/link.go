@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -95,6 +96,12 @@ type Status struct {
 	Methods   int64     `json:"methodsInvoked"`
 	// Instance is the id the edge's store sends under (its twin replica id).
 	Instance string `json:"instance"`
+	// DuplicateInstance: the hub sees another live instance of this edge's
+	// identity (OtherInstances): a second gateway uses this edge's
+	// connection string, or a copy of its data directory runs on another
+	// machine.
+	DuplicateInstance bool     `json:"duplicateInstance"`
+	OtherInstances    []string `json:"otherInstances,omitempty"`
 	// InstanceCollisions counts messages the hub stored although it held
 	// others with the same sequence numbers from this instance: another
 	// edge runs from a copy of this data directory (see docs/operations.md).
@@ -127,7 +134,9 @@ type Link struct {
 	status           Status
 	lastLog          time.Time
 	lastCollisionLog time.Time
-	refusals         int           // refused sessions in a row (401, 403): the backoff's exponent
+	refusals         int    // requests refused (401, 403) since the last that got through
+	others           string // the hub's InstancesHeader on its last answer
+	lastOthersLog    time.Time
 	lastRefusedLog   time.Time     // the last ERROR line about refused credentials
 	upCh             chan struct{} // closed when a request gets through
 
@@ -237,6 +246,7 @@ func (l *Link) Status() Status {
 	l.mu.Lock()
 	st := l.status
 	l.mu.Unlock()
+	st.OtherInstances = slices.Clone(st.OtherInstances)
 	st.Sent, st.Batches, st.TwinsUp, st.TwinsDown = l.sent.Load(), l.batches.Load(), l.twinsUp.Load(), l.twinsDown.Load()
 	st.C2D, st.Methods = l.c2d.Load(), l.methods.Load()
 	st.Instance, st.InstanceCollisions = l.instance, l.collisions.Load()
@@ -536,5 +546,29 @@ func (l *Link) postOnce(ctx context.Context, path string, body []byte, enc strin
 		return fmt.Errorf("answer to %s: %w", path, err)
 	}
 	l.markUp()
+	l.noteOthers(resp.Header.Get(protocol.InstancesHeader))
 	return nil
+}
+
+// noteOthers records the other live instances of this edge's identity the
+// hub named (none: the header is absent) and logs a change, and every
+// refusedLogEvery while it lasts.
+func (l *Link) noteOthers(others string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	changed := others != l.others
+	l.others = others
+	l.status.DuplicateInstance, l.status.OtherInstances = others != "", nil
+	if others != "" {
+		l.status.OtherInstances = strings.Split(others, ",")
+	}
+	switch {
+	case others == "" && changed:
+		l.log.Info("the hub no longer sees another edge with this edge's identity", "device", l.opts.Edge.DeviceID)
+	case others != "" && (changed || time.Since(l.lastOthersLog) >= refusedLogEvery):
+		l.lastOthersLog = time.Now()
+		l.log.Warn("another edge is online with this edge's identity (a second gateway with this connection string, or a copy of this data directory): "+
+			"give each gateway its own device identity (outpost device create ID --edge), or stop the other",
+			"device", l.opts.Edge.DeviceID, "instance", l.instance, "other_instances", others)
+	}
 }
