@@ -110,7 +110,8 @@ func overlap(a, b *instanceSeen, now time.Time) bool {
 }
 
 // others returns the live instances of edge, other than instance, that
-// overlap it; every live one when instance is unknown here (edge check).
+// overlap it. For an instance unknown here (edge check's Hello) it returns
+// those active within one pull wait: the instances that run now.
 func (in *instances) others(edge, instance string) []string {
 	in.mu.Lock()
 	defer in.mu.Unlock()
@@ -122,7 +123,8 @@ func (in *instances) others(edge, instance string) []string {
 	self := e.seen[instance]
 	var out []string
 	for id, s := range e.seen {
-		if id != instance && in.live(s, now) && (self == nil || overlap(self, s, now)) {
+		recent := s.pulling > 0 || now.Sub(s.last) < in.h.opts.PullWait
+		if id != instance && in.live(s, now) && (self == nil && recent || self != nil && overlap(self, s, now)) {
 			out = append(out, id)
 		}
 	}
