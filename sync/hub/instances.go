@@ -36,6 +36,7 @@ type edgeInstances struct {
 type instanceSeen struct {
 	first, last time.Time
 	pulling     int
+	left        bool // its last pull ended because the edge went away (stopped, killed): not live
 }
 
 // InstanceStatus is one instance of an edge as the hub sees it.
@@ -66,9 +67,27 @@ func (in *instances) seen(edge, instance string, pulling int) <-chan struct{} {
 		s = &instanceSeen{first: now}
 		e.seen[instance] = s
 	}
-	s.last, s.pulling = now, max(0, s.pulling+pulling)
+	s.last, s.pulling, s.left = now, max(0, s.pulling+pulling), false
 	in.check(edge, e, now)
 	return e.wake
+}
+
+// endPull records the end of a pull; gone: the edge went away during it
+// (its request was cancelled: it stopped or was killed, the connection
+// closed), so the instance is no longer live.
+func (in *instances) endPull(edge, instance string, gone bool) {
+	in.seen(edge, instance, -1)
+	if !gone {
+		return
+	}
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if e := in.m[edge]; e != nil {
+		if s := e.seen[instance]; s != nil && s.pulling == 0 {
+			s.left = true
+			in.check(edge, e, in.h.opts.Now())
+		}
+	}
 }
 
 // prune forgets instances that are not live, and the oldest beyond
@@ -91,7 +110,7 @@ func (in *instances) prune(e *edgeInstances, now time.Time) {
 }
 
 func (in *instances) live(s *instanceSeen, now time.Time) bool {
-	return s.pulling > 0 || now.Sub(s.last) < in.h.opts.DuplicateWindow
+	return s.pulling > 0 || !s.left && now.Sub(s.last) < in.h.opts.DuplicateWindow
 }
 
 // lastActive is when the instance was last active: now while it pulls.
@@ -123,7 +142,7 @@ func (in *instances) others(edge, instance string) []string {
 	self := e.seen[instance]
 	var out []string
 	for id, s := range e.seen {
-		recent := s.pulling > 0 || now.Sub(s.last) < in.h.opts.PullWait
+		recent := s.pulling > 0 || !s.left && now.Sub(s.last) < in.h.opts.PullWait
 		if id != instance && in.live(s, now) && (self == nil && recent || self != nil && overlap(self, s, now)) {
 			out = append(out, id)
 		}

@@ -2,6 +2,7 @@ package hub
 
 import (
 	"bytes"
+	"context"
 	"net/http"
 	"strings"
 	"sync"
@@ -34,12 +35,16 @@ func (f *fixture) pullAs(t *testing.T, instance string, wait time.Duration) stri
 // pullScope pulls with the scope digest of an earlier push (so that the
 // pull waits) and returns the header and the push's scope.
 func (f *fixture) pullScope(t *testing.T, instance string, wait time.Duration, scope string) (string, string) {
+	return f.pullCtx(context.Background(), t, instance, wait, scope)
+}
+
+func (f *fixture) pullCtx(ctx context.Context, t *testing.T, instance string, wait time.Duration, scope string) (string, string) {
 	t.Helper()
 	body, enc, err := protocol.Encode(protocol.Pull{Instance: instance, WaitMs: wait.Milliseconds(), Scope: scope})
 	if err != nil {
 		t.Fatal(err)
 	}
-	req, _ := http.NewRequest("POST", f.srv.URL+protocol.PathPull, bytes.NewReader(body))
+	req, _ := http.NewRequestWithContext(ctx, "POST", f.srv.URL+protocol.PathPull, bytes.NewReader(body))
 	req.Header.Set("Authorization", f.edgeToken())
 	req.Header.Set("Content-Type", protocol.ContentType)
 	if enc != "" {
@@ -47,7 +52,10 @@ func (f *fixture) pullScope(t *testing.T, instance string, wait time.Duration, s
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		t.Fatal(err)
+		if ctx.Err() == nil {
+			t.Error(err)
+		}
+		return "", ""
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != 200 {
@@ -146,5 +154,41 @@ func TestDuplicateWakesWaitingPull(t *testing.T) {
 		}
 	case <-time.After(8 * time.Second):
 		t.Fatal("a's waiting pull was not answered when b appeared")
+	}
+}
+
+// An edge that stops (its waiting pull is cancelled: the connection
+// closed) is gone at once: the duplicate ends without waiting out the
+// window, so the edge that stays, or a restart of the one that left, is
+// not reported.
+func TestDuplicateEndsWhenAnEdgeLeaves(t *testing.T) {
+	f := newFixtureWith(t, Options{PullWait: 10 * time.Second})
+	a, b := "edge:gw1.aaaa", "edge:gw1.bbbb"
+	_, scope := f.pullScope(t, a, 0, "")
+	_, scopeB := f.pullScope(t, b, 0, "")
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); f.pullCtx(ctx, t, a, 10*time.Second, scope) }()
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if list, dup := f.h.EdgeInstances("gw1"); len(list) == 2 && list[0].Pulling && dup {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("a's pull is not waiting, or no duplicate (a pulls after b was first seen, b is live)")
+		}
+	}
+	cancel() // a stops
+	<-done
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if list, dup := f.h.EdgeInstances("gw1"); !dup && len(list) == 1 && list[0].Instance == b {
+			break
+		}
+		if time.Now().After(deadline) {
+			list, dup := f.h.EdgeInstances("gw1")
+			t.Fatalf("after a left: %+v duplicate %v, want b alone", list, dup)
+		}
+	}
+	if h, _ := f.pullScope(t, b, 0, scopeB+"x"); h != "" {
+		t.Errorf("b after a left: header %q", h)
 	}
 }

@@ -143,7 +143,7 @@ func (h *Hub) Pull(ctx context.Context, edge string, p protocol.Pull) (protocol.
 	stop := h.edges.begin(edge, p.Instance)
 	defer h.edges.end(edge, p.Instance, stop)
 	duplicate := h.instances.seen(edge, p.Instance, +1) // closed when a second instance appears: answer now, with protocol.InstancesHeader
-	defer h.instances.seen(edge, p.Instance, -1)
+	defer func() { h.instances.endPull(edge, p.Instance, ctx.Err() != nil) }()
 	wait := min(time.Duration(p.WaitMs)*time.Millisecond, h.opts.PullWait)
 	t := time.NewTimer(wait)
 	defer t.Stop()
