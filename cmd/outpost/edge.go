@@ -222,6 +222,10 @@ func printUplink(out io.Writer, u *upstream.Status) {
 	fmt.Fprintf(out, "uplink: %d messages sent in %d batches, %d twin deltas up, %d down, %d C2D received, %d methods\n",
 		u.Sent, u.Batches, u.TwinsUp, u.TwinsDown, u.C2D, u.Methods)
 	fmt.Fprintf(out, "instance: %s\n", u.Instance)
+	if u.DuplicateInstance {
+		fmt.Fprintf(out, "WARNING: another edge is online with this edge's identity (instances %s): give each gateway its own device identity, or stop one; see outpost edge check\n",
+			strings.Join(u.OtherInstances, ", "))
+	}
 	if u.InstanceCollisions > 0 {
 		fmt.Fprintf(out, "ERROR: another edge sends under this instance id (a copy of this data directory): %d messages collided at the hub (all stored); see docs/operations.md, \"Cloned data directories\"\n",
 			u.InstanceCollisions)
