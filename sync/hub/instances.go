@@ -36,8 +36,15 @@ type edgeInstances struct {
 type instanceSeen struct {
 	first, last time.Time
 	pulling     int
-	left        bool // its last pull ended because the edge went away (stopped, killed): not live
+	left        bool        // its last pull ended because the edge went away (stopped, killed): not live
+	clashes     []time.Time // pulls that began while another pull of this instance waited, within the window
 }
+
+// sameInstanceClashes: this many pulls of one instance that began while
+// another of its pulls waited, within the window, are two edges sharing
+// the instance id (a copy of a data directory on the same machine id). One
+// edge pulls one at a time; a connection lost mid-pull makes one clash.
+const sameInstanceClashes = 3
 
 // InstanceStatus is one instance of an edge as the hub sees it.
 type InstanceStatus struct {
@@ -45,6 +52,8 @@ type InstanceStatus struct {
 	FirstSeen time.Time `json:"firstSeen"`
 	LastSeen  time.Time `json:"lastSeen"`
 	Pulling   bool      `json:"pulling"`
+	// Shared: two edges pull under this one instance id.
+	Shared bool `json:"shared"`
 }
 
 func newInstances(h *Hub) *instances { return &instances{h: h, m: map[string]*edgeInstances{}} }
@@ -67,9 +76,25 @@ func (in *instances) seen(edge, instance string, pulling int) <-chan struct{} {
 		s = &instanceSeen{first: now}
 		e.seen[instance] = s
 	}
+	if pulling > 0 && s.pulling > 0 {
+		s.clashes = append(in.recent(s.clashes, now), now)
+	}
 	s.last, s.pulling, s.left = now, max(0, s.pulling+pulling), false
 	in.check(edge, e, now)
 	return e.wake
+}
+
+// recent drops the times older than the window.
+func (in *instances) recent(ts []time.Time, now time.Time) []time.Time {
+	for len(ts) > 0 && now.Sub(ts[0]) >= in.h.opts.DuplicateWindow {
+		ts = ts[1:]
+	}
+	return ts
+}
+
+// shared reports whether two edges pull under this one instance id.
+func (in *instances) shared(s *instanceSeen, now time.Time) bool {
+	return len(in.recent(s.clashes, now)) >= sameInstanceClashes
 }
 
 // endPull records the end of a pull; gone: the edge went away during it
@@ -129,8 +154,9 @@ func overlap(a, b *instanceSeen, now time.Time) bool {
 }
 
 // others returns the live instances of edge, other than instance, that
-// overlap it. For an instance unknown here (edge check's Hello) it returns
-// those active within one pull wait: the instances that run now.
+// overlap it, and instance itself when two edges share it. For an
+// instance unknown here (edge check's Hello) it returns those active
+// within one pull wait: the instances that run now.
 func (in *instances) others(edge, instance string) []string {
 	in.mu.Lock()
 	defer in.mu.Unlock()
@@ -143,7 +169,7 @@ func (in *instances) others(edge, instance string) []string {
 	var out []string
 	for id, s := range e.seen {
 		recent := s.pulling > 0 || !s.left && now.Sub(s.last) < in.h.opts.PullWait
-		if id != instance && in.live(s, now) && (self == nil && recent || self != nil && overlap(self, s, now)) {
+		if id != instance && in.live(s, now) && (self == nil && recent || self != nil && overlap(self, s, now)) || in.shared(s, now) && in.live(s, now) {
 			out = append(out, id)
 		}
 	}
@@ -157,6 +183,9 @@ func (in *instances) others(edge, instance string) []string {
 func (in *instances) check(edge string, e *edgeInstances, now time.Time) {
 	var pair []string
 	for id, s := range e.seen {
+		if in.shared(s, now) && in.live(s, now) {
+			pair = []string{id, id}
+		}
 		for id2, s2 := range e.seen {
 			if id < id2 && in.live(s, now) && in.live(s2, now) && overlap(s, s2, now) {
 				pair = []string{id, id2}
@@ -175,6 +204,12 @@ func (in *instances) check(edge string, e *edgeInstances, now time.Time) {
 		fallthrough
 	case pair != nil && now.Sub(e.logged) >= 5*time.Minute:
 		e.logged = now
+		if pair[0] == pair[1] {
+			in.h.log.Warn("two edges pull under one instance id (a copy of a data directory on the same machine id): "+
+				"give the copy its own machine id (--machine-id-file) or a fresh data directory, and its own device identity",
+				"edge", edge, "instance", pair[0])
+			return
+		}
 		in.h.log.Warn("two edges use one edge identity at once (another gateway with the same connection string, or a copy of the data directory): "+
 			"give each gateway its own device identity (outpost device create ID --edge), or stop one",
 			"edge", edge, "instance", pair[0], "other_instance", pair[1], "live_instances", len(e.seen))
@@ -193,13 +228,16 @@ func (h *Hub) EdgeInstances(edge string) (list []InstanceStatus, duplicate bool)
 		return nil, false
 	}
 	now := h.opts.Now()
+	shared := false
 	for id, s := range e.seen {
 		if in.live(s, now) {
-			list = append(list, InstanceStatus{Instance: id, FirstSeen: s.first, LastSeen: lastActive(s, now), Pulling: s.pulling > 0})
+			st := InstanceStatus{Instance: id, FirstSeen: s.first, LastSeen: lastActive(s, now), Pulling: s.pulling > 0, Shared: in.shared(s, now)}
+			shared = shared || st.Shared
+			list = append(list, st)
 		}
 	}
 	slices.SortFunc(list, func(a, b InstanceStatus) int { return strings.Compare(a.Instance, b.Instance) })
-	return list, e.duplicate && len(list) > 1
+	return list, e.duplicate && (len(list) > 1 || shared)
 }
 
 // setInstancesHeader names, on an answer to edge's instance, the other

@@ -192,3 +192,41 @@ func TestDuplicateEndsWhenAnEdgeLeaves(t *testing.T) {
 		t.Errorf("b after a left: header %q", h)
 	}
 }
+
+// Two edges that share one instance id (a data directory copied on the
+// same machine id) end each other's pulls: pulls that begin while another
+// of the instance waits are counted, and three within the window are a
+// duplicate, named with the instance itself.
+func TestSharedInstance(t *testing.T) {
+	f := newFixtureWith(t, Options{PullWait: 10 * time.Second})
+	a := "edge:gw1.aaaa"
+	_, scope := f.pullScope(t, a, 0, "")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	headers := make(chan string, 8)
+	for i := 0; i < 4; i++ {
+		go func() { h, _ := f.pullCtx(ctx, t, a, 10*time.Second, scope); headers <- h }()
+		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+			if list, _ := f.h.EdgeInstances("gw1"); len(list) == 1 && list[0].Pulling && (i == 0 || len(headers) == i) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("pull %d is not waiting", i)
+			}
+		}
+	}
+	list, dup := f.h.EdgeInstances("gw1")
+	if !dup || len(list) != 1 || !list[0].Shared {
+		t.Fatalf("after 3 clashing pulls: %+v duplicate %v, want %s shared", list, dup, a)
+	}
+	if h := <-headers; h != "" {
+		t.Errorf("the first pull ended by a clash carried %q; one clash is no duplicate", h)
+	}
+	<-headers
+	if h := <-headers; h != a {
+		t.Errorf("the pull ended by the third clash: header %q, want %q", h, a)
+	}
+	if n := f.duplicates(t); n != "1" {
+		t.Errorf("outpost_hub_duplicate_instances_total %s, want 1", n)
+	}
+}

@@ -140,10 +140,13 @@ func (h *Hub) Pull(ctx context.Context, edge string, p protocol.Pull) (protocol.
 		return protocol.Push{}, err
 	}
 	h.collectGarbage(ctx)
-	stop := h.edges.begin(edge, p.Instance)
-	defer h.edges.end(edge, p.Instance, stop)
+	// Before begin ends a waiting pull of the same instance: a pull that
+	// begins while another of its instance waits is counted (two edges
+	// sharing the instance id).
 	duplicate := h.instances.seen(edge, p.Instance, +1) // closed when a second instance appears: answer now, with protocol.InstancesHeader
 	defer func() { h.instances.endPull(edge, p.Instance, ctx.Err() != nil) }()
+	stop := h.edges.begin(edge, p.Instance)
+	defer h.edges.end(edge, p.Instance, stop)
 	wait := min(time.Duration(p.WaitMs)*time.Millisecond, h.opts.PullWait)
 	t := time.NewTimer(wait)
 	defer t.Stop()

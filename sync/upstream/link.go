@@ -567,6 +567,12 @@ func (l *Link) noteOthers(others string) {
 		l.log.Info("the hub no longer sees another edge with this edge's identity", "device", l.opts.Edge.DeviceID)
 	case others != "" && (changed || time.Since(l.lastOthersLog) >= refusedLogEvery):
 		l.lastOthersLog = time.Now()
+		if slices.Contains(l.status.OtherInstances, l.instance) {
+			l.log.Warn("another edge pulls under this edge's instance id (a copy of this data directory on the same machine id): "+
+				"give the copy its own machine id (--machine-id-file) or a fresh data directory, and its own device identity",
+				"device", l.opts.Edge.DeviceID, "instance", l.instance, "other_instances", others)
+			return
+		}
 		l.log.Warn("another edge is online with this edge's identity (a second gateway with this connection string, or a copy of this data directory): "+
 			"give each gateway its own device identity (outpost device create ID --edge), or stop the other",
 			"device", l.opts.Edge.DeviceID, "instance", l.instance, "other_instances", others)

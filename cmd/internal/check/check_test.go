@@ -18,16 +18,6 @@ import (
 	"github.com/outpost-edge/outpost/sync/hub"
 )
 
-func find(fs []Finding, check string) []Finding {
-	var out []Finding
-	for _, f := range fs {
-		if f.Check == check {
-			out = append(out, f)
-		}
-	}
-	return out
-}
-
 // A certificate is an error once expired, a warning within 30 days of its
 // expiry, fine before; the message says when, the fix what to do.
 func TestCertificateExpiry(t *testing.T) {

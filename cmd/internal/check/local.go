@@ -155,7 +155,14 @@ func (r *run) checkImages() {
 func (r *run) checkIdentity() {
 	var others []string
 	if st := r.status; st != nil && st.Uplink != nil {
-		others = st.Uplink.OtherInstances
+		for _, o := range st.Uplink.OtherInstances {
+			if o == st.Uplink.Instance {
+				r.add("identity", Error, "another edge pulls under this edge's instance id "+o+" (a copy of its data directory on the same machine id)",
+					"give the copy its own machine id (--machine-id-file) or a fresh data directory, and its own device identity")
+				continue
+			}
+			others = append(others, o)
+		}
 		if st.Uplink.InstanceCollisions > 0 {
 			r.add("identity", Error, fmt.Sprintf("another edge sends under this edge's instance id (a copy of its data directory): %d messages collided at the hub", st.Uplink.InstanceCollisions),
 				"give the copy its own machine id (--machine-id-file) or a fresh data directory")
@@ -177,7 +184,20 @@ func (r *run) checkIdentity() {
 	case len(others) > 0:
 		r.add("identity", Error, "another edge is online with this edge's identity (instances "+join(others)+")",
 			"two gateways share one connection string or a copied data directory: give each its own device identity (outpost device create ID --edge), or stop one")
+	case len(find(r.findings, "identity")) > 0:
+		// a copy under this instance id, said above
 	case r.welcome != nil && r.welcome.status == 200 || r.status != nil && r.status.Uplink != nil && r.status.Uplink.State == "online":
 		r.add("identity", OK, "no other edge online with this identity", "")
 	}
+}
+
+// find returns the findings of one check.
+func find(fs []Finding, check string) []Finding {
+	var out []Finding
+	for _, f := range fs {
+		if f.Check == check {
+			out = append(out, f)
+		}
+	}
+	return out
 }
