@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
+	"io"
 
 	"github.com/outpost-edge/outpost/cmd/internal/check"
 	"github.com/outpost-edge/outpost/cmd/internal/cli"
@@ -22,13 +24,22 @@ func init() {
 // an error.
 func edgeCheck(ctx context.Context, env cli.Env, args []string) error {
 	fs := flag.NewFlagSet("edge check", flag.ContinueOnError)
-	fs.SetOutput(env.Stderr)
+	fs.SetOutput(io.Discard) // a bad flag is reported once, as a usage error
 	data := fs.String("data", edgeCfg.DataDir, "the edge's data directory (ready.json tells whether it runs and where its API is)")
 	api := fs.String("api", "", "the running edge's --api address (default: from --data)")
 	config := fs.String("config", "", "the edge's --config file: its data directory, listeners, certificates, hub URL and key")
 	csFile := fs.String("connection-string-file", "", "file holding the edge's connection string, to check the credentials with the hub (or env OUTPOST_EDGE_CONNECTION_STRING)")
 	out := fs.String("o", "table", "output: table or json")
-	if err := fs.Parse(args); err != nil {
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: outpost edge check [--data DIR | --api ADDR] [--config FILE] [--connection-string-file F] [-o table|json]\n\n"+
+			"diagnose an edge, running or not: one finding per line (✓ ok, ‼ warning, × error) with what to do; exit 1 on an error\n\nflags:\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); errors.Is(err, flag.ErrHelp) {
+		fs.SetOutput(env.Stdout)
+		fs.Usage()
+		return nil
+	} else if err != nil {
 		return cli.Usagef("%v", err)
 	}
 	if fs.NArg() > 0 {
