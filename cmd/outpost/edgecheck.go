@@ -48,19 +48,9 @@ func edgeCheck(ctx context.Context, env cli.Env, args []string) error {
 	if *out != "table" && *out != "json" {
 		return cli.Usagef("-o %q: want table or json", *out)
 	}
-	cs := edgeCfg.ConnectionString // from the environment, when given
-	if *config != "" || *csFile != "" {
-		var load []string
-		if *config != "" {
-			load = append(load, "--config", *config)
-		}
-		if *csFile != "" {
-			load = append(load, "--connection-string-file", *csFile)
-		}
-		if _, err := cli.Load(edgeConfigCmd, env, load); err != nil {
-			return err
-		}
-		cs = edgeCfg.ConnectionString
+	cs, err := loadEdgeConfig(env, *config, *csFile)
+	if err != nil {
+		return err
 	}
 	c := edgeCfg.Config
 	dir := *data
@@ -79,4 +69,24 @@ func edgeCheck(ctx context.Context, env cli.Env, args []string) error {
 		return fmt.Errorf("the edge check found errors (the lines marked × above say what to do)")
 	}
 	return nil
+}
+
+// loadEdgeConfig reads the edge's --config file and connection string file
+// into edgeCfg, as `outpost edge` would, and returns the connection string
+// (also from env OUTPOST_EDGE_CONNECTION_STRING).
+func loadEdgeConfig(env cli.Env, config, csFile string) (string, error) {
+	if config == "" && csFile == "" {
+		return edgeCfg.ConnectionString, nil // from the environment, when given
+	}
+	var load []string
+	if config != "" {
+		load = append(load, "--config", config)
+	}
+	if csFile != "" {
+		load = append(load, "--connection-string-file", csFile)
+	}
+	if _, err := cli.Load(edgeConfigCmd, env, load); err != nil {
+		return "", err
+	}
+	return edgeCfg.ConnectionString, nil
 }

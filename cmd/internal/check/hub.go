@@ -130,6 +130,13 @@ func (r *run) hello(base string) helloResult {
 		return res
 	}
 	defer resp.Body.Close()
+	readAnswer(resp, &res)
+	return res
+}
+
+// readAnswer takes the status, the hub's clock, the other instances and
+// the error message (or the Welcome) from the hub's answer.
+func readAnswer(resp *http.Response, res *helloResult) {
 	res.status = resp.StatusCode
 	if d, err := http.ParseTime(resp.Header.Get("Date")); err == nil {
 		res.hubTime = d
@@ -145,13 +152,12 @@ func (r *run) hello(base string) helloResult {
 		} else {
 			res.message = strings.TrimSpace(string(data))
 		}
-		return res
+		return
 	}
 	var w protocol.Welcome
 	if err := protocol.Decode(resp.Body, resp.Header.Get("Content-Encoding"), &w); err == nil && w.HubTime > 0 {
 		res.hubTime = time.UnixMilli(w.HubTime)
 	}
-	return res
 }
 
 func (r *run) client() (*http.Client, error) {
