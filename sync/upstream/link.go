@@ -331,7 +331,7 @@ func (l *Link) markUp() {
 	defer l.mu.Unlock()
 	l.refusals = 0
 	if l.status.State != "online" {
-		l.log.Info("uplink online", "hub", l.opts.URL)
+		l.log.Info("link online", "hub", l.opts.URL)
 		l.status.State, l.status.Since, l.status.LastError = "online", time.Now(), ""
 		close(l.upCh)
 		l.upCh = make(chan struct{})
@@ -357,11 +357,11 @@ func (l *Link) down(err error) bool {
 	}
 	switch {
 	case l.status.State == "online":
-		l.log.Warn("uplink offline; messages stay queued", "hub", l.opts.URL, "err", msg)
+		l.log.Warn("link offline; messages stay queued", "hub", l.opts.URL, "err", msg)
 		l.status.State, l.status.Since = "offline", time.Now()
 	case l.status.State != "offline" || time.Since(l.lastLog) > time.Minute:
 		// While offline, one line a minute is enough.
-		l.log.Info("uplink unavailable; retrying", "hub", l.opts.URL, "err", msg, "offline_for", time.Since(l.status.Since).Round(time.Second))
+		l.log.Info("link unavailable; retrying", "hub", l.opts.URL, "err", msg, "offline_for", time.Since(l.status.Since).Round(time.Second))
 		l.lastLog = time.Now()
 		if l.status.State != "offline" {
 			l.status.State, l.status.Since = "offline", time.Now()
