@@ -355,11 +355,10 @@ func (l *Link) down(err error) bool {
 		l.noteRefusal(he)
 		return true
 	}
-	switch {
-	case l.status.State == "online":
+	if l.status.State == "online" {
 		l.log.Warn("link offline; messages stay queued", "hub", l.opts.URL, "err", msg)
 		l.status.State, l.status.Since = "offline", time.Now()
-	case l.status.State != "offline" || time.Since(l.lastLog) > time.Minute:
+	} else if l.status.State != "offline" || time.Since(l.lastLog) > time.Minute {
 		// While offline, one line a minute is enough.
 		l.log.Info("link unavailable; retrying", "hub", l.opts.URL, "err", msg, "offline_for", time.Since(l.status.Since).Round(time.Second))
 		l.lastLog = time.Now()
