@@ -167,7 +167,7 @@ func TestHostileHubAnswersIgnored(t *testing.T) {
 	if n := strings.Count(out, "ignored_since_last_logged"); n > 4 {
 		t.Errorf("%d log lines about ignored answers in 1.5 s, want at most 4 (one per kind):\n%s", n, out)
 	}
-	if strings.Contains(out, "uplink offline") || strings.Contains(out, "uplink online") {
+	if strings.Contains(out, "link offline") || strings.Contains(out, "link online") {
 		t.Errorf("the link went up and down over ignored answers:\n%s", out)
 	}
 
