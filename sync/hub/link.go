@@ -135,16 +135,16 @@ func (h *Hub) Pull(ctx context.Context, edge string, p protocol.Pull) (protocol.
 	if err := h.checkInstance(edge, p.Instance); err != nil {
 		return protocol.Push{}, err
 	}
+	// Before edges.begin ends a waiting pull of the same instance: a pull that
+	// begins while another of its instance waits is counted (two edges
+	// sharing the instance id).
+	duplicate := h.instances.seen(edge, p.Instance, +1) // closed when a second instance appears: answer now, with protocol.InstancesHeader
+	defer func() { h.instances.endPull(edge, p.Instance, ctx.Err() != nil) }()
 	// The edge's version vector is its ack for tombstone GC.
 	if err := h.twins.Ack(ctx, edge, crdt.ReplicaID(p.Instance), p.TwinVV); err != nil {
 		return protocol.Push{}, err
 	}
 	h.collectGarbage(ctx)
-	// Before begin ends a waiting pull of the same instance: a pull that
-	// begins while another of its instance waits is counted (two edges
-	// sharing the instance id).
-	duplicate := h.instances.seen(edge, p.Instance, +1) // closed when a second instance appears: answer now, with protocol.InstancesHeader
-	defer func() { h.instances.endPull(edge, p.Instance, ctx.Err() != nil) }()
 	stop := h.edges.begin(edge, p.Instance)
 	defer h.edges.end(edge, p.Instance, stop)
 	wait := min(time.Duration(p.WaitMs)*time.Millisecond, h.opts.PullWait)
