@@ -119,6 +119,11 @@ func TestCredentialsAgainstAHub(t *testing.T) {
 	if len(cred) != 1 || cred[0].Level != Error || !strings.Contains(cred[0].Message, "(403 forbidden)") || !strings.Contains(cred[0].Fix, "enabled edge device") {
 		t.Errorf("disabled: %+v", cred)
 	}
+	// Plain HTTP to a hub that is not on loopback: the key's token is not sent.
+	fs := Run(ctx, Options{Config: edge.Config{HubURL: "http://hub.example:8080"}, ConnectionString: cs(gw.Auth.PrimaryKey)})
+	if f := find(fs, "hub"); len(f) != 1 || f[0].Level != Error || !strings.Contains(f[0].Message, "not asked") {
+		t.Errorf("plain http to a remote hub: %+v", f)
+	}
 	srv.Close()
 	hubF, _, _ = run(gw.Auth.PrimaryKey)
 	if len(hubF) != 1 || hubF[0].Level != Error || !strings.Contains(hubF[0].Message, "unreachable") {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/outpost-edge/outpost/cmd/internal/certs"
+	"github.com/outpost-edge/outpost/cmd/internal/huburl"
 	"github.com/outpost-edge/outpost/store/identity/sas"
 	"github.com/outpost-edge/outpost/sync/protocol"
 )
@@ -41,6 +42,12 @@ func (r *run) checkHub() {
 		return
 	case u == "" || r.cs == nil:
 		r.linkFromStatus(u)
+		return
+	}
+	if _, err := huburl.Check(u, r.cfg().InsecureLink); err != nil {
+		// The edge would not send its token there; neither does the check.
+		r.add("hub", Error, fmt.Sprintf("hub %s not asked: %v", u, err),
+			"use https:// (the default for a remote hub; --hub-ca F for a CA of your own), or --insecure-link to accept the risk")
 		return
 	}
 	h := r.hello(strings.TrimSpace(strings.Split(u, ",")[0]))
