@@ -41,8 +41,8 @@ var edgeCfg struct {
 
 var edgeCmd = cli.Command{
 	Name:    "edge",
-	Summary: "run the edge: MQTT broker with IoT Hub conventions, store-and-forward queues, twins; `edge status` reports on one, `edge logs` prints a module's output, `edge dashboard` prints a browser login URL",
-	Usage:   "--data DIR --connection-string-file F [--mqtt ADDR] [--mqtts ADDR] [--ws ADDR] [flags] | --config FILE | status [--data DIR | --api ADDR] | logs MODULE --data DIR [--tail N] [--follow] | dashboard --data DIR",
+	Summary: "run the edge: MQTT broker with IoT Hub conventions, store-and-forward queues, twins; `edge status` reports on one, `edge logs` prints a module's output, `edge dashboard` prints a browser login URL, `edge check` diagnoses one (config, certificates, hub and credentials, clock, disk, ports, images, duplicate identity)",
+	Usage:   "--data DIR --connection-string-file F [--mqtt ADDR] [--mqtts ADDR] [--ws ADDR] [flags] | --config FILE | status [--data DIR | --api ADDR] | logs MODULE --data DIR [--tail N] [--follow] | dashboard --data DIR | check [--data DIR | --api ADDR] [--config FILE] [-o json]",
 	Config:  true,
 	Secrets: []cli.Secret{{Flag: "connection-string", Env: "OUTPOST_EDGE_CONNECTION_STRING"}},
 	Flags: func(fs *flag.FlagSet) {
@@ -85,6 +85,8 @@ func runEdge(ctx context.Context, env cli.Env, fs *flag.FlagSet) error {
 		return edgeLogs(ctx, env, fs.Args()[1:])
 	case "dashboard":
 		return edgeDashboard(ctx, env, fs.Args()[1:])
+	case "check":
+		return edgeCheck(ctx, env, fs.Args()[1:])
 	}
 	if fs.NArg() > 0 {
 		return cli.Usagef("unexpected argument %q", fs.Arg(0))
@@ -104,7 +106,7 @@ func runEdge(ctx context.Context, env cli.Env, fs *flag.FlagSet) error {
 	if c.MQTT == "" && c.MQTTS == "" && c.WS == "" {
 		c.MQTTS = ":8883"
 	}
-	c.Durability, c.Stdout = d, env.Stdout
+	c.Durability, c.Stdout, c.Stderr = d, env.Stdout, env.Stderr
 	if edgeCfg.maxImageMiB < 1 {
 		return cli.Usagef("--max-image-size %d: want at least 1 (MiB)", edgeCfg.maxImageMiB)
 	}
@@ -225,6 +227,10 @@ func printUplink(out io.Writer, u *upstream.Status) {
 	fmt.Fprintf(out, "link traffic: %d messages sent in %d batches, %d twin deltas up, %d down, %d C2D received, %d methods\n",
 		u.Sent, u.Batches, u.TwinsUp, u.TwinsDown, u.C2D, u.Methods)
 	fmt.Fprintf(out, "instance: %s\n", u.Instance)
+	if u.DuplicateInstance {
+		fmt.Fprintf(out, "WARNING: another edge is online with this edge's identity (instances %s): give each gateway its own device identity, or stop one; see outpost edge check\n",
+			strings.Join(u.OtherInstances, ", "))
+	}
 	if u.InstanceCollisions > 0 {
 		fmt.Fprintf(out, "ERROR: another edge sends under this instance id (a copy of this data directory): %d messages collided at the hub (all stored); see docs/operations.md, \"Cloned data directories\"\n",
 			u.InstanceCollisions)

@@ -133,6 +133,7 @@ func link[In any](mux *http.ServeMux, h *Hub, path string, f func(context.Contex
 			writeError(w, err)
 			return
 		}
+		h.setInstancesHeader(w, edge, frameInstance(in))
 		w.Header().Set("Content-Type", protocol.ContentType)
 		if enc != "" {
 			w.Header().Set("Content-Encoding", enc)
@@ -435,6 +436,7 @@ func (h *Hub) writeMetrics(w http.ResponseWriter, _ *http.Request) error {
 		{"outpost_hub_image_bytes_pushed_total", "Bytes of the module images pushed.", h.metrics.imageBytes.Load()},
 		{"outpost_hub_images_refused_total", "Image requests refused: over the size limit, empty, or a malformed digest.", h.metrics.imagesRefused.Load()},
 		{"outpost_hub_images_fetched_total", "Module images served to edges on the link.", h.metrics.imagesFetched.Load()},
+		{"outpost_hub_duplicate_instances_total", "Times two instances of one edge identity were live at once (two gateways with one connection string, or a copied data directory on another machine).", h.metrics.duplicateInstances.Load()},
 		{"outpost_hub_refused_no_space_total", "Message frames and image pushes refused with 507: the disk below its reserve.", h.metrics.noSpace.Load()},
 	} {
 		fmt.Fprintf(&sb, "# HELP %s %s\n# TYPE %s counter\n%s %d\n", c.name, c.help, c.name, c.name, c.v)

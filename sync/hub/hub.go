@@ -47,6 +47,10 @@ type Options struct {
 	// OnlineGrace is how long after its last pull an edge still counts as
 	// connected for direct methods (default 5 s).
 	OnlineGrace time.Duration
+	// DuplicateWindow is how long after its last link request an edge
+	// instance counts as live, for finding two live instances of one edge
+	// identity (DefaultDuplicateWindow).
+	DuplicateWindow time.Duration
 	// Now is the wall clock (tests).
 	Now func() time.Time
 	// InMemory runs on an in-memory store (tests).
@@ -96,14 +100,16 @@ type Hub struct {
 	events   *eventLog
 	images   *imageStore
 
-	mu      sync.Mutex // the state machine: commands apply one at a time
-	wakeMu  sync.Mutex
-	wakeCh  chan struct{} // closed and replaced after every change edges pull
-	edges   *edges
-	closed  atomic.Bool
-	done    chan struct{} // closed by Stop: ends the retention sweeper
-	sweeper sync.WaitGroup
-	metrics metrics
+	mu     sync.Mutex // the state machine: commands apply one at a time
+	wakeMu sync.Mutex
+	wakeCh chan struct{} // closed and replaced after every change edges pull
+	edges  *edges
+	// instances finds two live instances of one edge identity (instances.go).
+	instances *instances
+	closed    atomic.Bool
+	done      chan struct{} // closed by Stop: ends the retention sweeper
+	sweeper   sync.WaitGroup
+	metrics   metrics
 	// collisionLogged is when (command time, unix ms) a collision of each
 	// instance was last logged; under mu.
 	collisionLogged map[string]int64
@@ -116,6 +122,7 @@ type metrics struct {
 	twinsRemoved, c2dPurged, twinGC, twinsStale, eventsStale                                 atomic.Int64
 	imagesPushed, imageBytes, imagesRefused, imagesFetched                                   atomic.Int64
 	noSpace, linkBusy                                                                        atomic.Int64
+	duplicateInstances                                                                       atomic.Int64
 }
 
 // Open opens (or creates) the hub's store in dir.
@@ -138,6 +145,9 @@ func Open(ctx context.Context, dir string, opts Options) (*Hub, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	if opts.DuplicateWindow <= 0 {
+		opts.DuplicateWindow = DefaultDuplicateWindow
+	}
 	if opts.Retention == 0 {
 		opts.Retention = 7 * 24 * time.Hour
 	}
@@ -156,6 +166,7 @@ func Open(ctx context.Context, dir string, opts Options) (*Hub, error) {
 	h := &Hub{opts: opts, log: opts.Logger, wakeCh: make(chan struct{}), done: make(chan struct{}), collisionLogged: map[string]int64{}}
 	h.linkSlots.max = opts.MaxLinkFrames
 	h.edges = newEdges(h)
+	h.instances = newInstances(h)
 	kvo := kv.Options{Durability: opts.Durability, Logger: opts.Logger, InMemory: opts.InMemory}
 	h.disk = opts.Disk
 	if h.disk == nil && !opts.InMemory {

@@ -48,6 +48,7 @@ func (h *Hub) Messages(ctx context.Context, edge string, m protocol.Messages) (p
 	if err := h.checkInstance(edge, m.Instance); err != nil {
 		return protocol.MessagesAck{}, err
 	}
+	h.instances.seen(edge, m.Instance, 0)
 	if m.Queue == "" || len(m.Queue) > 256 {
 		return protocol.MessagesAck{}, fmt.Errorf("%w: queue name", ErrInvalid)
 	}
@@ -71,6 +72,7 @@ func (h *Hub) Twins(ctx context.Context, edge string, m protocol.TwinsUp) (proto
 	if err := h.checkInstance(edge, m.Instance); err != nil {
 		return protocol.TwinsAck{}, err
 	}
+	h.instances.seen(edge, m.Instance, 0)
 	inScope, err := h.inScope(edge)
 	if err != nil {
 		return protocol.TwinsAck{}, err
@@ -133,6 +135,11 @@ func (h *Hub) Pull(ctx context.Context, edge string, p protocol.Pull) (protocol.
 	if err := h.checkInstance(edge, p.Instance); err != nil {
 		return protocol.Push{}, err
 	}
+	// Before edges.begin ends a waiting pull of the same instance: a pull that
+	// begins while another of its instance waits is counted (two edges
+	// sharing the instance id).
+	duplicate := h.instances.seen(edge, p.Instance, +1) // closed when a second instance appears: answer now, with protocol.InstancesHeader
+	defer func() { h.instances.endPull(edge, p.Instance, ctx.Err() != nil) }()
 	// The edge's version vector is its ack for tombstone GC.
 	if err := h.twins.Ack(ctx, edge, crdt.ReplicaID(p.Instance), p.TwinVV); err != nil {
 		return protocol.Push{}, err
@@ -155,6 +162,8 @@ func (h *Hub) Pull(ctx context.Context, edge string, p protocol.Pull) (protocol.
 		case <-t.C:
 			return push, nil
 		case <-stop:
+			return push, nil
+		case <-duplicate:
 			return push, nil
 		case <-ctx.Done():
 			return push, ctx.Err()

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -57,11 +58,20 @@ type Options struct {
 	Logger     *slog.Logger
 
 	BackoffMin, BackoffMax time.Duration // default 100 ms, 1 s
-	PullWait               time.Duration // default 20 s
-	BatchMessages          int           // default 1000
-	BatchBytes             int           // default 1 MiB
-	RequestTimeout         time.Duration // default 30 s (pulls get PullWait more)
-	MaxImageSize           int64         // the largest module image FetchImage takes; default DefaultMaxImageSize
+	// RefusedMin and RefusedMax bound the backoff after the hub refused
+	// the edge's credentials (401, 403): default 30 s and 5 min. Only one
+	// loop asks again; a success or a new Link (a restart with a new
+	// connection string) starts afresh.
+	RefusedMin, RefusedMax time.Duration
+	// Refused, if set, is called when the link enters the unauthorized or
+	// forbidden state (not again while it stays there), for a line people
+	// see besides the log.
+	Refused        func(state string, err *HubError)
+	PullWait       time.Duration // default 20 s
+	BatchMessages  int           // default 1000
+	BatchBytes     int           // default 1 MiB
+	RequestTimeout time.Duration // default 30 s (pulls get PullWait more)
+	MaxImageSize   int64         // the largest module image FetchImage takes; default DefaultMaxImageSize
 
 	// Now is the edge's estimate of the time (store/wallclock), used to sign
 	// its SAS tokens; default time.Now. HubTime, if set, is told the hub's
@@ -73,7 +83,7 @@ type Options struct {
 
 // Status is the link's state for `outpost edge status`.
 type Status struct {
-	State     string    `json:"state"` // online | offline | connecting
+	State     string    `json:"state"` // online | offline | connecting | unauthorized (401) | forbidden (403)
 	Since     time.Time `json:"since"`
 	LastError string    `json:"lastError,omitempty"`
 	Sent      int64     `json:"messagesSent"`
@@ -84,6 +94,12 @@ type Status struct {
 	Methods   int64     `json:"methodsInvoked"`
 	// Instance is the id the edge's store sends under (its twin replica id).
 	Instance string `json:"instance"`
+	// DuplicateInstance: the hub sees another live instance of this edge's
+	// identity (OtherInstances): a second gateway uses this edge's
+	// connection string, or a copy of its data directory runs on another
+	// machine.
+	DuplicateInstance bool     `json:"duplicateInstance"`
+	OtherInstances    []string `json:"otherInstances,omitempty"`
 	// InstanceCollisions counts messages the hub stored although it held
 	// others with the same sequence numbers from this instance: another
 	// edge runs from a copy of this data directory (see docs/operations.md).
@@ -116,11 +132,19 @@ type Link struct {
 	status           Status
 	lastLog          time.Time
 	lastCollisionLog time.Time
+	refusals         int    // requests refused (401, 403) since the last that got through
+	others           string // the hub's InstancesHeader on its last answer
+	lastOthersLog    time.Time
+	lastRefusedLog   time.Time     // the last ERROR line about refused credentials
 	upCh             chan struct{} // closed when a request gets through
 
 	tokMu  sync.Mutex
 	tok    string
 	tokExp time.Time
+	// tokAt and tokMono are the time estimate and the monotonic clock
+	// when tok was signed: a 401 after the estimate moved (the hub's Date
+	// corrected it) is retried at once with a new token.
+	tokAt, tokMono time.Time
 
 	calls sync.WaitGroup // method calls in progress
 
@@ -164,6 +188,8 @@ func New(opts Options) (*Link, error) {
 	}
 	def(&opts.BackoffMin, 100*time.Millisecond)
 	def(&opts.BackoffMax, time.Second)
+	def(&opts.RefusedMin, 30*time.Second)
+	def(&opts.RefusedMax, 5*time.Minute)
 	def(&opts.PullWait, 20*time.Second)
 	def(&opts.RequestTimeout, 30*time.Second)
 	if opts.Now == nil {
@@ -201,11 +227,11 @@ func New(opts Options) (*Link, error) {
 // Run keeps the link up until ctx is done.
 func (l *Link) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
-	for _, loop := range []func(context.Context) error{l.drain, l.twins, l.pull} {
+	for i, loop := range []func(context.Context) error{l.pull, l.drain, l.twins} {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			l.retry(ctx, loop)
+			l.retry(ctx, loop, i == 0) // the pull loop asks again after a refusal
 		}()
 	}
 	wg.Wait()
@@ -218,6 +244,7 @@ func (l *Link) Status() Status {
 	l.mu.Lock()
 	st := l.status
 	l.mu.Unlock()
+	st.OtherInstances = slices.Clone(st.OtherInstances)
 	st.Sent, st.Batches, st.TwinsUp, st.TwinsDown = l.sent.Load(), l.batches.Load(), l.twinsUp.Load(), l.twinsDown.Load()
 	st.C2D, st.Methods = l.c2d.Load(), l.methods.Load()
 	st.Instance, st.InstanceCollisions = l.instance, l.collisions.Load()
@@ -229,28 +256,45 @@ func (l *Link) Status() Status {
 
 // retry runs a loop session after session: a session returns when the
 // link fails; the next starts after a jittered backoff, or at once when
-// another loop got through.
-func (l *Link) retry(ctx context.Context, session func(context.Context) error) {
-	attempt := 0
+// another loop got through. After the hub refused the edge's credentials
+// only the probe loop asks again, after the slow refused backoff; the
+// others wait until a request gets through.
+func (l *Link) retry(ctx context.Context, session func(context.Context) error, probe bool) {
+	attempt, refusals := 0, 0
 	for ctx.Err() == nil {
 		up := l.upSignal()
 		err := session(ctx)
 		if ctx.Err() != nil {
 			return
 		}
-		if l.isUp(up) && !errors.Is(err, errIgnoredAnswer) {
-			attempt = 0 // it got through before failing: retry at once
+		if l.isUp(up) {
+			refusals = 0
+			if !errors.Is(err, errIgnoredAnswer) {
+				attempt = 0 // it got through before failing: retry at once
+			}
 		}
-		l.down(err)
-		d := backoff(l.opts.BackoffMin, l.opts.BackoffMax, attempt)
-		attempt++
-		t := time.NewTimer(d)
+		refused := l.down(err)
+		var t *time.Timer // nil: wait for another loop to get through
+		var wait <-chan time.Time
+		switch {
+		case !refused:
+			t = time.NewTimer(backoff(l.opts.BackoffMin, l.opts.BackoffMax, attempt))
+			attempt++
+		case probe:
+			t = time.NewTimer(backoff(l.opts.RefusedMin, l.opts.RefusedMax, refusals))
+			refusals++
+		}
+		if t != nil {
+			wait = t.C
+		}
 		select {
-		case <-t.C:
+		case <-wait:
 		case <-l.upSignal():
 		case <-ctx.Done():
 		}
-		t.Stop()
+		if t != nil {
+			t.Stop()
+		}
 	}
 }
 
@@ -283,6 +327,7 @@ func (l *Link) isUp(up <-chan struct{}) bool {
 func (l *Link) markUp() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.refusals = 0
 	if l.status.State != "online" {
 		l.log.Info("link online", "hub", l.opts.URL)
 		l.status.State, l.status.Since, l.status.LastError = "online", time.Now(), ""
@@ -291,7 +336,9 @@ func (l *Link) markUp() {
 	}
 }
 
-func (l *Link) down(err error) {
+// down records a failed session and reports whether the hub refused the
+// edge's credentials.
+func (l *Link) down(err error) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	msg := "link failed"
@@ -300,20 +347,64 @@ func (l *Link) down(err error) {
 	}
 	if errors.Is(err, errIgnoredAnswer) {
 		l.status.LastError = msg // logged, rate-limited, where it was found
-		return
+		return false
+	}
+	if he := refusal(err); he != nil {
+		l.noteRefusal(he)
+		return true
 	}
 	if l.status.State == "online" {
 		l.log.Warn("link offline; messages stay queued", "hub", l.opts.URL, "err", msg)
 		l.status.State, l.status.Since = "offline", time.Now()
-	} else if l.status.State == "connecting" || time.Since(l.lastLog) > time.Minute {
+	} else if l.status.State != "offline" || time.Since(l.lastLog) > time.Minute {
 		// While offline, one line a minute is enough.
 		l.log.Info("link unavailable; retrying", "hub", l.opts.URL, "err", msg, "offline_for", time.Since(l.status.Since).Round(time.Second))
 		l.lastLog = time.Now()
-		if l.status.State == "connecting" {
+		if l.status.State != "offline" {
 			l.status.State, l.status.Since = "offline", time.Now()
 		}
 	}
 	l.status.LastError = msg
+	return false
+}
+
+// refusedLogEvery: while the hub keeps refusing the edge's credentials,
+// the ERROR line is repeated this often (and on every change of state).
+const refusedLogEvery = 5 * time.Minute
+
+// refusal returns the hub's answer when err is a refusal of the edge's
+// credentials: 401 (wrong key, expired or badly signed token) or 403 (not
+// an enabled edge device with SAS keys).
+func refusal(err error) *HubError {
+	var he *HubError
+	if errors.As(err, &he) && (he.Status == http.StatusUnauthorized || he.Status == http.StatusForbidden) {
+		return he
+	}
+	return nil
+}
+
+// noteRefusal records a refusal of the edge's credentials (under mu): the
+// state says which, an ERROR line names it and what to do (on a change of
+// state, then every refusedLogEvery), and the backoff grows.
+func (l *Link) noteRefusal(he *HubError) {
+	state, what := "unauthorized", "hub refused this edge's credentials (401 unauthorized): check the edge's connection string/key"
+	if he.Status == http.StatusForbidden {
+		state, what = "forbidden", "hub refused this edge (403 forbidden): check that the device exists at the hub as an enabled edge device with SAS keys (outpost device create ID --edge)"
+	}
+	l.refusals++
+	l.status.LastError = he.Error()
+	changed := l.status.State != state
+	if changed {
+		l.status.State, l.status.Since = state, time.Now()
+	}
+	if changed || time.Since(l.lastRefusedLog) >= refusedLogEvery {
+		l.lastRefusedLog = time.Now()
+		l.log.Error(what, "hub", l.opts.URL, "device", l.opts.Edge.DeviceID, "answer", he.Message, "refused_requests", l.refusals,
+			"retry_within", l.opts.RefusedMax)
+	}
+	if changed && l.opts.Refused != nil {
+		l.opts.Refused(state, he)
+	}
 }
 
 // tokenTTL is the lifetime of the edge's own SAS tokens.
@@ -329,7 +420,8 @@ func (l *Link) token() string {
 	defer l.tokMu.Unlock()
 	left := l.tokExp.Sub(l.opts.Now())
 	if left < 10*time.Minute || left > tokenTTL+sas.DefaultSkew {
-		l.tokExp = l.opts.Now().Round(0).Add(tokenTTL)
+		l.tokAt, l.tokMono = l.opts.Now().Round(0), time.Now()
+		l.tokExp = l.tokAt.Add(tokenTTL)
 		l.tok = sas.NewToken(l.opts.Edge.Resource(), l.opts.Edge.SharedAccessKey, "", l.tokExp)
 	}
 	return l.tok
@@ -341,6 +433,19 @@ func (l *Link) renewToken() {
 	l.tokMu.Lock()
 	defer l.tokMu.Unlock()
 	l.tokExp = time.Time{}
+}
+
+// signedOnOtherClock reports whether the time estimate moved since the
+// token was signed (by more than the monotonic clock did): the hub's Date
+// has corrected a wrong clock, so a new token may be accepted at once.
+func (l *Link) signedOnOtherClock() bool {
+	l.tokMu.Lock()
+	defer l.tokMu.Unlock()
+	if l.tokMono.IsZero() {
+		return false
+	}
+	moved := l.opts.Now().Sub(l.tokAt) - time.Since(l.tokMono)
+	return moved > time.Minute || moved < -time.Minute
 }
 
 // retryAfter reads a Retry-After in seconds (the hub sends no dates),
@@ -385,9 +490,14 @@ func (l *Link) post(ctx context.Context, path string, in, out any, timeout time.
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
+	resigned := false
 	for {
 		err := l.postOnce(ctx, path, body, enc, out)
 		var he *HubError
+		if !resigned && errors.As(err, &he) && he.Status == http.StatusUnauthorized && l.signedOnOtherClock() {
+			resigned = true // signed by a clock the hub's Date has corrected since: sign again, once
+			continue
+		}
 		if !errors.As(err, &he) || he.Status != http.StatusTooManyRequests || he.RetryAfter <= 0 {
 			return err
 		}
@@ -427,5 +537,35 @@ func (l *Link) postOnce(ctx context.Context, path string, body []byte, enc strin
 		return fmt.Errorf("answer to %s: %w", path, err)
 	}
 	l.markUp()
+	l.noteOthers(resp.Header.Get(protocol.InstancesHeader))
 	return nil
+}
+
+// noteOthers records the other live instances of this edge's identity the
+// hub named (none: the header is absent) and logs a change, and every
+// refusedLogEvery while it lasts.
+func (l *Link) noteOthers(others string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	changed := others != l.others
+	l.others = others
+	l.status.DuplicateInstance, l.status.OtherInstances = others != "", nil
+	if others != "" {
+		l.status.OtherInstances = strings.Split(others, ",")
+	}
+	switch {
+	case others == "" && changed:
+		l.log.Info("the hub no longer sees another edge with this edge's identity", "device", l.opts.Edge.DeviceID)
+	case others != "" && (changed || time.Since(l.lastOthersLog) >= refusedLogEvery):
+		l.lastOthersLog = time.Now()
+		if slices.Contains(l.status.OtherInstances, l.instance) {
+			l.log.Warn("another edge pulls under this edge's instance id (a copy of this data directory on the same machine id): "+
+				"give the copy its own machine id (--machine-id-file) or a fresh data directory, and its own device identity",
+				"device", l.opts.Edge.DeviceID, "instance", l.instance, "other_instances", others)
+			return
+		}
+		l.log.Warn("another edge is online with this edge's identity (a second gateway with this connection string, or a copy of this data directory): "+
+			"give each gateway its own device identity (outpost device create ID --edge), or stop the other",
+			"device", l.opts.Edge.DeviceID, "instance", l.instance, "other_instances", others)
+	}
 }

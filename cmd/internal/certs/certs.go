@@ -48,6 +48,9 @@ type Options struct {
 	// made while the wall clock says 1970 would expire in 1972.
 	Now    func() time.Time
 	Logger *slog.Logger // default slog.Default()
+	// Validity of the server certificates it issues (default
+	// ServerValidity); tests make short-lived ones.
+	Validity time.Duration
 }
 
 // Local is a local CA and its current server certificate.
@@ -72,6 +75,9 @@ func Open(o Options) (*Local, error) {
 	}
 	if o.Name == "" {
 		o.Name = "Outpost local CA"
+	}
+	if o.Validity <= 0 {
+		o.Validity = ServerValidity
 	}
 	if len(o.Hosts) == 0 {
 		return nil, fmt.Errorf("local CA in %s: no host names for the server certificate", o.Dir)
@@ -169,7 +175,7 @@ func covers(c *x509.Certificate, hosts []string) bool {
 
 // renew issues a new server certificate and writes it.
 func (l *Local) renew() (*tls.Certificate, error) {
-	certPEM, keyPEM, err := issue(l.ca, l.caKey, l.opts.Hosts, l.opts.Now())
+	certPEM, keyPEM, err := issue(l.ca, l.caKey, l.opts.Hosts, l.opts.Now(), l.opts.Validity)
 	if err != nil {
 		return nil, fmt.Errorf("server certificate: %w", err)
 	}
@@ -190,7 +196,13 @@ func (l *Local) renew() (*tls.Certificate, error) {
 // hosts: dir/ca.pem, dir/server.pem, dir/server-key.pem. Tests and first
 // setups use it for a hub's TLS.
 func LocalCA(dir string, hosts []string) (caPath string, err error) {
-	l, err := Open(Options{Dir: dir, Hosts: hosts})
+	return LocalCAValid(dir, hosts, ServerValidity)
+}
+
+// LocalCAValid is LocalCA with a server certificate valid for validity
+// (from now; scenarios make certificates about to expire).
+func LocalCAValid(dir string, hosts []string, validity time.Duration) (caPath string, err error) {
+	l, err := Open(Options{Dir: dir, Hosts: hosts, Validity: validity})
 	if err != nil {
 		return "", err
 	}

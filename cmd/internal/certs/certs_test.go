@@ -145,7 +145,7 @@ func TestCARenewedWithSameKey(t *testing.T) {
 	l := open(t, dir, c)
 	c.Add(CAValidity * 3 / 4)
 	// Signed by the old copy just before the renewal.
-	certPEM, keyPEM, err := issue(l.ca, l.caKey, hosts, c.Now().Add(-time.Hour))
+	certPEM, keyPEM, err := issue(l.ca, l.caKey, hosts, c.Now().Add(-time.Hour), ServerValidity)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -69,6 +69,7 @@ type Config struct {
 	MaxImageSize  int64          // the largest module image the edge downloads (bytes; 0: upstream.DefaultMaxImageSize)
 	Logger        *slog.Logger
 	Stdout        io.Writer
+	Stderr        io.Writer // for a line people see when the hub refuses the edge's credentials (nil: the log only)
 	// ModuleUIDs is the range of uids an edge running as root gives its
 	// modules, one each (default supervisor.DefaultModuleUIDs).
 	ModuleUIDs supervisor.UIDRange
@@ -84,6 +85,13 @@ type Ready struct {
 	PID   int    `json:"pid"`
 	// Reloads counts SIGHUP reloads of the deployment, taken or rejected.
 	Reloads int `json:"reloads"`
+	// What the edge runs with, for `outpost edge check` (never a key).
+	DeviceID string `json:"deviceId,omitempty"`
+	HubURL   string `json:"hubUrl,omitempty"` // "off": standalone
+	HubCA    string `json:"hubCa,omitempty"`
+	ClientCA string `json:"clientCa,omitempty"`
+	TLSCert  string `json:"tlsCert,omitempty"`
+	TLSKey   string `json:"tlsKey,omitempty"`
 }
 
 // edge holds the opened pieces.
@@ -476,11 +484,29 @@ func (e *edge) announce() error {
 		}
 	}
 	e.ready.PID = os.Getpid()
+	e.recordConfig()
 	if err := e.writeReady(); err != nil {
 		return err
 	}
 	fmt.Fprintln(out, "edge ready")
 	return nil
+}
+
+// recordConfig puts in ready.json what `outpost edge check` needs to know
+// of the edge's configuration: files by absolute path, no key.
+func (e *edge) recordConfig() {
+	abs := func(p string) string {
+		if a, err := filepath.Abs(p); err == nil && p != "" {
+			return a
+		}
+		return p
+	}
+	r := &e.ready
+	r.DeviceID, r.HubURL = e.cs.DeviceID, e.hubURL
+	if r.HubURL == "" {
+		r.HubURL = "off"
+	}
+	r.HubCA, r.ClientCA, r.TLSCert, r.TLSKey = abs(e.cfg.HubCA), abs(e.cfg.ClientCA), abs(e.cfg.TLSCert), abs(e.cfg.TLSKey)
 }
 
 func (e *edge) close() {

@@ -4,6 +4,9 @@ import (
 	"context"
 	"crypto/x509"
 	"encoding/json"
+	"fmt"
+	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/outpost-edge/outpost/cmd/internal/certs"
@@ -28,9 +31,27 @@ func (e *edge) newLink() error {
 	}
 	l, err := upstream.New(upstream.Options{URL: e.hubURL, Edge: e.cs, DB: e.db, Queues: e.queues, Twins: e.twins,
 		Identities: e.ids, Target: linkTarget{e}, Logger: e.cfg.Logger, RootCAs: roots, Now: e.clock.Now, HubTime: e.clock.Confirm,
-		MaxImageSize: e.cfg.MaxImageSize})
+		MaxImageSize: e.cfg.MaxImageSize, Refused: e.refusedOnce()})
 	e.link = l
 	return err
+}
+
+// refusedOnce tells people on stderr, once, that the hub refused the
+// edge's credentials: the edge still says "edge ready" (it serves local
+// clients), so a wrong key must not hide in the log.
+func (e *edge) refusedOnce() func(string, *upstream.HubError) {
+	var said atomic.Bool
+	return func(state string, he *upstream.HubError) {
+		if e.cfg.Stderr == nil || said.Swap(true) {
+			return
+		}
+		what := "check the edge's connection string/key"
+		if he.Status == http.StatusForbidden {
+			what = "check that " + e.cs.DeviceID + " exists at the hub as an enabled edge device (outpost device show " + e.cs.DeviceID + ")"
+		}
+		fmt.Fprintf(e.cfg.Stderr, "warning: the hub at %s refused this edge's credentials (%d %s): %s; the edge serves local clients and asks again every few minutes (outpost edge check --data %s)\n",
+			e.hubURL, he.Status, state, what, e.cfg.DataDir)
+	}
 }
 
 // edgeHubDesired returns the $edgeHub twin's desired properties when the

@@ -191,6 +191,15 @@ func writeUplinkMetrics(sb *strings.Builder, u *upstream.Status) {
 		online = 1
 	}
 	fmt.Fprintf(sb, "# HELP outpost_uplink_online 1 while the link to the hub is up.\n# TYPE outpost_uplink_online gauge\noutpost_uplink_online %d\n", online)
+	refused, duplicate := 0, 0
+	if u.State == "unauthorized" || u.State == "forbidden" {
+		refused = 1
+	}
+	if u.DuplicateInstance {
+		duplicate = 1
+	}
+	fmt.Fprintf(sb, "# HELP outpost_uplink_refused 1 while the hub refuses this edge's credentials (401 unauthorized, 403 forbidden).\n# TYPE outpost_uplink_refused gauge\noutpost_uplink_refused %d\n", refused)
+	fmt.Fprintf(sb, "# HELP outpost_uplink_duplicate_instance 1 while the hub sees another edge online with this edge's identity.\n# TYPE outpost_uplink_duplicate_instance gauge\noutpost_uplink_duplicate_instance %d\n", duplicate)
 	counter(sb, "outpost_uplink_messages_sent_total", "Messages the hub stored from this edge.", u.Sent)
 	counter(sb, "outpost_uplink_batches_total", "Message batches the hub acknowledged.", u.Batches)
 	counter(sb, "outpost_uplink_twin_deltas_sent_total", "Twin deltas sent to the hub.", u.TwinsUp)

@@ -174,13 +174,20 @@ func cmdCheckAcked(ts *testscript.TestScript, neg bool, args []string) {
 	}
 }
 
-// mkcerts DIR HOST...: a CA (DIR/ca.pem) and a server certificate for HOSTs
-// (DIR/server.pem, DIR/server-key.pem).
+// mkcerts [-valid DURATION] DIR HOST...: a CA (DIR/ca.pem) and a server
+// certificate for HOSTs (DIR/server.pem, DIR/server-key.pem), valid for
+// DURATION (e.g. 72h; default two years).
 func cmdMkCerts(ts *testscript.TestScript, neg bool, args []string) {
-	if len(args) < 2 {
-		ts.Fatalf("usage: mkcerts DIR HOST...")
+	validity := certs.ServerValidity
+	if len(args) > 1 && args[0] == "-valid" {
+		d, err := time.ParseDuration(args[1])
+		ts.Check(err)
+		validity, args = d, args[2:]
 	}
-	_, err := certs.LocalCA(ts.MkAbs(args[0]), args[1:])
+	if len(args) < 2 {
+		ts.Fatalf("usage: mkcerts [-valid DURATION] DIR HOST...")
+	}
+	_, err := certs.LocalCAValid(ts.MkAbs(args[0]), args[1:], validity)
 	ts.Check(err)
 }
 
