@@ -36,6 +36,7 @@ func (l *Link) drain(ctx context.Context) error {
 	if w.HubTime > 0 {
 		l.opts.HubTime(time.UnixMilli(w.HubTime))
 	}
+	p := &progress{every: l.opts.ProgressEvery}
 	for n := 1; ; n++ {
 		waits := make([]<-chan struct{}, len(l.queues))
 		for i, q := range l.queues {
@@ -46,6 +47,7 @@ func (l *Link) drain(ctx context.Context) error {
 			return err
 		}
 		if q == nil {
+			l.idle(p)
 			if !waitAny(ctx, waits) {
 				return ctx.Err()
 			}
@@ -54,6 +56,7 @@ func (l *Link) drain(ctx context.Context) error {
 		if err := l.send(ctx, q, msgs); err != nil {
 			return err
 		}
+		l.sentBatch(p, len(msgs))
 	}
 }
 

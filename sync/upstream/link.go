@@ -72,6 +72,9 @@ type Options struct {
 	BatchBytes     int           // default 1 MiB
 	RequestTimeout time.Duration // default 30 s (pulls get PullWait more)
 	MaxImageSize   int64         // the largest module image FetchImage takes; default DefaultMaxImageSize
+	// ProgressEvery: while a backlog drains for longer than this, the link
+	// logs its progress this often (sent, left, rate); default 10 s.
+	ProgressEvery time.Duration
 
 	// Now is the edge's estimate of the time (store/wallclock), used to sign
 	// its SAS tokens; default time.Now. HubTime, if set, is told the hub's
@@ -192,6 +195,7 @@ func New(opts Options) (*Link, error) {
 	def(&opts.RefusedMax, 5*time.Minute)
 	def(&opts.PullWait, 20*time.Second)
 	def(&opts.RequestTimeout, 30*time.Second)
+	def(&opts.ProgressEvery, 10*time.Second)
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
