@@ -21,6 +21,7 @@ var commands = []cli.Command{
 	methodCmd,
 	imageCmd,
 	scenarioCmd,
+	sampleCmd,
 }
 
 func run(args []string) int {
