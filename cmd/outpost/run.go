@@ -22,6 +22,7 @@ var commands = []cli.Command{
 	imageCmd,
 	scenarioCmd,
 	sampleCmd,
+	demoCmd,
 }
 
 func run(args []string) int {
