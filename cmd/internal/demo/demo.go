@@ -106,17 +106,36 @@ func Run(ctx context.Context, o Options) (err error) {
 
 // openDir makes the demo's directory. An edge running as root runs its
 // modules under their own uids, which must be able to pass through it to
-// their directories in edge/ (which the edge protects): searchable, not
-// listable. Its own files are 0600.
+// their directories in edge/ (which the edge protects): it is made
+// searchable, not listable (its own files are 0600), and a parent that
+// others cannot search is refused before anything starts.
 func openDir(dir string) error {
 	if err := os.MkdirAll(dir, 0o711); err != nil {
 		return err
 	}
+	if os.Geteuid() != 0 {
+		return nil
+	}
 	st, err := os.Stat(dir)
-	if err != nil || os.Geteuid() != 0 || st.Mode().Perm()&0o011 == 0o011 {
+	if err != nil {
 		return err
 	}
-	return os.Chmod(dir, st.Mode().Perm()|0o011)
+	if err := os.Chmod(dir, st.Mode().Perm()|0o011); err != nil {
+		return err
+	}
+	for p := filepath.Dir(dir); ; p = filepath.Dir(p) {
+		st, err := os.Stat(p)
+		if err != nil {
+			return err
+		}
+		if st.Mode().Perm()&0o001 == 0 {
+			return fmt.Errorf("%s: run as root, the edge runs its modules under their own uids, which cannot reach it: %s is %s (others may not search it); "+
+				"run the demo as another user, give --dir a directory every user can search (e.g. --dir /tmp/outpost-demo), or chmod o+x %s", dir, p, st.Mode().Perm(), p)
+		}
+		if p == filepath.Dir(p) {
+			return nil
+		}
+	}
 }
 
 func newRunID() string {
