@@ -21,6 +21,7 @@ const (
 func (s *session) story(ctx context.Context) error {
 	steady, offline := s.o.Duration/4, s.o.Duration*2/5
 	online := s.o.Duration - steady - offline
+	s.phase("waiting (up to %s) for the link, the modules and the twins to settle", settleTimeout)
 	if err := s.settle(ctx); err != nil {
 		return err
 	}
