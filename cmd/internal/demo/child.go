@@ -24,6 +24,8 @@ type child struct {
 	cmd     *exec.Cmd
 	done    chan struct{} // closed when the process has exited
 	err     error         // its exit, once done is closed
+	// reported: the demo already said that it stopped by itself.
+	reported bool
 }
 
 func startChild(exe, name, logPath string, args, env []string) (*child, error) {
@@ -65,7 +67,7 @@ func (c *child) waitReady(ctx context.Context, readyPath string, timeout time.Du
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-c.done:
-			return fmt.Errorf("the %s stopped (%v): %s (whole log: %s)", c.name, c.err, c.tail(), c.logPath)
+			return c.died()
 		case <-deadline.C:
 			return fmt.Errorf("the %s is not ready after %s: %s (whole log: %s)", c.name, timeout, c.tail(), c.logPath)
 		case <-tick.C:
@@ -80,12 +82,22 @@ func (c *child) tail() string {
 	return strings.Join(lines[max(0, len(lines)-3):], " | ")
 }
 
+// died is the error of a child that stopped by itself; stop reports it
+// once.
+func (c *child) died() error {
+	c.reported = true
+	return fmt.Errorf("the %s stopped by itself (%v): %s (whole log: %s)", c.name, c.err, c.tail(), c.logPath)
+}
+
 // stop asks the child to stop (SIGTERM), kills it after timeout, and
 // waits for it. A child that had already stopped is reported.
 func (c *child) stop(timeout time.Duration) error {
 	select {
 	case <-c.done:
-		return fmt.Errorf("the %s had stopped by itself (%v); see %s", c.name, c.err, c.logPath)
+		if c.reported {
+			return nil
+		}
+		return c.died()
 	default:
 	}
 	_ = c.cmd.Process.Signal(syscall.SIGTERM)

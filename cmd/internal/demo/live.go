@@ -55,6 +55,10 @@ func (s *session) live(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return s.summary()
+		case <-s.hub.done:
+			return s.hub.died()
+		case <-s.edge.done:
+			return s.edge.died()
 		case <-tick.C:
 		case key := <-keys:
 			if quit := s.key(ctx, key, &edits); quit {

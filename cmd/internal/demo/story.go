@@ -67,7 +67,7 @@ func (s *session) settle(ctx context.Context) error {
 		if time.Now().After(deadline) {
 			return fmt.Errorf("the demo did not reach a steady state within %s: %s (see the logs in %s)", settleTimeout, why, s.o.Dir)
 		}
-		if err := sleep(ctx, 250*time.Millisecond); err != nil {
+		if err := s.sleep(ctx, 250*time.Millisecond); err != nil {
 			return err
 		}
 	}
@@ -131,7 +131,7 @@ func (s *session) verdict(ctx context.Context) error {
 			}
 			return fmt.Errorf("not converged: %s%s (logs in %s)", line, twinProblems(twins), s.o.Dir)
 		}
-		if err := sleep(ctx, 250*time.Millisecond); err != nil {
+		if err := s.sleep(ctx, 250*time.Millisecond); err != nil {
 			return err
 		}
 	}
@@ -165,7 +165,7 @@ func (s *session) pause(ctx context.Context, d time.Duration) error {
 		if left <= 0 {
 			return nil
 		}
-		if err := sleep(ctx, min(left, progressEvery)); err != nil {
+		if err := s.sleep(ctx, min(left, progressEvery)); err != nil {
 			return err
 		}
 		if time.Until(end) > 0 {
@@ -174,14 +174,18 @@ func (s *session) pause(ctx context.Context, d time.Duration) error {
 	}
 }
 
-// sleep waits d or until ctx ends (an interrupted story is an error: it
-// proved nothing).
-func sleep(ctx context.Context, d time.Duration) error {
+// sleep waits d. An interrupted story (ctx) is an error: it proved
+// nothing; so is a hub or an edge that stopped by itself.
+func (s *session) sleep(ctx context.Context, d time.Duration) error {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-ctx.Done():
 		return fmt.Errorf("interrupted before the story ended: %w", ctx.Err())
+	case <-s.hub.done:
+		return s.hub.died()
+	case <-s.edge.done:
+		return s.edge.died()
 	case <-t.C:
 		return nil
 	}
