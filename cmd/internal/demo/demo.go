@@ -95,8 +95,8 @@ func Run(ctx context.Context, o Options) (err error) {
 	if err := s.setUp(ctx); err != nil {
 		return err
 	}
-	fmt.Fprintf(o.Stdout, "hub http://%s (HostName %s; owner connection string in %s)\n",
-		strings.TrimPrefix(s.hubURL, "http://"), HostName, filepath.Join(o.Dir, "hub", "owner.connection-string"))
+	fmt.Fprintf(o.Stdout, "hub %s (HostName %s; owner connection string in %s)\n",
+		s.hubURL, HostName, filepath.Join(o.Dir, "hub", "owner.connection-string"))
 	fmt.Fprintf(o.Stdout, "dashboard %s\n", s.dashboard)
 	if o.Headless {
 		return s.story(ctx)
