@@ -251,9 +251,20 @@ func (s *session) startDevices(ctx context.Context, css []string) error {
 	s.stopDevices = stop
 	cctx, cancel := context.WithTimeout(ctx, startTimeout)
 	defer cancel()
+	go func() { // the edge or the hub dying ends the wait at once
+		select {
+		case <-s.hub.done:
+		case <-s.edge.done:
+		case <-cctx.Done():
+		}
+		cancel()
+	}()
 	for _, cs := range css {
 		d, err := connectDevice(cctx, cs, s.mqtt, s.run, s.tally, s.log)
 		if err != nil {
+			if died := s.died(); died != nil {
+				return died
+			}
 			return err
 		}
 		s.devices = append(s.devices, d)
@@ -264,6 +275,18 @@ func (s *session) startDevices(ctx context.Context, css []string) error {
 		}()
 	}
 	s.phase("%d leaf devices connected to the edge, publishing every %s each", len(s.devices), defaultInterval)
+	return nil
+}
+
+// died is the error of the hub or the edge if one has stopped by itself.
+func (s *session) died() error {
+	for _, c := range []*child{s.hub, s.edge} {
+		select {
+		case <-c.done:
+			return c.died()
+		default:
+		}
+	}
 	return nil
 }
 
