@@ -21,6 +21,8 @@ var commands = []cli.Command{
 	methodCmd,
 	imageCmd,
 	scenarioCmd,
+	sampleCmd,
+	demoCmd,
 }
 
 func run(args []string) int {
