@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -41,7 +42,7 @@ var edgeCfg struct {
 
 var edgeCmd = cli.Command{
 	Name:    "edge",
-	Summary: "run the edge: MQTT broker with IoT Hub conventions, store-and-forward queues, twins; `edge status` reports on one, `edge logs` prints a module's output, `edge dashboard` prints a browser login URL",
+	Summary: "run the edge: MQTT broker with IoT Hub conventions, store-and-forward queues, twins; `edge status` reports on one, `edge logs` prints a module's output, `edge restart MODULE` restarts a module, `edge dashboard` prints a browser login URL",
 	Usage:   "--data DIR --connection-string-file F [--mqtt ADDR] [--mqtts ADDR] [--ws ADDR] [flags] | --config FILE | status [--data DIR | --api ADDR] | logs MODULE --data DIR [--tail N] [--follow] | dashboard --data DIR",
 	Config:  true,
 	Secrets: []cli.Secret{{Flag: "connection-string", Env: "OUTPOST_EDGE_CONNECTION_STRING"}},
@@ -85,6 +86,8 @@ func runEdge(ctx context.Context, env cli.Env, fs *flag.FlagSet) error {
 		return edgeLogs(ctx, env, fs.Args()[1:])
 	case "dashboard":
 		return edgeDashboard(ctx, env, fs.Args()[1:])
+	case "restart":
+		return edgeRestart(ctx, env, fs.Args()[1:])
 	}
 	if fs.NArg() > 0 {
 		return cli.Usagef("unexpected argument %q", fs.Arg(0))
@@ -298,6 +301,41 @@ func edgeLogs(ctx context.Context, env cli.Env, args []string) error {
 		return err
 	}
 	return c.Logs(ctx, name, *tail, *follow, env.Stdout)
+}
+
+// edgeRestart restarts a module, as `iotedge restart MODULE`:
+// outpost edge restart MODULE [--data DIR] [--api ADDR].
+func edgeRestart(ctx context.Context, env cli.Env, args []string) error {
+	fs := flag.NewFlagSet("edge restart", flag.ContinueOnError)
+	fs.SetOutput(env.Stderr)
+	api := fs.String("api", "", "the edge's --api address (default: from --data)")
+	data := fs.String("data", edgeCfg.DataDir, "the edge's data directory: its API address (ready.json) and operator token (api-token)")
+	var name string
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		name, args = args[0], args[1:]
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return cli.Usagef("%v", err)
+	}
+	if name == "" && fs.NArg() == 1 {
+		name = fs.Arg(0)
+	} else if name == "" || fs.NArg() > 0 {
+		return cli.Usagef("usage: outpost edge restart MODULE --data DIR [--api ADDR]")
+	}
+	c, err := edgeClient(*data, *api, true)
+	if err != nil {
+		return err
+	}
+	mr, err := c.Restart(ctx, name)
+	if err != nil {
+		return err
+	}
+	enc := json.NewEncoder(env.Stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(mr)
 }
 
 // edgeDashboard prints a single-use login URL for a browser:
