@@ -161,7 +161,7 @@ func (u *hubUI) login(w http.ResponseWriter, r *http.Request) {
 func (u *hubUI) checkOwner(s string) error {
 	cs, err := sas.ParseConnString(s)
 	if err != nil {
-		return fmt.Errorf("not a connection string: %w", err)
+		return fmt.Errorf("%w; paste the hub's owner connection string (in <hub data>/owner.connection-string)", err)
 	}
 	if cs.SharedAccessKeyName != "owner" || cs.DeviceID != "" {
 		return errors.New("this is not the hub's owner connection string (SharedAccessKeyName=owner); it is in <hub data>/owner.connection-string")
