@@ -172,7 +172,8 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request) {
 	operator := s.authenticated(r)
 	err := s.live.streams.Serve(w, r, operator, func() []webui.Event {
 		s.live.mu.Lock()
-		hist, _ := json.Marshal(map[string]any{"samples": s.live.samples, "links": s.live.links, "operator": operator})
+		hist, _ := json.Marshal(map[string]any{"samples": append([]Sample{}, s.live.samples...),
+			"links": append([]LinkChange{}, s.live.links...), "operator": operator})
 		s.live.mu.Unlock()
 		evs := []webui.Event{{Name: "history", Data: hist}}
 		if operator && s.opts.TwinFields != nil {
