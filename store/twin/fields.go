@@ -44,7 +44,7 @@ func (s *Store) Fields(id, member string) ([]FieldInfo, error) {
 		acked.Merge(a.Stable.VV)
 		acked.Merge(a.Pending.VV)
 	}
-	var out []FieldInfo
+	out := []FieldInfo{}
 	for _, sec := range []crdt.Section{crdt.Tags, crdt.Desired, crdt.Reported, crdt.Overlay} {
 		out = append(out, s.sectionFields(t.doc, sec, acked)...)
 	}

@@ -140,7 +140,7 @@ async function restart(name) {
 function drawTwins(twins) {
   if (!twins.length) { setChildren(byId("twins"), el("p", {class: "muted"}, "no twins yet")); return; }
   setChildren(byId("twins"), twins.map(t => el("div", {"data-twin": t.id}, el("h3", {}, t.id),
-    table(["section", "field", "value", "written by", "at", ""], t.fields.map(f => el("tr", {},
+    table(["section", "field", "value", "written by", "at", ""], (t.fields || []).map(f => el("tr", {},
       el("td", {}, f.section), el("td", {}, f.path),
       el("td", {class: "value"}, f.deleted ? el("span", {class: "muted"}, "(removed)") : JSON.stringify(f.value)),
       el("td", {class: "muted"}, f.origin.startsWith("hub.") ? "hub" : f.origin), el("td", {}, fmtTime(f.time)),
