@@ -5,7 +5,7 @@ LDFLAGS   := -s -w -X github.com/outpost-edge/outpost/cmd/internal/cli.Version=$
 FUZZTIME  ?= 100000x
 BENCHTIME ?= 1x
 
-.PHONY: build test interop bench fuzz lint clean
+.PHONY: build test interop screenshots bench fuzz lint clean
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/outpost ./cmd/outpost
@@ -21,6 +21,13 @@ test:
 # real edge: scenarios in testdata/interop; installs what is missing.
 interop:
 	.ci/interop
+
+# The dashboards' screenshots in docs/screenshots/ (edge-dashboard.png,
+# hub-ui.png), taken by the dashboard test in headless chromium. Run by
+# hand and committed; CI never writes docs/.
+screenshots:
+	mkdir -p docs/screenshots
+	OUTPOST_BROWSER_TESTS=1 OUTPOST_SCREENSHOTS=$(CURDIR)/docs/screenshots $(GO) test -count=1 -run '^TestDashboardBrowser$$' ./cmd/outpost/
 
 # Benchmarks; figures go to docs/benchmarks.md (see scripts in .ci/bench).
 bench:

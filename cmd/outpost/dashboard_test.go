@@ -64,8 +64,13 @@ func TestDashboardBrowser(t *testing.T) {
 		w.proxy.Cut()
 		waitDOM(t, tab, `document.getElementById("link-state").textContent !== "online"`, "the link shown down after the cut")
 		peak := waitNumber(t, tab, "upstream-depth", func(n int) bool { return n >= 20 }, "the $upstream depth rising while the link is down")
+		// A twin change made offline is pending until the hub has it.
+		w.report(t, `{"firmware":"1.2.4"}`)
+		sensorPending := `document.querySelector("#twins [data-twin=sensor1] [data-path='reported.firmware']").textContent`
+		waitDOM(t, tab, sensorPending+`.includes('"1.2.4"') && `+sensorPending+`.includes("pending")`, "sensor1's offline change shown pending")
 		w.proxy.Restore()
 		waitDOM(t, tab, `document.getElementById("link-state").textContent === "online"`, "the link shown online again")
+		waitDOM(t, tab, `!`+sensorPending+`.includes("pending")`, "sensor1's change no longer pending once the hub has it")
 		waitNumber(t, tab, "upstream-depth", func(n int) bool { return n < peak/2 }, "the $upstream depth falling after the link came back")
 		waitDOM(t, tab, `document.querySelectorAll("#plot-depth polyline").length > 0 && document.querySelectorAll("#plot-depth rect.down").length > 0`,
 			"the depth plot with the link-down band")
@@ -109,10 +114,10 @@ func TestDashboardBrowser(t *testing.T) {
 		if dc, _ := chromedp.Run(tab, chromedp.Evaluate[string](`document.cookie`)); strings.Contains(dc, "outpost_hub_session") {
 			t.Errorf("document.cookie = %q: the page's scripts can read the session", dc)
 		}
-		if err := chromedp.Do(tab, chromedp.Click(`#devices a`)); err != nil {
+		if err := chromedp.Do(tab, chromedp.Click(`#devices a[data-device=sensor1]`)); err != nil {
 			t.Fatal(err)
 		}
-		waitDOM(t, tab, `document.getElementById("twin").textContent.includes('"deviceId"')`, "a device's twin")
+		waitDOM(t, tab, `document.getElementById("twin").textContent.includes('"firmware": "1.2.')`, "sensor1's twin with what the edge reported")
 		saveScreenshot(t, tab, "hub-ui.png", nil)
 		problems.check(t)
 
@@ -306,6 +311,7 @@ type world struct {
 	api, token      string
 	mqtt, devCS     string
 	pub             paho.Client
+	rid             int
 }
 
 func startWorld(t *testing.T) *world {
@@ -423,9 +429,7 @@ func (w *world) startPublisher(t *testing.T, ctx context.Context) {
 		t.Fatalf("sensor1 connects to the edge: %v", tk.Error())
 	}
 	t.Cleanup(func() { w.pub.Disconnect(100) })
-	if tk := w.pub.Publish("$iothub/twin/PATCH/properties/reported/?$rid=1", 1, false, `{"firmware":"1.2.3"}`); !tk.WaitTimeout(10*time.Second) || tk.Error() != nil {
-		t.Fatalf("sensor1 reports: %v", tk.Error())
-	}
+	w.report(t, `{"firmware":"1.2.3"}`)
 	go func() {
 		tick := time.NewTicker(100 * time.Millisecond)
 		defer tick.Stop()
@@ -438,6 +442,16 @@ func (w *world) startPublisher(t *testing.T, ctx context.Context) {
 			}
 		}
 	}()
+}
+
+// report patches sensor1's reported properties.
+func (w *world) report(t *testing.T, patch string) {
+	t.Helper()
+	w.rid++
+	topic := fmt.Sprintf("$iothub/twin/PATCH/properties/reported/?$rid=%d", w.rid)
+	if tk := w.pub.Publish(topic, 1, false, patch); !tk.WaitTimeout(10*time.Second) || tk.Error() != nil {
+		t.Fatalf("sensor1 reports %s: %v", patch, tk.Error())
+	}
 }
 
 func (w *world) publish(t *testing.T, body string) {

@@ -77,8 +77,10 @@ function plot(svg, series, spanMs, bands, unit) {
     kids.push(el("line", {class: "grid", x1: L, x2: W - R, y1: y(v), y2: y(v)}));
     kids.push(el("text", {x: L - 4, y: y(v) + 3, "text-anchor": "end"}, fmtRate(v)));
   }
-  for (let m = 0; m <= spanMs / 60000; m += Math.max(1, Math.round(spanMs / 60000 / 5))) {
-    kids.push(el("text", {x: x(now - m * 60000), y: H - 6, "text-anchor": "middle"}, m === 0 ? "now" : "-" + m + " min"));
+  const step = [10, 15, 30, 60, 120, 300, 600].map(v => v * 1000).find(v => spanMs / v <= 6) || 600000;
+  for (let d = 0; d <= spanMs; d += step) {
+    const label = d === 0 ? "now" : d < 60000 ? "-" + d / 1000 + " s" : "-" + d / 60000 + " min";
+    kids.push(el("text", {x: x(now - d), y: H - 6, "text-anchor": d === 0 ? "end" : "middle"}, label));
   }
   series.forEach((s, i) => {
     const pts = s.points.filter(([t]) => t >= t0).map(([t, v]) => x(t).toFixed(1) + "," + y(v).toFixed(1)).join(" ");
@@ -95,6 +97,12 @@ function plot(svg, series, spanMs, bands, unit) {
       return el("span", {}, sw, s.name);
     }));
   }
+}
+
+// span is the time a plot covers: from its first point (at least a
+// minute) up to max.
+function span(firstT, max) {
+  return Math.min(max, Math.max(60000, Date.now() - (firstT || Date.now())));
 }
 
 function niceCeil(v) {

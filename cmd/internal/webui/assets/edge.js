@@ -137,14 +137,29 @@ async function restart(name) {
   } catch (e) { alert("restart " + name + ": " + e.message); }
 }
 
+// drawTwins shows each twin's fields with the replica that wrote them and
+// when (the CRDT's registers): leaf devices and modules open, the system
+// twins ($edgeAgent, $edgeHub) folded. Pending: written here while the hub
+// has not acknowledged it yet (an offline change).
 function drawTwins(twins) {
   if (!twins.length) { setChildren(byId("twins"), el("p", {class: "muted"}, "no twins yet")); return; }
-  setChildren(byId("twins"), twins.map(t => el("div", {"data-twin": t.id}, el("h3", {}, t.id),
-    table(["section", "field", "value", "written by", "at", ""], (t.fields || []).map(f => el("tr", {},
-      el("td", {}, f.section), el("td", {}, f.path),
-      el("td", {class: "value"}, f.deleted ? el("span", {class: "muted"}, "(removed)") : JSON.stringify(f.value)),
-      el("td", {class: "muted"}, f.origin.startsWith("hub.") ? "hub" : f.origin), el("td", {}, fmtTime(f.time)),
-      el("td", {}, f.pending ? badge("pending", "pending") : "")))))));
+  const open = {};
+  for (const d of byId("twins").querySelectorAll("details[data-twin]")) open[d.dataset.twin] = d.open;
+  const sorted = twins.slice().sort((a, b) => (a.id.includes("/$") - b.id.includes("/$")) || a.id.localeCompare(b.id));
+  setChildren(byId("twins"), sorted.map(t => {
+    const fields = t.fields || [];
+    const pending = fields.filter(f => f.pending).length;
+    const isOpen = t.id in open ? open[t.id] : !t.id.includes("/$");
+    return el("details", {"data-twin": t.id, open: isOpen},
+      el("summary", {}, el("strong", {}, t.id), " ", el("span", {class: "muted"}, fields.length + " fields"),
+        pending ? [" ", badge(pending + " pending", "pending")] : ""),
+      fields.length ? table(["section", "field", "value", "written by", "at", ""], fields.map(f => el("tr", {"data-path": f.section + "." + f.path},
+        el("td", {}, f.section), el("td", {}, f.path),
+        el("td", {class: "value"}, f.deleted ? el("span", {class: "muted"}, "(removed)") : JSON.stringify(f.value)),
+        el("td", {class: "muted"}, f.origin.startsWith("hub.") ? "hub" : f.origin), el("td", {}, fmtTime(f.time)),
+        el("td", {}, f.pending ? badge("pending", "pending") : ""))))
+        : el("p", {class: "muted"}, "no fields"));
+  }));
 }
 
 function drawPlots() {
@@ -157,7 +172,8 @@ function drawPlots() {
     if (!down && from !== null) { bands.push([from, s.t]); from = null; }
   }
   if (from !== null) bands.push([from, Date.now()]);
-  plot(byId("plot-depth"), [{name: "$upstream", points: pts(s => s.upstream)}, {name: "all queues", points: pts(s => s.depth)}], SPAN, bands, "messages");
+  const sp = span(samples.length ? samples[0].t : 0, SPAN);
+  plot(byId("plot-depth"), [{name: "all queues", points: pts(s => s.depth)}, {name: "$upstream", points: pts(s => s.upstream)}], sp, bands, "messages");
   const rate = (f) => {
     const out = [];
     for (let i = 1; i < samples.length; i++) {
@@ -166,7 +182,7 @@ function drawPlots() {
     }
     return out;
   };
-  plot(byId("plot-rate"), [{name: "in (accepted)", points: rate(s => s.received)}, {name: "out (hub stored)", points: rate(s => s.sent)}], SPAN, bands, "msg/s");
+  plot(byId("plot-rate"), [{name: "in (accepted)", points: rate(s => s.received)}, {name: "out (hub stored)", points: rate(s => s.sent)}], sp, bands, "msg/s");
 }
 
 function connect() {

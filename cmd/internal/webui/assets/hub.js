@@ -65,7 +65,7 @@ async function refreshDevices() {
   try {
     const devs = await fetchJSON("api/devices");
     setChildren(byId("devices"), table(["device", "kind", "status", "auth"], devs.map(d => el("tr", {},
-      el("td", {}, el("a", {href: "#", onclick: ev => { ev.preventDefault(); showTwin(H.devId(d)); }}, H.devId(d))),
+      el("td", {}, el("a", {href: "#", "data-device": H.devId(d), onclick: ev => { ev.preventDefault(); showTwin(H.devId(d)); }}, H.devId(d))),
       el("td", {}, H.devEdge(d) ? "edge" : "device"), el("td", {}, H.devStatus(d)), el("td", {}, H.devAuth(d))))));
   } catch (e) { authLost(e); }
 }
@@ -93,6 +93,7 @@ function addEvents(evs) {
     if (events.length && H.evSeq(e) <= H.evSeq(events[0])) continue; // seen (a reconnect starts with recent ones)
     events.unshift(e);
     const sec = Math.floor(Date.parse(H.evTime(e)) / 1000) * 1000;
+    if (!firstEvent || sec < firstEvent) firstEvent = Math.max(sec, Date.now() - SPAN);
     perSecond.set(sec, (perSecond.get(sec) || 0) + 1);
   }
   events.length = Math.min(events.length, MAX_EVENTS);
@@ -102,15 +103,17 @@ function addEvents(evs) {
     el("td", {class: "value body"}, H.evBody(e))))));
 }
 
+let firstEvent = 0;
+
 function drawPlot() {
-  const now = Date.now(), pts = [];
+  const now = Date.now(), sp = span(firstEvent, SPAN), bin = Math.max(1000, Math.round(sp / 60000) * 1000), pts = [];
   for (const [t] of perSecond) if (t < now - SPAN) perSecond.delete(t);
-  for (let t = Math.floor((now - SPAN) / 10000) * 10000; t <= now; t += 10000) {
+  for (let t = Math.floor((now - sp) / bin) * bin; t + bin <= now; t += bin) {
     let n = 0;
-    for (let s = t; s < t + 10000; s += 1000) n += perSecond.get(s) || 0;
-    pts.push([t + 10000, n / 10]);
+    for (let s = t; s < t + bin; s += 1000) n += perSecond.get(s) || 0;
+    pts.push([t + bin, n * 1000 / bin]);
   }
-  plot(byId("plot-events"), [{name: "events stored (10 s mean)", points: pts}], SPAN, [], "events/s");
+  plot(byId("plot-events"), [{name: "events stored per second", points: pts}], sp, [], "events/s");
 }
 
 byId("login-form").addEventListener("submit", login);
