@@ -74,6 +74,11 @@ func TestDashboardBrowser(t *testing.T) {
 		waitNumber(t, tab, "upstream-depth", func(n int) bool { return n < peak/2 }, "the $upstream depth falling after the link came back")
 		waitDOM(t, tab, `document.querySelectorAll("#plot-depth polyline").length > 0 && document.querySelectorAll("#plot-depth rect.down").length > 0`,
 			"the depth plot with the link-down band")
+		// The module's log tail (operator only).
+		if err := chromedp.Do(tab, chromedp.Click(`#modules [data-module=ticker] button.log`)); err != nil {
+			t.Fatal(err)
+		}
+		waitDOM(t, tab, `document.getElementById("logs").textContent.includes("tick")`, "the ticker's log tail")
 		// Restart from the page: the module's restart count is the
 		// supervisor's; the click goes through the API (cookie, JSON).
 		before := w.lastStart(t)

@@ -53,6 +53,7 @@ type LinkChange struct {
 type live struct {
 	streams *webui.Streams
 	stop    chan struct{}
+	once    sync.Once
 	done    chan struct{}
 
 	mu        sync.Mutex

@@ -122,7 +122,7 @@ func (s *Server) Addr() string { return s.ln.Addr().String() }
 
 // Close stops the server, ending open requests (log follows too).
 func (s *Server) Close() error {
-	close(s.live.stop)
+	s.live.once.Do(func() { close(s.live.stop) })
 	<-s.live.done
 	err := s.srv.Close()
 	<-s.done

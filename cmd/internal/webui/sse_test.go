@@ -171,3 +171,32 @@ func TestSSEWriterDeadline(t *testing.T) {
 		t.Fatal("a stream to a reader that never reads was not cut")
 	}
 }
+
+// Only the embedded scripts, styles and the favicon are served, each with
+// its type; the pages carry a policy that allows no other origin.
+func TestAssets(t *testing.T) {
+	for _, c := range []struct {
+		path, ctype string
+		status      int
+	}{
+		{"/assets/edge.js", "text/javascript; charset=utf-8", 200},
+		{"/assets/common.js", "text/javascript; charset=utf-8", 200},
+		{"/assets/style.css", "text/css; charset=utf-8", 200},
+		{"/assets/favicon.svg", "image/svg+xml", 200},
+		{"/assets/edge.html", "", 404},
+		{"/assets/nosuch.js", "", 404},
+		{"/assets/..%2fassets.go", "", 404},
+	} {
+		rec := httptest.NewRecorder()
+		Asset(rec, httptest.NewRequest("GET", c.path, nil))
+		if rec.Code != c.status || (c.ctype != "" && rec.Header().Get("Content-Type") != c.ctype) {
+			t.Errorf("%s: %d %q, want %d %q", c.path, rec.Code, rec.Header().Get("Content-Type"), c.status, c.ctype)
+		}
+	}
+	rec := httptest.NewRecorder()
+	EdgePage(rec, httptest.NewRequest("GET", "/", nil))
+	if csp := rec.Header().Get("Content-Security-Policy"); rec.Code != 200 || !strings.Contains(csp, "default-src 'none'") ||
+		!strings.Contains(csp, "script-src 'self'") || strings.Contains(csp, "unsafe-inline") || !strings.Contains(rec.Body.String(), `rel="icon"`) {
+		t.Errorf("GET /: %d, CSP %q", rec.Code, csp)
+	}
+}

@@ -22,6 +22,7 @@ const S = {
   qRejected: q => q.rejected,
   qNoSpace: q => q.noSpace,
   refusedBy: s => (s.broker && s.broker.refusedByReason) || {},
+  connRefusedBy: s => (s.broker && s.broker.connectionsRefusedByReason) || {},
   clients: s => s.broker ? s.broker.connections : 0,
   modules: s => s.modules || {},
   mStatus: m => m.runtimeStatus,
@@ -106,9 +107,10 @@ function drawQueues(st) {
         el("td", {class: "num"}, fmtNum(S.qExpired(q))), el("td", {class: "num"}, fmtNum(S.qDropped(q))),
         el("td", {class: "num"}, fmtNum(S.qRejected(q))), el("td", {class: "num"}, fmtNum(S.qNoSpace(q))));
     })));
-  const refused = Object.entries(S.refusedBy(st)).filter(([, v]) => v > 0);
-  setChildren(byId("refusals"), refused.length ? table(["reason", {text: "publishes", cls: "num"}],
-    refused.map(([k, v]) => el("tr", {}, el("td", {}, k), el("td", {class: "num"}, fmtNum(v))))) : el("p", {class: "muted"}, "none"));
+  const refused = Object.entries(S.refusedBy(st)).filter(([, v]) => v > 0).map(([k, v]) => ["publish", k, v])
+    .concat(Object.entries(S.connRefusedBy(st)).filter(([, v]) => v > 0).map(([k, v]) => ["connection", k, v]));
+  setChildren(byId("refusals"), refused.length ? table(["refused", "reason", {text: "count", cls: "num"}],
+    refused.map(([what, k, v]) => el("tr", {}, el("td", {}, what), el("td", {}, k), el("td", {class: "num"}, fmtNum(v))))) : el("p", {class: "muted"}, "none"));
 }
 
 function drawModules(st) {
@@ -118,7 +120,7 @@ function drawModules(st) {
     mods.map(([name, m]) => el("tr", {"data-module": name}, el("td", {}, name), el("td", {}, badge(S.mStatus(m))),
       el("td", {class: "num"}, fmtNum(S.mRestarts(m))), el("td", {class: "num"}, S.mExit(m)), el("td", {}, ago(S.mStarted(m))),
       el("td", {class: "muted"}, S.mDesc(m) || ""),
-      el("td", {}, operator ? [el("button", {onclick: () => showLogs(name)}, "log"), " ",
+      el("td", {}, operator ? [el("button", {class: "log", onclick: () => showLogs(name)}, "log"), " ",
         el("button", {class: "restart", onclick: () => restart(name)}, "restart")] : "")))));
 }
 
