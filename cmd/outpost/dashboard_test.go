@@ -48,94 +48,103 @@ func TestDashboardBrowser(t *testing.T) {
 	browser := startChromium(t)
 	w := startWorld(t)
 
-	t.Run("edge", func(t *testing.T) {
-		tab, problems := newDashboardTab(t, browser)
-		u, err := localapi.Client{Addr: w.api, Token: w.token}.LoginURL(context.Background())
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := chromedp.Do(tab, chromedp.EmulateViewport(1280, 1100), chromedp.Navigate(u)); err != nil {
-			t.Fatal(err)
-		}
-		waitDOM(t, tab, `document.getElementById("link-state").textContent === "online"`, "the link shown online")
-		waitDOM(t, tab, `document.querySelector("#modules [data-module=ticker] button.restart") !== null`, "the ticker module with its restart button")
-		waitDOM(t, tab, `document.querySelector("#twins [data-twin=sensor1]") !== null && document.getElementById("twins").textContent.includes("firmware")`, "sensor1's twin with its reported field")
+	t.Run("edge", func(t *testing.T) { checkEdgeDashboard(t, browser, w) })
+	t.Run("hub", func(t *testing.T) { checkHubDashboard(t, browser, w) })
+}
 
-		w.proxy.Cut()
-		waitDOM(t, tab, `document.getElementById("link-state").textContent !== "online"`, "the link shown down after the cut")
-		peak := waitNumber(t, tab, "upstream-depth", func(n int) bool { return n >= 20 }, "the $upstream depth rising while the link is down")
-		// A twin change made offline is pending until the hub has it.
-		w.report(t, `{"firmware":"1.2.4"}`)
-		sensorPending := `document.querySelector("#twins [data-twin=sensor1] [data-path='reported.firmware']").textContent`
-		waitDOM(t, tab, sensorPending+`.includes('"1.2.4"') && `+sensorPending+`.includes("pending")`, "sensor1's offline change shown pending")
-		w.proxy.Restore()
-		waitDOM(t, tab, `document.getElementById("link-state").textContent === "online"`, "the link shown online again")
-		waitDOM(t, tab, `!`+sensorPending+`.includes("pending")`, "sensor1's change no longer pending once the hub has it")
-		waitNumber(t, tab, "upstream-depth", func(n int) bool { return n < peak/2 }, "the $upstream depth falling after the link came back")
-		waitDOM(t, tab, `document.querySelectorAll("#plot-depth polyline").length > 0 && document.querySelectorAll("#plot-depth rect.down").length > 0`,
-			"the depth plot with the link-down band")
-		// The module's log tail (operator only).
-		if err := chromedp.Do(tab, chromedp.Click(`#modules [data-module=ticker] button.log`)); err != nil {
-			t.Fatal(err)
-		}
-		waitDOM(t, tab, `document.getElementById("logs").textContent.includes("tick")`, "the ticker's log tail")
-		// Restart from the page: the module's restart count is the
-		// supervisor's; the click goes through the API (cookie, JSON).
-		before := w.lastStart(t)
-		if err := chromedp.Do(tab, chromedp.Click(`#modules [data-module=ticker] button.restart`)); err != nil {
-			t.Fatal(err)
-		}
-		waitFor(t, func() bool { return w.lastStart(t) != before }, "the ticker restarted by the dashboard's button")
-		saveScreenshot(t, tab, "edge-dashboard.png", func() {
-			waitNumber(t, tab, "upstream-depth", func(n int) bool { return n < 5 }, "the backlog drained")
-		})
-		problems.check(t)
+// checkEdgeDashboard: the page loads without errors and shows the link going
+// down and up, the backlog rising and falling, an offline twin change
+// pending, a module's log and its restart.
+func checkEdgeDashboard(t *testing.T, browser context.Context, w *world) {
+	tab, problems := newDashboardTab(t, browser)
+	u, err := localapi.Client{Addr: w.api, Token: w.token}.LoginURL(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := chromedp.Do(tab, chromedp.EmulateViewport(1280, 1100), chromedp.Navigate(u)); err != nil {
+		t.Fatal(err)
+	}
+	waitDOM(t, tab, `document.getElementById("link-state").textContent === "online"`, "the link shown online")
+	waitDOM(t, tab, `document.querySelector("#modules [data-module=ticker] button.restart") !== null`, "the ticker module with its restart button")
+	waitDOM(t, tab, `document.querySelector("#twins [data-twin=sensor1]") !== null && document.getElementById("twins").textContent.includes("firmware")`, "sensor1's twin with its reported field")
+
+	w.proxy.Cut()
+	waitDOM(t, tab, `document.getElementById("link-state").textContent !== "online"`, "the link shown down after the cut")
+	peak := waitNumber(t, tab, "upstream-depth", func(n int) bool { return n >= 20 }, "the $upstream depth rising while the link is down")
+	// A twin change made offline is pending until the hub has it.
+	w.report(t, `{"firmware":"1.2.4"}`)
+	sensorPending := `document.querySelector("#twins [data-twin=sensor1] [data-path='reported.firmware']").textContent`
+	waitDOM(t, tab, sensorPending+`.includes('"1.2.4"') && `+sensorPending+`.includes("pending")`, "sensor1's offline change shown pending")
+	w.proxy.Restore()
+	waitDOM(t, tab, `document.getElementById("link-state").textContent === "online"`, "the link shown online again")
+	waitDOM(t, tab, `!`+sensorPending+`.includes("pending")`, "sensor1's change no longer pending once the hub has it")
+	waitNumber(t, tab, "upstream-depth", func(n int) bool { return n < peak/2 }, "the $upstream depth falling after the link came back")
+	waitDOM(t, tab, `document.querySelectorAll("#plot-depth polyline").length > 0 && document.querySelectorAll("#plot-depth rect.down").length > 0`,
+		"the depth plot with the link-down band")
+	// The module's log tail (operator only).
+	if err := chromedp.Do(tab, chromedp.Click(`#modules [data-module=ticker] button.log`)); err != nil {
+		t.Fatal(err)
+	}
+	waitDOM(t, tab, `document.getElementById("logs").textContent.includes("tick")`, "the ticker's log tail")
+	// Restart from the page: the module's restart count is the
+	// supervisor's; the click goes through the API (cookie, JSON).
+	before := w.lastStart(t)
+	if err := chromedp.Do(tab, chromedp.Click(`#modules [data-module=ticker] button.restart`)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return w.lastStart(t) != before }, "the ticker restarted by the dashboard's button")
+	saveScreenshot(t, tab, "edge-dashboard.png", func() {
+		waitNumber(t, tab, "upstream-depth", func(n int) bool { return n < 5 }, "the backlog drained")
 	})
+	problems.check(t)
+}
 
-	t.Run("hub", func(t *testing.T) {
-		tab, problems := newDashboardTab(t, browser)
-		if err := chromedp.Do(tab, chromedp.EmulateViewport(1280, 1000), chromedp.Navigate(w.hubURL+"/ui/")); err != nil {
-			t.Fatal(err)
-		}
-		waitDOM(t, tab, `!document.getElementById("login").hidden`, "the login form")
-		// Without the session cookie the API's data is refused (in another
-		// tab: the browser logs the 401 as an error).
-		anon, _ := newDashboardTab(t, browser)
-		if err := chromedp.Do(anon, chromedp.Navigate(w.hubURL+"/ui/")); err != nil {
-			t.Fatal(err)
-		}
-		if got, err := chromedp.Run(anon, chromedp.Evaluate[string](`fetch("api/fleet").then(r => r.status + " " + r.statusText)`, chromedp.EvalAwaitPromise)); err != nil || !strings.HasPrefix(got, "401") {
-			t.Errorf("GET /ui/api/fleet before the login: %q %v, want 401", got, err)
-		}
-		if err := chromedp.Do(tab, chromedp.SetValue(`#cs`, w.ownerCS), chromedp.Click(`#login-form button`)); err != nil {
-			t.Fatal(err)
-		}
-		waitDOM(t, tab, `!document.getElementById("main").hidden`, "the dashboard after the login")
-		waitDOM(t, tab, `document.querySelector("#fleet [data-edge=gw1]") !== null && document.querySelector("#fleet [data-edge=gw1]").textContent.includes("online")`, "gw1 online in the fleet")
-		waitDOM(t, tab, `document.querySelectorAll("#events tr[data-seq]").length > 0`, "recent events")
-		marker := fmt.Sprintf("live-%d", time.Now().UnixNano())
-		w.publish(t, `{"marker":"`+marker+`"}`)
-		waitDOM(t, tab, `document.getElementById("events").textContent.includes('{"marker":"`+marker+`"}')`, "the new event, its JSON body decoded, appearing live")
-		if dc, _ := chromedp.Run(tab, chromedp.Evaluate[string](`document.cookie`)); strings.Contains(dc, "outpost_hub_session") {
-			t.Errorf("document.cookie = %q: the page's scripts can read the session", dc)
-		}
-		if err := chromedp.Do(tab, chromedp.Click(`#devices a[data-device=sensor1]`)); err != nil {
-			t.Fatal(err)
-		}
-		waitDOM(t, tab, `document.getElementById("twin").textContent.includes('"firmware": "1.2.')`, "sensor1's twin with what the edge reported")
-		saveScreenshot(t, tab, "hub-ui.png", nil)
-		problems.check(t)
+// checkHubDashboard: log in with the owner connection string, see the fleet,
+// an event arriving live and a twin; without the cookie, and from another
+// site, the API's data is refused.
+func checkHubDashboard(t *testing.T, browser context.Context, w *world) {
+	tab, problems := newDashboardTab(t, browser)
+	if err := chromedp.Do(tab, chromedp.EmulateViewport(1280, 1000), chromedp.Navigate(w.hubURL+"/ui/")); err != nil {
+		t.Fatal(err)
+	}
+	waitDOM(t, tab, `!document.getElementById("login").hidden`, "the login form")
+	// Without the session cookie the API's data is refused (in another
+	// tab: the browser logs the 401 as an error).
+	anon, _ := newDashboardTab(t, browser)
+	if err := chromedp.Do(anon, chromedp.Navigate(w.hubURL+"/ui/")); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := chromedp.Run(anon, chromedp.Evaluate[string](`fetch("api/fleet").then(r => r.status + " " + r.statusText)`, chromedp.EvalAwaitPromise)); err != nil || !strings.HasPrefix(got, "401") {
+		t.Errorf("GET /ui/api/fleet before the login: %q %v, want 401", got, err)
+	}
+	if err := chromedp.Do(tab, chromedp.SetValue(`#cs`, w.ownerCS), chromedp.Click(`#login-form button`)); err != nil {
+		t.Fatal(err)
+	}
+	waitDOM(t, tab, `!document.getElementById("main").hidden`, "the dashboard after the login")
+	waitDOM(t, tab, `document.querySelector("#fleet [data-edge=gw1]") !== null && document.querySelector("#fleet [data-edge=gw1]").textContent.includes("online")`, "gw1 online in the fleet")
+	waitDOM(t, tab, `document.querySelectorAll("#events tr[data-seq]").length > 0`, "recent events")
+	marker := fmt.Sprintf("live-%d", time.Now().UnixNano())
+	w.publish(t, `{"marker":"`+marker+`"}`)
+	waitDOM(t, tab, `document.getElementById("events").textContent.includes('{"marker":"`+marker+`"}')`, "the new event, its JSON body decoded, appearing live")
+	if dc, _ := chromedp.Run(tab, chromedp.Evaluate[string](`document.cookie`)); strings.Contains(dc, "outpost_hub_session") {
+		t.Errorf("document.cookie = %q: the page's scripts can read the session", dc)
+	}
+	if err := chromedp.Do(tab, chromedp.Click(`#devices a[data-device=sensor1]`)); err != nil {
+		t.Fatal(err)
+	}
+	waitDOM(t, tab, `document.getElementById("twin").textContent.includes('"firmware": "1.2.')`, "sensor1's twin with what the edge reported")
+	saveScreenshot(t, tab, "hub-ui.png", nil)
+	problems.check(t)
 
-		// A page of another site sends the browser to the hub's API: the
-		// cookie stays home (SameSite=Strict) and the hub refuses the
-		// cross-site request.
-		evil := serveEvil(t)
-		other, _ := newDashboardTab(t, browser)
-		if err := chromedp.Do(other, chromedp.Navigate(evil+"/?to="+w.hubURL+"/ui/api/fleet")); err != nil {
-			t.Fatal(err)
-		}
-		waitDOM(t, other, `location.href.includes("/ui/api/fleet") && document.body.innerText.includes("CrossOrigin")`, "the hub refusing the cross-site request")
-	})
+	// A page of another site sends the browser to the hub's API: the
+	// cookie stays home (SameSite=Strict) and the hub refuses the
+	// cross-site request.
+	evil := serveEvil(t)
+	other, _ := newDashboardTab(t, browser)
+	if err := chromedp.Do(other, chromedp.Navigate(evil+"/?to="+w.hubURL+"/ui/api/fleet")); err != nil {
+		t.Fatal(err)
+	}
+	waitDOM(t, other, `location.href.includes("/ui/api/fleet") && document.body.innerText.includes("CrossOrigin")`, "the hub refusing the cross-site request")
 }
 
 // startChromium starts one headless chromium for the test.
