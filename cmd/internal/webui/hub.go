@@ -13,6 +13,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/outpost-edge/outpost/store/identity/sas"
+	"github.com/outpost-edge/outpost/store/ratelog"
 	"github.com/outpost-edge/outpost/store/twin"
 	synchub "github.com/outpost-edge/outpost/sync/hub"
 )
@@ -45,6 +46,7 @@ type hubUI struct {
 	opts     HubOptions
 	sessions *Sessions
 	streams  *Streams
+	refusals ratelog.Limiter // refused logins are logged at most once per 10 s
 }
 
 // NewHub returns the handler of /ui/ and everything under it.
@@ -147,7 +149,9 @@ func (u *hubUI) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := u.checkOwner(req.ConnectionString); err != nil {
-		u.opts.Logger.Warn("hub dashboard login refused", "remote", r.RemoteAddr, "err", err)
+		if ok, suppressed := u.refusals.Allow("login"); ok {
+			u.opts.Logger.Warn("hub dashboard login refused", "remote", r.RemoteAddr, "err", err, "suppressed", suppressed)
+		}
 		writeError(w, http.StatusUnauthorized, "Unauthorized", err.Error())
 		return
 	}
