@@ -6,8 +6,11 @@ import (
 	"encoding/json"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/outpost-edge/outpost/sync/upstream"
 )
 
 // session logs in with a login code and returns the session cookie.
@@ -112,5 +115,68 @@ func TestEventStream(t *testing.T) {
 			!strings.Contains(op["twins"][0], `"pending":true`) || !strings.Contains(op["history"][0], `"operator":true`) {
 			t.Errorf("operator stream (%v): twins %.300q, history %.100q", hdr, op["twins"], op["history"])
 		}
+	}
+}
+
+// The live view remembers the link's changes and the samples the plots
+// draw: a page opened later still shows the link going down and the
+// backlog it left.
+func TestLiveHistory(t *testing.T) {
+	var mu sync.Mutex
+	state, depth, since := "online", int64(0), time.Now()
+	f := newFixture(t, func(o *Options) {
+		o.Status = func() Status {
+			mu.Lock()
+			defer mu.Unlock()
+			return Status{DeviceID: "gw1", Uplink: &upstream.Status{State: state, Since: since},
+				Queues: []QueueStatus{{Name: "$upstream/pdefault", Depth: depth}}}
+		}
+	})
+	set := func(s string, d int64) {
+		mu.Lock()
+		defer mu.Unlock()
+		state, depth, since = s, d, since.Add(time.Second)
+	}
+	hist := func() (h struct {
+		Samples []Sample     `json:"samples"`
+		Links   []LinkChange `json:"links"`
+	}) {
+		evs := f.streamEvents(nil, 100*time.Millisecond)
+		if len(evs["history"]) != 1 || json.Unmarshal([]byte(evs["history"][0]), &h) != nil {
+			t.Fatalf("history events: %q", evs["history"])
+		}
+		return h
+	}
+	waitHistory := func(ok func(Sample) bool, what string) {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); ; {
+			h := hist()
+			if len(h.Samples) > 0 && ok(h.Samples[len(h.Samples)-1]) {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("waiting for %s: history %+v", what, h)
+			}
+		}
+	}
+	waitHistory(func(s Sample) bool { return s.Link == "online" }, "an online sample")
+	set("offline", 40)
+	waitHistory(func(s Sample) bool { return s.Link == "offline" && s.Upstream == 40 }, "the link down with 40 waiting")
+	set("online", 0)
+	waitHistory(func(s Sample) bool { return s.Link == "online" && s.Upstream == 0 }, "the link back, drained")
+	h := hist()
+	var states []string
+	for _, l := range h.Links {
+		states = append(states, l.State)
+	}
+	if strings.Join(states, " ") != "online offline online" {
+		t.Errorf("link history %v, want online offline online", states)
+	}
+	peak := int64(0)
+	for _, s := range h.Samples {
+		peak = max(peak, s.Upstream)
+	}
+	if peak != 40 {
+		t.Errorf("the samples' peak backlog is %d, want 40", peak)
 	}
 }
