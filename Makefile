@@ -8,7 +8,7 @@ PREFIX    ?= /usr/local
 BINDIR    ?= $(PREFIX)/bin
 SAMPLES   := outpost-tempsensor outpost-filter
 
-.PHONY: build test interop bench fuzz lint clean install uninstall
+.PHONY: build test interop screenshots bench fuzz lint clean install uninstall
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/outpost ./cmd/outpost
@@ -40,6 +40,13 @@ test:
 # real edge: scenarios in testdata/interop; installs what is missing.
 interop:
 	.ci/interop
+
+# The dashboards' screenshots in docs/screenshots/ (edge-dashboard.png,
+# hub-ui.png), taken by the dashboard test in headless chromium. Run by
+# hand and committed; CI never writes docs/.
+screenshots:
+	mkdir -p docs/screenshots
+	OUTPOST_BROWSER_TESTS=1 OUTPOST_SCREENSHOTS=$(CURDIR)/docs/screenshots $(GO) test -count=1 -run '^TestDashboardBrowser$$' ./cmd/outpost/
 
 # Benchmarks; figures go to docs/benchmarks.md (see scripts in .ci/bench).
 bench:

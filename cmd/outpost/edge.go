@@ -41,8 +41,8 @@ var edgeCfg struct {
 
 var edgeCmd = cli.Command{
 	Name:    "edge",
-	Summary: "run the edge: MQTT broker with IoT Hub conventions, store-and-forward queues, twins; `edge status` reports on one, `edge logs` prints a module's output, `edge dashboard` prints a browser login URL, `edge check` diagnoses one (config, certificates, hub and credentials, clock, disk, ports, images, duplicate identity)",
-	Usage:   "--data DIR --connection-string-file F [--mqtt ADDR] [--mqtts ADDR] [--ws ADDR] [flags] | --config FILE | status [--data DIR | --api ADDR] | logs MODULE --data DIR [--tail N] [--follow] | dashboard --data DIR | check [--data DIR | --api ADDR] [--config FILE] [-o json]",
+	Summary: "run the edge: MQTT broker with IoT Hub conventions, store-and-forward queues, twins; `edge status` reports on one, `edge logs` prints a module's output, `edge restart MODULE` restarts a module, `edge dashboard` prints a browser login URL, `edge check` diagnoses one (config, certificates, hub and credentials, clock, disk, ports, images, duplicate identity)",
+	Usage:   "--data DIR --connection-string-file F [--mqtt ADDR] [--mqtts ADDR] [--ws ADDR] [flags] | --config FILE | status [--data DIR | --api ADDR] | logs MODULE --data DIR [--tail N] [--follow] | restart MODULE --data DIR | dashboard --data DIR | check [--data DIR | --api ADDR] [--config FILE] [-o json]",
 	Config:  true,
 	Secrets: []cli.Secret{{Flag: "connection-string", Env: "OUTPOST_EDGE_CONNECTION_STRING"}},
 	Flags: func(fs *flag.FlagSet) {
@@ -87,6 +87,8 @@ func runEdge(ctx context.Context, env cli.Env, fs *flag.FlagSet) error {
 		return edgeDashboard(ctx, env, fs.Args()[1:])
 	case "check":
 		return edgeCheck(ctx, env, fs.Args()[1:])
+	case "restart":
+		return edgeRestart(ctx, env, fs.Args()[1:])
 	}
 	if fs.NArg() > 0 {
 		return cli.Usagef("unexpected argument %q", fs.Arg(0))
@@ -308,6 +310,45 @@ func edgeLogs(ctx context.Context, env cli.Env, args []string) error {
 		return err
 	}
 	return c.Logs(ctx, name, *tail, *follow, env.Stdout)
+}
+
+// edgeRestart restarts a module, as `iotedge restart MODULE`:
+// outpost edge restart MODULE [--data DIR] [--api ADDR].
+func edgeRestart(ctx context.Context, env cli.Env, args []string) error {
+	fs := cli.SubFlags("edge restart", "MODULE --data DIR [--api ADDR] [-o json|table]", "restart a module of a running edge, as iotedge restart")
+	api := fs.String("api", "", "the edge's --api address (default: from --data)")
+	data := fs.String("data", edgeCfg.DataDir, "the edge's data directory: its API address (ready.json) and operator token (api-token)")
+	out := fs.String("o", "json", "output: json or table")
+	var name string
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		name, args = args[0], args[1:]
+	}
+	if err := cli.Parse(env, fs, args); err != nil {
+		return err
+	}
+	if name == "" && fs.NArg() == 1 {
+		name = fs.Arg(0)
+	} else if name == "" || fs.NArg() > 0 {
+		return cli.SubUsagef(fs, "edge restart takes one module name")
+	}
+	if *out != "json" && *out != "table" {
+		return cli.SubUsagef(fs, "-o %q: want json or table", *out)
+	}
+	c, err := edgeClient(*data, *api, true)
+	if err != nil {
+		return err
+	}
+	mr, err := c.Restart(ctx, name)
+	if err != nil {
+		return err
+	}
+	if *out == "table" {
+		_, err = fmt.Fprintf(env.Stdout, "module %s restarted\n", mr.Module)
+		return err
+	}
+	enc := json.NewEncoder(env.Stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(mr)
 }
 
 // edgeDashboard prints a single-use login URL for a browser:

@@ -26,6 +26,11 @@ type edgeConn struct {
 	calls    []*call
 	inflight map[string]*call
 	wake     chan struct{} // closed when a call is queued
+	// What the fleet view shows (fleet.go).
+	backlog     int64
+	backlogAt   time.Time
+	messages    int64
+	lastMessage time.Time
 }
 
 type call struct {

@@ -115,6 +115,9 @@ func TestDuplicateInstances(t *testing.T) {
 	if list, dup := f.h.EdgeInstances("gw1"); !dup || len(list) != 2 {
 		t.Errorf("EdgeInstances: %+v duplicate %v, want both, duplicate", list, dup)
 	}
+	if es := f.h.Edges(); len(es) != 1 || !es[0].DuplicateInstance {
+		t.Errorf("fleet view %+v, want gw1 marked duplicateInstance", es)
+	}
 	// The other instance stops; past the window only b is live.
 	clock.Add(DefaultDuplicateWindow + time.Second)
 	if h := f.pullAs(t, b, 0); h != "" {
@@ -122,6 +125,9 @@ func TestDuplicateInstances(t *testing.T) {
 	}
 	if _, dup := f.h.EdgeInstances("gw1"); dup {
 		t.Error("still a duplicate after a left")
+	}
+	if es := f.h.Edges(); len(es) != 1 || es[0].DuplicateInstance {
+		t.Errorf("fleet view %+v after a left, want no duplicate", es)
 	}
 }
 

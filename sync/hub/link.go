@@ -63,7 +63,9 @@ func (h *Hub) Messages(ctx context.Context, edge string, m protocol.Messages) (p
 	if err != nil {
 		return protocol.MessagesAck{}, err
 	}
-	return res.(protocol.MessagesAck), nil
+	ack := res.(protocol.MessagesAck)
+	h.edges.noteMessages(edge, ack.Appended)
+	return ack, nil
 }
 
 // Twins merges the edge's twin changes: only twins in its scope, only
@@ -145,6 +147,7 @@ func (h *Hub) Pull(ctx context.Context, edge string, p protocol.Pull) (protocol.
 		return protocol.Push{}, err
 	}
 	h.collectGarbage(ctx)
+	h.edges.noteBacklog(edge, p.Backlog)
 	stop := h.edges.begin(edge, p.Instance)
 	defer h.edges.end(edge, p.Instance, stop)
 	wait := min(time.Duration(p.WaitMs)*time.Millisecond, h.opts.PullWait)

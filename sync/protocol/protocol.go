@@ -160,6 +160,9 @@ type Pull struct {
 	// Hub names the hub incarnation the C2D cursors count in (from the
 	// last Push); a hub whose store was replaced ignores them.
 	Hub string `cbor:"6,keyasint,omitempty"`
+	// Backlog is how many messages waited in the edge's $upstream queues
+	// when it sent the pull (the hub shows it in its fleet view).
+	Backlog int64 `cbor:"7,keyasint,omitempty"`
 }
 
 // Push answers Pull.

@@ -27,7 +27,7 @@ func (l *Link) pull(ctx context.Context) error {
 	scope := ""
 	for {
 		p := protocol.Pull{Instance: l.instance, TwinVV: l.opts.Twins.VV(), Scope: scope, C2D: cursors, Hub: hub,
-			WaitMs: l.opts.PullWait.Milliseconds()}
+			WaitMs: l.opts.PullWait.Milliseconds(), Backlog: l.backlog()}
 		var push protocol.Push
 		if err := l.post(ctx, protocol.PathPull, &p, &push, l.opts.RequestTimeout+l.opts.PullWait); err != nil {
 			return err
@@ -161,4 +161,13 @@ func (l *Link) loadC2D() (string, map[string]uint64, error) {
 		return nil
 	})
 	return hub, out, err
+}
+
+// backlog is the number of messages waiting in the $upstream queues.
+func (l *Link) backlog() int64 {
+	var n int64
+	for _, q := range l.queues {
+		n += q.Stats().Depth
+	}
+	return n
 }

@@ -36,6 +36,8 @@ func (e *edge) serveAPI() (io.Closer, error) {
 		Logs: func(ctx context.Context, module string, tail int, follow bool, w io.Writer) error {
 			return e.sup.Logs(ctx, module, tail, follow, w)
 		},
+		Restart:    e.sup.RestartModule,
+		TwinFields: e.twinFields,
 	})
 	if err != nil {
 		return nil, err
@@ -79,7 +81,7 @@ func (e *edge) status() localapi.Status {
 	for _, n := range names {
 		s := stats[n]
 		st.Queues = append(st.Queues, localapi.QueueStatus{Name: n, Depth: s.Depth, Bytes: s.Bytes, OldestSeconds: s.OldestAge.Seconds(),
-			Expired: int64(s.Expired), Dropped: int64(s.Dropped), Rejected: int64(s.Rejected), NoSpace: int64(s.NoSpace)})
+			Appended: int64(s.Appended), Acked: int64(s.Acked), Expired: int64(s.Expired), Dropped: int64(s.Dropped), Rejected: int64(s.Rejected), NoSpace: int64(s.NoSpace)})
 	}
 	b := e.broker.Stats()
 	st.Broker = localapi.BrokerStatus{Received: b.Received.Load(), Stored: b.Stored.Load(), NoRoute: b.NoRoute.Load(), Refused: b.Refused.Load(),
@@ -106,4 +108,22 @@ func (e *edge) linkState(st *upstream.Status) string {
 		s += ": " + st.LastError
 	}
 	return s
+}
+
+// twinFields lists up to max twins' registers for the dashboard, with the
+// edge's writes the hub has not acknowledged marked pending.
+func (e *edge) twinFields(max int) ([]localapi.TwinFields, error) {
+	ids, err := e.twins.IDs()
+	if err != nil {
+		return nil, err
+	}
+	out := make([]localapi.TwinFields, 0, min(len(ids), max))
+	for _, id := range ids[:min(len(ids), max)] {
+		fs, err := e.twins.Fields(id, "hub")
+		if err != nil {
+			continue // deleted meanwhile
+		}
+		out = append(out, localapi.TwinFields{ID: id, Fields: fs})
+	}
+	return out, nil
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/outpost-edge/outpost/cmd/internal/httpserver"
 	"github.com/outpost-edge/outpost/cmd/internal/huburl"
 	"github.com/outpost-edge/outpost/cmd/internal/secret"
+	"github.com/outpost-edge/outpost/cmd/internal/webui"
 	"github.com/outpost-edge/outpost/store/identity/sas"
 	synchub "github.com/outpost-edge/outpost/sync/hub"
 )
@@ -90,12 +91,15 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	defer h.Close()
-	srv := httpserver.New(h.Handler(), httpserver.Options{Logger: cfg.Logger})
-	scheme := "http"
 	tlsCfg, caPath, err := serverTLS(cfg, host)
 	if err != nil {
 		return err
 	}
+	mux := http.NewServeMux()
+	mux.Handle("/ui/", webui.NewHub(webui.HubOptions{Hub: h, OwnerKey: key, Secure: tlsCfg != nil, Logger: cfg.Logger}))
+	mux.Handle("/", h.Handler())
+	srv := httpserver.New(mux, httpserver.Options{Logger: cfg.Logger})
+	scheme := "http"
 	if tlsCfg != nil {
 		srv.TLSConfig = tlsCfg
 		ln = tls.NewListener(ln, srv.TLSConfig)
@@ -114,6 +118,7 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	fmt.Fprintf(cfg.Stdout, "hub listening on %s\n", url)
+	fmt.Fprintf(cfg.Stdout, "hub dashboard %s/ui/ (log in with the owner connection string)\n", url)
 	select {
 	case <-ctx.Done():
 		cfg.Logger.Info("hub stopping")

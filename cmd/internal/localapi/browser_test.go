@@ -99,7 +99,7 @@ func browserLogin(t *testing.T, f *fixture, tab context.Context) string {
 		t.Fatalf("login URL in the browser: ended on %s with %d, want the status page", resp.URL, resp.Status)
 	}
 	// The page fetches /status and shows it.
-	if _, err := chromedp.Run(tab, chromedp.Poll[bool](`document.getElementById("status").textContent.includes('"deviceId": "gw1"')`)); err != nil {
+	if _, err := chromedp.Run(tab, chromedp.Poll[bool](`document.getElementById("device").textContent === "gw1"`)); err != nil {
 		t.Fatalf("the status page never showed the device id: %v; page: %q", err, bodyText(t, tab))
 	}
 	return u

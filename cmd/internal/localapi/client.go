@@ -168,3 +168,20 @@ func browserAddr(addr string) string {
 	}
 	return addr
 }
+
+// Restart restarts a module (POST /modules/{m}/restart).
+func (c Client) Restart(ctx context.Context, module string) (ModuleRestart, error) {
+	if c.Token == "" {
+		return ModuleRestart{}, ErrNoToken
+	}
+	resp, err := c.Do(ctx, http.MethodPost, "/modules/"+url.PathEscape(module)+"/restart", "application/json", []byte("{}"))
+	if err != nil {
+		return ModuleRestart{}, err
+	}
+	defer resp.Body.Close()
+	var mr ModuleRestart
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&mr); err != nil {
+		return ModuleRestart{}, fmt.Errorf("edge API at %s: restart: %w", c.Addr, err)
+	}
+	return mr, nil
+}

@@ -1,6 +1,8 @@
 // Package localapi is the edge's local HTTP API (`outpost edge --api`):
 // liveness, status, metrics, twins, queue contents, cloud-to-device
-// messages, direct methods, module logs and a read-only dashboard page.
+// messages, direct methods, module logs and restarts, and the live
+// dashboard (its page and assets from cmd/internal/webui, its event
+// stream here).
 //
 // It is safe by default. Without a credential it serves only liveness
 // (GET /healthz) and, when it listens on loopback, the read-only status,
@@ -11,5 +13,7 @@
 // has its Host header and Origin checked (DNS rebinding, cross-site
 // requests); writes need a content type a cross-site form cannot send.
 //
-// Open starts one goroutine, the HTTP server; Close stops it and waits.
+// Open starts two goroutines, the HTTP server and the dashboard's sampler
+// (Status every LiveInterval, kept for the plots and sent to the event
+// streams); Close stops both and waits.
 package localapi

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"path/filepath"
@@ -16,6 +17,7 @@ import (
 	"github.com/outpost-edge/outpost/store/kv"
 	"github.com/outpost-edge/outpost/store/queue"
 	"github.com/outpost-edge/outpost/store/twin"
+	"github.com/outpost-edge/outpost/supervisor"
 	"github.com/outpost-edge/outpost/sync/protocol"
 )
 
@@ -28,7 +30,9 @@ type fixture struct {
 	token   string
 	queues  *queue.Store
 	invoked atomic.Int64
-	now     atomic.Pointer[time.Time]
+	// restarted counts module restarts asked for (Options.Restart).
+	restarted atomic.Int64
+	now       atomic.Pointer[time.Time]
 }
 
 func newFixture(t *testing.T, mod func(*Options)) *fixture {
@@ -120,7 +124,19 @@ func (f *fixture) options(twins *twin.Store, ids *identity.Cache) Options {
 			_, err := io.WriteString(w, "secret log line\n")
 			return err
 		},
-		Now: func() time.Time { return *f.now.Load() },
+		Restart: func(_ context.Context, m string) error {
+			if m != "m" {
+				return fmt.Errorf("%w %q", supervisor.ErrNoModule, m)
+			}
+			f.restarted.Add(1)
+			return nil
+		},
+		TwinFields: func(max int) ([]TwinFields, error) {
+			fs, err := twins.Fields("sensor1", "hub")
+			return []TwinFields{{ID: "sensor1", Fields: fs}}, err
+		},
+		LiveInterval: 20 * time.Millisecond,
+		Now:          func() time.Time { return *f.now.Load() },
 	}
 }
 
@@ -178,6 +194,8 @@ var guarded = []req{
 	{path: "/twins/sensor1"},
 	{path: "/twins/gw1/modules/m"},
 	{path: "/modules/m/logs"},
+	{method: "POST", path: "/modules/m/restart", body: `{}`, ctype: "application/json"},
+	{path: "/dashboard/twins"},
 }
 
 func TestUnauthenticatedRefused(t *testing.T) {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/outpost-edge/outpost/cmd/internal/httpserver"
+	"github.com/outpost-edge/outpost/cmd/internal/webui"
 	"github.com/outpost-edge/outpost/store/queue"
 	"github.com/outpost-edge/outpost/store/ratelog"
 	"github.com/outpost-edge/outpost/sync/protocol"
@@ -44,6 +45,16 @@ type Options struct {
 	// Logs copies a module's output to w (supervisor.ErrNoModule: 404).
 	Logs func(ctx context.Context, module string, tail int, follow bool, w io.Writer) error
 
+	// Restart restarts a module (supervisor.ErrNoModule: 404); nil: none.
+	Restart func(ctx context.Context, module string) error
+	// TwinFields lists up to max twins' registers for the dashboard; nil:
+	// the dashboard shows no twins.
+	TwinFields func(max int) ([]TwinFields, error)
+	// LiveInterval is how often the dashboard's live view samples Status
+	// (default 1 s); Streams bound its event streams.
+	LiveInterval time.Duration
+	Streams      webui.StreamOptions
+
 	// MaxResponseBytes caps one queue listing (default MaxQueueResponse).
 	MaxResponseBytes int
 	// Now is the clock of login codes and sessions (default time.Now).
@@ -70,6 +81,7 @@ type Server struct {
 	loopback bool
 	secrets  *secrets
 	refusals ratelog.Limiter
+	live     *live
 }
 
 // Open creates the operator token if it is missing, listens on
@@ -89,12 +101,13 @@ func Open(opts Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("--api %s: %w", opts.Addr, err)
 	}
-	s := &Server{opts: opts, ln: ln, token: tok, done: make(chan struct{}), secrets: newSecrets(opts.Now)}
+	s := &Server{opts: opts, ln: ln, token: tok, done: make(chan struct{}), secrets: newSecrets(opts.Now), live: newLive(opts.Streams)}
 	if a, ok := ln.Addr().(*net.TCPAddr); ok {
 		s.loopback = a.IP.IsLoopback()
 	}
 	s.srv = httpserver.New(s.guard(s.routes()), httpserver.Options{ReadHeaderTimeout: readHeaderTimeout,
 		IdleTimeout: idleTimeout, MaxHeaderBytes: maxHeaderBytes, Logger: opts.Logger})
+	go s.runLive()
 	go func() {
 		defer close(s.done)
 		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -109,6 +122,8 @@ func (s *Server) Addr() string { return s.ln.Addr().String() }
 
 // Close stops the server, ending open requests (log follows too).
 func (s *Server) Close() error {
+	s.live.once.Do(func() { close(s.live.stop) })
+	<-s.live.done
 	err := s.srv.Close()
 	<-s.done
 	return err
@@ -141,7 +156,12 @@ func (s *Server) routes() *http.ServeMux {
 		"GET /healthz":                           {access: public, deadline: handlerDeadline, h: s.healthz},
 		"GET /status":                            {access: readOnly, deadline: handlerDeadline, h: s.status},
 		"GET /metrics":                           {access: readOnly, deadline: handlerDeadline, h: s.metrics},
-		"GET /{$}":                               {access: readOnly, deadline: handlerDeadline, h: s.dashboard},
+		"GET /{$}":                               {access: readOnly, deadline: handlerDeadline, h: webui.EdgePage},
+		"GET /assets/{file}":                     {access: public, deadline: handlerDeadline, h: webui.Asset},
+		"GET /session":                           {access: readOnly, deadline: handlerDeadline, h: s.session},
+		"GET /events/stream":                     {access: readOnly, h: s.stream},
+		"GET /dashboard/twins":                   {access: operator, deadline: handlerDeadline, h: s.dashboardTwins},
+		"POST /modules/{m}/restart":              {access: operator, types: json, maxBody: 1 << 10, deadline: handlerDeadline, h: s.restart},
 		"GET /login":                             {access: loginURL, deadline: handlerDeadline, h: s.login},
 		"POST /login-codes":                      {access: operator, types: json, maxBody: 1 << 10, deadline: handlerDeadline, h: s.loginCode},
 		"GET /twins/{d}":                         {access: operator, deadline: handlerDeadline, h: s.twin},

@@ -41,10 +41,14 @@ type QueueStatus struct {
 	Depth         int64   `json:"depth"`
 	Bytes         int64   `json:"bytes"`
 	OldestSeconds float64 `json:"oldestAgeSeconds"`
-	Expired       int64   `json:"expired"`
-	Dropped       int64   `json:"dropped"`
-	Rejected      int64   `json:"rejected"`
-	NoSpace       int64   `json:"noSpace"` // refused: disk below its reserve (since start)
+	// Appended and Acked count messages in and out since the queue was
+	// made (the dashboard's rates).
+	Appended int64 `json:"appended"`
+	Acked    int64 `json:"acked"`
+	Expired  int64 `json:"expired"`
+	Dropped  int64 `json:"dropped"`
+	Rejected int64 `json:"rejected"`
+	NoSpace  int64 `json:"noSpace"` // refused: disk below its reserve (since start)
 }
 
 // HideIdleLanes drops the priority lanes of $upstream ($upstream/p0 …
