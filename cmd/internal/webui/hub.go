@@ -15,8 +15,8 @@ import (
 	"github.com/outpost-edge/outpost/store/identity/sas"
 	"github.com/outpost-edge/outpost/store/ratelog"
 	"github.com/outpost-edge/outpost/store/twin"
-	"github.com/outpost-edge/outpost/sync/protocol"
 	synchub "github.com/outpost-edge/outpost/sync/hub"
+	"github.com/outpost-edge/outpost/sync/protocol"
 )
 
 // HubCookie is the hub dashboard's session cookie.
