@@ -17,7 +17,7 @@ import (
 )
 
 // TestDemoLiveKeys drives `outpost demo`'s live view on a real terminal (a
-// pseudo-terminal): keys without Enter, c cuts the uplink (the backlog
+// pseudo-terminal): keys without Enter, c cuts the link (the backlog
 // builds), t edits a twin at the hub (pending hub→edge while the link is
 // down), r restores it (the backlog drains, the twins converge), q quits
 // with exit 0 and gives the terminal back as it was.
@@ -57,9 +57,9 @@ func TestDemoLiveKeys(t *testing.T) {
 	scr := newScreen(master)
 	scr.waitFrame(t, "the demo settled", `link       online`, `sensor  running`, `filter  running`, `leaf-3\s+yes`)
 	scr.press(t, 'c')
-	scr.waitFrame(t, "the backlog builds", `uplink cut by the demo: r restores it`, `\$upstream\s+[1-9]\d*\s`, `lost [1-9]`)
+	scr.waitFrame(t, "the backlog builds", `link cut by the demo: r restores it`, `\$upstream\s+[1-9]\d*\s`, `lost [1-9]`)
 	scr.press(t, 't')
-	scr.waitFrame(t, "a twin edit waits at the hub", `uplink cut by the demo`, `desired\.setpoint hub→edge`)
+	scr.waitFrame(t, "a twin edit waits at the hub", `link cut by the demo`, `desired\.setpoint hub→edge`)
 	scr.press(t, 'r')
 	scr.waitFrame(t, "the backlog drains and the twins converge", `link       online`, `\$upstream\s+\d+\s+[01]s`,
 		`leaf-1\s+yes`, `leaf-2\s+yes`, `leaf-3\s+yes`, `duplicated 0`)

@@ -98,6 +98,7 @@ func Run(ctx context.Context, o Options) (err error) {
 	fmt.Fprintf(o.Stdout, "hub %s (HostName %s; owner connection string in %s)\n",
 		s.hubURL, HostName, filepath.Join(o.Dir, "hub", "owner.connection-string"))
 	fmt.Fprintf(o.Stdout, "dashboard %s\n", s.dashboard)
+	fmt.Fprintf(o.Stdout, "hub dashboard %s/ui/ (log in with the owner connection string)\n", strings.TrimSuffix(s.hubURL, "/"))
 	if o.Headless {
 		return s.story(ctx)
 	}

@@ -16,7 +16,7 @@ const (
 
 // live shows the demo until q, Ctrl-C (ctx) or Duration: redrawn in place
 // on a terminal, as status lines otherwise. Keys (from a terminal): c cuts
-// the uplink, r restores it, t edits a twin at the hub, q quits.
+// the link, r restores it, t edits a twin at the hub, q quits.
 func (s *session) live(ctx context.Context) error {
 	if s.o.Duration > 0 {
 		var cancel context.CancelFunc
@@ -75,10 +75,10 @@ func (s *session) key(ctx context.Context, key byte, edits *int) (quit bool) {
 		return true
 	case 'c', 'C':
 		s.cut()
-		s.log.Info("uplink cut from the keyboard")
+		s.log.Info("link cut from the keyboard")
 	case 'r', 'R':
 		s.restore()
-		s.log.Info("uplink restored from the keyboard")
+		s.log.Info("link restored from the keyboard")
 	case 't', 'T':
 		*edits++
 		d := s.devices[*edits%len(s.devices)]

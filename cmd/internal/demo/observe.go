@@ -14,7 +14,7 @@ import (
 // Snapshot is what the demo shows at one moment.
 type Snapshot struct {
 	Elapsed   time.Duration
-	LinkCut   bool             // the demo's proxy cuts the uplink
+	LinkCut   bool             // the demo's proxy cuts the link
 	Status    *localapi.Status // the edge's; nil when it could not be read
 	StatusErr string
 	// InRate and OutRate are messages per second into the edge's broker
@@ -89,7 +89,7 @@ func (s *session) restoredAt() time.Time {
 	return s.restored
 }
 
-// cut cuts the uplink at the proxy; restore brings it back.
+// cut cuts the link at the proxy; restore brings it back.
 func (s *session) cut() { s.proxy.Cut() }
 
 func (s *session) restore() {

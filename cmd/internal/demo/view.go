@@ -43,14 +43,14 @@ func endpoints(s Snapshot) []endpointQueue {
 	return out
 }
 
-// linkState is the uplink as the edge sees it, and what the proxy does.
+// linkState is the link as the edge sees it, and what the proxy does.
 func linkState(s Snapshot) string {
 	edge := "edge unreachable"
 	if s.Status != nil {
 		edge = s.Status.Link
 	}
 	if s.LinkCut {
-		return edge + " (uplink cut by the demo: r restores it)"
+		return edge + " (link cut by the demo: r restores it)"
 	}
 	return edge
 }
@@ -84,7 +84,7 @@ func renderScreen(w io.Writer, h header, s Snapshot) {
 	fmt.Fprintf(w, "outpost demo  %s  (%s)\n", s.Elapsed.Truncate(time.Second), h.dir)
 	fmt.Fprintf(w, "hub        %s\ndashboard  %s\n", h.hub, h.dashboard)
 	if h.keys {
-		fmt.Fprintln(w, "keys       c cut the uplink   r restore it   t edit a twin at the hub   q quit")
+		fmt.Fprintln(w, "keys       c cut the link   r restore it   t edit a twin at the hub   q quit")
 	}
 	fmt.Fprintf(w, "\nlink       %s\n", linkState(s))
 	if s.StatusErr != "" {

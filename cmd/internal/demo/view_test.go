@@ -32,7 +32,7 @@ func testSnapshot() Snapshot {
 // TestStatusLine: the line the demo prints without a terminal, with the
 // queues summed per endpoint (priorities together, the oldest age).
 func TestStatusLine(t *testing.T) {
-	want := "link offline since 2026-01-01T00:00:00Z (uplink cut by the demo: r restores it); $upstream 42 (oldest 10s); " +
+	want := "link offline since 2026-01-01T00:00:00Z (link cut by the demo: r restores it); $upstream 42 (oldest 10s); " +
 		"in 15.0/s, out 0.0/s; sent 300, at hub 258, lost 42, duplicated 0; twins 1/2 converged; filter backoff; sensor running"
 	if got := statusLine(testSnapshot()); got != want {
 		t.Errorf("got  %s\nwant %s", got, want)
@@ -47,9 +47,9 @@ func TestRenderScreen(t *testing.T) {
 	want := `outpost demo  1m15s  (/d)
 hub        http://127.0.0.1:1
 dashboard  http://127.0.0.1:2/login?code=x
-keys       c cut the uplink   r restore it   t edit a twin at the hub   q quit
+keys       c cut the link   r restore it   t edit a twin at the hub   q quit
 
-link       offline since 2026-01-01T00:00:00Z (uplink cut by the demo: r restores it)
+link       offline since 2026-01-01T00:00:00Z (link cut by the demo: r restores it)
 messages   in 15.0/s  out 0.0/s   leaf devices: sent 300, at hub 258, lost 42, duplicated 0
 
 QUEUE                         DEPTH  OLDEST
