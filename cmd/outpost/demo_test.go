@@ -57,7 +57,7 @@ func TestDemoLiveKeys(t *testing.T) {
 	scr := newScreen(master)
 	scr.waitFrame(t, "the demo settled", `link       online`, `sensor  running`, `filter  running`, `leaf-3\s+yes`)
 	scr.press(t, 'c')
-	scr.waitFrame(t, "the backlog builds", `link cut by the demo: r restores it`, `\$upstream\s+[1-9]\d*\s`, `lost [1-9]`)
+	scr.waitFrame(t, "the backlog builds", `link cut by the demo: r restores it`, `\$upstream\s+[1-9]\d*\s`, `on the way [1-9]`)
 	scr.press(t, 't')
 	scr.waitFrame(t, "a twin edit waits at the hub", `link cut by the demo`, `desired\.setpoint hub→edge`)
 	scr.press(t, 'r')

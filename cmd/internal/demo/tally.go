@@ -116,9 +116,16 @@ func (t *Tally) Figures(restored time.Time) Figures {
 // nothing else of this run is.
 func (f Figures) Clean() bool { return f.Lost == 0 && f.Duplicated == 0 && f.Unknown == 0 }
 
-// String is the figures as the demo prints them.
-func (f Figures) String() string {
-	s := fmt.Sprintf("sent %d, at hub %d, lost %d, duplicated %d", f.Sent, f.AtHub, f.Lost, f.Duplicated)
+// String is the figures as the demo's final line prints them: what is not
+// at the hub by then is lost.
+func (f Figures) String() string { return f.format("lost") }
+
+// Running is the figures while the story goes on: what is not at the hub
+// yet is on its way (queued at the edge, or in a batch on the link).
+func (f Figures) Running() string { return f.format("on the way") }
+
+func (f Figures) format(missing string) string {
+	s := fmt.Sprintf("sent %d, at hub %d, %s %d, duplicated %d", f.Sent, f.AtHub, missing, f.Lost, f.Duplicated)
 	if f.Unsure > 0 {
 		s += fmt.Sprintf(", %d publishes failed (not counted as sent)", f.Unsure)
 	}

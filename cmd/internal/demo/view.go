@@ -64,7 +64,7 @@ func statusLine(s Snapshot) string {
 			fmt.Fprintf(&b, "%s %d (oldest %.0fs); ", q.Name, q.Depth, q.Oldest)
 		}
 	}
-	fmt.Fprintf(&b, "in %.1f/s, out %.1f/s; %s; twins %d/%d converged", s.InRate, s.OutRate, s.Figures, converged(s.Twins), len(s.Twins))
+	fmt.Fprintf(&b, "in %.1f/s, out %.1f/s; %s; twins %d/%d converged", s.InRate, s.OutRate, s.Figures.Running(), converged(s.Twins), len(s.Twins))
 	if s.Status != nil {
 		for _, m := range slices.Sorted(maps.Keys(s.Status.Modules)) {
 			fmt.Fprintf(&b, "; %s %s", m, s.Status.Modules[m].RuntimeStatus)
@@ -90,7 +90,7 @@ func renderScreen(w io.Writer, h header, s Snapshot) {
 	if s.StatusErr != "" {
 		fmt.Fprintf(w, "edge       %s\n", s.StatusErr)
 	}
-	fmt.Fprintf(w, "messages   in %.1f/s  out %.1f/s   leaf devices: %s\n\n", s.InRate, s.OutRate, s.Figures)
+	fmt.Fprintf(w, "messages   in %.1f/s  out %.1f/s   leaf devices: %s\n\n", s.InRate, s.OutRate, s.Figures.Running())
 	rows := [][]string{{"QUEUE", "DEPTH", "OLDEST"}}
 	for _, q := range endpoints(s) {
 		rows = append(rows, []string{q.Name, fmt.Sprint(q.Depth), fmt.Sprintf("%.0fs", q.Oldest)})

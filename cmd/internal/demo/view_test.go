@@ -33,7 +33,7 @@ func testSnapshot() Snapshot {
 // queues summed per endpoint (priorities together, the oldest age).
 func TestStatusLine(t *testing.T) {
 	want := "link offline since 2026-01-01T00:00:00Z (link cut by the demo: r restores it); $upstream 42 (oldest 10s); " +
-		"in 15.0/s, out 0.0/s; sent 300, at hub 258, lost 42, duplicated 0; twins 1/2 converged; filter backoff; sensor running"
+		"in 15.0/s, out 0.0/s; sent 300, at hub 258, on the way 42, duplicated 0; twins 1/2 converged; filter backoff; sensor running"
 	if got := statusLine(testSnapshot()); got != want {
 		t.Errorf("got  %s\nwant %s", got, want)
 	}
@@ -50,7 +50,7 @@ dashboard  http://127.0.0.1:2/login?code=x
 keys       c cut the link   r restore it   t edit a twin at the hub   q quit
 
 link       offline since 2026-01-01T00:00:00Z (link cut by the demo: r restores it)
-messages   in 15.0/s  out 0.0/s   leaf devices: sent 300, at hub 258, lost 42, duplicated 0
+messages   in 15.0/s  out 0.0/s   leaf devices: sent 300, at hub 258, on the way 42, duplicated 0
 
 QUEUE                         DEPTH  OLDEST
 $upstream                     42     10s
