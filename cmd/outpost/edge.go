@@ -211,7 +211,7 @@ func printStatus(out io.Writer, st localapi.Status) error {
 	if st.ModuleIsolation != "" {
 		fmt.Fprintf(out, "module isolation: %s\n", st.ModuleIsolation)
 	}
-	fmt.Fprintf(out, "\ndeployment: version %d, %d %s\n", st.DeploymentVersion, st.Deployment.Code, st.Deployment.Description)
+	fmt.Fprintf(out, "\ndeployment: %s\n", deploymentLine(st.DeploymentVersion, st.Deployment.Code, st.Deployment.Description))
 	if len(st.Modules) == 0 {
 		fmt.Fprintln(out, "modules: none")
 		return nil
@@ -398,4 +398,18 @@ func edgeClient(data, api string, needToken bool) (localapi.Client, error) {
 		c.Addr = api
 	}
 	return c, nil
+}
+
+// deploymentLine says what became of the last $edgeAgent deployment, in
+// words and with IoT Edge's lastDesiredStatus code.
+func deploymentLine(version int64, code int, description string) string {
+	switch {
+	case version == 0 && (code == 0 || code == 200):
+		return "none yet (outpost deploy, or --deployment FILE without a hub)"
+	case code == 200:
+		return fmt.Sprintf("version %d applied (200)", version)
+	case description == "":
+		return fmt.Sprintf("version %d: %d", version, code)
+	}
+	return fmt.Sprintf("version %d: %d %s", version, code, description)
 }
