@@ -2,7 +2,6 @@ package twin
 
 import (
 	"encoding/json"
-	"fmt"
 
 	"github.com/outpost-edge/outpost/store/crdt"
 )
@@ -32,12 +31,9 @@ func (s *Store) Fields(id, member string) ([]FieldInfo, error) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	t, ok, err := s.load(id)
+	t, err := s.loadExisting(id)
 	if err != nil {
 		return nil, err
-	}
-	if !ok {
-		return nil, fmt.Errorf("twin %q: %w", id, ErrNotFound)
 	}
 	acked := crdt.VV{}
 	if a, ok := s.acks[member]; ok {

@@ -29,6 +29,16 @@ func (s *Store) Get(id string) (*View, error) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	t, err := s.loadExisting(id)
+	if err != nil {
+		return nil, err
+	}
+	return s.view(t), nil
+}
+
+// loadExisting is load for a twin that must exist (ErrNotFound otherwise);
+// the caller holds s.mu.
+func (s *Store) loadExisting(id string) (*twin, error) {
 	t, ok, err := s.load(id)
 	if err != nil {
 		return nil, err
@@ -36,7 +46,7 @@ func (s *Store) Get(id string) (*View, error) {
 	if !ok {
 		return nil, fmt.Errorf("twin %q: %w", id, ErrNotFound)
 	}
-	return s.view(t), nil
+	return t, nil
 }
 
 func (s *Store) view(t *twin) *View {
