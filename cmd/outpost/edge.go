@@ -293,23 +293,33 @@ func edgeLogs(ctx context.Context, env cli.Env, args []string) error {
 	data := fs.String("data", edgeCfg.DataDir, "the edge's data directory: its API address (ready.json) and operator token (api-token)")
 	tail := fs.Int("tail", 0, "only the last N lines (0: all that is kept)")
 	follow := fs.Bool("follow", false, "keep printing what the module writes")
-	var name string
-	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
-		name, args = args[0], args[1:]
-	}
-	if err := cli.Parse(env, fs, args); err != nil {
+	name, err := parseModuleArg(env, fs, args)
+	if err != nil {
 		return err
-	}
-	if name == "" && fs.NArg() == 1 {
-		name = fs.Arg(0)
-	} else if name == "" || fs.NArg() > 0 {
-		return cli.SubUsagef(fs, "edge logs takes one module name")
 	}
 	c, err := edgeClient(*data, *api, true)
 	if err != nil {
 		return err
 	}
 	return c.Logs(ctx, name, *tail, *follow, env.Stdout)
+}
+
+// parseModuleArg parses the flags of an edge subcommand that takes one
+// module name, before or after its flags.
+func parseModuleArg(env cli.Env, fs *flag.FlagSet, args []string) (string, error) {
+	var name string
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		name, args = args[0], args[1:]
+	}
+	if err := cli.Parse(env, fs, args); err != nil {
+		return "", err
+	}
+	if name == "" && fs.NArg() == 1 {
+		name = fs.Arg(0)
+	} else if name == "" || fs.NArg() > 0 {
+		return "", cli.SubUsagef(fs, "%s takes one module name", fs.Name())
+	}
+	return name, nil
 }
 
 // edgeRestart restarts a module, as `iotedge restart MODULE`:
@@ -319,17 +329,9 @@ func edgeRestart(ctx context.Context, env cli.Env, args []string) error {
 	api := fs.String("api", "", "the edge's --api address (default: from --data)")
 	data := fs.String("data", edgeCfg.DataDir, "the edge's data directory: its API address (ready.json) and operator token (api-token)")
 	out := fs.String("o", "json", "output: json or table")
-	var name string
-	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
-		name, args = args[0], args[1:]
-	}
-	if err := cli.Parse(env, fs, args); err != nil {
+	name, err := parseModuleArg(env, fs, args)
+	if err != nil {
 		return err
-	}
-	if name == "" && fs.NArg() == 1 {
-		name = fs.Arg(0)
-	} else if name == "" || fs.NArg() > 0 {
-		return cli.SubUsagef(fs, "edge restart takes one module name")
 	}
 	if *out != "json" && *out != "table" {
 		return cli.SubUsagef(fs, "-o %q: want json or table", *out)
