@@ -1,7 +1,7 @@
 // Package crdt is the pure replicated data model behind Outpost twins: a hybrid
 // logical clock, one last-writer-wins register per JSON path with clear
 // watermarks for deletes, version vectors, delta extraction and causally
-// stable garbage collection (see reference/crdt-twin.md §3).
+// stable garbage collection.
 //
 // A twin section (tags, properties.desired, properties.reported) is flattened
 // into registers keyed by Path. A register holds a write W (Val, Obj or Del)

@@ -46,7 +46,7 @@ type Members func(id string) []string
 // since their last GC, or left with tombstones not yet stable; every twin
 // after Open): registers hidden by an ancestor's clear at once, and
 // deletes and clears that are causally stable, i.e. every member has
-// acknowledged them (crdt.Stable, crdt-twin.md §3.5). It never drops
+// acknowledged them (crdt.Stable). It never drops
 // anything on a timer. Call it after merges and acks; the work per call is
 // bounded and twins still waiting for a member go to the back of the line.
 // It returns how many register fields it removed.

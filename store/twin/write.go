@@ -17,7 +17,7 @@ func (s *Store) Ensure(ctx context.Context, id string) error {
 // BeginSession returns the session stamp for a new connection of the
 // device or module id: reported writes made through this connection order
 // after every write of its earlier connections, whatever the gateways'
-// clock skew (crdt-twin.md §3.4).
+// clock skew (store/crdt/hlc.go).
 func (s *Store) BeginSession() (crdt.HLC, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()

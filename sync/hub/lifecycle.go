@@ -50,7 +50,7 @@ func (h *Hub) deleteIdentitiesLocked(ctx context.Context, c deleteIdentities) er
 const gcWork = 32
 
 // collectGarbage drops the twin tombstones every replica has acknowledged
-// (crdt-twin.md §3.5): a twin's members are the hub and the edge whose
+// (crdt.Stable): a twin's members are the hub and the edge whose
 // scope holds it, none but the hub when no edge does.
 func (h *Hub) collectGarbage(ctx context.Context) {
 	if h.twins.GCBacklog() == 0 {

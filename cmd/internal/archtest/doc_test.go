@@ -141,3 +141,34 @@ func missingPaths(root, doc string) []string {
 	}
 	return out
 }
+
+// TestDocsPathsExist: README.md and every page under docs/ name only files
+// that are in the repository (relative to the top or to the page).
+func TestDocsPathsExist(t *testing.T) {
+	root := moduleRoot(t)
+	pages, _ := filepath.Glob(filepath.Join(root, "docs", "*.md"))
+	pages = append(pages, filepath.Join(root, "README.md"))
+	for _, page := range pages {
+		doc, err := os.ReadFile(page)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rel, _ := filepath.Rel(root, page)
+		for _, p := range missingPaths(root, string(doc)) {
+			if isPlaceholder(p) || strings.Contains(string(doc), "> "+p) { // a file the page's commands write
+				continue
+			}
+			if m, _ := filepath.Glob(filepath.Join(filepath.Dir(page), filepath.FromSlash(p))); len(m) > 0 {
+				continue
+			}
+			t.Errorf("%s names %s, which is not in the repository", rel, p)
+		}
+	}
+}
+
+// isPlaceholder: a path written for the reader to fill in
+// (testdata/script/NAME.txtar, cmd/...).
+func isPlaceholder(p string) bool {
+	return strings.Contains(p, "...") || strings.Contains(p, "…") || strings.ContainsAny(p, "<>") ||
+		strings.ToUpper(filepath.Base(strings.TrimSuffix(p, filepath.Ext(p)))) == filepath.Base(strings.TrimSuffix(p, filepath.Ext(p)))
+}
