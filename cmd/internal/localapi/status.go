@@ -179,6 +179,8 @@ func writeDiskMetrics(sb *strings.Builder, d DiskStatus) {
 	} {
 		fmt.Fprintf(sb, "# HELP %s %s\n# TYPE %s gauge\n%s %d\n", g.name, g.help, g.name, g.name, g.v)
 	}
+	counter(sb, "outpost_disk_refused_telemetry_total", "Telemetry refused because the disk was below its reserve (since start).", d.RefusedTelemetry)
+	counter(sb, "outpost_disk_refused_writes_total", "Store writes refused because the disk was below its allowance (since start).", d.RefusedWrites)
 	sb.WriteString("# HELP outpost_disk_state 1 for the disk's current state.\n# TYPE outpost_disk_state gauge\n")
 	for _, s := range []string{"ok", "telemetry-refused", "full"} {
 		v := 0
@@ -232,8 +234,14 @@ func writeQueueMetrics(sb *strings.Builder, queues []QueueStatus) {
 	for _, m := range []struct {
 		name string
 		get  func(QueueStatus) int64
-	}{{"expired", func(q QueueStatus) int64 { return q.Expired }}, {"dropped", func(q QueueStatus) int64 { return q.Dropped }}, {"rejected", func(q QueueStatus) int64 { return q.Rejected }}} {
-		fmt.Fprintf(sb, "# HELP outpost_queue_%s_total Messages %s by a queue.\n# TYPE outpost_queue_%s_total counter\n", m.name, m.name, m.name)
+		help string
+	}{
+		{"expired", func(q QueueStatus) int64 { return q.Expired }, "expired in"},
+		{"dropped", func(q QueueStatus) int64 { return q.Dropped }, "dropped (oldest first, at its cap) by"},
+		{"rejected", func(q QueueStatus) int64 { return q.Rejected }, "rejected at its cap by"},
+		{"no_space", func(q QueueStatus) int64 { return q.NoSpace }, "refused for disk space (below the reserve, since start) by"},
+	} {
+		fmt.Fprintf(sb, "# HELP outpost_queue_%s_total Messages %s a queue.\n# TYPE outpost_queue_%s_total counter\n", m.name, m.help, m.name)
 		for _, q := range queues {
 			fmt.Fprintf(sb, "outpost_queue_%s_total{queue=%q} %d\n", m.name, q.Name, m.get(q))
 		}
