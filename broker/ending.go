@@ -20,7 +20,7 @@ import (
 // Why a live session was ended.
 const (
 	endRevoked = "revoked" // the identity was deleted, disabled or its credentials changed
-	endExpired = "expired" // its SAS token expired (after the allowed skew)
+	endExpired = "expired" // its SAS token (after the allowed skew) or client certificate expired
 	endHub     = "hub"     // the link asked (Disconnect)
 )
 
@@ -96,7 +96,7 @@ func (s *session) untilExpiry() time.Duration {
 func (s *session) checkExpiry() {
 	left := s.untilExpiry()
 	if left <= 0 {
-		s.b.end(s, endExpired, fmt.Errorf("its SAS token expired at %s (with the allowed skew) on the edge's clock; reconnect with a new token",
+		s.b.end(s, endExpired, fmt.Errorf("its credentials (SAS token with the allowed skew, or client certificate) expired at %s on the edge's clock; reconnect with new ones",
 			s.login.Expires.UTC().Format(time.RFC3339)))
 		return
 	}

@@ -77,7 +77,7 @@ func (c *Cache) authenticate(req AuthRequest) (Identity, time.Time, error) {
 	if req.Password != "" {
 		expires, err = checkSAS(id, req)
 	} else {
-		err = checkCert(id, req)
+		expires, err = checkCert(id, req)
 	}
 	if err != nil {
 		return Identity{}, time.Time{}, err
@@ -198,21 +198,24 @@ func splitPort(hostport string) (string, bool) {
 	return strings.Trim(hostport, "[]"), false
 }
 
-func checkCert(id Identity, req AuthRequest) error {
+// checkCert authenticates by the TLS client certificate; the session it
+// opens ends when the certificate (the earliest of its verified chain, for
+// CA-signed ones) stops being valid.
+func checkCert(id Identity, req AuthRequest) (time.Time, error) {
 	if len(req.PeerCertificates) == 0 {
-		return fmt.Errorf("%w: no password (SAS token) and no TLS client certificate", ErrBadCredentials)
+		return time.Time{}, fmt.Errorf("%w: no password (SAS token) and no TLS client certificate", ErrBadCredentials)
 	}
 	switch {
 	case id.ModuleID != "":
-		return fmt.Errorf("%w: modules cannot authenticate with X.509 (as in IoT Edge); send a SAS token as password", ErrBadCredentials)
+		return time.Time{}, fmt.Errorf("%w: modules cannot authenticate with X.509 (as in IoT Edge); send a SAS token as password", ErrBadCredentials)
 	case id.Auth.Type == AuthSAS:
-		return fmt.Errorf("%w: %q uses SAS authentication; send a SAS token as password", ErrBadCredentials, id.ID())
+		return time.Time{}, fmt.Errorf("%w: %q uses SAS authentication; send a SAS token as password", ErrBadCredentials, id.ID())
 	case id.Auth.Type == AuthCA:
 		return checkChain(id, req)
 	}
 	leaf := req.PeerCertificates[0]
 	if req.Now.Before(leaf.NotBefore) || req.Now.After(leaf.NotAfter) {
-		return fmt.Errorf("%w: client certificate is valid from %s to %s, not now (%s)", ErrBadCredentials,
+		return time.Time{}, fmt.Errorf("%w: client certificate is valid from %s to %s, not now (%s)", ErrBadCredentials,
 			leaf.NotBefore.UTC().Format(time.RFC3339), leaf.NotAfter.UTC().Format(time.RFC3339), req.Now.UTC().Format(time.RFC3339))
 	}
 	s1, s256 := sha1.Sum(leaf.Raw), sha256.Sum256(leaf.Raw)
@@ -220,33 +223,47 @@ func checkCert(id Identity, req AuthRequest) error {
 	for _, want := range []string{id.Auth.PrimaryThumbprint, id.Auth.SecondaryThumbprint} {
 		want = normThumbprint(want)
 		if want != "" && slices.ContainsFunc(got, func(g string) bool { return subtle.ConstantTimeCompare([]byte(g), []byte(want)) == 1 }) {
-			return nil
+			return leaf.NotAfter, nil
 		}
 	}
-	return fmt.Errorf("%w: client certificate thumbprint (SHA-1 %s) matches neither the primary nor the secondary thumbprint of %q", ErrBadCredentials, got[0], id.ID())
+	return time.Time{}, fmt.Errorf("%w: client certificate thumbprint (SHA-1 %s) matches neither the primary nor the secondary thumbprint of %q", ErrBadCredentials, got[0], id.ID())
 }
 
 // checkChain authenticates a certificateAuthority identity as IoT Hub does:
 // the client certificate chains to a trusted CA and its subject common name
 // is the device id.
-func checkChain(id Identity, req AuthRequest) error {
+func checkChain(id Identity, req AuthRequest) (time.Time, error) {
 	if req.Roots == nil {
-		return fmt.Errorf("%w: %q uses CA-signed X.509 but this edge trusts no CA for client certificates (start it with --client-ca FILE)", ErrBadCredentials, id.ID())
+		return time.Time{}, fmt.Errorf("%w: %q uses CA-signed X.509 but this edge trusts no CA for client certificates (start it with --client-ca FILE)", ErrBadCredentials, id.ID())
 	}
 	leaf := req.PeerCertificates[0]
 	inter := x509.NewCertPool()
 	for _, c := range req.PeerCertificates[1:] {
 		inter.AddCert(c)
 	}
-	_, err := leaf.Verify(x509.VerifyOptions{Roots: req.Roots, Intermediates: inter, CurrentTime: req.Now,
+	chains, err := leaf.Verify(x509.VerifyOptions{Roots: req.Roots, Intermediates: inter, CurrentTime: req.Now,
 		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
 	if err != nil {
-		return fmt.Errorf("%w: client certificate of %q: %v", ErrBadCredentials, id.ID(), err)
+		return time.Time{}, fmt.Errorf("%w: client certificate of %q: %v", ErrBadCredentials, id.ID(), err)
 	}
 	if leaf.Subject.CommonName != id.DeviceID {
-		return fmt.Errorf("%w: client certificate is for %q (subject CN) but the client connects as %q", ErrBadCredentials, short(leaf.Subject.CommonName), id.DeviceID)
+		return time.Time{}, fmt.Errorf("%w: client certificate is for %q (subject CN) but the client connects as %q", ErrBadCredentials, short(leaf.Subject.CommonName), id.DeviceID)
 	}
-	return nil
+	return chainExpiry(chains), nil
+}
+
+// chainExpiry is when the first certificate of a verified chain expires
+// (the earliest over all chains found, to be safe).
+func chainExpiry(chains [][]*x509.Certificate) time.Time {
+	var end time.Time
+	for _, chain := range chains {
+		for _, c := range chain {
+			if end.IsZero() || c.NotAfter.Before(end) {
+				end = c.NotAfter
+			}
+		}
+	}
+	return end
 }
 
 func checkScope(id Identity, d, m, edgeID string, edge Identity, edgeOK bool) error {

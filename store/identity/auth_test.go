@@ -219,6 +219,9 @@ func TestAuthenticateCASigned(t *testing.T) {
 		r := req("xca", hub+"/xca"+user, "", c.cert)
 		r.Roots = roots
 		_, err := f.c.Authenticate(r)
+		if l, lerr := f.c.Login(r); c.want == "" && lerr == nil && !l.Expires.Equal(earliest(c.cert, ca)) {
+			t.Errorf("%s: session expires %v, want the chain's first NotAfter %v", c.name, l.Expires, earliest(c.cert, ca))
+		}
 		switch {
 		case c.want == "" && err != nil:
 			t.Errorf("%s: refused: %v", c.name, err)
@@ -226,6 +229,17 @@ func TestAuthenticateCASigned(t *testing.T) {
 			t.Errorf("%s: err %v, want ErrBadCredentials with %q", c.name, err, c.want)
 		}
 	}
+}
+
+// earliest is the first NotAfter among certs.
+func earliest(certs ...*x509.Certificate) time.Time {
+	end := certs[0].NotAfter
+	for _, c := range certs[1:] {
+		if c.NotAfter.Before(end) {
+			end = c.NotAfter
+		}
+	}
+	return end
 }
 
 func TestAuthenticateBeforeFirstSync(t *testing.T) {

@@ -17,8 +17,9 @@ type Login struct {
 	// (Identity.Credentials); Recheck compares it with the current ones.
 	Credentials string
 	// Expires is when the credentials stop being valid on the clock of
-	// AuthRequest.Now: a SAS token's expiry plus the allowed skew. Zero
-	// for certificates, which the TLS handshake checked.
+	// AuthRequest.Now: a SAS token's expiry plus the allowed skew, or a
+	// client certificate's NotAfter (for a CA-signed one, the earliest of
+	// its verified chain).
 	Expires time.Time
 }
 

@@ -24,8 +24,8 @@ func TestLoginAndRecheck(t *testing.T) {
 		t.Errorf("Expires %v, want the token's expiry plus the skew %v", login.Expires, want)
 	}
 	cert, err := f.c.Login(req("xdev", hub+"/xdev"+user, "", f.goodCert))
-	if err != nil || !cert.Expires.IsZero() {
-		t.Errorf("certificate login: %v, expires %v", err, cert.Expires)
+	if err != nil || !cert.Expires.Equal(f.goodCert.NotAfter) {
+		t.Errorf("certificate login: %v, expires %v, want the certificate's NotAfter %v", err, cert.Expires, f.goodCert.NotAfter)
 	}
 	if err := f.c.Recheck(login); err != nil {
 		t.Fatalf("unchanged: %v", err)

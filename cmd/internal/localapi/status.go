@@ -91,7 +91,8 @@ type BrokerStatus struct {
 	AuthFailed int64            `json:"authFailed"`
 	Denied     int64            `json:"denied"`
 	// Live sessions ended because their identity was deleted or disabled
-	// or its credentials changed, or because their SAS token expired.
+	// or its credentials changed, or because their SAS token or client
+	// certificate expired.
 	SessionsRevoked int64 `json:"sessionsRevoked"`
 	SessionsExpired int64 `json:"sessionsExpired"`
 	// Connections open now; connections refused or cut before they
@@ -146,7 +147,7 @@ func writeMetrics(sb *strings.Builder, st Status) {
 	counter(sb, "outpost_auth_failed_total", "Refused connections.", st.Broker.AuthFailed)
 	counter(sb, "outpost_acl_denied_total", "Publishes and subscriptions outside the client's identity.", st.Broker.Denied)
 	counter(sb, "outpost_sessions_revoked_total", "Live sessions ended: identity deleted or disabled, or its credentials changed.", st.Broker.SessionsRevoked)
-	counter(sb, "outpost_sessions_expired_total", "Live sessions ended: SAS token expired (after the allowed skew).", st.Broker.SessionsExpired)
+	counter(sb, "outpost_sessions_expired_total", "Live sessions ended: their SAS token (after the allowed skew) or client certificate expired.", st.Broker.SessionsExpired)
 	fmt.Fprintf(sb, "# HELP outpost_mqtt_connections MQTT connections open now.\n# TYPE outpost_mqtt_connections gauge\noutpost_mqtt_connections %d\n", st.Broker.Connections)
 	sb.WriteString("# HELP outpost_mqtt_connections_refused_total MQTT connections refused or cut before they authenticated, by reason.\n# TYPE outpost_mqtt_connections_refused_total counter\n")
 	for _, r := range slices.Sorted(maps.Keys(st.Broker.ConnectionsRefusedBy)) {
