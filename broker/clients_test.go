@@ -1,14 +1,19 @@
 package broker_test
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"net"
 	"testing"
 	"time"
+
+	paho5 "github.com/eclipse/paho.golang/paho"
 
 	"github.com/outpost-edge/outpost/broker"
 	"github.com/outpost-edge/outpost/broker/brokertest"
 	"github.com/outpost-edge/outpost/broker/client"
+	"github.com/outpost-edge/outpost/store/identity/sas"
 	"github.com/outpost-edge/outpost/store/queue"
 )
 
@@ -74,5 +79,29 @@ func must(t testing.TB, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// An MQTT 5 client is listed with protocol 5.
+func TestClientsListMQTT5(t *testing.T) {
+	h := brokertest.New(t, brokertest.Options{Identities: []string{"dev5"}})
+	conn, err := net.Dial("tcp", h.Addr("tcp"))
+	must(t, err)
+	c := paho5.NewClient(paho5.ClientConfig{Conn: conn})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	ca, err := c.Connect(ctx, &paho5.Connect{
+		ClientID: "dev5", KeepAlive: 30, CleanStart: true,
+		Username: brokertest.HubHost + "/dev5/?api-version=2021-04-12", UsernameFlag: true,
+		Password:     []byte(sas.NewToken(brokertest.HubHost+"/devices/dev5", h.Keys["dev5"], "", time.Now().Add(time.Hour))),
+		PasswordFlag: true,
+	})
+	if err != nil || ca.ReasonCode != 0 {
+		t.Fatalf("connect: %v %+v", err, ca)
+	}
+	defer c.Disconnect(&paho5.Disconnect{})
+	brokertest.Eventually(t, "dev5 listed", func() bool { return len(h.Broker.Clients()) == 1 })
+	if got := h.Broker.Clients()[0]; got.ClientID != "dev5" || got.Protocol != "5" || got.Listener != "mqtt" {
+		t.Errorf("listed as %+v", got)
 	}
 }
