@@ -142,6 +142,7 @@ func (d *deliverer) send(q *queue.Queue, m queue.Message) bool {
 		return false
 	}
 	d.inflight[pid] = flight{q, m.Seq}
+	d.s.outstanding.Add(1)
 	d.pending[q] = append(d.pending[q], m.Seq)
 	return true
 }
@@ -167,6 +168,8 @@ func (d *deliverer) ack(pid uint16) {
 	}
 	delete(d.inflight, pid)
 	d.s.b.stats.Delivered.Add(1)
+	d.s.delivered.Add(1)
+	d.s.outstanding.Add(-1)
 	if d.got[f.q] == nil {
 		d.got[f.q] = map[uint64]bool{}
 	}

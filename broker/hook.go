@@ -141,6 +141,7 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 	if s == nil {
 		return pk, packets.ErrRejectPacket
 	}
+	s.received.Add(1)
 	in, err := parseTopic(pk.TopicName)
 	if err != nil {
 		s.refuse(pk, packets.ErrTopicNameInvalid, ReasonMalformed, err)

@@ -27,6 +27,11 @@ type session struct {
 	generation     string   // the identity's generationId when it connected
 	login          Login    // what CONNECT proved: rechecked when the identity changes
 	ended          atomic.Bool
+	since          time.Time // when the session was established (Options.Now)
+	// Counters of the client list (clients.go): PUBLISH packets received
+	// from it, queued messages it acknowledged, and those sent to it and
+	// not yet acknowledged.
+	received, delivered, outstanding atomic.Int64
 
 	mu   sync.Mutex
 	subs map[string]bool // IoT Hub subscription kinds: twin, desired, methods, inputs, c2d
@@ -38,7 +43,7 @@ type session struct {
 
 func (b *Broker) openSession(cl *mqtt.Client) {
 	device, module, _ := strings.Cut(cl.ID, "/")
-	s := &session{b: b, cl: cl, id: cl.ID, device: device, module: module, subs: map[string]bool{}, login: b.takePending(cl)}
+	s := &session{b: b, cl: cl, id: cl.ID, device: device, module: module, subs: map[string]bool{}, login: b.takePending(cl), since: b.opts.Now()}
 	s.acks.init(s)
 	if b.opts.Generation != nil {
 		s.generation = b.opts.Generation(cl.ID)

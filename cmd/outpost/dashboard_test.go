@@ -54,7 +54,8 @@ func TestDashboardBrowser(t *testing.T) {
 
 // checkEdgeDashboard: the page loads without errors and shows the link going
 // down and up, the backlog rising and falling, an offline twin change
-// pending, a module's log and its restart.
+// pending, the publisher among the connected clients, a module's log and
+// its restart.
 func checkEdgeDashboard(t *testing.T, browser context.Context, w *world) {
 	tab, problems := newDashboardTab(t, browser)
 	u, err := localapi.Client{Addr: w.api, Token: w.token}.LoginURL(context.Background())
@@ -67,6 +68,10 @@ func checkEdgeDashboard(t *testing.T, browser context.Context, w *world) {
 	waitDOM(t, tab, `document.getElementById("link-state").textContent === "online"`, "the link shown online")
 	waitDOM(t, tab, `document.querySelector("#modules [data-module=ticker] button.restart") !== null`, "the ticker module with its restart button")
 	waitDOM(t, tab, `document.querySelector("#twins [data-twin=sensor1]") !== null && document.getElementById("twins").textContent.includes("firmware")`, "sensor1's twin with its reported field")
+	// The clients card (operator only): the publisher, over plain MQTT 3.1.1.
+	sensorRow := `document.querySelector("#client-list [data-client=sensor1]")`
+	waitDOM(t, tab, sensorRow+` !== null && `+sensorRow+`.textContent.includes("3.1.1") && `+sensorRow+`.textContent.includes("mqtt")`,
+		"the publisher sensor1 in the clients card")
 
 	w.proxy.Cut()
 	waitDOM(t, tab, `document.getElementById("link-state").textContent !== "online"`, "the link shown down after the cut")

@@ -41,8 +41,8 @@ var edgeCfg struct {
 
 var edgeCmd = cli.Command{
 	Name:    "edge",
-	Summary: "run the edge: MQTT broker with IoT Hub conventions, store-and-forward queues, twins; `edge status` reports on one, `edge logs` prints a module's output, `edge restart MODULE` restarts a module, `edge dashboard` prints a browser login URL, `edge check` diagnoses one (config, certificates, hub and credentials, clock, disk, ports, images, duplicate identity)",
-	Usage:   "--data DIR --connection-string-file F [--mqtt ADDR] [--mqtts ADDR] [--ws ADDR] [flags] | --config FILE | status [--data DIR | --api ADDR] | logs MODULE --data DIR [--tail N] [--follow] | restart MODULE --data DIR | dashboard --data DIR | check [--data DIR | --api ADDR] [--config FILE] [-o json]",
+	Summary: "run the edge: MQTT broker with IoT Hub conventions, store-and-forward queues, twins; `edge status` reports on one, `edge logs` prints a module's output, `edge clients` lists the connected MQTT clients, `edge restart MODULE` restarts a module, `edge dashboard` prints a browser login URL, `edge check` diagnoses one (config, certificates, hub and credentials, clock, disk, ports, images, duplicate identity)",
+	Usage:   "--data DIR --connection-string-file F [--mqtt ADDR] [--mqtts ADDR] [--ws ADDR] [flags] | --config FILE | status [--data DIR | --api ADDR] | logs MODULE --data DIR [--tail N] [--follow] | clients --data DIR [-o json|table] | restart MODULE --data DIR | dashboard --data DIR | check [--data DIR | --api ADDR] [--config FILE] [-o json]",
 	Config:  true,
 	Secrets: []cli.Secret{{Flag: "connection-string", Env: "OUTPOST_EDGE_CONNECTION_STRING"}},
 	Flags: func(fs *flag.FlagSet) {
@@ -89,6 +89,8 @@ func runEdge(ctx context.Context, env cli.Env, fs *flag.FlagSet) error {
 		return edgeCheck(ctx, env, fs.Args()[1:])
 	case "restart":
 		return edgeRestart(ctx, env, fs.Args()[1:])
+	case "clients":
+		return edgeClients(ctx, env, fs.Args()[1:])
 	}
 	if fs.NArg() > 0 {
 		return cli.Usagef("unexpected argument %q", fs.Arg(0))

@@ -15,6 +15,7 @@ var helpArgs = [][]string{
 	{"edge", "status"},
 	{"edge", "logs"},
 	{"edge", "dashboard"},
+	{"edge", "clients"},
 	{"device", "create", "x"},
 	{"device", "show"},
 	{"module", "list", "d"},

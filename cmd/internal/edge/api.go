@@ -38,6 +38,7 @@ func (e *edge) serveAPI() (io.Closer, error) {
 		},
 		Restart:    e.sup.RestartModule,
 		TwinFields: e.twinFields,
+		Clients:    e.clients,
 	})
 	if err != nil {
 		return nil, err
@@ -126,4 +127,16 @@ func (e *edge) twinFields(max int) ([]localapi.TwinFields, error) {
 		out = append(out, localapi.TwinFields{ID: id, Fields: fs})
 	}
 	return out, nil
+}
+
+// clients lists the broker's connected MQTT clients for GET /clients.
+func (e *edge) clients() []localapi.MQTTClient {
+	cs := e.broker.Clients()
+	out := make([]localapi.MQTTClient, len(cs))
+	for i, c := range cs {
+		out[i] = localapi.MQTTClient{ClientID: c.ClientID, DeviceID: c.DeviceID, ModuleID: c.ModuleID, Listener: c.Listener,
+			RemoteAddr: c.RemoteAddr, Protocol: c.Protocol, ConnectedSince: c.Since.UTC(), Subscriptions: c.Subscriptions,
+			Inflight: c.Inflight, Received: c.Received, Delivered: c.Delivered}
+	}
+	return out
 }

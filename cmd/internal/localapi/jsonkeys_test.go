@@ -103,7 +103,7 @@ func TestJSONKeysCamelCase(t *testing.T) {
 	if _, err := q.Append(context.Background(), m); err != nil {
 		t.Fatal(err)
 	}
-	for _, path := range []string{"/status", "/queues/$upstream/p0"} {
+	for _, path := range []string{"/status", "/queues/$upstream/p0", "/clients"} {
 		_, data := f.do(req{path: path, token: f.token})
 		var v any
 		if err := json.Unmarshal(data, &v); err != nil {

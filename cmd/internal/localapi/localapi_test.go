@@ -135,6 +135,10 @@ func (f *fixture) options(twins *twin.Store, ids *identity.Cache) Options {
 			fs, err := twins.Fields("sensor1", "hub")
 			return []TwinFields{{ID: "sensor1", Fields: fs}}, err
 		},
+		Clients: func() []MQTTClient {
+			return []MQTTClient{{ClientID: "gw1/m", DeviceID: "gw1", ModuleID: "m", Listener: "mqtts", RemoteAddr: "10.9.8.7:5555",
+				Protocol: "5", ConnectedSince: time.Unix(1700000000, 0).UTC(), Subscriptions: 2, Inflight: 1, Received: 3, Delivered: 4}}
+		},
 		LiveInterval: 20 * time.Millisecond,
 		Now:          func() time.Time { return *f.now.Load() },
 	}
@@ -196,6 +200,7 @@ var guarded = []req{
 	{path: "/modules/m/logs"},
 	{method: "POST", path: "/modules/m/restart", body: `{}`, ctype: "application/json"},
 	{path: "/dashboard/twins"},
+	{path: "/clients"},
 }
 
 func TestUnauthenticatedRefused(t *testing.T) {
@@ -214,7 +219,7 @@ func TestUnauthenticatedRefused(t *testing.T) {
 				!strings.Contains(e.Message, "Authorization: Bearer") {
 				t.Errorf("%s %s: error %s does not say where the token is and how to send it", r.method, r.path, data)
 			}
-			for _, secret := range []string{"s3cr3t", "queued-payload", "secret log line", "cXVldWVk"} {
+			for _, secret := range []string{"s3cr3t", "queued-payload", "secret log line", "cXVldWVk", "10.9.8.7"} {
 				if bytes.Contains(data, []byte(secret)) {
 					t.Errorf("%s %s unauthenticated revealed %q", r.method, r.path, secret)
 				}
@@ -293,5 +298,25 @@ func TestNonLoopbackNeedsToken(t *testing.T) {
 	}
 	if resp, _ := f.do(req{path: "/healthz"}); resp.StatusCode != http.StatusOK {
 		t.Errorf("GET /healthz: %d", resp.StatusCode)
+	}
+}
+
+// GET /clients with the token lists the broker's clients as the edge
+// gives them, in camelCase.
+func TestClientsListed(t *testing.T) {
+	f := newFixture(t, nil)
+	resp, data := f.do(req{path: "/clients", token: f.token})
+	want := `{"clients":[{"clientId":"gw1/m","deviceId":"gw1","moduleId":"m","listener":"mqtts","remoteAddr":"10.9.8.7:5555",` +
+		`"protocol":"5","connectedSince":"2023-11-14T22:13:20Z","subscriptions":2,"inflight":1,"received":3,"delivered":4}]}`
+	if resp.StatusCode != http.StatusOK || strings.TrimSpace(string(data)) != want {
+		t.Fatalf("GET /clients: %d %s\nwant %s", resp.StatusCode, data, want)
+	}
+	cs, err := Client{Addr: f.srv.Addr(), Token: f.token}.Clients(context.Background())
+	if err != nil || len(cs.Clients) != 1 || cs.Clients[0].RemoteAddr != "10.9.8.7:5555" {
+		t.Fatalf("Client.Clients: %+v %v", cs, err)
+	}
+	f = newFixture(t, func(o *Options) { o.Clients = func() []MQTTClient { return nil } })
+	if _, data := f.do(req{path: "/clients", token: f.token}); strings.TrimSpace(string(data)) != `{"clients":[]}` {
+		t.Errorf("no clients: %s, want an empty list", data)
 	}
 }

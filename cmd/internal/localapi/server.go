@@ -50,6 +50,9 @@ type Options struct {
 	// TwinFields lists up to max twins' registers for the dashboard; nil:
 	// the dashboard shows no twins.
 	TwinFields func(max int) ([]TwinFields, error)
+	// Clients lists the connected MQTT clients, sorted by client id and
+	// bounded by the broker's connection cap; nil: GET /clients is 404.
+	Clients func() []MQTTClient
 	// LiveInterval is how often the dashboard's live view samples Status
 	// (default 1 s); Streams bound its event streams.
 	LiveInterval time.Duration
@@ -161,6 +164,7 @@ func (s *Server) routes() *http.ServeMux {
 		"GET /session":                           {access: readOnly, deadline: handlerDeadline, h: s.session},
 		"GET /events/stream":                     {access: readOnly, h: s.stream},
 		"GET /dashboard/twins":                   {access: operator, deadline: handlerDeadline, h: s.dashboardTwins},
+		"GET /clients":                           {access: operator, deadline: handlerDeadline, h: s.clients},
 		"POST /modules/{m}/restart":              {access: operator, types: json, maxBody: 1 << 10, deadline: handlerDeadline, h: s.restart},
 		"GET /login":                             {access: loginURL, deadline: handlerDeadline, h: s.login},
 		"POST /login-codes":                      {access: operator, types: json, maxBody: 1 << 10, deadline: handlerDeadline, h: s.loginCode},

@@ -31,10 +31,21 @@ const S = {
   mDesc: m => m.statusDescription,
   mStarted: m => m.lastStartTimeUtc,
   mImage: m => m.settings ? m.settings.image : "",
+  clientList: r => r.clients || [],           // GET /clients
+  cId: c => c.clientId,
+  cListener: c => c.listener,
+  cRemote: c => c.remoteAddr,
+  cProtocol: c => c.protocol,
+  cSince: c => c.connectedSince,
+  cSubs: c => c.subscriptions,
+  cInflight: c => c.inflight,
+  cReceived: c => c.received,
+  cDelivered: c => c.delivered,
 };
 
 const SPAN = 10 * 60 * 1000; // plots: the last 10 minutes
-let samples = [], operator = false, prev = null, rates = {};
+let samples = [], operator = false, prev = null, rates = {}, clientsAt = 0;
+const CLIENTS_EVERY = 3000; // the clients card reloads at most this often (ms)
 
 function onHistory(h) {
   samples = h.samples || [];
@@ -43,6 +54,7 @@ function onHistory(h) {
   if (!operator) setChildren(byId("twins"), el("p", {class: "muted"},
     "Twins, module logs and restarts need the operator login: run ", el("code", {}, "outpost edge dashboard --data DIR"),
     " and open the URL it prints."));
+  if (!operator) setChildren(byId("client-list"), el("p", {class: "muted"}, "The list of connected clients needs the operator login."));
   drawLinkHistory(h.links || []);
   drawPlots();
 }
@@ -62,6 +74,23 @@ function onStatus(ev) {
   drawQueues(st);
   drawModules(st);
   drawPlots();
+  if (operator && Date.now() - clientsAt >= CLIENTS_EVERY) loadClients();
+}
+
+// loadClients fills the clients card from GET /clients (operator only).
+async function loadClients() {
+  clientsAt = Date.now();
+  try {
+    const cs = S.clientList(await fetchJSON("/clients"));
+    const n = c => ({text: c, cls: "num"});
+    setChildren(byId("client-list"), cs.length ? table(["client id", "listener", "remote address", "protocol", "connected",
+      n("subscriptions"), n("in flight"), n("received"), n("delivered")],
+      cs.map(c => el("tr", {"data-client": S.cId(c)}, el("td", {}, S.cId(c)), el("td", {}, S.cListener(c)), el("td", {}, S.cRemote(c)),
+        el("td", {}, S.cProtocol(c)), el("td", {}, ago(S.cSince(c))), el("td", {class: "num"}, fmtNum(S.cSubs(c))),
+        el("td", {class: "num"}, fmtNum(S.cInflight(c))), el("td", {class: "num"}, fmtNum(S.cReceived(c))),
+        el("td", {class: "num"}, fmtNum(S.cDelivered(c))))))
+      : el("p", {class: "muted"}, "no MQTT clients connected"));
+  } catch (e) { setChildren(byId("client-list"), el("p", {class: "error"}, "clients: " + e.message)); }
 }
 
 function computeRates(st, t) {
