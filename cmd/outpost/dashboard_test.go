@@ -444,8 +444,16 @@ func (w *world) startPublisher(t *testing.T, ctx context.Context) {
 		SetUsername(cs.HostName + "/sensor1/?api-version=2021-04-12").SetPassword(tok).SetProtocolVersion(4).
 		SetAutoReconnect(true).SetConnectTimeout(5 * time.Second).SetWriteTimeout(3 * time.Second)
 	w.pub = paho.NewClient(o)
-	if tk := w.pub.Connect(); !tk.WaitTimeout(10*time.Second) || tk.Error() != nil {
-		t.Fatalf("sensor1 connects to the edge: %v", tk.Error())
+	// The edge learns sensor1 from the hub on its first pull, which may
+	// come after the edge is ready: until then CONNECT is refused.
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		tk := w.pub.Connect()
+		if tk.WaitTimeout(10*time.Second) && tk.Error() == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("sensor1 connects to the edge: %v", tk.Error())
+		}
 	}
 	t.Cleanup(func() { w.pub.Disconnect(100) })
 	w.report(t, `{"firmware":"1.2.3"}`)
