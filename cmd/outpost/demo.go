@@ -21,7 +21,7 @@ var demoCfg struct {
 var demoCmd = cli.Command{
 	Name: "demo",
 	Summary: "run a hub, an edge, the sample modules and simulated leaf devices on this machine, with no setup; " +
-		"prints the dashboard URL, then a live view (keys: c cut the uplink, r restore, q quit) or, --headless, a scripted story",
+		"prints the dashboard URL, then a live view (keys: c cut the link, r restore, q quit) or, --headless, a scripted story",
 	Usage: "[--dir DIR] [--headless] [--duration D] [--devices N]",
 	Flags: func(fs *flag.FlagSet) {
 		fs.StringVar(&demoCfg.dir, "dir", demo.DefaultDir, "directory of the demo's hub, edge and logs; a second run reuses it")
