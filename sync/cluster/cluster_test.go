@@ -94,7 +94,7 @@ func (c *testCluster) open(opts Options) *testNode {
 func (c *testCluster) restart(tn *testNode) *testNode {
 	c.t.Helper()
 	opts := tn.opts
-	opts.RaftAddr, opts.Bootstrap = tn.addr, false
+	opts.RaftAddr = tn.addr // Bootstrap kept: a restarted first node must not re-bootstrap
 	opts.FSM = newMapFSM()
 	return c.open(opts)
 }
