@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/raft"
 )
 
 // testCluster holds real nodes: TLS over loopback TCP, bolt logs and file
@@ -60,8 +62,8 @@ func testLogger() *slog.Logger {
 func fastOptions(id, dir string, cfg *tls.Config, fsm *mapFSM) Options {
 	return Options{
 		ID: id, RaftAddr: "127.0.0.1:0", Dir: dir, TLS: cfg, FSM: fsm, Logger: testLogger(),
-		HeartbeatTimeout: 300 * time.Millisecond, ElectionTimeout: 300 * time.Millisecond,
-		LeaderLeaseTimeout: 150 * time.Millisecond, CommitTimeout: 5 * time.Millisecond,
+		HeartbeatTimeout: 500 * time.Millisecond, ElectionTimeout: 500 * time.Millisecond,
+		LeaderLeaseTimeout: 250 * time.Millisecond, CommitTimeout: 5 * time.Millisecond,
 		Timeout: 2 * time.Second, HandshakeTimeout: 2 * time.Second,
 	}
 }
@@ -164,9 +166,11 @@ func (c *testCluster) followers(leader *testNode) []*testNode {
 	return out
 }
 
-// applyMany applies count entries key-prefix-i through leader, 8 at a time.
-func applyMany(t *testing.T, leader *testNode, prefix string, count int) {
-	t.Helper()
+// applyMany applies count entries prefix-i=vi, 8 at a time, through leader or,
+// should leadership move under load, through whichever node leads then (the
+// entries set keys, so a retried one is harmless).
+func (c *testCluster) applyMany(leader *testNode, prefix string, count int) {
+	c.t.Helper()
 	var wg sync.WaitGroup
 	errs := make(chan error, count)
 	sem := make(chan struct{}, 8)
@@ -176,15 +180,34 @@ func applyMany(t *testing.T, leader *testNode, prefix string, count int) {
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			if _, err := leader.Apply(ctxT(t, 10*time.Second), fmt.Appendf(nil, "%s-%d=v%d", prefix, i, i)); err != nil {
-				errs <- err
-			}
+			errs <- c.applyRetrying(leader, fmt.Appendf(nil, "%s-%d=v%d", prefix, i, i))
 		}()
 	}
 	wg.Wait()
 	close(errs)
 	for err := range errs {
-		t.Fatalf("apply through %s: %v", leader.ID(), err)
+		if err != nil {
+			c.t.Fatal(err)
+		}
+	}
+}
+
+func (c *testCluster) applyRetrying(n *testNode, cmd []byte) error {
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_, err := n.Apply(ctx, cmd)
+		cancel()
+		if err == nil || time.Now().After(deadline) {
+			return err
+		}
+		if !errors.Is(err, ErrNotLeader) && !errors.Is(err, raft.ErrLeadershipLost) && !errors.Is(err, context.DeadlineExceeded) {
+			return fmt.Errorf("apply through %s: %w", n.ID(), err)
+		}
+		time.Sleep(20 * time.Millisecond) // backoff between retries, not an assertion
+		if id, _ := n.Leader(); c.nodes[id] != nil && !c.nodes[id].closed() {
+			n = c.nodes[id]
+		}
 	}
 }
 
@@ -210,7 +233,7 @@ func (c *testCluster) waitSame(want int) {
 func TestClusterReplicatesFailsOverAndCatchesUp(t *testing.T) {
 	c := newTestCluster(t)
 	leader := c.threeNodes(nil)
-	applyMany(t, leader, "a", 1000)
+	c.applyMany(leader, "a", 1000)
 	c.waitSame(1000)
 
 	// Followers refuse leader-only calls and name the leader.
@@ -242,7 +265,7 @@ func TestClusterReplicatesFailsOverAndCatchesUp(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("failover to %s in %v", leader.ID(), time.Since(start))
-	applyMany(t, leader, "b", 100)
+	c.applyMany(leader, "b", 100)
 	c.waitSame(1100)
 
 	// The old leader restarted from its directory catches up.
@@ -292,7 +315,7 @@ func TestMembersAndRemove(t *testing.T) {
 		ms, _ := leader.Members()
 		return len(ms) == 2
 	})
-	applyMany(t, leader, "after", 10)
+	c.applyMany(leader, "after", 10)
 	gone.Close()
 	c.waitSame(10)
 }

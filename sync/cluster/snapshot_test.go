@@ -14,14 +14,14 @@ func TestLaggingNodeCatchesUpBySnapshot(t *testing.T) {
 		o.TrailingLogs, o.SnapshotThreshold, o.SnapshotInterval = 10, 40, 50*time.Millisecond
 	}
 	leader := c.threeNodes(small)
-	applyMany(t, leader, "a", 100)
+	c.applyMany(leader, "a", 100)
 	c.waitSame(100)
 	down := c.followers(leader)[0]
 	downIndex := down.Stats().LastIndex
 	if err := down.Close(); err != nil {
 		t.Fatal(err)
 	}
-	applyMany(t, leader, "b", 500)
+	c.applyMany(leader, "b", 500)
 	if err := leader.Snapshot(ctxT(t, 10*time.Second)); err != nil {
 		t.Fatal(err)
 	}

@@ -27,7 +27,7 @@ func TestNodeFromAnotherCANeverGetsTheLog(t *testing.T) {
 	if err := leader.AddVoter(ctxT(t, 10*time.Second), "evil", evil.Addr()); err != nil {
 		t.Fatal(err)
 	}
-	applyMany(t, leader, "a", 50)
+	c.applyMany(leader, "a", 50)
 	// The leader keeps dialing evil to replicate; evil refuses each handshake.
 	eventually(t, 10*time.Second, "evil never refused the leader's connection", func() bool {
 		return evil.Rejected() >= 2
