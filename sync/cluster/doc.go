@@ -4,6 +4,11 @@
 // node's directory. The node takes any raft.FSM through Options; it knows
 // nothing of the hub.
 //
+// The log store is raft-boltdb v2.3.0 (v2.3.1 does not build against raft
+// v1.8.0; see the pins package): it is what go.mod already pins, and a missing
+// key is the error "not found" that raft compares by string, where raft-wal
+// answers (0, nil). TestStoreKeepsRaftsNotFoundContract guards that.
+//
 // The transport is a raft.StreamLayer over TLS 1.3: every connection, in and
 // out, presents a certificate issued by the cluster CA (NewCA, CA.Issue) and
 // verifies the other side's against it. A peer without such a certificate
