@@ -1,0 +1,69 @@
+package cluster
+
+import (
+	"bytes"
+	"log/slog"
+	"strings"
+	"testing"
+
+	"github.com/hashicorp/go-hclog"
+)
+
+func TestHclogLevelMapping(t *testing.T) {
+	for _, tc := range []struct {
+		hc   hclog.Level
+		want slog.Level
+	}{
+		{hclog.Trace, slog.LevelDebug - 4},
+		{hclog.Debug, slog.LevelDebug},
+		{hclog.Info, slog.LevelInfo},
+		{hclog.NoLevel, slog.LevelInfo},
+		{hclog.Warn, slog.LevelWarn},
+		{hclog.Error, slog.LevelError},
+	} {
+		if got := slogLevel(tc.hc); got != tc.want {
+			t.Errorf("slogLevel(%v) = %v, want %v", tc.hc, got, tc.want)
+		}
+	}
+}
+
+func TestHclogQuietAtInfo(t *testing.T) {
+	var buf bytes.Buffer
+	l := newHclog(slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelInfo})))
+	l.Trace("trace line")
+	l.Debug("debug line", "k", 1)
+	l.Info("info line", "peer", "n2")
+	l.Named("raft").Warn("warn line")
+	l.Error("error line")
+	out := buf.String()
+	for _, hidden := range []string{"trace line", "debug line"} {
+		if strings.Contains(out, hidden) {
+			t.Errorf("%q logged at INFO:\n%s", hidden, out)
+		}
+	}
+	for _, shown := range []string{"level=INFO msg=\"info line\" peer=n2", "level=WARN msg=\"warn line\" component=raft", "level=ERROR msg=\"error line\""} {
+		if !strings.Contains(out, shown) {
+			t.Errorf("missing %q in:\n%s", shown, out)
+		}
+	}
+	if l.IsDebug() || l.IsTrace() || !l.IsInfo() || l.GetLevel() != hclog.Info {
+		t.Errorf("at INFO: IsDebug %v IsTrace %v IsInfo %v GetLevel %v", l.IsDebug(), l.IsTrace(), l.IsInfo(), l.GetLevel())
+	}
+}
+
+func TestHclogDebugHidesTrace(t *testing.T) {
+	var buf bytes.Buffer
+	l := newHclog(slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	l.Trace("trace line")
+	l.With("term", 3).Debug("debug line")
+	if out := buf.String(); strings.Contains(out, "trace line") || !strings.Contains(out, "level=DEBUG msg=\"debug line\" term=3") {
+		t.Errorf("at DEBUG got:\n%s", out)
+	}
+	if !l.IsDebug() || l.IsTrace() {
+		t.Errorf("at DEBUG: IsDebug %v IsTrace %v", l.IsDebug(), l.IsTrace())
+	}
+	l.StandardLogger(nil).Print("from std log")
+	if !strings.Contains(buf.String(), `msg="from std log"`) {
+		t.Errorf("standard logger line missing:\n%s", buf.String())
+	}
+}

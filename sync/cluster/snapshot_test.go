@@ -1,0 +1,44 @@
+package cluster
+
+import (
+	"testing"
+	"time"
+)
+
+// A follower that was down while the leader compacted its log past the
+// follower's last entry comes back by installing the leader's snapshot: its
+// FSM's Restore runs and none of the entries it missed is applied one by one.
+func TestLaggingNodeCatchesUpBySnapshot(t *testing.T) {
+	c := newTestCluster(t)
+	small := func(o *Options) {
+		o.TrailingLogs, o.SnapshotThreshold, o.SnapshotInterval = 10, 40, 50*time.Millisecond
+	}
+	leader := c.threeNodes(small)
+	c.applyMany(leader, "a", 100)
+	c.waitSame(100)
+	down := c.followers(leader)[0]
+	downIndex := down.Stats().LastIndex
+	if err := down.Close(); err != nil {
+		t.Fatal(err)
+	}
+	c.applyMany(leader, "b", 500)
+	if err := leader.Snapshot(ctxT(t, 10*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	snapIndex := leader.Stats().LastSnapshotIndex
+	if snapIndex <= downIndex+10 {
+		t.Fatalf("leader's snapshot at %d does not cover the %d entries missed after %d", snapIndex, 500, downIndex)
+	}
+
+	back := c.restart(down)
+	c.waitSame(600)
+	if back.fsm.restored.Load() == 0 {
+		t.Fatal("the restarted node caught up without Restore: it replayed the log instead of installing a snapshot")
+	}
+	if low := back.fsm.lowestApplied(); low != 0 && low <= snapIndex {
+		t.Fatalf("after the last Restore the node applied index %d, inside the leader's snapshot (≤ %d): log replay, not install", low, snapIndex)
+	}
+	if st := back.Stats(); st.LastSnapshotIndex < snapIndex {
+		t.Fatalf("restarted node's last snapshot %d, want ≥ the leader's %d", st.LastSnapshotIndex, snapIndex)
+	}
+}
