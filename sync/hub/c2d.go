@@ -46,8 +46,8 @@ func (h *Hub) SendC2D(ctx context.Context, device string, m queue.Message) (stri
 	return m.ID, nil
 }
 
-func (h *Hub) sendC2DLocked(ctx context.Context, c sendC2D) error {
-	q, err := h.queues.Queue("c2d/"+c.Device, queue.QueueOptions{MaxCount: c2dMaxCount, DefaultTTL: c2dTTL})
+func (f *FSM) sendC2DLocked(ctx context.Context, c sendC2D) error {
+	q, err := f.queues.Queue("c2d/"+c.Device, queue.QueueOptions{MaxCount: c2dMaxCount, DefaultTTL: c2dTTL})
 	if err != nil {
 		return err
 	}

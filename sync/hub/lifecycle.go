@@ -13,34 +13,34 @@ import (
 // edge device, what GC knew of its replica. A device created again under
 // the same id gets a new generation and starts with an empty twin and
 // queue, as on IoT Hub.
-func (h *Hub) deleteIdentitiesLocked(ctx context.Context, c deleteIdentities) error {
+func (f *FSM) deleteIdentitiesLocked(ctx context.Context, c deleteIdentities) error {
 	for _, id := range c.IDs {
-		old, _, _ := h.ids.Get(id)
-		if err := h.ids.Delete(ctx, id); err != nil {
+		old, _, _ := f.ids.Get(id)
+		if err := f.ids.Delete(ctx, id); err != nil {
 			return err
 		}
-		removed, err := h.twins.Delete(ctx, id)
+		removed, err := f.twins.Delete(ctx, id)
 		if err != nil {
 			return fmt.Errorf("delete the twin of %q: %w", id, err)
 		}
 		purged := 0
 		if dev, mod, _ := identity.SplitID(id); mod == "" {
-			if q, ok := h.queues.Lookup("c2d/" + dev); ok {
+			if q, ok := f.queues.Lookup("c2d/" + dev); ok {
 				if purged, err = q.Purge(ctx); err != nil {
 					return fmt.Errorf("delete the cloud-to-device queue of %q: %w", id, err)
 				}
 			}
 			if old.Edge {
-				if err := h.twins.Forget(ctx, dev); err != nil {
+				if err := f.twins.Forget(ctx, dev); err != nil {
 					return err
 				}
 			}
 		}
 		if removed {
-			h.metrics.twinsRemoved.Add(1)
+			f.metrics.twinsRemoved.Add(1)
 		}
-		h.metrics.c2dPurged.Add(int64(purged))
-		h.log.Info("identity deleted with its twin and queues", "id", id, "generation", old.Generation, "twin_removed", removed, "c2d_purged", purged)
+		f.metrics.c2dPurged.Add(int64(purged))
+		f.log.Info("identity deleted with its twin and queues", "id", id, "generation", old.Generation, "twin_removed", removed, "c2d_purged", purged)
 	}
 	return nil
 }

@@ -2,7 +2,6 @@ package hub
 
 import (
 	"context"
-	"fmt"
 
 	"github.com/outpost-edge/outpost/store/identity"
 	"github.com/outpost-edge/outpost/store/twin"
@@ -44,21 +43,22 @@ func (h *Hub) apply(ctx context.Context, cmd any) error {
 	return err
 }
 
-// applyResult is apply for commands that answer something.
+// applyResult encodes cmd at the hub's time and applies the entry through
+// the FSM: the one code path a replicated log will also take.
 func (h *Hub) applyResult(ctx context.Context, cmd any) (any, error) {
-	h.mu.Lock()
-	var res any
-	var err error
-	switch c := cmd.(type) {
-	case appendEvents:
-		res, err = h.appendEventsLocked(ctx, c)
-	case mergeTwins:
-		_, err = h.twins.ApplyDelta(ctx, c.Batch)
-	case expireEvents:
-		res, err = h.expireEventsLocked(ctx, c)
-	default:
-		err = h.applyLocked(ctx, cmd)
+	if err := ctx.Err(); err != nil {
+		return nil, err
 	}
+	at := h.opts.Now().UnixMilli()
+	if c, ok := cmd.(appendEvents); ok {
+		at = c.At
+	}
+	entry, err := encodeCommand(cmd, at)
+	if err != nil {
+		return nil, err
+	}
+	h.mu.Lock()
+	res, err := h.fsm.Apply(entry)
 	h.mu.Unlock()
 	switch cmd.(type) {
 	case appendEvents, expireEvents: // nothing an edge pulls
@@ -68,29 +68,4 @@ func (h *Hub) applyResult(ctx context.Context, cmd any) (any, error) {
 		}
 	}
 	return res, err
-}
-
-func (h *Hub) applyLocked(ctx context.Context, cmd any) error {
-	switch c := cmd.(type) {
-	case putIdentities:
-		if err := h.ids.Put(ctx, c.IDs...); err != nil {
-			return err
-		}
-		for _, id := range c.IDs {
-			if _, err := h.twins.EnsureGeneration(ctx, id.ID(), id.Generation); err != nil {
-				return err
-			}
-		}
-		return nil
-	case deleteIdentities:
-		return h.deleteIdentitiesLocked(ctx, c)
-	case writeTwin:
-		return h.writeTwinLocked(ctx, c)
-	case applyConfiguration:
-		return h.applyConfigurationLocked(ctx, c)
-	case sendC2D:
-		return h.sendC2DLocked(ctx, c)
-	default:
-		return fmt.Errorf("hub state machine: unknown command %T", cmd)
-	}
 }
