@@ -97,11 +97,13 @@ type Hub struct {
 	events   *eventLog
 	images   *imageStore
 
-	fsm    *FSM
-	mu     sync.Mutex // the state machine: commands apply one at a time
-	wakeMu sync.Mutex
-	wakeCh chan struct{} // closed and replaced after every change edges pull
-	edges  *edges
+	fsm *FSM
+	// recordEntry, if set (tests), sees every entry before it applies, in order.
+	recordEntry func(entry []byte)
+	mu          sync.Mutex // the state machine: commands apply one at a time
+	wakeMu      sync.Mutex
+	wakeCh      chan struct{} // closed and replaced after every change edges pull
+	edges       *edges
 	// instances finds two live instances of one edge identity (instances.go).
 	instances *instances
 	closed    atomic.Bool

@@ -58,6 +58,9 @@ func (h *Hub) applyResult(ctx context.Context, cmd any) (any, error) {
 		return nil, err
 	}
 	h.mu.Lock()
+	if h.recordEntry != nil {
+		h.recordEntry(entry)
+	}
 	res, err := h.fsm.Apply(entry)
 	h.mu.Unlock()
 	switch cmd.(type) {
