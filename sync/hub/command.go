@@ -29,6 +29,8 @@ const (
 	cmdAppendEvents
 	cmdMergeTwins
 	cmdExpireEvents
+	cmdAckTwins
+	cmdGCTwins
 )
 
 // ErrCommand: an entry this hub cannot apply (malformed, an unknown type,
@@ -59,6 +61,8 @@ var commandSpecs = map[uint64]commandSpec{
 	cmdAppendEvents:       {"appendEvents", 1, decodeAs[appendEvents]},
 	cmdMergeTwins:         {"mergeTwins", 1, decodeAs[mergeTwins]},
 	cmdExpireEvents:       {"expireEvents", 1, decodeAs[expireEvents]},
+	cmdAckTwins:           {"ackTwins", 1, decodeAs[ackTwins]},
+	cmdGCTwins:            {"gcTwins", 1, decodeAs[gcTwins]},
 }
 
 func commandType(cmd any) (uint64, error) {
@@ -79,6 +83,10 @@ func commandType(cmd any) (uint64, error) {
 		return cmdMergeTwins, nil
 	case expireEvents:
 		return cmdExpireEvents, nil
+	case ackTwins:
+		return cmdAckTwins, nil
+	case gcTwins:
+		return cmdGCTwins, nil
 	}
 	return 0, fmt.Errorf("%w: %T is not a command of the hub's state machine", ErrCommand, cmd)
 }

@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/outpost-edge/outpost/store/crdt"
 	"github.com/outpost-edge/outpost/store/identity"
 	"github.com/outpost-edge/outpost/store/kv"
 	"github.com/outpost-edge/outpost/store/queue"
@@ -137,6 +138,8 @@ func (f *FSM) applyCommand(ctx context.Context, cmd any, at int64) (any, error) 
 		return nil, err
 	case expireEvents:
 		return f.expireEventsLocked(ctx, c)
+	case ackTwins:
+		return nil, f.twins.Ack(ctx, c.Edge, crdt.ReplicaID(c.Instance), c.VV)
 	}
 	return nil, f.applyLocked(ctx, cmd)
 }
@@ -161,6 +164,8 @@ func (f *FSM) applyLocked(ctx context.Context, cmd any) error {
 		return f.applyConfigurationLocked(ctx, c)
 	case sendC2D:
 		return f.sendC2DLocked(ctx, c)
+	case gcTwins:
+		return f.gcTwinsLocked(ctx, c)
 	}
 	return errors.Join(ErrCommand, fmt.Errorf("hub state machine: no apply for command %T", cmd))
 }

@@ -53,6 +53,8 @@ func sampleCommands() []any {
 		appendEvents{Edge: "gw1", At: 1700000000000, Frame: msgs},
 		mergeTwins{Edge: "gw1", Batch: twin.Batch{}},
 		expireEvents{Before: 1700000000000, Max: 1000},
+		ackTwins{Edge: "gw1", Instance: "edge:gw1.a1", VV: crdt.VV{"hub.1": 3}},
+		gcTwins{IDs: []string{"dev1", "gw1/$edgeAgent"}},
 	}
 }
 
@@ -215,6 +217,9 @@ func runScenario(t *testing.T, h *Hub) {
 	edgeTwins(t, h)
 	_, err = h.SendC2D(ctx, "dev1", queue.Message{Body: []byte("hello")})
 	must(err)
+	// gw1 pulls: its version vector acknowledges the hub's twin writes.
+	_, err = h.Pull(ctx, "gw1", protocol.Pull{Instance: "edge:gw1.a", TwinVV: h.twins.VV(), WaitMs: 1})
+	must(err)
 	must(h.DeleteDevice(ctx, "other"))
 	_, err = h.applyResult(ctx, expireEvents{Before: h.opts.Now().Add(-time.Hour).UnixMilli(), Max: 10})
 	must(err)
@@ -332,6 +337,9 @@ func TestReplayIsDeterministic(t *testing.T) {
 	runScenario(t, r.h)
 	if len(r.log) < 15 {
 		t.Fatalf("the scenario made %d entries; want a realistic log", len(r.log))
+	}
+	if r.h.metrics.twinGC.Load() == 0 {
+		t.Fatal("the scenario collected no twin garbage; want a log with gcTwins")
 	}
 	want, n := digestState(t, r.h.db)
 	for i := range 2 {

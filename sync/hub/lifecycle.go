@@ -51,28 +51,34 @@ const gcWork = 32
 
 // collectGarbage drops the twin tombstones every replica has acknowledged
 // (crdt.Stable): a twin's members are the hub and the edge whose
-// scope holds it, none but the hub when no edge does.
+// scope holds it, none but the hub when no edge does. Which twins a round
+// looks at is chosen here; the command removes what the state makes stable.
 func (h *Hub) collectGarbage(ctx context.Context) {
-	if h.twins.GCBacklog() == 0 {
+	if ctx.Err() != nil || h.twins.GCBacklog() == 0 {
 		return
 	}
-	n, err := h.twins.GC(ctx, h.twinMembers(), gcWork)
-	if err != nil {
+	if err := h.apply(ctx, gcTwins{IDs: h.twins.GCTake(gcWork)}); err != nil {
 		h.log.Warn("twin GC", "err", err)
 	}
-	h.metrics.twinGC.Add(int64(n))
+}
+
+func (f *FSM) gcTwinsLocked(ctx context.Context, c gcTwins) error {
+	n, err := f.twins.GCTwins(ctx, f.twinMembers(), c.IDs)
+	f.metrics.twinGC.Add(int64(n))
+	return err
 }
 
 // twinMembers resolves the edge of a twin (as edgeOf) with at most one scan
 // of the registry per GC round, made only when a child device's twin needs
 // it: GC runs after every pull and twin merge while tombstones wait.
-func (h *Hub) twinMembers() twin.Members {
+func (f *FSM) twinMembers() twin.Members {
 	var edges map[string]string // device scope → edge device
 	edgeOfScope := func(scope string) string {
 		if edges == nil {
 			edges = map[string]string{}
-			for _, d := range h.Devices() {
-				if d.Edge {
+			ids, _ := f.ids.List()
+			for _, d := range ids {
+				if d.Edge && d.ModuleID == "" {
 					edges[d.DeviceScope] = d.DeviceID
 				}
 			}
@@ -84,7 +90,7 @@ func (h *Hub) twinMembers() twin.Members {
 		if err != nil {
 			return nil
 		}
-		d, ok, _ := h.ids.Get(dev)
+		d, ok, _ := f.ids.Get(dev)
 		switch {
 		case !ok:
 			return nil

@@ -143,7 +143,7 @@ func (h *Hub) Pull(ctx context.Context, edge string, p protocol.Pull) (protocol.
 	duplicate := h.instances.seen(edge, p.Instance, +1) // closed when a second instance appears: answer now, with protocol.InstancesHeader
 	defer func() { h.instances.endPull(edge, p.Instance, ctx.Err() != nil) }()
 	// The edge's version vector is its ack for tombstone GC.
-	if err := h.twins.Ack(ctx, edge, crdt.ReplicaID(p.Instance), p.TwinVV); err != nil {
+	if err := h.apply(ctx, ackTwins{Edge: edge, Instance: p.Instance, VV: p.TwinVV}); err != nil {
 		return protocol.Push{}, err
 	}
 	h.collectGarbage(ctx)

@@ -3,6 +3,7 @@ package hub
 import (
 	"context"
 
+	"github.com/outpost-edge/outpost/store/crdt"
 	"github.com/outpost-edge/outpost/store/identity"
 	"github.com/outpost-edge/outpost/store/twin"
 	"github.com/outpost-edge/outpost/sync/protocol"
@@ -37,6 +38,19 @@ type mergeTwins struct {
 	Batch twin.Batch `cbor:"2,keyasint"`
 }
 
+// ackTwins records the twin version vector an edge's pull carries: its
+// acknowledgement for tombstone GC.
+type ackTwins struct {
+	Edge     string  `cbor:"1,keyasint"`
+	Instance string  `cbor:"2,keyasint"`
+	VV       crdt.VV `cbor:"3,keyasint"`
+}
+
+// gcTwins collects the named twins' stable tombstones (twin.Store.GCTwins).
+type gcTwins struct {
+	IDs []string `cbor:"1,keyasint"`
+}
+
 // apply runs one command on the state and wakes the edges' pulls.
 func (h *Hub) apply(ctx context.Context, cmd any) error {
 	_, err := h.applyResult(ctx, cmd)
@@ -64,7 +78,7 @@ func (h *Hub) applyResult(ctx context.Context, cmd any) (any, error) {
 	res, err := h.fsm.Apply(entry)
 	h.mu.Unlock()
 	switch cmd.(type) {
-	case appendEvents, expireEvents: // nothing an edge pulls
+	case appendEvents, expireEvents, ackTwins, gcTwins: // nothing an edge pulls
 	default:
 		if err == nil {
 			h.wake()
