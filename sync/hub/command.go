@@ -29,7 +29,7 @@ const (
 	cmdAppendEvents
 	cmdMergeTwins
 	cmdExpireEvents
-	cmdAckTwins
+	cmdAckPull
 	cmdGCTwins
 )
 
@@ -61,7 +61,7 @@ var commandSpecs = map[uint64]commandSpec{
 	cmdAppendEvents:       {"appendEvents", 1, decodeAs[appendEvents]},
 	cmdMergeTwins:         {"mergeTwins", 1, decodeAs[mergeTwins]},
 	cmdExpireEvents:       {"expireEvents", 1, decodeAs[expireEvents]},
-	cmdAckTwins:           {"ackTwins", 1, decodeAs[ackTwins]},
+	cmdAckPull:            {"ackPull", 1, decodeAs[ackPull]},
 	cmdGCTwins:            {"gcTwins", 1, decodeAs[gcTwins]},
 }
 
@@ -83,8 +83,8 @@ func commandType(cmd any) (uint64, error) {
 		return cmdMergeTwins, nil
 	case expireEvents:
 		return cmdExpireEvents, nil
-	case ackTwins:
-		return cmdAckTwins, nil
+	case ackPull:
+		return cmdAckPull, nil
 	case gcTwins:
 		return cmdGCTwins, nil
 	}

@@ -8,7 +8,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/outpost-edge/outpost/store/crdt"
 	"github.com/outpost-edge/outpost/store/identity"
 	"github.com/outpost-edge/outpost/store/kv"
 	"github.com/outpost-edge/outpost/store/queue"
@@ -138,8 +137,8 @@ func (f *FSM) applyCommand(ctx context.Context, cmd any, at int64) (any, error) 
 		return nil, err
 	case expireEvents:
 		return f.expireEventsLocked(ctx, c)
-	case ackTwins:
-		return nil, f.twins.Ack(ctx, c.Edge, crdt.ReplicaID(c.Instance), c.VV)
+	case ackPull:
+		return nil, f.ackPullLocked(ctx, c)
 	}
 	return nil, f.applyLocked(ctx, cmd)
 }

@@ -53,7 +53,7 @@ func sampleCommands() []any {
 		appendEvents{Edge: "gw1", At: 1700000000000, Frame: msgs},
 		mergeTwins{Edge: "gw1", Batch: twin.Batch{}},
 		expireEvents{Before: 1700000000000, Max: 1000},
-		ackTwins{Edge: "gw1", Instance: "edge:gw1.a1", VV: crdt.VV{"hub.1": 3}},
+		ackPull{Edge: "gw1", Instance: "edge:gw1.a1", VV: crdt.VV{"hub.1": 3}},
 		gcTwins{IDs: []string{"dev1", "gw1/$edgeAgent"}},
 	}
 }
@@ -217,9 +217,21 @@ func runScenario(t *testing.T, h *Hub) {
 	edgeTwins(t, h)
 	_, err = h.SendC2D(ctx, "dev1", queue.Message{Body: []byte("hello")})
 	must(err)
-	// gw1 pulls: its version vector acknowledges the hub's twin writes.
-	_, err = h.Pull(ctx, "gw1", protocol.Pull{Instance: "edge:gw1.a", TwinVV: h.twins.VV(), WaitMs: 1})
+	_, err = h.SendC2D(ctx, "dev1", queue.Message{Body: []byte("again")})
 	must(err)
+	// gw1 pulls: its version vector acknowledges the hub's twin writes; the
+	// second pull says it holds the first cloud-to-device message.
+	push, err := h.Pull(ctx, "gw1", protocol.Pull{Instance: "edge:gw1.a", TwinVV: h.twins.VV(), WaitMs: 1})
+	must(err)
+	if len(push.C2D) != 2 {
+		t.Fatalf("first pull: %d cloud-to-device messages, want 2", len(push.C2D))
+	}
+	push, err = h.Pull(ctx, "gw1", protocol.Pull{Instance: "edge:gw1.a", Hub: push.Hub, TwinVV: h.twins.VV(), WaitMs: 1,
+		C2D: map[string]uint64{"dev1": push.C2D[0].Seq}})
+	must(err)
+	if len(push.C2D) != 1 || string(push.C2D[0].Body) != "again" {
+		t.Fatalf("second pull: %+v, want the second message only", push.C2D)
+	}
 	must(h.DeleteDevice(ctx, "other"))
 	_, err = h.applyResult(ctx, expireEvents{Before: h.opts.Now().Add(-time.Hour).UnixMilli(), Max: 10})
 	must(err)

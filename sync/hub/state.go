@@ -38,12 +38,14 @@ type mergeTwins struct {
 	Batch twin.Batch `cbor:"2,keyasint"`
 }
 
-// ackTwins records the twin version vector an edge's pull carries: its
-// acknowledgement for tombstone GC.
-type ackTwins struct {
-	Edge     string  `cbor:"1,keyasint"`
-	Instance string  `cbor:"2,keyasint"`
-	VV       crdt.VV `cbor:"3,keyasint"`
+// ackPull records what an edge's pull acknowledges: its twin version
+// vector (for tombstone GC) and, per device, the highest cloud-to-device
+// seq it holds (those messages leave the queue).
+type ackPull struct {
+	Edge     string            `cbor:"1,keyasint"`
+	Instance string            `cbor:"2,keyasint"`
+	VV       crdt.VV           `cbor:"3,keyasint"`
+	C2D      map[string]uint64 `cbor:"4,keyasint,omitempty"`
 }
 
 // gcTwins collects the named twins' stable tombstones (twin.Store.GCTwins).
@@ -78,7 +80,7 @@ func (h *Hub) applyResult(ctx context.Context, cmd any) (any, error) {
 	res, err := h.fsm.Apply(entry)
 	h.mu.Unlock()
 	switch cmd.(type) {
-	case appendEvents, expireEvents, ackTwins, gcTwins: // nothing an edge pulls
+	case appendEvents, expireEvents, ackPull, gcTwins: // nothing an edge pulls
 	default:
 		if err == nil {
 			h.wake()
