@@ -449,3 +449,34 @@ func TestRestoreRefusesBadSnapshots(t *testing.T) {
 		}
 	}
 }
+
+// A node restored from a snapshot and the node that took it, fed the same
+// commands, stay identical. Not yet: store/twin reserves dot seqs (1024 at
+// a time) and HLC walls (10 s ahead) when it opens, for crash safety on an
+// edge, so a reopened twin store mints other dots and timestamps than one
+// that kept running. The replicated step makes them exact (next dot = the
+// version vector's own entry + 1, the clock from the last HLC written).
+func TestRestoredFSMContinuesIdentically(t *testing.T) {
+	t.Skip("store/twin's dot and clock reservations are not yet exact (docs/ARCHITECTURE.md, the hub's state machine)")
+	r := openRecorded(t)
+	runScenario(t, r.h)
+	var snap bytes.Buffer
+	if err := r.h.Snapshot(&snap); err != nil {
+		t.Fatal(err)
+	}
+	f := replay(t, snap.Bytes(), nil)
+	r.log = nil
+	if _, err := r.h.UpdateTwin(context.Background(), "dev1", []byte(`{"properties":{"desired":{"rate":null,"new":1}}}`), false); err != nil {
+		t.Fatal(err)
+	}
+	edgeTwins(t, r.h)
+	for i, e := range r.log {
+		if _, err := f.Apply(e); err != nil {
+			t.Fatalf("entry %d after the snapshot: %v", i, err)
+		}
+	}
+	want, _ := digestState(t, r.h.db)
+	if got, _ := digestState(t, f.db); got != want {
+		t.Fatalf("after the same commands, the restored FSM's state differs from the hub's")
+	}
+}
