@@ -50,6 +50,9 @@ func (h *Hub) SendC2D(ctx context.Context, device string, m queue.Message) (stri
 }
 
 func (f *FSM) sendC2DLocked(ctx context.Context, c sendC2D) error {
+	if c.Msg.ID == "" { // the queue would draw one at random: not the same on every replica
+		return fmt.Errorf("%w: a cloud-to-device command without a message id (the proposer chooses it)", ErrInvalid)
+	}
 	q, err := f.queues.Queue("c2d/"+c.Device, queue.QueueOptions{MaxCount: c2dMaxCount, DefaultTTL: c2dTTL})
 	if err != nil {
 		return err

@@ -107,6 +107,20 @@ func TestDecodeCommandRefuses(t *testing.T) {
 			t.Errorf("%s: %v, want ErrCommand", name, err)
 		}
 	}
+	db, err := kv.Open("", kv.Options{InMemory: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	f, err := OpenFSM(context.Background(), db, FSMOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	noID, _ := encodeCommand(sendC2D{Device: "dev1", Msg: queue.Message{Body: []byte("x")}}, 1)
+	if _, err := f.Apply(noID); !errors.Is(err, ErrInvalid) {
+		t.Errorf("a C2D command without a message id: %v, want ErrInvalid (Apply would draw one at random)", err)
+	}
 	if _, err := encodeCommand(struct{}{}, 0); !errors.Is(err, ErrCommand) {
 		t.Errorf("encode of a non-command: %v, want ErrCommand", err)
 	}
