@@ -51,25 +51,42 @@ type Members func(id string) []string
 // bounded and twins still waiting for a member go to the back of the line.
 // It returns how many register fields it removed.
 func (s *Store) GC(ctx context.Context, members Members, max int) (int, error) {
+	return s.GCTwins(ctx, members, s.GCTake(max))
+}
+
+// GCTake takes up to max twins from the line waiting for GC, for a caller
+// that collects them through a replicated command (GCTwins on every
+// replica): which twins one GC round looks at is this replica's choice,
+// what the round removes is a function of the state.
+func (s *Store) GCTake(max int) []string {
 	s.mu.Lock()
-	ids := s.gcq.take(max)
-	s.mu.Unlock()
+	defer s.mu.Unlock()
+	return s.gcq.take(max)
+}
+
+// GCTwins collects the named twins: their tombstones that every member
+// acknowledged go. The same ids on the same state remove the same
+// tombstones on every replica. A twin left with tombstones (or not
+// reached after an error) goes back in the line; one collected leaves it.
+func (s *Store) GCTwins(ctx context.Context, members Members, ids []string) (int, error) {
 	removed := 0
 	for i, id := range ids {
 		n, left, err := s.gcTwin(ctx, id, members(id))
 		removed += n
-		if err != nil {
-			s.mu.Lock()
+		s.mu.Lock()
+		switch {
+		case err != nil:
 			for _, id := range ids[i:] {
 				s.gcq.add(id)
 			}
-			s.mu.Unlock()
-			return removed, fmt.Errorf("twin gc of %q: %w", id, err)
-		}
-		if left {
-			s.mu.Lock()
+		case left:
 			s.gcq.add(id)
-			s.mu.Unlock()
+		default:
+			s.gcq.remove(id)
+		}
+		s.mu.Unlock()
+		if err != nil {
+			return removed, fmt.Errorf("twin gc of %q: %w", id, err)
 		}
 	}
 	return removed, nil

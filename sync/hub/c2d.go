@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 
+	"github.com/outpost-edge/outpost/store/crdt"
 	"github.com/outpost-edge/outpost/store/queue"
 	"github.com/outpost-edge/outpost/sync/protocol"
 )
@@ -46,8 +49,11 @@ func (h *Hub) SendC2D(ctx context.Context, device string, m queue.Message) (stri
 	return m.ID, nil
 }
 
-func (h *Hub) sendC2DLocked(ctx context.Context, c sendC2D) error {
-	q, err := h.queues.Queue("c2d/"+c.Device, queue.QueueOptions{MaxCount: c2dMaxCount, DefaultTTL: c2dTTL})
+func (f *FSM) sendC2DLocked(ctx context.Context, c sendC2D) error {
+	if c.Msg.ID == "" { // the queue would draw one at random: not the same on every replica
+		return fmt.Errorf("%w: a cloud-to-device command without a message id (the proposer chooses it)", ErrInvalid)
+	}
+	q, err := f.queues.Queue("c2d/"+c.Device, queue.QueueOptions{MaxCount: c2dMaxCount, DefaultTTL: c2dTTL})
 	if err != nil {
 		return err
 	}
@@ -59,9 +65,72 @@ func (h *Hub) sendC2DLocked(ctx context.Context, c sendC2D) error {
 	return nil
 }
 
-// c2dFor acknowledges what the edge holds (cursor) and returns the next
-// messages of a device's queue.
-func (h *Hub) c2dFor(ctx context.Context, device string, cursor uint64) ([]protocol.C2D, error) {
+// ackPullLocked applies an ackPull: devices in sorted order, each queue
+// acknowledged up to the edge's cursor. Leasing is the queue's memory, not
+// its state: rewinding first makes what is acknowledged a function of the
+// stored queue and the cursor alone.
+func (f *FSM) ackPullLocked(ctx context.Context, c ackPull) error {
+	if err := f.twins.Ack(ctx, c.Edge, crdt.ReplicaID(c.Instance), c.VV); err != nil {
+		return err
+	}
+	for _, device := range slices.Sorted(maps.Keys(c.C2D)) {
+		if err := f.ackC2D(ctx, device, c.C2D[device]); err != nil {
+			return fmt.Errorf("acknowledge the cloud-to-device messages of %q: %w", device, err)
+		}
+	}
+	return nil
+}
+
+func (f *FSM) ackC2D(ctx context.Context, device string, cursor uint64) error {
+	q, ok := f.queues.Lookup("c2d/" + device)
+	if !ok {
+		return nil
+	}
+	q.Rewind()
+	defer q.Rewind() // the next pull's lease starts at the new head
+	for {
+		msgs, err := q.Lease(c2dPerPull, 1<<20)
+		if err != nil || len(msgs) == 0 {
+			return err
+		}
+		i := 0
+		for i < len(msgs) && msgs[i].Seq <= cursor {
+			i++
+		}
+		if i > 0 {
+			if err := q.Ack(ctx, msgs[i-1].Seq); err != nil {
+				return err
+			}
+		}
+		if i < len(msgs) {
+			return nil
+		}
+	}
+}
+
+// c2dCursors are the cloud-to-device cursors of a pull that the hub
+// acknowledges: those of the devices in the edge's scope, none when the
+// edge counted them in another hub's sequence numbers.
+func (h *Hub) c2dCursors(edge string, p protocol.Pull) map[string]uint64 {
+	if p.Hub != string(h.twins.Replica()) || len(p.C2D) == 0 {
+		return nil
+	}
+	ids, _, err := h.scope(edge)
+	if err != nil {
+		return nil
+	}
+	out := map[string]uint64{}
+	for _, id := range ids {
+		if c, ok := p.C2D[id.DeviceID]; ok && id.ModuleID == "" && id.DeviceID != edge {
+			out[id.DeviceID] = c
+		}
+	}
+	return out
+}
+
+// c2dFor returns the next messages of a device's queue past the edge's
+// cursor (the pull's ackPull acknowledged those up to it).
+func (h *Hub) c2dFor(device string, cursor uint64) ([]protocol.C2D, error) {
 	q, ok := h.queues.Lookup("c2d/" + device)
 	if !ok {
 		return nil, nil
@@ -73,13 +142,8 @@ func (h *Hub) c2dFor(ctx context.Context, device string, cursor uint64) ([]proto
 			return nil, err
 		}
 		i := 0
-		for i < len(msgs) && msgs[i].Seq <= cursor {
+		for i < len(msgs) && msgs[i].Seq <= cursor { // the edge holds them
 			i++
-		}
-		if i > 0 {
-			if err := q.Ack(ctx, msgs[i-1].Seq); err != nil {
-				return nil, err
-			}
 		}
 		if i == len(msgs) {
 			continue

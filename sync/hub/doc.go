@@ -3,10 +3,13 @@
 // event log, cloud-to-device messages and direct methods, served through the
 // IoT Hub-shaped REST API and the edge link (sync/protocol).
 //
-// Every change of the hub's state is a command applied by one state machine
-// (apply, one at a time under Hub.mu). The commands carry every input that
-// is not a function of the state — generated keys, scopes, times — so a
+// Every change of the hub's state is a command applied by one state machine,
+// FSM (fsm.go), apart from the servers: Hub encodes a typed, versioned CBOR
+// command (command.go) and applies the entry through FSM.Apply, one at a
+// time under Hub.mu. The commands carry every input that is not a function
+// of the state — generated keys, scopes, the command's time — so a
 // replicated log (hashicorp/raft) can later carry them unchanged.
+// FSM.Snapshot and FSM.Restore stream the state (snapshot.go).
 //
 // Open starts no goroutines of its own beyond those of the store packages
 // (store/disk's monitor among them, unless InMemory or Options.Disk is

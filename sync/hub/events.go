@@ -313,9 +313,9 @@ func splitSource(src string) (device, module string, ok bool) {
 // Messages from identities outside the edge's scope are refused, counted
 // and logged (and acknowledged, so one bad message cannot block the queue
 // behind it).
-func (h *Hub) appendEventsLocked(ctx context.Context, c appendEvents) (protocol.MessagesAck, error) {
+func (f *FSM) appendEventsLocked(ctx context.Context, c appendEvents) (protocol.MessagesAck, error) {
 	m := c.Frame
-	inScope, err := h.inScope(c.Edge)
+	inScope, err := f.inScope(c.Edge)
 	if err != nil {
 		return protocol.MessagesAck{}, err
 	}
@@ -325,7 +325,7 @@ func (h *Hub) appendEventsLocked(ctx context.Context, c appendEvents) (protocol.
 		}
 	}
 	var b batchPlan
-	err = h.db.View(func(txn *badger.Txn) error { return h.planBatch(txn, c, inScope, &b) })
+	err = f.db.View(func(txn *badger.Txn) error { return f.planBatch(txn, c, inScope, &b) })
 	if err != nil {
 		return protocol.MessagesAck{}, err
 	}
@@ -333,16 +333,16 @@ func (h *Hub) appendEventsLocked(ctx context.Context, c appendEvents) (protocol.
 		if b.cursor != b.oldCursor {
 			b.ops = append(b.ops, putUint(cursorKey(m.Instance, m.Queue), b.cursor))
 		}
-		if err := h.events.append(ctx, b.evs, b.ops); err != nil {
+		if err := f.events.append(ctx, b.evs, b.ops); err != nil {
 			return protocol.MessagesAck{}, err
 		}
 	}
 	b.ack.Appended = len(b.evs)
-	h.metrics.eventsAppended.Add(int64(len(b.evs)))
-	h.metrics.eventsDuplicate.Add(int64(b.ack.Duplicates))
+	f.metrics.eventsAppended.Add(int64(len(b.evs)))
+	f.metrics.eventsDuplicate.Add(int64(b.ack.Duplicates))
 	if b.collisions > 0 {
-		h.metrics.instanceCollisions.Add(int64(b.collisions))
-		h.logCollision(c, b)
+		f.metrics.instanceCollisions.Add(int64(b.collisions))
+		f.logCollision(c, b)
 	}
 	return b.ack, nil
 }
@@ -357,7 +357,7 @@ type batchPlan struct {
 	firstCollision    uint64 // edge seq of the first collision
 }
 
-func (h *Hub) planBatch(txn *badger.Txn, c appendEvents, inScope func(string) bool, b *batchPlan) error {
+func (f *FSM) planBatch(txn *badger.Txn, c appendEvents, inScope func(string) bool, b *batchPlan) error {
 	m := c.Frame
 	var err error
 	if b.oldCursor, _, err = getUint(txn, cursorKey(m.Instance, m.Queue)); err != nil {
@@ -374,20 +374,20 @@ func (h *Hub) planBatch(txn *badger.Txn, c appendEvents, inScope func(string) bo
 			id += "/" + mod
 		}
 		if !ok || !inScope(id) {
-			h.metrics.eventsRefused.Add(1)
+			f.metrics.eventsRefused.Add(1)
 			b.ack.Refused++
-			if ok, held := h.refusedLog.Allow("scope"); ok {
-				h.log.Warn("message refused: its source is not in the edge's scope", "edge", c.Edge, "source", msg.Source, "message_id", msg.ID,
+			if ok, held := f.refusedLog.Allow("scope"); ok {
+				f.log.Warn("message refused: its source is not in the edge's scope", "edge", c.Edge, "source", msg.Source, "message_id", msg.ID,
 					"refused_since_last_logged", held)
 			}
 			continue
 		}
 		if g := msg.Sys[protocol.SysGeneration]; g != "" {
-			if cur, _, _ := h.ids.Get(id); cur.Generation != g {
-				h.metrics.eventsStale.Add(1)
+			if cur, _, _ := f.ids.Get(id); cur.Generation != g {
+				f.metrics.eventsStale.Add(1)
 				b.ack.Refused++
-				if ok, held := h.refusedLog.Allow("generation"); ok {
-					h.log.Warn("message refused: sent by a deleted generation of its identity", "edge", c.Edge, "source", msg.Source,
+				if ok, held := f.refusedLog.Allow("generation"); ok {
+					f.log.Warn("message refused: sent by a deleted generation of its identity", "edge", c.Edge, "source", msg.Source,
 						"message_id", msg.ID, "generation", g, "current_generation", cur.Generation, "refused_since_last_logged", held)
 				}
 				continue
@@ -430,15 +430,15 @@ const collisionLogEvery = 60_000
 // logCollision reports two edges sharing one instance, rate-limited per
 // instance by the command's time (never the wall clock: commands are
 // deterministic). Hub.mu is held.
-func (h *Hub) logCollision(c appendEvents, b batchPlan) {
+func (f *FSM) logCollision(c appendEvents, b batchPlan) {
 	inst := c.Frame.Instance
-	if last, ok := h.collisionLogged[inst]; ok && c.At-last < collisionLogEvery {
+	if last, ok := f.collisionLogged[inst]; ok && c.At-last < collisionLogEvery {
 		return
 	}
-	h.collisionLogged[inst] = c.At
-	h.log.Error("two edges send under one instance id (a cloned data directory?): messages with the same sequence number and different content; both are stored",
+	f.collisionLogged[inst] = c.At
+	f.log.Error("two edges send under one instance id (a cloned data directory?): messages with the same sequence number and different content; both are stored",
 		"edge", c.Edge, "instance", inst, "queue", c.Frame.Queue, "messages", b.collisions, "first_seq", b.firstCollision,
-		"total", h.metrics.instanceCollisions.Load())
+		"total", f.metrics.instanceCollisions.Load())
 }
 
 // cursors returns the queue cursors of an edge incarnation.
@@ -487,12 +487,12 @@ type expireEvents struct {
 	Max    int   `cbor:"2,keyasint"`
 }
 
-func (h *Hub) expireEventsLocked(ctx context.Context, c expireEvents) (int, error) {
+func (f *FSM) expireEventsLocked(ctx context.Context, c expireEvents) (int, error) {
 	var ops []kv.Op
 	n := 0
 	lists := map[string][]byte{} // digest lists as this sweep leaves them
 	var order []string
-	err := h.db.View(func(txn *badger.Txn) error {
+	err := f.db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{kv.PrefixEvent}, PrefetchValues: true, PrefetchSize: 100})
 		defer it.Close()
 		for it.Rewind(); it.Valid() && n < c.Max; it.Next() {
@@ -534,7 +534,7 @@ func (h *Hub) expireEventsLocked(ctx context.Context, c expireEvents) (int, erro
 			ops = append(ops, kv.Set([]byte(sk), l))
 		}
 	}
-	return n, h.db.Commit(ctx, ops...)
+	return n, f.db.Commit(ctx, ops...)
 }
 
 // sweep removes events older than the retention, every minute (or a tenth

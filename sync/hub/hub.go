@@ -83,13 +83,10 @@ type Options struct {
 
 // Hub is the cloud side's state and its service.
 type Hub struct {
-	opts Options
-	log  *slog.Logger
-	// refusedLog keeps refused events (one per message of a deleted device's
-	// backlog) from flooding the log; every one is counted.
-	refusedLog ratelog.Limiter
-	busyLog    ratelog.Limiter // link frames over an edge's limit
-	linkSlots  linkSlots
+	opts      Options
+	log       *slog.Logger
+	busyLog   ratelog.Limiter // link frames over an edge's limit
+	linkSlots linkSlots
 
 	disk     *disk.Monitor // nil InMemory
 	ownsDisk bool
@@ -100,19 +97,19 @@ type Hub struct {
 	events   *eventLog
 	images   *imageStore
 
-	mu     sync.Mutex // the state machine: commands apply one at a time
-	wakeMu sync.Mutex
-	wakeCh chan struct{} // closed and replaced after every change edges pull
-	edges  *edges
+	fsm *FSM
+	// recordEntry, if set (tests), sees every entry before it applies, in order.
+	recordEntry func(entry []byte)
+	mu          sync.Mutex // the state machine: commands apply one at a time
+	wakeMu      sync.Mutex
+	wakeCh      chan struct{} // closed and replaced after every change edges pull
+	edges       *edges
 	// instances finds two live instances of one edge identity (instances.go).
 	instances *instances
 	closed    atomic.Bool
 	done      chan struct{} // closed by Stop: ends the retention sweeper
 	sweeper   sync.WaitGroup
-	metrics   metrics
-	// collisionLogged is when (command time, unix ms) a collision of each
-	// instance was last logged; under mu.
-	collisionLogged map[string]int64
+	metrics   *metrics // the FSM's
 }
 
 type metrics struct {
@@ -163,7 +160,7 @@ func Open(ctx context.Context, dir string, opts Options) (*Hub, error) {
 	if opts.ImageDir == "" && !opts.InMemory {
 		opts.ImageDir = filepath.Join(dir, "images")
 	}
-	h := &Hub{opts: opts, log: opts.Logger, wakeCh: make(chan struct{}), done: make(chan struct{}), collisionLogged: map[string]int64{}}
+	h := &Hub{opts: opts, log: opts.Logger, wakeCh: make(chan struct{}), done: make(chan struct{}), metrics: &metrics{}}
 	h.linkSlots.max = opts.MaxLinkFrames
 	h.edges = newEdges(h)
 	h.instances = newInstances(h)
@@ -192,18 +189,10 @@ func Open(ctx context.Context, dir string, opts Options) (*Hub, error) {
 		_ = h.Close()
 		return nil, fmt.Errorf("open hub: %w", err)
 	}
-	if h.ids, err = identity.Open(ctx, h.db, identity.Options{Logger: opts.Logger}); err != nil {
+	if h.fsm, err = OpenFSM(ctx, h.db, FSMOptions{Logger: opts.Logger, Now: opts.Now}); err != nil {
 		return fail(err)
 	}
-	if h.twins, err = twin.Open(ctx, h.db, twin.Options{Role: twin.Cloud, Name: "hub", Logger: opts.Logger}); err != nil {
-		return fail(err)
-	}
-	if h.queues, err = queue.Open(ctx, h.db, queue.Options{Logger: opts.Logger}); err != nil {
-		return fail(err)
-	}
-	if h.events, err = openEventLog(h.db); err != nil {
-		return fail(err)
-	}
+	h.useFSM()
 	if h.images, err = openImages(opts.ImageDir, opts.MaxImageSize); err != nil {
 		return fail(err)
 	}
@@ -212,6 +201,13 @@ func Open(ctx context.Context, dir string, opts Options) (*Hub, error) {
 		go h.sweep()
 	}
 	return h, nil
+}
+
+// useFSM points the servers' readers at the FSM's stores (after Open and
+// Restore).
+func (h *Hub) useFSM() {
+	f := h.fsm
+	h.ids, h.twins, h.queues, h.events, h.metrics = f.ids, f.twins, f.queues, f.events, f.metrics
 }
 
 // Stop makes pulls and long polls in progress return at once, so an HTTP
@@ -235,8 +231,8 @@ func (h *Hub) Close() error {
 	h.Stop()
 	h.sweeper.Wait()
 	var errs []error
-	if h.queues != nil {
-		errs = append(errs, h.queues.Close())
+	if h.fsm != nil {
+		errs = append(errs, h.fsm.Close())
 	}
 	errs = append(errs, h.db.Close())
 	h.db = nil

@@ -13,34 +13,34 @@ import (
 // edge device, what GC knew of its replica. A device created again under
 // the same id gets a new generation and starts with an empty twin and
 // queue, as on IoT Hub.
-func (h *Hub) deleteIdentitiesLocked(ctx context.Context, c deleteIdentities) error {
+func (f *FSM) deleteIdentitiesLocked(ctx context.Context, c deleteIdentities) error {
 	for _, id := range c.IDs {
-		old, _, _ := h.ids.Get(id)
-		if err := h.ids.Delete(ctx, id); err != nil {
+		old, _, _ := f.ids.Get(id)
+		if err := f.ids.Delete(ctx, id); err != nil {
 			return err
 		}
-		removed, err := h.twins.Delete(ctx, id)
+		removed, err := f.twins.Delete(ctx, id)
 		if err != nil {
 			return fmt.Errorf("delete the twin of %q: %w", id, err)
 		}
 		purged := 0
 		if dev, mod, _ := identity.SplitID(id); mod == "" {
-			if q, ok := h.queues.Lookup("c2d/" + dev); ok {
+			if q, ok := f.queues.Lookup("c2d/" + dev); ok {
 				if purged, err = q.Purge(ctx); err != nil {
 					return fmt.Errorf("delete the cloud-to-device queue of %q: %w", id, err)
 				}
 			}
 			if old.Edge {
-				if err := h.twins.Forget(ctx, dev); err != nil {
+				if err := f.twins.Forget(ctx, dev); err != nil {
 					return err
 				}
 			}
 		}
 		if removed {
-			h.metrics.twinsRemoved.Add(1)
+			f.metrics.twinsRemoved.Add(1)
 		}
-		h.metrics.c2dPurged.Add(int64(purged))
-		h.log.Info("identity deleted with its twin and queues", "id", id, "generation", old.Generation, "twin_removed", removed, "c2d_purged", purged)
+		f.metrics.c2dPurged.Add(int64(purged))
+		f.log.Info("identity deleted with its twin and queues", "id", id, "generation", old.Generation, "twin_removed", removed, "c2d_purged", purged)
 	}
 	return nil
 }
@@ -51,28 +51,34 @@ const gcWork = 32
 
 // collectGarbage drops the twin tombstones every replica has acknowledged
 // (crdt.Stable): a twin's members are the hub and the edge whose
-// scope holds it, none but the hub when no edge does.
+// scope holds it, none but the hub when no edge does. Which twins a round
+// looks at is chosen here; the command removes what the state makes stable.
 func (h *Hub) collectGarbage(ctx context.Context) {
-	if h.twins.GCBacklog() == 0 {
+	if ctx.Err() != nil || h.twins.GCBacklog() == 0 {
 		return
 	}
-	n, err := h.twins.GC(ctx, h.twinMembers(), gcWork)
-	if err != nil {
+	if err := h.apply(ctx, gcTwins{IDs: h.twins.GCTake(gcWork)}); err != nil {
 		h.log.Warn("twin GC", "err", err)
 	}
-	h.metrics.twinGC.Add(int64(n))
+}
+
+func (f *FSM) gcTwinsLocked(ctx context.Context, c gcTwins) error {
+	n, err := f.twins.GCTwins(ctx, f.twinMembers(), c.IDs)
+	f.metrics.twinGC.Add(int64(n))
+	return err
 }
 
 // twinMembers resolves the edge of a twin (as edgeOf) with at most one scan
 // of the registry per GC round, made only when a child device's twin needs
 // it: GC runs after every pull and twin merge while tombstones wait.
-func (h *Hub) twinMembers() twin.Members {
+func (f *FSM) twinMembers() twin.Members {
 	var edges map[string]string // device scope → edge device
 	edgeOfScope := func(scope string) string {
 		if edges == nil {
 			edges = map[string]string{}
-			for _, d := range h.Devices() {
-				if d.Edge {
+			ids, _ := f.ids.List()
+			for _, d := range ids {
+				if d.Edge && d.ModuleID == "" {
 					edges[d.DeviceScope] = d.DeviceID
 				}
 			}
@@ -84,7 +90,7 @@ func (h *Hub) twinMembers() twin.Members {
 		if err != nil {
 			return nil
 		}
-		d, ok, _ := h.ids.Get(dev)
+		d, ok, _ := f.ids.Get(dev)
 		switch {
 		case !ok:
 			return nil

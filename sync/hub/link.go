@@ -143,7 +143,7 @@ func (h *Hub) Pull(ctx context.Context, edge string, p protocol.Pull) (protocol.
 	duplicate := h.instances.seen(edge, p.Instance, +1) // closed when a second instance appears: answer now, with protocol.InstancesHeader
 	defer func() { h.instances.endPull(edge, p.Instance, ctx.Err() != nil) }()
 	// The edge's version vector is its ack for tombstone GC.
-	if err := h.twins.Ack(ctx, edge, crdt.ReplicaID(p.Instance), p.TwinVV); err != nil {
+	if err := h.apply(ctx, ackPull{Edge: edge, Instance: p.Instance, VV: p.TwinVV, C2D: h.c2dCursors(edge, p)}); err != nil {
 		return protocol.Push{}, err
 	}
 	h.collectGarbage(ctx)
@@ -208,7 +208,7 @@ func (h *Hub) collect(ctx context.Context, edge string, p protocol.Pull) (protoc
 		if id.ModuleID != "" || id.DeviceID == edge {
 			continue
 		}
-		msgs, err := h.c2dFor(ctx, id.DeviceID, p.C2D[id.DeviceID])
+		msgs, err := h.c2dFor(id.DeviceID, p.C2D[id.DeviceID])
 		if err != nil {
 			return push, nil, err
 		}

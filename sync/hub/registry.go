@@ -136,8 +136,10 @@ func (h *Hub) DeleteModule(ctx context.Context, device, module string) error {
 }
 
 // Identity returns a device ("d") or module ("d/m").
-func (h *Hub) Identity(id string) (identity.Identity, error) {
-	v, ok, err := h.ids.Get(id)
+func (h *Hub) Identity(id string) (identity.Identity, error) { return h.fsm.identity(id) }
+
+func (f *FSM) identity(id string) (identity.Identity, error) {
+	v, ok, err := f.ids.Get(id)
 	switch {
 	case err != nil:
 		return v, fmt.Errorf("%w: %v", ErrInvalid, err)
@@ -185,8 +187,11 @@ func (h *Hub) scope(edge string) ([]identity.Identity, identity.Identity, error)
 // inScope returns a check of whether an identity ("d" or "d/m") is in an
 // edge's scope, by lookups rather than a scan of the registry: for the
 // per-batch checks of the link.
-func (h *Hub) inScope(edge string) (func(id string) bool, error) {
-	self, err := h.Identity(edge)
+func (h *Hub) inScope(edge string) (func(id string) bool, error) { return h.fsm.inScope(edge) }
+
+// inScope (see Hub.inScope) reads only the FSM's state.
+func (f *FSM) inScope(edge string) (func(id string) bool, error) {
+	self, err := f.identity(edge)
 	if err != nil {
 		return nil, err
 	}
@@ -194,14 +199,14 @@ func (h *Hub) inScope(edge string) (func(id string) bool, error) {
 		return nil, fmt.Errorf("%w: %q is not an edge device", ErrInvalid, edge)
 	}
 	return func(id string) bool {
-		if _, ok, _ := h.ids.Get(id); !ok {
+		if _, ok, _ := f.ids.Get(id); !ok {
 			return false
 		}
 		dev, _, _ := identity.SplitID(id)
 		if dev == edge {
 			return true
 		}
-		d, ok, _ := h.ids.Get(dev)
+		d, ok, _ := f.ids.Get(dev)
 		return ok && d.ModuleID == "" && slices.Contains(d.ParentScopes, self.DeviceScope)
 	}, nil
 }

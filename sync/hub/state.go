@@ -2,8 +2,8 @@ package hub
 
 import (
 	"context"
-	"fmt"
 
+	"github.com/outpost-edge/outpost/store/crdt"
 	"github.com/outpost-edge/outpost/store/identity"
 	"github.com/outpost-edge/outpost/store/twin"
 	"github.com/outpost-edge/outpost/sync/protocol"
@@ -38,59 +38,53 @@ type mergeTwins struct {
 	Batch twin.Batch `cbor:"2,keyasint"`
 }
 
+// ackPull records what an edge's pull acknowledges: its twin version
+// vector (for tombstone GC) and, per device, the highest cloud-to-device
+// seq it holds (those messages leave the queue).
+type ackPull struct {
+	Edge     string            `cbor:"1,keyasint"`
+	Instance string            `cbor:"2,keyasint"`
+	VV       crdt.VV           `cbor:"3,keyasint"`
+	C2D      map[string]uint64 `cbor:"4,keyasint,omitempty"`
+}
+
+// gcTwins collects the named twins' stable tombstones (twin.Store.GCTwins).
+type gcTwins struct {
+	IDs []string `cbor:"1,keyasint"`
+}
+
 // apply runs one command on the state and wakes the edges' pulls.
 func (h *Hub) apply(ctx context.Context, cmd any) error {
 	_, err := h.applyResult(ctx, cmd)
 	return err
 }
 
-// applyResult is apply for commands that answer something.
+// applyResult encodes cmd at the hub's time and applies the entry through
+// the FSM: the one code path a replicated log will also take.
 func (h *Hub) applyResult(ctx context.Context, cmd any) (any, error) {
-	h.mu.Lock()
-	var res any
-	var err error
-	switch c := cmd.(type) {
-	case appendEvents:
-		res, err = h.appendEventsLocked(ctx, c)
-	case mergeTwins:
-		_, err = h.twins.ApplyDelta(ctx, c.Batch)
-	case expireEvents:
-		res, err = h.expireEventsLocked(ctx, c)
-	default:
-		err = h.applyLocked(ctx, cmd)
+	if err := ctx.Err(); err != nil {
+		return nil, err
 	}
+	at := h.opts.Now().UnixMilli()
+	if c, ok := cmd.(appendEvents); ok {
+		at = c.At
+	}
+	entry, err := encodeCommand(cmd, at)
+	if err != nil {
+		return nil, err
+	}
+	h.mu.Lock()
+	if h.recordEntry != nil {
+		h.recordEntry(entry)
+	}
+	res, err := h.fsm.Apply(entry)
 	h.mu.Unlock()
 	switch cmd.(type) {
-	case appendEvents, expireEvents: // nothing an edge pulls
+	case appendEvents, expireEvents, ackPull, gcTwins: // nothing an edge pulls
 	default:
 		if err == nil {
 			h.wake()
 		}
 	}
 	return res, err
-}
-
-func (h *Hub) applyLocked(ctx context.Context, cmd any) error {
-	switch c := cmd.(type) {
-	case putIdentities:
-		if err := h.ids.Put(ctx, c.IDs...); err != nil {
-			return err
-		}
-		for _, id := range c.IDs {
-			if _, err := h.twins.EnsureGeneration(ctx, id.ID(), id.Generation); err != nil {
-				return err
-			}
-		}
-		return nil
-	case deleteIdentities:
-		return h.deleteIdentitiesLocked(ctx, c)
-	case writeTwin:
-		return h.writeTwinLocked(ctx, c)
-	case applyConfiguration:
-		return h.applyConfigurationLocked(ctx, c)
-	case sendC2D:
-		return h.sendC2DLocked(ctx, c)
-	default:
-		return fmt.Errorf("hub state machine: unknown command %T", cmd)
-	}
 }

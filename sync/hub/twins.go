@@ -82,11 +82,11 @@ func (h *Hub) UpdateTwin(ctx context.Context, id string, body []byte, replace bo
 	return h.Twin(id)
 }
 
-func (h *Hub) writeTwinLocked(ctx context.Context, c writeTwin) error {
+func (f *FSM) writeTwinLocked(ctx context.Context, c writeTwin) error {
 	for _, w := range []struct {
 		doc            json.RawMessage
 		patch, replace func(context.Context, string, []byte) (int64, error)
-	}{{c.Tags, h.twins.PatchTags, h.twins.ReplaceTags}, {c.Desired, h.twins.PatchDesired, h.twins.ReplaceDesired}} {
+	}{{c.Tags, f.twins.PatchTags, f.twins.ReplaceTags}, {c.Desired, f.twins.PatchDesired, f.twins.ReplaceDesired}} {
 		if len(w.doc) == 0 || bytes.Equal(w.doc, []byte("null")) {
 			continue
 		}
@@ -157,9 +157,9 @@ func (h *Hub) ApplyConfiguration(ctx context.Context, device string, body []byte
 	return out, h.apply(ctx, c)
 }
 
-func (h *Hub) applyConfigurationLocked(ctx context.Context, c applyConfiguration) error {
+func (f *FSM) applyConfigurationLocked(ctx context.Context, c applyConfiguration) error {
 	if len(c.New) > 0 {
-		if err := h.applyLocked(ctx, putIdentities{IDs: c.New}); err != nil {
+		if err := f.applyLocked(ctx, putIdentities{IDs: c.New}); err != nil {
 			return err
 		}
 	}
@@ -169,7 +169,7 @@ func (h *Hub) applyConfigurationLocked(ctx context.Context, c applyConfiguration
 	}
 	sort.Strings(mods)
 	for _, m := range mods {
-		if err := h.writeTwinLocked(ctx, writeTwin{ID: c.Device + "/" + m, Desired: c.Desired[m], Replace: true}); err != nil {
+		if err := f.writeTwinLocked(ctx, writeTwin{ID: c.Device + "/" + m, Desired: c.Desired[m], Replace: true}); err != nil {
 			return fmt.Errorf("module %s: %w", m, err)
 		}
 	}

@@ -1,0 +1,126 @@
+package hub
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/outpost-edge/outpost/store/kv"
+)
+
+// A command travels as an envelope of deterministic CBOR (store/kv's
+// codec): {v: version, t: type, a: time, b: body}, the body being the
+// command's own CBOR. A raft log entry will carry these bytes unchanged.
+// The type numbers and field keys are a storage format: never reuse or
+// renumber them; a change of a body's meaning gets a new version.
+type envelope struct {
+	V  uint64 `cbor:"v"`
+	T  uint64 `cbor:"t"`
+	At int64  `cbor:"a"` // unix ms, decided by the proposer: the command's clock
+	B  []byte `cbor:"b"`
+}
+
+// Command types, one per command (see commandSpecs).
+const (
+	cmdPutIdentities uint64 = iota + 1
+	cmdDeleteIdentities
+	cmdWriteTwin
+	cmdApplyConfiguration
+	cmdSendC2D
+	cmdAppendEvents
+	cmdMergeTwins
+	cmdExpireEvents
+	cmdAckPull
+	cmdGCTwins
+)
+
+// ErrCommand: an entry this hub cannot apply (malformed, an unknown type,
+// or a newer version written by a newer hub: upgrade this node).
+var ErrCommand = errors.New("bad state machine command")
+
+// commandSpec is what the codec knows of one command type.
+type commandSpec struct {
+	name    string
+	version uint64 // the newest version this hub reads and writes
+	decode  func(b []byte) (any, error)
+}
+
+func decodeAs[T any](b []byte) (any, error) {
+	var c T
+	if err := kv.Unmarshal(b, &c); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+var commandSpecs = map[uint64]commandSpec{
+	cmdPutIdentities:      {"putIdentities", 1, decodeAs[putIdentities]},
+	cmdDeleteIdentities:   {"deleteIdentities", 1, decodeAs[deleteIdentities]},
+	cmdWriteTwin:          {"writeTwin", 1, decodeAs[writeTwin]},
+	cmdApplyConfiguration: {"applyConfiguration", 1, decodeAs[applyConfiguration]},
+	cmdSendC2D:            {"sendC2D", 1, decodeAs[sendC2D]},
+	cmdAppendEvents:       {"appendEvents", 1, decodeAs[appendEvents]},
+	cmdMergeTwins:         {"mergeTwins", 1, decodeAs[mergeTwins]},
+	cmdExpireEvents:       {"expireEvents", 1, decodeAs[expireEvents]},
+	cmdAckPull:            {"ackPull", 1, decodeAs[ackPull]},
+	cmdGCTwins:            {"gcTwins", 1, decodeAs[gcTwins]},
+}
+
+func commandType(cmd any) (uint64, error) {
+	switch cmd.(type) {
+	case putIdentities:
+		return cmdPutIdentities, nil
+	case deleteIdentities:
+		return cmdDeleteIdentities, nil
+	case writeTwin:
+		return cmdWriteTwin, nil
+	case applyConfiguration:
+		return cmdApplyConfiguration, nil
+	case sendC2D:
+		return cmdSendC2D, nil
+	case appendEvents:
+		return cmdAppendEvents, nil
+	case mergeTwins:
+		return cmdMergeTwins, nil
+	case expireEvents:
+		return cmdExpireEvents, nil
+	case ackPull:
+		return cmdAckPull, nil
+	case gcTwins:
+		return cmdGCTwins, nil
+	}
+	return 0, fmt.Errorf("%w: %T is not a command of the hub's state machine", ErrCommand, cmd)
+}
+
+// encodeCommand makes the entry Apply takes: cmd at the time at (unix
+// ms), which the proposer chose.
+func encodeCommand(cmd any, at int64) ([]byte, error) {
+	t, err := commandType(cmd)
+	if err != nil {
+		return nil, err
+	}
+	body, err := kv.Marshal(cmd)
+	if err != nil {
+		return nil, fmt.Errorf("encode command %s: %w", commandSpecs[t].name, err)
+	}
+	return kv.Marshal(envelope{V: commandSpecs[t].version, T: t, At: at, B: body})
+}
+
+// decodeCommand reads an entry: the command and its time. It never
+// panics; anything it cannot read is an ErrCommand saying why.
+func decodeCommand(entry []byte) (cmd any, at int64, err error) {
+	var e envelope
+	if err := kv.Unmarshal(entry, &e); err != nil {
+		return nil, 0, fmt.Errorf("%w: envelope: %w", ErrCommand, err)
+	}
+	spec, ok := commandSpecs[e.T]
+	switch {
+	case !ok:
+		return nil, 0, fmt.Errorf("%w: unknown command type %d (written by a newer hub? upgrade this node)", ErrCommand, e.T)
+	case e.V == 0 || e.V > spec.version:
+		return nil, 0, fmt.Errorf("%w: %s version %d, this hub reads up to version %d (upgrade this node)", ErrCommand, spec.name, e.V, spec.version)
+	}
+	if cmd, err = spec.decode(e.B); err != nil {
+		return nil, 0, fmt.Errorf("%w: %s: %w", ErrCommand, spec.name, err)
+	}
+	return cmd, e.At, nil
+}

@@ -1,0 +1,170 @@
+package hub
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/outpost-edge/outpost/store/identity"
+	"github.com/outpost-edge/outpost/store/kv"
+	"github.com/outpost-edge/outpost/store/queue"
+	"github.com/outpost-edge/outpost/store/ratelog"
+	"github.com/outpost-edge/outpost/store/twin"
+)
+
+// FSM is the hub's state machine: the registry, twins, deployments, the
+// event log with its de-duplication index and cursors, and the
+// cloud-to-device queues, all in one kv store. Its state changes only
+// through Apply of an encoded command (command.go), one at a time (the
+// caller serialises: Hub.mu today, raft's FSM goroutine later). Apply reads
+// no clock and no randomness: the stores' clock, while a command applies,
+// is the command's time, chosen by its proposer.
+//
+// The signatures map onto hashicorp/raft's: Apply(entry) is
+// raft.FSM.Apply(log.Data), Snapshot(w) is FSMSnapshot.Persist's body and
+// Restore(r) is raft.FSM.Restore.
+type FSM struct {
+	opts   FSMOptions
+	db     *kv.DB
+	ids    *identity.Cache
+	twins  *twin.Store
+	queues *queue.Store
+	events *eventLog
+	log    *slog.Logger
+
+	metrics    *metrics
+	refusedLog *ratelog.Limiter
+	// collisionLogged is when (command time, unix ms) a collision of each
+	// instance was last logged.
+	collisionLogged map[string]int64
+
+	applying atomic.Bool
+	at       atomic.Int64 // the applying command's time, unix ms
+}
+
+// FSMOptions configure an FSM.
+type FSMOptions struct {
+	Logger *slog.Logger
+	// Now is the wall clock of reads outside Apply (a twin's age, a
+	// queue's status); Apply never calls it. Default time.Now.
+	Now func() time.Time
+}
+
+// OpenFSM opens the state machine on db (which it does not close).
+func OpenFSM(ctx context.Context, db *kv.DB, opts FSMOptions) (*FSM, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	f := &FSM{opts: opts, db: db, log: opts.Logger, metrics: &metrics{}, refusedLog: &ratelog.Limiter{}, collisionLogged: map[string]int64{}}
+	if err := f.openStores(ctx); err != nil {
+		return nil, fmt.Errorf("open hub state machine: %w", err)
+	}
+	return f, nil
+}
+
+// openStores (re)opens the stores over the kv state: they keep caches
+// and counters that a Restore replaces.
+func (f *FSM) openStores(ctx context.Context) error {
+	var err error
+	if f.ids, err = identity.Open(ctx, f.db, identity.Options{Logger: f.log}); err != nil {
+		return err
+	}
+	if f.twins, err = twin.Open(ctx, f.db, twin.Options{Role: twin.Cloud, Name: "hub", Logger: f.log, Now: f.nowMS}); err != nil {
+		return err
+	}
+	if f.queues, err = queue.Open(ctx, f.db, queue.Options{Logger: f.log, Now: f.now}); err != nil {
+		return err
+	}
+	if f.events, err = openEventLog(f.db); err != nil {
+		_ = f.queues.Close()
+		return err
+	}
+	return nil
+}
+
+// Close stops the stores' goroutines (not the kv store).
+func (f *FSM) Close() error {
+	if f.events != nil {
+		f.events.close()
+	}
+	if f.queues != nil {
+		return f.queues.Close()
+	}
+	return nil
+}
+
+// now is the stores' clock: the command's time while one applies.
+func (f *FSM) now() time.Time {
+	if f.applying.Load() {
+		return time.UnixMilli(f.at.Load())
+	}
+	return f.opts.Now()
+}
+
+func (f *FSM) nowMS() int64 { return f.now().UnixMilli() }
+
+// Apply decodes one entry and applies it. An entry it cannot decode is an
+// ErrCommand and changes nothing; a command the state refuses (ErrInvalid,
+// ErrNotFound, ErrFull) changes nothing either. The result is the
+// command's answer (protocol.MessagesAck for appendEvents, the number of
+// events removed for expireEvents, nil otherwise).
+func (f *FSM) Apply(entry []byte) (any, error) {
+	cmd, at, err := decodeCommand(entry)
+	if err != nil {
+		return nil, err
+	}
+	f.at.Store(at)
+	f.applying.Store(true)
+	defer f.applying.Store(false)
+	return f.applyCommand(context.Background(), cmd, at)
+}
+
+func (f *FSM) applyCommand(ctx context.Context, cmd any, at int64) (any, error) {
+	switch c := cmd.(type) {
+	case appendEvents:
+		if c.At != at {
+			return nil, fmt.Errorf("%w: appendEvents at %d in an entry at %d", ErrCommand, c.At, at)
+		}
+		return f.appendEventsLocked(ctx, c)
+	case mergeTwins:
+		_, err := f.twins.ApplyDelta(ctx, c.Batch)
+		return nil, err
+	case expireEvents:
+		return f.expireEventsLocked(ctx, c)
+	case ackPull:
+		return nil, f.ackPullLocked(ctx, c)
+	}
+	return nil, f.applyLocked(ctx, cmd)
+}
+
+func (f *FSM) applyLocked(ctx context.Context, cmd any) error {
+	switch c := cmd.(type) {
+	case putIdentities:
+		if err := f.ids.Put(ctx, c.IDs...); err != nil {
+			return err
+		}
+		for _, id := range c.IDs {
+			if _, err := f.twins.EnsureGeneration(ctx, id.ID(), id.Generation); err != nil {
+				return err
+			}
+		}
+		return nil
+	case deleteIdentities:
+		return f.deleteIdentitiesLocked(ctx, c)
+	case writeTwin:
+		return f.writeTwinLocked(ctx, c)
+	case applyConfiguration:
+		return f.applyConfigurationLocked(ctx, c)
+	case sendC2D:
+		return f.sendC2DLocked(ctx, c)
+	case gcTwins:
+		return f.gcTwinsLocked(ctx, c)
+	}
+	return errors.Join(ErrCommand, fmt.Errorf("hub state machine: no apply for command %T", cmd))
+}
