@@ -84,7 +84,9 @@ func (s *session) watchExpiry() {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.expiry == nil && !s.ended.Load() {
+	// stopped: a newer connection of the identity may have taken this one
+	// over between its registration and here.
+	if s.expiry == nil && !s.stopped && !s.ended.Load() {
 		s.expiry = time.AfterFunc(s.untilExpiry(), s.checkExpiry)
 	}
 }
@@ -93,17 +95,21 @@ func (s *session) untilExpiry() time.Duration {
 	return min(s.login.Expires.Sub(s.b.opts.Now()), maxExpiryWait)
 }
 
+// checkExpiry runs on the timer. A timer that fired as the session
+// stopped is neither armed again (it would keep the session in memory and
+// wake every maxExpiryWait until the credentials expire, a year for a
+// certificate) nor ends a session already gone.
 func (s *session) checkExpiry() {
 	left := s.untilExpiry()
-	if left <= 0 {
+	s.mu.Lock()
+	stopped := s.stopped
+	if !stopped && left > 0 {
+		s.expiry.Reset(left)
+	}
+	s.mu.Unlock()
+	if !stopped && left <= 0 {
 		s.b.end(s, endExpired, fmt.Errorf("its credentials (SAS token with the allowed skew, or client certificate) expired at %s on the edge's clock; reconnect with new ones",
 			s.login.Expires.UTC().Format(time.RFC3339)))
-		return
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.expiry != nil {
-		s.expiry.Reset(left)
 	}
 }
 

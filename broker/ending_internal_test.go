@@ -71,3 +71,35 @@ func TestPendingDropsClosedClients(t *testing.T) {
 		t.Errorf("the open client's Login was dropped: %+v", l)
 	}
 }
+
+// An expiry timer that fires as its session stops (taken over, or
+// disconnected) is not armed again, and a session stopped before its
+// timer was armed gets none: neither keeps waking until the credentials
+// expire.
+func TestStoppedSessionExpiryNotRearmed(t *testing.T) {
+	e := newEnv(t, "", queue.Options{})
+	server, client := net.Pipe()
+	t.Cleanup(func() { server.Close(); client.Close() })
+	cl := e.b.srv.NewClient(server, "tcp", "dev1", false)
+	login := Login{ID: "dev1", Expires: e.b.opts.Now().Add(time.Hour)}
+
+	s := &session{b: e.b, cl: cl, id: "dev1", subs: map[string]bool{}, login: login}
+	s.acks.init(s)
+	s.watchExpiry()
+	s.stop()
+	s.checkExpiry() // the timer fired just as the session stopped
+	if s.expiry.Stop() {
+		t.Fatal("the expiry timer of a stopped session was armed again")
+	}
+	if s.ended.Load() {
+		t.Fatal("a stopped session was ended by its expiry timer")
+	}
+
+	late := &session{b: e.b, cl: cl, id: "dev1", subs: map[string]bool{}, login: login}
+	late.acks.init(late)
+	late.stop() // taken over before openSession armed its timer
+	late.watchExpiry()
+	if late.expiry != nil {
+		t.Fatal("an expiry timer was armed for a stopped session")
+	}
+}

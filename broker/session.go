@@ -39,6 +39,7 @@ type session struct {
 	acks    ackQueue
 	deliver *deliverer
 	expiry  *time.Timer // ends the session when its token expires
+	stopped bool        // by stop: no timer is armed again
 }
 
 func (b *Broker) openSession(cl *mqtt.Client) {
@@ -115,6 +116,7 @@ func (s *session) stop() {
 	s.mu.Lock()
 	d := s.deliver
 	s.deliver = nil
+	s.stopped = true
 	if s.expiry != nil {
 		s.expiry.Stop()
 	}

@@ -288,7 +288,7 @@ func unpack(blob, kind, dir string) error {
 
 // publish makes an unpacked image readable and runnable by every module
 // (they run under their own uids), writable by none: directories 0755,
-// files 0644, or 0755 when the archive made them executable by anyone.
+// files 0644, or 0755 when the archive gave them any execute bit.
 // Links and devices are never unpacked. dir itself is changed last: its
 // mode is what program checks to know the whole tree was published, so a
 // walk that fails half-way is done again at the next start.

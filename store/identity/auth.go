@@ -52,8 +52,9 @@ func (c *Cache) Authenticate(req AuthRequest) (Identity, error) {
 }
 
 // authenticate is Authenticate that also returns when the credentials
-// expire: a SAS token's expiry plus the allowed skew, zero for a
-// certificate.
+// expire: a SAS token's expiry plus the allowed skew, or the client
+// certificate's NotAfter (the earliest of its verified chain, for a
+// CA-signed one).
 func (c *Cache) authenticate(req AuthRequest) (Identity, time.Time, error) {
 	if req.Now.IsZero() {
 		req.Now = time.Now()

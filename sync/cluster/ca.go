@@ -93,10 +93,10 @@ func LoadCA(certPath, keyPath string) (*CA, error) {
 
 // Save writes the CA's certificate (0644) and key (0600), each atomically.
 func (ca *CA) Save(certPath, keyPath string) error {
-	if err := WriteFileAtomic(keyPath, ca.KeyPEM, 0o600); err != nil {
+	if err := writeFileAtomic(keyPath, ca.KeyPEM, 0o600); err != nil {
 		return err
 	}
-	return WriteFileAtomic(certPath, ca.CertPEM, 0o644)
+	return writeFileAtomic(certPath, ca.CertPEM, 0o644)
 }
 
 // Issue makes a node certificate for nodeID, valid for both ends of a raft
@@ -176,10 +176,11 @@ func parseCert(certPEM []byte) (*x509.Certificate, error) {
 	return x509.ParseCertificate(b.Bytes)
 }
 
-// WriteFileAtomic writes data to path with perm through a temporary file in
+// writeFileAtomic writes data to path with perm through a temporary file in
 // the same directory, synced and renamed, so a crash leaves the old file or
 // the new one, never a torn one, and the file never exists with wider rights.
-func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
+// It is cmd/internal/secret's write again: sync/cluster may not import cmd.
+func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
 	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
 	if err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
@@ -202,6 +203,15 @@ func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	// The rename is durable only once the directory is synced.
+	d, err := os.Open(filepath.Dir(path))
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	return nil

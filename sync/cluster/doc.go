@@ -16,5 +16,6 @@
 //
 // Goroutines: Open starts raft's own goroutines and the stream layer's accept
 // loop, which starts one goroutine per incoming connection for its TLS
-// handshake. Close stops and waits for all of them.
+// handshake, at most 32 at once (more are closed at once). Close stops and
+// waits for all of them.
 package cluster

@@ -17,7 +17,10 @@ import (
 // streamLayer is raft's transport over mutual TLS 1.3. Incoming connections
 // are handshaken off the accept path (one goroutine each, bounded by a
 // deadline) so a slow or hostile peer cannot stall raft's accept loop, and only
-// peers whose certificate the cluster CA signed reach raft.
+// peers whose certificate the cluster CA signed reach raft. At most
+// maxHandshakes handshakes run at once: beyond that a connection is closed
+// at once and counted as rejected, so a flood of idle sockets costs neither
+// unbounded goroutines nor memory (a cluster has 3 or 5 members).
 type streamLayer struct {
 	ln        net.Listener
 	advertise net.Addr
@@ -27,11 +30,17 @@ type streamLayer struct {
 	log       *slog.Logger
 
 	conns    chan net.Conn
+	slots    chan struct{} // one per handshake in flight
 	done     chan struct{}
+	base     context.Context // cancelled by Close
+	stopBase context.CancelFunc
 	wg       sync.WaitGroup
 	once     sync.Once
 	rejected atomic.Uint64
 }
+
+// maxHandshakes bounds the incoming TLS handshakes in flight.
+const maxHandshakes = 32
 
 func newStreamLayer(bind string, advertise net.Addr, cfg *tls.Config, handshake time.Duration, log *slog.Logger) (*streamLayer, error) {
 	server, client, err := mutualTLS(cfg)
@@ -50,7 +59,8 @@ func newStreamLayer(bind string, advertise net.Addr, cfg *tls.Config, handshake 
 		}
 	}
 	s := &streamLayer{ln: ln, advertise: advertise, server: server, client: client, handshake: handshake,
-		log: log, conns: make(chan net.Conn), done: make(chan struct{})}
+		log: log, conns: make(chan net.Conn), slots: make(chan struct{}, maxHandshakes), done: make(chan struct{})}
+	s.base, s.stopBase = context.WithCancel(context.Background())
 	s.wg.Add(1)
 	go s.acceptLoop()
 	return s, nil
@@ -97,6 +107,15 @@ func (s *streamLayer) acceptLoop() {
 			}
 			continue
 		}
+		select {
+		case s.slots <- struct{}{}:
+		default:
+			s.rejected.Add(1)
+			s.log.Warn("raft connection refused: too many TLS handshakes in flight", "remote", c.RemoteAddr().String(),
+				"max_handshakes", maxHandshakes)
+			c.Close()
+			continue
+		}
 		s.wg.Add(1)
 		go s.serverHandshake(c)
 	}
@@ -105,16 +124,12 @@ func (s *streamLayer) acceptLoop() {
 func (s *streamLayer) serverHandshake(c net.Conn) {
 	defer s.wg.Done()
 	tc := tls.Server(c, s.server)
-	ctx, cancel := context.WithTimeout(context.Background(), s.handshake)
+	// base is cancelled by Close: the handshake also ends when the layer closes.
+	ctx, cancel := context.WithTimeout(s.base, s.handshake)
 	defer cancel()
-	go func() { // the handshake must also end when the layer closes
-		select {
-		case <-s.done:
-			c.Close()
-		case <-ctx.Done():
-		}
-	}()
-	if err := tc.HandshakeContext(ctx); err != nil {
+	err := tc.HandshakeContext(ctx)
+	<-s.slots
+	if err != nil {
 		s.rejected.Add(1)
 		s.log.Warn("raft connection refused: TLS handshake failed; the peer needs a certificate from this cluster's CA",
 			"remote", c.RemoteAddr().String(), "err", err)
@@ -156,6 +171,7 @@ func (s *streamLayer) Close() error {
 	var err error
 	s.once.Do(func() {
 		close(s.done)
+		s.stopBase()
 		err = s.ln.Close()
 		s.wg.Wait()
 	})

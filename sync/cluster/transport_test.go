@@ -4,8 +4,10 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"io"
 	"net"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -109,3 +111,33 @@ func TestOpenRefusesTransportWithoutMutualTLS(t *testing.T) {
 }
 
 type x509UnknownAuthority = x509.UnknownAuthorityError
+
+func TestAcceptBoundsHandshakesInFlight(t *testing.T) {
+	c := newTestCluster(t)
+	n := c.start("n1", func(o *Options) { o.Bootstrap = true; o.HandshakeTimeout = time.Minute })
+	before := n.Rejected()
+	// Idle sockets that never say hello hold every handshake slot...
+	for range maxHandshakes {
+		conn, err := net.Dial("tcp", n.Addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close() })
+	}
+	eventually(t, 5*time.Second, "idle sockets did not fill the handshake slots", func() bool {
+		return len(n.stream.slots) == maxHandshakes
+	})
+	// ...so the next one is closed at once, not left for the deadline.
+	conn, err := net.Dial("tcp", n.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := conn.Read(make([]byte, 1)); err != io.EOF && !errors.Is(err, syscall.ECONNRESET) {
+		t.Fatalf("read on a connection past the cap: %v, want it closed by the node", err)
+	}
+	if got := n.Rejected(); got != before+1 {
+		t.Fatalf("rejected = %d, want %d", got, before+1)
+	}
+}

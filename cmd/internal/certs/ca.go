@@ -8,6 +8,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"math/big"
 	"net"
 	"os"
@@ -87,10 +88,18 @@ func parsePair(certPEM, keyPEM []byte) (*x509.Certificate, *ecdsa.PrivateKey, er
 	}
 	cert, err := x509.ParseCertificate(cb.Bytes)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, fmt.Errorf("CA certificate: %w", err)
 	}
 	key, err := x509.ParseECPrivateKey(kb.Bytes)
-	return cert, key, err
+	if err != nil {
+		return nil, nil, fmt.Errorf("CA key: %w", err)
+	}
+	// A key from another CA would sign server certificates no client
+	// verifies (and a renewal would publish them under the wrong key).
+	if !key.PublicKey.Equal(cert.PublicKey) {
+		return nil, nil, errors.New("the CA key does not match the CA certificate; move both away to make a new CA")
+	}
+	return cert, key, nil
 }
 
 // issue signs a server certificate for hosts (names and IP addresses).

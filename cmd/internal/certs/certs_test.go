@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -177,5 +178,24 @@ func TestLoadCAs(t *testing.T) {
 	}
 	if _, err := LoadCAs(filepath.Join(dir, "missing"), "--hub-ca"); err == nil {
 		t.Error("a missing file loaded")
+	}
+}
+
+// A CA key that is not the CA certificate's is refused at Open, not used
+// to sign server certificates no client would verify.
+func TestMismatchedCAKeyRefused(t *testing.T) {
+	a, b := t.TempDir(), t.TempDir()
+	c := &clock{t: time.Now()}
+	open(t, a, c)
+	open(t, b, c)
+	key, err := os.ReadFile(filepath.Join(b, CAKeyFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(a, CAKeyFile), key, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(Options{Dir: a, Hosts: hosts, Name: "test CA", Now: c.Now}); err == nil || !strings.Contains(err.Error(), "does not match") {
+		t.Fatalf("Open with another CA's key: %v, want a mismatch error", err)
 	}
 }
