@@ -101,10 +101,14 @@ func (s *Server) sample() {
 		l.links = append(l.links, c)
 	}
 	l.mu.Unlock()
+	open, operators := l.streams.Counts()
+	if open == 0 {
+		return // no viewer: only the history is kept
+	}
 	if data, err := json.Marshal(map[string]any{"status": st, "sample": sm, "links": s.linkHistory()}); err == nil {
 		l.streams.Publish(webui.Event{Name: "status", Data: data})
 	}
-	if s.opts.TwinFields != nil && l.streams.Len() > 0 {
+	if s.opts.TwinFields != nil && operators > 0 {
 		if data, ok := s.twinsChanged(); ok {
 			l.streams.Publish(webui.Event{Name: "twins", Data: data, Private: true})
 		}

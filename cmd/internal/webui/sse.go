@@ -75,6 +75,19 @@ func (s *Streams) Len() int {
 	return len(s.clients)
 }
 
+// Counts is the number of open streams and of those that see private
+// events.
+func (s *Streams) Counts() (open, private int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for c := range s.clients {
+		if c.private {
+			private++
+		}
+	}
+	return len(s.clients), private
+}
+
 // Dropped counts the streams closed because their client fell behind;
 // Refused those refused at the cap.
 func (s *Streams) Dropped() int64 { return s.dropped.Load() }

@@ -84,6 +84,9 @@ func TestStreamsCapPrivateAndHeartbeat(t *testing.T) {
 	_, pub := openStream(t, url, false)
 	_, priv := openStream(t, url, true)
 	waitLen(t, s, 2)
+	if open, private := s.Counts(); open != 2 || private != 1 {
+		t.Errorf("Counts = %d open, %d private; want 2, 1", open, private)
+	}
 	if resp, _ := openStream(t, url, false); resp.StatusCode != http.StatusServiceUnavailable || s.Refused() != 1 {
 		t.Errorf("a third stream over a cap of 2: %d (refused %d), want 503", resp.StatusCode, s.Refused())
 	}
