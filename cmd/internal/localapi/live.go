@@ -105,6 +105,7 @@ func (s *Server) sample() {
 	if open == 0 {
 		return // no viewer: only the history is kept
 	}
+	st.Queues = HideIdleLanes(st.Queues) // what GET /status shows (sm counted them all)
 	if data, err := json.Marshal(map[string]any{"status": st, "sample": sm, "links": s.linkHistory()}); err == nil {
 		l.streams.Publish(webui.Event{Name: "status", Data: data})
 	}

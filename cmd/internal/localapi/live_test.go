@@ -180,3 +180,31 @@ func TestLiveHistory(t *testing.T) {
 		t.Errorf("the samples' peak backlog is %d, want 40", peak)
 	}
 }
+
+// The status event carries what GET /status shows: the idle $upstream
+// lanes left out, while the sample still counts every queue.
+func TestStatusEventHidesIdleLanes(t *testing.T) {
+	f := newFixture(t, func(o *Options) {
+		o.Status = func() Status {
+			return Status{Queues: []QueueStatus{{Name: "$upstream/p0"}, {Name: "$upstream/p1", Depth: 3}, {Name: "$upstream/pdefault", Depth: 2}}}
+		}
+	})
+	evs := f.streamEvents(nil, 300*time.Millisecond)
+	if len(evs["status"]) == 0 {
+		t.Fatal("no status event")
+	}
+	var ev struct {
+		Status Status `json:"status"`
+		Sample Sample `json:"sample"`
+	}
+	if err := json.Unmarshal([]byte(evs["status"][0]), &ev); err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, q := range ev.Status.Queues {
+		names = append(names, q.Name)
+	}
+	if got, want := strings.Join(names, " "), "$upstream/p1 $upstream/pdefault"; got != want || ev.Sample.Upstream != 5 {
+		t.Errorf("status event queues %s (upstream %d), want %s (upstream 5)", got, ev.Sample.Upstream, want)
+	}
+}
