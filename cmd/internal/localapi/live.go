@@ -86,9 +86,10 @@ func (s *Server) runLive() {
 }
 
 func (s *Server) sample() {
-	st := s.opts.Status()
-	sm := sampleOf(st, s.opts.Now())
 	l := s.live
+	open, operators := l.streams.Counts()
+	st := s.sampled(open)
+	sm := sampleOf(st, s.opts.Now())
 	l.mu.Lock()
 	if len(l.samples) == historySamples {
 		l.samples = append(l.samples[:0:0], l.samples[1:]...)
@@ -101,7 +102,6 @@ func (s *Server) sample() {
 		l.links = append(l.links, c)
 	}
 	l.mu.Unlock()
-	open, operators := l.streams.Counts()
 	if open == 0 {
 		return // no viewer: only the history is kept
 	}
@@ -114,6 +114,15 @@ func (s *Server) sample() {
 			l.streams.Publish(webui.Event{Name: "twins", Data: data, Private: true})
 		}
 	}
+}
+
+// sampled is what the sampler reads: the full Status when streams are
+// open, else the counters a sample needs.
+func (s *Server) sampled(open int) Status {
+	if open == 0 && s.opts.LiveStatus != nil {
+		return s.opts.LiveStatus()
+	}
+	return s.opts.Status()
 }
 
 func sampleOf(st Status, now time.Time) Sample {
