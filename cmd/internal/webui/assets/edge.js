@@ -156,7 +156,10 @@ async function showLogs(name) {
   byId("log-module").textContent = name;
   try {
     const r = await fetch("/modules/" + encodeURIComponent(name) + "/logs?tail=100", {credentials: "same-origin"});
-    byId("logs").textContent = r.ok ? (await r.text()) || "(no output yet)" : r.status + ": " + (await r.json()).message;
+    const text = await r.text();
+    let msg = text;
+    try { msg = JSON.parse(text).message || text; } catch (e) { /* not the {code,message} envelope: show it as it is */ }
+    byId("logs").textContent = r.ok ? text || "(no output yet)" : r.status + ": " + msg;
   } catch (e) { byId("logs").textContent = "the edge does not answer: " + e; }
 }
 
