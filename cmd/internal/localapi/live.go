@@ -91,15 +91,9 @@ func (s *Server) sample() {
 	st := s.sampled(open)
 	sm := sampleOf(st, s.opts.Now())
 	l.mu.Lock()
-	if len(l.samples) == historySamples {
-		l.samples = append(l.samples[:0:0], l.samples[1:]...)
-	}
-	l.samples = append(l.samples, sm)
+	l.samples = keepLast(l.samples, sm, historySamples)
 	if c, ok := linkChange(st); ok && (len(l.links) == 0 || !l.links[len(l.links)-1].Since.Equal(c.Since) || l.links[len(l.links)-1].State != c.State) {
-		if len(l.links) == historyLinks {
-			l.links = append(l.links[:0:0], l.links[1:]...)
-		}
-		l.links = append(l.links, c)
+		l.links = keepLast(l.links, c, historyLinks)
 	}
 	l.mu.Unlock()
 	if open == 0 {
@@ -114,6 +108,17 @@ func (s *Server) sample() {
 			l.streams.Publish(webui.Event{Name: "twins", Data: data, Private: true})
 		}
 	}
+}
+
+// keepLast appends v to s, dropping the oldest element when s holds n
+// already: in place, so the history allocates nothing once full.
+func keepLast[T any](s []T, v T, n int) []T {
+	if len(s) < n {
+		return append(s, v)
+	}
+	copy(s, s[1:])
+	s[len(s)-1] = v
+	return s
 }
 
 // sampled is what the sampler reads: the full Status when streams are

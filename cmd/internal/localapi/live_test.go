@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strings"
 	"sync"
@@ -238,5 +239,15 @@ func TestSamplerReadsLiveStatusWithoutViewer(t *testing.T) {
 	}
 	if !strings.Contains(evs["history"][0], `"upstream":7`) {
 		t.Errorf("history %q, want samples of the upstream depth 7", evs["history"][0])
+	}
+}
+
+func TestKeepLast(t *testing.T) {
+	var s []int
+	for i := range 5 {
+		s = keepLast(s, i, 3)
+	}
+	if fmt.Sprint(s) != "[2 3 4]" {
+		t.Errorf("keepLast kept %v, want [2 3 4]", s)
 	}
 }
