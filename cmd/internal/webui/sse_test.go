@@ -104,6 +104,27 @@ func TestStreamsCapPrivateAndHeartbeat(t *testing.T) {
 	}
 }
 
+// Anonymous streams take at most half the cap: a local user holding
+// them all does not lock the operator's dashboard out.
+func TestStreamsKeepHalfForPrivate(t *testing.T) {
+	s := NewStreams(StreamOptions{MaxStreams: 4, Heartbeat: time.Hour})
+	url := serveStreams(t, s)
+	openStream(t, url, false)
+	openStream(t, url, false)
+	waitLen(t, s, 2)
+	if resp, _ := openStream(t, url, false); resp.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("a third anonymous stream of 4: %d, want 503", resp.StatusCode)
+	}
+	for range 2 {
+		if resp, _ := openStream(t, url, true); resp.StatusCode != http.StatusOK {
+			t.Errorf("a private stream with anonymous ones at their half: %d, want 200", resp.StatusCode)
+		}
+	}
+	if resp, _ := openStream(t, url, true); resp.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("a fifth stream of 4: %d, want 503", resp.StatusCode)
+	}
+}
+
 // A client that does not read falls behind: its buffer fills and it is
 // dropped, without holding up Publish or the other streams.
 func TestStreamsDropSlowClient(t *testing.T) {
