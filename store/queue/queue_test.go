@@ -548,3 +548,15 @@ func TestPurge(t *testing.T) {
 		t.Fatalf("after purge and append: %d messages", len(got))
 	}
 }
+
+// Depths is Stats' Depth for every queue, without reading a message.
+func TestDepths(t *testing.T) {
+	e := newEnv(t, Options{})
+	a := e.queue("a", QueueOptions{})
+	e.queue("b", QueueOptions{})
+	mustAppend(t, a, Message{Body: []byte("1")}, Message{Body: []byte("2")})
+	d := e.s.Depths()
+	if len(d) != 2 || d["a"] != 2 || d["b"] != 0 || d["a"] != a.Stats().Depth {
+		t.Errorf("Depths = %v, want a:2 b:0", d)
+	}
+}

@@ -340,6 +340,18 @@ func (s *Store) Stats() map[string]Stats {
 	return out
 }
 
+// Depths returns every queue's message count by name: Stats without the
+// read of each queue's oldest message (a per-second sampler's view).
+func (s *Store) Depths() map[string]int64 {
+	out := map[string]int64{}
+	for _, q := range s.all() {
+		q.mu.Lock()
+		out[q.name] = q.live.Count
+		q.mu.Unlock()
+	}
+	return out
+}
+
 // elapsed is the store's runtime clock in nanoseconds: it advances only
 // with the monotonic clock while the store is open, so wall-clock jumps do
 // not move it (and time powered off is not counted).

@@ -21,7 +21,7 @@ func (e *edge) serveAPI() (io.Closer, error) {
 	}
 	s, err := localapi.Open(localapi.Options{
 		Addr: e.cfg.API, DataDir: e.cfg.DataDir, Hostname: e.cfg.Hostname, Logger: e.cfg.Logger,
-		Status: e.status,
+		Status: e.status, LiveStatus: e.liveStatus,
 		Twin: func(id string) ([]byte, error) {
 			v, err := e.twins.Get(id)
 			if err != nil {
@@ -96,6 +96,21 @@ func (e *edge) status() localapi.Status {
 		st.Broker.ConnectionsRefusedBy[r.String()] = b.ConnRefusedBy[r].Load()
 	}
 	st.Disk = e.diskStatus()
+	return st
+}
+
+// liveStatus is what the dashboard's sampler reads while no one watches:
+// the link, the broker's received count and the queues' depths, without
+// reading each queue's oldest message, the supervisor or the disk.
+func (e *edge) liveStatus() localapi.Status {
+	st := localapi.Status{Broker: localapi.BrokerStatus{Received: e.broker.Stats().Received.Load()}}
+	if e.link != nil {
+		u := e.link.Status()
+		st.Uplink = &u
+	}
+	for n, d := range e.queues.Depths() {
+		st.Queues = append(st.Queues, localapi.QueueStatus{Name: n, Depth: d})
+	}
 	return st
 }
 

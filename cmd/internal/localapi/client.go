@@ -151,7 +151,7 @@ func (c Client) LoginURL(ctx context.Context) (string, error) {
 	}
 	defer resp.Body.Close()
 	var lc LoginCode
-	if err := json.NewDecoder(resp.Body).Decode(&lc); err != nil {
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&lc); err != nil {
 		return "", fmt.Errorf("edge API at %s: login code: %w", c.Addr, err)
 	}
 	return "http://" + browserAddr(c.Addr) + "/login?code=" + url.QueryEscape(lc.Code), nil

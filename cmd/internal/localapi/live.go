@@ -86,29 +86,48 @@ func (s *Server) runLive() {
 }
 
 func (s *Server) sample() {
-	st := s.opts.Status()
-	sm := sampleOf(st, s.opts.Now())
 	l := s.live
+	open, operators := l.streams.Counts()
+	st := s.sampled(open)
+	sm := sampleOf(st, s.opts.Now())
 	l.mu.Lock()
-	if len(l.samples) == historySamples {
-		l.samples = append(l.samples[:0:0], l.samples[1:]...)
-	}
-	l.samples = append(l.samples, sm)
+	l.samples = keepLast(l.samples, sm, historySamples)
 	if c, ok := linkChange(st); ok && (len(l.links) == 0 || !l.links[len(l.links)-1].Since.Equal(c.Since) || l.links[len(l.links)-1].State != c.State) {
-		if len(l.links) == historyLinks {
-			l.links = append(l.links[:0:0], l.links[1:]...)
-		}
-		l.links = append(l.links, c)
+		l.links = keepLast(l.links, c, historyLinks)
 	}
 	l.mu.Unlock()
+	if open == 0 {
+		return // no viewer: only the history is kept
+	}
+	st.Queues = HideIdleLanes(st.Queues) // what GET /status shows (sm counted them all)
 	if data, err := json.Marshal(map[string]any{"status": st, "sample": sm, "links": s.linkHistory()}); err == nil {
 		l.streams.Publish(webui.Event{Name: "status", Data: data})
 	}
-	if s.opts.TwinFields != nil && l.streams.Len() > 0 {
+	if s.opts.TwinFields != nil && operators > 0 {
 		if data, ok := s.twinsChanged(); ok {
 			l.streams.Publish(webui.Event{Name: "twins", Data: data, Private: true})
 		}
 	}
+}
+
+// keepLast appends v to s, dropping the oldest element when s holds n
+// already: in place, so the history allocates nothing once full.
+func keepLast[T any](s []T, v T, n int) []T {
+	if len(s) < n {
+		return append(s, v)
+	}
+	copy(s, s[1:])
+	s[len(s)-1] = v
+	return s
+}
+
+// sampled is what the sampler reads: the full Status when streams are
+// open, else the counters a sample needs.
+func (s *Server) sampled(open int) Status {
+	if open == 0 && s.opts.LiveStatus != nil {
+		return s.opts.LiveStatus()
+	}
+	return s.opts.Status()
 }
 
 func sampleOf(st Status, now time.Time) Sample {

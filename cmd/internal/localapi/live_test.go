@@ -4,9 +4,11 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -178,5 +180,74 @@ func TestLiveHistory(t *testing.T) {
 	}
 	if peak != 40 {
 		t.Errorf("the samples' peak backlog is %d, want 40", peak)
+	}
+}
+
+// The status event carries what GET /status shows: the idle $upstream
+// lanes left out, while the sample still counts every queue.
+func TestStatusEventHidesIdleLanes(t *testing.T) {
+	f := newFixture(t, func(o *Options) {
+		o.Status = func() Status {
+			return Status{Queues: []QueueStatus{{Name: "$upstream/p0"}, {Name: "$upstream/p1", Depth: 3}, {Name: "$upstream/pdefault", Depth: 2}}}
+		}
+	})
+	evs := f.streamEvents(nil, 300*time.Millisecond)
+	if len(evs["status"]) == 0 {
+		t.Fatal("no status event")
+	}
+	var ev struct {
+		Status Status `json:"status"`
+		Sample Sample `json:"sample"`
+	}
+	if err := json.Unmarshal([]byte(evs["status"][0]), &ev); err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, q := range ev.Status.Queues {
+		names = append(names, q.Name)
+	}
+	if got, want := strings.Join(names, " "), "$upstream/p1 $upstream/pdefault"; got != want || ev.Sample.Upstream != 5 {
+		t.Errorf("status event queues %s (upstream %d), want %s (upstream 5)", got, ev.Sample.Upstream, want)
+	}
+}
+
+// With no stream open the sampler reads LiveStatus, not the full Status;
+// a stream gets the full Status.
+func TestSamplerReadsLiveStatusWithoutViewer(t *testing.T) {
+	var full, light atomic.Int64
+	f := newFixture(t, func(o *Options) {
+		o.Status = func() Status {
+			full.Add(1)
+			return Status{DeviceID: "gw1", Queues: []QueueStatus{{Name: "$upstream/pdefault", Depth: 7}}}
+		}
+		o.LiveStatus = func() Status {
+			light.Add(1)
+			return Status{Queues: []QueueStatus{{Name: "$upstream/pdefault", Depth: 7}}}
+		}
+	})
+	for deadline := time.Now().Add(5 * time.Second); light.Load() < 3; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("LiveStatus read %d times", light.Load())
+		}
+	}
+	if n := full.Load(); n != 0 {
+		t.Errorf("Status read %d times with no viewer, want 0", n)
+	}
+	evs := f.streamEvents(nil, 300*time.Millisecond)
+	if len(evs["status"]) == 0 || !strings.Contains(evs["status"][0], `"deviceId":"gw1"`) || full.Load() == 0 {
+		t.Errorf("a viewer's status events %q (Status read %d times), want the full status", evs["status"], full.Load())
+	}
+	if !strings.Contains(evs["history"][0], `"upstream":7`) {
+		t.Errorf("history %q, want samples of the upstream depth 7", evs["history"][0])
+	}
+}
+
+func TestKeepLast(t *testing.T) {
+	var s []int
+	for i := range 5 {
+		s = keepLast(s, i, 3)
+	}
+	if fmt.Sprint(s) != "[2 3 4]" {
+		t.Errorf("keepLast kept %v, want [2 3 4]", s)
 	}
 }

@@ -87,14 +87,14 @@ func TestSessionsBounded(t *testing.T) {
 	for range maxSessions {
 		s.newSession()
 	}
-	if len(s.sessions) != maxSessions || s.validSession(first) {
-		t.Errorf("%d sessions kept, first valid %t: want %d, the oldest gone", len(s.sessions), s.validSession(first), maxSessions)
+	if s.sessions.Len() != maxSessions || s.validSession(first) {
+		t.Errorf("%d sessions kept, first valid %t: want %d, the oldest gone", s.sessions.Len(), s.validSession(first), maxSessions)
 	}
 	for range 3 * maxCodes {
 		s.newCode()
 	}
-	if len(s.codes) != maxCodes {
-		t.Errorf("%d login codes kept, want %d", len(s.codes), maxCodes)
+	if s.codes.Len() != maxCodes {
+		t.Errorf("%d login codes kept, want %d", s.codes.Len(), maxCodes)
 	}
 }
 

@@ -31,6 +31,10 @@ type Options struct {
 	Logger   *slog.Logger
 
 	Status func() Status
+	// LiveStatus, when set, is what the live view samples while no
+	// dashboard watches: Uplink, Broker.Received and the queues' names and
+	// depths only, cheaper than Status (nil: Status).
+	LiveStatus func() Status
 	// Twin returns a twin's service JSON (twin.ErrNotFound: 404).
 	Twin func(id string) ([]byte, error)
 	// ReadQueue returns up to n messages after seq; ok is false when there

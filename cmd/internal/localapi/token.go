@@ -2,7 +2,6 @@ package localapi
 
 import (
 	"crypto/rand"
-	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
 	"errors"
@@ -11,10 +10,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/outpost-edge/outpost/cmd/internal/secret"
+	"github.com/outpost-edge/outpost/cmd/internal/webui"
 )
 
 // TokenFile is the operator token's file in the edge's data directory.
@@ -75,76 +74,25 @@ func tokenEqual(got string, want []byte) bool {
 }
 
 // secrets holds the single-use login codes and the browser sessions, in
-// memory only: a restart logs every browser out. Both are kept as
-// SHA-256 digests, so a map lookup leaks nothing about a secret's bytes.
+// memory only (webui.Sessions: SHA-256 digests, bounded, oldest evicted):
+// a restart logs every browser out.
 type secrets struct {
-	now      func() time.Time
-	mu       sync.Mutex
-	codes    map[[32]byte]time.Time // digest → expiry
-	sessions map[[32]byte]time.Time
+	codes    *webui.Sessions
+	sessions *webui.Sessions
 }
 
 func newSecrets(now func() time.Time) *secrets {
-	return &secrets{now: now, codes: map[[32]byte]time.Time{}, sessions: map[[32]byte]time.Time{}}
+	return &secrets{codes: webui.NewSessions(codeTTL, maxCodes, now), sessions: webui.NewSessions(sessionTTL, maxSessions, now)}
 }
 
 // newCode returns a login code valid for codeTTL.
-func (s *secrets) newCode() string {
-	return s.add(s.codes, maxCodes, codeTTL)
-}
+func (s *secrets) newCode() string { return s.codes.New() }
 
 // newSession returns a session id valid for sessionTTL.
-func (s *secrets) newSession() string {
-	return s.add(s.sessions, maxSessions, sessionTTL)
-}
-
-func (s *secrets) add(m map[[32]byte]time.Time, limit int, ttl time.Duration) string {
-	v := newSecret()
-	now := s.now()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	prune(m, now)
-	for len(m) >= limit { // the oldest goes first
-		var oldest [32]byte
-		var at time.Time
-		for k, exp := range m {
-			if at.IsZero() || exp.Before(at) {
-				oldest, at = k, exp
-			}
-		}
-		delete(m, oldest)
-	}
-	m[sha256.Sum256([]byte(v))] = now.Add(ttl)
-	return v
-}
-
-func prune(m map[[32]byte]time.Time, now time.Time) {
-	for k, exp := range m {
-		if !now.Before(exp) {
-			delete(m, k)
-		}
-	}
-}
+func (s *secrets) newSession() string { return s.sessions.New() }
 
 // useCode consumes a login code: true once, for an unexpired code.
-func (s *secrets) useCode(code string) bool {
-	k := sha256.Sum256([]byte(code))
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	exp, ok := s.codes[k]
-	delete(s.codes, k)
-	return ok && s.now().Before(exp)
-}
+func (s *secrets) useCode(code string) bool { return s.codes.Take(code) }
 
 // validSession reports whether id names an unexpired session.
-func (s *secrets) validSession(id string) bool {
-	k := sha256.Sum256([]byte(id))
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	exp, ok := s.sessions[k]
-	if ok && !s.now().Before(exp) {
-		delete(s.sessions, k)
-		return false
-	}
-	return ok
-}
+func (s *secrets) validSession(id string) bool { return s.sessions.Valid(id) }

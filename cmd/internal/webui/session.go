@@ -68,6 +68,24 @@ func (s *Sessions) Valid(id string) bool {
 	return ok
 }
 
+// Take reports whether id names an unexpired session and ends it: a
+// single-use secret (the local API's login codes).
+func (s *Sessions) Take(id string) bool {
+	k := sha256.Sum256([]byte(id))
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	exp, ok := s.m[k]
+	delete(s.m, k)
+	return ok && s.now().Before(exp)
+}
+
+// Len is the number of sessions kept (expired ones included until pruned).
+func (s *Sessions) Len() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.m)
+}
+
 // End ends a session (logout).
 func (s *Sessions) End(id string) {
 	k := sha256.Sum256([]byte(id))

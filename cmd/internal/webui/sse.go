@@ -19,7 +19,7 @@ type Event struct {
 
 // StreamOptions bound the streams; zero values take the defaults.
 type StreamOptions struct {
-	MaxStreams   int           // concurrent streams (default 16); more get 503
+	MaxStreams   int           // concurrent streams (default 16), at most half of them not private; more get 503
 	Buffer       int           // events queued per stream (default 64); a stream that falls behind is closed
 	WriteTimeout time.Duration // per write (default 10 s): a stalled reader is cut
 	Heartbeat    time.Duration // comment line when idle (default 15 s)
@@ -75,6 +75,19 @@ func (s *Streams) Len() int {
 	return len(s.clients)
 }
 
+// Counts is the number of open streams and of those that see private
+// events.
+func (s *Streams) Counts() (open, private int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for c := range s.clients {
+		if c.private {
+			private++
+		}
+	}
+	return len(s.clients), private
+}
+
 // Dropped counts the streams closed because their client fell behind;
 // Refused those refused at the cap.
 func (s *Streams) Dropped() int64 { return s.dropped.Load() }
@@ -101,13 +114,24 @@ func (s *Streams) Publish(ev Event) {
 func (s *Streams) add(private bool) (*client, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if len(s.clients) >= s.opts.MaxStreams {
+	if len(s.clients) >= s.opts.MaxStreams || (!private && s.public() >= (s.opts.MaxStreams+1)/2) {
 		s.refused.Add(1)
 		return nil, false
 	}
 	c := &client{ch: make(chan Event, s.opts.Buffer), private: private, behind: make(chan struct{})}
 	s.clients[c] = struct{}{}
 	return c, true
+}
+
+// public counts the open streams without the private flag (s.mu held).
+func (s *Streams) public() int {
+	n := 0
+	for c := range s.clients {
+		if !c.private {
+			n++
+		}
+	}
+	return n
 }
 
 func (s *Streams) remove(c *client) {

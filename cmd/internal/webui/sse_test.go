@@ -84,6 +84,9 @@ func TestStreamsCapPrivateAndHeartbeat(t *testing.T) {
 	_, pub := openStream(t, url, false)
 	_, priv := openStream(t, url, true)
 	waitLen(t, s, 2)
+	if open, private := s.Counts(); open != 2 || private != 1 {
+		t.Errorf("Counts = %d open, %d private; want 2, 1", open, private)
+	}
 	if resp, _ := openStream(t, url, false); resp.StatusCode != http.StatusServiceUnavailable || s.Refused() != 1 {
 		t.Errorf("a third stream over a cap of 2: %d (refused %d), want 503", resp.StatusCode, s.Refused())
 	}
@@ -98,6 +101,27 @@ func TestStreamsCapPrivateAndHeartbeat(t *testing.T) {
 	// Idle: heartbeats keep coming.
 	if ev := readEvent(t, pub); ev != "" {
 		t.Errorf("idle stream got %q, want a heartbeat", ev)
+	}
+}
+
+// Anonymous streams take at most half the cap: a local user holding
+// them all does not lock the operator's dashboard out.
+func TestStreamsKeepHalfForPrivate(t *testing.T) {
+	s := NewStreams(StreamOptions{MaxStreams: 4, Heartbeat: time.Hour})
+	url := serveStreams(t, s)
+	openStream(t, url, false)
+	openStream(t, url, false)
+	waitLen(t, s, 2)
+	if resp, _ := openStream(t, url, false); resp.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("a third anonymous stream of 4: %d, want 503", resp.StatusCode)
+	}
+	for range 2 {
+		if resp, _ := openStream(t, url, true); resp.StatusCode != http.StatusOK {
+			t.Errorf("a private stream with anonymous ones at their half: %d, want 200", resp.StatusCode)
+		}
+	}
+	if resp, _ := openStream(t, url, true); resp.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("a fifth stream of 4: %d, want 503", resp.StatusCode)
 	}
 }
 

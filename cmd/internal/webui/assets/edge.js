@@ -71,6 +71,7 @@ function onStatus(ev) {
   byId("clients").textContent = fmtNum(S.clients(st)) + " clients connected";
   drawLink(st);
   drawLinkHistory(ev.links || []);
+  byId("upstream-depth").textContent = ev.sample.upstream;
   drawQueues(st);
   drawModules(st);
   drawPlots();
@@ -122,10 +123,7 @@ function drawLinkHistory(links) {
 }
 
 function drawQueues(st) {
-  const qs = S.queues(st).filter(q => S.qDepth(q) > 0 || S.qIn(q) > 0 || !S.qName(q).startsWith("$upstream/p") || S.qName(q) === "$upstream/pdefault");
-  let up = 0;
-  for (const q of S.queues(st)) if (S.qName(q).startsWith("$upstream/")) up += S.qDepth(q);
-  byId("upstream-depth").textContent = up;
+  const qs = S.queues(st); // idle $upstream lanes left out by the edge, as in GET /status
   const n = c => ({text: c, cls: "num"});
   setChildren(byId("queues"), table(["queue", n("depth"), n("bytes"), n("oldest"), n("in/s"), n("out/s"), n("expired"), n("dropped"), n("rejected"), n("no space")],
     qs.map(q => {
@@ -158,7 +156,10 @@ async function showLogs(name) {
   byId("log-module").textContent = name;
   try {
     const r = await fetch("/modules/" + encodeURIComponent(name) + "/logs?tail=100", {credentials: "same-origin"});
-    byId("logs").textContent = r.ok ? (await r.text()) || "(no output yet)" : r.status + ": " + (await r.json()).message;
+    const text = await r.text();
+    let msg = text;
+    try { msg = JSON.parse(text).message || text; } catch (e) { /* not the {code,message} envelope: show it as it is */ }
+    byId("logs").textContent = r.ok ? text || "(no output yet)" : r.status + ": " + msg;
   } catch (e) { byId("logs").textContent = "the edge does not answer: " + e; }
 }
 
