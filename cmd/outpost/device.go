@@ -44,7 +44,8 @@ func runDevice(ctx context.Context, h *hubCall) error {
 	if err := h.csFor(sub); err != nil {
 		return err
 	}
-	for _, name := range []string{"edge", "parent", "primary-key", "secondary-key", "regenerate-keys", "status", "auth", "thumbprint", "secondary-thumbprint"} {
+	// A flag of one subcommand is refused by the others.
+	for _, name := range slices.Concat(deviceFlags["create"], deviceFlags["update"]) {
 		if !slices.Contains(deviceFlags[sub], name) {
 			if err := h.only(sub, name); err != nil {
 				return err

@@ -2,10 +2,7 @@ package main
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
-	"io"
 
 	"github.com/outpost-edge/outpost/cmd/internal/check"
 	"github.com/outpost-edge/outpost/cmd/internal/cli"
@@ -23,30 +20,21 @@ func init() {
 // not, one finding per line (cmd/internal/check). Exit 1 when a finding is
 // an error.
 func edgeCheck(ctx context.Context, env cli.Env, args []string) error {
-	fs := flag.NewFlagSet("edge check", flag.ContinueOnError)
-	fs.SetOutput(io.Discard) // a bad flag is reported once, as a usage error
+	fs := cli.SubFlags("edge check", "[--data DIR | --api ADDR] [--config FILE] [--connection-string-file F] [-o table|json]",
+		"diagnose an edge, running or not: one finding per line (✓ ok, ‼ warning, × error) with what to do; exit 1 on an error")
 	data := fs.String("data", edgeCfg.DataDir, "the edge's data directory (ready.json tells whether it runs and where its API is)")
 	api := fs.String("api", "", "the running edge's --api address (default: from --data)")
 	config := fs.String("config", "", "the edge's --config file: its data directory, listeners, certificates, hub URL and key")
 	csFile := fs.String("connection-string-file", "", "file holding the edge's connection string, to check the credentials with the hub (or env OUTPOST_EDGE_CONNECTION_STRING)")
 	out := fs.String("o", "table", "output: table or json")
-	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "usage: outpost edge check [--data DIR | --api ADDR] [--config FILE] [--connection-string-file F] [-o table|json]\n\n"+
-			"diagnose an edge, running or not: one finding per line (✓ ok, ‼ warning, × error) with what to do; exit 1 on an error\n\nflags:\n")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); errors.Is(err, flag.ErrHelp) {
-		fs.SetOutput(env.Stdout)
-		fs.Usage()
-		return nil
-	} else if err != nil {
-		return cli.Usagef("%v", err)
+	if err := cli.Parse(env, fs, args); err != nil {
+		return err
 	}
 	if fs.NArg() > 0 {
-		return cli.Usagef("unexpected argument %q", fs.Arg(0))
+		return cli.SubUsagef(fs, "edge check takes no arguments, got %q", fs.Arg(0))
 	}
 	if *out != "table" && *out != "json" {
-		return cli.Usagef("-o %q: want table or json", *out)
+		return cli.SubUsagef(fs, "-o %q: want table or json", *out)
 	}
 	cs, err := loadEdgeConfig(env, *config, *csFile)
 	if err != nil {

@@ -6,8 +6,7 @@ import (
 	"os"
 	"time"
 
-	"golang.org/x/sys/unix"
-
+	"github.com/outpost-edge/outpost/cmd/internal/cli"
 	"github.com/outpost-edge/outpost/store/disk"
 )
 
@@ -31,19 +30,10 @@ type progress struct {
 }
 
 func newProgress(w io.Writer, what string, total int64) *progress {
-	p := &progress{w: w, tty: isTerminal(w), what: what, total: total, now: time.Now}
+	f, _ := w.(*os.File)
+	p := &progress{w: w, tty: cli.IsTerminal(f), what: what, total: total, now: time.Now}
 	p.start = p.now()
 	return p
-}
-
-// isTerminal reports whether w is a terminal.
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
-	return err == nil
 }
 
 // reader counts what is read through r.

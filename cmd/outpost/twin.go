@@ -28,11 +28,14 @@ func joinModule(args []string, subs map[string]int) []string {
 	return append([]string{args[0], args[1] + "/" + args[2]}, args[3:]...)
 }
 
+// twinSubs are twin's subcommands and the arguments each takes.
+var twinSubs = map[string]int{"show": 1, "patch": 2, "replace": 2}
+
 const twinExample = `{"properties":{"desired":{"interval":10}}}`
 
 func runTwin(ctx context.Context, h *hubCall) error {
-	h.args = joinModule(h.args, map[string]int{"show": 1, "patch": 2, "replace": 2})
-	sub, args, err := h.sub(map[string]int{"show": 1, "patch": 2, "replace": 2})
+	h.args = joinModule(h.args, twinSubs)
+	sub, args, err := h.sub(twinSubs)
 	if err != nil {
 		return err
 	}

@@ -163,10 +163,20 @@ func (r *run) checkRunning() {
 		r.add("edge", OK, fmt.Sprintf("edge %s answers at %s", r.status.DeviceID, addr), "")
 	case dir == "":
 		r.add("edge", Warn, "no data directory given and no edge answers", "pass --data DIR (or --config FILE) to check an edge")
+	case !exists(dir):
+		// Most often a mistyped --data: the checks below would pass on
+		// the nearest parent directory that exists.
+		r.add("edge", Warn, fmt.Sprintf("the edge is not running and its data directory %s does not exist (the edge makes it at its first start)", dir),
+			"check --data: an edge that ran before has its ready.json and queues there")
 	default:
 		r.add("edge", Warn, fmt.Sprintf("the edge with data directory %s is not running: the checks below read its data directory and configuration", dir),
 			"start it: outpost edge --data "+dir+" … (or --config FILE)")
 	}
+}
+
+func exists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
 }
 
 func readReady(dir string) (edge.Ready, error) {

@@ -47,6 +47,16 @@ func TestCertificateExpiry(t *testing.T) {
 	}
 }
 
+// A data directory that does not exist is most often a mistyped --data:
+// the check says so rather than only that the edge is not running.
+func TestDataDirMissing(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "no-such-edge")
+	fs := Run(context.Background(), Options{DataDir: dir, Config: edge.Config{HubURL: "off"}})
+	if e := find(fs, "edge"); len(e) != 1 || e[0].Level != Warn || !strings.Contains(e[0].Message, dir+" does not exist") || !strings.Contains(e[0].Fix, "--data") {
+		t.Errorf("edge findings %+v, want one warning that %s does not exist, with a fix naming --data", e, dir)
+	}
+}
+
 // A listener address another program holds is an error naming the flag;
 // a free one is fine. The edge is not running: the check says so and
 // exits 0 only without errors.

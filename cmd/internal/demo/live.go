@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"os"
 	"time"
+
+	"github.com/outpost-edge/outpost/cmd/internal/cli"
 )
 
 // Refresh intervals of the live view.
@@ -24,9 +26,9 @@ func (s *session) live(ctx context.Context) error {
 		defer cancel()
 	}
 	out, _ := s.o.Stdout.(*os.File)
-	screen := isTerminal(out)
+	screen := cli.IsTerminal(out)
 	var keys <-chan byte
-	if isTerminal(s.o.Stdin) {
+	if cli.IsTerminal(s.o.Stdin) {
 		k, err := openKeys(s.o.Stdin)
 		if err != nil {
 			return fmt.Errorf("terminal: %w", err)

@@ -9,15 +9,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// isTerminal reports whether f is a terminal.
-func isTerminal(f *os.File) bool {
-	if f == nil {
-		return false
-	}
-	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
-	return err == nil
-}
-
 // keyReader reads single keys from a terminal put in cbreak mode: no line
 // buffering, no echo, but Ctrl-C still interrupts (so the demo stops as
 // on any signal). Close restores the terminal.

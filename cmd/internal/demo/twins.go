@@ -1,12 +1,11 @@
 package demo
 
 import (
-	"encoding/json"
-	"fmt"
 	"maps"
 	"reflect"
 	"slices"
-	"strings"
+
+	"github.com/outpost-edge/outpost/cmd/internal/hubclient"
 )
 
 // receivedKey is the reported property in which a simulated device
@@ -28,46 +27,16 @@ type TwinState struct {
 // Converged: both sides hold the same twin, and the device follows it.
 func (t TwinState) Converged() bool { return t.Err == "" && len(t.Pending) == 0 && t.Followed }
 
-// twinSections is a service twin without its $-prefixed keys (versions
-// and metadata are each replica's own).
-type twinSections struct {
-	Tags, Desired, Reported map[string]any
-}
-
-func parseTwin(doc []byte) (twinSections, error) {
-	var t struct {
-		Tags       map[string]any `json:"tags"`
-		Properties struct {
-			Desired  map[string]any `json:"desired"`
-			Reported map[string]any `json:"reported"`
-		} `json:"properties"`
-	}
-	if err := json.Unmarshal(doc, &t); err != nil {
-		return twinSections{}, fmt.Errorf("not a twin: %w", err)
-	}
-	return twinSections{Tags: strip(t.Tags), Desired: strip(t.Properties.Desired), Reported: strip(t.Properties.Reported)}, nil
-}
-
-func strip(m map[string]any) map[string]any {
-	out := map[string]any{}
-	for k, v := range m {
-		if !strings.HasPrefix(k, "$") {
-			out[k] = v
-		}
-	}
-	return out
-}
-
 // compareTwins compares the service twins of device at the hub and at the
 // edge (as GET /twins/{d} answers on each).
 func compareTwins(device string, hubDoc, edgeDoc []byte) TwinState {
 	st := TwinState{Device: device}
-	hub, err := parseTwin(hubDoc)
+	hub, err := hubclient.ParseTwinValues(hubDoc)
 	if err != nil {
 		st.Err = "hub: " + err.Error()
 		return st
 	}
-	edge, err := parseTwin(edgeDoc)
+	edge, err := hubclient.ParseTwinValues(edgeDoc)
 	if err != nil {
 		st.Err = "edge: " + err.Error()
 		return st
@@ -76,7 +45,7 @@ func compareTwins(device string, hubDoc, edgeDoc []byte) TwinState {
 	st.Pending = append(st.Pending, diff("desired", hub.Desired, edge.Desired, "hub→edge")...)
 	st.Pending = append(st.Pending, diff("reported", edge.Reported, hub.Reported, "edge→hub")...)
 	received, _ := hub.Reported[receivedKey].(map[string]any)
-	st.Followed = reflect.DeepEqual(strip(received), hub.Desired)
+	st.Followed = reflect.DeepEqual(hubclient.StripDollar(received), hub.Desired)
 	return st
 }
 

@@ -20,6 +20,7 @@ import (
 
 	"github.com/outpost-edge/outpost/cmd/internal/certs"
 	"github.com/outpost-edge/outpost/cmd/internal/hub"
+	"github.com/outpost-edge/outpost/cmd/internal/hubclient"
 	"github.com/outpost-edge/outpost/cmd/internal/localapi"
 	"github.com/outpost-edge/outpost/store/identity/sas"
 )
@@ -193,26 +194,11 @@ func cmdCmpTwins(ts *testscript.TestScript, neg bool, args []string) {
 // twinValues reduces a service twin to {"desired","reported","tags"}
 // without the $-prefixed per-replica keys, as canonical JSON.
 func twinValues(doc []byte) string {
-	var t struct {
-		Tags       map[string]any `json:"tags"`
-		Properties struct {
-			Desired  map[string]any `json:"desired"`
-			Reported map[string]any `json:"reported"`
-		} `json:"properties"`
-	}
-	if err := json.Unmarshal(doc, &t); err != nil {
+	t, err := hubclient.ParseTwinValues(doc)
+	if err != nil {
 		return string(doc)
 	}
-	strip := func(m map[string]any) map[string]any {
-		out := map[string]any{}
-		for k, v := range m {
-			if !strings.HasPrefix(k, "$") {
-				out[k] = v
-			}
-		}
-		return out
-	}
-	out, _ := json.Marshal(map[string]any{"tags": strip(t.Tags), "desired": strip(t.Properties.Desired), "reported": strip(t.Properties.Reported)})
+	out, _ := json.Marshal(map[string]any{"tags": t.Tags, "desired": t.Desired, "reported": t.Reported})
 	return string(out)
 }
 

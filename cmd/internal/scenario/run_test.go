@@ -37,6 +37,10 @@ func TestRun(t *testing.T) {
 		"path":  "exec greet\nstdout 'hello from greet'\n",
 		"noexc": "greet\n", // not a command: only exec runs programs
 		"panic": "waittwin 127.0.0.1:1 d '('\n",
+		"waitexec": "waitexec -timeout 5s -cmp want.txt greet\nwaitexec -match 'from gr' greet\nstdout 'hello'\n" +
+			"-- want.txt --\nhello from greet\n",
+		"waitexecslow": "waitexec -timeout 200ms -match nope greet\n",
+		"waitexecre":   "waitexec -match '(' greet\n",
 	}
 	cases := []struct {
 		name    string
@@ -58,6 +62,11 @@ func TestRun(t *testing.T) {
 		{name: "no path", files: []string{"path"}, want: Result{Failed: 1}, out: []string{`executable file not found`}},
 		{name: "explicit exec", files: []string{"noexc"}, opts: Options{Path: []string{bin}}, want: Result{Failed: 1}, out: []string{`unknown command "greet"`}},
 		{name: "panic", files: []string{"panic", "pass"}, want: Result{Failed: 1, Passed: 1}, out: []string{`--- FAIL: panic`, `panic: regexp: Compile`}},
+		{name: "waitexec", files: []string{"waitexec"}, opts: Options{Path: []string{bin}}, want: Result{Passed: 1}},
+		{name: "waitexec timeout", files: []string{"waitexecslow"}, opts: Options{Path: []string{bin}}, want: Result{Failed: 1},
+			out: []string{`timed out after 200ms waiting for .greet.: stdout does not match nope`}},
+		{name: "waitexec bad regexp", files: []string{"waitexecre"}, opts: Options{Path: []string{bin}}, want: Result{Failed: 1},
+			out: []string{`waitexec -match: error parsing regexp`}, notOut: []string{`panic`}},
 		{name: "same name twice", files: []string{"pass", "pass"}, want: Result{Passed: 2}, out: []string{`--- PASS: pass `, `--- PASS: pass#1 `}},
 		{name: "keep work", files: []string{"pass"}, opts: Options{KeepWork: true}, want: Result{Passed: 1},
 			out: []string{`(?m)^    WORK=\S+script-pass$`}, keepDir: true},
@@ -77,7 +86,7 @@ func TestRun(t *testing.T) {
 			c.opts.Stdout = &out
 			got, err := Run(context.Background(), files, c.opts)
 			if err != nil || got != c.want {
-				t.Errorf("Run = %+v, %v; want %+v", got, err, c.want)
+				t.Errorf("Run = %+v, %v; want %+v\n%s", got, err, c.want, out.String())
 			}
 			for _, re := range c.out {
 				if !regexp.MustCompile(re).MatchString(out.String()) {

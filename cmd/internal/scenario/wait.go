@@ -2,6 +2,7 @@ package scenario
 
 import (
 	"flag"
+	"io"
 	"regexp"
 	"strings"
 	"time"
@@ -22,13 +23,21 @@ func cmdWaitExec(ts *testscript.TestScript, neg bool, args []string) {
 	timeout := fs.Duration("timeout", 30*time.Second, "how long to keep trying")
 	golden := fs.String("cmp", "", "a file stdout must equal")
 	match := fs.String("match", "", "a regular expression stdout must match")
-	fs.SetOutput(ts.Stderr())
-	if err := fs.Parse(args); err != nil || neg || fs.NArg() == 0 || (*golden != "" && *match != "") {
+	// Not ts.Stderr(): a builtin that asks for it gets its own (empty)
+	// stdout and stderr afterwards, in place of the last run's.
+	fs.SetOutput(io.Discard)
+	if err := fs.Parse(args); err != nil {
+		ts.Fatalf("waitexec: %v\n%s", err, waitexecUsage)
+	}
+	if neg || fs.NArg() == 0 || (*golden != "" && *match != "") {
 		ts.Fatalf(waitexecUsage)
 	}
 	var re *regexp.Regexp
 	if *match != "" {
-		re = regexp.MustCompile(*match)
+		var err error
+		if re, err = regexp.Compile(*match); err != nil {
+			ts.Fatalf("waitexec -match: %v", err)
+		}
 	}
 	want := ""
 	if *golden != "" {
