@@ -122,15 +122,12 @@ func (f *FSM) Apply(entry []byte) (any, error) {
 	f.at.Store(at)
 	f.applying.Store(true)
 	defer f.applying.Store(false)
-	return f.applyCommand(context.Background(), cmd, at)
+	return f.applyCommand(context.Background(), cmd)
 }
 
-func (f *FSM) applyCommand(ctx context.Context, cmd any, at int64) (any, error) {
+func (f *FSM) applyCommand(ctx context.Context, cmd any) (any, error) {
 	switch c := cmd.(type) {
 	case appendEvents:
-		if c.At != at {
-			return nil, fmt.Errorf("%w: appendEvents at %d in an entry at %d", ErrCommand, c.At, at)
-		}
 		return f.appendEventsLocked(ctx, c)
 	case mergeTwins:
 		_, err := f.twins.ApplyDelta(ctx, c.Batch)

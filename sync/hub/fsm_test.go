@@ -50,7 +50,7 @@ func sampleCommands() []any {
 		writeTwin{ID: "dev1", Tags: []byte(`{"a":1}`), Desired: []byte(`{"b":2}`), Replace: true},
 		applyConfiguration{Device: "gw1", Desired: map[string]json.RawMessage{"$edgeAgent": json.RawMessage(`{}`)}, New: []identity.Identity{newModule("gw1", "m")}},
 		sendC2D{Device: "dev1", Msg: queue.Message{ID: "c1", Body: []byte("hi"), Props: map[string]string{"p": "q"}}},
-		appendEvents{Edge: "gw1", At: 1700000000000, Frame: msgs},
+		appendEvents{Edge: "gw1", Frame: msgs},
 		mergeTwins{Edge: "gw1", Batch: twin.Batch{}},
 		expireEvents{Before: 1700000000000, Max: 1000},
 		ackPull{Edge: "gw1", Instance: "edge:gw1.a1", VV: crdt.VV{"hub.1": 3}},
