@@ -552,10 +552,12 @@ func (l *Link) noteOthers(others string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	changed := others != l.others
-	l.others = others
-	l.status.DuplicateInstance, l.status.OtherInstances = others != "", nil
-	if others != "" {
-		l.status.OtherInstances = strings.Split(others, ",")
+	if changed { // every answer carries it: split only what is new
+		l.others = others
+		l.status.DuplicateInstance, l.status.OtherInstances = others != "", nil
+		if others != "" {
+			l.status.OtherInstances = strings.Split(others, ",")
+		}
 	}
 	switch {
 	case others == "" && changed:
