@@ -436,6 +436,11 @@ func (f *FSM) logCollision(c appendEvents, b batchPlan) {
 	if last, ok := f.collisionLogged[inst]; ok && at-last < collisionLogEvery {
 		return
 	}
+	for i, last := range f.collisionLogged { // keep only the instances still held back
+		if at-last >= collisionLogEvery {
+			delete(f.collisionLogged, i)
+		}
+	}
 	f.collisionLogged[inst] = at
 	f.log.Error("two edges send under one instance id (a cloned data directory?): messages with the same sequence number and different content; both are stored",
 		"edge", c.Edge, "instance", inst, "queue", c.Frame.Queue, "messages", b.collisions, "first_seq", b.firstCollision,

@@ -37,7 +37,7 @@ type FSM struct {
 	metrics    *metrics
 	refusedLog *ratelog.Limiter
 	// collisionLogged is when (command time, unix ms) a collision of each
-	// instance was last logged.
+	// instance was last logged, for those logged within collisionLogEvery.
 	collisionLogged map[string]int64
 
 	applying atomic.Bool

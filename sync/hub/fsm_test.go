@@ -463,3 +463,31 @@ func TestRestoreRefusesBadSnapshots(t *testing.T) {
 		}
 	}
 }
+
+// The collision log's rate limit forgets instances once their hold-back
+// is over: the map does not grow with every instance that ever collided.
+func TestCollisionLogForgets(t *testing.T) {
+	db, err := kv.Open("", kv.Options{InMemory: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	f, err := OpenFSM(context.Background(), db, FSMOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	collide := func(inst string, at int64) {
+		f.at.Store(at)
+		f.logCollision(appendEvents{Edge: "gw1", Frame: protocol.Messages{Instance: inst, Queue: "q"}}, batchPlan{collisions: 1, firstCollision: 1})
+	}
+	collide("edge:gw1.a", 0)
+	collide("edge:gw1.b", collisionLogEvery/2)
+	if len(f.collisionLogged) != 2 {
+		t.Fatalf("after two collisions within the window: %v, want both held back", f.collisionLogged)
+	}
+	collide("edge:gw1.c", collisionLogEvery+1)
+	if _, ok := f.collisionLogged["edge:gw1.a"]; ok || len(f.collisionLogged) != 2 {
+		t.Errorf("after a's window passed: %v, want b and c only", f.collisionLogged)
+	}
+}
