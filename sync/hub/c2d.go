@@ -8,6 +8,7 @@ import (
 	"slices"
 
 	"github.com/outpost-edge/outpost/store/crdt"
+	"github.com/outpost-edge/outpost/store/identity"
 	"github.com/outpost-edge/outpost/store/queue"
 	"github.com/outpost-edge/outpost/sync/protocol"
 )
@@ -115,14 +116,14 @@ func (h *Hub) c2dCursors(edge string, p protocol.Pull) map[string]uint64 {
 	if p.Hub != string(h.twins.Replica()) || len(p.C2D) == 0 {
 		return nil
 	}
-	ids, _, err := h.scope(edge)
+	inScope, err := h.inScope(edge) // lookups of the pull's devices, not a scan of the registry
 	if err != nil {
 		return nil
 	}
 	out := map[string]uint64{}
-	for _, id := range ids {
-		if c, ok := p.C2D[id.DeviceID]; ok && id.ModuleID == "" && id.DeviceID != edge {
-			out[id.DeviceID] = c
+	for device, c := range p.C2D {
+		if _, module, err := identity.SplitID(device); err == nil && module == "" && device != edge && inScope(device) {
+			out[device] = c
 		}
 	}
 	return out

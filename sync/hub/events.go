@@ -416,7 +416,7 @@ func (f *FSM) planBatch(txn *badger.Txn, c appendEvents, inScope func(string) bo
 			sys = cloneMap(sys)
 			sys["edgeEnqueuedTime"] = time.UnixMilli(msg.EnqueuedAt).UTC().Format(time.RFC3339Nano)
 		}
-		b.evs = append(b.evs, Event{DeviceID: dev, ModuleID: mod, EnqueuedTime: c.At, MessageID: msg.ID, Props: msg.Props, Sys: sys, Body: msg.Body,
+		b.evs = append(b.evs, Event{DeviceID: dev, ModuleID: mod, EnqueuedTime: f.at.Load(), MessageID: msg.ID, Props: msg.Props, Sys: sys, Body: msg.Body,
 			Instance: m.Instance, Queue: m.Queue, EdgeSeq: msg.Seq, Digest: d})
 	}
 	b.ack.Collisions = b.collisions
@@ -432,10 +432,16 @@ const collisionLogEvery = 60_000
 // deterministic). Hub.mu is held.
 func (f *FSM) logCollision(c appendEvents, b batchPlan) {
 	inst := c.Frame.Instance
-	if last, ok := f.collisionLogged[inst]; ok && c.At-last < collisionLogEvery {
+	at := f.at.Load()
+	if last, ok := f.collisionLogged[inst]; ok && at-last < collisionLogEvery {
 		return
 	}
-	f.collisionLogged[inst] = c.At
+	for i, last := range f.collisionLogged { // keep only the instances still held back
+		if at-last >= collisionLogEvery {
+			delete(f.collisionLogged, i)
+		}
+	}
+	f.collisionLogged[inst] = at
 	f.log.Error("two edges send under one instance id (a cloned data directory?): messages with the same sequence number and different content; both are stored",
 		"edge", c.Edge, "instance", inst, "queue", c.Frame.Queue, "messages", b.collisions, "first_seq", b.firstCollision,
 		"total", f.metrics.instanceCollisions.Load())

@@ -2,7 +2,6 @@ package hub
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"sync/atomic"
@@ -38,7 +37,7 @@ type FSM struct {
 	metrics    *metrics
 	refusedLog *ratelog.Limiter
 	// collisionLogged is when (command time, unix ms) a collision of each
-	// instance was last logged.
+	// instance was last logged, for those logged within collisionLogEvery.
 	collisionLogged map[string]int64
 
 	applying atomic.Bool
@@ -122,15 +121,12 @@ func (f *FSM) Apply(entry []byte) (any, error) {
 	f.at.Store(at)
 	f.applying.Store(true)
 	defer f.applying.Store(false)
-	return f.applyCommand(context.Background(), cmd, at)
+	return f.applyCommand(context.Background(), cmd)
 }
 
-func (f *FSM) applyCommand(ctx context.Context, cmd any, at int64) (any, error) {
+func (f *FSM) applyCommand(ctx context.Context, cmd any) (any, error) {
 	switch c := cmd.(type) {
 	case appendEvents:
-		if c.At != at {
-			return nil, fmt.Errorf("%w: appendEvents at %d in an entry at %d", ErrCommand, c.At, at)
-		}
 		return f.appendEventsLocked(ctx, c)
 	case mergeTwins:
 		_, err := f.twins.ApplyDelta(ctx, c.Batch)
@@ -139,32 +135,31 @@ func (f *FSM) applyCommand(ctx context.Context, cmd any, at int64) (any, error) 
 		return f.expireEventsLocked(ctx, c)
 	case ackPull:
 		return nil, f.ackPullLocked(ctx, c)
+	case putIdentities:
+		return nil, f.putIdentitiesLocked(ctx, c)
+	case deleteIdentities:
+		return nil, f.deleteIdentitiesLocked(ctx, c)
+	case writeTwin:
+		return nil, f.writeTwinLocked(ctx, c)
+	case applyConfiguration:
+		return nil, f.applyConfigurationLocked(ctx, c)
+	case sendC2D:
+		return nil, f.sendC2DLocked(ctx, c)
+	case gcTwins:
+		return nil, f.gcTwinsLocked(ctx, c)
 	}
-	return nil, f.applyLocked(ctx, cmd)
+	return nil, fmt.Errorf("%w: hub state machine: no apply for command %T", ErrCommand, cmd)
 }
 
-func (f *FSM) applyLocked(ctx context.Context, cmd any) error {
-	switch c := cmd.(type) {
-	case putIdentities:
-		if err := f.ids.Put(ctx, c.IDs...); err != nil {
+// putIdentitiesLocked adds identities and makes sure their twins exist.
+func (f *FSM) putIdentitiesLocked(ctx context.Context, c putIdentities) error {
+	if err := f.ids.Put(ctx, c.IDs...); err != nil {
+		return err
+	}
+	for _, id := range c.IDs {
+		if _, err := f.twins.EnsureGeneration(ctx, id.ID(), id.Generation); err != nil {
 			return err
 		}
-		for _, id := range c.IDs {
-			if _, err := f.twins.EnsureGeneration(ctx, id.ID(), id.Generation); err != nil {
-				return err
-			}
-		}
-		return nil
-	case deleteIdentities:
-		return f.deleteIdentitiesLocked(ctx, c)
-	case writeTwin:
-		return f.writeTwinLocked(ctx, c)
-	case applyConfiguration:
-		return f.applyConfigurationLocked(ctx, c)
-	case sendC2D:
-		return f.sendC2DLocked(ctx, c)
-	case gcTwins:
-		return f.gcTwinsLocked(ctx, c)
 	}
-	return errors.Join(ErrCommand, fmt.Errorf("hub state machine: no apply for command %T", cmd))
+	return nil
 }

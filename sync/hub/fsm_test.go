@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -50,7 +51,7 @@ func sampleCommands() []any {
 		writeTwin{ID: "dev1", Tags: []byte(`{"a":1}`), Desired: []byte(`{"b":2}`), Replace: true},
 		applyConfiguration{Device: "gw1", Desired: map[string]json.RawMessage{"$edgeAgent": json.RawMessage(`{}`)}, New: []identity.Identity{newModule("gw1", "m")}},
 		sendC2D{Device: "dev1", Msg: queue.Message{ID: "c1", Body: []byte("hi"), Props: map[string]string{"p": "q"}}},
-		appendEvents{Edge: "gw1", At: 1700000000000, Frame: msgs},
+		appendEvents{Edge: "gw1", Frame: msgs},
 		mergeTwins{Edge: "gw1", Batch: twin.Batch{}},
 		expireEvents{Before: 1700000000000, Max: 1000},
 		ackPull{Edge: "gw1", Instance: "edge:gw1.a1", VV: crdt.VV{"hub.1": 3}},
@@ -462,4 +463,63 @@ func TestRestoreRefusesBadSnapshots(t *testing.T) {
 			t.Errorf("%s: apply after a failed restore: %v", name, err)
 		}
 	}
+}
+
+// The collision log's rate limit forgets instances once their hold-back
+// is over: the map does not grow with every instance that ever collided.
+func TestCollisionLogForgets(t *testing.T) {
+	db, err := kv.Open("", kv.Options{InMemory: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	f, err := OpenFSM(context.Background(), db, FSMOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	collide := func(inst string, at int64) {
+		f.at.Store(at)
+		f.logCollision(appendEvents{Edge: "gw1", Frame: protocol.Messages{Instance: inst, Queue: "q"}}, batchPlan{collisions: 1, firstCollision: 1})
+	}
+	collide("edge:gw1.a", 0)
+	collide("edge:gw1.b", collisionLogEvery/2)
+	if len(f.collisionLogged) != 2 {
+		t.Fatalf("after two collisions within the window: %v, want both held back", f.collisionLogged)
+	}
+	collide("edge:gw1.c", collisionLogEvery+1)
+	if _, ok := f.collisionLogged["edge:gw1.a"]; ok || len(f.collisionLogged) != 2 {
+		t.Errorf("after a's window passed: %v, want b and c only", f.collisionLogged)
+	}
+}
+
+// FuzzRestore: Restore reads any bytes without panicking or allocating
+// what a length claims before the bytes are there, and the FSM stays usable.
+func FuzzRestore(f *testing.F) {
+	rec := func(b []byte) []byte { return append(binary.AppendUvarint(nil, uint64(len(b))), b...) }
+	valid := append([]byte(snapshotMagic), rec([]byte("k"))...)
+	valid = append(append(valid, rec([]byte("v"))...), 0, 1)
+	f.Add(valid)
+	f.Add([]byte(snapshotMagic))
+	f.Add(append([]byte(snapshotMagic), 1, 'k', 0xff, 0xff, 0xff, 0xff, 0x03))
+	db, err := kv.Open("", kv.Options{InMemory: true})
+	if err != nil {
+		f.Fatal(err)
+	}
+	defer db.Close()
+	fsm, err := OpenFSM(context.Background(), db, FSMOptions{})
+	if err != nil {
+		f.Fatal(err)
+	}
+	defer fsm.Close()
+	f.Fuzz(func(t *testing.T, data []byte) {
+		restoreErr := fsm.Restore(bytes.NewReader(data))
+		if bytes.Equal(data, valid) && restoreErr != nil {
+			t.Fatalf("restore of a valid snapshot: %v", restoreErr)
+		}
+		entry, _ := encodeCommand(gcTwins{}, 1)
+		if _, err := fsm.Apply(entry); err != nil {
+			t.Fatalf("apply after a restore (%v): %v", restoreErr, err)
+		}
+	})
 }

@@ -72,9 +72,9 @@ type Options struct {
 	// Disk is a disk monitor the caller owns (tests); when nil the hub
 	// opens its own unless InMemory.
 	Disk *disk.Monitor
-	// MaxLinkFrames is how many link requests one edge may have in flight
-	// (DefaultMaxLinkFrames); more are answered 429 with Retry-After.
-	MaxLinkFrames int
+	// MaxLinkRequests is how many link requests one edge may have in flight
+	// (DefaultMaxLinkRequests); more are answered 429 with Retry-After.
+	MaxLinkRequests int
 	// RequestDeadline bounds reading a request and writing its answer
 	// (DefaultRequestDeadline); streams and long polls lift it once the
 	// caller is authenticated (limits.go).
@@ -151,8 +151,8 @@ func Open(ctx context.Context, dir string, opts Options) (*Hub, error) {
 	if opts.MaxImageSize <= 0 {
 		opts.MaxImageSize = DefaultMaxImageSize
 	}
-	if opts.MaxLinkFrames <= 0 {
-		opts.MaxLinkFrames = DefaultMaxLinkFrames
+	if opts.MaxLinkRequests <= 0 {
+		opts.MaxLinkRequests = DefaultMaxLinkRequests
 	}
 	if opts.RequestDeadline <= 0 {
 		opts.RequestDeadline = DefaultRequestDeadline
@@ -161,7 +161,7 @@ func Open(ctx context.Context, dir string, opts Options) (*Hub, error) {
 		opts.ImageDir = filepath.Join(dir, "images")
 	}
 	h := &Hub{opts: opts, log: opts.Logger, wakeCh: make(chan struct{}), done: make(chan struct{}), metrics: &metrics{}}
-	h.linkSlots.max = opts.MaxLinkFrames
+	h.linkSlots.max = opts.MaxLinkRequests
 	h.edges = newEdges(h)
 	h.instances = newInstances(h)
 	kvo := kv.Options{Durability: opts.Durability, Logger: opts.Logger, InMemory: opts.InMemory}

@@ -510,3 +510,19 @@ func TestRegistryRefusesWildcardIDs(t *testing.T) {
 		}
 	}
 }
+
+// A pull acknowledges cloud-to-device messages only of devices in its
+// edge's scope, counted in this hub's numbers: never the edge's own queue,
+// a module, a device outside its scope or one that does not exist.
+func TestC2DCursorsInScopeOnly(t *testing.T) {
+	f := newFixture(t)
+	hub := string(f.h.twins.Replica())
+	cur := map[string]uint64{"dev1": 3, "gw1": 4, "dev1/m": 5, "other": 6, "ghost": 7, "bad id!": 8}
+	got := f.h.c2dCursors("gw1", protocol.Pull{Instance: "edge:gw1.a", Hub: hub, C2D: cur})
+	if want := map[string]uint64{"dev1": 3}; !reflect.DeepEqual(got, want) {
+		t.Errorf("cursors acknowledged: %v, want %v", got, want)
+	}
+	if got := f.h.c2dCursors("gw1", protocol.Pull{Instance: "edge:gw1.a", Hub: "another hub", C2D: cur}); got != nil {
+		t.Errorf("cursors of another hub's numbers acknowledged: %v", got)
+	}
+}

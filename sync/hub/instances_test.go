@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -234,5 +235,23 @@ func TestSharedInstance(t *testing.T) {
 	}
 	if n := f.duplicates(t); n != "1" {
 		t.Errorf("outpost_hub_duplicate_instances_total %s, want 1", n)
+	}
+}
+
+// An edge that makes up instance ids cannot grow the hub's memory: it
+// keeps at most maxInstances of one edge, live ones included.
+func TestInstancesBounded(t *testing.T) {
+	f := newFixture(t)
+	for i := range 10 * maxInstances {
+		inst := "edge:gw1.madeup" + strconv.Itoa(i)
+		if _, err := f.h.Messages(f.ctx, "gw1", protocol.Messages{Instance: inst, Queue: "q"}); err != nil {
+			t.Fatalf("frame %d: %v", i, err)
+		}
+	}
+	f.h.instances.mu.Lock()
+	n := len(f.h.instances.m["gw1"].seen)
+	f.h.instances.mu.Unlock()
+	if n > maxInstances {
+		t.Errorf("the hub remembers %d instances of gw1, want at most %d", n, maxInstances)
 	}
 }

@@ -14,10 +14,10 @@ import (
 // (header deadline, idle keep-alive, header bytes) are the server's
 // (cmd/internal/httpserver).
 const (
-	// DefaultMaxLinkFrames is Options.MaxLinkFrames' default: an edge
+	// DefaultMaxLinkRequests is Options.MaxLinkRequests' default: an edge
 	// has its drain, twins and pull loops and a few method answers in
 	// flight at once.
-	DefaultMaxLinkFrames = 8
+	DefaultMaxLinkRequests = 8
 	// DefaultRequestDeadline is Options.RequestDeadline's default.
 	DefaultRequestDeadline = 30 * time.Second
 	// maxRESTBody caps a REST request body (image pushes have their own
@@ -97,9 +97,9 @@ func (h *Hub) linkBusy(w http.ResponseWriter, edge, path string) {
 	h.metrics.linkBusy.Add(1)
 	if ok, held := h.busyLog.Allow("link_busy"); ok {
 		h.log.Warn("sync frame refused", "reason", "too_many_in_flight", "edge", edge, "path", path,
-			"limit", h.opts.MaxLinkFrames, "refused_since_last_logged", held)
+			"limit", h.opts.MaxLinkRequests, "refused_since_last_logged", held)
 	}
 	w.Header().Set("Retry-After", strconv.Itoa(linkRetryAfter))
 	protocol.WriteError(w, http.StatusTooManyRequests, "TooManyRequests",
-		fmt.Sprintf("edge %q has %d link requests in flight, the limit; retry after %d s", edge, h.opts.MaxLinkFrames, linkRetryAfter))
+		fmt.Sprintf("edge %q has %d link requests in flight, the limit; retry after %d s", edge, h.opts.MaxLinkRequests, linkRetryAfter))
 }

@@ -37,10 +37,10 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-// An edge with MaxLinkFrames requests in flight gets 429 with Retry-After
+// An edge with MaxLinkRequests requests in flight gets 429 with Retry-After
 // for one more, and is served again once one ends.
 func TestLinkFramesPerEdgeLimited(t *testing.T) {
-	f := newFixtureWith(t, Options{MaxLinkFrames: 2})
+	f := newFixtureWith(t, Options{MaxLinkRequests: 2})
 	first := f.stalledRequest(t, "POST", protocol.PathMessages, f.edgeToken())
 	f.stalledRequest(t, "POST", protocol.PathMessages, f.edgeToken())
 	inFlight := func() int {

@@ -59,7 +59,7 @@ func (h *Hub) Messages(ctx context.Context, edge string, m protocol.Messages) (p
 	if err := h.admit(size); err != nil {
 		return protocol.MessagesAck{}, fmt.Errorf("messages from %q: %w", edge, err)
 	}
-	res, err := h.applyResult(ctx, appendEvents{Edge: edge, At: h.opts.Now().UnixMilli(), Frame: m})
+	res, err := h.applyResult(ctx, appendEvents{Edge: edge, Frame: m})
 	if err != nil {
 		return protocol.MessagesAck{}, err
 	}

@@ -139,9 +139,14 @@ func readRecord(r *bufio.Reader, limit uint64) ([]byte, error) {
 	if n > limit {
 		return nil, fmt.Errorf("record of %d bytes, more than the %d a snapshot holds", n, limit)
 	}
-	b := make([]byte, n)
-	if _, err := io.ReadFull(r, b); err != nil {
+	// Read rather than allocate n up front: a few corrupt bytes must not
+	// cost the 1 GiB a length may claim.
+	b, err := io.ReadAll(io.LimitReader(r, int64(n)))
+	if err != nil {
 		return nil, fmt.Errorf("%w (cut snapshot?)", err)
+	}
+	if uint64(len(b)) != n {
+		return nil, fmt.Errorf("%w (cut snapshot?)", io.ErrUnexpectedEOF)
 	}
 	return b, nil
 }

@@ -25,10 +25,11 @@ type deleteIdentities struct {
 }
 
 // appendEvents stores a batch of an edge's upstream queue in the event
-// log (see Hub.appendEventsLocked).
+// log (see FSM.appendEventsLocked). The events' enqueued time is the
+// command's time (the envelope's). Key 2 is retired: it held that time a
+// second time.
 type appendEvents struct {
 	Edge  string            `cbor:"1,keyasint"`
-	At    int64             `cbor:"2,keyasint"` // unix ms: the events' enqueued time
 	Frame protocol.Messages `cbor:"3,keyasint"`
 }
 
@@ -65,11 +66,7 @@ func (h *Hub) applyResult(ctx context.Context, cmd any) (any, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	at := h.opts.Now().UnixMilli()
-	if c, ok := cmd.(appendEvents); ok {
-		at = c.At
-	}
-	entry, err := encodeCommand(cmd, at)
+	entry, err := encodeCommand(cmd, h.opts.Now().UnixMilli())
 	if err != nil {
 		return nil, err
 	}

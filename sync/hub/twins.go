@@ -159,7 +159,7 @@ func (h *Hub) ApplyConfiguration(ctx context.Context, device string, body []byte
 
 func (f *FSM) applyConfigurationLocked(ctx context.Context, c applyConfiguration) error {
 	if len(c.New) > 0 {
-		if err := f.applyLocked(ctx, putIdentities{IDs: c.New}); err != nil {
+		if err := f.putIdentitiesLocked(ctx, putIdentities{IDs: c.New}); err != nil {
 			return err
 		}
 	}

@@ -98,7 +98,7 @@ type Status struct {
 	// Instance is the id the edge's store sends under (its twin replica id).
 	Instance string `json:"instance"`
 	// DuplicateInstance: the hub sees another live instance of this edge's
-	// identity (OtherInstances): a second gateway uses this edge's
+	// identity (OtherInstances is not empty): a second gateway uses this edge's
 	// connection string, or a copy of its data directory runs on another
 	// machine.
 	DuplicateInstance bool     `json:"duplicateInstance"`
@@ -249,6 +249,7 @@ func (l *Link) Status() Status {
 	st := l.status
 	l.mu.Unlock()
 	st.OtherInstances = slices.Clone(st.OtherInstances)
+	st.DuplicateInstance = len(st.OtherInstances) > 0
 	st.Sent, st.Batches, st.TwinsUp, st.TwinsDown = l.sent.Load(), l.batches.Load(), l.twinsUp.Load(), l.twinsDown.Load()
 	st.C2D, st.Methods = l.c2d.Load(), l.methods.Load()
 	st.Instance, st.InstanceCollisions = l.instance, l.collisions.Load()
@@ -552,10 +553,12 @@ func (l *Link) noteOthers(others string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	changed := others != l.others
-	l.others = others
-	l.status.DuplicateInstance, l.status.OtherInstances = others != "", nil
-	if others != "" {
-		l.status.OtherInstances = strings.Split(others, ",")
+	if changed { // every answer carries it: split only what is new
+		l.others = others
+		l.status.OtherInstances = nil
+		if others != "" {
+			l.status.OtherInstances = strings.Split(others, ",")
+		}
 	}
 	switch {
 	case others == "" && changed:

@@ -1,10 +1,6 @@
 package upstream
 
-import (
-	"time"
-
-	"github.com/outpost-edge/outpost/store/queue"
-)
+import "time"
 
 // progress tells people how a long drain goes: while a backlog drains
 // for longer than ProgressEvery, one log line each ProgressEvery with what
@@ -33,7 +29,7 @@ func (l *Link) sentBatch(p *progress, n int) {
 		return
 	}
 	p.last = now
-	left := backlog(l.queues)
+	left := l.backlog()
 	elapsed := now.Sub(p.start)
 	rate := float64(p.sent) / elapsed.Seconds()
 	args := []any{"sent", p.sent, "left", left, "msg_per_s", int64(rate), "elapsed", elapsed.Round(time.Second)}
@@ -52,13 +48,4 @@ func (l *Link) idle(p *progress) {
 			"msg_per_s", int64(float64(p.sent)/elapsed.Seconds()))
 	}
 	*p = progress{every: p.every}
-}
-
-// backlog is the number of messages waiting in qs.
-func backlog(qs []*queue.Queue) int64 {
-	var n int64
-	for _, q := range qs {
-		n += q.Stats().Depth
-	}
-	return n
 }

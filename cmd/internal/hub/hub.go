@@ -30,7 +30,7 @@ import (
 // Defaults of flags.
 const (
 	DefaultMaxImageMiB     = synchub.DefaultMaxImageSize >> 20 // --max-image-size
-	DefaultMaxLinkRequests = synchub.DefaultMaxLinkFrames      // --max-link-requests
+	DefaultMaxLinkRequests = synchub.DefaultMaxLinkRequests    // --max-link-requests
 	DefaultRequestTimeout  = synchub.DefaultRequestDeadline    // --request-timeout
 )
 
@@ -86,7 +86,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	h, err := synchub.Open(ctx, filepath.Join(cfg.DataDir, "store"), synchub.Options{HostName: host, OwnerKey: key, Logger: cfg.Logger, Retention: cfg.Retention,
 		ImageDir: filepath.Join(cfg.DataDir, "images"), MaxImageSize: cfg.MaxImageMiB << 20,
-		MaxLinkFrames: cfg.MaxLinkRequests, RequestDeadline: cfg.RequestTimeout})
+		MaxLinkRequests: cfg.MaxLinkRequests, RequestDeadline: cfg.RequestTimeout})
 	if err != nil {
 		return err
 	}
