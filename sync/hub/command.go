@@ -31,6 +31,9 @@ const (
 	cmdExpireEvents
 	cmdAckPull
 	cmdGCTwins
+	cmdSetNode
+	cmdRemoveNode
+	cmdSetOwner
 )
 
 // ErrCommand: an entry this hub cannot apply (malformed, an unknown type,
@@ -63,6 +66,9 @@ var commandSpecs = map[uint64]commandSpec{
 	cmdExpireEvents:       {"expireEvents", 1, decodeAs[expireEvents]},
 	cmdAckPull:            {"ackPull", 1, decodeAs[ackPull]},
 	cmdGCTwins:            {"gcTwins", 1, decodeAs[gcTwins]},
+	cmdSetNode:            {"setNode", 1, decodeAs[setNode]},
+	cmdRemoveNode:         {"removeNode", 1, decodeAs[removeNode]},
+	cmdSetOwner:           {"setOwner", 1, decodeAs[setOwner]},
 }
 
 func commandType(cmd any) (uint64, error) {
@@ -87,6 +93,12 @@ func commandType(cmd any) (uint64, error) {
 		return cmdAckPull, nil
 	case gcTwins:
 		return cmdGCTwins, nil
+	case setNode:
+		return cmdSetNode, nil
+	case removeNode:
+		return cmdRemoveNode, nil
+	case setOwner:
+		return cmdSetOwner, nil
 	}
 	return 0, fmt.Errorf("%w: %T is not a command of the hub's state machine", ErrCommand, cmd)
 }

@@ -556,6 +556,9 @@ func (h *Hub) sweep() {
 			return
 		case <-t.C:
 		}
+		if !h.leads() {
+			continue // the leader proposes the sweep for the cluster
+		}
 		total := 0
 		for {
 			before := h.opts.Now().Add(-h.opts.Retention).UnixMilli()

@@ -42,6 +42,9 @@ type FSM struct {
 
 	applying atomic.Bool
 	at       atomic.Int64 // the applying command's time, unix ms
+
+	applied   atomic.Uint64 // cache of the applied log index (replicated.go); 0: read the store
+	onRestore func()        // after RestoreFrom: the hub repoints its readers
 }
 
 // FSMOptions configure an FSM.
@@ -147,6 +150,12 @@ func (f *FSM) applyCommand(ctx context.Context, cmd any) (any, error) {
 		return nil, f.sendC2DLocked(ctx, c)
 	case gcTwins:
 		return nil, f.gcTwinsLocked(ctx, c)
+	case setNode:
+		return nil, f.setNodeLocked(ctx, c)
+	case removeNode:
+		return nil, f.db.Commit(ctx, kv.Del(nodeKey(c.ID)))
+	case setOwner:
+		return nil, f.setOwnerLocked(ctx, c)
 	}
 	return nil, fmt.Errorf("%w: hub state machine: no apply for command %T", ErrCommand, cmd)
 }

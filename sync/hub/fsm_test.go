@@ -56,6 +56,9 @@ func sampleCommands() []any {
 		expireEvents{Before: 1700000000000, Max: 1000},
 		ackPull{Edge: "gw1", Instance: "edge:gw1.a1", VV: crdt.VV{"hub.1": 3}},
 		gcTwins{IDs: []string{"dev1", "gw1/$edgeAgent"}},
+		setNode{ID: "n1", Raft: "127.0.0.1:7001", API: "http://127.0.0.1:8081"},
+		removeNode{ID: "n2"},
+		setOwner{Key: []byte("owner-key")},
 	}
 }
 

@@ -79,6 +79,9 @@ type Options struct {
 	// (DefaultRequestDeadline); streams and long polls lift it once the
 	// caller is authenticated (limits.go).
 	RequestDeadline time.Duration
+	// Clustered: commands go through the replicated log given to
+	// SetCluster, never straight to the FSM (cluster.go).
+	Clustered bool
 }
 
 // Hub is the cloud side's state and its service.
@@ -97,7 +100,8 @@ type Hub struct {
 	events   *eventLog
 	images   *imageStore
 
-	fsm *FSM
+	fsm     *FSM
+	cluster atomic.Pointer[Cluster] // Clustered: the replicated log
 	// recordEntry, if set (tests), sees every entry before it applies, in order.
 	recordEntry func(entry []byte)
 	mu          sync.Mutex // the state machine: commands apply one at a time
@@ -193,6 +197,7 @@ func Open(ctx context.Context, dir string, opts Options) (*Hub, error) {
 		return fail(err)
 	}
 	h.useFSM()
+	h.fsm.onRestore = h.restored
 	if h.images, err = openImages(opts.ImageDir, opts.MaxImageSize); err != nil {
 		return fail(err)
 	}
@@ -208,6 +213,18 @@ func Open(ctx context.Context, dir string, opts Options) (*Hub, error) {
 func (h *Hub) useFSM() {
 	f := h.fsm
 	h.ids, h.twins, h.queues, h.events, h.metrics = f.ids, f.twins, f.queues, f.events, f.metrics
+}
+
+// FSM is the hub's state machine, for the replicated log to apply.
+func (h *Hub) FSM() *FSM { return h.fsm }
+
+// restored repoints the servers' readers after the replicated log
+// restored a snapshot into the FSM, and wakes the pulls.
+func (h *Hub) restored() {
+	h.mu.Lock()
+	h.useFSM()
+	h.mu.Unlock()
+	h.wake()
 }
 
 // Stop makes pulls and long polls in progress return at once, so an HTTP

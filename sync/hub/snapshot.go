@@ -28,12 +28,17 @@ const (
 // Snapshot writes the FSM's state to w. It reads one consistent view; the
 // caller may keep applying commands meanwhile (they are not in it).
 func (f *FSM) Snapshot(w io.Writer) error {
+	return f.db.View(func(txn *badger.Txn) error { return writeSnapshot(w, txn) })
+}
+
+// writeSnapshot streams what txn sees.
+func writeSnapshot(w io.Writer, txn *badger.Txn) error {
 	bw := bufio.NewWriterSize(w, 256<<10)
 	if _, err := bw.WriteString(snapshotMagic); err != nil {
 		return fmt.Errorf("write hub snapshot: %w", err)
 	}
 	var n uint64
-	err := f.db.View(func(txn *badger.Txn) error {
+	err := func() error {
 		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, PrefetchSize: 64})
 		defer it.Close()
 		for it.Rewind(); it.Valid(); it.Next() {
@@ -47,7 +52,7 @@ func (f *FSM) Snapshot(w io.Writer) error {
 			n++
 		}
 		return nil
-	})
+	}()
 	if err == nil {
 		err = writeUvarint(bw, 0)
 	}

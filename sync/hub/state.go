@@ -70,12 +70,17 @@ func (h *Hub) applyResult(ctx context.Context, cmd any) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	h.mu.Lock()
-	if h.recordEntry != nil {
-		h.recordEntry(entry)
+	var res any
+	if h.opts.Clustered {
+		res, err = h.proposeCluster(ctx, entry)
+	} else {
+		h.mu.Lock()
+		if h.recordEntry != nil {
+			h.recordEntry(entry)
+		}
+		res, err = h.fsm.Apply(entry)
+		h.mu.Unlock()
 	}
-	res, err := h.fsm.Apply(entry)
-	h.mu.Unlock()
 	switch cmd.(type) {
 	case appendEvents, expireEvents, ackPull, gcTwins: // nothing an edge pulls
 	default:

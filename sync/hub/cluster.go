@@ -1,0 +1,195 @@
+package hub
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"time"
+
+	"github.com/outpost-edge/outpost/sync/protocol"
+)
+
+// A clustered hub (Options.Clustered) applies every command through a
+// replicated log: the leader proposes, every node's FSM applies. The
+// servers run on every node, but only the leader answers: a follower
+// authenticates a request and forwards it to the leader's API (Forward),
+// so an answer never depends on the node asked, and the in-memory parts
+// of the link (long polls, method calls waiting for their edge, instance
+// tracking) live on one node, the leader. A leader confirms it still
+// leads (VerifyLeader) before it answers a read.
+
+// Cluster is the replicated log under a clustered hub: a sync/cluster
+// node, adapted by cmd/internal/hub.
+type Cluster interface {
+	// ID is this node's id.
+	ID() string
+	// Apply replicates an encoded command and returns the FSM's answer
+	// (a Result) once this node applied it; ErrNotLeader on a follower.
+	Apply(ctx context.Context, entry []byte) (any, error)
+	// VerifyLeader confirms with a majority that this node still leads.
+	VerifyLeader(ctx context.Context) error
+	IsLeader() bool
+	// LeaderID is the leader's id as this node knows it ("" during an
+	// election).
+	LeaderID() string
+}
+
+// ErrNotLeader: this node cannot take the request now (no leader known,
+// or leadership moved); the caller retries, on any node (503).
+var ErrNotLeader = errors.New("not the cluster's leader")
+
+// ForwardedHeader marks a request a follower forwarded (with its node id):
+// it is forwarded once, never again.
+const ForwardedHeader = "Outpost-Forwarded-By"
+
+// SetCluster starts applying commands through c. Until it is called, a
+// clustered hub proposes nothing (ErrNotLeader).
+func (h *Hub) SetCluster(c Cluster) { h.cluster.Store(&c) }
+
+func (h *Hub) clusterNode() Cluster {
+	if p := h.cluster.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// proposeCluster replicates entry and unwraps the FSM's answer.
+func (h *Hub) proposeCluster(ctx context.Context, entry []byte) (any, error) {
+	c := h.clusterNode()
+	if c == nil {
+		return nil, fmt.Errorf("%w: the node is still starting", ErrNotLeader)
+	}
+	v, err := c.Apply(ctx, entry)
+	if err != nil {
+		return nil, err
+	}
+	r, ok := v.(Result)
+	if !ok {
+		return nil, fmt.Errorf("replicated log answered %T, not the hub's Result", v)
+	}
+	return r.Value, r.Err
+}
+
+// leads reports whether this node proposes commands: always for a single
+// hub; for a clustered one, while it is the leader.
+func (h *Hub) leads() bool {
+	if !h.opts.Clustered {
+		return true
+	}
+	c := h.clusterNode()
+	return c != nil && c.IsLeader()
+}
+
+// ForwardOptions configure Forward.
+type ForwardOptions struct {
+	// Local reports the requests this node answers itself (its health,
+	// metrics, its own status).
+	Local func(r *http.Request) bool
+	// Open reports the requests a follower forwards without checking a
+	// token first: they carry their own proof (a join) or log in (the
+	// dashboard).
+	Open func(r *http.Request) bool
+	// Transport reaches the other nodes' APIs (their TLS trust).
+	Transport http.RoundTripper
+}
+
+// Forward serves next on the leader and forwards everything else to it
+// (see Cluster). A single hub serves next unchanged.
+func (h *Hub) Forward(next http.Handler, o ForwardOptions) http.Handler {
+	if !h.opts.Clustered {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if o.Local != nil && o.Local(r) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		c := h.clusterNode()
+		if c != nil && c.IsLeader() {
+			h.serveLeader(next, w, r, c)
+			return
+		}
+		h.forward(w, r, c, o)
+	})
+}
+
+// serveLeader answers on the leader; a read first confirms leadership.
+func (h *Hub) serveLeader(next http.Handler, w http.ResponseWriter, r *http.Request, c Cluster) {
+	if r.Method == http.MethodGet {
+		ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+		err := c.VerifyLeader(ctx)
+		cancel()
+		if err != nil {
+			unavailable(w, fmt.Sprintf("this node could not confirm it leads the cluster (%v): retry", err))
+			return
+		}
+	}
+	next.ServeHTTP(w, r)
+}
+
+func (h *Hub) forward(w http.ResponseWriter, r *http.Request, c Cluster, o ForwardOptions) {
+	if r.Header.Get(ForwardedHeader) != "" {
+		unavailable(w, "leadership moved while the request was forwarded: retry")
+		return
+	}
+	if o.Open == nil || !o.Open(r) {
+		if err := h.owner(r); err != nil {
+			if _, err := h.edgeAuth(r); err != nil {
+				h.authFailed(w)
+				writeError(w, err)
+				return
+			}
+		}
+	}
+	target, err := h.leaderURL(c)
+	if err != nil {
+		unavailable(w, err.Error())
+		return
+	}
+	setDeadline(w, 0) // the leader bounds the request; streams pass through
+	id := c.ID()
+	proxy := &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.SetURL(target)
+			pr.Out.Header.Set(ForwardedHeader, id)
+		},
+		FlushInterval: -1, // long polls and event streams pass through as written
+		Transport:     o.Transport,
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			h.log.Warn("forward to the leader failed", "path", r.URL.Path, "leader", target.Host, "err", err)
+			unavailable(w, fmt.Sprintf("the leader did not answer (%v): retry", err))
+		},
+	}
+	proxy.ServeHTTP(w, r)
+}
+
+// leaderURL is the leader's API base URL from the node records.
+func (h *Hub) leaderURL(c Cluster) (*url.URL, error) {
+	if c == nil {
+		return nil, errors.New("this node is still starting: retry")
+	}
+	id := c.LeaderID()
+	if id == "" {
+		return nil, errors.New("no leader is elected yet: retry in a second")
+	}
+	nodes, err := h.fsm.Nodes()
+	if err != nil {
+		return nil, err
+	}
+	for _, n := range nodes {
+		if n.ID == id {
+			return url.Parse(n.API)
+		}
+	}
+	return nil, fmt.Errorf("the leader %q has not published its API address yet: retry", id)
+}
+
+// unavailable answers 503 NotLeader with a short Retry-After: any node
+// will do on the retry.
+func unavailable(w http.ResponseWriter, msg string) {
+	w.Header().Set("Retry-After", "1")
+	protocol.WriteError(w, http.StatusServiceUnavailable, "NotLeader", msg)
+}
