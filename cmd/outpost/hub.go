@@ -18,7 +18,7 @@ var hubCfg struct {
 var hubCmd = cli.Command{
 	Name:    "hub",
 	Summary: "run the cloud side: registry, twins, deployments, event log, C2D, methods, REST API and the edge link",
-	Usage:   "--data DIR --listen ADDR [--hostname H] [--tls-cert F --tls-key F] [--owner-key-file F] | --config FILE",
+	Usage:   "--data DIR --listen ADDR [--hostname H] [--tls-cert F --tls-key F] [--owner-key-file F] [--node-id ID --raft ADDR [--join URL]] | --config FILE | members | leave NODE-ID",
 	Config:  true,
 	Secrets: []cli.Secret{{Flag: "owner-key", Env: "OUTPOST_HUB_OWNER_KEY"}},
 	Flags: func(fs *flag.FlagSet) {
@@ -34,18 +34,22 @@ var hubCmd = cli.Command{
 		fs.IntVar(&c.MaxLinkRequests, "max-link-requests", hub.DefaultMaxLinkRequests, "link requests one edge may have in flight; more are answered 429 with Retry-After")
 		fs.DurationVar(&c.RequestTimeout, "request-timeout", hub.DefaultRequestTimeout, "time to read a REST request and write its answer; long polls, image transfers, method calls and the link are exempt once authenticated")
 		fs.StringVar(&hubCfg.logLevel, "log-level", "info", "debug, info, warn or error")
-		fs.String("node-id", "", "cluster: this node's id (not implemented yet: one node only)")
-		fs.String("raft", "", "cluster: raft address (not implemented yet)")
-		fs.String("join", "", "cluster: URL of a hub to join (not implemented yet)")
+		fs.StringVar(&c.NodeID, "node-id", "", "cluster: this node's id (e.g. n1); with --raft, runs the hub as a node of a raft cluster (docs/operations.md)")
+		fs.StringVar(&c.Raft, "raft", "", "cluster: address of this node's raft transport (mutual TLS), e.g. 10.0.0.1:7000")
+		fs.StringVar(&c.Join, "join", "", "cluster: URL of any node of the cluster to join (every node but the first; needs the cluster's owner key)")
+		fs.Uint64Var(&c.TrailingLogs, "raft-trailing-logs", 0, "cluster: log entries kept after a snapshot (default 10240)")
+		fs.Uint64Var(&c.SnapshotThreshold, "raft-snapshot-threshold", 0, "cluster: entries since the last snapshot that trigger one (default 8192)")
+		fs.DurationVar(&c.SnapshotInterval, "raft-snapshot-interval", 0, "cluster: how often to check the snapshot threshold (default 2m)")
 	},
 	Run: func(ctx context.Context, env cli.Env, fs *flag.FlagSet) error {
+		switch fs.Arg(0) {
+		case "members":
+			return hubMembers(ctx, env, fs.Args()[1:])
+		case "leave":
+			return hubLeave(ctx, env, fs.Args()[1:])
+		}
 		if fs.NArg() > 0 {
 			return cli.Usagef("unexpected argument %q", fs.Arg(0))
-		}
-		for _, f := range []string{"node-id", "raft", "join"} {
-			if fs.Lookup(f).Value.String() != "" {
-				return cli.Usagef("--%s: the hub runs as one node for now; clustering is not implemented yet", f)
-			}
 		}
 		c := hubCfg.Config
 		if c.DataDir == "" || c.Listen == "" {

@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -49,7 +50,13 @@ type Options struct {
 	TLS       *tls.Config // mutual TLS of the cluster: see TLSConfig
 	FSM       raft.FSM
 	Bootstrap bool // form a one-voter cluster if Dir holds no raft state yet
-	Logger    *slog.Logger
+	// AppliedIndex, if set, says the FSM keeps its state across restarts
+	// and reports the last log index it applied: raft then does not
+	// restore the latest snapshot on start (the FSM skips the entries it
+	// already applied as the log replays them), unless the FSM is behind
+	// that snapshot (a lost or replaced state), which Open restores first.
+	AppliedIndex func() uint64
+	Logger       *slog.Logger
 
 	TrailingLogs      uint64        // log entries kept after a snapshot
 	SnapshotThreshold uint64        // entries since the last snapshot that trigger one
@@ -73,7 +80,10 @@ type Node struct {
 	trans  *raft.NetworkTransport
 	stream *streamLayer
 	store  *raftboltdb.BoltStore
+	snaps  raft.SnapshotStore
 	log    *slog.Logger
+
+	lastApply atomic.Int64 // duration of the last Apply, ns
 }
 
 // Open starts a node over the state in opts.Dir. With Bootstrap set and no
@@ -131,12 +141,19 @@ func (n *Node) open(opts Options, hlog hclog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("raft snapshot store in %s: %w", opts.Dir, err)
 	}
+	n.snaps = snaps
 	if err := n.openTransport(opts, hlog); err != nil {
 		return err
 	}
 	conf := opts.raftConfig(hlog)
 	if err := n.bootstrap(opts, conf, logs, snaps); err != nil {
 		return err
+	}
+	if opts.AppliedIndex != nil {
+		conf.NoSnapshotRestoreOnStart = true
+		if err := n.catchUp(opts, snaps); err != nil {
+			return err
+		}
 	}
 	r, err := raft.NewRaft(conf, opts.FSM, logs, store, snaps, n.trans)
 	if err != nil {
@@ -201,6 +218,29 @@ func (n *Node) bootstrap(opts Options, conf *raft.Config, logs raft.LogStore, sn
 		return fmt.Errorf("bootstrap raft cluster: %w", err)
 	}
 	n.log.Info("raft cluster bootstrapped", "raft_addr", string(n.trans.LocalAddr()))
+	return nil
+}
+
+// catchUp restores the latest snapshot into an FSM that is behind it.
+func (n *Node) catchUp(opts Options, snaps raft.SnapshotStore) error {
+	list, err := snaps.List()
+	if err != nil || len(list) == 0 {
+		return err
+	}
+	latest := list[0]
+	if applied := opts.AppliedIndex(); applied >= latest.Index {
+		return nil
+	} else {
+		n.log.Warn("the state machine is behind the latest raft snapshot: restoring it", "applied", applied, "snapshot_index", latest.Index)
+	}
+	_, rc, err := snaps.Open(latest.ID)
+	if err != nil {
+		return fmt.Errorf("open raft snapshot %s: %w", latest.ID, err)
+	}
+	defer rc.Close()
+	if err := opts.FSM.Restore(rc); err != nil {
+		return fmt.Errorf("restore raft snapshot %s: %w", latest.ID, err)
+	}
 	return nil
 }
 

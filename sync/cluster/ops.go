@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -17,10 +18,12 @@ import (
 // raft.ErrLeadershipLost means the entry may or may not be committed: commands
 // must be idempotent for a caller that retries.
 func (n *Node) Apply(ctx context.Context, cmd []byte) (any, error) {
+	start := time.Now()
 	f := n.raft.Apply(cmd, enqueueTimeout(ctx))
 	if err := n.wait(ctx, f); err != nil {
 		return nil, fmt.Errorf("raft apply: %w", err)
 	}
+	n.lastApply.Store(int64(time.Since(start)))
 	resp := f.Response()
 	if err, ok := resp.(error); ok {
 		return nil, err
@@ -59,6 +62,13 @@ func (n *Node) Leader() (id, addr string) {
 	a, i := n.raft.LeaderWithID()
 	return string(i), string(a)
 }
+
+// Term is the raft term this node is in.
+func (n *Node) Term() uint64 { return n.raft.CurrentTerm() }
+
+// LastApply is how long the last Apply on this node took, from proposal
+// to applied.
+func (n *Node) LastApply() time.Duration { return time.Duration(n.lastApply.Load()) }
 
 // ID is this node's raft server id.
 func (n *Node) ID() string { return n.id }
@@ -177,6 +187,7 @@ type Stats struct {
 	LastSnapshotIndex uint64    `json:"lastSnapshotIndex"`
 	LastSnapshotTerm  uint64    `json:"lastSnapshotTerm"`
 	LastContact       time.Time `json:"lastContact,omitzero"` // with the leader; zero on the leader or never
+	LastSnapshotTime  time.Time `json:"lastSnapshotTime,omitzero"`
 }
 
 // Stats reads the node's raft counters.
@@ -192,5 +203,13 @@ func (n *Node) Stats() Stats {
 	}
 	s.LastSnapshotIndex, _ = strconv.ParseUint(raw["last_snapshot_index"], 10, 64)
 	s.LastSnapshotTerm, _ = strconv.ParseUint(raw["last_snapshot_term"], 10, 64)
+	if list, err := n.snaps.List(); err == nil && len(list) > 0 {
+		// A file snapshot's id is term-index-unixms.
+		if i := strings.LastIndexByte(list[0].ID, '-'); i >= 0 {
+			if ms, err := strconv.ParseInt(list[0].ID[i+1:], 10, 64); err == nil {
+				s.LastSnapshotTime = time.UnixMilli(ms)
+			}
+		}
+	}
 	return s
 }

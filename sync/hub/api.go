@@ -193,12 +193,15 @@ func writeError(w http.ResponseWriter, err error) {
 		{errUnauthorized, 401, "Unauthorized"}, {errForbidden, 403, "Forbidden"}, {ErrNotFound, 404, "NotFound"},
 		{ErrOffline, 404, "DeviceNotOnline"}, {ErrInvalid, 400, "BadRequest"},
 		{ErrFull, 429, "QuotaExceeded"}, {ErrTimeout, 504, "GatewayTimeout"}, {protocol.ErrTooLarge, 413, "RequestEntityTooLarge"},
-		{ErrNoSpace, 507, "InsufficientStorage"}, {disk.ErrFull, 507, "InsufficientStorage"}, {disk.ErrLow, 507, "InsufficientStorage"},
+		{ErrNoSpace, 507, "InsufficientStorage"}, {ErrNotLeader, 503, "NotLeader"}, {disk.ErrFull, 507, "InsufficientStorage"}, {disk.ErrLow, 507, "InsufficientStorage"},
 	} {
 		if errors.Is(err, m.err) {
 			status, code = m.status, m.code
 			break
 		}
+	}
+	if status == 503 {
+		w.Header().Set("Retry-After", "1")
 	}
 	protocol.WriteError(w, status, code, err.Error())
 }
@@ -440,6 +443,11 @@ func (h *Hub) writeMetrics(w http.ResponseWriter, _ *http.Request) error {
 		{"outpost_hub_refused_no_space_total", "Message frames and image pushes refused with 507: the disk below its reserve.", h.metrics.noSpace.Load()},
 	} {
 		fmt.Fprintf(&sb, "# HELP %s %s\n# TYPE %s counter\n%s %d\n", c.name, c.help, c.name, c.name, c.v)
+	}
+	if m, ok := h.clusterNode().(interface{ Metrics() []Metric }); ok {
+		for _, g := range m.Metrics() {
+			fmt.Fprintf(&sb, "# HELP %s %s\n# TYPE %s gauge\n%s %g\n", g.Name, g.Help, g.Name, g.Name, g.Value)
+		}
 	}
 	d := h.DiskStatus()
 	fmt.Fprintf(&sb, "# HELP outpost_disk_free_bytes Free space the store can count on: statfs free minus the holes of its mapped files.\n# TYPE outpost_disk_free_bytes gauge\noutpost_disk_free_bytes %d\n", d.Free)

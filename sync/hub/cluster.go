@@ -37,6 +37,12 @@ type Cluster interface {
 	LeaderID() string
 }
 
+// Metric is a gauge a cluster node adds to /metrics.
+type Metric struct {
+	Name, Help string
+	Value      float64
+}
+
 // ErrNotLeader: this node cannot take the request now (no leader known,
 // or leadership moved); the caller retries, on any node (503).
 var ErrNotLeader = errors.New("not the cluster's leader")

@@ -108,3 +108,18 @@ func (f *FSM) Nodes() ([]NodeInfo, error) {
 	})
 	return out, err
 }
+
+// SetNode records where a node of the cluster serves (leader only).
+func (h *Hub) SetNode(ctx context.Context, n NodeInfo) error {
+	return h.apply(ctx, setNode{ID: n.ID, Raft: n.Raft, API: n.API})
+}
+
+// RemoveNode forgets a node that left the cluster (leader only).
+func (h *Hub) RemoveNode(ctx context.Context, id string) error {
+	return h.apply(ctx, removeNode{ID: id})
+}
+
+// SetOwnerKey records the cluster's owner key, once (leader only).
+func (h *Hub) SetOwnerKey(ctx context.Context, key []byte) error {
+	return h.apply(ctx, setOwner{Key: key})
+}

@@ -45,8 +45,16 @@ type Config struct {
 	MaxImageMiB     int64         // largest module image the store takes (DefaultMaxImageMiB)
 	MaxLinkRequests int           // link requests in flight per edge (DefaultMaxLinkRequests)
 	RequestTimeout  time.Duration // per REST request, streams exempt (DefaultRequestTimeout)
-	Logger          *slog.Logger
-	Stdout          io.Writer
+
+	// A cluster node (cluster.go): its id, raft address, and a node of
+	// the cluster to join (empty on the first node).
+	NodeID, Raft, Join string
+	// Raft's log compaction (zero: hashicorp/raft's defaults).
+	TrailingLogs, SnapshotThreshold uint64
+	SnapshotInterval                time.Duration
+
+	Logger *slog.Logger
+	Stdout io.Writer
 }
 
 // Ready is written to <data>/ready.json once the hub serves.
@@ -55,6 +63,8 @@ type Ready struct {
 	HostName string `json:"hostName"`
 	PID      int    `json:"pid"`
 	CA       string `json:"ca,omitempty"` // the CA the hub made for itself, if it did
+	NodeID   string `json:"nodeId,omitempty"`
+	Raft     string `json:"raft,omitempty"`
 }
 
 const (
@@ -74,6 +84,16 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	defer ln.Close()
 	host := cfg.Hostname
+	if cfg.clustered() {
+		if err := cfg.checkCluster(); err != nil {
+			return err
+		}
+		if cfg.Join != "" && cfg.OwnerKey == "" {
+			if _, err := os.Stat(filepath.Join(cfg.DataDir, ownerFile)); err != nil {
+				return errors.New("a joining node needs the cluster's owner key: --owner-key-file F, env OUTPOST_HUB_OWNER_KEY or owner-key in --config (the first node wrote it to <data>/owner.connection-string)")
+			}
+		}
+	}
 	if host == "" {
 		host = hostFor(ln.Addr().(*net.TCPAddr))
 	}
@@ -84,46 +104,83 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
+	var cr *clusterRun
+	if cfg.clustered() {
+		cr = &clusterRun{cfg: cfg, key: key, log: cfg.Logger}
+		if cr.ca, err = clusterCA(ctx, cfg, key); err != nil {
+			return err
+		}
+		cr.peer = peerClient(cfg.DataDir)
+	}
 	h, err := synchub.Open(ctx, filepath.Join(cfg.DataDir, "store"), synchub.Options{HostName: host, OwnerKey: key, Logger: cfg.Logger, Retention: cfg.Retention,
 		ImageDir: filepath.Join(cfg.DataDir, "images"), MaxImageSize: cfg.MaxImageMiB << 20,
-		MaxLinkRequests: cfg.MaxLinkRequests, RequestDeadline: cfg.RequestTimeout})
+		MaxLinkRequests: cfg.MaxLinkRequests, RequestDeadline: cfg.RequestTimeout, Clustered: cr != nil})
 	if err != nil {
 		return err
 	}
 	defer h.Close()
+	if cr != nil {
+		defer func() { _ = cr.close() }() // raft stops before the store closes
+	}
 	tlsCfg, caPath, err := serverTLS(cfg, host)
 	if err != nil {
 		return err
 	}
+	scheme := "http"
+	if tlsCfg != nil {
+		scheme = "https"
+	}
+	// localhost for an unspecified address: a URL clients can use, and a
+	// name the hub's own certificate covers.
+	url := scheme + "://" + hostFor(ln.Addr().(*net.TCPAddr))
 	mux := http.NewServeMux()
 	mux.Handle("/ui/", webui.NewHub(webui.HubOptions{Hub: h, OwnerKey: key, Secure: tlsCfg != nil, Logger: cfg.Logger}))
 	mux.Handle("/", h.Handler())
-	srv := httpserver.New(mux, httpserver.Options{Logger: cfg.Logger})
-	scheme := "http"
+	var handler http.Handler = mux
+	if cr != nil {
+		cr.h, cr.api = h, url
+		if err := cr.openNode(ctx); err != nil {
+			return err
+		}
+		cr.handle(mux)
+		handler = h.Forward(mux, cr.forwardOptions())
+	}
+	srv := httpserver.New(handler, httpserver.Options{Logger: cfg.Logger})
 	if tlsCfg != nil {
 		srv.TLSConfig = tlsCfg
 		ln = tls.NewListener(ln, srv.TLSConfig)
-		scheme = "https"
 	}
 	if caPath != "" {
 		fmt.Fprintf(cfg.Stdout, "hub CA %s (edges and the CLI trust it with --hub-ca)\n", caPath)
 	}
-	errc := make(chan error, 1)
+	errc := make(chan error, 2)
 	go func() { errc <- srv.Serve(ln) }()
-	// localhost for an unspecified address: a URL clients can use, and a
-	// name the hub's own certificate covers.
-	url := scheme + "://" + hostFor(ln.Addr().(*net.TCPAddr))
-	ready, _ := json.Marshal(Ready{URL: url, HostName: host, PID: os.Getpid(), CA: caPath})
+	rd := Ready{URL: url, HostName: host, PID: os.Getpid(), CA: caPath}
+	if cr != nil {
+		rd.NodeID, rd.Raft = cfg.NodeID, cr.node.Addr()
+		cctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		go cr.maintain(cctx, errc)
+		if cfg.Join != "" {
+			go cr.joinCluster(cctx)
+		}
+	}
+	ready, _ := json.Marshal(rd)
 	if err := secret.WritePublic(filepath.Join(cfg.DataDir, "ready.json"), ready); err != nil {
 		return err
 	}
 	fmt.Fprintf(cfg.Stdout, "hub listening on %s\n", url)
+	if cr != nil {
+		fmt.Fprintf(cfg.Stdout, "hub node %s raft %s\n", cfg.NodeID, cr.node.Addr())
+	}
 	fmt.Fprintf(cfg.Stdout, "hub dashboard %s/ui/ (log in with the owner connection string)\n", url)
 	select {
 	case <-ctx.Done():
 		cfg.Logger.Info("hub stopping")
 	case err := <-errc:
 		if !errors.Is(err, http.ErrServerClosed) {
+			h.Stop()
+			_ = srv.Close()
 			return err
 		}
 	}

@@ -1,0 +1,137 @@
+package hub
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/outpost-edge/outpost/sync/cluster"
+	synchub "github.com/outpost-edge/outpost/sync/hub"
+)
+
+// raftFSM is the hub's state machine as hashicorp/raft drives it: entries
+// in batches (one index write per batch), snapshots streamed from a read
+// view taken between two applies.
+type raftFSM struct{ f *synchub.FSM }
+
+var _ raft.BatchingFSM = raftFSM{}
+
+func (r raftFSM) Apply(l *raft.Log) any { return r.ApplyBatch([]*raft.Log{l})[0] }
+
+func (r raftFSM) ApplyBatch(logs []*raft.Log) []any {
+	entries := make([]synchub.LogEntry, len(logs))
+	for i, l := range logs {
+		entries[i].Index = l.Index
+		if l.Type == raft.LogCommand {
+			entries[i].Data = l.Data
+		}
+	}
+	res := r.f.ApplyEntries(entries)
+	out := make([]any, len(res))
+	for i := range res {
+		out[i] = res[i]
+	}
+	return out
+}
+
+func (r raftFSM) Snapshot() (raft.FSMSnapshot, error) { return fsmSnapshot{r.f.View()}, nil }
+
+func (r raftFSM) Restore(rc io.ReadCloser) error {
+	defer rc.Close()
+	return r.f.RestoreFrom(rc)
+}
+
+type fsmSnapshot struct{ v *synchub.SnapshotView }
+
+func (s fsmSnapshot) Persist(sink raft.SnapshotSink) error {
+	if err := s.v.Write(sink); err != nil {
+		_ = sink.Cancel()
+		return err
+	}
+	return sink.Close()
+}
+
+func (s fsmSnapshot) Release() { s.v.Release() }
+
+// raftLog is a sync/cluster node as the hub's replicated log
+// (synchub.Cluster). A node that just became leader first waits until
+// every entry committed before its term is applied (a barrier), so what
+// it reads after VerifyLeader includes every acknowledged write.
+type raftLog struct {
+	n *cluster.Node
+
+	mu          sync.Mutex
+	barrierTerm uint64 // the term whose barrier completed
+}
+
+func (l *raftLog) ID() string { return l.n.ID() }
+
+func (l *raftLog) Apply(ctx context.Context, entry []byte) (any, error) {
+	v, err := l.n.Apply(ctx, entry)
+	return v, notLeader(err)
+}
+
+func (l *raftLog) VerifyLeader(ctx context.Context) error { return notLeader(l.n.VerifyLeader(ctx)) }
+
+func (l *raftLog) LeaderID() string {
+	id, _ := l.n.Leader()
+	return id
+}
+
+func (l *raftLog) IsLeader() bool {
+	if !l.n.IsLeader() {
+		return false
+	}
+	term := l.n.Term()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.barrierTerm == term {
+		return true
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := l.n.Barrier(ctx); err != nil {
+		return false
+	}
+	l.barrierTerm = term
+	return true
+}
+
+// Metrics are the node's raft gauges for /metrics.
+func (l *raftLog) Metrics() []synchub.Metric {
+	s := l.n.Stats()
+	leader := 0.0
+	if s.State == raft.Leader.String() {
+		leader = 1
+	}
+	age := -1.0
+	if !s.LastSnapshotTime.IsZero() {
+		age = time.Since(s.LastSnapshotTime).Seconds()
+	}
+	return []synchub.Metric{
+		{Name: "outpost_hub_raft_leader", Help: "1 while this node leads the cluster.", Value: leader},
+		{Name: "outpost_hub_raft_term", Help: "The raft term this node is in.", Value: float64(s.Term)},
+		{Name: "outpost_hub_raft_commit_index", Help: "Index of the last entry known committed.", Value: float64(s.CommitIndex)},
+		{Name: "outpost_hub_raft_applied_index", Help: "Index of the last entry this node's state machine applied.", Value: float64(s.AppliedIndex)},
+		{Name: "outpost_hub_raft_last_snapshot_index", Help: "Index of this node's latest snapshot.", Value: float64(s.LastSnapshotIndex)},
+		{Name: "outpost_hub_raft_snapshot_age_seconds", Help: "Age of this node's latest snapshot (-1: none yet).", Value: age},
+		{Name: "outpost_hub_raft_apply_seconds", Help: "Time of the last entry from proposal to applied on this node (leader only).", Value: l.n.LastApply().Seconds()},
+	}
+}
+
+// notLeader turns the raft node's "not now" errors into the hub's 503.
+func notLeader(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, cluster.ErrNotLeader), errors.Is(err, cluster.ErrClosed),
+		errors.Is(err, raft.ErrLeadershipLost), errors.Is(err, raft.ErrEnqueueTimeout), errors.Is(err, raft.ErrAbortedByRestore):
+		return fmt.Errorf("%w: %w", synchub.ErrNotLeader, err)
+	}
+	return err
+}
