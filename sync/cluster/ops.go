@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -212,4 +214,30 @@ func (n *Node) Stats() Stats {
 		}
 	}
 	return s
+}
+
+// SnapshotCompact takes a snapshot and drops the whole log before it, so
+// a node that joins later receives the state as a snapshot: needed once
+// when a state that did not come from the log (a single hub turned into
+// the first node of a cluster) is the cluster's start.
+func (n *Node) SnapshotCompact(ctx context.Context) error {
+	rc := n.raft.ReloadableConfig()
+	keep := rc.TrailingLogs
+	rc.TrailingLogs = 0
+	if err := n.raft.ReloadConfig(rc); err != nil {
+		return fmt.Errorf("raft: drop the trailing logs: %w", err)
+	}
+	defer func() {
+		rc.TrailingLogs = keep
+		if err := n.raft.ReloadConfig(rc); err != nil {
+			n.log.Error("raft: restore the trailing logs setting", "err", err)
+		}
+	}()
+	return n.Snapshot(ctx)
+}
+
+// HasState reports whether dir holds a raft log (a node that ran before).
+func HasState(dir string) bool {
+	_, err := os.Stat(filepath.Join(dir, "raft.db"))
+	return err == nil
 }

@@ -138,3 +138,24 @@ func (f *FSM) RestoreFrom(r io.Reader) error {
 	}
 	return nil
 }
+
+// Empty reports whether the state holds no identity, twin, event or
+// cloud-to-device message: a node about to join a cluster must be (the
+// log it replays assumes an empty start).
+func (f *FSM) Empty() (bool, error) {
+	empty := true
+	err := f.db.View(func(txn *badger.Txn) error {
+		for _, p := range []byte{kv.PrefixIdentity, kv.PrefixTwin, kv.PrefixEvent, kv.PrefixQueueMsg} {
+			it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{p}})
+			it.Rewind()
+			found := it.Valid()
+			it.Close()
+			if found {
+				empty = false
+				return nil
+			}
+		}
+		return nil
+	})
+	return empty, err
+}

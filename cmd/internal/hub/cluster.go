@@ -12,8 +12,10 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/outpost-edge/outpost/cmd/internal/certs"
@@ -59,6 +61,9 @@ type clusterRun struct {
 	rlog *raftLog
 	peer *http.Client // to the other nodes' APIs
 	log  *slog.Logger
+	// migrating: this node's state predates the cluster; joins wait until
+	// it is in a snapshot (see migrate).
+	migrating atomic.Bool
 }
 
 // clusterCA loads the cluster CA, makes it on a first node, or fetches it
@@ -168,7 +173,23 @@ func (c *clusterRun) openNode(ctx context.Context) error {
 		return err
 	}
 	fsm := c.h.FSM()
-	o := cluster.Options{ID: c.cfg.NodeID, RaftAddr: c.cfg.Raft, Dir: filepath.Join(c.cfg.DataDir, raftDir), TLS: tlsCfg,
+	rdir := filepath.Join(c.cfg.DataDir, raftDir)
+	if !cluster.HasState(rdir) {
+		empty, err := fsm.Empty()
+		if err != nil {
+			return err
+		}
+		switch {
+		case !empty && c.cfg.Join != "":
+			return fmt.Errorf("%s holds a hub's state (devices, twins or events): a joining node starts from an empty --data directory and receives the cluster's state", c.cfg.DataDir)
+		case !empty:
+			// A single hub becomes the cluster's first node: its state is
+			// not in the log, so the log is compacted behind a snapshot
+			// before any node joins (migrate).
+			c.migrating.Store(true)
+		}
+	}
+	o := cluster.Options{ID: c.cfg.NodeID, RaftAddr: c.cfg.Raft, Dir: rdir, TLS: tlsCfg,
 		FSM: raftFSM{fsm}, Bootstrap: c.cfg.Join == "", AppliedIndex: fsm.AppliedIndex, Logger: c.log,
 		TrailingLogs: c.cfg.TrailingLogs, SnapshotThreshold: c.cfg.SnapshotThreshold, SnapshotInterval: c.cfg.SnapshotInterval}
 	if c.node, err = cluster.Open(ctx, o); err != nil {
@@ -249,6 +270,10 @@ func (c *clusterRun) join(w http.ResponseWriter, r *http.Request) {
 	if err := j.check(key, time.Now()); err != nil {
 		c.log.Warn("join refused", "node_id", j.ID, "err", err)
 		protocol.WriteError(w, 403, "Forbidden", err.Error())
+		return
+	}
+	if j.Step == "add" && c.migrating.Load() {
+		writeHubError(w, fmt.Errorf("%w: the first node is still turning its single-hub state into the cluster's first snapshot", synchub.ErrNotLeader))
 		return
 	}
 	switch j.Step {
@@ -454,15 +479,28 @@ func (c *clusterRun) maintainOnce(ctx context.Context) error {
 	}
 	self := synchub.NodeInfo{ID: c.cfg.NodeID, Raft: c.node.Addr(), API: c.api}
 	nodes, _ := fsm.Nodes()
-	for _, n := range nodes {
-		if n == self {
+	if !slices.Contains(nodes, self) {
+		if err := c.h.SetNode(actx, self); err != nil {
+			c.log.Warn("record this node's address in the cluster", "err", err)
 			return nil
 		}
 	}
-	if err := c.h.SetNode(actx, self); err != nil {
-		c.log.Warn("record this node's address in the cluster", "err", err)
+	if c.migrating.Load() {
+		c.migrate(actx)
 	}
 	return nil
+}
+
+// migrate puts a single hub's state, which no log entry holds, into a
+// snapshot and drops the log before it: a node that joins then receives
+// the whole state.
+func (c *clusterRun) migrate(ctx context.Context) {
+	if err := c.node.SnapshotCompact(ctx); err != nil {
+		c.log.Warn("snapshot the single hub's state for the cluster: retrying", "err", err)
+		return
+	}
+	c.migrating.Store(false)
+	c.log.Info("the single hub's state is now the cluster's first snapshot: nodes can join")
 }
 
 func (c *clusterRun) close() error {

@@ -203,3 +203,75 @@ func TestClusterJoinForwardFailover(t *testing.T) {
 		return nil
 	})
 }
+
+// singleHub runs a hub without cluster flags in dir, creates device id
+// at it and stops it; it returns the owner key.
+func singleHub(t *testing.T, dir, id string, key []byte) []byte {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	cfg := Config{DataDir: dir, Listen: "127.0.0.1:0", Hostname: clusterHost,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Stdout: io.Discard}
+	if key != nil {
+		cfg.OwnerKey = base64.StdEncoding.EncodeToString(key)
+	}
+	go func() { done <- Run(ctx, cfg) }()
+	var ready Ready
+	eventually(t, "single hub ready", func() error {
+		data, err := os.ReadFile(filepath.Join(dir, "ready.json"))
+		if err != nil {
+			return err
+		}
+		return json.Unmarshal(data, &ready)
+	})
+	if key == nil {
+		key = ownerKeyOf(t, dir)
+	}
+	if code, body := call(t, key, "PUT", ready.URL+"/devices/"+id, map[string]any{"deviceId": id}); code != 200 {
+		t.Fatalf("PUT: %d %s", code, body)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	return key
+}
+
+// A single hub with devices becomes the first node of a cluster: nodes that
+// join receive its state (a snapshot: the state is in no log entry), and
+// keep it when the first node is gone. A data directory with state cannot
+// join.
+func TestClusterFromSingleHub(t *testing.T) {
+	root := t.TempDir()
+	key := singleHub(t, filepath.Join(root, "n1"), "old", nil)
+	n1 := startNode(t, filepath.Join(root, "n1"), "n1", "", nil)
+	n2 := startNode(t, filepath.Join(root, "n2"), "n2", n1.ready.URL, key)
+	n3 := startNode(t, filepath.Join(root, "n3"), "n3", n1.ready.URL, key)
+	eventually(t, "three voters", func() error {
+		m, err := members(t, key, n1.ready.URL)
+		if err != nil || len(m) != 3 {
+			return fmt.Errorf("%v %+v", err, m)
+		}
+		return nil
+	})
+	n1.stop()
+	eventually(t, "the device at the nodes that joined", func() error {
+		for _, n := range []*testNode{n2, n3} {
+			if code, body := call(t, key, "GET", n.ready.URL+"/devices/old", nil); code != 200 {
+				return fmt.Errorf("%s: %d %s", n.id, code, body)
+			}
+		}
+		return nil
+	})
+	// A directory with a hub's state cannot join: its state is not the cluster's.
+	dir := filepath.Join(root, "n4")
+	singleHub(t, dir, "stray", key)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err := Run(ctx, Config{DataDir: dir, Listen: "127.0.0.1:0", Hostname: clusterHost, NodeID: "n4",
+		Raft: "127.0.0.1:0", Join: n2.ready.URL, OwnerKey: base64.StdEncoding.EncodeToString(key),
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Stdout: io.Discard})
+	if err == nil || !strings.Contains(err.Error(), "holds a hub's state") {
+		t.Fatalf("joining with a hub's state: %v, want a refusal", err)
+	}
+}
