@@ -76,6 +76,11 @@ func (h *Hub) proposeCluster(ctx context.Context, entry []byte) (any, error) {
 	if !ok {
 		return nil, fmt.Errorf("replicated log answered %T, not the hub's Result", v)
 	}
+	if r.Skipped {
+		// Never acknowledge what did not apply: the state's applied index
+		// is ahead of this log (a state from another cluster).
+		return nil, errors.New("the state machine skipped a new entry: its applied index is ahead of the raft log (was this data directory's store/ copied from another cluster? see docs/operations.md, Backing up)")
+	}
 	return r.Value, r.Err
 }
 

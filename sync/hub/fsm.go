@@ -43,7 +43,8 @@ type FSM struct {
 	applying atomic.Bool
 	at       atomic.Int64 // the applying command's time, unix ms
 
-	applied   atomic.Uint64 // cache of the applied log index (replicated.go); 0: read the store
+	applied     atomic.Uint64 // cache of the applied log index (replicated.go); 0: read the store
+	appliedZero atomic.Bool   // the store's applied index is known to be 0
 	onRestore func()        // after RestoreFrom: the hub repoints its readers
 }
 

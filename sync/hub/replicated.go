@@ -68,7 +68,7 @@ func (f *FSM) ApplyEntries(entries []LogEntry) []Result {
 // AppliedIndex is the index of the last entry ApplyEntries applied (0 for
 // a store that never applied one).
 func (f *FSM) AppliedIndex() uint64 {
-	if v := f.applied.Load(); v != 0 {
+	if v := f.applied.Load(); v != 0 || f.appliedZero.Load() {
 		return v
 	}
 	var idx uint64
@@ -88,11 +88,18 @@ func (f *FSM) AppliedIndex() uint64 {
 	return idx
 }
 
+// ResetApplied forgets the applied index: the state is the start of a
+// new log (a single hub, or a backup, becoming a cluster's first node).
+func (f *FSM) ResetApplied() error { return f.setApplied(0) }
+
 func (f *FSM) setApplied(idx uint64) error {
 	if err := f.db.Commit(context.Background(), kv.Set(appliedKey, kv.AppendUint64(nil, idx))); err != nil {
 		return err
 	}
 	f.applied.Store(idx)
+	if idx == 0 {
+		f.appliedZero.Store(true)
+	}
 	return nil
 }
 
@@ -130,6 +137,7 @@ func (v *SnapshotView) Release() {
 func (f *FSM) RestoreFrom(r io.Reader) error {
 	err := f.Restore(r)
 	f.applied.Store(0)
+	f.appliedZero.Store(false)
 	if err != nil {
 		return err
 	}

@@ -183,9 +183,13 @@ func (c *clusterRun) openNode(ctx context.Context) error {
 		case !empty && c.cfg.Join != "":
 			return fmt.Errorf("%s holds a hub's state (devices, twins or events): a joining node starts from an empty --data directory and receives the cluster's state", c.cfg.DataDir)
 		case !empty:
-			// A single hub becomes the cluster's first node: its state is
-			// not in the log, so the log is compacted behind a snapshot
-			// before any node joins (migrate).
+			// A single hub (or a backup) becomes the cluster's first node:
+			// its state is not in the log, so the log starts again at 1
+			// and is compacted behind a snapshot before any node joins
+			// (migrate).
+			if err := fsm.ResetApplied(); err != nil {
+				return err
+			}
 			c.migrating.Store(true)
 		}
 	}

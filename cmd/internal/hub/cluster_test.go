@@ -29,6 +29,13 @@ type testNode struct {
 
 const clusterHost = "hub.test"
 
+func testLogger() *slog.Logger {
+	if os.Getenv("CLUSTER_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
 // startNode runs a cluster node: the first when join is "".
 func startNode(t *testing.T, dir, id, join string, key []byte) *testNode {
 	t.Helper()
@@ -36,7 +43,7 @@ func startNode(t *testing.T, dir, id, join string, key []byte) *testNode {
 	n := &testNode{id: id, dir: dir, cancel: cancel, done: make(chan error, 1)}
 	_ = os.Remove(filepath.Join(dir, "ready.json"))
 	cfg := Config{DataDir: dir, Listen: "127.0.0.1:0", Hostname: clusterHost, NodeID: id, Raft: "127.0.0.1:0", Join: join,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Stdout: io.Discard}
+		Logger: testLogger(), Stdout: io.Discard}
 	if key != nil {
 		cfg.OwnerKey = base64.StdEncoding.EncodeToString(key)
 	}
@@ -124,6 +131,34 @@ func members(t *testing.T, key []byte, url string) ([]Member, error) {
 	return m, json.Unmarshal(body, &m)
 }
 
+// waitVoters waits until the cluster has n voters, each Leader or
+// Follower with the leader's last index.
+func waitVoters(t *testing.T, key []byte, url string, n int) {
+	t.Helper()
+	eventually(t, fmt.Sprintf("%d voters in step", n), func() error {
+		m, err := members(t, key, url)
+		if err != nil {
+			return err
+		}
+		var last uint64
+		for _, x := range m {
+			if x.Leader {
+				last = x.LastIndex
+			}
+		}
+		up := 0
+		for _, x := range m {
+			if x.Suffrage == "Voter" && (x.State == "Leader" || x.State == "Follower") && x.LastIndex >= last {
+				up++
+			}
+		}
+		if up != n || len(m) != n {
+			return fmt.Errorf("members %+v", m)
+		}
+		return nil
+	})
+}
+
 // Three nodes form a cluster through --join; a write at one node is read
 // at another; the leader stops and the two others go on, and it comes back
 // and catches up.
@@ -134,22 +169,7 @@ func TestClusterJoinForwardFailover(t *testing.T) {
 	n2 := startNode(t, filepath.Join(root, "n2"), "n2", n1.ready.URL, key)
 	n3 := startNode(t, filepath.Join(root, "n3"), "n3", n2.ready.URL, key) // through a follower
 	nodes := []*testNode{n1, n2, n3}
-	eventually(t, "three members", func() error {
-		m, err := members(t, key, n3.ready.URL)
-		if err != nil {
-			return err
-		}
-		up := 0
-		for _, x := range m {
-			if x.State == "Leader" || x.State == "Follower" {
-				up++
-			}
-		}
-		if up != 3 {
-			return fmt.Errorf("members %+v", m)
-		}
-		return nil
-	})
+	waitVoters(t, key, n3.ready.URL, 3)
 	for i, n := range nodes {
 		code, body := call(t, key, "PUT", n.ready.URL+"/devices/dev"+fmt.Sprint(i), map[string]any{"deviceId": "dev" + fmt.Sprint(i)})
 		if code != 200 {
@@ -247,13 +267,7 @@ func TestClusterFromSingleHub(t *testing.T) {
 	n1 := startNode(t, filepath.Join(root, "n1"), "n1", "", nil)
 	n2 := startNode(t, filepath.Join(root, "n2"), "n2", n1.ready.URL, key)
 	n3 := startNode(t, filepath.Join(root, "n3"), "n3", n1.ready.URL, key)
-	eventually(t, "three voters", func() error {
-		m, err := members(t, key, n1.ready.URL)
-		if err != nil || len(m) != 3 {
-			return fmt.Errorf("%v %+v", err, m)
-		}
-		return nil
-	})
+	waitVoters(t, key, n1.ready.URL, 3)
 	n1.stop()
 	eventually(t, "the device at the nodes that joined", func() error {
 		for _, n := range []*testNode{n2, n3} {
@@ -263,13 +277,34 @@ func TestClusterFromSingleHub(t *testing.T) {
 		}
 		return nil
 	})
+	// A copy of a node's store starts a new cluster of its own (docs:
+	// Backing up): the old state, and new writes apply.
+	n2.stop()
+	if err := os.CopyFS(filepath.Join(root, "n5", "store"), os.DirFS(filepath.Join(root, "n2", "store"))); err != nil {
+		t.Fatal(err)
+	}
+	n5 := startNode(t, filepath.Join(root, "n5"), "n5", "", key)
+	eventually(t, "the rebuilt cluster reads", func() error {
+		if code, body := call(t, key, "GET", n5.ready.URL+"/devices/old", nil); code != 200 {
+			return fmt.Errorf("%d %s", code, body)
+		}
+		return nil
+	})
+	if code, body := call(t, key, "PUT", n5.ready.URL+"/devices/new", map[string]any{"deviceId": "new"}); code != 200 {
+		t.Fatalf("first write at the rebuilt cluster: %d %s", code, body)
+	}
+	for _, d := range []string{"old", "new"} {
+		if code, body := call(t, key, "GET", n5.ready.URL+"/devices/"+d, nil); code != 200 {
+			t.Fatalf("GET %s at the rebuilt cluster: %d %s", d, code, body)
+		}
+	}
 	// A directory with a hub's state cannot join: its state is not the cluster's.
 	dir := filepath.Join(root, "n4")
 	singleHub(t, dir, "stray", key)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	err := Run(ctx, Config{DataDir: dir, Listen: "127.0.0.1:0", Hostname: clusterHost, NodeID: "n4",
-		Raft: "127.0.0.1:0", Join: n2.ready.URL, OwnerKey: base64.StdEncoding.EncodeToString(key),
+		Raft: "127.0.0.1:0", Join: n5.ready.URL, OwnerKey: base64.StdEncoding.EncodeToString(key),
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Stdout: io.Discard})
 	if err == nil || !strings.Contains(err.Error(), "holds a hub's state") {
 		t.Fatalf("joining with a hub's state: %v, want a refusal", err)
