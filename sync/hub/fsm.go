@@ -45,7 +45,7 @@ type FSM struct {
 
 	applied     atomic.Uint64 // cache of the applied log index (replicated.go); 0: read the store
 	appliedZero atomic.Bool   // the store's applied index is known to be 0
-	onRestore func()        // after RestoreFrom: the hub repoints its readers
+	onRestore   func()        // after RestoreFrom: the hub repoints its readers
 }
 
 // FSMOptions configure an FSM.
