@@ -52,6 +52,13 @@ func hubLeave(ctx context.Context, env cli.Env, args []string) error {
 
 // runSub runs a hub-client command given as a subcommand of another.
 func runSub(ctx context.Context, env cli.Env, cmd cli.Command, args []string) error {
+	for _, a := range args {
+		if a == "-h" || a == "-help" || a == "--help" {
+			fs := cli.SubFlags(cmd.Name, cmd.Usage, cmd.Summary)
+			cmd.Flags(fs)
+			return cli.Parse(env, fs, []string{"-h"})
+		}
+	}
 	fs, err := cli.Load(cmd, env, args)
 	if err != nil {
 		return err

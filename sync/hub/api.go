@@ -74,7 +74,11 @@ func (h *Hub) Handler() http.Handler {
 	stream("GET /images/{digest}", h.getImage)
 	svc("DELETE /images/{digest}", h.deleteImage)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, 200, map[string]any{"status": "ok", "events": h.events.Last()})
+		health := map[string]any{"status": "ok", "events": h.events.Last()}
+		if c, ok := h.clusterNode().(interface{ Health() any }); ok {
+			health["cluster"] = c.Health()
+		}
+		writeJSON(w, 200, health)
 	})
 	link(mux, h, protocol.PathHello, func(_ context.Context, edge string, m protocol.Hello) (any, error) { return h.Hello(edge, m) })
 	link(mux, h, protocol.PathMessages, func(ctx context.Context, edge string, m protocol.Messages) (any, error) {

@@ -182,6 +182,27 @@ func TestClusterJoinForwardFailover(t *testing.T) {
 			t.Fatalf("GET /devices at %s: %d %s", n.id, code, body)
 		}
 	}
+	// Every node reports its raft state on /healthz and /metrics.
+	for _, n := range nodes {
+		resp, err := http.Get(n.ready.URL + "/healthz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var health struct {
+			Cluster struct {
+				ID, State, Leader string
+			}
+		}
+		err = json.NewDecoder(resp.Body).Decode(&health)
+		resp.Body.Close()
+		if err != nil || health.Cluster.ID != n.id || health.Cluster.Leader == "" || health.Cluster.State == "" {
+			t.Fatalf("healthz at %s: %+v %v", n.id, health, err)
+		}
+		code, body := call(t, key, "GET", n.ready.URL+"/metrics", nil)
+		if code != 200 || !strings.Contains(string(body), "outpost_hub_raft_applied_index ") {
+			t.Fatalf("metrics at %s: %d %s", n.id, code, body)
+		}
+	}
 	// Stop the leader: the others elect one and take writes and reads.
 	m, _ := members(t, key, n1.ready.URL)
 	var leader *testNode

@@ -102,6 +102,13 @@ func (l *raftLog) IsLeader() bool {
 	return true
 }
 
+// Health is this node's part of /healthz: its raft state and progress.
+func (l *raftLog) Health() any {
+	s := l.n.Stats()
+	return map[string]any{"id": l.n.ID(), "state": s.State, "leader": l.LeaderID(), "term": s.Term,
+		"commitIndex": s.CommitIndex, "appliedIndex": s.AppliedIndex}
+}
+
 // Metrics are the node's raft gauges for /metrics.
 func (l *raftLog) Metrics() []synchub.Metric {
 	s := l.n.Stats()
