@@ -15,7 +15,8 @@ import (
 // A clustered hub (Options.Clustered) applies every command through a
 // replicated log: the leader proposes, every node's FSM applies. The
 // servers run on every node, but only the leader answers: a follower
-// authenticates a request and forwards it to the leader's API (Forward),
+// forwards a request to the leader's API (Forward), which authenticates
+// it (a follower's copy of the registry may lag the leader's by a moment),
 // so an answer never depends on the node asked, and the in-memory parts
 // of the link (long polls, method calls waiting for their edge, instance
 // tracking) live on one node, the leader. A leader confirms it still
@@ -99,10 +100,6 @@ type ForwardOptions struct {
 	// Local reports the requests this node answers itself (its health,
 	// metrics, its own status).
 	Local func(r *http.Request) bool
-	// Open reports the requests a follower forwards without checking a
-	// token first: they carry their own proof (a join) or log in (the
-	// dashboard).
-	Open func(r *http.Request) bool
 	// Transport reaches the other nodes' APIs (their TLS trust).
 	Transport http.RoundTripper
 }
@@ -142,18 +139,11 @@ func (h *Hub) serveLeader(next http.Handler, w http.ResponseWriter, r *http.Requ
 }
 
 func (h *Hub) forward(w http.ResponseWriter, r *http.Request, c Cluster, o ForwardOptions) {
+	// The request is not authenticated here: the leader does it, with the
+	// registry as it is, and bounds the request with its own deadlines.
 	if r.Header.Get(ForwardedHeader) != "" {
 		unavailable(w, "leadership moved while the request was forwarded: retry")
 		return
-	}
-	if o.Open == nil || !o.Open(r) {
-		if err := h.owner(r); err != nil {
-			if _, err := h.edgeAuth(r); err != nil {
-				h.authFailed(w)
-				writeError(w, err)
-				return
-			}
-		}
 	}
 	target, err := h.leaderURL(c)
 	if err != nil {
@@ -169,8 +159,18 @@ func (h *Hub) forward(w http.ResponseWriter, r *http.Request, c Cluster, o Forwa
 		},
 		FlushInterval: -1, // long polls and event streams pass through as written
 		Transport:     o.Transport,
+		ModifyResponse: func(resp *http.Response) error {
+			if resp.StatusCode == http.StatusUnauthorized {
+				// As the leader does: a caller without credentials keeps
+				// no connection open.
+				resp.Header.Set("Connection", "close")
+			}
+			return nil
+		},
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
-			h.log.Warn("forward to the leader failed", "path", r.URL.Path, "leader", target.Host, "err", err)
+			if ok, n := h.forwardLog.Allow("forward"); ok {
+				h.log.Warn("forward to the leader failed", "path", r.URL.Path, "leader", target.Host, "err", err, "not_logged", n)
+			}
 			unavailable(w, fmt.Sprintf("the leader did not answer (%v): retry", err))
 		},
 	}

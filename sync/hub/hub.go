@@ -86,10 +86,11 @@ type Options struct {
 
 // Hub is the cloud side's state and its service.
 type Hub struct {
-	opts      Options
-	log       *slog.Logger
-	busyLog   ratelog.Limiter // link frames over an edge's limit
-	linkSlots linkSlots
+	opts       Options
+	log        *slog.Logger
+	busyLog    ratelog.Limiter // link frames over an edge's limit
+	forwardLog ratelog.Limiter // failed forwards to the leader (cluster.go)
+	linkSlots  linkSlots
 
 	disk     *disk.Monitor // nil InMemory
 	ownsDisk bool

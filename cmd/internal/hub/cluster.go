@@ -239,9 +239,6 @@ func (c *clusterRun) forwardOptions() synchub.ForwardOptions {
 			}
 			return false
 		},
-		Open: func(r *http.Request) bool {
-			return r.URL.Path == joinPath || strings.HasPrefix(r.URL.Path, "/ui/")
-		},
 		Transport: c.peer.Transport,
 	}
 }

@@ -182,6 +182,18 @@ func TestClusterJoinForwardFailover(t *testing.T) {
 			t.Fatalf("GET /devices at %s: %d %s", n.id, code, body)
 		}
 	}
+	// A follower forwards a request without a valid token to the leader,
+	// which refuses it; the follower closes the caller's connection too.
+	for _, n := range nodes {
+		resp, err := http.Get(n.ready.URL + "/devices")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 401 || !resp.Close {
+			t.Fatalf("no token at %s: %d, close %v; want 401 and the connection closed", n.id, resp.StatusCode, resp.Close)
+		}
+	}
 	// Every node reports its raft state on /healthz and /metrics.
 	for _, n := range nodes {
 		resp, err := http.Get(n.ready.URL + "/healthz")

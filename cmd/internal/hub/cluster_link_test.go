@@ -1,0 +1,198 @@
+package hub
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/outpost-edge/outpost/store/identity"
+	"github.com/outpost-edge/outpost/store/identity/sas"
+	"github.com/outpost-edge/outpost/store/kv"
+	"github.com/outpost-edge/outpost/store/queue"
+	"github.com/outpost-edge/outpost/store/twin"
+	"github.com/outpost-edge/outpost/sync/protocol"
+	"github.com/outpost-edge/outpost/sync/upstream"
+)
+
+// edgeSink stands in for the broker: it answers every method call, so an
+// answer proves the call reached the edge.
+type edgeSink struct{}
+
+func (edgeSink) TwinChanges([]twin.Change)                            {}
+func (edgeSink) Disconnect(string, string)                            {}
+func (edgeSink) PurgeQueues(context.Context, string) (int, error)     { return 0, nil }
+func (edgeSink) SendC2D(context.Context, string, queue.Message) error { return nil }
+func (edgeSink) InvokeMethod(_ context.Context, target, name string, _ []byte, _ time.Duration) protocol.MethodResult {
+	return protocol.MethodResult{Status: 200, Payload: []byte(fmt.Sprintf(`{"at":%q,"name":%q}`, target, name))}
+}
+
+// testEdge is an edge's store and link (no broker) against url.
+type testEdge struct {
+	up *queue.Queue
+}
+
+func startEdge(t *testing.T, url string, cs sas.ConnString) *testEdge {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	db, err := kv.Open(t.TempDir(), kv.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	queues, err := queue.Open(ctx, db, queue.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	twins, err := twin.Open(ctx, db, twin.Options{Role: twin.Edge, Name: cs.DeviceID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids, err := identity.Open(ctx, db, identity.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	link, err := upstream.New(upstream.Options{URL: url, DB: db, Queues: queues, Twins: twins, Identities: ids, Target: edgeSink{}, Edge: cs, Logger: testLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	up, err := queues.Queue("$upstream/pdefault", queue.QueueOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { defer close(done); _ = link.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+		_ = queues.Close()
+		_ = db.Close()
+	})
+	return &testEdge{up: up}
+}
+
+func (e *testEdge) send(t *testing.T, from, n int) {
+	t.Helper()
+	batch := make([]queue.Message, 0, n)
+	for i := from; i < from+n; i++ {
+		batch = append(batch, queue.Message{ID: fmt.Sprintf("m%d", i), Source: "devices/gw1", Body: []byte(fmt.Sprintf(`{"i":%d}`, i))})
+	}
+	if _, err := e.up.Append(context.Background(), batch...); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// events reads the whole event log at url: the bodies' i in seq order.
+func events(t *testing.T, key []byte, url string) ([]int, error) {
+	code, body := call(t, key, "GET", url+"/messages/events?from=1&limit=10000", nil)
+	if code != 200 {
+		return nil, fmt.Errorf("events: %d %s", code, body)
+	}
+	var evs []struct {
+		Seq  uint64 `json:"seq"`
+		Body []byte `json:"body"`
+	}
+	if err := json.Unmarshal(body, &evs); err != nil {
+		return nil, err
+	}
+	var out []int
+	var last uint64
+	for _, e := range evs {
+		if e.Seq <= last {
+			return nil, fmt.Errorf("seq %d after %d", e.Seq, last)
+		}
+		last = e.Seq
+		var b struct{ I int }
+		if err := json.Unmarshal(e.Body, &b); err != nil {
+			return nil, err
+		}
+		out = append(out, b.I)
+	}
+	return out, nil
+}
+
+// An edge whose link goes to one follower drains through it, answers a
+// direct method invoked at another node, and keeps draining when the leader
+// stops: every message once, in order.
+func TestClusterEdgeThroughFollower(t *testing.T) {
+	root := t.TempDir()
+	n1 := startNode(t, filepath.Join(root, "n1"), "n1", "", nil)
+	key := ownerKeyOf(t, n1.dir)
+	n2 := startNode(t, filepath.Join(root, "n2"), "n2", n1.ready.URL, key)
+	n3 := startNode(t, filepath.Join(root, "n3"), "n3", n1.ready.URL, key)
+	waitVoters(t, key, n1.ready.URL, 3)
+	nodes := []*testNode{n1, n2, n3}
+	leader := leaderOf(t, key, nodes)
+	var followers []*testNode
+	for _, n := range nodes {
+		if n != leader {
+			followers = append(followers, n)
+		}
+	}
+	var body []byte
+	eventually(t, "create the edge device at a follower", func() error {
+		var code int
+		code, body = call(t, key, "PUT", followers[1].ready.URL+"/devices/gw1", map[string]any{"deviceId": "gw1", "capabilities": map[string]any{"iotEdge": true}})
+		if code != 200 {
+			return fmt.Errorf("%d %s", code, body)
+		}
+		return nil
+	})
+	var gw identity.JSON
+	if err := json.Unmarshal(body, &gw); err != nil {
+		t.Fatal(err)
+	}
+	edge := startEdge(t, followers[0].ready.URL, sas.ConnString{HostName: clusterHost, DeviceID: "gw1", SharedAccessKey: gw.Authentication.SymmetricKey.PrimaryKey})
+	edge.send(t, 0, 500)
+	eventually(t, "the first 500 events, read at the other follower", func() error {
+		got, err := events(t, key, followers[1].ready.URL)
+		if err == nil && len(got) != 500 {
+			err = fmt.Errorf("%d events", len(got))
+		}
+		return err
+	})
+	eventually(t, "a method invoked at the other follower", func() error {
+		code, body := call(t, key, "POST", followers[1].ready.URL+"/twins/gw1/methods", map[string]any{"methodName": "ping", "payload": map[string]any{}, "responseTimeoutInSeconds": 5})
+		if code != 200 || !strings.Contains(string(body), `"name":"ping"`) {
+			return fmt.Errorf("%d %s", code, body)
+		}
+		return nil
+	})
+	leader.stop()
+	edge.send(t, 500, 500)
+	eventually(t, "all 1000 events once, in order, after the leader stopped", func() error {
+		got, err := events(t, key, followers[1].ready.URL)
+		if err != nil {
+			return err
+		}
+		if len(got) != 1000 {
+			return fmt.Errorf("%d events", len(got))
+		}
+		for i, v := range got {
+			if v != i {
+				return fmt.Errorf("event %d holds %d", i, v)
+			}
+		}
+		return nil
+	})
+}
+
+// leaderOf finds the node that leads.
+func leaderOf(t *testing.T, key []byte, nodes []*testNode) *testNode {
+	t.Helper()
+	m, err := members(t, key, nodes[0].ready.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, x := range m {
+		for _, n := range nodes {
+			if x.Leader && x.ID == n.id {
+				return n
+			}
+		}
+	}
+	t.Fatalf("no leader in %+v", m)
+	return nil
+}

@@ -1,0 +1,83 @@
+package hub
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// A join request is bound to the owner key and to its content: another key,
+// a changed field or an old request is refused.
+func TestJoinProof(t *testing.T) {
+	key, other := []byte("the-owner-key"), []byte("another-key")
+	j := newJoinRequest("add", "n2", "10.0.0.2:7000", "https://10.0.0.2:8443", key)
+	now := time.Now()
+	if err := j.check(key, now); err != nil {
+		t.Fatalf("a proper request: %v", err)
+	}
+	if err := j.check(other, now); err == nil || !strings.Contains(err.Error(), "owner key") {
+		t.Errorf("another key: %v", err)
+	}
+	moved := j
+	moved.Raft = "203.0.113.9:7000"
+	if err := moved.check(key, now); err == nil {
+		t.Error("a request whose raft address was changed on the way was taken")
+	}
+	if err := j.check(key, now.Add(10*time.Minute)); err == nil || !strings.Contains(err.Error(), "clock") {
+		t.Errorf("an old request: %v", err)
+	}
+	bad := newJoinRequest("add", "n2/../x", "a:1", "http://a", key)
+	if err := bad.check(key, now); err == nil {
+		t.Error("a node id with a slash was taken")
+	}
+}
+
+// Only the holder of the owner key opens a sealed bundle, and only for the
+// nonce of its own request.
+func TestSealedBundle(t *testing.T) {
+	key := []byte("the-owner-key")
+	sealed, err := seal(key, "nonce-1", []byte("the cluster CA"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if plain, err := unseal(key, "nonce-1", sealed); err != nil || string(plain) != "the cluster CA" {
+		t.Fatalf("unseal: %q %v", plain, err)
+	}
+	if _, err := unseal([]byte("another-key"), "nonce-1", sealed); err == nil {
+		t.Error("another key opened the bundle")
+	}
+	if _, err := unseal(key, "nonce-2", sealed); err == nil {
+		t.Error("the bundle opened for another request's nonce")
+	}
+}
+
+// A running node refuses a join made without the owner key: no CA, and
+// no new member.
+func TestJoinWithoutOwnerKeyRefused(t *testing.T) {
+	root := t.TempDir()
+	n1 := startNode(t, filepath.Join(root, "n1"), "n1", "", nil)
+	key := ownerKeyOf(t, n1.dir)
+	waitVoters(t, key, n1.ready.URL, 1)
+	for _, step := range []string{"ca", "add"} {
+		j := newJoinRequest(step, "intruder", "127.0.0.1:1", "http://127.0.0.1:1", []byte("guessed"))
+		body, _ := json.Marshal(j)
+		resp, err := http.Post(n1.ready.URL+joinPath, "application/json", bytes.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var a joinAnswer
+		_ = json.NewDecoder(resp.Body).Decode(&a)
+		resp.Body.Close()
+		if resp.StatusCode != 403 || a.Sealed != "" {
+			t.Fatalf("step %s with a wrong key: %d %+v, want 403 and nothing", step, resp.StatusCode, a)
+		}
+	}
+	m, err := members(t, key, n1.ready.URL)
+	if err != nil || len(m) != 1 {
+		t.Fatalf("members after the refused joins: %+v %v", m, err)
+	}
+}
