@@ -2,7 +2,11 @@ package hub
 
 import (
 	"bytes"
+	"context"
+	"encoding/base64"
 	"encoding/json"
+	"fmt"
+	"io"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -79,5 +83,30 @@ func TestJoinWithoutOwnerKeyRefused(t *testing.T) {
 	m, err := members(t, key, n1.ready.URL)
 	if err != nil || len(m) != 1 {
 		t.Fatalf("members after the refused joins: %+v %v", m, err)
+	}
+}
+
+// A node started again with another owner key than the cluster's stops
+// and says why.
+func TestNodeWithAnotherOwnerKeyStops(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "n1")
+	n1 := startNode(t, dir, "n1", "", nil)
+	key := ownerKeyOf(t, dir)
+	waitVoters(t, key, n1.ready.URL, 1)
+	// The node records the owner key, then its own address, in the state.
+	eventually(t, "the node's records in the cluster's state", func() error {
+		m, err := members(t, key, n1.ready.URL)
+		if err == nil && (len(m) != 1 || m[0].API == "") {
+			err = fmt.Errorf("members %+v", m)
+		}
+		return err
+	})
+	n1.stop()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err := Run(ctx, Config{DataDir: dir, Listen: "127.0.0.1:0", Hostname: clusterHost, NodeID: "n1", Raft: "127.0.0.1:0",
+		OwnerKey: base64.StdEncoding.EncodeToString([]byte("not-the-cluster-key")), Logger: testLogger(), Stdout: io.Discard})
+	if err == nil || !strings.Contains(err.Error(), "owner key is not the cluster's") {
+		t.Fatalf("another owner key: %v", err)
 	}
 }
