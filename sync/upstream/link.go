@@ -294,7 +294,7 @@ func (l *Link) retry(ctx context.Context, session func(context.Context) error, p
 		if ctx.Err() != nil {
 			return
 		}
-		if sw := (*switchError)(nil); errors.As(err, &sw) && sw.fresh {
+		if isFreshSwitch(err) {
 			l.noteError(err) // another node is tried at once, after a jitter
 			if !sleepCtx(ctx, switchJitter()) {
 				return

@@ -41,6 +41,13 @@ type switchError struct {
 func (e *switchError) Error() string { return e.err.Error() }
 func (e *switchError) Unwrap() error { return e.err }
 
+// isFreshSwitch reports whether err made the link move to a node that has
+// not failed yet.
+func isFreshSwitch(err error) bool {
+	var sw *switchError
+	return errors.As(err, &sw) && sw.fresh
+}
+
 // node returns the link's current node: its index, its base URL and a
 // channel closed when the link moves away from it.
 func (l *Link) node() (int, string, <-chan struct{}) {
