@@ -1,6 +1,7 @@
 package upstream
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -184,5 +185,46 @@ func TestLinkBacksOffWhenEveryNodeFails(t *testing.T) {
 	// (at most 350 ms) would make them in well under a second.
 	if took := time.Since(start); took < 900*time.Millisecond {
 		t.Fatalf("six moves between two dead nodes in %s with a 2 s backoff: the link spins", took)
+	}
+}
+
+func TestNodeFailed(t *testing.T) {
+	tests := []struct {
+		err  error
+		want bool
+	}{
+		{&HubError{Status: http.StatusServiceUnavailable, Code: "NotLeader"}, true},
+		{&HubError{Status: http.StatusBadGateway}, true},
+		{&HubError{Status: http.StatusGatewayTimeout}, true},
+		{&HubError{Status: http.StatusUnauthorized}, false},
+		{&HubError{Status: http.StatusTooManyRequests}, false},
+		{&HubError{Status: http.StatusBadRequest}, false},
+		{fmt.Errorf("post: %w", errors.New("connection refused")), true},
+		{fmt.Errorf("%w: bogus ack", errIgnoredAnswer), false},
+	}
+	for _, tt := range tests {
+		if got := nodeFailed(tt.err); got != tt.want {
+			t.Errorf("nodeFailed(%v) = %v, want %v", tt.err, got, tt.want)
+		}
+	}
+}
+
+func TestAfterFailureHonoursAShortRetryAfter(t *testing.T) {
+	election := &HubError{Status: http.StatusServiceUnavailable, RetryAfter: 3 * time.Second}
+	tests := []struct {
+		err     error
+		backoff time.Duration
+		want    time.Duration
+	}{
+		{&switchError{err: election}, time.Second, 3 * time.Second},
+		{election, 4 * time.Second, 4 * time.Second},
+		{&HubError{Status: http.StatusServiceUnavailable, RetryAfter: 30 * time.Second}, time.Second, time.Second}, // too long: the backoff
+		{&HubError{Status: http.StatusBadGateway, RetryAfter: 3 * time.Second}, time.Second, time.Second},
+		{errors.New("connection refused"), time.Second, time.Second},
+	}
+	for _, tt := range tests {
+		if got := afterFailure(tt.err, tt.backoff); got != tt.want {
+			t.Errorf("afterFailure(%v, %s) = %s, want %s", tt.err, tt.backoff, got, tt.want)
+		}
 	}
 }

@@ -90,8 +90,8 @@ func (l *Link) nodeFailure(ctx context.Context, i int, err error) error {
 	l.moved = make(chan struct{})
 	l.switches.Add(1)
 	if ok, held := l.switchLog.Allow("switch"); ok {
-		l.log.Warn("link moves to another hub node", "from", from, "to", l.nodes[l.cur], "reason", err.Error(),
-			"nodes_failed_in_a_row", l.failedInRow, "moves_not_logged", held)
+		l.log.Warn("link switches to another hub node", "from", from, "to", l.nodes[l.cur], "reason", err.Error(),
+			"nodes_failed_in_a_row", l.failedInRow, "switches_not_logged", held)
 	}
 	return &switchError{err: err, fresh: fresh}
 }
