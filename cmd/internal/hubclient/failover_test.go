@@ -2,6 +2,7 @@ package hubclient_test
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -27,7 +28,8 @@ type liveHub struct {
 
 func newLiveHub(t *testing.T) *liveHub {
 	t.Helper()
-	h, err := synchub.Open(context.Background(), "", synchub.Options{HostName: "hub.test:8080", OwnerKey: ownerKey, InMemory: true})
+	h, err := synchub.Open(context.Background(), "", synchub.Options{HostName: "hub.test:8080", OwnerKey: ownerKey, InMemory: true,
+		ImageDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -205,5 +207,21 @@ func TestClientWaitsOutAShortElection(t *testing.T) {
 	}
 	if took := time.Since(start); asked.Load() != 3 || took < 900*time.Millisecond {
 		t.Fatalf("asked %d times in %s: want a second round after Retry-After (3 requests, ≥ 1 s)", asked.Load(), took)
+	}
+}
+
+func TestClientPushImageFailsOverOnlyBeforeSending(t *testing.T) {
+	live, dead := newLiveHub(t), deadURL(t)
+	img := []byte("#!/bin/sh\necho module\n")
+	c := clientStartingAt(t, dead+","+live.url, dead)
+	if _, created, err := c.PushImage(context.Background(), bytes.NewReader(img), int64(len(img))); err != nil || !created {
+		t.Fatalf("push with the first node refusing connections: created %v, %v", created, err)
+	}
+	node, got := swallowingNode(t)
+	c = clientStartingAt(t, node+","+live.url, node)
+	_, _, err := c.PushImage(context.Background(), bytes.NewReader(img), int64(len(img)))
+	if err == nil || !strings.Contains(err.Error(), "may have applied it") || got.Load() != 1 || live.hits.Load() != 1 {
+		t.Fatalf("push to a node that read it and hung up: %v; that node read %d, the live one served %d: want the error, 1 and 1",
+			err, got.Load(), live.hits.Load())
 	}
 }
