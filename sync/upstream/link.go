@@ -198,6 +198,25 @@ func New(opts Options) (*Link, error) {
 	if len(opts.URLs) == 0 || slices.Contains(opts.URLs, "") || opts.DB == nil || opts.Queues == nil || opts.Twins == nil || opts.Identities == nil || opts.Target == nil {
 		return nil, errors.New("upstream: URL (or URLs), DB, Queues, Twins, Identities and Target are required")
 	}
+	opts.setDefaults()
+	nodes := make([]string, len(opts.URLs))
+	for i, u := range opts.URLs {
+		nodes[i] = strings.TrimSuffix(u, "/")
+	}
+	l := &Link{opts: opts, log: opts.Logger, instance: string(opts.Twins.Replica()), upCh: make(chan struct{}),
+		status: Status{State: "connecting", Since: time.Now()}, nodes: nodes, moved: make(chan struct{}),
+		switchLog: ratelog.Limiter{Every: switchLogEvery}}
+	for _, n := range upstreamQueues() {
+		q, err := opts.Queues.Queue(n, queue.QueueOptions{})
+		if err != nil {
+			return nil, err
+		}
+		l.queues = append(l.queues, q)
+	}
+	return l, nil
+}
+
+func (opts *Options) setDefaults() {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -229,23 +248,8 @@ func New(opts Options) (*Link, error) {
 		opts.MaxImageSize = DefaultMaxImageSize
 	}
 	if opts.Client == nil {
-		opts.Client = defaultClient(opts)
+		opts.Client = defaultClient(*opts)
 	}
-	nodes := make([]string, len(opts.URLs))
-	for i, u := range opts.URLs {
-		nodes[i] = strings.TrimSuffix(u, "/")
-	}
-	l := &Link{opts: opts, log: opts.Logger, instance: string(opts.Twins.Replica()), upCh: make(chan struct{}),
-		status: Status{State: "connecting", Since: time.Now()}, nodes: nodes, moved: make(chan struct{}),
-		switchLog: ratelog.Limiter{Every: switchLogEvery}}
-	for _, n := range upstreamQueues() {
-		q, err := opts.Queues.Queue(n, queue.QueueOptions{})
-		if err != nil {
-			return nil, err
-		}
-		l.queues = append(l.queues, q)
-	}
-	return l, nil
 }
 
 // Run keeps the link up until ctx is done.
