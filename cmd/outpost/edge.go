@@ -49,7 +49,7 @@ var edgeCmd = cli.Command{
 		c := &edgeCfg
 		fs.StringVar(&c.DataDir, "data", "", "data directory (store, certificates)")
 		fs.StringVar(&c.ConnectionString, "connection-string", "", "the edge device's connection string; keep it off the command line: --connection-string-file, env OUTPOST_EDGE_CONNECTION_STRING or --config")
-		fs.StringVar(&c.HubURL, "hub-url", "", "URL of the hub (default: https://<HostName of the connection string>, http:// when that is loopback); off: run standalone, $upstream messages stay queued")
+		fs.StringVar(&c.HubURL, "hub-url", "", "URL of the hub, or a comma-separated list of a hub cluster's nodes (default: https://<HostName of the connection string>, http:// when that is loopback); off: run standalone, $upstream messages stay queued")
 		fs.BoolVar(&c.InsecureLink, "insecure-link", false, "allow plain http:// to a hub that is not on loopback (anyone on the path can read keys and push deployments); logs a warning on every start")
 		fs.StringVar(&c.ClientCA, "client-ca", "", "CA certificates (PEM) that sign the client certificates of leaf devices with certificateAuthority authentication")
 		fs.StringVar(&c.HubCA, "hub-ca", "", "CA certificate (PEM) that signed the hub's TLS certificate, when the system does not trust it")

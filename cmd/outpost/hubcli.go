@@ -31,7 +31,7 @@ func hubCommand(name, summary, usage string, flags func(*flag.FlagSet), run func
 		Secrets: []cli.Secret{{Flag: hubCSFlag}},
 		Flags: func(fs *flag.FlagSet) {
 			fs.String(hubCSFlag, "", "the hub owner's connection string HostName=…;SharedAccessKeyName=owner;SharedAccessKey=… (default: env "+hubclient.EnvConnString+"; the hub writes it to <data>/owner.connection-string); keep it off the command line: env or --hub-connection-string-file")
-			fs.String("hub-url", "", "URL of the hub's REST API (default: env "+hubclient.EnvURL+", else https://<HostName of the connection string>, http:// when that is loopback)")
+			fs.String("hub-url", "", "URL of the hub's REST API, or a comma-separated list of a hub cluster's nodes (default: env "+hubclient.EnvURL+", else https://<HostName of the connection string>, http:// when that is loopback)")
 			fs.String("hub-ca", "", "CA certificate (PEM) the hub's TLS certificate must chain to, instead of the system's roots (default: env "+hubclient.EnvCA+")")
 			fs.Bool("insecure-link", false, "allow plain http:// to a hub that is not on loopback: the owner's token crosses the network readable (env "+hubclient.EnvInsecure+"=1)")
 			if hasCS(name) {
@@ -178,7 +178,7 @@ func (h *hubCall) client() (*hubclient.Client, error) {
 	trust := hubclient.Trust{CAFile: h.str("hub-ca"), Insecure: h.get("insecure-link").(bool)}
 	c, err := hubclient.FromEnv(h.str(hubCSFlag), h.str("hub-url"), h.env.Getenv, trust)
 	if err == nil && c.PlainRemote {
-		fmt.Fprintf(h.env.Stderr, "outpost: warning: INSECURE LINK: plain HTTP to the hub at %s, which is not on this machine (--insecure-link): anyone on the path can read the owner's token\n", c.URL)
+		fmt.Fprintf(h.env.Stderr, "outpost: warning: INSECURE LINK: plain HTTP to the hub at %s, which is not on this machine (--insecure-link): anyone on the path can read the owner's token\n", strings.Join(c.URLs, ","))
 	}
 	return c, err
 }

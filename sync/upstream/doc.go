@@ -10,4 +10,9 @@
 // When the hub refuses the edge's credentials (401, 403) the link says so
 // (state unauthorized or forbidden, an ERROR line) and only the pull loop
 // asks again, slowly (30 s doubling to 5 min); the others wait for it.
+//
+// Options.URLs may name the nodes of a hub cluster: the link uses one at a
+// time and moves to the next when a request to it fails (nodes.go). Each
+// request to a node runs with a goroutine that cancels it when the link
+// moves away from that node; it ends with the request.
 package upstream

@@ -51,7 +51,8 @@ func (l *Link) FetchImage(ctx context.Context, digest string, dst io.Writer) (in
 	defer cancel(nil)
 	stall := time.AfterFunc(imageStall, func() { cancel(fmt.Errorf("%w for %s", errStalled, imageStall)) })
 	defer stall.Stop()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, l.opts.URL+protocol.PathImages+"/"+digest, nil)
+	i, base, _ := l.node()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+protocol.PathImages+"/"+digest, nil)
 	if err != nil {
 		return 0, fmt.Errorf("fetch image %s: %w", digest, err)
 	}
@@ -61,11 +62,12 @@ func (l *Link) FetchImage(ctx context.Context, digest string, dst io.Writer) (in
 	req.Header.Set("Accept-Encoding", "identity")
 	resp, err := l.opts.Client.Do(req)
 	if err != nil {
-		return 0, fmt.Errorf("fetch image %s: %w", digest, fetchCause(ctx, err))
+		// The next fetch (the caller retries) asks another node.
+		return 0, fmt.Errorf("fetch image %s: %w", digest, l.nodeFailure(ctx, i, fetchCause(ctx, err)))
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return 0, fmt.Errorf("fetch image %s: %w", digest, hubError(resp, 0))
+		return 0, fmt.Errorf("fetch image %s: %w", digest, l.nodeFailure(ctx, i, hubError(resp, 0)))
 	}
 	body, err := l.imageBody(resp)
 	if err != nil {

@@ -46,7 +46,10 @@ type Target interface {
 
 // Options configure a Link.
 type Options struct {
-	URL        string         // the hub's base URL, e.g. http://hub:8080
+	URL string // the hub's base URL, e.g. http://hub:8080 (when URLs is empty)
+	// URLs are the base URLs of a hub cluster's nodes: the link moves to
+	// the next when one fails (see nodes.go). One URL: a single hub.
+	URLs       []string
 	Edge       sas.ConnString // the edge device's connection string
 	DB         *kv.DB
 	Queues     *queue.Store
@@ -97,6 +100,10 @@ type Status struct {
 	Methods   int64     `json:"methodsInvoked"`
 	// Instance is the id the edge's store sends under (its twin replica id).
 	Instance string `json:"instance"`
+	// HubURL is the hub node the link uses now (one of Options.URLs), and
+	// HubSwitches how often the link moved to another node.
+	HubURL      string `json:"hubUrl"`
+	HubSwitches int64  `json:"hubSwitches"`
 	// DuplicateInstance: the hub sees another live instance of this edge's
 	// identity (OtherInstances is not empty): a second gateway uses this edge's
 	// connection string, or a copy of its data directory runs on another
@@ -151,12 +158,19 @@ type Link struct {
 
 	calls sync.WaitGroup // method calls in progress
 
+	nodeMu      sync.Mutex
+	nodes       []string      // the hub's base URLs
+	cur         int           // index in nodes of the node in use
+	failedInRow int           // nodes that failed one after the other since the last answer
+	moved       chan struct{} // closed when the link moves to another node
+	switchLog   ratelog.Limiter
+
 	refusedLog ratelog.Limiter // one line per queue every 10 s about messages the hub refused
 	ignoredLog ratelog.Limiter // one line per kind every 10 s about answers of the hub that were ignored
 
 	sent, batches, twinsUp, twinsDown, c2d, methods, collisions atomic.Int64
 	removed, reset, purged, refused, stale, collected           atomic.Int64
-	imagesRefused, ignored                                      atomic.Int64
+	imagesRefused, ignored, switches                            atomic.Int64
 }
 
 // errIgnoredAnswer ends a session in which the hub answered with more than
@@ -178,9 +192,31 @@ func upstreamQueues() []string {
 
 // New prepares a link; Run connects.
 func New(opts Options) (*Link, error) {
-	if opts.URL == "" || opts.DB == nil || opts.Queues == nil || opts.Twins == nil || opts.Identities == nil || opts.Target == nil {
-		return nil, errors.New("upstream: URL, DB, Queues, Twins, Identities and Target are required")
+	if len(opts.URLs) == 0 && opts.URL != "" {
+		opts.URLs = []string{opts.URL}
 	}
+	if len(opts.URLs) == 0 || slices.Contains(opts.URLs, "") || opts.DB == nil || opts.Queues == nil || opts.Twins == nil || opts.Identities == nil || opts.Target == nil {
+		return nil, errors.New("upstream: URL (or URLs), DB, Queues, Twins, Identities and Target are required")
+	}
+	opts.setDefaults()
+	nodes := make([]string, len(opts.URLs))
+	for i, u := range opts.URLs {
+		nodes[i] = strings.TrimSuffix(u, "/")
+	}
+	l := &Link{opts: opts, log: opts.Logger, instance: string(opts.Twins.Replica()), upCh: make(chan struct{}),
+		status: Status{State: "connecting", Since: time.Now()}, nodes: nodes, moved: make(chan struct{}),
+		switchLog: ratelog.Limiter{Every: switchLogEvery}}
+	for _, n := range upstreamQueues() {
+		q, err := opts.Queues.Queue(n, queue.QueueOptions{})
+		if err != nil {
+			return nil, err
+		}
+		l.queues = append(l.queues, q)
+	}
+	return l, nil
+}
+
+func (opts *Options) setDefaults() {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -212,20 +248,8 @@ func New(opts Options) (*Link, error) {
 		opts.MaxImageSize = DefaultMaxImageSize
 	}
 	if opts.Client == nil {
-		opts.Client = &http.Client{Transport: &http.Transport{Proxy: http.ProxyFromEnvironment, MaxIdleConnsPerHost: 4,
-			IdleConnTimeout: 90 * time.Second, TLSClientConfig: &tls.Config{RootCAs: opts.RootCAs, MinVersion: tls.VersionTLS12}}}
+		opts.Client = defaultClient(*opts)
 	}
-	opts.URL = strings.TrimSuffix(opts.URL, "/")
-	l := &Link{opts: opts, log: opts.Logger, instance: string(opts.Twins.Replica()), upCh: make(chan struct{}),
-		status: Status{State: "connecting", Since: time.Now()}}
-	for _, n := range upstreamQueues() {
-		q, err := opts.Queues.Queue(n, queue.QueueOptions{})
-		if err != nil {
-			return nil, err
-		}
-		l.queues = append(l.queues, q)
-	}
-	return l, nil
 }
 
 // Run keeps the link up until ctx is done.
@@ -256,6 +280,8 @@ func (l *Link) Status() Status {
 	st.TwinsRemoved, st.TwinsReset, st.MessagesPurged = l.removed.Load(), l.reset.Load(), l.purged.Load()
 	st.MessagesRefused, st.TwinsRefused, st.TombstonesGC = l.refused.Load(), l.stale.Load(), l.collected.Load()
 	st.ImagesRefused, st.HubAnswersIgnored = l.imagesRefused.Load(), l.ignored.Load()
+	_, st.HubURL, _ = l.node()
+	st.HubSwitches = l.switches.Load()
 	return st
 }
 
@@ -272,6 +298,13 @@ func (l *Link) retry(ctx context.Context, session func(context.Context) error, p
 		if ctx.Err() != nil {
 			return
 		}
+		if isFreshSwitch(err) {
+			l.noteError(err) // another node is tried at once, after a jitter
+			if !sleepCtx(ctx, switchJitter()) {
+				return
+			}
+			continue
+		}
 		if l.isUp(up) {
 			refusals = 0
 			if !errors.Is(err, errIgnoredAnswer) {
@@ -283,7 +316,7 @@ func (l *Link) retry(ctx context.Context, session func(context.Context) error, p
 		var wait <-chan time.Time
 		switch {
 		case !refused:
-			t = time.NewTimer(backoff(l.opts.BackoffMin, l.opts.BackoffMax, attempt))
+			t = time.NewTimer(afterFailure(err, backoff(l.opts.BackoffMin, l.opts.BackoffMax, attempt)))
 			attempt++
 		case probe:
 			t = time.NewTimer(backoff(l.opts.RefusedMin, l.opts.RefusedMax, refusals))
@@ -328,13 +361,32 @@ func (l *Link) isUp(up <-chan struct{}) bool {
 	}
 }
 
-// markUp records a request that got through.
-func (l *Link) markUp() {
+// noteError records the error of a session that moved to another node.
+func (l *Link) noteError(err error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.status.LastError = err.Error()
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// markUp records a request to node i that got through.
+func (l *Link) markUp(i int) {
+	l.nodeUp(i)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.refusals = 0
 	if l.status.State != "online" {
-		l.log.Info("link online", "hub", l.opts.URL)
+		l.log.Info("link online", "hub", l.nodes[i])
 		l.status.State, l.status.Since, l.status.LastError = "online", time.Now(), ""
 		close(l.upCh)
 		l.upCh = make(chan struct{})
@@ -359,11 +411,11 @@ func (l *Link) down(err error) bool {
 		return true
 	}
 	if l.status.State == "online" {
-		l.log.Warn("link offline; messages stay queued", "hub", l.opts.URL, "err", msg)
+		l.log.Warn("link offline; messages stay queued", "hub", l.hubNames(), "err", msg)
 		l.status.State, l.status.Since = "offline", time.Now()
 	} else if l.status.State != "offline" || time.Since(l.lastLog) > time.Minute {
 		// While offline, one line a minute is enough.
-		l.log.Info("link unavailable; retrying", "hub", l.opts.URL, "err", msg, "offline_for", time.Since(l.status.Since).Round(time.Second))
+		l.log.Info("link unavailable; retrying", "hub", l.hubNames(), "err", msg, "offline_for", time.Since(l.status.Since).Round(time.Second))
 		l.lastLog = time.Now()
 		if l.status.State != "offline" {
 			l.status.State, l.status.Since = "offline", time.Now()
@@ -404,7 +456,7 @@ func (l *Link) noteRefusal(he *HubError) {
 	}
 	if changed || time.Since(l.lastRefusedLog) >= refusedLogEvery {
 		l.lastRefusedLog = time.Now()
-		l.log.Error(what, "hub", l.opts.URL, "device", l.opts.Edge.DeviceID, "answer", he.Message, "refused_requests", l.refusals,
+		l.log.Error(what, "hub", l.hubNames(), "device", l.opts.Edge.DeviceID, "answer", he.Message, "refused_requests", l.refusals,
 			"retry_within", l.opts.RefusedMax)
 	}
 	if changed && l.opts.Refused != nil {
@@ -493,11 +545,13 @@ func (l *Link) post(ctx context.Context, path string, in, out any, timeout time.
 	if err != nil {
 		return err
 	}
+	parent := ctx // its end is the link's, not a node's failure
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	resigned := false
 	for {
-		err := l.postOnce(ctx, path, body, enc, out)
+		i, base, moved := l.node()
+		err := l.nodeFailure(parent, i, l.postOnce(ctx, i, base, moved, path, body, enc, out))
 		var he *HubError
 		if !resigned && errors.As(err, &he) && he.Status == http.StatusUnauthorized && l.signedOnOtherClock() {
 			resigned = true // signed by a clock the hub's Date has corrected since: sign again, once
@@ -516,8 +570,12 @@ func (l *Link) post(ctx context.Context, path string, in, out any, timeout time.
 	}
 }
 
-func (l *Link) postOnce(ctx context.Context, path string, body []byte, enc string, out any) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, l.opts.URL+path, bytes.NewReader(body))
+// postOnce sends one frame to node i at base; moved is closed when the
+// link moves away from that node, which cancels the request.
+func (l *Link) postOnce(ctx context.Context, i int, base string, moved <-chan struct{}, path string, body []byte, enc string, out any) error {
+	ctx, cancel := untilMoved(ctx, moved)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+path, bytes.NewReader(body))
 	if err != nil {
 		return err
 	}
@@ -541,7 +599,7 @@ func (l *Link) postOnce(ctx context.Context, path string, body []byte, enc strin
 	if err := protocol.Decode(resp.Body, resp.Header.Get("Content-Encoding"), out); err != nil {
 		return fmt.Errorf("answer to %s: %w", path, err)
 	}
-	l.markUp()
+	l.markUp(i)
 	l.noteOthers(resp.Header.Get(protocol.InstancesHeader))
 	return nil
 }
@@ -575,4 +633,13 @@ func (l *Link) noteOthers(others string) {
 			"give each gateway its own device identity (outpost device create ID --edge), or stop the other",
 			"device", l.opts.Edge.DeviceID, "instance", l.instance, "other_instances", others)
 	}
+}
+
+// hubNames names the hub in log lines: its URL, or the nodes of a cluster.
+func (l *Link) hubNames() string {
+	return strings.Join(l.nodes, ",")
+}
+
+func tlsConfig(opts Options) *tls.Config {
+	return &tls.Config{RootCAs: opts.RootCAs, MinVersion: tls.VersionTLS12}
 }

@@ -108,7 +108,12 @@ func (l *Link) invoke(ctx context.Context, mc protocol.MethodCall) {
 	r := l.opts.Target.InvokeMethod(ctx, mc.Target, mc.Name, mc.Payload, time.Duration(mc.TimeoutMs)*time.Millisecond)
 	r.ID = mc.ID
 	var out struct{}
-	if err := l.post(ctx, protocol.PathMethods, &r, &out, l.opts.RequestTimeout); err != nil {
+	err := l.post(ctx, protocol.PathMethods, &r, &out, l.opts.RequestTimeout)
+	// A node that failed under the answer: the next node takes it.
+	for tries := 1; tries < len(l.nodes) && isFreshSwitch(err); tries++ {
+		err = l.post(ctx, protocol.PathMethods, &r, &out, l.opts.RequestTimeout)
+	}
+	if err != nil {
 		l.log.Warn("method answer not delivered to the hub", "target", mc.Target, "method", mc.Name, "err", err)
 	}
 }

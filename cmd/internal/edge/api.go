@@ -119,7 +119,7 @@ func (e *edge) linkState(st *upstream.Status) string {
 	if st == nil {
 		return "standalone (--hub-url off): messages for $upstream stay queued"
 	}
-	s := fmt.Sprintf("%s since %s (hub %s)", st.State, st.Since.UTC().Format(time.RFC3339), e.hubURL)
+	s := fmt.Sprintf("%s since %s (hub %s)", st.State, st.Since.UTC().Format(time.RFC3339), st.HubURL)
 	if st.LastError != "" && st.State != "online" {
 		s += ": " + st.LastError
 	}

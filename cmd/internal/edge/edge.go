@@ -109,7 +109,8 @@ type edge struct {
 	sup    *supervisor.Supervisor
 	// reports holds the supervisor's latest report for the $edgeAgent twin.
 	reports chan supervisor.Report
-	hubURL  string
+	hubURL  string   // as given: one URL, or a cluster's nodes comma-separated
+	hubURLs []string // hubURL parsed
 	// isolation is the status's moduleIsolation (moduleIsolation).
 	isolation string
 
@@ -295,7 +296,7 @@ func (e *edge) setHubURL() error {
 	default:
 		e.hubURL = e.cfg.HubURL
 	}
-	plain, err := huburl.Check(e.hubURL, e.cfg.InsecureLink)
+	urls, plain, err := huburl.CheckList(e.hubURL, e.cfg.InsecureLink)
 	if errors.Is(err, huburl.ErrPlainRemote) {
 		return fmt.Errorf("--hub-url: %w: anyone on the network path could read every key the hub sends and push deployments; "+
 			"use https:// (the default for a remote hub; --hub-ca F when the hub's CA is your own), or pass --insecure-link to accept the risk", err)
@@ -303,6 +304,7 @@ func (e *edge) setHubURL() error {
 	if err != nil {
 		return fmt.Errorf("--hub-url: %w", err)
 	}
+	e.hubURLs = urls
 	if plain {
 		e.cfg.Logger.Warn("INSECURE LINK: plain HTTP to a hub that is not on this machine (--insecure-link): anyone on the network path can read "+
 			"the keys the hub sends, push deployments and make the edge drop its backlog; serve the hub over TLS and drop --insecure-link", "hub", e.hubURL)

@@ -29,7 +29,7 @@ func (e *edge) newLink() error {
 			return err
 		}
 	}
-	l, err := upstream.New(upstream.Options{URL: e.hubURL, Edge: e.cs, DB: e.db, Queues: e.queues, Twins: e.twins,
+	l, err := upstream.New(upstream.Options{URLs: e.hubURLs, Edge: e.cs, DB: e.db, Queues: e.queues, Twins: e.twins,
 		Identities: e.ids, Target: linkTarget{e}, Logger: e.cfg.Logger, RootCAs: roots, Now: e.clock.Now, HubTime: e.clock.Confirm,
 		MaxImageSize: e.cfg.MaxImageSize, Refused: e.refusedOnce()})
 	e.link = l

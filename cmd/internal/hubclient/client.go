@@ -9,11 +9,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -62,11 +64,16 @@ const (
 // request that timed out. Follow retries these.
 var ErrUnreachable = errors.New("hub is not reachable")
 
-// Client talks to one hub with the owner policy's key.
+// Client talks to a hub, or to the nodes of a hub cluster, with the owner
+// policy's key. A request that gets no answer from one node (or a 502, 503
+// or 504) is sent to the next (see Send); a Client starts at a random node
+// and stays with the last that answered.
 type Client struct {
-	// URL is the base of the REST API, without a trailing slash
-	// (http://127.0.0.1:8080).
+	// URL is the base of the REST API of the node tried first, without a
+	// trailing slash (http://127.0.0.1:8080).
 	URL string
+	// URLs are the bases of every node, URL among them; nil means URL alone.
+	URLs []string
 	// HostName is the owner connection string's HostName: the SAS resource,
 	// and the HostName of the device connection strings the hub hands out.
 	HostName string
@@ -80,11 +87,13 @@ type Client struct {
 
 	cs  sas.ConnString
 	now func() time.Time
+	cur *atomic.Int32 // index in URLs of the node that answered last
 }
 
 // FromEnv builds a Client from the --hub-connection-string and --hub-url
-// flag values, falling back to OUTPOST_HUB_CONNECTION_STRING and
-// OUTPOST_HUB_URL from getenv, and to https://<HostName> for the URL
+// flag values (a URL or a comma-separated list of a cluster's nodes),
+// falling back to OUTPOST_HUB_CONNECTION_STRING and OUTPOST_HUB_URL from
+// getenv, and to https://<HostName> for the URL
 // (http:// when HostName is loopback). Plain HTTP to a hub that is not on
 // loopback is refused unless trust.Insecure (or OUTPOST_INSECURE_LINK=1):
 // the owner's token would cross the network readable. The hub's
@@ -149,34 +158,34 @@ func (c *Client) trust(trust Trust, getenv func(string) string) error {
 		return err
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
+	if len(c.URLs) > 1 {
+		tr = nodeTransport()
+	}
 	tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	c.HTTP = &http.Client{Transport: tr}
 	return nil
 }
 
 // New returns a Client for the hub at baseURL ("host:port" means
-// http://host:port) signing with the owner policy connection string cs.
+// http://host:port), or for the nodes of a hub cluster at a comma-separated
+// list of URLs, signing with the owner policy connection string cs. The
+// first node tried is picked at random, to spread the commands of many
+// people over the cluster.
 func New(cs sas.ConnString, baseURL string) (*Client, error) {
 	if cs.SharedAccessKeyName == "" || len(cs.SharedAccessKey) == 0 {
 		return nil, errors.New("the connection string is not a hub policy's (SharedAccessKeyName and SharedAccessKey)")
 	}
-	if !strings.Contains(baseURL, "://") {
-		baseURL = "http://" + baseURL
-	}
-	u, err := url.Parse(baseURL)
+	urls, err := huburl.Parse(baseURL)
 	if err != nil {
-		return nil, fmt.Errorf("hub URL %q: %w", baseURL, err)
+		return nil, err
 	}
-	if u.Scheme != "http" && u.Scheme != "https" || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
-		return nil, fmt.Errorf("hub URL %q: want http://host:port or https://host:port", baseURL)
+	start := rand.IntN(len(urls))
+	c := &Client{URL: urls[start], URLs: urls, HostName: cs.HostName, Timeout: DefaultTimeout, cs: cs, now: time.Now, cur: new(atomic.Int32)}
+	c.cur.Store(int32(start))
+	if len(urls) > 1 {
+		c.HTTP = &http.Client{Transport: nodeTransport()}
 	}
-	return &Client{
-		URL:      strings.TrimRight(u.String(), "/"),
-		HostName: cs.HostName,
-		Timeout:  DefaultTimeout,
-		cs:       cs,
-		now:      time.Now,
-	}, nil
+	return c, nil
 }
 
 // Request is one call of the REST API.
@@ -202,7 +211,9 @@ func (c *Client) Do(ctx context.Context, method, path string, body, out any) err
 	return c.Send(ctx, Request{Method: method, Path: path, Body: body}, out)
 }
 
-// Send is Do with headers and a timeout of the request's own.
+// Send is Do with headers and a timeout of the request's own. With several
+// nodes, a request that one node did not answer goes to the next (see
+// roundTrip): the error of a request no node answered names each and why.
 func (c *Client) Send(ctx context.Context, r Request, out any) error {
 	data, err := c.roundTrip(ctx, r)
 	if err != nil {
@@ -217,8 +228,9 @@ func (c *Client) Send(ctx context.Context, r Request, out any) error {
 	return nil
 }
 
-func (c *Client) roundTrip(ctx context.Context, r Request) ([]byte, error) {
-	req, err := c.newRequest(r)
+// tryNode sends r to the node at base once.
+func (c *Client) tryNode(ctx context.Context, r Request, base string) ([]byte, error) {
+	req, err := c.newRequest(r, base)
 	if err != nil {
 		return nil, err
 	}
@@ -237,22 +249,24 @@ func (c *Client) roundTrip(ctx context.Context, r Request) ([]byte, error) {
 	}
 	resp, err := hc.Do(req.WithContext(rctx))
 	if err != nil {
-		return nil, c.transportError(ctx, rctx, timeout, err)
+		return nil, transportError(ctx, rctx, base, timeout, err)
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, maxResponse+1))
 	switch {
 	case err != nil:
-		return nil, c.transportError(ctx, rctx, timeout, err)
+		return nil, transportError(ctx, rctx, base, timeout, err)
 	case len(data) > maxResponse:
 		return nil, fmt.Errorf("%s %s: the hub's answer is larger than %d MiB", r.Method, pathOnly(r.Path), maxResponse>>20)
 	case resp.StatusCode < 200 || resp.StatusCode > 299:
-		return nil, ParseError(resp.StatusCode, data)
+		e := ParseError(resp.StatusCode, data)
+		e.RetryAfter = retryAfter(resp.Header)
+		return nil, e
 	}
 	return data, nil
 }
 
-func (c *Client) newRequest(r Request) (*http.Request, error) {
+func (c *Client) newRequest(r Request, base string) (*http.Request, error) {
 	p, q, _ := strings.Cut(r.Path, "?")
 	if !strings.HasPrefix(p, "/") {
 		return nil, fmt.Errorf("hubclient: path %q does not start with /", r.Path)
@@ -282,7 +296,7 @@ func (c *Client) newRequest(r Request) (*http.Request, error) {
 		}
 		body, ctype = &buf, "application/json"
 	}
-	req, err := http.NewRequest(r.Method, c.URL+p+"?"+query.Encode(), body)
+	req, err := http.NewRequest(r.Method, base+p+"?"+query.Encode(), body)
 	if err != nil {
 		return nil, fmt.Errorf("hubclient: %s %s: %w", r.Method, p, err)
 	}
@@ -309,9 +323,10 @@ func (c *Client) clock() time.Time {
 	return c.now()
 }
 
-// transportError explains a request that got no complete answer. ctx is the
-// caller's context, rctx the request's (with its timeout).
-func (c *Client) transportError(ctx, rctx context.Context, timeout time.Duration, err error) error {
+// transportError explains a request to the node at base that got no
+// complete answer. ctx is the caller's context, rctx the request's (with
+// its timeout).
+func transportError(ctx, rctx context.Context, base string, timeout time.Duration, err error) error {
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
@@ -320,14 +335,14 @@ func (c *Client) transportError(ctx, rctx context.Context, timeout time.Duration
 		err = ue.Err // the URL (with the query) says nothing the message needs
 	}
 	if rctx.Err() != nil {
-		return &unreachableError{url: c.URL, err: fmt.Errorf("no answer within %s", timeout)}
+		return &unreachableError{url: base, err: fmt.Errorf("no answer within %s", timeout)}
 	}
 	var op *net.OpError
 	if errors.As(err, &op) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
 		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) {
-		return &unreachableError{url: c.URL, err: err}
+		return &unreachableError{url: base, err: err}
 	}
-	return fmt.Errorf("hub at %s: %w", c.URL, err)
+	return fmt.Errorf("hub at %s: %w", base, err)
 }
 
 type unreachableError struct {
@@ -347,6 +362,9 @@ type APIError struct {
 	Status  int
 	Code    string // e.g. DeviceNotFound; the HTTP status text when the body had none
 	Message string
+	// RetryAfter is the answer's Retry-After in seconds (a 503 while a hub
+	// cluster elects its leader); 0 when absent.
+	RetryAfter time.Duration
 }
 
 func (e *APIError) Error() string {

@@ -92,7 +92,7 @@ func TestClientFromEnv(t *testing.T) {
 		{name: "flags win", flagCS: ownerCS("f:2"), flagURL: "127.0.0.1:9", env: map[string]string{"OUTPOST_HUB_CONNECTION_STRING": "junk", "OUTPOST_HUB_URL": "ftp://x"}, wantURL: "http://127.0.0.1:9"},
 		{name: "device connection string", flagCS: devCS, wantErr: "--hub-connection-string is a device's or module's connection string"},
 		{name: "no key", env: map[string]string{"OUTPOST_HUB_CONNECTION_STRING": "HostName=h:1;SharedAccessKeyName=owner"}, wantErr: "OUTPOST_HUB_CONNECTION_STRING: invalid connection string: SharedAccessKey is missing"},
-		{name: "bad url", flagCS: ownerCS("h:1"), flagURL: "ftp://h", wantErr: "--hub-url: hub URL \"ftp://h\": want http://host:port"},
+		{name: "bad url", flagCS: ownerCS("h:1"), flagURL: "ftp://h", wantErr: "--hub-url: hub URL \"ftp://h\": want https://host[:port]"},
 		{name: "plain http to a remote hub", flagCS: ownerCS("h:1"), flagURL: "http://hub.example:8080",
 			wantErr: "--hub-url: plain HTTP to a hub that is not on this machine: http://hub.example:8080: the owner's token would cross the network readable"},
 		{name: "plain http to a remote hub from the env", env: map[string]string{"OUTPOST_HUB_CONNECTION_STRING": ownerCS("h:1"), "OUTPOST_HUB_URL": "hub.example:8080"},

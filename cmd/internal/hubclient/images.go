@@ -28,9 +28,39 @@ var errStalled = errors.New("no progress")
 
 // PushImage uploads size bytes from r to the hub's image store (POST
 // /images) and returns the hub's answer {"digest","size","created"} as
-// received; created is false when the hub had the image already.
+// received; created is false when the hub had the image already. A node
+// that cannot be connected to, before a byte of r was read, is passed over
+// for the next.
 func (c *Client) PushImage(ctx context.Context, r io.Reader, size int64) (raw json.RawMessage, created bool, err error) {
-	req, err := c.newRequest(Request{Method: http.MethodPost, Path: "/images"})
+	cr := &countReader{r: r}
+	var tries []nodeTry
+	for _, base := range c.nodes() {
+		raw, created, err = c.pushTo(ctx, base, cr, size)
+		if err == nil {
+			c.answered(base)
+			return raw, created, nil
+		}
+		tries = append(tries, nodeTry{base, err})
+		if ctx.Err() != nil || cr.n > 0 || !dialError(err) {
+			break
+		}
+	}
+	return nil, false, failed(Request{Method: http.MethodPost, Path: "/images"}, tries)
+}
+
+type countReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+func (c *Client) pushTo(ctx context.Context, base string, r io.Reader, size int64) (json.RawMessage, bool, error) {
+	req, err := c.newRequest(Request{Method: http.MethodPost, Path: "/images"}, base)
 	if err != nil {
 		return nil, false, err
 	}
@@ -48,12 +78,12 @@ func (c *Client) PushImage(ctx context.Context, r io.Reader, size int64) (raw js
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
-		return nil, false, c.pushError(ctx, err)
+		return nil, false, pushError(ctx, base, err)
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if err != nil {
-		return nil, false, c.pushError(ctx, err)
+		return nil, false, pushError(ctx, base, err)
 	}
 	if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusCreated {
 		return nil, false, ParseError(resp.StatusCode, data)
@@ -65,11 +95,11 @@ func (c *Client) PushImage(ctx context.Context, r io.Reader, size int64) (raw js
 	return data, resp.StatusCode == http.StatusCreated, nil
 }
 
-func (c *Client) pushError(ctx context.Context, err error) error {
+func pushError(ctx context.Context, base string, err error) error {
 	if errors.Is(context.Cause(ctx), errStalled) {
-		return &unreachableError{url: c.URL, err: fmt.Errorf("the upload made no progress for %s", ImageStall)}
+		return &unreachableError{url: base, err: fmt.Errorf("the upload made no progress for %s", ImageStall)}
 	}
-	return c.transportError(ctx, context.Background(), 0, err)
+	return transportError(ctx, context.Background(), base, 0, err)
 }
 
 // Images lists the hub's image store, oldest first, as received.

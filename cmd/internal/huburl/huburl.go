@@ -49,30 +49,99 @@ func Default(hostName string) string {
 	return "https://" + hostName
 }
 
-// Check parses raw, one hub URL or a comma-separated list of them, and
-// refuses (ErrPlainRemote) plain HTTP to a host that is not loopback unless
-// insecure is set. A URL without a scheme is http. plainRemote reports that
-// insecure was needed: the caller warns.
-func Check(raw string, insecure bool) (plainRemote bool, err error) {
-	for _, s := range strings.Split(raw, ",") {
-		s = strings.TrimSpace(s)
-		if !strings.Contains(s, "://") {
-			s = "http://" + s
+// Parse reads raw, one hub URL or a comma-separated list of them (the
+// nodes of a hub cluster; spaces around the commas are allowed), and
+// returns each as a base URL without a trailing slash. A URL without a
+// scheme is http. Each must be http:// or https:// with a host and
+// without a query or fragment; a list must not name a URL twice or mix
+// schemes. An error names the element at fault.
+func Parse(raw string) ([]string, error) {
+	parts := strings.Split(raw, ",")
+	out := make([]string, 0, len(parts))
+	seen := make(map[string]int, len(parts))
+	for i, s := range parts {
+		u, err := parseOne(strings.TrimSpace(s))
+		if err != nil {
+			return nil, listError(len(parts), i, err)
 		}
+		key := strings.ToLower(u.Scheme+"://"+u.Host) + u.Path // a path is case-sensitive
+		if j, dup := seen[key]; dup {
+			return nil, listError(len(parts), i, fmt.Errorf("hub URL %q is element %d already: name each hub node once", u.Redacted(), j+1))
+		}
+		seen[key] = i
+		if i > 0 && !strings.HasPrefix(out[0], u.Scheme+"://") {
+			return nil, fmt.Errorf("hub URL list: %q is %s but %q is not: every node of a hub cluster is reached the same way (all https://, or all http:// on loopback)",
+				u.Redacted(), u.Scheme, redact(out[0]))
+		}
+		out = append(out, u.String())
+	}
+	return out, nil
+}
+
+// parseOne parses one URL of a list (already trimmed).
+func parseOne(s string) (*url.URL, error) {
+	if s == "" {
+		return nil, errors.New("empty hub URL: want https://host[:port] (remove the extra comma)")
+	}
+	if !strings.Contains(s, "://") {
+		s = "http://" + s
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		return nil, fmt.Errorf("hub URL %q: %w", s, err)
+	}
+	u.Scheme = strings.ToLower(u.Scheme)
+	if u.Scheme != "http" && u.Scheme != "https" || u.Host == "" || u.Opaque != "" {
+		return nil, fmt.Errorf("hub URL %q: want https://host[:port] (http:// only on loopback)", u.Redacted())
+	}
+	if u.RawQuery != "" || u.ForceQuery || u.Fragment != "" {
+		return nil, fmt.Errorf("hub URL %q: want https://host[:port] without a query or fragment", u.Redacted())
+	}
+	u.Path, u.RawPath = strings.TrimRight(u.Path, "/"), strings.TrimRight(u.RawPath, "/")
+	return u, nil
+}
+
+func listError(n, i int, err error) error {
+	if n == 1 {
+		return err
+	}
+	return fmt.Errorf("hub URL list, element %d of %d: %w", i+1, n, err)
+}
+
+func redact(s string) string {
+	if u, err := url.Parse(s); err == nil {
+		return u.Redacted()
+	}
+	return s
+}
+
+// Check parses raw, one hub URL or a comma-separated list of them (see
+// Parse), and refuses (ErrPlainRemote) plain HTTP to a host that is not
+// loopback unless insecure is set. plainRemote reports that insecure was
+// needed: the caller warns.
+func Check(raw string, insecure bool) (plainRemote bool, err error) {
+	_, plainRemote, err = CheckList(raw, insecure)
+	return plainRemote, err
+}
+
+// CheckList is Check that also returns the parsed URLs.
+func CheckList(raw string, insecure bool) (urls []string, plainRemote bool, err error) {
+	urls, err = Parse(raw)
+	if err != nil {
+		return nil, false, err
+	}
+	for _, s := range urls {
 		u, err := url.Parse(s)
 		if err != nil {
-			return false, fmt.Errorf("hub URL %q: %w", s, err)
-		}
-		if u.Scheme != "http" && u.Scheme != "https" || u.Host == "" {
-			return false, fmt.Errorf("hub URL %q: want https://host[:port] (http:// only on loopback)", s)
+			return nil, false, fmt.Errorf("hub URL %q: %w", s, err)
 		}
 		if u.Scheme == "https" || Loopback(u.Host) {
 			continue
 		}
 		if !insecure {
-			return false, fmt.Errorf("%w: %s", ErrPlainRemote, u.Redacted())
+			return nil, false, fmt.Errorf("%w: %s", ErrPlainRemote, u.Redacted())
 		}
 		plainRemote = true
 	}
-	return plainRemote, nil
+	return urls, plainRemote, nil
 }

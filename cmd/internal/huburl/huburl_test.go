@@ -2,6 +2,8 @@ package huburl
 
 import (
 	"errors"
+	"slices"
+	"strings"
 	"testing"
 )
 
@@ -75,7 +77,9 @@ func TestCheck(t *testing.T) {
 		{url: "hub.example:8080", refused: true},
 		{url: "http://localhost.evil.com", refused: true},
 		{url: "http://0.0.0.0:8080", refused: true},
-		{url: "https://a.example, http://b.example", refused: true},
+		{url: "http://a.example, http://b.example", refused: true},
+		{url: "http://127.0.0.1:1, https://b.example", bad: true}, // mixed schemes
+		{url: "https://a.example, https://b.example"},
 		{url: "http://hub.example:8080", insecure: true, plainRemote: true},
 		{url: "https://hub.example", insecure: true},
 		{url: "ftp://hub.example", bad: true},
@@ -94,6 +98,40 @@ func TestCheck(t *testing.T) {
 			}
 		case err != nil || plain != tt.plainRemote:
 			t.Errorf("Check(%q, %v) = %v, %v; want %v, nil", tt.url, tt.insecure, plain, err, tt.plainRemote)
+		}
+	}
+}
+
+func TestParse(t *testing.T) {
+	tests := []struct {
+		raw  string
+		want []string
+		err  string // a part of the error; "" for none
+	}{
+		{raw: "http://127.0.0.1:8080", want: []string{"http://127.0.0.1:8080"}},
+		{raw: "127.0.0.1:8080/", want: []string{"http://127.0.0.1:8080"}},
+		{raw: "HTTPS://hub.example/base/", want: []string{"https://hub.example/base"}},
+		{raw: "https://a.example, https://b.example ,https://c.example:8443",
+			want: []string{"https://a.example", "https://b.example", "https://c.example:8443"}},
+		{raw: "127.0.0.1:1,127.0.0.1:2", want: []string{"http://127.0.0.1:1", "http://127.0.0.1:2"}},
+		{raw: "", err: "empty hub URL"},
+		{raw: "https://a.example,", err: "element 2 of 2: empty hub URL"},
+		{raw: "https://a.example,,https://b.example", err: "element 2 of 3: empty hub URL"},
+		{raw: "https://a.example, https://A.example/", err: "element 2 of 2: hub URL \"https://A.example\" is element 1 already"},
+		{raw: "https://a.example, ftp://b.example", err: "element 2 of 2: hub URL \"ftp://b.example\": want https://host"},
+		{raw: "https://a.example, http://b.example", err: "\"http://b.example\" is http but \"https://a.example\" is not"},
+		{raw: "https://a.example?x=1", err: "without a query or fragment"},
+		{raw: "https://a.example#f", err: "without a query or fragment"},
+		{raw: "https://", err: "want https://host"},
+		{raw: "https://a.example, https://b.example/%zz", err: "element 2 of 2"},
+	}
+	for _, tt := range tests {
+		got, err := Parse(tt.raw)
+		switch {
+		case tt.err != "" && (err == nil || !strings.Contains(err.Error(), tt.err)):
+			t.Errorf("Parse(%q) = %q, %v; want an error with %q", tt.raw, got, err, tt.err)
+		case tt.err == "" && (err != nil || !slices.Equal(got, tt.want)):
+			t.Errorf("Parse(%q) = %q, %v; want %q", tt.raw, got, err, tt.want)
 		}
 	}
 }

@@ -220,6 +220,7 @@ func writeUplinkMetrics(sb *strings.Builder, u *upstream.Status) {
 	counter(sb, "outpost_uplink_twin_deltas_refused_total", "Twin deltas from the hub refused for another generation of their identity.", u.TwinsRefused)
 	counter(sb, "outpost_twin_tombstones_collected_total", "Twin register fields removed by stable GC.", u.TombstonesGC)
 	counter(sb, "outpost_uplink_hub_answers_ignored_total", "Answers of the hub ignored because they claimed more than the edge sent (an ack beyond the batch, a version vector ahead of its writes).", u.HubAnswersIgnored)
+	counter(sb, "outpost_uplink_hub_switches_total", "Times the link switched to another node of its hub cluster (--hub-url with several URLs).", u.HubSwitches)
 	counter(sb, "outpost_uplink_images_refused_total", "Module image downloads stopped: larger than the hub announced or than --max-image-size.", u.ImagesRefused)
 }
 
