@@ -190,17 +190,25 @@ func (n *Node) openTransport(opts Options, hlog hclog.Logger) error {
 		Logger:  hlog,
 	}
 	if opts.PeerAddress != nil {
-		cfg.ServerAddressProvider = peerAddresses(opts.PeerAddress)
+		cfg.ServerAddressProvider = peerAddresses{self: opts.ID, addr: stream.Addr().String(), f: opts.PeerAddress}
 	}
 	n.trans = raft.NewNetworkTransportWithConfig(cfg)
 	return nil
 }
 
 // peerAddresses is Options.PeerAddress as raft's ServerAddressProvider.
-type peerAddresses func(id string) (string, bool)
+// raft also asks it for this node's own address (the one it advertises in
+// its requests): that one is never overridden.
+type peerAddresses struct {
+	self, addr string
+	f          func(id string) (string, bool)
+}
 
 func (p peerAddresses) ServerAddr(id raft.ServerID) (raft.ServerAddress, error) {
-	if addr, ok := p(string(id)); ok {
+	if string(id) == p.self {
+		return raft.ServerAddress(p.addr), nil
+	}
+	if addr, ok := p.f(string(id)); ok {
 		return raft.ServerAddress(addr), nil
 	}
 	return "", fmt.Errorf("no address override for raft peer %q: dialing the configured one", id)

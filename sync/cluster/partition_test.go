@@ -195,8 +195,9 @@ func TestPeerAddressPartitionAndHeal(t *testing.T) {
 
 	m.isolate(old.ID(), false)
 	c.waitSame(70) // 50 + 20: the entry proposed to the isolated leader never committed
+	// It knows the leader by its own raft address, not by the proxy's.
 	eventually(t, 10*time.Second, "the old leader does not follow the new one", func() bool {
-		id, _ := old.Leader()
-		return id == leader.ID() && !old.IsLeader()
+		id, addr := old.Leader()
+		return id == leader.ID() && addr == leader.addr && !old.IsLeader()
 	})
 }
