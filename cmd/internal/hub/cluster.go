@@ -209,6 +209,9 @@ func (c *clusterRun) handle(mux *http.ServeMux) {
 func (c *clusterRun) forwardOptions() synchub.ForwardOptions {
 	return synchub.ForwardOptions{
 		Local: func(r *http.Request) bool {
+			if c.cfg.staleReads && r.Method == http.MethodGet {
+				return true
+			}
 			switch r.URL.Path {
 			case "/healthz", "/metrics", "/cluster/status":
 				return true

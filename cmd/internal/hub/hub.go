@@ -57,6 +57,10 @@ type Config struct {
 	// so that a test can put a proxy between each pair of nodes
 	// (cluster.Options.PeerAddress).
 	RaftPeerAddress func(id string) (string, bool)
+	// staleReads, set only by a test, makes every node answer GETs from
+	// its own state, unconfirmed: the broken hub the linearizability
+	// check must catch.
+	staleReads bool
 
 	Logger *slog.Logger
 	Stdout io.Writer

@@ -23,6 +23,7 @@ type raftMesh struct {
 	proxies map[[2]string]*linkproxy.Proxy // from, to
 	down    map[[2]string]bool             // pairs cut
 	nowhere *linkproxy.Proxy               // cut for good: peers whose address is not known yet
+	stale   bool                           // nodes answer reads unconfirmed (Config.staleReads)
 }
 
 func newRaftMesh(t *testing.T) *raftMesh {
@@ -47,6 +48,7 @@ func (m *raftMesh) open(target string) *linkproxy.Proxy {
 func (m *raftMesh) start(t *testing.T, cfg Config) *testNode {
 	t.Helper()
 	cfg.RaftPeerAddress = m.route(cfg.NodeID)
+	cfg.staleReads = m.stale
 	n := startNodeWith(t, cfg)
 	m.mu.Lock()
 	defer m.mu.Unlock()
