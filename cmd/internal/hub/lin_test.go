@@ -332,7 +332,7 @@ func (c *linClient) failedRead(r linResult) (any, string) {
 }
 
 // TestLinearizableUnderFaults runs 6 clients, two per node, against a
-// 3-node cluster while the leader is isolated, a follower is isolated, all
+// 3-node cluster while the leader is isolated, a follower is silenced, all
 // raft links flap and lag, and the leader is stopped and restarted; then
 // checks the history with porcupine.
 //
@@ -437,8 +437,8 @@ func linVisualize(t *testing.T, info porcupine.LinearizationInfo, what string) {
 	t.Logf("porcupine's view of the history (%s): %s", what, path)
 }
 
-// linFaults runs the fault schedule, about 20 s: the leader isolated, a
-// follower isolated, every link flapping with delay, the leader stopped
+// linFaults runs the fault schedule, about 20 s: the leader isolated (its
+// links cut), a follower silenced (blackholed), every link flapping with delay, the leader stopped
 // and restarted; each followed by a heal and a settled cluster.
 func linFaults(t *testing.T, m *raftMesh, key []byte, live *linNodes) {
 	all := func() []*testNode {
@@ -466,8 +466,8 @@ func linFaults(t *testing.T, m *raftMesh, key []byte, live *linNodes) {
 	if follower == leader {
 		follower = all()[1]
 	}
-	t.Logf("isolate the follower %s", follower.id)
-	m.isolate(follower.id)
+	t.Logf("silence the follower %s (its raft links blackholed)", follower.id)
+	m.silence(follower.id)
 	time.Sleep(3 * time.Second)
 	m.heal()
 	settle("the follower's partition")

@@ -19,16 +19,16 @@ import (
 type raftMesh struct {
 	t       *testing.T
 	mu      sync.Mutex
-	addrs   map[string]string              // node id → raft address
-	proxies map[[2]string]*linkproxy.Proxy // from, to
-	down    map[[2]string]bool             // pairs cut
-	nowhere *linkproxy.Proxy               // cut for good: peers whose address is not known yet
-	stale   bool                           // nodes answer reads unconfirmed (Config.staleReads)
+	addrs   map[string]string                    // node id → raft address
+	proxies map[[2]string]*linkproxy.Proxy       // from, to
+	down    map[[2]string]func(*linkproxy.Proxy) // pairs down: Cut or Blackhole
+	nowhere *linkproxy.Proxy                     // cut for good: peers whose address is not known yet
+	stale   bool                                 // nodes answer reads unconfirmed (Config.staleReads)
 }
 
 func newRaftMesh(t *testing.T) *raftMesh {
 	t.Helper()
-	m := &raftMesh{t: t, addrs: map[string]string{}, proxies: map[[2]string]*linkproxy.Proxy{}, down: map[[2]string]bool{}}
+	m := &raftMesh{t: t, addrs: map[string]string{}, proxies: map[[2]string]*linkproxy.Proxy{}, down: map[[2]string]func(*linkproxy.Proxy){}}
 	m.nowhere = m.open("127.0.0.1:1")
 	m.nowhere.Cut()
 	return m
@@ -80,8 +80,8 @@ func (m *raftMesh) route(from string) func(id string) (string, bool) {
 			return m.nowhere.Addr().String(), true
 		}
 		p := m.open(target)
-		if m.down[k] {
-			p.Cut()
+		if f := m.down[k]; f != nil {
+			f(p)
 		}
 		m.proxies[k] = p
 		return p.Addr().String(), true
@@ -130,13 +130,18 @@ func (m *raftMesh) all() [][2]string {
 	return out
 }
 
-// isolate cuts every raft link to and from id.
-func (m *raftMesh) isolate(id string) {
+// isolate cuts every raft link to and from id: peers see resets.
+func (m *raftMesh) isolate(id string) { m.partition(id, (*linkproxy.Proxy).Cut) }
+
+// silence blackholes every raft link to and from id: peers see timeouts.
+func (m *raftMesh) silence(id string) { m.partition(id, (*linkproxy.Proxy).Blackhole) }
+
+func (m *raftMesh) partition(id string, down func(*linkproxy.Proxy)) {
 	m.links(m.across(id), func(k [2]string, p *linkproxy.Proxy) {
 		m.mu.Lock()
-		m.down[k] = true
+		m.down[k] = down
 		m.mu.Unlock()
-		p.Cut()
+		down(p)
 	})
 }
 
@@ -144,7 +149,7 @@ func (m *raftMesh) isolate(id string) {
 func (m *raftMesh) heal() {
 	m.links(m.all(), func(k [2]string, p *linkproxy.Proxy) {
 		m.mu.Lock()
-		m.down[k] = false
+		delete(m.down, k)
 		m.mu.Unlock()
 		p.StopFlap()
 		p.SetDelay(0)
