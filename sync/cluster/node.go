@@ -68,6 +68,12 @@ type Options struct {
 	LeaderLeaseTimeout time.Duration
 	CommitTimeout      time.Duration
 
+	// PeerAddress, if set, says where this node dials a peer instead of
+	// the raft address in the cluster's configuration (false: that
+	// address): tests put a proxy between each ordered pair of nodes to
+	// partition them or lose messages (raft's ServerAddressProvider).
+	PeerAddress func(id string) (string, bool)
+
 	MaxPool          int           // pooled outgoing connections per peer (default 3)
 	Timeout          time.Duration // transport I/O timeout (default 10 s)
 	HandshakeTimeout time.Duration // TLS handshake of an incoming connection (default 5 s)
@@ -177,13 +183,35 @@ func (n *Node) openTransport(opts Options, hlog hclog.Logger) error {
 		return err
 	}
 	n.stream = stream
-	n.trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+	cfg := &raft.NetworkTransportConfig{
 		Stream:  stream,
 		MaxPool: defaultInt(opts.MaxPool, 3),
 		Timeout: defaultDur(opts.Timeout, 10*time.Second),
 		Logger:  hlog,
-	})
+	}
+	if opts.PeerAddress != nil {
+		cfg.ServerAddressProvider = peerAddresses{self: opts.ID, addr: stream.Addr().String(), f: opts.PeerAddress}
+	}
+	n.trans = raft.NewNetworkTransportWithConfig(cfg)
 	return nil
+}
+
+// peerAddresses is Options.PeerAddress as raft's ServerAddressProvider.
+// raft also asks it for this node's own address (the one it advertises in
+// its requests): that one is never overridden.
+type peerAddresses struct {
+	self, addr string
+	f          func(id string) (string, bool)
+}
+
+func (p peerAddresses) ServerAddr(id raft.ServerID) (raft.ServerAddress, error) {
+	if string(id) == p.self {
+		return raft.ServerAddress(p.addr), nil
+	}
+	if addr, ok := p.f(string(id)); ok {
+		return raft.ServerAddress(addr), nil
+	}
+	return "", fmt.Errorf("no address override for raft peer %q: dialing the configured one", id)
 }
 
 func (o *Options) raftConfig(hlog hclog.Logger) *raft.Config {

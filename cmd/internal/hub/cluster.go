@@ -195,7 +195,8 @@ func (c *clusterRun) openNode(ctx context.Context) error {
 	}
 	o := cluster.Options{ID: c.cfg.NodeID, RaftAddr: c.cfg.Raft, Dir: rdir, TLS: tlsCfg,
 		FSM: raftFSM{fsm}, Bootstrap: c.cfg.Join == "", AppliedIndex: fsm.AppliedIndex, Logger: c.log,
-		TrailingLogs: c.cfg.TrailingLogs, SnapshotThreshold: c.cfg.SnapshotThreshold, SnapshotInterval: c.cfg.SnapshotInterval}
+		TrailingLogs: c.cfg.TrailingLogs, SnapshotThreshold: c.cfg.SnapshotThreshold, SnapshotInterval: c.cfg.SnapshotInterval,
+		PeerAddress: c.cfg.RaftPeerAddress}
 	if c.node, err = cluster.Open(ctx, o); err != nil {
 		return fmt.Errorf("--raft %s: %w", c.cfg.Raft, err)
 	}
@@ -233,6 +234,9 @@ func (c *clusterRun) handle(mux *http.ServeMux) {
 func (c *clusterRun) forwardOptions() synchub.ForwardOptions {
 	return synchub.ForwardOptions{
 		Local: func(r *http.Request) bool {
+			if c.cfg.staleReads && r.Method == http.MethodGet {
+				return true
+			}
 			switch r.URL.Path {
 			case "/healthz", "/metrics", "/cluster/status":
 				return true

@@ -39,29 +39,40 @@ func testLogger() *slog.Logger {
 // startNode runs a cluster node: the first when join is "".
 func startNode(t *testing.T, dir, id, join string, key []byte) *testNode {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	n := &testNode{id: id, dir: dir, cancel: cancel, done: make(chan error, 1)}
-	_ = os.Remove(filepath.Join(dir, "ready.json"))
+	return startNodeWith(t, nodeConfig(dir, id, join, key))
+}
+
+// nodeConfig is a test node's configuration: loopback addresses, no logs.
+func nodeConfig(dir, id, join string, key []byte) Config {
 	cfg := Config{DataDir: dir, Listen: "127.0.0.1:0", Hostname: clusterHost, NodeID: id, Raft: "127.0.0.1:0", Join: join,
 		Logger: testLogger(), Stdout: io.Discard}
 	if key != nil {
 		cfg.OwnerKey = base64.StdEncoding.EncodeToString(key)
 	}
+	return cfg
+}
+
+// startNodeWith runs a node and waits for its ready.json.
+func startNodeWith(t *testing.T, cfg Config) *testNode {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	n := &testNode{id: cfg.NodeID, dir: cfg.DataDir, cancel: cancel, done: make(chan error, 1)}
+	_ = os.Remove(filepath.Join(cfg.DataDir, "ready.json"))
 	go func() { n.done <- Run(ctx, cfg) }()
 	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {
-		data, err := os.ReadFile(filepath.Join(dir, "ready.json"))
+		data, err := os.ReadFile(filepath.Join(cfg.DataDir, "ready.json"))
 		if err == nil && json.Unmarshal(data, &n.ready) == nil {
 			t.Cleanup(n.stop)
 			return n
 		}
 		select {
 		case err := <-n.done:
-			t.Fatalf("node %s stopped: %v", id, err)
+			t.Fatalf("node %s stopped: %v", cfg.NodeID, err)
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
-	t.Fatalf("node %s not ready in 20s", id)
+	t.Fatalf("node %s not ready in 20s", cfg.NodeID)
 	return nil
 }
 

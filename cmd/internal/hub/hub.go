@@ -52,6 +52,15 @@ type Config struct {
 	// Raft's log compaction (zero: hashicorp/raft's defaults).
 	TrailingLogs, SnapshotThreshold uint64
 	SnapshotInterval                time.Duration
+	// RaftPeerAddress, for tests only (no flag), says where this node
+	// dials a peer's raft port (false: the address the cluster recorded),
+	// so that a test can put a proxy between each pair of nodes
+	// (cluster.Options.PeerAddress).
+	RaftPeerAddress func(id string) (string, bool)
+	// staleReads, set only by a test, makes every node answer GETs from
+	// its own state, unconfirmed: the broken hub the linearizability
+	// check must catch.
+	staleReads bool
 
 	Logger *slog.Logger
 	Stdout io.Writer
