@@ -124,7 +124,11 @@ func TestClusterEdgeThroughFollower(t *testing.T) {
 	n3 := startNode(t, filepath.Join(root, "n3"), "n3", n1.ready.URL, key)
 	waitVoters(t, key, n1.ready.URL, 3)
 	nodes := []*testNode{n1, n2, n3}
-	leader := leaderOf(t, key, nodes)
+	var leader *testNode
+	eventually(t, "one leader", func() (err error) {
+		leader, err = leaderOf(t, key, nodes)
+		return err
+	})
 	var followers []*testNode
 	for _, n := range nodes {
 		if n != leader {
@@ -177,22 +181,4 @@ func TestClusterEdgeThroughFollower(t *testing.T) {
 		}
 		return nil
 	})
-}
-
-// leaderOf finds the node that leads.
-func leaderOf(t *testing.T, key []byte, nodes []*testNode) *testNode {
-	t.Helper()
-	m, err := members(t, key, nodes[0].ready.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, x := range m {
-		for _, n := range nodes {
-			if x.Leader && x.ID == n.id {
-				return n
-			}
-		}
-	}
-	t.Fatalf("no leader in %+v", m)
-	return nil
 }
