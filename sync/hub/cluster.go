@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/outpost-edge/outpost/sync/protocol"
@@ -124,9 +125,11 @@ func (h *Hub) Forward(next http.Handler, o ForwardOptions) http.Handler {
 	})
 }
 
-// serveLeader answers on the leader; a read first confirms leadership.
+// serveLeader answers on the leader. A read, and any REST request (whose
+// answer may come from the state before a command is proposed, as a 404),
+// first confirms leadership; link frames need not: they only propose.
 func (h *Hub) serveLeader(next http.Handler, w http.ResponseWriter, r *http.Request, c Cluster) {
-	if r.Method == http.MethodGet {
+	if r.Method == http.MethodGet || !strings.HasPrefix(r.URL.Path, protocol.PathPrefix) {
 		ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
 		err := c.VerifyLeader(ctx)
 		cancel()

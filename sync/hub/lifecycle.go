@@ -3,6 +3,7 @@ package hub
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	"github.com/outpost-edge/outpost/store/identity"
 	"github.com/outpost-edge/outpost/store/twin"
@@ -14,7 +15,14 @@ import (
 // the same id gets a new generation and starts with an empty twin and
 // queue, as on IoT Hub.
 func (f *FSM) deleteIdentitiesLocked(ctx context.Context, c deleteIdentities) error {
-	for _, id := range c.IDs {
+	// The answer comes from the state the command applies to, not from the
+	// proposer's look before: of two deletes at once, one finds nothing.
+	if len(c.IDs) > 0 {
+		if _, ok, _ := f.ids.Get(c.IDs[0]); !ok {
+			return fmt.Errorf("%w: %q is not registered", ErrNotFound, c.IDs[0])
+		}
+	}
+	for _, id := range f.withModules(c.IDs) {
 		old, _, _ := f.ids.Get(id)
 		if err := f.ids.Delete(ctx, id); err != nil {
 			return err
@@ -48,6 +56,24 @@ func (f *FSM) deleteIdentitiesLocked(ctx context.Context, c deleteIdentities) er
 // gcWork is how many twins one GC round looks at: GC runs after every
 // pull and twin merge, so a round must stay short.
 const gcWork = 32
+
+// withModules adds to ids the modules of each device in it that the
+// state holds (a module created after the proposer listed them goes too).
+func (f *FSM) withModules(ids []string) []string {
+	out := slices.Clone(ids)
+	all, _ := f.ids.List()
+	for _, id := range ids {
+		if _, mod, _ := identity.SplitID(id); mod != "" {
+			continue
+		}
+		for _, m := range all {
+			if m.ModuleID != "" && m.DeviceID == id && !slices.Contains(out, m.ID()) {
+				out = append(out, m.ID())
+			}
+		}
+	}
+	return out
+}
 
 // collectGarbage drops the twin tombstones every replica has acknowledged
 // (crdt.Stable): a twin's members are the hub and the edge whose

@@ -18,6 +18,9 @@ import (
 // serve old and new edges side by side.
 const Version = 1
 
+// PathPrefix starts every path of the link.
+const PathPrefix = "/sync/"
+
 // Paths of the link, all POST.
 const (
 	PathHello    = "/sync/v1/hello"    // Hello → Welcome
