@@ -31,6 +31,7 @@ const (
 	cmdExpireEvents
 	cmdAckPull
 	cmdGCTwins
+	cmdExpireC2D
 )
 
 // ErrCommand: an entry this hub cannot apply (malformed, an unknown type,
@@ -63,6 +64,7 @@ var commandSpecs = map[uint64]commandSpec{
 	cmdExpireEvents:       {"expireEvents", 1, decodeAs[expireEvents]},
 	cmdAckPull:            {"ackPull", 1, decodeAs[ackPull]},
 	cmdGCTwins:            {"gcTwins", 1, decodeAs[gcTwins]},
+	cmdExpireC2D:          {"expireC2D", 1, decodeAs[expireC2D]},
 }
 
 func commandType(cmd any) (uint64, error) {
@@ -87,6 +89,8 @@ func commandType(cmd any) (uint64, error) {
 		return cmdAckPull, nil
 	case gcTwins:
 		return cmdGCTwins, nil
+	case expireC2D:
+		return cmdExpireC2D, nil
 	}
 	return 0, fmt.Errorf("%w: %T is not a command of the hub's state machine", ErrCommand, cmd)
 }

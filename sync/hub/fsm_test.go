@@ -56,6 +56,7 @@ func sampleCommands() []any {
 		expireEvents{Before: 1700000000000, Max: 1000},
 		ackPull{Edge: "gw1", Instance: "edge:gw1.a1", VV: crdt.VV{"hub.1": 3}},
 		gcTwins{IDs: []string{"dev1", "gw1/$edgeAgent"}},
+		expireC2D{Max: 1000},
 	}
 }
 

@@ -77,7 +77,7 @@ func (h *Hub) applyResult(ctx context.Context, cmd any) (any, error) {
 	res, err := h.fsm.Apply(entry)
 	h.mu.Unlock()
 	switch cmd.(type) {
-	case appendEvents, expireEvents, ackPull, gcTwins: // nothing an edge pulls
+	case appendEvents, expireEvents, expireC2D, ackPull, gcTwins: // nothing an edge pulls
 	default:
 		if err == nil {
 			h.wake()
