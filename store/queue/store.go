@@ -152,7 +152,9 @@ func Open(ctx context.Context, db *kv.DB, opts Options) (*Store, error) {
 	if err := s.load(ctx); err != nil {
 		return nil, fmt.Errorf("open queues: %w", err)
 	}
-	s.mono0 = opts.Mono()
+	if !opts.Replicated {
+		s.mono0 = opts.Mono()
+	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.wg.Add(2)
 	go s.run()
