@@ -29,6 +29,8 @@ type detNode struct {
 	dir string
 	db  *kv.DB
 	f   *FSM
+	// applying is set while Apply runs (the wall clock must not be read).
+	applying bool
 }
 
 func openDetNode(t *testing.T, dir string) *detNode {
@@ -39,7 +41,12 @@ func openDetNode(t *testing.T, dir string) *detNode {
 }
 
 // wallClock fails the test when the FSM reads it while applying.
-func (n *detNode) wallClock() time.Time { return time.Unix(0, 0) }
+func (n *detNode) wallClock() time.Time {
+	if n.applying {
+		n.t.Errorf("the FSM read the wall clock while applying")
+	}
+	return time.Unix(0, 0)
+}
 
 func (n *detNode) open() {
 	n.t.Helper()
@@ -91,7 +98,9 @@ func (n *detNode) moveTo(dir string) {
 
 // answer is what one Apply answered, comparable across FSMs.
 func (n *detNode) answer(entry []byte) string {
+	n.applying = true
 	res, err := n.f.Apply(entry)
+	n.applying = false
 	return fmt.Sprintf("%#v / %v", res, err)
 }
 
