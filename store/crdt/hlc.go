@@ -59,6 +59,11 @@ type ClockOptions struct {
 	// Reserved is the persisted upper bound loaded at boot. Every HLC issued
 	// before the restart has Wall < Reserved.
 	Reserved int64
+	// Last is the exact last HLC issued or observed before, for an owner
+	// that persists Last() with every change instead of reserving ahead
+	// (a replicated store: it continues exactly where it stopped). The
+	// clock starts above both Last and Reserved.
+	Last HLC
 	// Persist stores a new upper bound; it is called before issuing an HLC
 	// whose Wall reaches the current bound, with reserved = wall + 10 s.
 	Persist func(reserved int64) error
@@ -96,6 +101,9 @@ func NewClock(opts ClockOptions) *Clock {
 		minTrusted: opts.MinTrusted,
 		onSkew:     opts.OnSkew,
 		last:       HLC{Wall: opts.Reserved},
+	}
+	if c.last.Less(opts.Last) {
+		c.last = opts.Last
 	}
 	if c.now == nil {
 		c.now = func() int64 { return time.Now().UnixMilli() }

@@ -174,4 +174,17 @@ func TestClockTable(t *testing.T) {
 			t.Fatalf("after restart %v not above %v", b, a)
 		}
 	})
+	t.Run("restart from the exact last", func(t *testing.T) {
+		// A clock restarted from Last() issues what the one that ran on
+		// issues, with the physical clock ahead, stalled or behind.
+		phys := &fakePhys{ms: baseMs}
+		ran := NewClock(ClockOptions{Now: phys.now})
+		for _, step := range []int64{0, 5, 0, -2000, 3000} {
+			phys.ms += step
+			restarted := NewClock(ClockOptions{Now: phys.now, Last: ran.Last()})
+			if a, b := mustNow(t, ran), mustNow(t, restarted); a != b {
+				t.Fatalf("step %d: %v ran on, %v restarted", step, a, b)
+			}
+		}
+	})
 }

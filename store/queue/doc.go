@@ -46,6 +46,12 @@
 // reaches them and, at each queue's head, by the periodic sweep; they are
 // counted in Stats.Expired and logged, never silently lost.
 //
+// A Replicated store (Options.Replicated: the hub's raft state machine) has
+// no elapsed clock and no sweep: a message's age is Now minus its enqueue
+// time (0 while Now is behind it), reads skip expired messages without
+// removing them, and Store.Expire removes them, called inside a replicated
+// change whose time Now returns.
+//
 // # Caps
 //
 // Each queue may cap its record bytes and message count, and the store caps

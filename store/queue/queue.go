@@ -2,6 +2,7 @@ package queue
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -69,6 +70,12 @@ func (q *Queue) Append(ctx context.Context, msgs ...Message) ([]uint64, error) {
 	q.AppendAsync(msgs, func(seqs []uint64, err error) { ch <- result{seqs, err} })
 	select {
 	case r := <-ch:
+		if r.err != nil && q.s.opts.Replicated {
+			// A refusal is counted by an op still in flight: durable first.
+			if err := q.settle(ctx); err != nil && !errors.Is(err, ErrClosed) {
+				return nil, errors.Join(r.err, err)
+			}
+		}
 		return r.seqs, r.err
 	case <-ctx.Done():
 		return nil, fmt.Errorf("append to queue %q: %w", q.name, ctx.Err())

@@ -137,7 +137,7 @@ func (q *Queue) filter(items []item) ([]Message, *batch, error) {
 			out = append(out, x.rec.message(x.seq))
 		}
 	}
-	if len(expired)+len(bad) == 0 {
+	if len(expired)+len(bad) == 0 || q.s.opts.Replicated { // Expire removes them
 		return out, nil, nil
 	}
 	b, err := q.removeExpiredLocked(expired, bad, false)

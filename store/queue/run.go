@@ -2,6 +2,7 @@ package queue
 
 import (
 	"context"
+	"fmt"
 	"time"
 )
 
@@ -12,11 +13,15 @@ func (s *Store) run() {
 	defer s.wg.Done()
 	t := time.NewTicker(s.opts.SweepEvery)
 	defer t.Stop()
+	tick := t.C
+	if s.opts.Replicated { // Expire, inside the replicated changes, does it
+		tick = nil
+	}
 	for {
 		select {
 		case <-s.doneSig:
 			s.drainCompletions()
-		case <-t.C:
+		case <-tick:
 			s.sweep()
 		case <-s.stop:
 			s.drainCompletions()
@@ -149,5 +154,88 @@ func (s *Store) reclaimer() {
 			}
 			s.reclaims.Add(1)
 		}
+	}
+}
+
+// Expire removes the expired (and unreadable) messages at the head of
+// every queue, queues in id order, at most max in all, as of Options.Now,
+// and returns how many it removed once that is durable. A Replicated store
+// expires its messages only through it, inside a replicated change.
+func (s *Store) Expire(ctx context.Context, max int) (int, error) {
+	n := 0
+	for _, q := range s.all() {
+		if n >= max {
+			break
+		}
+		removed, err := q.expireHead(ctx, max-n)
+		n += removed
+		if err != nil {
+			return n, fmt.Errorf("expire queue %q: %w", q.name, err)
+		}
+	}
+	return n, nil
+}
+
+// expireHead removes up to max expired messages at the head of q and
+// waits for the removal to commit.
+func (q *Queue) expireHead(ctx context.Context, max int) (int, error) {
+	q.mu.Lock()
+	from := q.live.Head
+	q.mu.Unlock()
+	items, err := q.scan(from, min(max, 512), 0)
+	if err != nil {
+		return 0, err
+	}
+	now, el := q.s.opts.Now(), q.s.elapsed()
+	var expired, bad []victim
+	for _, x := range items {
+		if x.bad != nil {
+			bad = append(bad, victim{x.seq, x.size})
+			continue
+		}
+		if !q.s.expired(&x.rec, now, el) {
+			break
+		}
+		expired = append(expired, victim{x.seq, x.size})
+	}
+	if len(expired)+len(bad) == 0 {
+		return 0, nil
+	}
+	q.mu.Lock()
+	if q.s.closed.Load() {
+		q.mu.Unlock()
+		return 0, ErrClosed
+	}
+	b, err := q.removeExpiredLocked(expired, bad, true)
+	q.mu.Unlock()
+	if b != nil {
+		q.s.send(b)
+	}
+	if err != nil {
+		return 0, err
+	}
+	return len(expired) + len(bad), q.settle(ctx)
+}
+
+// settle waits until every change queued on q so far is durable: it
+// queues an op that rewrites the queue's meta as it stands (the same
+// bytes) and waits for it; ops of a queue commit in order.
+func (q *Queue) settle(ctx context.Context) error {
+	ch := make(chan error, 1)
+	q.mu.Lock()
+	if q.s.closed.Load() {
+		q.mu.Unlock()
+		return ErrClosed
+	}
+	b := q.addLocked(&op{after: q.live, done: func(err error) { ch <- err }})
+	q.mu.Unlock()
+	if b != nil {
+		q.s.send(b)
+	}
+	select {
+	case err := <-ch:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }

@@ -63,6 +63,17 @@ type Options struct {
 	// monotonic time since process start.
 	Now  func() time.Time
 	Mono func() time.Duration
+
+	// Replicated is for a store whose every change comes through a
+	// replicated log applied on several machines (the hub's state machine
+	// under raft): its state must be a function of the changes alone. There
+	// is no elapsed clock (Mono is not used; a message's age is Now minus
+	// its enqueue time, 0 while Now is behind it) and no background sweep:
+	// reads skip expired and unreadable messages without removing them,
+	// and Expire removes them, called inside a replicated change with Now
+	// at that change's time. Every change is durable when its call returns,
+	// a refused Append's count included.
+	Replicated bool
 }
 
 var processStart = time.Now()
@@ -141,7 +152,9 @@ func Open(ctx context.Context, db *kv.DB, opts Options) (*Store, error) {
 	if err := s.load(ctx); err != nil {
 		return nil, fmt.Errorf("open queues: %w", err)
 	}
-	s.mono0 = opts.Mono()
+	if !opts.Replicated {
+		s.mono0 = opts.Mono()
+	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.wg.Add(2)
 	go s.run()
@@ -202,7 +215,9 @@ func (s *Store) Close() error {
 			q.mu.Unlock()
 		}
 		s.outstanding.Wait()
-		err = s.saveClock(context.Background())
+		if !s.opts.Replicated {
+			err = s.saveClock(context.Background())
+		}
 		close(s.stop)
 		s.cancel()
 		s.wg.Wait()
@@ -356,6 +371,9 @@ func (s *Store) Depths() map[string]int64 {
 // with the monotonic clock while the store is open, so wall-clock jumps do
 // not move it (and time powered off is not counted).
 func (s *Store) elapsed() int64 {
+	if s.opts.Replicated {
+		return 0
+	}
 	return s.elapsed0 + max(int64(s.opts.Mono()-s.mono0), 0)
 }
 
@@ -363,6 +381,9 @@ func (s *Store) elapsed() int64 {
 // elapsed-clock ages, so a forward wall jump cannot make it look older. A
 // wall clock behind the enqueue time is evidently wrong and is ignored.
 func (s *Store) age(r *record, now time.Time, elapsed int64) time.Duration {
+	if s.opts.Replicated {
+		return time.Duration(max(now.UnixNano()-r.Wall, 0))
+	}
 	ea := max(elapsed-r.Elapsed, 0)
 	wa := now.UnixNano() - r.Wall
 	if wa < 0 {

@@ -65,3 +65,31 @@ func BenchmarkDelta10k(b *testing.B) {
 		b.ReportMetric(float64(elapsed.Microseconds()), "delta-µs")
 	}
 }
+
+// BenchmarkPatchDesired measures the hub's desired patches per second on
+// its own and Replicated (the raft state machine's mode: the exact HLC
+// and dot sequence written with every change).
+func BenchmarkPatchDesired(b *testing.B) {
+	for _, replicated := range []bool{false, true} {
+		name := map[bool]string{false: "alone", true: "replicated"}[replicated]
+		b.Run(name, func(b *testing.B) {
+			db, err := kv.Open(b.TempDir(), kv.Options{Durability: kv.Process})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer db.Close()
+			s, err := Open(ctx, db, Options{Role: Cloud, Name: "hub", Replicated: replicated, Incarnation: "c1"})
+			if err != nil {
+				b.Fatal(err)
+			}
+			start := time.Now()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if _, err := s.PatchDesired(ctx, "dev1", []byte(reportedPatch(i))); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "patches/s")
+		})
+	}
+}

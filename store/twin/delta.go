@@ -195,6 +195,19 @@ func (s *Store) cloudDesired(t *twin) int64 {
 func (s *Store) ApplyDelta(ctx context.Context, b Batch) ([]Change, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if !s.opts.Replicated {
+		return s.applyDelta(ctx, b)
+	}
+	st := s.currentStamps()
+	changes, err := s.applyDelta(ctx, b)
+	if err != nil {
+		s.undoStamps(st)
+	}
+	return changes, err
+}
+
+// applyDelta is ApplyDelta; s.mu is held.
+func (s *Store) applyDelta(ctx context.Context, b Batch) ([]Change, error) {
 	if err := s.checkBatch(b); err != nil {
 		return nil, fmt.Errorf("apply twin delta: %w: %w", ErrBadDelta, err)
 	}
@@ -214,7 +227,7 @@ func (s *Store) ApplyDelta(ctx context.Context, b Batch) ([]Change, error) {
 	for _, c := range b.Commits {
 		vv.Advance(c)
 	}
-	if err := w.addVV(vv); err != nil {
+	if err := errors.Join(w.addVV(vv), s.addStamps(&w)); err != nil {
 		return nil, err
 	}
 	if err := s.db.Commit(ctx, w.ops...); err != nil {

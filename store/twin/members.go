@@ -147,8 +147,11 @@ func (s *Store) stableFor(members []string) func(crdt.Dot) bool {
 	acks := make([]crdt.Ack, 0, len(members))
 	for _, name := range members {
 		m := s.acks[name]
-		if m.promote(s.vv) {
-			s.acks[name] = m // persisted with the next ack; losing it only delays GC
+		// Persisted with the next ack; losing it only delays GC. A Replicated
+		// store keeps its acks as stored: the next ack's write must not
+		// depend on whether this replica was re-opened meanwhile.
+		if m.promote(s.vv) && !s.opts.Replicated {
+			s.acks[name] = m
 		}
 		acks = append(acks, m.Stable)
 	}

@@ -62,6 +62,20 @@ type Options struct {
 	Now func() int64
 	// Cache is how many twins are kept decoded in memory; default 256.
 	Cache int
+	// Replicated is for a store whose every change comes through a
+	// replicated log applied on several machines (the hub's state machine
+	// under raft): its state must be a function of the changes alone. The
+	// replica id is Name plus the fixed Incarnation (Machine is not used);
+	// the last HLC and the next dot sequence are persisted exactly, in the
+	// same write as each change, not reserved ahead; and a refused change
+	// leaves them as they were. A re-opened store, or one restored from a
+	// copy of another's keys, then stamps the next change exactly as a
+	// store that ran on. BeginSession is not for such a store: it issues a
+	// stamp outside any change.
+	Replicated bool
+	// Incarnation is the replica's incarnation when Replicated: 1 to 32
+	// ASCII letters and digits, the same on every machine.
+	Incarnation string
 }
 
 // Store keeps twins in kv. It is safe for concurrent use; writes are
@@ -121,6 +135,12 @@ func Open(ctx context.Context, db *kv.DB, opts Options) (*Store, error) {
 	}
 	if opts.Cache <= 0 {
 		opts.Cache = 256
+	}
+	if opts.Replicated {
+		if _, _, ok := SplitReplica(crdt.ReplicaID(opts.Name + "." + opts.Incarnation)); !ok {
+			return nil, fmt.Errorf("open twin store: a replicated store needs an incarnation of 1 to 32 ASCII letters and digits, not %q", opts.Incarnation)
+		}
+		opts.Machine = ""
 	}
 	opts.Limits = opts.Limits.orDefault()
 	s := &Store{db: db, opts: opts, log: opts.Logger, policy: crdt.OwnershipPolicy(IsCloud), cache: newCache(opts.Cache), changed: make(chan struct{})}
@@ -188,6 +208,9 @@ var (
 	metaClock   = []byte{kv.PrefixMeta, 't', 'w', 'c'}
 	metaVV      = []byte{kv.PrefixMeta, 't', 'w', 'v'}
 	metaMachine = []byte{kv.PrefixMeta, 't', 'w', 'm'}
+	// metaLast is the exact last HLC of a Replicated store (metaClock holds
+	// a reserved bound otherwise).
+	metaLast = []byte{kv.PrefixMeta, 't', 'w', 'h'}
 )
 
 // SplitReplica splits a replica id "<base>.<incarnation>" at its last '.':
@@ -222,12 +245,13 @@ func (s *Store) loadMeta(ctx context.Context) error {
 	var replica, machine string
 	var seqNext uint64
 	var reserved int64
+	var last crdt.HLC
 	vv := crdt.VV{}
 	err := s.db.View(func(txn *badger.Txn) error {
 		for _, r := range []struct {
 			key []byte
 			v   any
-		}{{metaReplica, &replica}, {metaSeq, &seqNext}, {metaClock, &reserved}, {metaVV, &vv}, {metaMachine, &machine}} {
+		}{{metaReplica, &replica}, {metaSeq, &seqNext}, {metaClock, &reserved}, {metaVV, &vv}, {metaMachine, &machine}, {metaLast, &last}} {
 			if err := getRecord(txn, r.key, r.v); err != nil && !errors.Is(err, badger.ErrKeyNotFound) {
 				return err
 			}
@@ -248,6 +272,13 @@ func (s *Store) loadMeta(ctx context.Context) error {
 			return err
 		}
 		seqNext, vv = 0, crdt.VV{}
+	case s.opts.Replicated && replica != prefix+s.opts.Name+"."+s.opts.Incarnation:
+		// A store that ran alone becomes replicated: the fixed incarnation,
+		// the same twins (as for a copy to another machine).
+		if replica, err = s.newIncarnation(ctx, prefix, vv); err != nil {
+			return err
+		}
+		seqNext = 0
 	case s.opts.Machine != "" && machine != "" && machine != s.opts.Machine:
 		// Copied to another machine: a new replica id, the same twins. The
 		// old id's writes stay in the version vector (they are sent on and
@@ -266,14 +297,69 @@ func (s *Store) loadMeta(ctx context.Context) error {
 		}
 	}
 	s.self, s.vv = crdt.ReplicaID(replica), vv
+	if s.opts.Replicated {
+		if last.Wall < reserved { // it ran alone before: start above its reserved bound
+			last = crdt.HLC{Wall: reserved}
+		}
+		s.setStamps(stamps{last: last, next: seqNext})
+		return nil
+	}
 	s.seq = crdt.NewSeq(crdt.SeqOptions{Next: seqNext, Persist: s.persistUint(metaSeq)})
 	s.clock = crdt.NewClock(crdt.ClockOptions{
 		Now: s.opts.Now, Reserved: reserved, MinTrusted: minTrustedTime,
 		Persist: func(r int64) error { return s.put(metaClock, r) },
-		OnSkew: func(peer crdt.HLC, phys int64) {
-			s.log.Warn("peer clock ahead of ours", "peer_wall_ms", peer.Wall, "our_wall_ms", phys)
-		},
+		OnSkew:  s.onSkew,
 	})
+	return nil
+}
+
+func (s *Store) onSkew(peer crdt.HLC, phys int64) {
+	s.log.Warn("peer clock ahead of ours", "peer_wall_ms", peer.Wall, "our_wall_ms", phys)
+}
+
+// stamps is where a Replicated store's HLC and dot sequence stand: the
+// last HLC issued or observed and the next sequence number.
+type stamps struct {
+	last crdt.HLC
+	next uint64
+}
+
+// setStamps starts the clock and the dot sequence of a Replicated store
+// at st, with nothing reserved ahead; s.mu is held (or s is opening).
+func (s *Store) setStamps(st stamps) {
+	s.seq = crdt.NewSeq(crdt.SeqOptions{Next: st.next, Reserve: 1})
+	s.clock = crdt.NewClock(crdt.ClockOptions{Now: s.opts.Now, Last: st.last, MinTrusted: minTrustedTime, OnSkew: s.onSkew})
+}
+
+// currentStamps is where a Replicated store's stamps stand; s.mu is held.
+func (s *Store) currentStamps() stamps {
+	return stamps{last: s.clock.Last(), next: s.seq.Bound() + 1}
+}
+
+// undoStamps puts a Replicated store's stamps back to st after a refused
+// change, which persisted nothing; s.mu is held. Other stores reserve
+// ahead and lose nothing by skipping.
+func (s *Store) undoStamps(st stamps) {
+	if s.opts.Replicated && s.currentStamps() != st {
+		s.setStamps(st)
+	}
+}
+
+// addStamps adds a Replicated store's stamps to the write of a change.
+func (s *Store) addStamps(w *writeSet) error {
+	if !s.opts.Replicated {
+		return nil
+	}
+	st := s.currentStamps()
+	last, err := kv.Marshal(st.last)
+	if err != nil {
+		return err
+	}
+	next, err := kv.Marshal(st.next)
+	if err != nil {
+		return err
+	}
+	w.ops = append(w.ops, kv.Set(metaLast, last), kv.Set(metaSeq, next))
 	return nil
 }
 
@@ -289,6 +375,9 @@ func (s *Store) newIncarnation(ctx context.Context, prefix string, vv crdt.VV) (
 		return "", err
 	}
 	id := prefix + s.opts.Name + "." + hex.EncodeToString(b[:])
+	if s.opts.Replicated {
+		id = prefix + s.opts.Name + "." + s.opts.Incarnation
+	}
 	v, err := kv.Marshal(id)
 	if err != nil {
 		return "", err

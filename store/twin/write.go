@@ -85,8 +85,13 @@ func (s *Store) local(ctx context.Context, id string, sec crdt.Section, session 
 	if sec == crdt.Reported && session.Less(t.meta.Session) {
 		return 0, fmt.Errorf("%s: %w", op, ErrStaleSession)
 	}
+	var st stamps
+	if s.opts.Replicated {
+		st = s.currentStamps()
+	}
 	v, err := s.applyLocal(ctx, t, sec, session, patch, replace)
 	if err != nil {
+		s.undoStamps(st)
 		return 0, fmt.Errorf("%s: %w", op, err)
 	}
 	return v, nil
@@ -127,7 +132,7 @@ func (s *Store) applyLocal(ctx context.Context, t *twin, sec crdt.Section, sessi
 	if err := w.addChanged(t.id, t.doc, work, fields); err != nil {
 		return 0, err
 	}
-	if err := errors.Join(w.addMeta(next), w.addVV(vv)); err != nil {
+	if err := errors.Join(w.addMeta(next), w.addVV(vv), s.addStamps(&w)); err != nil {
 		return 0, err
 	}
 	if err := s.db.Commit(ctx, w.ops...); err != nil {

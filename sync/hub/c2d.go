@@ -109,6 +109,21 @@ func (f *FSM) ackC2D(ctx context.Context, device string, cursor uint64) error {
 	}
 }
 
+// expireC2D removes the cloud-to-device messages whose TTL passed at the
+// command's time, at the heads of the queues, at most Max of them. It is
+// the only way they leave a queue unacknowledged: reads skip them without
+// removing them, and no sweeper runs outside the state machine.
+type expireC2D struct {
+	Max int `cbor:"1,keyasint"`
+}
+
+func (f *FSM) expireC2DLocked(ctx context.Context, c expireC2D) (int, error) {
+	if c.Max <= 0 {
+		return 0, fmt.Errorf("%w: expireC2D of %d messages (want at least 1)", ErrInvalid, c.Max)
+	}
+	return f.queues.Expire(ctx, c.Max)
+}
+
 // c2dCursors are the cloud-to-device cursors of a pull that the hub
 // acknowledges: those of the devices in the edge's scope, none when the
 // edge counted them in another hub's sequence numbers.

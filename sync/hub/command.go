@@ -31,6 +31,7 @@ const (
 	cmdExpireEvents
 	cmdAckPull
 	cmdGCTwins
+	cmdExpireC2D
 	cmdSetNode
 	cmdRemoveNode
 	cmdSetOwner
@@ -66,6 +67,7 @@ var commandSpecs = map[uint64]commandSpec{
 	cmdExpireEvents:       {"expireEvents", 1, decodeAs[expireEvents]},
 	cmdAckPull:            {"ackPull", 1, decodeAs[ackPull]},
 	cmdGCTwins:            {"gcTwins", 1, decodeAs[gcTwins]},
+	cmdExpireC2D:          {"expireC2D", 1, decodeAs[expireC2D]},
 	cmdSetNode:            {"setNode", 1, decodeAs[setNode]},
 	cmdRemoveNode:         {"removeNode", 1, decodeAs[removeNode]},
 	cmdSetOwner:           {"setOwner", 1, decodeAs[setOwner]},
@@ -93,6 +95,8 @@ func commandType(cmd any) (uint64, error) {
 		return cmdAckPull, nil
 	case gcTwins:
 		return cmdGCTwins, nil
+	case expireC2D:
+		return cmdExpireC2D, nil
 	case setNode:
 		return cmdSetNode, nil
 	case removeNode:

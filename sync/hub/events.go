@@ -21,6 +21,7 @@ import (
 //	l 's' <instance> 0 <queue> 0 <edge seq u64>  → digests of the messages stored under that edge seq
 //	l 'c' <instance> 0 <queue> 0                 → highest edge seq received (u64), for Welcome
 //	l 'd' <device> 0 <module> 0 <id> 0           → (older hubs) message-id keys; the sweep removes them
+//	l 'n'                                        → the newest seq ever assigned (u64), kept by the sweep
 //
 // The events, their digests and the cursor of the edge queue they came from
 // are written in one transaction, so a batch is in the log exactly once
@@ -180,6 +181,10 @@ func cursorKey(instance, queue string) []byte {
 	return kv.AppendString(kv.AppendString([]byte{kv.PrefixLink, 'c'}, instance), queue)
 }
 
+// lastSeqKey holds the newest seq ever assigned once the sweep removed
+// events: a log the sweep emptied does not number from 1 again.
+var lastSeqKey = []byte{kv.PrefixLink, 'n'}
+
 func openEventLog(db *kv.DB) (*eventLog, error) {
 	l := &eventLog{db: db, notify: make(chan struct{})}
 	err := db.View(func(txn *badger.Txn) error {
@@ -189,7 +194,9 @@ func openEventLog(db *kv.DB) (*eventLog, error) {
 		if it.ValidForPrefix([]byte{kv.PrefixEvent}) {
 			l.last = binary.BigEndian.Uint64(it.Item().Key()[1:])
 		}
-		return nil
+		swept, _, err := getUint(txn, lastSeqKey)
+		l.last = max(l.last, swept)
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("open event log: %w", err)
@@ -533,6 +540,7 @@ func (f *FSM) expireEventsLocked(ctx context.Context, c expireEvents) (int, erro
 	if err != nil || n == 0 {
 		return 0, err
 	}
+	ops = append(ops, putUint(lastSeqKey, f.events.Last()))
 	for _, sk := range order {
 		if l := lists[sk]; len(l) == 0 {
 			ops = append(ops, kv.Del([]byte(sk)))
@@ -577,5 +585,27 @@ func (h *Hub) sweep() {
 			h.metrics.eventsExpired.Add(int64(total))
 			h.log.Info("events past the retention removed from the log", "events", total, "retention", h.opts.Retention)
 		}
+		h.expireC2D()
+	}
+}
+
+// expireC2D proposes the removal of the cloud-to-device messages whose TTL
+// passed (the state machine's queues run no sweeper of their own).
+func (h *Hub) expireC2D() {
+	total := 0
+	for {
+		res, err := h.applyResult(context.Background(), expireC2D{Max: 1000})
+		n, _ := res.(int)
+		total += n
+		if err != nil {
+			h.log.Error("cloud-to-device expiry", "err", err)
+			break
+		}
+		if n < 1000 {
+			break
+		}
+	}
+	if total > 0 {
+		h.log.Info("expired cloud-to-device messages removed", "messages", total)
 	}
 }

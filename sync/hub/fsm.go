@@ -54,7 +54,15 @@ type FSMOptions struct {
 	// Now is the wall clock of reads outside Apply (a twin's age, a
 	// queue's status); Apply never calls it. Default time.Now.
 	Now func() time.Time
+	// Incarnation is the incarnation of the hub's twin replica, the same on
+	// every node of a cluster (store/twin's Options.Incarnation); default
+	// DefaultIncarnation.
+	Incarnation string
 }
+
+// DefaultIncarnation is the hub's twin replica incarnation when
+// FSMOptions.Incarnation is not set.
+const DefaultIncarnation = "1"
 
 // OpenFSM opens the state machine on db (which it does not close).
 func OpenFSM(ctx context.Context, db *kv.DB, opts FSMOptions) (*FSM, error) {
@@ -63,6 +71,9 @@ func OpenFSM(ctx context.Context, db *kv.DB, opts FSMOptions) (*FSM, error) {
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
+	}
+	if opts.Incarnation == "" {
+		opts.Incarnation = DefaultIncarnation
 	}
 	f := &FSM{opts: opts, db: db, log: opts.Logger, metrics: &metrics{}, refusedLog: &ratelog.Limiter{}, collisionLogged: map[string]int64{}}
 	if err := f.openStores(ctx); err != nil {
@@ -78,10 +89,11 @@ func (f *FSM) openStores(ctx context.Context) error {
 	if f.ids, err = identity.Open(ctx, f.db, identity.Options{Logger: f.log}); err != nil {
 		return err
 	}
-	if f.twins, err = twin.Open(ctx, f.db, twin.Options{Role: twin.Cloud, Name: "hub", Logger: f.log, Now: f.nowMS}); err != nil {
+	if f.twins, err = twin.Open(ctx, f.db, twin.Options{Role: twin.Cloud, Name: "hub", Logger: f.log, Now: f.nowMS,
+		Replicated: true, Incarnation: f.opts.Incarnation}); err != nil {
 		return err
 	}
-	if f.queues, err = queue.Open(ctx, f.db, queue.Options{Logger: f.log, Now: f.now}); err != nil {
+	if f.queues, err = queue.Open(ctx, f.db, queue.Options{Logger: f.log, Now: f.now, Replicated: true}); err != nil {
 		return err
 	}
 	if f.events, err = openEventLog(f.db); err != nil {
@@ -116,7 +128,8 @@ func (f *FSM) nowMS() int64 { return f.now().UnixMilli() }
 // ErrCommand and changes nothing; a command the state refuses (ErrInvalid,
 // ErrNotFound, ErrFull) changes nothing either. The result is the
 // command's answer (protocol.MessagesAck for appendEvents, the number of
-// events removed for expireEvents, nil otherwise).
+// events removed for expireEvents, of messages for expireC2D, nil
+// otherwise).
 func (f *FSM) Apply(entry []byte) (any, error) {
 	cmd, at, err := decodeCommand(entry)
 	if err != nil {
@@ -151,6 +164,8 @@ func (f *FSM) applyCommand(ctx context.Context, cmd any) (any, error) {
 		return nil, f.sendC2DLocked(ctx, c)
 	case gcTwins:
 		return nil, f.gcTwinsLocked(ctx, c)
+	case expireC2D:
+		return f.expireC2DLocked(ctx, c)
 	case setNode:
 		return nil, f.setNodeLocked(ctx, c)
 	case removeNode:
