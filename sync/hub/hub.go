@@ -82,6 +82,10 @@ type Options struct {
 	// Clustered: commands go through the replicated log given to
 	// SetCluster, never straight to the FSM (cluster.go).
 	Clustered bool
+	// Incarnation of the hub's twin replica (FSMOptions.Incarnation): made
+	// once per hub, or per cluster and the same on its every node, so edges
+	// tell a new hub from the one they synced with.
+	Incarnation string
 }
 
 // Hub is the cloud side's state and its service.
@@ -194,7 +198,7 @@ func Open(ctx context.Context, dir string, opts Options) (*Hub, error) {
 		_ = h.Close()
 		return nil, fmt.Errorf("open hub: %w", err)
 	}
-	if h.fsm, err = OpenFSM(ctx, h.db, FSMOptions{Logger: opts.Logger, Now: opts.Now}); err != nil {
+	if h.fsm, err = OpenFSM(ctx, h.db, FSMOptions{Logger: opts.Logger, Now: opts.Now, Incarnation: opts.Incarnation}); err != nil {
 		return fail(err)
 	}
 	h.useFSM()

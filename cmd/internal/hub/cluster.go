@@ -94,6 +94,11 @@ func clusterCA(ctx context.Context, cfg Config, key []byte) (*cluster.CA, error)
 			return nil, err
 		}
 	}
+	if b.Incarnation != "" {
+		if err := secret.WritePublic(filepath.Join(cfg.DataDir, incarnationFile), []byte(b.Incarnation+"\n")); err != nil {
+			return nil, err
+		}
+	}
 	ca, err := cluster.ParseCA([]byte(b.ClusterCA), []byte(b.ClusterCAKey))
 	if err != nil {
 		return nil, fmt.Errorf("the cluster CA from --join: %w", err)
@@ -305,6 +310,9 @@ func (c *clusterRun) sendBundle(w http.ResponseWriter, j joinRequest, key []byte
 	}
 	if b.APICAKey == "" {
 		b.APICA = ""
+	}
+	if inc, err := os.ReadFile(filepath.Join(c.cfg.DataDir, incarnationFile)); err == nil {
+		b.Incarnation = strings.TrimSpace(string(inc))
 	}
 	plain, _ := json.Marshal(b)
 	sealed, err := seal(key, j.Nonce, plain)

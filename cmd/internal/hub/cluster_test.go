@@ -193,6 +193,18 @@ func TestClusterJoinForwardFailover(t *testing.T) {
 			t.Fatalf("GET /devices at %s: %d %s", n.id, code, body)
 		}
 	}
+	// The nodes share the cluster's twin replica incarnation.
+	incs := map[string]bool{}
+	for _, n := range nodes {
+		data, err := os.ReadFile(filepath.Join(n.dir, incarnationFile))
+		if err != nil {
+			t.Fatal(err)
+		}
+		incs[strings.TrimSpace(string(data))] = true
+	}
+	if len(incs) != 1 {
+		t.Fatalf("incarnations %v: want one for the cluster", incs)
+	}
 	// A follower forwards a request without a valid token to the leader,
 	// which refuses it; the follower closes the caller's connection too.
 	for _, n := range nodes {

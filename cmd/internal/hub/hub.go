@@ -4,8 +4,10 @@ package hub
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/tls"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -77,9 +79,29 @@ type Ready struct {
 }
 
 const (
-	ownerFile    = "owner.connection-string"
-	hostNameFile = "hostname" // the HostName of the last start
+	ownerFile       = "owner.connection-string"
+	hostNameFile    = "hostname"    // the HostName of the last start
+	incarnationFile = "incarnation" // of the hub's twin replica; a cluster's, handed over on join
 )
+
+// incarnation is the hub's twin replica incarnation: made at its first
+// start (a joining node received its cluster's), so a hub made anew, even
+// with the same owner key, is a new replica to the edges.
+func incarnation(dir string) (string, error) {
+	path := filepath.Join(dir, incarnationFile)
+	data, err := os.ReadFile(path)
+	if err == nil {
+		if inc := strings.TrimSpace(string(data)); inc != "" {
+			return inc, nil
+		}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return "", err
+	}
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	inc := hex.EncodeToString(b)
+	return inc, secret.WritePublic(path, []byte(inc+"\n"))
+}
 
 // Run serves the hub until ctx is done.
 func Run(ctx context.Context, cfg Config) error {
@@ -121,7 +143,11 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 		cr.peer = peerClient(cfg.DataDir)
 	}
-	h, err := synchub.Open(ctx, filepath.Join(cfg.DataDir, "store"), synchub.Options{HostName: host, OwnerKey: key, Logger: cfg.Logger, Retention: cfg.Retention,
+	inc, err := incarnation(cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	h, err := synchub.Open(ctx, filepath.Join(cfg.DataDir, "store"), synchub.Options{Incarnation: inc, HostName: host, OwnerKey: key, Logger: cfg.Logger, Retention: cfg.Retention,
 		ImageDir: filepath.Join(cfg.DataDir, "images"), MaxImageSize: cfg.MaxImageMiB << 20,
 		MaxLinkRequests: cfg.MaxLinkRequests, RequestDeadline: cfg.RequestTimeout, Clustered: cr != nil})
 	if err != nil {

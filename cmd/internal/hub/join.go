@@ -50,6 +50,7 @@ type joinBundle struct {
 	ClusterCAKey string `json:"clusterCaKey"`
 	APICA        string `json:"apiCa,omitempty"` // the hub's own HTTPS CA, shared by the nodes
 	APICAKey     string `json:"apiCaKey,omitempty"`
+	Incarnation  string `json:"incarnation,omitempty"` // of the cluster's twin replica
 }
 
 type joinAnswer struct {
