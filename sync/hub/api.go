@@ -90,6 +90,9 @@ func (h *Hub) Handler() http.Handler {
 		return struct{}{}, h.MethodResult(edge, m)
 	})
 	mux.HandleFunc("GET "+protocol.PathImages+"/{digest}", h.linkImage)
+	if h.opts.Clustered {
+		h.handleClusterImages(mux)
+	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		protocol.WriteError(w, 404, "NotFound", fmt.Sprintf("no API at %s %s; see CONTRACT §3 (devices, twins, messages/events, …)", r.Method, r.URL.Path))
 	})

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sync"
@@ -82,6 +83,9 @@ type Options struct {
 	// Clustered: commands go through the replicated log given to
 	// SetCluster, never straight to the FSM (cluster.go).
 	Clustered bool
+	// PeerTransport reaches the other nodes' APIs (a clustered hub's image
+	// copies, imagerepl.go); default http.DefaultTransport.
+	PeerTransport http.RoundTripper
 }
 
 // Hub is the cloud side's state and its service.
@@ -99,6 +103,9 @@ type Hub struct {
 	queues   *queue.Store
 	events   *eventLog
 	images   *imageStore
+	// imageKick asks syncImages for a pass; imageFlights: one fetch per image.
+	imageKick    chan struct{}
+	imageFlights flights
 
 	fsm     *FSM
 	cluster atomic.Pointer[Cluster] // Clustered: the replicated log
@@ -164,7 +171,7 @@ func Open(ctx context.Context, dir string, opts Options) (*Hub, error) {
 	if opts.ImageDir == "" && !opts.InMemory {
 		opts.ImageDir = filepath.Join(dir, "images")
 	}
-	h := &Hub{opts: opts, log: opts.Logger, wakeCh: make(chan struct{}), done: make(chan struct{}), metrics: &metrics{}}
+	h := &Hub{opts: opts, log: opts.Logger, wakeCh: make(chan struct{}), done: make(chan struct{}), metrics: &metrics{}, imageKick: make(chan struct{}, 1)}
 	h.linkSlots.max = opts.MaxLinkRequests
 	h.edges = newEdges(h)
 	h.instances = newInstances(h)
@@ -201,6 +208,14 @@ func Open(ctx context.Context, dir string, opts Options) (*Hub, error) {
 	if h.images, err = openImages(opts.ImageDir, opts.MaxImageSize); err != nil {
 		return fail(err)
 	}
+	h.fsm.onImage = h.imageChanged
+	if opts.Clustered {
+		h.sweeper.Add(1)
+		go h.syncImages()
+		h.kickImageSync()
+	} else if err := h.adoptImages(ctx); err != nil {
+		return fail(err)
+	}
 	if opts.Retention > 0 {
 		h.sweeper.Add(1)
 		go h.sweep()
@@ -225,6 +240,9 @@ func (h *Hub) restored() {
 	h.useFSM()
 	h.mu.Unlock()
 	h.wake()
+	if h.opts.Clustered {
+		h.kickImageSync()
+	}
 }
 
 // Stop makes pulls and long polls in progress return at once, so an HTTP
