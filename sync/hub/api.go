@@ -196,7 +196,7 @@ func writeError(w http.ResponseWriter, err error) {
 		{errUnauthorized, 401, "Unauthorized"}, {errForbidden, 403, "Forbidden"}, {ErrNotFound, 404, "NotFound"},
 		{ErrOffline, 404, "DeviceNotOnline"}, {ErrInvalid, 400, "BadRequest"},
 		{ErrFull, 429, "QuotaExceeded"}, {ErrTimeout, 504, "GatewayTimeout"}, {protocol.ErrTooLarge, 413, "RequestEntityTooLarge"},
-		{ErrNoSpace, 507, "InsufficientStorage"}, {ErrNotLeader, 503, "NotLeader"}, {disk.ErrFull, 507, "InsufficientStorage"}, {disk.ErrLow, 507, "InsufficientStorage"},
+		{ErrNoSpace, 507, "InsufficientStorage"}, {ErrNotLeader, 503, "NotLeader"}, {ErrUnavailable, 503, "ServiceUnavailable"}, {disk.ErrFull, 507, "InsufficientStorage"}, {disk.ErrLow, 507, "InsufficientStorage"},
 	} {
 		if errors.Is(err, m.err) {
 			status, code = m.status, m.code
