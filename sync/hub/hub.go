@@ -129,6 +129,7 @@ type metrics struct {
 	c2dSent, methodsInvoked, twinMerges                                                      atomic.Int64
 	twinsRemoved, c2dPurged, twinGC, twinsStale, eventsStale                                 atomic.Int64
 	imagesPushed, imageBytes, imagesRefused, imagesFetched                                   atomic.Int64
+	imageCopies, imagesUnreplicated                                                          atomic.Int64
 	noSpace, linkBusy                                                                        atomic.Int64
 	duplicateInstances                                                                       atomic.Int64
 }

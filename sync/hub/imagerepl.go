@@ -115,6 +115,7 @@ func (h *Hub) replicateImage(ctx context.Context, img Image) error {
 		}
 		errs = append(errs, err)
 		if len(peers)-len(errs) < need {
+			h.metrics.imagesUnreplicated.Add(1)
 			h.log.Warn("image push: too few copies", "digest", img.Digest, "need", need, "err", errors.Join(errs...))
 			return fmt.Errorf("%w: image %s: a push is acknowledged once a majority of the cluster's %d nodes hold it, and only %d other node(s) could store a copy (%v); bring nodes back and push again",
 				ErrUnavailable, img.Digest, len(peers)+1, len(peers)-len(errs), errors.Join(errs...))
@@ -224,6 +225,7 @@ func (h *Hub) fetchFrom(ctx context.Context, p NodeInfo, rec Image) error {
 	if _, _, err := h.images.push(ctx, resp.Body, rec.Digest, h.opts.Now()); err != nil {
 		return fmt.Errorf("node %s: %w", p.ID, err)
 	}
+	h.metrics.imageCopies.Add(1)
 	return nil
 }
 
@@ -300,6 +302,7 @@ func (h *Hub) receiveImage(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	h.metrics.imageCopies.Add(1)
 	status := http.StatusOK
 	if created {
 		status = http.StatusCreated
@@ -353,15 +356,19 @@ func (h *Hub) kickImageSync() {
 // syncImages makes this node's files follow its records until the hub
 // stops: it copies the recorded images it lacks and removes the old files
 // nothing records (a push that failed, a delete a snapshot skipped). A
-// pass that failed is tried again, backing off up to 30 s.
+// pass runs when asked and every orphanGrace/2; one that failed is tried
+// again, backing off up to 30 s.
 func (h *Hub) syncImages() {
 	defer h.sweeper.Done()
+	tick := time.NewTicker(orphanGrace / 2) // also: the orphans young at the last pass
+	defer tick.Stop()
 	wait := time.Second
 	for {
 		select {
 		case <-h.done:
 			return
 		case <-h.imageKick:
+		case <-tick.C:
 		}
 		if err := h.syncImagesOnce(); err != nil {
 			h.log.Warn("image sync: retrying", "in", wait, "err", err)

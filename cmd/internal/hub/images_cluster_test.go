@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/outpost-edge/outpost/store/identity/sas"
+	"github.com/outpost-edge/outpost/sync/protocol"
 )
 
 // callRaw makes an owner request with a binary body.
@@ -26,6 +27,45 @@ func callRaw(t *testing.T, key []byte, method, url string, body []byte) (int, []
 	}
 	req.Header.Set("Authorization", sas.NewToken(clusterHost, key, "owner", time.Now().Add(time.Hour)))
 	req.Header.Set("Content-Type", "application/octet-stream")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, []byte(err.Error())
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, data
+}
+
+// putEdge registers an edge device and returns its primary key.
+func putEdge(t *testing.T, key []byte, url, id string) []byte {
+	t.Helper()
+	var ident struct {
+		Authentication struct {
+			SymmetricKey struct {
+				PrimaryKey []byte `json:"primaryKey"`
+			} `json:"symmetricKey"`
+		} `json:"authentication"`
+	}
+	eventually(t, "register edge "+id, func() error {
+		code, body := call(t, key, "PUT", url+"/devices/"+id, map[string]any{"deviceId": id, "capabilities": map[string]any{"iotEdge": true}})
+		if code != 200 {
+			return fmt.Errorf("%d %s", code, body)
+		}
+		return json.Unmarshal(body, &ident)
+	})
+	if len(ident.Authentication.SymmetricKey.PrimaryKey) == 0 {
+		t.Fatal("the edge device has no key")
+	}
+	return ident.Authentication.SymmetricKey.PrimaryKey
+}
+
+// getWith GETs url with an Authorization header.
+func getWith(url, auth string) (int, []byte) {
+	req, err := http.NewRequest("GET", url, nil)
+	if err != nil {
+		return 0, []byte(err.Error())
+	}
+	req.Header.Set("Authorization", auth)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return 0, []byte(err.Error())
@@ -60,7 +100,14 @@ func startCluster(t *testing.T) ([]*testNode, []byte) {
 		}
 		return nil
 	})
-	return []*testNode{n1, n2, n3}, key
+	nodes := []*testNode{n1, n2, n3}
+	for _, n := range nodes {
+		eventually(t, "a read through "+n.id, func() error {
+			_, err := listed(t, key, n)
+			return err
+		})
+	}
+	return nodes, key
 }
 
 // leaderOf splits nodes into the leader and the others.
@@ -130,6 +177,7 @@ func listed(t *testing.T, key []byte, n *testNode) ([]string, error) {
 func TestClusterImagesSurviveTheReceivingNode(t *testing.T) {
 	nodes, key := startCluster(t)
 	leader, rest := leaderOf(t, key, nodes)
+	edgeKey := putEdge(t, key, leader.ready.URL, "gw1")
 	img, digest := testImage("survive")
 	code, body := callRaw(t, key, "POST", rest[0].ready.URL+"/images", img)
 	if code != 201 || !strings.Contains(string(body), digest) {
@@ -155,16 +203,21 @@ func TestClusterImagesSurviveTheReceivingNode(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, n := range rest {
-		eventually(t, "the image from "+n.id, func() error {
-			code, got := call(t, key, "GET", n.ready.URL+"/images/"+digest, nil)
-			if code != 200 {
-				return fmt.Errorf("GET at %s: %d %s", n.id, code, got)
-			}
-			if sum := sha256.Sum256(got); "sha256:"+hex.EncodeToString(sum[:]) != digest {
-				return fmt.Errorf("GET at %s: %d bytes of another content", n.id, len(got))
-			}
-			return nil
-		})
+		for _, get := range []struct{ path, auth string }{
+			{protocol.PathImages + "/" + digest, sas.NewToken(clusterHost+"/devices/gw1", edgeKey, "", time.Now().Add(time.Hour))}, // an edge's fetch first
+			{"/images/" + digest, sas.NewToken(clusterHost, key, "owner", time.Now().Add(time.Hour))},
+		} {
+			eventually(t, "the image from "+n.id, func() error {
+				code, got := getWith(n.ready.URL+get.path, get.auth)
+				if code != 200 {
+					return fmt.Errorf("GET %s at %s: %d %s", get.path, n.id, code, got)
+				}
+				if sum := sha256.Sum256(got); "sha256:"+hex.EncodeToString(sum[:]) != digest {
+					return fmt.Errorf("GET %s at %s: %d bytes of another content", get.path, n.id, len(got))
+				}
+				return nil
+			})
+		}
 		if l, err := listed(t, key, n); err != nil || len(l) != 1 || l[0] != digest {
 			t.Fatalf("list at %s: %v %v", n.id, l, err)
 		}
