@@ -101,24 +101,27 @@ func (h *Hub) replicateImage(ctx context.Context, img Image) error {
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, copyTimeout(img.Size))
-	defer cancel() // copies still running once enough succeeded stop; the nodes fetch it when putImage applies
 	errc := make(chan error, len(peers))
+	var wg sync.WaitGroup
 	for _, p := range peers {
-		go func() { errc <- h.sendImage(ctx, p, img) }()
+		wg.Add(1)
+		go func() { defer wg.Done(); errc <- h.sendImage(ctx, p, img) }()
 	}
+	// Once enough copies succeeded (or too many failed) the others stop:
+	// those nodes copy the image when putImage applies.
+	defer wg.Wait()
+	defer cancel()
 	var errs []error
 	for ok := 0; ok < need; {
-		err := <-errc
-		if err == nil {
+		if err := <-errc; err != nil {
+			errs = append(errs, err)
+		} else {
 			ok++
-			continue
 		}
-		errs = append(errs, err)
 		if len(peers)-len(errs) < need {
 			h.metrics.imagesUnreplicated.Add(1)
-			h.log.Warn("image push: too few copies", "digest", img.Digest, "need", need, "err", errors.Join(errs...))
-			return fmt.Errorf("%w: image %s: a push is acknowledged once a majority of the cluster's %d nodes hold it, and only %d other node(s) could store a copy (%v); bring nodes back and push again",
-				ErrUnavailable, img.Digest, len(peers)+1, len(peers)-len(errs), errors.Join(errs...))
+			return fmt.Errorf("%w: image %s is acknowledged once %d of the cluster's %d nodes hold it (a majority), and %d of the other nodes could not store a copy (%v); bring nodes back and push again",
+				ErrUnavailable, img.Digest, need+1, len(peers)+1, len(errs), errors.Join(errs...))
 		}
 	}
 	return nil
@@ -363,26 +366,22 @@ func (h *Hub) syncImages() {
 	tick := time.NewTicker(orphanGrace / 2) // also: the orphans young at the last pass
 	defer tick.Stop()
 	wait := time.Second
+	var retry <-chan time.Time // set after a failed pass
 	for {
 		select {
 		case <-h.done:
 			return
 		case <-h.imageKick:
 		case <-tick.C:
+		case <-retry:
 		}
 		if err := h.syncImagesOnce(); err != nil {
 			h.log.Warn("image sync: retrying", "in", wait, "err", err)
-			go func(d time.Duration) {
-				select {
-				case <-time.After(d):
-					h.kickImageSync()
-				case <-h.done:
-				}
-			}(wait)
+			retry = time.After(wait)
 			wait = min(2*wait, 30*time.Second)
 			continue
 		}
-		wait = time.Second
+		retry, wait = nil, time.Second
 	}
 }
 
