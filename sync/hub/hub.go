@@ -210,12 +210,13 @@ func Open(ctx context.Context, dir string, opts Options) (*Hub, error) {
 		return fail(err)
 	}
 	h.fsm.onImage = h.imageChanged
+	if err := h.adoptImages(); err != nil {
+		return fail(err)
+	}
 	if opts.Clustered {
 		h.sweeper.Add(1)
 		go h.syncImages()
 		h.kickImageSync()
-	} else if err := h.adoptImages(ctx); err != nil {
-		return fail(err)
 	}
 	if opts.Retention > 0 {
 		h.sweeper.Add(1)

@@ -97,32 +97,36 @@ func TestImageCommands(t *testing.T) {
 	}
 }
 
-// TestImagesAdoptedOnOpen: a single hub records the image files of a
-// store from before image records.
+// TestImagesAdoptedOnOpen: a single hub, and a clustered node that has
+// applied no log entry yet (a single hub's data turned into a cluster's
+// first node), record the image files of a store from before image
+// records.
 func TestImagesAdoptedOnOpen(t *testing.T) {
-	dir := t.TempDir()
-	images := filepath.Join(dir, "images")
-	if err := os.MkdirAll(images, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	data := []byte("#!/bin/sh\necho old\n")
-	d := digestOf(data)
-	file := filepath.Join(images, "sha256-"+d[7:])
-	if err := os.WriteFile(file, data, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	then := time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
-	if err := os.Chtimes(file, then, then); err != nil {
-		t.Fatal(err)
-	}
-	h, err := Open(context.Background(), filepath.Join(dir, "store"), Options{HostName: "hub.test", OwnerKey: ownerKey, ImageDir: images})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Close()
-	want := Image{Digest: d, Size: int64(len(data)), Created: then}
-	if got, err := h.Images(); err != nil || len(got) != 1 || got[0] != want {
-		t.Fatalf("Images() = %v, %v; want [%v]", got, err, want)
+	for _, clustered := range []bool{false, true} {
+		dir := t.TempDir()
+		images := filepath.Join(dir, "images")
+		if err := os.MkdirAll(images, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		data := []byte("#!/bin/sh\necho old\n")
+		d := digestOf(data)
+		file := filepath.Join(images, "sha256-"+d[7:])
+		if err := os.WriteFile(file, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		then := time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
+		if err := os.Chtimes(file, then, then); err != nil {
+			t.Fatal(err)
+		}
+		h, err := Open(context.Background(), filepath.Join(dir, "store"), Options{HostName: "hub.test", OwnerKey: ownerKey, ImageDir: images, Clustered: clustered})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := Image{Digest: d, Size: int64(len(data)), Created: then}
+		if got, err := h.Images(); err != nil || len(got) != 1 || got[0] != want {
+			t.Errorf("clustered %v: Images() = %v, %v; want [%v]", clustered, got, err, want)
+		}
+		_ = h.Close()
 	}
 }
 
@@ -195,21 +199,31 @@ func TestClusterImageEndpoints(t *testing.T) {
 // nothing records once they are older than orphanGrace, and keeps younger
 // ones (a push whose record is on its way).
 func TestImageSyncRemovesOldOrphans(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "images")
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	dir := t.TempDir()
+	images, store := filepath.Join(dir, "images"), filepath.Join(dir, "store")
+	opts := Options{HostName: "hub.test", OwnerKey: ownerKey, ImageDir: images, Clustered: true}
+	h, err := Open(context.Background(), store, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.FSM().ApplyEntries([]LogEntry{{Index: 1}}) // a node of a cluster: it adopts no files
+	if err := h.Close(); err != nil {
 		t.Fatal(err)
 	}
 	old, young := digestOf([]byte("old")), digestOf([]byte("young"))
 	for _, d := range []string{old, young} {
-		if err := os.WriteFile(filepath.Join(dir, "sha256-"+d[7:]), []byte(d), 0o600); err != nil {
+		if err := os.WriteFile(filepath.Join(images, "sha256-"+d[7:]), []byte(d), 0o600); err != nil {
 			t.Fatal(err)
 		}
 	}
 	then := time.Now().Add(-orphanGrace - time.Minute)
-	if err := os.Chtimes(filepath.Join(dir, "sha256-"+old[7:]), then, then); err != nil {
+	if err := os.Chtimes(filepath.Join(images, "sha256-"+old[7:]), then, then); err != nil {
 		t.Fatal(err)
 	}
-	h, _ := clusteredImageHub(t, dir)
+	if h, err = Open(context.Background(), store, opts); err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
 	deadline := time.Now().Add(10 * time.Second)
 	for h.images.has(old) {
 		if time.Now().After(deadline) {
@@ -219,5 +233,8 @@ func TestImageSyncRemovesOldOrphans(t *testing.T) {
 	}
 	if !h.images.has(young) {
 		t.Error("the young orphan was removed")
+	}
+	if imgs, err := h.Images(); err != nil || len(imgs) != 0 {
+		t.Errorf("a clustered node adopted orphans: %v %v", imgs, err)
 	}
 }

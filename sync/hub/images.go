@@ -384,21 +384,28 @@ func (h *Hub) imageChanged(digest string, deleted bool) {
 	}
 }
 
-// adoptImages records the image files a hub from before image records
-// holds (a single hub: its files are the truth).
-func (h *Hub) adoptImages(ctx context.Context) error {
+// adoptImages records the image files of a store from before image
+// records: a single hub's files are the truth. It applies the records to
+// the FSM directly, before anything else applies: on a single hub that is
+// the one code path; on a clustered node it runs only while the node has
+// applied no log entry (a single hub's data turned into a cluster's first
+// node), whose state the cluster takes over as a whole.
+func (h *Hub) adoptImages() error {
+	if h.opts.Clustered && h.fsm.AppliedIndex() != 0 {
+		return nil
+	}
 	files, err := h.images.files()
 	if err != nil {
 		return err
 	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
 	for _, img := range files {
-		if _, ok, err := h.fsm.Image(img.Digest); err != nil || ok {
-			if err != nil {
-				return err
-			}
-			continue
+		entry, err := encodeCommand(putImage{Digest: img.Digest, Size: img.Size, Created: img.Created.UnixMilli()}, img.Created.UnixMilli())
+		if err == nil {
+			_, err = h.fsm.Apply(entry) // an image recorded already keeps its record
 		}
-		if err := h.apply(ctx, putImage{Digest: img.Digest, Size: img.Size, Created: img.Created.UnixMilli()}); err != nil {
+		if err != nil {
 			return fmt.Errorf("record image %s: %w", img.Digest, err)
 		}
 	}
