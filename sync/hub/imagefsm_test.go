@@ -182,6 +182,20 @@ func TestClusterImageEndpoints(t *testing.T) {
 	if code, body := request(t, "POST", url, ownerToken(), data); code != 201 {
 		t.Fatalf("copy: %d %s", code, body)
 	}
+	// A copy of an image the node holds is answered before its bytes go.
+	body := &countingReader{r: bytes.NewReader(data)}
+	req, _ := http.NewRequest("POST", url, body)
+	req.ContentLength = int64(len(data))
+	req.Header.Set("Authorization", ownerToken())
+	req.Header.Set("Expect", "100-continue")
+	resp, err := (&http.Client{Transport: &http.Transport{ExpectContinueTimeout: 10 * time.Second}}).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.Body.Close()
+	if resp.StatusCode != 200 || body.n != 0 {
+		t.Errorf("copy of a held image: %d after %d bytes were sent, want 200 before any", resp.StatusCode, body.n)
+	}
 	if code, body := request(t, "GET", url, ownerToken(), nil); code != 200 || !bytes.Equal(body, data) {
 		t.Errorf("GET the copy: %d %q", code, body)
 	}
@@ -237,4 +251,15 @@ func TestImageSyncRemovesOldOrphans(t *testing.T) {
 	if imgs, err := h.Images(); err != nil || len(imgs) != 0 {
 		t.Errorf("a clustered node adopted orphans: %v %v", imgs, err)
 	}
+}
+
+type countingReader struct {
+	r io.Reader
+	n int
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += n
+	return n, err
 }

@@ -149,6 +149,7 @@ func (h *Hub) sendImage(ctx context.Context, p NodeInfo, img Image) error {
 	}
 	req.ContentLength = img.Size
 	req.Header.Set("Content-Type", "application/octet-stream")
+	req.Header.Set("Expect", "100-continue") // a node that holds the image says so before the bytes go
 	resp, err := h.peerClient().Do(req)
 	if err != nil {
 		return fmt.Errorf("node %s: %w", p.ID, err)
@@ -297,6 +298,12 @@ func (h *Hub) receiveImage(w http.ResponseWriter, r *http.Request) error {
 	}
 	if r.ContentLength > h.images.max {
 		return h.images.tooLarge()
+	}
+	// Held already (an earlier push's copy, or fetched): answered before
+	// the body is read, so a sender that waits for 100-continue sends none.
+	if img, ok := h.images.touch(digest, h.opts.Now()); ok {
+		writeJSON(w, http.StatusOK, img)
+		return nil
 	}
 	if err := h.admit(max(r.ContentLength, 0)); err != nil {
 		return fmt.Errorf("image copy: %w", err)

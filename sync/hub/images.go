@@ -243,6 +243,26 @@ func (s *imageStore) open(digest string) (*os.File, Image, error) {
 	return f, imageOf(h, fi), nil
 }
 
+// touch marks the file of image digest as stored now (so it is no
+// orphan to collect) and returns it; ok is false when it is not here.
+func (s *imageStore) touch(digest string, now time.Time) (Image, bool) {
+	h, err := parseDigest(digest)
+	if err != nil {
+		return Image{}, false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now = now.Truncate(time.Millisecond)
+	if os.Chtimes(s.path(h), now, now) != nil {
+		return Image{}, false
+	}
+	fi, err := os.Stat(s.path(h))
+	if err != nil {
+		return Image{}, false
+	}
+	return imageOf(h, fi), true
+}
+
 // remove deletes the file of image digest, if it is here.
 func (s *imageStore) remove(digest string) error {
 	h, err := parseDigest(digest)
