@@ -94,6 +94,9 @@ func (h *Hub) Handler() http.Handler {
 		return struct{}{}, h.MethodResult(edge, m)
 	})
 	mux.HandleFunc("GET "+protocol.PathImages+"/{digest}", h.linkImage)
+	if h.opts.Clustered {
+		h.handleClusterImages(mux)
+	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		protocol.WriteError(w, 404, "NotFound", fmt.Sprintf("no API at %s %s; see CONTRACT §3 (devices, twins, messages/events, …)", r.Method, r.URL.Path))
 	})
@@ -197,7 +200,7 @@ func writeError(w http.ResponseWriter, err error) {
 		{errUnauthorized, 401, "Unauthorized"}, {errForbidden, 403, "Forbidden"}, {ErrNotFound, 404, "NotFound"},
 		{ErrOffline, 404, "DeviceNotOnline"}, {ErrInvalid, 400, "BadRequest"},
 		{ErrFull, 429, "QuotaExceeded"}, {ErrTimeout, 504, "GatewayTimeout"}, {protocol.ErrTooLarge, 413, "RequestEntityTooLarge"},
-		{ErrNoSpace, 507, "InsufficientStorage"}, {ErrNotLeader, 503, "NotLeader"}, {disk.ErrFull, 507, "InsufficientStorage"}, {disk.ErrLow, 507, "InsufficientStorage"},
+		{ErrNoSpace, 507, "InsufficientStorage"}, {ErrNotLeader, 503, "NotLeader"}, {ErrUnavailable, 503, "ServiceUnavailable"}, {disk.ErrFull, 507, "InsufficientStorage"}, {disk.ErrLow, 507, "InsufficientStorage"},
 	} {
 		if errors.Is(err, m.err) {
 			status, code = m.status, m.code
@@ -443,6 +446,8 @@ func (h *Hub) writeMetrics(w http.ResponseWriter, _ *http.Request) error {
 		{"outpost_hub_image_bytes_pushed_total", "Bytes of the module images pushed.", h.metrics.imageBytes.Load()},
 		{"outpost_hub_images_refused_total", "Image requests refused: over the size limit, empty, or a malformed digest.", h.metrics.imagesRefused.Load()},
 		{"outpost_hub_images_fetched_total", "Module images served to edges on the link.", h.metrics.imagesFetched.Load()},
+		{"outpost_hub_image_copies_total", "Module image copies this node stored from another node of the cluster (sent by the leader, or fetched).", h.metrics.imageCopies.Load()},
+		{"outpost_hub_image_pushes_unreplicated_total", "Image pushes refused with 503: too few nodes could store a copy for a majority.", h.metrics.imagesUnreplicated.Load()},
 		{"outpost_hub_duplicate_instances_total", "Times two instances of one edge identity were live at once (two gateways with one connection string, or a copied data directory on another machine).", h.metrics.duplicateInstances.Load()},
 		{"outpost_hub_refused_no_space_total", "Message frames and image pushes refused with 507: the disk below its reserve.", h.metrics.noSpace.Load()},
 	} {

@@ -112,7 +112,7 @@ func (h *Hub) Forward(next http.Handler, o ForwardOptions) http.Handler {
 		return next
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if o.Local != nil && o.Local(r) {
+		if (o.Local != nil && o.Local(r)) || h.imageLocal(r) {
 			next.ServeHTTP(w, r)
 			return
 		}

@@ -35,6 +35,8 @@ const (
 	cmdSetNode
 	cmdRemoveNode
 	cmdSetOwner
+	cmdPutImage
+	cmdDeleteImage
 )
 
 // ErrCommand: an entry this hub cannot apply (malformed, an unknown type,
@@ -71,6 +73,8 @@ var commandSpecs = map[uint64]commandSpec{
 	cmdSetNode:            {"setNode", 1, decodeAs[setNode]},
 	cmdRemoveNode:         {"removeNode", 1, decodeAs[removeNode]},
 	cmdSetOwner:           {"setOwner", 1, decodeAs[setOwner]},
+	cmdPutImage:           {"putImage", 1, decodeAs[putImage]},
+	cmdDeleteImage:        {"deleteImage", 1, decodeAs[deleteImage]},
 }
 
 func commandType(cmd any) (uint64, error) {
@@ -103,6 +107,10 @@ func commandType(cmd any) (uint64, error) {
 		return cmdRemoveNode, nil
 	case setOwner:
 		return cmdSetOwner, nil
+	case putImage:
+		return cmdPutImage, nil
+	case deleteImage:
+		return cmdDeleteImage, nil
 	}
 	return 0, fmt.Errorf("%w: %T is not a command of the hub's state machine", ErrCommand, cmd)
 }

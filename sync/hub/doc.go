@@ -11,9 +11,11 @@
 // replicated log (hashicorp/raft) can later carry them unchanged.
 // FSM.Snapshot and FSM.Restore stream the state (snapshot.go).
 //
-// Open starts no goroutines of its own beyond those of the store packages
-// (store/disk's monitor among them, unless InMemory or Options.Disk is
-// given); Close waits for them. The HTTP handlers run on the caller's server.
+// Open starts the retention sweeper and, on a clustered hub, the image
+// sync (imagerepl.go: each node copies the images it lacks), besides the
+// goroutines of the store packages (store/disk's monitor among them,
+// unless InMemory or Options.Disk is given); Close waits for them. The
+// HTTP handlers run on the caller's server.
 //
 // Below its disk reserve (store/disk) the hub refuses message frames and
 // image pushes with ErrNoSpace (507 Insufficient Storage), so an edge keeps

@@ -46,6 +46,8 @@ type FSM struct {
 	applied     atomic.Uint64 // cache of the applied log index (replicated.go); 0: read the store
 	appliedZero atomic.Bool   // the store's applied index is known to be 0
 	onRestore   func()        // after RestoreFrom: the hub repoints its readers
+	// onImage: an image record came or went (imagefsm.go); the hub's files follow.
+	onImage func(digest string, deleted bool)
 }
 
 // FSMOptions configure an FSM.
@@ -172,6 +174,10 @@ func (f *FSM) applyCommand(ctx context.Context, cmd any) (any, error) {
 		return nil, f.db.Commit(ctx, kv.Del(nodeKey(c.ID)))
 	case setOwner:
 		return nil, f.setOwnerLocked(ctx, c)
+	case putImage:
+		return nil, f.putImageLocked(ctx, c)
+	case deleteImage:
+		return nil, f.deleteImageLocked(ctx, c)
 	}
 	return nil, fmt.Errorf("%w: hub state machine: no apply for command %T", ErrCommand, cmd)
 }

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"reflect"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -60,6 +61,8 @@ func sampleCommands() []any {
 		setNode{ID: "n1", Raft: "127.0.0.1:7001", API: "http://127.0.0.1:8081"},
 		removeNode{ID: "n2"},
 		setOwner{Key: []byte("owner-key")},
+		putImage{Digest: "sha256:" + strings.Repeat("ab", 32), Size: 7, Created: 1700000000000},
+		deleteImage{Digest: "sha256:" + strings.Repeat("ab", 32)},
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sync"
@@ -86,6 +87,9 @@ type Options struct {
 	// once per hub, or per cluster and the same on its every node, so edges
 	// tell a new hub from the one they synced with.
 	Incarnation string
+	// PeerTransport reaches the other nodes' APIs (a clustered hub's image
+	// copies, imagerepl.go); default http.DefaultTransport.
+	PeerTransport http.RoundTripper
 }
 
 // Hub is the cloud side's state and its service.
@@ -104,6 +108,9 @@ type Hub struct {
 	queues   *queue.Store
 	events   *eventLog
 	images   *imageStore
+	// imageKick asks syncImages for a pass; imageFlights: one fetch per image.
+	imageKick    chan struct{}
+	imageFlights flights
 
 	fsm     *FSM
 	cluster atomic.Pointer[Cluster] // Clustered: the replicated log
@@ -127,6 +134,7 @@ type metrics struct {
 	c2dSent, methodsInvoked, twinMerges                                                      atomic.Int64
 	twinsRemoved, c2dPurged, twinGC, twinsStale, eventsStale                                 atomic.Int64
 	imagesPushed, imageBytes, imagesRefused, imagesFetched                                   atomic.Int64
+	imageCopies, imagesUnreplicated                                                          atomic.Int64
 	noSpace, linkBusy                                                                        atomic.Int64
 	duplicateInstances                                                                       atomic.Int64
 }
@@ -169,7 +177,7 @@ func Open(ctx context.Context, dir string, opts Options) (*Hub, error) {
 	if opts.ImageDir == "" && !opts.InMemory {
 		opts.ImageDir = filepath.Join(dir, "images")
 	}
-	h := &Hub{opts: opts, log: opts.Logger, wakeCh: make(chan struct{}), done: make(chan struct{}), metrics: &metrics{}}
+	h := &Hub{opts: opts, log: opts.Logger, wakeCh: make(chan struct{}), done: make(chan struct{}), metrics: &metrics{}, imageKick: make(chan struct{}, 1)}
 	h.linkSlots.max = opts.MaxLinkRequests
 	h.edges = newEdges(h)
 	h.instances = newInstances(h)
@@ -206,6 +214,15 @@ func Open(ctx context.Context, dir string, opts Options) (*Hub, error) {
 	if h.images, err = openImages(opts.ImageDir, opts.MaxImageSize); err != nil {
 		return fail(err)
 	}
+	h.fsm.onImage = h.imageChanged
+	if err := h.adoptImages(); err != nil {
+		return fail(err)
+	}
+	if opts.Clustered {
+		h.sweeper.Add(1)
+		go h.syncImages()
+		h.kickImageSync()
+	}
 	if opts.Retention > 0 {
 		h.sweeper.Add(1)
 		go h.sweep()
@@ -230,6 +247,9 @@ func (h *Hub) restored() {
 	h.useFSM()
 	h.mu.Unlock()
 	h.wake()
+	if h.opts.Clustered {
+		h.kickImageSync()
+	}
 }
 
 // Stop makes pulls and long polls in progress return at once, so an HTTP

@@ -221,7 +221,7 @@ func peerClient(dataDir string) *http.Client {
 		pool.AppendCertsFromPEM(pem)
 	}
 	return &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12},
-		ResponseHeaderTimeout: 0, IdleConnTimeout: 90 * time.Second}}
+		ResponseHeaderTimeout: 0, IdleConnTimeout: 90 * time.Second, ExpectContinueTimeout: 2 * time.Second}}
 }
 
 // handle registers the membership endpoints on mux.

@@ -149,7 +149,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	h, err := synchub.Open(ctx, filepath.Join(cfg.DataDir, "store"), synchub.Options{Incarnation: inc, HostName: host, OwnerKey: key, Logger: cfg.Logger, Retention: cfg.Retention,
 		ImageDir: filepath.Join(cfg.DataDir, "images"), MaxImageSize: cfg.MaxImageMiB << 20,
-		MaxLinkRequests: cfg.MaxLinkRequests, RequestDeadline: cfg.RequestTimeout, Clustered: cr != nil})
+		MaxLinkRequests: cfg.MaxLinkRequests, RequestDeadline: cfg.RequestTimeout, Clustered: cr != nil, PeerTransport: peerTransport(cr)})
 	if err != nil {
 		return err
 	}
@@ -225,6 +225,14 @@ func Run(ctx context.Context, cfg Config) error {
 	_ = srv.Shutdown(sctx)
 	_ = os.Remove(filepath.Join(cfg.DataDir, "ready.json"))
 	return nil
+}
+
+// peerTransport reaches the other nodes' APIs (nil for a single hub).
+func peerTransport(cr *clusterRun) http.RoundTripper {
+	if cr == nil {
+		return nil
+	}
+	return cr.peer.Transport
 }
 
 // hostFor names the hub in connection strings: the listen address, with

@@ -83,6 +83,22 @@ func (l *raftLog) LeaderID() string {
 	return id
 }
 
+// Voters are the ids of the cluster's voting members, as this node's
+// configuration knows them (a pushed image is copied to a majority).
+func (l *raftLog) Voters() ([]string, error) {
+	ms, err := l.n.Members()
+	if err != nil {
+		return nil, notLeader(err)
+	}
+	var ids []string
+	for _, m := range ms {
+		if m.Suffrage == raft.Voter.String() {
+			ids = append(ids, m.ID)
+		}
+	}
+	return ids, nil
+}
+
 func (l *raftLog) IsLeader() bool {
 	if !l.n.IsLeader() {
 		return false
