@@ -272,9 +272,26 @@ func (n *Node) catchUp(opts Options, snaps raft.SnapshotStore) error {
 	return nil
 }
 
+// StepDown hands the leadership to another voter when this node leads, so
+// the others need not wait out an election timeout when it stops (a rolling
+// restart moves on at once). It is a no-op on a follower.
+func (n *Node) StepDown() {
+	if n.raft.State() != raft.Leader {
+		return
+	}
+	if err := n.raft.LeadershipTransfer().Error(); err != nil {
+		n.log.Info("raft leadership transfer", "err", err)
+		return
+	}
+	n.log.Info("raft leadership handed over before stopping")
+}
+
 // Close stops raft, the transport and the log store, in that order.
 func (n *Node) Close() error {
 	var errs []error
+	if n.raft != nil {
+		n.StepDown()
+	}
 	if n.raft != nil {
 		if err := n.raft.Shutdown().Error(); err != nil {
 			errs = append(errs, fmt.Errorf("shut down raft: %w", err))

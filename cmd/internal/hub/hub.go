@@ -212,6 +212,9 @@ func Run(ctx context.Context, cfg Config) error {
 	select {
 	case <-ctx.Done():
 		cfg.Logger.Info("hub stopping")
+		if cr != nil {
+			cr.node.StepDown() // before the API stops: followers forward to the next leader at once
+		}
 	case err := <-errc:
 		if !errors.Is(err, http.ErrServerClosed) {
 			h.Stop()
