@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"slices"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -148,28 +149,21 @@ const (
 	drainSize    = 100
 )
 
-func drainOnce(b *testing.B, size int) {
-	b.StopTimer()
+// drainRig starts the hubs (size nodes, 0: a single hub) and the edges
+// with their backlogs; run starts the edges' links; stop ends them all.
+func drainRig(b *testing.B, size int) (urls []string, run, stop func()) {
 	ctx, cancel := context.WithCancel(context.Background())
-	root := b.TempDir()
-	key := sas.GenerateKey()
+	root, key := b.TempDir(), sas.GenerateKey()
 	nodes := startCluster(b, root, size, key)
-	urls := make([]string, len(nodes))
-	for i, n := range nodes {
-		urls[i] = n.url
+	for _, n := range nodes {
+		urls = append(urls, n.url)
 	}
-	edges := make([]*edge, drainEdges)
-	for i := range edges {
-		gw, child := fmt.Sprintf("gw%d", i), fmt.Sprintf("dev%d", i)
-		id, err := putEdge(key, urls[0], gw, child)
-		check(b, err)
-		edges[i] = newEdge(b, ctx, filepath.Join(root, "edge-"+gw), urls[i%len(urls)], gw, child, id)
-		edges[i].fill(b, ctx, drainPerEdge, drainSize)
-	}
+	var edges []*edge
 	done := make(chan struct{}, drainEdges)
-	defer func() {
+	started := 0
+	stop = sync.OnceFunc(func() {
 		cancel()
-		for range edges {
+		for range started {
 			<-done
 		}
 		for _, e := range edges {
@@ -178,13 +172,33 @@ func drainOnce(b *testing.B, size int) {
 		for _, n := range nodes {
 			n.stop()
 		}
-	}()
+	})
+	b.Cleanup(stop) // if a step below fails
+	for i := range drainEdges {
+		gw, child := fmt.Sprintf("gw%d", i), fmt.Sprintf("dev%d", i)
+		id, err := putEdge(key, urls[0], gw, child)
+		check(b, err)
+		e := newEdge(b, ctx, filepath.Join(root, "edge-"+gw), urls[i%len(urls)], gw, child, id)
+		edges = append(edges, e)
+		e.fill(b, ctx, drainPerEdge, drainSize)
+	}
+	run = func() {
+		for _, e := range edges {
+			started++
+			go func() { _ = e.link.Run(ctx); done <- struct{}{} }()
+		}
+	}
+	return urls, run, stop
+}
+
+func drainOnce(b *testing.B, size int) {
+	b.StopTimer()
+	urls, run, stop := drainRig(b, size)
+	defer stop()
 	const total = drainEdges * drainPerEdge
 	cpu0, t0 := cpuTime(), time.Now()
 	b.StartTimer()
-	for _, e := range edges {
-		go func() { _ = e.link.Run(ctx); done <- struct{}{} }()
-	}
+	run()
 	eventually(b, fmt.Sprintf("%d events at the hub", total), 5*time.Minute, func() error {
 		n, err := lastSeq(urls)
 		if err == nil && n < total {
