@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -128,8 +129,9 @@ func medianSingle() float64 {
 // is cmd/internal/hub.Run in this process, so the three nodes share the
 // machine's cores with each other and with the edges. Reports events
 // appended per second, events per CPU-second of the whole process (hubs
-// and edges), the cores the process used, and the ratio of events/s to
-// the median of the single hub's runs in the same `go test` (x_single).
+// and edges), the cores the process used, the ratio of events/s to the
+// median of the single hub's runs in the same `go test` (x_single), and
+// the size of the first node's raft log per event (raftlog-B/event).
 func BenchmarkClusterDrain(b *testing.B) {
 	for _, c := range []struct {
 		name  string
@@ -149,11 +151,12 @@ const (
 	drainSize    = 100
 )
 
-// drainRig starts the hubs (size nodes, 0: a single hub) and the edges
-// with their backlogs; run starts the edges' links; stop ends them all.
-func drainRig(b *testing.B, size int) (urls []string, run, stop func()) {
+// drainRig starts the hubs (size nodes, 0: a single hub) in root and the
+// edges with their backlogs; run starts the edges' links; stop ends them
+// all.
+func drainRig(b *testing.B, root string, size int) (urls []string, run, stop func()) {
 	ctx, cancel := context.WithCancel(context.Background())
-	root, key := b.TempDir(), sas.GenerateKey()
+	key := sas.GenerateKey()
 	nodes := startCluster(b, root, size, key)
 	for _, n := range nodes {
 		urls = append(urls, n.url)
@@ -193,7 +196,8 @@ func drainRig(b *testing.B, size int) (urls []string, run, stop func()) {
 
 func drainOnce(b *testing.B, size int) {
 	b.StopTimer()
-	urls, run, stop := drainRig(b, size)
+	root := b.TempDir()
+	urls, run, stop := drainRig(b, root, size)
 	defer stop()
 	const total = drainEdges * drainPerEdge
 	cpu0, t0 := cpuTime(), time.Now()
@@ -215,6 +219,11 @@ func drainOnce(b *testing.B, size int) {
 	b.ReportMetric(rate, "events/s")
 	b.ReportMetric(total/cpu.Seconds(), "events/cpu-s")
 	b.ReportMetric(cpu.Seconds()/el.Seconds(), "cores")
+	if size > 0 { // the first node's raft log (its bolt file), per event
+		st, err := os.Stat(filepath.Join(root, "n1", "raft", "raft.db"))
+		check(b, err)
+		b.ReportMetric(float64(st.Size())/total, "raftlog-B/event")
+	}
 	if size == 0 {
 		singleRates = append(singleRates, rate)
 	} else if m := medianSingle(); m > 0 {
