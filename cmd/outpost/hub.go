@@ -12,7 +12,8 @@ import (
 
 var hubCfg struct {
 	hub.Config
-	logLevel string
+	logLevel    string
+	snapshotMiB int64
 }
 
 var hubCmd = cli.Command{
@@ -37,8 +38,9 @@ var hubCmd = cli.Command{
 		fs.StringVar(&c.NodeID, "node-id", "", "cluster: this node's id (e.g. n1); with --raft, runs the hub as a node of a raft cluster (docs/operations.md)")
 		fs.StringVar(&c.Raft, "raft", "", "cluster: address of this node's raft transport (mutual TLS), e.g. 10.0.0.1:7000")
 		fs.StringVar(&c.Join, "join", "", "cluster: URL of any node of the cluster to join (every node but the first; needs the cluster's owner key)")
-		fs.Uint64Var(&c.TrailingLogs, "raft-trailing-logs", 0, "cluster: log entries kept after a snapshot (default 10240)")
+		fs.Uint64Var(&c.TrailingLogs, "raft-trailing-logs", hub.DefaultTrailingLogs, "cluster: log entries kept after a snapshot (one entry is an edge's frame of up to 1000 events)")
 		fs.Uint64Var(&c.SnapshotThreshold, "raft-snapshot-threshold", 0, "cluster: entries since the last snapshot that trigger one (default 8192)")
+		fs.Int64Var(&hubCfg.snapshotMiB, "raft-snapshot-size", hub.DefaultSnapshotBytes>>20, "cluster: MiB of commands since the last snapshot that trigger one, so the raft log stays bounded in bytes")
 		fs.DurationVar(&c.SnapshotInterval, "raft-snapshot-interval", 0, "cluster: how often to check the snapshot threshold (default 2m)")
 	},
 	Run: func(ctx context.Context, env cli.Env, fs *flag.FlagSet) error {
@@ -52,6 +54,10 @@ var hubCmd = cli.Command{
 			return cli.Usagef("unexpected argument %q", fs.Arg(0))
 		}
 		c := hubCfg.Config
+		if hubCfg.snapshotMiB < 1 {
+			return cli.Usagef("--raft-snapshot-size %d: want at least 1 (MiB)", hubCfg.snapshotMiB)
+		}
+		c.SnapshotBytes = hubCfg.snapshotMiB << 20
 		if c.DataDir == "" || c.Listen == "" {
 			return cli.Usagef("--data and --listen are required")
 		}

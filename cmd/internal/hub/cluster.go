@@ -2,6 +2,7 @@ package hub
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -58,6 +59,7 @@ type clusterRun struct {
 	h    *synchub.Hub
 	node *cluster.Node
 	ca   *cluster.CA
+	fsm  *raftFSM
 	rlog *raftLog
 	peer *http.Client // to the other nodes' APIs
 	log  *slog.Logger
@@ -178,6 +180,7 @@ func (c *clusterRun) openNode(ctx context.Context) error {
 		return err
 	}
 	fsm := c.h.FSM()
+	c.fsm = &raftFSM{f: fsm, snapshotBytes: cmp.Or(c.cfg.SnapshotBytes, DefaultSnapshotBytes), log: c.log}
 	rdir := filepath.Join(c.cfg.DataDir, raftDir)
 	if !cluster.HasState(rdir) {
 		empty, err := fsm.Empty()
@@ -199,12 +202,13 @@ func (c *clusterRun) openNode(ctx context.Context) error {
 		}
 	}
 	o := cluster.Options{ID: c.cfg.NodeID, RaftAddr: c.cfg.Raft, Dir: rdir, TLS: tlsCfg,
-		FSM: raftFSM{fsm}, Bootstrap: c.cfg.Join == "", AppliedIndex: fsm.AppliedIndex, Logger: c.log,
-		TrailingLogs: c.cfg.TrailingLogs, SnapshotThreshold: c.cfg.SnapshotThreshold, SnapshotInterval: c.cfg.SnapshotInterval,
+		FSM: c.fsm, Bootstrap: c.cfg.Join == "", AppliedIndex: fsm.AppliedIndex, Logger: c.log,
+		TrailingLogs: cmp.Or(c.cfg.TrailingLogs, DefaultTrailingLogs), SnapshotThreshold: c.cfg.SnapshotThreshold, SnapshotInterval: c.cfg.SnapshotInterval,
 		PeerAddress: c.cfg.RaftPeerAddress}
 	if c.node, err = cluster.Open(ctx, o); err != nil {
 		return fmt.Errorf("--raft %s: %w", c.cfg.Raft, err)
 	}
+	c.fsm.node.Store(c.node)
 	c.rlog = &raftLog{n: c.node}
 	c.h.SetCluster(c.rlog)
 	return nil

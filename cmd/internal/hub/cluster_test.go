@@ -366,3 +366,53 @@ func TestClusterFromSingleHub(t *testing.T) {
 		t.Fatalf("joining with a hub's state: %v, want a refusal", err)
 	}
 }
+
+// The raft log is bounded in bytes too: once --raft-snapshot-size of
+// commands were applied, the node takes a snapshot, long before raft's
+// count of entries would.
+func TestClusterSnapshotBySize(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "n1")
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- Run(ctx, Config{DataDir: dir, Listen: "127.0.0.1:0", Hostname: clusterHost, NodeID: "n1", Raft: "127.0.0.1:0",
+			SnapshotBytes: 4 << 10, Logger: testLogger(), Stdout: io.Discard})
+	}()
+	defer func() { cancel(); <-done }()
+	var ready Ready
+	eventually(t, "ready", func() error {
+		data, err := os.ReadFile(filepath.Join(dir, "ready.json"))
+		if err != nil {
+			return err
+		}
+		return json.Unmarshal(data, &ready)
+	})
+	key := ownerKeyOf(t, dir)
+	status := func() (s nodeStatus) {
+		code, body := call(t, key, "GET", ready.URL+"/cluster/status", nil)
+		if code != 200 || json.Unmarshal(body, &s) != nil {
+			t.Fatalf("status: %d %s", code, body)
+		}
+		return s
+	}
+	eventually(t, "a leader", func() error {
+		if code, body := call(t, key, "PUT", ready.URL+"/devices/d0", map[string]any{"deviceId": "d0"}); code != 200 {
+			return fmt.Errorf("%d %s", code, body)
+		}
+		return nil
+	})
+	if s := status(); s.LastSnapshotIndex != 0 {
+		t.Fatalf("a snapshot before 4 KiB of commands: %+v", s)
+	}
+	for i := 1; i < 40; i++ { // each PUT is a command of a few hundred bytes
+		if code, body := call(t, key, "PUT", ready.URL+fmt.Sprintf("/devices/d%d", i), map[string]any{"deviceId": fmt.Sprintf("d%d", i)}); code != 200 {
+			t.Fatalf("PUT: %d %s", code, body)
+		}
+	}
+	eventually(t, "a snapshot by size", func() error {
+		if s := status(); s.LastSnapshotIndex == 0 {
+			return fmt.Errorf("no snapshot yet: %+v", s)
+		}
+		return nil
+	})
+}

@@ -31,6 +31,8 @@ import (
 
 // Defaults of flags.
 const (
+	DefaultTrailingLogs    = 1024                              // --raft-trailing-logs
+	DefaultSnapshotBytes   = 512 << 20                         // --raft-snapshot-size (MiB)
 	DefaultMaxImageMiB     = synchub.DefaultMaxImageSize >> 20 // --max-image-size
 	DefaultMaxLinkRequests = synchub.DefaultMaxLinkRequests    // --max-link-requests
 	DefaultRequestTimeout  = synchub.DefaultRequestDeadline    // --request-timeout
@@ -51,9 +53,12 @@ type Config struct {
 	// A cluster node (cluster.go): its id, raft address, and a node of
 	// the cluster to join (empty on the first node).
 	NodeID, Raft, Join string
-	// Raft's log compaction (zero: hashicorp/raft's defaults).
+	// Raft's log compaction (zero: the defaults below): a snapshot every
+	// SnapshotThreshold entries or SnapshotBytes of commands, whichever
+	// comes first, keeping TrailingLogs entries after it.
 	TrailingLogs, SnapshotThreshold uint64
 	SnapshotInterval                time.Duration
+	SnapshotBytes                   int64
 	// RaftPeerAddress, for tests only (no flag), says where this node
 	// dials a peer's raft port (false: the address the cluster recorded),
 	// so that a test can put a proxy between each pair of nodes

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -17,19 +19,37 @@ import (
 // raftFSM is the hub's state machine as hashicorp/raft drives it: entries
 // in batches (one index write per batch), snapshots streamed from a read
 // view taken between two applies.
-type raftFSM struct{ f *synchub.FSM }
+//
+// raft bounds its log in entries (a snapshot every SnapshotThreshold
+// entries), but one entry is an edge's frame of up to a thousand events:
+// raftFSM also asks for a snapshot once snapshotBytes of commands were
+// applied since the last one, so the log stays bounded in bytes.
+type raftFSM struct {
+	f             *synchub.FSM
+	snapshotBytes int64
+	node          atomic.Pointer[cluster.Node] // set once raft runs
+	log           *slog.Logger
 
-var _ raft.BatchingFSM = raftFSM{}
+	since     atomic.Int64 // command bytes applied since the last snapshot
+	requested atomic.Bool
+}
 
-func (r raftFSM) Apply(l *raft.Log) any { return r.ApplyBatch([]*raft.Log{l})[0] }
+var _ raft.BatchingFSM = (*raftFSM)(nil)
 
-func (r raftFSM) ApplyBatch(logs []*raft.Log) []any {
+func (r *raftFSM) Apply(l *raft.Log) any { return r.ApplyBatch([]*raft.Log{l})[0] }
+
+func (r *raftFSM) ApplyBatch(logs []*raft.Log) []any {
 	entries := make([]synchub.LogEntry, len(logs))
+	var n int64
 	for i, l := range logs {
 		entries[i].Index = l.Index
 		if l.Type == raft.LogCommand {
 			entries[i].Data = l.Data
+			n += int64(len(l.Data))
 		}
+	}
+	if r.snapshotBytes > 0 && r.since.Add(n) >= r.snapshotBytes && !r.requested.Swap(true) {
+		go r.snapshotNow()
 	}
 	res := r.f.ApplyEntries(entries)
 	out := make([]any, len(res))
@@ -39,9 +59,29 @@ func (r raftFSM) ApplyBatch(logs []*raft.Log) []any {
 	return out
 }
 
-func (r raftFSM) Snapshot() (raft.FSMSnapshot, error) { return fsmSnapshot{r.f.View()}, nil }
+// snapshotNow asks raft for a snapshot (off the FSM goroutine: raft's
+// snapshot waits for it).
+func (r *raftFSM) snapshotNow() {
+	n := r.node.Load()
+	if n == nil {
+		r.requested.Store(false)
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	if err := n.Snapshot(ctx); err != nil {
+		r.requested.Store(false)
+		r.log.Warn("raft snapshot after the log grew past --raft-snapshot-size", "err", err)
+	}
+}
 
-func (r raftFSM) Restore(rc io.ReadCloser) error {
+func (r *raftFSM) Snapshot() (raft.FSMSnapshot, error) {
+	r.since.Store(0)
+	r.requested.Store(false)
+	return fsmSnapshot{r.f.View()}, nil
+}
+
+func (r *raftFSM) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
 	return r.f.RestoreFrom(rc)
 }
