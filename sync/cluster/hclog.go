@@ -7,6 +7,8 @@ import (
 	"log/slog"
 
 	"github.com/hashicorp/go-hclog"
+
+	"github.com/outpost-edge/outpost/store/ratelog"
 )
 
 // slogLevel maps hclog's levels onto slog's. Trace sits below Debug so that a
@@ -29,17 +31,22 @@ func slogLevel(l hclog.Level) slog.Level {
 // hclogAdapter lets raft log through a *slog.Logger. Which messages appear is
 // decided by the slog handler, not by raft's own level (DEBUG by default), so a
 // handler at INFO keeps raft quiet.
+//
+// Warnings and errors repeat while a peer is down (raft retries every few
+// hundred milliseconds): each message is logged at most once per 10 s, with
+// the number of times it was held back.
 type hclogAdapter struct {
-	l    *slog.Logger
-	name string
-	args []any
+	l     *slog.Logger
+	name  string
+	args  []any
+	limit *ratelog.Limiter // shared by the loggers derived from one
 }
 
 func newHclog(l *slog.Logger) hclog.Logger {
 	if l == nil {
 		l = slog.New(slog.DiscardHandler)
 	}
-	return &hclogAdapter{l: l}
+	return &hclogAdapter{l: l, limit: &ratelog.Limiter{}}
 }
 
 func (a *hclogAdapter) Log(level hclog.Level, msg string, args ...any) {
@@ -49,6 +56,15 @@ func (a *hclogAdapter) Log(level hclog.Level, msg string, args ...any) {
 	lv := slogLevel(level)
 	if !a.l.Enabled(context.Background(), lv) {
 		return
+	}
+	if lv >= slog.LevelWarn {
+		ok, held := a.limit.Allow(msg) // raft's messages are a fixed set of strings
+		if !ok {
+			return
+		}
+		if held > 0 {
+			args = append(args, "not_logged", held)
+		}
 	}
 	a.l.Log(context.Background(), lv, msg, args...)
 }
@@ -72,7 +88,7 @@ func (a *hclogAdapter) IsError() bool { return a.enabled(hclog.Error) }
 func (a *hclogAdapter) ImpliedArgs() []any { return a.args }
 
 func (a *hclogAdapter) With(args ...any) hclog.Logger {
-	return &hclogAdapter{l: a.l.With(args...), name: a.name, args: append(append([]any{}, a.args...), args...)}
+	return &hclogAdapter{l: a.l.With(args...), name: a.name, args: append(append([]any{}, a.args...), args...), limit: a.limit}
 }
 
 func (a *hclogAdapter) Name() string { return a.name }
@@ -85,7 +101,7 @@ func (a *hclogAdapter) Named(name string) hclog.Logger {
 }
 
 func (a *hclogAdapter) ResetNamed(name string) hclog.Logger {
-	return &hclogAdapter{l: a.l.With("component", name), name: name, args: a.args}
+	return &hclogAdapter{l: a.l.With("component", name), name: name, args: a.args, limit: a.limit}
 }
 
 // SetLevel is ignored: the slog handler decides.

@@ -67,3 +67,24 @@ func TestHclogDebugHidesTrace(t *testing.T) {
 		t.Errorf("standard logger line missing:\n%s", buf.String())
 	}
 }
+
+// Raft repeats its warnings while a peer is down: each is logged once per
+// period, the next one with the count held back; info is never held.
+func TestHclogRepeatedWarningsHeldBack(t *testing.T) {
+	var buf bytes.Buffer
+	h := newHclog(slog.New(slog.NewTextHandler(&buf, nil))).Named("raft")
+	for range 5 {
+		h.Error("failed to appendEntries to", "peer", "n2")
+	}
+	h.With("x", 1).Error("failed to appendEntries to", "peer", "n3") // derived loggers share the limit
+	h.Warn("failed to contact", "server-id", "n2")
+	h.Info("entering follower state")
+	h.Info("entering follower state")
+	out := buf.String()
+	if n := strings.Count(out, "failed to appendEntries to"); n != 1 {
+		t.Errorf("the repeated error logged %d times, want 1:\n%s", n, out)
+	}
+	if !strings.Contains(out, "failed to contact") || strings.Count(out, "entering follower state") != 2 {
+		t.Errorf("another warning or an info line held back:\n%s", out)
+	}
+}
