@@ -2,6 +2,8 @@ package hub
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -11,6 +13,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/dgraph-io/badger/v4"
 
 	"github.com/outpost-edge/outpost/store/disk"
 	"github.com/outpost-edge/outpost/store/identity"
@@ -202,11 +206,16 @@ func Open(ctx context.Context, dir string, opts Options) (*Hub, error) {
 	if h.disk != nil {
 		h.disk.Check() // Badger made a new write-ahead log and value-log file: back them now
 	}
+	inc, err := h.incarnation(ctx)
+	if err != nil {
+		_ = h.Close()
+		return nil, fmt.Errorf("open hub: %w", err)
+	}
 	fail := func(err error) (*Hub, error) {
 		_ = h.Close()
 		return nil, fmt.Errorf("open hub: %w", err)
 	}
-	if h.fsm, err = OpenFSM(ctx, h.db, FSMOptions{Logger: opts.Logger, Now: opts.Now, Incarnation: opts.Incarnation}); err != nil {
+	if h.fsm, err = OpenFSM(ctx, h.db, FSMOptions{Logger: opts.Logger, Now: opts.Now, Incarnation: inc}); err != nil {
 		return fail(err)
 	}
 	h.useFSM()
@@ -235,6 +244,37 @@ func Open(ctx context.Context, dir string, opts Options) (*Hub, error) {
 func (h *Hub) useFSM() {
 	f := h.fsm
 	h.ids, h.twins, h.queues, h.events, h.metrics = f.ids, f.twins, f.queues, f.events, f.metrics
+}
+
+// incarnationKey keeps a single hub's twin replica incarnation when the
+// caller gives none (Options.Incarnation).
+var incarnationKey = []byte{kv.PrefixMeta, 'h', 'c'}
+
+// incarnation is Options.Incarnation, or for a single hub one made at its
+// first open and kept in its store: a hub made anew is a new replica to
+// the edges. A cluster's nodes must be given theirs (the same on each).
+func (h *Hub) incarnation(ctx context.Context) (string, error) {
+	if h.opts.Incarnation != "" {
+		return h.opts.Incarnation, nil
+	}
+	if h.opts.Clustered {
+		return "", errors.New("a clustered hub needs Options.Incarnation, the same on every node")
+	}
+	var inc string
+	err := h.db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get(incarnationKey)
+		if err != nil {
+			return nil
+		}
+		return item.Value(func(v []byte) error { inc = string(v); return nil })
+	})
+	if err != nil || inc != "" {
+		return inc, err
+	}
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	inc = hex.EncodeToString(b)
+	return inc, h.db.Commit(ctx, kv.Set(incarnationKey, []byte(inc)))
 }
 
 // FSM is the hub's state machine, for the replicated log to apply.
