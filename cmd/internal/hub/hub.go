@@ -3,6 +3,7 @@
 package hub
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/tls"
@@ -119,7 +120,36 @@ func Run(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("--listen %s: %w", cfg.Listen, err)
 	}
 	defer ln.Close()
-	host := cfg.Hostname
+	r := &hubRun{cfg: cfg}
+	if err := r.identity(ctx, ln); err != nil {
+		return err
+	}
+	if err := r.open(ctx); err != nil {
+		return err
+	}
+	defer r.close()
+	srv, ln, err := r.server(ctx, ln)
+	if err != nil {
+		return err
+	}
+	return r.serve(ctx, srv, ln)
+}
+
+// hubRun is one run of `outpost hub`.
+type hubRun struct {
+	cfg    Config
+	host   string
+	key    []byte
+	cr     *clusterRun // nil for a single hub
+	h      *synchub.Hub
+	url    string
+	caPath string
+}
+
+// identity settles the hub's name, its owner key and, for a cluster node,
+// the cluster CA (fetched through --join on a new node).
+func (r *hubRun) identity(ctx context.Context, ln net.Listener) error {
+	cfg := r.cfg
 	if cfg.clustered() {
 		if err := cfg.checkCluster(); err != nil {
 			return err
@@ -130,72 +160,93 @@ func Run(ctx context.Context, cfg Config) error {
 			}
 		}
 	}
-	if host == "" {
-		host = hostFor(ln.Addr().(*net.TCPAddr))
-	}
-	if err := recordHostName(cfg.DataDir, host, cfg.Logger); err != nil {
+	r.host = cmp.Or(cfg.Hostname, hostFor(ln.Addr().(*net.TCPAddr)))
+	if err := recordHostName(cfg.DataDir, r.host, cfg.Logger); err != nil {
 		return err
 	}
-	key, err := ownerKey(cfg, host)
-	if err != nil {
+	var err error
+	if r.key, err = ownerKey(cfg, r.host); err != nil {
 		return err
 	}
-	var cr *clusterRun
-	if cfg.clustered() {
-		cr = &clusterRun{cfg: cfg, key: key, log: cfg.Logger}
-		if cr.ca, err = clusterCA(ctx, cfg, key); err != nil {
-			return err
-		}
-		cr.peer = peerClient(cfg.DataDir)
+	if !cfg.clustered() {
+		return nil
 	}
+	r.cr = &clusterRun{cfg: cfg, key: r.key, log: cfg.Logger}
+	if r.cr.ca, err = clusterCA(ctx, cfg, r.key); err != nil {
+		return err
+	}
+	r.cr.peer = peerClient(cfg.DataDir)
+	return nil
+}
+
+// open opens the hub's store and service.
+func (r *hubRun) open(ctx context.Context) error {
+	cfg := r.cfg
 	inc, err := incarnation(cfg.DataDir)
 	if err != nil {
 		return err
 	}
-	h, err := synchub.Open(ctx, filepath.Join(cfg.DataDir, "store"), synchub.Options{Incarnation: inc, HostName: host, OwnerKey: key, Logger: cfg.Logger, Retention: cfg.Retention,
-		ImageDir: filepath.Join(cfg.DataDir, "images"), MaxImageSize: cfg.MaxImageMiB << 20,
-		MaxLinkRequests: cfg.MaxLinkRequests, RequestDeadline: cfg.RequestTimeout, Clustered: cr != nil, PeerTransport: peerTransport(cr)})
+	r.h, err = synchub.Open(ctx, filepath.Join(cfg.DataDir, "store"), synchub.Options{Incarnation: inc, HostName: r.host, OwnerKey: r.key,
+		Logger: cfg.Logger, Retention: cfg.Retention, ImageDir: filepath.Join(cfg.DataDir, "images"), MaxImageSize: cfg.MaxImageMiB << 20,
+		MaxLinkRequests: cfg.MaxLinkRequests, RequestDeadline: cfg.RequestTimeout, Clustered: r.cr != nil, PeerTransport: peerTransport(r.cr)})
+	return err
+}
+
+// close stops raft, then the store.
+func (r *hubRun) close() {
+	if r.cr != nil {
+		_ = r.cr.close()
+	}
+	_ = r.h.Close()
+}
+
+// server makes the HTTP(S) server of the REST API, the link, the
+// dashboard and, on a cluster node, the membership endpoints (starting the
+// raft node: the API's URL is the node's address for the others).
+func (r *hubRun) server(ctx context.Context, ln net.Listener) (*http.Server, net.Listener, error) {
+	cfg := r.cfg
+	tlsCfg, caPath, err := serverTLS(cfg, r.host)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
-	defer h.Close()
-	if cr != nil {
-		defer func() { _ = cr.close() }() // raft stops before the store closes
-	}
-	tlsCfg, caPath, err := serverTLS(cfg, host)
-	if err != nil {
-		return err
-	}
+	r.caPath = caPath
 	scheme := "http"
 	if tlsCfg != nil {
 		scheme = "https"
 	}
 	// localhost for an unspecified address: a URL clients can use, and a
 	// name the hub's own certificate covers.
-	url := scheme + "://" + hostFor(ln.Addr().(*net.TCPAddr))
+	r.url = scheme + "://" + hostFor(ln.Addr().(*net.TCPAddr))
 	mux := http.NewServeMux()
-	mux.Handle("/ui/", webui.NewHub(webui.HubOptions{Hub: h, OwnerKey: key, Secure: tlsCfg != nil, Logger: cfg.Logger}))
-	mux.Handle("/", h.Handler())
+	mux.Handle("/ui/", webui.NewHub(webui.HubOptions{Hub: r.h, OwnerKey: r.key, Secure: tlsCfg != nil, Logger: cfg.Logger}))
+	mux.Handle("/", r.h.Handler())
 	var handler http.Handler = mux
-	if cr != nil {
-		cr.h, cr.api = h, url
+	if cr := r.cr; cr != nil {
+		cr.h, cr.api = r.h, r.url
 		if err := cr.openNode(ctx); err != nil {
-			return err
+			return nil, nil, err
 		}
 		cr.handle(mux)
-		handler = h.Forward(mux, cr.forwardOptions())
+		handler = r.h.Forward(mux, cr.forwardOptions())
 	}
 	srv := httpserver.New(handler, httpserver.Options{Logger: cfg.Logger})
 	if tlsCfg != nil {
 		srv.TLSConfig = tlsCfg
 		ln = tls.NewListener(ln, srv.TLSConfig)
 	}
-	if caPath != "" {
-		fmt.Fprintf(cfg.Stdout, "hub CA %s (edges and the CLI trust it with --hub-ca)\n", caPath)
+	return srv, ln, nil
+}
+
+// serve serves until ctx ends (or the server or the cluster fails), with
+// ready.json written while it does.
+func (r *hubRun) serve(ctx context.Context, srv *http.Server, ln net.Listener) error {
+	cfg, cr := r.cfg, r.cr
+	if r.caPath != "" {
+		fmt.Fprintf(cfg.Stdout, "hub CA %s (edges and the CLI trust it with --hub-ca)\n", r.caPath)
 	}
 	errc := make(chan error, 2)
 	go func() { errc <- srv.Serve(ln) }()
-	rd := Ready{URL: url, HostName: host, PID: os.Getpid(), CA: caPath}
+	rd := Ready{URL: r.url, HostName: r.host, PID: os.Getpid(), CA: r.caPath}
 	if cr != nil {
 		rd.NodeID, rd.Raft = cfg.NodeID, cr.node.Addr()
 		cctx, cancel := context.WithCancel(ctx)
@@ -209,11 +260,11 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := secret.WritePublic(filepath.Join(cfg.DataDir, "ready.json"), ready); err != nil {
 		return err
 	}
-	fmt.Fprintf(cfg.Stdout, "hub listening on %s\n", url)
+	fmt.Fprintf(cfg.Stdout, "hub listening on %s\n", r.url)
 	if cr != nil {
 		fmt.Fprintf(cfg.Stdout, "hub node %s raft %s\n", cfg.NodeID, cr.node.Addr())
 	}
-	fmt.Fprintf(cfg.Stdout, "hub dashboard %s/ui/ (log in with the owner connection string)\n", url)
+	fmt.Fprintf(cfg.Stdout, "hub dashboard %s/ui/ (log in with the owner connection string)\n", r.url)
 	select {
 	case <-ctx.Done():
 		cfg.Logger.Info("hub stopping")
@@ -222,12 +273,12 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 	case err := <-errc:
 		if !errors.Is(err, http.ErrServerClosed) {
-			h.Stop()
+			r.h.Stop()
 			_ = srv.Close()
 			return err
 		}
 	}
-	h.Stop()
+	r.h.Stop()
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	_ = srv.Shutdown(sctx)
