@@ -98,20 +98,27 @@ func ownerKeyOf(t *testing.T, dir string) []byte {
 	return cs.SharedAccessKey
 }
 
-// call makes an owner request to a node and returns the status and body.
+// call makes an owner request to a node with a JSON body (nil: none) and
+// returns the status and body.
 func call(t *testing.T, key []byte, method, url string, body any) (int, []byte) {
 	t.Helper()
-	var rd io.Reader
+	var b []byte
 	if body != nil {
-		b, _ := json.Marshal(body)
-		rd = bytes.NewReader(b)
+		b, _ = json.Marshal(body)
 	}
-	req, err := http.NewRequest(method, url, rd)
+	return request(t, key, method, url, "application/json", b)
+}
+
+// request makes an owner request; a transport error is status 0 with the
+// error as the body.
+func request(t *testing.T, key []byte, method, url, contentType string, body []byte) (int, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, bytes.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
 	req.Header.Set("Authorization", sas.NewToken(clusterHost, key, "owner", time.Now().Add(time.Hour)))
-	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Content-Type", contentType)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return 0, []byte(err.Error())

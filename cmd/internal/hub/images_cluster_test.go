@@ -1,7 +1,6 @@
 package hub
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -21,19 +20,7 @@ import (
 // callRaw makes an owner request with a binary body.
 func callRaw(t *testing.T, key []byte, method, url string, body []byte) (int, []byte) {
 	t.Helper()
-	req, err := http.NewRequest(method, url, bytes.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Authorization", sas.NewToken(clusterHost, key, "owner", time.Now().Add(time.Hour)))
-	req.Header.Set("Content-Type", "application/octet-stream")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return 0, []byte(err.Error())
-	}
-	defer resp.Body.Close()
-	data, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, data
+	return request(t, key, method, url, "application/octet-stream", body)
 }
 
 // putEdge registers an edge device and returns its primary key.
