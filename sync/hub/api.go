@@ -74,7 +74,7 @@ func (h *Hub) Handler() http.Handler {
 	stream("GET /images/{digest}", h.getImage)
 	svc("DELETE /images/{digest}", h.deleteImage)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		health := map[string]any{"status": "ok", "events": h.events.Last()}
+		health := map[string]any{"status": "ok", "events": h.LastSeq()}
 		if c, ok := h.clusterNode().(interface{ Health() any }); ok {
 			health["cluster"] = c.Health()
 		}
@@ -462,7 +462,7 @@ func (h *Hub) writeMetrics(w http.ResponseWriter, _ *http.Request) error {
 	fmt.Fprintf(&sb, "# HELP outpost_disk_free_bytes Free space the store can count on: statfs free minus the holes of its mapped files.\n# TYPE outpost_disk_free_bytes gauge\noutpost_disk_free_bytes %d\n", d.Free)
 	fmt.Fprintf(&sb, "# HELP outpost_disk_reserve_bytes Free space below which events and images are refused (507).\n# TYPE outpost_disk_reserve_bytes gauge\noutpost_disk_reserve_bytes %d\n", d.Reserve)
 	fmt.Fprintf(&sb, "# HELP outpost_disk_ballast_bytes Bytes the ballast file holds (0: released).\n# TYPE outpost_disk_ballast_bytes gauge\noutpost_disk_ballast_bytes %d\n", d.Ballast)
-	fmt.Fprintf(&sb, "# HELP outpost_hub_event_log_last_seq Sequence number of the newest event.\n# TYPE outpost_hub_event_log_last_seq gauge\noutpost_hub_event_log_last_seq %d\n", h.events.Last())
+	fmt.Fprintf(&sb, "# HELP outpost_hub_event_log_last_seq Sequence number of the newest event.\n# TYPE outpost_hub_event_log_last_seq gauge\noutpost_hub_event_log_last_seq %d\n", h.LastSeq())
 	w.Header().Set("Content-Type", "text/plain; version=0.0.4")
 	_, err := io.WriteString(w, sb.String())
 	return err

@@ -120,7 +120,8 @@ type Hub struct {
 	cluster atomic.Pointer[Cluster] // Clustered: the replicated log
 	// recordEntry, if set (tests), sees every entry before it applies, in order.
 	recordEntry func(entry []byte)
-	mu          sync.Mutex // the state machine: commands apply one at a time
+	mu          sync.Mutex   // the state machine: commands apply one at a time
+	storesMu    sync.RWMutex // the readers' store pointers, repointed after a restore
 	wakeMu      sync.Mutex
 	wakeCh      chan struct{} // closed and replaced after every change edges pull
 	edges       *edges
@@ -283,9 +284,9 @@ func (h *Hub) FSM() *FSM { return h.fsm }
 // restored repoints the servers' readers after the replicated log
 // restored a snapshot into the FSM, and wakes the pulls.
 func (h *Hub) restored() {
-	h.mu.Lock()
+	h.storesMu.Lock()
 	h.useFSM()
-	h.mu.Unlock()
+	h.storesMu.Unlock()
 	h.wake()
 	if h.opts.Clustered {
 		h.kickImageSync()

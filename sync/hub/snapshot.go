@@ -162,7 +162,9 @@ func readRecord(r *bufio.Reader, limit uint64) ([]byte, error) {
 func (h *Hub) Restore(r io.Reader) error {
 	h.mu.Lock()
 	err := h.fsm.Restore(r)
+	h.storesMu.Lock()
 	h.useFSM()
+	h.storesMu.Unlock()
 	h.mu.Unlock()
 	h.wake()
 	return err
