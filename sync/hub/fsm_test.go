@@ -174,7 +174,8 @@ type recordedHub struct {
 func openRecorded(t *testing.T) *recordedHub {
 	t.Helper()
 	clk := &stepClock{t: time.Now().Truncate(time.Hour)}
-	h, err := Open(context.Background(), "", Options{HostName: "hub.test", OwnerKey: ownerKey, InMemory: true, Now: clk.Now, Retention: -1})
+	h, err := Open(context.Background(), "", Options{HostName: "hub.test", OwnerKey: ownerKey, InMemory: true, Now: clk.Now, Retention: -1,
+		Incarnation: DefaultIncarnation}) // as the replays' FSMs
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -390,7 +391,7 @@ func TestSnapshotRestore(t *testing.T) {
 	if err := r.h.Snapshot(&snap); err != nil {
 		t.Fatal(err)
 	}
-	fresh, err := Open(context.Background(), "", Options{HostName: "hub.test", OwnerKey: ownerKey, InMemory: true})
+	fresh, err := Open(context.Background(), "", Options{HostName: "hub.test", OwnerKey: ownerKey, InMemory: true, Incarnation: DefaultIncarnation})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,8 +14,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/dgraph-io/badger/v4"
-
 	"github.com/outpost-edge/outpost/store/disk"
 	"github.com/outpost-edge/outpost/store/identity"
 	"github.com/outpost-edge/outpost/store/kv"
@@ -207,11 +205,7 @@ func Open(ctx context.Context, dir string, opts Options) (*Hub, error) {
 	if h.disk != nil {
 		h.disk.Check() // Badger made a new write-ahead log and value-log file: back them now
 	}
-	inc, err := h.incarnation(ctx)
-	if err != nil {
-		_ = h.Close()
-		return nil, fmt.Errorf("open hub: %w", err)
-	}
+	inc := h.incarnation()
 	fail := func(err error) (*Hub, error) {
 		_ = h.Close()
 		return nil, fmt.Errorf("open hub: %w", err)
@@ -247,35 +241,21 @@ func (h *Hub) useFSM() {
 	h.ids, h.twins, h.queues, h.events, h.metrics = f.ids, f.twins, f.queues, f.events, f.metrics
 }
 
-// incarnationKey keeps a single hub's twin replica incarnation when the
-// caller gives none (Options.Incarnation).
-var incarnationKey = []byte{kv.PrefixMeta, 'h', 'c'}
-
-// incarnation is Options.Incarnation, or for a single hub one made at its
-// first open and kept in its store: a hub made anew is a new replica to
-// the edges. A cluster's nodes must be given theirs (the same on each).
-func (h *Hub) incarnation(ctx context.Context) (string, error) {
-	if h.opts.Incarnation != "" {
-		return h.opts.Incarnation, nil
-	}
-	if h.opts.Clustered {
-		return "", errors.New("a clustered hub needs Options.Incarnation, the same on every node")
-	}
-	var inc string
-	err := h.db.View(func(txn *badger.Txn) error {
-		item, err := txn.Get(incarnationKey)
-		if err != nil {
-			return nil
-		}
-		return item.Value(func(v []byte) error { inc = string(v); return nil })
-	})
-	if err != nil || inc != "" {
-		return inc, err
+// incarnation is Options.Incarnation; without one, DefaultIncarnation for
+// a clustered hub (the same on every node) and a new one for a single hub,
+// which is then a new replica to the edges each time it opens: a caller
+// that reopens a hub's store gives the incarnation it keeps (outpost hub
+// keeps it in <data>/incarnation).
+func (h *Hub) incarnation() string {
+	switch {
+	case h.opts.Incarnation != "":
+		return h.opts.Incarnation
+	case h.opts.Clustered:
+		return DefaultIncarnation
 	}
 	b := make([]byte, 8)
 	_, _ = rand.Read(b)
-	inc = hex.EncodeToString(b)
-	return inc, h.db.Commit(ctx, kv.Set(incarnationKey, []byte(inc)))
+	return hex.EncodeToString(b)
 }
 
 // FSM is the hub's state machine, for the replicated log to apply.
