@@ -192,7 +192,7 @@ func (h *Hub) collect(ctx context.Context, edge string, p protocol.Pull) (protoc
 	}
 	scope := idSet(ids)
 	if d := digest(ids); d != p.Scope {
-		push.HasScope, push.Scope, push.Identities = true, d, ids
+		push.HasScope, push.Scope, push.Identities = true, d, protocol.IdentitiesFromStore(ids)
 	}
 	push.TwinVV = h.twins.VV() // before the delta: once it is applied, the edge holds all of it
 	if push.Twins, push.TwinsMore, err = h.twins.DeltaFor(p.TwinVV, twinFieldsPerPush, func(id string) bool { _, ok := scope[id]; return ok }); err != nil {

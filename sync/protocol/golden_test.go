@@ -35,7 +35,7 @@ func goldenFrames() map[string]struct{ in, out any } {
 		"pull": {&Pull{Instance: "edge:gw1.a1", TwinVV: vv, Scope: "c0ffee", C2D: map[string]uint64{"dev1": 4, "dev2": 1},
 			WaitMs: 25000, Hub: "hub.x", Backlog: 42}, &Pull{}},
 		"push": {&Push{Twins: goldenBatch(), TwinsMore: true, HasScope: true, Scope: "c0ffee",
-			Identities: goldenIdentities(), C2D: []C2D{goldenC2D()}, Methods: []MethodCall{goldenMethod()},
+			Identities: IdentitiesFromStore(goldenIdentities()), C2D: []C2D{goldenC2D()}, Methods: []MethodCall{goldenMethod()},
 			Hub: "hub.x", TwinVV: vv, Generations: gens}, &Push{}},
 		"c2d":           {ptr(goldenC2D()), &C2D{}},
 		"method_call":   {ptr(goldenMethod()), &MethodCall{}},
