@@ -19,7 +19,12 @@ func DecodeBatch(data []byte) (Batch, error) {
 	return b, nil
 }
 
-// The wire form of a Batch is compact, because it crosses slow links:
+// The wire form of a Batch is the edge–hub link's wire format: sync/protocol
+// carries twin.Batch in its frames (TwinsUp, Push), so the types below and
+// their encoding are pinned by sync/protocol's golden test (TestGolden,
+// testdata/golden/*.cbor); a change here is a change of the protocol (and
+// of the hub's replicated commands that carry a Batch, sync/hub's
+// mergeTwins). It is compact, because it crosses slow links:
 // replica ids are sent once in a table and referred to by index, HLC walls
 // are deltas against the batch's base, and the write and clear of one
 // register travel as one entry (a scalar set stamps both with the same key

@@ -191,8 +191,9 @@ func (h *Hub) collect(ctx context.Context, edge string, p protocol.Pull) (protoc
 		return push, nil, err
 	}
 	scope := idSet(ids)
-	if d := digest(ids); d != p.Scope {
-		push.HasScope, push.Scope, push.Identities = true, d, ids
+	wire := protocol.IdentitiesFromStore(ids)
+	if d := digest(wire); d != p.Scope {
+		push.HasScope, push.Scope, push.Identities = true, d, wire
 	}
 	push.TwinVV = h.twins.VV() // before the delta: once it is applied, the edge holds all of it
 	if push.Twins, push.TwinsMore, err = h.twins.DeltaFor(p.TwinVV, twinFieldsPerPush, func(id string) bool { _, ok := scope[id]; return ok }); err != nil {
@@ -227,8 +228,11 @@ func idSet(ids []identity.Identity) map[string]identity.Identity {
 	return m
 }
 
-// digest names a set of identities (sorted by id, as List returns them).
-func digest(ids []identity.Identity) string {
+// digest names a set of identities as the edge receives them (their wire
+// form, sorted by id as List returns them): it changes when, and only
+// when, what the edge would hold changes, whatever the registry's records
+// look like.
+func digest(ids []protocol.Identity) string {
 	data, _ := kv.Marshal(ids)
 	sum := sha256.Sum256(data)
 	return hex.EncodeToString(sum[:16])

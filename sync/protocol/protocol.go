@@ -9,7 +9,6 @@ import (
 	"io"
 
 	"github.com/outpost-edge/outpost/store/crdt"
-	"github.com/outpost-edge/outpost/store/identity"
 	"github.com/outpost-edge/outpost/store/kv"
 	"github.com/outpost-edge/outpost/store/twin"
 )
@@ -174,12 +173,12 @@ type Push struct {
 	TwinsMore bool       `cbor:"2,keyasint,omitempty"`
 	// Identities is every identity in the edge's scope, sent when
 	// HasScope is set (the edge replaces its cache: removals too).
-	HasScope   bool                `cbor:"3,keyasint,omitempty"`
-	Scope      string              `cbor:"4,keyasint,omitempty"`
-	Identities []identity.Identity `cbor:"5,keyasint,omitempty"`
-	C2D        []C2D               `cbor:"6,keyasint,omitempty"`
-	Methods    []MethodCall        `cbor:"7,keyasint,omitempty"`
-	Hub        string              `cbor:"8,keyasint,omitempty"` // the hub's incarnation (its twin replica id)
+	HasScope   bool         `cbor:"3,keyasint,omitempty"`
+	Scope      string       `cbor:"4,keyasint,omitempty"`
+	Identities []Identity   `cbor:"5,keyasint,omitempty"`
+	C2D        []C2D        `cbor:"6,keyasint,omitempty"`
+	Methods    []MethodCall `cbor:"7,keyasint,omitempty"`
+	Hub        string       `cbor:"8,keyasint,omitempty"` // the hub's incarnation (its twin replica id)
 	// TwinVV is what the hub held of the twin replicas when it made this
 	// push: the edge's ack of the hub for tombstone GC.
 	TwinVV crdt.VV `cbor:"9,keyasint,omitempty"`

@@ -3,6 +3,8 @@ package protocol
 import (
 	"bytes"
 	"errors"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -19,7 +21,7 @@ func TestRoundTrip(t *testing.T) {
 		{&Messages{Instance: "i", Queue: "q", Msgs: []Message{{Seq: 1, ID: "m1", Source: "devices/d", Props: map[string]string{"a": "b"}, Body: big, EnqueuedAt: 5}}}, &Messages{}},
 		{&MessagesAck{UpTo: 9, Appended: 6, Duplicates: 1, Collisions: 2, Refused: 1}, &MessagesAck{}},
 		{&TwinsUp{Instance: "edge:gw1.abc", Generations: Generations{"d": "638347591827834567"}}, &TwinsUp{}},
-		{&Push{HasScope: true, Scope: "s", Identities: []identity.Identity{{DeviceID: "d", Status: identity.Enabled, Generation: "1"}},
+		{&Push{HasScope: true, Scope: "s", Identities: []Identity{{DeviceID: "d", Status: identity.Enabled, Generation: "1"}},
 			TwinVV: crdt.VV{"hub.x": 3, "edge:gw1.abc": 9}, Generations: Generations{"d": "1"},
 			C2D: []C2D{{Device: "d", Seq: 2, Body: []byte("x")}}, Methods: []MethodCall{{ID: "1", Target: "d/m", Name: "reboot", TimeoutMs: 1000}}}, &Push{}},
 		{&MethodResult{ID: "1", Status: 200, Payload: []byte(`{"ok":true}`)}, &MethodResult{}},
@@ -81,7 +83,7 @@ func mustEncode(t *testing.T, v any) []byte {
 	return data
 }
 
-// FuzzDecode: no input makes a frame decoder panic or accept trailing junk
+// FuzzDecode: no input (seeded with the golden frames) makes a frame decoder panic or accept trailing junk
 // silently; what decodes re-encodes and decodes to the same value.
 func FuzzDecode(f *testing.F) {
 	for _, v := range []any{
@@ -94,19 +96,29 @@ func FuzzDecode(f *testing.F) {
 		&MessagesAck{UpTo: 7, Appended: 3, Duplicates: 2, Collisions: 2},
 		&Welcome{Version: 1, Cursors: map[string]uint64{"$upstream/pdefault": 7}, TwinVV: crdt.VV{"edge:gw.1.a1": 2}, HubTime: 1},
 		&Pull{Instance: "i", TwinVV: crdt.VV{"hub.a": 1}, C2D: map[string]uint64{"d": 1}},
-		&Push{HasScope: true, Identities: []identity.Identity{{DeviceID: "d"}}},
-		&Push{Identities: []identity.Identity{{DeviceID: "d", Generation: "7"}}, TwinVV: crdt.VV{"hub.a": 2}, Generations: Generations{"d": "7", "d/m": "8"}},
+		&Push{HasScope: true, Identities: []Identity{{DeviceID: "d"}}},
+		&Push{Identities: []Identity{{DeviceID: "d", Generation: "7"}}, TwinVV: crdt.VV{"hub.a": 2}, Generations: Generations{"d": "7", "d/m": "8"}},
 		&TwinsUp{Instance: "i"},
 		&TwinsUp{Instance: "i", Generations: Generations{"d": "7"}},
 	} {
 		data, _, _ := Encode(v)
 		f.Add(data)
 	}
+	// The golden frames set every field: identities with keys and
+	// thumbprints, twin batches with every kind of register.
+	golden, _ := filepath.Glob(filepath.Join("testdata", "golden", "*.cbor"))
+	for _, path := range golden {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(data)
+	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		for _, mk := range []func() any{
 			func() any { return &Hello{} }, func() any { return &Messages{} }, func() any { return &Pull{} },
 			func() any { return &Push{} }, func() any { return &TwinsUp{} }, func() any { return &MethodResult{} },
-			func() any { return &MessagesAck{} }, func() any { return &Welcome{} },
+			func() any { return &MessagesAck{} }, func() any { return &Welcome{} }, func() any { return &TwinsAck{} },
 		} {
 			v := mk()
 			if DecodeBytes(data, v) != nil {

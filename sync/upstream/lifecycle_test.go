@@ -96,7 +96,7 @@ func TestWildcardIdentitySkipped(t *testing.T) {
 	bad.DeviceID = "a+b"
 	newer := dev1
 	newer.DeviceID = "dev9"
-	push := protocol.Push{HasScope: true, Identities: append(slices.Clone(ids), bad, newer)}
+	push := protocol.Push{HasScope: true, Identities: protocol.IdentitiesFromStore(append(slices.Clone(ids), bad, newer))}
 	if err := e.link.apply(e.ctx, push, map[string]uint64{}); err != nil {
 		t.Fatalf("one bad identity stopped the pull: %v", err)
 	}

@@ -325,8 +325,10 @@ func TestC2DAfterHubReplaced(t *testing.T) {
 	}
 	eventually(t, "3 c2d", func() bool { e.rec.mu.Lock(); defer e.rec.mu.Unlock(); return len(e.rec.c2d) == 3 })
 
-	// A new hub with the same registry (keys included), empty otherwise.
-	h2, err := hub.Open(e.ctx, "", hub.Options{HostName: "hub.test", OwnerKey: []byte("owner-key"), InMemory: true, PullWait: time.Second})
+	// A new hub with the same registry (keys included), empty otherwise: a
+	// hub made anew is a new twin replica incarnation.
+	h2, err := hub.Open(e.ctx, "", hub.Options{HostName: "hub.test", OwnerKey: []byte("owner-key"), InMemory: true, PullWait: time.Second,
+		Incarnation: "replaced"})
 	if err != nil {
 		t.Fatal(err)
 	}

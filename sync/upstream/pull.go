@@ -8,6 +8,7 @@ import (
 
 	"github.com/dgraph-io/badger/v4"
 
+	"github.com/outpost-edge/outpost/store/identity"
 	"github.com/outpost-edge/outpost/store/kv"
 	"github.com/outpost-edge/outpost/store/queue"
 	"github.com/outpost-edge/outpost/sync/protocol"
@@ -50,9 +51,10 @@ func (l *Link) pull(ctx context.Context) error {
 }
 
 func (l *Link) apply(ctx context.Context, push protocol.Push, cursors map[string]uint64) error {
+	var ids []identity.Identity
 	if push.HasScope {
-		push.Identities = l.acceptable(push.Identities)
-		if err := l.applyScope(ctx, push.Identities, cursors); err != nil {
+		ids = l.acceptable(protocol.StoreIdentities(push.Identities))
+		if err := l.applyScope(ctx, ids, cursors); err != nil {
 			return err
 		}
 	}
@@ -66,7 +68,7 @@ func (l *Link) apply(ctx context.Context, push protocol.Push, cursors map[string
 	}
 	if push.HasScope && !push.TwinsMore {
 		// Every twin in scope is now as the hub has it, empty ones too.
-		for _, id := range push.Identities {
+		for _, id := range ids {
 			if _, err := l.opts.Twins.EnsureGeneration(ctx, id.ID(), id.Generation); err != nil {
 				return err
 			}
