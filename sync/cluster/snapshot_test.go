@@ -49,7 +49,15 @@ func TestLaggingNodeCatchesUpBySnapshot(t *testing.T) {
 	if low := back.fsm.lowestApplied(); low != 0 && low <= snapIndex {
 		t.Fatalf("after the last Restore the node applied index %d, inside the leader's snapshot (≤ %d): log replay, not install", low, snapIndex)
 	}
-	if st := back.Stats(); st.LastSnapshotIndex < snapIndex {
-		t.Fatalf("restarted node's last snapshot %d, want ≥ the leader's %d", st.LastSnapshotIndex, snapIndex)
+	// raft records the installed snapshot's index just after the FSM's
+	// Restore returns: wait for it.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		st := back.Stats()
+		if st.LastSnapshotIndex >= snapIndex {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("restarted node's last snapshot %d, want ≥ the leader's %d", st.LastSnapshotIndex, snapIndex)
+		}
 	}
 }
