@@ -41,8 +41,13 @@ type Options struct {
 	HostName string
 	// OwnerKey signs the owner policy's tokens.
 	OwnerKey []byte
-	// Durability of the store; the hub defaults to Power: an event the hub
-	// acknowledged to an edge is gone from the edge.
+	// Durability of the store; a single hub defaults to Power: an event the
+	// hub acknowledged to an edge is gone from the edge. A clustered one
+	// runs its store at Process: what makes a command durable there is
+	// raft's log, fsynced on a majority before any answer, which a node
+	// replays over its store's last applied index after a crash (a store
+	// that lost writes to a power cut keeps a prefix of them, and its
+	// deterministic commands apply again to the same bytes).
 	Durability kv.Durability
 	Logger     *slog.Logger
 	// PullWait caps how long an edge's pull is held (default 25 s).
@@ -150,7 +155,7 @@ func Open(ctx context.Context, dir string, opts Options) (*Hub, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	if opts.Durability == 0 {
+	if opts.Durability == 0 && !opts.Clustered {
 		opts.Durability = kv.Power
 	}
 	if opts.PullWait <= 0 {
