@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"text/tabwriter"
 
 	"github.com/outpost-edge/outpost/cmd/internal/cli"
 	"github.com/outpost-edge/outpost/cmd/internal/hubclient"
@@ -24,7 +26,23 @@ var hubMembersCmd = hubCommand("hub members", "list the nodes of a hub cluster: 
 		if err := c.Do(ctx, "GET", "/cluster/members", nil, &raw); err != nil {
 			return err
 		}
-		return h.write(raw)
+		if !h.table {
+			return h.writeJSON(raw)
+		}
+		var members []struct {
+			ID, Raft, API, State, Suffrage string
+			Leader                         bool
+			LastIndex                      uint64
+		}
+		if err := json.Unmarshal(raw, &members); err != nil {
+			return fmt.Errorf("the hub's member list: %w", err)
+		}
+		w := tabwriter.NewWriter(h.env.Stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(w, "ID\tSTATE\tLEADER\tLAST INDEX\tRAFT\tAPI\tSUFFRAGE")
+		for _, m := range members {
+			fmt.Fprintf(w, "%s\t%s\t%v\t%d\t%s\t%s\t%s\n", m.ID, m.State, m.Leader, m.LastIndex, m.Raft, m.API, m.Suffrage)
+		}
+		return w.Flush()
 	})
 
 var hubLeaveCmd = hubCommand("hub leave", "remove a node from a hub cluster (stop it first; its data directory can then be deleted)",

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log"
 	"log/slog"
@@ -56,6 +57,13 @@ func (a *hclogAdapter) Log(level hclog.Level, msg string, args ...any) {
 	lv := slogLevel(level)
 	if !a.l.Enabled(context.Background(), lv) {
 		return
+	}
+	for i, v := range args {
+		if f, ok := v.(hclog.Format); ok && len(f) > 0 { // hclog.Fmt("%+v", x): format it here
+			if format, ok := f[0].(string); ok {
+				args[i] = fmt.Sprintf(format, f[1:]...)
+			}
+		}
 	}
 	if lv >= slog.LevelWarn {
 		ok, held := a.limit.Allow(msg) // raft's messages are a fixed set of strings

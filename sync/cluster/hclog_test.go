@@ -88,3 +88,12 @@ func TestHclogRepeatedWarningsHeldBack(t *testing.T) {
 		t.Errorf("another warning or an info line held back:\n%s", out)
 	}
 }
+
+// hclog.Fmt arguments (raft logs its configuration with them) are formatted.
+func TestHclogFormatsFmtArgs(t *testing.T) {
+	var buf bytes.Buffer
+	newHclog(slog.New(slog.NewTextHandler(&buf, nil))).Info("initial configuration", "servers", hclog.Fmt("%+v", []int{1, 2}))
+	if out := buf.String(); !strings.Contains(out, `servers="[1 2]"`) {
+		t.Errorf("got %s", out)
+	}
+}
