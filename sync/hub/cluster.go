@@ -103,6 +103,10 @@ type ForwardOptions struct {
 	Local func(r *http.Request) bool
 	// Transport reaches the other nodes' APIs (their TLS trust).
 	Transport http.RoundTripper
+	// Self is this node's API base URL: the leader names it on its answers
+	// to link requests (protocol.LeaderHeader), so edges that list it go
+	// there instead of through a follower.
+	Self string
 }
 
 // Forward serves next on the leader and forwards everything else to it
@@ -118,6 +122,9 @@ func (h *Hub) Forward(next http.Handler, o ForwardOptions) http.Handler {
 		}
 		c := h.clusterNode()
 		if c != nil && c.IsLeader() {
+			if o.Self != "" && strings.HasPrefix(r.URL.Path, protocol.PathPrefix) {
+				w.Header().Set(protocol.LeaderHeader, o.Self)
+			}
 			h.serveLeader(next, w, r, c)
 			return
 		}

@@ -8,3 +8,9 @@ package protocol
 // field, so that edges and hubs that do not know it ignore it (frames
 // refuse unknown fields).
 const InstancesHeader = "Outpost-Other-Instances"
+
+// LeaderHeader is set by a hub cluster on its answers to link requests: the
+// base URL of the leader's API, which answers every request (a follower
+// forwards it there). An edge whose list of hub nodes names that URL moves
+// to it, saving the forward.
+const LeaderHeader = "Outpost-Leader"

@@ -601,6 +601,7 @@ func (l *Link) postOnce(ctx context.Context, i int, base string, moved <-chan st
 	}
 	l.markUp(i)
 	l.noteOthers(resp.Header.Get(protocol.InstancesHeader))
+	l.preferLeader(i, resp.Header.Get(protocol.LeaderHeader))
 	return nil
 }
 

@@ -6,6 +6,8 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"slices"
+	"strings"
 	"time"
 )
 
@@ -94,6 +96,32 @@ func (l *Link) nodeFailure(ctx context.Context, i int, err error) error {
 			"nodes_failed_in_a_row", l.failedInRow, "switches_not_logged", held)
 	}
 	return &switchError{err: err, fresh: fresh}
+}
+
+// preferLeader moves the link to the node a hub cluster names as its
+// leader (protocol.LeaderHeader) when that node is in the link's list and
+// the answer came from the current node: the node the link uses forwards
+// every request there. Requests in flight finish where they are.
+func (l *Link) preferLeader(i int, leader string) {
+	leader = strings.TrimSuffix(leader, "/")
+	if leader == "" {
+		return
+	}
+	l.nodeMu.Lock()
+	defer l.nodeMu.Unlock()
+	if i != l.cur || l.nodes[i] == leader {
+		return
+	}
+	j := slices.Index(l.nodes, leader)
+	if j < 0 {
+		return // named otherwise in the list (or not in it): stay
+	}
+	from := l.nodes[l.cur]
+	l.cur, l.failedInRow = j, 0
+	l.moved = make(chan struct{}) // the old node's channel is left open: it did not fail
+	if ok, held := l.switchLog.Allow("leader"); ok {
+		l.log.Info("link moves to the hub cluster's leader", "from", from, "to", leader, "moves_not_logged", held)
+	}
 }
 
 // nodeFailed reports whether err (of a request to a hub node) says that the

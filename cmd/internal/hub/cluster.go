@@ -253,6 +253,7 @@ func (c *clusterRun) forwardOptions() synchub.ForwardOptions {
 			return false
 		},
 		Transport: c.peer.Transport,
+		Self:      c.api,
 	}
 }
 

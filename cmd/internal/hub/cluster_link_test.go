@@ -30,12 +30,14 @@ func (edgeSink) InvokeMethod(_ context.Context, target, name string, _ []byte, _
 	return protocol.MethodResult{Status: 200, Payload: []byte(fmt.Sprintf(`{"at":%q,"name":%q}`, target, name))}
 }
 
-// testEdge is an edge's store and link (no broker) against url.
+// testEdge is an edge's store and link (no broker) against urls (the
+// nodes of a hub cluster).
 type testEdge struct {
-	up *queue.Queue
+	up   *queue.Queue
+	link *upstream.Link
 }
 
-func startEdge(t *testing.T, url string, cs sas.ConnString) *testEdge {
+func startEdge(t *testing.T, cs sas.ConnString, urls ...string) *testEdge {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	db, err := kv.Open(t.TempDir(), kv.Options{})
@@ -54,7 +56,7 @@ func startEdge(t *testing.T, url string, cs sas.ConnString) *testEdge {
 	if err != nil {
 		t.Fatal(err)
 	}
-	link, err := upstream.New(upstream.Options{URL: url, DB: db, Queues: queues, Twins: twins, Identities: ids, Target: edgeSink{}, Edge: cs, Logger: testLogger()})
+	link, err := upstream.New(upstream.Options{URLs: urls, DB: db, Queues: queues, Twins: twins, Identities: ids, Target: edgeSink{}, Edge: cs, Logger: testLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,7 +72,7 @@ func startEdge(t *testing.T, url string, cs sas.ConnString) *testEdge {
 		_ = queues.Close()
 		_ = db.Close()
 	})
-	return &testEdge{up: up}
+	return &testEdge{up: up, link: link}
 }
 
 func (e *testEdge) send(t *testing.T, from, n int) {
@@ -148,7 +150,7 @@ func TestClusterEdgeThroughFollower(t *testing.T) {
 	if err := json.Unmarshal(body, &gw); err != nil {
 		t.Fatal(err)
 	}
-	edge := startEdge(t, followers[0].ready.URL, sas.ConnString{HostName: clusterHost, DeviceID: "gw1", SharedAccessKey: gw.Authentication.SymmetricKey.PrimaryKey})
+	edge := startEdge(t, sas.ConnString{HostName: clusterHost, DeviceID: "gw1", SharedAccessKey: gw.Authentication.SymmetricKey.PrimaryKey}, followers[0].ready.URL)
 	edge.send(t, 0, 500)
 	eventually(t, "the first 500 events, read at the other follower", func() error {
 		got, err := events(t, key, followers[1].ready.URL)
@@ -181,4 +183,52 @@ func TestClusterEdgeThroughFollower(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// An edge that lists the leader among its hub nodes moves there from the
+// follower it started on: the leader names itself on its answers.
+func TestClusterEdgeMovesToLeader(t *testing.T) {
+	root := t.TempDir()
+	n1 := startNode(t, filepath.Join(root, "n1"), "n1", "", nil)
+	key := ownerKeyOf(t, n1.dir)
+	n2 := startNode(t, filepath.Join(root, "n2"), "n2", n1.ready.URL, key)
+	n3 := startNode(t, filepath.Join(root, "n3"), "n3", n1.ready.URL, key)
+	waitVoters(t, key, n1.ready.URL, 3)
+	nodes := []*testNode{n1, n2, n3}
+	var leader *testNode
+	eventually(t, "one leader", func() (err error) {
+		leader, err = leaderOf(t, key, nodes)
+		return err
+	})
+	var follower *testNode
+	for _, n := range nodes {
+		if n != leader {
+			follower = n
+		}
+	}
+	var body []byte
+	eventually(t, "create the edge device", func() error {
+		var code int
+		code, body = call(t, key, "PUT", leader.ready.URL+"/devices/gw1", map[string]any{"deviceId": "gw1", "capabilities": map[string]any{"iotEdge": true}})
+		if code != 200 {
+			return fmt.Errorf("%d %s", code, body)
+		}
+		return nil
+	})
+	var gw identity.JSON
+	if err := json.Unmarshal(body, &gw); err != nil {
+		t.Fatal(err)
+	}
+	cs := sas.ConnString{HostName: clusterHost, DeviceID: "gw1", SharedAccessKey: gw.Authentication.SymmetricKey.PrimaryKey}
+	edge := startEdge(t, cs, follower.ready.URL, leader.ready.URL)
+	edge.send(t, 0, 10)
+	eventually(t, "the edge on the leader", func() error {
+		if st := edge.link.Status(); st.HubURL != leader.ready.URL {
+			return fmt.Errorf("edge on %s, leader %s", st.HubURL, leader.ready.URL)
+		}
+		return nil
+	})
+	if st := edge.link.Status(); st.HubSwitches != 0 {
+		t.Errorf("moving to the leader counted as %d switches (a switch is a failure)", st.HubSwitches)
+	}
 }
