@@ -44,7 +44,7 @@ type edge struct {
 	ids    int
 }
 
-func newEdge(b testing.TB, ctx context.Context, dir, url, gw, child string, gwID identity.JSON) *edge {
+func newEdge(b testing.TB, ctx context.Context, dir string, urls []string, gw, child string, gwID identity.JSON) *edge {
 	b.Helper()
 	e := &edge{child: child}
 	var err error
@@ -56,7 +56,7 @@ func newEdge(b testing.TB, ctx context.Context, dir, url, gw, child string, gwID
 	check(b, err)
 	ids, err := identity.Open(ctx, e.db, identity.Options{})
 	check(b, err)
-	e.link, err = upstream.New(upstream.Options{URL: url, DB: e.db, Queues: e.queues, Twins: twins, Identities: ids, Target: sink{},
+	e.link, err = upstream.New(upstream.Options{URLs: urls, DB: e.db, Queues: e.queues, Twins: twins, Identities: ids, Target: sink{},
 		Logger: logger(), Edge: sas.ConnString{HostName: hostName, DeviceID: gw, SharedAccessKey: gwID.Authentication.SymmetricKey.PrimaryKey}})
 	check(b, err)
 	e.up, err = e.queues.Queue("$upstream/pdefault", queue.QueueOptions{})
@@ -125,7 +125,9 @@ func medianSingle() float64 {
 // telemetry messages of 100 bytes, drain at once into a single hub
 // (`outpost hub` without cluster flags: commands applied directly), a
 // one-node raft cluster, and a three-node cluster with the edges spread
-// over the three nodes' URLs (followers forward to the leader). Every hub
+// over the three nodes' URLs, each edge given one (raft3: followers
+// forward to the leader) or all three starting at its own (raft3list: the
+// edges move to the leader, which names itself on its answers). Every hub
 // is cmd/internal/hub.Run in this process, so the three nodes share the
 // machine's cores with each other and with the edges. Reports events
 // appended per second, events per CPU-second of the whole process (hubs
@@ -136,10 +138,11 @@ func BenchmarkClusterDrain(b *testing.B) {
 	for _, c := range []struct {
 		name  string
 		nodes int
-	}{{"single", 0}, {"raft1", 1}, {"raft3", 3}} {
+		list  bool
+	}{{"single", 0, false}, {"raft1", 1, false}, {"raft3", 3, false}, {"raft3list", 3, true}} {
 		b.Run(c.name, func(b *testing.B) {
 			for range b.N {
-				drainOnce(b, c.nodes)
+				drainOnce(b, c.nodes, c.list)
 			}
 		})
 	}
@@ -154,7 +157,7 @@ const (
 // drainRig starts the hubs (size nodes, 0: a single hub) in root and the
 // edges with their backlogs; run starts the edges' links; stop ends them
 // all.
-func drainRig(b *testing.B, root string, size int) (urls []string, run, stop func()) {
+func drainRig(b *testing.B, root string, size int, list bool) (urls []string, run, stop func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	key := sas.GenerateKey()
 	nodes := startCluster(b, root, size, key)
@@ -181,7 +184,11 @@ func drainRig(b *testing.B, root string, size int) (urls []string, run, stop fun
 		gw, child := fmt.Sprintf("gw%d", i), fmt.Sprintf("dev%d", i)
 		id, err := putEdge(key, urls[0], gw, child)
 		check(b, err)
-		e := newEdge(b, ctx, filepath.Join(root, "edge-"+gw), urls[i%len(urls)], gw, child, id)
+		mine := []string{urls[i%len(urls)]}
+		if list { // all the nodes, starting at the edge's own
+			mine = append(urls[i%len(urls):len(urls):len(urls)], urls[:i%len(urls)]...)
+		}
+		e := newEdge(b, ctx, filepath.Join(root, "edge-"+gw), mine, gw, child, id)
 		edges = append(edges, e)
 		e.fill(b, ctx, drainPerEdge, drainSize)
 	}
@@ -194,10 +201,10 @@ func drainRig(b *testing.B, root string, size int) (urls []string, run, stop fun
 	return urls, run, stop
 }
 
-func drainOnce(b *testing.B, size int) {
+func drainOnce(b *testing.B, size int, list bool) {
 	b.StopTimer()
 	root := b.TempDir()
-	urls, run, stop := drainRig(b, root, size)
+	urls, run, stop := drainRig(b, root, size, list)
 	defer stop()
 	const total = drainEdges * drainPerEdge
 	cpu0, t0 := cpuTime(), time.Now()
