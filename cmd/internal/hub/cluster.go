@@ -168,8 +168,8 @@ func (c *clusterRun) openNode(ctx context.Context) error {
 		return err
 	}
 	fsm := c.h.FSM()
-	o := cluster.Options{ID: c.cfg.NodeID, RaftAddr: c.cfg.Raft, Dir: filepath.Join(c.cfg.DataDir, raftDir), TLS: tlsCfg,
-		FSM: raftFSM{fsm}, Bootstrap: c.cfg.Join == "", AppliedIndex: fsm.AppliedIndex, Logger: c.log,
+	o := cluster.Options{ID: c.cfg.NodeID, RaftAddr: c.cfg.Raft, Advertise: c.cfg.RaftAdvertise, Dir: filepath.Join(c.cfg.DataDir, raftDir), TLS: tlsCfg,
+		FSM: raftFSM{f: fsm, log: c.log}, Bootstrap: c.cfg.Join == "", AppliedIndex: fsm.AppliedIndex, Logger: c.log,
 		TrailingLogs: c.cfg.TrailingLogs, SnapshotThreshold: c.cfg.SnapshotThreshold, SnapshotInterval: c.cfg.SnapshotInterval}
 	if c.node, err = cluster.Open(ctx, o); err != nil {
 		return fmt.Errorf("--raft %s: %w", c.cfg.Raft, err)

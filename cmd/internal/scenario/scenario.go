@@ -24,6 +24,16 @@ func Commands() map[string]func(ts *testscript.TestScript, neg bool, args []stri
 		"cmptwins":    cmdCmpTwins,
 		"eventbodies": cmdEventBodies,
 		"eventtally":  cmdEventTally,
+		// cluster.go
+		"nodeready":       cmdNodeReady,
+		"usenode":         cmdUseNode,
+		"freeport":        cmdFreePort,
+		"clusterready":    cmdClusterReady,
+		"clusterleader":   cmdClusterLeader,
+		"clusterfollower": cmdClusterFollower,
+		"clustersynced":   cmdClusterSynced,
+		"twinflood":       cmdTwinFlood,
+		"checknodetwins":  cmdCheckNodeTwins,
 		// mqtt.go
 		"mqtt":        cmdMQTT,
 		"mqtttwin":    cmdMQTTTwin,
