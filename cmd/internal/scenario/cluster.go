@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -414,4 +415,47 @@ func cmdCheckNodeTwins(ts *testscript.TestScript, neg bool, args []string) {
 		return ""
 	})
 	fmt.Fprintf(ts.Stdout(), "%d acknowledged patches, %d desired properties, equal at %d nodes\n", len(acked), held, len(clusterNodes(ts)))
+}
+
+// noderead ID DEVICE KEY VALUE: a read of DEVICE's twin at node ID never
+// serves a stale value: it fails (prints "refused CODE") or answers with
+// desired property KEY equal to VALUE (a JSON value; prints "fresh").
+func cmdNodeRead(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 4 {
+		ts.Fatalf("usage: noderead ID DEVICE KEY VALUE")
+	}
+	url := ts.Getenv(args[0] + "_URL")
+	if url == "" {
+		ts.Fatalf("no node %s: nodeready %s DIR first", args[0], args[0])
+	}
+	code, doc := hubGetAt(ts, url, "/twins/"+args[1])
+	if code != 200 {
+		fmt.Fprintf(ts.Stdout(), "refused %d\n", code)
+		return
+	}
+	var t struct {
+		Properties struct{ Desired map[string]json.RawMessage }
+	}
+	ts.Check(json.Unmarshal(doc, &t))
+	if got := string(t.Properties.Desired[args[2]]); got != args[3] {
+		ts.Fatalf("a stale read at %s: desired %s is %s, the cluster acknowledged %s", args[0], args[2], got, args[3])
+	}
+	fmt.Fprintln(ts.Stdout(), "fresh")
+}
+
+// waitnode ID REGEXP: wait until node ID's own GET /cluster/status (JSON:
+// state, leader, term, appliedIndex, lastSnapshotIndex…) matches REGEXP.
+func cmdWaitNode(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 2 {
+		ts.Fatalf("usage: waitnode ID REGEXP")
+	}
+	re, err := regexp.Compile(args[1])
+	ts.Check(err)
+	poll(ts, "node "+args[0]+" status ~ "+args[1], func() string {
+		code, data := hubGetAt(ts, ts.Getenv(args[0]+"_URL"), "/cluster/status")
+		if code == 200 && re.Match(data) {
+			return ""
+		}
+		return fmt.Sprintf("%d %s", code, data)
+	})
 }

@@ -34,6 +34,8 @@ func Commands() map[string]func(ts *testscript.TestScript, neg bool, args []stri
 		"clustersynced":   cmdClusterSynced,
 		"twinflood":       cmdTwinFlood,
 		"checknodetwins":  cmdCheckNodeTwins,
+		"noderead":        cmdNodeRead,
+		"waitnode":        cmdWaitNode,
 		// mqtt.go
 		"mqtt":        cmdMQTT,
 		"mqtttwin":    cmdMQTTTwin,
