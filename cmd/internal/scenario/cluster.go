@@ -203,7 +203,9 @@ func statusOf(ts *testscript.TestScript, id string) (nodeStatus, string) {
 
 // clustersynced [ID...]: wait until every node named (default $NODES)
 // answers and has applied the log as far as the leader has: one leader
-// among them, every appliedIndex equal to the leader's commitIndex.
+// among them, every appliedIndex equal to the leader's commitIndex, and
+// every node's own event log (/healthz, answered locally) ending at the
+// same seq.
 func cmdClusterSynced(ts *testscript.TestScript, neg bool, args []string) {
 	ids := args
 	if len(ids) == 0 {
@@ -231,7 +233,76 @@ func cmdClusterSynced(ts *testscript.TestScript, neg bool, args []string) {
 				return fmt.Sprintf("%+v", all)
 			}
 		}
-		return ""
+		return sameLastEvent(ts, ids)
+	})
+}
+
+// sameLastEvent says "" when every node's own event log ends at the same
+// seq.
+func sameLastEvent(ts *testscript.TestScript, ids []string) string {
+	var last []string
+	same := true
+	for i, id := range ids {
+		code, data := hubGetAt(ts, ts.Getenv(id+"_URL"), "/healthz")
+		var h struct{ Events uint64 }
+		if code != 200 || json.Unmarshal(data, &h) != nil {
+			return fmt.Sprintf("%s /healthz: %d %s", id, code, data)
+		}
+		last = append(last, strconv.FormatUint(h.Events, 10))
+		same = same && last[i] == last[0]
+	}
+	if !same {
+		return "the nodes' last event seqs differ: " + strings.Join(ids, " ") + " = " + strings.Join(last, " ")
+	}
+	return ""
+}
+
+// statField reads a numeric field of node ID's /cluster/status
+// (appliedIndex, commitIndex, lastIndex, lastSnapshotIndex, term).
+func statField(ts *testscript.TestScript, id, field string) (uint64, string) {
+	code, data := hubGetAt(ts, ts.Getenv(id+"_URL"), "/cluster/status")
+	var m map[string]any
+	if code != 200 || json.Unmarshal(data, &m) != nil {
+		return 0, fmt.Sprintf("%s: %d %s", id, code, data)
+	}
+	v, ok := m[field].(float64)
+	if !ok {
+		ts.Fatalf("node %s's /cluster/status has no number %q: %s", id, field, data)
+	}
+	return uint64(v), ""
+}
+
+// nodestat ID FIELD VAR: set $VAR to the numeric FIELD of node ID's
+// /cluster/status (e.g. appliedIndex).
+func cmdNodeStat(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 3 {
+		ts.Fatalf("usage: nodestat ID FIELD VAR")
+	}
+	v, bad := statField(ts, args[0], args[1])
+	if bad != "" {
+		ts.Fatalf("%s", bad)
+	}
+	ts.Setenv(args[2], strconv.FormatUint(v, 10))
+}
+
+// waitstat ID FIELD MIN: wait until the numeric FIELD of node ID's
+// /cluster/status is at least MIN (a number, or A+B: e.g. $I+400).
+func cmdWaitStat(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 3 {
+		ts.Fatalf("usage: waitstat ID FIELD MIN")
+	}
+	var min uint64
+	for _, term := range strings.Split(args[2], "+") {
+		n, err := strconv.ParseUint(term, 10, 64)
+		ts.Check(err)
+		min += n
+	}
+	poll(ts, fmt.Sprintf("node %s's %s >= %d", args[0], args[1], min), func() string {
+		v, bad := statField(ts, args[0], args[1])
+		if bad != "" || v >= min {
+			return bad
+		}
+		return fmt.Sprintf("%s %d", args[1], v)
 	})
 }
 

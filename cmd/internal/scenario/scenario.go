@@ -36,6 +36,8 @@ func Commands() map[string]func(ts *testscript.TestScript, neg bool, args []stri
 		"checknodetwins":  cmdCheckNodeTwins,
 		"noderead":        cmdNodeRead,
 		"waitnode":        cmdWaitNode,
+		"nodestat":        cmdNodeStat,
+		"waitstat":        cmdWaitStat,
 		// mqtt.go
 		"mqtt":        cmdMQTT,
 		"mqtttwin":    cmdMQTTTwin,
