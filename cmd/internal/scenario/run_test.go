@@ -16,7 +16,7 @@ import (
 func TestCommands(t *testing.T) {
 	want := []string{
 		"checkacked", "checkevents", "checknodetwins", "clusterfollower", "clusterleader", "clusterready", "clustersynced", "cmptwins",
-		"envjson", "envout", "eventbodies", "eventtally", "fillfs", "freeport", "http", "httpwait", "hubready", "hup", "killmodule", "link",
+		"envjson", "envout", "eventbodies", "eventtally", "eventwatch", "fillfs", "freeport", "http", "httpwait", "hubready", "hup", "killmodule", "link",
 		"mkcerts", "mounttmpfs", "mqtt", "mqttrefused", "mqtttwin", "noderead", "nodeready", "nodestat", "perm", "sleep", "splitaddr", "subst",
 		"twinflood", "usenode", "waitevents", "waitexec", "waitfile", "waithubtwin", "waitlink", "waitnode", "waitqueue", "waitready",
 		"waitstat", "waitstatus", "waittwin",

@@ -33,6 +33,7 @@ func Commands() map[string]func(ts *testscript.TestScript, neg bool, args []stri
 		"clusterfollower": cmdClusterFollower,
 		"clustersynced":   cmdClusterSynced,
 		"twinflood":       cmdTwinFlood,
+		"eventwatch":      cmdEventWatch,
 		"checknodetwins":  cmdCheckNodeTwins,
 		"noderead":        cmdNodeRead,
 		"waitnode":        cmdWaitNode,
