@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log"
 	"log/slog"
@@ -50,7 +51,29 @@ func (a *hclogAdapter) Log(level hclog.Level, msg string, args ...any) {
 	if !a.l.Enabled(context.Background(), lv) {
 		return
 	}
-	a.l.Log(context.Background(), lv, msg, args...)
+	a.l.Log(context.Background(), lv, msg, formatArgs(args)...)
+}
+
+// formatArgs renders the values raft gives as hclog.Fmt (a format and its
+// operands, e.g. a transfer's percentage) as hclog would, not as a slice.
+func formatArgs(args []any) []any {
+	var out []any
+	for i, v := range args {
+		f, ok := v.(hclog.Format)
+		if !ok || len(f) == 0 {
+			continue
+		}
+		if out == nil {
+			out = append([]any(nil), args...)
+		}
+		if format, ok := f[0].(string); ok {
+			out[i] = fmt.Sprintf(format, f[1:]...)
+		}
+	}
+	if out == nil {
+		return args
+	}
+	return out
 }
 
 func (a *hclogAdapter) Trace(msg string, args ...any) { a.Log(hclog.Trace, msg, args...) }

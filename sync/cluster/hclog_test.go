@@ -67,3 +67,14 @@ func TestHclogDebugHidesTrace(t *testing.T) {
 		t.Errorf("standard logger line missing:\n%s", buf.String())
 	}
 }
+
+// TestHclogFormatsFmt: raft logs some values as hclog.Fmt (a format and
+// its operands); they read as hclog prints them, not as a Go slice.
+func TestHclogFormatsFmt(t *testing.T) {
+	var buf bytes.Buffer
+	l := newHclog(slog.New(slog.NewTextHandler(&buf, nil)))
+	l.Info("snapshot network transfer progress", "read-bytes", 10, "percent-complete", hclog.Fmt("%0.2f%%", 12.5))
+	if out := buf.String(); !strings.Contains(out, `percent-complete=12.50%`) {
+		t.Errorf("got:\n%s", out)
+	}
+}
