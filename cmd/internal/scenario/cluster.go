@@ -116,7 +116,8 @@ func members(ts *testscript.TestScript, url string) ([]member, string) {
 
 // clusterready N: wait until N members of the cluster, asked through
 // $HUB, answer, one Leader and the others Follower (members that are down
-// may be listed too, as unreachable).
+// may be listed too, as unreachable), and each of them names that leader
+// in its own /cluster/status (so it forwards to it).
 func cmdClusterReady(ts *testscript.TestScript, neg bool, args []string) {
 	if neg || len(args) != 1 {
 		ts.Fatalf("usage: clusterready N")
@@ -128,20 +129,39 @@ func cmdClusterReady(ts *testscript.TestScript, neg bool, args []string) {
 		if bad != "" {
 			return bad
 		}
-		leaders, followers := 0, 0
+		leader, followers := "", 0
 		for _, m := range ms {
 			switch {
 			case m.State == "Leader" && m.Leader:
-				leaders++
+				leader = m.ID
 			case m.State == "Follower":
 				followers++
 			}
 		}
-		if leaders != 1 || followers != n-1 {
+		if leader == "" || followers != n-1 {
 			return fmt.Sprintf("%+v", ms)
 		}
-		return ""
+		return allFollow(ts, ms, leader)
 	})
+}
+
+// allFollow says "" when every member that answers names leader in its
+// own /cluster/status.
+func allFollow(ts *testscript.TestScript, ms []member, leader string) string {
+	for _, m := range ms {
+		if m.State == "unreachable" {
+			continue
+		}
+		if m.API == "" {
+			return "no API address recorded for " + m.ID
+		}
+		code, data := hubGetAt(ts, m.API, "/cluster/status")
+		var s nodeStatus
+		if code != 200 || json.Unmarshal(data, &s) != nil || s.Leader != leader {
+			return fmt.Sprintf("%s: %d %s (the leader is %s)", m.ID, code, data, leader)
+		}
+	}
+	return ""
 }
 
 // clusterleader VAR / clusterfollower VAR: set $VAR to the id of the

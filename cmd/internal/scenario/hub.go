@@ -259,10 +259,17 @@ type hubEvent struct {
 }
 
 // hubEvents calls f for every event of the hub's log from seq from on, in
-// order, page by page; it fails the script if seq does not increase.
+// order, page by page; it fails the script if seq does not increase. A
+// page answered 503 (a cluster between leaders) is asked again, as
+// Retry-After says, for up to 30 s.
 func hubEvents(ts *testscript.TestScript, from uint64, f func(hubEvent)) {
 	for {
-		code, data := hubGet(ts, fmt.Sprintf("/messages/events?from=%d&limit=10000", from))
+		path := fmt.Sprintf("/messages/events?from=%d&limit=10000", from)
+		code, data := hubGet(ts, path)
+		for deadline := time.Now().Add(30 * time.Second); code == 503 && time.Now().Before(deadline); {
+			time.Sleep(time.Second)
+			code, data = hubGet(ts, path)
+		}
 		if code != 200 {
 			ts.Fatalf("read events: %d %s", code, data)
 		}
