@@ -34,7 +34,9 @@ const (
 	nodeCertLife = 10 * 365 * 24 * time.Hour
 )
 
-func (c Config) clustered() bool { return c.NodeID != "" || c.Raft != "" || c.Join != "" }
+func (c Config) clustered() bool {
+	return c.NodeID != "" || c.Raft != "" || c.Join != "" || c.RaftAdvertise != ""
+}
 
 func (c Config) checkCluster() error {
 	switch {
