@@ -153,7 +153,9 @@ func TestClusterFlagAloneRefused(t *testing.T) {
 	for _, cfg := range []Config{{NodeID: "n1"}, {Join: "http://127.0.0.1:1"}, {RaftAdvertise: "127.0.0.1:7000"}} {
 		cfg.DataDir, cfg.Listen = t.TempDir(), "127.0.0.1:0"
 		cfg.Logger, cfg.Stdout = slog.New(slog.NewTextHandler(io.Discard, nil)), io.Discard
-		err := Run(context.Background(), cfg)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second) // a hub that starts serves until then
+		err := Run(ctx, cfg)
+		cancel()
 		if err == nil || !strings.Contains(err.Error(), "--node-id and --raft") {
 			t.Errorf("%+v: got %v, want the error naming --node-id and --raft", cfg, err)
 		}
