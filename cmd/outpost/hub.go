@@ -19,7 +19,7 @@ var hubCfg struct {
 var hubCmd = cli.Command{
 	Name:    "hub",
 	Summary: "run the cloud side: registry, twins, deployments, event log, C2D, methods, REST API and the edge link",
-	Usage:   "--data DIR --listen ADDR [--hostname H] [--tls-cert F --tls-key F] [--owner-key-file F] [--node-id ID --raft ADDR [--join URL]] | --config FILE | members | leave NODE-ID",
+	Usage:   "--data DIR --listen ADDR [--hostname H] [--tls-cert F --tls-key F] [--owner-key-file F] [--node-id ID --raft ADDR [--raft-advertise ADDR] [--join URL]] | --config FILE | members | leave NODE-ID",
 	Config:  true,
 	Secrets: []cli.Secret{{Flag: "owner-key", Env: "OUTPOST_HUB_OWNER_KEY"}},
 	Flags: func(fs *flag.FlagSet) {
@@ -37,6 +37,7 @@ var hubCmd = cli.Command{
 		fs.StringVar(&hubCfg.logLevel, "log-level", "info", "debug, info, warn or error")
 		fs.StringVar(&c.NodeID, "node-id", "", "cluster: this node's id (e.g. n1); with --raft, runs the hub as a node of a raft cluster (docs/operations.md)")
 		fs.StringVar(&c.Raft, "raft", "", "cluster: address of this node's raft transport (mutual TLS), e.g. 10.0.0.1:7000")
+		fs.StringVar(&c.RaftAdvertise, "raft-advertise", "", "cluster: the raft address the other nodes dial when it is not --raft (a NAT or a proxy in front of the port; default: --raft)")
 		fs.StringVar(&c.Join, "join", "", "cluster: URL of any node of the cluster to join (every node but the first; needs the cluster's owner key)")
 		fs.Uint64Var(&c.TrailingLogs, "raft-trailing-logs", hub.DefaultTrailingLogs, "cluster: log entries kept after a snapshot (one entry is an edge's frame of up to 1000 events)")
 		fs.Uint64Var(&c.SnapshotThreshold, "raft-snapshot-threshold", 0, "cluster: entries since the last snapshot that trigger one (default 8192)")

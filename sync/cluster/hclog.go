@@ -58,13 +58,7 @@ func (a *hclogAdapter) Log(level hclog.Level, msg string, args ...any) {
 	if !a.l.Enabled(context.Background(), lv) {
 		return
 	}
-	for i, v := range args {
-		if f, ok := v.(hclog.Format); ok && len(f) > 0 { // hclog.Fmt("%+v", x): format it here
-			if format, ok := f[0].(string); ok {
-				args[i] = fmt.Sprintf(format, f[1:]...)
-			}
-		}
-	}
+	args = formatArgs(args)
 	if lv >= slog.LevelWarn {
 		ok, held := a.limit.Allow(msg) // raft's messages are a fixed set of strings
 		if !ok {
@@ -75,6 +69,28 @@ func (a *hclogAdapter) Log(level hclog.Level, msg string, args ...any) {
 		}
 	}
 	a.l.Log(context.Background(), lv, msg, args...)
+}
+
+// formatArgs renders the values raft gives as hclog.Fmt (a format and its
+// operands, e.g. a transfer's percentage) as hclog would, not as a slice.
+func formatArgs(args []any) []any {
+	var out []any
+	for i, v := range args {
+		f, ok := v.(hclog.Format)
+		if !ok || len(f) == 0 {
+			continue
+		}
+		if out == nil {
+			out = append([]any(nil), args...)
+		}
+		if format, ok := f[0].(string); ok {
+			out[i] = fmt.Sprintf(format, f[1:]...)
+		}
+	}
+	if out == nil {
+		return args
+	}
+	return out
 }
 
 func (a *hclogAdapter) Trace(msg string, args ...any) { a.Log(hclog.Trace, msg, args...) }

@@ -37,7 +37,9 @@ const (
 	nodeCertLife = 10 * 365 * 24 * time.Hour
 )
 
-func (c Config) clustered() bool { return c.NodeID != "" || c.Raft != "" || c.Join != "" }
+func (c Config) clustered() bool {
+	return c.NodeID != "" || c.Raft != "" || c.Join != "" || c.RaftAdvertise != ""
+}
 
 func (c Config) checkCluster() error {
 	switch {
@@ -201,7 +203,7 @@ func (c *clusterRun) openNode(ctx context.Context) error {
 			c.migrating.Store(true)
 		}
 	}
-	o := cluster.Options{ID: c.cfg.NodeID, RaftAddr: c.cfg.Raft, Dir: rdir, TLS: tlsCfg,
+	o := cluster.Options{ID: c.cfg.NodeID, RaftAddr: c.cfg.Raft, Advertise: c.cfg.RaftAdvertise, Dir: rdir, TLS: tlsCfg,
 		FSM: c.fsm, Bootstrap: c.cfg.Join == "", AppliedIndex: fsm.AppliedIndex, Logger: c.log,
 		TrailingLogs: cmp.Or(c.cfg.TrailingLogs, DefaultTrailingLogs), SnapshotThreshold: c.cfg.SnapshotThreshold, SnapshotInterval: c.cfg.SnapshotInterval,
 		PeerAddress: c.cfg.RaftPeerAddress}

@@ -54,6 +54,9 @@ type Config struct {
 	// A cluster node (cluster.go): its id, raft address, and a node of
 	// the cluster to join (empty on the first node).
 	NodeID, Raft, Join string
+	// RaftAdvertise is the raft address the other nodes dial, when not
+	// --raft itself (a NAT, a proxy in front of the port); empty: --raft.
+	RaftAdvertise string
 	// Raft's log compaction (zero: the defaults below): a snapshot every
 	// SnapshotThreshold entries or SnapshotBytes of commands, whichever
 	// comes first, keeping TrailingLogs entries after it.

@@ -146,3 +146,18 @@ func (b *syncBuffer) Write(p []byte) (int, error) {
 	return b.buf.Write(p)
 }
 func (b *syncBuffer) String() string { b.mu.Lock(); defer b.mu.Unlock(); return b.buf.String() }
+
+// A cluster flag alone is refused, --raft-advertise among them: the hub
+// does not silently run as a single node.
+func TestClusterFlagAloneRefused(t *testing.T) {
+	for _, cfg := range []Config{{NodeID: "n1"}, {Join: "http://127.0.0.1:1"}, {RaftAdvertise: "127.0.0.1:7000"}} {
+		cfg.DataDir, cfg.Listen = t.TempDir(), "127.0.0.1:0"
+		cfg.Logger, cfg.Stdout = slog.New(slog.NewTextHandler(io.Discard, nil)), io.Discard
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second) // a hub that starts serves until then
+		err := Run(ctx, cfg)
+		cancel()
+		if err == nil || !strings.Contains(err.Error(), "--node-id and --raft") {
+			t.Errorf("%+v: got %v, want the error naming --node-id and --raft", cfg, err)
+		}
+	}
+}

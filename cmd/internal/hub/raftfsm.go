@@ -81,9 +81,20 @@ func (r *raftFSM) Snapshot() (raft.FSMSnapshot, error) {
 	return fsmSnapshot{r.f.View()}, nil
 }
 
+// Restore replaces the state with a snapshot's: on start when the store is
+// behind the latest snapshot, and when the leader sends one to a node too
+// far behind its log. It says so in the log (operators and the scenarios
+// read it).
 func (r *raftFSM) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
-	return r.f.RestoreFrom(rc)
+	start := time.Now()
+	if err := r.f.RestoreFrom(rc); err != nil {
+		return err
+	}
+	if r.log != nil {
+		r.log.Info("state machine restored from a raft snapshot", "index", r.f.AppliedIndex(), "took", time.Since(start).Round(time.Millisecond))
+	}
+	return nil
 }
 
 type fsmSnapshot struct{ v *synchub.SnapshotView }

@@ -111,7 +111,8 @@ func cmdWaitHubTwin(ts *testscript.TestScript, neg bool, args []string) {
 
 // checkevents ACKFILE: every message id in ACKFILE (PUBACKed by the edge)
 // is in the hub's event log exactly once, no message id of a device is
-// there twice, and each device's messages <dev>-<n> are in order of n.
+// there twice, each device's messages <dev>-<n> are in order of n, and
+// the log's seqs have no gap (each one more than the last).
 func cmdCheckEvents(ts *testscript.TestScript, neg bool, args []string) {
 	fs := flag.NewFlagSet("checkevents", flag.ContinueOnError)
 	droppedAt := fs.String("dropped", "", "edge API whose queues dropped messages (drop-oldest): exactly that many acknowledged ones may be missing")
@@ -133,8 +134,15 @@ func cmdCheckEvents(ts *testscript.TestScript, neg bool, args []string) {
 	}
 	count := map[string]int{}
 	last := map[string]int{}
-	dups, disorder := 0, 0
+	dups, disorder, gaps := 0, 0, 0
+	var prev uint64
 	hubEvents(ts, 1, func(e hubEvent) {
+		if prev != 0 && e.Seq != prev+1 {
+			if gaps++; gaps <= 5 {
+				fmt.Fprintf(ts.Stderr(), "a gap in the event log: seq %d after %d\n", e.Seq, prev)
+			}
+		}
+		prev = e.Seq
 		if count[e.MessageID]++; count[e.MessageID] == 2 {
 			dups++
 		}
@@ -155,11 +163,11 @@ func cmdCheckEvents(ts *testscript.TestScript, neg bool, args []string) {
 			}
 		}
 	}
-	fmt.Fprintf(ts.Stdout(), "%d acknowledged, %d events, %d missing, %d duplicated, %d out of order\n", acked, len(count), missing-dropped, dups, disorder)
+	fmt.Fprintf(ts.Stdout(), "%d acknowledged, %d events, %d missing, %d duplicated, %d out of order, %d gaps\n", acked, len(count), missing-dropped, dups, disorder, gaps)
 	if dropped > 0 {
 		fmt.Fprintf(ts.Stdout(), "%d dropped by the edge (drop-oldest), %d acknowledged ones absent\n", dropped, missing)
 	}
-	if (missing != dropped || dups > 0 || disorder > 0 || acked == 0) != neg {
+	if (missing != dropped || dups > 0 || disorder > 0 || gaps > 0 || acked == 0) != neg {
 		ts.Fatalf("event log check failed")
 	}
 }
@@ -251,10 +259,17 @@ type hubEvent struct {
 }
 
 // hubEvents calls f for every event of the hub's log from seq from on, in
-// order, page by page; it fails the script if seq does not increase.
+// order, page by page; it fails the script if seq does not increase. A
+// page answered 503 (a cluster between leaders) is asked again, as
+// Retry-After says, for up to 30 s.
 func hubEvents(ts *testscript.TestScript, from uint64, f func(hubEvent)) {
 	for {
-		code, data := hubGet(ts, fmt.Sprintf("/messages/events?from=%d&limit=10000", from))
+		path := fmt.Sprintf("/messages/events?from=%d&limit=10000", from)
+		code, data := hubGet(ts, path)
+		for deadline := time.Now().Add(30 * time.Second); code == 503 && time.Now().Before(deadline); {
+			time.Sleep(time.Second)
+			code, data = hubGet(ts, path)
+		}
 		if code != 200 {
 			ts.Fatalf("read events: %d %s", code, data)
 		}

@@ -15,9 +15,11 @@ import (
 // name.
 func TestCommands(t *testing.T) {
 	want := []string{
-		"checkacked", "checkevents", "cmptwins", "envjson", "envout", "eventbodies", "eventtally", "fillfs", "http", "httpwait", "hubready",
-		"hup", "killmodule", "link", "mkcerts", "mounttmpfs", "mqtt", "mqttrefused", "mqtttwin", "perm", "sleep", "splitaddr", "subst",
-		"waitevents", "waitexec", "waitfile", "waithubtwin", "waitlink", "waitqueue", "waitready", "waitstatus", "waittwin",
+		"checkacked", "checkevents", "checknodetwins", "clusterfollower", "clusterleader", "clusterready", "clustersynced", "cmptwins",
+		"envjson", "envout", "eventbodies", "eventtally", "eventwatch", "fillfs", "freeport", "http", "httpwait", "hubready", "hup", "killmodule", "link",
+		"mkcerts", "mounttmpfs", "mqtt", "mqttrefused", "mqtttwin", "noderead", "nodeready", "nodestat", "perm", "sleep", "splitaddr", "subst",
+		"twinflood", "usenode", "waitevents", "waitexec", "waitfile", "waithubtwin", "waitlink", "waitnode", "waitqueue", "waitready",
+		"waitstat", "waitstatus", "waittwin",
 	}
 	got := slices.Sorted(maps.Keys(Commands()))
 	if !slices.Equal(got, want) {
