@@ -196,6 +196,9 @@ func TestClusterImageEndpoints(t *testing.T) {
 	if resp.StatusCode != 200 || body.n != 0 {
 		t.Errorf("copy of a held image: %d after %d bytes were sent, want 200 before any", resp.StatusCode, body.n)
 	}
+	if code, body := request(t, "GET", url, "", nil); code != 401 {
+		t.Errorf("GET the copy without a token: %d %s", code, body)
+	}
 	if code, body := request(t, "GET", url, ownerToken(), nil); code != 200 || !bytes.Equal(body, data) {
 		t.Errorf("GET the copy: %d %q", code, body)
 	}
