@@ -266,3 +266,18 @@ func (c *countingReader) Read(p []byte) (int, error) {
 	c.n += n
 	return n, err
 }
+
+// TestEmptyCountsImages: a state that records an image is not empty (a
+// node with it would join with records the cluster's log does not hold).
+func TestEmptyCountsImages(t *testing.T) {
+	f := openTestFSM(t)
+	if empty, err := f.Empty(); err != nil || !empty {
+		t.Fatalf("a new state: Empty() = %v, %v", empty, err)
+	}
+	if err := applyCmd(t, f, putImage{Digest: digestOf([]byte("x")), Size: 1, Created: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if empty, err := f.Empty(); err != nil || empty {
+		t.Fatalf("a state with an image record: Empty() = %v, %v", empty, err)
+	}
+}
