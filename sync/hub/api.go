@@ -171,7 +171,7 @@ func (h *Hub) edgeAuth(r *http.Request) (string, error) {
 	if !ok || strings.Contains(rest, "/") {
 		return "", fmt.Errorf("%w: the link takes an edge device's token (resource <host>/devices/<edge>)", errUnauthorized)
 	}
-	id, ok, _ := h.ids.Get(rest)
+	id, ok, _ := h.ids().Get(rest)
 	if !ok || !id.Edge || id.Status != identity.Enabled || id.Auth.Type != identity.AuthSAS {
 		return "", fmt.Errorf("%w: %q is not an enabled edge device with SAS keys", errForbidden, rest)
 	}
@@ -375,8 +375,9 @@ func (h *Hub) readEvents(w http.ResponseWriter, r *http.Request) error {
 	deadline := time.NewTimer(wait)
 	defer deadline.Stop()
 	for {
-		ch := h.events.wait()
-		evs, err := h.events.read(from, limit)
+		events := h.events() // a snapshot restore may replace it between two rounds
+		ch := events.wait()
+		evs, err := events.read(from, limit)
 		if err != nil {
 			return err
 		}

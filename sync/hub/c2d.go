@@ -128,7 +128,7 @@ func (f *FSM) expireC2DLocked(ctx context.Context, c expireC2D) (int, error) {
 // acknowledges: those of the devices in the edge's scope, none when the
 // edge counted them in another hub's sequence numbers.
 func (h *Hub) c2dCursors(edge string, p protocol.Pull) map[string]uint64 {
-	if p.Hub != string(h.twins.Replica()) || len(p.C2D) == 0 {
+	if p.Hub != string(h.twins().Replica()) || len(p.C2D) == 0 {
 		return nil
 	}
 	inScope, err := h.inScope(edge) // lookups of the pull's devices, not a scan of the registry
@@ -147,7 +147,7 @@ func (h *Hub) c2dCursors(edge string, p protocol.Pull) map[string]uint64 {
 // c2dFor returns the next messages of a device's queue past the edge's
 // cursor (the pull's ackPull acknowledged those up to it).
 func (h *Hub) c2dFor(device string, cursor uint64) ([]protocol.C2D, error) {
-	q, ok := h.queues.Lookup("c2d/" + device)
+	q, ok := h.queues().Lookup("c2d/" + device)
 	if !ok {
 		return nil, nil
 	}

@@ -488,17 +488,10 @@ func cloneMap(m map[string]string) map[string]string {
 }
 
 // Events returns up to limit events with seq >= from.
-func (h *Hub) Events(from uint64, limit int) ([]Event, error) { return h.events.read(from, limit) }
+func (h *Hub) Events(from uint64, limit int) ([]Event, error) { return h.events().read(from, limit) }
 
 // LastSeq is the seq of the newest event in the log (0 when empty).
-// It is read under the lock a snapshot restore takes to repoint the event
-// log (a cluster follower answers /healthz and /metrics while it installs
-// one).
-func (h *Hub) LastSeq() uint64 {
-	h.storesMu.RLock()
-	defer h.storesMu.RUnlock()
-	return h.events.Last()
-}
+func (h *Hub) LastSeq() uint64 { return h.events().Last() }
 
 // expireEvents removes the events stored before Before (unix ms), oldest
 // first, at most Max of them, with their de-duplication keys.

@@ -83,4 +83,4 @@ func (e *edges) noteMessages(edge string, n int) {
 
 // EventsChanged returns a channel closed when events after the call are
 // stored (for live views; take it before reading).
-func (h *Hub) EventsChanged() <-chan struct{} { return h.events.wait() }
+func (h *Hub) EventsChanged() <-chan struct{} { return h.events().wait() }

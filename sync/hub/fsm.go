@@ -32,7 +32,10 @@ type FSM struct {
 	twins  *twin.Store
 	queues *queue.Store
 	events *eventLog
-	log    *slog.Logger
+	// readers are the stores above as other goroutines (the servers) see
+	// them: Restore replaces them all at once, on the applying goroutine.
+	readers atomic.Pointer[stores]
+	log     *slog.Logger
 
 	metrics    *metrics
 	refusedLog *ratelog.Limiter
@@ -45,7 +48,7 @@ type FSM struct {
 
 	applied     atomic.Uint64 // cache of the applied log index (replicated.go); 0: read the store
 	appliedZero atomic.Bool   // the store's applied index is known to be 0
-	onRestore   func()        // after RestoreFrom: the hub repoints its readers
+	onRestore   func()        // after RestoreFrom: the hub wakes its pulls
 	// onImage: an image record came or went (imagefsm.go); the hub's files follow.
 	onImage func(digest string, deleted bool)
 }
@@ -102,7 +105,16 @@ func (f *FSM) openStores(ctx context.Context) error {
 		_ = f.queues.Close()
 		return err
 	}
+	f.readers.Store(&stores{ids: f.ids, twins: f.twins, queues: f.queues, events: f.events})
 	return nil
+}
+
+// stores are the FSM's stores, for readers outside Apply.
+type stores struct {
+	ids    *identity.Cache
+	twins  *twin.Store
+	queues *queue.Store
+	events *eventLog
 }
 
 // Close stops the stores' goroutines (not the kv store).

@@ -244,12 +244,12 @@ func runScenario(t *testing.T, h *Hub) {
 	must(err)
 	// gw1 pulls: its version vector acknowledges the hub's twin writes; the
 	// second pull says it holds the first cloud-to-device message.
-	push, err := h.Pull(ctx, "gw1", protocol.Pull{Instance: "edge:gw1.a", TwinVV: h.twins.VV(), WaitMs: 1})
+	push, err := h.Pull(ctx, "gw1", protocol.Pull{Instance: "edge:gw1.a", TwinVV: h.twins().VV(), WaitMs: 1})
 	must(err)
 	if len(push.C2D) != 2 {
 		t.Fatalf("first pull: %d cloud-to-device messages, want 2", len(push.C2D))
 	}
-	push, err = h.Pull(ctx, "gw1", protocol.Pull{Instance: "edge:gw1.a", Hub: push.Hub, TwinVV: h.twins.VV(), WaitMs: 1,
+	push, err = h.Pull(ctx, "gw1", protocol.Pull{Instance: "edge:gw1.a", Hub: push.Hub, TwinVV: h.twins().VV(), WaitMs: 1,
 		C2D: map[string]uint64{"dev1": push.C2D[0].Seq}})
 	must(err)
 	if len(push.C2D) != 1 || string(push.C2D[0].Body) != "again" {
@@ -508,4 +508,47 @@ func FuzzRestore(f *testing.F) {
 			t.Fatalf("apply after a restore (%v): %v", restoreErr, err)
 		}
 	})
+}
+
+// TestRestoreWhileServing: a cluster node installs a snapshot while its
+// servers answer (a follower's /metrics and stale reads, a leader that
+// just stepped down): the readers never race the restore (run with -race).
+func TestRestoreWhileServing(t *testing.T) {
+	f := newFixture(t)
+	var snap bytes.Buffer
+	if err := f.h.Snapshot(&snap); err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			_, _ = f.h.Identity("gw1")
+			_ = f.h.Devices()
+			_ = f.h.LastSeq()
+			_, _ = f.h.Twin("dev1")
+			req, _ := http.NewRequest("GET", f.srv.URL+"/metrics", nil)
+			req.Header.Set("Authorization", ownerToken())
+			if resp, err := http.DefaultClient.Do(req); err == nil {
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			}
+		}
+	}()
+	for range 5 {
+		if err := f.h.FSM().RestoreFrom(bytes.NewReader(snap.Bytes())); err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(stop)
+	<-done
+	if _, err := f.h.Identity("gw1"); err != nil {
+		t.Fatalf("after the restores: %v", err)
+	}
 }

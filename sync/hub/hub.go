@@ -110,10 +110,6 @@ type Hub struct {
 	disk     *disk.Monitor // nil InMemory
 	ownsDisk bool
 	db       *kv.DB
-	ids      *identity.Cache
-	twins    *twin.Store
-	queues   *queue.Store
-	events   *eventLog
 	images   *imageStore
 	// imageKick asks syncImages for a pass; imageFlights: one fetch per image.
 	imageKick    chan struct{}
@@ -123,8 +119,7 @@ type Hub struct {
 	cluster atomic.Pointer[Cluster] // Clustered: the replicated log
 	// recordEntry, if set (tests), sees every entry before it applies, in order.
 	recordEntry func(entry []byte)
-	mu          sync.Mutex   // the state machine: commands apply one at a time
-	storesMu    sync.RWMutex // the readers' store pointers, repointed after a restore
+	mu          sync.Mutex // the state machine: commands apply one at a time
 	wakeMu      sync.Mutex
 	wakeCh      chan struct{} // closed and replaced after every change edges pull
 	edges       *edges
@@ -218,7 +213,7 @@ func Open(ctx context.Context, dir string, opts Options) (*Hub, error) {
 	if h.fsm, err = OpenFSM(ctx, h.db, FSMOptions{Logger: opts.Logger, Now: opts.Now, Incarnation: inc}); err != nil {
 		return fail(err)
 	}
-	h.useFSM()
+	h.metrics = h.fsm.metrics
 	h.fsm.onRestore = h.restored
 	if h.images, err = openImages(opts.ImageDir, opts.MaxImageSize); err != nil {
 		return fail(err)
@@ -239,12 +234,13 @@ func Open(ctx context.Context, dir string, opts Options) (*Hub, error) {
 	return h, nil
 }
 
-// useFSM points the servers' readers at the FSM's stores (after Open and
-// Restore).
-func (h *Hub) useFSM() {
-	f := h.fsm
-	h.ids, h.twins, h.queues, h.events, h.metrics = f.ids, f.twins, f.queues, f.events, f.metrics
-}
+// The servers read the FSM's stores as a snapshot restore (on the
+// applying goroutine) last left them: one load per use, no lock.
+
+func (h *Hub) ids() *identity.Cache { return h.fsm.readers.Load().ids }
+func (h *Hub) twins() *twin.Store   { return h.fsm.readers.Load().twins }
+func (h *Hub) queues() *queue.Store { return h.fsm.readers.Load().queues }
+func (h *Hub) events() *eventLog    { return h.fsm.readers.Load().events }
 
 // incarnation is Options.Incarnation; without one, DefaultIncarnation for
 // a clustered hub (the same on every node) and a new one for a single hub,
@@ -266,12 +262,9 @@ func (h *Hub) incarnation() string {
 // FSM is the hub's state machine, for the replicated log to apply.
 func (h *Hub) FSM() *FSM { return h.fsm }
 
-// restored repoints the servers' readers after the replicated log
-// restored a snapshot into the FSM, and wakes the pulls.
+// restored wakes the pulls after the replicated log restored a snapshot
+// into the FSM.
 func (h *Hub) restored() {
-	h.storesMu.Lock()
-	h.useFSM()
-	h.storesMu.Unlock()
 	h.wake()
 	if h.opts.Clustered {
 		h.kickImageSync()
@@ -286,8 +279,8 @@ func (h *Hub) Stop() {
 	}
 	h.wake()
 	close(h.done)
-	if h.events != nil {
-		h.events.close()
+	if h.fsm != nil {
+		h.events().close()
 	}
 }
 

@@ -414,7 +414,7 @@ func TestInScopeMatchesScope(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	all, _ := f.h.ids.List()
+	all, _ := f.h.ids().List()
 	for _, id := range all {
 		if _, ok := want[id.ID()]; in(id.ID()) != ok {
 			t.Errorf("%s: inScope %v, scope %v", id.ID(), in(id.ID()), ok)
@@ -503,7 +503,7 @@ func TestRegistryRefusesWildcardIDs(t *testing.T) {
 	if code != 400 {
 		t.Errorf("deployment with module a+b: %d %s, want 400", code, body)
 	}
-	ids, _ := f.h.ids.List()
+	ids, _ := f.h.ids().List()
 	for _, i := range ids {
 		if strings.ContainsAny(i.ID(), "+#") {
 			t.Errorf("wildcard id %q was registered", i.ID())
@@ -516,7 +516,7 @@ func TestRegistryRefusesWildcardIDs(t *testing.T) {
 // a module, a device outside its scope or one that does not exist.
 func TestC2DCursorsInScopeOnly(t *testing.T) {
 	f := newFixture(t)
-	hub := string(f.h.twins.Replica())
+	hub := string(f.h.twins().Replica())
 	cur := map[string]uint64{"dev1": 3, "gw1": 4, "dev1/m": 5, "other": 6, "ghost": 7, "bad id!": 8}
 	got := f.h.c2dCursors("gw1", protocol.Pull{Instance: "edge:gw1.a", Hub: hub, C2D: cur})
 	if want := map[string]uint64{"dev1": 3}; !reflect.DeepEqual(got, want) {

@@ -196,6 +196,9 @@ func TestClusterImageEndpoints(t *testing.T) {
 	if resp.StatusCode != 200 || body.n != 0 {
 		t.Errorf("copy of a held image: %d after %d bytes were sent, want 200 before any", resp.StatusCode, body.n)
 	}
+	if code, body := request(t, "GET", url, "", nil); code != 401 {
+		t.Errorf("GET the copy without a token: %d %s", code, body)
+	}
 	if code, body := request(t, "GET", url, ownerToken(), nil); code != 200 || !bytes.Equal(body, data) {
 		t.Errorf("GET the copy: %d %q", code, body)
 	}
@@ -262,4 +265,19 @@ func (c *countingReader) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
 	c.n += n
 	return n, err
+}
+
+// TestEmptyCountsImages: a state that records an image is not empty (a
+// node with it would join with records the cluster's log does not hold).
+func TestEmptyCountsImages(t *testing.T) {
+	f := openTestFSM(t)
+	if empty, err := f.Empty(); err != nil || !empty {
+		t.Fatalf("a new state: Empty() = %v, %v", empty, err)
+	}
+	if err := applyCmd(t, f, putImage{Digest: digestOf([]byte("x")), Size: 1, Created: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if empty, err := f.Empty(); err != nil || empty {
+		t.Fatalf("a state with an image record: Empty() = %v, %v", empty, err)
+	}
 }

@@ -281,7 +281,10 @@ func (h *Hub) nodeOnly(f func(http.ResponseWriter, *http.Request) error) http.Ha
 			writeError(w, err)
 			return
 		}
-		setDeadline(w, 0) // a transfer, bounded by the sender's copyTimeout
+		// A transfer: as long as the sender gives the largest image (its
+		// copyTimeout), so a sender that vanished mid-copy does not hold
+		// the handler and its temp file past that.
+		setDeadline(w, copyTimeout(h.images.max))
 		if err := f(w, r); err != nil {
 			h.log.Warn("image copy between nodes failed", "method", r.Method, "digest", r.PathValue("digest"), "err", err)
 			writeError(w, err)

@@ -80,10 +80,10 @@ func (f *FSM) withModules(ids []string) []string {
 // scope holds it, none but the hub when no edge does. Which twins a round
 // looks at is chosen here; the command removes what the state makes stable.
 func (h *Hub) collectGarbage(ctx context.Context) {
-	if ctx.Err() != nil || !h.leads() || h.twins.GCBacklog() == 0 {
+	if ctx.Err() != nil || !h.leads() || h.twins().GCBacklog() == 0 {
 		return
 	}
-	if err := h.apply(ctx, gcTwins{IDs: h.twins.GCTake(gcWork)}); err != nil {
+	if err := h.apply(ctx, gcTwins{IDs: h.twins().GCTake(gcWork)}); err != nil {
 		h.log.Warn("twin GC", "err", err)
 	}
 }

@@ -41,11 +41,11 @@ func TestDeleteDeviceRemovesTwinAndC2D(t *testing.T) {
 		t.Fatalf("delete: %d", code)
 	}
 	for _, id := range []string{"dev1", "dev1/m"} {
-		if _, err := f.h.twins.Get(id); !errors.Is(err, twin.ErrNotFound) {
+		if _, err := f.h.twins().Get(id); !errors.Is(err, twin.ErrNotFound) {
 			t.Fatalf("the twin of deleted %s: %v, want ErrNotFound", id, err)
 		}
 	}
-	if q, ok := f.h.queues.Lookup("c2d/dev1"); ok && q.Stats().Depth != 0 {
+	if q, ok := f.h.queues().Lookup("c2d/dev1"); ok && q.Stats().Depth != 0 {
 		t.Fatalf("%d cloud-to-device messages left for the deleted device", q.Stats().Depth)
 	}
 	if f.h.metrics.twinsRemoved.Load() != 2 || f.h.metrics.c2dPurged.Load() != 3 {
@@ -132,11 +132,11 @@ func TestGCWaitsForTheEdge(t *testing.T) {
 		}
 	}
 	f.h.collectGarbage(f.ctx)
-	tombs := func(id string) int { n, _ := f.h.twins.Tombstones(id); return n }
+	tombs := func(id string) int { n, _ := f.h.twins().Tombstones(id); return n }
 	if tombs("other") != 0 || tombs("dev1") == 0 {
 		t.Fatalf("tombstones: other %d (no edge: want 0), dev1 %d (edge not heard from: want some)", tombs("other"), tombs("dev1"))
 	}
-	pull := protocol.Pull{Instance: "edge:gw1.a1", TwinVV: f.h.twins.VV(), WaitMs: 10}
+	pull := protocol.Pull{Instance: "edge:gw1.a1", TwinVV: f.h.twins().VV(), WaitMs: 10}
 	if code, body := f.frame(t, protocol.PathPull, pull, &protocol.Push{}); code != 200 {
 		t.Fatalf("pull: %d %s", code, body)
 	}

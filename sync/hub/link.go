@@ -30,7 +30,7 @@ func (h *Hub) Hello(edge string, m protocol.Hello) (protocol.Welcome, error) {
 	if err != nil {
 		return protocol.Welcome{}, err
 	}
-	return protocol.Welcome{Version: protocol.Version, Cursors: cur, TwinVV: h.twins.VV(), HubTime: h.opts.Now().UnixMilli(), Hub: string(h.twins.Replica())}, nil
+	return protocol.Welcome{Version: protocol.Version, Cursors: cur, TwinVV: h.twins().VV(), HubTime: h.opts.Now().UnixMilli(), Hub: string(h.twins().Replica())}, nil
 }
 
 // checkInstance refuses an incarnation that is not the edge's own: an edge
@@ -87,7 +87,7 @@ func (h *Hub) Twins(ctx context.Context, edge string, m protocol.TwinsUp) (proto
 				return protocol.TwinsAck{}, fmt.Errorf("%w: twin %q carries a field written by %s; an edge sends only its own writes", ErrInvalid, td.ID, o)
 			}
 		}
-		cur, exists, err := h.ids.Get(td.ID)
+		cur, exists, err := h.ids().Get(td.ID)
 		switch {
 		case err != nil:
 			h.metrics.framesRefused.Add(1)
@@ -119,7 +119,7 @@ func (h *Hub) Twins(ctx context.Context, edge string, m protocol.TwinsUp) (proto
 	}
 	h.metrics.twinMerges.Add(1)
 	h.collectGarbage(ctx)
-	return protocol.TwinsAck{TwinVV: h.twins.VV(), Hub: string(h.twins.Replica())}, nil
+	return protocol.TwinsAck{TwinVV: h.twins().VV(), Hub: string(h.twins().Replica())}, nil
 }
 
 // MethodResult takes an edge's answer to a method call.
@@ -182,7 +182,7 @@ func empty(p protocol.Push) bool {
 const twinFieldsPerPush = 4096
 
 func (h *Hub) collect(ctx context.Context, edge string, p protocol.Pull) (protocol.Push, <-chan struct{}, error) {
-	push := protocol.Push{Hub: string(h.twins.Replica())}
+	push := protocol.Push{Hub: string(h.twins().Replica())}
 	if p.Hub != push.Hub {
 		p.C2D = nil // counted in another hub's sequence numbers
 	}
@@ -195,8 +195,8 @@ func (h *Hub) collect(ctx context.Context, edge string, p protocol.Pull) (protoc
 	if d := digest(wire); d != p.Scope {
 		push.HasScope, push.Scope, push.Identities = true, d, wire
 	}
-	push.TwinVV = h.twins.VV() // before the delta: once it is applied, the edge holds all of it
-	if push.Twins, push.TwinsMore, err = h.twins.DeltaFor(p.TwinVV, twinFieldsPerPush, func(id string) bool { _, ok := scope[id]; return ok }); err != nil {
+	push.TwinVV = h.twins().VV() // before the delta: once it is applied, the edge holds all of it
+	if push.Twins, push.TwinsMore, err = h.twins().DeltaFor(p.TwinVV, twinFieldsPerPush, func(id string) bool { _, ok := scope[id]; return ok }); err != nil {
 		return push, nil, err
 	}
 	for _, td := range push.Twins.Twins {

@@ -21,7 +21,7 @@ func (h *Hub) PutDevice(ctx context.Context, j identity.JSON) (identity.Identity
 	if j.ModuleID != "" {
 		return identity.Identity{}, fmt.Errorf("%w: PUT /devices/{id} takes a device; use /devices/{id}/modules/{m} for modules", ErrInvalid)
 	}
-	old, exists, err := h.ids.Get(j.DeviceID)
+	old, exists, err := h.ids().Get(j.DeviceID)
 	if err != nil {
 		return identity.Identity{}, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
@@ -43,7 +43,7 @@ func (h *Hub) PutDevice(ctx context.Context, j identity.JSON) (identity.Identity
 	cmd := putIdentities{IDs: []identity.Identity{id}}
 	if id.Edge {
 		for _, m := range systemModules {
-			if _, ok, _ := h.ids.Get(id.DeviceID + "/" + m); !ok {
+			if _, ok, _ := h.ids().Get(id.DeviceID + "/" + m); !ok {
 				cmd.IDs = append(cmd.IDs, newModule(id.DeviceID, m))
 			}
 		}
@@ -56,10 +56,10 @@ func (h *Hub) PutDevice(ctx context.Context, j identity.JSON) (identity.Identity
 
 // PutModule creates or updates a module identity of an existing device.
 func (h *Hub) PutModule(ctx context.Context, j identity.JSON) (identity.Identity, error) {
-	if _, ok, _ := h.ids.Get(j.DeviceID); !ok {
+	if _, ok, _ := h.ids().Get(j.DeviceID); !ok {
 		return identity.Identity{}, fmt.Errorf("%w: device %q", ErrNotFound, j.DeviceID)
 	}
-	old, exists, err := h.ids.Get(j.DeviceID + "/" + j.ModuleID)
+	old, exists, err := h.ids().Get(j.DeviceID + "/" + j.ModuleID)
 	if err != nil {
 		return identity.Identity{}, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
@@ -114,10 +114,10 @@ func fill(j identity.JSON, old identity.Identity, exists bool) (identity.Identit
 
 // DeleteDevice removes a device and its modules.
 func (h *Hub) DeleteDevice(ctx context.Context, device string) error {
-	if _, ok, _ := h.ids.Get(device); !ok {
+	if _, ok, _ := h.ids().Get(device); !ok {
 		return fmt.Errorf("%w: device %q", ErrNotFound, device)
 	}
-	ids, _ := h.ids.List()
+	ids, _ := h.ids().List()
 	cmd := deleteIdentities{IDs: []string{device}}
 	for _, id := range ids {
 		if id.ModuleID != "" && id.DeviceID == device {
@@ -129,17 +129,19 @@ func (h *Hub) DeleteDevice(ctx context.Context, device string) error {
 
 // DeleteModule removes a module identity.
 func (h *Hub) DeleteModule(ctx context.Context, device, module string) error {
-	if _, ok, _ := h.ids.Get(device + "/" + module); !ok {
+	if _, ok, _ := h.ids().Get(device + "/" + module); !ok {
 		return fmt.Errorf("%w: module %q of device %q", ErrNotFound, module, device)
 	}
 	return h.apply(ctx, deleteIdentities{IDs: []string{device + "/" + module}})
 }
 
 // Identity returns a device ("d") or module ("d/m").
-func (h *Hub) Identity(id string) (identity.Identity, error) { return h.fsm.identity(id) }
+func (h *Hub) Identity(id string) (identity.Identity, error) { return lookupIdentity(h.ids(), id) }
 
-func (f *FSM) identity(id string) (identity.Identity, error) {
-	v, ok, err := f.ids.Get(id)
+func (f *FSM) identity(id string) (identity.Identity, error) { return lookupIdentity(f.ids, id) }
+
+func lookupIdentity(ids *identity.Cache, id string) (identity.Identity, error) {
+	v, ok, err := ids.Get(id)
 	switch {
 	case err != nil:
 		return v, fmt.Errorf("%w: %v", ErrInvalid, err)
@@ -151,7 +153,7 @@ func (f *FSM) identity(id string) (identity.Identity, error) {
 
 // Devices lists the devices (not their modules).
 func (h *Hub) Devices() []identity.Identity {
-	ids, _ := h.ids.List()
+	ids, _ := h.ids().List()
 	return slices.DeleteFunc(ids, func(i identity.Identity) bool { return i.ModuleID != "" })
 }
 
@@ -160,7 +162,7 @@ func (h *Hub) Modules(device string) ([]identity.Identity, error) {
 	if _, err := h.Identity(device); err != nil {
 		return nil, err
 	}
-	ids, _ := h.ids.List()
+	ids, _ := h.ids().List()
 	return slices.DeleteFunc(ids, func(i identity.Identity) bool { return i.ModuleID == "" || i.DeviceID != device }), nil
 }
 
@@ -174,7 +176,7 @@ func (h *Hub) scope(edge string) ([]identity.Identity, identity.Identity, error)
 	if !self.Edge {
 		return nil, self, fmt.Errorf("%w: %q is not an edge device", ErrInvalid, edge)
 	}
-	all, _ := h.ids.List()
+	all, _ := h.ids().List()
 	children := map[string]bool{edge: true}
 	for _, id := range all {
 		if id.ModuleID == "" && slices.Contains(id.ParentScopes, self.DeviceScope) {
@@ -187,11 +189,13 @@ func (h *Hub) scope(edge string) ([]identity.Identity, identity.Identity, error)
 // inScope returns a check of whether an identity ("d" or "d/m") is in an
 // edge's scope, by lookups rather than a scan of the registry: for the
 // per-batch checks of the link.
-func (h *Hub) inScope(edge string) (func(id string) bool, error) { return h.fsm.inScope(edge) }
+func (h *Hub) inScope(edge string) (func(id string) bool, error) { return scopeOf(h.ids(), edge) }
 
 // inScope (see Hub.inScope) reads only the FSM's state.
-func (f *FSM) inScope(edge string) (func(id string) bool, error) {
-	self, err := f.identity(edge)
+func (f *FSM) inScope(edge string) (func(id string) bool, error) { return scopeOf(f.ids, edge) }
+
+func scopeOf(ids *identity.Cache, edge string) (func(id string) bool, error) {
+	self, err := lookupIdentity(ids, edge)
 	if err != nil {
 		return nil, err
 	}
@@ -199,14 +203,14 @@ func (f *FSM) inScope(edge string) (func(id string) bool, error) {
 		return nil, fmt.Errorf("%w: %q is not an edge device", ErrInvalid, edge)
 	}
 	return func(id string) bool {
-		if _, ok, _ := f.ids.Get(id); !ok {
+		if _, ok, _ := ids.Get(id); !ok {
 			return false
 		}
 		dev, _, _ := identity.SplitID(id)
 		if dev == edge {
 			return true
 		}
-		d, ok, _ := f.ids.Get(dev)
+		d, ok, _ := ids.Get(dev)
 		return ok && d.ModuleID == "" && slices.Contains(d.ParentScopes, self.DeviceScope)
 	}, nil
 }

@@ -147,14 +147,17 @@ func (f *FSM) RestoreFrom(r io.Reader) error {
 	return nil
 }
 
-// Empty reports whether the state holds no identity, twin, event or
-// cloud-to-device message: a node about to join a cluster must be (the
-// log it replays assumes an empty start).
+// Empty reports whether the state holds no identity, twin, event,
+// cloud-to-device message or image record: a node about to join a
+// cluster must be (the log it replays assumes an empty start), and a
+// first node that is not starts the log behind a snapshot of its state.
+// Image records count: Open records the files of a store that has none
+// (adoptImages), so a data directory that held images is not empty.
 func (f *FSM) Empty() (bool, error) {
 	empty := true
 	err := f.db.View(func(txn *badger.Txn) error {
-		for _, p := range []byte{kv.PrefixIdentity, kv.PrefixTwin, kv.PrefixEvent, kv.PrefixQueueMsg} {
-			it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{p}})
+		for _, p := range [][]byte{{kv.PrefixIdentity}, {kv.PrefixTwin}, {kv.PrefixEvent}, {kv.PrefixQueueMsg}, imagePrefix} {
+			it := txn.NewIterator(badger.IteratorOptions{Prefix: p})
 			it.Rewind()
 			found := it.Valid()
 			it.Close()

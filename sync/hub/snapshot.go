@@ -83,8 +83,9 @@ func writeRecord(w *bufio.Writer, b []byte) error {
 
 // Restore replaces the FSM's state with a snapshot: it drops every key,
 // loads the snapshot in bounded batches and reopens the stores. The
-// caller applies nothing meanwhile and reads nothing through stores it
-// took from the FSM before (Hub.Restore repoints them).
+// caller applies nothing meanwhile; readers on other goroutines load the
+// stores from f.readers, which it replaces once they are open (one taken
+// before answers from closed stores).
 func (f *FSM) Restore(r io.Reader) error {
 	if err := f.Close(); err != nil {
 		return fmt.Errorf("restore hub snapshot: close the stores: %w", err)
@@ -162,9 +163,6 @@ func readRecord(r *bufio.Reader, limit uint64) ([]byte, error) {
 func (h *Hub) Restore(r io.Reader) error {
 	h.mu.Lock()
 	err := h.fsm.Restore(r)
-	h.storesMu.Lock()
-	h.useFSM()
-	h.storesMu.Unlock()
 	h.mu.Unlock()
 	h.wake()
 	return err

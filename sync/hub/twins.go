@@ -34,7 +34,7 @@ func (h *Hub) Twin(id string) ([]byte, error) {
 	if _, err := h.Identity(id); err != nil {
 		return nil, err
 	}
-	v, err := h.twins.Get(id)
+	v, err := h.twins().Get(id)
 	if errors.Is(err, twin.ErrNotFound) {
 		return nil, fmt.Errorf("%w: twin %q", ErrNotFound, id)
 	}
@@ -148,7 +148,7 @@ func (h *Hub) ApplyConfiguration(ctx context.Context, device string, body []byte
 		if _, _, err := identity.SplitID(device + "/" + mod); err != nil {
 			return nil, fmt.Errorf("%w: module name %q: %v", ErrInvalid, mod, err)
 		}
-		if _, ok, _ := h.ids.Get(device + "/" + mod); !ok {
+		if _, ok, _ := h.ids().Get(device + "/" + mod); !ok {
 			c.New = append(c.New, newModule(device, mod))
 		}
 		out = append(out, mod)
@@ -178,4 +178,4 @@ func (f *FSM) applyConfigurationLocked(ctx context.Context, c applyConfiguration
 
 // TwinStore is the hub's twin replica (tests and diagnostics read its
 // counters, version vector and tombstones; writes go through the hub).
-func (h *Hub) TwinStore() *twin.Store { return h.twins }
+func (h *Hub) TwinStore() *twin.Store { return h.twins() }

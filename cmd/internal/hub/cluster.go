@@ -191,7 +191,7 @@ func (c *clusterRun) openNode(ctx context.Context) error {
 		}
 		switch {
 		case !empty && c.cfg.Join != "":
-			return fmt.Errorf("%s holds a hub's state (devices, twins or events): a joining node starts from an empty --data directory and receives the cluster's state", c.cfg.DataDir)
+			return fmt.Errorf("%s holds a hub's state (devices, twins, events or images): a joining node starts from an empty --data directory and receives the cluster's state", c.cfg.DataDir)
 		case !empty:
 			// A single hub (or a backup) becomes the cluster's first node:
 			// its state is not in the log, so the log starts again at 1
