@@ -58,12 +58,30 @@ func (f *FSM) sendC2DLocked(ctx context.Context, c sendC2D) error {
 	if err != nil {
 		return err
 	}
+	if f.c2dAtTail(q, c.Msg.ID) {
+		return nil
+	}
 	if _, err := q.Append(ctx, c.Msg); errors.Is(err, queue.ErrFull) {
 		return fmt.Errorf("%w: %d cloud-to-device messages already wait for %q; it must receive some first", ErrFull, c2dMaxCount, c.Device)
 	} else if err != nil {
 		return err
 	}
 	return nil
+}
+
+// c2dAtTail reports whether the queue's newest message is this command's
+// own, appended at this command's time: the command is being applied again
+// after a crash that came between its write and the applied index
+// (replicated.go), and must not queue its message twice. A message sent
+// again with the same id by a later command has a later time and is
+// queued.
+func (f *FSM) c2dAtTail(q *queue.Queue, id string) bool {
+	st := q.Stats()
+	if st.Appended == 0 {
+		return false
+	}
+	last, err := q.Read(st.Appended-1, 1)
+	return err == nil && len(last) == 1 && last[0].ID == id && last[0].EnqueuedAt.Equal(f.now())
 }
 
 // ackPullLocked applies an ackPull: devices in sorted order, each queue

@@ -21,7 +21,10 @@ import (
 // so an answer never depends on the node asked, and the in-memory parts
 // of the link (long polls, method calls waiting for their edge, instance
 // tracking) live on one node, the leader. A leader confirms it still
-// leads (VerifyLeader) before it answers a read.
+// leads (VerifyLeader) before it answers a read or any REST request. Link
+// frames (POST, pulls included) skip that round trip: what a deposed leader
+// might still answer there is at worst an older cursor or C2D batch, which
+// the edge sends again or the hub's state de-duplicates.
 
 // Cluster is the replicated log under a clustered hub: a sync/cluster
 // node, adapted by cmd/internal/hub.
@@ -193,8 +196,13 @@ func (h *Hub) leaderURL(c Cluster) (*url.URL, error) {
 		return nil, errors.New("this node is still starting: retry")
 	}
 	id := c.LeaderID()
-	if id == "" {
+	switch id {
+	case "":
 		return nil, errors.New("no leader is elected yet: retry in a second")
+	case c.ID():
+		// Raft names this node, yet it could not confirm its leadership
+		// (its barrier failed): answer here rather than forward to itself.
+		return nil, errors.New("this node is taking over as leader: retry in a second")
 	}
 	nodes, err := h.fsm.Nodes()
 	if err != nil {

@@ -552,3 +552,42 @@ func TestRestoreWhileServing(t *testing.T) {
 		t.Fatalf("after the restores: %v", err)
 	}
 }
+
+// An entry applied again after a crash between its write and the applied
+// index queues its cloud-to-device message once; a later command with the
+// same message id (IoT Hub allows it) queues another.
+func TestSendC2DAppliedAgainQueuesOnce(t *testing.T) {
+	db, err := kv.Open("", kv.Options{InMemory: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	f, err := OpenFSM(context.Background(), db, FSMOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	send := func(at int64) []byte {
+		e, err := encodeCommand(sendC2D{Device: "dev1", Msg: queue.Message{ID: "c1", Body: []byte("hi")}}, at)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return e
+	}
+	first := send(1_700_000_000_000)
+	for range 2 { // the same entry twice: a replay
+		if _, err := f.Apply(first); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := f.Apply(send(1_700_000_001_000)); err != nil {
+		t.Fatal(err)
+	}
+	q, ok := f.queues.Lookup("c2d/dev1")
+	if !ok {
+		t.Fatal("no C2D queue")
+	}
+	if n := q.Stats().Depth; n != 2 {
+		t.Fatalf("%d messages queued, want 2 (the replayed entry once, the later send once)", n)
+	}
+}

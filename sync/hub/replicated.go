@@ -17,6 +17,17 @@ import (
 // NoSnapshotRestoreOnStart), so the index of the last applied entry is
 // kept in the same store and entries at or below it are skipped when the
 // log replays them after a restart.
+//
+// The index is written after a batch's commands, not with each command's
+// writes (the stores commit on their own), so a crash between the two
+// applies the batch's last entries again on restart. Commands are made to
+// bear that: events are recognised by their digests, twin deltas merge
+// idempotently, identities, images and node records are set, deletes find
+// nothing, and a C2D send finds its own message at the queue's tail
+// (c2dAtTail). A twin write or a deployment applied again is stamped again:
+// the same values under a later version on that node, which edges merge as
+// a newer write (not built: carrying the command's index into the twin
+// store so that it can tell).
 
 // appliedKey holds the index of the last log entry the FSM applied.
 var appliedKey = []byte{kv.PrefixMeta, 'h', 'r', 'a'}

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -226,8 +227,13 @@ func peerClient(dataDir string) *http.Client {
 	if pem, err := os.ReadFile(filepath.Join(dataDir, "certs", certs.CAFile)); err == nil {
 		pool.AppendCertsFromPEM(pem)
 	}
-	return &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12},
-		ResponseHeaderTimeout: 0, IdleConnTimeout: 90 * time.Second, ExpectContinueTimeout: 2 * time.Second}}
+	// No response-header timeout (forwarded long polls and method calls
+	// wait for minutes); a leader whose machine vanished is noticed by the
+	// dial timeout and TCP keepalives within about 11 s.
+	d := &net.Dialer{Timeout: 10 * time.Second, KeepAliveConfig: net.KeepAliveConfig{Enable: true, Idle: 5 * time.Second,
+		Interval: 2 * time.Second, Count: 3}}
+	return &http.Client{Transport: &http.Transport{DialContext: d.DialContext, TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12},
+		TLSHandshakeTimeout: 10 * time.Second, IdleConnTimeout: 90 * time.Second, ExpectContinueTimeout: 2 * time.Second}}
 }
 
 // handle registers the membership endpoints on mux.
