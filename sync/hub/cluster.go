@@ -99,6 +99,17 @@ func (h *Hub) leads() bool {
 	return c != nil && c.IsLeader()
 }
 
+// caughtUp reports whether this node's state includes everything the
+// cluster committed: always for a single hub; for a clustered one, what
+// its replicated log says (a node that cannot tell has not).
+func (h *Hub) caughtUp() bool {
+	if !h.opts.Clustered {
+		return true
+	}
+	c, ok := h.clusterNode().(interface{ CaughtUp() bool })
+	return ok && c.CaughtUp()
+}
+
 // ForwardOptions configure Forward.
 type ForwardOptions struct {
 	// Local reports the requests this node answers itself (its health,

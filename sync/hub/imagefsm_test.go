@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -214,7 +215,9 @@ func TestClusterImageEndpoints(t *testing.T) {
 
 // TestImageSyncRemovesOldOrphans: a clustered node removes the files
 // nothing records once they are older than orphanGrace, and keeps younger
-// ones (a push whose record is on its way).
+// ones (a push whose record is on its way) — once it has caught up with
+// the cluster: before that, a file may be a copy whose record it has not
+// applied yet.
 func TestImageSyncRemovesOldOrphans(t *testing.T) {
 	dir := t.TempDir()
 	images, store := filepath.Join(dir, "images"), filepath.Join(dir, "store")
@@ -241,6 +244,16 @@ func TestImageSyncRemovesOldOrphans(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer h.Close()
+	lag := &standInLog{}
+	h.SetCluster(lag)
+	if err := h.syncImagesOnce(); err != nil {
+		t.Fatal(err)
+	}
+	if !h.images.has(old) {
+		t.Fatal("a node that has not caught up removed an orphan")
+	}
+	lag.caughtUp.Store(true)
+	h.kickImageSync()
 	deadline := time.Now().Add(10 * time.Second)
 	for h.images.has(old) {
 		if time.Now().After(deadline) {
@@ -255,6 +268,19 @@ func TestImageSyncRemovesOldOrphans(t *testing.T) {
 		t.Errorf("a clustered node adopted orphans: %v %v", imgs, err)
 	}
 }
+
+// standInLog is the replicated log of a node that never leads and has
+// caught up when the test says so (the image sync asks nothing else).
+type standInLog struct{ caughtUp atomic.Bool }
+
+func (*standInLog) ID() string { return "n1" }
+func (*standInLog) Apply(context.Context, []byte) (any, error) {
+	return nil, ErrNotLeader
+}
+func (*standInLog) VerifyLeader(context.Context) error { return ErrNotLeader }
+func (*standInLog) IsLeader() bool                     { return false }
+func (*standInLog) LeaderID() string                   { return "" }
+func (l *standInLog) CaughtUp() bool                   { return l.caughtUp.Load() }
 
 type countingReader struct {
 	r io.Reader

@@ -417,6 +417,12 @@ func (h *Hub) syncImagesOnce() error {
 			errs = append(errs, h.fetchImage(ctx, rec))
 		}
 	}
+	if !h.caughtUp() {
+		// A node that just came back may not have applied a record yet
+		// whose copy it holds (one of the majority a push counted): its
+		// orphans wait until it has caught up with the leader.
+		return errors.Join(errs...)
+	}
 	files, err := h.images.files()
 	if err != nil {
 		return err

@@ -169,6 +169,17 @@ func (l *raftLog) IsLeader() bool {
 	return true
 }
 
+// CaughtUp reports whether this node applied every entry it knows
+// committed, and knows the commit index from a leader heard within the
+// last 2 s (or leads, its barrier done).
+func (l *raftLog) CaughtUp() bool {
+	if l.IsLeader() {
+		return true
+	}
+	s := l.n.Stats()
+	return s.CommitIndex > 0 && s.AppliedIndex >= s.CommitIndex && time.Since(s.LastContact) < 2*time.Second
+}
+
 // Health is this node's part of /healthz: its raft state and progress.
 func (l *raftLog) Health() any {
 	s := l.n.Stats()
