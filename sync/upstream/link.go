@@ -162,6 +162,7 @@ type Link struct {
 	nodes       []string      // the hub's base URLs
 	cur         int           // index in nodes of the node in use
 	failedInRow int           // nodes that failed one after the other since the last answer
+	failedAt    []time.Time   // when each node last failed (zero: never)
 	moved       chan struct{} // closed when the link moves to another node
 	switchLog   ratelog.Limiter
 
@@ -204,7 +205,7 @@ func New(opts Options) (*Link, error) {
 		nodes[i] = strings.TrimSuffix(u, "/")
 	}
 	l := &Link{opts: opts, log: opts.Logger, instance: string(opts.Twins.Replica()), upCh: make(chan struct{}),
-		status: Status{State: "connecting", Since: time.Now()}, nodes: nodes, moved: make(chan struct{}),
+		status: Status{State: "connecting", Since: time.Now()}, nodes: nodes, moved: make(chan struct{}), failedAt: make([]time.Time, len(nodes)),
 		switchLog: ratelog.Limiter{Every: switchLogEvery}}
 	for _, n := range upstreamQueues() {
 		q, err := opts.Queues.Queue(n, queue.QueueOptions{})
