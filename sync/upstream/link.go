@@ -574,8 +574,11 @@ func (l *Link) post(ctx context.Context, path string, in, out any, timeout time.
 // postOnce sends one frame to node i at base; moved is closed when the
 // link moves away from that node, which cancels the request.
 func (l *Link) postOnce(ctx context.Context, i int, base string, moved <-chan struct{}, path string, body []byte, enc string, out any) error {
-	ctx, cancel := untilMoved(ctx, moved)
-	defer cancel()
+	if len(l.nodes) > 1 { // a single hub's link never moves: no watcher per request
+		var cancel context.CancelFunc
+		ctx, cancel = untilMoved(ctx, moved)
+		defer cancel()
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+path, bytes.NewReader(body))
 	if err != nil {
 		return err
