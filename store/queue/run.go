@@ -60,20 +60,8 @@ func (q *Queue) sweepExpired() {
 			return
 		}
 		read += len(items)
-		now, el := q.s.opts.Now(), q.s.elapsed()
-		var expired, bad []victim
-		stop := len(items) < 512
-		for _, x := range items {
-			if x.bad != nil {
-				bad = append(bad, victim{x.seq, x.size})
-				continue
-			}
-			if !q.s.expired(&x.rec, now, el) {
-				stop = true
-				break
-			}
-			expired = append(expired, victim{x.seq, x.size})
-		}
+		expired, bad, live := q.headVictims(items)
+		stop := live || len(items) < 512
 		q.mu.Lock()
 		var b *batch
 		if len(expired)+len(bad) > 0 && !q.s.closed.Load() {
@@ -87,6 +75,24 @@ func (q *Queue) sweepExpired() {
 			return
 		}
 	}
+}
+
+// headVictims returns the expired and the unreadable messages among items
+// (read from the head of q) before the first live one; live reports that
+// one was found.
+func (q *Queue) headVictims(items []item) (expired, bad []victim, live bool) {
+	now, el := q.s.opts.Now(), q.s.elapsed()
+	for _, x := range items {
+		if x.bad != nil {
+			bad = append(bad, victim{x.seq, x.size})
+			continue
+		}
+		if !q.s.expired(&x.rec, now, el) {
+			return expired, bad, true
+		}
+		expired = append(expired, victim{x.seq, x.size})
+	}
+	return expired, bad, false
 }
 
 // reportLosses logs what was expired, dropped or rejected since the last
@@ -186,18 +192,7 @@ func (q *Queue) expireHead(ctx context.Context, max int) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	now, el := q.s.opts.Now(), q.s.elapsed()
-	var expired, bad []victim
-	for _, x := range items {
-		if x.bad != nil {
-			bad = append(bad, victim{x.seq, x.size})
-			continue
-		}
-		if !q.s.expired(&x.rec, now, el) {
-			break
-		}
-		expired = append(expired, victim{x.seq, x.size})
-	}
+	expired, bad, _ := q.headVictims(items)
 	if len(expired)+len(bad) == 0 {
 		return 0, nil
 	}
