@@ -8,20 +8,22 @@ import (
 
 // run is the store's goroutine: it finishes commits (so kv's writer never
 // waits on a queue lock) and, every SweepEvery, removes expired messages at
-// the queues' heads, saves the elapsed clock and reports losses.
+// the queues' heads, saves the elapsed clock and reports losses. A
+// Replicated store only reports losses: Expire, inside the replicated
+// changes, removes expired messages.
 func (s *Store) run() {
 	defer s.wg.Done()
 	t := time.NewTicker(s.opts.SweepEvery)
 	defer t.Stop()
-	tick := t.C
-	if s.opts.Replicated { // Expire, inside the replicated changes, does it
-		tick = nil
-	}
 	for {
 		select {
 		case <-s.doneSig:
 			s.drainCompletions()
-		case <-tick:
+		case <-t.C:
+			if s.opts.Replicated {
+				s.reportAllLosses()
+				continue
+			}
 			s.sweep()
 		case <-s.stop:
 			s.drainCompletions()
@@ -43,6 +45,16 @@ func (s *Store) sweep() {
 	}
 	if err := s.saveClock(context.Background()); err != nil {
 		s.log.Warn("queue clock", "err", err)
+	}
+}
+
+// reportAllLosses logs every queue's losses (see reportLosses).
+func (s *Store) reportAllLosses() {
+	if s.closed.Load() {
+		return
+	}
+	for _, q := range s.all() {
+		q.reportLosses()
 	}
 }
 
