@@ -225,3 +225,14 @@ func TestClientPushImageFailsOverOnlyBeforeSending(t *testing.T) {
 			err, got.Load(), live.hits.Load())
 	}
 }
+
+// Plain HTTP to one remote node of a list is refused whichever node the
+// client picks first (at random): every node would get the owner's token.
+func TestClientRefusesAPlainRemoteNodeOfAList(t *testing.T) {
+	for range 20 {
+		_, err := hubclient.FromEnv(ownerCS("h:1"), "http://127.0.0.1:9,http://hub.example:8080", func(string) string { return "" }, hubclient.Trust{})
+		if err == nil || !strings.Contains(err.Error(), "plain HTTP to a hub that is not on this machine: http://hub.example:8080") {
+			t.Fatalf("err = %v, want plain HTTP to http://hub.example:8080 refused", err)
+		}
+	}
+}
