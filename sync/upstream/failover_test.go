@@ -255,3 +255,16 @@ func TestLeaderHintIgnoredAfterLeaderFailed(t *testing.T) {
 		t.Fatalf("a hint to b that failed %s ago left the link at node %d, want 1", failedLeaderHold, i)
 	}
 }
+
+// A single hub's link keeps Go's dialer (keepalive every 15 s, as before
+// clusters); a cluster's link dials with a timeout and probes sooner.
+func TestDefaultClientTunedOnlyForACluster(t *testing.T) {
+	one := defaultClient(Options{URLs: []string{"https://hub"}}).Transport.(*http.Transport)
+	if one.DialContext != nil || one.TLSHandshakeTimeout != 0 {
+		t.Error("a single hub's transport has a tuned dialer")
+	}
+	two := defaultClient(Options{URLs: []string{"https://a", "https://b"}}).Transport.(*http.Transport)
+	if two.DialContext == nil || two.TLSHandshakeTimeout == 0 {
+		t.Error("a cluster's transport has Go's default dialer")
+	}
+}

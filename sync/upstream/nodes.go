@@ -178,12 +178,19 @@ func switchJitter() time.Duration {
 	return switchJitterMin + rand.N(switchJitterMax-switchJitterMin)
 }
 
-// defaultClient is the link's HTTP client when Options.Client is nil:
-// keepalives notice a hub node whose machine vanished mid long poll within
-// about 11 s (a node whose process died closes its connections at once).
+// defaultClient is the link's HTTP client when Options.Client is nil. With
+// several nodes, a dial timeout and keepalives notice a hub node whose
+// machine vanished mid long poll within about 11 s (a node whose process
+// died closes its connections at once), so the link moves on. A single
+// hub's link keeps Go's defaults, as before clusters: its keepalive every
+// 15 s costs a metered link a third of the probes.
 func defaultClient(opts Options) *http.Client {
-	d := &net.Dialer{Timeout: 10 * time.Second, KeepAliveConfig: net.KeepAliveConfig{Enable: true, Idle: 5 * time.Second,
-		Interval: 2 * time.Second, Count: 3}}
-	return &http.Client{Transport: &http.Transport{Proxy: http.ProxyFromEnvironment, DialContext: d.DialContext, MaxIdleConnsPerHost: 4,
-		IdleConnTimeout: 90 * time.Second, TLSHandshakeTimeout: 10 * time.Second, TLSClientConfig: tlsConfig(opts)}}
+	tr := &http.Transport{Proxy: http.ProxyFromEnvironment, MaxIdleConnsPerHost: 4, IdleConnTimeout: 90 * time.Second,
+		TLSClientConfig: tlsConfig(opts)}
+	if len(opts.URLs) > 1 {
+		d := &net.Dialer{Timeout: 10 * time.Second, KeepAliveConfig: net.KeepAliveConfig{Enable: true, Idle: 5 * time.Second,
+			Interval: 2 * time.Second, Count: 3}}
+		tr.DialContext, tr.TLSHandshakeTimeout = d.DialContext, 10*time.Second
+	}
+	return &http.Client{Transport: tr}
 }
