@@ -2,7 +2,9 @@ package queue
 
 import (
 	"context"
+	"log/slog"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -85,4 +87,30 @@ func mapsEqual(a, b map[string]string) bool {
 		}
 	}
 	return true
+}
+
+// A Replicated store, without a sweep, still logs its losses: what Expire
+// removed and the appends a full queue refused.
+func TestReplicatedReportsLosses(t *testing.T) {
+	ctx := context.Background()
+	clk := newFakeClock()
+	var logs syncBuffer
+	e := newEnv(t, Options{Now: clk.Now, Replicated: true, SweepEvery: time.Millisecond,
+		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	q := e.queue("q", QueueOptions{MaxCount: 1})
+	mustAppend(t, q, Message{ID: "a", TTL: time.Minute})
+	if _, err := q.Append(ctx, Message{ID: "b"}); err == nil {
+		t.Fatal("append to a full queue: no error")
+	}
+	clk.Jump(2 * time.Minute)
+	if n, err := e.s.Expire(ctx, 10); err != nil || n != 1 {
+		t.Fatalf("Expire removed %d (%v), want 1", n, err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(logs.String(), "queue messages expired") || !strings.Contains(logs.String(), "queue full, messages rejected") {
+		if time.Now().After(deadline) {
+			t.Fatalf("losses not logged: %s", logs.String())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }

@@ -8,20 +8,22 @@ import (
 
 // run is the store's goroutine: it finishes commits (so kv's writer never
 // waits on a queue lock) and, every SweepEvery, removes expired messages at
-// the queues' heads, saves the elapsed clock and reports losses.
+// the queues' heads, saves the elapsed clock and reports losses. A
+// Replicated store only reports losses: Expire, inside the replicated
+// changes, removes expired messages.
 func (s *Store) run() {
 	defer s.wg.Done()
 	t := time.NewTicker(s.opts.SweepEvery)
 	defer t.Stop()
-	tick := t.C
-	if s.opts.Replicated { // Expire, inside the replicated changes, does it
-		tick = nil
-	}
 	for {
 		select {
 		case <-s.doneSig:
 			s.drainCompletions()
-		case <-tick:
+		case <-t.C:
+			if s.opts.Replicated {
+				s.reportAllLosses()
+				continue
+			}
 			s.sweep()
 		case <-s.stop:
 			s.drainCompletions()
@@ -46,6 +48,16 @@ func (s *Store) sweep() {
 	}
 }
 
+// reportAllLosses logs every queue's losses (see reportLosses).
+func (s *Store) reportAllLosses() {
+	if s.closed.Load() {
+		return
+	}
+	for _, q := range s.all() {
+		q.reportLosses()
+	}
+}
+
 // sweepExpired removes the expired messages at the head of the queue, so an
 // unread queue still gives back their space. Expired messages behind a live
 // one are removed when Lease or Read reaches them.
@@ -60,20 +72,8 @@ func (q *Queue) sweepExpired() {
 			return
 		}
 		read += len(items)
-		now, el := q.s.opts.Now(), q.s.elapsed()
-		var expired, bad []victim
-		stop := len(items) < 512
-		for _, x := range items {
-			if x.bad != nil {
-				bad = append(bad, victim{x.seq, x.size})
-				continue
-			}
-			if !q.s.expired(&x.rec, now, el) {
-				stop = true
-				break
-			}
-			expired = append(expired, victim{x.seq, x.size})
-		}
+		expired, bad, live := q.headVictims(items)
+		stop := live || len(items) < 512
 		q.mu.Lock()
 		var b *batch
 		if len(expired)+len(bad) > 0 && !q.s.closed.Load() {
@@ -87,6 +87,24 @@ func (q *Queue) sweepExpired() {
 			return
 		}
 	}
+}
+
+// headVictims returns the expired and the unreadable messages among items
+// (read from the head of q) before the first live one; live reports that
+// one was found.
+func (q *Queue) headVictims(items []item) (expired, bad []victim, live bool) {
+	now, el := q.s.opts.Now(), q.s.elapsed()
+	for _, x := range items {
+		if x.bad != nil {
+			bad = append(bad, victim{x.seq, x.size})
+			continue
+		}
+		if !q.s.expired(&x.rec, now, el) {
+			return expired, bad, true
+		}
+		expired = append(expired, victim{x.seq, x.size})
+	}
+	return expired, bad, false
 }
 
 // reportLosses logs what was expired, dropped or rejected since the last
@@ -186,18 +204,7 @@ func (q *Queue) expireHead(ctx context.Context, max int) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	now, el := q.s.opts.Now(), q.s.elapsed()
-	var expired, bad []victim
-	for _, x := range items {
-		if x.bad != nil {
-			bad = append(bad, victim{x.seq, x.size})
-			continue
-		}
-		if !q.s.expired(&x.rec, now, el) {
-			break
-		}
-		expired = append(expired, victim{x.seq, x.size})
-	}
+	expired, bad, _ := q.headVictims(items)
 	if len(expired)+len(bad) == 0 {
 		return 0, nil
 	}

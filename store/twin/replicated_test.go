@@ -110,3 +110,16 @@ func TestReplicatedFromAlone(t *testing.T) {
 		t.Fatalf("version vector %v, want the old and the new incarnation's write", vv)
 	}
 }
+
+// BeginSession, which would issue a stamp outside any change, is refused
+// by a Replicated store and leaves its stamps where they were.
+func TestReplicatedRefusesBeginSession(t *testing.T) {
+	s := replicatedStore(t, openDB(t, t.TempDir()), func() int64 { return 1_750_000_000_000 })
+	before := s.currentStamps()
+	if _, err := s.BeginSession(); !errors.Is(err, errReplicatedSession) {
+		t.Fatalf("BeginSession on a replicated store: %v, want errReplicatedSession", err)
+	}
+	if after := s.currentStamps(); after != before {
+		t.Fatalf("stamps moved from %+v to %+v", before, after)
+	}
+}

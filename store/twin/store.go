@@ -70,8 +70,8 @@ type Options struct {
 	// same write as each change, not reserved ahead; and a refused change
 	// leaves them as they were. A re-opened store, or one restored from a
 	// copy of another's keys, then stamps the next change exactly as a
-	// store that ran on. BeginSession is not for such a store: it issues a
-	// stamp outside any change.
+	// store that ran on. BeginSession refuses: it would issue a stamp
+	// outside any change.
 	Replicated bool
 	// Incarnation is the replica's incarnation when Replicated: 1 to 32
 	// ASCII letters and digits, the same on every machine.

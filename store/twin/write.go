@@ -19,10 +19,17 @@ func (s *Store) Ensure(ctx context.Context, id string) error {
 // after every write of its earlier connections, whatever the gateways'
 // clock skew (store/crdt/hlc.go).
 func (s *Store) BeginSession() (crdt.HLC, error) {
+	if s.opts.Replicated {
+		return crdt.HLC{}, errReplicatedSession
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.clock.Now()
 }
+
+// errReplicatedSession: a session stamp is issued outside any change, so
+// a Replicated store's state would depend on calls no log carries.
+var errReplicatedSession = errors.New("twin: BeginSession on a replicated store (its stamps move only with changes)")
 
 // PatchReported applies a reported-properties patch (JSON) sent by the
 // device or module id over a connection opened at session. It returns the

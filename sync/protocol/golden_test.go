@@ -155,3 +155,48 @@ func TestGoldenThroughEncode(t *testing.T) {
 		}
 	}
 }
+
+// TestGoldenSetsEveryField keeps TestGolden's promise that the golden
+// frames set every field of the link's own types (in at least one value):
+// a field added to a frame and left out of goldenFrames would encode to
+// nothing (omitempty) and its CBOR key would go unpinned. Types of other
+// packages (twin.Batch, crdt.VV) are pinned by what goldenBatch sets.
+func TestGoldenSetsEveryField(t *testing.T) {
+	pkg := reflect.TypeOf(Hello{}).PkgPath()
+	set := map[string]bool{} // "Type.Field" → set in some golden value
+	var walk func(v reflect.Value)
+	walk = func(v reflect.Value) {
+		switch v.Kind() {
+		case reflect.Pointer:
+			walk(v.Elem())
+		case reflect.Slice:
+			for i := range v.Len() {
+				walk(v.Index(i))
+			}
+		case reflect.Struct:
+			if v.Type().PkgPath() != pkg {
+				return
+			}
+			for i := range v.NumField() {
+				f := v.Type().Field(i)
+				if !f.IsExported() {
+					continue
+				}
+				key := v.Type().Name() + "." + f.Name
+				set[key] = set[key] || !v.Field(i).IsZero()
+				walk(v.Field(i))
+			}
+		}
+	}
+	for _, f := range goldenFrames() {
+		walk(reflect.ValueOf(f.in))
+	}
+	for key, ok := range set {
+		if !ok {
+			t.Errorf("%s is not set in any golden frame: TestGolden does not pin its CBOR key", key)
+		}
+	}
+	if len(set) == 0 {
+		t.Fatal("no field of the protocol's types reached")
+	}
+}

@@ -12,7 +12,9 @@
 // asks again, slowly (30 s doubling to 5 min); the others wait for it.
 //
 // Options.URLs may name the nodes of a hub cluster: the link uses one at a
-// time and moves to the next when a request to it fails (nodes.go). Each
-// request to a node runs with a goroutine that cancels it when the link
-// moves away from that node; it ends with the request.
+// time and moves to the next when a request to it fails (nodes.go), or to
+// the leader a cluster names (unless that node failed this link in the
+// last minute). With several nodes, each request runs with a goroutine
+// that cancels it when the link moves away from its node; it ends with the
+// request. A single hub's link starts none.
 package upstream

@@ -3,6 +3,7 @@ package upstream
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"sync/atomic"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/outpost-edge/outpost/store/queue"
+	"github.com/outpost-edge/outpost/store/ratelog"
 	"github.com/outpost-edge/outpost/sync/protocol"
 )
 
@@ -226,5 +228,43 @@ func TestAfterFailureHonoursAShortRetryAfter(t *testing.T) {
 		if got := afterFailure(tt.err, tt.backoff); got != tt.want {
 			t.Errorf("afterFailure(%v, %s) = %s, want %s", tt.err, tt.backoff, got, tt.want)
 		}
+	}
+}
+
+// A leader the edge cannot reach, while the node it moved to forwards to
+// it: the leader hint does not take the link back to it until
+// failedLeaderHold has passed, so the link does not flap between them.
+func TestLeaderHintIgnoredAfterLeaderFailed(t *testing.T) {
+	nodes := []string{"http://a", "http://b", "http://c"}
+	l := &Link{nodes: nodes, moved: make(chan struct{}), failedAt: make([]time.Time, len(nodes)),
+		log: slog.New(slog.DiscardHandler), switchLog: ratelog.Limiter{Every: switchLogEvery}}
+	l.preferLeader(0, "http://b/")
+	if i, _, _ := l.node(); i != 1 {
+		t.Fatalf("after a hint to b the link uses node %d, want 1", i)
+	}
+	if err := l.nodeFailure(t.Context(), 1, errors.New("connection refused")); !isFreshSwitch(err) {
+		t.Fatalf("failure of b: %v, want a fresh switch", err)
+	}
+	l.preferLeader(2, "http://b")
+	if i, _, _ := l.node(); i != 2 {
+		t.Fatalf("a hint to b, which just failed, moved the link to node %d; want it to stay at 2", i)
+	}
+	l.failedAt[1] = time.Now().Add(-failedLeaderHold)
+	l.preferLeader(2, "http://b")
+	if i, _, _ := l.node(); i != 1 {
+		t.Fatalf("a hint to b that failed %s ago left the link at node %d, want 1", failedLeaderHold, i)
+	}
+}
+
+// A single hub's link keeps Go's dialer (keepalive every 15 s, as before
+// clusters); a cluster's link dials with a timeout and probes sooner.
+func TestDefaultClientTunedOnlyForACluster(t *testing.T) {
+	one := defaultClient(Options{URLs: []string{"https://hub"}}).Transport.(*http.Transport)
+	if one.DialContext != nil || one.TLSHandshakeTimeout != 0 {
+		t.Error("a single hub's transport has a tuned dialer")
+	}
+	two := defaultClient(Options{URLs: []string{"https://a", "https://b"}}).Transport.(*http.Transport)
+	if two.DialContext == nil || two.TLSHandshakeTimeout == 0 {
+		t.Error("a cluster's transport has Go's default dialer")
 	}
 }

@@ -162,6 +162,7 @@ type Link struct {
 	nodes       []string      // the hub's base URLs
 	cur         int           // index in nodes of the node in use
 	failedInRow int           // nodes that failed one after the other since the last answer
+	failedAt    []time.Time   // when each node last failed (zero: never)
 	moved       chan struct{} // closed when the link moves to another node
 	switchLog   ratelog.Limiter
 
@@ -204,7 +205,7 @@ func New(opts Options) (*Link, error) {
 		nodes[i] = strings.TrimSuffix(u, "/")
 	}
 	l := &Link{opts: opts, log: opts.Logger, instance: string(opts.Twins.Replica()), upCh: make(chan struct{}),
-		status: Status{State: "connecting", Since: time.Now()}, nodes: nodes, moved: make(chan struct{}),
+		status: Status{State: "connecting", Since: time.Now()}, nodes: nodes, moved: make(chan struct{}), failedAt: make([]time.Time, len(nodes)),
 		switchLog: ratelog.Limiter{Every: switchLogEvery}}
 	for _, n := range upstreamQueues() {
 		q, err := opts.Queues.Queue(n, queue.QueueOptions{})
@@ -573,8 +574,11 @@ func (l *Link) post(ctx context.Context, path string, in, out any, timeout time.
 // postOnce sends one frame to node i at base; moved is closed when the
 // link moves away from that node, which cancels the request.
 func (l *Link) postOnce(ctx context.Context, i int, base string, moved <-chan struct{}, path string, body []byte, enc string, out any) error {
-	ctx, cancel := untilMoved(ctx, moved)
-	defer cancel()
+	if len(l.nodes) > 1 { // a single hub's link never moves: no watcher per request
+		var cancel context.CancelFunc
+		ctx, cancel = untilMoved(ctx, moved)
+		defer cancel()
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+path, bytes.NewReader(body))
 	if err != nil {
 		return err

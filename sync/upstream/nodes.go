@@ -30,6 +30,11 @@ const (
 	// maxElectionWait is the longest Retry-After of a 503 (a cluster
 	// electing its leader) that the retry after every node failed waits out.
 	maxElectionWait = 5 * time.Second
+	// failedLeaderHold: a leader hint to a node that failed this link less
+	// than this long ago is ignored, so that a leader the edge cannot reach
+	// (while the other nodes can) does not make the link flap between it
+	// and the node that forwards.
+	failedLeaderHold = time.Minute
 )
 
 // switchError is the failure of a request to a hub node that made the link
@@ -81,6 +86,7 @@ func (l *Link) nodeFailure(ctx context.Context, i int, err error) error {
 	if i != l.cur {
 		return &switchError{err: err, fresh: true} // cancelled by the move, or failed at the node left behind
 	}
+	l.failedAt[i] = time.Now()
 	l.failedInRow++
 	fresh := l.failedInRow < len(l.nodes)
 	if len(l.nodes) == 1 {
@@ -101,7 +107,8 @@ func (l *Link) nodeFailure(ctx context.Context, i int, err error) error {
 // preferLeader moves the link to the node a hub cluster names as its
 // leader (protocol.LeaderHeader) when that node is in the link's list and
 // the answer came from the current node: the node the link uses forwards
-// every request there. Requests in flight finish where they are.
+// every request there. Requests in flight finish where they are. A leader
+// that failed this link within failedLeaderHold is not moved to.
 func (l *Link) preferLeader(i int, leader string) {
 	leader = strings.TrimSuffix(leader, "/")
 	if leader == "" {
@@ -115,6 +122,9 @@ func (l *Link) preferLeader(i int, leader string) {
 	j := slices.Index(l.nodes, leader)
 	if j < 0 {
 		return // named otherwise in the list (or not in it): stay
+	}
+	if time.Since(l.failedAt[j]) < failedLeaderHold {
+		return // the forward works; the leader did not, for this link
 	}
 	from := l.nodes[l.cur]
 	l.cur, l.failedInRow = j, 0
@@ -168,12 +178,19 @@ func switchJitter() time.Duration {
 	return switchJitterMin + rand.N(switchJitterMax-switchJitterMin)
 }
 
-// defaultClient is the link's HTTP client when Options.Client is nil:
-// keepalives notice a hub node whose machine vanished mid long poll within
-// about 11 s (a node whose process died closes its connections at once).
+// defaultClient is the link's HTTP client when Options.Client is nil. With
+// several nodes, a dial timeout and keepalives notice a hub node whose
+// machine vanished mid long poll within about 11 s (a node whose process
+// died closes its connections at once), so the link moves on. A single
+// hub's link keeps Go's defaults, as before clusters: its keepalive every
+// 15 s costs a metered link a third of the probes.
 func defaultClient(opts Options) *http.Client {
-	d := &net.Dialer{Timeout: 10 * time.Second, KeepAliveConfig: net.KeepAliveConfig{Enable: true, Idle: 5 * time.Second,
-		Interval: 2 * time.Second, Count: 3}}
-	return &http.Client{Transport: &http.Transport{Proxy: http.ProxyFromEnvironment, DialContext: d.DialContext, MaxIdleConnsPerHost: 4,
-		IdleConnTimeout: 90 * time.Second, TLSHandshakeTimeout: 10 * time.Second, TLSClientConfig: tlsConfig(opts)}}
+	tr := &http.Transport{Proxy: http.ProxyFromEnvironment, MaxIdleConnsPerHost: 4, IdleConnTimeout: 90 * time.Second,
+		TLSClientConfig: tlsConfig(opts)}
+	if len(opts.URLs) > 1 {
+		d := &net.Dialer{Timeout: 10 * time.Second, KeepAliveConfig: net.KeepAliveConfig{Enable: true, Idle: 5 * time.Second,
+			Interval: 2 * time.Second, Count: 3}}
+		tr.DialContext, tr.TLSHandshakeTimeout = d.DialContext, 10*time.Second
+	}
+	return &http.Client{Transport: tr}
 }

@@ -137,7 +137,7 @@ func FromEnv(flagCS, flagURL string, getenv func(string) string, trust Trust) (*
 // against the CA file when one is given.
 func (c *Client) trust(trust Trust, getenv func(string) string) error {
 	insecure := trust.Insecure || getenv(EnvInsecure) == "1"
-	plain, err := huburl.Check(c.URL, insecure)
+	plain, err := huburl.Check(strings.Join(c.nodes(), ","), insecure) // every node, not only the first tried
 	if errors.Is(err, huburl.ErrPlainRemote) {
 		return fmt.Errorf("%w: the owner's token would cross the network readable; use https:// (the default for a remote hub; --hub-ca F or %s when its CA is your own), or pass --insecure-link (%s=1) to accept the risk",
 			err, EnvCA, EnvInsecure)

@@ -97,6 +97,8 @@ func TestClientFromEnv(t *testing.T) {
 			wantErr: "--hub-url: plain HTTP to a hub that is not on this machine: http://hub.example:8080: the owner's token would cross the network readable"},
 		{name: "plain http to a remote hub from the env", env: map[string]string{"OUTPOST_HUB_CONNECTION_STRING": ownerCS("h:1"), "OUTPOST_HUB_URL": "hub.example:8080"},
 			wantErr: "OUTPOST_HUB_URL: plain HTTP to a hub that is not on this machine"},
+		{name: "plain http to a remote node of a list", flagCS: ownerCS("h:1"), flagURL: "http://127.0.0.1:9,http://hub.example:8080",
+			wantErr: "--hub-url: plain HTTP to a hub that is not on this machine: http://hub.example:8080"},
 		{name: "a name that looks local", flagCS: ownerCS("h:1"), flagURL: "http://localhost.evil.com:8080", wantErr: "pass --insecure-link (OUTPOST_INSECURE_LINK=1) to accept the risk"},
 		{name: "plain http accepted with OUTPOST_INSECURE_LINK", flagCS: ownerCS("h:1"), flagURL: "http://hub.example:8080",
 			env: map[string]string{"OUTPOST_INSECURE_LINK": "1"}, wantURL: "http://hub.example:8080", wantPlain: true},

@@ -7,8 +7,8 @@
 //
 // The hub URL may be a comma-separated list, the nodes of a hub cluster: a
 // command starts at a random node and moves to the next when one cannot be
-// reached or answers 502, 503 or 504 (a write only when nothing of it was
-// sent); it remembers nothing between commands.
+// reached or answers 502, 503 or 504 (a create or update only when nothing
+// of it was sent; a delete always); it remembers nothing between commands.
 //
 // The package starts no goroutines of its own; everything runs on the
 // caller's goroutine and stops with the caller's context.

@@ -134,9 +134,19 @@ func retryAfter(h http.Header) time.Duration {
 
 // failed is the error of a request after tries: the last error as it is
 // when one node was tried or the last one answered, else every node tried
-// and why. A write that failed after it may have reached a node says so.
+// and why. A write that failed after it may have reached a node says so,
+// and so does a DELETE that a node answered 404 after it may have reached
+// an earlier one.
 func failed(r Request, tries []nodeTry) error {
 	last := tries[len(tries)-1].err
+	if r.Method == http.MethodDelete && StatusOf(last) == http.StatusNotFound {
+		for _, t := range tries[:len(tries)-1] {
+			if errors.Is(t.err, ErrUnreachable) && !dialError(t.err) {
+				// Sent again as a read would be: the first may have deleted it.
+				return fmt.Errorf("%w (the connection to %s broke after the request may have reached it: it was probably deleted there)", last, t.url)
+			}
+		}
+	}
 	var ae *APIError
 	if errors.Is(last, context.Canceled) || errors.Is(last, context.DeadlineExceeded) || errors.As(last, &ae) && !Retryable(last) {
 		return last

@@ -225,3 +225,32 @@ func TestClientPushImageFailsOverOnlyBeforeSending(t *testing.T) {
 			err, got.Load(), live.hits.Load())
 	}
 }
+
+// Plain HTTP to one remote node of a list is refused whichever node the
+// client picks first (at random): every node would get the owner's token.
+func TestClientRefusesAPlainRemoteNodeOfAList(t *testing.T) {
+	for range 20 {
+		_, err := hubclient.FromEnv(ownerCS("h:1"), "http://127.0.0.1:9,http://hub.example:8080", func(string) string { return "" }, hubclient.Trust{})
+		if err == nil || !strings.Contains(err.Error(), "plain HTTP to a hub that is not on this machine: http://hub.example:8080") {
+			t.Fatalf("err = %v, want plain HTTP to http://hub.example:8080 refused", err)
+		}
+	}
+}
+
+// A DELETE is sent again to the next node when the connection broke after
+// it may have reached the first: a 404 from the next says that the first
+// probably deleted it, not only that it is not there.
+func TestClientDeleteSentAgainSaysItMayBeDone(t *testing.T) {
+	live := newLiveHub(t)
+	node, got := swallowingNode(t)
+	c := clientStartingAt(t, node+","+live.url, node)
+	err := c.Send(context.Background(), hubclient.Request{Method: http.MethodDelete, Path: hubclient.PathOf("devices", "d1"),
+		Header: http.Header{"If-Match": {"*"}}}, nil)
+	if hubclient.StatusOf(err) != http.StatusNotFound || !strings.Contains(err.Error(), "probably deleted there") ||
+		!strings.Contains(err.Error(), node) {
+		t.Fatalf("err = %v, want the 404 and that %s probably deleted it", err, node)
+	}
+	if got.Load() != 1 || live.hits.Load() != 1 {
+		t.Fatalf("the first node read %d requests, the second served %d: want 1 and 1", got.Load(), live.hits.Load())
+	}
+}

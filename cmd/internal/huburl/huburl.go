@@ -56,8 +56,17 @@ func Default(hostName string) string {
 // without a query or fragment; a list must not name a URL twice or mix
 // schemes. An error names the element at fault.
 func Parse(raw string) ([]string, error) {
+	us, err := parseList(raw)
+	if err != nil {
+		return nil, err
+	}
+	return urlStrings(us), nil
+}
+
+// parseList is Parse, the URLs parsed.
+func parseList(raw string) ([]*url.URL, error) {
 	parts := strings.Split(raw, ",")
-	out := make([]string, 0, len(parts))
+	out := make([]*url.URL, 0, len(parts))
 	seen := make(map[string]int, len(parts))
 	for i, s := range parts {
 		u, err := parseOne(strings.TrimSpace(s))
@@ -69,13 +78,22 @@ func Parse(raw string) ([]string, error) {
 			return nil, listError(len(parts), i, fmt.Errorf("hub URL %q is element %d already: name each hub node once", u.Redacted(), j+1))
 		}
 		seen[key] = i
-		if i > 0 && !strings.HasPrefix(out[0], u.Scheme+"://") {
+		if i > 0 && u.Scheme != out[0].Scheme {
 			return nil, fmt.Errorf("hub URL list: %q is %s but %q is not: every node of a hub cluster is reached the same way (all https://, or all http:// on loopback)",
-				u.Redacted(), u.Scheme, redact(out[0]))
+				u.Redacted(), u.Scheme, out[0].Redacted())
 		}
-		out = append(out, u.String())
+		out = append(out, u)
 	}
 	return out, nil
+}
+
+// urlStrings returns each URL of us as a string.
+func urlStrings(us []*url.URL) []string {
+	out := make([]string, len(us))
+	for i, u := range us {
+		out[i] = u.String()
+	}
+	return out
 }
 
 // parseOne parses one URL of a list (already trimmed).
@@ -108,13 +126,6 @@ func listError(n, i int, err error) error {
 	return fmt.Errorf("hub URL list, element %d of %d: %w", i+1, n, err)
 }
 
-func redact(s string) string {
-	if u, err := url.Parse(s); err == nil {
-		return u.Redacted()
-	}
-	return s
-}
-
 // Check parses raw, one hub URL or a comma-separated list of them (see
 // Parse), and refuses (ErrPlainRemote) plain HTTP to a host that is not
 // loopback unless insecure is set. plainRemote reports that insecure was
@@ -126,15 +137,11 @@ func Check(raw string, insecure bool) (plainRemote bool, err error) {
 
 // CheckList is Check that also returns the parsed URLs.
 func CheckList(raw string, insecure bool) (urls []string, plainRemote bool, err error) {
-	urls, err = Parse(raw)
+	us, err := parseList(raw)
 	if err != nil {
 		return nil, false, err
 	}
-	for _, s := range urls {
-		u, err := url.Parse(s)
-		if err != nil {
-			return nil, false, fmt.Errorf("hub URL %q: %w", s, err)
-		}
+	for _, u := range us {
 		if u.Scheme == "https" || Loopback(u.Host) {
 			continue
 		}
@@ -143,5 +150,5 @@ func CheckList(raw string, insecure bool) (urls []string, plainRemote bool, err 
 		}
 		plainRemote = true
 	}
-	return urls, plainRemote, nil
+	return urlStrings(us), plainRemote, nil
 }

@@ -78,7 +78,8 @@ func TestCheck(t *testing.T) {
 		{url: "http://localhost.evil.com", refused: true},
 		{url: "http://0.0.0.0:8080", refused: true},
 		{url: "http://a.example, http://b.example", refused: true},
-		{url: "http://127.0.0.1:1, https://b.example", bad: true}, // mixed schemes
+		{url: "http://127.0.0.1:1, http://b.example", refused: true}, // one remote node is enough
+		{url: "http://127.0.0.1:1, https://b.example", bad: true},    // mixed schemes
 		{url: "https://a.example, https://b.example"},
 		{url: "http://hub.example:8080", insecure: true, plainRemote: true},
 		{url: "https://hub.example", insecure: true},
