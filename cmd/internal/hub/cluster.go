@@ -32,9 +32,12 @@ import (
 // <data>/cluster, and the endpoints of membership under /cluster/.
 
 const (
-	clusterDir   = "cluster" // ca.pem, ca-key.pem: the cluster CA of the raft transport
-	raftDir      = "raft"    // raft.db and snapshots
-	nodeCertLife = 10 * 365 * 24 * time.Hour
+	clusterDir = "cluster" // ca.pem, ca-key.pem: the cluster CA of the raft transport
+	raftDir    = "raft"    // raft.db and snapshots
+	// migratingFile, in raftDir, marks a single hub's state not yet in
+	// the cluster's first snapshot (see migrate): it outlives a stop.
+	migratingFile = "migrating"
+	nodeCertLife  = 10 * 365 * 24 * time.Hour
 )
 
 func (c Config) clustered() bool { return c.NodeID != "" || c.Raft != "" || c.Join != "" }
@@ -182,6 +185,7 @@ func (c *clusterRun) openNode(ctx context.Context) error {
 	fsm := c.h.FSM()
 	c.fsm = &raftFSM{f: fsm, snapshotBytes: cmp.Or(c.cfg.SnapshotBytes, DefaultSnapshotBytes), log: c.log}
 	rdir := filepath.Join(c.cfg.DataDir, raftDir)
+	marker := filepath.Join(rdir, migratingFile)
 	if !cluster.HasState(rdir) {
 		empty, err := fsm.Empty()
 		if err != nil {
@@ -198,8 +202,16 @@ func (c *clusterRun) openNode(ctx context.Context) error {
 			if err := fsm.ResetApplied(); err != nil {
 				return err
 			}
-			c.migrating.Store(true)
+			if err := os.MkdirAll(rdir, 0o700); err != nil {
+				return err
+			}
+			if err := secret.WritePublic(marker, nil); err != nil {
+				return err
+			}
 		}
+	}
+	if _, err := os.Stat(marker); err == nil {
+		c.migrating.Store(true)
 	}
 	o := cluster.Options{ID: c.cfg.NodeID, RaftAddr: c.cfg.Raft, Dir: rdir, TLS: tlsCfg,
 		FSM: c.fsm, Bootstrap: c.cfg.Join == "", AppliedIndex: fsm.AppliedIndex, Logger: c.log,
@@ -516,6 +528,9 @@ func (c *clusterRun) migrate(ctx context.Context) {
 	if err := c.node.SnapshotCompact(ctx); err != nil {
 		c.log.Warn("snapshot the single hub's state for the cluster: retrying", "err", err)
 		return
+	}
+	if err := os.Remove(filepath.Join(c.cfg.DataDir, raftDir, migratingFile)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		c.log.Warn("remove the migration mark (the next start snapshots again)", "err", err)
 	}
 	c.migrating.Store(false)
 	c.log.Info("the single hub's state is now the cluster's first snapshot: nodes can join")

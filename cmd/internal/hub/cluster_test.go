@@ -374,6 +374,28 @@ func TestClusterFromSingleHub(t *testing.T) {
 	}
 }
 
+// A single hub stopped as a first node before its state reached the
+// cluster's first snapshot finishes that on its next start: joins wait
+// for it, and the nodes that join receive the old state.
+func TestClusterFromSingleHubInterrupted(t *testing.T) {
+	root := t.TempDir()
+	key := singleHub(t, filepath.Join(root, "n1"), "old", nil)
+	startNode(t, filepath.Join(root, "n1"), "n1", "", nil).stop() // at ready: before the first migrate tick
+	n1 := startNode(t, filepath.Join(root, "n1"), "n1", "", nil)
+	n2 := startNode(t, filepath.Join(root, "n2"), "n2", n1.ready.URL, key)
+	n3 := startNode(t, filepath.Join(root, "n3"), "n3", n1.ready.URL, key)
+	waitVoters(t, key, n1.ready.URL, 3)
+	n1.stop()
+	eventually(t, "the device at the nodes that joined", func() error {
+		for _, n := range []*testNode{n2, n3} {
+			if code, body := call(t, key, "GET", n.ready.URL+"/devices/old", nil); code != 200 {
+				return fmt.Errorf("%s: %d %s", n.id, code, body)
+			}
+		}
+		return nil
+	})
+}
+
 // The raft log is bounded in bytes too: once --raft-snapshot-size of
 // commands were applied, the node takes a snapshot, long before raft's
 // count of entries would.
