@@ -127,9 +127,11 @@ func fetchBundle(ctx context.Context, cfg Config, key []byte) (joinBundle, error
 	var j joinRequest
 	var a joinAnswer
 	var err error
+	client := joinClient()
+	defer client.CloseIdleConnections()
 	for deadline, wait := time.Now().Add(time.Minute), 200*time.Millisecond; ; wait = min(2*wait, 5*time.Second) {
 		j = newJoinRequest("ca", cfg.NodeID, "", "", key)
-		a, err = postJoin(joinClient(), cfg.Join, j)
+		a, err = postJoin(ctx, client, cfg.Join, j)
 		var apiErr *protocol.APIError
 		if err == nil || (errors.As(err, &apiErr) && apiErr.Status != 503) || time.Now().After(deadline) {
 			break
@@ -454,8 +456,9 @@ func (c *clusterRun) leave(w http.ResponseWriter, r *http.Request) {
 // retrying until the cluster takes it or ctx ends.
 func (c *clusterRun) joinCluster(ctx context.Context) {
 	client := joinClient()
+	defer client.CloseIdleConnections()
 	for wait := 500 * time.Millisecond; ; wait = min(2*wait, 5*time.Second) {
-		_, err := postJoin(client, c.cfg.Join, newJoinRequest("add", c.cfg.NodeID, c.node.Addr(), c.api, c.key))
+		_, err := postJoin(ctx, client, c.cfg.Join, newJoinRequest("add", c.cfg.NodeID, c.node.Addr(), c.api, c.key))
 		if err == nil {
 			c.log.Info("joined the cluster", "via", c.cfg.Join)
 			return

@@ -19,6 +19,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/outpost-edge/outpost/cmd/internal/certs"
@@ -249,11 +250,14 @@ func (r *hubRun) serve(ctx context.Context, srv *http.Server, ln net.Listener) e
 	rd := Ready{URL: r.url, HostName: r.host, PID: os.Getpid(), CA: r.caPath}
 	if cr != nil {
 		rd.NodeID, rd.Raft = cfg.NodeID, cr.node.Addr()
+		// Ended and waited for before Run closes raft and the store.
+		var wg sync.WaitGroup
 		cctx, cancel := context.WithCancel(ctx)
+		defer wg.Wait()
 		defer cancel()
-		go cr.maintain(cctx, errc)
+		wg.Go(func() { cr.maintain(cctx, errc) })
 		if cfg.Join != "" {
-			go cr.joinCluster(cctx)
+			wg.Go(func() { cr.joinCluster(cctx) })
 		}
 	}
 	ready, _ := json.Marshal(rd)

@@ -2,6 +2,7 @@ package hub
 
 import (
 	"bytes"
+	"context"
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/hkdf"
@@ -148,9 +149,14 @@ func newAEAD(owner []byte, nonce string) (cipher.AEAD, error) {
 
 // postJoin sends one join step to base (any node of the cluster) and
 // returns the answer.
-func postJoin(client *http.Client, base string, j joinRequest) (joinAnswer, error) {
+func postJoin(ctx context.Context, client *http.Client, base string, j joinRequest) (joinAnswer, error) {
 	body, _ := json.Marshal(j)
-	resp, err := client.Post(strings.TrimSuffix(base, "/")+joinPath, "application/json", bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimSuffix(base, "/")+joinPath, bytes.NewReader(body))
+	if err != nil {
+		return joinAnswer{}, fmt.Errorf("--join %s: %w", base, err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := client.Do(req)
 	if err != nil {
 		return joinAnswer{}, fmt.Errorf("--join %s: %w", base, err)
 	}
