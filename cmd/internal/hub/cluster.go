@@ -56,16 +56,17 @@ func (c Config) checkCluster() error {
 
 // clusterRun is the cluster part of one hub's run.
 type clusterRun struct {
-	cfg  Config
-	key  []byte
-	api  string // this node's API base URL
-	h    *synchub.Hub
-	node *cluster.Node
-	ca   *cluster.CA
-	fsm  *raftFSM
-	rlog *raftLog
-	peer *http.Client // to the other nodes' APIs
-	log  *slog.Logger
+	cfg   Config
+	key   []byte
+	api   string // this node's API base URL
+	h     *synchub.Hub
+	node  *cluster.Node
+	ca    *cluster.CA
+	fsm   *raftFSM
+	rlog  *raftLog
+	peer  *http.Client // to the other nodes' APIs
+	log   *slog.Logger
+	joins nonces // of the join requests taken, against a replay
 	// migrating: this node's state predates the cluster; joins wait until
 	// it is in a snapshot (see migrate).
 	migrating atomic.Bool
@@ -296,7 +297,12 @@ func (c *clusterRun) join(w http.ResponseWriter, r *http.Request) {
 	if err != nil || key == nil {
 		key = c.key // the first node has not recorded it yet
 	}
-	if err := j.check(key, time.Now()); err != nil {
+	now := time.Now()
+	err = j.check(key, now)
+	if err == nil && !c.joins.fresh(j, now) {
+		err = errors.New("this join request was taken already: a node sends each request once (a replay?)")
+	}
+	if err != nil {
 		c.log.Warn("join refused", "node_id", j.ID, "err", err)
 		protocol.WriteError(w, 403, "Forbidden", err.Error())
 		return

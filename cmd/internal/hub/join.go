@@ -16,6 +16,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/outpost-edge/outpost/sync/protocol"
@@ -90,6 +91,34 @@ func (j joinRequest) check(key []byte, now time.Time) error {
 		return errors.New("step add needs the node's raft address and API URL")
 	}
 	return nil
+}
+
+// nonces are the nonces of the join requests a node took, each kept
+// until its request is too old to be taken anyway: a captured request
+// cannot be sent again (to re-add a node that left, say). Only holders of
+// the owner key make requests that get this far, so it stays small.
+type nonces struct {
+	mu   sync.Mutex
+	seen map[string]time.Time // nonce → when its request expires
+}
+
+// fresh records j's nonce and says whether it was new.
+func (s *nonces) fresh(j joinRequest, now time.Time) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for n, exp := range s.seen {
+		if now.After(exp) {
+			delete(s.seen, n)
+		}
+	}
+	if _, ok := s.seen[j.Nonce]; ok {
+		return false
+	}
+	if s.seen == nil {
+		s.seen = map[string]time.Time{}
+	}
+	s.seen[j.Nonce] = time.Unix(j.Time, 0).Add(joinSkew)
+	return true
 }
 
 func validNodeID(id string) bool {

@@ -86,6 +86,27 @@ func TestJoinWithoutOwnerKeyRefused(t *testing.T) {
 	}
 }
 
+// A join request is taken once: sent again (a host in the middle replaying
+// it), it is refused and nothing is handed out.
+func TestJoinReplayRefused(t *testing.T) {
+	n1 := startNode(t, filepath.Join(t.TempDir(), "n1"), "n1", "", nil)
+	key := ownerKeyOf(t, n1.dir)
+	waitVoters(t, key, n1.ready.URL, 1)
+	body, _ := json.Marshal(newJoinRequest("ca", "n2", "", "", key))
+	for i, want := range []int{200, 403} {
+		resp, err := http.Post(n1.ready.URL+joinPath, "application/json", bytes.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var a joinAnswer
+		_ = json.NewDecoder(resp.Body).Decode(&a)
+		resp.Body.Close()
+		if resp.StatusCode != want || (a.Sealed != "") != (want == 200) {
+			t.Fatalf("request %d: %d sealed=%t, want %d", i+1, resp.StatusCode, a.Sealed != "", want)
+		}
+	}
+}
+
 // A node started again with another owner key than the cluster's stops
 // and says why.
 func TestNodeWithAnotherOwnerKeyStops(t *testing.T) {
