@@ -443,6 +443,17 @@ func (c *clusterRun) peerStatus(ctx context.Context, api string) (nodeStatus, er
 
 func (c *clusterRun) leave(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
+	list, err := c.node.Members()
+	if err != nil {
+		writeHubError(w, notLeader(err))
+		return
+	}
+	if !slices.ContainsFunc(list, func(m cluster.Member) bool { return m.ID == id }) {
+		// raft takes the removal of an unknown id without a word: a typo
+		// would read as done.
+		protocol.WriteError(w, 404, "NotFound", fmt.Sprintf("no node %q in the cluster (outpost hub members lists them)", id))
+		return
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), 20*time.Second)
 	defer cancel()
 	if err := c.node.Remove(ctx, id); err != nil {

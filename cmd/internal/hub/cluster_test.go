@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -394,6 +395,28 @@ func TestClusterFromSingleHubInterrupted(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// A stopped node leaves through another; an id that is no node's is
+// refused, not taken as done.
+func TestClusterLeave(t *testing.T) {
+	root := t.TempDir()
+	n1 := startNode(t, filepath.Join(root, "n1"), "n1", "", nil)
+	key := ownerKeyOf(t, n1.dir)
+	n2 := startNode(t, filepath.Join(root, "n2"), "n2", n1.ready.URL, key)
+	startNode(t, filepath.Join(root, "n3"), "n3", n1.ready.URL, key)
+	waitVoters(t, key, n1.ready.URL, 3)
+	if code, body := call(t, key, "DELETE", n1.ready.URL+"/cluster/members/n9", nil); code != 404 || !strings.Contains(string(body), "no node") {
+		t.Fatalf("leave of an unknown id: %d %s, want 404", code, body)
+	}
+	n2.stop()
+	if code, body := call(t, key, "DELETE", n1.ready.URL+"/cluster/members/n2", nil); code != 204 {
+		t.Fatalf("leave n2: %d %s", code, body)
+	}
+	m, err := members(t, key, n1.ready.URL)
+	if err != nil || len(m) != 2 || slices.ContainsFunc(m, func(m Member) bool { return m.ID == "n2" }) {
+		t.Fatalf("members after n2 left: %+v %v", m, err)
+	}
 }
 
 // The raft log is bounded in bytes too: once --raft-snapshot-size of
