@@ -29,6 +29,7 @@ import (
 	"github.com/outpost-edge/outpost/cmd/internal/webui"
 	"github.com/outpost-edge/outpost/store/identity/sas"
 	synchub "github.com/outpost-edge/outpost/sync/hub"
+	"github.com/outpost-edge/outpost/sync/protocol"
 )
 
 // Defaults of flags.
@@ -229,6 +230,10 @@ func (r *hubRun) server(ctx context.Context, ln net.Listener) (*http.Server, net
 		}
 		cr.handle(mux)
 		handler = r.h.Forward(mux, cr.forwardOptions())
+	} else {
+		mux.HandleFunc("/cluster/", func(w http.ResponseWriter, _ *http.Request) {
+			protocol.WriteError(w, 404, "NotClustered", "this hub runs as one node, not a cluster: --node-id and --raft make it a cluster's first node (docs/operations.md, A hub cluster)")
+		})
 	}
 	srv := httpserver.New(handler, httpserver.Options{Logger: cfg.Logger})
 	if tlsCfg != nil {
