@@ -536,7 +536,10 @@ func (c *clusterRun) maintainOnce(ctx context.Context) error {
 		}
 	}
 	if c.migrating.Load() {
-		c.migrate(actx)
+		// Not actx: a large state takes longer than 5 s to snapshot, and a
+		// snapshot cut short is kept with its trailing logs, so each retry
+		// would find nothing new to snapshot and joins would wait forever.
+		c.migrate(ctx)
 	}
 	return nil
 }
