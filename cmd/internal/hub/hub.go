@@ -156,6 +156,11 @@ func (r *hubRun) identity(ctx context.Context, ln net.Listener) error {
 		if err := cfg.checkCluster(); err != nil {
 			return err
 		}
+		if ln.Addr().(*net.TCPAddr).IP.IsUnspecified() {
+			// The API's URL is where the other nodes forward requests:
+			// localhost would send them back to themselves.
+			return fmt.Errorf("--listen %s: a cluster node's API address is where the other nodes forward requests: listen on an address they reach (e.g. 10.0.0.1:8443), not on every interface", cfg.Listen)
+		}
 		if cfg.Join != "" && cfg.OwnerKey == "" {
 			if _, err := os.Stat(filepath.Join(cfg.DataDir, ownerFile)); err != nil {
 				return errors.New("a joining node needs the cluster's owner key: --owner-key-file F, env OUTPOST_HUB_OWNER_KEY or owner-key in --config (the first node wrote it to <data>/owner.connection-string)")

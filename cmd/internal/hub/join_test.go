@@ -107,6 +107,18 @@ func TestJoinReplayRefused(t *testing.T) {
 	}
 }
 
+// A cluster node listens on an address the others can reach: on every
+// interface its URL would name localhost, where the others would forward.
+func TestClusterNodeRefusesUnspecifiedListen(t *testing.T) {
+	cfg := nodeConfig(filepath.Join(t.TempDir(), "n1"), "n1", "", nil)
+	cfg.Listen = ":0"
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := Run(ctx, cfg); err == nil || !strings.Contains(err.Error(), "not on every interface") {
+		t.Fatalf("a node on :0: %v, want a refusal", err)
+	}
+}
+
 // A node started again with another owner key than the cluster's stops
 // and says why.
 func TestNodeWithAnotherOwnerKeyStops(t *testing.T) {
