@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -239,8 +240,11 @@ func peerClient(dataDir string) *http.Client {
 	if pem, err := os.ReadFile(filepath.Join(dataDir, "certs", certs.CAFile)); err == nil {
 		pool.AppendCertsFromPEM(pem)
 	}
+	// No ResponseHeaderTimeout: forwarded long polls and streams wait on
+	// the leader; a peer that takes no connection or handshake is bounded.
 	return &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12},
-		ResponseHeaderTimeout: 0, IdleConnTimeout: 90 * time.Second, ExpectContinueTimeout: 2 * time.Second}}
+		DialContext: (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext, TLSHandshakeTimeout: 10 * time.Second,
+		IdleConnTimeout: 90 * time.Second, ExpectContinueTimeout: 2 * time.Second}}
 }
 
 // handle registers the membership endpoints on mux.
