@@ -247,14 +247,15 @@ func peerClient(dataDir string) *http.Client {
 		IdleConnTimeout: 90 * time.Second, ExpectContinueTimeout: 2 * time.Second}}
 }
 
-// handle registers the membership endpoints on mux.
+// handle registers the membership endpoints on mux, each read and
+// answered within --request-timeout as the hub's own.
 func (c *clusterRun) handle(mux *http.ServeMux) {
-	mux.HandleFunc("POST "+joinPath, c.join)
-	mux.HandleFunc("GET /cluster/members", c.owner(c.members))
-	mux.HandleFunc("DELETE /cluster/members/{id}", c.owner(c.leave))
-	mux.HandleFunc("GET /cluster/status", c.owner(func(w http.ResponseWriter, r *http.Request) {
+	mux.Handle("POST "+joinPath, c.h.WithDeadline(http.HandlerFunc(c.join)))
+	mux.Handle("GET /cluster/members", c.h.WithDeadline(c.owner(c.members)))
+	mux.Handle("DELETE /cluster/members/{id}", c.h.WithDeadline(c.owner(c.leave)))
+	mux.Handle("GET /cluster/status", c.h.WithDeadline(c.owner(func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, c.status())
-	}))
+	})))
 }
 
 // forwardOptions: what a follower answers itself and what it forwards

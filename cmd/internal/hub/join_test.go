@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -116,6 +117,27 @@ func TestClusterNodeRefusesUnspecifiedListen(t *testing.T) {
 	defer cancel()
 	if err := Run(ctx, cfg); err == nil || !strings.Contains(err.Error(), "not on every interface") {
 		t.Fatalf("a node on :0: %v, want a refusal", err)
+	}
+}
+
+// The join endpoint takes no token, so a caller that sends its body slowly
+// is cut at --request-timeout, as on the hub's other endpoints.
+func TestJoinSlowBodyCut(t *testing.T) {
+	cfg := nodeConfig(filepath.Join(t.TempDir(), "n1"), "n1", "", nil)
+	cfg.RequestTimeout = time.Second
+	n1 := startNodeWith(t, cfg)
+	waitVoters(t, ownerKeyOf(t, n1.dir), n1.ready.URL, 1)
+	conn, err := net.Dial("tcp", strings.TrimPrefix(n1.ready.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "POST %s HTTP/1.1\r\nHost: n1\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{", joinPath)
+	start := time.Now()
+	_ = conn.SetReadDeadline(start.Add(15 * time.Second))
+	_, _ = io.Copy(io.Discard, conn) // until the node closes the connection
+	if d := time.Since(start); d > 10*time.Second {
+		t.Fatalf("a join request whose body stalls held its connection %s, want about --request-timeout (1s)", d)
 	}
 }
 
