@@ -475,14 +475,20 @@ func (c *clusterRun) leave(w http.ResponseWriter, r *http.Request) {
 }
 
 // joinCluster adds this node as a voter through --join (any node),
-// retrying until the cluster takes it or ctx ends.
-func (c *clusterRun) joinCluster(ctx context.Context) {
+// retrying until the cluster takes it or ctx ends; a refusal (403: another
+// owner key, or a clock too far off) goes to errc, as no retry mends it.
+func (c *clusterRun) joinCluster(ctx context.Context, errc chan<- error) {
 	client := joinClient()
 	defer client.CloseIdleConnections()
 	for wait := 500 * time.Millisecond; ; wait = min(2*wait, 5*time.Second) {
 		_, err := postJoin(ctx, client, c.cfg.Join, newJoinRequest("add", c.cfg.NodeID, c.node.Addr(), c.api, c.key))
 		if err == nil {
 			c.log.Info("joined the cluster", "via", c.cfg.Join)
+			return
+		}
+		var apiErr *protocol.APIError
+		if errors.As(err, &apiErr) && apiErr.Status == http.StatusForbidden {
+			errc <- fmt.Errorf("the cluster refused this node: %w", err)
 			return
 		}
 		c.log.Warn("join the cluster: retrying", "via", c.cfg.Join, "err", err)

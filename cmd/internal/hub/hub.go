@@ -255,7 +255,7 @@ func (r *hubRun) serve(ctx context.Context, srv *http.Server, ln net.Listener) e
 	if r.caPath != "" {
 		fmt.Fprintf(cfg.Stdout, "hub CA %s (edges and the CLI trust it with --hub-ca)\n", r.caPath)
 	}
-	errc := make(chan error, 2)
+	errc := make(chan error, 3) // the server, maintain, joinCluster: none blocks
 	go func() { errc <- srv.Serve(ln) }()
 	rd := Ready{URL: r.url, HostName: r.host, PID: os.Getpid(), CA: r.caPath}
 	if cr != nil {
@@ -267,7 +267,7 @@ func (r *hubRun) serve(ctx context.Context, srv *http.Server, ln net.Listener) e
 		defer cancel()
 		wg.Go(func() { cr.maintain(cctx, errc) })
 		if cfg.Join != "" {
-			wg.Go(func() { cr.joinCluster(cctx) })
+			wg.Go(func() { cr.joinCluster(cctx, errc) })
 		}
 	}
 	ready, _ := json.Marshal(rd)

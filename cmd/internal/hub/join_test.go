@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -138,6 +139,24 @@ func TestJoinSlowBodyCut(t *testing.T) {
 	_, _ = io.Copy(io.Discard, conn) // until the node closes the connection
 	if d := time.Since(start); d > 10*time.Second {
 		t.Fatalf("a join request whose body stalls held its connection %s, want about --request-timeout (1s)", d)
+	}
+}
+
+// A node the cluster refuses to add (here: it holds the cluster CA from an
+// earlier start, but another owner key) stops and says why, rather than
+// asking again forever.
+func TestJoinRefusedStops(t *testing.T) {
+	root := t.TempDir()
+	n1 := startNode(t, filepath.Join(root, "n1"), "n1", "", nil)
+	waitVoters(t, ownerKeyOf(t, n1.dir), n1.ready.URL, 1)
+	if err := os.CopyFS(filepath.Join(root, "n2", clusterDir), os.DirFS(filepath.Join(n1.dir, clusterDir))); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err := Run(ctx, nodeConfig(filepath.Join(root, "n2"), "n2", n1.ready.URL, []byte("not-the-cluster-key")))
+	if err == nil || !strings.Contains(err.Error(), "the cluster refused this node") || !strings.Contains(err.Error(), "owner key") {
+		t.Fatalf("a join with another owner key: %v", err)
 	}
 }
 
