@@ -83,7 +83,11 @@ func (r *raftFSM) Snapshot() (raft.FSMSnapshot, error) {
 
 func (r *raftFSM) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
-	return r.f.RestoreFrom(rc)
+	if err := r.f.RestoreFrom(rc); err != nil {
+		return err
+	}
+	r.since.Store(0) // the state is a snapshot's again
+	return nil
 }
 
 type fsmSnapshot struct{ v *synchub.SnapshotView }
