@@ -7,6 +7,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/outpost-edge/outpost/cmd/internal/cli"
+	"github.com/outpost-edge/outpost/cmd/internal/hub"
 	"github.com/outpost-edge/outpost/cmd/internal/hubclient"
 )
 
@@ -29,11 +30,7 @@ var hubMembersCmd = hubCommand("hub members", "list the nodes of a hub cluster: 
 		if !h.table {
 			return h.writeJSON(raw)
 		}
-		var members []struct {
-			ID, Raft, API, State, Suffrage string
-			Leader                         bool
-			LastIndex                      uint64
-		}
+		var members []hub.Member
 		if err := json.Unmarshal(raw, &members); err != nil {
 			return fmt.Errorf("the hub's member list: %w", err)
 		}

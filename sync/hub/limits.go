@@ -42,6 +42,10 @@ func (h *Hub) withDeadline(next http.Handler) http.Handler {
 	})
 }
 
+// WithDeadline is withDeadline for handlers served next to Handler's (a
+// cluster node's membership endpoints).
+func (h *Hub) WithDeadline(next http.Handler) http.Handler { return h.withDeadline(next) }
+
 // setDeadline sets the request's read and write deadline d from now; 0
 // lifts it.
 func setDeadline(w http.ResponseWriter, d time.Duration) {

@@ -33,9 +33,12 @@ import (
 // <data>/cluster, and the endpoints of membership under /cluster/.
 
 const (
-	clusterDir   = "cluster" // ca.pem, ca-key.pem: the cluster CA of the raft transport
-	raftDir      = "raft"    // raft.db and snapshots
-	nodeCertLife = 10 * 365 * 24 * time.Hour
+	clusterDir = "cluster" // ca.pem, ca-key.pem: the cluster CA of the raft transport
+	raftDir    = "raft"    // raft.db and snapshots
+	// migratingFile, in raftDir, marks a single hub's state not yet in
+	// the cluster's first snapshot (see migrate): it outlives a stop.
+	migratingFile = "migrating"
+	nodeCertLife  = 10 * 365 * 24 * time.Hour
 )
 
 func (c Config) clustered() bool {
@@ -56,16 +59,17 @@ func (c Config) checkCluster() error {
 
 // clusterRun is the cluster part of one hub's run.
 type clusterRun struct {
-	cfg  Config
-	key  []byte
-	api  string // this node's API base URL
-	h    *synchub.Hub
-	node *cluster.Node
-	ca   *cluster.CA
-	fsm  *raftFSM
-	rlog *raftLog
-	peer *http.Client // to the other nodes' APIs
-	log  *slog.Logger
+	cfg   Config
+	key   []byte
+	api   string // this node's API base URL
+	h     *synchub.Hub
+	node  *cluster.Node
+	ca    *cluster.CA
+	fsm   *raftFSM
+	rlog  *raftLog
+	peer  *http.Client // to the other nodes' APIs
+	log   *slog.Logger
+	joins nonces // of the join requests taken, against a replay
 	// migrating: this node's state predates the cluster; joins wait until
 	// it is in a snapshot (see migrate).
 	migrating atomic.Bool
@@ -127,9 +131,11 @@ func fetchBundle(ctx context.Context, cfg Config, key []byte) (joinBundle, error
 	var j joinRequest
 	var a joinAnswer
 	var err error
+	client := joinClient()
+	defer client.CloseIdleConnections()
 	for deadline, wait := time.Now().Add(time.Minute), 200*time.Millisecond; ; wait = min(2*wait, 5*time.Second) {
 		j = newJoinRequest("ca", cfg.NodeID, "", "", key)
-		a, err = postJoin(joinClient(), cfg.Join, j)
+		a, err = postJoin(ctx, client, cfg.Join, j)
 		var apiErr *protocol.APIError
 		if err == nil || (errors.As(err, &apiErr) && apiErr.Status != 503) || time.Now().After(deadline) {
 			break
@@ -185,6 +191,7 @@ func (c *clusterRun) openNode(ctx context.Context) error {
 	fsm := c.h.FSM()
 	c.fsm = &raftFSM{f: fsm, snapshotBytes: cmp.Or(c.cfg.SnapshotBytes, DefaultSnapshotBytes), log: c.log}
 	rdir := filepath.Join(c.cfg.DataDir, raftDir)
+	marker := filepath.Join(rdir, migratingFile)
 	if !cluster.HasState(rdir) {
 		empty, err := fsm.Empty()
 		if err != nil {
@@ -201,8 +208,16 @@ func (c *clusterRun) openNode(ctx context.Context) error {
 			if err := fsm.ResetApplied(); err != nil {
 				return err
 			}
-			c.migrating.Store(true)
+			if err := os.MkdirAll(rdir, 0o700); err != nil {
+				return err
+			}
+			if err := secret.WritePublic(marker, nil); err != nil {
+				return err
+			}
 		}
+	}
+	if _, err := os.Stat(marker); err == nil {
+		c.migrating.Store(true)
 	}
 	o := cluster.Options{ID: c.cfg.NodeID, RaftAddr: c.cfg.Raft, Advertise: c.cfg.RaftAdvertise, Dir: rdir, TLS: tlsCfg,
 		FSM: c.fsm, Bootstrap: c.cfg.Join == "", AppliedIndex: fsm.AppliedIndex, Logger: c.log,
@@ -236,14 +251,15 @@ func peerClient(dataDir string) *http.Client {
 		TLSHandshakeTimeout: 10 * time.Second, IdleConnTimeout: 90 * time.Second, ExpectContinueTimeout: 2 * time.Second}}
 }
 
-// handle registers the membership endpoints on mux.
+// handle registers the membership endpoints on mux, each read and
+// answered within --request-timeout as the hub's own.
 func (c *clusterRun) handle(mux *http.ServeMux) {
-	mux.HandleFunc("POST "+joinPath, c.join)
-	mux.HandleFunc("GET /cluster/members", c.owner(c.members))
-	mux.HandleFunc("DELETE /cluster/members/{id}", c.owner(c.leave))
-	mux.HandleFunc("GET /cluster/status", c.owner(func(w http.ResponseWriter, r *http.Request) {
+	mux.Handle("POST "+joinPath, c.h.WithDeadline(http.HandlerFunc(c.join)))
+	mux.Handle("GET /cluster/members", c.h.WithDeadline(c.owner(c.members)))
+	mux.Handle("DELETE /cluster/members/{id}", c.h.WithDeadline(c.owner(c.leave)))
+	mux.Handle("GET /cluster/status", c.h.WithDeadline(c.owner(func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, c.status())
-	}))
+	})))
 }
 
 // forwardOptions: what a follower answers itself and what it forwards
@@ -290,7 +306,12 @@ func (c *clusterRun) join(w http.ResponseWriter, r *http.Request) {
 	if err != nil || key == nil {
 		key = c.key // the first node has not recorded it yet
 	}
-	if err := j.check(key, time.Now()); err != nil {
+	now := time.Now()
+	err = j.check(key, now)
+	if err == nil && !c.joins.fresh(j, now) {
+		err = errors.New("this join request was taken already: a node sends each request once (a replay?)")
+	}
+	if err != nil {
 		c.log.Warn("join refused", "node_id", j.ID, "err", err)
 		protocol.WriteError(w, 403, "Forbidden", err.Error())
 		return
@@ -431,6 +452,17 @@ func (c *clusterRun) peerStatus(ctx context.Context, api string) (nodeStatus, er
 
 func (c *clusterRun) leave(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
+	list, err := c.node.Members()
+	if err != nil {
+		writeHubError(w, notLeader(err))
+		return
+	}
+	if !slices.ContainsFunc(list, func(m cluster.Member) bool { return m.ID == id }) {
+		// raft takes the removal of an unknown id without a word: a typo
+		// would read as done.
+		protocol.WriteError(w, 404, "NotFound", fmt.Sprintf("no node %q in the cluster (outpost hub members lists them)", id))
+		return
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), 20*time.Second)
 	defer cancel()
 	if err := c.node.Remove(ctx, id); err != nil {
@@ -447,13 +479,20 @@ func (c *clusterRun) leave(w http.ResponseWriter, r *http.Request) {
 }
 
 // joinCluster adds this node as a voter through --join (any node),
-// retrying until the cluster takes it or ctx ends.
-func (c *clusterRun) joinCluster(ctx context.Context) {
+// retrying until the cluster takes it or ctx ends; a refusal (403: another
+// owner key, or a clock too far off) goes to errc, as no retry mends it.
+func (c *clusterRun) joinCluster(ctx context.Context, errc chan<- error) {
 	client := joinClient()
+	defer client.CloseIdleConnections()
 	for wait := 500 * time.Millisecond; ; wait = min(2*wait, 5*time.Second) {
-		_, err := postJoin(client, c.cfg.Join, newJoinRequest("add", c.cfg.NodeID, c.node.Addr(), c.api, c.key))
+		_, err := postJoin(ctx, client, c.cfg.Join, newJoinRequest("add", c.cfg.NodeID, c.node.Addr(), c.api, c.key))
 		if err == nil {
 			c.log.Info("joined the cluster", "via", c.cfg.Join)
+			return
+		}
+		var apiErr *protocol.APIError
+		if errors.As(err, &apiErr) && apiErr.Status == http.StatusForbidden {
+			errc <- fmt.Errorf("the cluster refused this node: %w", err)
 			return
 		}
 		c.log.Warn("join the cluster: retrying", "via", c.cfg.Join, "err", err)
@@ -512,7 +551,10 @@ func (c *clusterRun) maintainOnce(ctx context.Context) error {
 		}
 	}
 	if c.migrating.Load() {
-		c.migrate(actx)
+		// Not actx: a large state takes longer than 5 s to snapshot, and a
+		// snapshot cut short is kept with its trailing logs, so each retry
+		// would find nothing new to snapshot and joins would wait forever.
+		c.migrate(ctx)
 	}
 	return nil
 }
@@ -524,6 +566,9 @@ func (c *clusterRun) migrate(ctx context.Context) {
 	if err := c.node.SnapshotCompact(ctx); err != nil {
 		c.log.Warn("snapshot the single hub's state for the cluster: retrying", "err", err)
 		return
+	}
+	if err := os.Remove(filepath.Join(c.cfg.DataDir, raftDir, migratingFile)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		c.log.Warn("remove the migration mark (the next start snapshots again)", "err", err)
 	}
 	c.migrating.Store(false)
 	c.log.Info("the single hub's state is now the cluster's first snapshot: nodes can join")

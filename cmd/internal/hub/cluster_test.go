@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -371,6 +372,50 @@ func TestClusterFromSingleHub(t *testing.T) {
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Stdout: io.Discard})
 	if err == nil || !strings.Contains(err.Error(), "holds a hub's state") {
 		t.Fatalf("joining with a hub's state: %v, want a refusal", err)
+	}
+}
+
+// A single hub stopped as a first node before its state reached the
+// cluster's first snapshot finishes that on its next start: joins wait
+// for it, and the nodes that join receive the old state.
+func TestClusterFromSingleHubInterrupted(t *testing.T) {
+	root := t.TempDir()
+	key := singleHub(t, filepath.Join(root, "n1"), "old", nil)
+	startNode(t, filepath.Join(root, "n1"), "n1", "", nil).stop() // at ready: before the first migrate tick
+	n1 := startNode(t, filepath.Join(root, "n1"), "n1", "", nil)
+	n2 := startNode(t, filepath.Join(root, "n2"), "n2", n1.ready.URL, key)
+	n3 := startNode(t, filepath.Join(root, "n3"), "n3", n1.ready.URL, key)
+	waitVoters(t, key, n1.ready.URL, 3)
+	n1.stop()
+	eventually(t, "the device at the nodes that joined", func() error {
+		for _, n := range []*testNode{n2, n3} {
+			if code, body := call(t, key, "GET", n.ready.URL+"/devices/old", nil); code != 200 {
+				return fmt.Errorf("%s: %d %s", n.id, code, body)
+			}
+		}
+		return nil
+	})
+}
+
+// A stopped node leaves through another; an id that is no node's is
+// refused, not taken as done.
+func TestClusterLeave(t *testing.T) {
+	root := t.TempDir()
+	n1 := startNode(t, filepath.Join(root, "n1"), "n1", "", nil)
+	key := ownerKeyOf(t, n1.dir)
+	n2 := startNode(t, filepath.Join(root, "n2"), "n2", n1.ready.URL, key)
+	startNode(t, filepath.Join(root, "n3"), "n3", n1.ready.URL, key)
+	waitVoters(t, key, n1.ready.URL, 3)
+	if code, body := call(t, key, "DELETE", n1.ready.URL+"/cluster/members/n9", nil); code != 404 || !strings.Contains(string(body), "no node") {
+		t.Fatalf("leave of an unknown id: %d %s, want 404", code, body)
+	}
+	n2.stop()
+	if code, body := call(t, key, "DELETE", n1.ready.URL+"/cluster/members/n2", nil); code != 204 {
+		t.Fatalf("leave n2: %d %s", code, body)
+	}
+	m, err := members(t, key, n1.ready.URL)
+	if err != nil || len(m) != 2 || slices.ContainsFunc(m, func(m Member) bool { return m.ID == "n2" }) {
+		t.Fatalf("members after n2 left: %+v %v", m, err)
 	}
 }
 

@@ -19,6 +19,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/outpost-edge/outpost/cmd/internal/certs"
@@ -28,6 +29,7 @@ import (
 	"github.com/outpost-edge/outpost/cmd/internal/webui"
 	"github.com/outpost-edge/outpost/store/identity/sas"
 	synchub "github.com/outpost-edge/outpost/sync/hub"
+	"github.com/outpost-edge/outpost/sync/protocol"
 )
 
 // Defaults of flags.
@@ -157,6 +159,11 @@ func (r *hubRun) identity(ctx context.Context, ln net.Listener) error {
 		if err := cfg.checkCluster(); err != nil {
 			return err
 		}
+		if ln.Addr().(*net.TCPAddr).IP.IsUnspecified() {
+			// The API's URL is where the other nodes forward requests:
+			// localhost would send them back to themselves.
+			return fmt.Errorf("--listen %s: a cluster node's API address is where the other nodes forward requests: listen on an address they reach (e.g. 10.0.0.1:8443), not on every interface", cfg.Listen)
+		}
 		if cfg.Join != "" && cfg.OwnerKey == "" {
 			if _, err := os.Stat(filepath.Join(cfg.DataDir, ownerFile)); err != nil {
 				return errors.New("a joining node needs the cluster's owner key: --owner-key-file F, env OUTPOST_HUB_OWNER_KEY or owner-key in --config (the first node wrote it to <data>/owner.connection-string)")
@@ -231,6 +238,10 @@ func (r *hubRun) server(ctx context.Context, ln net.Listener) (*http.Server, net
 		}
 		cr.handle(mux)
 		handler = r.h.Forward(mux, cr.forwardOptions())
+	} else {
+		mux.HandleFunc("/cluster/", func(w http.ResponseWriter, _ *http.Request) {
+			protocol.WriteError(w, 404, "NotClustered", "this hub runs as one node, not a cluster: --node-id and --raft make it a cluster's first node (docs/operations.md, A hub cluster)")
+		})
 	}
 	srv := httpserver.New(handler, httpserver.Options{Logger: cfg.Logger})
 	if tlsCfg != nil {
@@ -247,16 +258,19 @@ func (r *hubRun) serve(ctx context.Context, srv *http.Server, ln net.Listener) e
 	if r.caPath != "" {
 		fmt.Fprintf(cfg.Stdout, "hub CA %s (edges and the CLI trust it with --hub-ca)\n", r.caPath)
 	}
-	errc := make(chan error, 2)
+	errc := make(chan error, 3) // the server, maintain, joinCluster: none blocks
 	go func() { errc <- srv.Serve(ln) }()
 	rd := Ready{URL: r.url, HostName: r.host, PID: os.Getpid(), CA: r.caPath}
 	if cr != nil {
 		rd.NodeID, rd.Raft = cfg.NodeID, cr.node.Addr()
+		// Ended and waited for before Run closes raft and the store.
+		var wg sync.WaitGroup
 		cctx, cancel := context.WithCancel(ctx)
+		defer wg.Wait()
 		defer cancel()
-		go cr.maintain(cctx, errc)
+		wg.Go(func() { cr.maintain(cctx, errc) })
 		if cfg.Join != "" {
-			go cr.joinCluster(cctx)
+			wg.Go(func() { cr.joinCluster(cctx, errc) })
 		}
 	}
 	ready, _ := json.Marshal(rd)

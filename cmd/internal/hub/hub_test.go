@@ -123,6 +123,20 @@ func TestPlainOnLoopback(t *testing.T) {
 	}
 }
 
+// A single hub says so to `outpost hub members` and `leave`.
+func TestSingleHubHasNoMembers(t *testing.T) {
+	r, _, _ := start(t, "127.0.0.1:0")
+	resp, err := (&http.Client{Timeout: 10 * time.Second}).Get(r.URL + "/cluster/members")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 404 || !strings.Contains(string(body), "--node-id and --raft") {
+		t.Fatalf("GET /cluster/members at a single hub: %s %s", resp.Status, body)
+	}
+}
+
 func TestLoopback(t *testing.T) {
 	for addr, want := range map[string]bool{
 		"127.0.0.1:80": true, "127.3.4.5:1": true, "[::1]:8080": true, "localhost:8080": true,

@@ -2,6 +2,7 @@ package hub
 
 import (
 	"bytes"
+	"context"
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/hkdf"
@@ -15,6 +16,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/outpost-edge/outpost/sync/protocol"
@@ -91,6 +93,34 @@ func (j joinRequest) check(key []byte, now time.Time) error {
 	return nil
 }
 
+// nonces are the nonces of the join requests a node took, each kept
+// until its request is too old to be taken anyway: a captured request
+// cannot be sent again (to re-add a node that left, say). Only holders of
+// the owner key make requests that get this far, so it stays small.
+type nonces struct {
+	mu   sync.Mutex
+	seen map[string]time.Time // nonce → when its request expires
+}
+
+// fresh records j's nonce and says whether it was new.
+func (s *nonces) fresh(j joinRequest, now time.Time) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for n, exp := range s.seen {
+		if now.After(exp) {
+			delete(s.seen, n)
+		}
+	}
+	if _, ok := s.seen[j.Nonce]; ok {
+		return false
+	}
+	if s.seen == nil {
+		s.seen = map[string]time.Time{}
+	}
+	s.seen[j.Nonce] = time.Unix(j.Time, 0).Add(joinSkew)
+	return true
+}
+
 func validNodeID(id string) bool {
 	if id == "" || len(id) > 64 {
 		return false
@@ -148,9 +178,14 @@ func newAEAD(owner []byte, nonce string) (cipher.AEAD, error) {
 
 // postJoin sends one join step to base (any node of the cluster) and
 // returns the answer.
-func postJoin(client *http.Client, base string, j joinRequest) (joinAnswer, error) {
+func postJoin(ctx context.Context, client *http.Client, base string, j joinRequest) (joinAnswer, error) {
 	body, _ := json.Marshal(j)
-	resp, err := client.Post(strings.TrimSuffix(base, "/")+joinPath, "application/json", bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimSuffix(base, "/")+joinPath, bytes.NewReader(body))
+	if err != nil {
+		return joinAnswer{}, fmt.Errorf("--join %s: %w", base, err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := client.Do(req)
 	if err != nil {
 		return joinAnswer{}, fmt.Errorf("--join %s: %w", base, err)
 	}

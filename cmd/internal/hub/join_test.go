@@ -7,7 +7,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -83,6 +85,78 @@ func TestJoinWithoutOwnerKeyRefused(t *testing.T) {
 	m, err := members(t, key, n1.ready.URL)
 	if err != nil || len(m) != 1 {
 		t.Fatalf("members after the refused joins: %+v %v", m, err)
+	}
+}
+
+// A join request is taken once: sent again (a host in the middle replaying
+// it), it is refused and nothing is handed out.
+func TestJoinReplayRefused(t *testing.T) {
+	n1 := startNode(t, filepath.Join(t.TempDir(), "n1"), "n1", "", nil)
+	key := ownerKeyOf(t, n1.dir)
+	waitVoters(t, key, n1.ready.URL, 1)
+	body, _ := json.Marshal(newJoinRequest("ca", "n2", "", "", key))
+	for i, want := range []int{200, 403} {
+		resp, err := http.Post(n1.ready.URL+joinPath, "application/json", bytes.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var a joinAnswer
+		_ = json.NewDecoder(resp.Body).Decode(&a)
+		resp.Body.Close()
+		if resp.StatusCode != want || (a.Sealed != "") != (want == 200) {
+			t.Fatalf("request %d: %d sealed=%t, want %d", i+1, resp.StatusCode, a.Sealed != "", want)
+		}
+	}
+}
+
+// A cluster node listens on an address the others can reach: on every
+// interface its URL would name localhost, where the others would forward.
+func TestClusterNodeRefusesUnspecifiedListen(t *testing.T) {
+	cfg := nodeConfig(filepath.Join(t.TempDir(), "n1"), "n1", "", nil)
+	cfg.Listen = ":0"
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := Run(ctx, cfg); err == nil || !strings.Contains(err.Error(), "not on every interface") {
+		t.Fatalf("a node on :0: %v, want a refusal", err)
+	}
+}
+
+// The join endpoint takes no token, so a caller that sends its body slowly
+// is cut at --request-timeout, as on the hub's other endpoints.
+func TestJoinSlowBodyCut(t *testing.T) {
+	cfg := nodeConfig(filepath.Join(t.TempDir(), "n1"), "n1", "", nil)
+	cfg.RequestTimeout = time.Second
+	n1 := startNodeWith(t, cfg)
+	waitVoters(t, ownerKeyOf(t, n1.dir), n1.ready.URL, 1)
+	conn, err := net.Dial("tcp", strings.TrimPrefix(n1.ready.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "POST %s HTTP/1.1\r\nHost: n1\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{", joinPath)
+	start := time.Now()
+	_ = conn.SetReadDeadline(start.Add(15 * time.Second))
+	_, _ = io.Copy(io.Discard, conn) // until the node closes the connection
+	if d := time.Since(start); d > 10*time.Second {
+		t.Fatalf("a join request whose body stalls held its connection %s, want about --request-timeout (1s)", d)
+	}
+}
+
+// A node the cluster refuses to add (here: it holds the cluster CA from an
+// earlier start, but another owner key) stops and says why, rather than
+// asking again forever.
+func TestJoinRefusedStops(t *testing.T) {
+	root := t.TempDir()
+	n1 := startNode(t, filepath.Join(root, "n1"), "n1", "", nil)
+	waitVoters(t, ownerKeyOf(t, n1.dir), n1.ready.URL, 1)
+	if err := os.CopyFS(filepath.Join(root, "n2", clusterDir), os.DirFS(filepath.Join(n1.dir, clusterDir))); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err := Run(ctx, nodeConfig(filepath.Join(root, "n2"), "n2", n1.ready.URL, []byte("not-the-cluster-key")))
+	if err == nil || !strings.Contains(err.Error(), "the cluster refused this node") || !strings.Contains(err.Error(), "owner key") {
+		t.Fatalf("a join with another owner key: %v", err)
 	}
 }
 

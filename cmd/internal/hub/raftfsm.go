@@ -94,6 +94,7 @@ func (r *raftFSM) Restore(rc io.ReadCloser) error {
 	if r.log != nil {
 		r.log.Info("state machine restored from a raft snapshot", "index", r.f.AppliedIndex(), "took", time.Since(start).Round(time.Millisecond))
 	}
+	r.since.Store(0) // the state is a snapshot's again
 	return nil
 }
 
