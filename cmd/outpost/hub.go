@@ -40,9 +40,9 @@ var hubCmd = cli.Command{
 		fs.StringVar(&c.RaftAdvertise, "raft-advertise", "", "cluster: the raft address the other nodes dial when it is not --raft (a NAT or a proxy in front of the port; default: --raft)")
 		fs.StringVar(&c.Join, "join", "", "cluster: URL of any node of the cluster to join (every node but the first; needs the cluster's owner key)")
 		fs.Uint64Var(&c.TrailingLogs, "raft-trailing-logs", hub.DefaultTrailingLogs, "cluster: log entries kept after a snapshot (one entry is an edge's frame of up to 1000 events)")
-		fs.Uint64Var(&c.SnapshotThreshold, "raft-snapshot-threshold", 0, "cluster: entries since the last snapshot that trigger one (default 8192)")
+		fs.Uint64Var(&c.SnapshotThreshold, "raft-snapshot-threshold", hub.DefaultSnapshotThreshold, "cluster: entries since the last snapshot that trigger one")
 		fs.Int64Var(&hubCfg.snapshotMiB, "raft-snapshot-size", hub.DefaultSnapshotBytes>>20, "cluster: MiB of commands since the last snapshot that trigger one, so the raft log stays bounded in bytes")
-		fs.DurationVar(&c.SnapshotInterval, "raft-snapshot-interval", 0, "cluster: how often to check the snapshot threshold (default 2m)")
+		fs.DurationVar(&c.SnapshotInterval, "raft-snapshot-interval", hub.DefaultSnapshotInterval, "cluster: how often to check the snapshot threshold")
 	},
 	Run: func(ctx context.Context, env cli.Env, fs *flag.FlagSet) error {
 		switch fs.Arg(0) {

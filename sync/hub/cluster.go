@@ -155,7 +155,7 @@ func (h *Hub) serveLeader(next http.Handler, w http.ResponseWriter, r *http.Requ
 		err := c.VerifyLeader(ctx)
 		cancel()
 		if err != nil {
-			unavailable(w, fmt.Sprintf("this node could not confirm it leads the cluster (%v): retry", err))
+			noLeader(w, fmt.Sprintf("this node could not confirm it leads the cluster (%v): retry", err))
 			return
 		}
 	}
@@ -166,12 +166,12 @@ func (h *Hub) forward(w http.ResponseWriter, r *http.Request, c Cluster, o Forwa
 	// The request is not authenticated here: the leader does it, with the
 	// registry as it is, and bounds the request with its own deadlines.
 	if r.Header.Get(ForwardedHeader) != "" {
-		unavailable(w, "leadership moved while the request was forwarded: retry")
+		noLeader(w, "leadership moved while the request was forwarded: retry")
 		return
 	}
 	target, err := h.leaderURL(c)
 	if err != nil {
-		unavailable(w, err.Error())
+		noLeader(w, err.Error())
 		return
 	}
 	setDeadline(w, 0) // the leader bounds the request; streams pass through
@@ -228,8 +228,17 @@ func (h *Hub) leaderURL(c Cluster) (*url.URL, error) {
 }
 
 // unavailable answers 503 NotLeader with a short Retry-After: any node
-// will do on the retry.
+// will do on the retry. The request may have been applied (it reached a
+// leader that lost its place, or the forward broke after sending it).
 func unavailable(w http.ResponseWriter, msg string) {
 	w.Header().Set("Retry-After", "1")
 	protocol.WriteError(w, http.StatusServiceUnavailable, "NotLeader", msg)
+}
+
+// noLeader answers 503 NoLeader: the request was applied nowhere (no leader
+// is known, or this node could not confirm it leads before handling it),
+// so a client may send it again, writes included, after Retry-After.
+func noLeader(w http.ResponseWriter, msg string) {
+	w.Header().Set("Retry-After", "1")
+	protocol.WriteError(w, http.StatusServiceUnavailable, "NoLeader", msg)
 }

@@ -70,6 +70,9 @@ type clusterRun struct {
 	peer  *http.Client // to the other nodes' APIs
 	log   *slog.Logger
 	joins nonces // of the join requests taken, against a replay
+	// absent: since when each recorded node is out of the configuration
+	// (maintain's goroutine only; see pruneNodes).
+	absent map[string]time.Time
 	// migrating: this node's state predates the cluster; joins wait until
 	// it is in a snapshot (see migrate).
 	migrating atomic.Bool
@@ -99,7 +102,7 @@ func clusterCA(ctx context.Context, cfg Config, key []byte) (*cluster.CA, error)
 		return nil, err
 	}
 	if b.APICA != "" {
-		if err := installAPICA(cfg.DataDir, b); err != nil {
+		if err := installAPICA(cfg.DataDir, b, cfg.Logger); err != nil {
 			return nil, err
 		}
 	}
@@ -163,10 +166,12 @@ func fetchBundle(ctx context.Context, cfg Config, key []byte) (joinBundle, error
 
 // installAPICA makes the cluster's HTTPS CA this node's, so that edges
 // and the CLI trust every node with one ca.pem.
-func installAPICA(dataDir string, b joinBundle) error {
+func installAPICA(dataDir string, b joinBundle, log *slog.Logger) error {
 	dir := filepath.Join(dataDir, "certs")
 	if _, err := os.Stat(filepath.Join(dir, certs.CAFile)); err == nil {
-		return nil // this node has its own already: keep it
+		log.Warn("this node keeps its own HTTPS CA, not the cluster's: edges and the CLI need both to trust every node (--hub-ca); "+
+			"remove <data>/certs before the node first joins to share the cluster's", "ca", filepath.Join(dir, certs.CAFile))
+		return nil
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
@@ -550,6 +555,7 @@ func (c *clusterRun) maintainOnce(ctx context.Context) error {
 			return nil
 		}
 	}
+	c.pruneNodes(actx, nodes)
 	if c.migrating.Load() {
 		// Not actx: a large state takes longer than 5 s to snapshot, and a
 		// snapshot cut short is kept with its trailing logs, so each retry
@@ -557,6 +563,40 @@ func (c *clusterRun) maintainOnce(ctx context.Context) error {
 		c.migrate(ctx)
 	}
 	return nil
+}
+
+// pruneNodes forgets the records of nodes that left the configuration a
+// minute ago or more (a leader that removed itself leaves its record
+// behind; a node being added has its record before it is a voter).
+func (c *clusterRun) pruneNodes(ctx context.Context, nodes []synchub.NodeInfo) {
+	members, err := c.node.Members()
+	if err != nil {
+		return
+	}
+	in := map[string]bool{}
+	for _, m := range members {
+		in[m.ID] = true
+	}
+	if c.absent == nil {
+		c.absent = map[string]time.Time{}
+	}
+	for _, n := range nodes {
+		if in[n.ID] {
+			delete(c.absent, n.ID)
+			continue
+		}
+		since, seen := c.absent[n.ID]
+		if !seen {
+			c.absent[n.ID] = time.Now()
+			continue
+		}
+		if time.Since(since) >= time.Minute {
+			if err := c.h.RemoveNode(ctx, n.ID); err == nil {
+				delete(c.absent, n.ID)
+				c.log.Info("forgot the address of a node that left the cluster", "node_id", n.ID)
+			}
+		}
+	}
 }
 
 // migrate puts a single hub's state, which no log entry holds, into a

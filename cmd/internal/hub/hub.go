@@ -34,11 +34,13 @@ import (
 
 // Defaults of flags.
 const (
-	DefaultTrailingLogs    = 1024                              // --raft-trailing-logs
-	DefaultSnapshotBytes   = 512 << 20                         // --raft-snapshot-size (MiB)
-	DefaultMaxImageMiB     = synchub.DefaultMaxImageSize >> 20 // --max-image-size
-	DefaultMaxLinkRequests = synchub.DefaultMaxLinkRequests    // --max-link-requests
-	DefaultRequestTimeout  = synchub.DefaultRequestDeadline    // --request-timeout
+	DefaultTrailingLogs      = 1024                              // --raft-trailing-logs
+	DefaultSnapshotBytes     = 512 << 20                         // --raft-snapshot-size (MiB)
+	DefaultSnapshotThreshold = 8192                              // --raft-snapshot-threshold
+	DefaultSnapshotInterval  = 2 * time.Minute                   // --raft-snapshot-interval
+	DefaultMaxImageMiB       = synchub.DefaultMaxImageSize >> 20 // --max-image-size
+	DefaultMaxLinkRequests   = synchub.DefaultMaxLinkRequests    // --max-link-requests
+	DefaultRequestTimeout    = synchub.DefaultRequestDeadline    // --request-timeout
 )
 
 // Config is what `outpost hub` is told on its command line.

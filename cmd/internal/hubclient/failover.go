@@ -19,6 +19,9 @@ const (
 	// maxRetryAfter is the longest Retry-After (a cluster electing its
 	// leader) waited out before one more round over the nodes.
 	maxRetryAfter = 5 * time.Second
+	// electionWait bounds the rounds a request makes while the cluster has
+	// no leader (503 NoLeader: applied nowhere, safe to send again).
+	electionWait = 15 * time.Second
 )
 
 // nodeTransport is the transport of a Client with several nodes: a short
@@ -58,12 +61,15 @@ func (c *Client) answered(base string) {
 // could not be reached, or answered 502, 503 or 504, is passed over for
 // the next: always for a GET, HEAD, OPTIONS or DELETE, and for any other
 // method only when the connection failed before anything was written (a
-// dial error), so a write is never applied twice. When every node failed
-// and one asked to retry after at most maxRetryAfter (an election), the
-// nodes are tried once more after that wait. One node: one attempt.
+// dial error) or the cluster said it applied nothing (503 NoLeader), so a
+// write is never applied twice. When every node failed and one asked to
+// retry after at most maxRetryAfter (an election), the nodes are tried once
+// more after that wait; while every answer is 503 NoLeader, for up to
+// electionWait, one node included.
 func (c *Client) roundTrip(ctx context.Context, r Request) ([]byte, error) {
 	nodes := c.nodes()
 	var tries []nodeTry
+	start := time.Now()
 	for round := 0; ; round++ {
 		for _, base := range nodes {
 			data, err := c.tryNode(ctx, r, base)
@@ -76,8 +82,10 @@ func (c *Client) roundTrip(ctx context.Context, r Request) ([]byte, error) {
 				return nil, failed(r, tries)
 			}
 		}
-		wait := shortRetryAfter(tries[len(tries)-len(nodes):])
-		if len(nodes) == 1 || round > 0 || wait == 0 {
+		last := tries[len(tries)-len(nodes):]
+		wait := shortRetryAfter(last)
+		electing := allNoLeader(last) && time.Since(start)+wait < electionWait
+		if wait == 0 || !electing && (len(nodes) == 1 || round > 0) {
 			return nil, failed(r, tries)
 		}
 		if err := sleep(ctx, wait); err != nil {
@@ -86,13 +94,29 @@ func (c *Client) roundTrip(ctx context.Context, r Request) ([]byte, error) {
 	}
 }
 
+// noLeader reports whether err is a 503 NoLeader: the cluster applied
+// nothing of the request.
+func noLeader(err error) bool {
+	var ae *APIError
+	return errors.As(err, &ae) && ae.Status == http.StatusServiceUnavailable && ae.Code == "NoLeader"
+}
+
+func allNoLeader(tries []nodeTry) bool {
+	for _, t := range tries {
+		if !noLeader(t.err) {
+			return false
+		}
+	}
+	return len(tries) > 0
+}
+
 // nextNode reports whether a request with method that failed with err may
 // be sent to another node.
 func nextNode(method string, err error) bool {
 	if !Retryable(err) {
 		return false
 	}
-	return idempotent(method) || dialError(err)
+	return idempotent(method) || dialError(err) || noLeader(err)
 }
 
 func idempotent(method string) bool {

@@ -254,3 +254,34 @@ func TestClientDeleteSentAgainSaysItMayBeDone(t *testing.T) {
 		t.Fatalf("the first node read %d requests, the second served %d: want 1 and 1", got.Load(), live.hits.Load())
 	}
 }
+
+// A write answered 503 NoLeader (the cluster applied it nowhere) is sent
+// again after Retry-After, to the one node there is, until the cluster has
+// a leader; 503 NotLeader (it may have been applied) is not.
+func TestClientSendsAWriteAgainWhileNoLeader(t *testing.T) {
+	for _, tc := range []struct {
+		code      string
+		wantAsked int64
+		wantErr   bool
+	}{{"NoLeader", 3, false}, {"NotLeader", 1, true}} {
+		var asked atomic.Int64
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if asked.Add(1) <= 2 {
+				w.Header().Set("Retry-After", "1")
+				w.WriteHeader(http.StatusServiceUnavailable)
+				_, _ = io.WriteString(w, `{"code":"`+tc.code+`","message":"no leader yet"}`)
+				return
+			}
+			_, _ = io.WriteString(w, `{"deviceId":"d1"}`)
+		}))
+		c, err := hubclient.FromEnv(ownerCS("hub.test:8080"), srv.URL, func(string) string { return "" }, hubclient.Trust{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = c.Do(context.Background(), http.MethodPut, "/devices/d1", map[string]string{"deviceId": "d1"}, nil)
+		srv.Close()
+		if (err != nil) != tc.wantErr || asked.Load() != tc.wantAsked {
+			t.Errorf("PUT answered 503 %s: err %v after %d requests; want error %v after %d", tc.code, err, asked.Load(), tc.wantErr, tc.wantAsked)
+		}
+	}
+}
