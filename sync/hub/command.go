@@ -64,7 +64,7 @@ var commandSpecs = map[uint64]commandSpec{
 	cmdWriteTwin:          {"writeTwin", 1, decodeAs[writeTwin]},
 	cmdApplyConfiguration: {"applyConfiguration", 1, decodeAs[applyConfiguration]},
 	cmdSendC2D:            {"sendC2D", 1, decodeAs[sendC2D]},
-	cmdAppendEvents:       {"appendEvents", 1, decodeAs[appendEvents]},
+	cmdAppendEvents:       {"appendEvents", 2, decodeAs[appendEvents]},
 	cmdMergeTwins:         {"mergeTwins", 1, decodeAs[mergeTwins]},
 	cmdExpireEvents:       {"expireEvents", 1, decodeAs[expireEvents]},
 	cmdAckPull:            {"ackPull", 1, decodeAs[ackPull]},

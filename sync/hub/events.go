@@ -373,7 +373,10 @@ func (f *FSM) planBatch(txn *badger.Txn, c appendEvents, inScope func(string) bo
 	b.cursor, b.ack.UpTo = b.oldCursor, b.oldCursor
 	digests := newStoredDigests(txn, m.Instance, m.Queue)
 	defer digests.close()
-	for _, msg := range m.Msgs {
+	if c.Digests != nil && len(c.Digests) != len(m.Msgs)*digestSize {
+		return fmt.Errorf("%w: %d bytes of digests for %d messages", ErrInvalid, len(c.Digests), len(m.Msgs))
+	}
+	for i, msg := range m.Msgs {
 		b.ack.UpTo, b.cursor = msg.Seq, max(b.cursor, msg.Seq)
 		dev, mod, ok := splitSource(msg.Source)
 		id := dev
@@ -400,7 +403,7 @@ func (f *FSM) planBatch(txn *badger.Txn, c appendEvents, inScope func(string) bo
 				continue
 			}
 		}
-		d, err := protocol.Digest(msg)
+		d, err := c.digest(i)
 		if err != nil {
 			return err
 		}

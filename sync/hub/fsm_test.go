@@ -591,3 +591,47 @@ func TestSendC2DAppliedAgainQueuesOnce(t *testing.T) {
 		t.Fatalf("%d messages queued, want 2 (the replayed entry once, the later send once)", n)
 	}
 }
+
+// appendEvents carries the proposer's digests (version 2) or none (as a
+// version 1 entry): the events and their de-duplication are the same;
+// digests that do not fit the frame are refused and change nothing.
+func TestAppendEventsDigestsFromTheProposer(t *testing.T) {
+	frame := protocol.Messages{Instance: "edge:gw1.a1", Queue: "$upstream/pdefault", Msgs: []protocol.Message{
+		{Seq: 1, ID: "m1", Source: "devices/dev1", Body: []byte("one")}, {Seq: 2, ID: "m2", Source: "devices/dev1", Body: []byte("two")}}}
+	with, err := appendEvents{Edge: "gw1", Frame: frame}.withDigests()
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := map[string]string{}
+	for name, cmd := range map[string]appendEvents{"with": with, "without": {Edge: "gw1", Frame: frame}} {
+		fx := newFixture(t)
+		for range 2 { // the second time: duplicates
+			entry, err := encodeCommand(cmd, 1_700_000_000_000)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := fx.h.fsm.Apply(entry); err != nil {
+				t.Fatalf("%s digests: %v", name, err)
+			}
+		}
+		evs, err := fx.h.Events(1, 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := json.Marshal(evs)
+		logs[name] = string(b)
+	}
+	if logs["with"] != logs["without"] || strings.Count(logs["with"], `"Seq"`) != 2 {
+		t.Errorf("the proposer's digests and the FSM's own give different logs:\n%s\n%s", logs["with"], logs["without"])
+	}
+	bad := with
+	bad.Digests = bad.Digests[:digestSize]
+	fx := newFixture(t)
+	entry, _ := encodeCommand(bad, 1_700_000_000_000)
+	if _, err := fx.h.fsm.Apply(entry); !errors.Is(err, ErrInvalid) {
+		t.Errorf("one digest for two messages: %v, want ErrInvalid", err)
+	}
+	if last := fx.h.LastSeq(); last != 0 {
+		t.Errorf("a refused frame stored %d events", last)
+	}
+}

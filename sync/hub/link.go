@@ -59,7 +59,11 @@ func (h *Hub) Messages(ctx context.Context, edge string, m protocol.Messages) (p
 	if err := h.admit(size); err != nil {
 		return protocol.MessagesAck{}, fmt.Errorf("messages from %q: %w", edge, err)
 	}
-	res, err := h.applyResult(ctx, appendEvents{Edge: edge, Frame: m})
+	cmd, err := appendEvents{Edge: edge, Frame: m}.withDigests()
+	if err != nil {
+		return protocol.MessagesAck{}, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	res, err := h.applyResult(ctx, cmd)
 	if err != nil {
 		return protocol.MessagesAck{}, err
 	}

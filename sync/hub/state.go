@@ -27,10 +27,34 @@ type deleteIdentities struct {
 // appendEvents stores a batch of an edge's upstream queue in the event
 // log (see FSM.appendEventsLocked). The events' enqueued time is the
 // command's time (the envelope's). Key 2 is retired: it held that time a
-// second time.
+// second time. Version 2 adds Digests: each message's protocol.Digest,
+// concatenated, computed once by the proposer rather than by every node
+// (a version 1 entry has none: the FSM computes them).
 type appendEvents struct {
-	Edge  string            `cbor:"1,keyasint"`
-	Frame protocol.Messages `cbor:"3,keyasint"`
+	Edge    string            `cbor:"1,keyasint"`
+	Frame   protocol.Messages `cbor:"3,keyasint"`
+	Digests []byte            `cbor:"4,keyasint,omitempty"`
+}
+
+// withDigests returns c with the digests of its messages.
+func (c appendEvents) withDigests() (appendEvents, error) {
+	c.Digests = make([]byte, 0, len(c.Frame.Msgs)*digestSize)
+	for _, msg := range c.Frame.Msgs {
+		d, err := protocol.Digest(msg)
+		if err != nil {
+			return c, err
+		}
+		c.Digests = append(c.Digests, d...)
+	}
+	return c, nil
+}
+
+// digest is message i's digest: the proposer's, or computed now.
+func (c appendEvents) digest(i int) ([]byte, error) {
+	if c.Digests == nil {
+		return protocol.Digest(c.Frame.Msgs[i])
+	}
+	return c.Digests[i*digestSize : (i+1)*digestSize], nil
 }
 
 // mergeTwins merges an edge's twin delta.
