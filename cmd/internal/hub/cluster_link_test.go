@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -86,6 +85,26 @@ func (e *testEdge) send(t *testing.T, from, n int) {
 	}
 }
 
+// createEdge registers the edge device gw1 through url (again while the
+// cluster settles) and returns its connection string.
+func createEdge(t *testing.T, key []byte, url string) sas.ConnString {
+	t.Helper()
+	var body []byte
+	eventually(t, "create the edge device", func() error {
+		var code int
+		code, body = call(t, key, "PUT", url+"/devices/gw1", map[string]any{"deviceId": "gw1", "capabilities": map[string]any{"iotEdge": true}})
+		if code != 200 {
+			return fmt.Errorf("%d %s", code, body)
+		}
+		return nil
+	})
+	var gw identity.JSON
+	if err := json.Unmarshal(body, &gw); err != nil {
+		t.Fatal(err)
+	}
+	return sas.ConnString{HostName: clusterHost, DeviceID: "gw1", SharedAccessKey: gw.Authentication.SymmetricKey.PrimaryKey}
+}
+
 // events reads the whole event log at url: the bodies' i in seq order.
 func events(t *testing.T, key []byte, url string) ([]int, error) {
 	code, body := call(t, key, "GET", url+"/messages/events?from=1&limit=10000", nil)
@@ -119,13 +138,7 @@ func events(t *testing.T, key []byte, url string) ([]int, error) {
 // direct method invoked at another node, and keeps draining when the leader
 // stops: every message once, in order.
 func TestClusterEdgeThroughFollower(t *testing.T) {
-	root := t.TempDir()
-	n1 := startNode(t, filepath.Join(root, "n1"), "n1", "", nil)
-	key := ownerKeyOf(t, n1.dir)
-	n2 := startNode(t, filepath.Join(root, "n2"), "n2", n1.ready.URL, key)
-	n3 := startNode(t, filepath.Join(root, "n3"), "n3", n1.ready.URL, key)
-	waitVoters(t, key, n1.ready.URL, 3)
-	nodes := []*testNode{n1, n2, n3}
+	nodes, key := threeNodes(t)
 	var leader *testNode
 	eventually(t, "one leader", func() (err error) {
 		leader, err = leaderOf(t, key, nodes)
@@ -137,20 +150,7 @@ func TestClusterEdgeThroughFollower(t *testing.T) {
 			followers = append(followers, n)
 		}
 	}
-	var body []byte
-	eventually(t, "create the edge device at a follower", func() error {
-		var code int
-		code, body = call(t, key, "PUT", followers[1].ready.URL+"/devices/gw1", map[string]any{"deviceId": "gw1", "capabilities": map[string]any{"iotEdge": true}})
-		if code != 200 {
-			return fmt.Errorf("%d %s", code, body)
-		}
-		return nil
-	})
-	var gw identity.JSON
-	if err := json.Unmarshal(body, &gw); err != nil {
-		t.Fatal(err)
-	}
-	edge := startEdge(t, sas.ConnString{HostName: clusterHost, DeviceID: "gw1", SharedAccessKey: gw.Authentication.SymmetricKey.PrimaryKey}, followers[0].ready.URL)
+	edge := startEdge(t, createEdge(t, key, followers[1].ready.URL), followers[0].ready.URL)
 	edge.send(t, 0, 500)
 	eventually(t, "the first 500 events, read at the other follower", func() error {
 		got, err := events(t, key, followers[1].ready.URL)
@@ -188,13 +188,7 @@ func TestClusterEdgeThroughFollower(t *testing.T) {
 // An edge that lists the leader among its hub nodes moves there from the
 // follower it started on: the leader names itself on its answers.
 func TestClusterEdgeMovesToLeader(t *testing.T) {
-	root := t.TempDir()
-	n1 := startNode(t, filepath.Join(root, "n1"), "n1", "", nil)
-	key := ownerKeyOf(t, n1.dir)
-	n2 := startNode(t, filepath.Join(root, "n2"), "n2", n1.ready.URL, key)
-	n3 := startNode(t, filepath.Join(root, "n3"), "n3", n1.ready.URL, key)
-	waitVoters(t, key, n1.ready.URL, 3)
-	nodes := []*testNode{n1, n2, n3}
+	nodes, key := threeNodes(t)
 	var leader *testNode
 	eventually(t, "one leader", func() (err error) {
 		leader, err = leaderOf(t, key, nodes)
@@ -206,21 +200,7 @@ func TestClusterEdgeMovesToLeader(t *testing.T) {
 			follower = n
 		}
 	}
-	var body []byte
-	eventually(t, "create the edge device", func() error {
-		var code int
-		code, body = call(t, key, "PUT", leader.ready.URL+"/devices/gw1", map[string]any{"deviceId": "gw1", "capabilities": map[string]any{"iotEdge": true}})
-		if code != 200 {
-			return fmt.Errorf("%d %s", code, body)
-		}
-		return nil
-	})
-	var gw identity.JSON
-	if err := json.Unmarshal(body, &gw); err != nil {
-		t.Fatal(err)
-	}
-	cs := sas.ConnString{HostName: clusterHost, DeviceID: "gw1", SharedAccessKey: gw.Authentication.SymmetricKey.PrimaryKey}
-	edge := startEdge(t, cs, follower.ready.URL, leader.ready.URL)
+	edge := startEdge(t, createEdge(t, key, leader.ready.URL), follower.ready.URL, leader.ready.URL)
 	edge.send(t, 0, 10)
 	eventually(t, "the edge on the leader", func() error {
 		if st := edge.link.Status(); st.HubURL != leader.ready.URL {

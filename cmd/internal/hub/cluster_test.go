@@ -178,6 +178,19 @@ func waitVoters(t *testing.T, key []byte, url string, n int) {
 	})
 }
 
+// threeNodes starts a cluster of three nodes, n2 and n3 joining through n1,
+// and waits until all three are voters in step.
+func threeNodes(t *testing.T) ([]*testNode, []byte) {
+	t.Helper()
+	root := t.TempDir()
+	n1 := startNode(t, filepath.Join(root, "n1"), "n1", "", nil)
+	key := ownerKeyOf(t, n1.dir)
+	n2 := startNode(t, filepath.Join(root, "n2"), "n2", n1.ready.URL, key)
+	n3 := startNode(t, filepath.Join(root, "n3"), "n3", n1.ready.URL, key)
+	waitVoters(t, key, n1.ready.URL, 3)
+	return []*testNode{n1, n2, n3}, key
+}
+
 // Three nodes form a cluster through --join; a write at one node is read
 // at another; the leader stops and the two others go on, and it comes back
 // and catches up.
@@ -400,12 +413,8 @@ func TestClusterFromSingleHubInterrupted(t *testing.T) {
 // A stopped node leaves through another; an id that is no node's is
 // refused, not taken as done.
 func TestClusterLeave(t *testing.T) {
-	root := t.TempDir()
-	n1 := startNode(t, filepath.Join(root, "n1"), "n1", "", nil)
-	key := ownerKeyOf(t, n1.dir)
-	n2 := startNode(t, filepath.Join(root, "n2"), "n2", n1.ready.URL, key)
-	startNode(t, filepath.Join(root, "n3"), "n3", n1.ready.URL, key)
-	waitVoters(t, key, n1.ready.URL, 3)
+	nodes, key := threeNodes(t)
+	n1, n2 := nodes[0], nodes[1]
 	if code, body := call(t, key, "DELETE", n1.ready.URL+"/cluster/members/n9", nil); code != 404 || !strings.Contains(string(body), "no node") {
 		t.Fatalf("leave of an unknown id: %d %s, want 404", code, body)
 	}
