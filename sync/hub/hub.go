@@ -46,8 +46,8 @@ type Options struct {
 	// runs its store at Process: what makes a command durable there is
 	// raft's log, fsynced on a majority before any answer, which a node
 	// replays over its store's last applied index after a crash (a store
-	// that lost writes to a power cut keeps a prefix of them, and its
-	// deterministic commands apply again to the same bytes).
+	// that lost writes to a power cut keeps a prefix of them, and the
+	// commands applied again bear it: see replicated.go).
 	Durability kv.Durability
 	Logger     *slog.Logger
 	// PullWait caps how long an edge's pull is held (default 25 s).
