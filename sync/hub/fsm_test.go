@@ -115,16 +115,7 @@ func TestDecodeCommandRefuses(t *testing.T) {
 			t.Errorf("%s: %v, want ErrCommand", name, err)
 		}
 	}
-	db, err := kv.Open("", kv.Options{InMemory: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	f, err := OpenFSM(context.Background(), db, FSMOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
+	f := memFSM(t)
 	noID, _ := encodeCommand(sendC2D{Device: "dev1", Msg: queue.Message{Body: []byte("x")}}, 1)
 	if _, err := f.Apply(noID); !errors.Is(err, ErrInvalid) {
 		t.Errorf("a C2D command without a message id: %v, want ErrInvalid (Apply would draw one at random)", err)
@@ -454,16 +445,7 @@ func TestRestoreRefusesBadSnapshots(t *testing.T) {
 // The collision log's rate limit forgets instances once their hold-back
 // is over: the map does not grow with every instance that ever collided.
 func TestCollisionLogForgets(t *testing.T) {
-	db, err := kv.Open("", kv.Options{InMemory: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	f, err := OpenFSM(context.Background(), db, FSMOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
+	f := memFSM(t)
 	collide := func(inst string, at int64) {
 		f.at.Store(at)
 		f.logCollision(appendEvents{Edge: "gw1", Frame: protocol.Messages{Instance: inst, Queue: "q"}}, batchPlan{collisions: 1, firstCollision: 1})
@@ -557,16 +539,7 @@ func TestRestoreWhileServing(t *testing.T) {
 // index queues its cloud-to-device message once; a later command with the
 // same message id (IoT Hub allows it) queues another.
 func TestSendC2DAppliedAgainQueuesOnce(t *testing.T) {
-	db, err := kv.Open("", kv.Options{InMemory: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	f, err := OpenFSM(context.Background(), db, FSMOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
+	f := memFSM(t)
 	send := func(at int64) []byte {
 		e, err := encodeCommand(sendC2D{Device: "dev1", Msg: queue.Message{ID: "c1", Body: []byte("hi")}}, at)
 		if err != nil {
@@ -634,4 +607,19 @@ func TestAppendEventsDigestsFromTheProposer(t *testing.T) {
 	if last := fx.h.LastSeq(); last != 0 {
 		t.Errorf("a refused frame stored %d events", last)
 	}
+}
+
+// memFSM opens a state machine on an in-memory store, closed with the test.
+func memFSM(t *testing.T) *FSM {
+	t.Helper()
+	db, err := kv.Open("", kv.Options{InMemory: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := OpenFSM(context.Background(), db, FSMOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = f.Close(); _ = db.Close() })
+	return f
 }

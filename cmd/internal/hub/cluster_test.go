@@ -334,16 +334,11 @@ func singleHub(t *testing.T, dir, id string, key []byte) []byte {
 	return key
 }
 
-// A single hub with devices becomes the first node of a cluster: nodes that
-// join receive its state (a snapshot: the state is in no log entry), and
-// keep it when the first node is gone. A data directory with state cannot
-// join.
-func TestClusterFromSingleHub(t *testing.T) {
-	root := t.TempDir()
-	key := singleHub(t, filepath.Join(root, "n1"), "old", nil)
-	n1 := startNode(t, filepath.Join(root, "n1"), "n1", "", nil)
-	n2 := startNode(t, filepath.Join(root, "n2"), "n2", n1.ready.URL, key)
-	n3 := startNode(t, filepath.Join(root, "n3"), "n3", n1.ready.URL, key)
+// oldStateJoined waits until n2 and n3, joined to n1 (a former single
+// hub), are voters, stops n1, and checks the two hold its device "old":
+// they received its state although no log entry holds it.
+func oldStateJoined(t *testing.T, key []byte, n1, n2, n3 *testNode) {
+	t.Helper()
 	waitVoters(t, key, n1.ready.URL, 3)
 	n1.stop()
 	eventually(t, "the device at the nodes that joined", func() error {
@@ -354,6 +349,19 @@ func TestClusterFromSingleHub(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// A single hub with devices becomes the first node of a cluster: nodes that
+// join receive its state (a snapshot: the state is in no log entry), and
+// keep it when the first node is gone. A data directory with state cannot
+// join.
+func TestClusterFromSingleHub(t *testing.T) {
+	root := t.TempDir()
+	key := singleHub(t, filepath.Join(root, "n1"), "old", nil)
+	n1 := startNode(t, filepath.Join(root, "n1"), "n1", "", nil)
+	n2 := startNode(t, filepath.Join(root, "n2"), "n2", n1.ready.URL, key)
+	n3 := startNode(t, filepath.Join(root, "n3"), "n3", n1.ready.URL, key)
+	oldStateJoined(t, key, n1, n2, n3)
 	// A copy of a node's store starts a new cluster of its own (docs:
 	// Backing up): the old state, and new writes apply.
 	n2.stop()
@@ -398,16 +406,7 @@ func TestClusterFromSingleHubInterrupted(t *testing.T) {
 	n1 := startNode(t, filepath.Join(root, "n1"), "n1", "", nil)
 	n2 := startNode(t, filepath.Join(root, "n2"), "n2", n1.ready.URL, key)
 	n3 := startNode(t, filepath.Join(root, "n3"), "n3", n1.ready.URL, key)
-	waitVoters(t, key, n1.ready.URL, 3)
-	n1.stop()
-	eventually(t, "the device at the nodes that joined", func() error {
-		for _, n := range []*testNode{n2, n3} {
-			if code, body := call(t, key, "GET", n.ready.URL+"/devices/old", nil); code != 200 {
-				return fmt.Errorf("%s: %d %s", n.id, code, body)
-			}
-		}
-		return nil
-	})
+	oldStateJoined(t, key, n1, n2, n3)
 }
 
 // A stopped node leaves through another; an id that is no node's is
