@@ -188,8 +188,8 @@ type Stats struct {
 	AppliedIndex      uint64    `json:"appliedIndex"`
 	LastSnapshotIndex uint64    `json:"lastSnapshotIndex"`
 	LastSnapshotTerm  uint64    `json:"lastSnapshotTerm"`
-	LastContact       time.Time `json:"lastContact,omitzero"` // with the leader; zero on the leader or never
-	LastSnapshotTime  time.Time `json:"lastSnapshotTime,omitzero"`
+	LastContact       time.Time `json:"lastContact,omitzero"`      // with the leader; zero on the leader or never
+	LastSnapshotTime  time.Time `json:"lastSnapshotTime,omitzero"` // only where the caller fills it (LastSnapshotTime)
 }
 
 // Stats reads the node's raft counters.
@@ -205,15 +205,24 @@ func (n *Node) Stats() Stats {
 	}
 	s.LastSnapshotIndex, _ = strconv.ParseUint(raw["last_snapshot_index"], 10, 64)
 	s.LastSnapshotTerm, _ = strconv.ParseUint(raw["last_snapshot_term"], 10, 64)
-	if list, err := n.snaps.List(); err == nil && len(list) > 0 {
-		// A file snapshot's id is term-index-unixms.
-		if i := strings.LastIndexByte(list[0].ID, '-'); i >= 0 {
-			if ms, err := strconv.ParseInt(list[0].ID[i+1:], 10, 64); err == nil {
-				s.LastSnapshotTime = time.UnixMilli(ms)
-			}
+	return s
+}
+
+// LastSnapshotTime is when this node's latest snapshot was taken (zero:
+// none). It lists the snapshot directory: Stats leaves it out, as health
+// checks call Stats often.
+func (n *Node) LastSnapshotTime() time.Time {
+	list, err := n.snaps.List()
+	if err != nil || len(list) == 0 {
+		return time.Time{}
+	}
+	// A file snapshot's id is term-index-unixms.
+	if i := strings.LastIndexByte(list[0].ID, '-'); i >= 0 {
+		if ms, err := strconv.ParseInt(list[0].ID[i+1:], 10, 64); err == nil {
+			return time.UnixMilli(ms)
 		}
 	}
-	return s
+	return time.Time{}
 }
 
 // SnapshotCompact takes a snapshot and drops the whole log before it, so

@@ -429,7 +429,9 @@ type nodeStatus struct {
 }
 
 func (c *clusterRun) status() nodeStatus {
-	return nodeStatus{ID: c.cfg.NodeID, Leader: c.rlog.LeaderID(), Stats: c.node.Stats()}
+	st := nodeStatus{ID: c.cfg.NodeID, Leader: c.rlog.LeaderID(), Stats: c.node.Stats()}
+	st.LastSnapshotTime = c.node.LastSnapshotTime()
+	return st
 }
 
 func (c *clusterRun) peerStatus(ctx context.Context, api string) (nodeStatus, error) {

@@ -196,8 +196,8 @@ func (l *raftLog) Metrics() []synchub.Metric {
 		leader = 1
 	}
 	age := -1.0
-	if !s.LastSnapshotTime.IsZero() {
-		age = time.Since(s.LastSnapshotTime).Seconds()
+	if at := l.n.LastSnapshotTime(); !at.IsZero() {
+		age = time.Since(at).Seconds()
 	}
 	return []synchub.Metric{
 		{Name: "outpost_hub_raft_leader", Help: "1 while this node leads the cluster.", Value: leader},
