@@ -266,6 +266,9 @@ func (s *session) startDevices(ctx context.Context, css []string) error {
 			if died := s.died(); died != nil {
 				return died
 			}
+			if ctx.Err() != nil {
+				return nil // Ctrl-C while a device connects: a clean stop, not a failure
+			}
 			return err
 		}
 		s.devices = append(s.devices, d)
