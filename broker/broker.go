@@ -44,7 +44,11 @@ type Authenticator interface {
 // Login is what a CONNECT proved: the identity, and what its session
 // rests on.
 type Login struct {
-	ID string // the identity ("device" or "device/module")
+	ID string // the identity ("device" or "device/module"); for a local MQTT account, the client id
+	// Account is the local MQTT account (mqttBroker.accounts, or
+	// "anonymous") a generic client logged in as; "" for an IoT Hub
+	// identity. The free-topic policy knows a generic client by it.
+	Account string
 	// Expires is when the credentials stop being valid on Options.Now's
 	// clock (a SAS token's expiry plus the allowed skew): the session ends
 	// then. Zero: they do not expire while connected.
@@ -130,9 +134,13 @@ type Broker struct {
 	pending  map[*mqtt.Client]Login // authenticated, session not yet established
 	// pendingSweep is the size of pending at which pend drops closed clients.
 	pendingSweep int
-	queues       map[string]*queue.Queue
-	qopts        map[string]queue.QueueOptions // as last given to the store, by queue name
-	methods      *methods
+	// accounts maps the client id of every generic client mochi holds a
+	// session of (live or persistent) to its account; clients not in it
+	// are IoT Hub identities.
+	accounts map[string]string
+	queues   map[string]*queue.Queue
+	qopts    map[string]queue.QueueOptions // as last given to the store, by queue name
+	methods  *methods
 
 	stats     Stats
 	closing   sync.WaitGroup // ended sessions being closed (ending.go)
@@ -190,7 +198,7 @@ func New(opts Options) (*Broker, error) {
 	}
 	opts.Limits = opts.Limits.withDefaults()
 	b := &Broker{
-		opts: opts, log: opts.Logger, sessions: map[string]*session{}, pending: map[*mqtt.Client]Login{}, queues: map[string]*queue.Queue{}, qopts: map[string]queue.QueueOptions{},
+		opts: opts, log: opts.Logger, sessions: map[string]*session{}, pending: map[*mqtt.Client]Login{}, accounts: map[string]string{}, queues: map[string]*queue.Queue{}, qopts: map[string]queue.QueueOptions{},
 		methods: newMethods(), addrs: map[string]net.Addr{},
 	}
 	b.gate = newGate(opts.Limits, &b.stats, opts.Logger)
@@ -388,6 +396,30 @@ func QueueName(endpoint string, priority int) string {
 		return endpoint + "/pdefault"
 	}
 	return fmt.Sprintf("%s/p%d", endpoint, priority)
+}
+
+// principal is who the free-topic policy knows a client as: its account
+// for a generic client (generic true), else its IoT Hub identity (the
+// client id).
+func (b *Broker) principal(clientID string) (name string, generic bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if a, ok := b.accounts[clientID]; ok {
+		return a, true
+	}
+	return clientID, false
+}
+
+// setAccount records the account of a generic client id ("" forgets it:
+// the id is an IoT Hub identity's, or its session ended for good).
+func (b *Broker) setAccount(clientID, account string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if account == "" {
+		delete(b.accounts, clientID)
+		return
+	}
+	b.accounts[clientID] = account
 }
 
 // write sends a packet to one client, outside mochi's topic fan-out.
