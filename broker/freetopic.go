@@ -27,8 +27,13 @@ import (
 //     appends are durable; only then does mochi send PUBREC and fan out.
 func (b *Broker) freeTopic(s *session, pk packets.Packet) (packets.Packet, error) {
 	b.stats.TopicReceived.Add(1)
-	msg, rm := b.topicMessage(s, pk)
-	targets := b.routes.Load().Match(rm)
+	var msg queue.Message
+	var targets []route.Target
+	if cfg := b.routes.Load(); cfg.TakesTopics() {
+		var rm *route.Message
+		msg, rm = b.topicMessage(s, pk)
+		targets = cfg.Match(rm)
+	}
 	if len(targets) == 0 {
 		b.stats.TopicNoRoute.Add(1)
 	} else if len(pk.Payload) > b.opts.MaxPayload {

@@ -104,3 +104,18 @@ func matchTopic(filter []string, topic string) bool {
 	}
 	return false
 }
+
+// Topics reports whether the route takes free-topic messages (its source is
+// /topics/<filter>).
+func (r *Route) Topics() bool { return r.topic != nil }
+
+// TakesTopics reports whether some route takes free-topic messages, so a
+// broker can skip building the routing view of those publishes otherwise.
+func (c *Config) TakesTopics() bool {
+	for _, r := range c.Routes {
+		if r.Topics() {
+			return true
+		}
+	}
+	return false
+}

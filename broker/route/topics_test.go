@@ -69,6 +69,12 @@ func TestTopicAndTelemetryApart(t *testing.T) {
 	if got := DefaultConfig().Match(free); len(got) != 0 {
 		t.Errorf("the default route takes a free-topic message: %+v", got)
 	}
+	if DefaultConfig().TakesTopics() {
+		t.Error("the default configuration says it takes free topics")
+	}
+	if cfg := (&Config{Routes: []*Route{r}}); !cfg.TakesTopics() {
+		t.Error("a configuration with FROM /topics/# says it takes no free topics")
+	}
 }
 
 func TestTopicSourceErrors(t *testing.T) {
