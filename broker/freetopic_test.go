@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"testing"
 	"time"
@@ -13,26 +14,15 @@ import (
 	"github.com/outpost-edge/outpost/store/queue"
 )
 
-// factoryPolicy lets every IoT identity and the generic client "plc-1"
-// (account "plc") publish and subscribe on factory/#.
-const factoryPolicy = `{"mqttBroker":{"authorizations":[{"identities":["{{iot:identity}}","plc-1","plc"],"allow":[
-  {"operations":["mqtt:publish","mqtt:subscribe"],"resources":["factory/#","office/#"]}]}]}}`
+// factoryDoc lets every IoT identity and the local account "plc" (client
+// ids plc-*, password pw) publish and subscribe on factory/# and office/#.
+func factoryDoc(t testing.TB) []byte {
+	return []byte(fmt.Sprintf(`{"mqttBroker":{"accounts":[{"name":"plc","passwordHash":%q,"clientIds":"plc-*"}],
+	  "authorizations":[{"identities":["{{iot:identity}}","plc"],"allow":[
+	    {"operations":["mqtt:publish","mqtt:subscribe"],"resources":["factory/#","office/#"]}]}]}}`, hash(t, "pw")))
+}
 
 const topicRoutes = `{"routes":{"up":"FROM /topics/factory/+/temp INTO $upstream"}}`
-
-// accounts is a test Authenticator: the ids of passwords are IoT
-// identities, generic maps a client id to its local MQTT account.
-type accounts struct {
-	passwords
-	generic map[string]string
-}
-
-func (a accounts) Authenticate(c Credentials) (Login, error) {
-	if acct, ok := a.generic[c.ClientID]; ok && string(c.Password) == "pw" {
-		return Login{ID: c.ClientID, Account: acct}, nil
-	}
-	return a.passwords.Authenticate(c)
-}
 
 func newTopicEnv(t *testing.T, routes string, qopts queue.Options, change func(*Options)) *env {
 	t.Helper()
@@ -41,13 +31,17 @@ func newTopicEnv(t *testing.T, routes string, qopts queue.Options, change func(*
 
 func newTopicEnvStart(t *testing.T, routes string, qopts queue.Options, change func(*Options), before func(*Broker)) *env {
 	t.Helper()
-	p, err := ParsePolicy([]byte(factoryPolicy))
+	doc := factoryDoc(t)
+	accts, err := ParseAccounts(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := ParsePolicy(doc)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return newEnvStart(t, routes, qopts, func(o *Options) {
-		o.Policy = p
-		o.Auth = accounts{passwords: o.Auth.(passwords), generic: map[string]string{"plc-1": "plc"}}
+		o.Policy, o.Accounts = p, accts
 		if change != nil {
 			change(o)
 		}
@@ -74,7 +68,15 @@ func TestFreeTopicRoutedStoredBeforePuback(t *testing.T) {
 	sub := e.client("dev2", "pw")
 	wait(t, sub.Subscribe("factory/#", 1, func(_ paho.Client, m paho.Message) { got <- m }))
 	for id, account := range map[string]string{"dev1": "dev1", "plc-1": "plc"} {
-		c := e.client(id, "pw")
+		var c paho.Client
+		if account == "plc" { // a generic client: a plain user name
+			var err error
+			if c, err = e.dial311(id, account, "pw"); err != nil {
+				t.Fatal(err)
+			}
+		} else {
+			c = e.client(id, "pw")
+		}
 		wait(t, c.Publish("factory/line1/temp", 1, false, `{"t":21}`))
 		msgs := upstream(t, e)
 		if len(msgs) == 0 {
