@@ -1,14 +1,18 @@
 package broker
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"testing"
 	"time"
 
 	paho5 "github.com/eclipse/paho.golang/paho"
 	paho "github.com/eclipse/paho.mqtt.golang"
+	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/outpost-edge/outpost/broker/route"
 	"github.com/outpost-edge/outpost/store/queue"
@@ -188,7 +192,8 @@ func TestFreeTopicNoLocalAndProperties(t *testing.T) {
 	b := e.v5dial("dev2", other)
 	subscribe5(t, a, "factory/#", true)
 	subscribe5(t, b, "factory/#", false)
-	props := &paho5.PublishProperties{ContentType: "application/json", User: paho5.UserProperties{{Key: "unit", Value: "C"}}}
+	expiry := uint32(3600)
+	props := &paho5.PublishProperties{ContentType: "application/json", User: paho5.UserProperties{{Key: "unit", Value: "C"}}, MessageExpiry: &expiry}
 	for _, qos := range []byte{1, 0} {
 		if _, err := a.Publish(context.Background(), &paho5.Publish{Topic: "factory/l1/temp", QoS: qos, Payload: []byte(`{"t":1}`), Properties: props}); err != nil {
 			t.Fatal(err)
@@ -219,7 +224,7 @@ func TestFreeTopicNoLocalAndProperties(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	msgs := upstream(t, e)
-	if len(msgs) != 3 || msgs[0].Props["unit"] != "C" || msgs[0].Sys["contentType"] != "application/json" {
+	if len(msgs) != 3 || msgs[0].Props["unit"] != "C" || msgs[0].Sys["contentType"] != "application/json" || msgs[0].TTL != time.Hour {
 		t.Fatalf("queued %+v", msgs)
 	}
 }
@@ -263,5 +268,48 @@ func TestFreeTopicQoS2(t *testing.T) {
 	}
 	if n := e.b.Stats().RefusedBy[ReasonQuota].Load(); n != 1 {
 		t.Errorf("refused for quota = %d, want 1", n)
+	}
+}
+
+// PUBACKs come in the order of the PUBLISH packets, whatever mix of
+// telemetry, routed and unrouted free topics the client sends.
+func TestFreeTopicPubackOrder(t *testing.T) {
+	e := newTopicEnv(t, topicRoutes, queue.Options{}, nil)
+	c := dialRaw(t, e.addr)
+	var buf bytes.Buffer
+	connect := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connect}, ProtocolVersion: 4,
+		Connect: packets.ConnectParams{ProtocolName: []byte("MQTT"), ClientIdentifier: "dev1", Clean: true, Keepalive: 30,
+			UsernameFlag: true, Username: []byte("hub.example/dev1/?api-version=2021-04-12"), PasswordFlag: true, Password: []byte("pw")}}
+	if err := connect.ConnectEncode(&buf); err != nil {
+		t.Fatal(err)
+	}
+	topics := []string{"devices/dev1/messages/events/", "factory/l1/temp", "factory/l1/pressure"}
+	const n = 300
+	for i := 1; i <= n; i++ {
+		pub := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1}, ProtocolVersion: 4,
+			TopicName: topics[i%len(topics)], PacketID: uint16(i), Payload: []byte("x")}
+		if err := pub.PublishEncode(&buf); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := c.Write(buf.Bytes()); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	r := bufio.NewReader(c)
+	if _, err := io.ReadFull(r, make([]byte, 4)); err != nil { // CONNACK
+		t.Fatal(err)
+	}
+	for want := 1; want <= n; want++ {
+		ack := make([]byte, 4)
+		if _, err := io.ReadFull(r, ack); err != nil {
+			t.Fatalf("PUBACK %d: %v", want, err)
+		}
+		if ack[0] != 0x40 || ack[1] != 2 {
+			t.Fatalf("packet % x, want a PUBACK", ack)
+		}
+		if pid := int(ack[2])<<8 | int(ack[3]); pid != want {
+			t.Fatalf("PUBACK for %d, want %d: out of order", pid, want)
+		}
 	}
 }
