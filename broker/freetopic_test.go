@@ -28,12 +28,12 @@ func factoryDoc(t testing.TB) []byte {
 
 const topicRoutes = `{"routes":{"up":"FROM /topics/factory/+/temp INTO $upstream"}}`
 
-func newTopicEnv(t *testing.T, routes string, qopts queue.Options, change func(*Options)) *env {
+func newTopicEnv(t testing.TB, routes string, qopts queue.Options, change func(*Options)) *env {
 	t.Helper()
 	return newTopicEnvStart(t, routes, qopts, change, nil)
 }
 
-func newTopicEnvStart(t *testing.T, routes string, qopts queue.Options, change func(*Options), before func(*Broker)) *env {
+func newTopicEnvStart(t testing.TB, routes string, qopts queue.Options, change func(*Options), before func(*Broker)) *env {
 	t.Helper()
 	doc := factoryDoc(t)
 	accts, err := ParseAccounts(doc)
