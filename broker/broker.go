@@ -227,11 +227,21 @@ func (b *Broker) capabilities() *mqtt.Capabilities {
 	c.MaximumMessageExpiryInterval = 0 // our queues, not mochi's inflight, keep messages
 	c.MaximumPacketSize = uint32(b.opts.MaxPayload + 64<<10)
 	c.MaximumClientWritesPending = 1024
-	c.MaximumQos = 1 // IoT Hub: QoS 2 is not supported
-	c.RetainAvailable = 0
+	// QoS 2, retained messages, shared subscriptions and subscription
+	// identifiers are for free topics: on IoT Hub topics, as IoT Hub does,
+	// QoS 2 publishes are refused (OnPublish), QoS 2 subscriptions granted
+	// QoS 1, and `$share/…` refused (OnACLCheck).
+	c.MaximumQos = 2
+	c.RetainAvailable = 1
+	c.SharedSubAvailable = 1
+	c.SubIDAvailable = 1
+	c.WildcardSubAvailable = 1
 	c.ReceiveMaximum = uint16(min(b.opts.MaxInflight, 65535))
 	c.MaximumInflight = uint16(min(b.opts.MaxInflight, 65535))
-	c.SharedSubAvailable = 0
+	// A message's own expiry interval still applies (mochi takes the
+	// smaller non-zero of the two); reason codes are specific (0x87, not
+	// 0x80, for a filter the client may not subscribe to).
+	c.Compatibilities = mqtt.Compatibilities{}
 	return c
 }
 

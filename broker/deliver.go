@@ -6,7 +6,9 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
+	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/outpost-edge/outpost/store/queue"
@@ -49,7 +51,7 @@ func newDeliverer(s *session, kind string) *deliverer {
 		prefix = "modules/" + s.module + "/inputs/"
 	}
 	d := &deliverer{
-		s: s, kind: kind, prefix: prefix, window: s.b.opts.InputWindow,
+		s: s, kind: kind, prefix: prefix, window: deliveryWindow(s.b.opts.InputWindow, s.cl),
 		wake: make(chan struct{}, 1), acked: make(chan uint16, 2*s.b.opts.InputWindow), quit: make(chan struct{}),
 		inflight: map[uint16]flight{}, pending: map[*queue.Queue][]uint64{},
 		got: map[*queue.Queue]map[uint64]bool{}, used: map[*queue.Queue]bool{},
@@ -57,6 +59,15 @@ func newDeliverer(s *session, kind string) *deliverer {
 	d.wg.Add(1)
 	go d.run()
 	return d
+}
+
+// deliveryWindow is how many messages may wait for their PUBACK: the
+// InputWindow, or fewer if an MQTT 5 client's Receive Maximum asks so.
+func deliveryWindow(input int, cl *mqtt.Client) int {
+	if rm := int(cl.Properties.Props.ReceiveMaximum); cl.Properties.ProtocolVersion == 5 && rm > 0 {
+		return min(input, rm)
+	}
+	return input
 }
 
 func (d *deliverer) poke() {
@@ -137,6 +148,7 @@ func (d *deliverer) send(q *queue.Queue, m queue.Message) bool {
 		TopicName:   d.topic(q.Name(), m),
 		PacketID:    pid,
 		Payload:     m.Body,
+		Properties:  d.properties(m),
 	})
 	if err != nil {
 		return false
@@ -198,6 +210,35 @@ func (d *deliverer) topic(name string, m queue.Message) string {
 	input := strings.TrimPrefix(name, d.prefix)
 	input = input[:strings.LastIndexByte(input, '/')] // drop the priority part
 	return "devices/" + d.s.device + "/modules/" + d.s.module + "/inputs/" + input + "/" + bag
+}
+
+// properties gives an MQTT 5 client the message's properties also as
+// MQTT 5 properties (the bag in the topic stays, for IoT Hub SDKs):
+// application properties as user properties, contentType as the content
+// type, correlationId as the correlation data, and the time left before
+// the message expires as its expiry interval.
+func (d *deliverer) properties(m queue.Message) packets.Properties {
+	var p packets.Properties
+	if d.s.cl.Properties.ProtocolVersion != 5 {
+		return p
+	}
+	keys := make([]string, 0, len(m.Props))
+	for k := range m.Props {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		p.User = append(p.User, packets.UserProperty{Key: k, Val: m.Props[k]})
+	}
+	p.ContentType = m.Sys["contentType"]
+	if cid := m.Sys["correlationId"]; cid != "" {
+		p.CorrelationData = []byte(cid)
+	}
+	if m.TTL > 0 && !m.EnqueuedAt.IsZero() {
+		left := time.Until(m.EnqueuedAt.Add(m.TTL))
+		p.MessageExpiryInterval = uint32(max(1, (left+time.Second-1)/time.Second))
+	}
+	return p
 }
 
 // outboundSys is what a receiver learns of a message's system properties.
