@@ -236,6 +236,7 @@ func (b *Broker) capabilities() *mqtt.Capabilities {
 	c.SharedSubAvailable = 1
 	c.SubIDAvailable = 1
 	c.WildcardSubAvailable = 1
+	c.TopicAliasMaximum = topicAliasMaximum
 	c.ReceiveMaximum = uint16(min(b.opts.MaxInflight, 65535))
 	c.MaximumInflight = uint16(min(b.opts.MaxInflight, 65535))
 	// A message's own expiry interval still applies (mochi takes the
@@ -244,6 +245,10 @@ func (b *Broker) capabilities() *mqtt.Capabilities {
 	c.Compatibilities = mqtt.Compatibilities{}
 	return c
 }
+
+// topicAliasMaximum is how many topic aliases an MQTT 5 client may set
+// towards the broker: each holds a topic name for the connection's life.
+const topicAliasMaximum = 64
 
 func (o Limits) withDefaults() Limits {
 	set := func(v *int, d int) {

@@ -244,13 +244,20 @@ func (h *hook) authorize(s *session, pk packets.Packet) bool {
 	return true
 }
 
-// OnPacketEncode keeps the user properties of a PUBLISH for a client that
-// asked for no problem information (Request Problem Information 0, which
-// paho.golang sends by default): that request covers reason strings and
-// user properties on other packets, never a message's own properties
-// [MQTT-3.1.2-29]; mochi drops them from PUBLISH too.
+// OnPacketEncode completes what mochi sends:
+//   - a successful CONNACK tells the Topic Alias Maximum, which mochi
+//     accepts but never advertises (absent, a client may use no alias);
+//   - a PUBLISH keeps its user properties for a client that asked for no
+//     problem information (Request Problem Information 0, paho.golang's
+//     default): that covers reason strings and user properties on other
+//     packets, never a message's own [MQTT-3.1.2-29]; mochi drops them.
 func (h *hook) OnPacketEncode(_ *mqtt.Client, pk packets.Packet) packets.Packet {
-	if pk.FixedHeader.Type == packets.Publish {
+	switch pk.FixedHeader.Type {
+	case packets.Connack:
+		if pk.ReasonCode == 0 {
+			pk.Properties.TopicAliasMaximum = topicAliasMaximum
+		}
+	case packets.Publish:
 		pk.Mods.DisallowProblemInfo = false
 	}
 	return pk

@@ -33,8 +33,9 @@ func newFreeEnv(t *testing.T, change func(*Options)) *env {
 // v5conn is an MQTT 5 client with what it received.
 type v5conn struct {
 	*paho.Client
-	got  chan *paho.Publish
-	disc chan *paho.Disconnect
+	connack *paho.Connack
+	got     chan *paho.Publish
+	disc    chan *paho.Disconnect
 }
 
 type v5opts struct {
@@ -76,6 +77,7 @@ func (e *env) v5connect(id string, o v5opts) *v5conn {
 	if err != nil || ca.ReasonCode != 0 {
 		e.t.Fatalf("connect %s: %v %+v", id, err, ca)
 	}
+	v.connack = ca
 	e.t.Cleanup(func() { _ = v.Disconnect(&paho.Disconnect{}) })
 	return v
 }
@@ -126,6 +128,21 @@ func (v *v5conn) next(t *testing.T) *paho.Publish {
 }
 
 func alias(n uint16) *paho.PublishProperties { return &paho.PublishProperties{TopicAlias: &n} }
+
+// CONNACK tells MQTT 5 clients what the broker offers: QoS 2 (no Maximum
+// QoS property), retained messages, wildcard and shared subscriptions,
+// subscription identifiers, topic aliases, and its Receive Maximum.
+func TestV5ConnackAdvertisesFeatures(t *testing.T) {
+	e := newFreeEnv(t, func(o *Options) { o.MaxInflight = 100 })
+	p := e.v5connect("dev1", v5opts{}).connack.Properties
+	if p.MaximumQoS != nil || !p.RetainAvailable || !p.WildcardSubAvailable || !p.SharedSubAvailable || !p.SubIDAvailable {
+		t.Errorf("CONNACK: maximum QoS %v, retain %v, wildcard %v, shared %v, subscription ids %v; want QoS 2 and all available",
+			p.MaximumQoS, p.RetainAvailable, p.WildcardSubAvailable, p.SharedSubAvailable, p.SubIDAvailable)
+	}
+	if p.TopicAliasMaximum == nil || *p.TopicAliasMaximum == 0 || p.ReceiveMaximum == nil || *p.ReceiveMaximum != 100 {
+		t.Errorf("CONNACK: topic alias maximum %v, receive maximum %v; want aliases and 100", p.TopicAliasMaximum, p.ReceiveMaximum)
+	}
+}
 
 // An MQTT 5 publish that names its topic by alias only is authorized on
 // the topic the alias stands for: telemetry is stored, free-topic
