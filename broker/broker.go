@@ -141,6 +141,7 @@ type Broker struct {
 	queues   map[string]*queue.Queue
 	qopts    map[string]queue.QueueOptions // as last given to the store, by queue name
 	methods  *methods
+	held     atomic.Int64 // held-back messages written and not yet restored (flow.go)
 
 	stats     Stats
 	closing   sync.WaitGroup // ended sessions being closed (ending.go)

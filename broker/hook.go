@@ -21,6 +21,7 @@ func (h *hook) Provides(b byte) bool {
 	return bytes.Contains([]byte{
 		mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnSessionEstablished, mqtt.OnDisconnect,
 		mqtt.OnPublish, mqtt.OnPacketRead, mqtt.OnSubscribe, mqtt.OnSubscribed, mqtt.OnUnsubscribed, mqtt.OnPacketEncode,
+		mqtt.OnPacketSent,
 	}, []byte{b})
 }
 
@@ -54,6 +55,7 @@ func (h *hook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
 }
 
 func (h *hook) OnDisconnect(cl *mqtt.Client, err error, _ bool) {
+	h.b.restoreHeld(cl) // a persistent session sends them again
 	h.b.closeSession(cl)
 }
 
@@ -264,6 +266,7 @@ func (h *hook) OnPacketEncode(_ *mqtt.Client, pk packets.Packet) packets.Packet 
 }
 
 func (h *hook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	h.b.restoreHeld(cl) // before the acknowledgement of one is processed
 	if pk.FixedHeader.Type == packets.Puback {
 		if s := h.b.session(cl); s != nil {
 			s.pubacked(pk.PacketID)

@@ -140,7 +140,7 @@ func TestV5ConnackAdvertisesFeatures(t *testing.T) {
 			p.MaximumQoS, p.RetainAvailable, p.WildcardSubAvailable, p.SharedSubAvailable, p.SubIDAvailable)
 	}
 	if p.TopicAliasMaximum == nil || *p.TopicAliasMaximum == 0 || p.ReceiveMaximum == nil || *p.ReceiveMaximum != 100 {
-		t.Errorf("CONNACK: topic alias maximum %v, receive maximum %v; want aliases and 100", p.TopicAliasMaximum, p.ReceiveMaximum)
+		t.Errorf("CONNACK: topic alias maximum %v, receive maximum %v; want aliases and 100", deref(p.TopicAliasMaximum), deref(p.ReceiveMaximum))
 	}
 }
 
@@ -409,22 +409,45 @@ func TestV5RequestResponse(t *testing.T) {
 	}
 }
 
-// A client's Receive Maximum bounds the C2D messages (and module inputs)
-// sent to it unacknowledged: with 2, never a third before it acknowledges.
+// A client's Receive Maximum bounds the messages sent to it
+// unacknowledged, by our deliverer (C2D, module inputs) and by mochi's
+// fan-out (free topics): with 2, never a third before it acknowledges.
 func TestV5ReceiveMaximumBoundsDeliveries(t *testing.T) {
-	e := newFreeEnv(t, nil)
-	dev1 := e.v5connect("dev1", v5opts{receiveMax: 2, manualAck: true})
-	for i := range 6 {
-		if err := e.b.SendC2D(context.Background(), "dev1", queue.Message{Body: []byte{byte('0' + i)}}); err != nil {
-			t.Fatal(err)
+	for _, free := range []bool{false, true} {
+		e := newFreeEnv(t, nil)
+		dev1 := e.v5connect("dev1", v5opts{receiveMax: 2, manualAck: true})
+		if free {
+			dev1.sub(t, "free/#")
+			pub := e.v5connect("dev2", v5opts{})
+			for i := range 6 {
+				pub.pub(t, &paho.Publish{Topic: "free/x", QoS: 1, Payload: []byte{byte('0' + i)}})
+			}
+		} else {
+			for i := range 6 {
+				if err := e.b.SendC2D(context.Background(), "dev1", queue.Message{Body: []byte{byte('0' + i)}}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			dev1.sub(t, "devices/dev1/messages/devicebound/#")
 		}
+		receiveAckingInTwos(t, dev1, 6)
 	}
-	dev1.sub(t, "devices/dev1/messages/devicebound/#")
+}
+
+// receiveAckingInTwos receives n distinct messages, acknowledging them
+// when no more come, and fails if more than 2 are ever unacknowledged or
+// one comes twice.
+func receiveAckingInTwos(t *testing.T, c *v5conn, n int) {
+	t.Helper()
 	var unacked []*paho.Publish
-	received := 0
-	for received < 6 {
+	seen := map[string]bool{}
+	for received := 0; received < n; {
 		select {
-		case p := <-dev1.got:
+		case p := <-c.got:
+			if seen[string(p.Payload)] {
+				t.Fatalf("message %q received twice", p.Payload)
+			}
+			seen[string(p.Payload)] = true
 			received++
 			unacked = append(unacked, p)
 			if len(unacked) > 2 {
@@ -432,10 +455,10 @@ func TestV5ReceiveMaximumBoundsDeliveries(t *testing.T) {
 			}
 		case <-time.After(300 * time.Millisecond): // the window is full: acknowledge it
 			if len(unacked) == 0 {
-				t.Fatalf("received %d of 6, nothing more", received)
+				t.Fatalf("received %d of %d, nothing more", received, n)
 			}
 			for _, p := range unacked {
-				if err := dev1.Ack(p); err != nil {
+				if err := c.Ack(p); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -475,4 +498,11 @@ func TestV5SubscriptionCapQuotaExceeded(t *testing.T) {
 	if n := e.b.Stats().SubRefused.Load(); n != 1 {
 		t.Fatalf("subscriptions refused %d, want 1", n)
 	}
+}
+
+func deref[T any](p *T) any {
+	if p == nil {
+		return nil
+	}
+	return *p
 }

@@ -36,6 +36,7 @@ type session struct {
 	mu   sync.Mutex
 	subs map[string]bool // IoT Hub subscription kinds: twin, desired, methods, inputs, c2d
 
+	held    []packets.Packet // held-back messages mochi wrote and forgot (flow.go)
 	acks    ackQueue
 	deliver *deliverer
 	expiry  *time.Timer // ends the session when its token expires
