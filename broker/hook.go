@@ -21,7 +21,7 @@ func (h *hook) Provides(b byte) bool {
 	return bytes.Contains([]byte{
 		mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnSessionEstablished, mqtt.OnDisconnect,
 		mqtt.OnPublish, mqtt.OnPacketRead, mqtt.OnSubscribe, mqtt.OnSubscribed, mqtt.OnUnsubscribed, mqtt.OnPacketEncode,
-		mqtt.OnPacketSent,
+		mqtt.OnPacketSent, mqtt.OnWill,
 	}, []byte{b})
 }
 
@@ -264,6 +264,23 @@ func (h *hook) OnPacketEncode(_ *mqtt.Client, pk packets.Packet) packets.Packet 
 	}
 	return pk
 }
+
+// OnWill holds a will to what its client may publish, which mochi does
+// not check: a will outside it is counted and logged as denied, and
+// replaced by an empty message on refusedWill, which no client can
+// receive.
+func (h *hook) OnWill(cl *mqtt.Client, will mqtt.Will) (mqtt.Will, error) {
+	if h.b.mayAccess(cl.ID, will.TopicName, true) && (will.Qos < 2 || !iotHubTopic(will.TopicName)) {
+		return will, nil
+	}
+	h.b.denied(cl.ID, will.TopicName, true)
+	return mqtt.Will{TopicName: refusedWill, Flag: will.Flag}, nil
+}
+
+// refusedWill is where a refused will goes: a $SYS topic, which only the
+// broker's inline client may subscribe to (OnACLCheck refuses "$" topics
+// to every client).
+const refusedWill = "$SYS/outpost/refused-will"
 
 func (h *hook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
 	h.b.restoreHeld(cl) // before the acknowledgement of one is processed

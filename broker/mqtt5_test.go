@@ -41,6 +41,7 @@ type v5conn struct {
 type v5opts struct {
 	receiveMax, aliasMax uint16
 	manualAck            bool
+	will                 *paho.WillMessage
 }
 
 // v5connect connects an MQTT 5 client as id; every PUBLISH it receives
@@ -70,7 +71,7 @@ func (e *env) v5connect(id string, o v5opts) *v5conn {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	ca, err := v.Connect(ctx, &paho.Connect{
-		ClientID: id, KeepAlive: 30, CleanStart: true, Properties: props,
+		ClientID: id, KeepAlive: 30, CleanStart: true, Properties: props, WillMessage: o.will,
 		Username: "hub.example/" + id + "/?api-version=2021-04-12", UsernameFlag: true,
 		Password: []byte("pw"), PasswordFlag: true,
 	})
@@ -505,4 +506,38 @@ func deref[T any](p *T) any {
 		return nil
 	}
 	return *p
+}
+
+// A will is held to what its client may publish: one on a topic the
+// policy does not let it publish to is never delivered, and counted.
+func TestV5WillOutsideThePolicyRefused(t *testing.T) {
+	p, err := ParsePolicy([]byte(`{"mqttBroker":{"authorizations":[
+		{"identities":["{{iot:identity}}"],"allow":[{"operations":["mqtt:publish","mqtt:subscribe"],"resources":["free/#"]}]},
+		{"identities":["dev2"],"allow":[{"operations":["mqtt:subscribe"],"resources":["other/#"]}]}]}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newEnvWith(t, "", queue.Options{}, func(o *Options) { o.Policy = p })
+	dev2 := e.v5connect("dev2", v5opts{})
+	dev2.sub(t, "free/#", "other/#")
+	for _, will := range []string{"free/will", "other/will"} {
+		dev1 := e.v5connect("dev1", v5opts{will: &paho.WillMessage{Topic: will, QoS: 1, Payload: []byte(will)}})
+		waitFor(t, "dev1's session", func() bool { return e.b.sessionOf("dev1") != nil })
+		dev1.TerminateConnectionForTest()
+		// mochi forgets a clean session after sending its will.
+		waitFor(t, "dev1's session to end", func() bool {
+			_, ok := e.b.srv.Clients.Get("dev1")
+			return !ok
+		})
+	}
+	pub := e.v5connect(edgeID+"/a", v5opts{})
+	pub.pub(t, &paho.Publish{Topic: "free/marker", QoS: 1, Payload: []byte("marker")})
+	for _, want := range []string{"free/will", "marker"} {
+		if p := dev2.next(t); string(p.Payload) != want {
+			t.Fatalf("received %q, want %q (the will dev1 may not publish comes before the marker, or not at all)", p.Payload, want)
+		}
+	}
+	if n := e.b.Stats().Denied.Load(); n != 1 {
+		t.Errorf("denied %d, want the one will", n)
+	}
 }
