@@ -159,13 +159,20 @@ func (d *deliverer) send(q *queue.Queue, m queue.Message) bool {
 	return true
 }
 
+// pid picks a packet id for a delivery. mochi numbers its own (free-topic
+// messages to the same client) from 1 up and knows nothing of ours, so
+// ours come from 65535 down, skipping those mochi has outstanding: the two
+// meet only once mochi has gone round its range with ours still pending.
 func (d *deliverer) pid() uint16 {
 	for {
-		d.nextPID++
+		d.nextPID--
 		if d.nextPID == 0 {
-			d.nextPID = 1
+			d.nextPID = 65535
 		}
-		if _, busy := d.inflight[d.nextPID]; !busy {
+		if _, busy := d.inflight[d.nextPID]; busy {
+			continue
+		}
+		if _, busy := d.s.cl.State.Inflight.Get(d.nextPID); !busy {
 			return d.nextPID
 		}
 	}

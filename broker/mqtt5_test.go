@@ -541,3 +541,27 @@ func TestV5WillOutsideThePolicyRefused(t *testing.T) {
 		t.Errorf("denied %d, want the one will", n)
 	}
 }
+
+// A client that gets both queued deliveries (C2D, module inputs) and
+// free-topic messages from mochi sees distinct packet ids in flight: a
+// PUBACK acknowledges one message only.
+func TestDeliveriesAndFreeTopicsUseDistinctPacketIDs(t *testing.T) {
+	e := newFreeEnv(t, nil)
+	dev1 := e.v5connect("dev1", v5opts{manualAck: true})
+	dev1.sub(t, "free/#", "devices/dev1/messages/devicebound/#")
+	pub := e.v5connect("dev2", v5opts{})
+	ids := map[uint16]string{}
+	for i := range 3 {
+		if err := e.b.SendC2D(context.Background(), "dev1", queue.Message{Body: []byte{'c', byte('0' + i)}}); err != nil {
+			t.Fatal(err)
+		}
+		pub.pub(t, &paho.Publish{Topic: "free/x", QoS: 1, Payload: []byte{'f', byte('0' + i)}})
+	}
+	for range 6 {
+		p := dev1.next(t)
+		if other, dup := ids[p.PacketID]; dup {
+			t.Fatalf("packet id %d carries both %q and %q unacknowledged", p.PacketID, other, p.Payload)
+		}
+		ids[p.PacketID] = string(p.Payload)
+	}
+}
