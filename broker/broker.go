@@ -242,8 +242,9 @@ func (b *Broker) capabilities() *mqtt.Capabilities {
 	c.MaximumInflight = uint16(min(b.opts.MaxInflight, 65535))
 	// A message's own expiry interval still applies (mochi takes the
 	// smaller non-zero of the two); reason codes are specific (0x87, not
-	// 0x80, for a filter the client may not subscribe to).
-	c.Compatibilities = mqtt.Compatibilities{}
+	// 0x80, for a filter the client may not subscribe to); a PUBACK does
+	// not echo the user properties of its PUBLISH.
+	c.Compatibilities = mqtt.Compatibilities{NoInheritedPropertiesOnAck: true}
 	return c
 }
 

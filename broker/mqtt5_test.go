@@ -41,6 +41,7 @@ type v5conn struct {
 type v5opts struct {
 	receiveMax, aliasMax uint16
 	manualAck            bool
+	problemInfo          bool // Request Problem Information 1 (paho.golang sends 0)
 	will                 *paho.WillMessage
 }
 
@@ -61,7 +62,7 @@ func (e *env) v5connect(id string, o v5opts) *v5conn {
 		}},
 		OnServerDisconnect: func(d *paho.Disconnect) { v.disc <- d },
 	})
-	props := &paho.ConnectProperties{}
+	props := &paho.ConnectProperties{RequestProblemInfo: o.problemInfo}
 	if o.receiveMax > 0 {
 		props.ReceiveMaximum = &o.receiveMax
 	}
@@ -393,11 +394,17 @@ func TestV5PropertiesOnIoTHubTopics(t *testing.T) {
 // requester.
 func TestV5RequestResponse(t *testing.T) {
 	e := newFreeEnv(t, nil)
-	req, resp := e.v5connect("dev1", v5opts{}), e.v5connect("dev2", v5opts{})
+	req, resp := e.v5connect("dev1", v5opts{problemInfo: true}), e.v5connect("dev2", v5opts{})
 	req.sub(t, "free/resp/dev1")
 	resp.sub(t, "free/req")
-	req.pub(t, &paho.Publish{Topic: "free/req", QoS: 1, Payload: []byte("ask"), Properties: &paho.PublishProperties{
+	ack, err := req.Publish(context.Background(), &paho.Publish{Topic: "free/req", QoS: 1, Payload: []byte("ask"), Properties: &paho.PublishProperties{
 		ResponseTopic: "free/resp/dev1", CorrelationData: []byte{0, 1, 2}, User: paho.UserProperties{{Key: "k", Value: "v"}}}})
+	if err != nil || ack.ReasonCode != 0 {
+		t.Fatalf("request: %v %+v", err, ack)
+	}
+	if ack.Properties != nil && len(ack.Properties.User) > 0 {
+		t.Errorf("the PUBACK echoes the request's user properties %+v", ack.Properties.User)
+	}
 	in := resp.next(t)
 	pr := in.Properties
 	if pr.ResponseTopic != "free/resp/dev1" || string(pr.CorrelationData) != "\x00\x01\x02" || len(pr.User) != 1 || pr.User[0].Value != "v" {
