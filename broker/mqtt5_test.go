@@ -1,12 +1,17 @@
 package broker
 
 import (
+	"bytes"
 	"context"
+	"errors"
+	"io"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/eclipse/paho.golang/paho"
+	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/outpost-edge/outpost/broker/route"
 	"github.com/outpost-edge/outpost/store/queue"
@@ -571,4 +576,71 @@ func TestDeliveriesAndFreeTopicsUseDistinctPacketIDs(t *testing.T) {
 		}
 		ids[p.PacketID] = string(p.Payload)
 	}
+}
+
+// The broker's Receive Maximum (MaxInflight) holds for MQTT 5 clients on
+// both kinds of topic: a client that leaves more publishes unacknowledged
+// gets DISCONNECT 0x93 (receive maximum exceeded).
+func TestV5ServerReceiveMaximumEnforced(t *testing.T) {
+	for _, tc := range []struct {
+		topic string
+		qos   byte
+	}{
+		{"devices/dev1/messages/events/", 1}, // stored before its PUBACK: a burst outruns the store
+		{"free/q", 2},                        // mochi's: PUBREC sent, the client never releases them
+	} {
+		e := newFreeEnv(t, func(o *Options) { o.MaxInflight = 2 })
+		c := dialRaw(t, e.addr)
+		var buf bytes.Buffer
+		connect := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connect}, ProtocolVersion: 5,
+			Connect: packets.ConnectParams{ProtocolName: []byte("MQTT"), ClientIdentifier: "dev1", Clean: true, Keepalive: 30,
+				UsernameFlag: true, Username: []byte("hub.example/dev1/?api-version=2021-04-12"), PasswordFlag: true, Password: []byte("pw")}}
+		if err := connect.ConnectEncode(&buf); err != nil {
+			t.Fatal(err)
+		}
+		for i := 1; i <= 500; i++ {
+			pub := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: tc.qos}, ProtocolVersion: 5,
+				TopicName: tc.topic, PacketID: uint16(i), Payload: []byte("x")}
+			if err := pub.PublishEncode(&buf); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := c.Write(buf.Bytes()); err != nil {
+			t.Fatal(err)
+		}
+		if code := disconnectReason(t, c); code != 0x93 {
+			t.Errorf("%s at QoS %d: DISCONNECT reason %#x, want 0x93", tc.topic, tc.qos, code)
+		}
+	}
+}
+
+// disconnectReason reads what the broker sends until it closes the
+// connection and returns the reason code of its DISCONNECT.
+func disconnectReason(t *testing.T, c net.Conn) byte {
+	t.Helper()
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	all, err := io.ReadAll(c)
+	if err != nil && !errors.Is(err, net.ErrClosed) && !strings.Contains(err.Error(), "reset") {
+		t.Fatalf("reading until the broker closes: %v", err)
+	}
+	for len(all) > 1 {
+		typ, n, size := all[0], 1, 0
+		for shift := 0; n < len(all); shift += 7 {
+			b := all[n]
+			n++
+			size |= int(b&0x7f) << shift
+			if b&0x80 == 0 {
+				break
+			}
+		}
+		if n+size > len(all) {
+			break
+		}
+		if typ>>4 == packets.Disconnect && size > 0 {
+			return all[n]
+		}
+		all = all[n+size:]
+	}
+	t.Fatal("no DISCONNECT before the connection closed")
+	return 0
 }
