@@ -46,7 +46,9 @@ type v5conn struct {
 type v5opts struct {
 	receiveMax, aliasMax uint16
 	manualAck            bool
-	problemInfo          bool // Request Problem Information 1 (paho.golang sends 0)
+	problemInfo          bool   // Request Problem Information 1 (paho.golang sends 0)
+	keep                 uint32 // session expiry interval, s
+	resume               bool   // clean start false
 	will                 *paho.WillMessage
 }
 
@@ -68,6 +70,9 @@ func (e *env) v5connect(id string, o v5opts) *v5conn {
 		OnServerDisconnect: func(d *paho.Disconnect) { v.disc <- d },
 	})
 	props := &paho.ConnectProperties{RequestProblemInfo: o.problemInfo}
+	if o.keep > 0 {
+		props.SessionExpiryInterval = &o.keep
+	}
 	if o.receiveMax > 0 {
 		props.ReceiveMaximum = &o.receiveMax
 	}
@@ -77,7 +82,7 @@ func (e *env) v5connect(id string, o v5opts) *v5conn {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	ca, err := v.Connect(ctx, &paho.Connect{
-		ClientID: id, KeepAlive: 30, CleanStart: true, Properties: props, WillMessage: o.will,
+		ClientID: id, KeepAlive: 30, CleanStart: !o.resume, Properties: props, WillMessage: o.will,
 		Username: "hub.example/" + id + "/?api-version=2021-04-12", UsernameFlag: true,
 		Password: []byte("pw"), PasswordFlag: true,
 	})
@@ -352,6 +357,32 @@ func TestV5MessageExpiry(t *testing.T) {
 	// expired message was sent.
 	if p := late.next(t); string(p.Payload) != "marker" {
 		t.Fatalf("received %q after its expiry", p.Payload)
+	}
+}
+
+// A message queued for an offline session expires with the sender's
+// interval: past it, it is not sent when the client comes back; one still
+// valid is sent with the time it has left.
+func TestV5QueuedMessageExpiry(t *testing.T) {
+	e := newFreeEnv(t, nil)
+	dev2 := e.v5connect("dev2", v5opts{keep: 300})
+	dev2.sub(t, "free/q")
+	if err := dev2.Disconnect(&paho.Disconnect{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "dev2's connection to end", func() bool { return e.b.sessionOf("dev2") == nil })
+	dev1 := e.v5connect("dev1", v5opts{})
+	short, long := uint32(1), uint32(300)
+	dev1.pub(t, &paho.Publish{Topic: "free/q", QoS: 1, Payload: []byte("short"), Properties: &paho.PublishProperties{MessageExpiry: &short}})
+	dev1.pub(t, &paho.Publish{Topic: "free/q", QoS: 1, Payload: []byte("long"), Properties: &paho.PublishProperties{MessageExpiry: &long}})
+	waitFor(t, "the short message to expire", func() bool {
+		cl, ok := e.b.srv.Clients.Get("dev2")
+		return ok && cl.State.Inflight.Len() == 1
+	})
+	back := e.v5connect("dev2", v5opts{keep: 300, resume: true})
+	p := back.next(t)
+	if string(p.Payload) != "long" || p.Properties.MessageExpiry == nil || *p.Properties.MessageExpiry > long {
+		t.Fatalf("received %q with expiry %v, want long with at most %d s left", p.Payload, deref(p.Properties.MessageExpiry), long)
 	}
 }
 
