@@ -375,9 +375,14 @@ func TestV5QueuedMessageExpiry(t *testing.T) {
 	short, long := uint32(1), uint32(300)
 	dev1.pub(t, &paho.Publish{Topic: "free/q", QoS: 1, Payload: []byte("short"), Properties: &paho.PublishProperties{MessageExpiry: &short}})
 	dev1.pub(t, &paho.Publish{Topic: "free/q", QoS: 1, Payload: []byte("long"), Properties: &paho.PublishProperties{MessageExpiry: &long}})
-	waitFor(t, "the short message to expire", func() bool {
+	// mochi acknowledges a publish before it queues it to subscribers.
+	waitFor(t, "the long message queued and the short one expired", func() bool {
 		cl, ok := e.b.srv.Clients.Get("dev2")
-		return ok && cl.State.Inflight.Len() == 1
+		if !ok {
+			return false
+		}
+		held := cl.State.Inflight.GetAll(false)
+		return len(held) == 1 && string(held[0].Payload) == "long"
 	})
 	back := e.v5connect("dev2", v5opts{keep: 300, resume: true})
 	p := back.next(t)
