@@ -19,31 +19,32 @@ func (h *hook) ID() string { return "outpost" }
 
 func (h *hook) Provides(b byte) bool {
 	return bytes.Contains([]byte{
-		mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnSessionEstablished, mqtt.OnDisconnect,
+		mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnSessionEstablished, mqtt.OnDisconnect,
 		mqtt.OnPublish, mqtt.OnPacketRead, mqtt.OnSubscribe, mqtt.OnSubscribed, mqtt.OnUnsubscribed, mqtt.OnPacketEncode,
 		mqtt.OnPacketSent, mqtt.OnWill,
 	}, []byte{b})
 }
 
-func (h *hook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
-	cred := Credentials{ClientID: cl.ID, Username: string(pk.Connect.Username), Password: pk.Connect.Password}
-	if st := tlsState(cl.Net.Conn); st != nil {
-		cred.Certificates = st.PeerCertificates
-	}
-	login, err := h.b.opts.Auth.Authenticate(cred)
-	if err == nil && login.ID != cl.ID {
-		err = errClientID
-	}
+// OnConnect decides the CONNECT (login.go) and, when it is refused,
+// answers with the reason's CONNACK itself: mochi's own refusal after
+// OnConnectAuthenticate can only say "bad user name or password".
+func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
+	login, err := h.b.login(cl, pk)
 	if err != nil {
-		h.b.stats.AuthFailed.Add(1)
-		// A device retrying with a stale key reconnects in a loop.
-		if ok, n := h.b.gate.rl.Allow("auth"); ok {
-			h.b.log.Warn("connection refused", "reason", "auth", "client_id", cl.ID, "remote", cl.Net.Remote, "err", err,
-				"refused_since_last_logged", n)
-		}
-		return false
+		r := h.b.authRefused(cl, string(pk.Connect.Username), err)
+		_ = h.b.connack(cl, r)
+		return authCodes[r]
 	}
 	h.b.pend(cl, login)
+	return nil
+}
+
+func (h *hook) OnConnectAuthenticate(cl *mqtt.Client, _ packets.Packet) bool {
+	login, ok := h.b.pendingLogin(cl)
+	if !ok {
+		return false
+	}
+	h.b.setAccount(cl.ID, login.Account) // "" for an IoT identity: the id is no longer a generic client's
 	if g, ok := cl.Net.Conn.(*guardConn); ok {
 		g.s.authenticated() // lifts the pre-auth deadline and byte cap
 	}
@@ -77,10 +78,12 @@ func (h *hook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 }
 
 // mayAccess is the authorization of a client id to publish to a topic
-// (write) or to subscribe to / receive on a topic or filter: its own IoT
-// Hub topics, else the free-topic policy. A shared subscription
-// `$share/<group>/<filter>` is authorized as its filter, so a share group
-// never widens a grant, and never on IoT Hub topics (IoT Hub has none).
+// (write) or to subscribe to / receive on a topic or filter: an IoT Hub
+// identity's own IoT Hub topics, else the free-topic policy for the
+// client's principal (a generic client's account; it has no IoT Hub
+// topics). A shared subscription `$share/<group>/<filter>` is authorized
+// as its filter, so a share group never widens a grant, and never on IoT
+// Hub topics (IoT Hub has none).
 func (b *Broker) mayAccess(id, topic string, write bool) bool {
 	shared := false
 	if !write {
@@ -91,10 +94,11 @@ func (b *Broker) mayAccess(id, topic string, write bool) bool {
 			topic, shared = f, true
 		}
 	}
+	name, generic := b.principal(id)
 	if iotHubTopic(topic) {
-		return !shared && allowed(id, topic, write)
+		return !shared && !generic && allowed(id, topic, write)
 	}
-	return b.policy.Load().Allowed(id, topic, write)
+	return b.policy.Load().Allowed(name, topic, write)
 }
 
 // sharedFilter returns the filter of a shared subscription

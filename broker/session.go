@@ -44,8 +44,12 @@ type session struct {
 }
 
 func (b *Broker) openSession(cl *mqtt.Client) {
+	login := b.takePending(cl)
 	device, module, _ := strings.Cut(cl.ID, "/")
-	s := &session{b: b, cl: cl, id: cl.ID, device: device, module: module, subs: map[string]bool{}, login: b.takePending(cl), since: b.opts.Now()}
+	if login.Account != "" {
+		device, module = "", "" // a generic client: no IoT Hub identity
+	}
+	s := &session{b: b, cl: cl, id: cl.ID, device: device, module: module, subs: map[string]bool{}, login: login, since: b.opts.Now()}
 	s.acks.init(s)
 	if b.opts.Generation != nil {
 		s.generation = b.opts.Generation(cl.ID)

@@ -89,7 +89,9 @@ type BrokerStatus struct {
 	RefusedBy  map[string]int64 `json:"refusedByReason"`
 	Delivered  int64            `json:"delivered"`
 	AuthFailed int64            `json:"authFailed"`
-	Denied     int64            `json:"denied"`
+	// AuthFailedBy counts the refused CONNECTs by reason (broker.AuthReason).
+	AuthFailedBy map[string]int64 `json:"authFailedByReason"`
+	Denied       int64            `json:"denied"`
 	// Live sessions ended because their identity was deleted or disabled
 	// or its credentials changed, or because their SAS token or client
 	// certificate expired.
@@ -145,6 +147,10 @@ func writeMetrics(sb *strings.Builder, st Status) {
 	writeDiskMetrics(sb, st.Disk)
 	counter(sb, "outpost_messages_delivered_total", "Messages delivered to modules and devices and acknowledged.", st.Broker.Delivered)
 	counter(sb, "outpost_auth_failed_total", "Refused connections.", st.Broker.AuthFailed)
+	sb.WriteString("# HELP outpost_auth_refused_total Refused CONNECTs by reason (bad_credentials, not_authorized, client_id, rate_limited, busy).\n# TYPE outpost_auth_refused_total counter\n")
+	for _, r := range slices.Sorted(maps.Keys(st.Broker.AuthFailedBy)) {
+		fmt.Fprintf(sb, "outpost_auth_refused_total{reason=%q} %d\n", r, st.Broker.AuthFailedBy[r])
+	}
 	counter(sb, "outpost_acl_denied_total", "Publishes and subscriptions outside the client's identity.", st.Broker.Denied)
 	counter(sb, "outpost_sessions_revoked_total", "Live sessions ended: identity deleted or disabled, or its credentials changed.", st.Broker.SessionsRevoked)
 	counter(sb, "outpost_sessions_expired_total", "Live sessions ended: their SAS token (after the allowed skew) or client certificate expired.", st.Broker.SessionsExpired)
