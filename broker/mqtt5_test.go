@@ -47,6 +47,7 @@ type v5opts struct {
 	receiveMax, aliasMax uint16
 	manualAck            bool
 	problemInfo          bool   // Request Problem Information 1 (paho.golang sends 0)
+	user, password       string // a generic client's; default the IoT Hub identity's user name and "pw"
 	keep                 uint32 // session expiry interval, s
 	resume               bool   // clean start false
 	will                 *paho.WillMessage
@@ -81,10 +82,12 @@ func (e *env) v5connect(id string, o v5opts) *v5conn {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
+	if o.user == "" {
+		o.user, o.password = "hub.example/"+id+"/?api-version=2021-04-12", "pw"
+	}
 	ca, err := v.Connect(ctx, &paho.Connect{
 		ClientID: id, KeepAlive: 30, CleanStart: !o.resume, Properties: props, WillMessage: o.will,
-		Username: "hub.example/" + id + "/?api-version=2021-04-12", UsernameFlag: true,
-		Password: []byte("pw"), PasswordFlag: true,
+		Username: o.user, UsernameFlag: true, Password: []byte(o.password), PasswordFlag: true,
 	})
 	if err != nil || ca.ReasonCode != 0 {
 		e.t.Fatalf("connect %s: %v %+v", id, err, ca)
@@ -679,4 +682,44 @@ func disconnectReason(t *testing.T, c net.Conn) byte {
 	}
 	t.Fatal("no DISCONNECT before the connection closed")
 	return 0
+}
+
+// A generic client (a local account) has the same MQTT 5 features on the
+// free topics its account is granted, checked by account: alias-only
+// publishes on the resolved topic, shared subscriptions on their filter
+// (never IoT Hub topics), its will on what it may publish.
+func TestV5GenericClient(t *testing.T) {
+	e := newGenericEnv(t, "off")
+	plc := v5opts{user: "plc1", password: "s3cret"}
+	sub := e.v5connect("plc1-sub", plc)
+	if codes := sub.sub(t, "$share/g/factory/#", "$share/g/devices/dev1/messages/devicebound/#", "$share/g/open/#"); codes[0] != 1 || codes[1] != 0x87 || codes[2] != 0x87 {
+		t.Fatalf("SUBACK %#x, want [1 0x87 0x87]", codes)
+	}
+	pub := e.v5connect("plc1-pub", plc)
+	for i, p := range []*paho.Publish{
+		{Topic: "factory/line1/temp", QoS: 1, Payload: []byte("1"), Properties: alias(1)},
+		{QoS: 1, Payload: []byte("2"), Properties: alias(1)},
+	} {
+		if code := pub.pub(t, p); code != 0 {
+			t.Fatalf("publish %d: %#x", i, code)
+		}
+	}
+	for _, want := range []string{"1", "2"} {
+		if p := sub.next(t); string(p.Payload) != want || p.Topic != "factory/line1/temp" {
+			t.Fatalf("received %q on %q, want %q on factory/line1/temp", p.Payload, p.Topic, want)
+		}
+	}
+	if code := pub.pub(t, &paho.Publish{Topic: "factory/secret", QoS: 1, Payload: []byte("s"), Properties: alias(2)}); code != 0x87 {
+		t.Fatalf("publish to factory/secret: %#x, want 0x87", code)
+	}
+	if code := pub.pub(t, &paho.Publish{QoS: 1, Payload: []byte("s"), Properties: alias(2)}); code != 0x87 {
+		t.Fatalf("alias-only publish after a refused alias: %#x, want 0x87", code)
+	}
+	willed := plc
+	willed.will = &paho.WillMessage{Topic: "factory/secret", QoS: 1, Payload: []byte("will")}
+	w := e.v5connect("plc1-will", willed)
+	waitFor(t, "plc1-will's session", func() bool { return e.b.sessionOf("plc1-will") != nil })
+	denied := e.b.Stats().Denied.Load()
+	w.TerminateConnectionForTest()
+	waitFor(t, "the will refused", func() bool { return e.b.Stats().Denied.Load() == denied+1 })
 }
