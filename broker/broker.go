@@ -163,13 +163,19 @@ type Broker struct {
 // Stats counts what the broker did with messages; nothing is dropped
 // without a count.
 type Stats struct {
-	Received   atomic.Int64 // telemetry messages accepted
-	Stored     atomic.Int64 // queue appends made (one message can go to several endpoints)
-	NoRoute    atomic.Int64 // accepted but matched no route (IoT Edge drops these)
-	Refused    atomic.Int64 // publishes refused, all reasons
-	RefusedBy  [NumReasons]atomic.Int64
-	Delivered  atomic.Int64 // messages delivered to modules and devices and acknowledged
-	AuthFailed atomic.Int64 // CONNECTs refused, all reasons
+	Received atomic.Int64 // telemetry messages accepted
+	Stored   atomic.Int64 // queue appends made (one message can go to several endpoints), free-topic ones included
+	NoRoute  atomic.Int64 // accepted but matched no route (IoT Edge drops these)
+	// Publishes on free topics the policy allowed; the queue appends made
+	// for those a route FROM /topics/… took (also in Stored); those no
+	// route took (local subscribers still get them).
+	TopicReceived atomic.Int64
+	TopicStored   atomic.Int64
+	TopicNoRoute  atomic.Int64
+	Refused       atomic.Int64 // publishes refused, all reasons
+	RefusedBy     [NumReasons]atomic.Int64
+	Delivered     atomic.Int64 // messages delivered to modules and devices and acknowledged
+	AuthFailed    atomic.Int64 // CONNECTs refused, all reasons
 	// AuthRefusedBy counts refused CONNECTs by reason (login.go).
 	AuthRefusedBy [NumAuthReasons]atomic.Int64
 	Denied        atomic.Int64 // publishes or subscriptions outside the client's identity

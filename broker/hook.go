@@ -191,7 +191,7 @@ func (h *hook) OnUnsubscribed(cl *mqtt.Client, pk packets.Packet) {
 // OnPublish takes every IoT Hub topic out of mochi's fan-out: telemetry is
 // acknowledged by us once it is durable, twin and method traffic is
 // answered to the sender alone. Only free topics the policy allows reach
-// mochi's subscribers.
+// mochi's subscribers, after the routes took them (freetopic.go).
 func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
 	if cl.Net.Inline {
 		return pk, nil
@@ -219,7 +219,7 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 		s.ackNow(pk)
 	default:
 		if !iotHubTopic(pk.TopicName) {
-			return pk, nil // a free topic the policy allowed
+			return h.b.freeTopic(s, pk) // a free topic the policy allowed
 		}
 		// In the IoT Hub namespace but not a topic the edge serves
 		// (devices/{d}/messages/eventsX): IoT Hub refuses it, and nothing

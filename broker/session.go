@@ -39,6 +39,10 @@ type session struct {
 	held    []packets.Packet // held-back messages mochi wrote and forgot (flow.go)
 	acks    ackQueue
 	deliver *deliverer
+	// inline fans this client's free-topic QoS 1 publishes out in mochi
+	// under its client id (freetopic.go); made and used only by the
+	// client's read loop.
+	inline  *mqtt.Client
 	expiry  *time.Timer // ends the session when its token expires
 	stopped bool        // by stop: no timer is armed again
 }

@@ -84,7 +84,13 @@ type BrokerStatus struct {
 	// NoRoute counts telemetry acknowledged although no route took it (as
 	// in IoT Edge).
 	NoRoute int64 `json:"noRoute"`
-	Refused int64 `json:"refused"`
+	// Publishes on free MQTT topics the policy allowed; the queue appends
+	// made for those a route FROM /topics/… took (also counted in Stored);
+	// those no route took (local subscribers still got them).
+	TopicReceived int64 `json:"topicReceived"`
+	TopicStored   int64 `json:"topicStored"`
+	TopicNoRoute  int64 `json:"topicNoRoute"`
+	Refused       int64 `json:"refused"`
 	// RefusedBy counts the refused publishes by reason (broker.Reason).
 	RefusedBy  map[string]int64 `json:"refusedByReason"`
 	Delivered  int64            `json:"delivered"`
@@ -140,6 +146,9 @@ func writeMetrics(sb *strings.Builder, st Status) {
 	counter(sb, "outpost_messages_received_total", "Telemetry messages accepted by the broker.", st.Broker.Received)
 	counter(sb, "outpost_messages_stored_total", "Queue appends (one per endpoint a message is routed to).", st.Broker.Stored)
 	counter(sb, "outpost_messages_no_route_total", "Accepted messages that matched no route.", st.Broker.NoRoute)
+	counter(sb, "outpost_topic_messages_received_total", "Publishes on free MQTT topics the policy allowed.", st.Broker.TopicReceived)
+	counter(sb, "outpost_topic_messages_stored_total", "Queue appends of free-topic messages routed FROM /topics/ (also in outpost_messages_stored_total).", st.Broker.TopicStored)
+	counter(sb, "outpost_topic_messages_no_route_total", "Free-topic messages no route took (local subscribers still got them).", st.Broker.TopicNoRoute)
 	sb.WriteString("# HELP outpost_messages_refused_total Publishes refused, by reason (the publisher got an error, never an acknowledgement).\n# TYPE outpost_messages_refused_total counter\n")
 	for _, r := range slices.Sorted(maps.Keys(st.Broker.RefusedBy)) {
 		fmt.Fprintf(sb, "outpost_messages_refused_total{reason=%q} %d\n", r, st.Broker.RefusedBy[r])
