@@ -251,8 +251,10 @@ func (h *hook) authorize(s *session, pk packets.Packet) bool {
 }
 
 // OnPacketEncode completes what mochi sends:
-//   - a successful CONNACK tells the Topic Alias Maximum, which mochi
-//     accepts but never advertises (absent, a client may use no alias);
+//   - a successful CONNACK tells the Topic Alias Maximum and the Maximum
+//     Packet Size, which mochi applies but never advertises (absent, a
+//     client may use no alias, and believes any size goes: mochi closes
+//     the connection of a client that sends a larger packet);
 //   - a PUBLISH keeps its user properties for a client that asked for no
 //     problem information (Request Problem Information 0, paho.golang's
 //     default): that covers reason strings and user properties on other
@@ -262,6 +264,7 @@ func (h *hook) OnPacketEncode(_ *mqtt.Client, pk packets.Packet) packets.Packet 
 	case packets.Connack:
 		if pk.ReasonCode == 0 {
 			pk.Properties.TopicAliasMaximum = topicAliasMaximum
+			pk.Properties.MaximumPacketSize = h.b.srv.Options.Capabilities.MaximumPacketSize
 		}
 	case packets.Publish:
 		pk.Mods.DisallowProblemInfo = false

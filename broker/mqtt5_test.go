@@ -157,6 +157,9 @@ func TestV5ConnackAdvertisesFeatures(t *testing.T) {
 	if p.TopicAliasMaximum == nil || *p.TopicAliasMaximum == 0 || p.ReceiveMaximum == nil || *p.ReceiveMaximum != 100 {
 		t.Errorf("CONNACK: topic alias maximum %v, receive maximum %v; want aliases and 100", deref(p.TopicAliasMaximum), deref(p.ReceiveMaximum))
 	}
+	if want := uint32(256<<10 + 64<<10); p.MaximumPacketSize == nil || *p.MaximumPacketSize != want {
+		t.Errorf("CONNACK: maximum packet size %v, want %d (the payload limit and room for topic and properties)", deref(p.MaximumPacketSize), want)
+	}
 }
 
 // An MQTT 5 publish that names its topic by alias only is authorized on
