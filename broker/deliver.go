@@ -143,12 +143,13 @@ func (d *deliverer) fill() bool {
 
 func (d *deliverer) send(q *queue.Queue, m queue.Message) bool {
 	pid := d.pid()
+	topic := d.topic(q.Name(), m)
 	err := write(d.s.cl, packets.Packet{
 		FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1},
-		TopicName:   d.topic(q.Name(), m),
+		TopicName:   topic,
 		PacketID:    pid,
 		Payload:     m.Body,
-		Properties:  d.properties(m),
+		Properties:  d.properties(m, topic),
 	})
 	if err != nil {
 		return false
@@ -222,13 +223,20 @@ func (d *deliverer) topic(name string, m queue.Message) string {
 // properties gives an MQTT 5 client the message's properties also as
 // MQTT 5 properties (the bag in the topic stays, for IoT Hub SDKs):
 // application properties as user properties, contentType as the content
-// type, correlationId as the correlation data, and the time left before
-// the message expires as its expiry interval.
-func (d *deliverer) properties(m queue.Message) packets.Properties {
+// type, correlationId as the correlation data, the time left before the
+// message expires as its expiry interval, and the identifiers of the
+// client's subscriptions that match topic.
+func (d *deliverer) properties(m queue.Message, topic string) packets.Properties {
 	var p packets.Properties
 	if d.s.cl.Properties.ProtocolVersion != 5 {
 		return p
 	}
+	for _, sub := range d.s.cl.State.Subscriptions.GetAll() {
+		if sub.Identifier > 0 && filterCovers(sub.Filter, topic) {
+			p.SubscriptionIdentifier = append(p.SubscriptionIdentifier, sub.Identifier)
+		}
+	}
+	sort.Ints(p.SubscriptionIdentifier)
 	keys := make([]string, 0, len(m.Props))
 	for k := range m.Props {
 		keys = append(keys, k)

@@ -401,7 +401,7 @@ func TestV5QueuedMessageExpiry(t *testing.T) {
 // both ways: inbound user properties, content type and correlation data
 // become application properties, contentType and correlationId; C2D
 // messages carry them back as MQTT 5 properties (the bag stays in the
-// topic) with the expiry left.
+// topic) with the expiry left and the subscription's identifier.
 func TestV5PropertiesOnIoTHubTopics(t *testing.T) {
 	e := newFreeEnv(t, nil)
 	dev1 := e.v5connect("dev1", v5opts{})
@@ -414,7 +414,9 @@ func TestV5PropertiesOnIoTHubTopics(t *testing.T) {
 	if len(msgs) != 1 || msgs[0].Props["unit"] != "C" || msgs[0].Sys["contentType"] != "application/json" || msgs[0].Sys["correlationId"] != "req-1" {
 		t.Fatalf("stored %+v", msgs)
 	}
-	dev1.sub(t, "devices/dev1/messages/devicebound/#")
+	id := 5
+	dev1.subscribe(t, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "devices/dev1/messages/devicebound/#", QoS: 1}},
+		Properties: &paho.SubscribeProperties{SubscriptionIdentifier: &id}})
 	err := e.b.SendC2D(context.Background(), "dev1", queue.Message{Body: []byte("cmd"), TTL: time.Hour,
 		Props: map[string]string{"b": "2", "a": "1"}, Sys: map[string]string{"contentType": "text/plain", "correlationId": "c-9"}})
 	if err != nil {
@@ -430,6 +432,9 @@ func TestV5PropertiesOnIoTHubTopics(t *testing.T) {
 	}
 	if pr.MessageExpiry == nil || *pr.MessageExpiry == 0 || *pr.MessageExpiry > 3600 {
 		t.Errorf("message expiry %v, want the hour left", pr.MessageExpiry)
+	}
+	if pr.SubscriptionIdentifier == nil || *pr.SubscriptionIdentifier != id {
+		t.Errorf("subscription identifier %v, want %d", deref(pr.SubscriptionIdentifier), id)
 	}
 	if want := "devices/dev1/messages/devicebound/"; len(p.Topic) <= len(want) || p.Topic[:len(want)] != want {
 		t.Errorf("topic %q", p.Topic)
