@@ -97,7 +97,9 @@ func (a *ackQueue) flush() {
 			}
 			continue
 		}
-		if !v5 { // MQTT 3.1.1 has no negative PUBACK: acknowledge what came before, then disconnect
+		// MQTT 3.1.1 has no negative PUBACK, and some refusals end the
+		// connection: acknowledge what came before, then disconnect.
+		if !v5 || disconnects(e.err) {
 			a.writeRaw(buf)
 			_ = a.s.b.srv.DisconnectClient(a.s.cl, refusalCode(e.err))
 			return
@@ -109,6 +111,11 @@ func (a *ackQueue) flush() {
 		buf = append(buf, typ, 3, byte(e.pid>>8), byte(e.pid), refusalCode(e.err).Code)
 	}
 	a.writeRaw(buf)
+}
+
+func disconnects(err error) bool {
+	var r refusal
+	return errors.As(err, &r) && r.disconnect
 }
 
 func refusalCode(err error) packets.Code {

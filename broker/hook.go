@@ -234,7 +234,8 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 // resolved from an MQTT 5 topic alias (mochi's ACL check runs before the
 // alias is resolved): false when it is refused, answered and counted.
 // IoT Hub topics refuse QoS 2 as IoT Hub does: the client is disconnected
-// (MQTT 5: DISCONNECT 0x9B, QoS not supported).
+// (MQTT 5: DISCONNECT 0x9B, QoS not supported) once the publishes before
+// it are answered.
 func (h *hook) authorize(s *session, pk packets.Packet) bool {
 	if !h.b.mayAccess(s.id, pk.TopicName, true) {
 		h.b.denied(s.id, pk.TopicName, true)
@@ -244,7 +245,9 @@ func (h *hook) authorize(s *session, pk packets.Packet) bool {
 	if pk.FixedHeader.Qos == 2 && iotHubTopic(pk.TopicName) {
 		err := fmt.Errorf("QoS 2 publish to IoT Hub topic %q; IoT Hub topics take QoS 0 or 1 (free topics take QoS 2)", pk.TopicName)
 		h.b.refused(ReasonQoS, s.id, pk.TopicName, err)
-		_ = h.b.srv.DisconnectClient(s.cl, packets.Code{Code: packets.ErrQosNotSupported.Code, Reason: err.Error()})
+		// After the PUBACKs of what came before, which may still be on
+		// their way to the store.
+		s.nack(pk, refusal{code: packets.Code{Code: packets.ErrQosNotSupported.Code, Reason: err.Error()}, err: err, disconnect: true})
 		return false
 	}
 	return true

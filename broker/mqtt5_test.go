@@ -665,13 +665,21 @@ func TestV5ServerReceiveMaximumEnforced(t *testing.T) {
 // connection and returns the reason code of its DISCONNECT.
 func disconnectReason(t *testing.T, c net.Conn) byte {
 	t.Helper()
+	return readUntilClosed(t, c, func(byte, []byte) {})
+}
+
+// readUntilClosed reads the packets the broker sends until it closes the
+// connection, passing each to seen (its type and body), and returns the
+// reason code of the DISCONNECT that must end them.
+func readUntilClosed(t *testing.T, c net.Conn, seen func(typ byte, body []byte)) byte {
+	t.Helper()
 	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
 	all, err := io.ReadAll(c)
 	if err != nil && !errors.Is(err, net.ErrClosed) && !strings.Contains(err.Error(), "reset") {
 		t.Fatalf("reading until the broker closes: %v", err)
 	}
 	for len(all) > 1 {
-		typ, n, size := all[0], 1, 0
+		typ, n, size := all[0]>>4, 1, 0
 		for shift := 0; n < len(all); shift += 7 {
 			b := all[n]
 			n++
@@ -683,9 +691,10 @@ func disconnectReason(t *testing.T, c net.Conn) byte {
 		if n+size > len(all) {
 			break
 		}
-		if typ>>4 == packets.Disconnect && size > 0 {
+		if typ == packets.Disconnect && size > 0 {
 			return all[n]
 		}
+		seen(typ, all[n:n+size])
 		all = all[n+size:]
 	}
 	t.Fatal("no DISCONNECT before the connection closed")
@@ -730,4 +739,43 @@ func TestV5GenericClient(t *testing.T) {
 	denied := e.b.Stats().Denied.Load()
 	w.TerminateConnectionForTest()
 	waitFor(t, "the will refused", func() bool { return e.b.Stats().Denied.Load() == denied+1 })
+}
+
+// The QoS 2 refusal on an IoT Hub topic comes after the PUBACKs of the
+// telemetry sent before it, which is stored: the client does not send it
+// again.
+func TestV5QoS2RefusalAfterEarlierPubacks(t *testing.T) {
+	e := newFreeEnv(t, nil)
+	c := dialRaw(t, e.addr)
+	var buf bytes.Buffer
+	connect := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connect}, ProtocolVersion: 5,
+		Connect: packets.ConnectParams{ProtocolName: []byte("MQTT"), ClientIdentifier: "dev1", Clean: true, Keepalive: 30,
+			UsernameFlag: true, Username: []byte("hub.example/dev1/?api-version=2021-04-12"), PasswordFlag: true, Password: []byte("pw")}}
+	if err := connect.ConnectEncode(&buf); err != nil {
+		t.Fatal(err)
+	}
+	const n = 20
+	for i := 1; i <= n+1; i++ {
+		qos := byte(1)
+		if i == n+1 {
+			qos = 2
+		}
+		pub := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: qos}, ProtocolVersion: 5,
+			TopicName: "devices/dev1/messages/events/", PacketID: uint16(i), Payload: []byte("x")}
+		if err := pub.PublishEncode(&buf); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := c.Write(buf.Bytes()); err != nil {
+		t.Fatal(err)
+	}
+	acked := 0
+	code := readUntilClosed(t, c, func(typ byte, body []byte) {
+		if typ == packets.Puback && len(body) >= 2 && (len(body) == 2 || body[2] == 0) {
+			acked++
+		}
+	})
+	if acked != n || code != 0x9B {
+		t.Fatalf("%d PUBACKs then DISCONNECT %#x; want %d then 0x9B", acked, code, n)
+	}
 }

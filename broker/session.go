@@ -241,8 +241,9 @@ func (s *session) nack(pk packets.Packet, r refusal) {
 }
 
 type refusal struct {
-	code packets.Code
-	err  error
+	code       packets.Code
+	err        error
+	disconnect bool // the client is disconnected with code (MQTT 5 too), not answered
 }
 
 func (r refusal) Error() string { return r.err.Error() }
