@@ -32,7 +32,7 @@ func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	login, err := h.b.login(cl, pk)
 	if err != nil {
 		r := h.b.authRefused(cl, string(pk.Connect.Username), err)
-		_ = h.b.connack(cl, r)
+		_ = h.b.connack(cl, err)
 		return authCodes[r]
 	}
 	h.b.pend(cl, login)
