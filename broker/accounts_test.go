@@ -248,7 +248,6 @@ func TestPasswordChecksLimitedAndCached(t *testing.T) {
 	}
 }
 
-
 func TestParseAccountsErrors(t *testing.T) {
 	h := hash(t, "x")
 	for _, c := range []struct{ doc, want string }{
