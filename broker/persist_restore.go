@@ -194,6 +194,9 @@ func (p *persist) publishWill(w pendingWill) {
 		Payload:     will.Payload,
 		Properties:  packets.Properties{User: userProps(will.User)},
 	}
+	if will.Qos > 0 {
+		pk.PacketID = 1 // a QoS > 0 PUBLISH must carry one; an inline client's ingress is never acknowledged
+	}
 	if err := p.b.srv.InjectPacket(cl, pk); err != nil {
 		p.b.log.Warn("will not published after restart", "client_id", c.ID, "topic", will.Topic, "err", err)
 	} else {

@@ -1,13 +1,17 @@
 package broker
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"log/slog"
 	"net"
 	"os"
+	"os/exec"
 	"sort"
+	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -356,4 +360,88 @@ func sorted(s []string) []string {
 	s = append([]string(nil), s...)
 	sort.Strings(s)
 	return s
+}
+
+const killChildEnv = "OUTPOST_PERSIST_KILL_DIR"
+
+// TestPersistKillChild is the edge TestPersistAcrossKill kills: it prints
+// "ADDR <address>", and "SYNCED" once everything written so far is
+// durable for each line it reads.
+func TestPersistKillChild(t *testing.T) {
+	dir := os.Getenv(killChildEnv)
+	if dir == "" {
+		t.Skip("helper process for TestPersistAcrossKill")
+	}
+	e := openEdge(t, dir)
+	fmt.Printf("ADDR %s\n", e.addr)
+	sc := bufio.NewScanner(os.Stdin)
+	for sc.Scan() {
+		e.state()
+		fmt.Println("SYNCED")
+	}
+	select {} // until killed
+}
+
+// The edge dies (kill -9) with clients connected: once it is back, the will
+// of the client connected then is published, once; an offline persistent
+// subscriber gets the QoS 1 messages acknowledged before the kill and the
+// will; its account is known again before it reconnects.
+func TestPersistAcrossKill(t *testing.T) {
+	dir := t.TempDir()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestPersistKillChild$")
+	cmd.Env = append(os.Environ(), killChildEnv+"="+dir)
+	stdin, _ := cmd.StdinPipe()
+	stdout, _ := cmd.StdoutPipe()
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	lines := bufio.NewScanner(stdout)
+	next := func(prefix string) string {
+		t.Helper()
+		for lines.Scan() {
+			if s, ok := strings.CutPrefix(lines.Text(), prefix); ok {
+				return s
+			}
+		}
+		t.Fatalf("edge process ended before %q", prefix)
+		return ""
+	}
+	addr := strings.TrimSpace(next("ADDR "))
+	sub := v3(t, addr, "sub", false, nil)
+	waitTok(t, sub.Subscribe("test/#", 1, nil))
+	sub.Disconnect(0)
+	w, _ := v5(t, addr, "w", 0, &paho.WillMessage{Topic: "test/will", Payload: []byte("gone"), QoS: 1}, nil)
+	subscribe5(t, w, "test/other") // its SUBACK: the session is established
+	pub := v3(t, addr, "pub", true, nil)
+	publish3(t, pub, "test/q", "1", false)
+	publish3(t, pub, "test/q", "2", false)
+	fmt.Fprintln(stdin, "sync")
+	next("SYNCED")
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+
+	e := openEdge(t, dir)
+	if a, generic := e.b.principal("sub"); a != "acct" || !generic {
+		t.Errorf("after kill -9 principal(sub) = %q, %v; want the account acct", a, generic)
+	}
+	in := newInbox()
+	v3(t, e.addr, "sub", false, in)
+	pub = v3(t, e.addr, "pub", true, nil)
+	publish3(t, pub, "test/q", "sentinel", false)
+	got := sorted(in.until(t, "test/q=sentinel"))
+	if want := "[test/q=1 test/q=2 test/q=sentinel test/will=gone]"; fmt.Sprint(got) != want {
+		t.Fatalf("after kill -9 the persistent subscriber got %q, want %s", got, want)
+	}
+	if n := e.b.Stats().WillsAfterRestart.Load(); n != 1 {
+		t.Errorf("wills published after the restart: %d, want 1", n)
+	}
+	for _, c := range e.state().Clients {
+		if c.ID == "w" || c.Will != nil {
+			t.Errorf("record left after the will was published: %+v", c)
+		}
+	}
 }
