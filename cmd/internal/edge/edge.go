@@ -411,7 +411,7 @@ func (e *edge) newBroker(routes *route.Config, policy *broker.Policy) error {
 		}
 	}
 	b, err := broker.New(broker.Options{
-		EdgeID: e.cs.DeviceID, Queues: e.queues, Twins: e.twins, Routes: routes, Policy: policy,
+		EdgeID: e.cs.DeviceID, Queues: e.queues, Twins: e.twins, DB: e.db, Routes: routes, Policy: policy,
 		Auth: broker.CacheAuth{IDs: e.ids, EdgeID: e.cs.DeviceID, Hosts: hosts, Roots: roots, Now: e.clock.Now},
 		TCP:  e.cfg.MQTT, TLS: e.cfg.MQTTS, WS: e.cfg.WS, TLSConfig: tlsCfg, Logger: e.cfg.Logger,
 		StandaloneTwins: e.hubURL == "", Overflow: e.cfg.Overflow,
