@@ -455,3 +455,31 @@ func TestPersistAcrossKill(t *testing.T) {
 		t.Errorf("wills published again after a second restart: %d", n)
 	}
 }
+
+// A retained MQTT 5 message keeps its message expiry across a restart:
+// it is gone once the expiry passes, as it would have been without one.
+func TestPersistRetainedExpiryAcrossRestart(t *testing.T) {
+	e := openEdge(t, t.TempDir())
+	c, _ := v5(t, e.addr, "pub5", 0, nil, nil)
+	expiry := uint32(1)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := c.Publish(ctx, &paho.Publish{Topic: "test/e", QoS: 1, Retain: true, Payload: []byte("soon"),
+		Properties: &paho.PublishProperties{MessageExpiry: &expiry}}); err != nil {
+		t.Fatal(err)
+	}
+	e = e.restart()
+	if _, ok := e.b.srv.Topics.Retained.Get("test/e"); !ok {
+		t.Fatal("retained message lost at the restart")
+	}
+	// mochi sweeps expired messages once a second.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if _, ok := e.b.srv.Topics.Retained.Get("test/e"); !ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the retained message did not expire after the restart")
+		}
+	}
+	waitFor(t, "its record deleted", func() bool { return len(e.state().Retained) == 0 })
+}
