@@ -200,6 +200,11 @@ func (p *persist) endSession(id string) {
 	if !had {
 		return // a clean session without a will: nothing was written
 	}
+	// DeleteSession lists what is committed: let this client's writes
+	// still queued land first, or they would outlive the session.
+	done := make(chan error, 1)
+	p.db.CommitAsync(nil, func(err error) { done <- err })
+	<-done
 	ops, err := mqttstate.DeleteSession(p.db, id)
 	if err != nil {
 		p.failed("session", err)

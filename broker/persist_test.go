@@ -483,3 +483,22 @@ func TestPersistRetainedExpiryAcrossRestart(t *testing.T) {
 	}
 	waitFor(t, "its record deleted", func() bool { return len(e.state().Retained) == 0 })
 }
+
+// An MQTT 5 session ended by its DISCONNECT (session expiry set to 0)
+// leaves no records, even those written just before.
+func TestPersistSessionEndedByDisconnect(t *testing.T) {
+	e := openEdge(t, t.TempDir())
+	for i := 0; i < 20; i++ {
+		c, _ := v5(t, e.addr, "end5", 3600, nil, nil)
+		subscribe5(t, c, fmt.Sprintf("test/%d", i))
+		zero := uint32(0)
+		_ = c.Disconnect(&paho.Disconnect{Properties: &paho.DisconnectProperties{SessionExpiryInterval: &zero}})
+		waitFor(t, "the session gone", func() bool {
+			_, ok := e.b.srv.Clients.Get("end5")
+			return !ok
+		})
+		if st := e.state(); len(st.Clients)+len(st.Subscriptions) != 0 {
+			t.Fatalf("round %d: records left after the session ended: %+v", i, st)
+		}
+	}
+}
