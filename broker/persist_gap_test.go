@@ -73,7 +73,7 @@ func TestPersistFullDisk(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	b := &Broker{opts: Options{Now: time.Now}, log: slog.New(slog.DiscardHandler), accounts: map[string]string{},
+	b := &Broker{opts: Options{Now: time.Now}, log: slog.New(slog.DiscardHandler),
 		srv: mqtt.New(&mqtt.Options{Logger: slog.New(slog.DiscardHandler)})}
 	p := newPersist(b, db)
 	cl := b.srv.NewClient(nil, "tcp", "c", false)

@@ -217,7 +217,7 @@ func v5(t testing.TB, addr, id string, expiry uint32, will *paho.WillMessage, in
 	return c, conn
 }
 
-func subscribe5(t testing.TB, c *paho.Client, filter string) {
+func psub5(t testing.TB, c *paho.Client, filter string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -269,7 +269,7 @@ func TestPersistSessionsAcrossRestart(t *testing.T) {
 	waitTok(t, s3.Subscribe("test/q", 1, nil))
 	s3.Disconnect(0)
 	s5, _ := v5(t, e.addr, "sub5", 3600, nil, nil)
-	subscribe5(t, s5, "test/q")
+	psub5(t, s5, "test/q")
 	_ = s5.Disconnect(&paho.Disconnect{})
 	pub := v3(t, e.addr, "pub", true, nil)
 	for i := 1; i <= 3; i++ {
@@ -317,7 +317,7 @@ func TestPersistCleanSessionLeavesNoRecords(t *testing.T) {
 	c3 := v3(t, e.addr, "clean3", true, in3)
 	waitTok(t, c3.Subscribe("test/c", 1, nil))
 	c5, _ := v5(t, e.addr, "clean5", 0, &paho.WillMessage{Topic: "test/will", Payload: []byte("gone"), QoS: 1}, in5)
-	subscribe5(t, c5, "test/c")
+	psub5(t, c5, "test/c")
 	pub := v3(t, e.addr, "pub", true, nil)
 	publish3(t, pub, "test/c", "m", false)
 	in3.until(t, "test/c=m")
@@ -413,9 +413,9 @@ func TestPersistAcrossKill(t *testing.T) {
 	waitTok(t, sub.SubscribeMultiple(map[string]byte{"test/q": 1, "test/will": 1}, nil))
 	sub.Disconnect(0)
 	w, _ := v5(t, addr, "w", 0, &paho.WillMessage{Topic: "test/will", Payload: []byte("gone"), QoS: 1}, nil)
-	subscribe5(t, w, "test/other") // its SUBACK: the session is established
+	psub5(t, w, "test/other") // its SUBACK: the session is established
 	wp, _ := v5(t, addr, "wp", 3600, &paho.WillMessage{Topic: "test/will", Payload: []byte("gone-p"), QoS: 1}, nil)
-	subscribe5(t, wp, "test/other")
+	psub5(t, wp, "test/other")
 	pub := v3(t, addr, "pub", true, nil)
 	publish3(t, pub, "test/q", "1", false)
 	publish3(t, pub, "test/q", "2", false)
@@ -490,7 +490,7 @@ func TestPersistSessionEndedByDisconnect(t *testing.T) {
 	e := openEdge(t, t.TempDir())
 	for i := 0; i < 20; i++ {
 		c, _ := v5(t, e.addr, "end5", 3600, nil, nil)
-		subscribe5(t, c, fmt.Sprintf("test/%d", i))
+		psub5(t, c, fmt.Sprintf("test/%d", i))
 		zero := uint32(0)
 		_ = c.Disconnect(&paho.Disconnect{Properties: &paho.DisconnectProperties{SessionExpiryInterval: &zero}})
 		waitFor(t, "the session gone", func() bool {
