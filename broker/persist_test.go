@@ -25,12 +25,16 @@ import (
 )
 
 // anyClient admits every client as a generic client of account "acct".
+// The clients use IoT Hub user names (iotUser), so that the broker asks
+// the Authenticator whatever else it knows of local accounts.
 type anyClient struct{}
 
 func (anyClient) Authenticate(c Credentials) (Login, error) {
 	return Login{ID: c.ClientID, Account: "acct"}, nil
 }
 func (anyClient) Recheck(Login) error { return nil }
+
+func iotUser(id string) string { return "hub.example/" + id + "/?api-version=2021-04-12" }
 
 const testPolicy = `{"mqttBroker":{"authorizations":[{"identities":["{{iot:identity}}"],
  "allow":[{"operations":["mqtt:publish","mqtt:subscribe"],"resources":["test/#"]}]}]}}`
@@ -164,7 +168,7 @@ func (in *inbox) until(t testing.TB, last string) []string {
 // v3 connects an MQTT 3.1.1 client (paho.mqtt.golang).
 func v3(t testing.TB, addr, id string, clean bool, in *inbox) mqtt3.Client {
 	t.Helper()
-	o := mqtt3.NewClientOptions().AddBroker("tcp://" + addr).SetClientID(id).SetUsername("u").SetPassword("p").
+	o := mqtt3.NewClientOptions().AddBroker("tcp://" + addr).SetClientID(id).SetUsername(iotUser(id)).SetPassword("p").
 		SetAutoReconnect(false).SetCleanSession(clean).SetOrderMatters(true).SetProtocolVersion(4)
 	if in != nil {
 		o.SetDefaultPublishHandler(func(_ mqtt3.Client, m mqtt3.Message) { in.add(m.Topic(), m.Payload(), m.Retained()) })
@@ -209,6 +213,7 @@ func v5(t testing.TB, addr, id string, expiry uint32, will *paho.WillMessage, in
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	ca, err := c.Connect(ctx, &paho.Connect{ClientID: id, KeepAlive: 30, CleanStart: expiry == 0,
+		Username: iotUser(id), UsernameFlag: true, Password: []byte("p"), PasswordFlag: true,
 		Properties: &paho.ConnectProperties{SessionExpiryInterval: &expiry}, WillMessage: will})
 	if err != nil || ca.ReasonCode != 0 {
 		t.Fatalf("connect %s: %v %+v", id, err, ca)
