@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -79,6 +80,9 @@ type Options struct {
 	// Policy authorizes free pub/sub topics between local clients; nil
 	// refuses them all. SetPolicy replaces it at run time.
 	Policy *Policy
+	// Accounts are the local MQTT accounts of generic clients
+	// (accounts.go); nil admits none. SetAccounts replaces them at run time.
+	Accounts *Accounts
 
 	TCP       string // plain MQTT listener address (loopback use), "" for none
 	TLS       string // MQTT over TLS, "" for none
@@ -133,19 +137,25 @@ type Broker struct {
 	srv        *mqtt.Server
 	routes     atomic.Pointer[route.Config]
 	policy     atomic.Pointer[Policy]
+	accounts   atomic.Pointer[Accounts]
+	pw         *pwChecks
+
+	// generic maps the client id of every generic client mochi holds a
+	// session of (live or persistent) to its account; clients not in it
+	// are IoT Hub identities. Read on every publish and delivery: its own
+	// lock, not mu.
+	genericMu sync.RWMutex
+	generic   map[string]string
 
 	mu       sync.Mutex
 	sessions map[string]*session    // by client id (= identity id)
 	pending  map[*mqtt.Client]Login // authenticated, session not yet established
 	// pendingSweep is the size of pending at which pend drops closed clients.
 	pendingSweep int
-	// accounts maps the client id of every generic client mochi holds a
-	// session of (live or persistent) to its account; clients not in it
-	// are IoT Hub identities.
-	accounts map[string]string
-	queues   map[string]*queue.Queue
-	qopts    map[string]queue.QueueOptions // as last given to the store, by queue name
-	methods  *methods
+	queues       map[string]*queue.Queue
+	qopts        map[string]queue.QueueOptions // as last given to the store, by queue name
+	methods      *methods
+	held         atomic.Int64 // held-back messages written and not yet restored (flow.go)
 
 	stats     Stats
 	closing   sync.WaitGroup // ended sessions being closed (ending.go)
@@ -158,14 +168,22 @@ type Broker struct {
 // Stats counts what the broker did with messages; nothing is dropped
 // without a count.
 type Stats struct {
-	Received   atomic.Int64 // telemetry messages accepted
-	Stored     atomic.Int64 // queue appends made (one message can go to several endpoints)
-	NoRoute    atomic.Int64 // accepted but matched no route (IoT Edge drops these)
-	Refused    atomic.Int64 // publishes refused, all reasons
-	RefusedBy  [NumReasons]atomic.Int64
-	Delivered  atomic.Int64 // messages delivered to modules and devices and acknowledged
-	AuthFailed atomic.Int64
-	Denied     atomic.Int64 // publishes or subscriptions outside the client's identity
+	Received atomic.Int64 // telemetry messages accepted
+	Stored   atomic.Int64 // queue appends made (one message can go to several endpoints), free-topic ones included
+	NoRoute  atomic.Int64 // accepted but matched no route (IoT Edge drops these)
+	// Publishes on free topics the policy allowed; the queue appends made
+	// for those a route FROM /topics/… took (also in Stored); those no
+	// route took (local subscribers still get them).
+	TopicReceived atomic.Int64
+	TopicStored   atomic.Int64
+	TopicNoRoute  atomic.Int64
+	Refused       atomic.Int64 // publishes refused, all reasons
+	RefusedBy     [NumReasons]atomic.Int64
+	Delivered     atomic.Int64 // messages delivered to modules and devices and acknowledged
+	AuthFailed    atomic.Int64 // CONNECTs refused, all reasons
+	// AuthRefusedBy counts refused CONNECTs by reason (login.go).
+	AuthRefusedBy [NumAuthReasons]atomic.Int64
+	Denied        atomic.Int64 // publishes or subscriptions outside the client's identity
 	// Live sessions ended because their identity was deleted or disabled
 	// or its credentials changed (SessionsRevoked), or their SAS token
 	// expired (SessionsExpired).
@@ -209,7 +227,7 @@ func New(opts Options) (*Broker, error) {
 	}
 	opts.Limits = opts.Limits.withDefaults()
 	b := &Broker{
-		opts: opts, log: opts.Logger, sessions: map[string]*session{}, pending: map[*mqtt.Client]Login{}, accounts: map[string]string{}, queues: map[string]*queue.Queue{}, qopts: map[string]queue.QueueOptions{},
+		opts: opts, log: opts.Logger, sessions: map[string]*session{}, pending: map[*mqtt.Client]Login{}, queues: map[string]*queue.Queue{}, qopts: map[string]queue.QueueOptions{},
 		methods: newMethods(), addrs: map[string]net.Addr{},
 	}
 	b.gate = newGate(opts.Limits, &b.stats, opts.Logger)
@@ -219,6 +237,9 @@ func New(opts Options) (*Broker, error) {
 	}
 	b.routes.Store(cfg)
 	b.policy.Store(opts.Policy)
+	b.accounts.Store(opts.Accounts)
+	b.generic = map[string]string{}
+	b.pw = newPwChecks(runtime.GOMAXPROCS(0))
 	b.srv = mqtt.New(&mqtt.Options{
 		Capabilities:           b.capabilities(),
 		InlineClient:           true,
@@ -243,13 +264,29 @@ func (b *Broker) capabilities() *mqtt.Capabilities {
 	c.MaximumMessageExpiryInterval = 0 // our queues, not mochi's inflight, keep messages
 	c.MaximumPacketSize = uint32(b.opts.MaxPayload + 64<<10)
 	c.MaximumClientWritesPending = 1024
-	c.MaximumQos = 1      // IoT Hub: QoS 2 is not supported
-	c.RetainAvailable = 1 // free topics; IoT Hub topics never reach mochi's retain (OnPublish)
+	// QoS 2, retained messages, shared subscriptions and subscription
+	// identifiers are for free topics: on IoT Hub topics, as IoT Hub does,
+	// QoS 2 publishes are refused (OnPublish), QoS 2 subscriptions granted
+	// QoS 1, and `$share/…` refused (OnACLCheck).
+	c.MaximumQos = 2
+	c.RetainAvailable = 1
+	c.SharedSubAvailable = 1
+	c.SubIDAvailable = 1
+	c.WildcardSubAvailable = 1
+	c.TopicAliasMaximum = topicAliasMaximum
 	c.ReceiveMaximum = uint16(min(b.opts.MaxInflight, 65535))
 	c.MaximumInflight = uint16(min(b.opts.MaxInflight, 65535))
-	c.SharedSubAvailable = 0
+	// A message's own expiry interval still applies (mochi takes the
+	// smaller non-zero of the two); reason codes are specific (0x87, not
+	// 0x80, for a filter the client may not subscribe to); a PUBACK does
+	// not echo the user properties of its PUBLISH.
+	c.Compatibilities = mqtt.Compatibilities{NoInheritedPropertiesOnAck: true}
 	return c
 }
+
+// topicAliasMaximum is how many topic aliases an MQTT 5 client may set
+// towards the broker: each holds a topic name for the connection's life.
+const topicAliasMaximum = 64
 
 func (o Limits) withDefaults() Limits {
 	set := func(v *int, d int) {
@@ -418,9 +455,9 @@ func QueueName(endpoint string, priority int) string {
 // for a generic client (generic true), else its IoT Hub identity (the
 // client id).
 func (b *Broker) principal(clientID string) (name string, generic bool) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if a, ok := b.accounts[clientID]; ok {
+	b.genericMu.RLock()
+	defer b.genericMu.RUnlock()
+	if a, ok := b.generic[clientID]; ok {
 		return a, true
 	}
 	return clientID, false
@@ -429,13 +466,13 @@ func (b *Broker) principal(clientID string) (name string, generic bool) {
 // setAccount records the account of a generic client id ("" forgets it:
 // the id is an IoT Hub identity's, or its session ended for good).
 func (b *Broker) setAccount(clientID, account string) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
+	b.genericMu.Lock()
+	defer b.genericMu.Unlock()
 	if account == "" {
-		delete(b.accounts, clientID)
+		delete(b.generic, clientID)
 		return
 	}
-	b.accounts[clientID] = account
+	b.generic[clientID] = account
 }
 
 // write sends a packet to one client, outside mochi's topic fan-out.

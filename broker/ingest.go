@@ -5,6 +5,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/mochi-mqtt/server/v2/packets"
 
@@ -46,7 +47,7 @@ func (b *Broker) ingest(s *session, pk packets.Packet, in inbound) {
 		}
 		return
 	}
-	b.store(msg, targets, func(err error) {
+	b.store(msg, targets, &b.stats.Stored, func(err error) {
 		if err != nil {
 			reason, code := storeRefusal(err)
 			b.refused(reason, s.id, pk.TopicName, err)
@@ -58,9 +59,10 @@ func (b *Broker) ingest(s *session, pk packets.Packet, in inbound) {
 	})
 }
 
-// store appends msg to the queue of each target; done runs once, after
-// every append finished, with the first error.
-func (b *Broker) store(msg queue.Message, targets []route.Target, done func(error)) {
+// store appends msg to the queue of each target, counting each append made
+// in Stats.Stored and in stored; done runs once, after every append
+// finished, with the first error.
+func (b *Broker) store(msg queue.Message, targets []route.Target, stored *atomic.Int64, done func(error)) {
 	left := atomic.Int32{}
 	left.Store(int32(len(targets)))
 	var first atomic.Pointer[error]
@@ -91,6 +93,9 @@ func (b *Broker) store(msg queue.Message, targets []route.Target, done func(erro
 		q.AppendAsync([]queue.Message{m}, func(_ []uint64, err error) {
 			if err == nil {
 				b.stats.Stored.Add(1)
+				if stored != &b.stats.Stored {
+					stored.Add(1)
+				}
 				b.appended(endpoint)
 			}
 			finish(err)
@@ -109,6 +114,11 @@ func (b *Broker) message(s *session, pk packets.Packet, in inbound) (queue.Messa
 	}
 	if pk.Properties.ContentType != "" {
 		sys["contentType"] = pk.Properties.ContentType
+	}
+	// MQTT 5 request/response: the correlation data is IoT Hub's
+	// correlationId ($.cid in the bag wins); IoT Hub has no response topic.
+	if cd := pk.Properties.CorrelationData; sys["correlationId"] == "" && len(cd) > 0 && utf8.Valid(cd) {
+		sys["correlationId"] = string(cd)
 	}
 	sys["connectionDeviceId"] = s.device
 	if s.module != "" {
