@@ -24,17 +24,9 @@ import (
 	"github.com/outpost-edge/outpost/store/twin"
 )
 
-// anyClient admits every client as a generic client of account "acct".
-// The clients use IoT Hub user names (iotUser), so that the broker asks
-// the Authenticator whatever else it knows of local accounts.
-type anyClient struct{}
-
-func (anyClient) Authenticate(c Credentials) (Login, error) {
-	return Login{ID: c.ClientID, Account: "acct"}, nil
-}
-func (anyClient) Recheck(Login) error { return nil }
-
-func iotUser(id string) string { return "hub.example/" + id + "/?api-version=2021-04-12" }
+// The test clients log in without credentials from loopback: generic
+// clients of the account "anonymous".
+const testAccounts = `{"mqttBroker":{"anonymous":"loopback"}}`
 
 const testPolicy = `{"mqttBroker":{"authorizations":[{"identities":["{{iot:identity}}"],
  "allow":[{"operations":["mqtt:publish","mqtt:subscribe"],"resources":["test/#"]}]}]}}`
@@ -70,7 +62,11 @@ func openEdge(t testing.TB, dir string) *edge {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.b, err = New(Options{EdgeID: edgeID, Auth: anyClient{}, Queues: e.qs, Twins: twins, DB: db, Policy: pol,
+	accts, err := ParseAccounts([]byte(testAccounts))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.b, err = New(Options{EdgeID: edgeID, Auth: passwords{}, Accounts: accts, Queues: e.qs, Twins: twins, DB: db, Policy: pol,
 		TCP: "127.0.0.1:0", StandaloneTwins: true, Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
 	if err != nil {
 		t.Fatal(err)
@@ -168,7 +164,7 @@ func (in *inbox) until(t testing.TB, last string) []string {
 // v3 connects an MQTT 3.1.1 client (paho.mqtt.golang).
 func v3(t testing.TB, addr, id string, clean bool, in *inbox) mqtt3.Client {
 	t.Helper()
-	o := mqtt3.NewClientOptions().AddBroker("tcp://" + addr).SetClientID(id).SetUsername(iotUser(id)).SetPassword("p").
+	o := mqtt3.NewClientOptions().AddBroker("tcp://" + addr).SetClientID(id).
 		SetAutoReconnect(false).SetCleanSession(clean).SetOrderMatters(true).SetProtocolVersion(4)
 	if in != nil {
 		o.SetDefaultPublishHandler(func(_ mqtt3.Client, m mqtt3.Message) { in.add(m.Topic(), m.Payload(), m.Retained()) })
@@ -213,7 +209,6 @@ func v5(t testing.TB, addr, id string, expiry uint32, will *paho.WillMessage, in
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	ca, err := c.Connect(ctx, &paho.Connect{ClientID: id, KeepAlive: 30, CleanStart: expiry == 0,
-		Username: iotUser(id), UsernameFlag: true, Password: []byte("p"), PasswordFlag: true,
 		Properties: &paho.ConnectProperties{SessionExpiryInterval: &expiry}, WillMessage: will})
 	if err != nil || ca.ReasonCode != 0 {
 		t.Fatalf("connect %s: %v %+v", id, err, ca)
@@ -282,8 +277,8 @@ func TestPersistSessionsAcrossRestart(t *testing.T) {
 	}
 	e = e.restart()
 	for _, id := range []string{"sub3", "sub5"} {
-		if a, generic := e.b.principal(id); a != "acct" || !generic {
-			t.Errorf("after a restart principal(%s) = %q, %v; want the account acct", id, a, generic)
+		if a, generic := e.b.principal(id); a != AnonymousAccount || !generic {
+			t.Errorf("after a restart principal(%s) = %q, %v; want the account anonymous", id, a, generic)
 		}
 	}
 	in3, in5 := newInbox(), newInbox()
@@ -436,8 +431,8 @@ func TestPersistAcrossKill(t *testing.T) {
 	_ = cmd.Wait()
 
 	e := openEdge(t, dir)
-	if a, generic := e.b.principal("sub"); a != "acct" || !generic {
-		t.Errorf("after kill -9 principal(sub) = %q, %v; want the account acct", a, generic)
+	if a, generic := e.b.principal("sub"); a != AnonymousAccount || !generic {
+		t.Errorf("after kill -9 principal(sub) = %q, %v; want the account anonymous", a, generic)
 	}
 	in := newInbox()
 	v3(t, e.addr, "sub", false, in)
