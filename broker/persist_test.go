@@ -217,12 +217,18 @@ func v5(t testing.TB, addr, id string, expiry uint32, will *paho.WillMessage, in
 	return c, conn
 }
 
-func psub5(t testing.TB, c *paho.Client, filter string) {
+func psub5(t testing.TB, c *paho.Client, filter string) { psub5q(t, c, filter, 1) }
+
+func psub5q(t testing.TB, c *paho.Client, filter string, qos byte) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if _, err := c.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: filter, QoS: 1}}}); err != nil {
+	sa, err := c.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: filter, QoS: qos}}})
+	if err != nil {
 		t.Fatal(err)
+	}
+	if sa.Reasons[0] != qos {
+		t.Fatalf("subscribe %s at QoS %d: granted %#x", filter, qos, sa.Reasons[0])
 	}
 }
 
@@ -500,5 +506,34 @@ func TestPersistSessionEndedByDisconnect(t *testing.T) {
 		if st := e.state(); len(st.Clients)+len(st.Subscriptions) != 0 {
 			t.Fatalf("round %d: records left after the session ended: %+v", i, st)
 		}
+	}
+}
+
+// QoS 2 messages queued for an offline MQTT 5 session arrive after a
+// restart, once each.
+func TestPersistQoS2AcrossRestart(t *testing.T) {
+	e := openEdge(t, t.TempDir())
+	s, _ := v5(t, e.addr, "sub2", 3600, nil, nil)
+	psub5q(t, s, "test/two", 2)
+	_ = s.Disconnect(&paho.Disconnect{})
+	p, _ := v5(t, e.addr, "pub2", 0, nil, nil)
+	publish2(t, p, "a")
+	publish2(t, p, "b")
+	e = e.restart()
+	in := newInbox()
+	v5(t, e.addr, "sub2", 3600, nil, in)
+	p, _ = v5(t, e.addr, "pub2", 0, nil, nil)
+	publish2(t, p, "sentinel")
+	if got := sorted(in.until(t, "test/two=sentinel")); fmt.Sprint(got) != "[test/two=a test/two=b test/two=sentinel]" {
+		t.Errorf("QoS 2 subscriber got %q after the restart", got)
+	}
+}
+
+func publish2(t testing.TB, c *paho.Client, body string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := c.Publish(ctx, &paho.Publish{Topic: "test/two", QoS: 2, Payload: []byte(body)}); err != nil {
+		t.Fatal(err)
 	}
 }
