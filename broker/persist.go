@@ -28,6 +28,11 @@ import (
 // of that fan-out (messages in flight to offline subscribers, the retained
 // message) are durable, or have failed.
 //
+// mochi moves an outbound QoS 2 message to PUBREL without a hook, so its
+// record stays the PUBLISH: after a restart the client gets the PUBLISH
+// again (DUP) instead of the PUBREL, which it must not deliver twice (it
+// still holds the packet id until PUBREL).
+//
 // What is not written: clean sessions (only a client record while the
 // client has a will, deleted when it disconnects), the server's own PUBACK
 // of an inbound QoS 1 publish (mochi completes it at once: two writes per
