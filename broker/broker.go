@@ -72,7 +72,9 @@ type Options struct {
 	Twins      *twin.Store
 	// DB is the store's database, where the MQTT session state of local
 	// clients is kept (persist.go: retained messages, wills, persistent
-	// sessions); nil keeps it in memory only, lost at a restart.
+	// sessions); nil keeps it in memory only, lost at a restart. It must
+	// be the database of Queues: a free-topic PUBACK waits for a barrier
+	// on that database to cover the fan-out's records (freetopic.go).
 	DB *kv.DB
 	// Routes is the route table in force; nil means the default route
 	// (FROM /messages/* INTO $upstream). SetRoutes replaces it at run time.
