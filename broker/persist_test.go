@@ -459,7 +459,7 @@ func TestPersistAcrossKill(t *testing.T) {
 func TestPersistRetainedExpiryAcrossRestart(t *testing.T) {
 	e := openEdge(t, t.TempDir())
 	c, _ := v5(t, e.addr, "pub5", 0, nil, nil)
-	expiry := uint32(1)
+	expiry := uint32(3) // whole seconds from a whole-second Created: at least 2 s
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if _, err := c.Publish(ctx, &paho.Publish{Topic: "test/e", QoS: 1, Retain: true, Payload: []byte("soon"),
