@@ -61,13 +61,13 @@ func (p *persist) StoredClients() ([]storage.Client, error) {
 			p.wills = append(p.wills, pendingWill{rec: c, persistent: keep})
 		}
 		p.clients[c.ID] = c.Account
+		if c.Account != "" {
+			p.b.setAccount(c.ID, c.Account) // the will is checked as its client's
+		}
 		if !keep {
 			continue // only its will to send (OnStarted)
 		}
 		live[c.ID] = true
-		if c.Account != "" {
-			p.b.setAccount(c.ID, c.Account)
-		}
 		out = append(out, storageClient(c))
 	}
 	p.dropOrphans(st, live)
@@ -181,11 +181,28 @@ func (p *persist) restoreExpiry(st *mqttstate.State) {
 	}
 }
 
-// publishWill publishes a will as mochi would have, from a private inline
-// client carrying the dead client's id (subscribers with No Local skip
-// it), then clears it from the record.
+// publishWill publishes a will as mochi would have, once OnWill's check
+// passes (mochi checks nothing), then clears it from the record.
 func (p *persist) publishWill(w pendingWill) {
-	c, will := w.rec, w.rec.Will
+	c := w.rec
+	if t := c.Will.Topic; !p.b.mayAccess(c.ID, t, true) || c.Will.Qos == 2 && iotHubTopic(t) {
+		p.b.denied(c.ID, t, true)
+	} else {
+		p.injectWill(c)
+	}
+	if !w.persistent {
+		p.endSession(c.ID)
+		return
+	}
+	c.Will = nil
+	op, err := mqttstate.PutClient(c)
+	p.put("client", op, err)
+}
+
+// injectWill publishes the will of c from a private inline client
+// carrying c's id (subscribers with No Local skip it).
+func (p *persist) injectWill(c mqttstate.Client) {
+	will := c.Will
 	cl := p.b.srv.NewClient(nil, "local", c.ID, true)
 	cl.Properties.ProtocolVersion = c.Protocol
 	pk := packets.Packet{
@@ -199,17 +216,10 @@ func (p *persist) publishWill(w pendingWill) {
 	}
 	if err := p.b.srv.InjectPacket(cl, pk); err != nil {
 		p.b.log.Warn("will not published after restart", "client_id", c.ID, "topic", will.Topic, "err", err)
-	} else {
-		p.b.stats.WillsAfterRestart.Add(1)
-		p.b.log.Info("will published: the client was connected when the edge stopped", "client_id", c.ID, "topic", will.Topic)
-	}
-	if !w.persistent {
-		p.endSession(c.ID)
 		return
 	}
-	c.Will = nil
-	op, err := mqttstate.PutClient(c)
-	p.put("client", op, err)
+	p.b.stats.WillsAfterRestart.Add(1)
+	p.b.log.Info("will published: the client was connected when the edge stopped", "client_id", c.ID, "topic", will.Topic)
 }
 
 func (p *persist) clientRecord(cl *mqtt.Client) mqttstate.Client {

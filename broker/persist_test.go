@@ -417,6 +417,9 @@ func TestPersistAcrossKill(t *testing.T) {
 	psub5(t, w, "test/other") // its SUBACK: the session is established
 	wp, _ := v5(t, addr, "wp", 3600, &paho.WillMessage{Topic: "test/will", Payload: []byte("gone-p"), QoS: 1}, nil)
 	psub5(t, wp, "test/other")
+	// A will the policy does not allow (mochi accepts any at CONNECT).
+	wd, _ := v5(t, addr, "wd", 0, &paho.WillMessage{Topic: "other/will", Payload: []byte("no"), QoS: 1}, nil)
+	psub5(t, wd, "test/other")
 	pub := v3(t, addr, "pub", true, nil)
 	publish3(t, pub, "test/q", "1", false)
 	publish3(t, pub, "test/q", "2", false)
@@ -429,6 +432,9 @@ func TestPersistAcrossKill(t *testing.T) {
 	_ = cmd.Wait()
 
 	e := openEdge(t, dir)
+	if n := e.b.Stats().Denied.Load(); n != 1 {
+		t.Errorf("wills denied after the restart: %d, want 1 (other/will)", n)
+	}
 	if a, generic := e.b.principal("sub"); a != AnonymousAccount || !generic {
 		t.Errorf("after kill -9 principal(sub) = %q, %v; want the account anonymous", a, generic)
 	}
