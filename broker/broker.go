@@ -18,6 +18,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/outpost-edge/outpost/broker/route"
+	"github.com/outpost-edge/outpost/store/kv"
 	"github.com/outpost-edge/outpost/store/queue"
 	"github.com/outpost-edge/outpost/store/ratelog"
 	"github.com/outpost-edge/outpost/store/twin"
@@ -69,6 +70,12 @@ type Options struct {
 	Generation func(id string) string
 	Queues     *queue.Store
 	Twins      *twin.Store
+	// DB is the store's database, where the MQTT session state of local
+	// clients is kept (persist.go: retained messages, wills, persistent
+	// sessions); nil keeps it in memory only, lost at a restart. It must
+	// be the database of Queues: a free-topic PUBACK waits for a barrier
+	// on that database to cover the fan-out's records (freetopic.go).
+	DB *kv.DB
 	// Routes is the route table in force; nil means the default route
 	// (FROM /messages/* INTO $upstream). SetRoutes replaces it at run time.
 	Routes *route.Config
@@ -189,6 +196,12 @@ type Stats struct {
 	ConnRefused   atomic.Int64 // connections refused or cut before authentication, all reasons
 	ConnRefusedBy [NumConnReasons]atomic.Int64
 	SubRefused    atomic.Int64 // topic filters refused by the subscription cap
+
+	// MQTT session state (persist.go): writes that failed or that a full
+	// disk refused (that state will not survive a restart), and wills
+	// published after a restart for clients connected when the edge died.
+	StateFailed       atomic.Int64
+	WillsAfterRestart atomic.Int64
 }
 
 // Errors.
@@ -239,6 +252,11 @@ func New(opts Options) (*Broker, error) {
 	})
 	if err := b.srv.AddHook(&hook{b: b}, nil); err != nil {
 		return nil, err
+	}
+	if opts.DB != nil { // after hook: a session is registered before its record is written
+		if err := b.srv.AddHook(newPersist(b, opts.DB), nil); err != nil {
+			return nil, err
+		}
 	}
 	return b, nil
 }

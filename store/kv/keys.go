@@ -15,6 +15,7 @@ const (
 	PrefixDeployment byte = 'p' // deployment cache (issue 5)
 	PrefixEvent      byte = 'e' // hub event log: e <seq u64>
 	PrefixLink       byte = 'l' // link state: hub cursors and de-duplication, edge C2D cursors
+	PrefixMQTT       byte = 'M' // MQTT session state of local clients (store/mqttstate)
 )
 
 // Key builds prefix + parts. String parts are written as they are; callers

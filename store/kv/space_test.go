@@ -35,6 +35,12 @@ func TestFullDiskRefusesGrowingCommits(t *testing.T) {
 	if _, ok := get(t, db, "k2"); ok {
 		t.Fatal("refused write is stored")
 	}
+	if err := db.Admit(Set([]byte("k3"), []byte("v3"))); !errors.Is(err, disk.ErrFull) {
+		t.Fatalf("Admit of a set on a full disk: %v, want disk.ErrFull", err)
+	}
+	if err := db.Admit(Op{Key: []byte("k1"), Delete: true, Freed: 2}); err != nil {
+		t.Fatalf("Admit of a delete on a full disk: %v", err)
+	}
 	if err := db.Commit(ctx, Op{Key: []byte("k1"), Delete: true, Freed: 2}); err != nil {
 		t.Fatalf("delete on a full disk: %v", err)
 	}

@@ -80,6 +80,23 @@ func growth(ops []Op) int64 {
 	return n
 }
 
+// Admit asks Options.Space, as Commit does, whether ops may grow the
+// store; nil when they free at least what they write or no gate is set.
+// A CommitAsync caller that must keep the disk reserve (state that can be
+// rebuilt or done without, unlike a queue's ack) calls it first.
+func (db *DB) Admit(ops ...Op) error {
+	g := db.opts.Space
+	if g == nil {
+		return nil
+	}
+	if n := growth(ops); n > 0 {
+		if err := g.Write(n); err != nil {
+			return fmt.Errorf("write %d ops: %w", len(ops), err)
+		}
+	}
+	return nil
+}
+
 // CommitAsync queues ops and calls done (from the writer goroutine) once
 // they are durable or have failed. done must not block.
 func (db *DB) CommitAsync(ops []Op, done func(error)) {

@@ -423,7 +423,7 @@ func (e *edge) newBroker(hubCfg edgeHubConfig) error {
 		}
 	}
 	b, err := broker.New(broker.Options{
-		EdgeID: e.cs.DeviceID, Queues: e.queues, Twins: e.twins, Routes: hubCfg.routes, Policy: hubCfg.policy, Accounts: hubCfg.accounts,
+		EdgeID: e.cs.DeviceID, Queues: e.queues, Twins: e.twins, DB: e.db, Routes: hubCfg.routes, Policy: hubCfg.policy, Accounts: hubCfg.accounts,
 		Auth: broker.CacheAuth{IDs: e.ids, EdgeID: e.cs.DeviceID, Hosts: hosts, Roots: roots, Now: e.clock.Now},
 		TCP:  e.cfg.MQTT, TLS: e.cfg.MQTTS, WS: e.cfg.WS, TLSConfig: tlsCfg, Logger: e.cfg.Logger,
 		StandaloneTwins: e.hubURL == "", Overflow: e.cfg.Overflow,
