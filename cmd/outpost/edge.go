@@ -255,6 +255,9 @@ func printBroker(out io.Writer, b localapi.BrokerStatus) {
 	if b.TopicReceived > 0 {
 		fmt.Fprintf(out, "free topics: %d messages received, %d stored by /topics/ routes, %d without route\n", b.TopicReceived, b.TopicStored, b.TopicNoRoute)
 	}
+	if b.SessionStateFailed > 0 {
+		fmt.Fprintf(out, "MQTT session state: %d writes failed or refused by a full disk (that state will not survive a restart)\n", b.SessionStateFailed)
+	}
 	if cuts := nonZero(b.ConnectionsRefusedBy); cuts != "" || b.SubscriptionsRefused > 0 {
 		fmt.Fprintf(out, "connections: %d open; refused or cut before authenticating: %s; %d topic filters over the subscription cap\n",
 			b.Connections, cuts, b.SubscriptionsRefused)

@@ -87,6 +87,7 @@ func (e *edge) status() localapi.Status {
 	b := e.broker.Stats()
 	st.Broker = localapi.BrokerStatus{Received: b.Received.Load(), Stored: b.Stored.Load(), NoRoute: b.NoRoute.Load(), Refused: b.Refused.Load(),
 		TopicReceived: b.TopicReceived.Load(), TopicStored: b.TopicStored.Load(), TopicNoRoute: b.TopicNoRoute.Load(),
+		SessionStateFailed: b.StateFailed.Load(), WillsAfterRestart: b.WillsAfterRestart.Load(),
 		RefusedBy: map[string]int64{}, Delivered: b.Delivered.Load(), AuthFailed: b.AuthFailed.Load(), Denied: b.Denied.Load(),
 		SessionsRevoked: b.SessionsRevoked.Load(), SessionsExpired: b.SessionsExpired.Load(),
 		Connections: b.Connections.Load(), ConnectionsRefusedBy: map[string]int64{}, SubscriptionsRefused: b.SubRefused.Load(),

@@ -90,7 +90,12 @@ type BrokerStatus struct {
 	TopicReceived int64 `json:"topicReceived"`
 	TopicStored   int64 `json:"topicStored"`
 	TopicNoRoute  int64 `json:"topicNoRoute"`
-	Refused       int64 `json:"refused"`
+	// MQTT session state (retained messages, persistent sessions, wills):
+	// writes that failed or that a full disk refused (that state does not
+	// survive a restart), and wills published after a restart.
+	SessionStateFailed int64 `json:"sessionStateFailed"`
+	WillsAfterRestart  int64 `json:"willsAfterRestart"`
+	Refused            int64 `json:"refused"`
 	// RefusedBy counts the refused publishes by reason (broker.Reason).
 	RefusedBy  map[string]int64 `json:"refusedByReason"`
 	Delivered  int64            `json:"delivered"`
@@ -147,6 +152,8 @@ func writeMetrics(sb *strings.Builder, st Status) {
 	counter(sb, "outpost_messages_stored_total", "Queue appends (one per endpoint a message is routed to).", st.Broker.Stored)
 	counter(sb, "outpost_messages_no_route_total", "Accepted messages that matched no route.", st.Broker.NoRoute)
 	counter(sb, "outpost_topic_messages_received_total", "Publishes on free MQTT topics the policy allowed.", st.Broker.TopicReceived)
+	counter(sb, "outpost_mqtt_state_write_failed_total", "MQTT session state writes (retained, persistent sessions, wills) that failed or a full disk refused: that state does not survive a restart.", st.Broker.SessionStateFailed)
+	counter(sb, "outpost_mqtt_wills_after_restart_total", "Wills published after a restart for clients connected when the edge died.", st.Broker.WillsAfterRestart)
 	counter(sb, "outpost_topic_messages_stored_total", "Queue appends of free-topic messages routed FROM /topics/ (also in outpost_messages_stored_total).", st.Broker.TopicStored)
 	counter(sb, "outpost_topic_messages_no_route_total", "Free-topic messages no route took (local subscribers still got them).", st.Broker.TopicNoRoute)
 	sb.WriteString("# HELP outpost_messages_refused_total Publishes refused, by reason (the publisher got an error, never an acknowledgement).\n# TYPE outpost_messages_refused_total counter\n")
