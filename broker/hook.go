@@ -172,6 +172,7 @@ func (h *hook) OnSubscribed(cl *mqtt.Client, pk packets.Packet, codes []byte) {
 		}
 	}
 	if s := h.b.session(cl); s != nil {
+		s.stepBack()
 		for i, f := range pk.Filters {
 			if i < len(codes) && codes[i] < 0x80 {
 				s.subscribed(f.Filter, true)
@@ -182,6 +183,7 @@ func (h *hook) OnSubscribed(cl *mqtt.Client, pk packets.Packet, codes []byte) {
 
 func (h *hook) OnUnsubscribed(cl *mqtt.Client, pk packets.Packet) {
 	if s := h.b.session(cl); s != nil {
+		s.stepBack()
 		for _, f := range pk.Filters {
 			s.subscribed(f.Filter, false)
 		}
@@ -294,9 +296,16 @@ const refusedWill = "$SYS/outpost/refused-will"
 
 func (h *hook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
 	h.b.restoreHeld(cl) // before the acknowledgement of one is processed
-	if pk.FixedHeader.Type == packets.Puback {
+	switch pk.FixedHeader.Type {
+	case packets.Puback:
 		if s := h.b.session(cl); s != nil {
+			s.stepBack()
 			s.pubacked(pk.PacketID)
+		}
+	case packets.Subscribe, packets.Unsubscribe:
+		if s := h.b.session(cl); s != nil {
+			s.stepBack()
+			s.stepAside(pk)
 		}
 	}
 	return pk, nil

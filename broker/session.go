@@ -37,6 +37,7 @@ type session struct {
 	subs map[string]bool // IoT Hub subscription kinds: twin, desired, methods, inputs, c2d
 
 	held    []packets.Packet // held-back messages mochi wrote and forgot (flow.go)
+	aside   []packets.Packet // the server's messages whose id a SUBSCRIBE uses (pktid.go)
 	acks    ackQueue
 	deliver *deliverer
 	// inline fans this client's free-topic QoS 1 publishes out in mochi
