@@ -39,3 +39,10 @@ func (a CacheAuth) Recheck(l Login) error {
 	}
 	return a.IDs.Recheck(il)
 }
+
+// Known reports whether an IoT Hub identity exists in the cache: a generic
+// client may not use its id as client id.
+func (a CacheAuth) Known(id string) bool {
+	_, ok, err := a.IDs.Get(id)
+	return ok || err != nil // unsure: keep the id for the identity
+}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -74,6 +75,9 @@ type Options struct {
 	// Policy authorizes free pub/sub topics between local clients; nil
 	// refuses them all. SetPolicy replaces it at run time.
 	Policy *Policy
+	// Accounts are the local MQTT accounts of generic clients
+	// (accounts.go); nil admits none. SetAccounts replaces them at run time.
+	Accounts *Accounts
 
 	TCP       string // plain MQTT listener address (loopback use), "" for none
 	TLS       string // MQTT over TLS, "" for none
@@ -128,19 +132,24 @@ type Broker struct {
 	srv        *mqtt.Server
 	routes     atomic.Pointer[route.Config]
 	policy     atomic.Pointer[Policy]
+	accounts   atomic.Pointer[Accounts]
+	pw         *pwChecks
+
+	// generic maps the client id of every generic client mochi holds a
+	// session of (live or persistent) to its account; clients not in it
+	// are IoT Hub identities. Read on every publish and delivery: its own
+	// lock, not mu.
+	genericMu sync.RWMutex
+	generic   map[string]string
 
 	mu       sync.Mutex
 	sessions map[string]*session    // by client id (= identity id)
 	pending  map[*mqtt.Client]Login // authenticated, session not yet established
 	// pendingSweep is the size of pending at which pend drops closed clients.
 	pendingSweep int
-	// accounts maps the client id of every generic client mochi holds a
-	// session of (live or persistent) to its account; clients not in it
-	// are IoT Hub identities.
-	accounts map[string]string
-	queues   map[string]*queue.Queue
-	qopts    map[string]queue.QueueOptions // as last given to the store, by queue name
-	methods  *methods
+	queues       map[string]*queue.Queue
+	qopts        map[string]queue.QueueOptions // as last given to the store, by queue name
+	methods      *methods
 
 	stats     Stats
 	closing   sync.WaitGroup // ended sessions being closed (ending.go)
@@ -153,14 +162,22 @@ type Broker struct {
 // Stats counts what the broker did with messages; nothing is dropped
 // without a count.
 type Stats struct {
-	Received   atomic.Int64 // telemetry messages accepted
-	Stored     atomic.Int64 // queue appends made (one message can go to several endpoints)
-	NoRoute    atomic.Int64 // accepted but matched no route (IoT Edge drops these)
-	Refused    atomic.Int64 // publishes refused, all reasons
-	RefusedBy  [NumReasons]atomic.Int64
-	Delivered  atomic.Int64 // messages delivered to modules and devices and acknowledged
-	AuthFailed atomic.Int64
-	Denied     atomic.Int64 // publishes or subscriptions outside the client's identity
+	Received atomic.Int64 // telemetry messages accepted
+	Stored   atomic.Int64 // queue appends made (one message can go to several endpoints), free-topic ones included
+	NoRoute  atomic.Int64 // accepted but matched no route (IoT Edge drops these)
+	// Publishes on free topics the policy allowed; the queue appends made
+	// for those a route FROM /topics/… took (also in Stored); those no
+	// route took (local subscribers still get them).
+	TopicReceived atomic.Int64
+	TopicStored   atomic.Int64
+	TopicNoRoute  atomic.Int64
+	Refused       atomic.Int64 // publishes refused, all reasons
+	RefusedBy     [NumReasons]atomic.Int64
+	Delivered     atomic.Int64 // messages delivered to modules and devices and acknowledged
+	AuthFailed    atomic.Int64 // CONNECTs refused, all reasons
+	// AuthRefusedBy counts refused CONNECTs by reason (login.go).
+	AuthRefusedBy [NumAuthReasons]atomic.Int64
+	Denied        atomic.Int64 // publishes or subscriptions outside the client's identity
 	// Live sessions ended because their identity was deleted or disabled
 	// or its credentials changed (SessionsRevoked), or their SAS token
 	// expired (SessionsExpired).
@@ -198,7 +215,7 @@ func New(opts Options) (*Broker, error) {
 	}
 	opts.Limits = opts.Limits.withDefaults()
 	b := &Broker{
-		opts: opts, log: opts.Logger, sessions: map[string]*session{}, pending: map[*mqtt.Client]Login{}, accounts: map[string]string{}, queues: map[string]*queue.Queue{}, qopts: map[string]queue.QueueOptions{},
+		opts: opts, log: opts.Logger, sessions: map[string]*session{}, pending: map[*mqtt.Client]Login{}, queues: map[string]*queue.Queue{}, qopts: map[string]queue.QueueOptions{},
 		methods: newMethods(), addrs: map[string]net.Addr{},
 	}
 	b.gate = newGate(opts.Limits, &b.stats, opts.Logger)
@@ -208,6 +225,9 @@ func New(opts Options) (*Broker, error) {
 	}
 	b.routes.Store(cfg)
 	b.policy.Store(opts.Policy)
+	b.accounts.Store(opts.Accounts)
+	b.generic = map[string]string{}
+	b.pw = newPwChecks(runtime.GOMAXPROCS(0))
 	b.srv = mqtt.New(&mqtt.Options{
 		Capabilities:           b.capabilities(),
 		InlineClient:           true,
@@ -402,9 +422,9 @@ func QueueName(endpoint string, priority int) string {
 // for a generic client (generic true), else its IoT Hub identity (the
 // client id).
 func (b *Broker) principal(clientID string) (name string, generic bool) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if a, ok := b.accounts[clientID]; ok {
+	b.genericMu.RLock()
+	defer b.genericMu.RUnlock()
+	if a, ok := b.generic[clientID]; ok {
 		return a, true
 	}
 	return clientID, false
@@ -413,13 +433,13 @@ func (b *Broker) principal(clientID string) (name string, generic bool) {
 // setAccount records the account of a generic client id ("" forgets it:
 // the id is an IoT Hub identity's, or its session ended for good).
 func (b *Broker) setAccount(clientID, account string) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
+	b.genericMu.Lock()
+	defer b.genericMu.Unlock()
 	if account == "" {
-		delete(b.accounts, clientID)
+		delete(b.generic, clientID)
 		return
 	}
-	b.accounts[clientID] = account
+	b.generic[clientID] = account
 }
 
 // write sends a packet to one client, outside mochi's topic fan-out.

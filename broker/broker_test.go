@@ -51,6 +51,13 @@ func newEnv(t testing.TB, routes string, qopts queue.Options) *env {
 // newEnvWith is newEnv with a chance to change the broker's options.
 func newEnvWith(t testing.TB, routes string, qopts queue.Options, change func(*Options)) *env {
 	t.Helper()
+	return newEnvStart(t, routes, qopts, change, nil)
+}
+
+// newEnvStart is newEnvWith with a chance to change the broker before it
+// starts (its mochi capabilities, which the connections read unlocked).
+func newEnvStart(t testing.TB, routes string, qopts queue.Options, change func(*Options), before func(*Broker)) *env {
+	t.Helper()
 	db, err := kv.Open("", kv.Options{InMemory: true})
 	if err != nil {
 		t.Fatal(err)
@@ -78,6 +85,9 @@ func newEnvWith(t testing.TB, routes string, qopts queue.Options, change func(*O
 	b, err := New(opts)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if before != nil {
+		before(b)
 	}
 	if err := b.Start(); err != nil {
 		t.Fatal(err)

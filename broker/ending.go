@@ -49,6 +49,14 @@ func (b *Broker) pend(cl *mqtt.Client, l Login) {
 	b.pending[cl] = l
 }
 
+// pendingLogin is the Login OnConnect gave cl, if any.
+func (b *Broker) pendingLogin(cl *mqtt.Client) (Login, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	l, ok := b.pending[cl]
+	return l, ok
+}
+
 func (b *Broker) takePending(cl *mqtt.Client) Login {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -72,7 +80,11 @@ func (b *Broker) IdentitiesChanged(ids []string) {
 }
 
 func (b *Broker) recheck(s *session) {
-	if err := b.opts.Auth.Recheck(s.login); err != nil {
+	check := b.opts.Auth.Recheck
+	if s.login.Account != "" {
+		check = b.recheckAccount
+	}
+	if err := check(s.login); err != nil {
 		b.end(s, endRevoked, err)
 	}
 }

@@ -260,7 +260,7 @@ func TestDeniedAndAuthLoggedWithoutFlooding(t *testing.T) {
 	if n := strings.Count(out, "refused topic outside the client's identity"); n != 1 {
 		t.Errorf("denied publish logged %d times, want 1:\n%s", n, out)
 	}
-	if n := strings.Count(out, "reason=auth"); n != 1 {
+	if n := strings.Count(out, "reason=bad_credentials"); n != 1 {
 		t.Errorf("failed authentication logged %d times, want 1:\n%s", n, out)
 	}
 }

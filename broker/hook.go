@@ -19,30 +19,31 @@ func (h *hook) ID() string { return "outpost" }
 
 func (h *hook) Provides(b byte) bool {
 	return bytes.Contains([]byte{
-		mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnSessionEstablished, mqtt.OnDisconnect,
+		mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnSessionEstablished, mqtt.OnDisconnect,
 		mqtt.OnPublish, mqtt.OnPacketRead, mqtt.OnSubscribe, mqtt.OnSubscribed, mqtt.OnUnsubscribed,
 	}, []byte{b})
 }
 
-func (h *hook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
-	cred := Credentials{ClientID: cl.ID, Username: string(pk.Connect.Username), Password: pk.Connect.Password}
-	if st := tlsState(cl.Net.Conn); st != nil {
-		cred.Certificates = st.PeerCertificates
-	}
-	login, err := h.b.opts.Auth.Authenticate(cred)
-	if err == nil && login.ID != cl.ID {
-		err = errClientID
-	}
+// OnConnect decides the CONNECT (login.go) and, when it is refused,
+// answers with the reason's CONNACK itself: mochi's own refusal after
+// OnConnectAuthenticate can only say "bad user name or password".
+func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
+	login, err := h.b.login(cl, pk)
 	if err != nil {
-		h.b.stats.AuthFailed.Add(1)
-		// A device retrying with a stale key reconnects in a loop.
-		if ok, n := h.b.gate.rl.Allow("auth"); ok {
-			h.b.log.Warn("connection refused", "reason", "auth", "client_id", cl.ID, "remote", cl.Net.Remote, "err", err,
-				"refused_since_last_logged", n)
-		}
-		return false
+		r := h.b.authRefused(cl, string(pk.Connect.Username), err)
+		_ = h.b.connack(cl, r)
+		return authCodes[r]
 	}
 	h.b.pend(cl, login)
+	return nil
+}
+
+func (h *hook) OnConnectAuthenticate(cl *mqtt.Client, _ packets.Packet) bool {
+	login, ok := h.b.pendingLogin(cl)
+	if !ok {
+		return false
+	}
+	h.b.setAccount(cl.ID, login.Account) // "" for an IoT identity: the id is no longer a generic client's
 	if g, ok := cl.Net.Conn.(*guardConn); ok {
 		g.s.authenticated() // lifts the pre-auth deadline and byte cap
 	}
@@ -61,9 +62,10 @@ func (h *hook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 	if cl.Net.Inline {
 		return true
 	}
-	ok := allowed(cl.ID, topic, write)
+	name, generic := h.b.principal(cl.ID)
+	ok := !generic && allowed(cl.ID, topic, write) // a generic client has no IoT Hub topics
 	if !ok && !iotHubTopic(topic) {
-		ok = h.b.policy.Load().Allowed(cl.ID, topic, write)
+		ok = h.b.policy.Load().Allowed(name, topic, write)
 	}
 	if !ok {
 		h.b.stats.Denied.Add(1)
@@ -132,7 +134,7 @@ func (h *hook) OnUnsubscribed(cl *mqtt.Client, pk packets.Packet) {
 // OnPublish takes every IoT Hub topic out of mochi's fan-out: telemetry is
 // acknowledged by us once it is durable, twin and method traffic is
 // answered to the sender alone. Only free topics the policy allows reach
-// mochi's subscribers.
+// mochi's subscribers, after the routes took them (freetopic.go).
 func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
 	if cl.Net.Inline {
 		return pk, nil
@@ -157,7 +159,7 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 		s.ackNow(pk)
 	default:
 		if !iotHubTopic(pk.TopicName) {
-			return pk, nil // a free topic the policy allowed
+			return h.b.freeTopic(s, pk) // a free topic the policy allowed
 		}
 		// In the IoT Hub namespace but not a topic the edge serves
 		// (devices/{d}/messages/eventsX): IoT Hub refuses it, and nothing

@@ -46,7 +46,7 @@ func (b *Broker) ingest(s *session, pk packets.Packet, in inbound) {
 		}
 		return
 	}
-	b.store(msg, targets, func(err error) {
+	b.store(msg, targets, &b.stats.Stored, func(err error) {
 		if err != nil {
 			reason, code := storeRefusal(err)
 			b.refused(reason, s.id, pk.TopicName, err)
@@ -58,9 +58,10 @@ func (b *Broker) ingest(s *session, pk packets.Packet, in inbound) {
 	})
 }
 
-// store appends msg to the queue of each target; done runs once, after
-// every append finished, with the first error.
-func (b *Broker) store(msg queue.Message, targets []route.Target, done func(error)) {
+// store appends msg to the queue of each target, counting each append made
+// in Stats.Stored and in stored; done runs once, after every append
+// finished, with the first error.
+func (b *Broker) store(msg queue.Message, targets []route.Target, stored *atomic.Int64, done func(error)) {
 	left := atomic.Int32{}
 	left.Store(int32(len(targets)))
 	var first atomic.Pointer[error]
@@ -91,6 +92,9 @@ func (b *Broker) store(msg queue.Message, targets []route.Target, done func(erro
 		q.AppendAsync([]queue.Message{m}, func(_ []uint64, err error) {
 			if err == nil {
 				b.stats.Stored.Add(1)
+				if stored != &b.stats.Stored {
+					stored.Add(1)
+				}
 				b.appended(endpoint)
 			}
 			finish(err)

@@ -38,13 +38,21 @@ type session struct {
 
 	acks    ackQueue
 	deliver *deliverer
+	// inline fans this client's free-topic QoS 1 publishes out in mochi
+	// under its client id (freetopic.go); made and used only by the
+	// client's read loop.
+	inline  *mqtt.Client
 	expiry  *time.Timer // ends the session when its token expires
 	stopped bool        // by stop: no timer is armed again
 }
 
 func (b *Broker) openSession(cl *mqtt.Client) {
+	login := b.takePending(cl)
 	device, module, _ := strings.Cut(cl.ID, "/")
-	s := &session{b: b, cl: cl, id: cl.ID, device: device, module: module, subs: map[string]bool{}, login: b.takePending(cl), since: b.opts.Now()}
+	if login.Account != "" {
+		device, module = "", "" // a generic client: no IoT Hub identity
+	}
+	s := &session{b: b, cl: cl, id: cl.ID, device: device, module: module, subs: map[string]bool{}, login: login, since: b.opts.Now()}
 	s.acks.init(s)
 	if b.opts.Generation != nil {
 		s.generation = b.opts.Generation(cl.ID)

@@ -94,7 +94,7 @@ func TestBackoffGrowsAndIsCapped(t *testing.T) {
 	want := []string{"100ms", "200ms", "300ms", "300ms"}
 	for i, w := range want {
 		if !strings.HasSuffix(seen[i], "restarting in "+w) {
-			t.Fatalf("backoff descriptions %q, want delays %v", seen, want)
+			t.Fatalf("backoff descriptions %v, want delays %v", seen, want)
 		}
 	}
 }

@@ -136,8 +136,11 @@ func (c *evalCtx) document(anyType bool) map[string]any {
 }
 
 func decodeBody(m *Message, anyType bool) map[string]any {
-	if len(m.Body) > MaxBodyBytes || (!anyType && !isJSON(lookupSys(m, "contentType"))) {
+	if len(m.Body) > MaxBodyBytes {
 		return nil
+	}
+	if ct := lookupSys(m, "contentType"); !anyType && !isJSON(ct) && (ct != "" || m.Source.Kind != Topic) {
+		return nil // a free-topic message without a content type is tried as JSON
 	}
 	text, ok := decodeText(m.Body, lookupSys(m, "contentEncoding"))
 	if !ok {

@@ -69,6 +69,27 @@
 //   - When several routes reach one endpoint, the highest priority wins
 //     with its route's TTL; at equal priority the longest TTL wins.
 //
-// Hostile input is bounded: route text by MaxRouteLen, nesting by 64
+// # Free MQTT topics (outpost's addition)
+//
+// FROM /topics/<MQTT topic filter> takes the messages local MQTT clients
+// publish on free topics (those outside devices/… and $…), with + and #
+// as in MQTT: FROM /topics/factory/+/temp INTO $upstream. The "/topics"
+// keyword is case-insensitive, the filter is not (MQTT topics are
+// case-sensitive); the filter runs to the next white space, so topics with
+// spaces cannot be routed. A level that mixes a wildcard with other
+// characters, # before the last level, * as a level (use + or #), $…
+// filters and devices/… (route telemetry with /messages/…) are refused
+// with the position of the fault. These routes take only free-topic
+// messages, and IoT Edge's sources (/messages/*, /*) never take them, so
+// the default route stays telemetry only.
+//
+// Conditions see the topic and the publisher as the system properties
+// $mqtt-topic and $mqtt-account (SysTopic, SysAccount; {$mqtt-topic} skips
+// an application property of that name), MQTT 5 user properties as
+// application properties, and the body: $body queries read it as JSON when
+// its MQTT 5 content type is application/json or, when it has no content
+// type, whenever it parses as a JSON object.
+//
+// Hostile input is bounded: route text by MaxRouteLen, topic filters by MaxFilterLevels, nesting by 64
 // levels, operator chains by 1024, bodies by MaxBodyBytes.
 package route

@@ -1,6 +1,7 @@
 package route
 
 import (
+	"strings"
 	"testing"
 )
 
@@ -22,13 +23,20 @@ var seedRoutes = []string{
 	"FROM /messages/* INOT $upstream",
 	"FROM /* WHERE (1 = 1 INTO $upstream",
 	"FROM /* WHERE 'abc INTO $upstream",
+	"FROM /topics/factory/+/temp INTO $upstream",
+	"FROM /topics/# WHERE $mqtt-account = 'plc1' AND $body.t > 30 INTO $upstream",
+	`FROM /Topics/a/b/#  WHERE starts_with({$mqtt-topic}, 'a/') INTO BrokeredEndpoint("/modules/m/inputs/i")`,
+	"FROM /topics INTO $upstream",
+	"FROM /topics/a/#/b INTO $upstream",
+	"FROM /topics/$SYS/# INTO $upstream",
 }
 
 func FuzzParse(f *testing.F) {
 	for _, s := range seedRoutes {
 		f.Add(s)
 	}
-	msgs := []*Message{jsonMsg(testBody), {Source: Source{Kind: TwinChange}, Body: []byte(`{"properties":{"reported":{"temp":1}}}`)}, {}}
+	msgs := []*Message{jsonMsg(testBody), {Source: Source{Kind: TwinChange}, Body: []byte(`{"properties":{"reported":{"temp":1}}}`)}, {},
+		topicMsg("factory/line1/temp", map[string]string{SysAccount: "plc1"}, `{"t":31}`), topicMsg("a/b", nil, "")}
 	f.Fuzz(func(t *testing.T, text string) {
 		r, err := Parse("f", text)
 		if err != nil {
@@ -45,7 +53,7 @@ func FuzzParse(f *testing.F) {
 		if again := r2.String(); again != canon {
 			t.Fatalf("not a fixed point:\n%q\n%q", canon, again)
 		}
-		if r2.Sink != r.Sink || r2.prefix != r.prefix {
+		if r2.Sink != r.Sink || r2.prefix != r.prefix || strings.Join(r2.topic, "/") != strings.Join(r.topic, "/") || (r2.topic == nil) != (r.topic == nil) {
 			t.Fatalf("sink/source changed: %+v %+v", r, r2)
 		}
 		for _, m := range msgs {
@@ -61,13 +69,14 @@ func FuzzMatch(f *testing.F) {
 		f.Add(s, testBody, "application/json", "utf-8", "sensor", "temp", "temperature", "35")
 	}
 	f.Add("FROM /* WHERE $body.a[0] = 1 INTO $upstream", `{"a":[1]}`, "application/json", "utf-16", "", "", "$body.a[0]", "1")
+	f.Add("FROM /topics/factory/+/temp WHERE $body.t > 30 INTO $upstream", `{"t":31}`, "", "", "", "factory/l1/temp", "mqtt-account", "a")
 	f.Fuzz(func(t *testing.T, text, body, ct, ce, module, output, key, val string) {
 		r, err := Parse("f", text)
 		if err != nil {
 			return
 		}
 		m := &Message{
-			Source: Source{Module: module, Output: output, Kind: SourceKind(len(body) % 2)},
+			Source: Source{Module: module, Output: output, Kind: SourceKind(len(body) % 3), Topic: output},
 			App:    map[string]string{key: val},
 			Sys:    map[string]string{"contentType": ct, "contentEncoding": ce, key: val},
 			Body:   []byte(body),
@@ -103,4 +112,36 @@ func FuzzParseConfig(f *testing.F) {
 			check(r.Name, r.MaxBytes, r.Overflow)
 		}
 	})
+}
+
+// FuzzTopicFilter checks the /topics/ filter matcher against a direct
+// reading of MQTT's rules.
+func FuzzTopicFilter(f *testing.F) {
+	for _, s := range [][2]string{{"factory/+/temp", "factory/l1/temp"}, {"a/#", "a"}, {"+/+", "a/"}, {"#", ""}, {"a/b", "a/b/c"}} {
+		f.Add(s[0], s[1])
+	}
+	f.Fuzz(func(t *testing.T, filter, topic string) {
+		r, err := Parse("f", "FROM /topics/"+filter+" INTO $upstream")
+		if err != nil || strings.ContainsAny(topic, "+#") {
+			return
+		}
+		want := refMatch(strings.Split(strings.TrimPrefix(r.Source, "/topics/"), "/"), strings.Split(topic, "/"))
+		if got := r.Matches(topicMsg(topic, nil, "")); got != want {
+			t.Fatalf("filter %q topic %q: %v, want %v", r.Source, topic, got, want)
+		}
+	})
+}
+
+func refMatch(f, t []string) bool {
+	switch {
+	case len(f) == 0:
+		return len(t) == 0
+	case f[0] == "#":
+		return true
+	case len(t) == 0:
+		return false
+	case f[0] != "+" && f[0] != t[0]:
+		return false
+	}
+	return refMatch(f[1:], t[1:])
 }

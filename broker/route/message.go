@@ -10,6 +10,9 @@ const (
 	Telemetry SourceKind = iota
 	// TwinChange is a reported-properties change notification.
 	TwinChange
+	// Topic is a message a local MQTT client published on a free topic;
+	// only routes FROM /topics/<filter> take it.
+	Topic
 )
 
 // Source identifies where a message comes from.
@@ -18,15 +21,19 @@ type Source struct {
 	Device string // sending device (informational; routes do not match on it)
 	Module string // sending module, "" for a leaf device
 	Output string // module output ($.on), "" for none
+	Topic  string // the MQTT topic of a Topic message
 }
 
 // String returns the source string routes match against (§2.1):
 // /messages/, /messages/modules/{m}/, /messages/modules/{m}/outputs/{o}/
-// or /twinChangeNotifications/. Output is ignored without Module.
+// or /twinChangeNotifications/, or /topics/{topic} for a Topic message.
+// Output is ignored without Module.
 func (s Source) String() string {
 	switch {
 	case s.Kind == TwinChange:
 		return "/twinChangeNotifications/"
+	case s.Kind == Topic:
+		return topicsPrefix + s.Topic
 	case s.Module == "":
 		return "/messages/"
 	case s.Output == "":

@@ -30,8 +30,9 @@ type Route struct {
 	Condition string // WHERE text as written, "" when absent
 	Sink      Sink
 
-	prefix string // normalised source, see sourcePrefix
-	cond   node   // nil: no WHERE clause, always true
+	prefix string   // normalised source, see sourcePrefix; "" for a /topics/ source
+	topic  []string // levels of the MQTT topic filter of a /topics/ source
+	cond   node     // nil: no WHERE clause, always true
 }
 
 // Parse compiles route text. name only labels errors and the result.
@@ -56,7 +57,16 @@ func (r *Route) Matches(m *Message) bool {
 }
 
 func (r *Route) matches(c *evalCtx) bool {
-	if !hasPrefixFold(c.src, r.prefix) {
+	// Free-topic messages are taken only by /topics/ routes (IoT Edge's
+	// /messages/* and /* stay telemetry only), and those take nothing else.
+	if fromTopic := c.m.Source.Kind == Topic; fromTopic != (r.topic != nil) {
+		return false
+	}
+	if r.topic != nil {
+		if !matchTopic(r.topic, c.m.Source.Topic) {
+			return false
+		}
+	} else if !hasPrefixFold(c.src, r.prefix) {
 		return false
 	}
 	return r.cond == nil || r.cond.eval(c).isTrue()
@@ -119,6 +129,9 @@ func (p *parser) source(r *Route) error {
 	if p.tok.kind != tDiv {
 		return p.errAt(p.tok, "expected a source path starting with /")
 	}
+	if topicSource(p.lex.src, p.tok.pos) {
+		return p.topicSource(r)
+	}
 	for p.tok.kind == tDiv {
 		b.WriteByte('/')
 		p.advance()
@@ -137,6 +150,26 @@ func (p *parser) source(r *Route) error {
 	}
 	r.Source = b.String()
 	r.prefix = sourcePrefix(r.Source)
+	return nil
+}
+
+// topicSource parses /topics/<MQTT topic filter>. The filter is read raw
+// up to the next white space, as MQTT topics use characters the route
+// lexer splits on ('+', '$', '-').
+func (p *parser) topicSource(r *Route) error {
+	start := p.tok.pos + len(topicsPrefix)
+	if start > len(p.lex.src) || p.lex.src[start-1] != '/' {
+		start-- // "/topics" alone: topicFilter reports the missing filter
+	}
+	levels, end, msg, at := topicFilter(p.lex.src, start)
+	if msg != "" {
+		t := token{pos: at, text: p.lex.src[at:end]}
+		return p.errAt(t, "%s", msg)
+	}
+	r.Source = "/topics/" + p.lex.src[start:end]
+	r.topic = levels
+	p.lex.pos = end
+	p.advance()
 	return nil
 }
 

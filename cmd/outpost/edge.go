@@ -252,6 +252,9 @@ func printUplink(out io.Writer, u *upstream.Status) {
 func printBroker(out io.Writer, b localapi.BrokerStatus) {
 	fmt.Fprintf(out, "\nmessages: %d received, %d stored, %d without route, %d refused, %d delivered; %d failed logins, %d ACL denials\n",
 		b.Received, b.Stored, b.NoRoute, b.Refused, b.Delivered, b.AuthFailed, b.Denied)
+	if b.TopicReceived > 0 {
+		fmt.Fprintf(out, "free topics: %d messages received, %d stored by /topics/ routes, %d without route\n", b.TopicReceived, b.TopicStored, b.TopicNoRoute)
+	}
 	if cuts := nonZero(b.ConnectionsRefusedBy); cuts != "" || b.SubscriptionsRefused > 0 {
 		fmt.Fprintf(out, "connections: %d open; refused or cut before authenticating: %s; %d topic filters over the subscription cap\n",
 			b.Connections, cuts, b.SubscriptionsRefused)

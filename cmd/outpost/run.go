@@ -23,6 +23,7 @@ var commands = []cli.Command{
 	scenarioCmd,
 	sampleCmd,
 	demoCmd,
+	mqttCmd,
 }
 
 func run(args []string) int {

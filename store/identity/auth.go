@@ -219,8 +219,7 @@ func checkCert(id Identity, req AuthRequest) (time.Time, error) {
 		return time.Time{}, fmt.Errorf("%w: client certificate is valid from %s to %s, not now (%s)", ErrBadCredentials,
 			leaf.NotBefore.UTC().Format(time.RFC3339), leaf.NotAfter.UTC().Format(time.RFC3339), req.Now.UTC().Format(time.RFC3339))
 	}
-	s1, s256 := sha1.Sum(leaf.Raw), sha256.Sum256(leaf.Raw)
-	got := []string{strings.ToUpper(hex.EncodeToString(s1[:])), strings.ToUpper(hex.EncodeToString(s256[:]))}
+	got := Thumbprints(leaf.Raw)
 	for _, want := range []string{id.Auth.PrimaryThumbprint, id.Auth.SecondaryThumbprint} {
 		want = normThumbprint(want)
 		if want != "" && slices.ContainsFunc(got, func(g string) bool { return subtle.ConstantTimeCompare([]byte(g), []byte(want)) == 1 }) {
@@ -282,4 +281,21 @@ func checkScope(id Identity, d, m, edgeID string, edge Identity, edgeOK bool) er
 		return fmt.Errorf("%w: device %q is not a child of this edge %q; set its parent on the hub (outpost device create %s --parent %s)", ErrNotChild, d, edgeID, d, edgeID)
 	}
 	return nil
+}
+
+// Thumbprints returns the upper-case hex SHA-1 and SHA-256 thumbprints of
+// a DER certificate, as IoT Hub writes them.
+func Thumbprints(der []byte) []string {
+	s1, s256 := sha1.Sum(der), sha256.Sum256(der)
+	return []string{strings.ToUpper(hex.EncodeToString(s1[:])), strings.ToUpper(hex.EncodeToString(s256[:]))}
+}
+
+// NormalizeThumbprint returns a thumbprint as upper-case hex without ':' or
+// spaces, "" when it is not the hex SHA-1 (40 digits) or SHA-256 (64) of a
+// certificate.
+func NormalizeThumbprint(tp string) string {
+	if n := normThumbprint(tp); len(n) == 40 || len(n) == 64 {
+		return n
+	}
+	return ""
 }

@@ -406,3 +406,10 @@ func (s *Store) saveClock(ctx context.Context) error {
 	}
 	return nil
 }
+
+// Barrier calls done (from the database's writer goroutine; it must not
+// block) once every commit queued on the store's database before the call,
+// by any writer, is finished: durable in the sense of the database's
+// Durability, or failed (failures go to their own writers). It costs no
+// write of its own: an empty commit does not reach Badger's log.
+func (s *Store) Barrier(done func(error)) { s.db.CommitAsync(nil, done) }

@@ -86,9 +86,14 @@ func (e *edge) status() localapi.Status {
 	}
 	b := e.broker.Stats()
 	st.Broker = localapi.BrokerStatus{Received: b.Received.Load(), Stored: b.Stored.Load(), NoRoute: b.NoRoute.Load(), Refused: b.Refused.Load(),
+		TopicReceived: b.TopicReceived.Load(), TopicStored: b.TopicStored.Load(), TopicNoRoute: b.TopicNoRoute.Load(),
 		RefusedBy: map[string]int64{}, Delivered: b.Delivered.Load(), AuthFailed: b.AuthFailed.Load(), Denied: b.Denied.Load(),
 		SessionsRevoked: b.SessionsRevoked.Load(), SessionsExpired: b.SessionsExpired.Load(),
-		Connections: b.Connections.Load(), ConnectionsRefusedBy: map[string]int64{}, SubscriptionsRefused: b.SubRefused.Load()}
+		Connections: b.Connections.Load(), ConnectionsRefusedBy: map[string]int64{}, SubscriptionsRefused: b.SubRefused.Load(),
+		AuthFailedBy: map[string]int64{}}
+	for r := range broker.NumAuthReasons {
+		st.Broker.AuthFailedBy[r.String()] = b.AuthRefusedBy[r].Load()
+	}
 	for r := range broker.NumReasons {
 		st.Broker.RefusedBy[r.String()] = b.RefusedBy[r].Load()
 	}

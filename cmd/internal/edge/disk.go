@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"path/filepath"
 
-	"github.com/outpost-edge/outpost/broker"
 	"github.com/outpost-edge/outpost/broker/route"
 	"github.com/outpost-edge/outpost/cmd/internal/localapi"
 	"github.com/outpost-edge/outpost/store/disk"
@@ -65,11 +64,13 @@ func (e *edge) setQueueLimits(routes *route.Config) {
 	e.overflow.Store(overflowOf(routes, e.cfg.Overflow))
 }
 
-// applyRoutes puts a deployment's routes and policy in force.
-func (e *edge) applyRoutes(routes *route.Config, policy *broker.Policy) {
-	e.broker.SetRoutes(routes)
-	e.broker.SetPolicy(policy)
-	e.setQueueLimits(routes)
+// applyRoutes puts a deployment's routes, policy and MQTT accounts in
+// force.
+func (e *edge) applyRoutes(c edgeHubConfig) {
+	e.broker.SetRoutes(c.routes)
+	e.broker.SetPolicy(c.policy)
+	e.broker.SetAccounts(c.accounts)
+	e.setQueueLimits(c.routes)
 }
 
 // overflowOf is what a full queue does when its route sets nothing: the

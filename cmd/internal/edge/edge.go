@@ -205,13 +205,13 @@ func (e *edge) reload() {
 			e.cfg.Logger.Warn("ready file", "err", err)
 		}
 	}()
-	routes, policy, err := e.routes()
+	c, err := e.routes()
 	if err != nil {
-		e.cfg.Logger.Error("deployment rejected; the previous routes and policy stay in force", "err", err)
+		e.cfg.Logger.Error("deployment rejected; the previous routes, policy and MQTT accounts stay in force", "err", err)
 		return
 	}
-	e.applyRoutes(routes, policy)
-	e.cfg.Logger.Info("deployment reloaded", "routes", len(routes.Routes))
+	e.applyRoutes(c)
+	e.cfg.Logger.Info("deployment reloaded", "routes", len(c.routes.Routes))
 	e.applyAgent()
 }
 
@@ -270,12 +270,12 @@ func (e *edge) open(ctx context.Context) error {
 	if err := e.loadIdentities(ctx); err != nil {
 		return err
 	}
-	routes, policy, err := e.routes()
+	c, err := e.routes()
 	if err != nil {
 		return err
 	}
-	e.setQueueLimits(routes)
-	if err := e.newBroker(routes, policy); err != nil {
+	e.setQueueLimits(c.routes)
+	if err := e.newBroker(c); err != nil {
 		return err
 	}
 	if err := e.newLink(); err != nil {
@@ -364,37 +364,49 @@ func containsID(ids []identity.Identity, id string) bool {
 // routes reads $edgeHub's routes and authorization policy: from the
 // $edgeHub twin when the hub has delivered a deployment, else from the
 // deployment manifest, if any.
-func (e *edge) routes() (*route.Config, *broker.Policy, error) {
+func (e *edge) routes() (edgeHubConfig, error) {
 	if desired, ok := e.edgeHubDesired(); ok {
 		return parseEdgeHub(desired, "the $edgeHub twin")
 	}
 	if e.cfg.Deployment == "" {
-		return route.DefaultConfig(), nil, nil
+		return edgeHubConfig{routes: route.DefaultConfig()}, nil
 	}
 	m, err := e.readManifest()
 	if err != nil {
-		return nil, nil, err
+		return edgeHubConfig{}, err
 	}
 	desired := m["$edgeHub"]["properties.desired"]
 	if desired == nil {
-		return route.DefaultConfig(), nil, nil
+		return edgeHubConfig{routes: route.DefaultConfig()}, nil
 	}
 	return parseEdgeHub(desired, "deployment "+e.cfg.Deployment)
 }
 
-func parseEdgeHub(desired []byte, from string) (*route.Config, *broker.Policy, error) {
+// edgeHubConfig is what the broker takes from $edgeHub's desired
+// properties: routes, the free-topic policy and the local MQTT accounts.
+type edgeHubConfig struct {
+	routes   *route.Config
+	policy   *broker.Policy
+	accounts *broker.Accounts
+}
+
+func parseEdgeHub(desired []byte, from string) (edgeHubConfig, error) {
 	cfg, err := route.ParseConfig(desired)
 	if err != nil {
-		return nil, nil, fmt.Errorf("%s: $edgeHub routes: %w", from, err)
+		return edgeHubConfig{}, fmt.Errorf("%s: $edgeHub routes: %w", from, err)
 	}
 	policy, err := broker.ParsePolicy(desired)
 	if err != nil {
-		return nil, nil, fmt.Errorf("%s: $edgeHub: %w", from, err)
+		return edgeHubConfig{}, fmt.Errorf("%s: $edgeHub: %w", from, err)
 	}
-	return cfg, policy, nil
+	accounts, err := broker.ParseAccounts(desired)
+	if err != nil {
+		return edgeHubConfig{}, fmt.Errorf("%s: $edgeHub: %w", from, err)
+	}
+	return edgeHubConfig{routes: cfg, policy: policy, accounts: accounts}, nil
 }
 
-func (e *edge) newBroker(routes *route.Config, policy *broker.Policy) error {
+func (e *edge) newBroker(hubCfg edgeHubConfig) error {
 	var tlsCfg *tls.Config
 	if e.cfg.MQTTS != "" || e.cfg.WS != "" {
 		var err error
@@ -411,7 +423,7 @@ func (e *edge) newBroker(routes *route.Config, policy *broker.Policy) error {
 		}
 	}
 	b, err := broker.New(broker.Options{
-		EdgeID: e.cs.DeviceID, Queues: e.queues, Twins: e.twins, Routes: routes, Policy: policy,
+		EdgeID: e.cs.DeviceID, Queues: e.queues, Twins: e.twins, Routes: hubCfg.routes, Policy: hubCfg.policy, Accounts: hubCfg.accounts,
 		Auth: broker.CacheAuth{IDs: e.ids, EdgeID: e.cs.DeviceID, Hosts: hosts, Roots: roots, Now: e.clock.Now},
 		TCP:  e.cfg.MQTT, TLS: e.cfg.MQTTS, WS: e.cfg.WS, TLSConfig: tlsCfg, Logger: e.cfg.Logger,
 		StandaloneTwins: e.hubURL == "", Overflow: e.cfg.Overflow,

@@ -75,13 +75,13 @@ func (e *edge) twinReload(version int64) {
 	e.reloadMu.Lock()
 	defer e.reloadMu.Unlock()
 	status := map[string]any{"code": 200, "description": ""}
-	routes, policy, err := e.routes()
+	c, err := e.routes()
 	if err != nil {
-		e.cfg.Logger.Error("deployment from the hub rejected; the previous routes and policy stay in force", "err", err)
+		e.cfg.Logger.Error("deployment from the hub rejected; the previous routes, policy and MQTT accounts stay in force", "err", err)
 		status = map[string]any{"code": 400, "description": err.Error()}
 	} else {
-		e.applyRoutes(routes, policy)
-		e.cfg.Logger.Info("deployment from the hub applied", "routes", len(routes.Routes), "desired_version", version)
+		e.applyRoutes(c)
+		e.cfg.Logger.Info("deployment from the hub applied", "routes", len(c.routes.Routes), "desired_version", version)
 	}
 	patch, _ := json.Marshal(map[string]any{"lastDesiredVersion": version, "lastDesiredStatus": status})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

@@ -44,7 +44,7 @@ func CheckManifest(modulesContent []byte) error {
 			}
 			modules = d.Modules
 		case name == "$edgeHub":
-			if _, _, err := parseEdgeHub(desired, "$edgeHub"); err != nil {
+			if _, err := parseEdgeHub(desired, "$edgeHub"); err != nil {
 				errs = append(errs, err)
 			}
 		case strings.HasPrefix(name, "$"):

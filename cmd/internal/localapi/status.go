@@ -84,12 +84,20 @@ type BrokerStatus struct {
 	// NoRoute counts telemetry acknowledged although no route took it (as
 	// in IoT Edge).
 	NoRoute int64 `json:"noRoute"`
-	Refused int64 `json:"refused"`
+	// Publishes on free MQTT topics the policy allowed; the queue appends
+	// made for those a route FROM /topics/… took (also counted in Stored);
+	// those no route took (local subscribers still got them).
+	TopicReceived int64 `json:"topicReceived"`
+	TopicStored   int64 `json:"topicStored"`
+	TopicNoRoute  int64 `json:"topicNoRoute"`
+	Refused       int64 `json:"refused"`
 	// RefusedBy counts the refused publishes by reason (broker.Reason).
 	RefusedBy  map[string]int64 `json:"refusedByReason"`
 	Delivered  int64            `json:"delivered"`
 	AuthFailed int64            `json:"authFailed"`
-	Denied     int64            `json:"denied"`
+	// AuthFailedBy counts the refused CONNECTs by reason (broker.AuthReason).
+	AuthFailedBy map[string]int64 `json:"authFailedByReason"`
+	Denied       int64            `json:"denied"`
 	// Live sessions ended because their identity was deleted or disabled
 	// or its credentials changed, or because their SAS token or client
 	// certificate expired.
@@ -138,6 +146,9 @@ func writeMetrics(sb *strings.Builder, st Status) {
 	counter(sb, "outpost_messages_received_total", "Telemetry messages accepted by the broker.", st.Broker.Received)
 	counter(sb, "outpost_messages_stored_total", "Queue appends (one per endpoint a message is routed to).", st.Broker.Stored)
 	counter(sb, "outpost_messages_no_route_total", "Accepted messages that matched no route.", st.Broker.NoRoute)
+	counter(sb, "outpost_topic_messages_received_total", "Publishes on free MQTT topics the policy allowed.", st.Broker.TopicReceived)
+	counter(sb, "outpost_topic_messages_stored_total", "Queue appends of free-topic messages routed FROM /topics/ (also in outpost_messages_stored_total).", st.Broker.TopicStored)
+	counter(sb, "outpost_topic_messages_no_route_total", "Free-topic messages no route took (local subscribers still got them).", st.Broker.TopicNoRoute)
 	sb.WriteString("# HELP outpost_messages_refused_total Publishes refused, by reason (the publisher got an error, never an acknowledgement).\n# TYPE outpost_messages_refused_total counter\n")
 	for _, r := range slices.Sorted(maps.Keys(st.Broker.RefusedBy)) {
 		fmt.Fprintf(sb, "outpost_messages_refused_total{reason=%q} %d\n", r, st.Broker.RefusedBy[r])
@@ -145,6 +156,10 @@ func writeMetrics(sb *strings.Builder, st Status) {
 	writeDiskMetrics(sb, st.Disk)
 	counter(sb, "outpost_messages_delivered_total", "Messages delivered to modules and devices and acknowledged.", st.Broker.Delivered)
 	counter(sb, "outpost_auth_failed_total", "Refused connections.", st.Broker.AuthFailed)
+	sb.WriteString("# HELP outpost_auth_refused_total Refused CONNECTs by reason (bad_credentials, not_authorized, client_id, rate_limited, busy).\n# TYPE outpost_auth_refused_total counter\n")
+	for _, r := range slices.Sorted(maps.Keys(st.Broker.AuthFailedBy)) {
+		fmt.Fprintf(sb, "outpost_auth_refused_total{reason=%q} %d\n", r, st.Broker.AuthFailedBy[r])
+	}
 	counter(sb, "outpost_acl_denied_total", "Publishes and subscriptions outside the client's identity.", st.Broker.Denied)
 	counter(sb, "outpost_sessions_revoked_total", "Live sessions ended: identity deleted or disabled, or its credentials changed.", st.Broker.SessionsRevoked)
 	counter(sb, "outpost_sessions_expired_total", "Live sessions ended: their SAS token (after the allowed skew) or client certificate expired.", st.Broker.SessionsExpired)

@@ -112,14 +112,17 @@ func cmdWaitHubTwin(ts *testscript.TestScript, neg bool, args []string) {
 // checkevents ACKFILE: every message id in ACKFILE (PUBACKed by the edge)
 // is in the hub's event log exactly once, no message id of a device is
 // there twice, each device's messages <dev>-<n> are in order of n, and
-// the log's seqs have no gap (each one more than the last).
+// the log's seqs have no gap (each one more than the last). With -body,
+// messages are known by their bodies instead (free-topic messages, whose
+// ids the edge makes).
 func cmdCheckEvents(ts *testscript.TestScript, neg bool, args []string) {
 	fs := flag.NewFlagSet("checkevents", flag.ContinueOnError)
 	droppedAt := fs.String("dropped", "", "edge API whose queues dropped messages (drop-oldest): exactly that many acknowledged ones may be missing")
+	byBody := fs.Bool("body", false, "know messages by their bodies, not their message ids")
 	ts.Check(fs.Parse(args))
 	args = fs.Args()
 	if len(args) != 1 {
-		ts.Fatalf("usage: checkevents [-dropped API] ACKFILE")
+		ts.Fatalf("usage: checkevents [-dropped API] [-body] ACKFILE")
 	}
 	dropped := 0
 	if *droppedAt != "" {
@@ -143,10 +146,14 @@ func cmdCheckEvents(ts *testscript.TestScript, neg bool, args []string) {
 			}
 		}
 		prev = e.Seq
-		if count[e.MessageID]++; count[e.MessageID] == 2 {
+		id := e.MessageID
+		if *byBody {
+			id = string(e.Body)
+		}
+		if count[id]++; count[id] == 2 {
 			dups++
 		}
-		dev, n, ok := strings.Cut(e.MessageID, "-")
+		dev, n, ok := strings.Cut(id, "-")
 		if i, err := strconv.Atoi(n); ok && err == nil && dev == e.DeviceID {
 			if i <= last[dev]-1 {
 				disorder++
