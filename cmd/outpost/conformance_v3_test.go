@@ -195,7 +195,7 @@ func v3Basic(b confBroker) error {
 // rawSecondConnect: a second CONNECT on a connection is a protocol
 // violation: the server closes the connection [MQTT-3.1.0-2].
 func rawSecondConnect(b confBroker) error {
-	conn, rc, err := rawV3Connect(b, b.id("raw"), 30, "", "", "MQTT")
+	conn, rc, err := rawV3Connect(b, v3Connect3{id: b.id("raw")})
 	if err != nil {
 		return err
 	}
@@ -203,7 +203,7 @@ func rawSecondConnect(b confBroker) error {
 	if rc != 0 {
 		return fmt.Errorf("raw CONNECT refused with return code %d", rc)
 	}
-	if _, err := conn.Write(v3ConnectPacket(b.id("raw"), 30, "", "", "MQTT")); err != nil {
+	if _, err := conn.Write(v3Connect3{id: b.id("raw")}.packet()); err != nil {
 		return nil // already closed
 	}
 	if !closedWithin(conn, confWait) {
@@ -215,7 +215,7 @@ func rawSecondConnect(b confBroker) error {
 // rawBadProtocolName: a CONNECT with protocol name "hj" is refused (no
 // CONNACK 0).
 func rawBadProtocolName(b confBroker) error {
-	conn, rc, err := rawV3Connect(b, b.id("hj"), 30, "", "", "hj")
+	conn, rc, err := rawV3Connect(b, v3Connect3{id: b.id("hj"), protocol: "hj"})
 	if err != nil {
 		return nil // closed without CONNACK: refused
 	}
@@ -239,18 +239,36 @@ func closedWithin(conn net.Conn, d time.Duration) bool {
 	}
 }
 
-// v3ConnectPacket encodes an MQTT 3.1.1 CONNECT (clean session).
-func v3ConnectPacket(id string, keepAlive uint16, willTopic, willBody, protocol string) []byte {
+// v3Connect3 is a raw MQTT 3.1.1 CONNECT.
+type v3Connect3 struct {
+	id                  string
+	keepAlive           uint16 // 0: 30s
+	willTopic, willBody string // a will at QoS 1 when willTopic is set
+	protocol            string // "": MQTT
+	persistent          bool   // clean session 0
+}
+
+func (c v3Connect3) packet() []byte {
 	str := func(b []byte, s string) []byte { return append(append(b, byte(len(s)>>8), byte(len(s))), s...) }
 	flags := byte(0x02)
-	if willTopic != "" {
+	if c.persistent {
+		flags = 0
+	}
+	if c.willTopic != "" {
 		flags |= 0x04 | 0x08 // will, will QoS 1
+	}
+	protocol, keepAlive := c.protocol, c.keepAlive
+	if protocol == "" {
+		protocol = "MQTT"
+	}
+	if keepAlive == 0 {
+		keepAlive = 30
 	}
 	body := str(nil, protocol)
 	body = append(body, 4, flags, byte(keepAlive>>8), byte(keepAlive))
-	body = str(body, id)
-	if willTopic != "" {
-		body = str(str(body, willTopic), willBody)
+	body = str(body, c.id)
+	if c.willTopic != "" {
+		body = str(str(body, c.willTopic), c.willBody)
 	}
 	pkt := []byte{0x10}
 	for n := len(body); ; {
@@ -267,12 +285,13 @@ func v3ConnectPacket(id string, keepAlive uint16, willTopic, willBody, protocol 
 
 // rawV3Connect sends a CONNECT on a new connection and reads the CONNACK's
 // return code.
-func rawV3Connect(b confBroker, id string, keepAlive uint16, willTopic, willBody, protocol string) (net.Conn, byte, error) {
+func rawV3Connect(b confBroker, cp v3Connect3) (net.Conn, byte, error) {
 	conn, err := net.DialTimeout("tcp", b.addr, confWait)
 	if err != nil {
 		return nil, 0, err
 	}
-	if _, err := conn.Write(v3ConnectPacket(id, keepAlive, willTopic, willBody, protocol)); err != nil {
+	id := cp.id
+	if _, err := conn.Write(cp.packet()); err != nil {
 		conn.Close()
 		return nil, 0, err
 	}
@@ -350,9 +369,14 @@ func v3Will(b confBroker) error {
 }
 
 func v3ZeroLengthClientID(b confBroker) error {
-	if c, _, err := v3Connect(b, "", v3Options{clean: false}); err == nil {
-		c.close()
-		return errors.New("an empty client id with clean session false was accepted (want CONNACK 2, identifier rejected)")
+	// Raw: paho.mqtt.golang takes a CONNACK return code it does not know
+	// (such as 0x80) for success.
+	conn, rc, err := rawV3Connect(b, v3Connect3{persistent: true})
+	if err == nil {
+		conn.Close()
+		if rc != 2 {
+			return fmt.Errorf("an empty client id with clean session 0: CONNACK return code %#x, want 2 (identifier rejected)", rc)
+		}
 	}
 	c, _, err := v3Connect(b, "", v3Options{clean: true})
 	if err != nil {
@@ -445,7 +469,7 @@ func v3Keepalive(b confBroker) error {
 	if err := sub.subOK(2, willTopic); err != nil {
 		return err
 	}
-	conn, rc, err := rawV3Connect(b, b.id("a"), 2, willTopic, "keepalive expiry", "MQTT")
+	conn, rc, err := rawV3Connect(b, v3Connect3{id: b.id("a"), keepAlive: 2, willTopic: willTopic, willBody: "keepalive expiry"})
 	if err != nil {
 		return err
 	}

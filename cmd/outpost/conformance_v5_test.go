@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"reflect"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -46,6 +48,20 @@ type v5Client struct {
 	msgs chan *paho.Publish
 	disc chan *paho.Disconnect
 	once sync.Once
+	// maxQoS is the server's Maximum QoS (CONNACK). The checks of MQTT 5
+	// features publish at each QoS up to it: QoS 2 has its own checks
+	// (v5_basic, and basic, offline_message_queueing and
+	// redelivery_on_reconnect in 3.1.1).
+	maxQoS byte
+	errMu  sync.Mutex
+	err    error // the first error the client reported
+}
+
+// clientErr is the first error the client reported (nil when none).
+func (c *v5Client) clientErr() error {
+	c.errMu.Lock()
+	defer c.errMu.Unlock()
+	return c.err
 }
 
 // v5Connect connects cp.ClientID to b (cp.KeepAlive 30 when 0).
@@ -61,6 +77,13 @@ func v5Connect(b confBroker, cp *paho.Connect, manualAck bool) (*v5Client, *paho
 			c.msgs <- r.Packet
 			return true, nil
 		}},
+		OnClientError: func(err error) {
+			c.errMu.Lock()
+			defer c.errMu.Unlock()
+			if c.err == nil {
+				c.err = err
+			}
+		},
 		OnServerDisconnect: func(d *paho.Disconnect) {
 			select {
 			case c.disc <- d:
@@ -77,6 +100,10 @@ func v5Connect(b confBroker, cp *paho.Connect, manualAck bool) (*v5Client, *paho
 	if err != nil {
 		conn.Close()
 		return nil, ca, fmt.Errorf("connect %q: %w", cp.ClientID, err)
+	}
+	c.maxQoS = 2
+	if ca.Properties != nil && ca.Properties.MaximumQoS != nil {
+		c.maxQoS = *ca.Properties.MaximumQoS
 	}
 	return c, ca, nil
 }
@@ -157,17 +184,47 @@ func collect5(ch chan *paho.Publish, n int, within, settle time.Duration) []*pah
 func describe5(msgs []*paho.Publish) string {
 	s := make([]string, len(msgs))
 	for i, m := range msgs {
-		s[i] = fmt.Sprintf("%q %q qos=%d retain=%v props=%+v", m.Topic, m.Payload, m.QoS, m.Retain, m.Properties)
+		s[i] = fmt.Sprintf("%q %q qos=%d retain=%v%s", m.Topic, m.Payload, m.QoS, m.Retain, propsString(m.Properties))
 	}
 	return fmt.Sprint(s)
+}
+
+// propsString lists the properties that are set.
+func propsString(p *paho.PublishProperties) string {
+	if p == nil {
+		return ""
+	}
+	var b strings.Builder
+	for _, f := range []struct {
+		name string
+		set  bool
+		v    any
+	}{
+		{"payloadFormat", p.PayloadFormat != nil, p.PayloadFormat}, {"messageExpiry", p.MessageExpiry != nil, p.MessageExpiry},
+		{"contentType", p.ContentType != "", p.ContentType}, {"responseTopic", p.ResponseTopic != "", p.ResponseTopic},
+		{"correlationData", len(p.CorrelationData) > 0, string(p.CorrelationData)},
+		{"subscriptionId", p.SubscriptionIdentifier != nil, p.SubscriptionIdentifier},
+		{"topicAlias", p.TopicAlias != nil, p.TopicAlias}, {"user", len(p.User) > 0, p.User},
+	} {
+		if !f.set {
+			continue
+		}
+		v := reflect.ValueOf(f.v)
+		if v.Kind() == reflect.Pointer {
+			v = v.Elem()
+		}
+		fmt.Fprintf(&b, " %s=%v", f.name, v.Interface())
+	}
+	return b.String()
 }
 
 func u32(v uint32) *uint32 { return &v }
 func u16(v uint16) *uint16 { return &v }
 
-// pubEachQoS publishes body to topic at QoS 0, 1 and 2 with props.
+// pubEachQoS publishes body to topic at each QoS up to the server's
+// maximum with props.
 func (c *v5Client) pubEachQoS(topic, body string, props *paho.PublishProperties) error {
-	for qos := byte(0); qos < 3; qos++ {
+	for qos := byte(0); qos <= c.maxQoS; qos++ {
 		if err := c.pub(&paho.Publish{Topic: topic, QoS: qos, Payload: []byte(body), Properties: props}); err != nil {
 			return err
 		}
@@ -190,15 +247,25 @@ func roundTrip(b confBroker, props *paho.PublishProperties) ([]*paho.Publish, er
 	if err := c.pubEachQoS(t, "round trip", props); err != nil {
 		return nil, err
 	}
-	got := collect5(c.msgs, 3, confWait, 300*time.Millisecond)
-	if len(got) != 3 {
-		return got, fmt.Errorf("published QoS 0, 1, 2 to a subscribed topic, received %s", describe5(got))
+	n := int(c.maxQoS) + 1
+	got := collect5(c.msgs, n, confWait, 300*time.Millisecond)
+	if len(got) != n {
+		return got, fmt.Errorf("published at QoS 0 to %d to a subscribed topic, received %s", c.maxQoS, describe5(got))
 	}
 	return got, nil
 }
 
+// v5Basic: publish and subscribe at QoS 0, 1 and 2.
 func v5Basic(b confBroker) error {
-	_, err := roundTrip(b, nil)
+	c, err := v5Simple(b, "probe")
+	if err != nil {
+		return err
+	}
+	c.close()
+	if c.maxQoS < 2 {
+		return fmt.Errorf("the CONNACK's Maximum QoS is %d: no QoS 2", c.maxQoS)
+	}
+	_, err = roundTrip(b, nil)
 	return err
 }
 
@@ -228,7 +295,7 @@ func v5SessionExpiry(b confBroker) error {
 		{true, false, true, 0, nil, 0},                  // expiry 0: ends with the connection
 		{false, false, false, 0, nil, 0},                // …so none here
 		{true, false, true, 3, nil, time.Second},        // 3s: still there after 1s
-		{false, true, false, 3, nil, 4 * time.Second},   // …and gone 4s later
+		{false, true, false, 3, nil, 5 * time.Second},   // …and gone 5s later (brokers check on a 1s tick)
 		{false, false, false, 3, nil, 0},                //
 		{true, false, true, 1, u32(4), 2 * time.Second}, // DISCONNECT raises it to 4s
 		{false, true, false, 1, u32(0), 0},              // …then DISCONNECT ends it
@@ -294,7 +361,7 @@ func v5PublicationExpiry(b confBroker) error {
 	}
 	defer p.close()
 	for _, expiry := range []uint32{1, 6} {
-		for qos := byte(1); qos < 3; qos++ {
+		for qos := byte(1); qos <= p.maxQoS; qos++ {
 			body := fmt.Sprintf("qos %d expiry %d", qos, expiry)
 			if err := p.pub(&paho.Publish{Topic: b.topic("a"), QoS: qos, Payload: []byte(body),
 				Properties: &paho.PublishProperties{MessageExpiry: u32(expiry)}}); err != nil {
@@ -308,9 +375,10 @@ func v5PublicationExpiry(b confBroker) error {
 		return err
 	}
 	defer sub.close()
-	got := collect5(sub.msgs, 2, confWait, 500*time.Millisecond)
-	if len(got) != 2 {
-		return fmt.Errorf("2 messages expiring after 1s, 2 after 6s, subscriber back after 3s: received %s, want the 2 with 6s", describe5(got))
+	n := int(p.maxQoS) // one per QoS from 1
+	got := collect5(sub.msgs, n, confWait, 500*time.Millisecond)
+	if len(got) != n {
+		return fmt.Errorf("%d messages expiring after 1s, %d after 6s, subscriber back after 3s: received %s, want the ones with 6s", n, n, describe5(got))
 	}
 	for _, m := range got {
 		if m.Properties == nil || m.Properties.MessageExpiry == nil || *m.Properties.MessageExpiry >= 6 {
@@ -378,7 +446,7 @@ func v5RetainHandling(b confBroker) error {
 	}
 	topics := []string{b.topic("qos0"), b.topic("qos1"), b.topic("qos2")}
 	for qos, t := range topics {
-		if err := c.pub(&paho.Publish{Topic: t, QoS: byte(qos), Retain: true, Payload: []byte("retained")}); err != nil {
+		if err := c.pub(&paho.Publish{Topic: t, QoS: min(byte(qos), c.maxQoS), Retain: true, Payload: []byte("retained")}); err != nil {
 			c.close()
 			return err
 		}
@@ -571,13 +639,14 @@ func v5ServerTopicAlias(b confBroker) error {
 		if err == nil {
 			err = c.pubEachQoS(t, "topic alias", nil)
 		}
-		got := collect5(c.msgs, 3, confWait, 300*time.Millisecond)
+		n := int(c.maxQoS) + 1
+		got := collect5(c.msgs, n, confWait, 300*time.Millisecond)
 		c.close()
 		if err != nil {
 			return err
 		}
-		if len(got) != 3 {
-			return fmt.Errorf("3 publishes, received %s", describe5(got))
+		if len(got) != n {
+			return fmt.Errorf("%d publishes, received %s", n, describe5(got))
 		}
 		aliased := got[0].Properties != nil && got[0].Properties.TopicAlias != nil
 		for _, m := range got {
@@ -590,8 +659,10 @@ func v5ServerTopicAlias(b confBroker) error {
 				return fmt.Errorf("client topic alias maximum 1, 3 messages on one topic: received %s, want every one with the same alias", describe5(got))
 			}
 		}
-		if aliased && (got[0].Topic != t || got[1].Topic != "" || got[2].Topic != "") {
-			return fmt.Errorf("server topic aliases: the first message sets it, the next use it alone: received %s", describe5(got))
+		for i, m := range got {
+			if aliased && (i == 0) != (m.Topic == t) {
+				return fmt.Errorf("server topic aliases: the first message sets it, the next use it alone: received %s", describe5(got))
+			}
 		}
 	}
 	return nil
@@ -608,7 +679,7 @@ func v5MaximumPacketSize(b confBroker) error {
 	if err := c.sub(paho.SubscribeOptions{Topic: t, QoS: 2}); err != nil {
 		return err
 	}
-	small, big := make([]byte, max-len(t)-20), make([]byte, max)
+	small, big := make([]byte, 10), make([]byte, max)
 	if err := c.pub(&paho.Publish{Topic: t, QoS: 0, Payload: small}); err != nil {
 		return err
 	}
@@ -616,7 +687,7 @@ func v5MaximumPacketSize(b confBroker) error {
 		return err
 	}
 	if got := collect5(c.msgs, 1, confWait, time.Second); len(got) != 1 || len(got[0].Payload) != len(small) {
-		return fmt.Errorf("maximum packet size %d: a message that fits and one that does not; received %s, want only the first", max, describe5(got))
+		return fmt.Errorf("maximum packet size %d: a message that fits and one that does not; received %s, want only the first (client error: %v)", max, describe5(got), c.clientErr())
 	}
 	return nil
 }
@@ -729,7 +800,7 @@ func v5WillDelay(b confBroker) error {
 }
 
 // willAfter checks that the will of a client with will delay and session
-// expiry arrives after want (±1s) once its connection is lost.
+// expiry arrives want to want+2s after its connection is lost.
 func willAfter(b confBroker, delay, expiry uint32, want time.Duration) error {
 	willTopic := b.topic("will")
 	sub, err := v5Simple(b, "b")
@@ -749,11 +820,12 @@ func willAfter(b confBroker, delay, expiry uint32, want time.Duration) error {
 	}
 	start := time.Now()
 	_ = a.conn.Close() // lost, no DISCONNECT
-	got := collect5(sub.msgs, 1, want+3*time.Second, 0)
+	got := collect5(sub.msgs, 1, want+4*time.Second, 0)
 	took := time.Since(start)
-	if len(got) != 1 || took < want-time.Second || took > want+time.Second {
-		return fmt.Errorf("will delay %ds, session expiry %ds: the will arrived after %v (%d messages), want %v ± 1s",
-			delay, expiry, took.Round(100*time.Millisecond), len(got), want)
+	// Brokers check delays on a 1s tick: as the Paho suite, allow up to 2s late.
+	if len(got) != 1 || took < want-500*time.Millisecond || took > want+2*time.Second {
+		return fmt.Errorf("will delay %ds, session expiry %ds: the will arrived after %v (%d messages), want %v to %v",
+			delay, expiry, took.Round(100*time.Millisecond), len(got), want, want+2*time.Second)
 	}
 	return nil
 }
