@@ -66,6 +66,7 @@ var outpostKnownFailures = map[string]string{
 	"retain_handling":   "no retained messages",
 	// Capabilities MaximumQos 1: QoS 2 is downgraded to 1 (3.1.1) and
 	// refused by MQTT 5 clients.
+	"basic":                    "QoS 2 downgraded to 1",
 	"offline_message_queueing": "QoS 2 downgraded to 1",
 	"v5_basic":                 "Maximum QoS 1",
 	// Capabilities MaximumMessageExpiryInterval 0: no message expiry.

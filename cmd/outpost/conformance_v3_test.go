@@ -157,6 +157,16 @@ func collect(ch chan mqtt.Message, n int, within, settle time.Duration) []mqtt.M
 	}
 }
 
+// qosSet lists the QoS of msgs, sorted.
+func qosSet(msgs []mqtt.Message) string {
+	qos := make([]int, len(msgs))
+	for i, m := range msgs {
+		qos[i] = int(m.Qos())
+	}
+	sort.Ints(qos)
+	return fmt.Sprint(qos)
+}
+
 func describe3(msgs []mqtt.Message) string {
 	s := make([]string, len(msgs))
 	for i, m := range msgs {
@@ -183,13 +193,51 @@ func v3Basic(b confBroker) error {
 			return err
 		}
 	}
-	if got := collect(c.msgs, 3, confWait, 300*time.Millisecond); len(got) != 3 {
-		return fmt.Errorf("published QoS 0, 1, 2 to a subscribed topic, received %s", describe3(got))
+	got := collect(c.msgs, 3, confWait, 300*time.Millisecond)
+	if len(got) != 3 || qosSet(got) != "[0 1 2]" {
+		return fmt.Errorf("published QoS 0, 1, 2 to a topic subscribed at QoS 2, received %s", describe3(got))
+	}
+	if err := rawQoS2Flow(b); err != nil {
+		return err
 	}
 	if err := rawSecondConnect(b); err != nil {
 		return err
 	}
 	return rawBadProtocolName(b)
+}
+
+// rawQoS2Flow: a QoS 2 PUBLISH is answered with PUBREC, its PUBREL with
+// PUBCOMP (a client library may let a PUBACK pass).
+func rawQoS2Flow(b confBroker) error {
+	conn, rc, err := rawV3Connect(b, v3Connect3{id: b.id("qos2")})
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	if rc != 0 {
+		return fmt.Errorf("raw CONNECT refused with return code %d", rc)
+	}
+	topic := b.topic("qos2")
+	pub := append([]byte{0x34, byte(2 + len(topic) + 2 + 1), 0, byte(len(topic))}, topic...)
+	pub = append(pub, 0, 7, 'x') // packet id 7
+	for _, step := range []struct {
+		send []byte
+		want byte
+		name string
+	}{{pub, 0x50, "PUBLISH QoS 2: want PUBREC"}, {[]byte{0x62, 2, 0, 7}, 0x70, "PUBREL: want PUBCOMP"}} {
+		if _, err := conn.Write(step.send); err != nil {
+			return err
+		}
+		_ = conn.SetReadDeadline(time.Now().Add(confWait))
+		ack := make([]byte, 4)
+		if _, err := io.ReadFull(conn, ack); err != nil {
+			return fmt.Errorf("%s: %w", step.name, err)
+		}
+		if ack[0] != step.want || ack[2] != 0 || ack[3] != 7 {
+			return fmt.Errorf("%s for packet id 7, got % x", step.name, ack)
+		}
+	}
+	return nil
 }
 
 // rawSecondConnect: a second CONNECT on a connection is a protocol
@@ -448,12 +496,7 @@ func v3Overlapping(b confBroker) error {
 		return err
 	}
 	got := collect(c.msgs, 2, time.Second, 300*time.Millisecond)
-	qos := make([]int, len(got))
-	for i, m := range got {
-		qos[i] = int(m.Qos())
-	}
-	sort.Ints(qos)
-	if fmt.Sprint(qos) != "[2]" && fmt.Sprint(qos) != "[1 2]" {
+	if qos := qosSet(got); qos != "[2]" && qos != "[1 2]" {
 		return fmt.Errorf("a QoS 2 publish matching subscriptions at QoS 2 and 1: received %s, want one at QoS 2 or one at each QoS", describe3(got))
 	}
 	return nil
