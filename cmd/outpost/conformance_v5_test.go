@@ -858,6 +858,21 @@ func v5SharedSubscriptions(b confBroker) error {
 			return err
 		}
 	}
+	bodies := bodiesOf(clients, n)
+	if len(bodies) != n {
+		return fmt.Errorf("%d messages to a shared subscription of 2 clients: received %v, want each once", n, bodies)
+	}
+	for i := 1; i < n; i++ {
+		if bodies[i] == bodies[i-1] {
+			return fmt.Errorf("shared subscription: %q delivered twice", bodies[i])
+		}
+	}
+	return nil
+}
+
+// bodiesOf collects the payloads that clients receive until there are n
+// (or confWait passes), and any more that follow within 300ms; sorted.
+func bodiesOf(clients []*v5Client, n int) []string {
 	var bodies []string
 	deadline := time.Now().Add(confWait)
 	for len(bodies) < n && time.Now().Before(deadline) {
@@ -873,13 +888,5 @@ func v5SharedSubscriptions(b confBroker) error {
 		}
 	}
 	sort.Strings(bodies)
-	if len(bodies) != n {
-		return fmt.Errorf("%d messages to a shared subscription of 2 clients: received %v, want each once", n, bodies)
-	}
-	for i := 1; i < n; i++ {
-		if bodies[i] == bodies[i-1] {
-			return fmt.Errorf("shared subscription: %q delivered twice", bodies[i])
-		}
-	}
-	return nil
+	return bodies
 }
