@@ -111,6 +111,8 @@ func TestGenericLoginRefusalReasons(t *testing.T) {
 		{"client id of an IoT identity", "dev1", "plc2", "other", 0x85, "identifier rejected", AuthClientID},
 		{"client id of the edge's module", edgeID + "/a", "plc2", "other", 0x85, "identifier rejected", AuthClientID},
 		{"anonymous off", "anon", "", "", 0x87, "not Authorized", AuthNotAuthorized},
+		// An IoT Hub identity's refusal stays what IoT Hub answers (3.1.1: 5).
+		{"IoT identity, wrong key", "dev1", "hub.example/dev1/?api-version=2021-04-12", "nope", 0x86, "not Authorized", AuthBadCredentials},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			before := e.b.Stats().AuthRefusedBy[c.reason].Load()
@@ -224,17 +226,17 @@ func TestPasswordChecksLimitedAndCached(t *testing.T) {
 	if err := p.check(acct, []byte("s3cret"), "10.0.0.1"); err != nil {
 		t.Fatalf("cached success: %v", err)
 	}
-	if err := p.check(acct, []byte("guess"), "10.0.0.1"); reasonOf(err) != AuthBusy {
+	if err := p.check(acct, []byte("guess"), "10.0.0.1"); reason(err) != AuthBusy {
 		t.Fatalf("uncached check with no free slot: %v, want busy", err)
 	}
 	<-p.slots
 	for i := range failLimit {
-		if err := p.check(acct, []byte(fmt.Sprint("guess", i)), "10.0.0.2"); reasonOf(err) != AuthBadCredentials {
+		if err := p.check(acct, []byte(fmt.Sprint("guess", i)), "10.0.0.2"); reason(err) != AuthBadCredentials {
 			t.Fatalf("guess %d: %v", i, err)
 		}
 	}
 	p.ok = map[[32]byte]time.Time{} // forget the success
-	if err := p.check(acct, []byte("s3cret"), "10.0.0.2"); reasonOf(err) != AuthRateLimited {
+	if err := p.check(acct, []byte("s3cret"), "10.0.0.2"); reason(err) != AuthRateLimited {
 		t.Fatalf("after %d failures: %v, want rate limited", failLimit, err)
 	}
 	if err := p.check(acct, []byte("s3cret"), "10.0.0.3"); err != nil {
@@ -244,14 +246,6 @@ func TestPasswordChecksLimitedAndCached(t *testing.T) {
 	if err := p.check(acct, []byte("s3cret"), "10.0.0.2"); err != nil {
 		t.Fatalf("after the window: %v", err)
 	}
-}
-
-func reasonOf(err error) AuthReason {
-	var ae *authError
-	if errors.As(err, &ae) {
-		return ae.reason
-	}
-	return NumAuthReasons
 }
 
 func TestParseAccountsErrors(t *testing.T) {
@@ -354,4 +348,12 @@ func FuzzParseAccounts(f *testing.F) {
 			}
 		}
 	})
+}
+
+func reason(err error) AuthReason {
+	if err == nil {
+		return NumAuthReasons
+	}
+	r, _ := reasonOf(err)
+	return r
 }

@@ -24,6 +24,7 @@ type ackQueue struct {
 
 type ackEntry struct {
 	pid  uint16
+	qos2 bool // answered by PUBREC: only ever a refusal (QoS 2 is accepted by mochi alone)
 	done bool
 	err  error
 }
@@ -38,8 +39,8 @@ func (a *ackQueue) init(s *session) {
 // pending: the client sent more than the Receive Maximum unacknowledged.
 // Every QoS 1 publish goes through it, stored, answered at once or
 // refused: a client that does not read its PUBACKs holds at most max.
-func (a *ackQueue) push(pid uint16) (*ackEntry, bool) {
-	e := &ackEntry{pid: pid}
+func (a *ackQueue) push(pid uint16, qos byte) (*ackEntry, bool) {
+	e := &ackEntry{pid: pid, qos2: qos == 2}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.max > 0 && len(a.pending) >= a.max {
@@ -96,14 +97,25 @@ func (a *ackQueue) flush() {
 			}
 			continue
 		}
-		if !v5 { // MQTT 3.1.1 has no negative PUBACK: acknowledge what came before, then disconnect
+		// MQTT 3.1.1 has no negative PUBACK, and some refusals end the
+		// connection: acknowledge what came before, then disconnect.
+		if !v5 || disconnects(e.err) {
 			a.writeRaw(buf)
 			_ = a.s.b.srv.DisconnectClient(a.s.cl, refusalCode(e.err))
 			return
 		}
-		buf = append(buf, 0x40, 3, byte(e.pid>>8), byte(e.pid), refusalCode(e.err).Code)
+		typ := byte(packets.Puback << 4)
+		if e.qos2 {
+			typ = packets.Pubrec << 4
+		}
+		buf = append(buf, typ, 3, byte(e.pid>>8), byte(e.pid), refusalCode(e.err).Code)
 	}
 	a.writeRaw(buf)
+}
+
+func disconnects(err error) bool {
+	var r refusal
+	return errors.As(err, &r) && r.disconnect
 }
 
 func refusalCode(err error) packets.Code {

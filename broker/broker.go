@@ -150,6 +150,7 @@ type Broker struct {
 	queues       map[string]*queue.Queue
 	qopts        map[string]queue.QueueOptions // as last given to the store, by queue name
 	methods      *methods
+	held         atomic.Int64 // held-back messages written and not yet restored (flow.go)
 
 	stats     Stats
 	closing   sync.WaitGroup // ended sessions being closed (ending.go)
@@ -247,13 +248,29 @@ func (b *Broker) capabilities() *mqtt.Capabilities {
 	c.MaximumMessageExpiryInterval = 0 // our queues, not mochi's inflight, keep messages
 	c.MaximumPacketSize = uint32(b.opts.MaxPayload + 64<<10)
 	c.MaximumClientWritesPending = 1024
-	c.MaximumQos = 1 // IoT Hub: QoS 2 is not supported
-	c.RetainAvailable = 0
+	// QoS 2, retained messages, shared subscriptions and subscription
+	// identifiers are for free topics: on IoT Hub topics, as IoT Hub does,
+	// QoS 2 publishes are refused (OnPublish), QoS 2 subscriptions granted
+	// QoS 1, and `$share/…` refused (OnACLCheck).
+	c.MaximumQos = 2
+	c.RetainAvailable = 1
+	c.SharedSubAvailable = 1
+	c.SubIDAvailable = 1
+	c.WildcardSubAvailable = 1
+	c.TopicAliasMaximum = topicAliasMaximum
 	c.ReceiveMaximum = uint16(min(b.opts.MaxInflight, 65535))
 	c.MaximumInflight = uint16(min(b.opts.MaxInflight, 65535))
-	c.SharedSubAvailable = 0
+	// A message's own expiry interval still applies (mochi takes the
+	// smaller non-zero of the two); reason codes are specific (0x87, not
+	// 0x80, for a filter the client may not subscribe to); a PUBACK does
+	// not echo the user properties of its PUBLISH.
+	c.Compatibilities = mqtt.Compatibilities{NoInheritedPropertiesOnAck: true}
 	return c
 }
+
+// topicAliasMaximum is how many topic aliases an MQTT 5 client may set
+// towards the broker: each holds a topic name for the connection's life.
+const topicAliasMaximum = 64
 
 func (o Limits) withDefaults() Limits {
 	set := func(v *int, d int) {

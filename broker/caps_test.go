@@ -76,13 +76,13 @@ func TestRouteCapsApplyToTheirQueue(t *testing.T) {
 func TestAckQueueCap(t *testing.T) {
 	a := ackQueue{max: 2}
 	for pid := uint16(1); pid <= 2; pid++ {
-		e, ok := a.push(pid)
+		e, ok := a.push(pid, 1)
 		if !ok {
 			t.Fatalf("publish %d refused under the cap", pid)
 		}
 		a.done(e, nil) // answered, its PUBACK not written yet
 	}
-	if _, ok := a.push(3); ok {
+	if _, ok := a.push(3, 1); ok {
 		t.Fatal("a third unacknowledged publish was queued; the cap is 2")
 	}
 }

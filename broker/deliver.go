@@ -6,7 +6,9 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
+	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/outpost-edge/outpost/store/queue"
@@ -49,7 +51,7 @@ func newDeliverer(s *session, kind string) *deliverer {
 		prefix = "modules/" + s.module + "/inputs/"
 	}
 	d := &deliverer{
-		s: s, kind: kind, prefix: prefix, window: s.b.opts.InputWindow,
+		s: s, kind: kind, prefix: prefix, window: deliveryWindow(s.b.opts.InputWindow, s.cl),
 		wake: make(chan struct{}, 1), acked: make(chan uint16, 2*s.b.opts.InputWindow), quit: make(chan struct{}),
 		inflight: map[uint16]flight{}, pending: map[*queue.Queue][]uint64{},
 		got: map[*queue.Queue]map[uint64]bool{}, used: map[*queue.Queue]bool{},
@@ -57,6 +59,15 @@ func newDeliverer(s *session, kind string) *deliverer {
 	d.wg.Add(1)
 	go d.run()
 	return d
+}
+
+// deliveryWindow is how many messages may wait for their PUBACK: the
+// InputWindow, or fewer if an MQTT 5 client's Receive Maximum asks so.
+func deliveryWindow(input int, cl *mqtt.Client) int {
+	if rm := int(cl.Properties.Props.ReceiveMaximum); cl.Properties.ProtocolVersion == 5 && rm > 0 {
+		return min(input, rm)
+	}
+	return input
 }
 
 func (d *deliverer) poke() {
@@ -132,11 +143,13 @@ func (d *deliverer) fill() bool {
 
 func (d *deliverer) send(q *queue.Queue, m queue.Message) bool {
 	pid := d.pid()
+	topic := d.topic(q.Name(), m)
 	err := write(d.s.cl, packets.Packet{
 		FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1},
-		TopicName:   d.topic(q.Name(), m),
+		TopicName:   topic,
 		PacketID:    pid,
 		Payload:     m.Body,
+		Properties:  d.properties(m, topic),
 	})
 	if err != nil {
 		return false
@@ -147,13 +160,20 @@ func (d *deliverer) send(q *queue.Queue, m queue.Message) bool {
 	return true
 }
 
+// pid picks a packet id for a delivery. mochi numbers its own (free-topic
+// messages to the same client) from 1 up and knows nothing of ours, so
+// ours come from 65535 down, skipping those mochi has outstanding: the two
+// meet only once mochi has gone round its range with ours still pending.
 func (d *deliverer) pid() uint16 {
 	for {
-		d.nextPID++
+		d.nextPID--
 		if d.nextPID == 0 {
-			d.nextPID = 1
+			d.nextPID = 65535
 		}
-		if _, busy := d.inflight[d.nextPID]; !busy {
+		if _, busy := d.inflight[d.nextPID]; busy {
+			continue
+		}
+		if _, busy := d.s.cl.State.Inflight.Get(d.nextPID); !busy {
 			return d.nextPID
 		}
 	}
@@ -198,6 +218,42 @@ func (d *deliverer) topic(name string, m queue.Message) string {
 	input := strings.TrimPrefix(name, d.prefix)
 	input = input[:strings.LastIndexByte(input, '/')] // drop the priority part
 	return "devices/" + d.s.device + "/modules/" + d.s.module + "/inputs/" + input + "/" + bag
+}
+
+// properties gives an MQTT 5 client the message's properties also as
+// MQTT 5 properties (the bag in the topic stays, for IoT Hub SDKs):
+// application properties as user properties, contentType as the content
+// type, correlationId as the correlation data, the time left before the
+// message expires as its expiry interval, and the identifiers of the
+// client's subscriptions that match topic.
+func (d *deliverer) properties(m queue.Message, topic string) packets.Properties {
+	var p packets.Properties
+	if d.s.cl.Properties.ProtocolVersion != 5 {
+		return p
+	}
+	for _, sub := range d.s.cl.State.Subscriptions.GetAll() {
+		if sub.Identifier > 0 && filterCovers(sub.Filter, topic) {
+			p.SubscriptionIdentifier = append(p.SubscriptionIdentifier, sub.Identifier)
+		}
+	}
+	sort.Ints(p.SubscriptionIdentifier)
+	keys := make([]string, 0, len(m.Props))
+	for k := range m.Props {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		p.User = append(p.User, packets.UserProperty{Key: k, Val: m.Props[k]})
+	}
+	p.ContentType = m.Sys["contentType"]
+	if cid := m.Sys["correlationId"]; cid != "" {
+		p.CorrelationData = []byte(cid)
+	}
+	if m.TTL > 0 && !m.EnqueuedAt.IsZero() {
+		left := time.Until(m.EnqueuedAt.Add(m.TTL))
+		p.MessageExpiryInterval = uint32(max(1, (left+time.Second-1)/time.Second))
+	}
+	return p
 }
 
 // outboundSys is what a receiver learns of a message's system properties.

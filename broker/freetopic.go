@@ -103,10 +103,10 @@ func (b *Broker) freeTopicQoS2(s *session, pk packets.Packet, msg queue.Message,
 	}
 	reason, code := storeRefusal(err)
 	b.refused(reason, s.id, pk.TopicName, err)
-	if s.cl.Properties.ProtocolVersion == 5 {
-		return pk, code // mochi answers with this reason code
-	}
-	_ = b.srv.DisconnectClient(s.cl, code) // MQTT 3.1.1 has no negative PUBREC
+	// A PUBREC with the reason, in order with the PUBACKs pending (mochi
+	// would answer a PUBACK: its bug #510); MQTT 3.1.1, which has no
+	// negative PUBREC, is disconnected.
+	s.nack(pk, refusal{code: code, err: err})
 	return pk, packets.ErrRejectPacket
 }
 
@@ -128,6 +128,10 @@ func (b *Broker) storeFailed(s *session, pk packets.Packet, err error) error {
 func (b *Broker) fanOut(s *session, pk packets.Packet) {
 	if s.inline == nil { // only this client's read loop gets here
 		s.inline = b.srv.NewClient(nil, mqtt.LocalListener, s.id, true)
+		// InjectPacket stamps the packet with the inline client's version,
+		// and mochi expires a message (its own expiry interval) only if
+		// that is MQTT 5: the publisher's.
+		s.inline.Properties.ProtocolVersion = s.cl.Properties.ProtocolVersion
 	}
 	out := pk
 	out.FixedHeader.Dup = false

@@ -20,7 +20,8 @@ func (h *hook) ID() string { return "outpost" }
 func (h *hook) Provides(b byte) bool {
 	return bytes.Contains([]byte{
 		mqtt.OnConnect, mqtt.OnConnectAuthenticate, mqtt.OnACLCheck, mqtt.OnSessionEstablished, mqtt.OnDisconnect,
-		mqtt.OnPublish, mqtt.OnPacketRead, mqtt.OnSubscribe, mqtt.OnSubscribed, mqtt.OnUnsubscribed,
+		mqtt.OnPublish, mqtt.OnPacketRead, mqtt.OnSubscribe, mqtt.OnSubscribed, mqtt.OnUnsubscribed, mqtt.OnPacketEncode,
+		mqtt.OnPacketSent, mqtt.OnWill,
 	}, []byte{b})
 }
 
@@ -31,7 +32,7 @@ func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	login, err := h.b.login(cl, pk)
 	if err != nil {
 		r := h.b.authRefused(cl, string(pk.Connect.Username), err)
-		_ = h.b.connack(cl, r)
+		_ = h.b.connack(cl, err)
 		return authCodes[r]
 	}
 	h.b.pend(cl, login)
@@ -55,6 +56,7 @@ func (h *hook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
 }
 
 func (h *hook) OnDisconnect(cl *mqtt.Client, err error, _ bool) {
+	h.b.restoreHeld(cl) // a persistent session sends them again
 	h.b.closeSession(cl)
 }
 
@@ -62,34 +64,84 @@ func (h *hook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 	if cl.Net.Inline {
 		return true
 	}
-	name, generic := h.b.principal(cl.ID)
-	ok := !generic && allowed(cl.ID, topic, write) // a generic client has no IoT Hub topics
-	if !ok && !iotHubTopic(topic) {
-		ok = h.b.policy.Load().Allowed(name, topic, write)
+	if write && topic == "" {
+		// An MQTT 5 publish that names its topic by alias only: mochi asks
+		// before it resolves the alias, so the topic is not known yet.
+		// OnPublish checks the resolved topic (authorize).
+		return true
 	}
-	if !ok {
-		h.b.stats.Denied.Add(1)
-		// Per packet: mochi drops a denied QoS 0 publish and keeps the
-		// client, which may repeat it at line rate.
-		if ok, n := h.b.refusedLog.Allow("denied"); ok {
-			h.b.log.Warn("refused topic outside the client's identity", "client_id", cl.ID, "topic", topic, "publish", write,
-				"refused_since_last_logged", n)
-		}
-		return false
+	if h.b.mayAccess(cl.ID, topic, write) {
+		return true
 	}
-	return true
+	h.b.denied(cl.ID, topic, write)
+	return false
 }
 
-// OnSubscribe applies the cap on filters per client: a filter past it
-// is blanked, which mochi refuses with a failure code in the SUBACK
-// (0x80; MQTT 5: 0x8F). A filter the client already holds is renewed.
+// mayAccess is the authorization of a client id to publish to a topic
+// (write) or to subscribe to / receive on a topic or filter: an IoT Hub
+// identity's own IoT Hub topics, else the free-topic policy for the
+// client's principal (a generic client's account; it has no IoT Hub
+// topics). A shared subscription `$share/<group>/<filter>` is authorized
+// as its filter, so a share group never widens a grant, and never on IoT
+// Hub topics (IoT Hub has none).
+func (b *Broker) mayAccess(id, topic string, write bool) bool {
+	shared := false
+	if !write {
+		if f, ok := sharedFilter(topic); ok {
+			if f == "" {
+				return false
+			}
+			topic, shared = f, true
+		}
+	}
+	name, generic := b.principal(id)
+	if iotHubTopic(topic) {
+		return !shared && !generic && allowed(id, topic, write)
+	}
+	return b.policy.Load().Allowed(name, topic, write)
+}
+
+// sharedFilter returns the filter of a shared subscription
+// ("$share/<group>/<filter>", the prefix in any case as mochi takes it)
+// and true; a filter that is not shared comes back unchanged with false.
+func sharedFilter(f string) (string, bool) {
+	if !mqtt.IsSharedFilter(f) {
+		return f, false
+	}
+	parts := strings.SplitN(f, "/", 3)
+	if len(parts) < 3 {
+		return "", true
+	}
+	return parts[2], true
+}
+
+// denied counts and logs a publish or subscription outside what the
+// client may use.
+func (b *Broker) denied(id, topic string, write bool) {
+	b.stats.Denied.Add(1)
+	// Per packet: mochi drops a denied QoS 0 publish and keeps the
+	// client, which may repeat it at line rate.
+	if ok, n := b.refusedLog.Allow("denied"); ok {
+		b.log.Warn("refused topic outside the client's identity", "client_id", id, "topic", topic, "publish", write,
+			"refused_since_last_logged", n)
+	}
+}
+
+// OnSubscribe applies the cap on filters per client: a filter past it is
+// replaced by capFilter, which mochi refuses and OnSubscribed answers with
+// 0x97 (quota exceeded; MQTT 3.1.1: 0x80). A filter the client already
+// holds is renewed. A QoS 2 subscription to an IoT Hub topic is granted
+// QoS 1, as IoT Hub does.
 func (h *hook) OnSubscribe(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 	if cl.Net.Inline {
 		return pk
 	}
 	held := cl.State.Subscriptions.Len()
-	var out packets.Subscriptions
+	out := append(packets.Subscriptions(nil), pk.Filters...)
 	for i, f := range pk.Filters {
+		if f.Qos > 1 && iotHubTopic(f.Filter) {
+			out[i].Qos = 1
+		}
 		if _, ok := cl.State.Subscriptions.Get(f.Filter); ok {
 			continue
 		}
@@ -97,23 +149,28 @@ func (h *hook) OnSubscribe(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 			held++
 			continue
 		}
-		if out == nil {
-			out = append(packets.Subscriptions(nil), pk.Filters...)
-		}
-		out[i].Filter = ""
+		out[i].Filter = capFilter
 		h.b.stats.SubRefused.Add(1)
 		if ok, n := h.b.refusedLog.Allow("subscriptions"); ok {
 			h.b.log.Warn("subscription refused", "reason", "too_many_subscriptions", "client_id", cl.ID, "filter", f.Filter,
 				"limit", h.b.opts.MaxSubscriptions, "refused_since_last_logged", n)
 		}
 	}
-	if out != nil {
-		pk.Filters = out
-	}
+	pk.Filters = out
 	return pk
 }
 
+// capFilter stands for a filter refused by the subscription cap: an
+// invalid filter ('#' not last), which mochi refuses without subscribing.
+const capFilter = "#/\x00outpost:too-many-subscriptions"
+
 func (h *hook) OnSubscribed(cl *mqtt.Client, pk packets.Packet, codes []byte) {
+	for i, f := range pk.Filters {
+		// codes is the SUBACK's reason codes, not yet written.
+		if f.Filter == capFilter && i < len(codes) && cl.Properties.ProtocolVersion == 5 {
+			codes[i] = packets.ErrQuotaExceeded.Code
+		}
+	}
 	if s := h.b.session(cl); s != nil {
 		for i, f := range pk.Filters {
 			if i < len(codes) && codes[i] < 0x80 {
@@ -144,6 +201,9 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 		return pk, packets.ErrRejectPacket
 	}
 	s.received.Add(1)
+	if !h.authorize(s, pk) {
+		return pk, packets.ErrRejectPacket
+	}
 	in, err := parseTopic(pk.TopicName)
 	if err != nil {
 		s.refuse(pk, packets.ErrTopicNameInvalid, ReasonMalformed, err)
@@ -170,7 +230,70 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 	return pk, packets.ErrRejectPacket
 }
 
+// authorize is the authoritative check of a publish, on its topic as
+// resolved from an MQTT 5 topic alias (mochi's ACL check runs before the
+// alias is resolved): false when it is refused, answered and counted.
+// IoT Hub topics refuse QoS 2 as IoT Hub does: the client is disconnected
+// (MQTT 5: DISCONNECT 0x9B, QoS not supported) once the publishes before
+// it are answered.
+func (h *hook) authorize(s *session, pk packets.Packet) bool {
+	if !h.b.mayAccess(s.id, pk.TopicName, true) {
+		h.b.denied(s.id, pk.TopicName, true)
+		s.answer(pk, packets.ErrNotAuthorized)
+		return false
+	}
+	if pk.FixedHeader.Qos == 2 && iotHubTopic(pk.TopicName) {
+		err := fmt.Errorf("QoS 2 publish to IoT Hub topic %q; IoT Hub topics take QoS 0 or 1 (free topics take QoS 2)", pk.TopicName)
+		h.b.refused(ReasonQoS, s.id, pk.TopicName, err)
+		// After the PUBACKs of what came before, which may still be on
+		// their way to the store.
+		s.nack(pk, refusal{code: packets.Code{Code: packets.ErrQosNotSupported.Code, Reason: err.Error()}, err: err, disconnect: true})
+		return false
+	}
+	return true
+}
+
+// OnPacketEncode completes what mochi sends:
+//   - a successful CONNACK tells the Topic Alias Maximum and the Maximum
+//     Packet Size, which mochi applies but never advertises (absent, a
+//     client may use no alias, and believes any size goes: mochi closes
+//     the connection of a client that sends a larger packet);
+//   - a PUBLISH keeps its user properties for a client that asked for no
+//     problem information (Request Problem Information 0, paho.golang's
+//     default): that covers reason strings and user properties on other
+//     packets, never a message's own [MQTT-3.1.2-29]; mochi drops them.
+func (h *hook) OnPacketEncode(_ *mqtt.Client, pk packets.Packet) packets.Packet {
+	switch pk.FixedHeader.Type {
+	case packets.Connack:
+		if pk.ReasonCode == 0 {
+			pk.Properties.TopicAliasMaximum = topicAliasMaximum
+			pk.Properties.MaximumPacketSize = h.b.srv.Options.Capabilities.MaximumPacketSize
+		}
+	case packets.Publish:
+		pk.Mods.DisallowProblemInfo = false
+	}
+	return pk
+}
+
+// OnWill holds a will to what its client may publish, which mochi does
+// not check: a will outside it is counted and logged as denied, and
+// replaced by an empty message on refusedWill, which no client can
+// receive.
+func (h *hook) OnWill(cl *mqtt.Client, will mqtt.Will) (mqtt.Will, error) {
+	if h.b.mayAccess(cl.ID, will.TopicName, true) && (will.Qos < 2 || !iotHubTopic(will.TopicName)) {
+		return will, nil
+	}
+	h.b.denied(cl.ID, will.TopicName, true)
+	return mqtt.Will{TopicName: refusedWill, Flag: will.Flag}, nil
+}
+
+// refusedWill is where a refused will goes: a $SYS topic, which only the
+// broker's inline client may subscribe to (OnACLCheck refuses "$" topics
+// to every client).
+const refusedWill = "$SYS/outpost/refused-will"
+
 func (h *hook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	h.b.restoreHeld(cl) // before the acknowledgement of one is processed
 	if pk.FixedHeader.Type == packets.Puback {
 		if s := h.b.session(cl); s != nil {
 			s.pubacked(pk.PacketID)

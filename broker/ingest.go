@@ -5,6 +5,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/mochi-mqtt/server/v2/packets"
 
@@ -113,6 +114,11 @@ func (b *Broker) message(s *session, pk packets.Packet, in inbound) (queue.Messa
 	}
 	if pk.Properties.ContentType != "" {
 		sys["contentType"] = pk.Properties.ContentType
+	}
+	// MQTT 5 request/response: the correlation data is IoT Hub's
+	// correlationId ($.cid in the bag wins); IoT Hub has no response topic.
+	if cd := pk.Properties.CorrelationData; sys["correlationId"] == "" && len(cd) > 0 && utf8.Valid(cd) {
+		sys["correlationId"] = string(cd)
 	}
 	sys["connectionDeviceId"] = s.device
 	if s.module != "" {

@@ -61,6 +61,9 @@ var authCodesV3 = [NumAuthReasons]byte{4, 5, 2, 3, 3}
 type authError struct {
 	reason AuthReason
 	err    error
+	// iot: an IoT Hub identity's credentials were refused; MQTT 3.1.1
+	// clients get return code 5 (not authorized), as from IoT Hub.
+	iot bool
 }
 
 func (e *authError) Error() string { return e.err.Error() }
@@ -88,7 +91,7 @@ func (b *Broker) login(cl *mqtt.Client, pk packets.Packet) (Login, error) {
 			return Login{}, refuseAuth(AuthClientID, "%v", errClientID)
 		}
 		if err != nil {
-			return Login{}, &authError{reason: AuthBadCredentials, err: err}
+			return Login{}, &authError{reason: AuthBadCredentials, err: err, iot: true}
 		}
 		return l, nil
 	}
@@ -183,21 +186,32 @@ func addrOf(s string) net.Addr { return strAddr(s) }
 
 // connack refuses a CONNECT with the reason's code, in the client's
 // protocol version.
-func (b *Broker) connack(cl *mqtt.Client, r AuthReason) error {
+func (b *Broker) connack(cl *mqtt.Client, err error) error {
+	r, iot := reasonOf(err)
 	code := authCodes[r]
 	if cl.Properties.ProtocolVersion < 5 {
-		code = packets.Code{Code: authCodesV3[r], Reason: code.Reason}
+		v3 := authCodesV3[r]
+		if iot {
+			v3 = 5 // not authorized: what IoT Hub answers, and the Azure SDKs expect
+		}
+		code = packets.Code{Code: v3, Reason: code.Reason}
 	}
 	return b.srv.SendConnack(cl, code, false, nil)
 }
 
-// authRefused counts and logs a refused CONNECT.
-func (b *Broker) authRefused(cl *mqtt.Client, user string, err error) AuthReason {
-	r := AuthBadCredentials
+// reasonOf is the AuthReason of a refused login, and whether it was an
+// IoT Hub identity's.
+func reasonOf(err error) (AuthReason, bool) {
 	var ae *authError
 	if errors.As(err, &ae) {
-		r = ae.reason
+		return ae.reason, ae.iot
 	}
+	return AuthBadCredentials, false
+}
+
+// authRefused counts and logs a refused CONNECT.
+func (b *Broker) authRefused(cl *mqtt.Client, user string, err error) AuthReason {
+	r, _ := reasonOf(err)
 	b.stats.AuthFailed.Add(1)
 	b.stats.AuthRefusedBy[r].Add(1)
 	// A device retrying with a stale key reconnects in a loop.

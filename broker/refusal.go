@@ -23,10 +23,11 @@ const (
 	ReasonDisk                    // the disk is below its reserve (queue.ErrNoSpace)
 	ReasonStore                   // the store failed to write
 	ReasonInflight                // more unacknowledged publishes than MaxInflight (the client is disconnected)
+	ReasonQoS                     // QoS 2 on an IoT Hub topic (the client is disconnected)
 	NumReasons
 )
 
-var reasonNames = [NumReasons]string{"topic", "malformed", "identity", "too_large", "quota", "disk", "store", "inflight"}
+var reasonNames = [NumReasons]string{"topic", "malformed", "identity", "too_large", "quota", "disk", "store", "inflight", "qos"}
 
 // String is the reason's name in status, metrics and logs.
 func (r Reason) String() string {

@@ -36,6 +36,7 @@ type session struct {
 	mu   sync.Mutex
 	subs map[string]bool // IoT Hub subscription kinds: twin, desired, methods, inputs, c2d
 
+	held    []packets.Packet // held-back messages mochi wrote and forgot (flow.go)
 	acks    ackQueue
 	deliver *deliverer
 	// inline fans this client's free-topic QoS 1 publishes out in mochi
@@ -197,7 +198,7 @@ func (s *session) ackNow(pk packets.Packet) {
 // MaxInflight publishes unacknowledged: the publish is refused and the
 // client disconnected (MQTT 5 Receive Maximum).
 func (s *session) pushAck(pk packets.Packet) (*ackEntry, bool) {
-	if e, ok := s.acks.push(pk.PacketID); ok {
+	if e, ok := s.acks.push(pk.PacketID, pk.FixedHeader.Qos); ok {
 		return e, true
 	}
 	s.b.refused(ReasonInflight, s.id, pk.TopicName,
@@ -214,17 +215,35 @@ func (s *session) refuse(pk packets.Packet, code packets.Code, reason Reason, er
 	if pk.FixedHeader.Qos == 0 && s.cl.Properties.ProtocolVersion == 5 {
 		return
 	}
-	e, ok := s.acks.push(pk.PacketID)
+	s.nack(pk, refusal{code: code, err: err})
+}
+
+// answer refuses a publish outside what the client may use (already
+// counted) as mochi's own ACL check does: a QoS 0 publish is dropped, a
+// QoS 1 or 2 one answered with code (PUBACK or PUBREC), or the MQTT 3.1.1
+// client disconnected.
+func (s *session) answer(pk packets.Packet, code packets.Code) {
+	if pk.FixedHeader.Qos == 0 {
+		return
+	}
+	s.nack(pk, refusal{code: code, err: errors.New(code.Reason)})
+}
+
+// nack queues the negative acknowledgement of pk, in order with the
+// acknowledgements pending before it.
+func (s *session) nack(pk packets.Packet, r refusal) {
+	e, ok := s.acks.push(pk.PacketID, pk.FixedHeader.Qos)
 	if !ok { // already counted under its reason: only disconnect
 		_ = s.b.srv.DisconnectClient(s.cl, packets.ErrReceiveMaximum)
 		return
 	}
-	s.acks.done(e, refusal{code: code, err: err})
+	s.acks.done(e, r)
 }
 
 type refusal struct {
-	code packets.Code
-	err  error
+	code       packets.Code
+	err        error
+	disconnect bool // the client is disconnected with code (MQTT 5 too), not answered
 }
 
 func (r refusal) Error() string { return r.err.Error() }
