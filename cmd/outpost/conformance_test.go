@@ -56,23 +56,10 @@ func TestConformance(t *testing.T) {
 }
 
 // outpostKnownFailures: behaviours mosquitto passes and Outpost does not
-// pass yet, each with why (measured on main 7ee5d6a, 2026-12-05). A listed
+// pass yet, each with why (measured on main 58e9864, 2026-12-05). A listed
 // behaviour that passes fails TestConformance: take it off the list when
 // the work lands.
 var outpostKnownFailures = map[string]string{
-	// Capabilities RetainAvailable 0: retained messages are not kept yet
-	// (retained messages in store/kv through mochi's storage hooks).
-	"retained_messages": "no retained messages",
-	"retain_handling":   "no retained messages",
-	// Capabilities MaximumQos 1: QoS 2 is downgraded to 1 (3.1.1) and
-	// refused by MQTT 5 clients.
-	"basic":                    "QoS 2 downgraded to 1",
-	"offline_message_queueing": "QoS 2 downgraded to 1",
-	"v5_basic":                 "Maximum QoS 1",
-	// Capabilities MaximumMessageExpiryInterval 0: no message expiry.
-	"publication_expiry": "message expiry not applied",
-	// Capabilities SharedSubAvailable 0.
-	"shared_subscriptions": "no shared subscriptions",
 	// mochi answers an empty client id with clean session 0 with CONNACK
 	// 0x80, which is not a 3.1.1 return code, where 3.1.1 wants 2
 	// (identifier rejected) [MQTT-3.1.3-8].
