@@ -37,6 +37,7 @@ var v5Checks = []conformanceCheck{
 	{"flow_control_client", v5FlowControlClient},
 	{"flow_control_server", v5FlowControlServer},
 	{"will_delay", v5WillDelay},
+	{"will_properties", v5WillProperties},
 	{"shared_subscriptions", v5SharedSubscriptions},
 }
 
@@ -625,6 +626,25 @@ func v5ClientTopicAlias(b confBroker) error {
 	if got := collect5(c.msgs, 2, confWait, 300*time.Millisecond); len(got) != 2 || got[0].Topic != t || got[1].Topic != t {
 		return fmt.Errorf("published with topic and alias 1, then with alias 1 alone: received %s, want both on %s", describe5(got), t)
 	}
+	return aliasesEndWithConnection(b)
+}
+
+// aliasesEndWithConnection: topic aliases belong to one network connection
+// [MQTT-3.3.2-7]; alias 1 alone on a new connection is a protocol error
+// (DISCONNECT 0x82 or 0x94).
+func aliasesEndWithConnection(b confBroker) error {
+	c, err := v5Simple(b, "a")
+	if err != nil {
+		return err
+	}
+	defer c.close()
+	p := packets.NewControlPacket(packets.PUBLISH)
+	p.Content.(*packets.Publish).Payload = []byte("stale alias")
+	p.Content.(*packets.Publish).Properties = &packets.Properties{TopicAlias: u16(1)}
+	_, _ = p.WriteTo(c.conn)
+	if gone, _ := c.waitDisconnected(confWait); !gone {
+		return errors.New("on a new connection, a PUBLISH with only the topic alias 1 of the last connection: still connected, want DISCONNECT")
+	}
 	return nil
 }
 
@@ -889,4 +909,30 @@ func bodiesOf(clients []*v5Client, n int) []string {
 	}
 	sort.Strings(bodies)
 	return bodies
+}
+
+// v5WillProperties: a will published on a lost connection carries the
+// will's user properties.
+func v5WillProperties(b confBroker) error {
+	willTopic := b.topic("will")
+	sub, err := v5Simple(b, "b")
+	if err != nil {
+		return err
+	}
+	defer sub.close()
+	if err := sub.sub(paho.SubscribeOptions{Topic: willTopic, QoS: 2}); err != nil {
+		return err
+	}
+	a, _, err := v5Connect(b, &paho.Connect{ClientID: b.id("a"), CleanStart: true,
+		WillMessage:    &paho.WillMessage{Topic: willTopic, QoS: 1, Payload: []byte("will")},
+		WillProperties: &paho.WillProperties{User: paho.UserProperties{{Key: "a", Value: "2"}, {Key: "c", Value: "3"}}}}, false)
+	if err != nil {
+		return err
+	}
+	_ = a.conn.Close() // lost, no DISCONNECT
+	got := collect5(sub.msgs, 1, confWait, 0)
+	if len(got) != 1 || got[0].Properties == nil || got[0].Properties.User.Get("a") != "2" || got[0].Properties.User.Get("c") != "3" {
+		return fmt.Errorf("a will with user properties a=2, c=3 arrived as %s", describe5(got))
+	}
+	return nil
 }
