@@ -21,6 +21,7 @@ import (
 var v5Checks = []conformanceCheck{
 	{"v5_basic", v5Basic},
 	{"session_expiry", v5SessionExpiry},
+	{"session_expiry_zero_on_disconnect", v5SessionExpiryZeroOnDisconnect},
 	{"user_properties", v5UserProperties},
 	{"payload_format", v5PayloadFormat},
 	{"publication_expiry", v5PublicationExpiry},
@@ -270,51 +271,64 @@ func v5Basic(b confBroker) error {
 	return err
 }
 
-func v5SessionExpiry(b confBroker) error {
+// sessionStep is one connection of a session expiry plan: connect (clean
+// start, session expiry), expect session present, maybe subscribe,
+// disconnect (with a session expiry when disconnectExpiry is set), sleep.
+type sessionStep struct {
+	clean, present, subscribe bool
+	expiry                    uint32
+	disconnectExpiry          *uint32
+	sleep                     time.Duration
+}
+
+func runSessionPlan(b confBroker, plan []sessionStep) error {
 	id := b.id("a")
-	step := func(clean bool, expiry uint32, wantPresent bool, subscribe bool) (*v5Client, error) {
-		c, ca, err := v5Connect(b, &paho.Connect{ClientID: id, CleanStart: clean,
+	for i, s := range plan {
+		expiry := s.expiry
+		c, ca, err := v5Connect(b, &paho.Connect{ClientID: id, CleanStart: s.clean,
 			Properties: &paho.ConnectProperties{SessionExpiryInterval: &expiry}}, false)
 		if err != nil {
-			return nil, err
-		}
-		if ca.SessionPresent != wantPresent {
-			c.close()
-			return nil, fmt.Errorf("connect (clean start %v, session expiry %ds): session present %v, want %v", clean, expiry, ca.SessionPresent, wantPresent)
-		}
-		if subscribe {
-			return c, c.sub(paho.SubscribeOptions{Topic: b.topic("a"), QoS: 2})
-		}
-		return c, nil
-	}
-	plan := []struct {
-		clean, present, subscribe bool
-		expiry                    uint32
-		disconnectExpiry          *uint32
-		sleep                     time.Duration
-	}{
-		{true, false, true, 0, nil, 0},                  // expiry 0: ends with the connection
-		{false, false, false, 0, nil, 0},                // …so none here
-		{true, false, true, 3, nil, time.Second},        // 3s: still there after 1s
-		{false, true, false, 3, nil, 5 * time.Second},   // …and gone 5s later (brokers check on a 1s tick)
-		{false, false, false, 3, nil, 0},                //
-		{true, false, true, 1, u32(4), 2 * time.Second}, // DISCONNECT raises it to 4s
-		{false, true, false, 1, u32(0), 0},              // …then DISCONNECT ends it
-		{false, false, false, 0, nil, 0},                //
-	}
-	for i, s := range plan {
-		c, err := step(s.clean, s.expiry, s.present, s.subscribe)
-		if err != nil {
 			return fmt.Errorf("step %d: %w", i+1, err)
+		}
+		if ca.SessionPresent != s.present {
+			c.close()
+			return fmt.Errorf("step %d: connect (clean start %v, session expiry %ds): session present %v, want %v", i+1, s.clean, s.expiry, ca.SessionPresent, s.present)
+		}
+		if s.subscribe {
+			err = c.sub(paho.SubscribeOptions{Topic: b.topic("a"), QoS: 2})
 		}
 		if s.disconnectExpiry != nil {
 			c.closeWith(*s.disconnectExpiry)
 		} else {
 			c.close()
 		}
+		if err != nil {
+			return fmt.Errorf("step %d: %w", i+1, err)
+		}
 		time.Sleep(s.sleep) // the session expiry interval under test
 	}
 	return nil
+}
+
+func v5SessionExpiry(b confBroker) error {
+	return runSessionPlan(b, []sessionStep{
+		{true, false, true, 0, nil, 0},                  // expiry 0: ends with the connection
+		{false, false, false, 0, nil, 0},                // …so none here
+		{true, false, true, 3, nil, time.Second},        // 3s: still there after 1s
+		{false, true, false, 3, nil, 5 * time.Second},   // …and gone 5s later (brokers check on a 1s tick)
+		{false, false, false, 3, nil, 0},                //
+		{true, false, true, 1, u32(4), 2 * time.Second}, // DISCONNECT raises it to 4s
+		{false, true, false, 1, nil, 0},                 // …so it is there after 2s
+	})
+}
+
+// v5SessionExpiryZeroOnDisconnect: a DISCONNECT with session expiry 0
+// ends the session with the connection.
+func v5SessionExpiryZeroOnDisconnect(b confBroker) error {
+	return runSessionPlan(b, []sessionStep{
+		{true, false, true, 60, u32(0), 0},
+		{false, false, false, 0, nil, 0},
+	})
 }
 
 func v5UserProperties(b confBroker) error {
