@@ -41,8 +41,10 @@ func (a CacheAuth) Recheck(l Login) error {
 }
 
 // Known reports whether an IoT Hub identity exists in the cache: a generic
-// client may not use its id as client id.
+// client may not use its id as client id. An id that no IoT Hub identity
+// can have (a space, more than one '/': identity.ErrInvalid) is free, as the
+// Paho suite's "clean retained".
 func (a CacheAuth) Known(id string) bool {
 	_, ok, err := a.IDs.Get(id)
-	return ok || err != nil // unsure: keep the id for the identity
+	return ok || err != nil && !errors.Is(err, identity.ErrInvalid) // unsure: keep the id for the identity
 }
