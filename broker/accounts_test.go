@@ -357,3 +357,54 @@ func reason(err error) AuthReason {
 	r, _ := reasonOf(err)
 	return r
 }
+
+// A generic client may hold # or +/+ when the policy grants it: it gets
+// free-topic messages, never IoT Hub traffic (telemetry, twin answers).
+func TestGenericWildcardFirstFilterSeesNoIoTTraffic(t *testing.T) {
+	doc := []byte(`{"mqttBroker":{"anonymous":"loopback","authorizations":[
+	  {"identities":["anonymous"],"allow":[{"operations":["mqtt:publish","mqtt:subscribe"],"resources":["#"]}]}]}}`)
+	accts, err := ParseAccounts(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pol, err := ParsePolicy(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newEnvWith(t, "", queue.Options{}, func(o *Options) { o.Accounts, o.Policy = accts, pol })
+	sub, err := e.dial311("anon-sub", "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan paho.Message, 16)
+	tok := sub.SubscribeMultiple(map[string]byte{"#": 2, "+/+": 1, "$iothub/#": 1, "devices/#": 1}, func(_ paho.Client, m paho.Message) { got <- m })
+	wait(t, tok)
+	res := tok.(*paho.SubscribeToken).Result()
+	if res["#"] != 2 || res["+/+"] != 1 || res["$iothub/#"] < 0x80 || res["devices/#"] < 0x80 {
+		t.Fatalf("SUBACK %v: want # (QoS 2) and +/+ granted, $iothub/# and devices/# refused", res)
+	}
+	dev := e.client("dev1", "pw") // an IoT Hub identity: telemetry and a twin request
+	wait(t, dev.Publish("devices/dev1/messages/events/", 1, false, "telemetry"))
+	wait(t, dev.Subscribe("$iothub/twin/res/#", 0, nil))
+	wait(t, dev.Publish("$iothub/twin/GET/?$rid=1", 0, false, ""))
+	pub, err := e.dial311("anon-pub", "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	wait(t, pub.Publish("open/x", 1, false, "free"))
+	seen := map[string]int{}
+	for m := recv(t, got); ; m = recv(t, got) {
+		seen[m.Topic()]++
+		if m.Topic() != "open/x" {
+			t.Fatalf("a generic # subscriber got %s %q", m.Topic(), m.Payload())
+		}
+		if seen["open/x"] == 2 { // through # and through +/+
+			break
+		}
+	}
+	select {
+	case m := <-got:
+		t.Fatalf("then got %s %q", m.Topic(), m.Payload())
+	case <-time.After(200 * time.Millisecond):
+	}
+}

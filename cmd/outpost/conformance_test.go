@@ -64,11 +64,6 @@ var outpostKnownFailures = map[string]string{
 	// 0x80, which is not a 3.1.1 return code, where 3.1.1 wants 2
 	// (identifier rejected) [MQTT-3.1.3-8].
 	"zero_length_clientid": "CONNACK 0x80, not 2",
-	// broker/hook.go iotHubTopic counts the filters "#", "+/…" and "$…"
-	// as IoT Hub topics (they could match devices/… or $iothub/…), so
-	// a generic client may not subscribe to them; the Paho suite uses
-	// "+/+" and "#" (its cleanup) throughout.
-	"dollar_topics": "filters starting with + refused",
 	// After a reconnect, a PUBLISH with an empty topic and the topic alias
 	// of the previous connection is taken (or ignored) instead of ending
 	// the connection: aliases live for one connection [MQTT-3.3.2-7], an
