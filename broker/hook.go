@@ -64,10 +64,10 @@ func (h *hook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 	if cl.Net.Inline {
 		return true
 	}
-	if write && topic == "" {
-		// An MQTT 5 publish that names its topic by alias only: mochi asks
-		// before it resolves the alias, so the topic is not known yet.
-		// OnPublish checks the resolved topic (authorize).
+	if write {
+		// mochi asks before it resolves a topic alias (and, refusing, would
+		// not record an alias the PUBLISH sets): OnPublish decides on the
+		// resolved topic (authorize), with the same counts and answers.
 		return true
 	}
 	if h.b.mayAccess(cl.ID, topic, write) {
@@ -251,6 +251,14 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 // (MQTT 5: DISCONNECT 0x9B, QoS not supported) once the publishes before
 // it are answered.
 func (h *hook) authorize(s *session, pk packets.Packet) bool {
+	if pk.TopicName == "" {
+		// An alias this connection never set (aliases live for one
+		// connection, [MQTT-3.3.2-7]): a protocol error that ends it.
+		err := fmt.Errorf("PUBLISH with topic alias %d, which this connection has not set", pk.Properties.TopicAlias)
+		h.b.refused(ReasonMalformed, s.id, "", err)
+		s.nack(pk, refusal{code: packets.Code{Code: packets.ErrTopicAliasInvalid.Code, Reason: err.Error()}, err: err, disconnect: true})
+		return false
+	}
 	if !h.b.mayAccess(s.id, pk.TopicName, true) {
 		h.b.denied(s.id, pk.TopicName, true)
 		s.answer(pk, packets.ErrNotAuthorized)

@@ -123,3 +123,40 @@ func TestSubscribeWithTheIdOfAnUnacknowledgedMessage(t *testing.T) {
 		return s != nil && s.cl.State.Inflight.Len() == 0
 	})
 }
+
+// A PUBLISH that names its topic by an alias the connection never set
+// (an alias of a previous connection, say) ends the connection with 0x94
+// and is neither acknowledged nor delivered.
+func TestUnknownTopicAliasEndsTheConnection(t *testing.T) {
+	e := newGenericEnv(t, "loopback")
+	conn, err := net.Dial("tcp", e.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	c := &rawClient{t: t, conn: conn, r: bufio.NewReader(conn)}
+	var buf bytes.Buffer
+	connect := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connect}, ProtocolVersion: 5,
+		Connect: packets.ConnectParams{ProtocolName: []byte("MQTT"), ClientIdentifier: "alias", Keepalive: 30, Clean: true}}
+	if err := connect.ConnectEncode(&buf); err != nil {
+		t.Fatal(err)
+	}
+	pub := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: 1}, PacketID: 1, ProtocolVersion: 5,
+		Properties: packets.Properties{TopicAlias: 3, TopicAliasFlag: true}, Payload: []byte("x")}
+	if err := pub.PublishEncode(&buf); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Write(buf.Bytes()); err != nil {
+		t.Fatal(err)
+	}
+	if fh, _ := c.read(); fh.Type != packets.Connack {
+		t.Fatalf("got %v, want CONNACK", fh.Type)
+	}
+	fh, body := c.read()
+	if fh.Type != packets.Disconnect || len(body) == 0 || body[0] != 0x94 {
+		t.Fatalf("got %v %x, want DISCONNECT 0x94", fh.Type, body)
+	}
+	if n := e.b.Stats().TopicReceived.Load(); n != 0 {
+		t.Fatalf("%d free-topic messages taken", n)
+	}
+}

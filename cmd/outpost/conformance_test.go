@@ -64,11 +64,6 @@ var outpostKnownFailures = map[string]string{
 	// 0x80, which is not a 3.1.1 return code, where 3.1.1 wants 2
 	// (identifier rejected) [MQTT-3.1.3-8].
 	"zero_length_clientid": "CONNACK 0x80, not 2",
-	// After a reconnect, a PUBLISH with an empty topic and the topic alias
-	// of the previous connection is taken (or ignored) instead of ending
-	// the connection: aliases live for one connection [MQTT-3.3.2-7], an
-	// unknown one is a protocol error.
-	"client_topic_alias": "an alias of the previous connection does not end the new one",
 }
 
 // outpostFlaky: behaviours Outpost fails some of the time (mosquitto
