@@ -41,7 +41,12 @@ func mqttBroker(t testing.TB, anonymous string) string {
 }
 
 func newGenericEnv(t *testing.T, anonymous string) *env {
-	doc := []byte(mqttBroker(t, anonymous))
+	return newMQTTBrokerEnv(t, []byte(mqttBroker(t, anonymous)))
+}
+
+// newMQTTBrokerEnv starts a broker with the accounts and policy of a
+// $edgeHub desired document.
+func newMQTTBrokerEnv(t *testing.T, doc []byte) *env {
 	accts, err := ParseAccounts(doc)
 	if err != nil {
 		t.Fatal(err)
@@ -363,15 +368,7 @@ func reason(err error) AuthReason {
 func TestGenericWildcardFirstFilterSeesNoIoTTraffic(t *testing.T) {
 	doc := []byte(`{"mqttBroker":{"anonymous":"loopback","authorizations":[
 	  {"identities":["anonymous"],"allow":[{"operations":["mqtt:publish","mqtt:subscribe"],"resources":["#"]}]}]}}`)
-	accts, err := ParseAccounts(doc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pol, err := ParsePolicy(doc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := newEnvWith(t, "", queue.Options{}, func(o *Options) { o.Accounts, o.Policy = accts, pol })
+	e := newMQTTBrokerEnv(t, doc)
 	sub, err := e.dial311("anon-sub", "", "")
 	if err != nil {
 		t.Fatal(err)

@@ -2,7 +2,6 @@ package broker
 
 import (
 	"fmt"
-	"sync/atomic"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -60,21 +59,7 @@ func (b *Broker) freeTopicQoS1(s *session, pk packets.Packet, msg queue.Message,
 		return
 	}
 	// Two things must finish: the route appends and the barrier.
-	var left atomic.Int32
-	left.Store(2)
-	var first atomic.Pointer[error]
-	finish := func(err error) {
-		if err != nil {
-			first.CompareAndSwap(nil, &err)
-		}
-		if left.Add(-1) == 0 {
-			var out error
-			if p := first.Load(); p != nil {
-				out = *p
-			}
-			s.acks.done(e, out)
-		}
-	}
+	finish := join(2, func(err error) { s.acks.done(e, err) })
 	if len(targets) == 0 {
 		finish(nil)
 	} else {

@@ -63,21 +63,7 @@ func (b *Broker) ingest(s *session, pk packets.Packet, in inbound) {
 // in Stats.Stored and in stored; done runs once, after every append
 // finished, with the first error.
 func (b *Broker) store(msg queue.Message, targets []route.Target, stored *atomic.Int64, done func(error)) {
-	left := atomic.Int32{}
-	left.Store(int32(len(targets)))
-	var first atomic.Pointer[error]
-	finish := func(err error) {
-		if err != nil {
-			first.CompareAndSwap(nil, &err)
-		}
-		if left.Add(-1) == 0 {
-			var out error
-			if p := first.Load(); p != nil {
-				out = *p
-			}
-			done(out)
-		}
-	}
+	finish := join(len(targets), done)
 	for _, t := range targets {
 		q, err := b.queueFor(t)
 		if err != nil {
@@ -181,6 +167,26 @@ func (b *Broker) appended(endpoint string) {
 		s.mu.Unlock()
 		if d != nil {
 			d.poke()
+		}
+	}
+}
+
+// join returns a function to call n times (n > 0), from any goroutine;
+// the n-th call runs done with the first error any call was given.
+func join(n int, done func(error)) func(error) {
+	var left atomic.Int32
+	left.Store(int32(n))
+	var first atomic.Pointer[error]
+	return func(err error) {
+		if err != nil {
+			first.CompareAndSwap(nil, &err)
+		}
+		if left.Add(-1) == 0 {
+			var out error
+			if p := first.Load(); p != nil {
+				out = *p
+			}
+			done(out)
 		}
 	}
 }
