@@ -284,9 +284,15 @@ func (h *hook) authorize(s *session, pk packets.Packet) bool {
 //     problem information (Request Problem Information 0, paho.golang's
 //     default): that covers reason strings and user properties on other
 //     packets, never a message's own [MQTT-3.1.2-29]; mochi drops them.
-func (h *hook) OnPacketEncode(_ *mqtt.Client, pk packets.Packet) packets.Packet {
+func (h *hook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 	switch pk.FixedHeader.Type {
 	case packets.Connack:
+		if pk.ReasonCode == packets.ErrUnspecifiedError.Code && cl.Properties.ProtocolVersion < 5 {
+			// mochi's answer to a 3.1.1 CONNECT with an empty client id and
+			// clean session 0, which 3.1.1 answers with return code 2
+			// (identifier rejected) [MQTT-3.1.3-8]; 0x80 is no 3.1.1 code.
+			pk.ReasonCode = packets.Err3ClientIdentifierNotValid.Code
+		}
 		if pk.ReasonCode == 0 {
 			pk.Properties.TopicAliasMaximum = topicAliasMaximum
 			pk.Properties.MaximumPacketSize = h.b.srv.Options.Capabilities.MaximumPacketSize

@@ -160,3 +160,20 @@ func TestUnknownTopicAliasEndsTheConnection(t *testing.T) {
 		t.Fatalf("%d free-topic messages taken", n)
 	}
 }
+
+// MQTT 3.1.1: an empty client id with clean session 0 is answered with
+// return code 2, identifier rejected [MQTT-3.1.3-8], not mochi's 0x80.
+func TestEmptyClientIDWithSessionRejected(t *testing.T) {
+	e := newGenericEnv(t, "loopback")
+	conn, err := net.Dial("tcp", e.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	c := &rawClient{t: t, conn: conn, r: bufio.NewReader(conn)}
+	c.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connect}, ProtocolVersion: 4,
+		Connect: packets.ConnectParams{ProtocolName: []byte("MQTT"), Keepalive: 30, Clean: false}})
+	if fh, body := c.read(); fh.Type != packets.Connack || len(body) < 2 || body[1] != 2 {
+		t.Fatalf("got %v %x, want CONNACK with return code 2", fh.Type, body)
+	}
+}

@@ -60,10 +60,6 @@ func TestConformance(t *testing.T) {
 // behaviour that passes fails TestConformance: take it off the list when
 // the work lands.
 var outpostKnownFailures = map[string]string{
-	// mochi answers an empty client id with clean session 0 with CONNACK
-	// 0x80, which is not a 3.1.1 return code, where 3.1.1 wants 2
-	// (identifier rejected) [MQTT-3.1.3-8].
-	"zero_length_clientid": "CONNACK 0x80, not 2",
 }
 
 // outpostFlaky: behaviours Outpost fails some of the time (mosquitto
