@@ -59,8 +59,7 @@ func TestConformance(t *testing.T) {
 // pass yet, each with why (measured on main 58e9864, 2026-12-05). A listed
 // behaviour that passes fails TestConformance: take it off the list when
 // the work lands.
-var outpostKnownFailures = map[string]string{
-}
+var outpostKnownFailures = map[string]string{}
 
 // outpostFlaky: behaviours Outpost fails some of the time (mosquitto
 // always passes them). Their result is logged, pass or fail; fix them and
