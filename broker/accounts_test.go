@@ -297,8 +297,8 @@ func FuzzGlobMatch(f *testing.F) {
 		f.Add(s[0], s[1])
 	}
 	f.Fuzz(func(t *testing.T, p, s string) {
-		if len(p) > 64 || len(s) > 64 {
-			return
+		if len(p) > 64 || len(s) > 64 || !isASCII(p) || !isASCII(s) {
+			return // regexp's '.' matches a rune, globMatch's '?' a byte
 		}
 		var re strings.Builder
 		re.WriteString(`(?s)\A`)
@@ -313,11 +313,7 @@ func FuzzGlobMatch(f *testing.F) {
 			}
 		}
 		re.WriteString(`\z`)
-		// Bytes, not runes: '?' is one byte in globMatch.
 		want := regexp.MustCompile(re.String()).MatchString(s)
-		if !isASCII(s) {
-			return // '.' matches a rune in regexp
-		}
 		if got := globMatch(p, s); got != want {
 			t.Fatalf("globMatch(%q, %q) = %v, regexp says %v", p, s, got, want)
 		}

@@ -148,6 +148,10 @@ type Broker struct {
 	// lock, not mu.
 	genericMu sync.RWMutex
 	generic   map[string]string
+	// stateWrites counts the MQTT session-state writes enqueued
+	// (persist.go); a free-topic fan-out that changed it waits for the
+	// store before its PUBACK.
+	stateWrites atomic.Uint64
 
 	mu       sync.Mutex
 	sessions map[string]*session    // by client id (= identity id)

@@ -19,8 +19,9 @@ import (
 //     client (which carries the publisher's client id, so MQTT 5 No Local
 //     holds); the PUBACK waits, in order with the client's other PUBACKs,
 //     until the route appends are durable and so is everything the fan-out
-//     wrote (the persistent subscribers' inflight records), which a
-//     barrier on the database behind them proves. A PUBACK on a free topic
+//     wrote (the persistent subscribers' inflight records, a retained
+//     message), which a barrier on the database behind them proves (taken
+//     only when the fan-out wrote: Broker.stateWrites). A PUBACK on a free topic
 //     therefore means durable for the upstream and for offline subscribers.
 //   - QoS 2: routed ones block this client's read loop here until the
 //     appends are durable; only then does mochi send PUBREC and fan out.
@@ -65,7 +66,16 @@ func (b *Broker) freeTopicQoS1(s *session, pk packets.Packet, msg queue.Message,
 	} else {
 		b.store(msg, targets, &b.stats.TopicStored, func(err error) { finish(b.storeFailed(s, pk, err)) })
 	}
+	writes := b.stateWrites.Load()
 	b.fanOut(s, pk)
+	if b.stateWrites.Load() == writes {
+		// The fan-out wrote no session state (no offline persistent
+		// subscriber, no retained message): nothing to wait for. Writes of
+		// other clients' fan-outs meanwhile also skip nothing here: any
+		// change makes this publish wait.
+		finish(nil)
+		return
+	}
 	b.opts.Queues.Barrier(func(err error) {
 		if err != nil {
 			b.refused(ReasonStore, s.id, pk.TopicName, err)

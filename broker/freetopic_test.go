@@ -313,24 +313,3 @@ func TestFreeTopicPubackOrder(t *testing.T) {
 	}
 }
 
-// A QoS 1 free-topic PUBACK waits for everything queued on the store
-// before the fan-out finished (the barrier): with the store's writer held,
-// even an unrouted publish stays unacknowledged, and is acknowledged once
-// the writer moves on.
-func TestFreeTopicPubackAfterBarrier(t *testing.T) {
-	e := newTopicEnv(t, topicRoutes, queue.Options{}, nil)
-	c := e.client("dev1", "pw")
-	release := make(chan struct{})
-	held := make(chan struct{})
-	e.qs.Barrier(func(error) { close(held); <-release }) // holds the writer goroutine
-	<-held
-	tok := c.Publish("factory/l1/pressure", 1, false, "unrouted")
-	// The correct broker cannot acknowledge while the writer is held, so
-	// this wait never flakes; a PUBACK without the barrier comes within it.
-	if tok.WaitTimeout(300 * time.Millisecond) {
-		close(release)
-		t.Fatal("PUBACK while writes queued before it were not durable")
-	}
-	close(release)
-	wait(t, tok)
-}

@@ -104,6 +104,7 @@ func (p *persist) write(what string, ops ...kv.Op) {
 	if len(ops) == 0 {
 		return
 	}
+	p.b.stateWrites.Add(1) // a free-topic PUBACK after a fan-out that wrote waits for it (freetopic.go)
 	p.db.CommitAsync(ops, func(err error) {
 		if err != nil {
 			p.failed(what, err)

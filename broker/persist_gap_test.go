@@ -96,3 +96,32 @@ func TestPersistFullDisk(t *testing.T) {
 		t.Fatalf("StateFailed = %d, want 2", n)
 	}
 }
+
+// A QoS 1 free-topic PUBACK waits for the session state its fan-out wrote
+// (here a message queued for an offline persistent subscriber): with the
+// store's writer held it stays unacknowledged, and comes once the writer
+// moves on. A publish whose fan-out wrote nothing does not wait.
+func TestFreeTopicPubackWaitsForTheStateItsFanOutWrote(t *testing.T) {
+	e := openEdge(t, t.TempDir())
+	sub := v3(t, e.addr, "offline-sub", false, nil)
+	waitTok(t, sub.Subscribe("test/q", 1, nil))
+	sub.Disconnect(0)
+	pub := v3(t, e.addr, "pub", true, nil)
+	release, held := make(chan struct{}), make(chan struct{})
+	e.db.CommitAsync(nil, func(error) { close(held); <-release }) // holds the writer goroutine
+	<-held
+	// Nobody subscribes to test/none: nothing to store, the PUBACK comes.
+	if tok := pub.Publish("test/none", 1, false, "x"); !tok.WaitTimeout(5 * time.Second) {
+		close(release)
+		t.Fatal("no PUBACK for a publish whose fan-out wrote nothing")
+	}
+	tok := pub.Publish("test/q", 1, false, "queued")
+	// The correct broker cannot acknowledge while the writer is held, so
+	// this wait never flakes; a PUBACK without the barrier comes within it.
+	if tok.WaitTimeout(300 * time.Millisecond) {
+		close(release)
+		t.Fatal("PUBACK before the message queued for the offline subscriber was durable")
+	}
+	close(release)
+	waitTok(t, tok)
+}
