@@ -312,4 +312,3 @@ func TestFreeTopicPubackOrder(t *testing.T) {
 		}
 	}
 }
-
