@@ -200,7 +200,16 @@ func TestClusterEdgeMovesToLeader(t *testing.T) {
 			follower = n
 		}
 	}
-	edge := startEdge(t, createEdge(t, key, leader.ready.URL), follower.ready.URL, leader.ready.URL)
+	edgeCS := createEdge(t, key, leader.ready.URL)
+	// The follower knows the leader (it forwards): a 503 NoLeader from a
+	// follower still catching up would be a real failover, which counts.
+	eventually(t, "the follower forwarding to the leader", func() error {
+		if code, body := call(t, key, "GET", follower.ready.URL+"/devices", nil); code != 200 {
+			return fmt.Errorf("GET /devices at the follower: %d %s", code, body)
+		}
+		return nil
+	})
+	edge := startEdge(t, edgeCS, follower.ready.URL, leader.ready.URL)
 	edge.send(t, 0, 10)
 	eventually(t, "the edge on the leader", func() error {
 		if st := edge.link.Status(); st.HubURL != leader.ready.URL {
