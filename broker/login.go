@@ -85,7 +85,7 @@ func (b *Broker) login(cl *mqtt.Client, pk packets.Packet) (Login, error) {
 	if st := tlsState(cl.Net.Conn); st != nil {
 		cred.Certificates = st.PeerCertificates
 	}
-	if iotUsername(cred.Username, cl.ID) {
+	if iotUsername(cred.Username, cl.ID) || certOnlyIoT(b.accounts.Load(), cred) {
 		l, err := b.opts.Auth.Authenticate(cred)
 		if err == nil && l.ID != cl.ID {
 			return Login{}, refuseAuth(AuthClientID, "%v", errClientID)
@@ -103,6 +103,17 @@ func (b *Broker) login(cl *mqtt.Client, pk packets.Packet) (Login, error) {
 		return Login{}, err
 	}
 	return Login{ID: cl.ID, Account: acct.Name, Basis: acct}, nil
+}
+
+// certOnlyIoT tells a CONNECT with a TLS client certificate and no user
+// name that no account's certThumbprint matches: an IoT Hub identity's
+// (X.509), as before accounts existed.
+func certOnlyIoT(a *Accounts, c Credentials) bool {
+	if c.Username != "" || len(c.Certificates) == 0 {
+		return false
+	}
+	_, acct := a.ByThumbprint(identity.Thumbprints(c.Certificates[0].Raw)...)
+	return !acct
 }
 
 // iotUsername tells the IoT Hub user name form "<host>/<client id>[/…]".
