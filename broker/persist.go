@@ -140,6 +140,22 @@ func (p *persist) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
 	if cl.Net.Inline {
 		return
 	}
+	if cl.Properties.Clean {
+		// A clean start ends what a previous session of this client id
+		// left: when it took a live connection over, mochi cleared that
+		// one's subscriptions and messages through hooks that skip a
+		// taken-over connection.
+		p.mu.Lock()
+		_, had := p.clients[cl.ID]
+		had = had || len(p.inflight[cl.ID]) > 0
+		p.mu.Unlock()
+		if had {
+			p.endSession(cl.ID)
+			if s := p.b.session(cl); s != nil {
+				p.b.setAccount(cl.ID, s.login.Account) // endSession forgot it
+			}
+		}
+	}
 	p.saveClient(cl)
 }
 
@@ -272,9 +288,12 @@ func (p *persist) OnQosPublish(cl *mqtt.Client, pk packets.Packet, _ int64, _ in
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	ids := p.inflight[cl.ID]
-	if ids[pk.PacketID] {
-		return
+	if ids[pk.PacketID] && t == packets.Publish && pk.FixedHeader.Dup {
+		return // mochi's resend after a reconnect: stored already
 	}
+	// Otherwise write, even over a record of this id: a stale one (a
+	// message mochi dropped or renumbered without a hook) must not keep
+	// a new message from being stored before its PUBACK.
 	if ids == nil {
 		ids = map[uint16]bool{}
 		p.inflight[cl.ID] = ids

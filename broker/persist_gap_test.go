@@ -125,3 +125,30 @@ func TestFreeTopicPubackWaitsForTheStateItsFanOutWrote(t *testing.T) {
 	close(release)
 	waitTok(t, tok)
 }
+
+// A clean connection that takes a live persistent session over ends it in
+// the store too: after a restart nothing of the old session comes back.
+func TestPersistCleanTakeoverEndsTheOldSession(t *testing.T) {
+	e := openEdge(t, t.TempDir())
+	old := v3(t, e.addr, "c1", false, nil)
+	waitTok(t, old.Subscribe("test/old", 1, nil))
+	clean := v3(t, e.addr, "c1", true, nil) // takes the live connection over
+	waitFor(t, "the takeover", func() bool { return !old.IsConnectionOpen() })
+	clean.Disconnect(0)
+	waitFor(t, "the old session's records gone", func() bool {
+		st := e.state()
+		return len(st.Subscriptions) == 0 && len(st.Clients) == 0
+	})
+	e = e.restart()
+	in := newInbox()
+	v3(t, e.addr, "c1", false, in) // back to a session: it must have no subscription
+	pub := v3(t, e.addr, "pub", true, nil)
+	publish3(t, pub, "test/old", "stale", false)
+	publish3(t, pub, "test/other", "x", false)
+	time.Sleep(300 * time.Millisecond)
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if len(in.got) != 0 {
+		t.Fatalf("the old session's subscription came back: got %q", in.got)
+	}
+}
