@@ -401,3 +401,43 @@ func TestGenericWildcardFirstFilterSeesNoIoTTraffic(t *testing.T) {
 	case <-time.After(200 * time.Millisecond):
 	}
 }
+
+// A client id that holds a session of one account (live or kept for it)
+// is refused to another account: it would get that session's
+// subscriptions and queued messages.
+func TestGenericClientIDOfAnotherAccountsSessionRefused(t *testing.T) {
+	e := newGenericEnv(t, "loopback")
+	c, err := e.dial311("plc1-sub", "plc1", "s3cret")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, who := range []struct{ user, pw string }{{"plc2", "other"}, {"", ""}} {
+		if _, err := e.dial311("plc1-sub", who.user, who.pw); err == nil || !strings.Contains(err.Error(), "identifier rejected") {
+			t.Fatalf("account %q on plc1's live session: %v", who.user, err)
+		}
+	}
+	c.Disconnect(0)
+	e.b.setAccount("plc1-sub", "plc1") // as a persistent session kept for plc1 records it
+	if _, err := e.dial311("plc1-sub", "plc2", "other"); err == nil || !strings.Contains(err.Error(), "identifier rejected") {
+		t.Fatalf("plc2 on plc1's kept session: %v", err)
+	}
+	if _, err := e.dial311("plc1-sub", "plc1", "s3cret"); err != nil {
+		t.Fatalf("plc1 back to its own session: %v", err)
+	}
+}
+
+// An unknown account costs a password check, counts as a failure and is
+// rate limited like a wrong password: no account names to learn.
+func TestUnknownAccountLikeAWrongPassword(t *testing.T) {
+	e := newGenericEnv(t, "off")
+	for i := range failLimit {
+		if _, err := e.dial311("x", "nobody", fmt.Sprint(i)); err == nil || !strings.Contains(err.Error(), "bad user name or password") {
+			t.Fatalf("attempt %d: %v", i, err)
+		}
+	}
+	for _, user := range []string{"nobody", "plc1"} {
+		if code, _ := e.connect5("plc1-a", user, "s3cret"); code != 0x9F {
+			t.Errorf("%s after %d failures from the address: CONNACK %#x, want 0x9F", user, failLimit, code)
+		}
+	}
+}

@@ -461,6 +461,14 @@ func QueueName(endpoint string, priority int) string {
 // for a generic client (generic true), else its IoT Hub identity (the
 // client id).
 func (b *Broker) principal(clientID string) (name string, generic bool) {
+	// A live session knows its login for sure: the map below is written
+	// by connections and session ends that can interleave on a takeover.
+	if s := b.sessionOf(clientID); s != nil {
+		if s.login.Account != "" {
+			return s.login.Account, true
+		}
+		return clientID, false
+	}
 	b.genericMu.RLock()
 	defer b.genericMu.RUnlock()
 	if a, ok := b.generic[clientID]; ok {

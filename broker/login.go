@@ -102,7 +102,11 @@ func (b *Broker) login(cl *mqtt.Client, pk packets.Packet) (Login, error) {
 	if err := b.genericClientID(acct, cl.ID); err != nil {
 		return Login{}, err
 	}
-	return Login{ID: cl.ID, Account: acct.Name, Basis: acct}, nil
+	l := Login{ID: cl.ID, Account: acct.Name, Basis: acct}
+	if len(cred.Certificates) > 0 && len(cred.Password) == 0 && acct.CertThumbprint != "" {
+		l.Expires = cred.Certificates[0].NotAfter // the session ends with its certificate
+	}
+	return l, nil
 }
 
 // certOnlyIoT tells a CONNECT with a TLS client certificate and no user
@@ -143,6 +147,11 @@ func (b *Broker) account(cl *mqtt.Client, c Credentials) (*Account, error) {
 	}
 	acct, ok := accts.Named(c.Username)
 	if !ok {
+		// The same answer, time and failure count as a wrong password: no
+		// account names to learn by asking.
+		if err := b.pw.check(unknownAccount(), c.Password, remoteIP(addrOf(cl.Net.Remote))); reasonIs(err, AuthRateLimited, AuthBusy) {
+			return nil, err
+		}
 		return nil, refuseAuth(AuthBadCredentials, "no account %q (mqttBroker.accounts)", c.Username)
 	}
 	if len(c.Password) == 0 && len(c.Certificates) > 0 && acct.CertThumbprint != "" {
@@ -152,6 +161,28 @@ func (b *Broker) account(cl *mqtt.Client, c Credentials) (*Account, error) {
 		return acct, b.certValid(c)
 	}
 	return acct, b.pw.check(acct, c.Password, remoteIP(addrOf(cl.Net.Remote)))
+}
+
+// unknownAccount stands for a user name no account has: its hash matches
+// no password, and checking it costs what checking a real one does.
+var unknownAccount = sync.OnceValue(func() *Account {
+	secret := make([]byte, 32)
+	_, _ = rand.Read(secret)
+	h, _ := bcrypt.GenerateFromPassword(secret, bcrypt.DefaultCost)
+	return &Account{Name: "\x00unknown", PasswordHash: h}
+})
+
+func reasonIs(err error, rs ...AuthReason) bool {
+	if err == nil {
+		return false
+	}
+	r, _ := reasonOf(err)
+	for _, x := range rs {
+		if r == x {
+			return true
+		}
+	}
+	return false
 }
 
 // certValid checks the validity period of a client certificate matched by
@@ -171,6 +202,11 @@ func (b *Broker) genericClientID(acct *Account, id string) error {
 	}
 	if id == b.opts.EdgeID || strings.HasPrefix(id, b.opts.EdgeID+"/") {
 		return refuseAuth(AuthClientID, "client id %q is this edge's or one of its modules'", id)
+	}
+	if owner, generic := b.principal(id); generic && owner != acct.Name {
+		// mochi would hand this client the other account's session, its
+		// subscriptions and the messages queued for it.
+		return refuseAuth(AuthClientID, "client id %q holds a session of another account; choose another", id)
 	}
 	if k, ok := b.opts.Auth.(identityKnower); ok && k.Known(id) {
 		return refuseAuth(AuthClientID, "client id %q belongs to an IoT Hub identity; choose another", id)
