@@ -75,6 +75,10 @@ var outpostFlaky = map[string]string{
 	// once; mochi ends sessions on a 1s tick (disconnected + expiry < now),
 	// so an immediate reconnect sometimes finds it (session present).
 	"session_expiry_zero_on_disconnect": "a session ended by DISCONNECT expiry 0 may outlive it by up to 2s",
+	// The same 1 s tick: a session with expiry 0 that ended with its
+	// connection was found by an immediate reconnect under CI load once
+	// (2026-12-05, `.ci/run`; passes alone).
+	"session_expiry": "a session with expiry 0 may outlive its connection by up to 2s",
 }
 
 // judgeOutpost applies the rule of TestConformance to Outpost's result.
