@@ -20,13 +20,18 @@ type rawClient struct {
 	r    *bufio.Reader
 }
 
-func dialRawMQTT(t *testing.T, addr, id string) *rawClient {
+// rawConn opens a TCP connection for a rawClient; it sends nothing yet.
+func rawConn(t *testing.T, addr string) *rawClient {
 	conn, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	c := &rawClient{t: t, conn: conn, r: bufio.NewReader(conn)}
+	return &rawClient{t: t, conn: conn, r: bufio.NewReader(conn)}
+}
+
+func dialRawMQTT(t *testing.T, addr, id string) *rawClient {
+	c := rawConn(t, addr)
 	c.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connect}, ProtocolVersion: 4,
 		Connect: packets.ConnectParams{ProtocolName: []byte("MQTT"), ClientIdentifier: id, Keepalive: 30}})
 	if fh, body := c.read(); fh.Type != packets.Connack || body[1] != 0 {
@@ -129,12 +134,8 @@ func TestSubscribeWithTheIdOfAnUnacknowledgedMessage(t *testing.T) {
 // and is neither acknowledged nor delivered.
 func TestUnknownTopicAliasEndsTheConnection(t *testing.T) {
 	e := newGenericEnv(t, "loopback")
-	conn, err := net.Dial("tcp", e.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	c := &rawClient{t: t, conn: conn, r: bufio.NewReader(conn)}
+	c := rawConn(t, e.addr)
+	conn := c.conn
 	var buf bytes.Buffer
 	connect := packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connect}, ProtocolVersion: 5,
 		Connect: packets.ConnectParams{ProtocolName: []byte("MQTT"), ClientIdentifier: "alias", Keepalive: 30, Clean: true}}
@@ -165,12 +166,7 @@ func TestUnknownTopicAliasEndsTheConnection(t *testing.T) {
 // return code 2, identifier rejected [MQTT-3.1.3-8], not mochi's 0x80.
 func TestEmptyClientIDWithSessionRejected(t *testing.T) {
 	e := newGenericEnv(t, "loopback")
-	conn, err := net.Dial("tcp", e.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	c := &rawClient{t: t, conn: conn, r: bufio.NewReader(conn)}
+	c := rawConn(t, e.addr)
 	c.send(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Connect}, ProtocolVersion: 4,
 		Connect: packets.ConnectParams{ProtocolName: []byte("MQTT"), Keepalive: 30, Clean: false}})
 	if fh, body := c.read(); fh.Type != packets.Connack || len(body) < 2 || body[1] != 2 {
