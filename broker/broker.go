@@ -152,6 +152,10 @@ type Broker struct {
 	// (persist.go); a free-topic fan-out that changed it waits for the
 	// store before its PUBACK.
 	stateWrites atomic.Uint64
+	// edgeSource is the stored source of free-topic messages: the edge.
+	edgeSource string
+	// quiet remembers free topics nobody subscribes to (quiet.go).
+	quiet quietTopics
 
 	mu       sync.Mutex
 	sessions map[string]*session    // by client id (= identity id)
@@ -233,7 +237,7 @@ func New(opts Options) (*Broker, error) {
 	}
 	opts.Limits = opts.Limits.withDefaults()
 	b := &Broker{
-		opts: opts, log: opts.Logger, sessions: map[string]*session{}, pending: map[*mqtt.Client]Login{}, queues: map[string]*queue.Queue{}, qopts: map[string]queue.QueueOptions{},
+		opts: opts, log: opts.Logger, edgeSource: "devices/" + opts.EdgeID, sessions: map[string]*session{}, pending: map[*mqtt.Client]Login{}, queues: map[string]*queue.Queue{}, qopts: map[string]queue.QueueOptions{},
 		methods: newMethods(), addrs: map[string]net.Addr{},
 	}
 	b.gate = newGate(opts.Limits, &b.stats, opts.Logger)

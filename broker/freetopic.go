@@ -43,7 +43,8 @@ func (b *Broker) freeTopic(s *session, pk packets.Packet) (packets.Packet, error
 	switch pk.FixedHeader.Qos {
 	case 0:
 		if len(targets) > 0 {
-			b.store(msg, targets, &b.stats.TopicStored, func(err error) { b.storeFailed(s, pk, err) })
+			topic := pk.TopicName // not pk: a closure holding it would copy the packet to the heap
+			b.store(msg, targets, &b.stats.TopicStored, func(err error) { b.storeFailed(s.id, topic, err) })
 		}
 		return pk, nil
 	case 1:
@@ -59,30 +60,34 @@ func (b *Broker) freeTopicQoS1(s *session, pk packets.Packet, msg queue.Message,
 	if !ok {
 		return
 	}
-	// Two things must finish: the route appends and the barrier.
-	finish := join(2, func(err error) { s.acks.done(e, err) })
-	if len(targets) == 0 {
-		finish(nil)
-	} else {
-		b.store(msg, targets, &b.stats.TopicStored, func(err error) { finish(b.storeFailed(s, pk, err)) })
-	}
+	topic := pk.TopicName // not pk: a closure holding it would copy the packet to the heap
 	writes := b.stateWrites.Load()
 	b.fanOut(s, pk)
-	if b.stateWrites.Load() == writes {
-		// The fan-out wrote no session state (no offline persistent
-		// subscriber, no retained message): nothing to wait for. Writes of
-		// other clients' fan-outs meanwhile also skip nothing here: any
-		// change makes this publish wait.
-		finish(nil)
-		return
-	}
-	b.opts.Queues.Barrier(func(err error) {
-		if err != nil {
-			b.refused(ReasonStore, s.id, pk.TopicName, err)
-			err = refusal{code: packets.ErrImplementationSpecificError, err: err}
+	// The fan-out wrote session state (an offline persistent subscriber's
+	// message, a retained one) if the count moved; writes of other clients'
+	// fan-outs meanwhile only make this publish wait for nothing.
+	wrote := b.stateWrites.Load() != writes
+	switch {
+	case !wrote && len(targets) == 0:
+		s.acks.done(e, nil)
+	case !wrote:
+		b.store(msg, targets, &b.stats.TopicStored, func(err error) { s.acks.done(e, b.storeFailed(s.id, topic, err)) })
+	default:
+		// Two things must finish: the route appends and the barrier.
+		finish := join(2, func(err error) { s.acks.done(e, err) })
+		if len(targets) == 0 {
+			finish(nil)
+		} else {
+			b.store(msg, targets, &b.stats.TopicStored, func(err error) { finish(b.storeFailed(s.id, topic, err)) })
 		}
-		finish(err)
-	})
+		b.opts.Queues.Barrier(func(err error) {
+			if err != nil {
+				b.refused(ReasonStore, s.id, topic, err)
+				err = refusal{code: packets.ErrImplementationSpecificError, err: err}
+			}
+			finish(err)
+		})
+	}
 }
 
 // freeTopicQoS2 stores a routed QoS 2 publish before mochi answers it.
@@ -107,12 +112,12 @@ func (b *Broker) freeTopicQoS2(s *session, pk packets.Packet, msg queue.Message,
 
 // storeFailed counts and logs a failed append and turns it into the
 // refusal its PUBACK carries; nil stays nil.
-func (b *Broker) storeFailed(s *session, pk packets.Packet, err error) error {
+func (b *Broker) storeFailed(id, topic string, err error) error {
 	if err == nil {
 		return nil
 	}
 	reason, code := storeRefusal(err)
-	b.refused(reason, s.id, pk.TopicName, err)
+	b.refused(reason, id, topic, err)
 	return refusal{code: code, err: err}
 }
 
@@ -121,6 +126,9 @@ func (b *Broker) storeFailed(s *session, pk packets.Packet, err error) error {
 // which has the publisher's client id (mochi sets the packet's origin from
 // it, for No Local) and skips the ACL the publish already passed.
 func (b *Broker) fanOut(s *session, pk packets.Packet) {
+	if !pk.FixedHeader.Retain && b.quiet.quiet(pk.TopicName, b.listened) {
+		return // nobody to deliver to, nothing to retain
+	}
 	if s.inline == nil { // only this client's read loop gets here
 		s.inline = b.srv.NewClient(nil, mqtt.LocalListener, s.id, true)
 		// InjectPacket stamps the packet with the inline client's version,
@@ -155,12 +163,16 @@ func (b *Broker) topicMessage(s *session, pk packets.Packet) (queue.Message, *ro
 	if pk.Properties.ContentType != "" {
 		sys["contentType"] = pk.Properties.ContentType
 	}
-	if b.opts.Generation != nil {
-		if g := b.opts.Generation(b.opts.EdgeID); g != "" {
-			sys[sysGeneration] = g
-		}
+	if s.edgeGeneration != "" {
+		sys[sysGeneration] = s.edgeGeneration
 	}
-	msg := queue.Message{ID: queue.NewID(), Source: "devices/" + b.opts.EdgeID, Props: app, Sys: sys, Body: pk.Payload, TTL: senderTTL(pk, nil)}
+	msg := queue.Message{ID: queue.NewID(), Source: b.edgeSource, Props: app, Sys: sys, Body: pk.Payload, TTL: senderTTL(pk, nil)}
 	rm := &route.Message{Source: route.Source{Kind: route.Topic, Device: b.opts.EdgeID, Topic: pk.TopicName}, App: app, Sys: sys, Body: pk.Payload}
 	return msg, rm
+}
+
+// listened reports whether mochi holds a subscription matching topic.
+func (b *Broker) listened(topic string) bool {
+	subs := b.srv.Topics.Subscribers(topic)
+	return len(subs.Subscriptions) > 0 || len(subs.Shared) > 0 || len(subs.InlineSubscriptions) > 0
 }

@@ -29,6 +29,7 @@ func (h *hook) Provides(b byte) bool {
 // answers with the reason's CONNACK itself: mochi's own refusal after
 // OnConnectAuthenticate can only say "bad user name or password".
 func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
+	h.b.quiet.bump() // the session may inherit subscriptions (quiet.go)
 	login, err := h.b.login(cl, pk)
 	if err != nil {
 		r := h.b.authRefused(cl, string(pk.Connect.Username), err)
@@ -52,6 +53,7 @@ func (h *hook) OnConnectAuthenticate(cl *mqtt.Client, _ packets.Packet) bool {
 }
 
 func (h *hook) OnSessionEstablished(cl *mqtt.Client, _ packets.Packet) {
+	h.b.quiet.bump()
 	h.b.openSession(cl)
 }
 
@@ -145,6 +147,7 @@ func (b *Broker) denied(id, topic string, write bool) {
 // holds is renewed. A QoS 2 subscription to an IoT Hub topic is granted
 // QoS 1, as IoT Hub does.
 func (h *hook) OnSubscribe(cl *mqtt.Client, pk packets.Packet) packets.Packet {
+	h.b.quiet.bump() // before mochi's index changes, and again after (quiet.go)
 	if cl.Net.Inline {
 		return pk
 	}
@@ -177,6 +180,7 @@ func (h *hook) OnSubscribe(cl *mqtt.Client, pk packets.Packet) packets.Packet {
 const capFilter = "#/\x00outpost:too-many-subscriptions"
 
 func (h *hook) OnSubscribed(cl *mqtt.Client, pk packets.Packet, codes []byte) {
+	h.b.quiet.bump()
 	for i, f := range pk.Filters {
 		// codes is the SUBACK's reason codes, not yet written.
 		if f.Filter == capFilter && i < len(codes) && cl.Properties.ProtocolVersion == 5 {

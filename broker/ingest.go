@@ -47,12 +47,9 @@ func (b *Broker) ingest(s *session, pk packets.Packet, in inbound) {
 		}
 		return
 	}
+	topic := pk.TopicName // not pk: a closure holding it would copy the packet to the heap
 	b.store(msg, targets, &b.stats.Stored, func(err error) {
-		if err != nil {
-			reason, code := storeRefusal(err)
-			b.refused(reason, s.id, pk.TopicName, err)
-			err = refusal{code: code, err: err}
-		}
+		err = b.storeFailed(s.id, topic, err)
 		if e != nil {
 			s.acks.done(e, err)
 		}
@@ -63,7 +60,10 @@ func (b *Broker) ingest(s *session, pk packets.Packet, in inbound) {
 // in Stats.Stored and in stored; done runs once, after every append
 // finished, with the first error.
 func (b *Broker) store(msg queue.Message, targets []route.Target, stored *atomic.Int64, done func(error)) {
-	finish := join(len(targets), done)
+	finish := done
+	if len(targets) > 1 {
+		finish = join(len(targets), done)
+	}
 	for _, t := range targets {
 		q, err := b.queueFor(t)
 		if err != nil {

@@ -25,6 +25,7 @@ type session struct {
 	device, module string
 	twinSession    crdt.HLC // orders this connection's reported writes after earlier ones
 	generation     string   // the identity's generationId when it connected
+	edgeGeneration string   // the edge's, when it connected
 	login          Login    // what CONNECT proved: rechecked when the identity changes
 	ended          atomic.Bool
 	since          time.Time // when the session was established (Options.Now)
@@ -58,6 +59,8 @@ func (b *Broker) openSession(cl *mqtt.Client) {
 	s.acks.init(s)
 	if b.opts.Generation != nil {
 		s.generation = b.opts.Generation(cl.ID)
+		s.edgeGeneration = b.opts.Generation(b.opts.EdgeID) // the source of its free-topic messages
+		s.edgeGeneration = b.opts.Generation(b.opts.EdgeID)
 	}
 	hlc, err := b.opts.Twins.BeginSession()
 	if err != nil {
