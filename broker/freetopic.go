@@ -151,9 +151,12 @@ func (b *Broker) fanOut(s *session, pk packets.Packet) {
 // event of the edge device, with the topic and the publisher in the system
 // properties mqtt-topic and mqtt-account.
 func (b *Broker) topicMessage(s *session, pk packets.Packet) (queue.Message, *route.Message) {
-	app := make(map[string]string, len(pk.Properties.User))
-	for _, p := range pk.Properties.User { // MQTT 5 user properties are application properties
-		app[p.Key] = p.Val
+	var app map[string]string // none: stored the same as empty
+	if len(pk.Properties.User) > 0 {
+		app = make(map[string]string, len(pk.Properties.User))
+		for _, p := range pk.Properties.User { // MQTT 5 user properties are application properties
+			app[p.Key] = p.Val
+		}
 	}
 	account := s.login.Account
 	if account == "" {

@@ -52,7 +52,7 @@ func parseBodyPath(q string) (bodyPath, string) {
 // body is decoded at most once per mode.
 type evalCtx struct {
 	m          *Message
-	src        string   // m.Source.String(), computed once
+	src        string   // m.Source.String(), computed once; "" for a Topic message
 	typed, any docState // with and without the content-type check
 }
 
@@ -60,7 +60,11 @@ func newCtx(m *Message) *evalCtx {
 	if m == nil {
 		m = &Message{}
 	}
-	return &evalCtx{m: m, src: m.Source.String()}
+	c := &evalCtx{m: m}
+	if m.Source.Kind != Topic { // /topics/ routes match the topic itself (Route.matches)
+		c.src = m.Source.String()
+	}
+	return c
 }
 
 type docState struct {

@@ -83,6 +83,9 @@ func (c *Config) Match(m *Message) []Target {
 		}
 		out = merge(out, t)
 	}
+	if len(out) < 2 {
+		return out
+	}
 	sort.Slice(out, func(i, j int) bool {
 		if out[i].Priority != out[j].Priority {
 			return out[i].Priority < out[j].Priority
