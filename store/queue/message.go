@@ -26,6 +26,10 @@ type Message struct {
 	// TTL bounds how long the message waits; 0 takes the queue's DefaultTTL,
 	// and a zero DefaultTTL means it never expires.
 	TTL time.Duration
+	// EdgePath names the edges that carried the message into this one,
+	// the first the one it entered through (nested edges: a parent edge
+	// queues its children's messages); nil for a message of this edge.
+	EdgePath []string
 
 	Seq        uint64    // position in the queue, from 1, strictly increasing
 	EnqueuedAt time.Time // wall clock at Append
@@ -42,10 +46,11 @@ type record struct {
 	TTL     int64             `cbor:"6,keyasint,omitempty"` // nanoseconds, 0 = never
 	Wall    int64             `cbor:"7,keyasint,omitempty"` // enqueue wall clock, Unix nanoseconds
 	Elapsed int64             `cbor:"8,keyasint,omitempty"` // enqueue time on the store's elapsed clock
+	Path    []string          `cbor:"9,keyasint,omitempty"` // Message.EdgePath
 }
 
 func (r *record) message(seq uint64) Message {
-	m := Message{ID: r.ID, Source: r.Source, Props: r.Props, Sys: r.Sys, Body: r.Body,
+	m := Message{ID: r.ID, Source: r.Source, Props: r.Props, Sys: r.Sys, Body: r.Body, EdgePath: r.Path,
 		TTL: time.Duration(r.TTL), Seq: seq}
 	if r.Wall != 0 {
 		m.EnqueuedAt = time.Unix(0, r.Wall)

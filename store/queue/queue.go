@@ -150,7 +150,7 @@ func (q *Queue) encode(msgs []Message, defTTL time.Duration) ([][]byte, int64, o
 		if err := m.validate(); err != nil {
 			return nil, 0, est, fmt.Errorf("message %d: %w", i, err)
 		}
-		r := record{ID: m.ID, Source: m.Source, Props: m.Props, Sys: m.Sys, Body: m.Body,
+		r := record{ID: m.ID, Source: m.Source, Props: m.Props, Sys: m.Sys, Body: m.Body, Path: m.EdgePath,
 			TTL: int64(m.TTL), Wall: now.UnixNano(), Elapsed: el}
 		if r.ID == "" {
 			r.ID = NewID()

@@ -27,6 +27,8 @@ func goldenFrames() map[string]struct{ in, out any } {
 		"welcome": {&Welcome{Version: Version, Cursors: map[string]uint64{"$upstream/pdefault": 7, "$upstream/pbulk": 2},
 			TwinVV: vv, HubTime: 1764900000123, Hub: "hub.x"}, &Welcome{}},
 		"message": {ptr(goldenMessage(1)), &Message{}},
+		// Carried through nested edges: a message of a leaf under gw3, sent by its parent.
+		"message_nested": {ptr(func() Message { m := goldenMessage(3); m.EdgePath = []string{"gw3"}; return m }()), &Message{}},
 		"messages": {&Messages{Instance: "edge:gw1.a1", Queue: "$upstream/pdefault",
 			Msgs: []Message{goldenMessage(1), goldenMessage(2)}}, &Messages{}},
 		"messages_ack": {&MessagesAck{UpTo: 9, Appended: 6, Duplicates: 1, Collisions: 2, Refused: 1}, &MessagesAck{}},

@@ -83,6 +83,11 @@ type Message struct {
 	Sys        map[string]string `cbor:"5,keyasint,omitempty"`
 	Body       []byte            `cbor:"6,keyasint,omitempty"`
 	EnqueuedAt int64             `cbor:"7,keyasint,omitempty"` // unix ms at the edge
+	// EdgePath names the edges that carried the message before the one
+	// sending this frame, the first the one it entered through (nested
+	// edges); the receiver adds the sender. Empty for the sender's own
+	// messages, which keeps their digest what it was.
+	EdgePath []string `cbor:"8,keyasint,omitempty"`
 }
 
 // DigestSize is the length of a message digest (a truncated SHA-256).

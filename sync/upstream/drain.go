@@ -83,7 +83,7 @@ func (l *Link) send(ctx context.Context, q *queue.Queue, msgs []queue.Message) e
 	frame := protocol.Messages{Instance: l.instance, Queue: q.Name(), Msgs: make([]protocol.Message, 0, len(msgs))}
 	for _, m := range msgs {
 		frame.Msgs = append(frame.Msgs, protocol.Message{Seq: m.Seq, ID: m.ID, Source: m.Source, Props: m.Props, Sys: m.Sys,
-			Body: m.Body, EnqueuedAt: m.EnqueuedAt.UnixMilli()})
+			Body: m.Body, EnqueuedAt: m.EnqueuedAt.UnixMilli(), EdgePath: m.EdgePath})
 	}
 	var ack protocol.MessagesAck
 	if err := l.post(ctx, protocol.PathMessages, &frame, &ack, l.opts.RequestTimeout); err != nil {
