@@ -88,11 +88,19 @@ func (q *Queue) Append(ctx context.Context, msgs ...Message) ([]uint64, error) {
 // validation error or a full queue) or on the store's goroutine; it must
 // not block.
 func (q *Queue) AppendAsync(msgs []Message, done func(seqs []uint64, err error)) {
+	q.AppendAsyncWith(msgs, nil, done)
+}
+
+// AppendAsyncWith is AppendAsync that also writes extra (keys outside the
+// queue's, such as a cursor of where the messages came from) in the same
+// commit: both are durable or neither is. extra is not written when msgs
+// is empty or the append is refused.
+func (q *Queue) AppendAsyncWith(msgs []Message, extra []kv.Op, done func(seqs []uint64, err error)) {
 	if len(msgs) == 0 {
 		done(nil, nil)
 		return
 	}
-	b, err := q.appendAsync(msgs, done)
+	b, err := q.appendAsync(msgs, extra, done)
 	if b != nil {
 		q.s.send(b)
 	}
@@ -101,11 +109,11 @@ func (q *Queue) AppendAsync(msgs []Message, done func(seqs []uint64, err error))
 	}
 }
 
-func (q *Queue) appendAsync(msgs []Message, done func([]uint64, error)) (*batch, error) {
+func (q *Queue) appendAsync(msgs []Message, extra []kv.Op, done func([]uint64, error)) (*batch, error) {
 	q.mu.Lock()
 	ttl := q.opts.DefaultTTL
 	q.mu.Unlock()
-	vals, bytes, est, err := q.encode(msgs, ttl)
+	vals, bytes, est, err := q.encode(msgs, ttl, extra)
 	if err != nil {
 		return nil, fmt.Errorf("append to queue %q: %w", q.name, err)
 	}
@@ -124,6 +132,7 @@ func (q *Queue) appendAsync(msgs []Message, done func([]uint64, error)) (*batch,
 	if err != nil {
 		return b, err
 	}
+	o.kvOps = append(o.kvOps, extra...)
 	first := o.after.Next - uint64(len(vals))
 	o.done = func(err error) {
 		if err != nil {
@@ -140,11 +149,14 @@ func (q *Queue) appendAsync(msgs []Message, done func([]uint64, error)) (*batch,
 }
 
 // encode turns msgs into records outside the queue's lock.
-func (q *Queue) encode(msgs []Message, defTTL time.Duration) ([][]byte, int64, op, error) {
+func (q *Queue) encode(msgs []Message, defTTL time.Duration, extra []kv.Op) ([][]byte, int64, op, error) {
 	now, el := q.s.opts.Now(), q.s.elapsed()
 	vals := make([][]byte, len(msgs))
 	var bytes int64
-	est := op{count: int64(len(msgs))}
+	est := op{count: int64(len(msgs) + len(extra))}
+	for _, x := range extra {
+		est.size += q.s.estimate(len(x.Key), len(x.Value))
+	}
 	for i := range msgs {
 		m := &msgs[i]
 		if err := m.validate(); err != nil {
