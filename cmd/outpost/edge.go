@@ -58,6 +58,7 @@ var edgeCmd = cli.Command{
 		fs.StringVar(&c.MQTTS, "mqtts", "", "MQTT over TLS listener address (e.g. :8883); the default when no listener is given")
 		fs.StringVar(&c.WS, "ws", "", "MQTT over WebSocket listener address (TLS), path /$iothub/websocket")
 		fs.StringVar(&c.API, "api", defaultEdgeAPI, "local HTTP API address (\"\" to disable): liveness, and on loopback status and metrics, open; twins, queues, C2D, methods and logs need the operator token <data>/api-token")
+		fs.StringVar(&c.Downstream, "downstream", "", "serve the edge link to child edges on this address (nested edges; TLS with the edge's certificate; children authenticate with their edge SAS)")
 		fs.StringVar(&c.TLSCert, "tls-cert", "", "server certificate (PEM); without it the edge makes a local CA in the data directory")
 		fs.StringVar(&c.TLSKey, "tls-key", "", "server key (PEM)")
 		fs.StringVar(&c.Deployment, "deployment", "", "deployment manifest for a standalone edge: routes from $edgeHub, modules from $edgeAgent (SIGHUP reloads it)")

@@ -126,6 +126,10 @@ type Status struct {
 	// the edge sent (an acknowledgement beyond the batch, a version vector
 	// ahead of the edge's own twin writes): ignored, nothing was dropped.
 	HubAnswersIgnored int64 `json:"hubAnswersIgnored"`
+	// TwinsNotServed is set while the upstream (a parent edge, for nested
+	// edges) answers that it does not take twin changes yet: they stay
+	// here, and the link asks again every TwinsNotServedRetry.
+	TwinsNotServed string `json:"twinsNotServed,omitempty"`
 	// ImagesRefused counts module image downloads stopped because the
 	// answer was larger than the hub announced or than MaxImageSize.
 	ImagesRefused int64 `json:"imagesRefused"`

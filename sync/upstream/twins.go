@@ -2,7 +2,10 @@ package upstream
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net/http"
+	"time"
 
 	"github.com/outpost-edge/outpost/store/crdt"
 	"github.com/outpost-edge/outpost/store/twin"
@@ -46,8 +49,12 @@ func (l *Link) twins(ctx context.Context) error {
 			var ack protocol.TwinsAck
 			up := protocol.TwinsUp{Instance: l.instance, Batch: b, Generations: l.generations(b)}
 			if err := l.post(ctx, protocol.PathTwins, &up, &ack, l.opts.RequestTimeout); err != nil {
+				if he := (*HubError)(nil); errors.As(err, &he) && he.Status == http.StatusNotImplemented {
+					return l.twinsNotServed(ctx, he)
+				}
 				return err
 			}
+			l.setTwinsNotServed("")
 			l.twinsUp.Add(1)
 			if !l.plausible("twins ack", ack.TwinVV) {
 				// What was sent is not known to have arrived: a new
@@ -88,4 +95,31 @@ func (l *Link) plausible(what string, vv crdt.VV) bool {
 			"answer", what, "instance", self, "claimed", vv[self], "made", made, "ignored_since_last_logged", held)
 	}
 	return false
+}
+
+// TwinsNotServedRetry is how long the link waits before it offers its twin
+// changes again to an upstream that does not take them (501).
+var TwinsNotServedRetry = 10 * time.Minute
+
+// twinsNotServed records that the upstream does not take twin changes
+// (a parent edge that does not serve them yet), not as a link failure: the
+// changes stay, and are offered again after TwinsNotServedRetry.
+func (l *Link) twinsNotServed(ctx context.Context, he *HubError) error {
+	if l.setTwinsNotServed(he.Message) {
+		l.log.Warn("the upstream does not take twin changes; they stay on this edge and are offered again later",
+			"upstream", l.hubNames(), "answer", he.Message, "retry_in", TwinsNotServedRetry)
+	}
+	if !sleepCtx(ctx, TwinsNotServedRetry) {
+		return ctx.Err()
+	}
+	return fmt.Errorf("%w: twin changes not taken by the upstream", errIgnoredAnswer)
+}
+
+// setTwinsNotServed sets the status field and reports whether it changed.
+func (l *Link) setTwinsNotServed(msg string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	changed := l.status.TwinsNotServed != msg
+	l.status.TwinsNotServed = msg
+	return changed
 }

@@ -29,6 +29,7 @@ var rules = []rule{
 	{"store", []string{"broker", "sync", "supervisor", "cmd"}, "storage is below everything"},
 	{"broker", []string{"sync", "supervisor", "cmd"}, "the broker never reaches the uplink or the supervisor"},
 	{"sync/hub", []string{"broker", "supervisor", "sync/upstream", "cmd"}, "the hub never links edge-only code"},
+	{"sync/downstream", []string{"broker", "supervisor", "sync/upstream", "sync/hub", "cmd"}, "a parent edge serves its children from its stores, as the hub does, without the uplink's code"},
 	{"sync", []string{"cmd"}, "only cmd/internal composes packages"},
 }
 

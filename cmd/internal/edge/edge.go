@@ -36,6 +36,7 @@ import (
 	"github.com/outpost-edge/outpost/store/twin"
 	"github.com/outpost-edge/outpost/store/wallclock"
 	"github.com/outpost-edge/outpost/supervisor"
+	"github.com/outpost-edge/outpost/sync/downstream"
 	"github.com/outpost-edge/outpost/sync/upstream"
 )
 
@@ -50,6 +51,7 @@ type Config struct {
 	Hostname         string
 	MQTT, MQTTS, WS  string
 	API              string
+	Downstream       string // serve the edge link to child edges here (nested edges)
 	TLSCert, TLSKey  string
 	Deployment       string        // a deployment manifest ($edgeHub routes, $edgeAgent modules) for a standalone edge
 	ModuleBackoff    time.Duration // first restart delay of a failed module (doubles up to 5 minutes)
@@ -81,8 +83,10 @@ type Ready struct {
 	MQTTS string `json:"mqtts,omitempty"`
 	WS    string `json:"ws,omitempty"`
 	API   string `json:"api,omitempty"`
-	CA    string `json:"ca,omitempty"`
-	PID   int    `json:"pid"`
+	// Downstream is where child edges reach this edge's link (--downstream).
+	Downstream string `json:"downstream,omitempty"`
+	CA         string `json:"ca,omitempty"`
+	PID        int    `json:"pid"`
 	// Reloads counts SIGHUP reloads of the deployment, taken or rejected.
 	Reloads int `json:"reloads"`
 	// What the edge runs with, for `outpost edge check` (never a key).
@@ -106,7 +110,9 @@ type edge struct {
 	ids    *identity.Cache
 	broker *broker.Broker
 	link   *upstream.Link // nil for a standalone edge
-	sup    *supervisor.Supervisor
+	// downstream serves child edges (nil without --downstream).
+	downstream *downstream.Server
+	sup        *supervisor.Supervisor
 	// reports holds the supervisor's latest report for the $edgeAgent twin.
 	reports chan supervisor.Report
 	hubURL  string   // as given: one URL, or a cluster's nodes comma-separated
@@ -151,6 +157,13 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	if api != nil {
 		defer api.Close()
+	}
+	down, err := e.serveDownstream()
+	if err != nil {
+		return err
+	}
+	if down != nil {
+		defer down.Close()
 	}
 	if err := e.announce(); err != nil {
 		return err

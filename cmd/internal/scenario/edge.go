@@ -21,7 +21,7 @@ import (
 )
 
 // waitready DIR: wait for an edge's DIR/ready.json and export its addresses
-// as $MQTT, $MQTTS, $WS, $API and $CA, and the path of its local API's
+// as $MQTT, $MQTTS, $WS, $API, $CA and $DOWNSTREAM (--downstream), and the path of its local API's
 // operator token (DIR/api-token) as $API_TOKEN.
 func cmdWaitReady(ts *testscript.TestScript, neg bool, args []string) {
 	if len(args) != 1 {
@@ -29,7 +29,7 @@ func cmdWaitReady(ts *testscript.TestScript, neg bool, args []string) {
 	}
 	var r edge.Ready
 	waitReadyFile(ts, ts.MkAbs(args[0]), &r)
-	for k, v := range map[string]string{"MQTT": r.MQTT, "MQTTS": r.MQTTS, "WS": r.WS, "API": r.API, "CA": r.CA,
+	for k, v := range map[string]string{"MQTT": r.MQTT, "MQTTS": r.MQTTS, "WS": r.WS, "API": r.API, "CA": r.CA, "DOWNSTREAM": r.Downstream,
 		"API_TOKEN": localapi.TokenPath(ts.MkAbs(args[0]))} {
 		ts.Setenv(k, v)
 	}

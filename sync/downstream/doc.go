@@ -1,0 +1,27 @@
+// Package downstream is a parent edge's side of the link to its child
+// edges (nested edges, ISA-95 layers): `outpost edge --downstream ADDR`
+// serves the frames of sync/protocol that the hub serves, so a child edge
+// runs unchanged with its --hub-url pointing at its parent.
+//
+// What it serves today:
+//   - hello: the cursors this parent holds for the child's incarnation;
+//   - messages: each frame of a child's upstream queue goes into the
+//     parent's queue of the same name, with the child's cursor (the highest
+//     sequence number taken, per incarnation and queue) in the same commit:
+//     a retransmitted message is counted as a duplicate, never queued twice.
+//     Each message keeps its source and records the child in its EdgePath;
+//     the parent drains it upward as its own, and the hub records the whole
+//     path. A message whose source is not in the child's subtree is
+//     acknowledged and refused (counted), as the hub does;
+//   - pull: the identities of the child's subtree (the parent holds them:
+//     the hub's scope of an edge covers its subtree), held until they change
+//     or the wait passes.
+//
+// Twins, cloud-to-device messages, direct methods and images through a
+// parent are not served yet: twins answer 501, which the child's link
+// reports (not as a link failure) and asks again rarely.
+//
+// Every request carries the child edge's SAS token, checked against the
+// parent's identity cache (offline, as the MQTT listeners do): the child
+// must be an enabled edge whose parent is this edge.
+package downstream
