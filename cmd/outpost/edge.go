@@ -23,6 +23,7 @@ import (
 	"github.com/outpost-edge/outpost/store/kv"
 	"github.com/outpost-edge/outpost/store/queue"
 	"github.com/outpost-edge/outpost/supervisor"
+	"github.com/outpost-edge/outpost/sync/downstream"
 	"github.com/outpost-edge/outpost/sync/upstream"
 )
 
@@ -202,6 +203,9 @@ func printStatus(out io.Writer, st localapi.Status) error {
 	if u := st.Uplink; u != nil {
 		printUplink(out, u)
 	}
+	if d := st.Downstream; d != nil {
+		printDownstream(out, d)
+	}
 	fmt.Fprintln(out)
 	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(w, "QUEUE\tDEPTH\tBYTES\tOLDEST\tEXPIRED\tDROPPED\tREJECTED")
@@ -226,6 +230,15 @@ func printStatus(out io.Writer, st localapi.Status) error {
 		fmt.Fprintf(w, "%s\t%s\t%d\t%d\t%d\t%s\n", n, m.RuntimeStatus, m.PID, m.RestartCount, m.ExitCode, m.StatusDescription)
 	}
 	return w.Flush()
+}
+
+func printDownstream(out io.Writer, d *downstream.Stats) {
+	fmt.Fprintf(out, "child edges: %d messages queued from them in %d batches, %d sent again (held already), %d refused\n",
+		d.Messages, d.Batches, d.Duplicates, d.Refused)
+	for _, c := range d.Children {
+		fmt.Fprintf(out, "  %s: backlog %d, %d messages queued here, last seen %s (%s)\n", c.ID, c.Backlog, c.Messages,
+			c.LastSeen.Format(time.RFC3339), c.Instance)
+	}
 }
 
 func printUplink(out io.Writer, u *upstream.Status) {

@@ -54,6 +54,19 @@ type Stats struct {
 	Messages   int64 `json:"messages"`   // queued here for upstream
 	Duplicates int64 `json:"duplicates"` // at or below the child's cursor: already queued
 	Refused    int64 `json:"refused"`    // acknowledged, not queued: source outside the child's subtree, or a bad path
+	// Children are the child edges seen since this edge started, by id.
+	Children []Child `json:"children,omitempty"`
+}
+
+// Child is what a parent knows of one child edge.
+type Child struct {
+	ID       string    `json:"id"`
+	Instance string    `json:"instance"` // its incarnation last seen
+	LastSeen time.Time `json:"lastSeen"`
+	// Backlog is how many messages waited in the child's $upstream
+	// queues at its last pull.
+	Backlog  int64 `json:"backlog"`
+	Messages int64 `json:"messages"` // queued here from it since this edge started
 }
 
 // Server serves the link to child edges.
@@ -67,6 +80,7 @@ type Server struct {
 	changed chan struct{} // closed when the identities change, then replaced
 
 	batches, messages, duplicates, refused atomic.Int64
+	children                               map[string]*Child // under mu
 	// scopes maps an edge's deviceScope to its device id, rebuilt when
 	// the identities change.
 	scopes atomic.Pointer[map[string]string]
@@ -92,7 +106,7 @@ func New(opts Options) (*Server, error) {
 		opts.MaxRequests = 64
 	}
 	s := &Server{opts: opts, slots: make(chan struct{}, opts.MaxRequests), cursors: map[cursorKey]uint64{},
-		locks: map[cursorKey]*sync.Mutex{}, changed: make(chan struct{})}
+		locks: map[cursorKey]*sync.Mutex{}, changed: make(chan struct{}), children: map[string]*Child{}}
 	if err := s.loadCursors(); err != nil {
 		return nil, err
 	}
@@ -107,9 +121,32 @@ func New(opts Options) (*Server, error) {
 	return s, nil
 }
 
-// Stats returns the counters.
+// Stats returns the counters and the children, sorted by id.
 func (s *Server) Stats() Stats {
-	return Stats{Batches: s.batches.Load(), Messages: s.messages.Load(), Duplicates: s.duplicates.Load(), Refused: s.refused.Load()}
+	st := Stats{Batches: s.batches.Load(), Messages: s.messages.Load(), Duplicates: s.duplicates.Load(), Refused: s.refused.Load()}
+	s.mu.Lock()
+	for _, c := range s.children {
+		st.Children = append(st.Children, *c)
+	}
+	s.mu.Unlock()
+	slices.SortFunc(st.Children, func(a, b Child) int { return strings.Compare(a.ID, b.ID) })
+	return st
+}
+
+// seen records a request of a child's incarnation; f, if set, updates its
+// record under the lock.
+func (s *Server) seen(child, instance string, f func(*Child)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := s.children[child]
+	if c == nil {
+		c = &Child{ID: child}
+		s.children[child] = c
+	}
+	c.Instance, c.LastSeen = instance, s.opts.Now()
+	if f != nil {
+		f(c)
+	}
 }
 
 // cursorPrefix starts the keys of the children's cursors:
@@ -422,6 +459,7 @@ func (s *Server) messagesFrame(ctx context.Context, child string, m protocol.Mes
 		s.mu.Unlock()
 	}
 	ack.Appended = len(take)
+	s.seen(child, m.Instance, func(c *Child) { c.Messages += int64(len(take)) })
 	s.batches.Add(1)
 	s.messages.Add(int64(len(take)))
 	s.duplicates.Add(int64(ack.Duplicates))
@@ -466,6 +504,7 @@ func (s *Server) pull(ctx context.Context, child string, p protocol.Pull) (proto
 	if err := checkInstance(child, p.Instance); err != nil {
 		return protocol.Push{}, err
 	}
+	s.seen(child, p.Instance, func(c *Child) { c.Backlog = p.Backlog })
 	wait := min(time.Duration(p.WaitMs)*time.Millisecond, s.opts.PullWait)
 	t := time.NewTimer(wait)
 	defer t.Stop()

@@ -73,6 +73,10 @@ func (e *edge) status() localapi.Status {
 		st.Uplink = &u
 	}
 	st.Link = e.linkState(st.Uplink)
+	if e.downstream != nil {
+		d := e.downstream.Stats()
+		st.Downstream = &d
+	}
 	stats := e.queues.Stats()
 	names := make([]string, 0, len(stats))
 	for n := range stats {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/outpost-edge/outpost/store/wallclock"
 	"github.com/outpost-edge/outpost/supervisor"
+	"github.com/outpost-edge/outpost/sync/downstream"
 	"github.com/outpost-edge/outpost/sync/upstream"
 )
 
@@ -22,9 +23,11 @@ type Status struct {
 	Clock wallclock.State `json:"clock"`
 	// Uplink counts what crossed the link (absent when standalone).
 	Uplink *upstream.Status `json:"uplink,omitempty"`
-	Queues []QueueStatus    `json:"queues"`
-	Broker BrokerStatus     `json:"broker"`
-	Disk   DiskStatus       `json:"disk"`
+	// Downstream is what child edges sent this edge (--downstream; nested edges).
+	Downstream *downstream.Stats `json:"downstream,omitempty"`
+	Queues     []QueueStatus     `json:"queues"`
+	Broker     BrokerStatus      `json:"broker"`
+	Disk       DiskStatus        `json:"disk"`
 	// Deployment is the outcome of the last $edgeAgent deployment.
 	Deployment        supervisor.DesiredStatus           `json:"deployment"`
 	DeploymentVersion int64                              `json:"deploymentVersion"`
@@ -183,6 +186,15 @@ func writeMetrics(sb *strings.Builder, st Status) {
 	fmt.Fprintf(sb, "# HELP outpost_clock_plausible 1 while the wall clock is plausible (0: the edge uses the last time known good or the hub's; see edge status).\n# TYPE outpost_clock_plausible gauge\noutpost_clock_plausible %d\n", plausible)
 	if u := st.Uplink; u != nil {
 		writeUplinkMetrics(sb, u)
+	}
+	if d := st.Downstream; d != nil {
+		counter(sb, "outpost_downstream_messages_total", "Messages child edges sent that this edge queued for upstream (since start).", d.Messages)
+		counter(sb, "outpost_downstream_duplicates_total", "Messages child edges sent again that this edge already held (since start).", d.Duplicates)
+		counter(sb, "outpost_downstream_refused_total", "Messages of child edges acknowledged and not queued: source outside the child's subtree or a bad edge path (since start).", d.Refused)
+		sb.WriteString("# HELP outpost_downstream_child_backlog Messages waiting in a child edge's upstream queues at its last pull.\n# TYPE outpost_downstream_child_backlog gauge\n")
+		for _, c := range d.Children {
+			fmt.Fprintf(sb, "outpost_downstream_child_backlog{child=%q} %d\n", c.ID, c.Backlog)
+		}
 	}
 	writeQueueMetrics(sb, st.Queues)
 	writeModuleMetrics(sb, st.Modules)
