@@ -123,6 +123,9 @@ type Hub struct {
 	wakeMu      sync.Mutex
 	wakeCh      chan struct{} // closed and replaced after every change edges pull
 	edges       *edges
+	// registryMu: device writes one at a time, each checking the tree of
+	// edges (tree.go) against the registry it changes.
+	registryMu sync.Mutex
 	// instances finds two live instances of one edge identity (instances.go).
 	instances *instances
 	closed    atomic.Bool
