@@ -2,12 +2,15 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/outpost-edge/outpost/cmd/internal/cli"
+	"github.com/outpost-edge/outpost/store/identity"
+	"github.com/outpost-edge/outpost/sync/protocol"
 )
 
 // device create --edge --parent makes a child edge at a real hub; the hub
@@ -46,5 +49,35 @@ func TestDeviceCreateNestedEdge(t *testing.T) {
 	}
 	if code, out, errs := run("device", "create", "sensor", "--parent", "l1"); code != 0 || !strings.Contains(out, scopes["l1"].DeviceScope) {
 		t.Errorf("a leaf under the fifth edge: exit %d\n%s%s", code, out, errs)
+	}
+}
+
+// outpost events prints each event's edgePath: the edges it crossed, the
+// one that sent it to the hub last.
+func TestEventsEdgePath(t *testing.T) {
+	eh := newEventHub(t)
+	ctx := context.Background()
+	eh.post(t, []byte("own"))
+	gw, _ := eh.h.Identity("gw1")
+	l3, err := eh.h.PutDevice(ctx, identity.JSON{DeviceID: "l3", Capabilities: &identity.Capabilities{IoTEdge: true}, ParentScopes: []string{gw.DeviceScope}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := eh.h.PutDevice(ctx, identity.JSON{DeviceID: "s3", ParentScopes: []string{l3.DeviceScope}}); err != nil {
+		t.Fatal(err)
+	}
+	ack, err := eh.h.Messages(ctx, "gw1", protocol.Messages{Instance: "edge:gw1.a", Queue: "$upstream/p1",
+		Msgs: []protocol.Message{{Seq: 1, ID: "nested", Source: "devices/s3", EdgePath: []string{"l3"}, Body: []byte("below")}}})
+	if err != nil || ack.Appended != 1 {
+		t.Fatalf("%+v %v", ack, err)
+	}
+	var out, errs bytes.Buffer
+	if code := cli.Main([]string{"events"}, commands, eh.env(&out, &errs)); code != 0 {
+		t.Fatalf("exit %d: %s", code, errs.String())
+	}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if len(lines) != 2 || !strings.Contains(lines[0], `"edgePath":["gw1"]`) || !strings.Contains(lines[1], `"deviceId":"s3"`) ||
+		!strings.Contains(lines[1], `"edgePath":["l3","gw1"]`) {
+		t.Errorf("printed\n%s", out.String())
 	}
 }

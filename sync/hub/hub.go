@@ -139,6 +139,7 @@ type metrics struct {
 	instanceCollisions                                                                       atomic.Int64
 	c2dSent, methodsInvoked, twinMerges                                                      atomic.Int64
 	twinsRemoved, c2dPurged, twinGC, twinsStale, eventsStale                                 atomic.Int64
+	eventsBadPath                                                                            atomic.Int64 // refused: the edge path is not the way up
 	imagesPushed, imageBytes, imagesRefused, imagesFetched                                   atomic.Int64
 	imageCopies, imagesUnreplicated                                                          atomic.Int64
 	noSpace, linkBusy                                                                        atomic.Int64

@@ -9,6 +9,7 @@ import (
 
 	"github.com/outpost-edge/outpost/store/identity"
 	"github.com/outpost-edge/outpost/store/identity/sas"
+	"github.com/outpost-edge/outpost/store/kv"
 	"github.com/outpost-edge/outpost/sync/protocol"
 )
 
@@ -221,5 +222,119 @@ func TestNestedEdgeScope(t *testing.T) {
 	p := protocol.Pull{Instance: "edge:l4.a", C2D: map[string]uint64{"s2": 1}, Hub: string(f.h.twins().Replica())}
 	if code, body := f.frameAs(t, "l4", protocol.PathPull, p, &push); code != 200 || len(push.C2D) != 0 {
 		t.Errorf("pull after the ack: %d %s %+v", code, body, push.C2D)
+	}
+}
+
+// The top edge sends the messages of its subtree with the edges they
+// crossed (EdgePath); the hub stores the full path, the sender last, and
+// refuses (acknowledged, counted, never stored) a path that is not the way
+// up from the message's source.
+func TestNestedEdgeMessages(t *testing.T) {
+	f := nestedFixture(t)
+	good := []protocol.Message{
+		{ID: "s4", Source: "devices/s4"},                                                   // l4's own leaf
+		{ID: "l4-module", Source: "devices/l4/modules/$edgeHub"},                           // l4's own module
+		{ID: "s3", Source: "devices/s3", EdgePath: []string{"l3"}},                         // through l3
+		{ID: "s3-module", Source: "devices/s3/modules/m", EdgePath: []string{"l3"}},        // a leaf's module, through l3
+		{ID: "l3-module", Source: "devices/l3/modules/$edgeHub", EdgePath: []string{"l3"}}, // the child edge's own
+		{ID: "s2", Source: "devices/s2", EdgePath: []string{"l2", "l3"}},                   // two edges down
+	}
+	bad := []protocol.Message{
+		{ID: "no-path", Source: "devices/s3"},                                     // came through l3, says nothing
+		{ID: "short", Source: "devices/s2", EdgePath: []string{"l3"}},             // skips l2
+		{ID: "skip", Source: "devices/s2", EdgePath: []string{"l2"}},              // l2's parent is not l4
+		{ID: "wrong-entry", Source: "devices/s3", EdgePath: []string{"l2", "l3"}}, // s3 is not l2's
+		{ID: "twice", Source: "devices/s3", EdgePath: []string{"l3", "l3"}},       // l3's parent is not l3
+		{ID: "leaf-in-path", Source: "devices/s3/modules/m", EdgePath: []string{"s3", "l3"}},
+		{ID: "module-in-path", Source: "devices/s3", EdgePath: []string{"l3/$edgeHub"}},
+		{ID: "ghost", Source: "devices/s3", EdgePath: []string{"nobody"}},
+		{ID: "own-with-path", Source: "devices/s4", EdgePath: []string{"l4"}}, // the sender is not in the path
+		{ID: "long", Source: "devices/s2", EdgePath: []string{"l2", "l3", "l2", "l3", "l2", "l3"}},
+	}
+	frame := protocol.Messages{Instance: "edge:l4.a", Queue: "$upstream/pdefault"}
+	for i, m := range append(append(slices.Clone(good[:3]), bad...), good[3:]...) {
+		m.Seq = uint64(i + 1)
+		frame.Msgs = append(frame.Msgs, m)
+	}
+	frame.Msgs = append(frame.Msgs, protocol.Message{Seq: uint64(len(frame.Msgs) + 1), ID: "out", Source: "devices/dev1"}) // gw1's
+	var ack protocol.MessagesAck
+	if code, body := f.frameAs(t, "l4", protocol.PathMessages, frame, &ack); code != 200 {
+		t.Fatalf("%d %s", code, body)
+	}
+	if ack.Appended != len(good) || ack.Refused != len(bad)+1 || ack.UpTo != uint64(len(frame.Msgs)) {
+		t.Errorf("ack %+v, want %d appended, %d refused, up to %d", ack, len(good), len(bad)+1, len(frame.Msgs))
+	}
+	if n, s := f.h.metrics.eventsBadPath.Load(), f.h.metrics.eventsRefused.Load(); n != int64(len(bad)) || s != 1 {
+		t.Errorf("refused for the path %d, for the scope %d; want %d and 1", n, s, len(bad))
+	}
+	code, body := f.do(t, "GET", "/messages/events?from=1", ownerToken(), nil, nil)
+	var evs []map[string]any
+	if code != 200 || json.Unmarshal(body, &evs) != nil {
+		t.Fatalf("%d %s", code, body)
+	}
+	want := map[string]string{"s4": `["l4"]`, "l4-module": `["l4"]`, "s3": `["l3","l4"]`, "s3-module": `["l3","l4"]`,
+		"l3-module": `["l3","l4"]`, "s2": `["l2","l3","l4"]`}
+	for _, e := range evs {
+		path, _ := json.Marshal(e["edgePath"])
+		if id, _ := e["messageId"].(string); want[id] != string(path) {
+			t.Errorf("event %s: edgePath %s, want %s", id, path, want[id])
+		}
+		delete(want, e["messageId"].(string))
+	}
+	if len(want) != 0 {
+		t.Errorf("events not stored: %v", want)
+	}
+	if !strings.Contains(string(body), `"systemProperties":{},"edgePath":["l2","l3","l4"],"body":`) {
+		t.Errorf("edgePath is not where the REST shape has it:\n%s", body)
+	}
+	// The child edge's own scope: what crossed l2 only.
+	f.mustPutDevice(t, "s2b", false, "l2")
+	ack = protocol.MessagesAck{}
+	frame = protocol.Messages{Instance: "edge:l3.a", Queue: "$upstream/pdefault", Msgs: []protocol.Message{
+		{Seq: 1, ID: "s2b", Source: "devices/s2b", EdgePath: []string{"l2"}}, {Seq: 2, ID: "s4", Source: "devices/s4"}}}
+	if code, body := f.frameAs(t, "l3", protocol.PathMessages, frame, &ack); code != 200 || ack.Appended != 1 || ack.Refused != 1 {
+		t.Errorf("l3's frame: %d %s %+v", code, body, ack)
+	}
+	if evs, _ := f.h.Events(f.h.LastSeq(), 1); len(evs) != 1 || !slices.Equal(evs[0].EdgePath, []string{"l2", "l3"}) {
+		t.Errorf("l3's event: %+v", evs)
+	}
+}
+
+// Events stored before nested edges have no edge path: they decode, and
+// the REST shape leaves edgePath out; an appendEvents entry of version 2
+// (an older hub's) stores none.
+func TestEventsWithoutEdgePath(t *testing.T) {
+	type oldEvent struct { // Event as hubs before nested edges wrote it
+		DeviceID     string `cbor:"1,keyasint"`
+		EnqueuedTime int64  `cbor:"3,keyasint"`
+		MessageID    string `cbor:"4,keyasint,omitempty"`
+		Body         []byte `cbor:"7,keyasint,omitempty"`
+	}
+	b, err := kv.Marshal(oldEvent{DeviceID: "dev1", EnqueuedTime: 1, MessageID: "m", Body: []byte("x")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var e Event
+	if err := kv.Unmarshal(b, &e); err != nil || e.DeviceID != "dev1" || e.EdgePath != nil {
+		t.Fatalf("old event: %+v, %v", e, err)
+	}
+	if j, _ := json.Marshal(e.JSON()); strings.Contains(string(j), "edgePath") {
+		t.Errorf("an event without a path shows one: %s", j)
+	}
+	f := newFixture(t)
+	cmd := appendEvents{Edge: "gw1", Frame: protocol.Messages{Instance: "edge:gw1.a", Queue: "q", Msgs: []protocol.Message{{Seq: 1, Source: "devices/dev1"}}}}
+	body, _ := kv.Marshal(cmd)
+	entry, _ := kv.Marshal(envelope{V: 2, T: cmdAppendEvents, At: 1_700_000_000_000, B: body})
+	if _, err := f.h.fsm.Apply(entry); err != nil {
+		t.Fatal(err)
+	}
+	entry, _ = encodeCommand(appendEvents{Edge: "gw1", Frame: protocol.Messages{Instance: "edge:gw1.a", Queue: "q",
+		Msgs: []protocol.Message{{Seq: 2, Source: "devices/dev1"}}}}, 1_700_000_000_000)
+	if _, err := f.h.fsm.Apply(entry); err != nil {
+		t.Fatal(err)
+	}
+	evs, _ := f.h.Events(1, 10)
+	if len(evs) != 2 || evs[0].EdgePath != nil || !slices.Equal(evs[1].EdgePath, []string{"gw1"}) {
+		t.Errorf("events of a version 2 and a version 3 entry: %+v", evs)
 	}
 }
