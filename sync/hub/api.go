@@ -439,6 +439,7 @@ func (h *Hub) writeMetrics(w http.ResponseWriter, _ *http.Request) error {
 		{"outpost_hub_methods_invoked_total", "Direct method calls handed to edges.", h.metrics.methodsInvoked.Load()},
 		{"outpost_hub_twin_merges_total", "Twin deltas merged from edges.", h.metrics.twinMerges.Load()},
 		{"outpost_hub_twin_deltas_refused_generation_total", "Twin deltas of one twin refused because they were written for an earlier generation of its identity.", h.metrics.twinsStale.Load()},
+		{"outpost_hub_events_refused_path_total", "Events refused because their edge path (nested edges) is not the way from their source up to the sending edge.", h.metrics.eventsBadPath.Load()},
 		{"outpost_hub_events_refused_generation_total", "Events refused because they were sent by an earlier generation of their identity (or a deleted one).", h.metrics.eventsStale.Load()},
 		{"outpost_hub_twins_removed_total", "Twins removed with their deleted identity.", h.metrics.twinsRemoved.Load()},
 		{"outpost_hub_c2d_purged_total", "Cloud-to-device messages removed with their deleted device.", h.metrics.c2dPurged.Load()},

@@ -64,7 +64,7 @@ var commandSpecs = map[uint64]commandSpec{
 	cmdWriteTwin:          {"writeTwin", 1, decodeAs[writeTwin]},
 	cmdApplyConfiguration: {"applyConfiguration", 1, decodeAs[applyConfiguration]},
 	cmdSendC2D:            {"sendC2D", 1, decodeAs[sendC2D]},
-	cmdAppendEvents:       {"appendEvents", 2, decodeAs[appendEvents]},
+	cmdAppendEvents:       {"appendEvents", 3, decodeAs[appendEvents]},
 	cmdMergeTwins:         {"mergeTwins", 1, decodeAs[mergeTwins]},
 	cmdExpireEvents:       {"expireEvents", 1, decodeAs[expireEvents]},
 	cmdAckPull:            {"ackPull", 1, decodeAs[ackPull]},
@@ -145,6 +145,10 @@ func decodeCommand(entry []byte) (cmd any, at int64, err error) {
 	}
 	if cmd, err = spec.decode(e.B); err != nil {
 		return nil, 0, fmt.Errorf("%w: %s: %w", ErrCommand, spec.name, err)
+	}
+	if a, ok := cmd.(appendEvents); ok { // its versions apply differently
+		a.Version = e.V
+		cmd = a
 	}
 	return cmd, e.At, nil
 }

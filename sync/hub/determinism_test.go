@@ -120,10 +120,14 @@ type detModel struct {
 }
 
 var (
-	detGW    = identity.Identity{DeviceID: "gw1", Status: identity.Enabled, Edge: true, DeviceScope: "ms-azure-iot-edge://gw1-1", Generation: "g-gw1", Auth: detAuth}
-	detAuth  = identity.Auth{Type: identity.AuthSAS, PrimaryKey: bytes.Repeat([]byte{1}, 32), SecondaryKey: bytes.Repeat([]byte{2}, 32)}
-	detDevs  = []string{"dev1", "dev2", "dev3"}
-	detPaths = []string{"a", "b", "c"}
+	detGW   = identity.Identity{DeviceID: "gw1", Status: identity.Enabled, Edge: true, DeviceScope: "ms-azure-iot-edge://gw1-1", Generation: "g-gw1", Auth: detAuth}
+	detAuth = identity.Auth{Type: identity.AuthSAS, PrimaryKey: bytes.Repeat([]byte{1}, 32), SecondaryKey: bytes.Repeat([]byte{2}, 32)}
+	detDevs = []string{"dev1", "dev2", "dev3"}
+	// A child edge of gw1 and its leaf (nested edges): gw1's scope holds
+	// them, their messages come with an edge path.
+	detGW2    = identity.Identity{DeviceID: "gw2", Status: identity.Enabled, Edge: true, DeviceScope: "ms-azure-iot-edge://gw2-1", Generation: "g-gw2", Auth: detAuth, ParentScopes: []string{detGW.DeviceScope}}
+	detNested = []string{"gw2", "dev4"}
+	detPaths  = []string{"a", "b", "c"}
 )
 
 func detDevice(rt *rapid.T, name string) identity.Identity {
@@ -178,9 +182,18 @@ func (m *detModel) command(rt *rapid.T, a *FSM) any {
 		for _, d := range subsetOf(rt, detDevs, "devices") {
 			ids = append(ids, detDevice(rt, d))
 		}
+		for _, d := range subsetOf(rt, detNested, "nested") {
+			if d == "gw2" {
+				ids = append(ids, detGW2)
+				continue
+			}
+			dev := detDevice(rt, d)
+			dev.ParentScopes = []string{detGW2.DeviceScope}
+			ids = append(ids, dev)
+		}
 		return putIdentities{IDs: ids}
 	case 1:
-		return deleteIdentities{IDs: subsetOf(rt, append([]string{"gw1/sim"}, detDevs...), "delete")}
+		return deleteIdentities{IDs: subsetOf(rt, append(append([]string{"gw1/sim"}, detDevs...), detNested...), "delete")}
 	case 2:
 		return writeTwin{ID: rapid.SampledFrom(append([]string{"gw1"}, detDevs...)).Draw(rt, "twin"),
 			Tags: detJSON(rt, "tags"), Desired: detJSON(rt, "desired"), Replace: rapid.Bool().Draw(rt, "replace")}
@@ -230,9 +243,13 @@ func (m *detModel) appendEvents(rt *rapid.T) any {
 	f := protocol.Messages{Instance: inst, Queue: "$upstream/pdefault"}
 	for range rapid.IntRange(1, 3).Draw(rt, "msgs") {
 		m.edgeSeq[inst]++
-		src := rapid.SampledFrom([]string{"devices/dev1", "devices/dev3", "devices/gw1/modules/sim"}).Draw(rt, "source")
+		src := rapid.SampledFrom([]string{"devices/dev1", "devices/dev3", "devices/gw1/modules/sim", "devices/dev4"}).Draw(rt, "source")
+		var path []string // right for dev4 (through gw2), wrong for the others
+		if rapid.Bool().Draw(rt, "edge path") {
+			path = []string{"gw2"}
+		}
 		f.Msgs = append(f.Msgs, protocol.Message{Seq: m.edgeSeq[inst], ID: "m", Source: src,
-			Body: []byte{byte(rapid.IntRange(0, 3).Draw(rt, "body"))}, EnqueuedAt: m.at})
+			Body: []byte{byte(rapid.IntRange(0, 3).Draw(rt, "body"))}, EnqueuedAt: m.at, EdgePath: path})
 	}
 	m.frames = append(m.frames, f)
 	return appendEvents{Edge: "gw1", Frame: f}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -47,6 +48,10 @@ type Event struct {
 	Queue    string `cbor:"9,keyasint,omitempty"`
 	EdgeSeq  uint64 `cbor:"10,keyasint,omitempty"`
 	Digest   []byte `cbor:"11,keyasint,omitempty"`
+	// EdgePath names the edges that carried it, the one it entered through
+	// first and the one that sent it to the hub last; none in events
+	// stored before nested edges.
+	EdgePath []string `cbor:"12,keyasint,omitempty"`
 }
 
 // EventJSON is an event as GET /messages/events returns it.
@@ -58,6 +63,7 @@ type EventJSON struct {
 	MessageID    string            `json:"messageId,omitempty"`
 	Properties   map[string]string `json:"properties"`
 	System       map[string]string `json:"systemProperties"`
+	EdgePath     []string          `json:"edgePath,omitempty"`
 	Body         []byte            `json:"body"`
 }
 
@@ -65,7 +71,7 @@ type EventJSON struct {
 func (e Event) JSON() EventJSON {
 	j := EventJSON{Seq: e.Seq, DeviceID: e.DeviceID, ModuleID: e.ModuleID, MessageID: e.MessageID,
 		EnqueuedTime: time.UnixMilli(e.EnqueuedTime).UTC().Format("2006-01-02T15:04:05.000Z"),
-		Properties:   e.Props, System: e.Sys, Body: e.Body}
+		Properties:   e.Props, System: e.Sys, Body: e.Body, EdgePath: e.EdgePath}
 	if j.Properties == nil {
 		j.Properties = map[string]string{}
 	}
@@ -317,9 +323,12 @@ func splitSource(src string) (device, module string, ok bool) {
 // retransmission); one whose (instance, queue, seq) was stored with other
 // content is stored, counted and reported as a collision (two edges share
 // the instance). A device's message id is carried, never a reason to drop.
-// Messages from identities outside the edge's scope are refused, counted
-// and logged (and acknowledged, so one bad message cannot block the queue
-// behind it).
+// Messages from identities outside the edge's scope, or whose edge path
+// is not the way up from their source to the edge (tree.checkPath), are
+// refused, counted and logged (and acknowledged, so one bad message cannot
+// block the queue behind it). The event records the edge path with the
+// sending edge at its end (not for a version 2 command: events stored
+// before nested edges have none).
 func (f *FSM) appendEventsLocked(ctx context.Context, c appendEvents) (protocol.MessagesAck, error) {
 	m := c.Frame
 	inScope, err := f.inScope(c.Edge)
@@ -392,6 +401,15 @@ func (f *FSM) planBatch(txn *badger.Txn, c appendEvents, inScope func(string) bo
 			}
 			continue
 		}
+		if !f.tree().checkPath(c.Edge, msg.EdgePath, id) {
+			f.metrics.eventsBadPath.Add(1)
+			b.ack.Refused++
+			if ok, held := f.refusedLog.Allow("path"); ok {
+				f.log.Warn("message refused: its edge path is not the way from its source up to the edge", "edge", c.Edge, "source", msg.Source,
+					"message_id", msg.ID, "edge_path", strings.Join(msg.EdgePath, ","), "refused_since_last_logged", held)
+			}
+			continue
+		}
 		if g := msg.Sys[protocol.SysGeneration]; g != "" {
 			if cur, _, _ := f.ids.Get(id); cur.Generation != g {
 				f.metrics.eventsStale.Add(1)
@@ -426,8 +444,12 @@ func (f *FSM) planBatch(txn *badger.Txn, c appendEvents, inScope func(string) bo
 			sys = cloneMap(sys)
 			sys["edgeEnqueuedTime"] = time.UnixMilli(msg.EnqueuedAt).UTC().Format(time.RFC3339Nano)
 		}
+		var path []string
+		if c.Version >= 3 {
+			path = append(slices.Clip(msg.EdgePath), c.Edge)
+		}
 		b.evs = append(b.evs, Event{DeviceID: dev, ModuleID: mod, EnqueuedTime: f.at.Load(), MessageID: msg.ID, Props: msg.Props, Sys: sys, Body: msg.Body,
-			Instance: m.Instance, Queue: m.Queue, EdgeSeq: msg.Seq, Digest: d})
+			Instance: m.Instance, Queue: m.Queue, EdgeSeq: msg.Seq, Digest: d, EdgePath: path})
 	}
 	b.ack.Collisions = b.collisions
 	return nil

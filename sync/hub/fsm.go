@@ -29,6 +29,7 @@ type FSM struct {
 	opts   FSMOptions
 	db     *kv.DB
 	ids    *identity.Cache
+	edges  *edgeIndex // over ids: the edges by deviceScope (tree.go)
 	twins  *twin.Store
 	queues *queue.Store
 	events *eventLog
@@ -94,6 +95,7 @@ func (f *FSM) openStores(ctx context.Context) error {
 	if f.ids, err = identity.Open(ctx, f.db, identity.Options{Logger: f.log}); err != nil {
 		return err
 	}
+	f.edges = newEdgeIndex(f.ids)
 	if f.twins, err = twin.Open(ctx, f.db, twin.Options{Role: twin.Cloud, Name: "hub", Logger: f.log, Now: f.nowMS,
 		Replicated: true, Incarnation: f.opts.Incarnation}); err != nil {
 		return err
@@ -105,13 +107,14 @@ func (f *FSM) openStores(ctx context.Context) error {
 		_ = f.queues.Close()
 		return err
 	}
-	f.readers.Store(&stores{ids: f.ids, twins: f.twins, queues: f.queues, events: f.events})
+	f.readers.Store(&stores{ids: f.ids, edges: f.edges, twins: f.twins, queues: f.queues, events: f.events})
 	return nil
 }
 
 // stores are the FSM's stores, for readers outside Apply.
 type stores struct {
 	ids    *identity.Cache
+	edges  *edgeIndex
 	twins  *twin.Store
 	queues *queue.Store
 	events *eventLog

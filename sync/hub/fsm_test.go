@@ -45,7 +45,7 @@ func (c *stepClock) Now() time.Time {
 func sampleCommands() []any {
 	id := identity.Identity{DeviceID: "dev1", Generation: "g1", DeviceScope: "ms-azure-iot-edge://dev1-1", ParentScopes: []string{"ms-azure-iot-edge://gw1-1"}}
 	msgs := protocol.Messages{Instance: "edge:gw1.a1", Queue: "$upstream/pdefault", Msgs: []protocol.Message{
-		{Seq: 1, ID: "m1", Source: "devices/dev1", Props: map[string]string{"k": "v"}, Sys: map[string]string{"s": "t"}, Body: []byte("x"), EnqueuedAt: 5}}}
+		{Seq: 1, ID: "m1", Source: "devices/dev1", Props: map[string]string{"k": "v"}, Sys: map[string]string{"s": "t"}, Body: []byte("x"), EnqueuedAt: 5, EdgePath: []string{"gw2"}}}}
 	return []any{
 		putIdentities{IDs: []identity.Identity{id}},
 		deleteIdentities{IDs: []string{"dev1", "gw1/m"}},

@@ -123,6 +123,9 @@ type Hub struct {
 	wakeMu      sync.Mutex
 	wakeCh      chan struct{} // closed and replaced after every change edges pull
 	edges       *edges
+	// registryMu: device writes one at a time, each checking the tree of
+	// edges (tree.go) against the registry it changes.
+	registryMu sync.Mutex
 	// instances finds two live instances of one edge identity (instances.go).
 	instances *instances
 	closed    atomic.Bool
@@ -136,6 +139,7 @@ type metrics struct {
 	instanceCollisions                                                                       atomic.Int64
 	c2dSent, methodsInvoked, twinMerges                                                      atomic.Int64
 	twinsRemoved, c2dPurged, twinGC, twinsStale, eventsStale                                 atomic.Int64
+	eventsBadPath                                                                            atomic.Int64 // refused: the edge path is not the way up
 	imagesPushed, imageBytes, imagesRefused, imagesFetched                                   atomic.Int64
 	imageCopies, imagesUnreplicated                                                          atomic.Int64
 	noSpace, linkBusy                                                                        atomic.Int64

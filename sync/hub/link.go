@@ -210,7 +210,7 @@ func (h *Hub) collect(ctx context.Context, edge string, p protocol.Pull) (protoc
 		push.Generations[td.ID] = scope[td.ID].Generation
 	}
 	for _, id := range ids {
-		if id.ModuleID != "" || id.DeviceID == edge {
+		if id.ModuleID != "" || id.Edge { // this edge and those below it take no cloud-to-device messages
 			continue
 		}
 		msgs, err := h.c2dFor(id.DeviceID, p.C2D[id.DeviceID])

@@ -21,6 +21,10 @@ func (h *Hub) PutDevice(ctx context.Context, j identity.JSON) (identity.Identity
 	if j.ModuleID != "" {
 		return identity.Identity{}, fmt.Errorf("%w: PUT /devices/{id} takes a device; use /devices/{id}/modules/{m} for modules", ErrInvalid)
 	}
+	// One device write at a time checks the tree of edges against the
+	// state it changes (a cluster's writes all run on the leader).
+	h.registryMu.Lock()
+	defer h.registryMu.Unlock()
 	old, exists, err := h.ids().Get(j.DeviceID)
 	if err != nil {
 		return identity.Identity{}, fmt.Errorf("%w: %v", ErrInvalid, err)
@@ -35,10 +39,9 @@ func (h *Hub) PutDevice(ctx context.Context, j identity.JSON) (identity.Identity
 	if !id.Edge {
 		id.DeviceScope = ""
 	}
-	for _, p := range id.ParentScopes {
-		if !h.isEdgeScope(p) {
-			return identity.Identity{}, fmt.Errorf("%w: parent scope %q is not the deviceScope of an edge device (GET /devices/{edge} shows it)", ErrInvalid, p)
-		}
+	all, _ := h.ids().List()
+	if err := h.tree().checkDevice(id, old, exists, all); err != nil {
+		return identity.Identity{}, err
 	}
 	cmd := putIdentities{IDs: []identity.Identity{id}}
 	if id.Edge {
@@ -114,6 +117,8 @@ func fill(j identity.JSON, old identity.Identity, exists bool) (identity.Identit
 
 // DeleteDevice removes a device and its modules.
 func (h *Hub) DeleteDevice(ctx context.Context, device string) error {
+	h.registryMu.Lock()
+	defer h.registryMu.Unlock()
 	if _, ok, _ := h.ids().Get(device); !ok {
 		return fmt.Errorf("%w: device %q", ErrNotFound, device)
 	}
@@ -167,7 +172,7 @@ func (h *Hub) Modules(device string) ([]identity.Identity, error) {
 }
 
 // scope returns the identities an edge serves: itself, its modules, its
-// children and their modules.
+// children and their modules, and, for each child edge, its scope.
 func (h *Hub) scope(edge string) ([]identity.Identity, identity.Identity, error) {
 	self, err := h.Identity(edge)
 	if err != nil {
@@ -177,75 +182,39 @@ func (h *Hub) scope(edge string) ([]identity.Identity, identity.Identity, error)
 		return nil, self, fmt.Errorf("%w: %q is not an edge device", ErrInvalid, edge)
 	}
 	all, _ := h.ids().List()
-	children := map[string]bool{edge: true}
-	for _, id := range all {
-		if id.ModuleID == "" && slices.Contains(id.ParentScopes, self.DeviceScope) {
-			children[id.DeviceID] = true
-		}
-	}
-	return slices.DeleteFunc(all, func(i identity.Identity) bool { return !children[i.DeviceID] }), self, nil
+	t := h.tree()
+	return slices.DeleteFunc(all, func(i identity.Identity) bool { return !t.under(edge, i.ID()) }), self, nil
 }
 
 // inScope returns a check of whether an identity ("d" or "d/m") is in an
-// edge's scope, by lookups rather than a scan of the registry: for the
-// per-batch checks of the link.
-func (h *Hub) inScope(edge string) (func(id string) bool, error) { return scopeOf(h.ids(), edge) }
+// edge's scope (see scope), by lookups rather than a scan of the registry:
+// for the per-batch checks of the link.
+func (h *Hub) inScope(edge string) (func(id string) bool, error) { return scopeOf(h.tree(), edge) }
 
 // inScope (see Hub.inScope) reads only the FSM's state.
-func (f *FSM) inScope(edge string) (func(id string) bool, error) { return scopeOf(f.ids, edge) }
+func (f *FSM) inScope(edge string) (func(id string) bool, error) { return scopeOf(f.tree(), edge) }
 
-func scopeOf(ids *identity.Cache, edge string) (func(id string) bool, error) {
-	self, err := lookupIdentity(ids, edge)
+func scopeOf(t tree, edge string) (func(id string) bool, error) {
+	self, err := lookupIdentity(t.ids, edge)
 	if err != nil {
 		return nil, err
 	}
 	if !self.Edge {
 		return nil, fmt.Errorf("%w: %q is not an edge device", ErrInvalid, edge)
 	}
-	return func(id string) bool {
-		if _, ok, _ := ids.Get(id); !ok {
-			return false
-		}
-		dev, _, _ := identity.SplitID(id)
-		if dev == edge {
-			return true
-		}
-		d, ok, _ := ids.Get(dev)
-		return ok && d.ModuleID == "" && slices.Contains(d.ParentScopes, self.DeviceScope)
-	}, nil
+	return func(id string) bool { return t.under(edge, id) }, nil
 }
 
 // edgeOf returns the edge device that serves id ("d" or "d/m"): d itself
 // when it is an edge, else d's parent.
 func (h *Hub) edgeOf(id string) (string, error) {
-	dev, _, _ := identity.SplitID(id)
 	if _, err := h.Identity(id); err != nil {
 		return "", err
 	}
-	d, err := h.Identity(dev)
-	if err != nil {
-		return "", err
-	}
-	if d.Edge {
-		return d.DeviceID, nil
-	}
-	if len(d.ParentScopes) == 1 {
-		for _, p := range h.Devices() {
-			if p.Edge && p.DeviceScope == d.ParentScopes[0] {
-				return p.DeviceID, nil
-			}
-		}
+	if e, ok := h.tree().owner(id); ok {
+		return e, nil
 	}
 	return "", fmt.Errorf("%w: %q is not behind an edge; Outpost reaches devices through their edge", ErrOffline, id)
-}
-
-func (h *Hub) isEdgeScope(scope string) bool {
-	for _, d := range h.Devices() {
-		if d.Edge && d.DeviceScope == scope {
-			return true
-		}
-	}
-	return false
 }
 
 func randomHex(n int) string {

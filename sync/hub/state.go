@@ -29,11 +29,15 @@ type deleteIdentities struct {
 // command's time (the envelope's). Key 2 is retired: it held that time a
 // second time. Version 2 adds Digests: each message's protocol.Digest,
 // concatenated, computed once by the proposer rather than by every node
-// (a version 1 entry has none: the FSM computes them).
+// (a version 1 entry has none: the FSM computes them). Version 3 (nested
+// edges) stores each event's edge path: the message's EdgePath and the
+// sending edge; an older entry stores none, as the hub that wrote it did.
 type appendEvents struct {
 	Edge    string            `cbor:"1,keyasint"`
 	Frame   protocol.Messages `cbor:"3,keyasint"`
 	Digests []byte            `cbor:"4,keyasint,omitempty"`
+	// Version is the entry's (decodeCommand sets it): what its apply does.
+	Version uint64 `cbor:"-"`
 }
 
 // withDigests returns c with the digests of its messages.
