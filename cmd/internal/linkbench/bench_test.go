@@ -47,6 +47,8 @@ type rig struct {
 	up     *queue.Queue
 	start  func()
 	ids    int
+	cache  *identity.Cache   // the edge's identity cache
+	gw     identity.Identity // the edge's registry entry (its deviceScope, its key)
 }
 
 // newRig opens a hub and an edge store in temporary directories, with the
@@ -73,6 +75,7 @@ func newRig(b *testing.B) *rig {
 	check(b, err)
 	ids, err := identity.Open(ctx, r.db, identity.Options{})
 	check(b, err)
+	r.cache, r.gw = ids, gw
 	var log *slog.Logger
 	if os.Getenv("LINKBENCH_LOG") != "" {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -113,6 +116,11 @@ func check(b *testing.B, err error) {
 // fill queues n telemetry messages of size bytes: JSON with a random tail,
 // so compression does not flatter the figures.
 func (r *rig) fill(b *testing.B, n, size int) int64 {
+	return r.fillQueue(b, r.up, "dev1", n, size)
+}
+
+// fillQueue queues n telemetry messages of device dev into q.
+func (r *rig) fillQueue(b *testing.B, q *queue.Queue, dev string, n, size int) int64 {
 	var payload int64
 	for i := 0; i < n; {
 		batch := make([]queue.Message, 0, 1000)
@@ -121,10 +129,10 @@ func (r *rig) fill(b *testing.B, n, size int) int64 {
 			body = body[:min(len(body), size)]
 			payload += int64(len(body))
 			r.ids++ // unique message ids, as devices should (the hub does not rely on them)
-			batch = append(batch, queue.Message{ID: fmt.Sprintf("m%d", r.ids), Source: "devices/dev1", Body: []byte(body),
-				Sys: map[string]string{"connectionDeviceId": "dev1", "contentType": "application/json"}})
+			batch = append(batch, queue.Message{ID: fmt.Sprintf("m%d", r.ids), Source: "devices/" + dev, Body: []byte(body),
+				Sys: map[string]string{"connectionDeviceId": dev, "contentType": "application/json"}})
 		}
-		_, err := r.up.Append(r.ctx, batch...)
+		_, err := q.Append(r.ctx, batch...)
 		check(b, err)
 	}
 	return payload
