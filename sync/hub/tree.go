@@ -286,6 +286,25 @@ func (t tree) writer(sender string, o crdt.ReplicaID) (string, bool) {
 	return e, true
 }
 
+// top returns the edge at the top of the tree whose scope holds id: the
+// edge that links to the hub for it (and acknowledges the hub's twin
+// version vector with its pulls). ok is false when no edge serves id.
+func (t tree) top(id string) (string, bool) {
+	e, ok := t.owner(id)
+	if !ok {
+		return "", false
+	}
+	for range maxEdgeDepth {
+		d, _, _ := t.ids.Get(e)
+		p := t.parent(d)
+		if p == "" {
+			break
+		}
+		e = p
+	}
+	return e, true // past maxEdgeDepth (a broken tree): an edge that never pulls, so GC waits
+}
+
 // writers returns the edges below sender whose incarnations wrote fields
 // of td, sorted; a field of any origin but sender's incarnations and
 // theirs is an ErrInvalid.

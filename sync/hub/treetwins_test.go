@@ -178,3 +178,36 @@ func TestNestedEdgeTwinCommits(t *testing.T) {
 		t.Errorf("%d frames refused, want 4", n)
 	}
 }
+
+// A twin below a child edge has one member, the top edge of its tree: its
+// tombstones wait for l4's pull (l3 never pulls from the hub) and go once
+// l4 acknowledges them.
+func TestNestedGCWaitsForTheTopEdge(t *testing.T) {
+	f := nestedFixture(t)
+	l3 := edgeReplica(t, f, "l3")
+	report(t, f, l3, "s3", `{"fw":{"v":1}}`)
+	b := report(t, f, l3, "s3", `{"fw":null}`)
+	if code, body := f.twinsUp(t, "l4", b); code != 200 {
+		t.Fatalf("twins: %d %s", code, body)
+	}
+	f.h.collectGarbage(f.ctx)
+	tombs := func() int { n, _ := f.h.twins().Tombstones("s3"); return n }
+	if tombs() == 0 {
+		t.Fatal("no tombstone for the deleted reported property before l4 acknowledged it")
+	}
+	// l3's own ack (were it to reach the hub) is no member's.
+	pull := protocol.Pull{Instance: "edge:l3.a", TwinVV: f.h.twins().VV(), WaitMs: 10}
+	if code, _ := f.frameAs(t, "l3", protocol.PathPull, pull, &protocol.Push{}); code != 200 || tombs() == 0 {
+		t.Fatalf("after l3's pull (%d): %d tombstones, want some", code, tombs())
+	}
+	pull.Instance = "edge:l4.a"
+	if code, body := f.frameAs(t, "l4", protocol.PathPull, pull, &protocol.Push{}); code != 200 {
+		t.Fatalf("pull: %d %s", code, body)
+	}
+	if tombs() != 0 || f.h.metrics.twinGC.Load() == 0 {
+		t.Fatalf("s3 keeps %d tombstones after l4 acknowledged them", tombs())
+	}
+	if rep := f.reported(t, "s3"); strings.Contains(rep, "fw") {
+		t.Errorf("the deleted property is back: %s", rep)
+	}
+}
