@@ -112,6 +112,7 @@ type detModel struct {
 	frames  []protocol.Messages
 	edgeSeq map[string]uint64 // instance → last edge seq sent
 	edge    *twin.Store       // gw1's twin replica, for mergeTwins
+	child   *twin.Store       // gw2's (a child edge of gw1), whose writes gw1 relays
 	edgeAt  int64
 	// vv is the hub's twin version vector as the edge last heard it (the
 	// A side's: the proposer's view).
@@ -224,12 +225,15 @@ func (m *detModel) command(rt *rapid.T, a *FSM) any {
 		if rapid.Bool().Draw(rt, "edge ahead") {
 			vv.Merge(m.edge.VV())
 		}
+		if rapid.Bool().Draw(rt, "child ahead") { // gw1 holds gw2's writes it has not relayed yet
+			vv.Merge(m.child.VV())
+		}
 		m.lastAck = &ackPull{Edge: "gw1", Instance: string(m.edge.Replica()), VV: vv, C2D: c2d}
 		return *m.lastAck
 	case 8:
 		return expireEvents{Before: m.at - rapid.Int64Range(0, 20000).Draw(rt, "age"), Max: rapid.IntRange(1, 5).Draw(rt, "max")}
 	case 9:
-		return gcTwins{IDs: subsetOf(rt, append([]string{"gw1", "gw1/sim", "gw1/$edgeAgent"}, detDevs...), "gc")}
+		return gcTwins{IDs: subsetOf(rt, append(append([]string{"gw1", "gw1/sim", "gw1/$edgeAgent"}, detDevs...), detNested...), "gc")}
 	default:
 		return extraCommand(rt, m)
 	}
@@ -255,24 +259,29 @@ func (m *detModel) appendEvents(rt *rapid.T) any {
 	return appendEvents{Edge: "gw1", Frame: f}
 }
 
-// mergeTwins writes reported properties on gw1's replica and sends a
-// delta since nothing or since a random earlier point (a duplicate).
+// mergeTwins writes reported properties on gw1's replica, or on its child
+// gw2's (which gw1 relays, as a parent edge does), and sends a delta since
+// nothing or since a random earlier point (a duplicate).
 func (m *detModel) mergeTwins(rt *rapid.T) any {
 	ctx := context.Background()
 	m.edgeAt = max(m.edgeAt+1, m.at)
-	id := rapid.SampledFrom([]string{"dev1", "dev2", "gw1/sim"}).Draw(rt, "reported")
-	s, err := m.edge.BeginSession()
+	r, ids := m.edge, []string{"dev1", "dev2", "gw1/sim"}
+	if rapid.IntRange(0, 2).Draw(rt, "writer") == 0 {
+		r, ids = m.child, detNested
+	}
+	id := rapid.SampledFrom(ids).Draw(rt, "reported")
+	s, err := r.BeginSession()
 	if err != nil {
 		rt.Fatal(err)
 	}
-	if _, err := m.edge.PatchReported(ctx, id, s, detJSON(rt, "reported")); err != nil && !errors.Is(err, twin.ErrTooLarge) && !errors.Is(err, twin.ErrInvalid) {
+	if _, err := r.PatchReported(ctx, id, s, detJSON(rt, "reported")); err != nil && !errors.Is(err, twin.ErrTooLarge) && !errors.Is(err, twin.ErrInvalid) {
 		rt.Fatal(err)
 	}
 	from := crdt.VV{}
-	if self := m.edge.Replica(); rapid.Bool().Draw(rt, "incremental") {
-		from[self] = rapid.Uint64Range(0, m.edge.VV()[self]).Draw(rt, "since")
+	if self := r.Replica(); rapid.Bool().Draw(rt, "incremental") {
+		from[self] = rapid.Uint64Range(0, r.VV()[self]).Draw(rt, "since")
 	}
-	b, _, err := m.edge.Delta(from, 100)
+	b, _, err := r.Delta(from, 100)
 	if err != nil {
 		rt.Fatal(err)
 	}
@@ -298,6 +307,14 @@ func TestFSMIsDeterministic(t *testing.T) {
 		start := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC).UnixMilli()
 		m := &detModel{at: start, edgeSeq: map[string]uint64{}, edgeAt: start}
 		if m.edge, err = twin.Open(ctx, edb, twin.Options{Role: twin.Edge, Name: "gw1", Now: func() int64 { return m.edgeAt }}); err != nil {
+			t.Fatal(err)
+		}
+		cdb, err := kv.Open("", kv.Options{InMemory: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cdb.Close()
+		if m.child, err = twin.Open(ctx, cdb, twin.Options{Role: twin.Edge, Name: "gw2", Now: func() int64 { return m.edgeAt }}); err != nil {
 			t.Fatal(err)
 		}
 		for _, c := range []any{putIdentities{IDs: []identity.Identity{detGW}}, m.command(rt, a.f)} {
@@ -457,6 +474,72 @@ func TestFSMAckAfterReopen(t *testing.T) {
 	apply(gcTwins{IDs: []string{"dev1"}})
 	b.reopen()
 	apply(ack) // a retried pull
+	if sa, sb := a.snapshot(), b.snapshot(); !bytes.Equal(sa, sb) {
+		t.Fatalf("the states differ:\n%s", diffSnapshots(t, sa, sb))
+	}
+}
+
+// TestFSMNestedGC: a twin below a child edge is collected once the top
+// edge's ack covers its tombstones, the same way on an FSM re-opened and
+// restored in between (the tree is read from the FSM's own state).
+func TestFSMNestedGC(t *testing.T) {
+	ctx := context.Background()
+	a, b := openDetNode(t, t.TempDir()), openDetNode(t, t.TempDir())
+	defer a.close()
+	defer b.close()
+	edb, err := kv.Open("", kv.Options{InMemory: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer edb.Close()
+	at := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC).UnixMilli()
+	child, err := twin.Open(ctx, edb, twin.Options{Role: twin.Edge, Name: "gw2", Now: func() int64 { return at }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	apply := func(cmd any) {
+		t.Helper()
+		at += 10
+		entry, err := encodeCommand(cmd, at)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ra, rb := a.answer(entry), b.answer(entry); ra != rb {
+			t.Fatalf("%T answered %s straight through, %s re-opened", cmd, ra, rb)
+		}
+	}
+	report := func(doc string) twin.Batch {
+		t.Helper()
+		s, _ := child.BeginSession()
+		if _, err := child.PatchReported(ctx, "dev4", s, []byte(doc)); err != nil {
+			t.Fatal(err)
+		}
+		batch, _, err := child.Delta(crdt.VV{}, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return batch
+	}
+	dev4 := identity.Identity{DeviceID: "dev4", Status: identity.Enabled, Auth: detAuth, Generation: "g", ParentScopes: []string{detGW2.DeviceScope}}
+	apply(putIdentities{IDs: []identity.Identity{detGW, detGW2, dev4}})
+	report(`{"fw":{"v":1}}`)
+	apply(mergeTwins{Edge: "gw1", Batch: report(`{"fw":null}`)})
+	b.reopen()
+	apply(ackPull{Edge: "gw2", Instance: string(child.Replica()), VV: a.f.twins.VV()}) // not a member: gw2 never pulls from the hub
+	apply(gcTwins{IDs: []string{"dev4"}})
+	for _, n := range []*detNode{a, b} {
+		if k, _ := n.f.twins.Tombstones("dev4"); k == 0 {
+			t.Fatalf("dev4's tombstones collected on the ack of gw2, which is not its member")
+		}
+	}
+	b.moveTo(t.TempDir())
+	apply(ackPull{Edge: "gw1", Instance: "edge:gw1.a", VV: a.f.twins.VV()})
+	apply(gcTwins{IDs: []string{"dev4"}})
+	for _, n := range []*detNode{a, b} {
+		if k, _ := n.f.twins.Tombstones("dev4"); k != 0 {
+			t.Fatalf("dev4 keeps %d tombstones after gw1, the top edge, acknowledged them", k)
+		}
+	}
 	if sa, sb := a.snapshot(), b.snapshot(); !bytes.Equal(sa, sb) {
 		t.Fatalf("the states differ:\n%s", diffSnapshots(t, sa, sb))
 	}

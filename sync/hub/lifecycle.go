@@ -76,9 +76,10 @@ func (f *FSM) withModules(ids []string) []string {
 }
 
 // collectGarbage drops the twin tombstones every replica has acknowledged
-// (crdt.Stable): a twin's members are the hub and the edge whose
-// scope holds it, none but the hub when no edge does. Which twins a round
-// looks at is chosen here; the command removes what the state makes stable.
+// (crdt.Stable): a twin's members are the hub and the top edge of the
+// tree whose scope holds it (twinMembers), none but the hub when no edge
+// does. Which twins a round looks at is chosen here; the command removes
+// what the state makes stable.
 func (h *Hub) collectGarbage(ctx context.Context) {
 	if ctx.Err() != nil || !h.leads() || h.twins().GCBacklog() == 0 {
 		return
@@ -94,38 +95,17 @@ func (f *FSM) gcTwinsLocked(ctx context.Context, c gcTwins) error {
 	return err
 }
 
-// twinMembers resolves the edge of a twin (as edgeOf) with at most one scan
-// of the registry per GC round, made only when a child device's twin needs
-// it: GC runs after every pull and twin merge while tombstones wait.
+// twinMembers names the member of each twin: the top edge of the tree
+// whose scope holds it, the edge that pulls from the hub and acknowledges
+// its version vector (a child edge never does; its parent keeps
+// tombstones until its own children have them). None when no edge serves
+// the twin. Lookups in the FSM's tree, not a scan: GC runs after every
+// pull and twin merge while tombstones wait.
 func (f *FSM) twinMembers() twin.Members {
-	var edges map[string]string // device scope → edge device
-	edgeOfScope := func(scope string) string {
-		if edges == nil {
-			edges = map[string]string{}
-			ids, _ := f.ids.List()
-			for _, d := range ids {
-				if d.Edge && d.ModuleID == "" {
-					edges[d.DeviceScope] = d.DeviceID
-				}
-			}
-		}
-		return edges[scope]
-	}
+	t := f.tree()
 	return func(id string) []string {
-		dev, _, err := identity.SplitID(id)
-		if err != nil {
-			return nil
-		}
-		d, ok, _ := f.ids.Get(dev)
-		switch {
-		case !ok:
-			return nil
-		case d.Edge:
-			return []string{d.DeviceID}
-		case len(d.ParentScopes) == 1:
-			if e := edgeOfScope(d.ParentScopes[0]); e != "" {
-				return []string{e}
-			}
+		if e, ok := t.top(id); ok {
+			return []string{e}
 		}
 		return nil
 	}

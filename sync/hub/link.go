@@ -73,7 +73,9 @@ func (h *Hub) Messages(ctx context.Context, edge string, m protocol.Messages) (p
 }
 
 // Twins merges the edge's twin changes: only twins in its scope, only
-// fields its own incarnations wrote.
+// fields its own incarnations wrote or those of an edge below it (a parent
+// edge relays its subtree's writes unchanged), each for a twin in the
+// scope of the edge that wrote it.
 func (h *Hub) Twins(ctx context.Context, edge string, m protocol.TwinsUp) (protocol.TwinsAck, error) {
 	if err := h.checkInstance(edge, m.Instance); err != nil {
 		return protocol.TwinsAck{}, err
@@ -83,36 +85,22 @@ func (h *Hub) Twins(ctx context.Context, edge string, m protocol.TwinsUp) (proto
 	if err != nil {
 		return protocol.TwinsAck{}, err
 	}
+	t := h.tree()
 	batch := twin.Batch{Commits: m.Batch.Commits}
 	for _, td := range m.Batch.Twins {
-		for _, f := range td.Fields {
-			if o := f.Key().Origin; !twin.IsEdgeReplica(o, edge) {
-				h.metrics.framesRefused.Add(1)
-				return protocol.TwinsAck{}, fmt.Errorf("%w: twin %q carries a field written by %s; an edge sends only its own writes", ErrInvalid, td.ID, o)
-			}
-		}
-		cur, exists, err := h.ids().Get(td.ID)
-		switch {
-		case err != nil:
+		keep, err := h.admitTwin(t, edge, inScope, td, m.Generations[td.ID])
+		if err != nil {
 			h.metrics.framesRefused.Add(1)
-			return protocol.TwinsAck{}, fmt.Errorf("%w: twin %q: %v", ErrInvalid, td.ID, err)
-		case exists && !inScope(td.ID):
-			h.metrics.framesRefused.Add(1)
-			return protocol.TwinsAck{}, fmt.Errorf("%w: twin %q is not in the scope of edge %q", ErrInvalid, td.ID, edge)
-		case !exists || m.Generations[td.ID] != "" && m.Generations[td.ID] != cur.Generation:
-			// Written for an identity deleted since (and perhaps created
-			// again): refused, counted, and acknowledged by the commits,
-			// so the edge does not send it again.
-			h.metrics.twinsStale.Add(1)
-			h.log.Warn("twin delta refused: written for a deleted generation of the identity", "edge", edge, "twin", td.ID,
-				"generation", m.Generations[td.ID], "current_generation", cur.Generation, "fields", len(td.Fields))
-			continue
+			return protocol.TwinsAck{}, err
 		}
-		batch.Twins = append(batch.Twins, td)
+		if keep {
+			batch.Twins = append(batch.Twins, td)
+		}
 	}
 	for _, c := range m.Batch.Commits {
-		if !twin.IsEdgeReplica(c.Origin, edge) {
-			return protocol.TwinsAck{}, fmt.Errorf("%w: commit for %s; an edge commits only its own writes", ErrInvalid, c.Origin)
+		if _, ok := t.writer(edge, c.Origin); !ok {
+			h.metrics.framesRefused.Add(1)
+			return protocol.TwinsAck{}, fmt.Errorf("%w: commit for %s; an edge commits only its own writes and those of the edges below it", ErrInvalid, c.Origin)
 		}
 	}
 	if err := h.apply(ctx, mergeTwins{Edge: edge, Batch: batch}); errors.Is(err, twin.ErrBadDelta) {
@@ -124,6 +112,37 @@ func (h *Hub) Twins(ctx context.Context, edge string, m protocol.TwinsUp) (proto
 	h.metrics.twinMerges.Add(1)
 	h.collectGarbage(ctx)
 	return protocol.TwinsAck{TwinVV: h.twins().VV(), Hub: string(h.twins().Replica())}, nil
+}
+
+// admitTwin checks one twin of an edge's TwinsUp (gen: the generation it
+// was written for, "" when not known): an error refuses the frame; keep
+// false drops the twin's fields as written for a deleted generation
+// (counted, and acknowledged by the frame's commits so the edge does not
+// send them again).
+func (h *Hub) admitTwin(t tree, edge string, inScope func(string) bool, td twin.TwinDelta, gen string) (keep bool, err error) {
+	writers, err := t.writers(edge, td)
+	if err != nil {
+		return false, err
+	}
+	cur, exists, err := h.ids().Get(td.ID)
+	switch {
+	case err != nil:
+		return false, fmt.Errorf("%w: twin %q: %v", ErrInvalid, td.ID, err)
+	case exists && !inScope(td.ID):
+		return false, fmt.Errorf("%w: twin %q is not in the scope of edge %q", ErrInvalid, td.ID, edge)
+	case !exists || gen != "" && gen != cur.Generation:
+		// Before the writers' scope: a twin created again elsewhere in
+		// the tree does not hold up the writes of its old generation.
+		h.metrics.twinsStale.Add(1)
+		h.log.Warn("twin delta refused: written for a deleted generation of the identity", "edge", edge, "twin", td.ID,
+			"generation", gen, "current_generation", cur.Generation, "fields", len(td.Fields))
+		return false, nil
+	}
+	if w := t.outside(writers, td.ID); w != "" {
+		return false, fmt.Errorf("%w: twin %q carries fields written by edge %q, whose scope does not hold it; an edge writes only the twins of its own subtree",
+			ErrInvalid, td.ID, w)
+	}
+	return true, nil
 }
 
 // MethodResult takes an edge's answer to a method call.

@@ -6,7 +6,9 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/outpost-edge/outpost/store/crdt"
 	"github.com/outpost-edge/outpost/store/identity"
+	"github.com/outpost-edge/outpost/store/twin"
 )
 
 // The tree of edges (IoT Edge's nested edge): an edge device may have a
@@ -262,4 +264,72 @@ func (t tree) height(edge string, all []identity.Identity) int {
 		return best
 	}
 	return walk(edge, 1)
+}
+
+// writer returns the edge device whose incarnation o is ("edge:<e>.<inc>"),
+// when e is sender or an edge in sender's subtree: the origins whose twin
+// fields and commits a TwinsUp of sender may carry (a parent edge relays
+// the writes of the edges below it, never stamps them again).
+func (t tree) writer(sender string, o crdt.ReplicaID) (string, bool) {
+	base, _, ok := twin.SplitReplica(o)
+	e, isEdge := strings.CutPrefix(base, "edge:")
+	if !ok || !isEdge || !twin.IsEdgeReplica(o, e) {
+		return "", false
+	}
+	if e == sender {
+		return e, true
+	}
+	d, ok, _ := t.ids.Get(e)
+	if !ok || d.ModuleID != "" || !d.Edge || !t.under(sender, e) {
+		return "", false
+	}
+	return e, true
+}
+
+// top returns the edge at the top of the tree whose scope holds id: the
+// edge that links to the hub for it (and acknowledges the hub's twin
+// version vector with its pulls). ok is false when no edge serves id.
+func (t tree) top(id string) (string, bool) {
+	e, ok := t.owner(id)
+	if !ok {
+		return "", false
+	}
+	for range maxEdgeDepth {
+		d, _, _ := t.ids.Get(e)
+		p := t.parent(d)
+		if p == "" {
+			break
+		}
+		e = p
+	}
+	return e, true // past maxEdgeDepth (a broken tree): an edge that never pulls, so GC waits
+}
+
+// writers returns the edges below sender whose incarnations wrote fields
+// of td, sorted; a field of any origin but sender's incarnations and
+// theirs is an ErrInvalid.
+func (t tree) writers(sender string, td twin.TwinDelta) ([]string, error) {
+	var out []string
+	for _, f := range td.Fields {
+		o := f.Key().Origin
+		e, ok := t.writer(sender, o)
+		if !ok {
+			return nil, fmt.Errorf("%w: twin %q carries a field written by %s; an edge sends only its own writes and those of the edges below it", ErrInvalid, td.ID, o)
+		}
+		if i, found := slices.BinarySearch(out, e); e != sender && !found {
+			out = slices.Insert(out, i, e)
+		}
+	}
+	return out, nil
+}
+
+// outside returns the first of edges whose scope does not hold id ("" when
+// each does).
+func (t tree) outside(edges []string, id string) string {
+	for _, e := range edges {
+		if !t.under(e, id) {
+			return e
+		}
+	}
+	return ""
 }
