@@ -14,12 +14,20 @@
 //     path. A message whose source is not in the child's subtree is
 //     acknowledged and refused (counted), as the hub does;
 //   - pull: the identities of the child's subtree (the parent holds them:
-//     the hub's scope of an edge covers its subtree), held until they change
-//     or the wait passes.
+//     the hub's scope of an edge covers its subtree); the fields of its
+//     subtree's twins it lacks (the hub's desired properties among them,
+//     with their original stamps); the cloud-to-device messages queued here
+//     for its subtree's devices, removed once the child says it stored them;
+//     direct methods for its subtree (Invoke). Held until there is
+//     something or the wait passes;
+//   - twins: the child's twin changes, fields written by incarnations of
+//     edges in its subtree, merged as they are (never re-stamped, or
+//     replicas would not converge); the parent's link sends them up with
+//     its own (Forwards), and a tombstone under a child waits for that
+//     child's ack (ChildMembers);
+//   - methods: the child's answer to a call it was handed.
 //
-// Twins, cloud-to-device messages, direct methods and images through a
-// parent are not served yet: twins answer 501, which the child's link
-// reports (not as a link failure) and asks again rarely.
+// Module images through a parent are not served yet (501).
 //
 // Every request carries the child edge's SAS token, checked against the
 // parent's identity cache (offline, as the MQTT listeners do): the child

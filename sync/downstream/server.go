@@ -46,6 +46,16 @@ type Options struct {
 	// MaxRequests bounds the requests served at once (all children);
 	// past it a request is answered 503 at once. Default 64.
 	MaxRequests int
+	// Twins is this edge's twin store: it holds the replicas of its
+	// subtree's twins, merges its children's deltas (their own stamps
+	// and replica ids) and serves them what they lack. nil: twins are
+	// not served (501).
+	Twins *twin.Store
+	// TwinChanges, if set, is told what a child's delta changed here.
+	TwinChanges func([]twin.Change)
+	// Members lists the members of a twin whose acks its tombstones wait
+	// for (twin.Members); default ChildMembers. The link adds "hub".
+	Members func(id string) []string
 }
 
 // Stats counts what the children sent.
@@ -78,6 +88,11 @@ type Server struct {
 	cursors map[cursorKey]uint64
 	locks   map[cursorKey]*sync.Mutex
 	changed chan struct{} // closed when the identities change, then replaced
+	wake    chan struct{} // closed when a C2D message or a method call waits for a child, then replaced
+	// calls waiting for a child to take them (by child), and those handed
+	// out waiting for their answer (by call id)
+	calls   map[string][]*call
+	waiting map[string]*call
 
 	batches, messages, duplicates, refused atomic.Int64
 	children                               map[string]*Child // under mu
@@ -106,7 +121,8 @@ func New(opts Options) (*Server, error) {
 		opts.MaxRequests = 64
 	}
 	s := &Server{opts: opts, slots: make(chan struct{}, opts.MaxRequests), cursors: map[cursorKey]uint64{},
-		locks: map[cursorKey]*sync.Mutex{}, changed: make(chan struct{}), children: map[string]*Child{}}
+		locks: map[cursorKey]*sync.Mutex{}, changed: make(chan struct{}), wake: make(chan struct{}), children: map[string]*Child{},
+		calls: map[string][]*call{}, waiting: map[string]*call{}}
 	if err := s.loadCursors(); err != nil {
 		return nil, err
 	}
@@ -253,14 +269,21 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST "+protocol.PathHello, serve(s, s.hello))
 	mux.HandleFunc("POST "+protocol.PathMessages, serve(s, s.messagesFrame))
 	mux.HandleFunc("POST "+protocol.PathPull, serve(s, s.pull))
-	for _, p := range []string{"POST " + protocol.PathTwins, "POST " + protocol.PathMethods, "GET " + protocol.PathImages + "/{digest}"} {
+	mux.HandleFunc("POST "+protocol.PathMethods, serve(s, s.methodResult))
+	notServed := []string{"GET " + protocol.PathImages + "/{digest}"}
+	if s.opts.Twins != nil {
+		mux.HandleFunc("POST "+protocol.PathTwins, serve(s, s.twinsFrame))
+	} else {
+		notServed = append(notServed, "POST "+protocol.PathTwins)
+	}
+	for _, p := range notServed {
 		mux.HandleFunc(p, func(w http.ResponseWriter, r *http.Request) {
 			if _, status, err := s.child(r); err != nil {
 				protocol.WriteError(w, status, http.StatusText(status), err.Error())
 				return
 			}
 			protocol.WriteError(w, http.StatusNotImplemented, "NotServedByParent",
-				fmt.Sprintf("%s through a parent edge is not served yet (edge %q serves messages and identities to its children)", r.URL.Path, s.opts.Edge))
+				fmt.Sprintf("%s through a parent edge is not served yet (edge %q serves messages, identities, twins, C2D and methods to its children)", r.URL.Path, s.opts.Edge))
 		})
 	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
@@ -357,7 +380,11 @@ func (s *Server) hello(_ context.Context, child string, m protocol.Hello) (proto
 		}
 	}
 	s.mu.Unlock()
-	return protocol.Welcome{Version: protocol.Version, Cursors: cur, HubTime: s.opts.Now().UnixMilli(), Hub: s.opts.Replica}, nil
+	w := protocol.Welcome{Version: protocol.Version, Cursors: cur, HubTime: s.opts.Now().UnixMilli(), Hub: s.opts.Replica}
+	if s.opts.Twins != nil {
+		w.TwinVV = s.opts.Twins.VV()
+	}
+	return w, nil
 }
 
 // upstreamQueue reports whether name is one of the $upstream queues.
@@ -508,25 +535,261 @@ func (s *Server) pull(ctx context.Context, child string, p protocol.Pull) (proto
 	wait := min(time.Duration(p.WaitMs)*time.Millisecond, s.opts.PullWait)
 	t := time.NewTimer(wait)
 	defer t.Stop()
+	if err := s.ackChild(ctx, child, p); err != nil {
+		return protocol.Push{}, err
+	}
 	for {
 		s.mu.Lock()
-		changed := s.changed
+		changed, wake := s.changed, s.wake
 		s.mu.Unlock()
-		wire, err := s.subtree(child)
-		if err != nil {
-			return protocol.Push{}, err
+		var twinsChanged <-chan struct{}
+		if s.opts.Twins != nil {
+			twinsChanged = s.opts.Twins.Changed()
 		}
-		if d := digest(wire); d != p.Scope {
-			return protocol.Push{HasScope: true, Scope: d, Identities: wire, Hub: s.opts.Replica}, nil
+		push, err := s.collect(child, p)
+		if err != nil || push.HasScope || len(push.Twins.Twins) > 0 || len(push.Twins.Commits) > 0 || len(push.C2D) > 0 || len(push.Methods) > 0 {
+			return push, err
 		}
 		select {
 		case <-changed:
+		case <-twinsChanged:
+		case <-wake:
 		case <-t.C:
-			return protocol.Push{Hub: s.opts.Replica}, nil
+			return push, nil
 		case <-ctx.Done():
 			return protocol.Push{}, ctx.Err()
 		}
 	}
+}
+
+// twinFieldsPerPush bounds the twin fields of one answer (as the hub's).
+const twinFieldsPerPush = 4096
+
+// collect is what a child lacks: its subtree's identities when its digest
+// differs, and the fields of its subtree's twins its version vector lacks.
+func (s *Server) collect(child string, p protocol.Pull) (protocol.Push, error) {
+	push := protocol.Push{Hub: s.opts.Replica}
+	wire, err := s.subtree(child)
+	if err != nil {
+		return push, err
+	}
+	if d := digest(wire); d != p.Scope {
+		push.HasScope, push.Scope, push.Identities = true, d, wire
+	}
+	if push.C2D, err = s.c2d(child, p.C2D, p.Hub == s.opts.Replica); err != nil {
+		return push, err
+	}
+	push.Methods = s.takeCalls(child)
+	if s.opts.Twins == nil {
+		return push, nil
+	}
+	push.TwinVV = s.opts.Twins.VV() // before the delta: once applied, the child holds all of it
+	if push.Twins, push.TwinsMore, err = s.opts.Twins.DeltaFor(p.TwinVV, twinFieldsPerPush, func(id string) bool { return s.inSubtree(child, id) }); err != nil {
+		return push, err
+	}
+	for _, td := range push.Twins.Twins {
+		if id, ok, _ := s.opts.Identities.Get(td.ID); ok {
+			if push.Generations == nil {
+				push.Generations = protocol.Generations{}
+			}
+			push.Generations[td.ID] = id.Generation
+		}
+	}
+	return push, nil
+}
+
+// c2dBatch bounds the cloud-to-device messages per device in one answer.
+const c2dBatch = 100
+
+// C2DQueue is where the edge keeps the cloud-to-device messages of a device
+// (as its broker does): for a device below a child edge they wait here
+// until the child has stored them.
+func C2DQueue(device string) string { return "c2d/" + device + "/p0" }
+
+// C2DAppended wakes the children's pulls: a cloud-to-device message was
+// queued here (the edge's link took it from the hub).
+func (s *Server) C2DAppended() {
+	s.mu.Lock()
+	s.wakeLocked()
+	s.mu.Unlock()
+}
+
+func (s *Server) wakeLocked() {
+	close(s.wake)
+	s.wake = make(chan struct{})
+}
+
+// c2d returns the cloud-to-device messages waiting here for the leaf
+// devices of a child's subtree, past the child's cursors; what the child
+// says it stored (cursors, counted in this edge's queue sequence numbers
+// when mine is set) is removed first.
+func (s *Server) c2d(child string, cursors map[string]uint64, mine bool) ([]protocol.C2D, error) {
+	ids, err := s.opts.Identities.List()
+	if err != nil {
+		return nil, err
+	}
+	var out []protocol.C2D
+	for _, id := range ids {
+		if id.ModuleID != "" || id.Edge || !s.inSubtree(child, id.DeviceID) {
+			continue
+		}
+		q, ok := s.opts.Queues.Lookup(C2DQueue(id.DeviceID))
+		if !ok {
+			continue
+		}
+		cur := uint64(0)
+		if mine {
+			cur = cursors[id.DeviceID]
+		}
+		msgs, err := s.c2dFor(q, cur)
+		if err != nil {
+			return nil, err
+		}
+		for _, m := range msgs {
+			out = append(out, protocol.C2D{Device: id.DeviceID, Seq: m.Seq, ID: m.ID, Props: m.Props, Sys: m.Sys, Body: m.Body,
+				EnqueuedAt: m.EnqueuedAt.UnixMilli()})
+		}
+	}
+	return out, nil
+}
+
+// c2dFor removes what a child stored (up to cur) from q and returns what
+// follows. It leases from the oldest message every time: a push lost on
+// the way is sent again, and the child's cursor skips what it has.
+func (s *Server) c2dFor(q *queue.Queue, cur uint64) ([]queue.Message, error) {
+	l := s.lock(cursorKey{queue: q.Name()})
+	l.Lock()
+	defer l.Unlock()
+	q.Rewind()
+	for {
+		msgs, err := q.Lease(c2dBatch, protocol.MaxC2D*4)
+		if err != nil {
+			return nil, err
+		}
+		done := uint64(0)
+		for len(msgs) > 0 && msgs[0].Seq <= cur {
+			done = msgs[0].Seq
+			msgs = msgs[1:]
+		}
+		if done > 0 {
+			if err := q.Ack(context.Background(), done); err != nil {
+				return nil, err
+			}
+		}
+		if len(msgs) > 0 || done == 0 {
+			return msgs, nil
+		}
+	}
+}
+
+// memberPrefix names a child edge as a member of its subtree's twins.
+const memberPrefix = "child:"
+
+// ChildMembers are the children whose subtree holds twin id, as twin
+// members ("child:<edge>"): a tombstone there waits for their acks.
+func (s *Server) ChildMembers(id string) []string {
+	dev, _, _ := strings.Cut(id, "/")
+	for range MaxDepth + 1 {
+		d, ok, _ := s.opts.Identities.Get(dev)
+		if !ok {
+			return nil
+		}
+		parent := s.parentOf(d)
+		if parent == s.opts.Edge {
+			if d.Edge && dev != s.opts.Edge {
+				return []string{memberPrefix + dev}
+			}
+			return nil // a device or module of this edge itself
+		}
+		if parent == "" {
+			return nil
+		}
+		dev = parent
+	}
+	return nil
+}
+
+// ackChild records a child's version vector as its ack (the twin
+// tombstones it holds) and collects what became stable.
+func (s *Server) ackChild(ctx context.Context, child string, p protocol.Pull) error {
+	if s.opts.Twins == nil || p.TwinVV == nil {
+		return nil
+	}
+	if err := s.opts.Twins.Ack(ctx, memberPrefix+child, crdt.ReplicaID(p.Instance), p.TwinVV); err != nil {
+		return err
+	}
+	members := s.opts.Members
+	if members == nil {
+		members = s.ChildMembers
+	}
+	if _, err := s.opts.Twins.GC(ctx, members, 32); err != nil {
+		return fmt.Errorf("twin gc: %w", err)
+	}
+	return nil
+}
+
+// writerOf returns the edge whose incarnation a replica id names, if it
+// is an edge known here.
+func (s *Server) writerOf(o crdt.ReplicaID) (string, bool) {
+	base, _, ok := twin.SplitReplica(o)
+	name, isEdge := strings.CutPrefix(base, "edge:")
+	if !ok || !isEdge || !twin.IsEdgeReplica(o, name) {
+		return "", false
+	}
+	id, known, _ := s.opts.Identities.Get(name)
+	return name, known && id.Edge
+}
+
+// Forwards reports whether o is an incarnation of an edge below this one:
+// its writes reach the hub through this edge (the link sends them up).
+func (s *Server) Forwards(o crdt.ReplicaID) bool {
+	name, ok := s.writerOf(o)
+	return ok && name != s.opts.Edge && s.inSubtree(s.opts.Edge, name)
+}
+
+// twinsFrame merges a child's twin changes: fields written by incarnations
+// of edges in its subtree, each for a twin in that edge's own subtree, with
+// their stamps as they are; answers this edge's version vector.
+func (s *Server) twinsFrame(ctx context.Context, child string, m protocol.TwinsUp) (protocol.TwinsAck, error) {
+	if err := checkInstance(child, m.Instance); err != nil {
+		return protocol.TwinsAck{}, err
+	}
+	writerOK := func(o crdt.ReplicaID) (string, bool) {
+		w, ok := s.writerOf(o)
+		return w, ok && s.inSubtree(child, w)
+	}
+	batch := twin.Batch{Commits: m.Batch.Commits}
+	for _, c := range m.Batch.Commits {
+		if _, ok := writerOK(c.Origin); !ok {
+			return protocol.TwinsAck{}, invalid("commit for %s; a child edge sends only writes of edges in its subtree", c.Origin)
+		}
+	}
+	for _, td := range m.Batch.Twins {
+		for _, f := range td.Fields {
+			w, ok := writerOK(f.Key().Origin)
+			if !ok || !s.inSubtree(w, td.ID) {
+				return protocol.TwinsAck{}, invalid("twin %q carries a field written by %s, which is not an edge above it in the subtree of %q", td.ID, f.Key().Origin, child)
+			}
+		}
+		cur, ok, _ := s.opts.Identities.Get(td.ID)
+		if !ok || m.Generations[td.ID] != "" && m.Generations[td.ID] != cur.Generation {
+			s.opts.Logger.Warn("twin delta of a child edge refused: written for a deleted generation of the identity", "child", child, "twin", td.ID)
+			continue
+		}
+		td.CloudDesired = 0 // the hub's desired version comes from the hub, never from below
+		batch.Twins = append(batch.Twins, td)
+	}
+	changes, err := s.opts.Twins.ApplyDelta(ctx, batch)
+	if errors.Is(err, twin.ErrBadDelta) {
+		return protocol.TwinsAck{}, invalid("%v", err)
+	} else if err != nil {
+		return protocol.TwinsAck{}, err
+	}
+	if s.opts.TwinChanges != nil && len(changes) > 0 {
+		s.opts.TwinChanges(changes)
+	}
+	s.seen(child, m.Instance, nil)
+	return protocol.TwinsAck{TwinVV: s.opts.Twins.VV(), Hub: s.opts.Replica}, nil
 }
 
 // subtree lists the identities of a child edge's subtree in wire form.
@@ -544,4 +807,81 @@ func digest(ids []protocol.Identity) string {
 	data, _ := kv.Marshal(ids)
 	sum := sha256.Sum256(data)
 	return hex.EncodeToString(sum[:16])
+}
+
+// call is a direct method for a device or module below a child edge.
+type call struct {
+	child  string
+	mc     protocol.MethodCall
+	handed bool
+	res    chan protocol.MethodResult
+}
+
+// Invoke hands a direct method for target, below child, to the child's
+// next pull and waits for its answer: 404 when the child did not take it
+// in time (it is not connected), 504 when it took it and did not answer.
+func (s *Server) Invoke(ctx context.Context, child, target, name string, payload []byte, timeout time.Duration) protocol.MethodResult {
+	c := &call{child: child, mc: protocol.MethodCall{ID: queue.NewID(), Target: target, Name: name, Payload: payload, TimeoutMs: timeout.Milliseconds()},
+		res: make(chan protocol.MethodResult, 1)}
+	s.mu.Lock()
+	s.calls[child] = append(s.calls[child], c)
+	s.waiting[c.mc.ID] = c
+	s.wakeLocked()
+	s.mu.Unlock()
+	t := time.NewTimer(timeout + min(timeout, 5*time.Second)) // the child answers 504 itself after timeout
+	defer t.Stop()
+	select {
+	case r := <-c.res:
+		return r
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.waiting, c.mc.ID)
+	s.calls[child] = slices.DeleteFunc(s.calls[child], func(x *call) bool { return x == c })
+	if !c.handed {
+		return protocol.MethodResult{Status: 404, Error: fmt.Sprintf("child edge %q, which %s is below, is not connected to edge %q", child, target, s.opts.Edge)}
+	}
+	return protocol.MethodResult{Status: 504, Error: fmt.Sprintf("child edge %q did not answer the call for %s in time", child, target)}
+}
+
+// takeCalls hands the calls waiting for a child to its pull.
+func (s *Server) takeCalls(child string) []protocol.MethodCall {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []protocol.MethodCall
+	for _, c := range s.calls[child] {
+		c.handed = true
+		out = append(out, c.mc)
+	}
+	delete(s.calls, child)
+	return out
+}
+
+// methodResult takes a child's answer to a call it was handed.
+func (s *Server) methodResult(_ context.Context, child string, r protocol.MethodResult) (struct{}, error) {
+	s.mu.Lock()
+	c := s.waiting[r.ID]
+	if c != nil && c.child == child {
+		delete(s.waiting, r.ID)
+	} else {
+		c = nil // another child's call is not this one's to answer
+	}
+	s.mu.Unlock()
+	if c == nil {
+		return struct{}{}, &statusError{http.StatusNotFound, "NotFound", fmt.Errorf("no method call %q waits for an answer (it may have timed out)", r.ID)}
+	}
+	c.res <- r
+	return struct{}{}, nil
+}
+
+// ChildOf returns the child edge whose subtree holds id ("d" or "d/m"),
+// "" when id is this edge's own (or unknown).
+func (s *Server) ChildOf(id string) string {
+	m := s.ChildMembers(id)
+	if len(m) == 0 {
+		return ""
+	}
+	return strings.TrimPrefix(m[0], memberPrefix)
 }

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -99,6 +101,7 @@ func (p *parent) upstream(t *testing.T) []queue.Message {
 }
 
 type child struct {
+	rec    *recorder
 	db     *kv.DB
 	queues *queue.Store
 	twins  *twin.Store
@@ -107,21 +110,43 @@ type child struct {
 	stop   func()
 }
 
-type nopTarget struct{}
+type nopTarget struct{ rec *recorder }
 
-func (nopTarget) TwinChanges([]twin.Change)                            {}
-func (nopTarget) SendC2D(context.Context, string, queue.Message) error { return nil }
-func (nopTarget) Disconnect(string, string)                            {}
-func (nopTarget) PurgeQueues(context.Context, string) (int, error)     { return 0, nil }
-func (nopTarget) InvokeMethod(context.Context, string, string, []byte, time.Duration) protocol.MethodResult {
-	return protocol.MethodResult{Status: 404}
+// recorder keeps what a child's link handed its edge.
+type recorder struct {
+	mu  sync.Mutex
+	c2d []string // device:body
+}
+
+func (r *recorder) got() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.c2d)
+}
+
+func (nopTarget) TwinChanges([]twin.Change) {}
+func (t nopTarget) SendC2D(_ context.Context, dev string, m queue.Message) error {
+	if t.rec != nil {
+		t.rec.mu.Lock()
+		t.rec.c2d = append(t.rec.c2d, dev+":"+string(m.Body))
+		t.rec.mu.Unlock()
+	}
+	return nil
+}
+func (nopTarget) Disconnect(string, string)                        {}
+func (nopTarget) PurgeQueues(context.Context, string) (int, error) { return 0, nil }
+func (nopTarget) InvokeMethod(_ context.Context, target, name string, payload []byte, _ time.Duration) protocol.MethodResult {
+	if target == "dev1" {
+		return protocol.MethodResult{Status: 200, Payload: []byte(fmt.Sprintf(`{"answer":%q,"from":%q,"got":%s}`, name, target, payload))}
+	}
+	return protocol.MethodResult{Status: 404, Error: target + " is not connected"}
 }
 
 // startChild runs edge l3's unmodified upstream link against url.
 func startChild(t *testing.T, url string) *child {
 	t.Helper()
 	ctx := context.Background()
-	c := &child{}
+	c := &child{rec: &recorder{}}
 	var err error
 	if c.db, err = kv.Open(t.TempDir(), kv.Options{}); err != nil {
 		t.Fatal(err)
@@ -137,7 +162,7 @@ func startChild(t *testing.T, url string) *child {
 	}
 	cs := sas.ConnString{HostName: hostName, DeviceID: "l3", SharedAccessKey: keyL3}
 	if c.link, err = upstream.New(upstream.Options{URL: url, Edge: cs, DB: c.db, Queues: c.queues, Twins: c.twins,
-		Identities: c.ids, Target: nopTarget{}, PullWait: 300 * time.Millisecond}); err != nil {
+		Identities: c.ids, Target: nopTarget{c.rec}, PullWait: 300 * time.Millisecond}); err != nil {
 		t.Fatal(err)
 	}
 	lctx, cancel := context.WithCancel(ctx)
@@ -376,5 +401,58 @@ func TestRequestsBounded(t *testing.T) {
 	}
 	if st := <-held; st != 200 {
 		t.Errorf("the held pull: %d", st)
+	}
+}
+
+// Cloud-to-device messages for a device below the child, queued here by
+// this edge's link, reach the child, once, and leave this edge's queue
+// when the child has stored them.
+func TestC2DThroughParent(t *testing.T) {
+	p := openParent(t, t.TempDir())
+	defer p.close()
+	q, err := p.queues.Queue(C2DQueue("dev1"), queue.QueueOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := startChild(t, p.http.URL)
+	eventually(t, "the child's identities", func() bool { _, ok, _ := c.ids.Get("dev1"); return ok })
+	for _, body := range []string{"one", "two"} {
+		if _, err := q.Append(context.Background(), queue.Message{Body: []byte(body)}); err != nil {
+			t.Fatal(err)
+		}
+		p.srv.C2DAppended()
+	}
+	eventually(t, "both at the child", func() bool { return len(c.rec.got()) == 2 })
+	eventually(t, "the parent's queue emptied", func() bool { return q.Stats().Depth == 0 })
+	if got := c.rec.got(); !slices.Equal(got, []string{"dev1:one", "dev1:two"}) {
+		t.Errorf("the child stored %v", got)
+	}
+	time.Sleep(700 * time.Millisecond) // more pulls: nothing is sent twice
+	if n := len(c.rec.got()); n != 2 {
+		t.Errorf("the child stored %d messages, want 2", n)
+	}
+}
+
+// A direct method for a device below the child goes to the child's pull
+// and its answer comes back; a child that is not connected is 404.
+func TestMethodThroughParent(t *testing.T) {
+	p := openParent(t, t.TempDir())
+	defer p.close()
+	c := startChild(t, p.http.URL)
+	eventually(t, "the child online", func() bool { return c.link.Status().State == "online" })
+	if got := p.srv.ChildOf("dev1"); got != "l3" {
+		t.Fatalf("ChildOf(dev1) = %q", got)
+	}
+	r := p.srv.Invoke(context.Background(), "l3", "dev1", "reboot", []byte(`{"delay":1}`), 5*time.Second)
+	if r.Status != 200 || string(r.Payload) != `{"answer":"reboot","from":"dev1","got":{"delay":1}}` {
+		t.Fatalf("answer %+v", r)
+	}
+	if r := p.srv.Invoke(context.Background(), "ox", "ox", "ping", nil, 100*time.Millisecond); r.Status != 404 {
+		t.Errorf("a child that never pulls: %+v, want 404", r)
+	}
+	// No child answers a call that is not its own.
+	var none struct{}
+	if st := post(t, p.http.URL, protocol.PathMethods, "ox", keyOther, protocol.MethodResult{ID: "x", Status: 200}, &none); st != 404 {
+		t.Errorf("an answer to no call: status %d, want 404", st)
 	}
 }
