@@ -149,8 +149,8 @@ func (l *Link) generations(b twin.Batch) protocol.Generations {
 const gcWork = 32
 
 // ackHub records the hub's version vector as its ack and collects the
-// tombstones that became stable. An edge's twins have two members today,
-// itself and the hub (a parent edge will be another).
+// tombstones that became stable. An edge's twins have the hub as member,
+// and on a parent edge the child whose subtree holds them (Options.Members).
 func (l *Link) ackHub(ctx context.Context, hub string, vv crdt.VV) error {
 	if hub == "" || vv == nil {
 		return nil
@@ -158,7 +158,11 @@ func (l *Link) ackHub(ctx context.Context, hub string, vv crdt.VV) error {
 	if err := l.opts.Twins.Ack(ctx, "hub", crdt.ReplicaID(hub), vv); err != nil {
 		return err
 	}
-	n, err := l.opts.Twins.GC(ctx, func(string) []string { return []string{"hub"} }, gcWork)
+	members := l.opts.Members
+	if members == nil {
+		members = func(string) []string { return []string{"hub"} }
+	}
+	n, err := l.opts.Twins.GC(ctx, members, gcWork)
 	l.collected.Add(int64(n))
 	if err != nil {
 		return fmt.Errorf("twin gc: %w", err)

@@ -17,6 +17,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/outpost-edge/outpost/store/crdt"
 	"github.com/outpost-edge/outpost/store/identity"
 	"github.com/outpost-edge/outpost/store/identity/sas"
 	"github.com/outpost-edge/outpost/store/kv"
@@ -85,6 +86,14 @@ type Options struct {
 	// gateway whose clock is wrong can still sign tokens the hub accepts.
 	Now     func() time.Time
 	HubTime func(time.Time)
+
+	// Nested edges: Forwards reports whether a twin replica is an
+	// incarnation of an edge below this one, whose writes this edge sends
+	// up with its own; Members lists the members of a twin whose acks its
+	// tombstones wait for (default: "hub" alone; a parent adds its
+	// children). Both nil for an edge without children.
+	Forwards func(crdt.ReplicaID) bool
+	Members  func(id string) []string
 }
 
 // Status is the link's state for `outpost edge status`.

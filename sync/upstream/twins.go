@@ -30,14 +30,15 @@ func (l *Link) twins(ctx context.Context) error {
 	}
 	for {
 		changed := l.opts.Twins.Changed()
-		// The hub takes only this edge's writes: claim every other origin
-		// as covered, so the delta holds only ours.
+		// The hub takes only this edge's writes and those of the edges
+		// below it (nested edges): claim every other origin as covered,
+		// so the delta holds only those.
 		peer := hubVV.Clone()
 		if peer == nil {
 			peer = crdt.VV{}
 		}
 		for o, s := range l.opts.Twins.VV() {
-			if !twin.IsEdgeReplica(o, l.opts.Edge.DeviceID) {
+			if !twin.IsEdgeReplica(o, l.opts.Edge.DeviceID) && (l.opts.Forwards == nil || !l.opts.Forwards(o)) {
 				peer[o] = max(peer[o], s)
 			}
 		}
