@@ -155,10 +155,12 @@ func (e *edges) invoke(ctx context.Context, edge string, mc protocol.MethodCall,
 // It fails at once with ErrOffline when the edge is not connected (or the
 // edge says the target is not), and with ErrTimeout when no answer comes.
 func (h *Hub) InvokeMethod(ctx context.Context, target string, req protocol.MethodRequest) (int, []byte, error) {
-	edge, err := h.edgeOf(target)
-	if err != nil {
+	if _, err := h.edgeOf(target); err != nil {
 		return 0, nil, err
 	}
+	// Below a child edge (nested edges) the call goes to the top edge of
+	// the tree, the one that pulls from the hub; each parent hands it down.
+	edge, _ := h.tree().top(target)
 	if !h.edges.online(edge) {
 		return 0, nil, fmt.Errorf("%w: the edge %s of %s is not connected to the hub", ErrOffline, edge, target)
 	}

@@ -338,3 +338,53 @@ func TestEventsWithoutEdgePath(t *testing.T) {
 		t.Errorf("events of a version 2 and a version 3 entry: %+v", evs)
 	}
 }
+
+// A direct method for a device two edges down goes to the top edge of its
+// tree, the one that pulls from the hub, and its answer comes back from it.
+func TestNestedMethodGoesToTopEdge(t *testing.T) {
+	f := nestedFixture(t)
+	pushed := make(chan protocol.Push, 1)
+	go func() {
+		var push protocol.Push
+		f.frameAs(t, "l4", protocol.PathPull, protocol.Pull{Instance: "edge:l4.a", WaitMs: 10000, Scope: "x"}, &push)
+		pushed <- push
+	}()
+	// The first pull answers at once (the identities); the next one waits.
+	<-pushed
+	go func() {
+		var push protocol.Push
+		f.frameAs(t, "l4", protocol.PathPull, protocol.Pull{Instance: "edge:l4.a", WaitMs: 10000, Scope: "any"}, &push)
+		pushed <- push
+	}()
+	for deadline := time.Now().Add(5 * time.Second); !f.h.edges.online("l4"); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("l4 never online")
+		}
+	}
+	type result struct {
+		status int
+		body   []byte
+		err    error
+	}
+	done := make(chan result, 1)
+	go func() {
+		s, b, err := f.h.InvokeMethod(f.ctx, "s2", protocol.MethodRequest{MethodName: "reboot", Payload: []byte(`{}`), ResponseTimout: 5})
+		done <- result{s, b, err}
+	}()
+	var call protocol.MethodCall
+	select {
+	case p := <-pushed:
+		if len(p.Methods) != 1 || p.Methods[0].Target != "s2" {
+			t.Fatalf("l4's pull carried %+v, want the call for s2", p.Methods)
+		}
+		call = p.Methods[0]
+	case <-time.After(10 * time.Second):
+		t.Fatal("the call never reached l4")
+	}
+	if code, body := f.frameAs(t, "l4", protocol.PathMethods, protocol.MethodResult{ID: call.ID, Status: 200, Payload: []byte(`{"ok":1}`)}, nil); code != 200 {
+		t.Fatalf("answer: %d %s", code, body)
+	}
+	if r := <-done; r.err != nil || r.status != 200 || string(r.body) != `{"ok":1}` {
+		t.Errorf("InvokeMethod: %+v", r)
+	}
+}
