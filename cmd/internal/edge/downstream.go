@@ -11,11 +11,39 @@ import (
 	"github.com/outpost-edge/outpost/sync/downstream"
 )
 
-// serveDownstream serves the edge link to child edges on --downstream
-// (nested edges), over TLS with the edge's certificate (its local CA's
-// unless --tls-cert is given); nil when the flag is not set.
-func (e *edge) serveDownstream() (*http.Server, error) {
+// newDownstream makes the server of the edge link to child edges when
+// --downstream is set (nested edges): before the link, which sends up the
+// twin writes of the edges below and waits for their acks to collect
+// tombstones.
+func (e *edge) newDownstream() error {
 	if e.cfg.Downstream == "" {
+		return nil
+	}
+	srv, err := downstream.New(downstream.Options{Edge: e.cs.DeviceID, HostName: e.cs.HostName, DB: e.db, Queues: e.queues,
+		Identities: e.ids, Twins: e.twins, Replica: string(e.twins.Replica()), Logger: e.cfg.Logger, Now: e.clock.Now,
+		Members: e.twinMembers}) // a child's changes are its subtree's reported properties: nothing local to notify
+	e.downstream = srv
+	return err
+}
+
+// twinMembers are the replicas a twin's tombstones wait for: the hub (when
+// the edge has one) and the child edge whose subtree holds the twin.
+func (e *edge) twinMembers(id string) []string {
+	var m []string
+	if e.hubURL != "" {
+		m = append(m, "hub")
+	}
+	if e.downstream != nil {
+		m = append(m, e.downstream.ChildMembers(id)...)
+	}
+	return m
+}
+
+// serveDownstream serves the edge link to child edges on --downstream, over
+// TLS with the edge's certificate (its local CA's unless --tls-cert is
+// given); nil when the flag is not set.
+func (e *edge) serveDownstream() (*http.Server, error) {
+	if e.downstream == nil {
 		return nil, nil
 	}
 	tlsCfg, ca, err := e.serverTLS()
@@ -23,12 +51,7 @@ func (e *edge) serveDownstream() (*http.Server, error) {
 		return nil, err
 	}
 	tlsCfg.ClientAuth = tls.NoClientCert // children prove themselves with their edge SAS tokens
-	srv, err := downstream.New(downstream.Options{Edge: e.cs.DeviceID, HostName: e.cs.HostName, DB: e.db, Queues: e.queues,
-		Identities: e.ids, Replica: string(e.twins.Replica()), Logger: e.cfg.Logger, Now: e.clock.Now})
-	if err != nil {
-		return nil, err
-	}
-	e.downstream = srv
+	srv := e.downstream
 	ln, err := net.Listen("tcp", e.cfg.Downstream)
 	if err != nil {
 		return nil, fmt.Errorf("--downstream %s: %w", e.cfg.Downstream, err)

@@ -183,7 +183,7 @@ func Run(ctx context.Context, cfg Config) error {
 		gctx, stopGC := context.WithCancel(ctx)
 		go func() {
 			defer close(gcDone)
-			_ = e.twins.RunGC(gctx, func(string) []string { return nil })
+			_ = e.twins.RunGC(gctx, e.twinMembers) // no hub; child edges, if any
 		}()
 		defer func() { stopGC(); <-gcDone }()
 	}
@@ -289,6 +289,9 @@ func (e *edge) open(ctx context.Context) error {
 	}
 	e.setQueueLimits(c.routes)
 	if err := e.newBroker(c); err != nil {
+		return err
+	}
+	if err := e.newDownstream(); err != nil {
 		return err
 	}
 	if err := e.newLink(); err != nil {

@@ -29,9 +29,13 @@ func (e *edge) newLink() error {
 			return err
 		}
 	}
+	var forwards func(crdt.ReplicaID) bool // the twin writes of child edges go up too (nested edges)
+	if e.downstream != nil {
+		forwards = e.downstream.Forwards
+	}
 	l, err := upstream.New(upstream.Options{URLs: e.hubURLs, Edge: e.cs, DB: e.db, Queues: e.queues, Twins: e.twins,
 		Identities: e.ids, Target: linkTarget{e}, Logger: e.cfg.Logger, RootCAs: roots, Now: e.clock.Now, HubTime: e.clock.Confirm,
-		MaxImageSize: e.cfg.MaxImageSize, Refused: e.refusedOnce()})
+		MaxImageSize: e.cfg.MaxImageSize, Refused: e.refusedOnce(), Members: e.twinMembers, Forwards: forwards})
 	e.link = l
 	return err
 }
@@ -117,7 +121,13 @@ func (t linkTarget) PurgeQueues(ctx context.Context, id string) (int, error) {
 }
 
 func (t linkTarget) SendC2D(ctx context.Context, device string, m queue.Message) error {
-	return t.e.broker.SendC2D(ctx, device, m)
+	if err := t.e.broker.SendC2D(ctx, device, m); err != nil {
+		return err
+	}
+	if t.e.downstream != nil { // the device may be below a child edge (nested edges)
+		t.e.downstream.C2DAppended()
+	}
+	return nil
 }
 
 func (t linkTarget) InvokeMethod(ctx context.Context, target, name string, payload []byte, timeout time.Duration) protocol.MethodResult {

@@ -240,6 +240,11 @@ func (e *edge) invoke(ctx context.Context, target, name string, payload []byte, 
 	if target == e.cs.DeviceID+"/"+agentModule {
 		return e.agentMethod(ctx, name, payload)
 	}
+	if e.downstream != nil { // a device or module below a child edge (nested edges)
+		if child := e.downstream.ChildOf(target); child != "" {
+			return e.downstream.Invoke(ctx, child, target, name, payload, timeout)
+		}
+	}
 	res, err := e.broker.InvokeMethod(ctx, target, name, payload, timeout)
 	switch {
 	case errors.Is(err, broker.ErrNotConnected):
