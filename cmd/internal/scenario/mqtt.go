@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -343,6 +344,38 @@ func cmdMQTTTwin(ts *testscript.TestScript, neg bool, args []string) {
 	case <-time.After(10 * time.Second):
 		ts.Fatalf("no answer to the reported patch in 10s")
 	}
+}
+
+// mqttgettwin ADDR ID KEY PATTERN: wait until ID's twin, as its device
+// reads it over MQTT ($iothub/twin/GET), matches PATTERN; prints it.
+func cmdMQTTGetTwin(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 4 {
+		ts.Fatalf("usage: mqttgettwin ADDR ID KEY PATTERN")
+	}
+	re := regexp.MustCompile(args[3])
+	c, err := dialCA(args[0], args[1], args[2], ts.Getenv("CA"))
+	ts.Check(err)
+	defer c.Disconnect(100)
+	res := make(chan paho.Message, 1)
+	t := c.Subscribe("$iothub/twin/res/#", 1, func(_ paho.Client, m paho.Message) { res <- m })
+	if !t.WaitTimeout(10*time.Second) || t.Error() != nil {
+		ts.Fatalf("subscribe: %v", t.Error())
+	}
+	var last string
+	poll(ts, "the twin "+args[1]+" reads over MQTT ~ "+args[3], func() string {
+		c.Publish("$iothub/twin/GET/?$rid=1", 1, false, "").WaitTimeout(10 * time.Second)
+		select {
+		case m := <-res:
+			last = string(m.Payload())
+			if strings.HasPrefix(m.Topic(), "$iothub/twin/res/200/") && re.MatchString(last) {
+				return ""
+			}
+			return m.Topic() + " " + last
+		case <-time.After(10 * time.Second):
+			return "no answer to the twin GET in 10s"
+		}
+	})
+	fmt.Fprintln(ts.Stdout(), last)
 }
 
 // mqttrefused ADDR ID KEY: wait until the edge refuses ID's connection

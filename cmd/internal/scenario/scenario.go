@@ -42,6 +42,7 @@ func Commands() map[string]func(ts *testscript.TestScript, neg bool, args []stri
 		// mqtt.go
 		"mqtt":        cmdMQTT,
 		"mqtttwin":    cmdMQTTTwin,
+		"mqttgettwin": cmdMQTTGetTwin,
 		"mqttrefused": cmdMQTTRefused,
 		// http.go
 		"http":     cmdHTTP,
