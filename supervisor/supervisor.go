@@ -236,6 +236,20 @@ func (s *Supervisor) Apply(desired []byte, version int64) {
 	})
 }
 
+// Image makes module image digest (sha256:<hex>) available in the edge's
+// image cache — fetched from the hub (the Fetcher) when missing, verified
+// either way — and returns the path of its blob: a parent edge serves it
+// to its child edges (nested edges), caching it on the way.
+func (s *Supervisor) Image(ctx context.Context, digest string) (string, error) {
+	if !digestRe.MatchString(digest) {
+		return "", fmt.Errorf("%w %q: a digest is sha256:<64 lowercase hex>", ErrImage, digest)
+	}
+	if _, err := s.images.resolve(ctx, digest, true); err != nil {
+		return "", err
+	}
+	return s.images.blob(digest), nil
+}
+
 // RestartModule stops a running module and starts it again at once.
 func (s *Supervisor) RestartModule(ctx context.Context, name string) error {
 	errc := make(chan error, 1)

@@ -25,9 +25,12 @@
 //     replicas would not converge); the parent's link sends them up with
 //     its own (Forwards), and a tombstone under a child waits for that
 //     child's ack (ChildMembers);
-//   - methods: the child's answer to a call it was handed.
+//   - methods: the child's answer to a call it was handed;
+//   - images: a module image from this edge's cache, fetched through its
+//     own link (and kept) when missing (Options.Image).
 //
-// Module images through a parent are not served yet (501).
+// Without Options.Twins (or Image) those paths answer 501, which a child's
+// link reports without dropping the link.
 //
 // Every request carries the child edge's SAS token, checked against the
 // parent's identity cache (offline, as the MQTT listeners do): the child

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -56,6 +57,10 @@ type Options struct {
 	// Members lists the members of a twin whose acks its tombstones wait
 	// for (twin.Members); default ChildMembers. The link adds "hub".
 	Members func(id string) []string
+	// Image returns the path of module image digest in this edge's cache,
+	// fetching it from upstream first when missing; nil: images are not
+	// served (501).
+	Image func(ctx context.Context, digest string) (string, error)
 }
 
 // Stats counts what the children sent.
@@ -270,7 +275,12 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST "+protocol.PathMessages, serve(s, s.messagesFrame))
 	mux.HandleFunc("POST "+protocol.PathPull, serve(s, s.pull))
 	mux.HandleFunc("POST "+protocol.PathMethods, serve(s, s.methodResult))
-	notServed := []string{"GET " + protocol.PathImages + "/{digest}"}
+	var notServed []string
+	if s.opts.Image != nil {
+		mux.HandleFunc("GET "+protocol.PathImages+"/{digest}", s.image)
+	} else {
+		notServed = append(notServed, "GET "+protocol.PathImages+"/{digest}")
+	}
 	if s.opts.Twins != nil {
 		mux.HandleFunc("POST "+protocol.PathTwins, serve(s, s.twinsFrame))
 	} else {
@@ -283,7 +293,7 @@ func (s *Server) Handler() http.Handler {
 				return
 			}
 			protocol.WriteError(w, http.StatusNotImplemented, "NotServedByParent",
-				fmt.Sprintf("%s through a parent edge is not served yet (edge %q serves messages, identities, twins, C2D and methods to its children)", r.URL.Path, s.opts.Edge))
+				fmt.Sprintf("%s through a parent edge is not served yet (edge %q does not serve it to its children)", r.URL.Path, s.opts.Edge))
 		})
 	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
@@ -884,4 +894,66 @@ func (s *Server) ChildOf(id string) string {
 		return ""
 	}
 	return strings.TrimPrefix(m[0], memberPrefix)
+}
+
+// image serves a module image to a child edge from this edge's cache,
+// fetched from upstream (and kept) first when missing: a child deploys with
+// only its parent reachable. Range requests are answered.
+func (s *Server) image(w http.ResponseWriter, r *http.Request) {
+	select {
+	case s.slots <- struct{}{}:
+		defer func() { <-s.slots }()
+	default:
+		w.Header().Set("Retry-After", "1")
+		protocol.WriteError(w, http.StatusServiceUnavailable, "Busy", fmt.Sprintf("edge %q serves %d link requests at once; try again", s.opts.Edge, cap(s.slots)))
+		return
+	}
+	child, status, err := s.child(r)
+	if err != nil {
+		protocol.WriteError(w, status, http.StatusText(status), err.Error())
+		return
+	}
+	digest := r.PathValue("digest")
+	if _, err := protocol.DigestHex(digest); err != nil {
+		protocol.WriteError(w, http.StatusBadRequest, "InvalidDigest", err.Error())
+		return
+	}
+	path, err := s.opts.Image(r.Context(), digest)
+	if err != nil {
+		s.opts.Logger.Warn("image for a child edge not available", "child", child, "digest", digest, "err", err)
+		protocol.WriteError(w, http.StatusNotFound, "ImageNotFound", fmt.Sprintf("image %s: %v", digest, err))
+		return
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		protocol.WriteError(w, http.StatusInternalServerError, "InternalError", err.Error())
+		return
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		protocol.WriteError(w, http.StatusInternalServerError, "InternalError", err.Error())
+		return
+	}
+	w.Header().Set("Content-Type", "application/octet-stream")
+	// An image over the child's link takes what it takes, but a child that
+	// reads nothing for imageStall is cut off.
+	http.ServeContent(stallWriter{w, http.NewResponseController(w)}, r, "", st.ModTime(), f)
+	s.opts.Logger.Debug("image served to a child edge", "child", child, "digest", digest, "range", r.Header.Get("Range"))
+}
+
+// imageStall is how long a child may read nothing of an image before the
+// transfer is cut (as a child gives up on a parent that sends nothing).
+var imageStall = 60 * time.Second
+
+// stallWriter moves the write deadline on before every write: a transfer
+// may be long, but not stalled.
+type stallWriter struct {
+	http.ResponseWriter
+	rc *http.ResponseController
+}
+
+func (w stallWriter) Write(b []byte) (int, error) {
+	_ = w.rc.SetWriteDeadline(time.Now().Add(imageStall))
+	return w.ResponseWriter.Write(b)
 }

@@ -1,14 +1,22 @@
 package downstream
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/outpost-edge/outpost/store/crdt"
+	"github.com/outpost-edge/outpost/store/identity/sas"
 	"github.com/outpost-edge/outpost/store/kv"
 	"github.com/outpost-edge/outpost/store/twin"
 	"github.com/outpost-edge/outpost/sync/protocol"
@@ -142,5 +150,86 @@ func TestChildMembers(t *testing.T) {
 		if got := strings.Join(p.srv.ChildMembers(id), ","); got != want {
 			t.Errorf("ChildMembers(%s) = %q, want %q", id, got, want)
 		}
+	}
+}
+
+// A child fetches a module image through its parent, which serves it from
+// its cache (fetching it upstream first when missing, Options.Image); an
+// image the parent cannot get is 404; only a child gets it.
+func TestImageThroughParent(t *testing.T) {
+	p := openParent(t, t.TempDir())
+	defer p.close()
+	blob := []byte("#!/bin/sh\necho module\n")
+	sum := sha256.Sum256(blob)
+	digest := "sha256:" + hex.EncodeToString(sum[:])
+	path := filepath.Join(t.TempDir(), "blob")
+	if err := os.WriteFile(path, blob, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	asked := 0
+	p.http.Close()
+	var err error
+	if p.srv, err = New(Options{Edge: "l4", HostName: hostName, DB: p.db, Queues: p.queues, Identities: p.ids,
+		Image: func(_ context.Context, d string) (string, error) {
+			asked++
+			if d != digest {
+				return "", fmt.Errorf("not in the hub's store")
+			}
+			return path, nil
+		}}); err != nil {
+		t.Fatal(err)
+	}
+	p.http = httptest.NewServer(p.srv.Handler())
+	c := startChild(t, p.http.URL)
+	var buf bytes.Buffer
+	if n, err := c.link.FetchImage(context.Background(), digest, &buf); err != nil || n != int64(len(blob)) || !bytes.Equal(buf.Bytes(), blob) {
+		t.Fatalf("fetch through the parent: %d bytes, %v", n, err)
+	}
+	other := "sha256:" + strings.Repeat("0", 64)
+	if _, err := c.link.FetchImage(context.Background(), other, io.Discard); err == nil || !strings.Contains(err.Error(), "404") {
+		t.Errorf("an image the parent cannot get: %v, want 404", err)
+	}
+	req, _ := http.NewRequest(http.MethodGet, p.http.URL+protocol.PathImages+"/"+digest, nil)
+	req.Header.Set("Authorization", sas.NewToken(sas.ResourceURI(hostName, "dev1", ""), []byte("d1"), "", time.Now().Add(time.Hour)))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden || asked != 2 {
+		t.Errorf("a leaf device asking for an image: %d (the parent looked %d times, want 2)", resp.StatusCode, asked)
+	}
+}
+
+// A child that stops reading an image is cut off after imageStall: a
+// transfer may be long, but not stalled.
+func TestStalledImageReaderCut(t *testing.T) {
+	old := imageStall
+	imageStall = 200 * time.Millisecond
+	defer func() { imageStall = old }()
+	p := openParent(t, t.TempDir())
+	defer p.close()
+	path := filepath.Join(t.TempDir(), "blob")
+	if err := os.WriteFile(path, bytes.Repeat([]byte("x"), 64<<20), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p.http.Close()
+	var err error
+	if p.srv, err = New(Options{Edge: "l4", HostName: hostName, DB: p.db, Queues: p.queues, Identities: p.ids,
+		Image: func(context.Context, string) (string, error) { return path, nil }}); err != nil {
+		t.Fatal(err)
+	}
+	p.http = httptest.NewServer(p.srv.Handler())
+	req, _ := http.NewRequest(http.MethodGet, p.http.URL+protocol.PathImages+"/sha256:"+strings.Repeat("a", 64), nil)
+	req.Header.Set("Authorization", sas.NewToken(sas.ResourceURI(hostName, "l3", ""), keyL3, "", time.Now().Add(time.Hour)))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	time.Sleep(1500 * time.Millisecond) // read nothing
+	n, err := io.Copy(io.Discard, resp.Body)
+	if err == nil || n >= 64<<20 {
+		t.Fatalf("a stalled reader got %d bytes, err %v: want the transfer cut", n, err)
 	}
 }

@@ -1,6 +1,7 @@
 package edge
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -21,7 +22,9 @@ func (e *edge) newDownstream() error {
 	}
 	srv, err := downstream.New(downstream.Options{Edge: e.cs.DeviceID, HostName: e.cs.HostName, DB: e.db, Queues: e.queues,
 		Identities: e.ids, Twins: e.twins, Replica: string(e.twins.Replica()), Logger: e.cfg.Logger, Now: e.clock.Now,
-		Members: e.twinMembers}) // a child's changes are its subtree's reported properties: nothing local to notify
+		Members: e.twinMembers, // a child's changes are its subtree's reported properties: nothing local to notify
+		// Module images from this edge's cache, fetched through its own link when missing.
+		Image: func(ctx context.Context, digest string) (string, error) { return e.sup.Image(ctx, digest) }})
 	e.downstream = srv
 	return err
 }
