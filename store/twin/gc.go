@@ -38,8 +38,9 @@ func (s *Store) IDs() ([]string, error) {
 }
 
 // Members names the other replicas of a twin (see Ack): at an edge the
-// hub; at the hub the edge whose scope holds the twin, none when no edge
-// does.
+// hub, and at a parent edge also the child edge whose subtree holds the
+// twin; at the hub the top edge of the tree whose scope holds the twin,
+// none when no edge does.
 type Members func(id string) []string
 
 // GC drops tombstones of at most max twins that may hold some (changed
