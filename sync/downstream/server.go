@@ -47,6 +47,9 @@ type Options struct {
 	// MaxRequests bounds the requests served at once (all children);
 	// past it a request is answered 503 at once. Default 64.
 	MaxRequests int
+	// MaxPerChild bounds one child's requests in flight, as the hub
+	// bounds an edge's (429 with Retry-After past it). Default 8.
+	MaxPerChild int
 	// Twins is this edge's twin store: it holds the replicas of its
 	// subtree's twins, merges its children's deltas (their own stamps
 	// and replica ids) and serves them what they lack. nil: twins are
@@ -69,6 +72,7 @@ type Stats struct {
 	Messages   int64 `json:"messages"`   // queued here for upstream
 	Duplicates int64 `json:"duplicates"` // at or below the child's cursor: already queued
 	Refused    int64 `json:"refused"`    // acknowledged, not queued: source outside the child's subtree, or a bad path
+	Busy       int64 `json:"busy"`       // requests refused (429): a child had MaxPerChild in flight
 	// Children are the child edges seen since this edge started, by id.
 	Children []Child `json:"children,omitempty"`
 }
@@ -101,6 +105,8 @@ type Server struct {
 
 	batches, messages, duplicates, refused atomic.Int64
 	children                               map[string]*Child // under mu
+	inFlight                               map[string]int    // requests per child, under mu
+	busy                                   atomic.Int64      // requests refused: a child past MaxPerChild
 	// scopes maps an edge's deviceScope to its device id, rebuilt when
 	// the identities change.
 	scopes atomic.Pointer[map[string]string]
@@ -125,8 +131,11 @@ func New(opts Options) (*Server, error) {
 	if opts.MaxRequests <= 0 {
 		opts.MaxRequests = 64
 	}
+	if opts.MaxPerChild <= 0 {
+		opts.MaxPerChild = 8
+	}
 	s := &Server{opts: opts, slots: make(chan struct{}, opts.MaxRequests), cursors: map[cursorKey]uint64{},
-		locks: map[cursorKey]*sync.Mutex{}, changed: make(chan struct{}), wake: make(chan struct{}), children: map[string]*Child{},
+		locks: map[cursorKey]*sync.Mutex{}, changed: make(chan struct{}), wake: make(chan struct{}), children: map[string]*Child{}, inFlight: map[string]int{},
 		calls: map[string][]*call{}, waiting: map[string]*call{}}
 	if err := s.loadCursors(); err != nil {
 		return nil, err
@@ -144,7 +153,7 @@ func New(opts Options) (*Server, error) {
 
 // Stats returns the counters and the children, sorted by id.
 func (s *Server) Stats() Stats {
-	st := Stats{Batches: s.batches.Load(), Messages: s.messages.Load(), Duplicates: s.duplicates.Load(), Refused: s.refused.Load()}
+	st := Stats{Batches: s.batches.Load(), Messages: s.messages.Load(), Duplicates: s.duplicates.Load(), Refused: s.refused.Load(), Busy: s.busy.Load()}
 	s.mu.Lock()
 	for _, c := range s.children {
 		st.Children = append(st.Children, *c)
@@ -337,6 +346,10 @@ func serve[In, Out any](s *Server, f func(ctx context.Context, child string, in 
 			protocol.WriteError(w, status, http.StatusText(status), err.Error())
 			return
 		}
+		if !s.enter(w, child) {
+			return
+		}
+		defer s.leave(child)
 		var in In
 		if err := protocol.Decode(http.MaxBytesReader(w, r.Body, protocol.MaxFrame), r.Header.Get("Content-Encoding"), &in); err != nil {
 			protocol.WriteError(w, http.StatusBadRequest, "InvalidFrame", err.Error())
@@ -366,6 +379,32 @@ func serve[In, Out any](s *Server, f func(ctx context.Context, child string, in 
 		}
 		_, _ = w.Write(body)
 	}
+}
+
+// enter counts a request of child in flight, or answers 429 when the child
+// has MaxPerChild already: one child cannot take the slots of the others.
+func (s *Server) enter(w http.ResponseWriter, child string) bool {
+	s.mu.Lock()
+	ok := s.inFlight[child] < s.opts.MaxPerChild
+	if ok {
+		s.inFlight[child]++
+	}
+	s.mu.Unlock()
+	if !ok {
+		s.busy.Add(1)
+		w.Header().Set("Retry-After", "1")
+		protocol.WriteError(w, http.StatusTooManyRequests, "TooManyRequests",
+			fmt.Sprintf("edge %q has %d link requests in flight at edge %q, the limit; retry after 1 s", child, s.opts.MaxPerChild, s.opts.Edge))
+	}
+	return ok
+}
+
+func (s *Server) leave(child string) {
+	s.mu.Lock()
+	if s.inFlight[child]--; s.inFlight[child] <= 0 {
+		delete(s.inFlight, child)
+	}
+	s.mu.Unlock()
 }
 
 func checkInstance(child, instance string) error {
@@ -913,6 +952,10 @@ func (s *Server) image(w http.ResponseWriter, r *http.Request) {
 		protocol.WriteError(w, status, http.StatusText(status), err.Error())
 		return
 	}
+	if !s.enter(w, child) {
+		return
+	}
+	defer s.leave(child)
 	digest := r.PathValue("digest")
 	if _, err := protocol.DigestHex(digest); err != nil {
 		protocol.WriteError(w, http.StatusBadRequest, "InvalidDigest", err.Error())

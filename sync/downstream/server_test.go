@@ -456,3 +456,44 @@ func TestMethodThroughParent(t *testing.T) {
 		t.Errorf("an answer to no call: status %d, want 404", st)
 	}
 }
+
+// One child cannot take the others' turn: past MaxPerChild requests in
+// flight it is answered 429 with Retry-After (its link waits it out), and
+// another child is still served.
+func TestChildInFlightBounded(t *testing.T) {
+	p := openParent(t, t.TempDir())
+	p.http.Close()
+	srv, err := New(Options{Edge: "l4", HostName: hostName, DB: p.db, Queues: p.queues, Identities: p.ids, PullWait: 2 * time.Second, MaxPerChild: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.srv, p.http = srv, httptest.NewServer(srv.Handler())
+	defer p.close()
+	var scope protocol.Push
+	pull := protocol.Pull{Instance: "edge:l3.a1", WaitMs: 2000}
+	if st := post(t, p.http.URL, protocol.PathPull, "l3", keyL3, pull, &scope); st != 200 {
+		t.Fatalf("first pull: %d", st)
+	}
+	pull.Scope = scope.Scope
+	held := make(chan int, 1)
+	go func() { held <- post(t, p.http.URL, protocol.PathPull, "l3", keyL3, pull, nil) }()
+	time.Sleep(300 * time.Millisecond)
+	hello := func(dev string, key []byte) int {
+		return post(t, p.http.URL, protocol.PathHello, dev, key, protocol.Hello{Version: protocol.Version, Instance: "edge:" + dev + ".a1"}, nil)
+	}
+	if st := hello("l3", keyL3); st != http.StatusTooManyRequests {
+		t.Errorf("l3 past its bound: status %d, want 429", st)
+	}
+	if st := hello("ox", keyOther); st != 200 {
+		t.Errorf("another child meanwhile: status %d, want 200", st)
+	}
+	if st := <-held; st != 200 {
+		t.Errorf("the held pull: %d", st)
+	}
+	if st := hello("l3", keyL3); st != 200 {
+		t.Errorf("l3 after its pull ended: %d", st)
+	}
+	if b := srv.Stats().Busy; b != 1 {
+		t.Errorf("busy %d, want 1", b)
+	}
+}
