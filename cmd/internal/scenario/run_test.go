@@ -17,7 +17,7 @@ func TestCommands(t *testing.T) {
 	want := []string{
 		"checkacked", "checkevents", "checknodetwins", "clusterfollower", "clusterleader", "clusterready", "clustersynced", "cmptwins",
 		"envjson", "envout", "eventbodies", "eventtally", "eventwatch", "fillfs", "freeport", "http", "httpwait", "hubready", "hup", "killmodule", "link",
-		"mkcerts", "mounttmpfs", "mqtt", "mqttrefused", "mqtttwin", "noderead", "nodeready", "nodestat", "perm", "sleep", "splitaddr", "subst",
+		"mkcerts", "mounttmpfs", "mqtt", "mqttgettwin", "mqttrefused", "mqtttwin", "noderead", "nodeready", "nodestat", "perm", "sleep", "splitaddr", "subst",
 		"twinflood", "usenode", "waitevents", "waitexec", "waitfile", "waithubtwin", "waitlink", "waitnode", "waitqueue", "waitready",
 		"waitstat", "waitstatus", "waittwin",
 	}
