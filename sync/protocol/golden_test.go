@@ -36,6 +36,8 @@ func goldenFrames() map[string]struct{ in, out any } {
 		"twins_ack":    {&TwinsAck{TwinVV: vv, Hub: "hub.x"}, &TwinsAck{}},
 		"pull": {&Pull{Instance: "edge:gw1.a1", TwinVV: vv, Scope: "c0ffee", C2D: map[string]uint64{"dev1": 4, "dev2": 1},
 			WaitMs: 25000, Hub: "hub.x", Backlog: 42}, &Pull{}},
+		"pull_nested": {&Pull{Instance: "edge:l4.a1", Children: []ChildStatus{{Edge: "l3", Parent: "l4", LastSeen: 1764900000456, Backlog: 12},
+			{Edge: "l2", Parent: "l3", LastSeen: 1764900000400}}}, &Pull{}},
 		"push": {&Push{Twins: goldenBatch(), TwinsMore: true, HasScope: true, Scope: "c0ffee",
 			Identities: IdentitiesFromStore(goldenIdentities()), C2D: []C2D{goldenC2D()}, Methods: []MethodCall{goldenMethod()},
 			Hub: "hub.x", TwinVV: vv, Generations: gens}, &Push{}},

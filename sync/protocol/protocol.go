@@ -170,6 +170,20 @@ type Pull struct {
 	// Backlog is how many messages waited in the edge's $upstream queues
 	// when it sent the pull (the hub shows it in its fleet view).
 	Backlog int64 `cbor:"7,keyasint,omitempty"`
+	// Children are the edges below this one (nested edges) as it last
+	// heard from them, its children's children included: the hub shows
+	// the tree.
+	Children []ChildStatus `cbor:"8,keyasint,omitempty"`
+}
+
+// ChildStatus is what a parent edge last heard from an edge below it.
+type ChildStatus struct {
+	Edge     string `cbor:"1,keyasint" json:"edge"`
+	Parent   string `cbor:"2,keyasint,omitempty" json:"parent,omitempty"`   // the edge it links to
+	LastSeen int64  `cbor:"3,keyasint,omitempty" json:"lastSeen,omitempty"` // unix ms of its last request
+	// Backlog is how many messages waited in its $upstream queues at its
+	// last pull.
+	Backlog int64 `cbor:"4,keyasint,omitempty" json:"backlog"`
 }
 
 // Push answers Pull.
