@@ -86,6 +86,8 @@ type Child struct {
 	// queues at its last pull.
 	Backlog  int64 `json:"backlog"`
 	Messages int64 `json:"messages"` // queued here from it since this edge started
+	// Below are the edges below it, as it reported them with its last pull.
+	Below []protocol.ChildStatus `json:"below,omitempty"`
 }
 
 // Server serves the link to child edges.
@@ -161,6 +163,18 @@ func (s *Server) Stats() Stats {
 	s.mu.Unlock()
 	slices.SortFunc(st.Children, func(a, b Child) int { return strings.Compare(a.ID, b.ID) })
 	return st
+}
+
+// Report lists the edges below this one for its own pull (the hub shows
+// the tree): each child as this edge last heard from it, then what each
+// reported of the edges below it.
+func (s *Server) Report() []protocol.ChildStatus {
+	var out []protocol.ChildStatus
+	for _, c := range s.Stats().Children {
+		out = append(out, protocol.ChildStatus{Edge: c.ID, Parent: s.opts.Edge, LastSeen: c.LastSeen.UnixMilli(), Backlog: c.Backlog})
+		out = append(out, c.Below...)
+	}
+	return out
 }
 
 // seen records a request of a child's incarnation; f, if set, updates its
@@ -580,7 +594,10 @@ func (s *Server) pull(ctx context.Context, child string, p protocol.Pull) (proto
 	if err := checkInstance(child, p.Instance); err != nil {
 		return protocol.Push{}, err
 	}
-	s.seen(child, p.Instance, func(c *Child) { c.Backlog = p.Backlog })
+	below := slices.DeleteFunc(slices.Clone(p.Children), func(c protocol.ChildStatus) bool {
+		return c.Edge == child || !s.inSubtree(child, c.Edge) // a child reports its own subtree only
+	})
+	s.seen(child, p.Instance, func(c *Child) { c.Backlog, c.Below = p.Backlog, below })
 	wait := min(time.Duration(p.WaitMs)*time.Millisecond, s.opts.PullWait)
 	t := time.NewTimer(wait)
 	defer t.Stop()

@@ -497,3 +497,24 @@ func TestChildInFlightBounded(t *testing.T) {
 		t.Errorf("busy %d, want 1", b)
 	}
 }
+
+// A parent reports its children, and what each reported of the edges
+// below it (only its own subtree), for its own pull: the hub shows the tree.
+func TestReportTree(t *testing.T) {
+	p := openParent(t, t.TempDir())
+	defer p.close()
+	pull := protocol.Pull{Instance: "edge:l3.a1", Backlog: 4, Children: []protocol.ChildStatus{
+		{Edge: "l2", Parent: "l3", LastSeen: 1, Backlog: 2},
+		{Edge: "ox", Parent: "l3", LastSeen: 1, Backlog: 9}, // not below l3
+	}}
+	if st := post(t, p.http.URL, protocol.PathPull, "l3", keyL3, pull, nil); st != 200 {
+		t.Fatalf("pull: %d", st)
+	}
+	var got []string
+	for _, c := range p.srv.Report() {
+		got = append(got, fmt.Sprintf("%s<%s:%d", c.Edge, c.Parent, c.Backlog))
+	}
+	if want := []string{"l3<l4:4", "l2<l3:2"}; !slices.Equal(got, want) {
+		t.Errorf("report %v, want %v", got, want)
+	}
+}

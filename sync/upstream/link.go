@@ -94,6 +94,8 @@ type Options struct {
 	// children). Both nil for an edge without children.
 	Forwards func(crdt.ReplicaID) bool
 	Members  func(id string) []string
+	// Children, if set, reports the edges below this one with every pull.
+	Children func() []protocol.ChildStatus
 }
 
 // Status is the link's state for `outpost edge status`.

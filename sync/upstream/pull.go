@@ -29,6 +29,9 @@ func (l *Link) pull(ctx context.Context) error {
 	for {
 		p := protocol.Pull{Instance: l.instance, TwinVV: l.opts.Twins.VV(), Scope: scope, C2D: cursors, Hub: hub,
 			WaitMs: l.opts.PullWait.Milliseconds(), Backlog: l.backlog()}
+		if l.opts.Children != nil {
+			p.Children = l.opts.Children()
+		}
 		var push protocol.Push
 		if err := l.post(ctx, protocol.PathPull, &p, &push, l.opts.RequestTimeout+l.opts.PullWait); err != nil {
 			return err

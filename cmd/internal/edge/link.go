@@ -30,12 +30,13 @@ func (e *edge) newLink() error {
 		}
 	}
 	var forwards func(crdt.ReplicaID) bool // the twin writes of child edges go up too (nested edges)
+	var children func() []protocol.ChildStatus
 	if e.downstream != nil {
-		forwards = e.downstream.Forwards
+		forwards, children = e.downstream.Forwards, e.downstream.Report
 	}
 	l, err := upstream.New(upstream.Options{URLs: e.hubURLs, Edge: e.cs, DB: e.db, Queues: e.queues, Twins: e.twins,
 		Identities: e.ids, Target: linkTarget{e}, Logger: e.cfg.Logger, RootCAs: roots, Now: e.clock.Now, HubTime: e.clock.Confirm,
-		MaxImageSize: e.cfg.MaxImageSize, Refused: e.refusedOnce(), Members: e.twinMembers, Forwards: forwards})
+		MaxImageSize: e.cfg.MaxImageSize, Refused: e.refusedOnce(), Members: e.twinMembers, Forwards: forwards, Children: children})
 	e.link = l
 	return err
 }
