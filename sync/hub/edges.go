@@ -31,6 +31,11 @@ type edgeConn struct {
 	backlogAt   time.Time
 	messages    int64
 	lastMessage time.Time
+	// An edge below another (nested edges), as the top edge of its tree
+	// reported it with its last pull: via that edge, seen then by its parent.
+	via      string
+	viaSeen  time.Time
+	reportAt time.Time
 }
 
 type call struct {

@@ -4,6 +4,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/outpost-edge/outpost/sync/protocol"
 )
 
 // EdgeStatus is what the hub knows of an edge device from its link.
@@ -27,15 +29,21 @@ type EdgeStatus struct {
 	LastMessage time.Time `json:"lastMessage"`
 	// DuplicateInstance: two live instances use this identity (EdgeInstances).
 	DuplicateInstance bool `json:"duplicateInstance"`
+	// Parent is the edge it links to (nested edges), "" for an edge that
+	// links to the hub; Via is the top edge of its tree that last reported
+	// it (its LastSeen and Backlog are then as its parent saw them).
+	Parent string `json:"parent,omitempty"`
+	Via    string `json:"via,omitempty"`
 }
 
 // Edges lists the edge devices of the registry with what their link told
 // the hub since it started, in id order.
 func (h *Hub) Edges() []EdgeStatus {
 	var out []EdgeStatus
+	t := h.tree()
 	for _, id := range h.Devices() {
 		if id.Edge {
-			out = append(out, EdgeStatus{DeviceID: id.DeviceID, Status: string(id.Status)})
+			out = append(out, EdgeStatus{DeviceID: id.DeviceID, Status: string(id.Status), Parent: t.parent(id)})
 		}
 	}
 	h.linkState(out)
@@ -61,6 +69,27 @@ func (h *Hub) linkState(out []EdgeStatus) {
 		e.Instances, e.LastSeen = len(c.stops), c.lastSeen
 		e.Backlog, e.BacklogAt = c.backlog, c.backlogAt
 		e.Messages, e.LastMessage = c.messages, c.lastMessage
+		if e.Parent != "" && c.via != "" {
+			// Below another edge: online while its tree's top edge reports it
+			// fresh (seen by its parent within the grace, a pull's wait apart).
+			e.Via, e.LastSeen, e.BacklogAt = c.via, c.viaSeen, c.reportAt
+			e.Online = now.Sub(c.reportAt) < h.opts.OnlineGrace+h.opts.PullWait && c.reportAt.Sub(c.viaSeen) < h.opts.OnlineGrace+h.opts.PullWait
+		}
+	}
+}
+
+// noteChildren records what the top edge of a tree reported of the edges
+// below it; only edges in its subtree are taken.
+func (e *edges) noteChildren(edge string, children []protocol.ChildStatus, under func(string) bool) {
+	now := e.h.opts.Now()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, ch := range children {
+		if ch.Edge == edge || !under(ch.Edge) {
+			continue
+		}
+		c := e.conn(ch.Edge)
+		c.via, c.viaSeen, c.reportAt, c.backlog = edge, time.UnixMilli(ch.LastSeen), now, ch.Backlog
 	}
 }
 

@@ -171,6 +171,10 @@ func (h *Hub) Pull(ctx context.Context, edge string, p protocol.Pull) (protocol.
 	}
 	h.collectGarbage(ctx)
 	h.edges.noteBacklog(edge, p.Backlog)
+	if len(p.Children) > 0 {
+		t := h.tree()
+		h.edges.noteChildren(edge, p.Children, func(child string) bool { return t.under(edge, child) })
+	}
 	stop := h.edges.begin(edge, p.Instance)
 	defer h.edges.end(edge, p.Instance, stop)
 	wait := min(time.Duration(p.WaitMs)*time.Millisecond, h.opts.PullWait)

@@ -388,3 +388,36 @@ func TestNestedMethodGoesToTopEdge(t *testing.T) {
 		t.Errorf("InvokeMethod: %+v", r)
 	}
 }
+
+// The hub shows the tree: each edge's parent, and the edges below a top
+// edge as it reports them with its pulls (only edges of its own subtree).
+func TestNestedFleet(t *testing.T) {
+	f := nestedFixture(t)
+	f.mustPutDevice(t, "gw9", true, "") // another tree
+	now := time.Now().UnixMilli()
+	p := protocol.Pull{Instance: "edge:l4.a", Backlog: 3, Children: []protocol.ChildStatus{
+		{Edge: "l3", Parent: "l4", LastSeen: now, Backlog: 12},
+		{Edge: "l2", Parent: "l3", LastSeen: now, Backlog: 7},
+		{Edge: "gw9", Parent: "l4", LastSeen: now, Backlog: 99}, // not l4's: ignored
+	}}
+	var push protocol.Push
+	if code, body := f.frameAs(t, "l4", protocol.PathPull, p, &push); code != 200 {
+		t.Fatalf("pull: %d %s", code, body)
+	}
+	got := map[string]EdgeStatus{}
+	for _, e := range f.h.Edges() {
+		got[e.DeviceID] = e
+	}
+	if e := got["l4"]; e.Parent != "" || e.Via != "" || e.Backlog != 3 {
+		t.Errorf("l4: %+v", e)
+	}
+	if e := got["l3"]; e.Parent != "l4" || e.Via != "l4" || e.Backlog != 12 || !e.Online {
+		t.Errorf("l3: %+v", e)
+	}
+	if e := got["l2"]; e.Parent != "l3" || e.Via != "l4" || e.Backlog != 7 || !e.Online {
+		t.Errorf("l2: %+v", e)
+	}
+	if e := got["gw9"]; e.Via != "" || e.Backlog != 0 || e.Online {
+		t.Errorf("gw9, reported by an edge of another tree: %+v", e)
+	}
+}
