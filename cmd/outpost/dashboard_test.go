@@ -67,6 +67,7 @@ func checkEdgeDashboard(t *testing.T, browser context.Context, w *world) {
 	}
 	waitDOM(t, tab, `document.getElementById("link-state").textContent === "online"`, "the link shown online")
 	waitDOM(t, tab, `document.querySelector("#modules [data-module=ticker] button.restart") !== null`, "the ticker module with its restart button")
+	waitDOM(t, tab, `document.querySelector("#children [data-child=gw2]") !== null`, "the child edge gw2 among the child edges")
 	waitDOM(t, tab, `document.querySelector("#twins [data-twin=sensor1]") !== null && document.getElementById("twins").textContent.includes("firmware")`, "sensor1's twin with its reported field")
 	// The clients card (operator only): the publisher, over plain MQTT 3.1.1.
 	sensorRow := `document.querySelector("#client-list [data-client=sensor1]")`
@@ -127,6 +128,8 @@ func checkHubDashboard(t *testing.T, browser context.Context, w *world) {
 	}
 	waitDOM(t, tab, `!document.getElementById("main").hidden`, "the dashboard after the login")
 	waitDOM(t, tab, `document.querySelector("#fleet [data-edge=gw1]") !== null && document.querySelector("#fleet [data-edge=gw1]").textContent.includes("online")`, "gw1 online in the fleet")
+	waitDOM(t, tab, `document.querySelector("#fleet [data-edge=gw2] .parent") !== null && document.querySelector("#fleet [data-edge=gw2] .parent").textContent === "gw1"`,
+		"gw2 below gw1 in the fleet")
 	waitDOM(t, tab, `document.querySelectorAll("#events tr[data-seq]").length > 0`, "recent events")
 	marker := fmt.Sprintf("live-%d", time.Now().UnixNano())
 	w.publish(t, `{"marker":"`+marker+`"}`)
@@ -329,6 +332,7 @@ type world struct {
 	proxy           *linkproxy.Proxy
 	api, token      string
 	mqtt, devCS     string
+	childCS         string // gw2, a child edge of gw1 (nested edges)
 	pub             paho.Client
 	rid             int
 }
@@ -381,10 +385,16 @@ func startWorld(t *testing.T) *world {
 	edgeDir := filepath.Join(dir, "edge")
 	run("edge", func() error {
 		return edge.Run(ctx, edge.Config{DataDir: edgeDir, ConnectionString: gwCS, HubURL: "http://" + w.proxy.Addr().String(),
-			MQTT: "127.0.0.1:0", API: "127.0.0.1:0", ModuleBackoff: 200 * time.Millisecond, Logger: logger, Stdout: io.Discard})
+			MQTT: "127.0.0.1:0", API: "127.0.0.1:0", Downstream: "127.0.0.1:0", ModuleBackoff: 200 * time.Millisecond, Logger: logger, Stdout: io.Discard})
 	})
 	var er edge.Ready
 	waitFor(t, func() bool { return readJSON(filepath.Join(edgeDir, "ready.json"), &er) == nil }, "the edge's ready.json")
+	// gw2 links to gw1's downstream listener (nested edges): both
+	// dashboards show it.
+	run("child edge", func() error {
+		return edge.Run(ctx, edge.Config{DataDir: filepath.Join(dir, "child"), ConnectionString: w.childCS, HubURL: "https://" + er.Downstream,
+			HubCA: er.CA, MQTT: "127.0.0.1:0", Logger: logger, Stdout: io.Discard})
+	})
 	w.api, w.mqtt = er.API, er.MQTT
 	if w.token, err = localapi.ReadToken(edgeDir); err != nil {
 		t.Fatal(err)
@@ -421,6 +431,11 @@ func (w *world) createDevices(t *testing.T, ctx context.Context) string {
 		t.Fatal(err)
 	}
 	w.devCS = c.ConnectionString(dev)
+	var child identity.JSON
+	if err := c.Do(ctx, http.MethodPut, "/devices/gw2", identity.JSON{DeviceID: "gw2", Capabilities: &identity.Capabilities{IoTEdge: true}, ParentScopes: []string{gw.DeviceScope}}, &child); err != nil {
+		t.Fatal(err)
+	}
+	w.childCS = c.ConnectionString(child)
 	manifest := json.RawMessage(`{"modulesContent":{
 	  "$edgeAgent":{"properties.desired":{"schemaVersion":"1.1","modules":{
 	    "ticker":{"type":"process","restartPolicy":"always","settings":{"image":"sh","createOptions":"{\"Cmd\":[\"-c\",\"trap 'exit 0' TERM; while :; do echo tick; sleep 1; done\"]}"}}}}},

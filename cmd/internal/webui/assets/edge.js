@@ -24,6 +24,9 @@ const S = {
   refusedBy: s => (s.broker && s.broker.refusedByReason) || {},
   connRefusedBy: s => (s.broker && s.broker.connectionsRefusedByReason) || {},
   clients: s => s.broker ? s.broker.connections : 0,
+  downstream: s => s.downstream,              // null without --downstream
+  children: d => d.children || [],
+  childId: c => c.id, childBacklog: c => c.backlog, childMessages: c => c.messages, childSeen: c => c.lastSeen, childBelow: c => c.below || [],
   modules: s => s.modules || {},
   mStatus: m => m.runtimeStatus,
   mRestarts: m => m.restartCount,
@@ -73,6 +76,7 @@ function onStatus(ev) {
   drawLinkHistory(ev.links || []);
   byId("upstream-depth").textContent = ev.sample.upstream;
   drawQueues(st);
+  drawChildren(st);
   drawModules(st);
   drawPlots();
   if (operator && Date.now() - clientsAt >= CLIENTS_EVERY) loadClients();
@@ -138,6 +142,21 @@ function drawQueues(st) {
     .concat(Object.entries(S.connRefusedBy(st)).filter(([, v]) => v > 0).map(([k, v]) => ["connection", k, v]));
   setChildren(byId("refusals"), refused.length ? table(["refused", "reason", {text: "count", cls: "num"}],
     refused.map(([what, k, v]) => el("tr", {}, el("td", {}, what), el("td", {}, k), el("td", {class: "num"}, fmtNum(v))))) : el("p", {class: "muted"}, "none"));
+}
+
+// drawChildren shows the child edges (nested edges) and their backlogs,
+// with the edges each reported below it.
+function drawChildren(st) {
+  const d = S.downstream(st);
+  byId("children-box").hidden = !d;
+  if (!d) return;
+  const n = c => ({text: c, cls: "num"});
+  const cs = S.children(d);
+  setChildren(byId("children"), cs.length ? table(["edge", n("backlog"), n("messages"), "last seen", "below"],
+    cs.map(c => el("tr", {"data-child": S.childId(c)}, el("td", {}, S.childId(c)), el("td", {class: "num backlog"}, fmtNum(S.childBacklog(c))),
+      el("td", {class: "num"}, fmtNum(S.childMessages(c))), el("td", {}, ago(S.childSeen(c))),
+      el("td", {class: "muted"}, S.childBelow(c).map(b => b.edge).join(", ")))))
+    : el("p", {class: "muted"}, "no child edge has connected since this edge started"));
 }
 
 function drawModules(st) {

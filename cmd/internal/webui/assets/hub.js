@@ -5,6 +5,7 @@
 const H = {
   edgeId: e => e.deviceId, online: e => e.online, lastSeen: e => e.lastSeen, backlog: e => e.backlog,
   backlogAt: e => e.backlogAt, messages: e => e.messages, lastMessage: e => e.lastMessage, instances: e => e.instances, duplicate: e => e.duplicateInstance,
+  parent: e => e.parent || "", via: e => e.via || "",
   devId: d => d.deviceId, devEdge: d => d.edge, devStatus: d => d.status, devAuth: d => d.authType,
   evSeq: e => e.seq, evDevice: e => e.moduleId ? e.deviceId + "/" + e.moduleId : e.deviceId, evTime: e => e.enqueuedTime,
   evBody: e => e.bodyKind === "json" ? JSON.stringify(e.body) : e.bodyKind === "base64" ? "base64:" + e.body : e.body,
@@ -52,8 +53,9 @@ async function refreshFleet() {
   try {
     const edges = await fetchJSON("api/fleet");
     const n = c => ({text: c, cls: "num"});
-    setChildren(byId("fleet"), edges.length ? table(["edge", "link", "last seen", n("backlog"), "reported", n("messages"), "last message"],
+    setChildren(byId("fleet"), edges.length ? table(["edge", "parent", "link", "last seen", n("backlog"), "reported", n("messages"), "last message"],
       edges.map(e => el("tr", {"data-edge": H.edgeId(e)}, el("td", {}, H.edgeId(e)),
+        el("td", {class: "parent"}, H.parent(e) ? H.parent(e) + (H.via(e) && H.via(e) !== H.parent(e) ? " (via " + H.via(e) + ")" : "") : "hub"),
         el("td", {}, badge(H.online(e) ? "online" : "offline"), H.instances(e) > 1 || H.duplicate(e) ? el("span", {class: "error", title: "two edges use this identity: see outpost edge check"}, " two instances!") : ""),
         el("td", {}, ago(H.lastSeen(e))), el("td", {class: "num backlog"}, fmtNum(H.backlog(e))), el("td", {class: "muted"}, ago(H.backlogAt(e))),
         el("td", {class: "num"}, fmtNum(H.messages(e))), el("td", {}, ago(H.lastMessage(e))))))
