@@ -341,29 +341,16 @@ func invalid(format string, args ...any) error {
 // serve decodes a frame of a child edge, calls f and encodes its answer.
 func serve[In, Out any](s *Server, f func(ctx context.Context, child string, in In) (Out, error)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		select {
-		case s.slots <- struct{}{}:
-			defer func() { <-s.slots }()
-		default:
-			w.Header().Set("Retry-After", "1")
-			protocol.WriteError(w, http.StatusServiceUnavailable, "Busy", fmt.Sprintf("edge %q serves %d link requests at once; try again", s.opts.Edge, cap(s.slots)))
+		child, release, ok := s.admit(w, r)
+		if !ok {
 			return
 		}
+		defer release()
 		// A child that stops sending or reading is cut off: the frame in
 		// 2 minutes, the answer in the pull's wait and 2 minutes more.
 		rc := http.NewResponseController(w)
 		_ = rc.SetReadDeadline(time.Now().Add(2 * time.Minute))
 		_ = rc.SetWriteDeadline(time.Now().Add(s.opts.PullWait + 2*time.Minute))
-		child, status, err := s.child(r)
-		if err != nil {
-			s.opts.Logger.Warn("downstream link refused", "status", status, "err", err)
-			protocol.WriteError(w, status, http.StatusText(status), err.Error())
-			return
-		}
-		if !s.enter(w, child) {
-			return
-		}
-		defer s.leave(child)
 		var in In
 		if err := protocol.Decode(http.MaxBytesReader(w, r.Body, protocol.MaxFrame), r.Header.Get("Content-Encoding"), &in); err != nil {
 			protocol.WriteError(w, http.StatusBadRequest, "InvalidFrame", err.Error())
@@ -393,6 +380,31 @@ func serve[In, Out any](s *Server, f func(ctx context.Context, child string, in 
 		}
 		_, _ = w.Write(body)
 	}
+}
+
+// admit takes a request of a child edge: a slot among MaxRequests (503
+// past them), the child's SAS token (401/403), a turn among its own
+// MaxPerChild (429); release gives them back. ok false: answered.
+func (s *Server) admit(w http.ResponseWriter, r *http.Request) (child string, release func(), ok bool) {
+	select {
+	case s.slots <- struct{}{}:
+	default:
+		w.Header().Set("Retry-After", "1")
+		protocol.WriteError(w, http.StatusServiceUnavailable, "Busy", fmt.Sprintf("edge %q serves %d link requests at once; try again", s.opts.Edge, cap(s.slots)))
+		return "", nil, false
+	}
+	child, status, err := s.child(r)
+	if err != nil {
+		<-s.slots
+		s.opts.Logger.Warn("downstream link refused", "status", status, "err", err)
+		protocol.WriteError(w, status, http.StatusText(status), err.Error())
+		return "", nil, false
+	}
+	if !s.enter(w, child) {
+		<-s.slots
+		return "", nil, false
+	}
+	return child, func() { s.leave(child); <-s.slots }, true
 }
 
 // enter counts a request of child in flight, or answers 429 when the child
@@ -956,23 +968,11 @@ func (s *Server) ChildOf(id string) string {
 // fetched from upstream (and kept) first when missing: a child deploys with
 // only its parent reachable. Range requests are answered.
 func (s *Server) image(w http.ResponseWriter, r *http.Request) {
-	select {
-	case s.slots <- struct{}{}:
-		defer func() { <-s.slots }()
-	default:
-		w.Header().Set("Retry-After", "1")
-		protocol.WriteError(w, http.StatusServiceUnavailable, "Busy", fmt.Sprintf("edge %q serves %d link requests at once; try again", s.opts.Edge, cap(s.slots)))
+	child, release, ok := s.admit(w, r)
+	if !ok {
 		return
 	}
-	child, status, err := s.child(r)
-	if err != nil {
-		protocol.WriteError(w, status, http.StatusText(status), err.Error())
-		return
-	}
-	if !s.enter(w, child) {
-		return
-	}
-	defer s.leave(child)
+	defer release()
 	digest := r.PathValue("digest")
 	if _, err := protocol.DigestHex(digest); err != nil {
 		protocol.WriteError(w, http.StatusBadRequest, "InvalidDigest", err.Error())
