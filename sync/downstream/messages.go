@@ -1,0 +1,184 @@
+package downstream
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/outpost-edge/outpost/store/kv"
+	"github.com/outpost-edge/outpost/store/queue"
+	"github.com/outpost-edge/outpost/sync/protocol"
+)
+
+// cursorPrefix starts the keys of the children's cursors:
+// l D <instance> 0 <queue> → the highest sequence number taken.
+var cursorPrefix = []byte{kv.PrefixLink, 'D'}
+
+func cursorDBKey(k cursorKey) []byte {
+	return kv.AppendString(kv.AppendString(slices.Clone(cursorPrefix), k.instance), k.queue)
+}
+
+func (s *Server) loadCursors() error {
+	return s.opts.DB.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: cursorPrefix})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			item := it.Item()
+			parts := strings.Split(string(item.Key()[len(cursorPrefix):]), "\x00")
+			v, err := item.ValueCopy(nil)
+			if err != nil {
+				return err
+			}
+			if len(parts) != 3 || parts[2] != "" || len(v) != 8 {
+				return fmt.Errorf("downstream cursor %x: malformed record", item.Key())
+			}
+			s.cursors[cursorKey{parts[0], parts[1]}] = binary.BigEndian.Uint64(v)
+		}
+		return nil
+	})
+}
+
+// upstreamQueue reports whether name is one of the $upstream queues.
+func upstreamQueue(name string) bool {
+	p, ok := strings.CutPrefix(name, "$upstream/p")
+	return ok && (p == "default" || len(p) == 1 && p[0] >= '0' && p[0] <= '9')
+}
+
+// sourceID turns a message source (devices/d[/modules/m]) into an identity id.
+func sourceID(src string) (string, bool) {
+	rest, ok := strings.CutPrefix(src, "devices/")
+	if !ok || rest == "" {
+		return "", false
+	}
+	d, m, hasModule := strings.Cut(rest, "/modules/")
+	if d == "" || strings.Contains(d, "/") || hasModule && (m == "" || strings.Contains(m, "/")) {
+		return "", false
+	}
+	if hasModule {
+		return d + "/" + m, true
+	}
+	return d, true
+}
+
+// acceptable reports why a child's message may not be queued ("" if it may).
+func (s *Server) unacceptable(child string, m protocol.Message) string {
+	id, ok := sourceID(m.Source)
+	if !ok || !s.inSubtree(child, id) {
+		return fmt.Sprintf("source %q is not in the subtree of edge %q", m.Source, child)
+	}
+	if len(m.EdgePath) >= MaxDepth {
+		return fmt.Sprintf("crossed %d edges; at most %d", len(m.EdgePath)+1, MaxDepth)
+	}
+	for _, e := range m.EdgePath {
+		if e == child || !s.inSubtree(child, e) {
+			return fmt.Sprintf("edge path %v: %q is not an edge below %q", m.EdgePath, e, child)
+		}
+	}
+	return ""
+}
+
+func (s *Server) lock(k cursorKey) *sync.Mutex {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	l := s.locks[k]
+	if l == nil {
+		l = &sync.Mutex{}
+		s.locks[k] = l
+	}
+	return l
+}
+
+// messagesFrame queues a child's batch, with its cursor in the same commit.
+func (s *Server) messagesFrame(ctx context.Context, child string, m protocol.Messages) (protocol.MessagesAck, error) {
+	if err := checkInstance(child, m.Instance); err != nil {
+		return protocol.MessagesAck{}, err
+	}
+	if !upstreamQueue(m.Queue) {
+		return protocol.MessagesAck{}, invalid("queue %q is not an $upstream queue", m.Queue)
+	}
+	if len(m.Msgs) == 0 {
+		return protocol.MessagesAck{}, nil
+	}
+	k := cursorKey{m.Instance, m.Queue}
+	l := s.lock(k)
+	l.Lock()
+	defer l.Unlock()
+	s.mu.Lock()
+	cur := s.cursors[k]
+	s.mu.Unlock()
+	var ack protocol.MessagesAck
+	var take []queue.Message
+	prev := uint64(0)
+	for _, msg := range m.Msgs {
+		if msg.Seq <= prev {
+			return protocol.MessagesAck{}, invalid("sequence numbers not increasing (%d after %d)", msg.Seq, prev)
+		}
+		prev = msg.Seq
+		if msg.Seq <= cur {
+			ack.Duplicates++
+			continue
+		}
+		if why := s.unacceptable(child, msg); why != "" {
+			ack.Refused++
+			s.opts.Logger.Warn("message from a child edge refused", "child", child, "seq", msg.Seq, "reason", why)
+			continue
+		}
+		path := append(slices.Clone(msg.EdgePath), child)
+		take = append(take, queue.Message{ID: msg.ID, Source: msg.Source, Props: msg.Props, Sys: msg.Sys, Body: msg.Body, EdgePath: path})
+	}
+	ack.UpTo = prev
+	if prev > cur {
+		cursor := kv.Set(cursorDBKey(k), kv.AppendUint64(nil, prev))
+		if err := s.store(ctx, m.Queue, take, cursor); err != nil {
+			return protocol.MessagesAck{}, err
+		}
+		s.mu.Lock()
+		s.cursors[k] = prev
+		s.mu.Unlock()
+	}
+	ack.Appended = len(take)
+	s.seen(child, m.Instance, func(c *Child) { c.Messages += int64(len(take)) })
+	s.batches.Add(1)
+	s.messages.Add(int64(len(take)))
+	s.duplicates.Add(int64(ack.Duplicates))
+	s.refused.Add(int64(ack.Refused))
+	return ack, nil
+}
+
+// store appends msgs to the named queue with the cursor, or writes the
+// cursor alone when nothing is taken; durable when it returns nil.
+func (s *Server) store(ctx context.Context, name string, msgs []queue.Message, cursor kv.Op) error {
+	if len(msgs) == 0 {
+		return s.opts.DB.Commit(ctx, cursor)
+	}
+	q, ok := s.opts.Queues.Lookup(name)
+	if !ok {
+		var err error
+		if q, err = s.opts.Queues.Queue(name, queue.QueueOptions{}); err != nil {
+			return err
+		}
+	}
+	ch := make(chan error, 1)
+	q.AppendAsyncWith(msgs, []kv.Op{cursor}, func(_ []uint64, err error) { ch <- err })
+	var err error
+	select {
+	case err = <-ch:
+	case <-ctx.Done():
+		return ctx.Err() // it may still commit: the cursor then says so
+	}
+	switch {
+	case errors.Is(err, queue.ErrFull), errors.Is(err, queue.ErrNoSpace):
+		return &statusError{http.StatusInsufficientStorage, "QueueFull",
+			fmt.Errorf("edge %q cannot hold more (%v); the child keeps its backlog and sends it again later", s.opts.Edge, err)}
+	case errors.Is(err, queue.ErrTooLarge):
+		return &statusError{http.StatusRequestEntityTooLarge, "TooLarge", err}
+	}
+	return err
+}

@@ -1,0 +1,260 @@
+package downstream
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"net/http"
+	"slices"
+	"time"
+
+	"github.com/outpost-edge/outpost/store/identity"
+	"github.com/outpost-edge/outpost/store/kv"
+	"github.com/outpost-edge/outpost/store/queue"
+	"github.com/outpost-edge/outpost/sync/protocol"
+)
+
+// pull answers the identities of the child's subtree when the child lacks
+// them, else holds the request until they change or the wait passes.
+func (s *Server) pull(ctx context.Context, child string, p protocol.Pull) (protocol.Push, error) {
+	if err := checkInstance(child, p.Instance); err != nil {
+		return protocol.Push{}, err
+	}
+	below := slices.DeleteFunc(slices.Clone(p.Children), func(c protocol.ChildStatus) bool {
+		return c.Edge == child || !s.inSubtree(child, c.Edge) // a child reports its own subtree only
+	})
+	s.seen(child, p.Instance, func(c *Child) { c.Backlog, c.Below = p.Backlog, below })
+	wait := min(time.Duration(p.WaitMs)*time.Millisecond, s.opts.PullWait)
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	if err := s.ackChild(ctx, child, p); err != nil {
+		return protocol.Push{}, err
+	}
+	for {
+		s.mu.Lock()
+		changed, wake := s.changed, s.wake
+		s.mu.Unlock()
+		var twinsChanged <-chan struct{}
+		if s.opts.Twins != nil {
+			twinsChanged = s.opts.Twins.Changed()
+		}
+		push, err := s.collect(child, p)
+		if err != nil || push.HasScope || len(push.Twins.Twins) > 0 || len(push.Twins.Commits) > 0 || len(push.C2D) > 0 || len(push.Methods) > 0 {
+			return push, err
+		}
+		select {
+		case <-changed:
+		case <-twinsChanged:
+		case <-wake:
+		case <-t.C:
+			return push, nil
+		case <-ctx.Done():
+			return protocol.Push{}, ctx.Err()
+		}
+	}
+}
+
+// twinFieldsPerPush bounds the twin fields of one answer (as the hub's).
+const twinFieldsPerPush = 4096
+
+// collect is what a child lacks: its subtree's identities when its digest
+// differs, and the fields of its subtree's twins its version vector lacks.
+func (s *Server) collect(child string, p protocol.Pull) (protocol.Push, error) {
+	push := protocol.Push{Hub: s.opts.Replica}
+	wire, err := s.subtree(child)
+	if err != nil {
+		return push, err
+	}
+	if d := digest(wire); d != p.Scope {
+		push.HasScope, push.Scope, push.Identities = true, d, wire
+	}
+	if push.C2D, err = s.c2d(child, p.C2D, p.Hub == s.opts.Replica); err != nil {
+		return push, err
+	}
+	push.Methods = s.takeCalls(child)
+	if s.opts.Twins == nil {
+		return push, nil
+	}
+	push.TwinVV = s.opts.Twins.VV() // before the delta: once applied, the child holds all of it
+	if push.Twins, push.TwinsMore, err = s.opts.Twins.DeltaFor(p.TwinVV, twinFieldsPerPush, func(id string) bool { return s.inSubtree(child, id) }); err != nil {
+		return push, err
+	}
+	for _, td := range push.Twins.Twins {
+		if id, ok, _ := s.opts.Identities.Get(td.ID); ok {
+			if push.Generations == nil {
+				push.Generations = protocol.Generations{}
+			}
+			push.Generations[td.ID] = id.Generation
+		}
+	}
+	return push, nil
+}
+
+// c2dBatch bounds the cloud-to-device messages per device in one answer.
+const c2dBatch = 100
+
+// C2DQueue is where the edge keeps the cloud-to-device messages of a device
+// (as its broker does): for a device below a child edge they wait here
+// until the child has stored them.
+func C2DQueue(device string) string { return "c2d/" + device + "/p0" }
+
+// C2DAppended wakes the children's pulls: a cloud-to-device message was
+// queued here (the edge's link took it from the hub).
+func (s *Server) C2DAppended() {
+	s.mu.Lock()
+	s.wakeLocked()
+	s.mu.Unlock()
+}
+
+func (s *Server) wakeLocked() {
+	close(s.wake)
+	s.wake = make(chan struct{})
+}
+
+// c2d returns the cloud-to-device messages waiting here for the leaf
+// devices of a child's subtree, past the child's cursors; what the child
+// says it stored (cursors, counted in this edge's queue sequence numbers
+// when mine is set) is removed first.
+func (s *Server) c2d(child string, cursors map[string]uint64, mine bool) ([]protocol.C2D, error) {
+	ids, err := s.opts.Identities.List()
+	if err != nil {
+		return nil, err
+	}
+	var out []protocol.C2D
+	for _, id := range ids {
+		if id.ModuleID != "" || id.Edge || !s.inSubtree(child, id.DeviceID) {
+			continue
+		}
+		q, ok := s.opts.Queues.Lookup(C2DQueue(id.DeviceID))
+		if !ok {
+			continue
+		}
+		cur := uint64(0)
+		if mine {
+			cur = cursors[id.DeviceID]
+		}
+		msgs, err := s.c2dFor(q, cur)
+		if err != nil {
+			return nil, err
+		}
+		for _, m := range msgs {
+			out = append(out, protocol.C2D{Device: id.DeviceID, Seq: m.Seq, ID: m.ID, Props: m.Props, Sys: m.Sys, Body: m.Body,
+				EnqueuedAt: m.EnqueuedAt.UnixMilli()})
+		}
+	}
+	return out, nil
+}
+
+// c2dFor removes what a child stored (up to cur) from q and returns what
+// follows. It leases from the oldest message every time: a push lost on
+// the way is sent again, and the child's cursor skips what it has.
+func (s *Server) c2dFor(q *queue.Queue, cur uint64) ([]queue.Message, error) {
+	l := s.lock(cursorKey{queue: q.Name()})
+	l.Lock()
+	defer l.Unlock()
+	q.Rewind()
+	for {
+		msgs, err := q.Lease(c2dBatch, protocol.MaxC2D*4)
+		if err != nil {
+			return nil, err
+		}
+		done := uint64(0)
+		for len(msgs) > 0 && msgs[0].Seq <= cur {
+			done = msgs[0].Seq
+			msgs = msgs[1:]
+		}
+		if done > 0 {
+			if err := q.Ack(context.Background(), done); err != nil {
+				return nil, err
+			}
+		}
+		if len(msgs) > 0 || done == 0 {
+			return msgs, nil
+		}
+	}
+}
+
+// subtree lists the identities of a child edge's subtree in wire form.
+func (s *Server) subtree(child string) ([]protocol.Identity, error) {
+	all, err := s.opts.Identities.List()
+	if err != nil {
+		return nil, err
+	}
+	all = slices.DeleteFunc(all, func(id identity.Identity) bool { return !s.inSubtree(child, id.ID()) })
+	return protocol.IdentitiesFromStore(all), nil
+}
+
+// digest names a set of identities as the child receives them.
+func digest(ids []protocol.Identity) string {
+	data, _ := kv.Marshal(ids)
+	sum := sha256.Sum256(data)
+	return hex.EncodeToString(sum[:16])
+}
+
+// call is a direct method for a device or module below a child edge.
+type call struct {
+	child  string
+	mc     protocol.MethodCall
+	handed bool
+	res    chan protocol.MethodResult
+}
+
+// Invoke hands a direct method for target, below child, to the child's
+// next pull and waits for its answer: 404 when the child did not take it
+// in time (it is not connected), 504 when it took it and did not answer.
+func (s *Server) Invoke(ctx context.Context, child, target, name string, payload []byte, timeout time.Duration) protocol.MethodResult {
+	c := &call{child: child, mc: protocol.MethodCall{ID: queue.NewID(), Target: target, Name: name, Payload: payload, TimeoutMs: timeout.Milliseconds()},
+		res: make(chan protocol.MethodResult, 1)}
+	s.mu.Lock()
+	s.calls[child] = append(s.calls[child], c)
+	s.waiting[c.mc.ID] = c
+	s.wakeLocked()
+	s.mu.Unlock()
+	t := time.NewTimer(timeout + min(timeout, 5*time.Second)) // the child answers 504 itself after timeout
+	defer t.Stop()
+	select {
+	case r := <-c.res:
+		return r
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.waiting, c.mc.ID)
+	s.calls[child] = slices.DeleteFunc(s.calls[child], func(x *call) bool { return x == c })
+	if !c.handed {
+		return protocol.MethodResult{Status: 404, Error: fmt.Sprintf("child edge %q, which %s is below, is not connected to edge %q", child, target, s.opts.Edge)}
+	}
+	return protocol.MethodResult{Status: 504, Error: fmt.Sprintf("child edge %q did not answer the call for %s in time", child, target)}
+}
+
+// takeCalls hands the calls waiting for a child to its pull.
+func (s *Server) takeCalls(child string) []protocol.MethodCall {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []protocol.MethodCall
+	for _, c := range s.calls[child] {
+		c.handed = true
+		out = append(out, c.mc)
+	}
+	delete(s.calls, child)
+	return out
+}
+
+// methodResult takes a child's answer to a call it was handed.
+func (s *Server) methodResult(_ context.Context, child string, r protocol.MethodResult) (struct{}, error) {
+	s.mu.Lock()
+	c := s.waiting[r.ID]
+	if c != nil && c.child == child {
+		delete(s.waiting, r.ID)
+	} else {
+		c = nil // another child's call is not this one's to answer
+	}
+	s.mu.Unlock()
+	if c == nil {
+		return struct{}{}, &statusError{http.StatusNotFound, "NotFound", fmt.Errorf("no method call %q waits for an answer (it may have timed out)", r.ID)}
+	}
+	c.res <- r
+	return struct{}{}, nil
+}
