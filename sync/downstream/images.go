@@ -25,7 +25,7 @@ func (s *Server) image(w http.ResponseWriter, r *http.Request) {
 	}
 	path, err := s.opts.Image(r.Context(), digest)
 	if err != nil {
-		s.opts.Logger.Warn("image for a child edge not available", "child", child, "digest", digest, "err", err)
+		s.warn("image", "image for a child edge not available", "child", child, "digest", digest, "err", err)
 		protocol.WriteError(w, http.StatusNotFound, "ImageNotFound", fmt.Sprintf("image %s: %v", digest, err))
 		return
 	}

@@ -67,7 +67,7 @@ func sourceID(src string) (string, bool) {
 	return d, true
 }
 
-// acceptable reports why a child's message may not be queued ("" if it may).
+// unacceptable says why a child's message may not be queued ("" if it may).
 func (s *Server) unacceptable(child string, m protocol.Message) string {
 	id, ok := sourceID(m.Source)
 	if !ok || !s.inSubtree(child, id) {
@@ -127,7 +127,7 @@ func (s *Server) messagesFrame(ctx context.Context, child string, m protocol.Mes
 		}
 		if why := s.unacceptable(child, msg); why != "" {
 			ack.Refused++
-			s.opts.Logger.Warn("message from a child edge refused", "child", child, "seq", msg.Seq, "reason", why)
+			s.warn("message", "message from a child edge refused", "child", child, "seq", msg.Seq, "reason", why)
 			continue
 		}
 		path := append(slices.Clone(msg.EdgePath), child)

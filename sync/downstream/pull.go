@@ -15,8 +15,10 @@ import (
 	"github.com/outpost-edge/outpost/sync/protocol"
 )
 
-// pull answers the identities of the child's subtree when the child lacks
-// them, else holds the request until they change or the wait passes.
+// pull takes the child's ack (its version vector) and report, and answers
+// what it lacks of its subtree (collect) as soon as there is something:
+// held until the identities or the twins change, a C2D message or a method
+// call comes, or the wait passes.
 func (s *Server) pull(ctx context.Context, child string, p protocol.Pull) (protocol.Push, error) {
 	if err := checkInstance(child, p.Instance); err != nil {
 		return protocol.Push{}, err
@@ -59,7 +61,8 @@ func (s *Server) pull(ctx context.Context, child string, p protocol.Pull) (proto
 const twinFieldsPerPush = 4096
 
 // collect is what a child lacks: its subtree's identities when its digest
-// differs, and the fields of its subtree's twins its version vector lacks.
+// differs, the C2D messages and method calls waiting here for its subtree,
+// and the fields of its subtree's twins its version vector lacks.
 func (s *Server) collect(child string, p protocol.Pull) (protocol.Push, error) {
 	push := protocol.Push{Hub: s.opts.Replica}
 	wire, err := s.subtree(child)

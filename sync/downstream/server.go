@@ -17,6 +17,7 @@ import (
 	"github.com/outpost-edge/outpost/store/identity/sas"
 	"github.com/outpost-edge/outpost/store/kv"
 	"github.com/outpost-edge/outpost/store/queue"
+	"github.com/outpost-edge/outpost/store/ratelog"
 	"github.com/outpost-edge/outpost/store/twin"
 	"github.com/outpost-edge/outpost/sync/protocol"
 )
@@ -99,6 +100,10 @@ type Server struct {
 	calls   map[string][]*call
 	waiting map[string]*call
 
+	// log limits the refusal lines: one per kind every 10 s, with how many
+	// were held back.
+	log ratelog.Limiter
+
 	batches, messages, duplicates, refused atomic.Int64
 	children                               map[string]*Child // under mu
 	inFlight                               map[string]int    // requests per child, under mu
@@ -132,7 +137,7 @@ func New(opts Options) (*Server, error) {
 	}
 	s := &Server{opts: opts, slots: make(chan struct{}, opts.MaxRequests), cursors: map[cursorKey]uint64{},
 		locks: map[cursorKey]*sync.Mutex{}, changed: make(chan struct{}), wake: make(chan struct{}), children: map[string]*Child{}, inFlight: map[string]int{},
-		calls: map[string][]*call{}, waiting: map[string]*call{}}
+		calls: map[string][]*call{}, waiting: map[string]*call{}, log: ratelog.Limiter{Every: 10 * time.Second, Now: opts.Now}}
 	if err := s.loadCursors(); err != nil {
 		return nil, err
 	}
@@ -329,7 +334,7 @@ func serve[In, Out any](s *Server, f func(ctx context.Context, child string, in 
 				se = &statusError{http.StatusInternalServerError, "InternalError", err}
 			}
 			if se.status != http.StatusInternalServerError && se.status != http.StatusInsufficientStorage {
-				s.opts.Logger.Warn("downstream frame refused", "child", child, "path", r.URL.Path, "err", err)
+				s.warn("frame", "downstream frame refused", "child", child, "path", r.URL.Path, "err", err)
 			}
 			protocol.WriteError(w, se.status, se.code, err.Error())
 			return
@@ -362,7 +367,7 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request) (child string, re
 	child, status, err := s.child(r)
 	if err != nil {
 		<-s.slots
-		s.opts.Logger.Warn("downstream link refused", "status", status, "err", err)
+		s.warn("auth", "downstream link refused", "status", status, "err", err)
 		protocol.WriteError(w, status, http.StatusText(status), err.Error())
 		return "", nil, false
 	}
@@ -371,6 +376,13 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request) (child string, re
 		return "", nil, false
 	}
 	return child, func() { s.leave(child); <-s.slots }, true
+}
+
+// warn logs a refusal of kind, at most once every 10 s per kind.
+func (s *Server) warn(kind, msg string, args ...any) {
+	if ok, held := s.log.Allow(kind); ok {
+		s.opts.Logger.Warn(msg, append(args, "refused_since_last_logged", held)...)
+	}
 }
 
 // enter counts a request of child in flight, or answers 429 when the child

@@ -102,7 +102,7 @@ func (s *Server) twinsFrame(ctx context.Context, child string, m protocol.TwinsU
 		}
 		cur, ok, _ := s.opts.Identities.Get(td.ID)
 		if !ok || m.Generations[td.ID] != "" && m.Generations[td.ID] != cur.Generation {
-			s.opts.Logger.Warn("twin delta of a child edge refused: written for a deleted generation of the identity", "child", child, "twin", td.ID)
+			s.warn("stale twin", "twin delta of a child edge refused: written for a deleted generation of the identity", "child", child, "twin", td.ID)
 			continue
 		}
 		td.CloudDesired = 0 // the hub's desired version comes from the hub, never from below
