@@ -91,21 +91,7 @@ func (f *fixture) edgeToken() string {
 
 func (f *fixture) frame(t *testing.T, path string, in, out any) (int, []byte) {
 	t.Helper()
-	body, enc, err := protocol.Encode(in)
-	if err != nil {
-		t.Fatal(err)
-	}
-	hdr := map[string]string{"Content-Type": protocol.ContentType}
-	if enc != "" {
-		hdr["Content-Encoding"] = enc
-	}
-	code, data := f.do(t, "POST", path, f.edgeToken(), body, hdr)
-	if code == 200 && out != nil {
-		if err := protocol.DecodeBytes(data, out); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return code, data
+	return f.frameAs(t, "gw1", path, in, out)
 }
 
 func TestAuth(t *testing.T) {
