@@ -235,6 +235,9 @@ func printStatus(out io.Writer, st localapi.Status) error {
 func printDownstream(out io.Writer, d *downstream.Stats) {
 	fmt.Fprintf(out, "child edges: %d messages queued from them in %d batches, %d sent again (held already), %d refused\n",
 		d.Messages, d.Batches, d.Duplicates, d.Refused)
+	if d.Collisions > 0 {
+		fmt.Fprintf(out, "ERROR: %d messages of a child edge collided with others it had sent under the same numbers (all queued): a copy of a child's data directory runs; see docs/operations.md, \"Cloned data directories\"\n", d.Collisions)
+	}
 	for _, c := range d.Children {
 		fmt.Fprintf(out, "  %s: backlog %d, %d messages queued here, last seen %s (%s)\n", c.ID, c.Backlog, c.Messages,
 			c.LastSeen.Format(time.RFC3339), c.Instance)

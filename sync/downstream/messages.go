@@ -1,6 +1,7 @@
 package downstream
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -20,6 +21,37 @@ import (
 // cursorPrefix starts the keys of the children's cursors:
 // l D <instance> 0 <queue> → the highest sequence number taken.
 var cursorPrefix = []byte{kv.PrefixLink, 'D'}
+
+// digestWindow is how many of a child's latest sequence numbers per
+// incarnation and queue keep the digest of their message: a child sends
+// again at most the batch whose answer it lost (at most 1000 messages), so
+// a message at or below the cursor is a resend when its digest matches and
+// a clone's when it does not, or when it is older than the window.
+const digestWindow = 10000
+
+// digestPrefix starts the keys of the digests of the children's latest
+// messages: l F <instance> 0 <queue> 0 <seq u64> → the message's digest.
+var digestPrefix = []byte{kv.PrefixLink, 'F'}
+
+func digestKey(k cursorKey, seq uint64) []byte {
+	return kv.AppendUint64(kv.AppendString(kv.AppendString(slices.Clone(digestPrefix), k.instance), k.queue), seq)
+}
+
+// seenDigest reports whether the message this incarnation sent under seq
+// had digest d.
+func (s *Server) seenDigest(k cursorKey, seq uint64, d []byte) (bool, error) {
+	var same bool
+	err := s.opts.DB.View(func(txn *badger.Txn) error {
+		item, err := txn.Get(digestKey(k, seq))
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return nil
+		} else if err != nil {
+			return err
+		}
+		return item.Value(func(v []byte) error { same = bytes.Equal(v, d); return nil })
+	})
+	return same, err
+}
 
 func cursorDBKey(k cursorKey) []byte {
 	return kv.AppendString(kv.AppendString(slices.Clone(cursorPrefix), k.instance), k.queue)
@@ -115,15 +147,37 @@ func (s *Server) messagesFrame(ctx context.Context, child string, m protocol.Mes
 	s.mu.Unlock()
 	var ack protocol.MessagesAck
 	var take []queue.Message
+	var marks []kv.Op // the digests of what this frame settles, and the ones that leave the window
 	prev := uint64(0)
 	for _, msg := range m.Msgs {
 		if msg.Seq <= prev {
 			return protocol.MessagesAck{}, invalid("sequence numbers not increasing (%d after %d)", msg.Seq, prev)
 		}
 		prev = msg.Seq
+		d, err := protocol.Digest(msg)
+		if err != nil {
+			return protocol.MessagesAck{}, invalid("message %d: %v", msg.Seq, err)
+		}
 		if msg.Seq <= cur {
-			ack.Duplicates++
-			continue
+			same, err := s.seenDigest(k, msg.Seq, d)
+			if err != nil {
+				return protocol.MessagesAck{}, err
+			}
+			if same {
+				ack.Duplicates++
+				continue
+			}
+			// Another message under a sequence number this incarnation has
+			// used: a copy of the child's data directory sends under its
+			// instance. Taken, not dropped (as the hub does).
+			ack.Collisions++
+			s.warn("collision", "a child edge sent another message under a sequence number already taken: another edge runs from a copy of its data directory",
+				"child", child, "instance", m.Instance, "queue", m.Queue, "seq", msg.Seq)
+		} else {
+			marks = append(marks, kv.Set(digestKey(k, msg.Seq), d))
+			if msg.Seq > digestWindow {
+				marks = append(marks, kv.Del(digestKey(k, msg.Seq-digestWindow)))
+			}
 		}
 		if why := s.unacceptable(child, msg); why != "" {
 			ack.Refused++
@@ -134,13 +188,15 @@ func (s *Server) messagesFrame(ctx context.Context, child string, m protocol.Mes
 		take = append(take, queue.Message{ID: msg.ID, Source: msg.Source, Props: msg.Props, Sys: msg.Sys, Body: msg.Body, EdgePath: path})
 	}
 	ack.UpTo = prev
-	if prev > cur {
-		cursor := kv.Set(cursorDBKey(k), kv.AppendUint64(nil, prev))
-		if err := s.store(ctx, m.Queue, take, cursor); err != nil {
+	if len(take) > 0 || prev > cur {
+		if prev > cur {
+			marks = append(marks, kv.Set(cursorDBKey(k), kv.AppendUint64(nil, prev)))
+		}
+		if err := s.store(ctx, m.Queue, take, marks); err != nil {
 			return protocol.MessagesAck{}, err
 		}
 		s.mu.Lock()
-		s.cursors[k] = prev
+		s.cursors[k] = max(cur, prev)
 		s.mu.Unlock()
 	}
 	ack.Appended = len(take)
@@ -149,14 +205,16 @@ func (s *Server) messagesFrame(ctx context.Context, child string, m protocol.Mes
 	s.messages.Add(int64(len(take)))
 	s.duplicates.Add(int64(ack.Duplicates))
 	s.refused.Add(int64(ack.Refused))
+	s.collisions.Add(int64(ack.Collisions))
 	return ack, nil
 }
 
-// store appends msgs to the named queue with the cursor, or writes the
-// cursor alone when nothing is taken; durable when it returns nil.
-func (s *Server) store(ctx context.Context, name string, msgs []queue.Message, cursor kv.Op) error {
+// store appends msgs to the named queue with marks (the child's cursor and
+// digests) in the same commit, or writes the marks alone when nothing is
+// taken; durable when it returns nil.
+func (s *Server) store(ctx context.Context, name string, msgs []queue.Message, marks []kv.Op) error {
 	if len(msgs) == 0 {
-		return s.opts.DB.Commit(ctx, cursor)
+		return s.opts.DB.Commit(ctx, marks...)
 	}
 	q, ok := s.opts.Queues.Lookup(name)
 	if !ok {
@@ -166,7 +224,7 @@ func (s *Server) store(ctx context.Context, name string, msgs []queue.Message, c
 		}
 	}
 	ch := make(chan error, 1)
-	q.AppendAsyncWith(msgs, []kv.Op{cursor}, func(_ []uint64, err error) { ch <- err })
+	q.AppendAsyncWith(msgs, marks, func(_ []uint64, err error) { ch <- err })
 	var err error
 	select {
 	case err = <-ch:

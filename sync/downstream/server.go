@@ -68,6 +68,10 @@ type Stats struct {
 	Duplicates int64 `json:"duplicates"` // at or below the child's cursor: already queued
 	Refused    int64 `json:"refused"`    // acknowledged, not queued: source outside the child's subtree, or a bad path
 	Busy       int64 `json:"busy"`       // requests refused (429): a child had MaxPerChild in flight
+	// Collisions counts messages queued although their incarnation had
+	// sent others under the same numbers: a copy of a child's data
+	// directory runs somewhere (docs/operations.md, "Cloned data directories").
+	Collisions int64 `json:"collisions"`
 	// Children are the child edges seen since this edge started, by id.
 	Children []Child `json:"children,omitempty"`
 }
@@ -104,10 +108,10 @@ type Server struct {
 	// were held back.
 	log ratelog.Limiter
 
-	batches, messages, duplicates, refused atomic.Int64
-	children                               map[string]*Child // under mu
-	inFlight                               map[string]int    // requests per child, under mu
-	busy                                   atomic.Int64      // requests refused: a child past MaxPerChild
+	batches, messages, duplicates, refused, collisions atomic.Int64
+	children                                           map[string]*Child // under mu
+	inFlight                                           map[string]int    // requests per child, under mu
+	busy                                               atomic.Int64      // requests refused: a child past MaxPerChild
 	// scopes maps an edge's deviceScope to its device id, rebuilt when
 	// the identities change.
 	scopes atomic.Pointer[map[string]string]
@@ -154,7 +158,7 @@ func New(opts Options) (*Server, error) {
 
 // Stats returns the counters and the children, sorted by id.
 func (s *Server) Stats() Stats {
-	st := Stats{Batches: s.batches.Load(), Messages: s.messages.Load(), Duplicates: s.duplicates.Load(), Refused: s.refused.Load(), Busy: s.busy.Load()}
+	st := Stats{Batches: s.batches.Load(), Messages: s.messages.Load(), Duplicates: s.duplicates.Load(), Refused: s.refused.Load(), Busy: s.busy.Load(), Collisions: s.collisions.Load()}
 	s.mu.Lock()
 	for _, c := range s.children {
 		st.Children = append(st.Children, *c)

@@ -280,8 +280,10 @@ func post(t *testing.T, url, path, dev string, key []byte, in, out any) int {
 }
 
 // A batch sent again (the child did not get the ack, or restarted) is
-// recognised by the child's cursor, committed with the messages: counted as
-// duplicates and not queued again, also after the parent restarts.
+// recognised by the child's cursor and the digests of its latest messages,
+// committed with them: counted as duplicates and not queued again, also
+// after the parent restarts; another message under a used number (a copy of
+// the child's data directory) is queued and counted as a collision.
 func TestRetransmissionQueuedOnce(t *testing.T) {
 	dir := t.TempDir()
 	p := openParent(t, dir)
@@ -307,6 +309,17 @@ func TestRetransmissionQueuedOnce(t *testing.T) {
 	var w protocol.Welcome
 	if st := post(t, p.http.URL, protocol.PathHello, "l3", keyL3, protocol.Hello{Version: protocol.Version, Instance: "edge:l3.a1"}, &w); st != 200 || w.Cursors["$upstream/pdefault"] != 5 {
 		t.Fatalf("hello: %d %+v", st, w)
+	}
+	// A copy of l3's data directory sends other messages under numbers the
+	// incarnation has used: taken and counted, never dropped as resends.
+	clone := protocol.Messages{Instance: "edge:l3.a1", Queue: "$upstream/pdefault",
+		Msgs: []protocol.Message{{Seq: 2, ID: "clone-2", Source: "devices/dev1", Body: []byte("the copy's")}, frame.Msgs[2]}}
+	ack = protocol.MessagesAck{}
+	if st := post(t, p.http.URL, protocol.PathMessages, "l3", keyL3, clone, &ack); st != 200 || ack.Collisions != 1 || ack.Appended != 1 || ack.Duplicates != 1 {
+		t.Fatalf("a clone's messages: %d %+v", st, ack)
+	}
+	if n := len(p.upstream(t)); n != 6 {
+		t.Fatalf("parent queued %d, want 6 (the clone's message too)", n)
 	}
 	// Another incarnation of l3 (a wiped data directory) starts afresh.
 	other := protocol.Messages{Instance: "edge:l3.b2", Queue: "$upstream/pdefault", Msgs: frame.Msgs[:1]}

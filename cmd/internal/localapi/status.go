@@ -190,6 +190,7 @@ func writeMetrics(sb *strings.Builder, st Status) {
 	if d := st.Downstream; d != nil {
 		counter(sb, "outpost_downstream_messages_total", "Messages child edges sent that this edge queued for upstream (since start).", d.Messages)
 		counter(sb, "outpost_downstream_duplicates_total", "Messages child edges sent again that this edge already held (since start).", d.Duplicates)
+		counter(sb, "outpost_downstream_collisions_total", "Messages of child edges queued although their incarnation had sent others under the same numbers: a copy of a child's data directory runs (since start).", d.Collisions)
 		counter(sb, "outpost_downstream_busy_total", "Requests of child edges refused (429) because the child had as many in flight as it may (since start).", d.Busy)
 		counter(sb, "outpost_downstream_refused_total", "Messages of child edges acknowledged and not queued: source outside the child's subtree or a bad edge path (since start).", d.Refused)
 		sb.WriteString("# HELP outpost_downstream_child_backlog Messages waiting in a child edge's upstream queues at its last pull.\n# TYPE outpost_downstream_child_backlog gauge\n")
