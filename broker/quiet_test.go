@@ -79,12 +79,14 @@ func TestFreeTopicQuietThenSubscribed(t *testing.T) {
 	// Offline: its persistent session holds the message.
 	sub.Disconnect(50)
 	wait(t, plc.Publish("factory/l1/temp", 1, false, "while away"))
-	back, err := e.dial("dev2", "pw")
-	if err != nil {
-		t.Fatal(err)
-	}
+	// The handler is in place before CONNECT: the queued message may come
+	// right after the CONNACK.
+	o := paho.NewClientOptions().AddBroker("tcp://" + e.addr).SetClientID("dev2").
+		SetUsername("hub.example/dev2/?api-version=2021-04-12").SetPassword("pw").SetAutoReconnect(false).
+		SetCleanSession(false).SetOrderMatters(true).SetProtocolVersion(4).SetDefaultPublishHandler(handler)
+	back := paho.NewClient(o)
+	wait(t, back.Connect())
 	t.Cleanup(func() { back.Disconnect(10) })
-	back.AddRoute("factory/+/temp", handler)
 	if m := recv(t, got); string(m.Payload()) != "while away" {
 		t.Fatalf("back from offline, got %q", m.Payload())
 	}
