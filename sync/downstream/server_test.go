@@ -408,7 +408,7 @@ func TestRequestsBounded(t *testing.T) {
 	pull.Scope = scope.Scope
 	held := make(chan int, 1)
 	go func() { held <- post(t, p.http.URL, protocol.PathPull, "l3", keyL3, pull, nil) }() // held for 2 s
-	time.Sleep(300 * time.Millisecond)
+	eventually(t, "the pull held", func() bool { return len(srv.slots) == 1 })
 	if st := post(t, p.http.URL, protocol.PathHello, "l3", keyL3, protocol.Hello{Version: protocol.Version, Instance: "edge:l3.a1"}, nil); st != http.StatusServiceUnavailable {
 		t.Errorf("a request past the bound: status %d, want 503", st)
 	}
@@ -490,7 +490,11 @@ func TestChildInFlightBounded(t *testing.T) {
 	pull.Scope = scope.Scope
 	held := make(chan int, 1)
 	go func() { held <- post(t, p.http.URL, protocol.PathPull, "l3", keyL3, pull, nil) }()
-	time.Sleep(300 * time.Millisecond)
+	eventually(t, "the pull held", func() bool {
+		srv.mu.Lock()
+		defer srv.mu.Unlock()
+		return srv.inFlight["l3"] == 1
+	})
 	hello := func(dev string, key []byte) int {
 		return post(t, p.http.URL, protocol.PathHello, dev, key, protocol.Hello{Version: protocol.Version, Instance: "edge:" + dev + ".a1"}, nil)
 	}
