@@ -95,6 +95,11 @@ func (s *Server) twinsFrame(ctx context.Context, child string, m protocol.TwinsU
 	}
 	for _, td := range m.Batch.Twins {
 		for _, f := range td.Fields {
+			if f.Dot().Origin != f.Key().Origin {
+				// The dot decides whose write it counts as (the version
+				// vector, the ownership of sections): it must be the stamper's.
+				return protocol.TwinsAck{}, invalid("twin %q carries a field stamped by %s under a dot of %s", td.ID, f.Key().Origin, f.Dot().Origin)
+			}
 			w, ok := writerOK(f.Key().Origin)
 			if !ok || !s.inSubtree(w, td.ID) {
 				return protocol.TwinsAck{}, invalid("twin %q carries a field written by %s, which is not an edge above it in the subtree of %q", td.ID, f.Key().Origin, child)

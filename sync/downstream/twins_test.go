@@ -131,6 +131,12 @@ func TestTwinsThroughParent(t *testing.T) {
 		"a field for a twin outside the subtree": bad("edge:l3.a1", "other"),
 		"l2's field for l3's own device":         bad("edge:l2.a1", "dev1"),
 		"a field by the hub":                     bad("hub.x1", "dev1"),
+		"l3's stamp on the hub's dot": func() protocol.TwinsUp {
+			up := bad("edge:l3.a1", "dev1")
+			up.Batch.Twins[0].Fields[0].W.D.Origin = "hub.x1"
+			up.Batch.Twins[0].Fields[0].Section = crdt.Desired
+			return up
+		}(),
 	} {
 		if st := post(t, p.http.URL, protocol.PathTwins, "l3", keyL3, up, nil); st != http.StatusBadRequest {
 			t.Errorf("%s: status %d, want 400", name, st)

@@ -312,6 +312,11 @@ func (t tree) writers(sender string, td twin.TwinDelta) ([]string, error) {
 	var out []string
 	for _, f := range td.Fields {
 		o := f.Key().Origin
+		if f.Dot().Origin != o {
+			// The dot decides whose write it counts as (version vectors,
+			// section ownership): it must be the stamper's own.
+			return nil, fmt.Errorf("%w: twin %q carries a field stamped by %s under a dot of %s", ErrInvalid, td.ID, o, f.Dot().Origin)
+		}
 		e, ok := t.writer(sender, o)
 		if !ok {
 			return nil, fmt.Errorf("%w: twin %q carries a field written by %s; an edge sends only its own writes and those of the edges below it", ErrInvalid, td.ID, o)
