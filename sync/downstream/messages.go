@@ -225,12 +225,10 @@ func (s *Server) store(ctx context.Context, name string, msgs []queue.Message, m
 	}
 	ch := make(chan error, 1)
 	q.AppendAsyncWith(msgs, marks, func(_ []uint64, err error) { ch <- err })
-	var err error
-	select {
-	case err = <-ch:
-	case <-ctx.Done():
-		return ctx.Err() // it may still commit: the cursor then says so
-	}
+	// Not cut short by ctx: the commit ends in bounded time, and the cursor
+	// kept in memory must say whether it happened before the next frame of
+	// this incarnation is looked at (under the same lock).
+	err := <-ch
 	switch {
 	case errors.Is(err, queue.ErrFull), errors.Is(err, queue.ErrNoSpace):
 		return &statusError{http.StatusInsufficientStorage, "QueueFull",
