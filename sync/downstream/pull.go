@@ -23,9 +23,7 @@ func (s *Server) pull(ctx context.Context, child string, p protocol.Pull) (proto
 	if err := checkInstance(child, p.Instance); err != nil {
 		return protocol.Push{}, err
 	}
-	below := slices.DeleteFunc(slices.Clone(p.Children), func(c protocol.ChildStatus) bool {
-		return c.Edge == child || !s.inSubtree(child, c.Edge) // a child reports its own subtree only
-	})
+	below := s.below(child, p.Children)
 	s.seen(child, p.Instance, func(c *Child) { c.Backlog, c.Below = p.Backlog, below })
 	wait := min(time.Duration(p.WaitMs)*time.Millisecond, s.opts.PullWait)
 	t := time.NewTimer(wait)
@@ -55,6 +53,25 @@ func (s *Server) pull(ctx context.Context, child string, p protocol.Pull) (proto
 			return protocol.Push{}, ctx.Err()
 		}
 	}
+}
+
+// below keeps of what a child reports of the edges below it one entry per
+// edge of its own subtree, with the parent this edge knows (never the
+// child's word): the report is passed up with every pull of this edge.
+func (s *Server) below(child string, reported []protocol.ChildStatus) []protocol.ChildStatus {
+	var out []protocol.ChildStatus
+	seen := map[string]bool{}
+	now := s.opts.Now().UnixMilli()
+	for _, c := range reported {
+		id, ok, _ := s.opts.Identities.Get(c.Edge)
+		if !ok || !id.Edge || id.ModuleID != "" || seen[c.Edge] || c.Edge == child || !s.inSubtree(child, c.Edge) {
+			continue
+		}
+		seen[c.Edge] = true
+		c.Parent, c.LastSeen = s.parentOf(id), min(c.LastSeen, now)
+		out = append(out, c)
+	}
+	return out
 }
 
 // twinFieldsPerPush bounds the twin fields of one answer (as the hub's).

@@ -89,7 +89,7 @@ func (e *edges) noteChildren(edge string, children []protocol.ChildStatus, under
 			continue
 		}
 		c := e.conn(ch.Edge)
-		c.via, c.viaSeen, c.reportAt, c.backlog = edge, time.UnixMilli(ch.LastSeen), now, ch.Backlog
+		c.via, c.viaSeen, c.reportAt, c.backlog = edge, time.UnixMilli(min(ch.LastSeen, now.UnixMilli())), now, ch.Backlog
 	}
 }
 

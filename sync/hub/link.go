@@ -40,6 +40,15 @@ func (h *Hub) checkInstance(edge, instance string) error {
 	if !twin.IsEdgeReplica(crdt.ReplicaID(instance), edge) || len(instance) > 256 {
 		return fmt.Errorf("%w: instance %q is not an incarnation of edge %q", ErrInvalid, instance, edge)
 	}
+	// An edge below another links through its parent: pulling here too, it
+	// would take its subtree's C2D a second time (the top edge hands them
+	// down) and ack twins for nobody.
+	if self, ok, _ := h.ids().Get(edge); ok {
+		if p := h.tree().parent(self); p != "" {
+			return fmt.Errorf("%w: edge %q has the parent edge %q and links through it (its --hub-url is %s's --downstream address), not to the hub",
+				errForbidden, edge, p, p)
+		}
+	}
 	return nil
 }
 
@@ -173,7 +182,10 @@ func (h *Hub) Pull(ctx context.Context, edge string, p protocol.Pull) (protocol.
 	h.edges.noteBacklog(edge, p.Backlog)
 	if len(p.Children) > 0 {
 		t := h.tree()
-		h.edges.noteChildren(edge, p.Children, func(child string) bool { return t.under(edge, child) })
+		h.edges.noteChildren(edge, p.Children, func(child string) bool {
+			id, ok, _ := t.ids.Get(child)
+			return ok && id.Edge && id.ModuleID == "" && t.under(edge, child) // edges of its own tree only
+		})
 	}
 	stop := h.edges.begin(edge, p.Instance)
 	defer h.edges.end(edge, p.Instance, stop)
