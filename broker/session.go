@@ -60,7 +60,6 @@ func (b *Broker) openSession(cl *mqtt.Client) {
 	if b.opts.Generation != nil {
 		s.generation = b.opts.Generation(cl.ID)
 		s.edgeGeneration = b.opts.Generation(b.opts.EdgeID) // the source of its free-topic messages
-		s.edgeGeneration = b.opts.Generation(b.opts.EdgeID)
 	}
 	hlc, err := b.opts.Twins.BeginSession()
 	if err != nil {

@@ -463,10 +463,32 @@ func TestMethodThroughParent(t *testing.T) {
 	if r := p.srv.Invoke(context.Background(), "ox", "ox", "ping", nil, 100*time.Millisecond); r.Status != 404 {
 		t.Errorf("a child that never pulls: %+v, want 404", r)
 	}
-	// No child answers a call that is not its own.
+}
+
+// A call handed to one child is answered only by that child.
+func TestMethodAnsweredByItsChildOnly(t *testing.T) {
+	p := openParent(t, t.TempDir())
+	defer p.close()
+	done := make(chan protocol.MethodResult, 1)
+	go func() { done <- p.srv.Invoke(context.Background(), "l3", "dev1", "reboot", nil, 5*time.Second) }()
+	var push protocol.Push
+	for deadline := time.Now().Add(5 * time.Second); len(push.Methods) == 0; {
+		if time.Now().After(deadline) {
+			t.Fatal("the call never reached l3's pull")
+		}
+		push = protocol.Push{}
+		post(t, p.http.URL, protocol.PathPull, "l3", keyL3, protocol.Pull{Instance: "edge:l3.a1", WaitMs: 200, Scope: "-"}, &push)
+	}
+	answer := protocol.MethodResult{ID: push.Methods[0].ID, Status: 200, Payload: []byte(`{"by":"l3"}`)}
 	var none struct{}
-	if st := post(t, p.http.URL, protocol.PathMethods, "ox", keyOther, protocol.MethodResult{ID: "x", Status: 200}, &none); st != 404 {
-		t.Errorf("an answer to no call: status %d, want 404", st)
+	if st := post(t, p.http.URL, protocol.PathMethods, "ox", keyOther, answer, &none); st != 404 {
+		t.Errorf("another child answering l3's call: status %d, want 404", st)
+	}
+	if st := post(t, p.http.URL, protocol.PathMethods, "l3", keyL3, answer, &none); st != 200 {
+		t.Errorf("l3 answering its call: status %d", st)
+	}
+	if r := <-done; r.Status != 200 || string(r.Payload) != `{"by":"l3"}` {
+		t.Errorf("the call's answer: %+v", r)
 	}
 }
 
