@@ -13,8 +13,10 @@ import (
 
 	"github.com/dgraph-io/badger/v4"
 
+	"github.com/outpost-edge/outpost/store/crdt"
 	"github.com/outpost-edge/outpost/store/kv"
 	"github.com/outpost-edge/outpost/store/queue"
+	"github.com/outpost-edge/outpost/store/twin"
 	"github.com/outpost-edge/outpost/sync/protocol"
 )
 
@@ -139,6 +141,9 @@ func (s *Server) messagesFrame(ctx context.Context, child string, m protocol.Mes
 		return protocol.MessagesAck{}, nil
 	}
 	k := cursorKey{m.Instance, m.Queue}
+	if err := s.makeRoom(ctx, child, m.Instance); err != nil {
+		return protocol.MessagesAck{}, err
+	}
 	l := s.lock(k)
 	l.Lock()
 	defer l.Unlock()
@@ -207,6 +212,65 @@ func (s *Server) messagesFrame(ctx context.Context, child string, m protocol.Mes
 	s.refused.Add(int64(ack.Refused))
 	s.collisions.Add(int64(ack.Collisions))
 	return ack, nil
+}
+
+// maxIncarnations bounds the incarnations of one child whose cursors and
+// digests are kept (a child gets a new one each time its data directory is
+// wiped or moved): past it the one that sent last longest ago is forgotten,
+// as the hub forgets an edge's old incarnations.
+const maxIncarnations = 16
+
+// makeRoom records that instance of child sends now and, when it is new and
+// the child has maxIncarnations already, forgets the least recently used
+// one: its cursors and digests, durably.
+func (s *Server) makeRoom(ctx context.Context, child, instance string) error {
+	s.mu.Lock()
+	_, known := s.used[instance]
+	s.used[instance] = s.opts.Now()
+	var mine []string
+	seen := map[string]bool{}
+	for k := range s.cursors {
+		if k.instance != instance && !seen[k.instance] && twin.IsEdgeReplica(crdt.ReplicaID(k.instance), child) {
+			seen[k.instance] = true
+			mine = append(mine, k.instance)
+		}
+	}
+	if known || len(mine) < maxIncarnations {
+		s.mu.Unlock()
+		return nil
+	}
+	oldest := slices.MinFunc(mine, func(a, b string) int { return s.used[a].Compare(s.used[b]) })
+	var ops []kv.Op
+	for k := range s.cursors {
+		if k.instance == oldest {
+			ops = append(ops, kv.Del(cursorDBKey(k)))
+			delete(s.cursors, k)
+			delete(s.locks, k)
+		}
+	}
+	delete(s.used, oldest)
+	s.mu.Unlock()
+	prefix := kv.AppendString(slices.Clone(digestPrefix), oldest)
+	err := s.opts.DB.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			ops = append(ops, kv.Del(it.Item().KeyCopy(nil)))
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	s.opts.Logger.Info("a child edge's oldest incarnation forgotten (its cursors and digests)", "child", child, "instance", oldest, "limit", maxIncarnations)
+	for len(ops) > 0 { // in commits of a bounded size
+		n := min(len(ops), 1000)
+		if err := s.opts.DB.Commit(ctx, ops[:n]...); err != nil {
+			return err
+		}
+		ops = ops[n:]
+	}
+	return nil
 }
 
 // store appends msgs to the named queue with marks (the child's cursor and

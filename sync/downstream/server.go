@@ -96,6 +96,7 @@ type Server struct {
 
 	mu      sync.Mutex
 	cursors map[cursorKey]uint64
+	used    map[string]time.Time // when each incarnation last sent a frame (zero: not since the start)
 	locks   map[cursorKey]*sync.Mutex
 	changed chan struct{} // closed when the identities change, then replaced
 	wake    chan struct{} // closed when a C2D message or a method call waits for a child, then replaced
@@ -140,7 +141,7 @@ func New(opts Options) (*Server, error) {
 		opts.MaxPerChild = 8
 	}
 	s := &Server{opts: opts, slots: make(chan struct{}, opts.MaxRequests), cursors: map[cursorKey]uint64{},
-		locks: map[cursorKey]*sync.Mutex{}, changed: make(chan struct{}), wake: make(chan struct{}), children: map[string]*Child{}, inFlight: map[string]int{},
+		locks: map[cursorKey]*sync.Mutex{}, changed: make(chan struct{}), wake: make(chan struct{}), used: map[string]time.Time{}, children: map[string]*Child{}, inFlight: map[string]int{},
 		calls: map[string][]*call{}, waiting: map[string]*call{}, log: ratelog.Limiter{Every: 10 * time.Second, Now: opts.Now}}
 	if err := s.loadCursors(); err != nil {
 		return nil, err

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dgraph-io/badger/v4"
+
 	"github.com/outpost-edge/outpost/store/identity"
 	"github.com/outpost-edge/outpost/store/identity/sas"
 	"github.com/outpost-edge/outpost/store/kv"
@@ -555,5 +557,52 @@ func TestReportTree(t *testing.T) {
 	}
 	if want := []string{"l3<l4:4", "l2<l3:2"}; !slices.Equal(got, want) {
 		t.Errorf("report %v, want %v", got, want)
+	}
+}
+
+// A child's incarnations are bounded: past maxIncarnations the one that
+// sent last longest ago is forgotten (its cursors and digests), so a child
+// cannot grow the parent's state by inventing instance ids.
+func TestIncarnationsBounded(t *testing.T) {
+	p := openParent(t, t.TempDir())
+	defer p.close()
+	send := func(inst string) {
+		t.Helper()
+		frame := protocol.Messages{Instance: inst, Queue: "$upstream/pdefault", Msgs: []protocol.Message{{Seq: 1, ID: inst, Source: "devices/dev1"}}}
+		var ack protocol.MessagesAck
+		if st := post(t, p.http.URL, protocol.PathMessages, "l3", keyL3, frame, &ack); st != 200 || ack.Appended != 1 {
+			t.Fatalf("%s: %d %+v", inst, st, ack)
+		}
+	}
+	for i := range maxIncarnations + 1 {
+		send(fmt.Sprintf("edge:l3.i%d", i))
+	}
+	cursorOf := func(inst string) uint64 {
+		var w protocol.Welcome
+		if st := post(t, p.http.URL, protocol.PathHello, "l3", keyL3, protocol.Hello{Version: protocol.Version, Instance: inst}, &w); st != 200 {
+			t.Fatalf("hello: %d", st)
+		}
+		return w.Cursors["$upstream/pdefault"]
+	}
+	if c := cursorOf("edge:l3.i0"); c != 0 {
+		t.Errorf("the oldest incarnation's cursor is %d, want it forgotten", c)
+	}
+	if c := cursorOf(fmt.Sprintf("edge:l3.i%d", maxIncarnations)); c != 1 {
+		t.Errorf("the newest incarnation's cursor is %d, want 1", c)
+	}
+	digests := 0
+	err := p.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: digestPrefix})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			digests++
+		}
+		return nil
+	})
+	if err != nil || digests != maxIncarnations {
+		t.Errorf("%d digests kept (%v), want %d", digests, err, maxIncarnations)
+	}
+	if n := len(p.upstream(t)); n != maxIncarnations+1 {
+		t.Errorf("queued %d, want %d: forgetting an incarnation drops nothing", n, maxIncarnations+1)
 	}
 }
