@@ -53,7 +53,8 @@ type Options struct {
 	// TwinChanges, if set, is told what a child's delta changed here.
 	TwinChanges func([]twin.Change)
 	// Members lists the members of a twin whose acks its tombstones wait
-	// for (twin.Members); default ChildMembers. The link adds "hub".
+	// for (twin.Members); default ChildMembers (the edge's wiring adds the
+	// hub when it has one).
 	Members func(id string) []string
 	// Image returns the path of module image digest in this edge's cache,
 	// fetching it from upstream first when missing; nil: images are not

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 
@@ -25,8 +26,11 @@ func (e *edge) newDownstream() error {
 		Members: e.twinMembers, // a child's changes are its subtree's reported properties: nothing local to notify
 		// Module images from this edge's cache, fetched through its own link when missing.
 		Image: func(ctx context.Context, digest string) (string, error) { return e.sup.Image(ctx, digest) }})
+	if err != nil {
+		return err
+	}
 	e.downstream = srv
-	return err
+	return nil
 }
 
 // twinMembers are the replicas a twin's tombstones wait for: the hub (when
@@ -44,8 +48,9 @@ func (e *edge) twinMembers(id string) []string {
 
 // serveDownstream serves the edge link to child edges on --downstream, over
 // TLS with the edge's certificate (its local CA's unless --tls-cert is
-// given); nil when the flag is not set.
-func (e *edge) serveDownstream() (*http.Server, error) {
+// given); nil when the flag is not set. Close stops the listener and waits
+// for its goroutine.
+func (e *edge) serveDownstream() (io.Closer, error) {
 	if e.downstream == nil {
 		return nil, nil
 	}
@@ -65,11 +70,18 @@ func (e *edge) serveDownstream() (*http.Server, error) {
 	if ca != "" {
 		e.ready.CA = ca
 	}
+	done := make(chan struct{})
 	go func() {
+		defer close(done)
 		if err := hs.ServeTLS(ln, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			e.cfg.Logger.Error("downstream listener stopped", "err", err)
 		}
 	}()
 	e.cfg.Logger.Info("serving the edge link to child edges", "addr", ln.Addr().String())
-	return hs, nil
+	return closerFunc(func() error { err := hs.Close(); <-done; return err }), nil
 }
+
+// closerFunc is a function as an io.Closer.
+type closerFunc func() error
+
+func (f closerFunc) Close() error { return f() }
