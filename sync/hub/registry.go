@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/outpost-edge/outpost/store/identity"
 	"github.com/outpost-edge/outpost/store/identity/sas"
@@ -119,10 +120,25 @@ func fill(j identity.JSON, old identity.Identity, exists bool) (identity.Identit
 func (h *Hub) DeleteDevice(ctx context.Context, device string) error {
 	h.registryMu.Lock()
 	defer h.registryMu.Unlock()
-	if _, ok, _ := h.ids().Get(device); !ok {
+	self, ok, _ := h.ids().Get(device)
+	if !ok {
 		return fmt.Errorf("%w: device %q", ErrNotFound, device)
 	}
 	ids, _ := h.ids().List()
+	if self.Edge && self.DeviceScope != "" {
+		// Its child edges would keep a parent scope that names nothing,
+		// which a later edge given that scope would adopt with their trees.
+		var children []string
+		for _, id := range ids {
+			if id.Edge && id.ModuleID == "" && slices.Contains(id.ParentScopes, self.DeviceScope) {
+				children = append(children, id.DeviceID)
+			}
+		}
+		if len(children) > 0 {
+			return fmt.Errorf("%w: edge %q has child edges (%s): delete them or give them another parent first",
+				ErrInvalid, device, strings.Join(children, ", "))
+		}
+	}
 	cmd := deleteIdentities{IDs: []string{device}}
 	for _, id := range ids {
 		if id.ModuleID != "" && id.DeviceID == device {

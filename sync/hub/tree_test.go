@@ -2,6 +2,7 @@ package hub
 
 import (
 	"encoding/json"
+	"errors"
 	"slices"
 	"strings"
 	"testing"
@@ -414,5 +415,21 @@ func TestNestedFleet(t *testing.T) {
 	}
 	if e := got["gw9"]; e.Via != "" || e.Backlog != 0 || e.Online {
 		t.Errorf("gw9, reported by an edge of another tree: %+v", e)
+	}
+}
+
+// An edge with child edges cannot be deleted: its children would keep a
+// parent scope that names nothing, which a later edge could adopt.
+func TestNestedEdgeDeleteRefusedWithChildEdges(t *testing.T) {
+	f := nestedFixture(t)
+	err := f.h.DeleteDevice(f.ctx, "l3")
+	if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "child edges (l2)") {
+		t.Fatalf("deleting l3 with its child edge l2: %v, want ErrInvalid naming l2", err)
+	}
+	if err := f.h.DeleteDevice(f.ctx, "l2"); err != nil { // leaves only below: as before
+		t.Fatalf("deleting l2: %v", err)
+	}
+	if err := f.h.DeleteDevice(f.ctx, "l3"); err != nil {
+		t.Fatalf("deleting l3 once l2 is gone: %v", err)
 	}
 }
