@@ -85,25 +85,13 @@ func upstreamQueue(name string) bool {
 	return ok && (p == "default" || len(p) == 1 && p[0] >= '0' && p[0] <= '9')
 }
 
-// sourceID turns a message source (devices/d[/modules/m]) into an identity id.
-func sourceID(src string) (string, bool) {
-	rest, ok := strings.CutPrefix(src, "devices/")
-	if !ok || rest == "" {
-		return "", false
-	}
-	d, m, hasModule := strings.Cut(rest, "/modules/")
-	if d == "" || strings.Contains(d, "/") || hasModule && (m == "" || strings.Contains(m, "/")) {
-		return "", false
-	}
-	if hasModule {
-		return d + "/" + m, true
-	}
-	return d, true
-}
-
 // unacceptable says why a child's message may not be queued ("" if it may).
 func (s *Server) unacceptable(child string, m protocol.Message) string {
-	id, ok := sourceID(m.Source)
+	d, mod, ok := protocol.SplitSource(m.Source)
+	id := d
+	if mod != "" {
+		id += "/" + mod
+	}
 	if !ok || !s.inSubtree(child, id) {
 		return fmt.Sprintf("source %q is not in the subtree of edge %q", m.Source, child)
 	}

@@ -2,15 +2,12 @@ package downstream
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"net/http"
 	"slices"
 	"time"
 
 	"github.com/outpost-edge/outpost/store/identity"
-	"github.com/outpost-edge/outpost/store/kv"
 	"github.com/outpost-edge/outpost/store/queue"
 	"github.com/outpost-edge/outpost/sync/protocol"
 )
@@ -86,7 +83,7 @@ func (s *Server) collect(child string, p protocol.Pull) (protocol.Push, error) {
 	if err != nil {
 		return push, err
 	}
-	if d := digest(wire); d != p.Scope {
+	if d := protocol.ScopeDigest(wire); d != p.Scope {
 		push.HasScope, push.Scope, push.Identities = true, d, wire
 	}
 	if push.C2D, err = s.c2d(child, p.C2D, p.Hub == s.opts.Replica); err != nil {
@@ -203,13 +200,6 @@ func (s *Server) subtree(child string) ([]protocol.Identity, error) {
 	}
 	all = slices.DeleteFunc(all, func(id identity.Identity) bool { return !s.inSubtree(child, id.ID()) })
 	return protocol.IdentitiesFromStore(all), nil
-}
-
-// digest names a set of identities as the child receives them.
-func digest(ids []protocol.Identity) string {
-	data, _ := kv.Marshal(ids)
-	sum := sha256.Sum256(data)
-	return hex.EncodeToString(sum[:16])
 }
 
 // call is a direct method for a device or module below a child edge.

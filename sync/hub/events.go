@@ -304,19 +304,6 @@ func getUint(txn *badger.Txn, key []byte) (uint64, bool, error) {
 
 func putUint(key []byte, v uint64) kv.Op { return kv.Set(key, kv.AppendUint64(nil, v)) }
 
-// splitSource reads "devices/d" or "devices/d/modules/m".
-func splitSource(src string) (device, module string, ok bool) {
-	rest, ok := strings.CutPrefix(src, "devices/")
-	if !ok || rest == "" {
-		return "", "", false
-	}
-	device, module, isModule := strings.Cut(rest, "/modules/")
-	if device == "" || strings.Contains(device, "/") || isModule && (module == "" || strings.Contains(module, "/")) {
-		return "", "", false
-	}
-	return device, module, true
-}
-
 // appendEventsLocked is the command that stores a batch from an edge
 // queue. A message whose (instance, queue, seq) and content digest are
 // already stored is acknowledged without being stored again (a
@@ -387,7 +374,7 @@ func (f *FSM) planBatch(txn *badger.Txn, c appendEvents, inScope func(string) bo
 	}
 	for i, msg := range m.Msgs {
 		b.ack.UpTo, b.cursor = msg.Seq, max(b.cursor, msg.Seq)
-		dev, mod, ok := splitSource(msg.Source)
+		dev, mod, ok := protocol.SplitSource(msg.Source)
 		id := dev
 		if mod != "" {
 			id += "/" + mod

@@ -2,15 +2,12 @@ package hub
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"time"
 
 	"github.com/outpost-edge/outpost/store/crdt"
 	"github.com/outpost-edge/outpost/store/identity"
-	"github.com/outpost-edge/outpost/store/kv"
 	"github.com/outpost-edge/outpost/store/twin"
 	"github.com/outpost-edge/outpost/sync/protocol"
 )
@@ -231,7 +228,7 @@ func (h *Hub) collect(ctx context.Context, edge string, p protocol.Pull) (protoc
 	}
 	scope := idSet(ids)
 	wire := protocol.IdentitiesFromStore(ids)
-	if d := digest(wire); d != p.Scope {
+	if d := protocol.ScopeDigest(wire); d != p.Scope {
 		push.HasScope, push.Scope, push.Identities = true, d, wire
 	}
 	push.TwinVV = h.twins().VV() // before the delta: once it is applied, the edge holds all of it
@@ -265,14 +262,4 @@ func idSet(ids []identity.Identity) map[string]identity.Identity {
 		m[id.ID()] = id
 	}
 	return m
-}
-
-// digest names a set of identities as the edge receives them (their wire
-// form, sorted by id as List returns them): it changes when, and only
-// when, what the edge would hold changes, whatever the registry's records
-// look like.
-func digest(ids []protocol.Identity) string {
-	data, _ := kv.Marshal(ids)
-	sum := sha256.Sum256(data)
-	return hex.EncodeToString(sum[:16])
 }
