@@ -215,6 +215,10 @@ func (s *Server) makeRoom(ctx context.Context, child, instance string) error {
 	s.mu.Lock()
 	_, known := s.used[instance]
 	s.used[instance] = s.opts.Now()
+	if known { // the common case, every frame: nothing to count
+		s.mu.Unlock()
+		return nil
+	}
 	var mine []string
 	seen := map[string]bool{}
 	for k := range s.cursors {
@@ -223,7 +227,7 @@ func (s *Server) makeRoom(ctx context.Context, child, instance string) error {
 			mine = append(mine, k.instance)
 		}
 	}
-	if known || len(mine) < maxIncarnations {
+	if len(mine) < maxIncarnations {
 		s.mu.Unlock()
 		return nil
 	}

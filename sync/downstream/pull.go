@@ -79,14 +79,15 @@ const twinFieldsPerPush = 4096
 // and the fields of its subtree's twins its version vector lacks.
 func (s *Server) collect(child string, p protocol.Pull) (protocol.Push, error) {
 	push := protocol.Push{Hub: s.opts.Replica}
-	wire, err := s.subtree(child)
+	sub, err := s.subtree(child) // listed once for the identities and the C2D below
 	if err != nil {
 		return push, err
 	}
+	wire := protocol.IdentitiesFromStore(sub)
 	if d := protocol.ScopeDigest(wire); d != p.Scope {
 		push.HasScope, push.Scope, push.Identities = true, d, wire
 	}
-	if push.C2D, err = s.c2d(child, p.C2D, p.Hub == s.opts.Replica); err != nil {
+	if push.C2D, err = s.c2d(sub, p.C2D, p.Hub == s.opts.Replica); err != nil {
 		return push, err
 	}
 	push.Methods = s.takeCalls(child)
@@ -130,17 +131,13 @@ func (s *Server) wakeLocked() {
 }
 
 // c2d returns the cloud-to-device messages waiting here for the leaf
-// devices of a child's subtree, past the child's cursors; what the child
+// devices of a child's subtree (sub), past the child's cursors; what the child
 // says it stored (cursors, counted in this edge's queue sequence numbers
 // when mine is set) is removed first.
-func (s *Server) c2d(child string, cursors map[string]uint64, mine bool) ([]protocol.C2D, error) {
-	ids, err := s.opts.Identities.List()
-	if err != nil {
-		return nil, err
-	}
+func (s *Server) c2d(sub []identity.Identity, cursors map[string]uint64, mine bool) ([]protocol.C2D, error) {
 	var out []protocol.C2D
-	for _, id := range ids {
-		if id.ModuleID != "" || id.Edge || !s.inSubtree(child, id.DeviceID) {
+	for _, id := range sub {
+		if id.ModuleID != "" || id.Edge {
 			continue
 		}
 		q, ok := s.opts.Queues.Lookup(C2DQueue(id.DeviceID))
@@ -192,14 +189,13 @@ func (s *Server) c2dFor(q *queue.Queue, cur uint64) ([]queue.Message, error) {
 	}
 }
 
-// subtree lists the identities of a child edge's subtree in wire form.
-func (s *Server) subtree(child string) ([]protocol.Identity, error) {
+// subtree lists the identities of a child edge's subtree.
+func (s *Server) subtree(child string) ([]identity.Identity, error) {
 	all, err := s.opts.Identities.List()
 	if err != nil {
 		return nil, err
 	}
-	all = slices.DeleteFunc(all, func(id identity.Identity) bool { return !s.inSubtree(child, id.ID()) })
-	return protocol.IdentitiesFromStore(all), nil
+	return slices.DeleteFunc(all, func(id identity.Identity) bool { return !s.inSubtree(child, id.ID()) }), nil
 }
 
 // call is a direct method for a device or module below a child edge.
