@@ -420,46 +420,66 @@ func subsetOf(rt *rapid.T, xs []string, label string) []string {
 	return out
 }
 
-// TestFSMAckAfterReopen: an edge's ack that GC promoted in memory must not
-// make the next identical ack write differently on a re-opened FSM.
-func TestFSMAckAfterReopen(t *testing.T) {
-	ctx := context.Background()
-	a, b := openDetNode(t, t.TempDir()), openDetNode(t, t.TempDir())
-	defer a.close()
-	defer b.close()
+// detRig is two deterministic FSM nodes fed the same commands (b may be
+// re-opened in between) and an edge's twin store whose reported patches
+// make the batches to merge.
+type detRig struct {
+	a, b *detNode
+	edge *twin.Store
+	at   int64
+}
+
+func newDetRig(t *testing.T, edgeName string) *detRig {
+	t.Helper()
+	r := &detRig{a: openDetNode(t, t.TempDir()), b: openDetNode(t, t.TempDir())}
+	t.Cleanup(r.a.close)
+	t.Cleanup(r.b.close)
 	edb, err := kv.Open("", kv.Options{InMemory: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer edb.Close()
-	at := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC).UnixMilli()
-	edge, err := twin.Open(ctx, edb, twin.Options{Role: twin.Edge, Name: "gw1", Now: func() int64 { return at }})
+	t.Cleanup(func() { edb.Close() })
+	r.at = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC).UnixMilli()
+	if r.edge, err = twin.Open(context.Background(), edb, twin.Options{Role: twin.Edge, Name: edgeName, Now: func() int64 { return r.at }}); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// apply hands cmd to both nodes, 10 ms after the last, and wants the same answer.
+func (r *detRig) apply(t *testing.T, cmd any) {
+	t.Helper()
+	r.at += 10
+	entry, err := encodeCommand(cmd, r.at)
 	if err != nil {
 		t.Fatal(err)
 	}
-	apply := func(cmd any) {
-		t.Helper()
-		at += 10
-		entry, err := encodeCommand(cmd, at)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if ra, rb := a.answer(entry), b.answer(entry); ra != rb {
-			t.Fatalf("%T answered %s straight through, %s re-opened", cmd, ra, rb)
-		}
+	if ra, rb := r.a.answer(entry), r.b.answer(entry); ra != rb {
+		t.Fatalf("%T answered %s straight through, %s re-opened", cmd, ra, rb)
 	}
-	report := func(doc string) twin.Batch {
-		t.Helper()
-		s, _ := edge.BeginSession()
-		if _, err := edge.PatchReported(ctx, "dev1", s, []byte(doc)); err != nil {
-			t.Fatal(err)
-		}
-		batch, _, err := edge.Delta(crdt.VV{}, 100)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return batch
+}
+
+// report patches id's reported properties at the edge and returns all it wrote.
+func (r *detRig) report(t *testing.T, id, doc string) twin.Batch {
+	t.Helper()
+	s, _ := r.edge.BeginSession()
+	if _, err := r.edge.PatchReported(context.Background(), id, s, []byte(doc)); err != nil {
+		t.Fatal(err)
 	}
+	batch, _, err := r.edge.Delta(crdt.VV{}, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return batch
+}
+
+// TestFSMAckAfterReopen: an edge's ack that GC promoted in memory must not
+// make the next identical ack write differently on a re-opened FSM.
+func TestFSMAckAfterReopen(t *testing.T) {
+	r := newDetRig(t, "gw1")
+	a, b, edge := r.a, r.b, r.edge
+	apply := func(cmd any) { t.Helper(); r.apply(t, cmd) }
+	report := func(doc string) twin.Batch { t.Helper(); return r.report(t, "dev1", doc) }
 	dev1 := identity.Identity{DeviceID: "dev1", Status: identity.Enabled, Auth: detAuth, Generation: "g", ParentScopes: []string{detGW.DeviceScope}}
 	apply(putIdentities{IDs: []identity.Identity{detGW, dev1}})
 	apply(writeTwin{ID: "dev1", Desired: []byte(`{"x":{"y":1}}`)})
@@ -483,43 +503,10 @@ func TestFSMAckAfterReopen(t *testing.T) {
 // edge's ack covers its tombstones, the same way on an FSM re-opened and
 // restored in between (the tree is read from the FSM's own state).
 func TestFSMNestedGC(t *testing.T) {
-	ctx := context.Background()
-	a, b := openDetNode(t, t.TempDir()), openDetNode(t, t.TempDir())
-	defer a.close()
-	defer b.close()
-	edb, err := kv.Open("", kv.Options{InMemory: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer edb.Close()
-	at := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC).UnixMilli()
-	child, err := twin.Open(ctx, edb, twin.Options{Role: twin.Edge, Name: "gw2", Now: func() int64 { return at }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	apply := func(cmd any) {
-		t.Helper()
-		at += 10
-		entry, err := encodeCommand(cmd, at)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if ra, rb := a.answer(entry), b.answer(entry); ra != rb {
-			t.Fatalf("%T answered %s straight through, %s re-opened", cmd, ra, rb)
-		}
-	}
-	report := func(doc string) twin.Batch {
-		t.Helper()
-		s, _ := child.BeginSession()
-		if _, err := child.PatchReported(ctx, "dev4", s, []byte(doc)); err != nil {
-			t.Fatal(err)
-		}
-		batch, _, err := child.Delta(crdt.VV{}, 100)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return batch
-	}
+	r := newDetRig(t, "gw2")
+	a, b, child := r.a, r.b, r.edge
+	apply := func(cmd any) { t.Helper(); r.apply(t, cmd) }
+	report := func(doc string) twin.Batch { t.Helper(); return r.report(t, "dev4", doc) }
 	dev4 := identity.Identity{DeviceID: "dev4", Status: identity.Enabled, Auth: detAuth, Generation: "g", ParentScopes: []string{detGW2.DeviceScope}}
 	apply(putIdentities{IDs: []identity.Identity{detGW, detGW2, dev4}})
 	report(`{"fw":{"v":1}}`)
