@@ -68,6 +68,9 @@ func TestFreeTopicQuietThenSubscribed(t *testing.T) {
 	for range 3 { // nobody listens: remembered as quiet
 		wait(t, plc.Publish("factory/l1/temp", 1, false, "unheard"))
 	}
+	if _, ok := e.b.quiet.topics.Load("factory/l1/temp"); !ok {
+		t.Fatal("a topic nobody listens to is not remembered: the fan-out is not skipped")
+	}
 	got := make(chan paho.Message, 8)
 	handler := func(_ paho.Client, m paho.Message) { got <- m }
 	sub := e.client("dev2", "pw")
