@@ -5,7 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/eclipse/paho.golang/paho"
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
 )
@@ -43,18 +42,7 @@ func (h *holdResend) OnQosPublish(cl *mqtt.Client, pk packets.Packet, _ int64, _
 // machine does now and then (TestPersistSessionsAcrossRestart failed about
 // once in 40 runs under load when it took the new message for the last).
 func TestPersistResendOvertaken(t *testing.T) {
-	e := openEdge(t, t.TempDir())
-	s3 := v3(t, e.addr, "sub3", false, nil)
-	waitTok(t, s3.Subscribe("test/q", 1, nil))
-	s3.Disconnect(0)
-	s5, _ := v5(t, e.addr, "sub5", 3600, nil, nil)
-	psub5(t, s5, "test/q")
-	_ = s5.Disconnect(&paho.Disconnect{})
-	pub := v3(t, e.addr, "pub", true, nil)
-	for i := 1; i <= 3; i++ {
-		publish3(t, pub, "test/q", fmt.Sprint(i), false)
-	}
-	e = e.restart()
+	e := queuedForOfflineSessions(t)
 	hold := &holdResend{ids: map[string]bool{"sub3": true, "sub5": true}, release: make(chan struct{})}
 	if err := e.b.srv.AddHook(hold, nil); err != nil {
 		t.Fatal(err)
@@ -62,7 +50,7 @@ func TestPersistResendOvertaken(t *testing.T) {
 	in3, in5 := newInbox(), newInbox()
 	v3(t, e.addr, "sub3", false, in3)
 	v5(t, e.addr, "sub5", 3600, nil, in5)
-	pub = v3(t, e.addr, "pub", true, nil)
+	pub := v3(t, e.addr, "pub", true, nil)
 	publish3(t, pub, "test/q", "4", false)
 	ins := map[string]*inbox{"3.1.1": in3, "5": in5}
 	for name, in := range ins {

@@ -298,12 +298,11 @@ func TestPersistRetainedAcrossRestart(t *testing.T) {
 	}
 }
 
-// Offline persistent sessions, MQTT 3.1.1 clean session false and MQTT 5
-// with a session expiry, get the QoS 1 messages published while they were
-// away after a restart, once each; their accounts are known again before
-// they reconnect; once acknowledged, the messages do not come back after
-// another restart.
-func TestPersistSessionsAcrossRestart(t *testing.T) {
+// queuedForOfflineSessions: sub3 (MQTT 3.1.1, clean session false) and
+// sub5 (MQTT 5, session expiry 1 h) subscribe to test/q and leave, three
+// QoS 1 messages are published for them, and the edge restarts.
+func queuedForOfflineSessions(t *testing.T) *edge {
+	t.Helper()
 	e := openEdge(t, t.TempDir())
 	s3 := v3(t, e.addr, "sub3", false, nil)
 	waitTok(t, s3.Subscribe("test/q", 1, nil))
@@ -316,6 +315,16 @@ func TestPersistSessionsAcrossRestart(t *testing.T) {
 		publish3(t, pub, "test/q", fmt.Sprint(i), false)
 	}
 	e = e.restart()
+	return e
+}
+
+// Offline persistent sessions, MQTT 3.1.1 clean session false and MQTT 5
+// with a session expiry, get the QoS 1 messages published while they were
+// away after a restart, once each; their accounts are known again before
+// they reconnect; once acknowledged, the messages do not come back after
+// another restart.
+func TestPersistSessionsAcrossRestart(t *testing.T) {
+	e := queuedForOfflineSessions(t)
 	for _, id := range []string{"sub3", "sub5"} {
 		if a, generic := e.b.principal(id); a != AnonymousAccount || !generic {
 			t.Errorf("after a restart principal(%s) = %q, %v; want the account anonymous", id, a, generic)
@@ -324,7 +333,7 @@ func TestPersistSessionsAcrossRestart(t *testing.T) {
 	in3, in5 := newInbox(), newInbox()
 	v3(t, e.addr, "sub3", false, in3)
 	v5(t, e.addr, "sub5", 3600, nil, in5)
-	pub = v3(t, e.addr, "pub", true, nil)
+	pub := v3(t, e.addr, "pub", true, nil)
 	publish3(t, pub, "test/q", "4", false)
 	// Neither order nor a QoS 1 duplicate is checked: see
 	// TestPersistResendOvertaken.
