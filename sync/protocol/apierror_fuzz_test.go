@@ -28,8 +28,8 @@ func FuzzReadError(f *testing.F) {
 		}
 		d := json.NewDecoder(bytes.NewReader(body))
 		d.DisallowUnknownFields()
-		envelope := d.Decode(&j) == nil && len(bytes.TrimSpace(body[d.InputOffset():])) == 0 // one object, as WriteError writes
-		code := strings.TrimSpace(j.Code)                                                    // ReadError trims it; a blank one is no code
+		envelope := d.Decode(&j) == nil && len(bytes.Trim(body[d.InputOffset():], " \t\r\n")) == 0 // one object, as WriteError writes; JSON's whitespace only
+		code := strings.TrimSpace(j.Code)                                                          // ReadError trims it; a blank one is no code
 		if envelope && code != "" && j.Message == strings.Join(strings.Fields(j.Message), " ") && e.Code != code {
 			t.Fatalf("envelope %q read as code %q", body, e.Code)
 		}
