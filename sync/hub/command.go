@@ -37,6 +37,7 @@ const (
 	cmdSetOwner
 	cmdPutImage
 	cmdDeleteImage
+	cmdSetPresence
 )
 
 // ErrCommand: an entry this hub cannot apply (malformed, an unknown type,
@@ -61,7 +62,7 @@ func decodeAs[T any](b []byte) (any, error) {
 var commandSpecs = map[uint64]commandSpec{
 	cmdPutIdentities:      {"putIdentities", 1, decodeAs[putIdentities]},
 	cmdDeleteIdentities:   {"deleteIdentities", 1, decodeAs[deleteIdentities]},
-	cmdWriteTwin:          {"writeTwin", 1, decodeAs[writeTwin]},
+	cmdWriteTwin:          {"writeTwin", 2, decodeAs[writeTwin]}, // 2: IfMatch
 	cmdApplyConfiguration: {"applyConfiguration", 1, decodeAs[applyConfiguration]},
 	cmdSendC2D:            {"sendC2D", 1, decodeAs[sendC2D]},
 	cmdAppendEvents:       {"appendEvents", 3, decodeAs[appendEvents]},
@@ -75,6 +76,7 @@ var commandSpecs = map[uint64]commandSpec{
 	cmdSetOwner:           {"setOwner", 1, decodeAs[setOwner]},
 	cmdPutImage:           {"putImage", 1, decodeAs[putImage]},
 	cmdDeleteImage:        {"deleteImage", 1, decodeAs[deleteImage]},
+	cmdSetPresence:        {"setPresence", 1, decodeAs[setPresence]},
 }
 
 func commandType(cmd any) (uint64, error) {
@@ -111,6 +113,8 @@ func commandType(cmd any) (uint64, error) {
 		return cmdPutImage, nil
 	case deleteImage:
 		return cmdDeleteImage, nil
+	case setPresence:
+		return cmdSetPresence, nil
 	}
 	return 0, fmt.Errorf("%w: %T is not a command of the hub's state machine", ErrCommand, cmd)
 }

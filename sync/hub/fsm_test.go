@@ -49,7 +49,7 @@ func sampleCommands() []any {
 	return []any{
 		putIdentities{IDs: []identity.Identity{id}},
 		deleteIdentities{IDs: []string{"dev1", "gw1/m"}},
-		writeTwin{ID: "dev1", Tags: []byte(`{"a":1}`), Desired: []byte(`{"b":2}`), Replace: true},
+		writeTwin{ID: "dev1", Tags: []byte(`{"a":1}`), Desired: []byte(`{"b":2}`), Replace: true, IfMatch: 3},
 		applyConfiguration{Device: "gw1", Desired: map[string]json.RawMessage{"$edgeAgent": json.RawMessage(`{}`)}, New: []identity.Identity{newModule("gw1", "m")}},
 		sendC2D{Device: "dev1", Msg: queue.Message{ID: "c1", Body: []byte("hi"), Props: map[string]string{"p": "q"}}},
 		appendEvents{Edge: "gw1", Frame: msgs},
@@ -63,6 +63,7 @@ func sampleCommands() []any {
 		setOwner{Key: []byte("owner-key")},
 		putImage{Digest: "sha256:" + strings.Repeat("ab", 32), Size: 7, Created: 1700000000000},
 		deleteImage{Digest: "sha256:" + strings.Repeat("ab", 32)},
+		setPresence{Edge: "gw1", Full: true, IDs: []protocol.Presence{{ID: "dev1", Connected: true, Since: 1700000000000, Activity: 1700000000500}}},
 	}
 }
 

@@ -29,6 +29,8 @@ var (
 	ErrOffline  = errors.New("device not connected")
 	ErrTimeout  = errors.New("timed out")
 	ErrFull     = errors.New("quota exceeded")
+	// ErrPrecondition: an If-Match etag that is not the current one (412).
+	ErrPrecondition = errors.New("precondition failed")
 	// ErrNoSpace: the hub's disk is below its reserve (507 Insufficient
 	// Storage); an edge keeps its backlog and sends it again later.
 	ErrNoSpace = errors.New("insufficient storage")

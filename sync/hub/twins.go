@@ -19,6 +19,9 @@ type writeTwin struct {
 	Tags    json.RawMessage `cbor:"2,keyasint,omitempty"`
 	Desired json.RawMessage `cbor:"3,keyasint,omitempty"`
 	Replace bool            `cbor:"4,keyasint,omitempty"`
+	// IfMatch, when not 0, is the twin version the write was made
+	// against (If-Match): any other current version refuses it (412).
+	IfMatch int64 `cbor:"5,keyasint,omitempty"`
 }
 
 // applyConfiguration sets the desired properties of an edge's module
@@ -29,9 +32,20 @@ type applyConfiguration struct {
 	New     []identity.Identity        `cbor:"3,keyasint,omitempty"`
 }
 
-// Twin returns the service view of a twin ("d" or "d/m").
+// Twin returns the service view of a twin ("d" or "d/m"): the IoT Hub
+// twin document with its etag and version.
 func (h *Hub) Twin(id string) ([]byte, error) {
-	if _, err := h.Identity(id); err != nil {
+	doc, err := h.TwinDoc(id)
+	if err != nil {
+		return nil, err
+	}
+	return json.Marshal(doc)
+}
+
+// TwinDoc is Twin before encoding.
+func (h *Hub) TwinDoc(id string) (map[string]any, error) {
+	ident, err := h.Identity(id)
+	if err != nil {
 		return nil, err
 	}
 	v, err := h.twins().Get(id)
@@ -41,13 +55,20 @@ func (h *Hub) Twin(id string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	return v.ServiceJSON(), nil
+	return h.twinDoc(ident, v), nil
 }
 
 // UpdateTwin applies a service PATCH (replace false) or PUT of
 // {"tags":…,"properties":{"desired":…}}; properties.reported is the
 // device's and refused.
 func (h *Hub) UpdateTwin(ctx context.Context, id string, body []byte, replace bool) ([]byte, error) {
+	return h.UpdateTwinIf(ctx, id, body, replace, 0)
+}
+
+// UpdateTwinIf is UpdateTwin made against the twin version ifMatch (its
+// If-Match etag), when not 0: another current version refuses the write
+// with ErrPrecondition.
+func (h *Hub) UpdateTwinIf(ctx context.Context, id string, body []byte, replace bool, ifMatch int64) ([]byte, error) {
 	if _, err := h.Identity(id); err != nil {
 		return nil, err
 	}
@@ -62,7 +83,7 @@ func (h *Hub) UpdateTwin(ctx context.Context, id string, body []byte, replace bo
 	if err := dec.Decode(&doc); err != nil {
 		return nil, fmt.Errorf("%w: twin body must be a JSON object like {\"tags\":{…},\"properties\":{\"desired\":{…}}}: %v", ErrInvalid, err)
 	}
-	c := writeTwin{ID: id, Tags: doc.Tags, Replace: replace}
+	c := writeTwin{ID: id, Tags: doc.Tags, Replace: replace, IfMatch: ifMatch}
 	if p := doc.Properties; p != nil {
 		if len(p.Reported) > 0 && !bytes.Equal(p.Reported, []byte("null")) {
 			return nil, fmt.Errorf("%w: properties.reported is written by the device, not through the service API", ErrInvalid)
@@ -83,6 +104,16 @@ func (h *Hub) UpdateTwin(ctx context.Context, id string, body []byte, replace bo
 }
 
 func (f *FSM) writeTwinLocked(ctx context.Context, c writeTwin) error {
+	if c.IfMatch != 0 {
+		v, err := f.twins.Get(c.ID)
+		if err != nil {
+			return fmt.Errorf("%w: twin %q: %v", ErrNotFound, c.ID, err)
+		}
+		if now := v.Version(); now != c.IfMatch {
+			return fmt.Errorf("%w: twin %q is at version %d (etag %s), the write was made against version %d: read it again and retry",
+				ErrPrecondition, c.ID, now, twinETag(now), c.IfMatch)
+		}
+	}
 	for _, w := range []struct {
 		doc            json.RawMessage
 		patch, replace func(context.Context, string, []byte) (int64, error)

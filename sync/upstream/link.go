@@ -96,6 +96,11 @@ type Options struct {
 	Members  func(id string) []string
 	// Children, if set, reports the edges below this one with every pull.
 	Children func() []protocol.ChildStatus
+	// Presence, if set, reports the connection state of the edge's clients
+	// with every pull: what changed since the last report (with full, the
+	// first pull of a link session: every connected client); ack records
+	// it as delivered once the hub answered.
+	Presence func(full bool) (report []protocol.Presence, ack func())
 }
 
 // Status is the link's state for `outpost edge status`.

@@ -26,16 +26,24 @@ func (l *Link) pull(ctx context.Context) error {
 		return err
 	}
 	scope := ""
+	full := true // the first pull of a session tells every connected client
 	for {
 		p := protocol.Pull{Instance: l.instance, TwinVV: l.opts.Twins.VV(), Scope: scope, C2D: cursors, Hub: hub,
 			WaitMs: l.opts.PullWait.Milliseconds(), Backlog: l.backlog()}
 		if l.opts.Children != nil {
 			p.Children = l.opts.Children()
 		}
+		ack := func() {}
+		if l.opts.Presence != nil {
+			p.Presence, ack = l.opts.Presence(full)
+			p.PresenceFull = full
+		}
 		var push protocol.Push
 		if err := l.post(ctx, protocol.PathPull, &p, &push, l.opts.RequestTimeout+l.opts.PullWait); err != nil {
 			return err
 		}
+		ack()
+		full = false
 		if push.Hub != hub {
 			// A new hub (or one whose store was replaced): its sequence
 			// numbers start afresh.
