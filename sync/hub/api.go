@@ -44,6 +44,7 @@ func (h *Hub) Handler() http.Handler {
 	listDevices := func(w http.ResponseWriter, r *http.Request) error { return h.writeIdentities(w, h.Devices()) }
 	svc("GET /devices", listDevices)
 	svc("GET /devices/{$}", listDevices) // the service SDKs' form
+	svc("POST /devices", h.bulkDevices)
 	svc("GET /statistics/devices", h.deviceStatistics)
 	svc("GET /statistics/service", h.serviceStatistics)
 	svc("GET /devices/{d}", h.getIdentity)
@@ -214,7 +215,17 @@ func writeError(w http.ResponseWriter, err error) {
 	if status == 503 {
 		w.Header().Set("Retry-After", "1")
 	}
-	protocol.WriteError(w, status, code, err.Error())
+	// {code, message} as everywhere in Outpost, and before them the form
+	// the Azure IoT service SDKs parse into typed errors
+	// ("Message":"ErrorCode:<code>;<text>"): a JSON reader that matches keys
+	// without case (Go's) takes the later, lower-case one.
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(struct {
+		SDK     string `json:"Message"`
+		Code    string `json:"code"`
+		Message string `json:"message"`
+	}{"ErrorCode:" + code + ";" + err.Error(), code, err.Error()})
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

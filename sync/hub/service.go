@@ -1,9 +1,13 @@
 package hub
 
 import (
+	"cmp"
+	"context"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/binary"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -154,4 +158,123 @@ func (h *Hub) serviceStatistics(w http.ResponseWriter, _ *http.Request) error {
 	}
 	writeJSON(w, 200, map[string]int{"connectedDeviceCount": n})
 	return nil
+}
+
+// maxBulkDevices is how many devices one bulk request may name, as on IoT
+// Hub.
+const maxBulkDevices = 100
+
+// bulkDevice is one entry of POST /devices: a device with its import mode.
+type bulkDevice struct {
+	identity.JSON
+	ID         string `json:"id"`
+	ImportMode string `json:"importMode"`
+	ETag       string `json:"eTag"` // IoT Hub's spelling; "etag" matches too
+}
+
+// BulkResult is IoT Hub's BulkRegistryOperationResult.
+type BulkResult struct {
+	IsSuccessful bool        `json:"isSuccessful"`
+	Errors       []BulkError `json:"errors"`
+	Warnings     []BulkError `json:"warnings"`
+}
+
+// BulkError is one device a bulk request could not write.
+type BulkError struct {
+	DeviceID     string `json:"deviceId"`
+	ErrorCode    string `json:"errorCode"`
+	ErrorStatus  string `json:"errorStatus"`
+	ModuleID     string `json:"moduleId,omitempty"`
+	WarningCode  string `json:"warningCode,omitempty"`
+	WarningState string `json:"warningStatus,omitempty"`
+}
+
+// bulkDevices is POST /devices: up to 100 devices created, updated or
+// deleted, each on its own (IoT Hub's bulk registry operation). The
+// answer is 200 when every one succeeded, else 400, with what failed.
+func (h *Hub) bulkDevices(w http.ResponseWriter, r *http.Request) error {
+	var in []bulkDevice
+	if err := json.NewDecoder(r.Body).Decode(&in); err != nil {
+		return fmt.Errorf("%w: want a JSON array of devices, each with \"id\" and \"importMode\" (create, update, updateIfMatchETag, delete, deleteIfMatchETag): %v", ErrInvalid, err)
+	}
+	if len(in) == 0 || len(in) > maxBulkDevices {
+		return fmt.Errorf("%w: a bulk request names 1 to %d devices, not %d", ErrInvalid, maxBulkDevices, len(in))
+	}
+	res := BulkResult{IsSuccessful: true, Errors: []BulkError{}, Warnings: []BulkError{}}
+	for _, d := range in {
+		if err := h.bulkOne(r.Context(), d); err != nil {
+			res.IsSuccessful = false
+			code, status := bulkErrorCode(err)
+			res.Errors = append(res.Errors, BulkError{DeviceID: cmp.Or(d.ID, d.DeviceID), ErrorCode: code, ErrorStatus: status + ": " + err.Error()})
+		}
+	}
+	if !res.IsSuccessful {
+		writeJSON(w, 400, res)
+		return nil
+	}
+	writeJSON(w, 200, res)
+	return nil
+}
+
+func (h *Hub) bulkOne(ctx context.Context, d bulkDevice) error {
+	id := cmp.Or(d.ID, d.DeviceID)
+	if id == "" {
+		return fmt.Errorf("%w: a device without \"id\"", ErrInvalid)
+	}
+	if d.DeviceID != "" && d.DeviceID != id {
+		return fmt.Errorf("%w: \"id\" %q and \"deviceId\" %q differ", ErrInvalid, id, d.DeviceID)
+	}
+	d.JSON.DeviceID = id
+	etag := d.ETag
+	if a := d.JSON.Authentication; a != nil && a.SymmetricKey != nil {
+		// The SDKs send empty keys for "generate them".
+		if len(a.SymmetricKey.PrimaryKey) == 0 && len(a.SymmetricKey.SecondaryKey) == 0 {
+			a.SymmetricKey = nil
+		}
+	}
+	switch strings.ToLower(d.ImportMode) {
+	case "create":
+		if _, ok, _ := h.ids().Get(id); ok {
+			return fmt.Errorf("%w: device %q already exists", errConflict, id)
+		}
+		_, err := h.PutDevice(ctx, d.JSON)
+		return err
+	case "update", "createorupdate", "":
+		_, err := h.PutDevice(ctx, d.JSON)
+		return err
+	case "updateifmatchetag":
+		if etag == "" {
+			return fmt.Errorf("%w: importMode updateIfMatchETag needs the device's \"eTag\"", ErrInvalid)
+		}
+		_, err := h.PutDeviceIf(ctx, d.JSON, etag)
+		return err
+	case "delete", "deleteifmatchetag":
+		if strings.EqualFold(d.ImportMode, "deleteIfMatchETag") {
+			old, err := h.Identity(id)
+			if err != nil {
+				return err
+			}
+			if err := checkIdentityETag(id, old, true, etag); err != nil || etag == "" {
+				return cmp.Or(err, fmt.Errorf("%w: importMode deleteIfMatchETag needs the device's \"eTag\"", ErrInvalid))
+			}
+		}
+		return h.DeleteDevice(ctx, id)
+	}
+	return fmt.Errorf("%w: importMode %q: want create, update, updateIfMatchETag, delete or deleteIfMatchETag", ErrInvalid, d.ImportMode)
+}
+
+var errConflict = errors.New("conflict")
+
+func bulkErrorCode(err error) (code, status string) {
+	switch {
+	case errors.Is(err, errConflict):
+		return "DeviceAlreadyExists", "409"
+	case errors.Is(err, ErrNotFound):
+		return "DeviceNotFound", "404"
+	case errors.Is(err, ErrPrecondition):
+		return "PreconditionFailed", "412"
+	case errors.Is(err, ErrInvalid):
+		return "ArgumentInvalid", "400"
+	}
+	return "ServerError", "500"
 }

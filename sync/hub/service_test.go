@@ -2,6 +2,7 @@ package hub
 
 import (
 	"encoding/json"
+	"strings"
 	"testing"
 
 	"github.com/outpost-edge/outpost/sync/protocol"
@@ -166,5 +167,72 @@ func TestPresence(t *testing.T) {
 	var d DeviceJSON
 	if code != 200 || json.Unmarshal(body, &d) != nil || d.ConnectionStateUpdatedTime != "2026-01-01T00:02:00.000Z" {
 		t.Fatalf("device: %d %s", code, body)
+	}
+}
+
+// TestBulkDevices: POST /devices creates, updates and deletes up to 100
+// devices, each on its own; what fails is listed with its reason and the
+// answer is 400, the others are written.
+func TestBulkDevices(t *testing.T) {
+	f := newFixture(t)
+	post := func(body string) (int, BulkResult) {
+		t.Helper()
+		code, out := f.do(t, "POST", "/devices", ownerToken(), []byte(body), nil)
+		var r BulkResult
+		if err := json.Unmarshal(out, &r); err != nil && code < 300 {
+			t.Fatalf("bulk answer %d %s", code, out)
+		}
+		return code, r
+	}
+	code, r := post(`[{"id":"b1","importMode":"create","authentication":{"type":"sas","symmetricKey":{"primaryKey":"","secondaryKey":""}}},
+		{"id":"b2","importMode":"create"},{"id":"other","importMode":"create"}]`)
+	if code != 400 || r.IsSuccessful || len(r.Errors) != 1 || r.Errors[0].DeviceID != "other" || r.Errors[0].ErrorCode != "DeviceAlreadyExists" {
+		t.Fatalf("create with one existing: %d %+v", code, r)
+	}
+	b1, err := f.h.Identity("b1")
+	if err != nil || len(b1.Auth.PrimaryKey) == 0 {
+		t.Fatalf("b1 not created with generated keys: %+v %v", b1, err)
+	}
+	etag := identityETag(b1)
+	code, r = post(`[{"id":"b1","importMode":"updateIfMatchETag","eTag":"` + etag + `","status":"disabled"},{"id":"b2","importMode":"Update","status":"disabled"}]`)
+	if code != 200 || !r.IsSuccessful {
+		t.Fatalf("update: %d %+v", code, r)
+	}
+	code, r = post(`[{"id":"b1","importMode":"UpdateIfMatchETag","eTag":"` + etag + `","status":"enabled"}]`)
+	if code != 400 || r.Errors[0].ErrorCode != "PreconditionFailed" {
+		t.Fatalf("update with a stale etag: %d %+v", code, r)
+	}
+	if id, _ := f.h.Identity("b1"); id.Status != "disabled" {
+		t.Fatalf("b1 %s after a refused update", id.Status)
+	}
+	code, r = post(`[{"id":"b1","importMode":"delete"},{"id":"b2","importMode":"Delete"},{"id":"nope","importMode":"delete"},{"id":"b3","importMode":"upsert"}]`)
+	if code != 400 || len(r.Errors) != 2 {
+		t.Fatalf("delete: %d %+v", code, r)
+	}
+	for _, id := range []string{"b1", "b2"} {
+		if _, err := f.h.Identity(id); err == nil {
+			t.Fatalf("%s not deleted", id)
+		}
+	}
+	if code, _ := f.do(t, "POST", "/devices", ownerToken(), []byte(`{"id":"x"}`), nil); code != 400 {
+		t.Fatalf("an object instead of an array: %d", code)
+	}
+}
+
+// TestErrorEnvelope: an error answer carries {code, message} and the form
+// the Azure IoT service SDKs parse ("Message":"ErrorCode:<code>;<text>"),
+// and Outpost's own reader still takes the plain message.
+func TestErrorEnvelope(t *testing.T) {
+	f := newFixture(t)
+	code, body := f.do(t, "GET", "/devices/nope", ownerToken(), nil, nil)
+	var raw map[string]string
+	if code != 404 || json.Unmarshal(body, &raw) != nil {
+		t.Fatalf("%d %s", code, body)
+	}
+	if raw["code"] != "NotFound" || !strings.HasPrefix(raw["Message"], "ErrorCode:NotFound;") || strings.HasPrefix(raw["message"], "ErrorCode") {
+		t.Fatalf("envelope %s", body)
+	}
+	if e := protocol.ReadError(code, body); e.Code != "NotFound" || e.Message != raw["message"] {
+		t.Fatalf("ReadError: %+v", e)
 	}
 }
