@@ -127,8 +127,14 @@ func jsonEqual(t testing.TB, got any, want string) bool {
 	return reflect.DeepEqual(normJSON(t, got), w)
 }
 
+// fataler is what runAll needs of a *testing.T or *rapid.T.
+type fataler interface {
+	Helper()
+	Fatal(args ...any)
+}
+
 // runAll pages through a query with page size max and returns all items.
-func runAll(t testing.TB, q *Query, docs iter.Seq2[string, map[string]any], max int) []map[string]any {
+func runAll(t fataler, q *Query, docs iter.Seq2[string, map[string]any], max int) []map[string]any {
 	t.Helper()
 	all := []map[string]any{}
 	page := Page{Max: max}
