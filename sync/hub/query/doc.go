@@ -52,7 +52,8 @@
 // is true for null); the string functions are undefined unless both
 // arguments are strings. x IN [...] is undefined when x is undefined, an
 // object or an array, else true when x equals a constant; NIN is its
-// negation.
+// negation. A bare path or constant is a condition too, true when its
+// value is the bool true (WHERE capabilities.iotEdge).
 //
 // # Where it differs from IoT Hub, or IoT Hub is silent
 //

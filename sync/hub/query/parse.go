@@ -158,7 +158,7 @@ func Parse(sql string) (*Query, error) {
 func ParseCondition(where string) (*Condition, error) {
 	if s := strings.TrimSpace(where); s == "" || s == "*" {
 		if len(where) > MaxTextBytes {
-			return nil, tooLong()
+			return nil, tooLong(where)
 		}
 		return &Condition{}, nil
 	}
@@ -183,13 +183,15 @@ type parser struct {
 	prefix []string // collection prefix stripped from paths, nil in ParseCondition
 }
 
-func tooLong() *Error {
-	return &Error{Pos: MaxTextBytes, Msg: fmt.Sprintf("text longer than %d bytes; shorten it (an IN list of ids can be split into several queries)", MaxTextBytes)}
+// tooLong refuses a text past MaxTextBytes, pointing at the first byte
+// over the limit.
+func tooLong(src string) *Error {
+	return &Error{Pos: MaxTextBytes, Near: token{kind: tIdent, text: src[MaxTextBytes:]}.near(), Msg: fmt.Sprintf("text longer than %d bytes; shorten it (an IN list of ids can be split into several queries)", MaxTextBytes)}
 }
 
 func newParser(src string) (*parser, error) {
 	if len(src) > MaxTextBytes {
-		return nil, tooLong()
+		return nil, tooLong(src)
 	}
 	toks, err := lex(src)
 	if err != nil {

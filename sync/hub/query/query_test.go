@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -318,4 +320,21 @@ func TestPageSize(t *testing.T) {
 func base64JSON(t *testing.T, s string) string {
 	t.Helper()
 	return base64.RawURLEncoding.EncodeToString([]byte(s))
+}
+
+// TestConcurrentRun: a Query is shared by the hub's request handlers.
+func TestConcurrentRun(t *testing.T) {
+	docs := collections(t)[Devices]
+	q, _ := Parse("SELECT tags.environment, COUNT() AS n FROM devices WHERE properties.reported.t > 0 GROUP BY tags.environment")
+	want := runAll(t, q, docs.all(), 2)
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			res, err := q.Run(docs.all(), Page{})
+			if err != nil || !reflect.DeepEqual(res.Items, want) {
+				t.Errorf("got %v, %v; want %v", res.Items, err, want)
+			}
+		})
+	}
+	wg.Wait()
 }

@@ -47,6 +47,10 @@ type cursor struct {
 // page; its continuation holds an offset into the rows, which are ordered
 // by their group values. TOP n bounds the result across all pages.
 //
+// Items of SELECT * are the docs themselves, not copies: encode them
+// before the docs change. Other items are new maps whose values may still
+// share nested objects with the docs.
+//
 // A continuation that is garbled or belongs to another query is
 // ErrContinuation; docs out of order is ErrOrder.
 func (q *Query) Run(docs iter.Seq2[string, map[string]any], page Page) (Result, error) {
