@@ -215,17 +215,7 @@ func writeError(w http.ResponseWriter, err error) {
 	if status == 503 {
 		w.Header().Set("Retry-After", "1")
 	}
-	// {code, message} as everywhere in Outpost, and before them the form
-	// the Azure IoT service SDKs parse into typed errors
-	// ("Message":"ErrorCode:<code>;<text>"): a JSON reader that matches keys
-	// without case (Go's) takes the later, lower-case one.
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(struct {
-		SDK     string `json:"Message"`
-		Code    string `json:"code"`
-		Message string `json:"message"`
-	}{"ErrorCode:" + code + ";" + err.Error(), code, err.Error()})
+	protocol.WriteError(w, status, code, err.Error())
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
