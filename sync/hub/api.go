@@ -45,6 +45,8 @@ func (h *Hub) Handler() http.Handler {
 	svc("GET /devices", listDevices)
 	svc("GET /devices/{$}", listDevices) // the service SDKs' form
 	svc("POST /devices", h.bulkDevices)
+	svc("POST /devices/query", h.queryDevices)
+	svc("POST /devices/modules/query", h.queryDevices)
 	svc("GET /statistics/devices", h.deviceStatistics)
 	svc("GET /statistics/service", h.serviceStatistics)
 	svc("GET /devices/{d}", h.getIdentity)

@@ -72,6 +72,10 @@ func (q *Query) Where() *Condition { return q.where }
 // are computed over all matching documents, not one per document.
 func (q *Query) Aggregate() bool { return q.agg }
 
+// Star reports whether the query is SELECT *: its items are the documents
+// themselves (twins, as IoT Hub names them).
+func (q *Query) Star() bool { return q.star }
+
 // Top returns n of SELECT TOP n, 0 when the query has no TOP.
 func (q *Query) Top() int { return q.top }
 

@@ -160,8 +160,11 @@ func TestAccessors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if q.From() != Jobs || q.Aggregate() || q.Top() != 5 || q.Where() == nil || !q.Where().Match(map[string]any{}) {
+	if q.From() != Jobs || q.Aggregate() || q.Star() || q.Top() != 5 || q.Where() == nil || !q.Where().Match(map[string]any{}) {
 		t.Errorf("From %v Aggregate %v Top %d Where %v", q.From(), q.Aggregate(), q.Top(), q.Where())
+	}
+	if q, err := Parse("select * from devices where x = 1"); err != nil || !q.Star() {
+		t.Errorf("SELECT * is not Star: %v", err)
 	}
 	for sql, agg := range map[string]bool{
 		"SELECT COUNT() FROM devices":                    true,
