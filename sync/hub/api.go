@@ -73,6 +73,26 @@ func (h *Hub) Handler() http.Handler {
 	stream("POST /twins/{d}/methods", h.invoke)
 	stream("POST /twins/{d}/modules/{m}/methods", h.invoke)
 	svc("POST /devices/{d}/applyConfigurationContent", h.applyConfiguration)
+	svc("PUT /configurations/{id}", h.putConfigurationAPI)
+	svc("GET /configurations", func(w http.ResponseWriter, r *http.Request) error {
+		cs, err := h.Configurations()
+		if err != nil {
+			return err
+		}
+		writeJSON(w, 200, cs)
+		return nil
+	})
+	svc("GET /configurations/{id}", func(w http.ResponseWriter, r *http.Request) error {
+		c, err := h.Configuration(r.PathValue("id"))
+		if err != nil {
+			return err
+		}
+		writeJSON(w, 200, c)
+		return nil
+	})
+	svc("DELETE /configurations/{id}", func(w http.ResponseWriter, r *http.Request) error {
+		return noContent(w, h.DeleteConfiguration(r.Context(), r.PathValue("id")))
+	})
 	svc("POST /devices/{d}/messages/deviceBound", h.c2d)
 	stream("GET /messages/events", h.readEvents)
 	svc("GET /metrics", h.writeMetrics)

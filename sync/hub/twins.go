@@ -9,6 +9,7 @@ import (
 	"sort"
 
 	"github.com/outpost-edge/outpost/store/identity"
+	"github.com/outpost-edge/outpost/store/kv"
 	"github.com/outpost-edge/outpost/store/twin"
 )
 
@@ -30,6 +31,11 @@ type applyConfiguration struct {
 	Device  string                     `cbor:"1,keyasint"`
 	Desired map[string]json.RawMessage `cbor:"2,keyasint"` // module → properties.desired
 	New     []identity.Identity        `cbor:"3,keyasint,omitempty"`
+	// AtScale: the deployer's (configurations.go), which records Configs
+	// (the deployments it comes from, "id@version") as what the edge got;
+	// without Desired it only records that none targets the edge now.
+	AtScale bool     `cbor:"4,keyasint,omitempty"`
+	Configs []string `cbor:"5,keyasint,omitempty"`
 }
 
 // Twin returns the service view of a twin ("d" or "d/m"): the IoT Hub
@@ -153,14 +159,38 @@ func (h *Hub) ApplyConfiguration(ctx context.Context, device string, body []byte
 	if err := json.Unmarshal(body, &m); err != nil || len(m.ModulesContent) == 0 {
 		return nil, fmt.Errorf("%w: want {\"modulesContent\":{\"$edgeAgent\":{\"properties.desired\":…},…}}", ErrInvalid)
 	}
-	c := applyConfiguration{Device: device, Desired: map[string]json.RawMessage{}}
-	names := map[string]bool{}
+	desired := map[string]json.RawMessage{}
 	for mod, content := range m.ModulesContent {
-		desired, ok := content["properties.desired"]
+		d, ok := content["properties.desired"]
 		if !ok || len(content) != 1 {
 			return nil, fmt.Errorf("%w: modulesContent.%s must be {\"properties.desired\":{…}}", ErrInvalid, mod)
 		}
-		c.Desired[mod] = desired
+		desired[mod] = d
+	}
+	c, err := h.configurationCommand(device, desired)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for mod := range c.Desired {
+		out = append(out, mod)
+	}
+	for _, id := range c.New {
+		if _, ok := c.Desired[id.ModuleID]; !ok {
+			out = append(out, id.ModuleID)
+		}
+	}
+	sort.Strings(out)
+	return out, h.apply(ctx, c)
+}
+
+// configurationCommand makes the command that deploys desired (module →
+// properties.desired) to an edge, with identities for the modules it
+// names that have none yet.
+func (h *Hub) configurationCommand(device string, desired map[string]json.RawMessage) (applyConfiguration, error) {
+	c := applyConfiguration{Device: device, Desired: desired}
+	names := map[string]bool{}
+	for mod := range desired {
 		names[mod] = true
 	}
 	var agent struct {
@@ -168,27 +198,34 @@ func (h *Hub) ApplyConfiguration(ctx context.Context, device string, body []byte
 	}
 	if a, ok := c.Desired["$edgeAgent"]; ok {
 		if err := json.Unmarshal(a, &agent); err != nil {
-			return nil, fmt.Errorf("%w: $edgeAgent properties.desired: %v", ErrInvalid, err)
+			return c, fmt.Errorf("%w: $edgeAgent properties.desired: %v", ErrInvalid, err)
 		}
 	}
 	for mod := range agent.Modules {
 		names[mod] = true
 	}
-	var out []string
+	mods := make([]string, 0, len(names))
 	for mod := range names {
+		mods = append(mods, mod)
+	}
+	sort.Strings(mods)
+	for _, mod := range mods {
 		if _, _, err := identity.SplitID(device + "/" + mod); err != nil {
-			return nil, fmt.Errorf("%w: module name %q: %v", ErrInvalid, mod, err)
+			return c, fmt.Errorf("%w: module name %q: %v", ErrInvalid, mod, err)
 		}
 		if _, ok, _ := h.ids().Get(device + "/" + mod); !ok {
 			c.New = append(c.New, newModule(device, mod))
 		}
-		out = append(out, mod)
 	}
-	sort.Strings(out)
-	return out, h.apply(ctx, c)
+	return c, nil
 }
 
 func (f *FSM) applyConfigurationLocked(ctx context.Context, c applyConfiguration) error {
+	if c.AtScale {
+		if err := f.recordApplied(ctx, c.Device, c.Configs); err != nil {
+			return err
+		}
+	}
 	if len(c.New) > 0 {
 		if err := f.putIdentitiesLocked(ctx, putIdentities{IDs: c.New}); err != nil {
 			return err
@@ -210,3 +247,15 @@ func (f *FSM) applyConfigurationLocked(ctx context.Context, c applyConfiguration
 // TwinStore is the hub's twin replica (tests and diagnostics read its
 // counters, version vector and tombstones; writes go through the hub).
 func (h *Hub) TwinStore() *twin.Store { return h.twins() }
+
+// recordApplied keeps which deployments an edge got (none: forgotten).
+func (f *FSM) recordApplied(ctx context.Context, edge string, configs []string) error {
+	if len(configs) == 0 {
+		return f.db.Commit(ctx, kv.Del(deployedKey(edge)))
+	}
+	v, err := kv.Marshal(configs)
+	if err != nil {
+		return err
+	}
+	return f.db.Commit(ctx, kv.Set(deployedKey(edge), v))
+}
