@@ -437,8 +437,16 @@ func (h *Hub) agentStatus(edge string) int {
 		return 0
 	}
 	st, _ := v.Reported["lastDesiredStatus"].(map[string]any)
-	code, _ := st["code"].(float64)
-	return int(code)
+	switch code := st["code"].(type) {
+	case float64:
+		return int(code)
+	case int64:
+		return int(code)
+	case json.Number:
+		n, _ := code.Int64()
+		return int(n)
+	}
+	return 0
 }
 
 // countQuery counts the rows of a metric query (all its pages).
