@@ -120,6 +120,12 @@ func (h *Hub) Handler() http.Handler {
 	link(mux, h, protocol.PathMethods, func(_ context.Context, edge string, m protocol.MethodResult) (any, error) {
 		return struct{}{}, h.MethodResult(edge, m)
 	})
+	link(mux, h, protocol.PathPresence, func(ctx context.Context, edge string, m protocol.PresenceReport) (any, error) {
+		if err := h.checkInstance(edge, m.Instance); err != nil {
+			return nil, err
+		}
+		return struct{}{}, h.notePresence(ctx, edge, protocol.Pull{Presence: m.Presence})
+	})
 	mux.HandleFunc("GET "+protocol.PathImages+"/{digest}", h.linkImage)
 	if h.opts.Clustered {
 		h.handleClusterImages(mux)

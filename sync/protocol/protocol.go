@@ -27,6 +27,9 @@ const (
 	PathTwins    = "/sync/v1/twins"    // TwinsUp → TwinsAck
 	PathPull     = "/sync/v1/pull"     // Pull → Push (long poll)
 	PathMethods  = "/sync/v1/methods"  // MethodResult → empty
+	// PathPresence carries a change of the edge's connected clients
+	// between two pulls (PresenceReport → empty).
+	PathPresence = "/sync/v1/presence"
 )
 
 // PathImages is the link's one GET: PathImages + "/sha256:<hex>" answers a
@@ -180,6 +183,13 @@ type Pull struct {
 	// client, and those it lacks are disconnected.
 	Presence     []Presence `cbor:"9,keyasint,omitempty"`
 	PresenceFull bool       `cbor:"10,keyasint,omitempty"`
+}
+
+// PresenceReport is what changed of an edge's connected clients since its
+// last answered report, sent as it happens (a pull carries it too).
+type PresenceReport struct {
+	Instance string     `cbor:"1,keyasint"`
+	Presence []Presence `cbor:"2,keyasint,omitempty"`
 }
 
 // Presence is one device's or module's connection to an edge.

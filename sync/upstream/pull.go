@@ -18,6 +18,34 @@ import (
 // the edge's queue: l 'r' <device> 0 → u64.
 func c2dKey(device string) []byte { return kv.AppendString([]byte{kv.PrefixLink, 'r'}, device) }
 
+// presenceDebounce gathers a burst of connections (a gateway's devices
+// coming back after a power cut) into one report.
+const presenceDebounce = time.Second
+
+// presence is one session of the presence loop: each change of the
+// connected clients is reported as it happens, a burst in one report.
+func (l *Link) presence(ctx context.Context) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-l.opts.PresenceChanged:
+		}
+		if !sleepCtx(ctx, presenceDebounce) {
+			return nil
+		}
+		report, ack := l.opts.Presence(false)
+		if len(report) == 0 {
+			continue
+		}
+		var out struct{}
+		if err := l.post(ctx, protocol.PathPresence, &protocol.PresenceReport{Instance: l.instance, Presence: report}, &out, l.opts.RequestTimeout); err != nil {
+			return err
+		}
+		ack()
+	}
+}
+
 // pull is one session of the pull loop: long polls that bring twin
 // changes, identities, cloud-to-device messages and method calls.
 func (l *Link) pull(ctx context.Context) error {

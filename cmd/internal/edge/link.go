@@ -38,7 +38,7 @@ func (e *edge) newLink() error {
 	l, err := upstream.New(upstream.Options{URLs: e.hubURLs, Edge: e.cs, DB: e.db, Queues: e.queues, Twins: e.twins,
 		Identities: e.ids, Target: linkTarget{e}, Logger: e.cfg.Logger, RootCAs: roots, Now: e.clock.Now, HubTime: e.clock.Confirm,
 		MaxImageSize: e.cfg.MaxImageSize, Refused: e.refusedOnce(), Members: e.twinMembers, Forwards: forwards, Children: children,
-		Presence: newPresence(e.brokerClients, e.clock.Now).report})
+		Presence: e.presence.report, PresenceChanged: e.presence.changed})
 	e.link = l
 	return err
 }

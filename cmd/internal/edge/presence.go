@@ -22,6 +22,8 @@ type presence struct {
 
 	mu sync.Mutex
 	m  map[string]*presenceState
+	// changed is signalled when a client connected or disconnected.
+	changed chan struct{}
 }
 
 type presenceState struct {
@@ -32,7 +34,15 @@ type presenceState struct {
 }
 
 func newPresence(clients func() []broker.ClientInfo, now func() time.Time) *presence {
-	return &presence{clients: clients, now: now, m: map[string]*presenceState{}}
+	return &presence{clients: clients, now: now, m: map[string]*presenceState{}, changed: make(chan struct{}, 1)}
+}
+
+// kick signals a change of the connected clients (the broker's OnClients).
+func (p *presence) kick() {
+	select {
+	case p.changed <- struct{}{}:
+	default:
+	}
 }
 
 // report returns the changes to send with a pull (full: every connected
@@ -98,4 +108,12 @@ func sent(out []protocol.Presence, id string) bool {
 		}
 	}
 	return false
+}
+
+// clientsChanged is the broker's OnClients: the uplink, if any, tells the
+// hub.
+func (e *edge) clientsChanged() {
+	if e.presence != nil {
+		e.presence.kick()
+	}
 }
