@@ -105,6 +105,10 @@ type Options struct {
 	// time of day); default time.Now.
 	Now func() time.Time
 
+	// OnClients, if set, is called (without blocking: it signals) when a
+	// client connected or disconnected; the uplink tells the hub.
+	OnClients func()
+
 	Logger      *slog.Logger
 	MaxPayload  int // bytes; default 256 KiB as IoT Hub
 	InputWindow int // unacknowledged messages in flight to one module; default 64

@@ -91,6 +91,9 @@ func (b *Broker) openSession(cl *mqtt.Client) {
 	// input sent then would be lost. Deliveries wait for this connection's
 	// own SUBSCRIBE; nothing is lost meanwhile, it stays queued.
 	b.log.Info("client connected", "client_id", cl.ID, "remote", cl.Net.Remote, "protocol", cl.Properties.ProtocolVersion)
+	if b.opts.OnClients != nil {
+		b.opts.OnClients()
+	}
 }
 
 func (b *Broker) closeSession(cl *mqtt.Client) {
@@ -104,6 +107,9 @@ func (b *Broker) closeSession(cl *mqtt.Client) {
 	b.mu.Unlock()
 	s.stop()
 	b.log.Info("client disconnected", "client_id", cl.ID)
+	if b.opts.OnClients != nil {
+		b.opts.OnClients()
+	}
 }
 
 // session returns the live session of cl, nil if it has none (refused, or

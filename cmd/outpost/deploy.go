@@ -9,17 +9,22 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/outpost-edge/outpost/cmd/internal/cli"
 	"github.com/outpost-edge/outpost/cmd/internal/edge"
 	"github.com/outpost-edge/outpost/cmd/internal/hubclient"
+	"github.com/outpost-edge/outpost/sync/hub/query"
 )
 
 var deployCmd = hubCommand("deploy",
-	"apply a deployment manifest ({\"modulesContent\":…} or az's {\"content\":{…}}) to an edge device",
-	"D MANIFEST.json [--no-check] [--wait [--timeout D]]",
+	"apply a deployment manifest ({\"modulesContent\":…} or az's {\"content\":{…}}) to an edge device, or to every edge a target condition matches",
+	"D MANIFEST.json [--no-check] [--wait [--timeout D]] | --target-condition COND --id NAME [--priority N] MANIFEST.json",
 	func(fs *flag.FlagSet) {
+		fs.String("target-condition", "", "deploy at scale: create (or update) the automatic deployment --id for every edge device whose twin matches this condition of IoT Hub's query language, e.g. \"tags.env='prod'\" (see outpost deployment)")
+		fs.String("id", "", "with --target-condition: the deployment's name (a-z, 0-9, -, …; up to 128)")
+		fs.Int("priority", 0, "with --target-condition: of the deployments that target an edge the one with the highest priority applies; layered ones (their manifest sets \"properties.desired.<path>\" keys) add to it in priority order")
 		fs.Bool("no-check", false, "send the manifest without checking it here first (the edge still refuses what it cannot apply, in $edgeAgent's and $edgeHub's reported lastDesiredStatus)")
 		fs.Bool("wait", false, "after sending, wait until the edge reports the deployment applied ($edgeAgent's and $edgeHub's reported lastDesiredStatus 200 for its version); exit 1 with the edge's reason if it refuses it, or on --timeout")
 		fs.Duration("timeout", 2*time.Minute, "with --wait: how long to wait for the edge (it must be online to hear of the deployment)")
@@ -28,6 +33,12 @@ var deployCmd = hubCommand("deploy",
 )
 
 func runDeploy(ctx context.Context, h *hubCall) error {
+	if h.isSet("target-condition") {
+		return deployAtScale(ctx, h)
+	}
+	if err := h.only("a device deployment (without --target-condition)", "id", "priority"); err != nil {
+		return err
+	}
 	if len(h.args) != 2 {
 		return cli.Usagef("deploy takes a device id and a manifest file, got %d argument(s)", len(h.args))
 	}
@@ -113,4 +124,70 @@ func modulesContent(data []byte) (json.RawMessage, error) {
 		return nil, errors.New(`"modulesContent" is not a JSON object`)
 	}
 	return mc, nil
+}
+
+// deployAtScale is deploy --target-condition: it writes the automatic
+// deployment --id (PUT /configurations/{id}), keeping what the hub holds
+// of it but the target condition and priority (its content never
+// changes once created).
+func deployAtScale(ctx context.Context, h *hubCall) error {
+	if err := h.only("--target-condition", "wait", "timeout"); err != nil {
+		return err
+	}
+	if len(h.args) != 1 {
+		return cli.Usagef("deploy --target-condition takes one manifest file, got %d argument(s)", len(h.args))
+	}
+	id, cond := h.str("id"), h.str("target-condition")
+	if id == "" {
+		return cli.Usagef("deploy --target-condition needs --id NAME, the deployment's name")
+	}
+	if strings.TrimSpace(cond) == "" {
+		return cli.Usagef("--target-condition is empty: give a condition such as \"tags.env='prod'\" (\"*\" for every edge)")
+	}
+	if _, err := query.ParseCondition(cond); err != nil {
+		return cli.Usagef("--target-condition: %v", err)
+	}
+	file := h.args[0]
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return fmt.Errorf("read the manifest: %w", err)
+	}
+	mc, err := modulesContent(data)
+	if err != nil {
+		return fmt.Errorf("manifest %s: %w", file, err)
+	}
+	if !h.get("no-check").(bool) && !layered(mc) {
+		if err := edge.CheckManifest(mc); err != nil {
+			return fmt.Errorf("manifest %s (nothing sent; --no-check sends it anyway):\n%w", file, err)
+		}
+	}
+	c, err := h.client()
+	if err != nil {
+		return err
+	}
+	body := map[string]any{"id": id, "targetCondition": cond, "priority": h.get("priority").(int),
+		"content": map[string]json.RawMessage{"modulesContent": mc}}
+	var raw json.RawMessage
+	if err := c.Do(ctx, http.MethodPut, hubclient.PathOf("configurations", id), body, &raw); err != nil {
+		return err
+	}
+	return h.write(raw)
+}
+
+// layered reports whether a manifest's modulesContent sets paths below
+// properties.desired (a layered deployment) rather than whole desired
+// properties; those are checked by the hub when merged.
+func layered(mc json.RawMessage) bool {
+	var m map[string]map[string]json.RawMessage
+	if json.Unmarshal(mc, &m) != nil {
+		return false
+	}
+	for _, content := range m {
+		for k := range content {
+			if strings.HasPrefix(k, "properties.desired.") {
+				return true
+			}
+		}
+	}
+	return false
 }

@@ -16,6 +16,7 @@ var commands = []cli.Command{
 	moduleCmd,
 	twinCmd,
 	deployCmd,
+	deploymentCmd,
 	eventsCmd,
 	c2dCmd,
 	methodCmd,

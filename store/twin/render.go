@@ -80,6 +80,19 @@ func (v *View) DeviceJSON() []byte {
 
 // ServiceJSON is the twin as the service API shows it, with $metadata.
 func (v *View) ServiceJSON() []byte {
+	b, _ := json.Marshal(v.ServiceDoc())
+	return b
+}
+
+// Version is the twin's version as IoT Hub counts it: 1 for a new twin,
+// one more for each change of its tags, desired or reported properties.
+func (v *View) Version() int64 {
+	return v.TagsVersion + v.DesiredVersion + v.ReportedVersion - 2
+}
+
+// ServiceDoc is ServiceJSON before encoding: deviceId, moduleId, tags and
+// properties, for callers that add fields (the hub adds its registry's).
+func (v *View) ServiceDoc() map[string]any {
 	parts := strings.SplitN(v.ID, "/", 2)
 	out := map[string]any{
 		"deviceId": parts[0],
@@ -92,8 +105,7 @@ func (v *View) ServiceJSON() []byte {
 	if len(parts) == 2 {
 		out["moduleId"] = parts[1]
 	}
-	b, _ := json.Marshal(out)
-	return b
+	return out
 }
 
 func withVersion(doc map[string]any, version int64) map[string]any {

@@ -249,6 +249,13 @@ func (s *Server) takeCalls(child string) []protocol.MethodCall {
 }
 
 // methodResult takes a child's answer to a call it was handed.
+// presence takes a child's report of its connected clients and keeps
+// nothing: the hub shows the connection state of the devices of a top
+// edge only (a child's are not forwarded yet).
+func (s *Server) presence(context.Context, string, protocol.PresenceReport) (struct{}, error) {
+	return struct{}{}, nil
+}
+
 func (s *Server) methodResult(_ context.Context, child string, r protocol.MethodResult) (struct{}, error) {
 	s.mu.Lock()
 	c := s.waiting[r.ID]

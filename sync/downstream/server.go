@@ -275,6 +275,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST "+protocol.PathMessages, serve(s, s.messagesFrame))
 	mux.HandleFunc("POST "+protocol.PathPull, serve(s, s.pull))
 	mux.HandleFunc("POST "+protocol.PathMethods, serve(s, s.methodResult))
+	mux.HandleFunc("POST "+protocol.PathPresence, serve(s, s.presence))
 	var notServed []string
 	if s.opts.Image != nil {
 		mux.HandleFunc("GET "+protocol.PathImages+"/{digest}", s.image)

@@ -41,7 +41,14 @@ func (h *Hub) Handler() http.Handler {
 	svc := func(pattern string, f func(http.ResponseWriter, *http.Request) error) { serve(false, pattern, f) }
 	stream := func(pattern string, f func(http.ResponseWriter, *http.Request) error) { serve(true, pattern, f) }
 	svc("PUT /devices/{d}", h.putDevice)
-	svc("GET /devices", func(w http.ResponseWriter, r *http.Request) error { return writeIdentities(w, h.Devices()) })
+	listDevices := func(w http.ResponseWriter, r *http.Request) error { return h.writeIdentities(w, h.Devices()) }
+	svc("GET /devices", listDevices)
+	svc("GET /devices/{$}", listDevices) // the service SDKs' form
+	svc("POST /devices", h.bulkDevices)
+	svc("POST /devices/query", h.queryDevices)
+	svc("POST /devices/modules/query", h.queryDevices)
+	svc("GET /statistics/devices", h.deviceStatistics)
+	svc("GET /statistics/service", h.serviceStatistics)
 	svc("GET /devices/{d}", h.getIdentity)
 	svc("DELETE /devices/{d}", func(w http.ResponseWriter, r *http.Request) error {
 		return noContent(w, h.DeleteDevice(r.Context(), r.PathValue("d")))
@@ -52,7 +59,7 @@ func (h *Hub) Handler() http.Handler {
 		if err != nil {
 			return err
 		}
-		return writeIdentities(w, mods)
+		return h.writeIdentities(w, mods)
 	})
 	svc("GET /devices/{d}/modules/{m}", h.getIdentity)
 	svc("DELETE /devices/{d}/modules/{m}", func(w http.ResponseWriter, r *http.Request) error {
@@ -66,6 +73,26 @@ func (h *Hub) Handler() http.Handler {
 	stream("POST /twins/{d}/methods", h.invoke)
 	stream("POST /twins/{d}/modules/{m}/methods", h.invoke)
 	svc("POST /devices/{d}/applyConfigurationContent", h.applyConfiguration)
+	svc("PUT /configurations/{id}", h.putConfigurationAPI)
+	svc("GET /configurations", func(w http.ResponseWriter, r *http.Request) error {
+		cs, err := h.Configurations()
+		if err != nil {
+			return err
+		}
+		writeJSON(w, 200, cs)
+		return nil
+	})
+	svc("GET /configurations/{id}", func(w http.ResponseWriter, r *http.Request) error {
+		c, err := h.Configuration(r.PathValue("id"))
+		if err != nil {
+			return err
+		}
+		writeJSON(w, 200, c)
+		return nil
+	})
+	svc("DELETE /configurations/{id}", func(w http.ResponseWriter, r *http.Request) error {
+		return noContent(w, h.DeleteConfiguration(r.Context(), r.PathValue("id")))
+	})
 	svc("POST /devices/{d}/messages/deviceBound", h.c2d)
 	stream("GET /messages/events", h.readEvents)
 	svc("GET /metrics", h.writeMetrics)
@@ -92,6 +119,12 @@ func (h *Hub) Handler() http.Handler {
 	})
 	link(mux, h, protocol.PathMethods, func(_ context.Context, edge string, m protocol.MethodResult) (any, error) {
 		return struct{}{}, h.MethodResult(edge, m)
+	})
+	link(mux, h, protocol.PathPresence, func(ctx context.Context, edge string, m protocol.PresenceReport) (any, error) {
+		if err := h.checkInstance(edge, m.Instance); err != nil {
+			return nil, err
+		}
+		return struct{}{}, h.notePresence(ctx, edge, protocol.Pull{Presence: m.Presence})
 	})
 	mux.HandleFunc("GET "+protocol.PathImages+"/{digest}", h.linkImage)
 	if h.opts.Clustered {
@@ -198,7 +231,7 @@ func writeError(w http.ResponseWriter, err error) {
 		code   string
 	}{
 		{errUnauthorized, 401, "Unauthorized"}, {errForbidden, 403, "Forbidden"}, {ErrNotFound, 404, "NotFound"},
-		{ErrOffline, 404, "DeviceNotOnline"}, {ErrInvalid, 400, "BadRequest"},
+		{ErrOffline, 404, "DeviceNotOnline"}, {ErrInvalid, 400, "BadRequest"}, {ErrPrecondition, 412, "PreconditionFailed"},
 		{ErrFull, 429, "QuotaExceeded"}, {ErrTimeout, 504, "GatewayTimeout"}, {protocol.ErrTooLarge, 413, "RequestEntityTooLarge"},
 		{ErrNoSpace, 507, "InsufficientStorage"}, {ErrNotLeader, 503, "NotLeader"}, {ErrUnavailable, 503, "ServiceUnavailable"}, {disk.ErrFull, 507, "InsufficientStorage"}, {disk.ErrLow, 507, "InsufficientStorage"},
 	} {
@@ -248,11 +281,11 @@ func (h *Hub) putDevice(w http.ResponseWriter, r *http.Request) error {
 	if j.DeviceID != r.PathValue("d") {
 		return fmt.Errorf("%w: deviceId %q in the body differs from %q in the path", ErrInvalid, j.DeviceID, r.PathValue("d"))
 	}
-	id, err := h.PutDevice(r.Context(), j)
+	id, err := h.PutDeviceIf(r.Context(), j, r.Header.Get("If-Match"))
 	if err != nil {
 		return err
 	}
-	writeJSON(w, 200, id.ToJSON())
+	writeJSON(w, 200, h.deviceJSON(id))
 	return nil
 }
 
@@ -265,11 +298,11 @@ func (h *Hub) putModule(w http.ResponseWriter, r *http.Request) error {
 		return fmt.Errorf("%w: the ids in the body differ from the path", ErrInvalid)
 	}
 	j.DeviceID, j.ModuleID = r.PathValue("d"), r.PathValue("m")
-	id, err := h.PutModule(r.Context(), j)
+	id, err := h.PutModuleIf(r.Context(), j, r.Header.Get("If-Match"))
 	if err != nil {
 		return err
 	}
-	writeJSON(w, 200, id.ToJSON())
+	writeJSON(w, 200, h.deviceJSON(id))
 	return nil
 }
 
@@ -285,14 +318,14 @@ func (h *Hub) getIdentity(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, 200, id.ToJSON())
+	writeJSON(w, 200, h.deviceJSON(id))
 	return nil
 }
 
-func writeIdentities(w http.ResponseWriter, ids []identity.Identity) error {
-	out := make([]identity.JSON, 0, len(ids))
+func (h *Hub) writeIdentities(w http.ResponseWriter, ids []identity.Identity) error {
+	out := make([]DeviceJSON, 0, len(ids))
 	for _, id := range ids {
-		out = append(out, id.ToJSON())
+		out = append(out, h.deviceJSON(id))
 	}
 	writeJSON(w, 200, out)
 	return nil
@@ -314,7 +347,11 @@ func (h *Hub) updateTwin(replace bool) func(http.ResponseWriter, *http.Request) 
 		if err != nil {
 			return err
 		}
-		doc, err := h.UpdateTwin(r.Context(), pathID(r), body, replace)
+		ifMatch, err := parseIfMatch(r.Header.Get("If-Match"))
+		if err != nil {
+			return err
+		}
+		doc, err := h.UpdateTwinIf(r.Context(), pathID(r), body, replace, ifMatch)
 		if err != nil {
 			return err
 		}

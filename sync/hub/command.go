@@ -37,6 +37,9 @@ const (
 	cmdSetOwner
 	cmdPutImage
 	cmdDeleteImage
+	cmdSetPresence
+	cmdPutConfiguration
+	cmdDeleteConfiguration
 )
 
 // ErrCommand: an entry this hub cannot apply (malformed, an unknown type,
@@ -59,22 +62,25 @@ func decodeAs[T any](b []byte) (any, error) {
 }
 
 var commandSpecs = map[uint64]commandSpec{
-	cmdPutIdentities:      {"putIdentities", 1, decodeAs[putIdentities]},
-	cmdDeleteIdentities:   {"deleteIdentities", 1, decodeAs[deleteIdentities]},
-	cmdWriteTwin:          {"writeTwin", 1, decodeAs[writeTwin]},
-	cmdApplyConfiguration: {"applyConfiguration", 1, decodeAs[applyConfiguration]},
-	cmdSendC2D:            {"sendC2D", 1, decodeAs[sendC2D]},
-	cmdAppendEvents:       {"appendEvents", 3, decodeAs[appendEvents]},
-	cmdMergeTwins:         {"mergeTwins", 1, decodeAs[mergeTwins]},
-	cmdExpireEvents:       {"expireEvents", 1, decodeAs[expireEvents]},
-	cmdAckPull:            {"ackPull", 1, decodeAs[ackPull]},
-	cmdGCTwins:            {"gcTwins", 1, decodeAs[gcTwins]},
-	cmdExpireC2D:          {"expireC2D", 1, decodeAs[expireC2D]},
-	cmdSetNode:            {"setNode", 1, decodeAs[setNode]},
-	cmdRemoveNode:         {"removeNode", 1, decodeAs[removeNode]},
-	cmdSetOwner:           {"setOwner", 1, decodeAs[setOwner]},
-	cmdPutImage:           {"putImage", 1, decodeAs[putImage]},
-	cmdDeleteImage:        {"deleteImage", 1, decodeAs[deleteImage]},
+	cmdPutIdentities:       {"putIdentities", 1, decodeAs[putIdentities]},
+	cmdDeleteIdentities:    {"deleteIdentities", 1, decodeAs[deleteIdentities]},
+	cmdWriteTwin:           {"writeTwin", 2, decodeAs[writeTwin]},                   // 2: IfMatch
+	cmdApplyConfiguration:  {"applyConfiguration", 2, decodeAs[applyConfiguration]}, // 2: AtScale, Configs
+	cmdSendC2D:             {"sendC2D", 1, decodeAs[sendC2D]},
+	cmdAppendEvents:        {"appendEvents", 3, decodeAs[appendEvents]},
+	cmdMergeTwins:          {"mergeTwins", 1, decodeAs[mergeTwins]},
+	cmdExpireEvents:        {"expireEvents", 1, decodeAs[expireEvents]},
+	cmdAckPull:             {"ackPull", 1, decodeAs[ackPull]},
+	cmdGCTwins:             {"gcTwins", 1, decodeAs[gcTwins]},
+	cmdExpireC2D:           {"expireC2D", 1, decodeAs[expireC2D]},
+	cmdSetNode:             {"setNode", 1, decodeAs[setNode]},
+	cmdRemoveNode:          {"removeNode", 1, decodeAs[removeNode]},
+	cmdSetOwner:            {"setOwner", 1, decodeAs[setOwner]},
+	cmdPutImage:            {"putImage", 1, decodeAs[putImage]},
+	cmdDeleteImage:         {"deleteImage", 1, decodeAs[deleteImage]},
+	cmdSetPresence:         {"setPresence", 1, decodeAs[setPresence]},
+	cmdPutConfiguration:    {"putConfiguration", 1, decodeAs[putConfiguration]},
+	cmdDeleteConfiguration: {"deleteConfiguration", 1, decodeAs[deleteConfiguration]},
 }
 
 func commandType(cmd any) (uint64, error) {
@@ -111,6 +117,12 @@ func commandType(cmd any) (uint64, error) {
 		return cmdPutImage, nil
 	case deleteImage:
 		return cmdDeleteImage, nil
+	case setPresence:
+		return cmdSetPresence, nil
+	case putConfiguration:
+		return cmdPutConfiguration, nil
+	case deleteConfiguration:
+		return cmdDeleteConfiguration, nil
 	}
 	return 0, fmt.Errorf("%w: %T is not a command of the hub's state machine", ErrCommand, cmd)
 }

@@ -189,6 +189,12 @@ func (f *FSM) applyCommand(ctx context.Context, cmd any) (any, error) {
 		return nil, f.db.Commit(ctx, kv.Del(nodeKey(c.ID)))
 	case setOwner:
 		return nil, f.setOwnerLocked(ctx, c)
+	case setPresence:
+		return nil, f.setPresenceLocked(ctx, c)
+	case putConfiguration:
+		return nil, f.putConfigurationLocked(ctx, c)
+	case deleteConfiguration:
+		return nil, f.deleteConfigurationLocked(ctx, c)
 	case putImage:
 		return nil, f.putImageLocked(ctx, c)
 	case deleteImage:

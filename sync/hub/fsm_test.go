@@ -49,8 +49,9 @@ func sampleCommands() []any {
 	return []any{
 		putIdentities{IDs: []identity.Identity{id}},
 		deleteIdentities{IDs: []string{"dev1", "gw1/m"}},
-		writeTwin{ID: "dev1", Tags: []byte(`{"a":1}`), Desired: []byte(`{"b":2}`), Replace: true},
-		applyConfiguration{Device: "gw1", Desired: map[string]json.RawMessage{"$edgeAgent": json.RawMessage(`{}`)}, New: []identity.Identity{newModule("gw1", "m")}},
+		writeTwin{ID: "dev1", Tags: []byte(`{"a":1}`), Desired: []byte(`{"b":2}`), Replace: true, IfMatch: 3},
+		applyConfiguration{Device: "gw1", Desired: map[string]json.RawMessage{"$edgeAgent": json.RawMessage(`{}`)}, New: []identity.Identity{newModule("gw1", "m")},
+			AtScale: true, Configs: []string{"base@1", "layer@2"}},
 		sendC2D{Device: "dev1", Msg: queue.Message{ID: "c1", Body: []byte("hi"), Props: map[string]string{"p": "q"}}},
 		appendEvents{Edge: "gw1", Frame: msgs},
 		mergeTwins{Edge: "gw1", Batch: twin.Batch{}},
@@ -63,6 +64,10 @@ func sampleCommands() []any {
 		setOwner{Key: []byte("owner-key")},
 		putImage{Digest: "sha256:" + strings.Repeat("ab", 32), Size: 7, Created: 1700000000000},
 		deleteImage{Digest: "sha256:" + strings.Repeat("ab", 32)},
+		putConfiguration{Config: configRecord{ID: "base", SchemaVersion: "1.0", Labels: map[string]string{"l": "v"}, Content: []byte(`{"$edgeAgent":{}}`),
+			TargetCondition: "tags.env='prod'", Priority: 5, Metrics: map[string]string{"m": "SELECT deviceId FROM devices"}, Version: 1, Created: 1, Updated: 2}, IfMatch: 1},
+		deleteConfiguration{ID: "base"},
+		setPresence{Edge: "gw1", Full: true, IDs: []protocol.Presence{{ID: "dev1", Connected: true, Since: 1700000000000, Activity: 1700000000500}}},
 	}
 }
 

@@ -29,6 +29,8 @@ var (
 	ErrOffline  = errors.New("device not connected")
 	ErrTimeout  = errors.New("timed out")
 	ErrFull     = errors.New("quota exceeded")
+	// ErrPrecondition: an If-Match etag that is not the current one (412).
+	ErrPrecondition = errors.New("precondition failed")
 	// ErrNoSpace: the hub's disk is below its reserve (507 Insufficient
 	// Storage); an edge keeps its backlog and sends it again later.
 	ErrNoSpace = errors.New("insufficient storage")
@@ -131,7 +133,9 @@ type Hub struct {
 	closed    atomic.Bool
 	done      chan struct{} // closed by Stop: ends the retention sweeper
 	sweeper   sync.WaitGroup
-	metrics   *metrics // the FSM's
+	// deployKick asks the deployer for a pass (configurations.go).
+	deployKick chan struct{}
+	metrics    *metrics // the FSM's
 }
 
 type metrics struct {
@@ -184,7 +188,7 @@ func Open(ctx context.Context, dir string, opts Options) (*Hub, error) {
 	if opts.ImageDir == "" && !opts.InMemory {
 		opts.ImageDir = filepath.Join(dir, "images")
 	}
-	h := &Hub{opts: opts, log: opts.Logger, wakeCh: make(chan struct{}), done: make(chan struct{}), metrics: &metrics{}, imageKick: make(chan struct{}, 1)}
+	h := &Hub{opts: opts, log: opts.Logger, wakeCh: make(chan struct{}), done: make(chan struct{}), metrics: &metrics{}, imageKick: make(chan struct{}, 1), deployKick: make(chan struct{}, 1)}
 	h.linkSlots.max = opts.MaxLinkRequests
 	h.edges = newEdges(h)
 	h.instances = newInstances(h)
@@ -235,6 +239,8 @@ func Open(ctx context.Context, dir string, opts Options) (*Hub, error) {
 		h.sweeper.Add(1)
 		go h.sweep()
 	}
+	h.sweeper.Add(1)
+	go h.deployer()
 	return h, nil
 }
 

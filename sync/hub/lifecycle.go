@@ -6,6 +6,7 @@ import (
 	"slices"
 
 	"github.com/outpost-edge/outpost/store/identity"
+	"github.com/outpost-edge/outpost/store/kv"
 	"github.com/outpost-edge/outpost/store/twin"
 )
 
@@ -30,6 +31,9 @@ func (f *FSM) deleteIdentitiesLocked(ctx context.Context, c deleteIdentities) er
 		removed, err := f.twins.Delete(ctx, id)
 		if err != nil {
 			return fmt.Errorf("delete the twin of %q: %w", id, err)
+		}
+		if err := f.db.Commit(ctx, kv.Del(presenceKey(id))); err != nil {
+			return err
 		}
 		purged := 0
 		if dev, mod, _ := identity.SplitID(id); mod == "" {

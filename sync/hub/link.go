@@ -175,6 +175,9 @@ func (h *Hub) Pull(ctx context.Context, edge string, p protocol.Pull) (protocol.
 	if err := h.apply(ctx, ackPull{Edge: edge, Instance: p.Instance, VV: p.TwinVV, C2D: h.c2dCursors(edge, p)}); err != nil {
 		return protocol.Push{}, err
 	}
+	if err := h.notePresence(ctx, edge, p); err != nil {
+		return protocol.Push{}, err
+	}
 	h.collectGarbage(ctx)
 	h.edges.noteBacklog(edge, p.Backlog)
 	if len(p.Children) > 0 {

@@ -19,6 +19,13 @@ var systemModules = []string{"$edgeAgent", "$edgeHub"}
 // generated when absent (an update without keys keeps the old ones); an
 // edge device gets a device scope and its $edgeAgent and $edgeHub modules.
 func (h *Hub) PutDevice(ctx context.Context, j identity.JSON) (identity.Identity, error) {
+	return h.PutDeviceIf(ctx, j, "")
+}
+
+// PutDeviceIf is PutDevice with an If-Match header: an etag other than
+// the device's current one (or any etag but "*" for a device that does
+// not exist) refuses the write with ErrPrecondition.
+func (h *Hub) PutDeviceIf(ctx context.Context, j identity.JSON, ifMatch string) (identity.Identity, error) {
 	if j.ModuleID != "" {
 		return identity.Identity{}, fmt.Errorf("%w: PUT /devices/{id} takes a device; use /devices/{id}/modules/{m} for modules", ErrInvalid)
 	}
@@ -29,6 +36,9 @@ func (h *Hub) PutDevice(ctx context.Context, j identity.JSON) (identity.Identity
 	old, exists, err := h.ids().Get(j.DeviceID)
 	if err != nil {
 		return identity.Identity{}, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	if err := checkIdentityETag(j.DeviceID, old, exists, ifMatch); err != nil {
+		return identity.Identity{}, err
 	}
 	id, err := fill(j, old, exists)
 	if err != nil {
@@ -60,12 +70,22 @@ func (h *Hub) PutDevice(ctx context.Context, j identity.JSON) (identity.Identity
 
 // PutModule creates or updates a module identity of an existing device.
 func (h *Hub) PutModule(ctx context.Context, j identity.JSON) (identity.Identity, error) {
+	return h.PutModuleIf(ctx, j, "")
+}
+
+// PutModuleIf is PutModule with an If-Match header (see PutDeviceIf).
+func (h *Hub) PutModuleIf(ctx context.Context, j identity.JSON, ifMatch string) (identity.Identity, error) {
 	if _, ok, _ := h.ids().Get(j.DeviceID); !ok {
 		return identity.Identity{}, fmt.Errorf("%w: device %q", ErrNotFound, j.DeviceID)
 	}
+	h.registryMu.Lock()
+	defer h.registryMu.Unlock()
 	old, exists, err := h.ids().Get(j.DeviceID + "/" + j.ModuleID)
 	if err != nil {
 		return identity.Identity{}, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	if err := checkIdentityETag(j.DeviceID+"/"+j.ModuleID, old, exists, ifMatch); err != nil {
+		return identity.Identity{}, err
 	}
 	j.Capabilities, j.DeviceScope, j.ParentScopes = nil, "", nil
 	id, err := fill(j, old, exists)
@@ -237,4 +257,20 @@ func randomHex(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+// checkIdentityETag checks an If-Match header against an identity: none
+// or "*" matches anything; an etag matches only the current record.
+func checkIdentityETag(id string, old identity.Identity, exists bool, ifMatch string) error {
+	tag := strings.Trim(strings.TrimSpace(ifMatch), `"`)
+	if tag == "" || tag == "*" {
+		return nil
+	}
+	if !exists {
+		return fmt.Errorf("%w: %q does not exist, so no etag matches it (create it without If-Match)", ErrPrecondition, id)
+	}
+	if now := identityETag(old); now != tag {
+		return fmt.Errorf("%w: %q has etag %q, not %q: read it again and retry", ErrPrecondition, id, now, tag)
+	}
+	return nil
 }

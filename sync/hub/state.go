@@ -110,10 +110,20 @@ func (h *Hub) applyResult(ctx context.Context, cmd any) (any, error) {
 		h.mu.Unlock()
 	}
 	switch cmd.(type) {
-	case appendEvents, expireEvents, expireC2D, ackPull, gcTwins: // nothing an edge pulls
+	case appendEvents, expireEvents, expireC2D, ackPull, gcTwins, setPresence: // nothing an edge pulls
 	default:
 		if err == nil {
 			h.wake()
+		}
+	}
+	switch c := cmd.(type) {
+	case putIdentities, deleteIdentities, writeTwin, mergeTwins, putConfiguration, deleteConfiguration:
+		if err == nil {
+			h.kickDeploy() // what the deployments target may have changed
+		}
+	case applyConfiguration:
+		if err == nil && !c.AtScale {
+			h.kickDeploy()
 		}
 	}
 	return res, err

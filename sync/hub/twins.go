@@ -9,6 +9,7 @@ import (
 	"sort"
 
 	"github.com/outpost-edge/outpost/store/identity"
+	"github.com/outpost-edge/outpost/store/kv"
 	"github.com/outpost-edge/outpost/store/twin"
 )
 
@@ -19,6 +20,9 @@ type writeTwin struct {
 	Tags    json.RawMessage `cbor:"2,keyasint,omitempty"`
 	Desired json.RawMessage `cbor:"3,keyasint,omitempty"`
 	Replace bool            `cbor:"4,keyasint,omitempty"`
+	// IfMatch, when not 0, is the twin version the write was made
+	// against (If-Match): any other current version refuses it (412).
+	IfMatch int64 `cbor:"5,keyasint,omitempty"`
 }
 
 // applyConfiguration sets the desired properties of an edge's module
@@ -27,11 +31,27 @@ type applyConfiguration struct {
 	Device  string                     `cbor:"1,keyasint"`
 	Desired map[string]json.RawMessage `cbor:"2,keyasint"` // module → properties.desired
 	New     []identity.Identity        `cbor:"3,keyasint,omitempty"`
+	// AtScale: the deployer's (configurations.go), which records Configs
+	// (the deployments it comes from, "id@version") as what the edge got;
+	// without Desired it only records that none targets the edge now.
+	AtScale bool     `cbor:"4,keyasint,omitempty"`
+	Configs []string `cbor:"5,keyasint,omitempty"`
 }
 
-// Twin returns the service view of a twin ("d" or "d/m").
+// Twin returns the service view of a twin ("d" or "d/m"): the IoT Hub
+// twin document with its etag and version.
 func (h *Hub) Twin(id string) ([]byte, error) {
-	if _, err := h.Identity(id); err != nil {
+	doc, err := h.TwinDoc(id)
+	if err != nil {
+		return nil, err
+	}
+	return json.Marshal(doc)
+}
+
+// TwinDoc is Twin before encoding.
+func (h *Hub) TwinDoc(id string) (map[string]any, error) {
+	ident, err := h.Identity(id)
+	if err != nil {
 		return nil, err
 	}
 	v, err := h.twins().Get(id)
@@ -41,13 +61,20 @@ func (h *Hub) Twin(id string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	return v.ServiceJSON(), nil
+	return h.twinDoc(ident, v), nil
 }
 
 // UpdateTwin applies a service PATCH (replace false) or PUT of
 // {"tags":…,"properties":{"desired":…}}; properties.reported is the
 // device's and refused.
 func (h *Hub) UpdateTwin(ctx context.Context, id string, body []byte, replace bool) ([]byte, error) {
+	return h.UpdateTwinIf(ctx, id, body, replace, 0)
+}
+
+// UpdateTwinIf is UpdateTwin made against the twin version ifMatch (its
+// If-Match etag), when not 0: another current version refuses the write
+// with ErrPrecondition.
+func (h *Hub) UpdateTwinIf(ctx context.Context, id string, body []byte, replace bool, ifMatch int64) ([]byte, error) {
 	if _, err := h.Identity(id); err != nil {
 		return nil, err
 	}
@@ -62,7 +89,7 @@ func (h *Hub) UpdateTwin(ctx context.Context, id string, body []byte, replace bo
 	if err := dec.Decode(&doc); err != nil {
 		return nil, fmt.Errorf("%w: twin body must be a JSON object like {\"tags\":{…},\"properties\":{\"desired\":{…}}}: %v", ErrInvalid, err)
 	}
-	c := writeTwin{ID: id, Tags: doc.Tags, Replace: replace}
+	c := writeTwin{ID: id, Tags: doc.Tags, Replace: replace, IfMatch: ifMatch}
 	if p := doc.Properties; p != nil {
 		if len(p.Reported) > 0 && !bytes.Equal(p.Reported, []byte("null")) {
 			return nil, fmt.Errorf("%w: properties.reported is written by the device, not through the service API", ErrInvalid)
@@ -83,6 +110,16 @@ func (h *Hub) UpdateTwin(ctx context.Context, id string, body []byte, replace bo
 }
 
 func (f *FSM) writeTwinLocked(ctx context.Context, c writeTwin) error {
+	if c.IfMatch != 0 {
+		v, err := f.twins.Get(c.ID)
+		if err != nil {
+			return fmt.Errorf("%w: twin %q: %v", ErrNotFound, c.ID, err)
+		}
+		if now := v.Version(); now != c.IfMatch {
+			return fmt.Errorf("%w: twin %q is at version %d (etag %s), the write was made against version %d: read it again and retry",
+				ErrPrecondition, c.ID, now, twinETag(now), c.IfMatch)
+		}
+	}
 	for _, w := range []struct {
 		doc            json.RawMessage
 		patch, replace func(context.Context, string, []byte) (int64, error)
@@ -122,14 +159,38 @@ func (h *Hub) ApplyConfiguration(ctx context.Context, device string, body []byte
 	if err := json.Unmarshal(body, &m); err != nil || len(m.ModulesContent) == 0 {
 		return nil, fmt.Errorf("%w: want {\"modulesContent\":{\"$edgeAgent\":{\"properties.desired\":…},…}}", ErrInvalid)
 	}
-	c := applyConfiguration{Device: device, Desired: map[string]json.RawMessage{}}
-	names := map[string]bool{}
+	desired := map[string]json.RawMessage{}
 	for mod, content := range m.ModulesContent {
-		desired, ok := content["properties.desired"]
+		d, ok := content["properties.desired"]
 		if !ok || len(content) != 1 {
 			return nil, fmt.Errorf("%w: modulesContent.%s must be {\"properties.desired\":{…}}", ErrInvalid, mod)
 		}
-		c.Desired[mod] = desired
+		desired[mod] = d
+	}
+	c, err := h.configurationCommand(device, desired)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for mod := range c.Desired {
+		out = append(out, mod)
+	}
+	for _, id := range c.New {
+		if _, ok := c.Desired[id.ModuleID]; !ok {
+			out = append(out, id.ModuleID)
+		}
+	}
+	sort.Strings(out)
+	return out, h.apply(ctx, c)
+}
+
+// configurationCommand makes the command that deploys desired (module →
+// properties.desired) to an edge, with identities for the modules it
+// names that have none yet.
+func (h *Hub) configurationCommand(device string, desired map[string]json.RawMessage) (applyConfiguration, error) {
+	c := applyConfiguration{Device: device, Desired: desired}
+	names := map[string]bool{}
+	for mod := range desired {
 		names[mod] = true
 	}
 	var agent struct {
@@ -137,27 +198,34 @@ func (h *Hub) ApplyConfiguration(ctx context.Context, device string, body []byte
 	}
 	if a, ok := c.Desired["$edgeAgent"]; ok {
 		if err := json.Unmarshal(a, &agent); err != nil {
-			return nil, fmt.Errorf("%w: $edgeAgent properties.desired: %v", ErrInvalid, err)
+			return c, fmt.Errorf("%w: $edgeAgent properties.desired: %v", ErrInvalid, err)
 		}
 	}
 	for mod := range agent.Modules {
 		names[mod] = true
 	}
-	var out []string
+	mods := make([]string, 0, len(names))
 	for mod := range names {
+		mods = append(mods, mod)
+	}
+	sort.Strings(mods)
+	for _, mod := range mods {
 		if _, _, err := identity.SplitID(device + "/" + mod); err != nil {
-			return nil, fmt.Errorf("%w: module name %q: %v", ErrInvalid, mod, err)
+			return c, fmt.Errorf("%w: module name %q: %v", ErrInvalid, mod, err)
 		}
 		if _, ok, _ := h.ids().Get(device + "/" + mod); !ok {
 			c.New = append(c.New, newModule(device, mod))
 		}
-		out = append(out, mod)
 	}
-	sort.Strings(out)
-	return out, h.apply(ctx, c)
+	return c, nil
 }
 
 func (f *FSM) applyConfigurationLocked(ctx context.Context, c applyConfiguration) error {
+	if c.AtScale {
+		if err := f.recordApplied(ctx, c.Device, c.Configs); err != nil {
+			return err
+		}
+	}
 	if len(c.New) > 0 {
 		if err := f.putIdentitiesLocked(ctx, putIdentities{IDs: c.New}); err != nil {
 			return err
@@ -179,3 +247,15 @@ func (f *FSM) applyConfigurationLocked(ctx context.Context, c applyConfiguration
 // TwinStore is the hub's twin replica (tests and diagnostics read its
 // counters, version vector and tombstones; writes go through the hub).
 func (h *Hub) TwinStore() *twin.Store { return h.twins() }
+
+// recordApplied keeps which deployments an edge got (none: forgotten).
+func (f *FSM) recordApplied(ctx context.Context, edge string, configs []string) error {
+	if len(configs) == 0 {
+		return f.db.Commit(ctx, kv.Del(deployedKey(edge)))
+	}
+	v, err := kv.Marshal(configs)
+	if err != nil {
+		return err
+	}
+	return f.db.Commit(ctx, kv.Set(deployedKey(edge), v))
+}

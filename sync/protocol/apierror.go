@@ -28,11 +28,18 @@ func (e *APIError) Error() string {
 	return s
 }
 
-// WriteError answers with status and the envelope {code, message}.
+// WriteError answers with status and the envelope {code, message},
+// preceded by the form the Azure IoT service SDKs parse into typed errors,
+// "Message":"ErrorCode:<code>;<message>" (a reader that matches keys
+// without case, as ReadError does, takes the later, lower-case message).
 func WriteError(w http.ResponseWriter, status int, code, message string) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(APIError{Code: code, Message: message})
+	_ = json.NewEncoder(w).Encode(struct {
+		SDK     string `json:"Message"`
+		Code    string `json:"code"`
+		Message string `json:"message"`
+	}{"ErrorCode:" + code + ";" + message, code, message})
 }
 
 // maxErrorExcerpt bounds the part of a body that is not the envelope (a

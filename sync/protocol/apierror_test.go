@@ -9,11 +9,12 @@ import (
 )
 
 // The envelope's bytes are the wire shape every client already reads (the
-// hub wrote them with its own struct, the edge with a map): pinned here.
+// hub wrote them with its own struct, the edge with a map), with the Azure
+// IoT service SDKs' "Message" before it: pinned here.
 func TestWriteErrorWireShape(t *testing.T) {
 	rec := httptest.NewRecorder()
 	protocol.WriteError(rec, 404, "DeviceNotFound", `no device "d1"`)
-	if got, want := rec.Body.String(), `{"code":"DeviceNotFound","message":"no device \"d1\""}`+"\n"; got != want {
+	if got, want := rec.Body.String(), `{"Message":"ErrorCode:DeviceNotFound;no device \"d1\"","code":"DeviceNotFound","message":"no device \"d1\""}`+"\n"; got != want {
 		t.Errorf("body = %q, want %q", got, want)
 	}
 	if rec.Code != 404 || rec.Header().Get("Content-Type") != "application/json" {

@@ -38,6 +38,9 @@ func goldenFrames() map[string]struct{ in, out any } {
 			WaitMs: 25000, Hub: "hub.x", Backlog: 42}, &Pull{}},
 		"pull_nested": {&Pull{Instance: "edge:l4.a1", Children: []ChildStatus{{Edge: "l3", Parent: "l4", LastSeen: 1764900000456, Backlog: 12},
 			{Edge: "l2", Parent: "l3", LastSeen: 1764900000400}}}, &Pull{}},
+		"presence": {&PresenceReport{Instance: "edge:gw1.a1", Presence: []Presence{{ID: "dev2", Connected: true, Since: 1764900000000}}}, &PresenceReport{}},
+		"pull_presence": {&Pull{Instance: "edge:gw1.a1", PresenceFull: true, Presence: []Presence{
+			{ID: "dev1", Connected: true, Since: 1764900000000, Activity: 1764900060000}, {ID: "gw1/mod", Since: 1764900000100}}}, &Pull{}},
 		"push": {&Push{Twins: goldenBatch(), TwinsMore: true, HasScope: true, Scope: "c0ffee",
 			Identities: IdentitiesFromStore(goldenIdentities()), C2D: []C2D{goldenC2D()}, Methods: []MethodCall{goldenMethod()},
 			Hub: "hub.x", TwinVV: vv, Generations: gens}, &Push{}},

@@ -27,6 +27,9 @@ const (
 	PathTwins    = "/sync/v1/twins"    // TwinsUp → TwinsAck
 	PathPull     = "/sync/v1/pull"     // Pull → Push (long poll)
 	PathMethods  = "/sync/v1/methods"  // MethodResult → empty
+	// PathPresence carries a change of the edge's connected clients
+	// between two pulls (PresenceReport → empty).
+	PathPresence = "/sync/v1/presence"
 )
 
 // PathImages is the link's one GET: PathImages + "/sha256:<hex>" answers a
@@ -174,6 +177,27 @@ type Pull struct {
 	// heard from them, its children's children included: the hub shows
 	// the tree.
 	Children []ChildStatus `cbor:"8,keyasint,omitempty"`
+	// Presence is the connection state of the edge's MQTT clients that
+	// changed since its last answered pull (the hub shows connectionState
+	// and lastActivityTime); with PresenceFull it is every connected
+	// client, and those it lacks are disconnected.
+	Presence     []Presence `cbor:"9,keyasint,omitempty"`
+	PresenceFull bool       `cbor:"10,keyasint,omitempty"`
+}
+
+// PresenceReport is what changed of an edge's connected clients since its
+// last answered report, sent as it happens (a pull carries it too).
+type PresenceReport struct {
+	Instance string     `cbor:"1,keyasint"`
+	Presence []Presence `cbor:"2,keyasint,omitempty"`
+}
+
+// Presence is one device's or module's connection to an edge.
+type Presence struct {
+	ID        string `cbor:"1,keyasint"` // "d" or "d/m"
+	Connected bool   `cbor:"2,keyasint,omitempty"`
+	Since     int64  `cbor:"3,keyasint,omitempty"` // unix ms the state began
+	Activity  int64  `cbor:"4,keyasint,omitempty"` // unix ms of its last activity (0: none since the last report)
 }
 
 // ChildStatus is what a parent edge last heard from an edge below it.

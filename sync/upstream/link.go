@@ -96,6 +96,15 @@ type Options struct {
 	Members  func(id string) []string
 	// Children, if set, reports the edges below this one with every pull.
 	Children func() []protocol.ChildStatus
+	// Presence, if set, reports the connection state of the edge's clients
+	// with every pull: what changed since the last report (with full, the
+	// first pull of a link session: every connected client); ack records
+	// it as delivered once the hub answered.
+	Presence func(full bool) (report []protocol.Presence, ack func())
+	// PresenceChanged, if set, signals a change of the connected clients:
+	// the link reports it at once (PathPresence) rather than with the
+	// next pull.
+	PresenceChanged <-chan struct{}
 }
 
 // Status is the link's state for `outpost edge status`.
@@ -271,7 +280,11 @@ func (opts *Options) setDefaults() {
 // Run keeps the link up until ctx is done.
 func (l *Link) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
-	for i, loop := range []func(context.Context) error{l.pull, l.drain, l.twins} {
+	loops := []func(context.Context) error{l.pull, l.drain, l.twins}
+	if l.opts.Presence != nil && l.opts.PresenceChanged != nil {
+		loops = append(loops, l.presence)
+	}
+	for i, loop := range loops {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

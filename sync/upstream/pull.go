@@ -18,6 +18,34 @@ import (
 // the edge's queue: l 'r' <device> 0 → u64.
 func c2dKey(device string) []byte { return kv.AppendString([]byte{kv.PrefixLink, 'r'}, device) }
 
+// presenceDebounce gathers a burst of connections (a gateway's devices
+// coming back after a power cut) into one report.
+const presenceDebounce = time.Second
+
+// presence is one session of the presence loop: each change of the
+// connected clients is reported as it happens, a burst in one report.
+func (l *Link) presence(ctx context.Context) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-l.opts.PresenceChanged:
+		}
+		if !sleepCtx(ctx, presenceDebounce) {
+			return nil
+		}
+		report, ack := l.opts.Presence(false)
+		if len(report) == 0 {
+			continue
+		}
+		var out struct{}
+		if err := l.post(ctx, protocol.PathPresence, &protocol.PresenceReport{Instance: l.instance, Presence: report}, &out, l.opts.RequestTimeout); err != nil {
+			return err
+		}
+		ack()
+	}
+}
+
 // pull is one session of the pull loop: long polls that bring twin
 // changes, identities, cloud-to-device messages and method calls.
 func (l *Link) pull(ctx context.Context) error {
@@ -26,16 +54,24 @@ func (l *Link) pull(ctx context.Context) error {
 		return err
 	}
 	scope := ""
+	full := true // the first pull of a session tells every connected client
 	for {
 		p := protocol.Pull{Instance: l.instance, TwinVV: l.opts.Twins.VV(), Scope: scope, C2D: cursors, Hub: hub,
 			WaitMs: l.opts.PullWait.Milliseconds(), Backlog: l.backlog()}
 		if l.opts.Children != nil {
 			p.Children = l.opts.Children()
 		}
+		ack := func() {}
+		if l.opts.Presence != nil {
+			p.Presence, ack = l.opts.Presence(full)
+			p.PresenceFull = full
+		}
 		var push protocol.Push
 		if err := l.post(ctx, protocol.PathPull, &p, &push, l.opts.RequestTimeout+l.opts.PullWait); err != nil {
 			return err
 		}
+		ack()
+		full = false
 		if push.Hub != hub {
 			// A new hub (or one whose store was replaced): its sequence
 			// numbers start afresh.

@@ -100,16 +100,18 @@ type Ready struct {
 
 // edge holds the opened pieces.
 type edge struct {
-	cfg    Config
-	cs     sas.ConnString
-	disk   *disk.Monitor
-	db     *kv.DB
-	clock  *wallclock.Clock
-	queues *queue.Store
-	twins  *twin.Store
-	ids    *identity.Cache
-	broker *broker.Broker
-	link   *upstream.Link // nil for a standalone edge
+	// presence tracks the broker's clients for the hub (nil standalone).
+	presence *presence
+	cfg      Config
+	cs       sas.ConnString
+	disk     *disk.Monitor
+	db       *kv.DB
+	clock    *wallclock.Clock
+	queues   *queue.Store
+	twins    *twin.Store
+	ids      *identity.Cache
+	broker   *broker.Broker
+	link     *upstream.Link // nil for a standalone edge
 	// downstream serves child edges (nil without --downstream).
 	downstream *downstream.Server
 	sup        *supervisor.Supervisor
@@ -438,12 +440,15 @@ func (e *edge) newBroker(hubCfg edgeHubConfig) error {
 			return err
 		}
 	}
+	if e.hubURL != "" {
+		e.presence = newPresence(e.brokerClients, e.clock.Now) // before the broker calls clientsChanged
+	}
 	b, err := broker.New(broker.Options{
 		EdgeID: e.cs.DeviceID, Queues: e.queues, Twins: e.twins, DB: e.db, Routes: hubCfg.routes, Policy: hubCfg.policy, Accounts: hubCfg.accounts,
 		Auth: broker.CacheAuth{IDs: e.ids, EdgeID: e.cs.DeviceID, Hosts: hosts, Roots: roots, Now: e.clock.Now},
 		TCP:  e.cfg.MQTT, TLS: e.cfg.MQTTS, WS: e.cfg.WS, TLSConfig: tlsCfg, Logger: e.cfg.Logger,
 		StandaloneTwins: e.hubURL == "", Overflow: e.cfg.Overflow,
-		Generation: e.generation, Now: e.clock.Now, Limits: e.cfg.MQTTLimits,
+		Generation: e.generation, Now: e.clock.Now, Limits: e.cfg.MQTTLimits, OnClients: e.clientsChanged,
 	})
 	if err != nil {
 		return err

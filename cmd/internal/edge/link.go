@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/outpost-edge/outpost/broker"
 	"github.com/outpost-edge/outpost/cmd/internal/certs"
 	"github.com/outpost-edge/outpost/store/crdt"
 	"github.com/outpost-edge/outpost/store/queue"
@@ -36,9 +37,18 @@ func (e *edge) newLink() error {
 	}
 	l, err := upstream.New(upstream.Options{URLs: e.hubURLs, Edge: e.cs, DB: e.db, Queues: e.queues, Twins: e.twins,
 		Identities: e.ids, Target: linkTarget{e}, Logger: e.cfg.Logger, RootCAs: roots, Now: e.clock.Now, HubTime: e.clock.Confirm,
-		MaxImageSize: e.cfg.MaxImageSize, Refused: e.refusedOnce(), Members: e.twinMembers, Forwards: forwards, Children: children})
+		MaxImageSize: e.cfg.MaxImageSize, Refused: e.refusedOnce(), Members: e.twinMembers, Forwards: forwards, Children: children,
+		Presence: e.presence.report, PresenceChanged: e.presence.changed})
 	e.link = l
 	return err
+}
+
+// brokerClients lists the broker's clients (none before it runs).
+func (e *edge) brokerClients() []broker.ClientInfo {
+	if e.broker == nil {
+		return nil
+	}
+	return e.broker.Clients()
 }
 
 // refusedOnce tells people on stderr, once, that the hub refused the
