@@ -38,6 +38,10 @@ const (
 	cmdPutImage
 	cmdDeleteImage
 	cmdSetPresence
+	cmdPutJob
+	cmdJobProgress
+	cmdCancelJob
+	cmdExpireJobs
 )
 
 // ErrCommand: an entry this hub cannot apply (malformed, an unknown type,
@@ -77,6 +81,10 @@ var commandSpecs = map[uint64]commandSpec{
 	cmdPutImage:           {"putImage", 1, decodeAs[putImage]},
 	cmdDeleteImage:        {"deleteImage", 1, decodeAs[deleteImage]},
 	cmdSetPresence:        {"setPresence", 1, decodeAs[setPresence]},
+	cmdPutJob:             {"putJob", 1, decodeAs[putJob]},
+	cmdJobProgress:        {"jobProgress", 1, decodeAs[jobProgress]},
+	cmdCancelJob:          {"cancelJob", 1, decodeAs[cancelJob]},
+	cmdExpireJobs:         {"expireJobs", 1, decodeAs[expireJobs]},
 }
 
 func commandType(cmd any) (uint64, error) {
@@ -115,6 +123,14 @@ func commandType(cmd any) (uint64, error) {
 		return cmdDeleteImage, nil
 	case setPresence:
 		return cmdSetPresence, nil
+	case putJob:
+		return cmdPutJob, nil
+	case jobProgress:
+		return cmdJobProgress, nil
+	case cancelJob:
+		return cmdCancelJob, nil
+	case expireJobs:
+		return cmdExpireJobs, nil
 	}
 	return 0, fmt.Errorf("%w: %T is not a command of the hub's state machine", ErrCommand, cmd)
 }

@@ -31,6 +31,8 @@ var (
 	ErrFull     = errors.New("quota exceeded")
 	// ErrPrecondition: an If-Match etag that is not the current one (412).
 	ErrPrecondition = errors.New("precondition failed")
+	// ErrConflict: the thing to create exists already (409).
+	ErrConflict = errors.New("conflict")
 	// ErrNoSpace: the hub's disk is below its reserve (507 Insufficient
 	// Storage); an edge keeps its backlog and sends it again later.
 	ErrNoSpace = errors.New("insufficient storage")
