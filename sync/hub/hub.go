@@ -136,6 +136,7 @@ type Hub struct {
 	done      chan struct{} // closed by Stop: ends the retention sweeper
 	sweeper   sync.WaitGroup
 	metrics   *metrics // the FSM's
+	runs      *jobRuns // the jobs this node runs (jobrun.go)
 }
 
 type metrics struct {
@@ -190,6 +191,7 @@ func Open(ctx context.Context, dir string, opts Options) (*Hub, error) {
 	}
 	h := &Hub{opts: opts, log: opts.Logger, wakeCh: make(chan struct{}), done: make(chan struct{}), metrics: &metrics{}, imageKick: make(chan struct{}, 1)}
 	h.linkSlots.max = opts.MaxLinkRequests
+	h.runs = newJobRuns()
 	h.edges = newEdges(h)
 	h.instances = newInstances(h)
 	kvo := kv.Options{Durability: opts.Durability, Logger: opts.Logger, InMemory: opts.InMemory}
@@ -239,6 +241,8 @@ func Open(ctx context.Context, dir string, opts Options) (*Hub, error) {
 		h.sweeper.Add(1)
 		go h.sweep()
 	}
+	h.sweeper.Add(1)
+	go h.runJobs()
 	return h, nil
 }
 
