@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -428,5 +429,56 @@ func TestJobResumesAfterRestart(t *testing.T) {
 	slices.Sort(again)
 	if !slices.Equal(again, []string{"dev2", "dev3"}) {
 		t.Errorf("calls after the restart: %v, want dev2 and dev3 only", again)
+	}
+}
+
+// Past maxExecutionTimeInSeconds a job fails, and so do its devices not
+// done, with the reason.
+func TestJobMaxExecutionTime(t *testing.T) {
+	f := newFixture(t)
+	f.runEdge(t, func(string) bool { return false }) // dev1 never answers
+	if code, _, body := f.putJob(t, "slow", `{"type":"scheduleDeviceMethod","queryCondition":"deviceId = 'dev1'","maxExecutionTimeInSeconds":1,
+		"cloudToDeviceMethod":{"methodName":"wait","responseTimeoutInSeconds":300}}`); code != 200 {
+		t.Fatalf("PUT: %d %s", code, body)
+	}
+	j := f.waitJob(t, "slow", "failed", func(j JobJSON) bool { return j.Status == statusFailed })
+	if j.DeviceJobStatistics != (JobStatistics{DeviceCount: 1, FailedCount: 1}) || !strings.Contains(j.StatusMessage, "maxExecutionTimeInSeconds (1)") || j.FailureReason == "" {
+		t.Errorf("timed out job: %+v", j)
+	}
+	d := f.deviceJobs(t, "SELECT * FROM devices.jobs WHERE jobId = 'slow'")["dev1"]
+	if e, _ := d["error"].(map[string]any); d["status"] != statusFailed || !strings.Contains(fmt.Sprint(e["description"]), "maxExecutionTimeInSeconds") {
+		t.Errorf("dev1: %v", d)
+	}
+}
+
+// Finished jobs leave with their devices' results after the retention, a
+// bounded number of records per command; jobs not finished stay.
+func TestExpireJobs(t *testing.T) {
+	f := newFixture(t)
+	for _, c := range []any{
+		putJob{ID: "old", Type: jobUpdateTwin, Twin: []byte(`{"tags":{"a":1}}`), Start: time.Now().Add(time.Hour).UnixMilli()}, // not run before it ends
+		jobProgress{ID: "old", Devices: []deviceResult{{Device: "dev1", Status: statusPending}, {Device: "other", Status: statusPending}}},
+		cancelJob{ID: "old"},
+		putJob{ID: "live", Type: jobUpdateTwin, Twin: []byte(`{"tags":{"a":1}}`), Start: time.Now().Add(time.Hour).UnixMilli()},
+	} {
+		if err := f.h.apply(f.ctx, c); err != nil {
+			t.Fatalf("%T: %v", c, err)
+		}
+	}
+	before := time.Now().Add(time.Minute).UnixMilli()
+	for i, want := range []int{2, 1, 0} {
+		res, err := f.h.applyResult(f.ctx, expireJobs{Before: before, Max: 2})
+		if err != nil || res != want {
+			t.Fatalf("expireJobs %d: %v %v, want %d records removed", i, res, err, want)
+		}
+	}
+	if _, err := f.h.Job("old"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("the expired job stays: %v", err)
+	}
+	if _, err := f.h.Job("live"); err != nil {
+		t.Errorf("the queued job went: %v", err)
+	}
+	if devs := f.deviceJobs(t, "SELECT * FROM devices.jobs"); len(devs) != 0 {
+		t.Errorf("device results stay: %v", devs)
 	}
 }
