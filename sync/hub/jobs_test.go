@@ -482,3 +482,26 @@ func TestExpireJobs(t *testing.T) {
 		t.Errorf("device results stay: %v", devs)
 	}
 }
+
+// At most maxActiveJobs jobs are queued or running at once: the next is a
+// 429 saying why; a finished (here cancelled) one makes room.
+func TestJobsBounded(t *testing.T) {
+	f := newFixture(t)
+	start := time.Now().Add(time.Hour).UTC().Format(time.RFC3339)
+	req := JobRequest{Type: jobUpdateTwin, StartTime: &start, UpdateTwin: []byte(`{"tags":{"a":1}}`)}
+	for i := range maxActiveJobs {
+		if _, err := f.h.PutJob(f.ctx, fmt.Sprintf("b%03d", i), req); err != nil {
+			t.Fatal(err)
+		}
+	}
+	body := `{"type":"scheduleUpdateTwin","startTime":"` + start + `","updateTwin":{"tags":{"a":1}}}`
+	if code, _, data := f.putJob(t, "one-more", body); code != 429 || !strings.Contains(data, "queued or running") {
+		t.Fatalf("job %d: %d %s, want 429 with the reason", maxActiveJobs+1, code, data)
+	}
+	if _, err := f.h.CancelJob(f.ctx, "b000"); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, data := f.putJob(t, "one-more", body); code != 200 {
+		t.Fatalf("after a cancel: %d %s", code, data)
+	}
+}
