@@ -95,6 +95,10 @@ func (h *Hub) Handler() http.Handler {
 	})
 	svc("POST /devices/{d}/messages/deviceBound", h.c2d)
 	stream("GET /messages/events", h.readEvents)
+	svc("PUT /jobs/v2/{id}", h.putJob)
+	svc("GET /jobs/v2/{id}", h.getJob)
+	svc("POST /jobs/v2/{id}/cancel", h.cancelJob)
+	svc("GET /jobs/v2/query", h.queryJobs)
 	svc("GET /metrics", h.writeMetrics)
 	stream("POST /images", h.pushImage)
 	svc("GET /images", h.listImages)
@@ -220,11 +224,19 @@ var (
 )
 
 func writeError(w http.ResponseWriter, err error) {
-	status, code := 500, "InternalServerError"
 	var tooLarge *http.MaxBytesError
 	if errors.As(err, &tooLarge) {
 		err = fmt.Errorf("%w: the body is over %d bytes", protocol.ErrTooLarge, tooLarge.Limit)
 	}
+	status, code := errorStatus(err)
+	if status == 503 {
+		w.Header().Set("Retry-After", "1")
+	}
+	protocol.WriteError(w, status, code, err.Error())
+}
+
+// errorStatus is the HTTP status and error code of err.
+func errorStatus(err error) (int, string) {
 	for _, m := range []struct {
 		err    error
 		status int
@@ -232,18 +244,15 @@ func writeError(w http.ResponseWriter, err error) {
 	}{
 		{errUnauthorized, 401, "Unauthorized"}, {errForbidden, 403, "Forbidden"}, {ErrNotFound, 404, "NotFound"},
 		{ErrOffline, 404, "DeviceNotOnline"}, {ErrInvalid, 400, "BadRequest"}, {ErrPrecondition, 412, "PreconditionFailed"},
+		{errJobExists, 409, "JobAlreadyExists"}, {ErrConflict, 409, "Conflict"},
 		{ErrFull, 429, "QuotaExceeded"}, {ErrTimeout, 504, "GatewayTimeout"}, {protocol.ErrTooLarge, 413, "RequestEntityTooLarge"},
 		{ErrNoSpace, 507, "InsufficientStorage"}, {ErrNotLeader, 503, "NotLeader"}, {ErrUnavailable, 503, "ServiceUnavailable"}, {disk.ErrFull, 507, "InsufficientStorage"}, {disk.ErrLow, 507, "InsufficientStorage"},
 	} {
 		if errors.Is(err, m.err) {
-			status, code = m.status, m.code
-			break
+			return m.status, m.code
 		}
 	}
-	if status == 503 {
-		w.Header().Set("Retry-After", "1")
-	}
-	protocol.WriteError(w, status, code, err.Error())
+	return 500, "InternalServerError"
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

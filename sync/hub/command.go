@@ -40,6 +40,10 @@ const (
 	cmdSetPresence
 	cmdPutConfiguration
 	cmdDeleteConfiguration
+	cmdPutJob
+	cmdJobProgress
+	cmdCancelJob
+	cmdExpireJobs
 )
 
 // ErrCommand: an entry this hub cannot apply (malformed, an unknown type,
@@ -81,6 +85,10 @@ var commandSpecs = map[uint64]commandSpec{
 	cmdSetPresence:         {"setPresence", 1, decodeAs[setPresence]},
 	cmdPutConfiguration:    {"putConfiguration", 1, decodeAs[putConfiguration]},
 	cmdDeleteConfiguration: {"deleteConfiguration", 1, decodeAs[deleteConfiguration]},
+	cmdPutJob:              {"putJob", 1, decodeAs[putJob]},
+	cmdJobProgress:         {"jobProgress", 1, decodeAs[jobProgress]},
+	cmdCancelJob:           {"cancelJob", 1, decodeAs[cancelJob]},
+	cmdExpireJobs:          {"expireJobs", 1, decodeAs[expireJobs]},
 }
 
 func commandType(cmd any) (uint64, error) {
@@ -123,6 +131,14 @@ func commandType(cmd any) (uint64, error) {
 		return cmdPutConfiguration, nil
 	case deleteConfiguration:
 		return cmdDeleteConfiguration, nil
+	case putJob:
+		return cmdPutJob, nil
+	case jobProgress:
+		return cmdJobProgress, nil
+	case cancelJob:
+		return cmdCancelJob, nil
+	case expireJobs:
+		return cmdExpireJobs, nil
 	}
 	return 0, fmt.Errorf("%w: %T is not a command of the hub's state machine", ErrCommand, cmd)
 }

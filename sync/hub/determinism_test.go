@@ -406,7 +406,36 @@ func dumpKV(t *testing.T, db *kv.DB) map[string][]byte {
 
 // extraCommand is the sweep of expired cloud-to-device messages.
 func extraCommand(rt *rapid.T, m *detModel) any {
-	return expireC2D{Max: rapid.IntRange(1, 4).Draw(rt, "expire")}
+	if rapid.IntRange(0, 2).Draw(rt, "extra") == 0 {
+		return expireC2D{Max: rapid.IntRange(1, 4).Draw(rt, "expire")}
+	}
+	return detJobCommand(rt, m)
+}
+
+// detJobCommand draws a job command: jobs created, their devices listed,
+// started and done in any order (the state machine keeps what applies).
+func detJobCommand(rt *rapid.T, m *detModel) any {
+	id := rapid.SampledFrom([]string{"j1", "j2"}).Draw(rt, "job")
+	switch rapid.IntRange(0, 3).Draw(rt, "job command") {
+	case 0:
+		c := putJob{ID: id, Type: jobUpdateTwin, Condition: "tags.a = 1", Twin: []byte(`{"tags":{"b":1}}`),
+			Start: m.at + rapid.Int64Range(-1000, 1000).Draw(rt, "start")}
+		if rapid.Bool().Draw(rt, "method job") {
+			c.Type, c.Twin, c.Method = jobDeviceMethod, nil, &jobMethod{Name: "m", ResponseTimeout: 5}
+		}
+		return c
+	case 1:
+		c := jobProgress{ID: id, Status: rapid.SampledFrom([]string{"", statusRunning, statusCompleted, statusFailed}).Draw(rt, "job status")}
+		for _, d := range subsetOf(rt, detDevs, "job devices") {
+			st := rapid.SampledFrom([]string{statusPending, statusRunning, statusCompleted, statusFailed}).Draw(rt, "device status")
+			c.Devices = append(c.Devices, deviceResult{Device: d, Status: st, MethodStatus: 200, Payload: []byte(`1`)})
+		}
+		return c
+	case 2:
+		return cancelJob{ID: id}
+	default:
+		return expireJobs{Before: m.at - rapid.Int64Range(0, 20000).Draw(rt, "job age"), Max: rapid.IntRange(1, 3).Draw(rt, "job max")}
+	}
 }
 
 // subsetOf draws a subset of xs, in their order.

@@ -11,8 +11,10 @@
 // replicated log (hashicorp/raft) can later carry them unchanged.
 // FSM.Snapshot and FSM.Restore stream the state (snapshot.go).
 //
-// Open starts the retention sweeper and, on a clustered hub, the image
-// sync (imagerepl.go: each node copies the images it lacks), besides the
+// Open starts the retention sweeper, the job runner (jobrun.go: it runs
+// jobs on the node that proposes commands, a goroutine per running job)
+// and, on a clustered hub, the image sync (imagerepl.go: each node copies
+// the images it lacks), besides the
 // goroutines of the store packages (store/disk's monitor among them,
 // unless InMemory or Options.Disk is given); Close waits for them. The
 // HTTP handlers run on the caller's server.

@@ -145,7 +145,8 @@ func (f *FSM) nowMS() int64 { return f.now().UnixMilli() }
 // ErrCommand and changes nothing; a command the state refuses (ErrInvalid,
 // ErrNotFound, ErrFull) changes nothing either. The result is the
 // command's answer (protocol.MessagesAck for appendEvents, the number of
-// events removed for expireEvents, of messages for expireC2D, nil
+// events removed for expireEvents, of messages for expireC2D, of records
+// for expireJobs, nil
 // otherwise).
 func (f *FSM) Apply(entry []byte) (any, error) {
 	cmd, at, err := decodeCommand(entry)
@@ -199,6 +200,14 @@ func (f *FSM) applyCommand(ctx context.Context, cmd any) (any, error) {
 		return nil, f.putImageLocked(ctx, c)
 	case deleteImage:
 		return nil, f.deleteImageLocked(ctx, c)
+	case putJob:
+		return nil, f.putJobLocked(ctx, c)
+	case jobProgress:
+		return nil, f.jobProgressLocked(ctx, c)
+	case cancelJob:
+		return nil, f.cancelJobLocked(ctx, c)
+	case expireJobs:
+		return f.expireJobsLocked(ctx, c)
 	}
 	return nil, fmt.Errorf("%w: hub state machine: no apply for command %T", ErrCommand, cmd)
 }

@@ -68,6 +68,12 @@ func sampleCommands() []any {
 			TargetCondition: "tags.env='prod'", Priority: 5, Metrics: map[string]string{"m": "SELECT deviceId FROM devices"}, Version: 1, Created: 1, Updated: 2}, IfMatch: 1},
 		deleteConfiguration{ID: "base"},
 		setPresence{Edge: "gw1", Full: true, IDs: []protocol.Presence{{ID: "dev1", Connected: true, Since: 1700000000000, Activity: 1700000000500}}},
+		putJob{ID: "j1", Type: jobDeviceMethod, Condition: "tags.env = 'prod'", Start: 1700000000000, MaxSeconds: 60,
+			Twin: []byte(`{"tags":{"a":1}}`), Method: &jobMethod{Name: "reboot", Payload: []byte(`{"x":1}`), ResponseTimeout: 30, ConnectTimeout: 5}},
+		jobProgress{ID: "j1", Devices: []deviceResult{{Device: "dev1", Status: statusCompleted, MethodStatus: 200, Payload: []byte(`{"ok":true}`),
+			ErrCode: "DeviceNotOnline", ErrDesc: "not connected"}}, Status: statusFailed, Failure: "timed out", Message: "timed out"},
+		cancelJob{ID: "j1"},
+		expireJobs{Before: 1700000000000, Max: 1000},
 	}
 }
 

@@ -31,6 +31,8 @@ var (
 	ErrFull     = errors.New("quota exceeded")
 	// ErrPrecondition: an If-Match etag that is not the current one (412).
 	ErrPrecondition = errors.New("precondition failed")
+	// ErrConflict: the thing to create exists already (409).
+	ErrConflict = errors.New("conflict")
 	// ErrNoSpace: the hub's disk is below its reserve (507 Insufficient
 	// Storage); an edge keeps its backlog and sends it again later.
 	ErrNoSpace = errors.New("insufficient storage")
@@ -136,6 +138,7 @@ type Hub struct {
 	// deployKick asks the deployer for a pass (configurations.go).
 	deployKick chan struct{}
 	metrics    *metrics // the FSM's
+	runs       *jobRuns // the jobs this node runs (jobrun.go)
 }
 
 type metrics struct {
@@ -190,6 +193,7 @@ func Open(ctx context.Context, dir string, opts Options) (*Hub, error) {
 	}
 	h := &Hub{opts: opts, log: opts.Logger, wakeCh: make(chan struct{}), done: make(chan struct{}), metrics: &metrics{}, imageKick: make(chan struct{}, 1), deployKick: make(chan struct{}, 1)}
 	h.linkSlots.max = opts.MaxLinkRequests
+	h.runs = newJobRuns()
 	h.edges = newEdges(h)
 	h.instances = newInstances(h)
 	kvo := kv.Options{Durability: opts.Durability, Logger: opts.Logger, InMemory: opts.InMemory}
@@ -241,6 +245,8 @@ func Open(ctx context.Context, dir string, opts Options) (*Hub, error) {
 	}
 	h.sweeper.Add(1)
 	go h.deployer()
+	h.sweeper.Add(1)
+	go h.runJobs()
 	return h, nil
 }
 

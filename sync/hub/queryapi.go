@@ -112,7 +112,52 @@ func (h *Hub) twinDocs(modules bool, after string, where *query.Condition) iter.
 }
 
 // deviceJobDocs yields the per-device results of jobs (FROM devices.jobs)
-// in key order after a continuation's key: none until a job ran.
+// in key order (job id '/' device id) after a continuation's key.
 func (h *Hub) deviceJobDocs(after string) iter.Seq2[string, map[string]any] {
-	return func(func(string, map[string]any) bool) {}
+	return func(yield func(string, map[string]any) bool) {
+		jobs := map[string]*jobRecord{}
+		_ = h.fsm.eachDeviceJob("", after, func(jobID, device string, d deviceJob) bool {
+			j, ok := jobs[jobID]
+			if !ok {
+				if rec, found, err := h.fsm.job(jobID); err == nil && found {
+					j = &rec
+				}
+				jobs[jobID] = j
+			}
+			if j == nil {
+				return true // its job is being removed
+			}
+			return yield(jobID+"/"+device, deviceJobDoc(j, device, d))
+		})
+	}
+}
+
+// deviceJobDoc is one device's result in a job, as IoT Hub's device job.
+func deviceJobDoc(j *jobRecord, device string, d deviceJob) map[string]any {
+	status := shownStatus(d.Status, j.Status)
+	doc := map[string]any{"deviceId": device, "jobId": j.ID, "jobType": j.Type, "status": status,
+		"createdDateTimeUtc": isoMillis(d.Created), "lastUpdatedDateTimeUtc": isoMillis(d.Updated)}
+	if d.Start != 0 {
+		doc["startTimeUtc"] = isoMillis(d.Start)
+	}
+	switch {
+	case d.End != 0:
+		doc["endTimeUtc"] = isoMillis(d.End)
+	case status != d.Status && j.End != 0: // ended with its job
+		doc["endTimeUtc"] = isoMillis(j.End)
+	}
+	if d.Status == statusCompleted && j.Type == jobDeviceMethod {
+		var payload any
+		if len(d.Payload) > 0 && json.Unmarshal(d.Payload, &payload) != nil {
+			payload = string(d.Payload)
+		}
+		doc["outcome"] = map[string]any{"deviceMethodResponse": map[string]any{"status": d.MethodStatus, "payload": payload}}
+	}
+	switch {
+	case d.ErrCode != "":
+		doc["error"] = map[string]any{"code": d.ErrCode, "description": d.ErrDesc}
+	case status == statusFailed && d.Status != statusFailed:
+		doc["error"] = map[string]any{"code": "JobFailed", "description": j.Message}
+	}
+	return doc
 }

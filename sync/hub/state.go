@@ -110,7 +110,8 @@ func (h *Hub) applyResult(ctx context.Context, cmd any) (any, error) {
 		h.mu.Unlock()
 	}
 	switch cmd.(type) {
-	case appendEvents, expireEvents, expireC2D, ackPull, gcTwins, setPresence: // nothing an edge pulls
+	case appendEvents, expireEvents, expireC2D, ackPull, gcTwins, setPresence,
+		putJob, jobProgress, cancelJob, expireJobs: // nothing an edge pulls
 	default:
 		if err == nil {
 			h.wake()
