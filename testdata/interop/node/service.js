@@ -397,6 +397,14 @@ async function method() {
   eq(result.status, 200, `invokeDeviceMethod status (result ${JSON.stringify(result)})`);
   eq(result.payload, { method: 'reboot', ok: true, echo: { delay: 5 } }, 'invokeDeviceMethod payload');
   log(`method ok reboot on ${methodDevice} status=200`);
+  // The device answering is connected to its edge: the hub shows it, as
+  // its edge reported it, on the device and on its twin.
+  const { responseBody: dev } = await registry.get(methodDevice);
+  eq(dev.connectionState, 'Connected', 'registry.get connectionState');
+  check(dev.lastActivityTime > '2000', `lastActivityTime ${dev.lastActivityTime}`);
+  const { responseBody: tw } = await registry.getTwin(methodDevice);
+  eq(tw.connectionState, 'Connected', 'getTwin connectionState');
+  log(`presence ok ${methodDevice} ${dev.connectionState} since ${dev.connectionStateUpdatedTime}`);
 }
 
 // SERVICE_KEEP_GOING=1 (diagnostics): a failed step is reported and the
