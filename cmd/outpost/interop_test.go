@@ -33,7 +33,7 @@ func TestInterop(t *testing.T) {
 			missing = append(missing, tool+" (not in PATH)")
 		}
 	}
-	for _, pkg := range []string{"azure-iot-device", "azure-iot-device-mqtt"} {
+	for _, pkg := range []string{"azure-iot-device", "azure-iot-device-mqtt", "azure-iothub"} {
 		if _, err := os.Stat(filepath.Join(modules, pkg, "package.json")); err != nil {
 			missing = append(missing, "npm package "+pkg+" (not in "+modules+")")
 		}
