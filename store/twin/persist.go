@@ -126,21 +126,26 @@ func loadRegs(txn *badger.Txn, id string, doc *crdt.Doc) error {
 		if len(k) < 1 {
 			return fmt.Errorf("malformed register key %q", it.Item().Key())
 		}
-		var r crdt.Reg
-		err := it.Item().Value(func(b []byte) (err error) {
-			r, err = decodeReg(b)
-			return err
-		})
-		if err != nil {
+		if err := it.Item().Value(func(b []byte) error { return mergeReg(doc, k, b) }); err != nil {
 			return fmt.Errorf("register %q: %w", k, err)
 		}
-		sec, p := crdt.Section(k[0]), crdt.ParsePath(string(k[1:]))
-		if !r.W.IsZero() {
-			doc.Merge(crdt.Field{Section: sec, Path: p, W: r.W})
-		}
-		if r.Clr != nil {
-			doc.Merge(crdt.Field{Section: sec, Path: p, IsClear: true, C: *r.Clr})
-		}
+	}
+	return nil
+}
+
+// mergeReg merges a stored register into doc: k is its key after the
+// twin's register prefix (section, path), b its value.
+func mergeReg(doc *crdt.Doc, k, b []byte) error {
+	r, err := decodeReg(b)
+	if err != nil {
+		return err
+	}
+	sec, p := crdt.Section(k[0]), crdt.ParsePath(string(k[1:]))
+	if !r.W.IsZero() {
+		doc.Merge(crdt.Field{Section: sec, Path: p, W: r.W})
+	}
+	if r.Clr != nil {
+		doc.Merge(crdt.Field{Section: sec, Path: p, IsClear: true, C: *r.Clr})
 	}
 	return nil
 }

@@ -153,3 +153,20 @@ func (f *FSM) connectedDevices() (int, error) {
 	})
 	return n, err
 }
+
+// presenceAll reads every presence record, for a pass over the fleet.
+func (f *FSM) presenceAll() map[string]Presence {
+	out := map[string]Presence{}
+	_ = f.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: presencePrefix, PrefetchValues: true})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			var r presenceRecord
+			if it.Item().Value(func(v []byte) error { return kv.Unmarshal(v, &r) }) == nil {
+				out[string(it.Item().Key()[len(presencePrefix):])] = Presence{Connected: r.Connected, Since: r.Since, Activity: r.Activity}
+			}
+		}
+		return nil
+	})
+	return out
+}

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/outpost-edge/outpost/store/identity"
+	"github.com/outpost-edge/outpost/store/twin"
 	"github.com/outpost-edge/outpost/sync/hub/query"
 )
 
@@ -79,24 +80,49 @@ func (h *Hub) Query(text string, page query.Page) (query.Result, string, error) 
 }
 
 // twinDocs yields the twin documents of devices (or modules) in id order,
-// after the key a continuation resumes from; a condition on deviceId
-// alone (deviceId = 'x', deviceId IN [...]) reads only those twins.
+// after the key a continuation resumes from. A condition on deviceId
+// alone (deviceId = 'x', deviceId IN [...]) reads only those twins; any
+// other reads the store in one pass (twin.Store.Scan).
 func (h *Hub) twinDocs(modules bool, after string, where *query.Condition) iter.Seq2[string, map[string]any] {
-	ids, _ := h.ids().List() // sorted by id
-	ids = slices.DeleteFunc(ids, func(i identity.Identity) bool { return (i.ModuleID != "") != modules })
 	if field, values, ok := where.Keys(); ok && field == "deviceId" {
-		want := make(map[string]bool, len(values))
-		for _, v := range values {
-			want[v] = true
-		}
-		ids = slices.DeleteFunc(ids, func(i identity.Identity) bool { return !want[i.DeviceID] })
+		return h.twinDocsOf(modules, after, values)
 	}
-	if after != "" {
-		i, _ := slices.BinarySearchFunc(ids, after, func(id identity.Identity, k string) int { return strings.Compare(id.ID(), k) })
-		for i < len(ids) && ids[i].ID() <= after {
-			i++
+	return func(yield func(string, map[string]any) bool) {
+		presence := h.fsm.presenceAll()
+		ids := h.ids()
+		var keep identity.Identity
+		_ = h.twins().Scan(after, func(id string) bool {
+			if strings.Contains(id, "/") != modules {
+				return false
+			}
+			var ok bool
+			keep, ok, _ = ids.Get(id)
+			return ok
+		}, func(v *twin.View) bool {
+			return yield(v.ID, h.twinDocWith(keep, v, presence[v.ID]))
+		})
+	}
+}
+
+// twinDocsOf yields the twins of the devices named (or their modules'),
+// in id order, after a continuation's key.
+func (h *Hub) twinDocsOf(modules bool, after string, devices []string) iter.Seq2[string, map[string]any] {
+	var ids []identity.Identity
+	if modules {
+		ids, _ = h.ids().List() // sorted by id
+		want := make(map[string]bool, len(devices))
+		for _, d := range devices {
+			want[d] = true
 		}
-		ids = ids[i:]
+		ids = slices.DeleteFunc(ids, func(i identity.Identity) bool {
+			return i.ModuleID == "" || !want[i.DeviceID] || i.ID() <= after
+		})
+	} else {
+		for _, d := range slices.Compact(slices.Sorted(slices.Values(devices))) {
+			if id, ok, _ := h.ids().Get(d); ok && id.ModuleID == "" && d > after {
+				ids = append(ids, id)
+			}
+		}
 	}
 	return func(yield func(string, map[string]any) bool) {
 		for _, id := range ids {

@@ -101,9 +101,13 @@ func parseIfMatch(h string) (int64, error) {
 // twinDoc is a twin as the service API shows it: the registry's fields
 // of its identity, its etag and version, tags and properties.
 func (h *Hub) twinDoc(id identity.Identity, v *twin.View) map[string]any {
+	return h.twinDocWith(id, v, h.presence(id.ID()))
+}
+
+// twinDocWith is twinDoc with the identity's presence read already.
+func (h *Hub) twinDocWith(id identity.Identity, v *twin.View, p Presence) map[string]any {
 	doc := v.ServiceDoc()
 	version := v.Version()
-	p := h.presence(id.ID())
 	doc["etag"] = twinETag(version)
 	doc["deviceEtag"] = identityETag(id)
 	doc["version"] = version
