@@ -22,6 +22,12 @@ func FuzzServiceAPI(f *testing.F) {
 		`{"modulesContent":{"$edgeAgent":{"properties.desired":{"modules":{"m":{}}}}}}`,
 		`{"methodName":"m","payload":{"x":1},"responseTimeoutInSeconds":1}`,
 		`{"deviceId":"x","parentScopes":["ms-azure-iot-edge://gw1-1"]}`, `{"deviceId":"dev9","generationId":"1 2"}`, `null`, `[]`, `{`,
+		`[{"id":"b1","importMode":"create"},{"id":"b1","importMode":"delete"},{"id":"b2","importMode":"updateIfMatchETag","eTag":"x"}]`,
+		`{"query":"SELECT tags.env, COUNT() AS n FROM devices WHERE IS_DEFINED(tags.env) GROUP BY tags.env"}`,
+		`{"query":"SELECT * FROM devices.jobs WHERE jobId = 'j9'"}`,
+		`{"id":"c9","targetCondition":"tags.env='prod'","priority":3,"content":{"modulesContent":{"$edgeHub":{"properties.desired.routes.r":"FROM /messages/* INTO $upstream"}}},"metrics":{"queries":{"m":"SELECT deviceId FROM devices"}}}`,
+		`{"jobId":"j9","type":"scheduleUpdateTwin","queryCondition":"deviceId IN ['dev9']","updateTwin":{"tags":{"a":1}},"startTime":null}`,
+		`{"jobId":"j9","type":"scheduleDeviceMethod","queryCondition":"*","cloudToDeviceMethod":{"methodName":"m","responseTimeoutInSeconds":1}}`,
 	} {
 		for i := range uint8(len(fuzzTargets)) {
 			f.Add(i, []byte(s))
@@ -47,7 +53,12 @@ func FuzzServiceAPI(f *testing.F) {
 			t.Fatalf("%s %s with %q: %d %s", tg[0], tg[1], body, rec.Code, rec.Body.Bytes())
 		}
 		if d, err := h.Identity("gw1"); err != nil || !d.Edge {
-			t.Fatalf("the edge gw1 changed: %+v %v", d, err)
+			if tg[1] != "/devices" { // a bulk request may delete or change it, as it asks
+				t.Fatalf("the edge gw1 changed: %+v %v", d, err)
+			}
+			if _, err := h.PutDevice(ctx, identity.JSON{DeviceID: "gw1", Capabilities: &identity.Capabilities{IoTEdge: true}}); err != nil {
+				t.Fatal(err)
+			}
 		}
 	})
 }
@@ -55,6 +66,7 @@ func FuzzServiceAPI(f *testing.F) {
 var fuzzTargets = [][2]string{
 	{"PUT", "/devices/dev9"}, {"PUT", "/devices/gw1/modules/m9"}, {"PATCH", "/twins/gw1"}, {"PUT", "/twins/gw1/modules/$edgeHub"},
 	{"POST", "/devices/gw1/applyConfigurationContent"}, {"POST", "/twins/gw1/methods"}, {"POST", "/devices/dev9/messages/deviceBound"},
+	{"POST", "/devices"}, {"POST", "/devices/query"}, {"PUT", "/configurations/c9"}, {"PUT", "/jobs/v2/j9"},
 }
 
 // FuzzMessages: whatever batch an edge sends (message ids reused, bodies
