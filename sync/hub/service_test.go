@@ -236,3 +236,22 @@ func TestErrorEnvelope(t *testing.T) {
 		t.Fatalf("ReadError: %+v", e)
 	}
 }
+
+// TestServiceEndpointsNeedOwner: the back-end endpoints (bulk, queries,
+// statistics, deployments, jobs) answer only the owner's token; an edge's
+// token, which opens the link, opens none of them.
+func TestServiceEndpointsNeedOwner(t *testing.T) {
+	f := newFixture(t)
+	for _, ep := range [][2]string{
+		{"POST", "/devices"}, {"GET", "/devices/"}, {"POST", "/devices/query"}, {"POST", "/devices/modules/query"},
+		{"GET", "/statistics/devices"}, {"GET", "/statistics/service"},
+		{"PUT", "/configurations/c1"}, {"GET", "/configurations"}, {"GET", "/configurations/c1"}, {"DELETE", "/configurations/c1"},
+		{"PUT", "/jobs/v2/j1"}, {"GET", "/jobs/v2/j1"}, {"POST", "/jobs/v2/j1/cancel"}, {"GET", "/jobs/v2/query"},
+	} {
+		for name, tok := range map[string]string{"none": "", "edge": f.edgeToken()} {
+			if code, body := f.do(t, ep[0], ep[1], tok, []byte(`{}`), nil); code != 401 {
+				t.Errorf("%s %s with %s token: %d %s, want 401", ep[0], ep[1], name, code, body)
+			}
+		}
+	}
+}
