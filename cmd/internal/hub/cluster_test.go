@@ -110,9 +110,9 @@ func call(t *testing.T, key []byte, method, url string, body any) (int, []byte) 
 	return request(t, key, method, url, "application/json", b)
 }
 
-// request makes an owner request; a transport error is status 0 with the
-// error as the body.
-func request(t *testing.T, key []byte, method, url, contentType string, body []byte) (int, []byte) {
+// request makes an owner request, with more headers as name, value
+// pairs; a transport error is status 0 with the error as the body.
+func request(t *testing.T, key []byte, method, url, contentType string, body []byte, hdr ...string) (int, []byte) {
 	t.Helper()
 	req, err := http.NewRequest(method, url, bytes.NewReader(body))
 	if err != nil {
@@ -120,6 +120,9 @@ func request(t *testing.T, key []byte, method, url, contentType string, body []b
 	}
 	req.Header.Set("Authorization", sas.NewToken(clusterHost, key, "owner", time.Now().Add(time.Hour)))
 	req.Header.Set("Content-Type", contentType)
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return 0, []byte(err.Error())
