@@ -22,8 +22,15 @@ func TestClusterFleetAPI(t *testing.T) {
 		}
 	}
 	for i, d := range []string{"e1", "e2"} {
-		code, body := call(t, key, "PUT", url(i)+"/devices/"+d, map[string]any{"deviceId": d, "capabilities": map[string]bool{"iotEdge": true}})
-		must(code, body, "create "+d)
+		// Right after the election a node may answer 503 (retry) until the
+		// leader has published its address.
+		eventually(t, "create "+d, func() error {
+			code, body := call(t, key, "PUT", url(i)+"/devices/"+d, map[string]any{"deviceId": d, "capabilities": map[string]bool{"iotEdge": true}})
+			if code != 200 {
+				return fmt.Errorf("%d %s", code, body)
+			}
+			return nil
+		})
 	}
 	code, body := call(t, key, "PATCH", url(1)+"/twins/e1", map[string]any{"tags": map[string]string{"env": "prod"}})
 	must(code, body, "tag e1")
