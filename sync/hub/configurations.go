@@ -337,7 +337,7 @@ func (h *Hub) Configuration(id string) (Configuration, error) {
 	if !ok {
 		return Configuration{}, fmt.Errorf("%w: no deployment %q", ErrNotFound, id)
 	}
-	return h.configurationJSON(r, h.edgeDocs()), nil
+	return h.configurationJSON(r, h.edgeDocs(nil)), nil
 }
 
 // Configurations lists the deployments with their metrics.
@@ -346,7 +346,7 @@ func (h *Hub) Configurations() ([]Configuration, error) {
 	if err != nil {
 		return nil, err
 	}
-	docs := h.edgeDocs()
+	docs := h.edgeDocs(nil)
 	out := make([]Configuration, 0, len(rs))
 	for _, r := range rs {
 		out = append(out, h.configurationJSON(r, docs))
@@ -367,11 +367,23 @@ type edgeDoc struct {
 	applied []string
 }
 
-// edgeDocs reads every edge device's twin and applied deployments, by id.
-func (h *Hub) edgeDocs() []edgeDoc {
+// edgeDocs reads every edge device's twin and applied deployments (or,
+// only not nil, those of the edges it names), by id.
+func (h *Hub) edgeDocs(only map[string]bool) []edgeDoc {
 	var out []edgeDoc
-	for _, id := range h.Devices() {
-		if !id.Edge {
+	var ids []identity.Identity
+	if only == nil {
+		ids = h.Devices()
+	} else {
+		for d := range only {
+			if id, ok, _ := h.ids().Get(d); ok {
+				ids = append(ids, id)
+			}
+		}
+		slices.SortFunc(ids, func(a, b identity.Identity) int { return strings.Compare(a.DeviceID, b.DeviceID) })
+	}
+	for _, id := range ids {
+		if !id.Edge || id.ModuleID != "" {
 			continue
 		}
 		v, err := h.twins().Get(id.ID())
@@ -572,9 +584,10 @@ func setPath(doc map[string]any, path []string, v any) {
 	doc[path[len(path)-1]] = v
 }
 
-// deployAll applies the deployments to every edge whose result differs
-// from what it last got; only the leader proposes.
-func (h *Hub) deployAll(ctx context.Context) {
+// deployAll applies the deployments to every edge (or, only not nil, to
+// those it names) whose result differs from what it last got; only the
+// leader proposes.
+func (h *Hub) deployAll(ctx context.Context, only map[string]bool) {
 	if !h.leads() {
 		return
 	}
@@ -588,7 +601,7 @@ func (h *Hub) deployAll(ctx context.Context) {
 			return // nothing deployed at scale, nothing to deploy
 		}
 	}
-	for _, e := range h.edgeDocs() {
+	for _, e := range h.edgeDocs(only) {
 		d, err := deploymentFor(e.doc, configs)
 		if err != nil {
 			h.log.Error("deployment of an edge", "edge", e.id, "err", err)
@@ -637,6 +650,15 @@ func (h *Hub) deployer() {
 			return
 		case <-h.deployKick:
 		case <-t.C:
+			h.kickDeploy(true)
+		}
+		dirty, all := h.takeDirty()
+		if !all {
+			if len(dirty) == 0 {
+				continue
+			}
+		} else {
+			dirty = nil
 		}
 		ctx, cancel := context.WithCancel(context.Background())
 		go func() {
@@ -646,7 +668,7 @@ func (h *Hub) deployer() {
 			case <-ctx.Done():
 			}
 		}()
-		h.deployAll(ctx)
+		h.deployAll(ctx, dirty)
 		cancel()
 		// Coalesce the kicks of a burst of writes.
 		select {
@@ -657,12 +679,80 @@ func (h *Hub) deployer() {
 	}
 }
 
-// kickDeploy asks the deployer for a pass (without blocking).
-func (h *Hub) kickDeploy() {
+// kickDeployFor asks the deployer for a pass over the edges a command
+// may have changed the targeting of (without blocking): every edge after
+// a change of the deployments, else the edge devices whose identity or own
+// twin it wrote (a module's or a leaf's twin targets nothing).
+func (h *Hub) kickDeployFor(cmd any) {
+	ids, all := deployTargets(cmd)
+	if all {
+		h.kickDeploy(true)
+		return
+	}
+	h.deployMu.Lock()
+	n := len(h.deployDirty)
+	for _, id := range ids {
+		h.deployDirty[id] = true
+	}
+	more := len(h.deployDirty) > n
+	h.deployMu.Unlock()
+	if more {
+		h.kickDeploy(false)
+	}
+}
+
+// deployTargets names the devices (not modules) whose targeting a command
+// may have changed, or all for a change of the deployments themselves.
+func deployTargets(cmd any) (devices []string, all bool) {
+	var ids []string
+	switch c := cmd.(type) {
+	case putConfiguration, deleteConfiguration:
+		return nil, true
+	case putIdentities:
+		for _, id := range c.IDs {
+			ids = append(ids, id.ID())
+		}
+	case deleteIdentities:
+		ids = c.IDs
+	case writeTwin:
+		ids = []string{c.ID}
+	case mergeTwins:
+		for _, t := range c.Batch.Twins {
+			ids = append(ids, t.ID)
+		}
+	case applyConfiguration:
+		if !c.AtScale {
+			ids = []string{c.Device} // a device deployment: the deployer puts back what targets it
+		}
+	}
+	for _, id := range ids {
+		if !strings.Contains(id, "/") {
+			devices = append(devices, id)
+		}
+	}
+	return devices, false
+}
+
+// kickDeploy asks the deployer for a pass (all: over every edge).
+func (h *Hub) kickDeploy(all bool) {
+	if all {
+		h.deployMu.Lock()
+		h.deployAllNext = true
+		h.deployMu.Unlock()
+	}
 	select {
 	case h.deployKick <- struct{}{}:
 	default:
 	}
+}
+
+// takeDirty returns the edges to re-evaluate (nil and true: all).
+func (h *Hub) takeDirty() (map[string]bool, bool) {
+	h.deployMu.Lock()
+	defer h.deployMu.Unlock()
+	dirty, all := h.deployDirty, h.deployAllNext
+	h.deployDirty, h.deployAllNext = map[string]bool{}, false
+	return dirty, all
 }
 
 // putConfigurationAPI is PUT /configurations/{id}.

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/outpost-edge/outpost/store/identity"
+	"github.com/outpost-edge/outpost/store/twin"
 )
 
 const baseContent = `{"modulesContent":{
@@ -183,5 +184,36 @@ func TestConfigurationUpdates(t *testing.T) {
 	}
 	if code, _ := f.do(t, "GET", "/configurations/d1", ownerToken(), nil, nil); code != 404 {
 		t.Fatalf("GET after delete: %d", code)
+	}
+}
+
+// TestDeployerReadsOnlyWhatChanged: a write to a module's twin asks the
+// deployer for nothing, one to a device's twin or identity for that
+// device alone (edgeDocs then reads only the edges among them), a change
+// of the deployments for every edge.
+func TestDeployerReadsOnlyWhatChanged(t *testing.T) {
+	for _, c := range []struct {
+		cmd  any
+		want []string
+		all  bool
+	}{
+		{writeTwin{ID: "e1/$edgeAgent", Desired: []byte(`{"x":1}`)}, nil, false},
+		{writeTwin{ID: "e2", Tags: []byte(`{"env":"dev"}`)}, []string{"e2"}, false},
+		{mergeTwins{Batch: twin.Batch{Twins: []twin.TwinDelta{{ID: "e1"}, {ID: "dev1"}, {ID: "e3/m"}}}}, []string{"e1", "dev1"}, false},
+		{putIdentities{IDs: []identity.Identity{{DeviceID: "e4"}, {DeviceID: "e4", ModuleID: "$edgeHub"}}}, []string{"e4"}, false},
+		{applyConfiguration{Device: "e1", AtScale: true}, nil, false},
+		{applyConfiguration{Device: "e1"}, []string{"e1"}, false},
+		{appendEvents{Edge: "e1"}, nil, false},
+		{putConfiguration{}, nil, true},
+		{deleteConfiguration{ID: "c"}, nil, true},
+	} {
+		got, all := deployTargets(c.cmd)
+		if !slices.Equal(got, c.want) || all != c.all {
+			t.Errorf("%T: %v %v, want %v %v", c.cmd, got, all, c.want, c.all)
+		}
+	}
+	f := configFixture(t)
+	if docs := f.h.edgeDocs(map[string]bool{"e2": true, "dev1": true, "nope": true}); len(docs) != 1 || docs[0].id != "e2" {
+		t.Fatalf("edgeDocs = %v, want e2 alone", docs)
 	}
 }

@@ -52,6 +52,9 @@ type FSM struct {
 	onRestore   func()        // after RestoreFrom: the hub wakes its pulls
 	// onImage: an image record came or went (imagefsm.go); the hub's files follow.
 	onImage func(digest string, deleted bool)
+	// onApplied: a command was applied, on every node (the hub's deployer
+	// hears what may change which deployments target which edges).
+	onApplied func(cmd any)
 }
 
 // FSMOptions configure an FSM.
@@ -156,7 +159,11 @@ func (f *FSM) Apply(entry []byte) (any, error) {
 	f.at.Store(at)
 	f.applying.Store(true)
 	defer f.applying.Store(false)
-	return f.applyCommand(context.Background(), cmd)
+	res, err := f.applyCommand(context.Background(), cmd)
+	if err == nil && f.onApplied != nil {
+		f.onApplied(cmd)
+	}
+	return res, err
 }
 
 func (f *FSM) applyCommand(ctx context.Context, cmd any) (any, error) {

@@ -135,10 +135,14 @@ type Hub struct {
 	closed    atomic.Bool
 	done      chan struct{} // closed by Stop: ends the retention sweeper
 	sweeper   sync.WaitGroup
-	// deployKick asks the deployer for a pass (configurations.go).
-	deployKick chan struct{}
-	metrics    *metrics // the FSM's
-	runs       *jobRuns // the jobs this node runs (jobrun.go)
+	// deployKick asks the deployer for a pass (configurations.go) over
+	// the edges in deployDirty, or all of them after deployAllNext.
+	deployKick    chan struct{}
+	deployMu      sync.Mutex
+	deployDirty   map[string]bool
+	deployAllNext bool
+	metrics       *metrics // the FSM's
+	runs          *jobRuns // the jobs this node runs (jobrun.go)
 }
 
 type metrics struct {
@@ -191,7 +195,7 @@ func Open(ctx context.Context, dir string, opts Options) (*Hub, error) {
 	if opts.ImageDir == "" && !opts.InMemory {
 		opts.ImageDir = filepath.Join(dir, "images")
 	}
-	h := &Hub{opts: opts, log: opts.Logger, wakeCh: make(chan struct{}), done: make(chan struct{}), metrics: &metrics{}, imageKick: make(chan struct{}, 1), deployKick: make(chan struct{}, 1)}
+	h := &Hub{opts: opts, log: opts.Logger, wakeCh: make(chan struct{}), done: make(chan struct{}), metrics: &metrics{}, imageKick: make(chan struct{}, 1), deployKick: make(chan struct{}, 1), deployDirty: map[string]bool{}}
 	h.linkSlots.max = opts.MaxLinkRequests
 	h.runs = newJobRuns()
 	h.edges = newEdges(h)
@@ -231,6 +235,7 @@ func Open(ctx context.Context, dir string, opts Options) (*Hub, error) {
 		return fail(err)
 	}
 	h.fsm.onImage = h.imageChanged
+	h.fsm.onApplied = h.kickDeployFor
 	if err := h.adoptImages(); err != nil {
 		return fail(err)
 	}
@@ -282,6 +287,7 @@ func (h *Hub) FSM() *FSM { return h.fsm }
 // into the FSM.
 func (h *Hub) restored() {
 	h.wake()
+	h.kickDeploy(true) // a whole new state: every edge's deployment again
 	if h.opts.Clustered {
 		h.kickImageSync()
 	}

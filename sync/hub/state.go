@@ -117,15 +117,5 @@ func (h *Hub) applyResult(ctx context.Context, cmd any) (any, error) {
 			h.wake()
 		}
 	}
-	switch c := cmd.(type) {
-	case putIdentities, deleteIdentities, writeTwin, mergeTwins, putConfiguration, deleteConfiguration:
-		if err == nil {
-			h.kickDeploy() // what the deployments target may have changed
-		}
-	case applyConfiguration:
-		if err == nil && !c.AtScale {
-			h.kickDeploy()
-		}
-	}
 	return res, err
 }
