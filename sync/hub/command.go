@@ -37,6 +37,7 @@ const (
 	cmdSetOwner
 	cmdPutImage
 	cmdDeleteImage
+	cmdSetRouteCursors
 )
 
 // ErrCommand: an entry this hub cannot apply (malformed, an unknown type,
@@ -75,6 +76,7 @@ var commandSpecs = map[uint64]commandSpec{
 	cmdSetOwner:           {"setOwner", 1, decodeAs[setOwner]},
 	cmdPutImage:           {"putImage", 1, decodeAs[putImage]},
 	cmdDeleteImage:        {"deleteImage", 1, decodeAs[deleteImage]},
+	cmdSetRouteCursors:    {"setRouteCursors", 1, decodeAs[setRouteCursors]},
 }
 
 func commandType(cmd any) (uint64, error) {
@@ -111,6 +113,8 @@ func commandType(cmd any) (uint64, error) {
 		return cmdPutImage, nil
 	case deleteImage:
 		return cmdDeleteImage, nil
+	case setRouteCursors:
+		return cmdSetRouteCursors, nil
 	}
 	return 0, fmt.Errorf("%w: %T is not a command of the hub's state machine", ErrCommand, cmd)
 }

@@ -193,6 +193,8 @@ func (f *FSM) applyCommand(ctx context.Context, cmd any) (any, error) {
 		return nil, f.putImageLocked(ctx, c)
 	case deleteImage:
 		return nil, f.deleteImageLocked(ctx, c)
+	case setRouteCursors:
+		return nil, f.setRouteCursorsLocked(ctx, c)
 	}
 	return nil, fmt.Errorf("%w: hub state machine: no apply for command %T", ErrCommand, cmd)
 }

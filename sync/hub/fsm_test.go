@@ -63,6 +63,7 @@ func sampleCommands() []any {
 		setOwner{Key: []byte("owner-key")},
 		putImage{Digest: "sha256:" + strings.Repeat("ab", 32), Size: 7, Created: 1700000000000},
 		deleteImage{Digest: "sha256:" + strings.Repeat("ab", 32)},
+		setRouteCursors{Cursors: map[string]uint64{"js": 7, "hook": 3}},
 	}
 }
 
@@ -246,6 +247,7 @@ func runScenario(t *testing.T, h *Hub) {
 	if len(push.C2D) != 1 || string(push.C2D[0].Body) != "again" {
 		t.Fatalf("second pull: %+v, want the second message only", push.C2D)
 	}
+	must(h.SetRouteCursors(ctx, map[string]uint64{"js": 4, "hook": 1}))
 	must(h.DeleteDevice(ctx, "other"))
 	_, err = h.applyResult(ctx, expireEvents{Before: h.opts.Now().Add(-time.Hour).UnixMilli(), Max: 10})
 	must(err)

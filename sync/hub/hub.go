@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"os"
@@ -132,6 +133,9 @@ type Hub struct {
 	done      chan struct{} // closed by Stop: ends the retention sweeper
 	sweeper   sync.WaitGroup
 	metrics   *metrics // the FSM's
+	// extraMetrics are appended to /metrics (AddMetrics: message routing).
+	extraMu      sync.Mutex
+	extraMetrics []func(w io.Writer)
 }
 
 type metrics struct {

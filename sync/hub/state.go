@@ -110,7 +110,7 @@ func (h *Hub) applyResult(ctx context.Context, cmd any) (any, error) {
 		h.mu.Unlock()
 	}
 	switch cmd.(type) {
-	case appendEvents, expireEvents, expireC2D, ackPull, gcTwins: // nothing an edge pulls
+	case appendEvents, expireEvents, expireC2D, ackPull, gcTwins, setRouteCursors: // nothing an edge pulls
 	default:
 		if err == nil {
 			h.wake()
