@@ -34,10 +34,18 @@ type testHub struct {
 	h       *hub.Hub
 	edgeSeq uint64 // the edge queue's last seq, across reopenings
 	devices []string
+	// retention of the events (hub.Options.Retention)
+	retention time.Duration
 }
 
 func openTestHub(t testing.TB, devices ...string) *testHub {
-	th := &testHub{t: t, dir: t.TempDir(), devices: devices}
+	return openTestHubWith(t, -1, devices...)
+}
+
+// openTestHubWith opens a test hub whose events stay for retention
+// (negative: forever).
+func openTestHubWith(t testing.TB, retention time.Duration, devices ...string) *testHub {
+	th := &testHub{t: t, dir: t.TempDir(), devices: devices, retention: retention}
 	th.open()
 	ctx := context.Background()
 	gw, err := th.h.PutDevice(ctx, identity.JSON{DeviceID: "gw1", Capabilities: &identity.Capabilities{IoTEdge: true}})
@@ -55,7 +63,7 @@ func openTestHub(t testing.TB, devices ...string) *testHub {
 
 func (th *testHub) open() {
 	h, err := hub.Open(context.Background(), filepath.Join(th.dir, "store"), hub.Options{HostName: "hub.test", OwnerKey: ownerKey,
-		Incarnation: "inc1", DiskDir: th.dir, Retention: -1})
+		Incarnation: "inc1", DiskDir: th.dir, Retention: th.retention})
 	if err != nil {
 		th.t.Fatal(err)
 	}
@@ -112,6 +120,12 @@ func (th *testHub) metrics() string {
 // and waits.
 func runRouter(t testing.TB, th *testHub, text string, dial DialOptions) (r *Router, stop func()) {
 	t.Helper()
+	return runRouterOn(t, th, th.h, text, dial)
+}
+
+// runRouterOn is runRouter reading and committing through log.
+func runRouterOn(t testing.TB, th *testHub, log Log, text string, dial DialOptions) (r *Router, stop func()) {
+	t.Helper()
 	cfg, routes, err := ParseConfig("routes.toml", []byte(text))
 	if err != nil {
 		t.Fatal(err)
@@ -122,7 +136,7 @@ func runRouter(t testing.TB, th *testHub, text string, dial DialOptions) (r *Rou
 			t.Fatal(err)
 		}
 	}
-	r, err = New(Options{Log: th.h, Endpoints: eps, Routes: routes, MaxBackoff: time.Second, Poll: 200 * time.Millisecond})
+	r, err = New(Options{Log: log, Endpoints: eps, Routes: routes, MaxBackoff: time.Second, Poll: 200 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
