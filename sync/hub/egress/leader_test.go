@@ -1,9 +1,11 @@
 package egress
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -128,4 +130,61 @@ func TestExpiredEventsSkipped(t *testing.T) {
 	if m := th.metrics(); !strings.Contains(m, `outpost_hub_route_skipped_total{endpoint="hook"} 30`) {
 		t.Fatalf("/metrics does not count 30 skipped events:\n%s", m)
 	}
+}
+
+// TestWebhookRedirectNotFollowed: a webhook that redirects has not taken
+// the events, and the configured headers (credentials) never reach the
+// redirect's target; the failure is logged without them.
+func TestWebhookRedirectNotFollowed(t *testing.T) {
+	var elsewhere atomic.Int64
+	target := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { elsewhere.Add(1) }))
+	defer target.Close()
+	redirect := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, target.URL+"/steal", http.StatusTemporaryRedirect)
+	}))
+	defer redirect.Close()
+	th := openTestHub(t, "dev1")
+	var logs syncBuf
+	cfg, routes, err := ParseConfig("routes.toml", []byte(fmt.Sprintf(
+		"[[endpoint]]\nname = \"hook\"\ntype = \"webhook\"\nurl = %q\nheaders = { Authorization = \"Bearer s3cret\" }\n[[route]]\nname = \"r\"\nquery = \"FROM /* INTO hook\"\n", redirect.URL)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ep, err := Dial(cfg.Endpoints[0], DialOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := New(Options{Log: th.h, Logger: slog.New(slog.NewTextHandler(&logs, nil)), Endpoints: map[string]Endpoint{"hook": ep}, Routes: routes})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() { _ = r.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done; _ = r.Close() }()
+	th.appendEvents(3, func(int) int { return 0 })
+	waitFor(t, 10*time.Second, "a failed delivery logged", func() bool { return strings.Contains(logs.String(), "307") })
+	if r.cursorOf("hook") != 0 || elsewhere.Load() != 0 {
+		t.Fatalf("cursor %d, %d requests at the redirect's target", r.cursorOf("hook"), elsewhere.Load())
+	}
+	if strings.Contains(logs.String(), "s3cret") {
+		t.Fatalf("the log holds the endpoint's header: %s", logs.String())
+	}
+}
+
+type syncBuf struct {
+	mu  sync.Mutex
+	buf strings.Builder
+}
+
+func (b *syncBuf) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuf) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
