@@ -170,9 +170,15 @@ func (r *Router) runLane(ctx context.Context, l *lane) {
 func (r *Router) lead(ctx context.Context, l *lane) {
 	l.lastCommit = time.Now()
 	defer r.commit(context.WithoutCancel(ctx), l, true)
+	woke := false
 	for ctx.Err() == nil && r.opts.Log.Leads() {
 		wake := r.opts.Log.EventsAppended()
 		n, err := r.step(ctx, l)
+		if n == 0 && err == nil && woke {
+			// Woken for nothing: a stopped hub's channel stays closed.
+			sleep(ctx, r.opts.Poll/10)
+		}
+		woke = false
 		if err != nil {
 			if ctx.Err() == nil && !errors.Is(err, errNotLeader) {
 				r.log.Error("route endpoint: read the event log", "endpoint", l.name, "err", err)
@@ -197,6 +203,7 @@ func (r *Router) lead(ctx context.Context, l *lane) {
 		select {
 		case <-ctx.Done():
 		case <-wake:
+			woke = true
 		case <-time.After(wait):
 		}
 	}
