@@ -100,9 +100,14 @@ func (c *hubClient) connect(url string) {
 		c.t.Fatal(err)
 	}
 	c.host, c.owner = cs.HostName, cs.SharedAccessKey
-	if c.gwKey != nil {
-		return
+	if c.gwKey == nil {
+		c.register()
 	}
+}
+
+// register makes the edge gw1.
+func (c *hubClient) register() {
+	c.t.Helper()
 	code, body := c.do("PUT", "/devices/gw1", c.ownerToken(), "application/json", []byte(`{"deviceId":"gw1","capabilities":{"iotEdge":true}}`))
 	var dev struct {
 		Authentication struct{ SymmetricKey struct{ PrimaryKey []byte } }
@@ -312,5 +317,122 @@ func TestRoutesFileRefused(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestRoutesOnClusterLeaderOnly: on a cluster of three nodes with the same
+// routes file only the leader delivers (each event reaches the webhook
+// once), the cursor it commits is replicated (a follower's /metrics shows
+// it), and when the leader stops the new one resumes from that cursor.
+func TestRoutesOnClusterLeaderOnly(t *testing.T) {
+	hook := &webhook{held: make(chan struct{}, 1)}
+	var mu sync.Mutex
+	copies := map[uint64]int{}
+	hook.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var evs []struct{ Seq uint64 }
+		body, _ := io.ReadAll(r.Body)
+		if json.Unmarshal(body, &evs) != nil {
+			http.Error(w, "bad", 400)
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		for _, e := range evs {
+			copies[e.Seq]++
+		}
+	}))
+	defer hook.srv.Close()
+	routes := writeRoutes(t, t.TempDir(), fmt.Sprintf("[[endpoint]]\nname = \"hook\"\ntype = \"webhook\"\nurl = \"%s/in\"\n[[route]]\nname = \"r\"\nquery = \"FROM /messages/* INTO hook\"\n", hook.srv.URL), 0o600)
+	root := t.TempDir()
+	start := func(id, join string, key []byte) *testNode {
+		cfg := nodeConfig(filepath.Join(root, id), id, join, key)
+		cfg.Routes = routes
+		return startNodeWith(t, cfg)
+	}
+	n1 := start("n1", "", nil)
+	key := ownerKeyOf(t, n1.dir)
+	nodes := []*testNode{n1, start("n2", n1.ready.URL, key), start("n3", n1.ready.URL, key)}
+	waitVoters(t, key, n1.ready.URL, 3)
+	c := &hubClient{t: t, url: n1.ready.URL, host: clusterHost, owner: key}
+	eventually(t, "gw1 registered", func() error {
+		if code, body := c.do("PUT", "/devices/gw1", c.ownerToken(), "application/json", []byte(`{"deviceId":"gw1","capabilities":{"iotEdge":true}}`)); code != 200 {
+			return fmt.Errorf("%d %s", code, body)
+		}
+		return nil
+	})
+	c.register()
+	c.send(50)
+	seen := func(n uint64) func() error {
+		return func() error {
+			mu.Lock()
+			defer mu.Unlock()
+			for s := uint64(1); s <= n; s++ {
+				if copies[s] == 0 {
+					return fmt.Errorf("event %d not delivered", s)
+				}
+			}
+			return nil
+		}
+	}
+	eventually(t, "50 events at the webhook", seen(50))
+	var leader *testNode
+	for _, n := range nodes {
+		eventually(t, "the cursor committed on "+n.id, func() error {
+			_, m := request(t, key, "GET", n.ready.URL+"/metrics", "", nil)
+			if !strings.Contains(string(m), `outpost_hub_route_cursor{endpoint="hook"} 50`) {
+				return fmt.Errorf("no cursor 50 in /metrics")
+			}
+			return nil
+		})
+		ms, err := members(t, key, n.ready.URL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range ms {
+			if m.Leader && m.ID == n.id {
+				leader = n
+			}
+		}
+	}
+	if leader == nil {
+		t.Fatal("no leader")
+	}
+	leader.stop()
+	var rest *testNode
+	for _, n := range nodes {
+		if n != leader {
+			rest = n
+		}
+	}
+	c.url = rest.ready.URL
+	eventually(t, "events sent after the leader stopped", func() error {
+		f := protocol.Messages{Instance: "edge:gw1.a", Queue: "$upstream/pdefault"}
+		for i := uint64(51); i <= 100; i++ {
+			f.Msgs = append(f.Msgs, protocol.Message{Seq: i, Source: "devices/gw1", Body: []byte("x")})
+		}
+		body, enc, _ := protocol.Encode(f)
+		req, _ := http.NewRequest("POST", c.url+protocol.PathMessages, bytes.NewReader(body))
+		req.Header.Set("Authorization", sas.NewToken(c.host+"/devices/gw1", c.gwKey, "", time.Now().Add(time.Hour)))
+		req.Header.Set("Content-Type", protocol.ContentType)
+		if enc != "" {
+			req.Header.Set("Content-Encoding", enc)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			return fmt.Errorf("POST messages: %s", resp.Status)
+		}
+		return nil
+	})
+	eventually(t, "100 events at the webhook", seen(100))
+	mu.Lock()
+	defer mu.Unlock()
+	for s, n := range copies {
+		if n != 1 {
+			t.Errorf("event %d delivered %d times: only the leader delivers, and the next one from the replicated cursor", s, n)
+		}
 	}
 }
