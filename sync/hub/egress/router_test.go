@@ -357,3 +357,31 @@ func TestWebhookUntrusted(t *testing.T) {
 		t.Fatalf("cursor %d, %d requests served: an untrusted endpoint took events", r.cursorOf("hook"), hits.Load())
 	}
 }
+
+// TestNATSWithoutStreamSaysSo: publishing to a subject no JetStream
+// stream captures fails with an error that says so and what to do; once a
+// stream captures it, the same batch is delivered.
+func TestNATSWithoutStreamSaysSo(t *testing.T) {
+	ns := startNATS(t)
+	ep, err := Dial(EndpointConfig{Name: "js", Type: TypeNATS, URL: ns.URL, Subject: "outpost.events"}, DialOptions{HubID: "inc1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ep.Close()
+	batch := []Event{{Seq: 1, DeviceID: "dev1", JSON: []byte(`{"seq":1,"deviceId":"dev1"}`)}}
+	var derr error
+	waitFor(t, 20*time.Second, "a refused publish", func() bool {
+		derr = ep.Deliver(t.Context(), batch)
+		return derr != nil && !strings.Contains(derr.Error(), "not connected")
+	})
+	for _, want := range []string{"no JetStream stream", `captures subject "outpost.events"`, "nats stream add"} {
+		if !strings.Contains(derr.Error(), want) {
+			t.Errorf("error %q lacks %q", derr, want)
+		}
+	}
+	st := ns.stream("outpost.events")
+	if err := ep.Deliver(t.Context(), batch); err != nil {
+		t.Fatalf("with a stream: %v", err)
+	}
+	streamContents(t, st).check(t, "JetStream", 1)
+}
