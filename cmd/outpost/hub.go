@@ -19,7 +19,7 @@ var hubCfg struct {
 var hubCmd = cli.Command{
 	Name:    "hub",
 	Summary: "run the cloud side: registry, twins, deployments, event log, C2D, methods, REST API and the edge link",
-	Usage:   "--data DIR --listen ADDR [--hostname H] [--tls-cert F --tls-key F] [--owner-key-file F] [--node-id ID --raft ADDR [--raft-advertise ADDR] [--join URL]] | --config FILE | members | leave NODE-ID",
+	Usage:   "--data DIR --listen ADDR [--hostname H] [--tls-cert F --tls-key F] [--owner-key-file F] [--routes FILE] [--node-id ID --raft ADDR [--raft-advertise ADDR] [--join URL]] | --config FILE | members | leave NODE-ID",
 	Config:  true,
 	Secrets: []cli.Secret{{Flag: "owner-key", Env: "OUTPOST_HUB_OWNER_KEY"}},
 	Flags: func(fs *flag.FlagSet) {
@@ -34,6 +34,7 @@ var hubCmd = cli.Command{
 		fs.DurationVar(&c.Retention, "retention", 7*24*time.Hour, "how long device-to-cloud events stay in the log (and the digests that recognise retransmitted batches); negative keeps them forever")
 		fs.IntVar(&c.MaxLinkRequests, "max-link-requests", hub.DefaultMaxLinkRequests, "link requests one edge may have in flight; more are answered 429 with Retry-After")
 		fs.DurationVar(&c.RequestTimeout, "request-timeout", hub.DefaultRequestTimeout, "time to read a REST request and write its answer; long polls, image transfers, method calls and the link are exempt once authenticated")
+		fs.StringVar(&c.Routes, "routes", "", "message routing: a TOML file of endpoints (type nats: JetStream subject; kafka: brokers and topic; webhook: https URL, ca, headers) and routes (query = \"FROM /messages/* [WHERE <condition>] INTO <endpoint>\", conditions as in edge routes); each endpoint gets every event its routes select at least once, in hub order, with its seq (Nats-Msg-Id <hub>-<seq> and Outpost-Seq headers, Kafka header outpost-seq keyed by device, JSON arrays to webhooks); the file may hold secrets and must be chmod 600 (docs/operations.md, Routing events to NATS, Kafka and webhooks)")
 		fs.StringVar(&hubCfg.logLevel, "log-level", "info", "debug, info, warn or error")
 		fs.StringVar(&c.NodeID, "node-id", "", "cluster: this node's id (e.g. n1); with --raft, runs the hub as a node of a raft cluster (docs/operations.md)")
 		fs.StringVar(&c.Raft, "raft", "", "cluster: address of this node's raft transport (mutual TLS), e.g. 10.0.0.1:7000")

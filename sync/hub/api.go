@@ -511,6 +511,11 @@ func (h *Hub) writeMetrics(w http.ResponseWriter, _ *http.Request) error {
 	fmt.Fprintf(&sb, "# HELP outpost_disk_reserve_bytes Free space below which events and images are refused (507).\n# TYPE outpost_disk_reserve_bytes gauge\noutpost_disk_reserve_bytes %d\n", d.Reserve)
 	fmt.Fprintf(&sb, "# HELP outpost_disk_ballast_bytes Bytes the ballast file holds (0: released).\n# TYPE outpost_disk_ballast_bytes gauge\noutpost_disk_ballast_bytes %d\n", d.Ballast)
 	fmt.Fprintf(&sb, "# HELP outpost_hub_event_log_last_seq Sequence number of the newest event.\n# TYPE outpost_hub_event_log_last_seq gauge\noutpost_hub_event_log_last_seq %d\n", h.LastSeq())
+	h.extraMu.Lock()
+	for _, write := range h.extraMetrics {
+		write(&sb)
+	}
+	h.extraMu.Unlock()
 	w.Header().Set("Content-Type", "text/plain; version=0.0.4")
 	_, err := io.WriteString(w, sb.String())
 	return err

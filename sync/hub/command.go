@@ -44,6 +44,7 @@ const (
 	cmdJobProgress
 	cmdCancelJob
 	cmdExpireJobs
+	cmdSetRouteCursors
 )
 
 // ErrCommand: an entry this hub cannot apply (malformed, an unknown type,
@@ -89,6 +90,7 @@ var commandSpecs = map[uint64]commandSpec{
 	cmdJobProgress:         {"jobProgress", 1, decodeAs[jobProgress]},
 	cmdCancelJob:           {"cancelJob", 1, decodeAs[cancelJob]},
 	cmdExpireJobs:          {"expireJobs", 1, decodeAs[expireJobs]},
+	cmdSetRouteCursors:     {"setRouteCursors", 1, decodeAs[setRouteCursors]},
 }
 
 func commandType(cmd any) (uint64, error) {
@@ -139,6 +141,8 @@ func commandType(cmd any) (uint64, error) {
 		return cmdCancelJob, nil
 	case expireJobs:
 		return cmdExpireJobs, nil
+	case setRouteCursors:
+		return cmdSetRouteCursors, nil
 	}
 	return 0, fmt.Errorf("%w: %T is not a command of the hub's state machine", ErrCommand, cmd)
 }

@@ -404,8 +404,16 @@ func dumpKV(t *testing.T, db *kv.DB) map[string][]byte {
 	return out
 }
 
-// extraCommand is the sweep of expired cloud-to-device messages.
+// extraCommand is a commit of message routing cursors, the sweep of
+// expired cloud-to-device messages or a job command.
 func extraCommand(rt *rapid.T, m *detModel) any {
+	if rapid.IntRange(0, 3).Draw(rt, "extra cursors") == 0 {
+		cursors := map[string]uint64{}
+		for _, e := range subsetOf(rt, []string{"js", "k", "hook"}, "endpoints") {
+			cursors[e] = rapid.Uint64Range(0, 40).Draw(rt, "cursor "+e)
+		}
+		return setRouteCursors{Cursors: cursors}
+	}
 	if rapid.IntRange(0, 2).Draw(rt, "extra") == 0 {
 		return expireC2D{Max: rapid.IntRange(1, 4).Draw(rt, "expire")}
 	}

@@ -215,6 +215,8 @@ func (f *FSM) applyCommand(ctx context.Context, cmd any) (any, error) {
 		return nil, f.cancelJobLocked(ctx, c)
 	case expireJobs:
 		return f.expireJobsLocked(ctx, c)
+	case setRouteCursors:
+		return nil, f.setRouteCursorsLocked(ctx, c)
 	}
 	return nil, fmt.Errorf("%w: hub state machine: no apply for command %T", ErrCommand, cmd)
 }

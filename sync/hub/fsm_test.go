@@ -74,6 +74,7 @@ func sampleCommands() []any {
 			ErrCode: "DeviceNotOnline", ErrDesc: "not connected"}}, Status: statusFailed, Failure: "timed out", Message: "timed out"},
 		cancelJob{ID: "j1"},
 		expireJobs{Before: 1700000000000, Max: 1000},
+		setRouteCursors{Cursors: map[string]uint64{"js": 7, "hook": 3}},
 	}
 }
 
@@ -257,6 +258,7 @@ func runScenario(t *testing.T, h *Hub) {
 	if len(push.C2D) != 1 || string(push.C2D[0].Body) != "again" {
 		t.Fatalf("second pull: %+v, want the second message only", push.C2D)
 	}
+	must(h.SetRouteCursors(ctx, map[string]uint64{"js": 4, "hook": 1}))
 	must(h.DeleteDevice(ctx, "other"))
 	_, err = h.applyResult(ctx, expireEvents{Before: h.opts.Now().Add(-time.Hour).UnixMilli(), Max: 10})
 	must(err)

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"os"
@@ -143,6 +144,9 @@ type Hub struct {
 	deployAllNext bool
 	metrics       *metrics // the FSM's
 	runs          *jobRuns // the jobs this node runs (jobrun.go)
+	// extraMetrics are appended to /metrics (AddMetrics: message routing).
+	extraMu      sync.Mutex
+	extraMetrics []func(w io.Writer)
 }
 
 type metrics struct {

@@ -110,7 +110,7 @@ func (h *Hub) applyResult(ctx context.Context, cmd any) (any, error) {
 		h.mu.Unlock()
 	}
 	switch cmd.(type) {
-	case appendEvents, expireEvents, expireC2D, ackPull, gcTwins, setPresence,
+	case appendEvents, expireEvents, expireC2D, ackPull, gcTwins, setPresence, setRouteCursors,
 		putJob, jobProgress, cancelJob, expireJobs: // nothing an edge pulls
 	default:
 		if err == nil {

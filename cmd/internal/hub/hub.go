@@ -54,6 +54,10 @@ type Config struct {
 	MaxImageMiB     int64         // largest module image the store takes (DefaultMaxImageMiB)
 	MaxLinkRequests int           // link requests in flight per edge (DefaultMaxLinkRequests)
 	RequestTimeout  time.Duration // per REST request, streams exempt (DefaultRequestTimeout)
+	// Routes is a routes file (TOML): endpoints (NATS JetStream, Kafka,
+	// webhooks) and the routes that send the event log to them
+	// (sync/hub/egress); "" routes nothing.
+	Routes string
 
 	// A cluster node (cluster.go): its id, raft address, and a node of
 	// the cluster to join (empty on the first node).
@@ -128,6 +132,12 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	defer ln.Close()
 	r := &hubRun{cfg: cfg}
+	var routes *routesFile
+	if cfg.Routes != "" {
+		if routes, err = readRoutes(cfg.Routes); err != nil {
+			return err
+		}
+	}
 	if err := r.identity(ctx, ln); err != nil {
 		return err
 	}
@@ -135,6 +145,13 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	defer r.close()
+	if routes != nil {
+		rt, err := routes.router(r.h, r.inc, cfg.Logger)
+		if err != nil {
+			return err
+		}
+		defer runRoutes(ctx, rt, r.h)() // stopped before the hub closes
+	}
 	srv, ln, err := r.server(ctx, ln)
 	if err != nil {
 		return err
@@ -149,6 +166,7 @@ type hubRun struct {
 	key    []byte
 	cr     *clusterRun // nil for a single hub
 	h      *synchub.Hub
+	inc    string // the hub's twin replica incarnation
 	url    string
 	caPath string
 }
@@ -198,6 +216,7 @@ func (r *hubRun) open(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	r.inc = inc
 	r.h, err = synchub.Open(ctx, filepath.Join(cfg.DataDir, "store"), synchub.Options{Incarnation: inc, HostName: r.host, OwnerKey: r.key,
 		Logger: cfg.Logger, Retention: cfg.Retention, ImageDir: filepath.Join(cfg.DataDir, "images"), MaxImageSize: cfg.MaxImageMiB << 20,
 		MaxLinkRequests: cfg.MaxLinkRequests, RequestDeadline: cfg.RequestTimeout, Clustered: r.cr != nil, PeerTransport: peerTransport(r.cr)})
