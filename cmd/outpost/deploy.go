@@ -46,18 +46,9 @@ func runDeploy(ctx context.Context, h *hubCall) error {
 	if err := checkID("device id", d); err != nil {
 		return err
 	}
-	data, err := os.ReadFile(file)
+	mc, err := readManifest(h, file, true)
 	if err != nil {
-		return fmt.Errorf("read the manifest: %w", err)
-	}
-	mc, err := modulesContent(data)
-	if err != nil {
-		return fmt.Errorf("manifest %s: %w", file, err)
-	}
-	if !h.get("no-check").(bool) {
-		if err := edge.CheckManifest(mc); err != nil {
-			return fmt.Errorf("manifest %s (nothing sent; --no-check sends it anyway):\n%w", file, err)
-		}
+		return err
 	}
 	c, err := h.client()
 	if err != nil {
@@ -148,18 +139,9 @@ func deployAtScale(ctx context.Context, h *hubCall) error {
 		return cli.Usagef("--target-condition: %v", err)
 	}
 	file := h.args[0]
-	data, err := os.ReadFile(file)
+	mc, err := readManifest(h, file, false)
 	if err != nil {
-		return fmt.Errorf("read the manifest: %w", err)
-	}
-	mc, err := modulesContent(data)
-	if err != nil {
-		return fmt.Errorf("manifest %s: %w", file, err)
-	}
-	if !h.get("no-check").(bool) && !layered(mc) {
-		if err := edge.CheckManifest(mc); err != nil {
-			return fmt.Errorf("manifest %s (nothing sent; --no-check sends it anyway):\n%w", file, err)
-		}
+		return err
 	}
 	c, err := h.client()
 	if err != nil {
@@ -190,4 +172,26 @@ func layered(mc json.RawMessage) bool {
 		}
 	}
 	return false
+}
+
+// readManifest reads a deployment manifest's modulesContent and, unless
+// --no-check, checks it as the edge will. A layered manifest (paths below
+// properties.desired, at scale only: device false) is checked by the hub
+// when merged.
+func readManifest(h *hubCall, file string, device bool) (json.RawMessage, error) {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("read the manifest: %w", err)
+	}
+	mc, err := modulesContent(data)
+	if err != nil {
+		return nil, fmt.Errorf("manifest %s: %w", file, err)
+	}
+	if h.get("no-check").(bool) || (!device && layered(mc)) {
+		return mc, nil
+	}
+	if err := edge.CheckManifest(mc); err != nil {
+		return nil, fmt.Errorf("manifest %s (nothing sent; --no-check sends it anyway):\n%w", file, err)
+	}
+	return mc, nil
 }

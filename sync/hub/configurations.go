@@ -149,34 +149,15 @@ func (f *FSM) deleteConfigurationLocked(ctx context.Context, c deleteConfigurati
 
 func (f *FSM) configuration(id string) (configRecord, bool, error) {
 	var r configRecord
-	found := false
-	err := f.db.View(func(txn *badger.Txn) error {
-		item, err := txn.Get(configKey(id))
-		if err == badger.ErrKeyNotFound {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		found = true
-		return item.Value(func(v []byte) error { return kv.Unmarshal(v, &r) })
-	})
+	found, err := f.get(configKey(id), &r)
 	return r, found, err
 }
 
 // configurations lists the deployments by id.
 func (f *FSM) configurations() ([]configRecord, error) {
 	var out []configRecord
-	err := f.db.View(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: configPrefix, PrefetchValues: true})
-		defer it.Close()
-		for it.Rewind(); it.Valid(); it.Next() {
-			var r configRecord
-			if err := it.Item().Value(func(v []byte) error { return kv.Unmarshal(v, &r) }); err != nil {
-				return err
-			}
-			out = append(out, r)
-		}
+	err := eachRecord(f, configPrefix, func(_ string, r configRecord) error {
+		out = append(out, r)
 		return nil
 	})
 	return out, err
@@ -195,20 +176,11 @@ func (f *FSM) countPrefix(prefix []byte) (int, error) {
 	return n, err
 }
 
-// applied is what deployments an edge last got ("id@version", base
+// deployed is what deployments an edge last got ("id@version", base
 // first), nil when none.
 func (f *FSM) deployed(edge string) ([]string, error) {
 	var out []string
-	err := f.db.View(func(txn *badger.Txn) error {
-		item, err := txn.Get(deployedKey(edge))
-		if err == badger.ErrKeyNotFound {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		return item.Value(func(v []byte) error { return kv.Unmarshal(v, &out) })
-	})
+	_, err := f.get(deployedKey(edge), &out)
 	return out, err
 }
 

@@ -421,16 +421,8 @@ func (f *FSM) get(key []byte, v any) (bool, error) {
 // jobs lists every job, by id.
 func (f *FSM) jobs() ([]jobRecord, error) {
 	var out []jobRecord
-	err := f.db.View(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: jobPrefix, PrefetchValues: true})
-		defer it.Close()
-		for it.Rewind(); it.Valid(); it.Next() {
-			var j jobRecord
-			if err := it.Item().Value(func(v []byte) error { return kv.Unmarshal(v, &j) }); err != nil {
-				return err
-			}
-			out = append(out, j)
-		}
+	err := eachRecord(f, jobPrefix, func(_ string, j jobRecord) error {
+		out = append(out, j)
 		return nil
 	})
 	return out, err

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/outpost-edge/outpost/sync/hub/query"
@@ -265,13 +264,9 @@ func (h *Hub) cancelJob(w http.ResponseWriter, r *http.Request) error {
 // queryJobs is GET /jobs/v2/query?jobType=…&jobStatus=…, paged as
 // /devices/query is.
 func (h *Hub) queryJobs(w http.ResponseWriter, r *http.Request) error {
-	page := query.Page{Continuation: r.Header.Get("x-ms-continuation")}
-	if s := r.Header.Get("x-ms-max-item-count"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n <= 0 {
-			return fmt.Errorf("%w: x-ms-max-item-count %q: want a page size from 1 to %d", ErrInvalid, s, query.MaxPageSize)
-		}
-		page.Max = n
+	page, err := pageOf(r)
+	if err != nil {
+		return err
 	}
 	q := r.URL.Query()
 	jobs, next, err := h.Jobs(JobFilter{Type: q.Get("jobType"), Status: q.Get("jobStatus")}, page)

@@ -1,9 +1,9 @@
 package hub
 
 import (
-	"bytes"
 	"context"
 	"slices"
+	"strings"
 
 	"github.com/dgraph-io/badger/v4"
 
@@ -104,16 +104,7 @@ func (f *FSM) setPresenceLocked(ctx context.Context, c setPresence) error {
 // presence reads one identity's record (zero when never reported).
 func (f *FSM) presence(id string) (presenceRecord, error) {
 	var r presenceRecord
-	err := f.db.View(func(txn *badger.Txn) error {
-		item, err := txn.Get(presenceKey(id))
-		if err == badger.ErrKeyNotFound {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		return item.Value(func(v []byte) error { return kv.Unmarshal(v, &r) })
-	})
+	_, err := f.get(presenceKey(id), &r)
 	return r, err
 }
 
@@ -134,20 +125,9 @@ func (h *Hub) notePresence(ctx context.Context, edge string, p protocol.Pull) er
 // connectedDevices counts the devices (not modules) held as connected.
 func (f *FSM) connectedDevices() (int, error) {
 	n := 0
-	err := f.db.View(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: presencePrefix, PrefetchValues: true})
-		defer it.Close()
-		for it.Rewind(); it.Valid(); it.Next() {
-			if bytes.IndexByte(it.Item().Key()[len(presencePrefix):], '/') >= 0 {
-				continue
-			}
-			var r presenceRecord
-			if err := it.Item().Value(func(v []byte) error { return kv.Unmarshal(v, &r) }); err != nil {
-				return err
-			}
-			if r.Connected {
-				n++
-			}
+	err := eachRecord(f, presencePrefix, func(id string, r presenceRecord) error {
+		if r.Connected && !strings.Contains(id, "/") {
+			n++
 		}
 		return nil
 	})
@@ -157,16 +137,28 @@ func (f *FSM) connectedDevices() (int, error) {
 // presenceAll reads every presence record, for a pass over the fleet.
 func (f *FSM) presenceAll() map[string]Presence {
 	out := map[string]Presence{}
-	_ = f.db.View(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: presencePrefix, PrefetchValues: true})
+	_ = eachRecord(f, presencePrefix, func(id string, r presenceRecord) error {
+		out[id] = Presence{Connected: r.Connected, Since: r.Since, Activity: r.Activity}
+		return nil
+	})
+	return out
+}
+
+// eachRecord calls fn with every record under prefix, in key order: the
+// key after the prefix and the record decoded.
+func eachRecord[T any](f *FSM, prefix []byte, fn func(key string, v T) error) error {
+	return f.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, PrefetchValues: true})
 		defer it.Close()
 		for it.Rewind(); it.Valid(); it.Next() {
-			var r presenceRecord
-			if it.Item().Value(func(v []byte) error { return kv.Unmarshal(v, &r) }) == nil {
-				out[string(it.Item().Key()[len(presencePrefix):])] = Presence{Connected: r.Connected, Since: r.Since, Activity: r.Activity}
+			var v T
+			if err := it.Item().Value(func(b []byte) error { return kv.Unmarshal(b, &v) }); err != nil {
+				return err
+			}
+			if err := fn(string(it.Item().Key()[len(prefix):]), v); err != nil {
+				return err
 			}
 		}
 		return nil
 	})
-	return out
 }

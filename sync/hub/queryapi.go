@@ -28,13 +28,9 @@ func (h *Hub) queryDevices(w http.ResponseWriter, r *http.Request) error {
 	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxQueryBody)).Decode(&body); err != nil || strings.TrimSpace(body.Query) == "" {
 		return fmt.Errorf("%w: want {\"query\":\"SELECT * FROM devices WHERE …\"}", ErrInvalid)
 	}
-	page := query.Page{Continuation: r.Header.Get("x-ms-continuation")}
-	if s := r.Header.Get("x-ms-max-item-count"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n <= 0 {
-			return fmt.Errorf("%w: x-ms-max-item-count %q: want a page size from 1 to %d", ErrInvalid, s, query.MaxPageSize)
-		}
-		page.Max = n
+	page, err := pageOf(r)
+	if err != nil {
+		return err
 	}
 	res, itemType, err := h.Query(body.Query, page)
 	if err != nil {
@@ -186,4 +182,18 @@ func deviceJobDoc(j *jobRecord, device string, d deviceJob) map[string]any {
 		doc["error"] = map[string]any{"code": "JobFailed", "description": j.Message}
 	}
 	return doc
+}
+
+// pageOf reads a paged request's headers, as IoT Hub's: x-ms-max-item-count
+// (the page size) and x-ms-continuation (where the last page ended).
+func pageOf(r *http.Request) (query.Page, error) {
+	page := query.Page{Continuation: r.Header.Get("x-ms-continuation")}
+	if s := r.Header.Get("x-ms-max-item-count"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n <= 0 {
+			return page, fmt.Errorf("%w: x-ms-max-item-count %q: want a page size from 1 to %d", ErrInvalid, s, query.MaxPageSize)
+		}
+		page.Max = n
+	}
+	return page, nil
 }
