@@ -17,6 +17,7 @@ var commands = []cli.Command{
 	twinCmd,
 	deployCmd,
 	deploymentCmd,
+	jobCmd,
 	eventsCmd,
 	c2dCmd,
 	methodCmd,

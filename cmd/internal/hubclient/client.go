@@ -202,6 +202,8 @@ type Request struct {
 	Header http.Header
 	// Timeout bounds this request (the client's Timeout when 0).
 	Timeout time.Duration
+	// OnHeader, if set, is given the headers of a successful answer.
+	OnHeader func(http.Header)
 }
 
 // Do sends method path with body (see Request.Body) and decodes a JSON
@@ -209,6 +211,18 @@ type Request struct {
 // that is not 2xx is an *APIError.
 func (c *Client) Do(ctx context.Context, method, path string, body, out any) error {
 	return c.Send(ctx, Request{Method: method, Path: path, Body: body}, out)
+}
+
+// DoPage GETs one page of one of IoT Hub's paged listings: cont is the
+// previous page's x-ms-continuation ("" for the first page), next this
+// page's ("" when it was the last).
+func (c *Client) DoPage(ctx context.Context, path, cont string, out any) (next string, err error) {
+	r := Request{Method: http.MethodGet, Path: path, OnHeader: func(h http.Header) { next = h.Get("x-ms-continuation") }}
+	if cont != "" {
+		r.Header = http.Header{"x-ms-continuation": {cont}}
+	}
+	err = c.Send(ctx, r, out)
+	return next, err
 }
 
 // Send is Do with headers and a timeout of the request's own. With several
@@ -262,6 +276,9 @@ func (c *Client) tryNode(ctx context.Context, r Request, base string) ([]byte, e
 		e := ParseError(resp.StatusCode, data)
 		e.RetryAfter = retryAfter(resp.Header)
 		return nil, e
+	}
+	if r.OnHeader != nil {
+		r.OnHeader(resp.Header)
 	}
 	return data, nil
 }

@@ -542,3 +542,37 @@ func otherCA(t *testing.T) []byte {
 	}
 	return der
 }
+
+// TestClientDoPage: a paged listing is followed with x-ms-continuation
+// until an answer has none.
+func TestClientDoPage(t *testing.T) {
+	c, _ := newHub(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		switch r.Header.Get("x-ms-continuation") {
+		case "":
+			w.Header().Set("x-ms-continuation", "p2")
+			fmt.Fprint(w, `[1,2]`)
+		case "p2":
+			fmt.Fprint(w, `[3]`)
+		default:
+			w.WriteHeader(400)
+		}
+	})
+	var all []int
+	cont := ""
+	for i := 0; i < 5; i++ {
+		var page []int
+		next, err := c.DoPage(context.Background(), "/jobs/v2/query", cont, &page)
+		if err != nil {
+			t.Fatal(err)
+		}
+		all = append(all, page...)
+		if next == "" {
+			break
+		}
+		cont = next
+	}
+	if fmt.Sprint(all) != "[1 2 3]" {
+		t.Fatalf("pages %v", all)
+	}
+}
