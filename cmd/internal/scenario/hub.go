@@ -90,18 +90,22 @@ func cmdWaitEvents(ts *testscript.TestScript, neg bool, args []string) {
 }
 
 // waithubtwin ID PATTERN: wait until `outpost twin show ID` at the hub
-// matches PATTERN.
+// matches PATTERN (with !, until it reads without a match).
 func cmdWaitHubTwin(ts *testscript.TestScript, neg bool, args []string) {
 	if len(args) != 2 {
-		ts.Fatalf("usage: waithubtwin ID PATTERN")
+		ts.Fatalf("usage: [!] waithubtwin ID PATTERN")
 	}
 	re := regexp.MustCompile(args[1])
-	poll(ts, "hub twin "+args[0]+" ~ "+args[1], func() string {
+	what := "hub twin " + args[0] + " ~ " + args[1]
+	if neg {
+		what = "hub twin " + args[0] + " without " + args[1]
+	}
+	poll(ts, what, func() string {
 		code, data := hubGet(ts, "/twins/"+args[0])
 		var v any
 		if code == 200 && json.Unmarshal(data, &v) == nil {
 			pretty, _ := json.MarshalIndent(v, "", "  ")
-			if re.Match(pretty) {
+			if re.Match(pretty) != neg {
 				return ""
 			}
 		}
