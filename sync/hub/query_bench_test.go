@@ -58,7 +58,7 @@ func BenchmarkQuery100k(b *testing.B) {
 					b.Fatalf("%s: %d items, %v", c.sql, len(res.Items), err)
 				}
 			}
-			b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/query")
+			b.ReportMetric(float64(b.Elapsed().Microseconds())/1000/float64(b.N), "ms/query")
 		})
 	}
 }
