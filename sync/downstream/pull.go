@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/outpost-edge/outpost/store/identity"
@@ -22,6 +23,7 @@ func (s *Server) pull(ctx context.Context, child string, p protocol.Pull) (proto
 	}
 	below := s.below(child, p.Children)
 	s.seen(child, p.Instance, func(c *Child) { c.Backlog, c.Below = p.Backlog, below })
+	s.notePresence(child, p.Presence, p.PresenceFull)
 	wait := min(time.Duration(p.WaitMs)*time.Millisecond, s.opts.PullWait)
 	t := time.NewTimer(wait)
 	defer t.Stop()
@@ -249,11 +251,63 @@ func (s *Server) takeCalls(child string) []protocol.MethodCall {
 }
 
 // methodResult takes a child's answer to a call it was handed.
-// presence takes a child's report of its connected clients and keeps
-// nothing: the hub shows the connection state of the devices of a top
-// edge only (a child's are not forwarded yet).
-func (s *Server) presence(context.Context, string, protocol.PresenceReport) (struct{}, error) {
+// presence takes a child's report of what changed of the clients
+// connected below it.
+func (s *Server) presence(_ context.Context, child string, r protocol.PresenceReport) (struct{}, error) {
+	if err := checkInstance(child, r.Instance); err != nil {
+		return struct{}{}, err
+	}
+	s.notePresence(child, r.Presence, false)
 	return struct{}{}, nil
+}
+
+// notePresence records a child's report of its clients (full: every
+// client connected below it, the others are gone). Identities outside the
+// child's subtree are not its to report and are dropped; the edge's own
+// uplink then reports the rest to the hub with its own clients
+// (ChildClients).
+func (s *Server) notePresence(child string, ps []protocol.Presence, full bool) {
+	if len(ps) == 0 && !full {
+		return
+	}
+	keep := make([]protocol.Presence, 0, len(ps))
+	for _, p := range ps {
+		if s.inSubtree(child, p.ID) {
+			keep = append(keep, p)
+		}
+	}
+	s.mu.Lock()
+	m := s.clients[child]
+	if m == nil || full {
+		m = map[string]protocol.Presence{}
+		s.clients[child] = m
+	}
+	for _, p := range keep {
+		if p.Connected {
+			m[p.ID] = p
+		} else {
+			delete(m, p.ID)
+		}
+	}
+	s.mu.Unlock()
+	if s.opts.OnPresence != nil {
+		s.opts.OnPresence()
+	}
+}
+
+// ChildClients lists the clients connected below this edge's children, as
+// they last reported them, by id.
+func (s *Server) ChildClients() []protocol.Presence {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []protocol.Presence
+	for _, m := range s.clients {
+		for _, p := range m {
+			out = append(out, p)
+		}
+	}
+	slices.SortFunc(out, func(a, b protocol.Presence) int { return strings.Compare(a.ID, b.ID) })
+	return out
 }
 
 func (s *Server) methodResult(_ context.Context, child string, r protocol.MethodResult) (struct{}, error) {

@@ -60,6 +60,9 @@ type Options struct {
 	// fetching it from upstream first when missing; nil: images are not
 	// served (501).
 	Image func(ctx context.Context, digest string) (string, error)
+	// OnPresence, if set, is told (without blocking: it signals) that a
+	// child reported a change of the clients connected below it.
+	OnPresence func()
 }
 
 // Stats counts what the children sent.
@@ -105,6 +108,9 @@ type Server struct {
 	// out waiting for their answer (by call id)
 	calls   map[string][]*call
 	waiting map[string]*call
+	// clients are the clients connected below each child, as it last
+	// reported them (ChildClients).
+	clients map[string]map[string]protocol.Presence
 
 	// log limits the refusal lines: one per kind every 10 s, with how many
 	// were held back.
@@ -143,7 +149,8 @@ func New(opts Options) (*Server, error) {
 	}
 	s := &Server{opts: opts, slots: make(chan struct{}, opts.MaxRequests), cursors: map[cursorKey]uint64{},
 		locks: map[cursorKey]*sync.Mutex{}, changed: make(chan struct{}), wake: make(chan struct{}), used: map[string]time.Time{}, children: map[string]*Child{}, inFlight: map[string]int{},
-		calls: map[string][]*call{}, waiting: map[string]*call{}, log: ratelog.Limiter{Every: 10 * time.Second, Now: opts.Now}}
+		calls: map[string][]*call{}, waiting: map[string]*call{}, clients: map[string]map[string]protocol.Presence{},
+		log: ratelog.Limiter{Every: 10 * time.Second, Now: opts.Now}}
 	if err := s.loadCursors(); err != nil {
 		return nil, err
 	}

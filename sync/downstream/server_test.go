@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -604,5 +605,41 @@ func TestIncarnationsBounded(t *testing.T) {
 	}
 	if n := len(p.upstream(t)); n != maxIncarnations+1 {
 		t.Errorf("queued %d, want %d: forgetting an incarnation drops nothing", n, maxIncarnations+1)
+	}
+}
+
+// A child's report of the clients below it is kept for this edge to send
+// up with its own: what is in the child's subtree, and only that; a full
+// report (its pull's) replaces what it said before, a change updates it.
+func TestChildPresence(t *testing.T) {
+	p := openParent(t, t.TempDir())
+	defer p.close()
+	var none struct{}
+	report := protocol.PresenceReport{Instance: "edge:l3.a1", Presence: []protocol.Presence{
+		{ID: "dev1", Connected: true, Since: 10, Activity: 20}, {ID: "l3/m", Connected: true, Since: 11},
+		{ID: "other", Connected: true, Since: 12}}}
+	if st := post(t, p.http.URL, protocol.PathPresence, "l3", keyL3, report, &none); st != 200 {
+		t.Fatalf("presence report: %d", st)
+	}
+	ids := func() string {
+		var out []string
+		for _, c := range p.srv.ChildClients() {
+			out = append(out, c.ID)
+		}
+		return strings.Join(out, ",")
+	}
+	if got := ids(); got != "dev1,l3/m" {
+		t.Fatalf("after the report: %s (other is not below l3)", got)
+	}
+	report.Presence = []protocol.Presence{{ID: "l3/m", Since: 30}}
+	post(t, p.http.URL, protocol.PathPresence, "l3", keyL3, report, &none)
+	if got := ids(); got != "dev1" {
+		t.Fatalf("after l3/m left: %s", got)
+	}
+	var push protocol.Push
+	post(t, p.http.URL, protocol.PathPull, "l3", keyL3, protocol.Pull{Instance: "edge:l3.a1", WaitMs: 10, Scope: "-",
+		PresenceFull: true, Presence: []protocol.Presence{{ID: "l3/m", Connected: true, Since: 40}}}, &push)
+	if got := ids(); got != "l3/m" {
+		t.Fatalf("after a full report: %s", got)
 	}
 }

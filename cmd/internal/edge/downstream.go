@@ -24,6 +24,8 @@ func (e *edge) newDownstream() error {
 	srv, err := downstream.New(downstream.Options{Edge: e.cs.DeviceID, HostName: e.cs.HostName, DB: e.db, Queues: e.queues,
 		Identities: e.ids, Twins: e.twins, Replica: string(e.twins.Replica()), Logger: e.cfg.Logger, Now: e.clock.Now,
 		Members: e.twinMembers, // a child's changes are its subtree's reported properties: nothing local to notify
+		// The clients below a child go up with this edge's own (presence.go).
+		OnPresence: e.clientsChanged,
 		// Module images from this edge's cache, fetched through its own link when missing.
 		Image: func(ctx context.Context, digest string) (string, error) { return e.sup.Image(ctx, digest) }})
 	if err != nil {

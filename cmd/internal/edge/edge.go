@@ -441,7 +441,7 @@ func (e *edge) newBroker(hubCfg edgeHubConfig) error {
 		}
 	}
 	if e.hubURL != "" {
-		e.presence = newPresence(e.brokerClients, e.clock.Now) // before the broker calls clientsChanged
+		e.presence = newPresence(e.presenceClients, e.clock.Now) // before the broker calls clientsChanged
 	}
 	b, err := broker.New(broker.Options{
 		EdgeID: e.cs.DeviceID, Queues: e.queues, Twins: e.twins, DB: e.db, Routes: hubCfg.routes, Policy: hubCfg.policy, Accounts: hubCfg.accounts,

@@ -9,7 +9,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/outpost-edge/outpost/broker"
 	"github.com/outpost-edge/outpost/cmd/internal/certs"
 	"github.com/outpost-edge/outpost/store/crdt"
 	"github.com/outpost-edge/outpost/store/queue"
@@ -43,12 +42,21 @@ func (e *edge) newLink() error {
 	return err
 }
 
-// brokerClients lists the broker's clients (none before it runs).
-func (e *edge) brokerClients() []broker.ClientInfo {
-	if e.broker == nil {
-		return nil
+// presenceClients lists the broker's clients and those connected below
+// the child edges, for the hub's connection state.
+func (e *edge) presenceClients() []presenceClient {
+	var out []presenceClient
+	if e.broker != nil {
+		for _, c := range e.broker.Clients() {
+			out = append(out, presenceClient{ID: c.ClientID, Since: c.Since.UnixMilli(), Count: c.Received + c.Delivered})
+		}
 	}
-	return e.broker.Clients()
+	if e.downstream != nil {
+		for _, c := range e.downstream.ChildClients() {
+			out = append(out, presenceClient{ID: c.ID, Since: c.Since, Activity: c.Activity})
+		}
+	}
+	return out
 }
 
 // refusedOnce tells people on stderr, once, that the hub refused the

@@ -4,7 +4,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/outpost-edge/outpost/broker"
 	"github.com/outpost-edge/outpost/sync/protocol"
 )
 
@@ -13,11 +12,22 @@ import (
 // and costs the hub a state-machine write.
 const presenceActivityStep = time.Minute
 
-// presence tracks the broker's clients for the hub's connectionState and
-// lastActivityTime: each pull reports what changed since the last report
-// the hub answered (every connected client on a link's first pull).
+// presenceClient is one connected client as the tracker sees it: the
+// broker's (Count: packets seen, activity is when it last moved) or one
+// below a child edge (Activity as the child reported it).
+type presenceClient struct {
+	ID       string
+	Since    int64 // unix ms
+	Count    int64
+	Activity int64 // unix ms; 0: from Count
+}
+
+// presence tracks the broker's clients (and those below child edges) for
+// the hub's connectionState and lastActivityTime: each pull reports what
+// changed since the last report the hub answered (every connected client
+// on a link's first pull).
 type presence struct {
-	clients func() []broker.ClientInfo
+	clients func() []presenceClient
 	now     func() time.Time
 
 	mu sync.Mutex
@@ -33,7 +43,7 @@ type presenceState struct {
 	gone                bool  // disconnected, not yet acknowledged
 }
 
-func newPresence(clients func() []broker.ClientInfo, now func() time.Time) *presence {
+func newPresence(clients func() []presenceClient, now func() time.Time) *presence {
 	return &presence{clients: clients, now: now, m: map[string]*presenceState{}, changed: make(chan struct{}, 1)}
 }
 
@@ -56,18 +66,19 @@ func (p *presence) report(full bool) ([]protocol.Presence, func()) {
 	seen := make(map[string]bool, len(cur))
 	var out []protocol.Presence
 	for _, c := range cur {
-		seen[c.ClientID] = true
-		since, count := c.Since.UnixMilli(), c.Received+c.Delivered
-		s := p.m[c.ClientID]
+		seen[c.ID] = true
+		s := p.m[c.ID]
 		switch {
-		case s == nil || s.since != since || s.gone:
-			s = &presenceState{since: since, activity: since, count: count}
-			p.m[c.ClientID] = s
-		case count != s.count:
-			s.count, s.activity = count, now
+		case s == nil || s.since != c.Since || s.gone:
+			s = &presenceState{since: c.Since, activity: max(c.Since, c.Activity), count: c.Count}
+			p.m[c.ID] = s
+		case c.Activity != 0:
+			s.activity = max(s.activity, c.Activity)
+		case c.Count != s.count:
+			s.count, s.activity = c.Count, now
 		}
 		if full || s.sentSince != s.since || s.activity-s.sentActv >= presenceActivityStep.Milliseconds() {
-			out = append(out, protocol.Presence{ID: c.ClientID, Connected: true, Since: s.since, Activity: s.activity})
+			out = append(out, protocol.Presence{ID: c.ID, Connected: true, Since: s.since, Activity: s.activity})
 		}
 	}
 	for id, s := range p.m {
