@@ -392,7 +392,7 @@ func (h *Hub) configurationJSON(r configRecord, edges []edgeDoc) Configuration {
 		if r.TargetCondition != "" && cond.Match(e.doc) {
 			targeted++
 		}
-		if !slices.ContainsFunc(e.applied, func(s string) bool { return strings.HasPrefix(s, r.ID+"@") }) {
+		if !slices.ContainsFunc(e.applied, func(s string) bool { return deployedID(s) == r.ID }) {
 			continue
 		}
 		applied++
@@ -412,6 +412,15 @@ func (h *Hub) configurationJSON(r configRecord, edges []edgeDoc) Configuration {
 		c.Metrics.Results[name] = h.countQuery(q)
 	}
 	return c
+}
+
+// deployedID is the deployment id of a deployed entry "id@version" (an id
+// may hold '@' itself).
+func deployedID(entry string) string {
+	if i := strings.LastIndexByte(entry, '@'); i >= 0 {
+		return entry[:i]
+	}
+	return entry
 }
 
 // agentStatus is the lastDesiredStatus.code $edgeAgent reports (0: none).

@@ -217,3 +217,13 @@ func TestDeployerReadsOnlyWhatChanged(t *testing.T) {
 		t.Fatalf("edgeDocs = %v, want e2 alone", docs)
 	}
 }
+
+// TestDeployedID: a deployment id may hold '@'; what an edge got is told
+// apart by the last one.
+func TestDeployedID(t *testing.T) {
+	for entry, want := range map[string]string{"base@3": "base", "a@b@12": "a@b", "x": "x"} {
+		if got := deployedID(entry); got != want {
+			t.Errorf("deployedID(%q) = %q, want %q", entry, got, want)
+		}
+	}
+}

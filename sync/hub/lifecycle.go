@@ -32,7 +32,7 @@ func (f *FSM) deleteIdentitiesLocked(ctx context.Context, c deleteIdentities) er
 		if err != nil {
 			return fmt.Errorf("delete the twin of %q: %w", id, err)
 		}
-		if err := f.db.Commit(ctx, kv.Del(presenceKey(id))); err != nil {
+		if err := f.db.Commit(ctx, kv.Del(presenceKey(id)), kv.Del(deployedKey(id))); err != nil {
 			return err
 		}
 		purged := 0
