@@ -38,6 +38,7 @@ var edgeCfg struct {
 	moduleUIDs    string
 	overflow      string
 	maxImageMiB   int64
+	memoryBudget  string
 }
 
 var edgeCmd = cli.Command{
@@ -72,6 +73,7 @@ var edgeCmd = cli.Command{
 			"cap on all queues together: bytes (e.g. 512MiB, 2GiB) or a share of the data filesystem (e.g. 40%); the deployment's storeAndForwardConfiguration.maxBytes overrides it")
 		fs.StringVar(&edgeCfg.overflow, "overflow", "reject", "what a full queue does: reject (MQTT 5 PUBACK 0x97, MQTT 3.1.1 disconnect) or drop-oldest; a deployment's overflow overrides it")
 		fs.Int64Var(&edgeCfg.maxImageMiB, "max-image-size", upstream.DefaultMaxImageSize>>20, "largest module image the edge downloads from the hub, in MiB (a download is also held to the size the hub announces)")
+		fs.StringVar(&edgeCfg.memoryBudget, "memory-budget", "", "memory the edge may use (e.g. 64MiB, 1GiB, bytes; at least 32MiB): half is the Go memory limit, Badger's memtables and caches are sized to fit; default: the memory limit of the edge's cgroup (v2 memory.max or memory.high, v1 memory.limit_in_bytes), else none (a 128 MiB Go limit); GOMEMLIMIT, if set, still sets the Go limit")
 		fs.StringVar(&edgeCfg.durability, "durability", "process", "process (acknowledged messages survive kill -9) or power (fsync before PUBACK)")
 		fs.StringVar(&edgeCfg.logLevel, "log-level", "info", "debug, info, warn or error")
 		fs.StringVar(&edgeCfg.cpuProfile, "cpuprofile", "", "write a CPU profile to this file until the edge stops (diagnostics)")
@@ -117,6 +119,11 @@ func runEdge(ctx context.Context, env cli.Env, fs *flag.FlagSet) error {
 		return cli.Usagef("--max-image-size %d: want at least 1 (MiB)", edgeCfg.maxImageMiB)
 	}
 	c.MaxImageSize = edgeCfg.maxImageMiB << 20
+	if edgeCfg.memoryBudget != "" {
+		if c.MemoryBudget, err = disk.ParseSize(edgeCfg.memoryBudget); err != nil || c.MemoryBudget == 0 {
+			return cli.Usagef("--memory-budget: want a size such as 64MiB or 1GiB: %v", err)
+		}
+	}
 	if err := queueFlags(&c); err != nil {
 		return err
 	}
@@ -215,6 +222,7 @@ func printStatus(out io.Writer, st localapi.Status) error {
 	w.Flush()
 	printBroker(out, st.Broker)
 	printDisk(out, st.Disk)
+	printMemory(out, st.Memory)
 	if st.ModuleIsolation != "" {
 		fmt.Fprintf(out, "module isolation: %s\n", st.ModuleIsolation)
 	}
@@ -310,6 +318,21 @@ func printDisk(out io.Writer, d localapi.DiskStatus) {
 	fmt.Fprintf(out, "disk: %s; %s free for the store (reserve %s, allowance %s), ballast %s; queues hold %s of %s (overflow %s)\n",
 		d.State, disk.FormatSize(d.Free), disk.FormatSize(d.Reserve), disk.FormatSize(d.Allowance), ballast,
 		disk.FormatSize(d.QueueBytes), disk.FormatSize(d.MaxQueueBytes), d.Overflow)
+}
+
+// printMemory writes the memory line: the budget and its source, the Go
+// limit in force and Badger's sizes.
+func printMemory(out io.Writer, m localapi.MemoryStatus) {
+	if m.Source == "" { // an edge from before memory budgets
+		return
+	}
+	budget := "no budget"
+	if m.Budget > 0 {
+		budget = "budget " + disk.FormatSize(m.Budget) + " (" + m.Source + ")"
+	}
+	fmt.Fprintf(out, "memory: %s; Go memory limit %s (%s); Badger memtables %d × %s, tables %s, block cache %s, index cache %s\n",
+		budget, disk.FormatSize(m.GoLimit), m.GoLimitFrom, m.NumMemtables, disk.FormatSize(m.MemTableSize),
+		disk.FormatSize(m.BaseTableSize), disk.FormatSize(m.BlockCacheSize), disk.FormatSize(m.IndexCacheSize))
 }
 
 func edgeLogs(ctx context.Context, env cli.Env, args []string) error {

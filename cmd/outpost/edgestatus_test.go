@@ -27,3 +27,26 @@ func TestEdgeStatusTableHidesIdleLanes(t *testing.T) {
 		t.Errorf("queue rows %q, want $upstream/p2 and $upstream/pdefault:\n%s", rows, out.String())
 	}
 }
+
+// The memory line says the budget and where it came from, the Go limit in
+// force and Badger's sizes.
+func TestEdgeStatusMemoryLine(t *testing.T) {
+	for _, c := range []struct {
+		m    localapi.MemoryStatus
+		want string
+	}{
+		{localapi.MemoryStatus{Budget: 64 << 20, Source: "cgroup v2 /sys/fs/cgroup/edge.slice/memory.max", GoLimit: 32 << 20, GoLimitFrom: "budget",
+			MemTableSize: 2 << 20, NumMemtables: 2, BaseTableSize: 1 << 20, BlockCacheSize: 1 << 20, IndexCacheSize: 512 << 10},
+			"memory: budget 64MiB (cgroup v2 /sys/fs/cgroup/edge.slice/memory.max); Go memory limit 32MiB (budget); Badger memtables 2 × 2MiB, tables 1MiB, block cache 1MiB, index cache 512KiB\n"},
+		{localapi.MemoryStatus{Source: "none", GoLimit: 128 << 20, GoLimitFrom: "default",
+			MemTableSize: 8 << 20, NumMemtables: 2, BaseTableSize: 2 << 20, BlockCacheSize: 8 << 20, IndexCacheSize: 4 << 20},
+			"memory: no budget; Go memory limit 128MiB (default); Badger memtables 2 × 8MiB, tables 2MiB, block cache 8MiB, index cache 4MiB\n"},
+		{localapi.MemoryStatus{}, ""}, // an older edge's status
+	} {
+		var out bytes.Buffer
+		printMemory(&out, c.m)
+		if out.String() != c.want {
+			t.Errorf("memory line\n%q\nwant\n%q", out.String(), c.want)
+		}
+	}
+}

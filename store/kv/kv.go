@@ -55,7 +55,18 @@ type Options struct {
 	InMemory   bool // tests only: nothing reaches the disk
 	Logger     *slog.Logger
 
-	MemTableSize     int64 // default 8 MiB (the WAL file is twice that, sparse)
+	// MemTableSize is one memtable's size (default 8 MiB; the WAL file is
+	// twice that, sparse). Each memtable is an arena on the Go heap of
+	// about 1.3 times this; a transaction holds at most 15 % of it (Badger's
+	// batch limit, which the queues' batches follow), and a flush builds
+	// one table of about this size on the heap.
+	MemTableSize int64
+	// NumMemtables is how many full memtables may wait for their flush
+	// before writes stall (default 2); one more is being written.
+	NumMemtables int
+	// BaseTableSize is the size of the tables compactions write (default
+	// 2 MiB); each table being built buffers about twice it on the heap.
+	BaseTableSize    int64
 	BlockCacheSize   int64 // default 8 MiB
 	IndexCacheSize   int64 // default 4 MiB
 	ValueLogFileSize int64 // default 4 MiB (mapped at twice that, sparse)
@@ -111,11 +122,15 @@ func (o *Options) setDefaults() {
 		}
 	}
 	def(&o.MemTableSize, 8<<20)
+	def(&o.BaseTableSize, 2<<20)
 	def(&o.BlockCacheSize, 8<<20)
 	def(&o.IndexCacheSize, 4<<20)
 	def(&o.ValueLogFileSize, 4<<20)
 	def(&o.ValueThreshold, 64)
 	def(&o.ReclaimAfter, 16<<20)
+	if o.NumMemtables == 0 {
+		o.NumMemtables = 2
+	}
 	if o.MaintainEvery == 0 {
 		o.MaintainEvery = 5 * time.Minute
 	}
@@ -186,7 +201,7 @@ func badgerOptions(dir string, o Options) badger.Options {
 		bo = badger.DefaultOptions("").WithInMemory(true)
 		threshold = min(1<<20, o.MemTableSize*15/100)
 	}
-	// Tables keep one size (2 MiB) at every level: a compaction holds up to
+	// Tables keep one size (BaseTableSize, 2 MiB) at every level: a compaction holds up to
 	// ~10 table builders, each buffering twice its table, and the default
 	// (doubling per level) made a bulk drain of a million queued messages
 	// cost 160 MB of heap. Smaller tables cost CPU: every table build
@@ -195,14 +210,14 @@ func badgerOptions(dir string, o Options) badger.Options {
 	return bo.
 		WithSyncWrites(o.Durability == Power).
 		WithMemTableSize(o.MemTableSize).
-		WithNumMemtables(2).
+		WithNumMemtables(o.NumMemtables).
 		WithNumLevelZeroTables(2).
 		WithNumLevelZeroTablesStall(4).
 		WithBlockCacheSize(o.BlockCacheSize).
 		WithIndexCacheSize(o.IndexCacheSize).
 		WithValueLogFileSize(o.ValueLogFileSize).
 		WithValueThreshold(threshold).
-		WithBaseTableSize(2 << 20).
+		WithBaseTableSize(o.BaseTableSize).
 		WithNumCompactors(2).
 		// No block compression: CPU is the scarce resource on a gateway and
 		// payloads are often compressed or encrypted already.
@@ -234,6 +249,10 @@ func (db *DB) Close() error {
 	})
 	return err
 }
+
+// Options reports the options the database was opened with, defaults
+// filled in: the sizes in force, for a status.
+func (db *DB) Options() Options { return db.opts }
 
 // Durability reports the durability the database was opened with.
 func (db *DB) Durability() Durability { return db.opts.Durability }

@@ -263,3 +263,31 @@ func TestDiskUsageCountsAllocation(t *testing.T) {
 		t.Errorf("a sparse 1 GiB file counted as %d bytes", n)
 	}
 }
+
+// The memory sizes an edge picks from its budget reach Badger; zero
+// fields keep the gateway defaults.
+func TestMemorySizes(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		in   Options
+		want Options
+	}{
+		{"defaults", Options{}, Options{MemTableSize: 8 << 20, NumMemtables: 2, BaseTableSize: 2 << 20, BlockCacheSize: 8 << 20, IndexCacheSize: 4 << 20}},
+		{"sized", Options{MemTableSize: 2 << 20, NumMemtables: 3, BaseTableSize: 1 << 20, BlockCacheSize: 1 << 20, IndexCacheSize: 512 << 10},
+			Options{MemTableSize: 2 << 20, NumMemtables: 3, BaseTableSize: 1 << 20, BlockCacheSize: 1 << 20, IndexCacheSize: 512 << 10}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			db := openT(t, t.TempDir(), c.in)
+			got, bo := db.Options(), db.Badger().Opts()
+			if got.MemTableSize != c.want.MemTableSize || got.NumMemtables != c.want.NumMemtables || got.BaseTableSize != c.want.BaseTableSize ||
+				got.BlockCacheSize != c.want.BlockCacheSize || got.IndexCacheSize != c.want.IndexCacheSize {
+				t.Errorf("Options() = %+v, want the sizes of %+v", got, c.want)
+			}
+			if bo.MemTableSize != c.want.MemTableSize || bo.NumMemtables != c.want.NumMemtables || bo.BaseTableSize != c.want.BaseTableSize ||
+				bo.BlockCacheSize != c.want.BlockCacheSize || bo.IndexCacheSize != c.want.IndexCacheSize {
+				t.Errorf("Badger opened with memtable %d ×%d, tables %d, block cache %d, index cache %d; want those of %+v",
+					bo.MemTableSize, bo.NumMemtables, bo.BaseTableSize, bo.BlockCacheSize, bo.IndexCacheSize, c.want)
+			}
+		})
+	}
+}

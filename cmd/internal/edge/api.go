@@ -106,6 +106,7 @@ func (e *edge) status() localapi.Status {
 		st.Broker.ConnectionsRefusedBy[r.String()] = b.ConnRefusedBy[r].Load()
 	}
 	st.Disk = e.diskStatus()
+	st.Memory = e.mem.status(e.db.Options())
 	return st
 }
 

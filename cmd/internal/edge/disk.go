@@ -21,10 +21,10 @@ const (
 	managementBudget = 4 << 20
 )
 
-// kvOptions are the store's options; the disk monitor's allowance follows
-// from them.
+// kvOptions are the store's options, sized from the memory budget; the
+// disk monitor's allowance follows from them.
 func (e *edge) kvOptions() kv.Options {
-	return kv.Options{Durability: e.cfg.Durability, Logger: e.cfg.Logger}
+	return e.mem.kvSizes(kv.Options{Durability: e.cfg.Durability, Logger: e.cfg.Logger})
 }
 
 // openDisk starts the disk monitor before the store: on a full disk it

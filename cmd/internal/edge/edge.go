@@ -11,12 +11,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
-	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -69,9 +69,16 @@ type Config struct {
 	Overflow      queue.Overflow // of a full queue when the deployment sets none
 	MQTTLimits    broker.Limits  // connection hygiene of the MQTT listeners; zero fields take the defaults
 	MaxImageSize  int64          // the largest module image the edge downloads (bytes; 0: upstream.DefaultMaxImageSize)
-	Logger        *slog.Logger
-	Stdout        io.Writer
-	Stderr        io.Writer // for a line people see when the hub refuses the edge's credentials (nil: the log only)
+	// MemoryBudget is the memory the edge may use (--memory-budget,
+	// bytes); 0: the memory limit of its cgroup, if any
+	// (cmd/internal/membudget sizes the Go limit and Badger from it).
+	MemoryBudget int64
+	// Cgroups is where the cgroup limit is read: a view of the root
+	// filesystem (/proc/self/cgroup, /sys/fs/cgroup); nil: os.DirFS("/").
+	Cgroups fs.FS
+	Logger  *slog.Logger
+	Stdout  io.Writer
+	Stderr  io.Writer // for a line people see when the hub refuses the edge's credentials (nil: the log only)
 	// ModuleUIDs is the range of uids an edge running as root gives its
 	// modules, one each (default supervisor.DefaultModuleUIDs).
 	ModuleUIDs supervisor.UIDRange
@@ -126,17 +133,17 @@ type edge struct {
 	// overflow is the policy of a full queue whose route sets none: the
 	// deployment's, else --overflow (the status's disk.overflow).
 	overflow atomic.Value
+	mem      memory // the budget and the sizes it set
 	ready    Ready
 }
 
 // Run starts the edge and serves until ctx is done.
 func Run(ctx context.Context, cfg Config) error {
-	if os.Getenv("GOMEMLIMIT") == "" {
-		// A soft limit keeps the Go heap near what Badger needs (its
-		// memtables and caches are ~60 MB of live heap). At 64 MiB the GC
-		// ran all the time and halved ingest; 128 MiB costs little.
-		debug.SetMemoryLimit(128 << 20)
+	mem, err := planMemory(cfg)
+	if err != nil {
+		return err
 	}
+	mem.apply(cfg.Logger)
 	// Module programs are started from their own working directories: a
 	// relative --data (the README's ./edge) would make every path into the
 	// data directory point nowhere.
@@ -145,7 +152,7 @@ func Run(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("--data %s: %w", cfg.DataDir, err)
 	}
 	cfg.DataDir = dir
-	e := &edge{cfg: cfg}
+	e := &edge{cfg: cfg, mem: mem}
 	defer e.close()
 	if err := e.open(ctx); err != nil {
 		return err

@@ -28,6 +28,8 @@ type Status struct {
 	Queues     []QueueStatus     `json:"queues"`
 	Broker     BrokerStatus      `json:"broker"`
 	Disk       DiskStatus        `json:"disk"`
+	// Memory is the edge's memory budget and how it is spent.
+	Memory MemoryStatus `json:"memory"`
 	// Deployment is the outcome of the last $edgeAgent deployment.
 	Deployment        supervisor.DesiredStatus           `json:"deployment"`
 	DeploymentVersion int64                              `json:"deploymentVersion"`
@@ -36,6 +38,26 @@ type Status struct {
 	// from each other: "uid" (each under its own uid; the edge is root) or
 	// "none: …" with what is missing.
 	ModuleIsolation string `json:"moduleIsolation"`
+}
+
+// MemoryStatus is the edge's memory budget, where it came from, and the
+// sizes it set (cmd/internal/membudget).
+type MemoryStatus struct {
+	Budget int64 `json:"budget"` // bytes; 0: none
+	// Source: "--memory-budget", "cgroup v2 /sys/fs/cgroup/…/memory.max",
+	// "cgroup v1 …/memory.limit_in_bytes", or "none".
+	Source string `json:"source"`
+	// GoLimit is the Go memory limit in force (debug.SetMemoryLimit(-1));
+	// GoLimitFrom says who set it: "budget" (half the budget), "default"
+	// (no budget: 128 MiB) or "GOMEMLIMIT" (the environment wins).
+	GoLimit     int64  `json:"goMemoryLimit"`
+	GoLimitFrom string `json:"goMemoryLimitFrom"`
+	// Badger's sizes (store/kv Options) as the store was opened.
+	MemTableSize   int64 `json:"memTableSize"`
+	NumMemtables   int   `json:"numMemtables"`
+	BaseTableSize  int64 `json:"baseTableSize"`
+	BlockCacheSize int64 `json:"blockCacheSize"`
+	IndexCacheSize int64 `json:"indexCacheSize"`
 }
 
 // QueueStatus is one endpoint × priority queue.
