@@ -124,7 +124,12 @@ func addLoad(out []*result, byKey map[string]*result, line string) []*result {
 // sameAnchor names cases whose Mosquitto load is another case's, measured
 // once there (.ci/bench-broker): generic devices on free topics are held
 // to the very figure the IoT-topic ingest is, not to a second sample of it.
-var sameAnchor = map[string]string{"generic-10pub": "ingest-10pub"}
+var sameAnchor = map[string]string{"generic-10pub": "ingest-10pub", "budget64-10pub": "ingest-10pub"}
+
+// constrained names cases that run the edge under a memory budget: each is
+// also given its throughput as a multiple of the same edge unconstrained
+// in the same rounds (x_unconstrained; TARGETS.md: ≥ 0.8 at 64 MiB).
+var constrained = map[string]string{"budget64-10pub": "ingest-10pub"}
 
 // addRatios gives every "<case>/outpost-…" run its throughput as a multiple
 // of "<case>/mosquitto" (or its sameAnchor's) measured in the same rounds.
@@ -135,8 +140,18 @@ func addRatios(results []*result) {
 			base[c] = r
 		}
 	}
+	byName := map[string]*result{}
 	for _, r := range results {
-		c, _, ok := strings.Cut(r.name, "/outpost-")
+		if r.pkg == loadPkg {
+			byName[r.name] = r
+		}
+	}
+	for _, r := range results {
+		c, dur, ok := strings.Cut(r.name, "/outpost-")
+		if u := byName[constrained[c]+"/outpost-"+dur]; ok && u != nil && len(r.metrics["msgs_per_s"]) > 0 && len(u.metrics["msgs_per_s"]) > 0 {
+			r.order = append(r.order, "x_unconstrained")
+			r.metrics["x_unconstrained"] = []float64{median(r.metrics["msgs_per_s"]) / median(u.metrics["msgs_per_s"])}
+		}
 		b := base[c]
 		if b == nil {
 			b = base[sameAnchor[c]]
