@@ -371,12 +371,14 @@ func (b *Broker) listen(name, addr string, cfg *tls.Config) error {
 		if cfg != nil {
 			ln = tls.NewListener(ln, cfg)
 		}
-		l = newWebsocket(name, ln, b.gate.timeout)
+		ws := newWebsocket(name, ln, b.gate.timeout)
+		ws.closeClients = b.closeListenerClients
+		l = ws
 	case name == "tls":
 		gl.tls = cfg
-		l = &netListener{id: name, ln: ln}
+		l = &netListener{id: name, ln: ln, closeClients: b.closeListenerClients}
 	default:
-		l = &netListener{id: name, ln: ln}
+		l = &netListener{id: name, ln: ln, closeClients: b.closeListenerClients}
 	}
 	b.mu.Lock()
 	b.addrs[name] = ln.Addr()
@@ -514,3 +516,16 @@ func (h minLevel) WithAttrs(a []slog.Attr) slog.Handler {
 	return minLevel{h.min, h.Handler.WithAttrs(a)}
 }
 func (h minLevel) WithGroup(g string) slog.Handler { return minLevel{h.min, h.Handler.WithGroup(g)} }
+
+// closeListenerClients disconnects the clients of one listener as the
+// server closes, as mochi's own does, but from a copy of its client map:
+// mochi's Clients.GetByListener takes the map's read lock twice (through
+// Len), and a client attaching or leaving meanwhile queues for the write
+// lock between the two, which deadlocks Close (seen in CI).
+func (b *Broker) closeListenerClients(id string) {
+	for _, cl := range b.srv.Clients.GetAll() {
+		if cl.Net.Listener == id && !cl.Closed() {
+			_ = b.srv.DisconnectClient(cl, packets.ErrServerShuttingDown)
+		}
+	}
+}

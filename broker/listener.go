@@ -17,6 +17,9 @@ type netListener struct {
 	ln   net.Listener
 	log  *slog.Logger
 	once sync.Once
+	// closeClients disconnects this listener's clients at Close, in place
+	// of mochi's (Broker.closeListenerClients says why).
+	closeClients func(id string)
 }
 
 func (l *netListener) ID() string       { return l.id }
@@ -44,9 +47,9 @@ func (l *netListener) Serve(establish listeners.EstablishFn) {
 	}
 }
 
-func (l *netListener) Close(closeClients listeners.CloseFn) {
+func (l *netListener) Close(listeners.CloseFn) {
 	l.once.Do(func() {
-		closeClients(l.id)
+		l.closeClients(l.id)
 		_ = l.ln.Close()
 	})
 }

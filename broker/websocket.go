@@ -26,6 +26,9 @@ type wsListener struct {
 	establish listeners.EstablishFn
 	once      sync.Once
 	header    time.Duration // the pre-authentication deadline (--connect-timeout), which covers the upgrade
+	// closeClients disconnects this listener's clients at Close, in place
+	// of mochi's (Broker.closeListenerClients says why).
+	closeClients func(id string)
 }
 
 func newWebsocket(id string, ln net.Listener, connectTimeout time.Duration) *wsListener {
@@ -68,13 +71,13 @@ func (l *wsListener) Serve(establish listeners.EstablishFn) {
 	}
 }
 
-func (l *wsListener) Close(closeClients listeners.CloseFn) {
+func (l *wsListener) Close(listeners.CloseFn) {
 	l.once.Do(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
 		_ = l.srv.Shutdown(ctx)
 	})
-	closeClients(l.id)
+	l.closeClients(l.id)
 }
 
 // wsConn carries MQTT bytes in binary WebSocket messages.
