@@ -218,12 +218,12 @@ func globMatch(p, s string) bool {
 	star, mark := -1, 0
 	for sx < len(s) {
 		switch {
+		case px < len(p) && p[px] == '*': // before the literal case: a '*' in the name is no match for it
+			star, mark = px, sx
+			px++
 		case px < len(p) && (p[px] == '?' || p[px] == s[sx]):
 			px++
 			sx++
-		case px < len(p) && p[px] == '*':
-			star, mark = px, sx
-			px++
 		case star >= 0:
 			px = star + 1
 			mark++
