@@ -670,6 +670,9 @@ func (h *Hub) kickDeployFor(cmd any) {
 		h.kickDeploy(true)
 		return
 	}
+	if len(ids) == 0 {
+		return // most commands (events, acks, presence) touch no targeting: no lock on their path
+	}
 	h.deployMu.Lock()
 	n := len(h.deployDirty)
 	for _, id := range ids {
