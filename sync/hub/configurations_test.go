@@ -96,9 +96,11 @@ func TestConfigurationsTargetEdges(t *testing.T) {
 	}
 	for _, e := range []string{"e1", "e2"} {
 		eventually(t, e+" gets prod-base", func() bool { return modulesOf(t, f, e) == "sensor" })
-		if r := desiredOf(t, f, e+"/$edgeHub")["routes"].(map[string]any)["up"]; r != "FROM /messages/* INTO $upstream" {
-			t.Fatalf("%s $edgeHub routes: %v", e, r)
-		}
+		// $edgeHub is written after $edgeAgent, in its own command.
+		eventually(t, e+" gets prod-base's routes", func() bool {
+			r, _ := desiredOf(t, f, e+"/$edgeHub")["routes"].(map[string]any)
+			return r["up"] == "FROM /messages/* INTO $upstream"
+		})
 		if _, err := f.h.Identity(e + "/sensor"); err != nil {
 			t.Fatalf("%s/sensor has no identity: %v", e, err)
 		}
@@ -114,9 +116,10 @@ func TestConfigurationsTargetEdges(t *testing.T) {
 		t.Fatal(code)
 	}
 	eventually(t, "e1 gets the layer", func() bool { return modulesOf(t, f, "e1") == "extra,sensor" })
-	if routes := desiredOf(t, f, "e1/$edgeHub")["routes"].(map[string]any); len(routes) != 2 {
-		t.Fatalf("layered routes: %v", routes)
-	}
+	eventually(t, "e1 gets the layer's route", func() bool {
+		routes, _ := desiredOf(t, f, "e1/$edgeHub")["routes"].(map[string]any)
+		return len(routes) == 2
+	})
 	// A base of higher priority for e2 alone wins there (the layer stays).
 	other := strings.Replace(baseContent, `"sensor":{`, `"other":{`, 1)
 	if code, _ := f.putConfig(t, "e2-special", `{"id":"e2-special","targetCondition":"deviceId = 'e2'","priority":50,"content":`+other+`}`, nil); code != 200 {

@@ -204,9 +204,15 @@ func TestClusterImagesSurviveTheReceivingNode(t *testing.T) {
 			}
 			return nil
 		})
-		if !hasFile(n, digest) {
-			t.Errorf("%s served the image but does not hold it", n.id)
-		}
+		// A node that has not applied the record yet forwards the GETs to
+		// the leader; once it has, it copies the file (in the background
+		// or on the next GET).
+		eventually(t, n.id+" holds the image", func() error {
+			if !hasFile(n, digest) {
+				return fmt.Errorf("%s served the image but does not hold it", n.id)
+			}
+			return nil
+		})
 	}
 
 	eventually(t, "delete", func() error {
