@@ -20,6 +20,62 @@ type netListener struct {
 	// closeClients disconnects this listener's clients at Close, in place
 	// of mochi's (Broker.closeListenerClients says why).
 	closeClients func(id string)
+	handoff      handoff
+}
+
+// handoff tracks the connections a listener handed to mochi until their
+// establish call returns, so the listener's Close can end them and wait.
+// mochi's Close waits on a WaitGroup that each establish call adds to: a
+// connection accepted just before Close whose goroutine reached the Add
+// after that Wait began was a data race in mochi's WaitGroup (seen in CI,
+// TestCloseWhileClientsComeAndGo) and a client attached to a closed server.
+type handoff struct {
+	mu     sync.Mutex
+	closed bool
+	conns  map[net.Conn]struct{}
+	wg     sync.WaitGroup
+}
+
+// start registers c before it goes to mochi; false (c closed) once the
+// listener is closing.
+func (h *handoff) start(c net.Conn) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		_ = c.Close()
+		return false
+	}
+	if h.conns == nil {
+		h.conns = map[net.Conn]struct{}{}
+	}
+	h.conns[c] = struct{}{}
+	h.wg.Add(1)
+	return true
+}
+
+// end is called when c's establish call has returned.
+func (h *handoff) end(c net.Conn) {
+	h.mu.Lock()
+	delete(h.conns, c)
+	h.mu.Unlock()
+	h.wg.Done()
+}
+
+// close refuses new connections, closes those still being established or
+// served (their clients were disconnected already, or never attached) and
+// waits until every establish call has returned.
+func (h *handoff) close() {
+	h.mu.Lock()
+	h.closed = true
+	open := make([]net.Conn, 0, len(h.conns))
+	for c := range h.conns {
+		open = append(open, c)
+	}
+	h.mu.Unlock()
+	for _, c := range open {
+		_ = c.Close()
+	}
+	h.wg.Wait()
 }
 
 func (l *netListener) ID() string       { return l.id }
@@ -39,7 +95,11 @@ func (l *netListener) Serve(establish listeners.EstablishFn) {
 		if err != nil {
 			return
 		}
+		if !l.handoff.start(c) {
+			continue // closing: Accept fails next
+		}
 		go func() {
+			defer l.handoff.end(c)
 			if err := establish(l.id, c); err != nil {
 				l.log.Debug("client ended", "listener", l.id, "err", err)
 			}
@@ -51,5 +111,6 @@ func (l *netListener) Close(listeners.CloseFn) {
 	l.once.Do(func() {
 		l.closeClients(l.id)
 		_ = l.ln.Close()
+		l.handoff.close()
 	})
 }

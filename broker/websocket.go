@@ -29,6 +29,7 @@ type wsListener struct {
 	// closeClients disconnects this listener's clients at Close, in place
 	// of mochi's (Broker.closeListenerClients says why).
 	closeClients func(id string)
+	handoff      handoff // the upgraded connections (http.Server.Shutdown does not wait for them)
 }
 
 func newWebsocket(id string, ln net.Listener, connectTimeout time.Duration) *wsListener {
@@ -56,6 +57,10 @@ func (l *wsListener) Init(log *slog.Logger) error {
 			}
 			defer c.Close()
 			u := c.UnderlyingConn()
+			if !l.handoff.start(u) {
+				return
+			}
+			defer l.handoff.end(u)
 			if err := l.establish(l.id, guardUpgraded(&wsConn{Conn: u, c: c}, u)); err != nil {
 				l.log.Debug("websocket client ended", "err", err)
 			}
@@ -76,8 +81,9 @@ func (l *wsListener) Close(listeners.CloseFn) {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
 		_ = l.srv.Shutdown(ctx)
+		l.closeClients(l.id)
+		l.handoff.close()
 	})
-	l.closeClients(l.id)
 }
 
 // wsConn carries MQTT bytes in binary WebSocket messages.
