@@ -34,6 +34,7 @@ var edgeCfg struct {
 	durability    string
 	logLevel      string
 	cpuProfile    string
+	memProfile    string
 	maxQueueBytes string
 	moduleUIDs    string
 	overflow      string
@@ -77,6 +78,7 @@ var edgeCmd = cli.Command{
 		fs.StringVar(&edgeCfg.durability, "durability", "process", "process (acknowledged messages survive kill -9) or power (fsync before PUBACK)")
 		fs.StringVar(&edgeCfg.logLevel, "log-level", "info", "debug, info, warn or error")
 		fs.StringVar(&edgeCfg.cpuProfile, "cpuprofile", "", "write a CPU profile to this file until the edge stops (diagnostics)")
+		fs.StringVar(&edgeCfg.memProfile, "memprofile", "", "write an allocation profile (every allocation since start) to this file when the edge stops (diagnostics)")
 	},
 	Run: runEdge,
 }
@@ -142,7 +144,19 @@ func runEdge(ctx context.Context, env cli.Env, fs *flag.FlagSet) error {
 		defer pprof.StopCPUProfile()
 	}
 	c.Logger = slog.New(slog.NewTextHandler(env.Stderr, &slog.HandlerOptions{Level: level}))
-	return edge.Run(ctx, c)
+	if edgeCfg.memProfile == "" {
+		return edge.Run(ctx, c)
+	}
+	f, err := os.Create(edgeCfg.memProfile)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	err = edge.Run(ctx, c)
+	if perr := pprof.Lookup("allocs").WriteTo(f, 0); perr != nil && err == nil {
+		err = fmt.Errorf("--memprofile: %w", perr)
+	}
+	return err
 }
 
 // queueFlags reads --max-queue-bytes and --overflow into c.
