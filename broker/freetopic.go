@@ -38,7 +38,7 @@ func (b *Broker) freeTopic(s *session, pk packets.Packet) (packets.Packet, error
 		b.stats.TopicNoRoute.Add(1)
 	} else if len(pk.Payload) > b.opts.MaxPayload {
 		s.refuse(pk, packets.ErrQuotaExceeded, ReasonTooLarge, fmt.Errorf("payload is %d bytes; the limit for routed messages is %d", len(pk.Payload), b.opts.MaxPayload))
-		return pk, packets.ErrRejectPacket
+		return taken(pk)
 	}
 	switch pk.FixedHeader.Qos {
 	case 0:
@@ -49,7 +49,7 @@ func (b *Broker) freeTopic(s *session, pk packets.Packet) (packets.Packet, error
 		return pk, nil
 	case 1:
 		b.freeTopicQoS1(s, pk, msg, targets)
-		return pk, packets.ErrRejectPacket
+		return taken(pk)
 	}
 	return b.freeTopicQoS2(s, pk, msg, targets)
 }
@@ -107,7 +107,7 @@ func (b *Broker) freeTopicQoS2(s *session, pk packets.Packet, msg queue.Message,
 	// would answer a PUBACK: its bug #510); MQTT 3.1.1, which has no
 	// negative PUBREC, is disconnected.
 	s.nack(pk, refusal{code: code, err: err})
-	return pk, packets.ErrRejectPacket
+	return taken(pk)
 }
 
 // storeFailed counts and logs a failed append and turns it into the

@@ -206,6 +206,19 @@ func (h *hook) OnUnsubscribed(cl *mqtt.Client, pk packets.Packet) {
 	}
 }
 
+// taken ends mochi's handling of a publish the broker took: stored,
+// answered or refused by it. It does what packets.ErrRejectPacket does
+// without its cost: on that path mochi boxes the whole packet into the
+// arguments of a debug log call, about 900 B allocated per message (a
+// quarter of all the bytes an ingested message allocated, by the
+// allocation profile of 10 publishers). Marked Ignore at QoS 0 without
+// retain, the packet goes past mochi's retain, PUBACK and fan-out.
+func taken(pk packets.Packet) (packets.Packet, error) {
+	pk.Ignore = true
+	pk.FixedHeader.Qos, pk.FixedHeader.Retain = 0, false
+	return pk, nil
+}
+
 // OnPublish takes every IoT Hub topic out of mochi's fan-out: telemetry is
 // acknowledged by us once it is durable, twin and method traffic is
 // answered to the sender alone. Only free topics the policy allows reach
@@ -216,16 +229,16 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 	}
 	s := h.b.session(cl)
 	if s == nil {
-		return pk, packets.ErrRejectPacket
+		return taken(pk)
 	}
 	s.received.Add(1)
 	if !h.authorize(s, pk) {
-		return pk, packets.ErrRejectPacket
+		return taken(pk)
 	}
 	in, err := parseTopic(pk.TopicName)
 	if err != nil {
 		s.refuse(pk, packets.ErrTopicNameInvalid, ReasonMalformed, err)
-		return pk, packets.ErrRejectPacket
+		return taken(pk)
 	}
 	switch in.kind {
 	case topicTelemetry:
@@ -245,7 +258,7 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 		s.refuse(pk, packets.ErrTopicNameInvalid, ReasonTopic,
 			fmt.Errorf("topic %q is not served by the edge; telemetry goes to devices/{device}[/modules/{module}]/messages/events/{properties}", pk.TopicName))
 	}
-	return pk, packets.ErrRejectPacket
+	return taken(pk)
 }
 
 // authorize is the authoritative check of a publish, on its topic as
