@@ -97,25 +97,45 @@ const loadPkg = "broker: Outpost edge next to Mosquitto 2 (mqttload)"
 // loadMetrics are the mqttload fields reported, in order.
 var loadMetrics = []string{"msgs_per_s", "puback_p50_ms", "puback_p99_ms", "broker_us_per_msg", "broker_cpu_pct", "broker_rss_mb", "broker_rss_peak_mb", "delivered"}
 
+// m2mPkg is the section of the module-to-module runs: the lines of the
+// receiving mqttload (-receive), module b, one per run; they have no
+// Mosquitto anchor (the targets are absolute: bench-notes.md).
+const m2mPkg = "broker: module a → route → module b through outpost edge (two mqttload processes)"
+
+// receiveMetrics are the fields of a receiver's line, in order, and the
+// names the table gives them.
+var receiveMetrics = [][2]string{
+	{"delivered_per_s", "routed_msgs/s"}, {"latency_p50_ms", "p50_ms"}, {"latency_p90_ms", "p90_ms"},
+	{"latency_p99_ms", "p99_ms"}, {"latency_max_ms", "max_ms"}, {"broker_us_per_msg", "broker_us_per_msg"},
+	{"broker_cpu_pct", "broker_cpu_pct"}, {"broker_rss_peak_mb", "broker_rss_peak_mb"},
+}
+
 func addLoad(out []*result, byKey map[string]*result, line string) []*result {
 	var m map[string]any
 	if json.Unmarshal([]byte(line), &m) != nil {
 		return out
 	}
 	label, _ := m["label"].(string)
-	key := loadPkg + " " + label
+	pkg, metrics := loadPkg, make([][2]string, len(loadMetrics))
+	for i, k := range loadMetrics {
+		metrics[i] = [2]string{k, k}
+	}
+	if _, ok := m["delivered_per_s"]; ok {
+		pkg, metrics = m2mPkg, receiveMetrics
+	}
+	key := pkg + " " + label
 	res := byKey[key]
 	if res == nil {
-		res = &result{pkg: loadPkg, name: label, metrics: map[string][]float64{}}
+		res = &result{pkg: pkg, name: label, metrics: map[string][]float64{}}
 		byKey[key] = res
 		out = append(out, res)
 	}
-	for _, k := range loadMetrics {
-		if v, ok := m[k].(float64); ok {
-			if _, seen := res.metrics[k]; !seen {
-				res.order = append(res.order, k)
+	for _, k := range metrics {
+		if v, ok := m[k[0]].(float64); ok {
+			if _, seen := res.metrics[k[1]]; !seen {
+				res.order = append(res.order, k[1])
 			}
-			res.metrics[k] = append(res.metrics[k], v)
+			res.metrics[k[1]] = append(res.metrics[k[1]], v)
 		}
 	}
 	return out

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"strings"
 	"testing"
 )
@@ -39,5 +40,61 @@ func TestRatios(t *testing.T) {
 	}
 	if _, ok := got["ingest-10pub/outpost-process"]["x_unconstrained"]; ok {
 		t.Error("an unconstrained run got x_unconstrained")
+	}
+}
+
+// TestModuleToModule: a receiver's lines (mqttload -receive) make their own
+// table of routed msg/s and latency, with no Mosquitto ratio, and leave the
+// ingest table as it was.
+func TestModuleToModule(t *testing.T) {
+	in := strings.Join([]string{
+		`{"label":"ingest-10pub/mosquitto","msgs_per_s":100,"delivered":90}`,
+		`{"label":"ingest-10pub/outpost-process","msgs_per_s":80,"delivered":null}`,
+		`{"label":"m2m-saturated/outpost-process","filter":"devices/gw1/modules/b/inputs/#","delivered":300000,"delivered_per_s":21000,` +
+			`"latency_p50_ms":40,"latency_p90_ms":60,"latency_p99_ms":90,"latency_max_ms":120,"broker_us_per_msg":30,"broker_cpu_pct":70,"broker_rss_peak_mb":90}`,
+		`{"label":"m2m-saturated/outpost-process","delivered_per_s":19000,"latency_p50_ms":50,"latency_p90_ms":70,"latency_p99_ms":100,"latency_max_ms":130}`,
+		`{"label":"m2m-saturated/outpost-process","delivered_per_s":20000,"latency_p50_ms":45,"latency_p90_ms":65,"latency_p99_ms":95,"latency_max_ms":125}`,
+		`{"label":"m2m-paced10k/outpost-power","delivered_per_s":9990,"latency_p50_ms":1.5,"latency_p90_ms":2.5,"latency_p99_ms":4.2,"latency_max_ms":9}`,
+	}, "\n")
+	results := parse(strings.NewReader(in))
+	addRatios(results)
+	got := map[string]*result{}
+	for _, r := range results {
+		got[r.name] = r
+	}
+	sat, paced, ingest := got["m2m-saturated/outpost-process"], got["m2m-paced10k/outpost-power"], got["ingest-10pub/outpost-process"]
+	if sat == nil || paced == nil || ingest == nil {
+		t.Fatalf("results: %v", got)
+	}
+	if sat.pkg != m2mPkg || paced.pkg != m2mPkg || ingest.pkg != loadPkg {
+		t.Errorf("sections: m2m %q, %q; ingest %q", sat.pkg, paced.pkg, ingest.pkg)
+	}
+	if want := []string{"routed_msgs/s", "p50_ms", "p90_ms", "p99_ms", "max_ms", "broker_us_per_msg", "broker_cpu_pct", "broker_rss_peak_mb"}; strings.Join(sat.order, " ") != strings.Join(want, " ") {
+		t.Errorf("m2m metrics = %v, want %v", sat.order, want)
+	}
+	if v := median(sat.metrics["routed_msgs/s"]); v != 20000 || len(sat.metrics["p99_ms"]) != 3 {
+		t.Errorf("saturated: median %v routed msg/s over %d runs; want 20000 over 3", v, len(sat.metrics["p99_ms"]))
+	}
+	for _, r := range []*result{sat, paced} {
+		if _, ok := r.metrics["x_mosquitto"]; ok {
+			t.Errorf("%s has a Mosquitto ratio", r.name)
+		}
+		if _, ok := r.metrics["delivered"]; ok {
+			t.Errorf("%s shows the delivered count, not the rate", r.name)
+		}
+	}
+	if v := ingest.metrics["x_mosquitto"]; len(v) != 1 || v[0] != 0.8 {
+		t.Errorf("ingest x_mosquitto = %v, want 0.8", v)
+	}
+	var md bytes.Buffer
+	write(&md, results, "")
+	for _, want := range []string{
+		"\n## " + m2mPkg + "\n",
+		"| m2m-saturated/outpost-process | 3 | 20000 [19000–21000] routed_msgs/s, 45.00 [40.00–50.00] p50_ms,",
+		"| m2m-paced10k/outpost-power | 1 | 9990 routed_msgs/s, 1.50 p50_ms, 2.50 p90_ms, 4.20 p99_ms, 9.00 max_ms |",
+	} {
+		if !strings.Contains(md.String(), want) {
+			t.Errorf("markdown has no %q:\n%s", want, md.String())
+		}
 	}
 }

@@ -32,6 +32,11 @@ type config struct {
 
 	ClientID, Topic, Username, Password, PasswordCmd string
 	Subscribe                                        string
+
+	Stamp       bool          // the send time in the first 8 bytes of each payload
+	Receive     string        // receive on this filter instead of publishing
+	Ready       string        // file the receiver creates once subscribed
+	ReceiveWait time.Duration // how long the receiver waits for its first delivery
 }
 
 func (c *config) validate() error {
@@ -52,6 +57,14 @@ func (c *config) validate() error {
 		return errors.New("-rate must be a non-negative number")
 	case c.Password != "" && c.PasswordCmd != "":
 		return errors.New("-password and -password-cmd exclude each other")
+	case c.Stamp && c.Size < stampSize:
+		return fmt.Errorf("-stamp needs -size %d at least", stampSize)
+	case c.Receive != "" && (c.Subscribe != "" || c.Stamp):
+		return errors.New("-receive does not publish: no -subscribe or -stamp with it")
+	case c.Receive == "" && c.Ready != "":
+		return errors.New("-ready is for -receive")
+	case c.ReceiveWait <= 0:
+		return errors.New("-receive-wait must be positive")
 	}
 	if !strings.Contains(c.Broker, "://") {
 		c.Broker = "tcp://" + c.Broker

@@ -20,6 +20,16 @@
 // Every %d in -client-id, -topic, -username, -password and -password-cmd is
 // the client's index (from -first); the subscriber takes the index after the
 // last publisher's.
+//
+// Module to module, in two processes: a receiver (one client, index -first)
+// subscribes, creates the -ready file, and measures deliveries per second and
+// the latency from the send time that a publisher with -stamp writes in the
+// first 8 bytes of each payload, over -duration starting -warmup after its
+// first delivery; it prints its own JSON object (delivered_per_s,
+// latency_p50_ms, …):
+//
+//	mqttload -receive 'devices/gw1/modules/b/inputs/#' -ready ready -client-id gw1/b -username … -password-cmd … -pid $PID &
+//	mqttload -stamp -clients 1 -client-id gw1/a -topic 'devices/gw1/modules/a/messages/events/%24.on=out1' …
 package main
 
 import (
@@ -44,16 +54,35 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if cfg.Receive != "" {
+		err = runReceive(ctx, cfg)
+	} else {
+		err = runLoad(ctx, cfg)
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "error: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+func runLoad(ctx context.Context, cfg config) error {
 	rep, err := run(ctx, cfg)
 	if rep.Seconds > 0 {
 		if werr := writeReport(os.Stdout, os.Stderr, rep); werr != nil && err == nil {
 			err = werr
 		}
 	}
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "error: %v\n", err)
-		os.Exit(1)
+	return err
+}
+
+func runReceive(ctx context.Context, cfg config) error {
+	rep, err := receive(ctx, cfg)
+	if rep.Seconds > 0 {
+		if werr := writeLine(os.Stdout, os.Stderr, rep, receiveSummary(rep)); werr != nil && err == nil {
+			err = werr
+		}
 	}
+	return err
 }
 
 func parseFlags(args []string, stderr io.Writer) (config, error) {
@@ -79,6 +108,10 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&c.Password, "password", "", "password template")
 	fs.StringVar(&c.PasswordCmd, "password-cmd", "", "shell command template printing the password, run once per client")
 	fs.StringVar(&c.Subscribe, "subscribe", "", "topic filter of an extra QoS 1 subscriber counting deliveries")
+	fs.BoolVar(&c.Stamp, "stamp", false, "write the send time in the first 8 bytes of each payload (for a -receive process)")
+	fs.StringVar(&c.Receive, "receive", "", "receive on this topic filter (at -qos) instead of publishing: deliveries/s and latency from -stamp")
+	fs.StringVar(&c.Ready, "ready", "", "with -receive: file to create once subscribed")
+	fs.DurationVar(&c.ReceiveWait, "receive-wait", 30*time.Second, "with -receive: how long to wait for the first delivery")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -90,6 +123,11 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 }
 
 func writeReport(stdout, stderr io.Writer, r report) error {
+	return writeLine(stdout, stderr, r, summary(r))
+}
+
+// writeLine prints r as one JSON line on stdout and sum on stderr.
+func writeLine(stdout, stderr io.Writer, r any, sum string) error {
 	b, err := json.Marshal(r)
 	if err != nil {
 		return fmt.Errorf("encode report: %w", err)
@@ -97,7 +135,7 @@ func writeReport(stdout, stderr io.Writer, r report) error {
 	if _, err := fmt.Fprintf(stdout, "%s\n", b); err != nil {
 		return fmt.Errorf("write report: %w", err)
 	}
-	_, err = fmt.Fprintln(stderr, summary(r))
+	_, err = fmt.Fprintln(stderr, sum)
 	return err
 }
 

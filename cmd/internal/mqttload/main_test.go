@@ -212,6 +212,8 @@ func TestConfigErrors(t *testing.T) {
 	for _, args := range [][]string{
 		{"-clients", "0"}, {"-qos", "3"}, {"-inflight", "0"}, {"-duration", "0s"}, {"-rate", "-1"},
 		{"-password", "x", "-password-cmd", "echo y"},
+		{"-stamp", "-size", "7"}, {"-receive", "a/#", "-subscribe", "b/#"}, {"-receive", "a/#", "-stamp"},
+		{"-ready", "f"}, {"-receive", "a/#", "-receive-wait", "0s"},
 	} {
 		c, err := parseFlags(args, io.Discard)
 		if err != nil {
@@ -223,6 +225,144 @@ func TestConfigErrors(t *testing.T) {
 	}
 	if _, err := parseFlags([]string{"extra"}, io.Discard); err == nil {
 		t.Error("positional argument accepted")
+	}
+}
+
+func TestReceiveFlags(t *testing.T) {
+	c, err := parseFlags(nil, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Stamp || c.Receive != "" || c.Ready != "" || c.ReceiveWait != 30*time.Second {
+		t.Errorf("defaults: stamp %v, receive %q, ready %q, receive-wait %v; want off, 30s", c.Stamp, c.Receive, c.Ready, c.ReceiveWait)
+	}
+	c, err = parseFlags([]string{"-receive", "devices/gw1/modules/b/inputs/#", "-ready", "/tmp/r", "-receive-wait", "5s", "-client-id", "gw1/b"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Receive != "devices/gw1/modules/b/inputs/#" || c.Ready != "/tmp/r" || c.ReceiveWait != 5*time.Second || c.ClientID != "gw1/b" {
+		t.Errorf("parsed %+v", c)
+	}
+	if err := c.validate(); err != nil {
+		t.Errorf("a receiver's flags: %v", err)
+	}
+	c, err = parseFlags([]string{"-stamp", "-size", "8"}, io.Discard)
+	if err != nil || !c.Stamp {
+		t.Fatalf("-stamp: %+v, %v", c, err)
+	}
+	if err := c.validate(); err != nil {
+		t.Errorf("-stamp with 8-byte payloads: %v", err)
+	}
+}
+
+func TestLatency(t *testing.T) {
+	sent := time.Date(2025, 3, 1, 12, 0, 0, 123456789, time.UTC)
+	p := make([]byte, 100)
+	for i := range p {
+		p[i] = 'x'
+	}
+	stamp(p, sent)
+	if d, ok := latency(p, sent.Add(3*time.Millisecond+7)); !ok || d != 3*time.Millisecond+7 {
+		t.Errorf("latency = %v, %v; want 3.000007ms", d, ok)
+	}
+	if string(p[stampSize:]) != strings.Repeat("x", 100-stampSize) {
+		t.Error("stamp wrote past its 8 bytes")
+	}
+	if d, ok := latency(p[:stampSize], sent); !ok || d != 0 {
+		t.Errorf("8-byte payload: %v, %v", d, ok)
+	}
+	if _, ok := latency(p[:stampSize-1], sent); ok {
+		t.Error("a 7-byte payload has a send time")
+	}
+}
+
+// TestReceiveMochi: a receiving process's half (-receive) gets a stamping
+// publisher's messages through mochi and times them from the stamps.
+func TestReceiveMochi(t *testing.T) {
+	broker := startMochi(t)
+	ready := t.TempDir() + "/ready"
+	rc, err := parseFlags([]string{"-broker", broker, "-receive", "bench/#", "-ready", ready, "-client-id", "rx",
+		"-duration", "1s", "-warmup", "200ms", "-label", "rx", "-pid", strconv.Itoa(os.Getpid())}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type result struct {
+		rep receiveReport
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		rep, err := receive(context.Background(), rc)
+		done <- result{rep, err}
+	}()
+	for i := 0; ; i++ {
+		if _, err := os.Stat(ready); err == nil {
+			break
+		}
+		if i == 500 {
+			t.Fatal("no ready file after 5 s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	pc := testConfig(broker)
+	pc.Clients, pc.Topic, pc.Stamp, pc.Duration = 1, "bench/%d", true, 1500*time.Millisecond
+	pub, err := run(context.Background(), pc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := <-done
+	if res.err != nil {
+		t.Fatal(res.err)
+	}
+	rep := res.rep
+	t.Log(summary(pub))
+	t.Log(receiveSummary(rep))
+	if rep.Delivered == 0 || rep.Unstamped != 0 || rep.Disconnects != 0 {
+		t.Fatalf("receiver: %+v", rep)
+	}
+	if x := rep.DeliveredPerS / pub.MsgsPerS; x < 0.5 || x > 1.5 {
+		t.Errorf("delivered %v msg/s of %v published", rep.DeliveredPerS, pub.MsgsPerS)
+	}
+	p := []float64{rep.LatencyP50ms, rep.LatencyP90ms, rep.LatencyP99ms, rep.LatencyMaxms}
+	if p[0] <= 0 || p[3] > 5000 || !slices.IsSorted(p) {
+		t.Errorf("latency p50, p90, p99, max = %v ms: want positive, ordered, under 5 s", p)
+	}
+	if rep.BrokerCPUPct == nil || rep.BrokerUsPerMsg == nil || rep.BrokerRSSMB == nil {
+		t.Errorf("broker figures missing with -pid: %+v", rep)
+	}
+	var out, human bytes.Buffer
+	if err := writeLine(&out, &human, rep, receiveSummary(rep)); err != nil {
+		t.Fatal(err)
+	}
+	var fields map[string]any
+	if err := json.Unmarshal(out.Bytes(), &fields); err != nil {
+		t.Fatalf("stdout is not one JSON object: %v\n%s", err, out.Bytes())
+	}
+	for _, k := range []string{"label", "delivered", "delivered_per_s", "latency_p50_ms", "latency_p90_ms", "latency_p99_ms", "latency_max_ms"} {
+		if _, ok := fields[k]; !ok {
+			t.Errorf("JSON has no %q: %s", k, out.Bytes())
+		}
+	}
+	if _, ok := fields["msgs_per_s"]; ok || fields["label"] != "rx" {
+		t.Errorf("a receiver's JSON has a publisher's msgs_per_s or lost its label: %s", out.Bytes())
+	}
+}
+
+func TestReceiveNothing(t *testing.T) {
+	ready := t.TempDir() + "/ready"
+	c, err := parseFlags([]string{"-broker", startMochi(t), "-receive", "quiet/#", "-ready", ready, "-receive-wait", "300ms"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := receive(context.Background(), c)
+	if err == nil || !strings.Contains(err.Error(), "nothing delivered") {
+		t.Errorf("err = %v, want nothing delivered", err)
+	}
+	if rep.Seconds != 0 {
+		t.Errorf("a run without deliveries reports a window: %+v", rep)
+	}
+	if _, err := os.Stat(ready); err != nil {
+		t.Errorf("no ready file once subscribed: %v", err)
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"sync/atomic"
 	"time"
 )
@@ -20,6 +21,10 @@ var (
 // counted from the start of the warm-up, whichever goroutine is free.
 func (l *load) publish(ci int, p *publisher, seq *atomic.Int64, st *stats) {
 	qos := byte(l.cfg.QoS)
+	payload := l.payload
+	if l.cfg.Stamp { // a payload of its own: paho has written it once the ack is in
+		payload = slices.Clone(l.payload)
+	}
 	var pace *time.Timer
 	if l.cfg.Rate > 0 {
 		pace = time.NewTimer(time.Hour)
@@ -47,7 +52,10 @@ func (l *load) publish(ci int, p *publisher, seq *atomic.Int64, st *stats) {
 			return
 		}
 		t0 := time.Now()
-		tok := p.cli.Publish(p.topic, qos, false, l.payload)
+		if l.cfg.Stamp {
+			stamp(payload, t0)
+		}
+		tok := p.cli.Publish(p.topic, qos, false, payload)
 		select {
 		case <-tok.Done():
 		case <-l.drained:
@@ -59,6 +67,9 @@ func (l *load) publish(ci int, p *publisher, seq *atomic.Int64, st *stats) {
 			st.errors++
 			if !p.cli.IsConnectionOpen() {
 				return
+			}
+			if l.cfg.Stamp { // paho may still hold the failed one
+				payload = slices.Clone(l.payload)
 			}
 			continue
 		}
