@@ -36,6 +36,7 @@ type deliverer struct {
 	pending  map[*queue.Queue][]uint64 // sent, in order, not yet acknowledged to the queue
 	got      map[*queue.Queue]map[uint64]bool
 	used     map[*queue.Queue]bool
+	upTo     map[*queue.Queue]uint64 // PUBACKed prefixes not yet acknowledged to the queue
 	list     []*queue.Queue // this client's queues, refreshed when woken
 	nextPID  uint16
 }
@@ -54,7 +55,7 @@ func newDeliverer(s *session, kind string) *deliverer {
 		s: s, kind: kind, prefix: prefix, window: deliveryWindow(s.b.opts.InputWindow, s.cl),
 		wake: make(chan struct{}, 1), acked: make(chan uint16, 2*s.b.opts.InputWindow), quit: make(chan struct{}),
 		inflight: map[uint16]flight{}, pending: map[*queue.Queue][]uint64{},
-		got: map[*queue.Queue]map[uint64]bool{}, used: map[*queue.Queue]bool{},
+		got: map[*queue.Queue]map[uint64]bool{}, used: map[*queue.Queue]bool{}, upTo: map[*queue.Queue]uint64{},
 	}
 	d.wg.Add(1)
 	go d.run()
@@ -111,6 +112,15 @@ func (d *deliverer) run() {
 			d.list = d.queues()
 		case pid := <-d.acked:
 			d.ack(pid)
+			for more := true; more; { // every PUBACK already here: one queue acknowledgement for all
+				select {
+				case pid := <-d.acked:
+					d.ack(pid)
+				default:
+					more = false
+				}
+			}
+			d.ackQueues()
 		case <-d.quit:
 			return
 		}
@@ -179,8 +189,8 @@ func (d *deliverer) pid() uint16 {
 	}
 }
 
-// ack records a PUBACK and acknowledges the queue up to the longest fully
-// PUBACKed prefix.
+// ack records a PUBACK and moves the queue's acknowledgement up to the
+// longest fully PUBACKed prefix (ackQueues sends it).
 func (d *deliverer) ack(pid uint16) {
 	f, ok := d.inflight[pid]
 	if !ok {
@@ -203,9 +213,27 @@ func (d *deliverer) ack(pid uint16) {
 	}
 	d.pending[f.q] = p
 	if upTo > 0 {
-		if err := f.q.Ack(context.Background(), upTo); err != nil {
-			d.s.b.log.Error("acknowledge delivered messages", "queue", f.q.Name(), "err", err)
+		d.upTo[f.q] = upTo
+	}
+}
+
+// ackQueues acknowledges the PUBACKed prefixes to their queues without
+// waiting for the commits: the next messages go out meanwhile (waiting
+// held deliveries to one message per commit, an fsync in power
+// durability). What a crash loses of these acknowledgements is delivered
+// again, as at-least-once delivery allows.
+func (d *deliverer) ackQueues() {
+	for q, upTo := range d.upTo {
+		delete(d.upTo, q)
+		if err := q.AckAsync(upTo, func(err error) { d.ackFailed(q, err) }); err != nil {
+			d.ackFailed(q, err)
 		}
+	}
+}
+
+func (d *deliverer) ackFailed(q *queue.Queue, err error) {
+	if err != nil {
+		d.s.b.log.Error("acknowledge delivered messages", "queue", q.Name(), "err", err)
 	}
 }
 

@@ -210,38 +210,54 @@ func (q *Queue) stillStored(vs []victim) ([]victim, error) {
 // Ack removes every message with seq <= upTo, durably, and moves the head
 // cursor past upTo. upTo may not pass the highest seq handed out by Lease.
 func (q *Queue) Ack(ctx context.Context, upTo uint64) error {
-	last, b, err := q.ack(upTo)
+	last := make(chan error, 1)
+	if err := q.AckAsync(upTo, func(err error) { last <- err }); err != nil {
+		return err
+	}
+	select {
+	case err := <-last:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("ack queue %q up to %d: %w", q.name, upTo, ctx.Err())
+	}
+}
+
+// AckAsync is Ack without the wait: the removal is queued behind every
+// earlier change of the queue (a Lease, Stats and Rewind see it at once)
+// and done runs once it is durable, or failed. An error returned (the
+// store closed, upTo never leased) means nothing was queued and done does
+// not run. A delivery whose receiver gets what a crash lost again
+// acknowledges this way, without a commit's wait per PUBACK.
+func (q *Queue) AckAsync(upTo uint64, done func(error)) error {
+	b, err := q.ack(upTo, func(err error) {
+		if err != nil {
+			err = fmt.Errorf("ack queue %q up to %d: %w", q.name, upTo, err)
+		}
+		done(err)
+	})
 	if b != nil {
 		q.s.send(b)
 	}
 	if err != nil {
 		return fmt.Errorf("ack queue %q up to %d: %w", q.name, upTo, err)
 	}
-	select {
-	case err := <-last:
-		if err != nil {
-			return fmt.Errorf("ack queue %q up to %d: %w", q.name, upTo, err)
-		}
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("ack queue %q up to %d: %w", q.name, upTo, ctx.Err())
-	}
+	return nil
 }
 
-func (q *Queue) ack(upTo uint64) (<-chan error, *batch, error) {
+func (q *Queue) ack(upTo uint64, done func(error)) (*batch, error) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.s.closed.Load() {
-		return nil, nil, ErrClosed
+		return nil, ErrClosed
 	}
 	if upTo > q.handed {
-		return nil, nil, fmt.Errorf("%w (handed out up to %d)", ErrNotLeased, q.handed)
+		return nil, fmt.Errorf("%w (handed out up to %d)", ErrNotLeased, q.handed)
 	}
 	var vs []victim
 	if upTo >= q.live.Head {
 		var err error
 		if vs, err = q.storedRange(q.live.Head, upTo); err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 	}
 	// One op per chunk so each fits a transaction; the head moves with each.
@@ -269,9 +285,8 @@ func (q *Queue) ack(upTo uint64) (<-chan error, *batch, error) {
 			b = firstBatch(b, q.addLocked(o))
 			continue
 		}
-		ch := make(chan error, 1)
-		o.done = func(err error) { ch <- err }
-		return ch, firstBatch(b, q.addLocked(o)), nil
+		o.done = done
+		return firstBatch(b, q.addLocked(o)), nil
 	}
 }
 
