@@ -98,3 +98,35 @@ func TestModuleToModule(t *testing.T) {
 		}
 	}
 }
+
+// TestBudgetRatio: a go-bench "…/budget64" run is held to the median of
+// the "…/unconstrained" runs of the same benchmark and package, on its
+// drain rate; nothing else gets the ratio.
+func TestBudgetRatio(t *testing.T) {
+	in := strings.Join([]string{
+		"pkg: edge: backlog",
+		"BenchmarkBacklogBudget/unconstrained 1 1000000 queued 40000 drain_msgs/s 50 peak_anon_MB",
+		"BenchmarkBacklogBudget/budget64 1 1000000 queued 30000 drain_msgs/s 30 peak_anon_MB",
+		"BenchmarkBacklogBudget/unconstrained 1 1000000 queued 50000 drain_msgs/s 52 peak_anon_MB",
+		"BenchmarkBacklogBudget/budget64 1 1000000 queued 36000 drain_msgs/s 31 peak_anon_MB",
+		"BenchmarkBacklogBudget/unconstrained 1 1000000 queued 60000 drain_msgs/s 51 peak_anon_MB",
+		"BenchmarkBacklogBudget/budget64 1 1000000 queued 42000 drain_msgs/s 33 peak_anon_MB",
+		"pkg: other",
+		"BenchmarkX/budget64 1 10 drain_msgs/s",
+	}, "\n")
+	results := parse(strings.NewReader(in))
+	addRatios(results)
+	got := map[string]map[string][]float64{}
+	for _, r := range results {
+		got[r.pkg+" "+r.name] = r.metrics
+	}
+	if v := got["edge: backlog BacklogBudget/budget64"]["x_unconstrained"]; len(v) != 1 || v[0] < 0.72-1e-9 || v[0] > 0.72+1e-9 {
+		t.Errorf("budget64 x_unconstrained = %v, want [0.72] (36000/50000)", v)
+	}
+	if v, ok := got["edge: backlog BacklogBudget/unconstrained"]["x_unconstrained"]; ok {
+		t.Errorf("the unconstrained run got x_unconstrained %v", v)
+	}
+	if v, ok := got["other X/budget64"]["x_unconstrained"]; ok {
+		t.Errorf("a budget64 run without an unconstrained one in its package got x_unconstrained %v", v)
+	}
+}
