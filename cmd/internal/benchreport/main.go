@@ -156,10 +156,13 @@ var constrained = map[string]string{"budget64-10pub": "ingest-10pub"}
 // and every budgeted go-bench run its budgetRatio.
 func addRatios(results []*result) {
 	addBudgetRatios(results)
-	base := map[string]*result{}
+	base, bare := map[string]*result{}, map[string]*result{}
 	for _, r := range results {
 		if c, ok := strings.CutSuffix(r.name, "/mosquitto"); ok && r.pkg == loadPkg {
 			base[c] = r
+		}
+		if c, ok := strings.CutSuffix(r.name, "/mosquitto-bare"); ok && r.pkg == loadPkg {
+			bare[c] = r
 		}
 	}
 	byName := map[string]*result{}
@@ -184,6 +187,12 @@ func addRatios(results []*result) {
 		x := median(r.metrics["msgs_per_s"]) / median(b.metrics["msgs_per_s"])
 		r.order = append(r.order, "x_mosquitto")
 		r.metrics["x_mosquitto"] = []float64{x}
+		// Mosquitto with no subscriber, in the same rounds (x_bare; target
+		// ≥ 1.0 in process durability).
+		if nb := bare[c]; nb != nil && len(nb.metrics["msgs_per_s"]) > 0 {
+			r.order = append(r.order, "x_bare")
+			r.metrics["x_bare"] = []float64{median(r.metrics["msgs_per_s"]) / median(nb.metrics["msgs_per_s"])}
+		}
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 func TestRatios(t *testing.T) {
 	in := strings.Join([]string{
 		`{"label":"ingest-10pub/mosquitto","msgs_per_s":100}`,
+		`{"label":"ingest-10pub/mosquitto-bare","msgs_per_s":160}`,
 		`{"label":"ingest-10pub/outpost-process","msgs_per_s":80}`,
 		`{"label":"ingest-10pub/outpost-process","msgs_per_s":90}`,
 		`{"label":"ingest-10pub/outpost-process","msgs_per_s":70}`,
@@ -29,6 +30,7 @@ func TestRatios(t *testing.T) {
 		want         float64
 	}{
 		{"ingest-10pub/outpost-process", "x_mosquitto", 0.8},
+		{"ingest-10pub/outpost-process", "x_bare", 0.5},
 		{"budget64-10pub/outpost-process", "x_mosquitto", 0.72},
 		{"budget64-10pub/outpost-process", "x_unconstrained", 0.9},
 		{"generic-10pub/outpost-power", "x_mosquitto", 0.5},
@@ -40,6 +42,11 @@ func TestRatios(t *testing.T) {
 	}
 	if _, ok := got["ingest-10pub/outpost-process"]["x_unconstrained"]; ok {
 		t.Error("an unconstrained run got x_unconstrained")
+	}
+	for _, name := range []string{"budget64-10pub/outpost-process", "generic-10pub/outpost-power", "ingest-10pub/mosquitto-bare"} {
+		if v, ok := got[name]["x_bare"]; ok {
+			t.Errorf("%s got x_bare %v: only the ingest cases have a bare Mosquitto run", name, v)
+		}
 	}
 }
 
