@@ -69,6 +69,7 @@ func report(b *testing.B, pubs []*publisher, h *hubProc, samples []sample, d, dr
 	tr, cycles := trends(samples, warmup, cycle, d)
 	b.Logf("%d samples, warm-up %s, %d whole cycles fitted", len(samples), warmup, cycles)
 	for k, name := range seriesNames {
+		b.Logf("%s, mean of each minute after warm-up: %.1f", name, tr[k].perCycle)
 		b.ReportMetric(tr[k].mean, name)
 		b.ReportMetric(tr[k].perHour, slopeName(name))
 	}

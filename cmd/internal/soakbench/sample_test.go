@@ -130,8 +130,12 @@ func fit(xs, ys []float64) (mean, slope float64) {
 	return my, sxy / sxx
 }
 
-// trend is one series after the warm-up: its mean, and its slope per hour.
-type trend struct{ mean, perHour float64 }
+// trend is one series after the warm-up: its mean, its slope per hour,
+// and its mean over each whole cycle (for the log).
+type trend struct {
+	mean, perHour float64
+	perCycle      []float64
+}
 
 // trends fits every series over the samples from warmup to the end of the
 // last whole cycle. The freeze makes every series a sawtooth with the
@@ -157,11 +161,11 @@ func trends(samples []sample, warmup, cycle, end time.Duration) (out [numSeries]
 			xs[i], ys[i] = s.at.Hours(), s.values[k]
 		}
 		mean, slope := fit(xs, ys)
+		cx, cy := cycleMeans(in, k, warmup, cycle)
 		if cycles >= 2 {
-			cx, cy := cycleMeans(in, k, warmup, cycle)
 			_, slope = fit(cx, cy)
 		}
-		out[k] = trend{mean, slope}
+		out[k] = trend{mean, slope, cy}
 	}
 	return out, cycles
 }
