@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"runtime"
 	"sort"
 	"time"
 
@@ -67,7 +68,8 @@ func (e *edge) knownLeaf(id string) bool {
 func (e *edge) status() localapi.Status {
 	rep := e.sup.Status()
 	st := localapi.Status{DeviceID: e.cs.DeviceID, Clock: e.clock.State(), Modules: rep.Modules,
-		Deployment: rep.LastDesiredStatus, DeploymentVersion: rep.LastDesiredVersion, ModuleIsolation: e.isolation}
+		Deployment: rep.LastDesiredStatus, DeploymentVersion: rep.LastDesiredVersion, ModuleIsolation: e.isolation,
+		Goroutines: runtime.NumGoroutine()}
 	if e.link != nil {
 		u := e.link.Status() // one snapshot for the link line and the counters
 		st.Uplink = &u

@@ -24,3 +24,13 @@ func TestMetricsCountDiskRefusals(t *testing.T) {
 		}
 	}
 }
+
+// The edge's goroutines are a gauge in /metrics (the soak benchmark and an
+// operator's dashboard watch it for leaks).
+func TestMetricsGoroutines(t *testing.T) {
+	var sb strings.Builder
+	writeMetrics(&sb, Status{Goroutines: 42})
+	if !strings.Contains(sb.String(), "# TYPE go_goroutines gauge\ngo_goroutines 42\n") {
+		t.Errorf("metrics lack the goroutine gauge:\n%s", sb.String())
+	}
+}

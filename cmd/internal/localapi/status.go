@@ -30,6 +30,9 @@ type Status struct {
 	Disk       DiskStatus        `json:"disk"`
 	// Memory is the edge's memory budget and how it is spent.
 	Memory MemoryStatus `json:"memory"`
+	// Goroutines is how many goroutines the edge runs now: flat while the
+	// edge runs, whatever its uptime (a leak shows here first).
+	Goroutines int `json:"goroutines"`
 	// Deployment is the outcome of the last $edgeAgent deployment.
 	Deployment        supervisor.DesiredStatus           `json:"deployment"`
 	DeploymentVersion int64                              `json:"deploymentVersion"`
@@ -222,6 +225,7 @@ func writeMetrics(sb *strings.Builder, st Status) {
 	}
 	writeQueueMetrics(sb, st.Queues)
 	writeModuleMetrics(sb, st.Modules)
+	fmt.Fprintf(sb, "# HELP go_goroutines Goroutines the edge runs now.\n# TYPE go_goroutines gauge\ngo_goroutines %d\n", st.Goroutines)
 }
 
 func writeDiskMetrics(sb *strings.Builder, d DiskStatus) {

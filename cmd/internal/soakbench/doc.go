@@ -4,7 +4,7 @@
 // at 1 000 msg/s from in-process MQTT publishers for SOAK_SECONDS (default
 // 600), with the hub frozen (SIGSTOP, SIGCONT) for 15 s of every minute so
 // the edge queues and drains again and again. The edge's anonymous memory,
-// threads, open file descriptors and data directory are sampled every 5 s;
+// threads, goroutines, open file descriptors and data directory are sampled every 5 s;
 // after a warm-up each gets its mean and its least-squares slope per hour
 // (a leak is a slope away from 0). At the end the edge drains to the hub
 // and every acknowledged message must be in the hub's event log exactly

@@ -22,6 +22,7 @@ type sample struct {
 const (
 	anonMB = iota
 	threads
+	goroutines
 	fds
 	diskMB
 	numSeries
@@ -29,7 +30,7 @@ const (
 
 // seriesNames are the metric names of the series: <name> is the mean,
 // <name without the unit>_slope<unit>/h the slope per hour.
-var seriesNames = [numSeries]string{"anon_MB", "threads", "fds", "disk_MB"}
+var seriesNames = [numSeries]string{"anon_MB", "threads", "goroutines", "fds", "disk_MB"}
 
 // slopeName is the name of a series' slope per hour: anon_MB gives
 // anon_slope_MB/h, fds gives fds_slope/h.

@@ -128,7 +128,7 @@ func sampleEdge(ctx context.Context, e *edgeProc, t0 time.Time) ([]sample, error
 		if err != nil {
 			return out, err
 		}
-		s.backlog = e.backlog()
+		s.backlog, s.values[goroutines] = e.backlog()
 		out = append(out, s)
 		select {
 		case <-ctx.Done():
@@ -177,7 +177,7 @@ func drain(b *testing.B, h *hubProc, e *edgeProc, acked int64) time.Duration {
 	var depth, events int64
 	for deadline := t0.Add(drainLimit); time.Now().Before(deadline); time.Sleep(500 * time.Millisecond) {
 		var err error
-		if depth = e.backlog(); depth != 0 {
+		if depth, _ = e.backlog(); depth != 0 {
 			continue
 		}
 		if events, err = h.eventCount(); err == nil && events >= acked {
@@ -188,12 +188,13 @@ func drain(b *testing.B, h *hubProc, e *edgeProc, acked int64) time.Duration {
 	return 0
 }
 
-// backlog is the number of messages in the edge's upstream queues, from
-// its local API (-1 when it does not answer).
-func (e *edgeProc) backlog() int64 {
+// backlog is the number of messages in the edge's upstream queues and
+// the edge's goroutines, from its local API (-1, 0 when it does not
+// answer).
+func (e *edgeProc) backlog() (int64, float64) {
 	st, err := localapi.FetchStatus(e.ready.API)
 	if err != nil {
-		return -1
+		return -1, 0
 	}
 	var n int64
 	for _, q := range st.Queues {
@@ -201,5 +202,5 @@ func (e *edgeProc) backlog() int64 {
 			n += q.Depth
 		}
 	}
-	return n
+	return n, float64(st.Goroutines)
 }
