@@ -37,7 +37,7 @@ type deliverer struct {
 	got      map[*queue.Queue]map[uint64]bool
 	used     map[*queue.Queue]bool
 	upTo     map[*queue.Queue]uint64 // PUBACKed prefixes not yet acknowledged to the queue
-	list     []*queue.Queue // this client's queues, refreshed when woken
+	list     []*queue.Queue          // this client's queues, refreshed when woken
 	nextPID  uint16
 }
 
