@@ -37,27 +37,71 @@ func (l *Link) drain(ctx context.Context) error {
 		l.opts.HubTime(time.UnixMilli(w.HubTime))
 	}
 	p := &progress{every: l.opts.ProgressEvery}
+	// The next batch is leased and encoded while one is in flight: the
+	// edge's share of a batch (reading the queue, encoding, compressing)
+	// no longer waits for the hub's (decoding, storing). Batches still go
+	// one at a time, in order, so the hub stores them in queue order.
+	var ahead chan batch
+	defer func() {
+		if ahead != nil {
+			<-ahead // before the queues rewind: no lease may follow the rewind
+		}
+	}()
 	for n := 1; ; n++ {
-		waits := make([]<-chan struct{}, len(l.queues))
-		for i, q := range l.queues {
-			waits[i] = q.Wait()
+		var b batch
+		if ahead != nil {
+			b, ahead = <-ahead, nil
+		} else {
+			b = l.prepare(n%fairEvery == 0)
 		}
-		q, msgs, err := l.next(n%fairEvery == 0)
-		if err != nil {
-			return err
+		if b.err != nil {
+			return b.err
 		}
-		if q == nil {
+		if b.q == nil {
 			l.idle(p)
-			if !waitAny(ctx, waits) {
+			if !waitAny(ctx, b.waits) {
 				return ctx.Err()
 			}
 			continue
 		}
-		if err := l.send(ctx, q, msgs); err != nil {
+		ahead = make(chan batch, 1)
+		go func(fair bool) { ahead <- l.prepare(fair) }((n+1)%fairEvery == 0)
+		if err := l.send(ctx, b); err != nil {
 			return err
 		}
-		l.sentBatch(p, len(msgs))
+		l.sentBatch(p, len(b.msgs))
 	}
+}
+
+// batch is a leased batch of one queue, encoded as the frame that carries
+// it; q is nil when every queue was empty: waits are the queues' Wait
+// channels taken before the leases, so an append after them wakes the
+// drain.
+type batch struct {
+	q     *queue.Queue
+	msgs  []queue.Message
+	body  []byte
+	enc   string
+	waits []<-chan struct{}
+	err   error
+}
+
+// prepare leases the next batch (see next) and encodes its frame.
+func (l *Link) prepare(fair bool) batch {
+	b := batch{waits: make([]<-chan struct{}, len(l.queues))}
+	for i, q := range l.queues {
+		b.waits[i] = q.Wait()
+	}
+	if b.q, b.msgs, b.err = l.next(fair); b.err != nil || b.q == nil {
+		return b
+	}
+	frame := protocol.Messages{Instance: l.instance, Queue: b.q.Name(), Msgs: make([]protocol.Message, 0, len(b.msgs))}
+	for _, m := range b.msgs {
+		frame.Msgs = append(frame.Msgs, protocol.Message{Seq: m.Seq, ID: m.ID, Source: m.Source, Props: m.Props, Sys: m.Sys,
+			Body: m.Body, EnqueuedAt: m.EnqueuedAt.UnixMilli(), EdgePath: m.EdgePath})
+	}
+	b.body, b.enc, b.err = protocol.Encode(&frame)
+	return b
 }
 
 // next leases a batch from the first queue with messages, in priority
@@ -79,14 +123,10 @@ func (l *Link) next(fair bool) (*queue.Queue, []queue.Message, error) {
 	return nil, nil, nil
 }
 
-func (l *Link) send(ctx context.Context, q *queue.Queue, msgs []queue.Message) error {
-	frame := protocol.Messages{Instance: l.instance, Queue: q.Name(), Msgs: make([]protocol.Message, 0, len(msgs))}
-	for _, m := range msgs {
-		frame.Msgs = append(frame.Msgs, protocol.Message{Seq: m.Seq, ID: m.ID, Source: m.Source, Props: m.Props, Sys: m.Sys,
-			Body: m.Body, EnqueuedAt: m.EnqueuedAt.UnixMilli(), EdgePath: m.EdgePath})
-	}
+func (l *Link) send(ctx context.Context, b batch) error {
+	q, msgs := b.q, b.msgs
 	var ack protocol.MessagesAck
-	if err := l.post(ctx, protocol.PathMessages, &frame, &ack, l.opts.RequestTimeout); err != nil {
+	if err := l.postEncoded(ctx, protocol.PathMessages, b.body, b.enc, &ack, l.opts.RequestTimeout); err != nil {
 		return err
 	}
 	if ack.Refused > 0 {
@@ -105,7 +145,19 @@ func (l *Link) send(ctx context.Context, q *queue.Queue, msgs []queue.Message) e
 	if ack.Collisions > 0 {
 		l.collided(q.Name(), ack.Collisions)
 	}
-	return q.Ack(ctx, last)
+	// The next batch goes out while this acknowledgement commits: what a
+	// crash loses of it is sent again, and the hub knows it by sequence
+	// number (waiting for the commit held the drain to one batch per hub
+	// round trip plus one commit).
+	return q.AckAsync(last, func(err error) {
+		if err == nil {
+			return
+		}
+		if ok, held := l.ackLog.Allow(q.Name()); ok {
+			l.log.Warn("the hub stored a batch and removing it from the queue failed: it goes with the next batch's acknowledgement, or is sent again after a restart (the hub keeps one copy)",
+				"queue", q.Name(), "up_to", last, "err", err, "failed_since_last_logged", held)
+		}
+	})
 }
 
 // bogusAck turns down an acknowledgement that is not for the batch just

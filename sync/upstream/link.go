@@ -192,6 +192,7 @@ type Link struct {
 
 	refusedLog ratelog.Limiter // one line per queue every 10 s about messages the hub refused
 	ignoredLog ratelog.Limiter // one line per kind every 10 s about answers of the hub that were ignored
+	ackLog     ratelog.Limiter // one line per queue every 10 s about acknowledgements the queue could not store
 
 	sent, batches, twinsUp, twinsDown, c2d, methods, collisions atomic.Int64
 	removed, reset, purged, refused, stale, collected           atomic.Int64
@@ -574,6 +575,11 @@ func (l *Link) post(ctx context.Context, path string, in, out any, timeout time.
 	if err != nil {
 		return err
 	}
+	return l.postEncoded(ctx, path, body, enc, out, timeout)
+}
+
+// postEncoded is post of a frame encoded already (protocol.Encode).
+func (l *Link) postEncoded(ctx context.Context, path string, body []byte, enc string, out any, timeout time.Duration) error {
 	parent := ctx // its end is the link's, not a node's failure
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
