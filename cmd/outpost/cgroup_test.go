@@ -66,7 +66,7 @@ func TestEdgeInMemoryCgroup(t *testing.T) {
 	if err != nil {
 		t.Fatalf("outpost edge status: %v\n%s", err, out)
 	}
-	want := fmt.Sprintf("memory: budget 64MiB (%s); Go memory limit 32MiB (budget); Badger memtables 2 × 2MiB, tables 1MiB, block cache 1MiB, index cache 512KiB\n", cg.source)
+	want := fmt.Sprintf("memory: budget 64MiB (%s); Go memory limit 40MiB (budget); Badger memtables 2 × 2MiB, tables 1MiB, block cache 1MiB, index cache 512KiB\n", cg.source)
 	if !strings.Contains(string(out), want) {
 		t.Errorf("outpost edge status in a 64 MiB cgroup:\n%s\nwant the line\n%s", out, want)
 	}
@@ -78,7 +78,7 @@ func TestEdgeInMemoryCgroup(t *testing.T) {
 	if err := json.Unmarshal(out, &st); err != nil {
 		t.Fatal(err)
 	}
-	if m := st.Memory; m.Budget != 64<<20 || m.Source != cg.source || m.GoLimit != 32<<20 || m.MemTableSize != 2<<20 {
+	if m := st.Memory; m.Budget != 64<<20 || m.Source != cg.source || m.GoLimit != 40<<20 || m.MemTableSize != 2<<20 {
 		t.Errorf("/status memory %+v: want the 64 MiB budget from %s, a 32 MiB Go limit and 2 MiB memtables", m, cg.source)
 	}
 }

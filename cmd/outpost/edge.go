@@ -74,7 +74,7 @@ var edgeCmd = cli.Command{
 			"cap on all queues together: bytes (e.g. 512MiB, 2GiB) or a share of the data filesystem (e.g. 40%); the deployment's storeAndForwardConfiguration.maxBytes overrides it")
 		fs.StringVar(&edgeCfg.overflow, "overflow", "reject", "what a full queue does: reject (MQTT 5 PUBACK 0x97, MQTT 3.1.1 disconnect) or drop-oldest; a deployment's overflow overrides it")
 		fs.Int64Var(&edgeCfg.maxImageMiB, "max-image-size", upstream.DefaultMaxImageSize>>20, "largest module image the edge downloads from the hub, in MiB (a download is also held to the size the hub announces)")
-		fs.StringVar(&edgeCfg.memoryBudget, "memory-budget", "", "memory the edge may use (e.g. 64MiB, 1GiB, bytes; at least 32MiB): half is the Go memory limit, Badger's memtables and caches are sized to fit; default: the memory limit of the edge's cgroup (v2 memory.max or memory.high, v1 memory.limit_in_bytes), else none (a 128 MiB Go limit); GOMEMLIMIT, if set, still sets the Go limit")
+		fs.StringVar(&edgeCfg.memoryBudget, "memory-budget", "", "memory the edge may use (e.g. 64MiB, 1GiB, bytes; at least 32MiB): five eighths is the Go memory limit, Badger's memtables and caches are sized to fit half; default: the memory limit of the edge's cgroup (v2 memory.max or memory.high, v1 memory.limit_in_bytes), else none (a 128 MiB Go limit); GOMEMLIMIT, if set, still sets the Go limit")
 		fs.StringVar(&edgeCfg.durability, "durability", "process", "process (acknowledged messages survive kill -9) or power (fsync before PUBACK)")
 		fs.StringVar(&edgeCfg.logLevel, "log-level", "info", "debug, info, warn or error")
 		fs.StringVar(&edgeCfg.cpuProfile, "cpuprofile", "", "write a CPU profile to this file until the edge stops (diagnostics)")

@@ -57,11 +57,11 @@ func TestMemoryBudgetSizesTheEdge(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := membudget.Size(64 << 20)
-	if got := debug.SetMemoryLimit(-1); got != 32<<20 || got != want.GoLimit {
-		t.Errorf("Go memory limit %d, want half the budget, %d", got, want.GoLimit)
+	if got := debug.SetMemoryLimit(-1); got != 40<<20 || got != want.GoLimit {
+		t.Errorf("Go memory limit %d, want five eighths of the budget, %d", got, want.GoLimit)
 	}
 	m := st.Memory
-	if m.Budget != 64<<20 || m.Source != "--memory-budget" || m.GoLimit != 32<<20 || m.GoLimitFrom != "budget" {
+	if m.Budget != 64<<20 || m.Source != "--memory-budget" || m.GoLimit != 40<<20 || m.GoLimitFrom != "budget" {
 		t.Errorf("status memory %+v: want the 64 MiB budget from --memory-budget and a 32 MiB Go limit set by it", m)
 	}
 	if m.MemTableSize != want.MemTableSize || m.NumMemtables != want.NumMemtables || m.BaseTableSize != want.BaseTableSize ||
@@ -69,7 +69,7 @@ func TestMemoryBudgetSizesTheEdge(t *testing.T) {
 		t.Errorf("status memory %+v: want Badger opened with %+v", m, want)
 	}
 	stop()
-	if !strings.Contains(logs.String(), "msg=memory budget=64MiB source=--memory-budget go_memory_limit=32MiB") {
+	if !strings.Contains(logs.String(), "msg=memory budget=64MiB source=--memory-budget go_memory_limit=40MiB") {
 		t.Errorf("no start line with the memory plan in the log:\n%s", logs.String())
 	}
 }
@@ -84,8 +84,8 @@ func TestMemoryPlan(t *testing.T) {
 		want      membudget.Budget
 		wantLimit int64
 	}{
-		{"flag", Config{MemoryBudget: 128 << 20, Cgroups: cgroupV2("67108864")}, membudget.Budget{Bytes: 128 << 20, Source: "--memory-budget"}, 64 << 20},
-		{"cgroup v2", Config{Cgroups: cgroupV2("67108864")}, membudget.Budget{Bytes: 64 << 20, Source: "cgroup v2 /sys/fs/cgroup/edge.slice/memory.max"}, 32 << 20},
+		{"flag", Config{MemoryBudget: 128 << 20, Cgroups: cgroupV2("67108864")}, membudget.Budget{Bytes: 128 << 20, Source: "--memory-budget"}, 80 << 20},
+		{"cgroup v2", Config{Cgroups: cgroupV2("67108864")}, membudget.Budget{Bytes: 64 << 20, Source: "cgroup v2 /sys/fs/cgroup/edge.slice/memory.max"}, 40 << 20},
 		{"cgroup without a limit", Config{Cgroups: cgroupV2("max")}, membudget.Budget{}, 128 << 20},
 		{"unreadable limit: none, as before", Config{Cgroups: cgroupV2("a lot")}, membudget.Budget{}, 128 << 20},
 		{"no cgroup", Config{Cgroups: fstest.MapFS{}}, membudget.Budget{}, 128 << 20},

@@ -51,7 +51,7 @@ type MemoryStatus struct {
 	// "cgroup v1 …/memory.limit_in_bytes", or "none".
 	Source string `json:"source"`
 	// GoLimit is the Go memory limit in force (debug.SetMemoryLimit(-1));
-	// GoLimitFrom says who set it: "budget" (half the budget), "default"
+	// GoLimitFrom says who set it: "budget" (five eighths of the budget), "default"
 	// (no budget: 128 MiB) or "GOMEMLIMIT" (the environment wins).
 	GoLimit     int64  `json:"goMemoryLimit"`
 	GoLimitFrom string `json:"goMemoryLimitFrom"`

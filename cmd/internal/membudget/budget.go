@@ -9,9 +9,9 @@ import (
 	"strings"
 )
 
-// Floor is the smallest budget the edge accepts: half of it is the Go
-// memory limit, and 16 MiB of Go heap is what the smallest sizes (Size)
-// need for Badger's memtables, flush and compaction buffers with the
+// Floor is the smallest budget the edge accepts: the sizes (Size) are
+// planned against half of it, and 16 MiB of Go heap is what the smallest
+// sizes need for Badger's memtables, flush and compaction buffers with the
 // broker and the runtime beside them. Below it the garbage collector would
 // run without pause and ingest would crawl (1.9k msg/s at 64 MiB with a
 // 128 MiB Go limit), so the edge refuses to start instead.
@@ -37,7 +37,7 @@ func Check(b Budget) error {
 	if b.Bytes == 0 || b.Bytes >= Floor {
 		return nil
 	}
-	return fmt.Errorf("%w: %d bytes (from %s), the edge needs at least %d MiB: half of the budget is the Go heap's limit, "+
+	return fmt.Errorf("%w: %d bytes (from %s), the edge needs at least %d MiB: its buffers are planned against half the budget, "+
 		"and below 16 MiB of heap Badger's memtables and buffers leave the garbage collector no room (ingest collapses); "+
 		"raise the limit or pass --memory-budget 32MiB or more", ErrBelowFloor, b.Bytes, b.Source, Floor>>20)
 }
