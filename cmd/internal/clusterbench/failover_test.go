@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/outpost-edge/outpost/cmd/internal/hub"
+	"github.com/outpost-edge/outpost/cmd/internal/testbin"
 	"github.com/outpost-edge/outpost/store/identity/sas"
 	"github.com/outpost-edge/outpost/sync/protocol"
 )
@@ -24,37 +25,14 @@ import (
 // The failover benchmark runs real `outpost hub` processes, so that
 // killing the leader is kill -9 of a process.
 
-var (
-	buildOnce sync.Once
-	binDir    string
-	binPath   string
-	buildErr  error
-)
-
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if binDir != "" {
-		_ = os.RemoveAll(binDir)
-	}
+	testbin.Cleanup()
 	os.Exit(code)
 }
 
 // outpostBinary builds cmd/outpost once per test process.
-func outpostBinary(b testing.TB) string {
-	b.Helper()
-	buildOnce.Do(func() {
-		if binDir, buildErr = os.MkdirTemp("", "clusterbench-bin-"); buildErr != nil {
-			return
-		}
-		binPath = filepath.Join(binDir, "outpost")
-		out, err := exec.Command("go", "build", "-o", binPath, "github.com/outpost-edge/outpost/cmd/outpost").CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go build cmd/outpost: %v\n%s", err, out)
-		}
-	})
-	check(b, buildErr)
-	return binPath
-}
+func outpostBinary(b testing.TB) string { return testbin.Outpost(b) }
 
 // proc is one `outpost hub` node process.
 type proc struct {

@@ -11,50 +11,27 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/outpost-edge/outpost/cmd/internal/edge"
 	"github.com/outpost-edge/outpost/cmd/internal/hub"
+	"github.com/outpost-edge/outpost/cmd/internal/testbin"
 	"github.com/outpost-edge/outpost/store/identity/sas"
 )
 
 // hostName is the hub's HostName in every connection string and token.
 const hostName = "hub.soak"
 
-var (
-	buildOnce sync.Once
-	binDir    string
-	binPath   string
-	buildErr  error
-)
-
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if binDir != "" {
-		_ = os.RemoveAll(binDir)
-	}
+	testbin.Cleanup()
 	os.Exit(code)
 }
 
 // outpostBinary builds cmd/outpost once per test process.
-func outpostBinary(b testing.TB) string {
-	b.Helper()
-	buildOnce.Do(func() {
-		if binDir, buildErr = os.MkdirTemp("", "soakbench-bin-"); buildErr != nil {
-			return
-		}
-		binPath = filepath.Join(binDir, "outpost")
-		out, err := exec.Command("go", "build", "-o", binPath, "github.com/outpost-edge/outpost/cmd/outpost").CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go build cmd/outpost: %v\n%s", err, out)
-		}
-	})
-	check(b, buildErr)
-	return binPath
-}
+func outpostBinary(b testing.TB) string { return testbin.Outpost(b) }
 
 func check(b testing.TB, err error) {
 	b.Helper()
