@@ -155,12 +155,18 @@ func summary(r report) string {
 	if r.Delivered != nil {
 		s += fmt.Sprintf(", %d delivered", *r.Delivered)
 	}
-	if r.BrokerCPUPct != nil {
-		s += fmt.Sprintf(", broker %.0f%% CPU", *r.BrokerCPUPct)
-		if r.BrokerUsPerMsg != nil {
-			s += fmt.Sprintf(" %.1f µs/msg", *r.BrokerUsPerMsg)
-		}
-		s += fmt.Sprintf(" RSS %.1f MB (peak %.1f)", *r.BrokerRSSMB, *r.BrokerRSSPeakMB)
+	return s + brokerSummary(r.BrokerCPUPct, r.BrokerUsPerMsg, r.BrokerRSSMB, r.BrokerRSSPeakMB)
+}
+
+// brokerSummary is the broker's part of a summary line, from -pid's
+// samples ("" without them).
+func brokerSummary(cpuPct, usPerMsg, rssMB, rssPeakMB *float64) string {
+	if cpuPct == nil {
+		return ""
 	}
-	return s
+	s := fmt.Sprintf(", broker %.0f%% CPU", *cpuPct)
+	if usPerMsg != nil {
+		s += fmt.Sprintf(" %.1f µs/msg", *usPerMsg)
+	}
+	return s + fmt.Sprintf(" RSS %.1f MB (peak %.1f)", *rssMB, *rssPeakMB)
 }

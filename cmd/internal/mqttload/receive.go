@@ -189,12 +189,5 @@ func receiveSummary(r receiveReport) string {
 	if r.Disconnects > 0 {
 		s += fmt.Sprintf(" (%d disconnects)", r.Disconnects)
 	}
-	if r.BrokerCPUPct != nil {
-		s += fmt.Sprintf(", broker %.0f%% CPU", *r.BrokerCPUPct)
-		if r.BrokerUsPerMsg != nil {
-			s += fmt.Sprintf(" %.1f µs/msg", *r.BrokerUsPerMsg)
-		}
-		s += fmt.Sprintf(" RSS %.1f MB (peak %.1f)", *r.BrokerRSSMB, *r.BrokerRSSPeakMB)
-	}
-	return s
+	return s + brokerSummary(r.BrokerCPUPct, r.BrokerUsPerMsg, r.BrokerRSSMB, r.BrokerRSSPeakMB)
 }
