@@ -1,13 +1,11 @@
 package soakbench
 
 import (
-	"bytes"
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,6 +15,7 @@ import (
 
 	"github.com/outpost-edge/outpost/cmd/internal/edge"
 	"github.com/outpost-edge/outpost/cmd/internal/hub"
+	"github.com/outpost-edge/outpost/cmd/internal/hubclient"
 	"github.com/outpost-edge/outpost/cmd/internal/testbin"
 	"github.com/outpost-edge/outpost/store/identity/sas"
 )
@@ -115,8 +114,8 @@ func waitReady(b testing.TB, p *proc, v any, pidOf func() int) {
 // hubProc is the running hub.
 type hubProc struct {
 	*proc
-	url string
-	key []byte // the owner key
+	url    string
+	client *hubclient.Client // signed with the owner key
 }
 
 func startHub(b testing.TB, bin, dir string) *hubProc {
@@ -126,7 +125,9 @@ func startHub(b testing.TB, bin, dir string) *hubProc {
 		"hub", "--data", dir, "--listen", "127.0.0.1:0", "--hostname", hostName, "--log-level", "warn")
 	var rd hub.Ready
 	waitReady(b, p, &rd, func() int { return rd.PID })
-	return &hubProc{proc: p, url: rd.URL, key: key}
+	c, err := hubclient.New(sas.ConnString{HostName: hostName, SharedAccessKeyName: "owner", SharedAccessKey: key}, rd.URL)
+	check(b, err)
+	return &hubProc{proc: p, url: rd.URL, client: c}
 }
 
 // edgeProc is the running edge and the addresses from its ready.json.
@@ -144,38 +145,12 @@ func startEdge(b testing.TB, bin, dir, hubURL, connString string) *edgeProc {
 	return e
 }
 
-// call makes an owner request to the hub and decodes a 200's JSON into out.
+// call makes an owner request to the hub (hubclient, as the CLI does)
+// and decodes a JSON answer into out.
 func (h *hubProc) call(method, path string, in, out any) error {
-	var body io.Reader
-	if in != nil {
-		data, err := json.Marshal(in)
-		if err != nil {
-			return err
-		}
-		body = bytes.NewReader(data)
-	}
-	req, err := http.NewRequest(method, h.url+path, body)
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Authorization", sas.NewToken(hostName, h.key, "owner", time.Now().Add(time.Hour)))
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := (&http.Client{Timeout: time.Minute}).Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%s %s: %d %s", method, path, resp.StatusCode, data)
-	}
-	if out != nil {
-		return json.Unmarshal(data, out)
-	}
-	return nil
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	return h.client.Do(ctx, method, path, in, out)
 }
 
 // createDevices registers the edge device gw1 and the leaf devices ids
