@@ -62,7 +62,7 @@ func TestMemoryBudgetSizesTheEdge(t *testing.T) {
 	}
 	m := st.Memory
 	if m.Budget != 64<<20 || m.Source != "--memory-budget" || m.GoLimit != 40<<20 || m.GoLimitFrom != "budget" {
-		t.Errorf("status memory %+v: want the 64 MiB budget from --memory-budget and a 32 MiB Go limit set by it", m)
+		t.Errorf("status memory %+v: want the 64 MiB budget from --memory-budget and a 40 MiB Go limit set by it", m)
 	}
 	if m.MemTableSize != want.MemTableSize || m.NumMemtables != want.NumMemtables || m.BaseTableSize != want.BaseTableSize ||
 		m.BlockCacheSize != want.BlockCacheSize || m.IndexCacheSize != want.IndexCacheSize || m.MemTableSize != 2<<20 {
