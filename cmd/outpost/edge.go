@@ -133,7 +133,7 @@ func runEdge(ctx context.Context, env cli.Env, fs *flag.FlagSet) error {
 		return cli.Usagef("--module-uids: %v", err)
 	}
 	if edgeCfg.cpuProfile != "" {
-		f, err := os.Create(edgeCfg.cpuProfile)
+		f, err := os.OpenFile(edgeCfg.cpuProfile, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 		if err != nil {
 			return err
 		}
@@ -147,7 +147,7 @@ func runEdge(ctx context.Context, env cli.Env, fs *flag.FlagSet) error {
 	if edgeCfg.memProfile == "" {
 		return edge.Run(ctx, c)
 	}
-	f, err := os.Create(edgeCfg.memProfile)
+	f, err := os.OpenFile(edgeCfg.memProfile, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		return err
 	}
